@@ -1,0 +1,3 @@
+"""Benchmarks (`redshank bench NAME`): each prints one JSON object as its last line."""
+
+__all__: list[str] = []
