@@ -110,7 +110,7 @@ def test_unknown_codecs_are_typed_errors() -> None:
 
 def _bomb(codec: Compression, unit_size: int = MiB, units: int = 1024) -> bytes:
     """`units` x `unit_size` zero bytes (1 GiB by default) as a valid stream, built cheaply by
-    repeating one compressed unit (concatenated gzip members / lz4 / zstd frames / snappy blocks)."""
+    repeating one compressed unit (gzip members, lz4/zstd frames, xerial snappy blocks)."""
     unit = compress(codec, bytes(unit_size))
     if codec == Compression.SNAPPY:
         return unit + unit[16:] * (units - 1)  # one xerial header, then the blocks
