@@ -4,6 +4,7 @@ raise only the DecodeError family with memory bounded by the cap."""
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import tracemalloc
 
@@ -31,6 +32,9 @@ CODECS = [Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZST
 MiB = 1024 * 1024
 # Text-like data that compresses, with a random-looking tail that does not.
 SAMPLE = b"".join(b"record %d says hello; " % i for i in range(5000)) + bytes(range(256)) * 40
+
+# Fuzz depth: REDSHANK_FUZZ_EXAMPLES=20000 for a long run; the default keeps CI fast.
+FUZZ = int(os.environ.get("REDSHANK_FUZZ_EXAMPLES", "300"))
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -198,7 +202,7 @@ def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
     return bytes(out)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(CODECS),
     st.binary(max_size=2000),
@@ -216,7 +220,7 @@ def test_fuzz_mutated_streams_raise_only_decode_errors(
     assert len(out) <= 64 * 1024
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=FUZZ, deadline=None)
 @given(st.integers(0, 7), st.binary(max_size=512))
 def test_fuzz_random_bytes_raise_only_decode_errors(bits: int, data: bytes) -> None:
     for blob in (data, XERIAL_MAGIC + data):
