@@ -53,6 +53,7 @@ _XERIAL_HEADER = struct.Struct(">8sii")
 _XERIAL_VERSION = 1
 _XERIAL_COMPAT = 1
 _XERIAL_BLOCK = 32 * 1024  # snappy-java's default block size
+_LZ4_FAST = 1
 _BE_INT32 = struct.Struct(">i")
 _LE_UINT32 = struct.Struct("<I")
 _LE_UINT64 = struct.Struct("<Q")
@@ -79,20 +80,26 @@ def codec_of(bits: int) -> Compression:
 # --- encode -----------------------------------------------------------------------------------
 
 
-def compress(codec: Compression, data: Buffer) -> bytes:
-    """Compress `data` with `codec` in the framing Kafka's Java client writes."""
+def compress(codec: Compression, data: Buffer, *, level: int | None = None) -> bytes:
+    """Compress `data` with `codec` in the framing Kafka's Java client writes.
+
+    `level` None picks gzip 6 and zstd 3 (Java's defaults) and LZ4's fast mode (librdkafka's and
+    pre-3.8 Java's; cramjam's own default is the ~5x slower high-compression mode).
+    """
     if codec == Compression.NONE:
         return bytes(data)
     if codec == Compression.GZIP:
-        return bytes(cramjam.gzip.compress(data))
+        return bytes(cramjam.gzip.compress(data, level=6 if level is None else level))
     if codec == Compression.SNAPPY:
         return _xerial_encode(data)
     if codec == Compression.LZ4:
-        compressor = cramjam.lz4.Compressor(block_linked=False)
+        compressor = cramjam.lz4.Compressor(
+            level=_LZ4_FAST if level is None else level, block_linked=False
+        )
         compressor.compress(bytes(data))  # its streaming API takes bytes only
         return bytes(compressor.finish())
     if codec == Compression.ZSTD:
-        return bytes(cramjam.zstd.compress(data))
+        return bytes(cramjam.zstd.compress(data, level=3 if level is None else level))
     raise EncodeError(f"cannot compress with codec {codec!r}")
 
 

@@ -152,18 +152,42 @@ def _records(data: Buffer, pos: int, end: int, header: BatchHeader) -> Iterator[
     base_timestamp = header.base_timestamp
     # LOG_APPEND_TIME: the broker's append time, stored as maxTimestamp, replaces every record's.
     log_append_time = header.max_timestamp if header.attributes & _TIMESTAMP_TYPE_BIT else None
+    varint = decode_varint
     try:
         for _ in range(header.record_count):
-            length, pos = decode_varint(data, pos)
+            length, pos = varint(data, pos)
             record_end = pos + length
             if length < _MIN_RECORD_SIZE - 1 or record_end > end:
                 raise CorruptRecordError(f"record length {length} invalid at {pos}")
             pos += 1  # attributes: no record-level attribute is defined for magic 2
             timestamp_delta, pos = decode_varlong(data, pos)
-            offset_delta, pos = decode_varint(data, pos)
-            key, pos = _read_bytes(data, pos, record_end)
-            value, pos = _read_bytes(data, pos, record_end)
-            headers, pos = _read_headers(data, pos, record_end)
+            offset_delta, pos = varint(data, pos)
+            # Key and value inline (this loop is the reader's whole cost): -1 is null.
+            size, pos = varint(data, pos)
+            key = None
+            if size >= 0:
+                if pos + size > record_end:
+                    raise CorruptRecordError(f"key of {size} bytes overruns its record")
+                key = bytes(data[pos : pos + size])
+                pos += size
+            elif size != -1:
+                raise CorruptRecordError(f"key length {size} is negative")
+            size, pos = varint(data, pos)
+            value = None
+            if size >= 0:
+                if pos + size > record_end:
+                    raise CorruptRecordError(f"value of {size} bytes overruns its record")
+                value = bytes(data[pos : pos + size])
+                pos += size
+            elif size != -1:
+                raise CorruptRecordError(f"value length {size} is negative")
+            if pos >= record_end:
+                raise CorruptRecordError(f"record fields overrun its {length} bytes")
+            headers: tuple[Header, ...] = ()
+            if data[pos] == 0:  # zero headers, the common case
+                pos += 1
+            else:
+                headers, pos = _read_headers(data, pos, record_end)
             if pos != record_end:
                 raise CorruptRecordError(
                     f"record declared {length} bytes, its fields end {pos - record_end:+d} off"

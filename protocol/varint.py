@@ -107,19 +107,30 @@ def _decode_unsigned(buf: Buffer, pos: int, max_bytes: int, limit: int) -> tuple
 
 def decode_varint(buf: Buffer, pos: int = 0) -> tuple[int, int]:
     """Decode the zigzag varint (int32) at `pos`; return (value, position after it)."""
-    if 0 <= pos < len(buf):
-        byte = buf[pos]
-        if byte < 0x80:  # the common case: one byte, no loop
-            return (byte >> 1) ^ -(byte & 1), pos + 1
+    # One- and two-byte forms (|value| < 8192: most lengths and deltas in a record) skip the loop.
+    if pos >= 0:
+        try:
+            byte = buf[pos]
+            if byte < 0x80:
+                return (byte >> 1) ^ -(byte & 1), pos + 1
+            second = buf[pos + 1]
+            if second < 0x80:
+                raw = (byte & 0x7F) | (second << 7)
+                return (raw >> 1) ^ -(raw & 1), pos + 2
+        except IndexError:
+            pass  # the loop below reports the truncation
     raw, pos = _decode_unsigned(buf, pos, _VARINT_MAX_BYTES, _UINT32_MAX)
     return (raw >> 1) ^ -(raw & 1), pos
 
 
 def decode_varlong(buf: Buffer, pos: int = 0) -> tuple[int, int]:
     """Decode the zigzag varlong (int64) at `pos`; return (value, position after it)."""
-    if 0 <= pos < len(buf):
-        byte = buf[pos]
-        if byte < 0x80:
-            return (byte >> 1) ^ -(byte & 1), pos + 1
+    if pos >= 0:
+        try:
+            byte = buf[pos]
+            if byte < 0x80:
+                return (byte >> 1) ^ -(byte & 1), pos + 1
+        except IndexError:
+            pass
     raw, pos = _decode_unsigned(buf, pos, _VARLONG_MAX_BYTES, _UINT64_MAX)
     return (raw >> 1) ^ -(raw & 1), pos
