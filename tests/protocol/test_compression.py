@@ -6,7 +6,10 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import cramjam
 import pytest
@@ -30,11 +33,9 @@ from redshank.protocol.record_batch import Compression
 
 CODECS = [Compression.GZIP, Compression.SNAPPY, Compression.LZ4, Compression.ZSTD]
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 # Text-like data that compresses, with a random-looking tail that does not.
 SAMPLE = b"".join(b"record %d says hello; " % i for i in range(5000)) + bytes(range(256)) * 40
-
-# Fuzz depth: REDSHANK_FUZZ_EXAMPLES=20000 for a long run; the default keeps CI fast.
-FUZZ = int(os.environ.get("REDSHANK_FUZZ_EXAMPLES", "300"))
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -112,19 +113,37 @@ def test_unknown_codecs_are_typed_errors() -> None:
     assert codec_of(4) is Compression.ZSTD
 
 
-def _bomb(codec: Compression, unit_size: int = MiB, units: int = 1024) -> bytes:
-    """`units` x `unit_size` zero bytes (1 GiB by default) as a valid stream, built cheaply by
-    repeating one compressed unit (gzip members, lz4/zstd frames, xerial snappy blocks)."""
-    unit = compress(codec, bytes(unit_size))
+def _bomb(codec: Compression, total: int = GiB) -> bytes:
+    """`total` zero bytes as ONE valid compressed stream, built without ever holding `total`
+    bytes: gzip/lz4/zstd through cramjam's streaming compressors; snappy as one xerial stream of
+    repeated 32 KiB blocks (xerial is block-framed by design)."""
+    chunk = bytes(MiB)
     if codec == Compression.SNAPPY:
-        return unit + unit[16:] * (units - 1)  # one xerial header, then the blocks
-    return unit * units
+        block = compress(Compression.SNAPPY, bytes(32 * 1024))
+        return block[:16] + block[16:] * (total // (32 * 1024))
+    compressor: cramjam.gzip.Compressor | cramjam.lz4.Compressor | cramjam.zstd.Compressor
+    if codec == Compression.GZIP:
+        compressor = cramjam.gzip.Compressor(level=1)
+    elif codec == Compression.LZ4:
+        compressor = cramjam.lz4.Compressor(level=1, block_linked=False)
+    else:
+        compressor = cramjam.zstd.Compressor()
+    for _ in range(total // MiB):
+        compressor.compress(chunk)
+    return bytes(compressor.finish())
+
+
+@pytest.fixture(scope="module")
+def bombs() -> dict[Compression, bytes]:
+    return {codec: _bomb(codec) for codec in CODECS}
 
 
 @pytest.mark.parametrize("codec", CODECS)
-def test_one_gib_bomb_stops_at_the_default_cap_with_bounded_memory(codec: Compression) -> None:
-    bomb = _bomb(codec)
-    assert len(bomb) < 64 * MiB
+def test_one_gib_bomb_stops_at_the_default_cap(
+    codec: Compression, bombs: dict[Compression, bytes]
+) -> None:
+    bomb = bombs[codec]
+    assert len(bomb) < 64 * MiB  # the bomb is small; what it expands to is not
     tracemalloc.start()
     try:
         with pytest.raises(DecompressionBombError):
@@ -132,14 +151,60 @@ def test_one_gib_bomb_stops_at_the_default_cap_with_bounded_memory(codec: Compre
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # At most the cap plus the previous (4x smaller) attempt, never the 1 GiB.
+    # Python-side allocations: at most the cap plus the previous (4x smaller) attempt.
     assert peak < 1.5 * DEFAULT_MAX_DECOMPRESSED_SIZE
 
 
-def test_single_stream_zstd_bomb_is_capped() -> None:
-    bomb = bytes(cramjam.zstd.compress(bytes(256 * MiB)))  # one frame, ~8 KiB
+_RSS_SCRIPT = """
+import sys
+from redshank.protocol.compression import decompress
+from redshank.protocol.errors import DecompressionBombError
+from redshank.protocol.record_batch import Compression
+
+def peak_kib():  # VmHWM: this process's peak RSS (ru_maxrss would include the parent's)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+
+bombs = [(Compression[name.rsplit(".", 1)[1]], open(name, "rb").read()) for name in sys.argv[1:]]
+before = peak_kib()
+for codec, bomb in bombs:
+    try:
+        decompress(codec, bomb)
+        raise SystemExit(f"{codec.name}: no DecompressionBombError")
+    except DecompressionBombError:
+        pass
+print(before, peak_kib())
+"""
+
+
+def test_bombs_keep_the_whole_process_rss_bounded(
+    bombs: dict[Compression, bytes], tmp_path: Path
+) -> None:
+    # tracemalloc cannot see cramjam's native buffers; the kernel's peak RSS of a fresh process
+    # can. Decompressing the four 1 GiB bombs must add about one cap, never a GiB.
+    names = []
+    for codec, bomb in bombs.items():
+        path = tmp_path / f"bomb.{codec.name}"
+        path.write_bytes(bomb)
+        names.append(str(path))
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, *names],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    before_kib, after_kib = map(int, done.stdout.split())
+    assert 0 < before_kib <= after_kib
+    assert (after_kib - before_kib) * 1024 < 2 * DEFAULT_MAX_DECOMPRESSED_SIZE
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_bombs_respect_a_small_cap(codec: Compression, bombs: dict[Compression, bytes]) -> None:
     with pytest.raises(DecompressionBombError):
-        decompress(Compression.ZSTD, bomb, max_size=8 * MiB)
+        decompress(codec, bombs[codec], max_size=MiB)
 
 
 def test_lying_size_hints_do_not_allocate_the_cap() -> None:
@@ -166,8 +231,9 @@ def test_truncated_payloads_are_decompression_errors(codec: Compression) -> None
 @pytest.mark.parametrize("codec", CODECS)
 def test_corrupt_payloads_raise_nothing_but_decompression_errors(codec: Compression) -> None:
     packed = compress(codec, SAMPLE)
-    detected = 0
-    for pos in range(len(packed)):
+    detected = tried = 0
+    for pos in range(0, len(packed), max(1, len(packed) // 1500)):
+        tried += 1
         flipped = bytearray(packed)
         flipped[pos] ^= 0xFF
         try:
@@ -176,7 +242,7 @@ def test_corrupt_payloads_raise_nothing_but_decompression_errors(codec: Compress
             detected += 1
     # Snappy and zstd (no content checksum by default) decode some flipped literals into other
     # bytes, which is the codec's business; most flips must still be caught.
-    assert detected > len(packed) // 4
+    assert detected > tried // 4
 
 
 def test_xerial_framing_errors_are_decompression_errors() -> None:
@@ -202,7 +268,7 @@ def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
     return bytes(out)
 
 
-@settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(CODECS),
     st.binary(max_size=2000),
@@ -220,7 +286,6 @@ def test_fuzz_mutated_streams_raise_only_decode_errors(
     assert len(out) <= 64 * 1024
 
 
-@settings(max_examples=FUZZ, deadline=None)
 @given(st.integers(0, 7), st.binary(max_size=512))
 def test_fuzz_random_bytes_raise_only_decode_errors(bits: int, data: bytes) -> None:
     for blob in (data, XERIAL_MAGIC + data):

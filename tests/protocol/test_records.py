@@ -7,7 +7,6 @@ dependencies next to kafka-python); without them the oracle tests fail rather th
 
 from __future__ import annotations
 
-import os
 import struct
 
 import crc32c
@@ -49,9 +48,6 @@ from redshank.protocol.varint import encode_varint, encode_varlong
 
 ALL_CODECS = list(Compression)
 T0 = 1_700_000_000_000
-
-# Fuzz depth: REDSHANK_FUZZ_EXAMPLES=20000 for a long run; the default keeps CI fast.
-FUZZ = int(os.environ.get("REDSHANK_FUZZ_EXAMPLES", "300"))
 
 
 def _sample(count: int = 60, base_offset: int = 0) -> list[Record]:
@@ -391,7 +387,6 @@ def _records(draw: st.DrawFn) -> tuple[int, list[Record]]:
     return base, records
 
 
-@settings(max_examples=FUZZ, deadline=None)
 @given(_records(), st.sampled_from(ALL_CODECS))
 def test_property_build_then_read_is_identity(
     case: tuple[int, list[Record]], codec: Compression
@@ -414,7 +409,7 @@ _SEEDS = [
                          coordinator_epoch=0, timestamp=T0)]
 
 
-@settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(_SEEDS),
     st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=8),
@@ -440,7 +435,6 @@ def test_fuzz_mutated_batches_raise_only_decode_errors(
     assert all(isinstance(r, Record) for r in records)
 
 
-@settings(max_examples=FUZZ, deadline=None)
 @given(st.binary(min_size=0, max_size=300), st.integers(0, 7), st.integers(-5, 100))
 def test_fuzz_random_records_sections_raise_only_decode_errors(
     section: bytes, codec_bits: int, count: int
@@ -452,7 +446,6 @@ def test_fuzz_random_records_sections_raise_only_decode_errors(
     assert len(records) == count
 
 
-@settings(max_examples=FUZZ, deadline=None)
 @given(st.binary(max_size=200))
 def test_fuzz_random_bytes_raise_only_decode_errors(buf: bytes) -> None:
     try:
