@@ -55,6 +55,17 @@ def test_exact_cap_is_allowed_one_byte_less_is_a_bomb(codec: Compression) -> Non
         decompress(codec, packed, max_size=len(SAMPLE) - 1)
 
 
+@pytest.mark.parametrize("codec", CODECS)
+def test_output_beyond_the_first_guess_grows_to_fit(codec: Compression) -> None:
+    # 4 MiB of zeros in two concatenated streams: no size hint covers it (the gzip trailer
+    # names only the last member, lz4 frames carry none, the zstd hint is the first frame's), so
+    # the output buffer must grow past the first guess. Pins cramjam's "buffer full" signal too.
+    half = compress(codec, bytes(2 * MiB))
+    stream = half + half[16:] if codec == Compression.SNAPPY else half + half
+    assert decompress(codec, stream) == bytes(4 * MiB)
+    assert decompress(codec, stream, max_size=4 * MiB) == bytes(4 * MiB)
+
+
 def test_none_passes_bytes_through_under_the_cap() -> None:
     assert decompress(Compression.NONE, memoryview(SAMPLE)) == SAMPLE
     assert compress(Compression.NONE, bytearray(b"ab")) == b"ab"
