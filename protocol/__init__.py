@@ -1,5 +1,45 @@
 """Sans-IO codecs: Kafka wire format, record batches, the connection state machine."""
 
-from redshank.protocol.errors import CorruptBatchError, DecodeError, EncodeError, ProtocolError
+from redshank.protocol.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, compress, decompress
+from redshank.protocol.errors import (
+    CorruptBatchError,
+    CorruptRecordError,
+    DecodeError,
+    DecompressionBombError,
+    DecompressionError,
+    EncodeError,
+    ProtocolError,
+    UnknownCompressionError,
+)
+from redshank.protocol.records import (
+    BatchBuilder,
+    ControlRecord,
+    ControlType,
+    Record,
+    build_batch,
+    build_control_batch,
+    iter_records,
+    parse_control_record,
+)
 
-__all__ = ["CorruptBatchError", "DecodeError", "EncodeError", "ProtocolError"]
+__all__ = [
+    "DEFAULT_MAX_DECOMPRESSED_SIZE",
+    "BatchBuilder",
+    "ControlRecord",
+    "ControlType",
+    "CorruptBatchError",
+    "CorruptRecordError",
+    "DecodeError",
+    "DecompressionBombError",
+    "DecompressionError",
+    "EncodeError",
+    "ProtocolError",
+    "Record",
+    "UnknownCompressionError",
+    "build_batch",
+    "build_control_batch",
+    "compress",
+    "decompress",
+    "iter_records",
+    "parse_control_record",
+]

@@ -7,7 +7,16 @@ misused the API (a value that does not fit the field or version).
 
 from __future__ import annotations
 
-__all__ = ["CorruptBatchError", "DecodeError", "EncodeError", "ProtocolError"]
+__all__ = [
+    "CorruptBatchError",
+    "CorruptRecordError",
+    "DecodeError",
+    "DecompressionBombError",
+    "DecompressionError",
+    "EncodeError",
+    "ProtocolError",
+    "UnknownCompressionError",
+]
 
 
 class ProtocolError(Exception):
@@ -20,6 +29,22 @@ class DecodeError(ProtocolError):
 
 class CorruptBatchError(DecodeError):
     """A record batch failed validation: bad length, magic, or CRC32C."""
+
+
+class CorruptRecordError(CorruptBatchError):
+    """A record inside a batch is malformed (lengths, varints, header keys, trailing bytes)."""
+
+
+class DecompressionError(DecodeError):
+    """A compressed records section is truncated or corrupt for its codec."""
+
+
+class DecompressionBombError(DecompressionError):
+    """Decompressing would exceed the caller's output cap (a decompression bomb or a huge batch)."""
+
+
+class UnknownCompressionError(DecodeError):
+    """The batch's codec bits name no codec (5-7)."""
 
 
 class EncodeError(ProtocolError):

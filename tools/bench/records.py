@@ -1,0 +1,118 @@
+"""Benchmark record reading and compression (not wired into the CLI table; run as a module).
+
+    PYTHONPATH=$PWD/.typecheck python3 -m redshank.tools.bench.records [--quick]
+
+Measures `iter_records` over one uncompressed batch of 100 x 1 KiB records (baseline in the same
+run: kafka-python's reader on the same bytes, when installed), and per codec the compress and
+capped `decompress` throughput of that batch's records section (baseline: cramjam's unbounded
+one-shot decompress, so the ratio is the cost of the cap; for snappy, one raw block). Prints one
+JSON object, last line. Figures are noisy on a shared 2-core machine: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+
+import cramjam
+
+from redshank.protocol.compression import compress, decompress
+from redshank.protocol.record_batch import HEADER_SIZE, Compression, validate_batch
+from redshank.protocol.records import BatchBuilder, iter_records
+
+_WORDS = [
+    b"user", b"order", b"id", b"amount", b"currency", b"EUR", b"status", b"shipped", b"true",
+    b"false", b"timestamp", b"sku", b"warehouse", b"north", b"south", b"qty", b"price",
+]  # fmt: skip
+
+
+def _value(rng: random.Random, size: int) -> bytes:
+    """JSON-ish text: repetitive field names, random numbers (compresses roughly 3-5x)."""
+    out = bytearray(b"{")
+    while len(out) < size:
+        out += b'"%s":%d,' % (rng.choice(_WORDS), rng.randrange(10**9))
+    return bytes(out[: size - 1]) + b"}"
+
+
+def _batch(
+    count: int = 100, size: int = 1024, compression: Compression = Compression.NONE
+) -> bytes:
+    rng = random.Random(7)
+    builder = BatchBuilder(compression=compression)
+    for i in range(count):
+        builder.append(_value(rng, size), key=b"key-%d" % i, timestamp=1_700_000_000_000 + i)
+    return builder.build()
+
+
+def _best(fn: Callable[[], object], repeat: int, number: int) -> float:
+    """Best seconds per call over `repeat` rounds of `number` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def main(argv: list[str]) -> int:
+    repeat, number = (3, 20) if "--quick" in argv else (7, 100)
+    batch = _batch()
+    result: dict[str, object] = {"batch_bytes": len(batch), "records": 100, "record_bytes": 1024}
+
+    read = _best(lambda: sum(1 for _ in iter_records(batch)), repeat, number)
+    result["iter_records_us_per_batch"] = round(read * 1e6, 1)
+    result["iter_records_records_per_s"] = round(100 / read)
+    result["iter_records_MB_per_s"] = round(len(batch) / read / 1e6, 1)
+    validate = _best(lambda: validate_batch(batch), repeat, number)
+    result["validate_batch_us"] = round(validate * 1e6, 2)
+    try:
+        from kafka.record.default_records import DefaultRecordBatch
+
+        theirs = _best(lambda: sum(1 for _ in DefaultRecordBatch(batch)), repeat, number)
+        result["baseline_kafka_python_us_per_batch"] = round(theirs * 1e6, 1)
+        result["iter_records_speedup_vs_kafka_python"] = round(theirs / read, 2)
+    except ImportError:
+        result["baseline_kafka_python_us_per_batch"] = None
+
+    section = batch[HEADER_SIZE:]
+    unbounded = {
+        Compression.GZIP: cramjam.gzip.decompress,
+        Compression.SNAPPY: None,  # xerial framing has no one-shot cramjam equivalent (below)
+        Compression.LZ4: cramjam.lz4.decompress,
+        Compression.ZSTD: cramjam.zstd.decompress,
+    }
+    codecs: dict[str, dict[str, float | None]] = {}
+    for codec, plain in unbounded.items():
+        packed = compress(codec, section)
+        enc = _best(lambda c=codec: compress(c, section), repeat, number)  # type: ignore[misc]
+        dec = _best(lambda c=codec, p=packed: decompress(c, p), repeat, number)  # type: ignore[misc]
+        figures: dict[str, float | None] = {
+            "ratio": round(len(section) / len(packed), 2),
+            "compress_MB_per_s": round(len(section) / enc / 1e6, 1),
+            "decompress_MB_per_s": round(len(section) / dec / 1e6, 1),
+        }
+        if plain is None:  # snappy: time one unbounded raw block of the same bytes instead
+            plain = cramjam.snappy.decompress_raw
+            packed = bytes(cramjam.snappy.compress_raw(section))
+        base = _best(lambda f=plain, p=packed: f(p), repeat, number)  # type: ignore[misc]
+        figures["baseline_unbounded_MB_per_s"] = round(len(section) / base / 1e6, 1)
+        codecs[codec.name.lower()] = figures
+        compressed_batch = _batch(compression=codec)
+        read_c = _best(
+            lambda b=compressed_batch: sum(1 for _ in iter_records(b)),  # type: ignore[misc]
+            repeat,
+            number,
+        )
+        figures["iter_records_us_per_batch"] = round(read_c * 1e6, 1)
+    result["codecs"] = codecs
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
