@@ -25,7 +25,8 @@ def _cases() -> list[Any]:
     cases = []
     for request, response in _PAIRS:
         assert request.api_key is not None
-        for msg, cls in ((request, REQUESTS[request.api_key]), (response, RESPONSES[request.api_key])):
+        key = request.api_key
+        for msg, cls in ((request, REQUESTS[key]), (response, RESPONSES[key])):
             for v in range(msg.valid.lo, msg.valid.hi + 1):
                 cases.append(pytest.param(msg, cls, v, id=f"{msg.name}-v{v}"))
     for h in _HEADERS:
@@ -46,7 +47,7 @@ def _round_trip(cls: Any, obj: Any, version: int) -> None:
 
 @pytest.mark.parametrize(("msg", "cls", "version"), CASES)
 def test_round_trip(msg: Message, cls: Any, version: int) -> None:
-    assert cls.VALID_VERSIONS == (msg.valid.lo, msg.valid.hi)
+    assert (msg.valid.lo, msg.valid.hi) == cls.VALID_VERSIONS
     _round_trip(cls, cls(), version)
     for seed in range(3):
         _round_trip(cls, sample(msg.body, cls, version, seed), version)
