@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redshank.protocol.messages import (
     add_offsets_to_txn,
     add_partitions_to_txn,
@@ -159,7 +161,7 @@ __all__ = [
     "write_txn_markers",
 ]
 
-REQUESTS: dict[int, type] = {
+REQUESTS: dict[int, type[Any]] = {
     0: produce.ProduceRequest,
     1: fetch.FetchRequest,
     2: list_offsets.ListOffsetsRequest,
@@ -233,7 +235,7 @@ REQUESTS: dict[int, type] = {
     86: delete_share_group_state.DeleteShareGroupStateRequest,
     87: read_share_group_state_summary.ReadShareGroupStateSummaryRequest,
 }
-RESPONSES: dict[int, type] = {
+RESPONSES: dict[int, type[Any]] = {
     0: produce.ProduceResponse,
     1: fetch.FetchResponse,
     2: list_offsets.ListOffsetsResponse,

@@ -68,7 +68,7 @@ def _scalar(type_: str, rng: random.Random, default: Any) -> Any:
 
 
 def _value(f: Field, cls: type, version: int, rng: random.Random, null_rate: float) -> Any:
-    default = next(x.default for x in dataclasses.fields(cls) if x.name == f.attr)  # type: ignore[arg-type]
+    default = next(x.default for x in dataclasses.fields(cls) if x.name == f.attr)
     if version in f.nullable and default is not None and rng.random() < null_rate:
         return None
     if f.struct is not None:
