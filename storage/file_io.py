@@ -7,6 +7,7 @@ surfaces as `StorageIOError` carrying the errno. This module knows nothing of se
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from typing import Protocol
@@ -75,12 +76,19 @@ class OsFile:
         self._fd = fd
         self.path = path
 
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            raise StorageIOError(f"{self.path}: file is closed", errno.EBADF)
+        return self._fd
+
     def pwrite(self, buffers: Sequence[Buffer], pos: int) -> None:
+        fd = self.fd
         pending = [memoryview(b).cast("B") for b in buffers if len(b)]
         try:
             while pending:
                 chunk = pending[:_IOV_MAX]
-                written = os.pwritev(self._fd, chunk, pos)
+                written = os.pwritev(fd, chunk, pos)
                 pos += written
                 # A short write (rare on regular files) resumes inside the first unwritten buffer.
                 while written and pending:
@@ -95,14 +103,15 @@ class OsFile:
             raise _io_error(f"pwrite {self.path}", exc) from exc
 
     def pread(self, size: int, pos: int) -> bytes:
+        fd = self.fd
         try:
-            data = os.pread(self._fd, size, pos)
+            data = os.pread(fd, size, pos)
             if len(data) == size or not data:
                 return data
             parts = [data]
             got = len(data)
             while got < size:
-                more = os.pread(self._fd, size - got, pos + got)
+                more = os.pread(fd, size - got, pos + got)
                 if not more:
                     break
                 parts.append(more)
@@ -112,26 +121,30 @@ class OsFile:
             raise _io_error(f"pread {self.path}", exc) from exc
 
     def fdatasync(self) -> None:
+        fd = self.fd
         try:
-            os.fdatasync(self._fd)
+            os.fdatasync(fd)
         except OSError as exc:
             raise _io_error(f"fdatasync {self.path}", exc) from exc
 
     def fallocate(self, pos: int, length: int) -> None:
+        fd = self.fd
         try:
-            os.posix_fallocate(self._fd, pos, length)
+            os.posix_fallocate(fd, pos, length)
         except OSError as exc:
             raise _io_error(f"fallocate {self.path}", exc) from exc
 
     def truncate(self, size: int) -> None:
+        fd = self.fd
         try:
-            os.ftruncate(self._fd, size)
+            os.ftruncate(fd, size)
         except OSError as exc:
             raise _io_error(f"truncate {self.path}", exc) from exc
 
     def size(self) -> int:
+        fd = self.fd
         try:
-            return os.fstat(self._fd).st_size
+            return os.fstat(fd).st_size
         except OSError as exc:
             raise _io_error(f"fstat {self.path}", exc) from exc
 
