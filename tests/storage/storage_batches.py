@@ -48,7 +48,8 @@ def make_batch(
     """A batch holding one record per value (timestamps default to base + index)."""
     ts = timestamps or [base_timestamp + i for i in range(len(values))]
     first = ts[0]
-    records = b"".join(_record(i, t - first, v) for i, (t, v) in enumerate(zip(ts, values)))
+    pairs = enumerate(zip(ts, values, strict=True))
+    records = b"".join(_record(i, t - first, v) for i, (t, v) in pairs)
     after_crc = struct.pack(
         ">hiqqqhii", 0, len(values) - 1, first, max(ts), -1, -1, -1, len(values)
     ) + records
