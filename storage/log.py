@@ -66,6 +66,10 @@ class LogConfig:
     index_interval: int = DEFAULT_INDEX_INTERVAL
     preallocate_step: int = DEFAULT_PREALLOCATE_STEP
 
+    def __post_init__(self) -> None:
+        if min(self.segment_bytes, self.index_interval, self.preallocate_step) <= 0:
+            raise ValueError(f"sizes in {self} must be positive")
+
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
@@ -325,33 +329,36 @@ class Log:
         return seg
 
     # -- reads ---------------------------------------------------------------------------------
-    def read(self, offset: int, max_bytes: int) -> bytes | memoryview:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None
+             ) -> bytes | memoryview:
         """Whole batches from the one containing `offset`, about `max_bytes` (at least one
-        batch when any exists at or after `offset`); b"" past the end. May read the disk:
-        writer thread (or any thread that may block)."""
-        got = self._read(offset, max_bytes, allow_disk=True)
+        batch when any exists at or after `offset`), none ending after `max_offset` (e.g. the
+        high watermark); b"" past the end. May read the disk: writer thread (or any thread that
+        may block)."""
+        got = self._read(offset, max_bytes, max_offset, allow_disk=True)
         assert got is not None
         return got
 
-    def read_cached(self, offset: int, max_bytes: int) -> bytes | memoryview | None:
+    def read_cached(self, offset: int, max_bytes: int, max_offset: int | None = None
+                    ) -> bytes | memoryview | None:
         """As `read` but never touches the disk (loop thread): None when it would have to."""
-        return self._read(offset, max_bytes, allow_disk=False)
+        return self._read(offset, max_bytes, max_offset, allow_disk=False)
 
-    def _read(self, offset: int, max_bytes: int, *, allow_disk: bool
+    def _read(self, offset: int, max_bytes: int, max_offset: int | None, *, allow_disk: bool
               ) -> bytes | memoryview | None:
         with self._lock:
             if offset < self._start:
                 raise OffsetOutOfRangeError(f"offset {offset} below log start {self._start}")
-            dirty = self._dirty
+            end = self._dirty if max_offset is None else min(self._dirty, max_offset)
             memory = self._inflight + self._pending
             segments = list(self._segments)
             limit = segments[-1].size if segments else 0
             key = self._cache_key
-        mem_start = memory[0][0] if memory else dirty + 1
+        mem_start = memory[0][0] if memory else end + 1
         parts: list[bytes | memoryview] = []
         total = 0
         nxt = offset
-        while nxt <= dirty and (not parts or total < max_bytes):
+        while nxt <= end and (not parts or total < max_bytes):
             hit = self._cache.get(key, nxt)
             if hit is not None:
                 chunk, after = hit[1], hit[0] + 1
@@ -360,8 +367,8 @@ class Log:
             elif not allow_disk:
                 return None
             else:
-                chunk, after = self._from_disk(segments, limit, nxt, max_bytes - total)
-            if not chunk or (parts and total + len(chunk) > max_bytes):
+                chunk, after = self._from_disk(segments, limit, nxt, max_bytes - total, end)
+            if not chunk or after - 1 > end or (parts and total + len(chunk) > max_bytes):
                 break
             parts.append(chunk)
             total += len(chunk)
@@ -376,13 +383,13 @@ class Log:
         return memory[i][4], memory[i][1] + 1
 
     @staticmethod
-    def _from_disk(segments: list[Segment], limit: int, offset: int, max_bytes: int
-                   ) -> tuple[bytes | memoryview, int]:
+    def _from_disk(segments: list[Segment], limit: int, offset: int, max_bytes: int,
+                   max_offset: int) -> tuple[bytes | memoryview, int]:
         i = max(bisect_right(segments, offset, key=lambda s: s.base_offset) - 1, 0)
         while i < len(segments):
             seg = segments[i]
             seg_limit = limit if i == len(segments) - 1 else seg.size
-            data, after = seg.read_from(offset, max_bytes, seg_limit)
+            data, after = seg.read_from(offset, max_bytes, seg_limit, max_offset)
             if data:
                 return data, after
             i += 1

@@ -259,10 +259,11 @@ class Segment:
         return None
 
     def read_from(
-        self, offset: int, max_bytes: int, limit: int
+        self, offset: int, max_bytes: int, limit: int, max_offset: int | None = None
     ) -> tuple[bytes | memoryview, int]:
         """Whole batches from the one containing `offset`, up to `max_bytes` (at least one
-        batch), never past `limit`; with the offset that follows the last batch returned."""
+        batch), never past `limit` nor past a batch ending after `max_offset`; with the offset
+        that follows the last batch returned."""
         pos = self.locate(offset, limit)
         if pos is None:
             return b"", offset
@@ -272,13 +273,17 @@ class Segment:
         try:
             while end + HEADER_SIZE <= len(data):
                 header = parse_header(data, end)
-                if end + header.size > len(data):
+                if end + header.size > len(data) or (
+                    max_offset is not None and header.last_offset > max_offset
+                ):
                     break
                 end += header.size
                 next_offset = header.last_offset + 1
             if end == 0:
                 # The first batch alone is larger than max_bytes: return it whole anyway.
                 header = parse_header(self._file.pread(HEADER_SIZE, pos))
+                if max_offset is not None and header.last_offset > max_offset:
+                    return b"", offset
                 return self._file.pread(header.size, pos), header.last_offset + 1
         except CorruptBatchError as exc:
             raise StorageError(f"{self.path}: corrupt batch below the write head: {exc}") from exc

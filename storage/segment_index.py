@@ -59,9 +59,10 @@ class SegmentIndex:
         """Account for the batch at `position`; called for every batch, in file order."""
         self.next_offset = last_offset + 1
         if not self._rel or self._bytes_since >= self.interval:
-            self._rel.append(base_offset - self.base_offset)
+            # `_rel` last: a reader that finds an entry through it sees its other columns.
             self._pos.append(position)
             self._ts.append(self.max_timestamp)
+            self._rel.append(base_offset - self.base_offset)
             self._bytes_since = 0
         self._bytes_since += size
         if max_timestamp > self.max_timestamp:

@@ -276,3 +276,25 @@ def test_retention_by_size_and_time_never_the_active_segment(tmp_path: Path) -> 
         assert log.read(log.start_offset, 1 << 20) != b""
     finally:
         log.close()
+
+
+def test_reads_stop_at_max_offset_on_disk_and_in_memory(tmp_path: Path) -> None:
+    log = Log.open(str(tmp_path), LogConfig(segment_bytes=8 * 1024), cache=BatchCache(0))
+    try:
+        stored = _fill(log, 20)
+        log.flush()
+        stored += _fill(log, 5)  # in memory only
+        lasts = [parse_header(s).base_offset + parse_header(s).last_offset_delta
+                 for s in stored]
+        for hw_batch in (3, 17, 19, 22):
+            hw = lasts[hw_batch]
+            got = log.read(0, 1 << 24, max_offset=hw)
+            assert bytes(got) == b"".join(stored[: hw_batch + 1])
+            # A high watermark inside a batch (or just before it) excludes that batch.
+            assert bytes(log.read(0, 1 << 24, max_offset=hw - 1)) == b"".join(
+                stored[:hw_batch])
+        assert log.read(lasts[5] + 1, 100, max_offset=lasts[5]) == b""
+        mem = log.read_cached(lasts[20] + 1, 1 << 20, max_offset=lasts[22])
+        assert mem is not None and bytes(mem) == b"".join(stored[21:23])
+    finally:
+        log.close()
