@@ -1,0 +1,207 @@
+"""The file-layer seam: every byte the storage layer reads or writes goes through `FileLayer`.
+
+`OsFiles` is the real implementation on POSIX calls; `redshank.storage.sim_files.PowerLossFiles`
+is a double that keeps only fdatasync'ed bytes so tests can cut the power. Every OS failure
+surfaces as `StorageIOError` carrying the errno. This module knows nothing of segments or batches.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+from redshank.storage.errors import StorageIOError
+
+__all__ = ["Buffer", "FileHandle", "FileLayer", "OsFile", "OsFiles"]
+
+Buffer = bytes | bytearray | memoryview
+
+# Linux's IOV_MAX: pwritev takes at most this many buffers per call.
+_IOV_MAX = 1024
+
+
+class FileHandle(Protocol):
+    """One open file. Positions are explicit so readers and the writer never share a cursor."""
+
+    def pwrite(self, buffers: Sequence[Buffer], pos: int) -> None:
+        """Write all buffers back to back at `pos` (a gather write), or raise."""
+
+    def pread(self, size: int, pos: int) -> bytes:
+        """Up to `size` bytes at `pos` (fewer only at the end of the file)."""
+
+    def fdatasync(self) -> None: ...
+
+    def fallocate(self, pos: int, length: int) -> None:
+        """Reserve blocks for [pos, pos+length), growing the file size to cover them."""
+
+    def truncate(self, size: int) -> None: ...
+
+    def size(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class FileLayer(Protocol):
+    """Directory-level operations plus `open`. Paths are plain strings."""
+
+    def open(self, path: str, *, create: bool = False) -> FileHandle: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def makedirs(self, path: str) -> None: ...
+
+    def remove(self, path: str) -> None: ...
+
+    def rename(self, src: str, dst: str) -> None:
+        """Atomically replace `dst` with `src` (durable only after `fsync_dir`)."""
+
+    def fsync_dir(self, path: str) -> None:
+        """Make creations, renames and removals inside directory `path` durable."""
+
+
+def _io_error(what: str, exc: OSError) -> StorageIOError:
+    return StorageIOError(f"{what}: {exc.strerror or exc}", exc.errno)
+
+
+class OsFile:
+    """A file descriptor opened read-write; all calls map to one POSIX call (or a retry loop)."""
+
+    __slots__ = ("_fd", "path")
+
+    def __init__(self, fd: int, path: str) -> None:
+        self._fd = fd
+        self.path = path
+
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            raise StorageIOError(f"{self.path}: file is closed", errno.EBADF)
+        return self._fd
+
+    def pwrite(self, buffers: Sequence[Buffer], pos: int) -> None:
+        fd = self.fd
+        pending = [memoryview(b).cast("B") for b in buffers if len(b)]
+        try:
+            while pending:
+                chunk = pending[:_IOV_MAX]
+                written = os.pwritev(fd, chunk, pos)
+                pos += written
+                # A short write (rare on regular files) resumes inside the first unwritten buffer.
+                while written and pending:
+                    head = pending[0]
+                    if written >= len(head):
+                        written -= len(head)
+                        pending.pop(0)
+                    else:
+                        pending[0] = head[written:]
+                        written = 0
+        except OSError as exc:
+            raise _io_error(f"pwrite {self.path}", exc) from exc
+
+    def pread(self, size: int, pos: int) -> bytes:
+        fd = self.fd
+        try:
+            data = os.pread(fd, size, pos)
+            if len(data) == size or not data:
+                return data
+            parts = [data]
+            got = len(data)
+            while got < size:
+                more = os.pread(fd, size - got, pos + got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            return b"".join(parts)
+        except OSError as exc:
+            raise _io_error(f"pread {self.path}", exc) from exc
+
+    def fdatasync(self) -> None:
+        fd = self.fd
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise _io_error(f"fdatasync {self.path}", exc) from exc
+
+    def fallocate(self, pos: int, length: int) -> None:
+        fd = self.fd
+        try:
+            os.posix_fallocate(fd, pos, length)
+        except OSError as exc:
+            raise _io_error(f"fallocate {self.path}", exc) from exc
+
+    def truncate(self, size: int) -> None:
+        fd = self.fd
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            raise _io_error(f"truncate {self.path}", exc) from exc
+
+    def size(self) -> int:
+        fd = self.fd
+        try:
+            return os.fstat(fd).st_size
+        except OSError as exc:
+            raise _io_error(f"fstat {self.path}", exc) from exc
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                os.close(fd)
+            except OSError as exc:
+                raise _io_error(f"close {self.path}", exc) from exc
+
+
+class OsFiles:
+    """The real file layer."""
+
+    def open(self, path: str, *, create: bool = False) -> OsFile:
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+        try:
+            return OsFile(os.open(path, flags, 0o644), path)
+        except OSError as exc:
+            raise _io_error(f"open {path}", exc) from exc
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return os.listdir(path)
+        except OSError as exc:
+            raise _io_error(f"listdir {path}", exc) from exc
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def makedirs(self, path: str) -> None:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise _io_error(f"makedirs {path}", exc) from exc
+
+    def remove(self, path: str) -> None:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _io_error(f"remove {path}", exc) from exc
+
+    def rename(self, src: str, dst: str) -> None:
+        try:
+            os.replace(src, dst)
+        except OSError as exc:
+            raise _io_error(f"rename {src}", exc) from exc
+
+    def fsync_dir(self, path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _io_error(f"fsync dir {path}", exc) from exc

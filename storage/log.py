@@ -1,0 +1,522 @@
+"""The partition log: an ordered run of segments in one directory, stored as Kafka batch bytes.
+
+Two threads share a log (ARCHITECTURE.md section 2: one event loop plus one disk-writer thread
+per core):
+
+    loop thread                                 writer thread
+    -----------                                 -------------
+    append(buf, term) -- validate, restamp,     flush(): swap `_pending` out under the lock,
+      queue in `_pending`, cache, dirty++  ---->  gather-write it (rolling segments as needed),
+    read_cached(offset, n) -- memory only        fdatasync, advance `flushed_offset`
+    offsets, term_at, last_term                 read(offset, n) (may hit the disk)
+                                                truncate, truncate_prefix, apply_retention,
+                                                timestamp_to_offset, close
+
+`append` never does I/O: the bytes are readable at once from `_pending`/`_inflight` and the
+batch cache, and the writer picks them up at its next flush. One short lock (`_lock`) guards the
+hand-off and every field both threads see; `_flush_lock` serialises the writer-side operations,
+so a flush called while another runs waits and then covers everything appended meanwhile.
+
+A failed write (ENOSPC, EIO) keeps the batches queued for the next flush; a failed fdatasync
+marks the log failed (`LogFailedError` from then on): the page cache can no longer be trusted,
+so the owner must close and reopen it, which recovers what the disk really holds.
+
+Knows nothing of Raft or Kafka sessions: a term is just a number stored per batch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from bisect import bisect_right
+from dataclasses import dataclass
+
+import structlog
+
+from redshank.protocol.errors import CorruptBatchError
+from redshank.protocol.record_batch import (
+    BatchHeader,
+    parse_header,
+    set_base_offset,
+    set_leader_epoch,
+    validate_batch,
+)
+from redshank.storage.batch_cache import BatchCache
+from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
+from redshank.storage.file_io import FileLayer, OsFiles
+from redshank.storage.log_dir import open_segments, read_start_offset, write_start_offset
+from redshank.storage.segment import DEFAULT_PREALLOCATE_STEP, BatchMeta, Segment
+from redshank.storage.segment_index import DEFAULT_INDEX_INTERVAL
+from redshank.storage.types import Offset, Term
+
+__all__ = ["AppendResult", "Log", "LogConfig"]
+
+_log = structlog.get_logger("redshank.storage")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    segment_bytes: int = 128 * 1024 * 1024
+    # Roll a segment this long after its first write (None: never by time).
+    segment_ms: int | None = None
+    # Retention, at segment granularity, never touching the active segment (None: keep all).
+    retention_bytes: int | None = None
+    retention_ms: int | None = None
+    index_interval: int = DEFAULT_INDEX_INTERVAL
+    preallocate_step: int = DEFAULT_PREALLOCATE_STEP
+
+    def __post_init__(self) -> None:
+        if min(self.segment_bytes, self.index_interval, self.preallocate_step) <= 0:
+            raise ValueError(f"sizes in {self} must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: Offset
+    last_offset: Offset
+    batches: int
+    bytes: int
+
+
+# One appended batch waiting to be written: (base, last, term, max timestamp, bytes).
+_Entry = tuple[int, int, int, int, memoryview]
+
+
+def _entry_base(e: _Entry) -> int:
+    return e[0]
+
+
+class Log:
+    """Use `Log.open`. Thread roles as in the module docstring."""
+
+    def __init__(
+        self,
+        directory: str,
+        config: LogConfig,
+        files: FileLayer,
+        cache: BatchCache,
+        segments: list[Segment],
+        start_offset: int,
+    ) -> None:
+        self.dir = directory
+        self.config = config
+        self._files = files
+        self._cache = cache
+        self._cache_key = cache.new_key()
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._segments = segments
+        self._start = start_offset
+        end = segments[-1].next_offset - 1 if segments else start_offset - 1
+        self._dirty = end
+        self._written = end
+        self._flushed = end
+        self._pending: list[_Entry] = []
+        self._inflight: list[_Entry] = []
+        # (first offset, term) at every term change, for term_at; rebuilt from segment names.
+        self._terms: list[tuple[int, int]] = []
+        for seg in segments:
+            if not seg.is_empty() and (not self._terms or self._terms[-1][1] != seg.term):
+                self._terms.append((seg.base_offset, seg.term))
+        self._last_term = segments[-1].term if segments else 0
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._logger = _log.bind(log=directory)
+
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        config: LogConfig | None = None,
+        *,
+        files: FileLayer | None = None,
+        cache: BatchCache | None = None,
+    ) -> Log:
+        """Open (creating if needed) and recover the log in `directory` (writer thread)."""
+        files = files or OsFiles()
+        config = config or LogConfig()
+        segments = open_segments(files, directory, config.index_interval,
+                                 config.preallocate_step)
+        start = read_start_offset(files, directory)
+        first = segments[0].base_offset if segments else 0
+        end = segments[-1].next_offset if segments else start
+        start = min(max(start, first), end)
+        if segments:
+            # Recovery may have found bytes a killed process wrote but never synced: they are
+            # in the page cache, so make them durable before counting them as flushed.
+            segments[-1].sync()
+        return cls(directory, config, files, cache or BatchCache(64 * 1024 * 1024), segments,
+                   start)
+
+    # -- offsets (any thread) ------------------------------------------------------------------
+    @property
+    def start_offset(self) -> Offset:
+        return Offset(self._start)
+
+    @property
+    def dirty_offset(self) -> Offset:
+        """Last offset appended (readable), -1 below the start when the log is empty."""
+        return Offset(self._dirty)
+
+    @property
+    def flushed_offset(self) -> Offset:
+        """Last offset made durable by fdatasync."""
+        return Offset(self._flushed)
+
+    @property
+    def last_term(self) -> Term:
+        return Term(self._last_term)
+
+    @property
+    def failed(self) -> bool:
+        return self._failed is not None
+
+    def term_at(self, offset: int) -> Term | None:
+        """Term of the batch holding `offset`, None outside [start, dirty]."""
+        with self._lock:
+            if offset < self._start or offset > self._dirty:
+                return None
+            i = bisect_right(self._terms, (offset, 1 << 62)) - 1
+            return Term(self._terms[i][1]) if i >= 0 else None
+
+    # -- append (loop thread) ------------------------------------------------------------------
+    def append(self, buf: bytearray | memoryview, term: int, *, crc_checked: bool = False
+               ) -> AppendResult:
+        """Append the whole batches in `buf`, assigning offsets from dirty+1 and stamping `term`
+        as each batch's partitionLeaderEpoch, both in place. No I/O: the log keeps a view of
+        `buf`, which the caller must not change afterwards. All or nothing: a corrupt batch
+        raises `CorruptBatchError` before anything is appended."""
+        view = memoryview(buf)
+        if view.readonly:
+            raise ValueError("append needs a writable buffer (offsets are rewritten in place)")
+        view = view.cast("B")
+        headers = self._parse(view, crc_checked)
+        with self._lock:
+            self._check_usable()
+            if term < self._last_term:
+                raise ValueError(f"term {term} below the log's last term {self._last_term}")
+            base = nxt = self._dirty + 1
+            for pos, h in headers:
+                last = nxt + h.last_offset_delta
+                set_base_offset(view, pos, nxt)
+                set_leader_epoch(view, pos, term)
+                batch = view[pos : pos + h.size]
+                self._pending.append((nxt, last, term, h.max_timestamp, batch))
+                self._cache.put(self._cache_key, nxt, last, batch)
+                nxt = last + 1
+            if term != self._last_term or not self._terms:
+                self._terms.append((base, term))
+                self._last_term = term
+            self._dirty = nxt - 1
+        return AppendResult(Offset(base), Offset(nxt - 1), len(headers), len(view))
+
+    @staticmethod
+    def _parse(view: memoryview, crc_checked: bool) -> list[tuple[int, BatchHeader]]:
+        if not len(view):
+            raise ValueError("append of zero bytes")
+        headers: list[tuple[int, BatchHeader]] = []
+        pos = 0
+        while pos < len(view):
+            if crc_checked:
+                h = parse_header(view, pos)
+                if pos + h.size > len(view):
+                    raise CorruptBatchError(f"record batch at {pos} truncated")
+            else:
+                h = validate_batch(view, pos)
+            headers.append((pos, h))
+            pos += h.size
+        return headers
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StorageError(f"log {self.dir} is closed")
+        if self._failed is not None:
+            raise LogFailedError(f"log {self.dir} failed earlier: {self._failed}")
+
+    # -- flush (writer thread) -----------------------------------------------------------------
+    def flush(self) -> Offset:
+        """Write everything appended so far and fdatasync it; returns the flushed offset.
+        Raises StorageIOError (nothing new is durable; a later flush retries the write) or
+        LogFailedError (an fdatasync failed, now or earlier)."""
+        with self._flush_lock:
+            with self._lock:
+                self._check_usable()
+                if self._pending:
+                    self._inflight = self._inflight + self._pending
+                    self._pending = []
+                todo = self._inflight
+                target = self._dirty
+            if todo:
+                self._write(todo)
+            if self._segments and self._flushed < self._written:
+                try:
+                    self._segments[-1].sync()
+                except StorageError as exc:
+                    self._failed = exc
+                    self._logger.error("log_failed", error=str(exc))
+                    raise
+            with self._lock:
+                self._flushed = max(self._flushed, min(self._written, target))
+                return Offset(self._flushed)
+
+    def _write(self, entries: list[_Entry]) -> None:
+        """Write entries in runs that share a segment, rolling between runs."""
+        i = 0
+        while i < len(entries):
+            seg = self._segment_for(entries[i])
+            room = self.config.segment_bytes - seg.size
+            j = i
+            views: list[memoryview] = []
+            metas: list[BatchMeta] = []
+            while j < len(entries):
+                base, last, term, max_ts, batch = entries[j]
+                if term != seg.term or (views and len(batch) > room):
+                    break
+                views.append(batch)
+                metas.append((base, last, len(batch), max_ts))
+                room -= len(batch)
+                j += 1
+            seg.write(views, metas)
+            with self._lock:
+                # Now readable from the file: drop from the in-memory tail.
+                self._inflight = self._inflight[j - i :]
+                self._written = metas[-1][1]
+            i = j
+
+    def _segment_for(self, entry: _Entry) -> Segment:
+        """The segment the entry goes into, rolling first when the term changes, the active
+        segment is full or old, or it was sealed (a reopened log never appends to a sealed
+        segment)."""
+        base, _last, term, _ts, batch = entry
+        active = self._segments[-1] if self._segments else None
+        if active is not None and not self._must_roll(active, term, len(batch)):
+            return active
+        return self._roll(base, term)
+
+    def _must_roll(self, seg: Segment, term: int, size: int) -> bool:
+        if seg.is_empty():
+            return term != seg.term
+        if seg.sealed or term != seg.term or seg.size + size > self.config.segment_bytes:
+            return True
+        ms = self.config.segment_ms
+        return (ms is not None and seg.first_write_at is not None
+                and (time.monotonic() - seg.first_write_at) * 1000 >= ms)
+
+    def _roll(self, base: int, term: int) -> Segment:
+        old = self._segments[-1] if self._segments else None
+        if old is not None:
+            if old.is_empty():
+                old.delete()
+                with self._lock:
+                    self._segments.pop()
+            else:
+                try:
+                    old.seal()
+                except StorageError as exc:
+                    # seal() fdatasyncs: after a failed sync the page cache is untrustworthy.
+                    self._failed = exc
+                    self._logger.error("log_failed", error=str(exc))
+                    raise
+        seg = Segment.create(self._files, self.dir, base, term,
+                             index_interval=self.config.index_interval,
+                             preallocate_step=self.config.preallocate_step)
+        with self._lock:
+            self._segments.append(seg)
+        if old is not None:
+            self._logger.info("segment_rolled", base_offset=base, term=term,
+                              previous_base=old.base_offset, previous_bytes=old.size)
+        return seg
+
+    # -- reads ---------------------------------------------------------------------------------
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None
+             ) -> bytes | memoryview:
+        """Whole batches from the one containing `offset`, about `max_bytes` (at least one
+        batch when any exists at or after `offset`), none ending after `max_offset` (e.g. the
+        high watermark); b"" past the end. May read the disk: writer thread (or any thread that
+        may block)."""
+        got = self._read(offset, max_bytes, max_offset, allow_disk=True)
+        assert got is not None
+        return got
+
+    def read_cached(self, offset: int, max_bytes: int, max_offset: int | None = None
+                    ) -> bytes | memoryview | None:
+        """As `read` but never touches the disk (loop thread): None when it would have to."""
+        return self._read(offset, max_bytes, max_offset, allow_disk=False)
+
+    def _read(self, offset: int, max_bytes: int, max_offset: int | None, *, allow_disk: bool
+              ) -> bytes | memoryview | None:
+        with self._lock:
+            if offset < self._start:
+                raise OffsetOutOfRangeError(f"offset {offset} below log start {self._start}")
+            end = self._dirty if max_offset is None else min(self._dirty, max_offset)
+            memory = self._inflight + self._pending
+            segments = list(self._segments)
+            limit = segments[-1].size if segments else 0
+            key = self._cache_key
+        mem_start = memory[0][0] if memory else end + 1
+        parts: list[bytes | memoryview] = []
+        total = 0
+        nxt = offset
+        while nxt <= end and (not parts or total < max_bytes):
+            hit = self._cache.get(key, nxt)
+            if hit is not None:
+                chunk, after = hit[1], hit[0] + 1
+            elif nxt >= mem_start:
+                chunk, after = self._from_memory(memory, nxt)
+            elif not allow_disk:
+                return None
+            else:
+                chunk, after = self._from_disk(segments, limit, nxt, max_bytes - total, end)
+            if not chunk or after - 1 > end or (parts and total + len(chunk) > max_bytes):
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            nxt = after
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    @staticmethod
+    def _from_memory(memory: list[_Entry], offset: int) -> tuple[memoryview, int]:
+        i = max(bisect_right(memory, offset, key=_entry_base) - 1, 0)
+        return memory[i][4], memory[i][1] + 1
+
+    @staticmethod
+    def _from_disk(segments: list[Segment], limit: int, offset: int, max_bytes: int,
+                   max_offset: int) -> tuple[bytes | memoryview, int]:
+        i = max(bisect_right(segments, offset, key=lambda s: s.base_offset) - 1, 0)
+        while i < len(segments):
+            seg = segments[i]
+            seg_limit = limit if i == len(segments) - 1 else seg.size
+            data, after = seg.read_from(offset, max_bytes, seg_limit, max_offset)
+            if data:
+                return data, after
+            i += 1
+        return b"", offset
+
+    def timestamp_to_offset(self, timestamp: int) -> Offset | None:
+        """Base offset of the first batch whose max timestamp is >= `timestamp` (Kafka's
+        ListOffsets by time, at batch granularity), None if there is none. Writer thread."""
+        with self._lock:
+            segments = list(self._segments)
+            limit = segments[-1].size if segments else 0
+            memory = self._inflight + self._pending
+            start = self._start
+        for i, seg in enumerate(segments):
+            if seg.index.max_timestamp < timestamp:
+                continue
+            found = seg.locate_timestamp(timestamp, limit if i == len(segments) - 1 else seg.size)
+            if found is not None:
+                return Offset(max(found, start))
+        for base, _last, _term, max_ts, _b in memory:
+            if max_ts >= timestamp:
+                return Offset(max(base, start))
+        return None
+
+    # -- truncation, retention, close (writer thread) ------------------------------------------
+    def truncate(self, offset: int) -> Offset:
+        """Remove the batch containing `offset` and all later ones (Raft log conflicts).
+        Returns the new dirty offset. The caller must not append concurrently."""
+        with self._flush_lock:
+            with self._lock:
+                if offset > self._dirty:
+                    return Offset(self._dirty)
+                if offset < self._start:
+                    raise OffsetOutOfRangeError(f"truncate to {offset} below start {self._start}")
+                self._pending = [e for e in self._pending if e[1] < offset]
+                self._inflight = [e for e in self._inflight if e[1] < offset]
+                # Cached batches at or after `offset` must never be served again.
+                self._cache_key = (self._cache_key[0], self._cache_key[1] + 1)
+            # Later segments go first, so a crash midway leaves a longer log, never a gap.
+            while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
+                with self._lock:
+                    seg = self._segments.pop()
+                seg.delete()
+                self._files.fsync_dir(self.dir)
+            if self._segments:
+                self._segments[-1].truncate(offset)
+            with self._lock:
+                memory = self._inflight + self._pending
+                on_disk = self._segments[-1].next_offset - 1 if self._segments else self._start - 1
+                self._written = min(self._written, on_disk)
+                self._flushed = min(self._flushed, on_disk)
+                self._dirty = memory[-1][1] if memory else on_disk
+                self._terms = [t for t in self._terms if t[0] <= self._dirty]
+                if self._segments:
+                    last_seg_term = self._segments[-1].term
+                    self._last_term = self._terms[-1][1] if self._terms else last_seg_term
+            self._logger.info("log_truncated", offset=offset, dirty_offset=self._dirty)
+            return Offset(self._dirty)
+
+    def truncate_prefix(self, offset: int) -> Offset:
+        """Make `offset` the new log start (DeleteRecords, retention): offsets below it are no
+        longer readable and whole segments below it are deleted. Returns the new start."""
+        with self._flush_lock:
+            with self._lock:
+                offset = min(offset, self._dirty + 1)
+                if offset <= self._start:
+                    return Offset(self._start)
+            # The checkpoint is durable before any file goes, so a crash never resurrects data.
+            write_start_offset(self._files, self.dir, offset)
+            with self._lock:
+                self._start = offset
+            removed = 0
+            while len(self._segments) > 1 and self._segments[0].next_offset <= offset:
+                with self._lock:
+                    seg = self._segments.pop(0)
+                seg.delete()
+                removed += 1
+            if removed:
+                self._files.fsync_dir(self.dir)
+                self._logger.info("segments_deleted", count=removed, start_offset=offset)
+            return Offset(offset)
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Delete whole closed segments beyond `retention_bytes` or older than `retention_ms`
+        (by their max timestamp). Never the active segment. Returns segments removed."""
+        cfg = self.config
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._lock:
+            closed = self._segments[:-1]
+            total = sum(s.size for s in self._segments)
+        cut = 0
+        for seg in closed:
+            too_big = cfg.retention_bytes is not None and total - seg.size >= cfg.retention_bytes
+            too_old = (cfg.retention_ms is not None and seg.index.max_timestamp >= 0
+                       and seg.index.max_timestamp < now_ms - cfg.retention_ms)
+            if not (too_big or too_old):
+                break
+            total -= seg.size
+            cut += 1
+        if not cut:
+            return 0
+        before = len(self._segments)
+        self.truncate_prefix(closed[cut - 1].next_offset)
+        return before - len(self._segments)
+
+    def segments(self) -> list[tuple[int, int, int]]:
+        """(base offset, term, bytes) per segment, oldest first (for tools and tests)."""
+        with self._lock:
+            return [(s.base_offset, s.term, s.size) for s in self._segments]
+
+    def close(self) -> None:
+        """Flush, seal the active segment (trimming pre-allocation) and close the files. A
+        failed log closes without sealing: recovery will sort it out on reopen."""
+        with self._lock:
+            if self._closed:
+                return
+        try:
+            if self._failed is None:
+                self.flush()
+                if self._segments and not self._segments[-1].is_empty():
+                    self._segments[-1].seal()
+        finally:
+            with self._lock:
+                self._closed = True
+            for seg in self._segments:
+                seg.close()
+
+    def __repr__(self) -> str:
+        return (f"Log({os.path.basename(self.dir)!r}, start={self._start}, "
+                f"dirty={self._dirty}, flushed={self._flushed})")

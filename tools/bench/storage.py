@@ -1,0 +1,265 @@
+"""`redshank bench storage`: the partition log against the raw disk, measured in the same run.
+
+Prints one JSON object (the last line of output):
+- append+flush MB/s for 1 KiB records in 16 KiB, 256 KiB and 1 MiB batches (one flush per
+  batch, so every batch is fdatasync'ed), each next to raw `os.write` + `os.fdatasync` of the
+  same buffers into a file pre-allocated before timing; raw and log rounds alternate and the
+  ratio is the median of the per-round ratios (the log's own pre-allocation steps, segment
+  creation and CRC check are inside its timing);
+- sequential read MB/s from the batch cache and from the files (page cache warm);
+- recovery scan MB/s (CRC-checking the unsealed tail segment) with the file in the page cache
+  and after evicting it (posix_fadvise DONTNEED);
+- sparse-index lookup time with 1M batches indexed.
+Files live in a temporary directory that is removed at the end. `--quick` shrinks everything
+(used by the test of this command). The machine is shared and noisy: compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import crc32c
+import structlog
+
+from redshank.storage import BatchCache, Log, LogConfig, SegmentIndex
+
+__all__ = ["main"]
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def _varint(value: int) -> bytes:
+    v = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while True:
+        if v >> 7:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        else:
+            out.append(v)
+            return bytes(out)
+
+
+def make_batch(batch_bytes: int, record_bytes: int = 1000) -> bytearray:
+    """A magic-2 batch of ~1 KiB records filling about `batch_bytes` (random values so the
+    bytes are realistic). Stand-in until `redshank.protocol.records` provides a builder."""
+    rng = random.Random(batch_bytes)
+    count = max(1, batch_bytes // (record_bytes + 24))
+    records = []
+    for i in range(count):
+        value = rng.randbytes(record_bytes)
+        body = (b"\x00" + _varint(i) + _varint(i) + _varint(-1) + _varint(len(value)) + value
+                + _varint(0))
+        records.append(_varint(len(body)) + body)
+    ts = 1_700_000_000_000
+    after_crc = struct.pack(">hiqqqhii", 0, count - 1, ts, ts + count - 1, -1, -1, -1,
+                            count) + b"".join(records)
+    head = struct.pack(">qiibI", 0, 9 + len(after_crc), -1, 2, crc32c.crc32c(after_crc))
+    return bytearray(head + after_crc)
+
+
+def _raw_write(directory: str, batches: list[bytearray]) -> float:
+    """Seconds to write+fdatasync each batch into a pre-allocated file."""
+    path = os.path.join(directory, "raw.bin")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, sum(map(len, batches)))
+        os.fsync(fd)
+        start = time.perf_counter()
+        for b in batches:
+            os.write(fd, b)
+            os.fdatasync(fd)
+        return time.perf_counter() - start
+    finally:
+        os.close(fd)
+        os.remove(path)
+
+
+def _log_write(directory: str, batches: list[bytearray]) -> float:
+    """Seconds to append+flush each batch through the log (offsets are rewritten in place in
+    the given buffers, as a broker does with the request buffer it received)."""
+    path = os.path.join(directory, "log")
+    log = Log.open(path, LogConfig(segment_bytes=1024 * MIB, preallocate_step=64 * MIB))
+    try:
+        start = time.perf_counter()
+        for b in batches:
+            log.append(b, 1)
+            log.flush()
+        return time.perf_counter() - start
+    finally:
+        log.close()
+        shutil.rmtree(path)
+
+
+def _append_flush(
+    directory: str, batch_bytes: int, total: int, rounds: int
+) -> dict[str, float | list[float]]:
+    template = make_batch(batch_bytes)
+    # Distinct buffers, written by both sides: reusing one would let raw copy from a hot cache.
+    batches = [bytearray(template) for _ in range(max(4, total // len(template)))]
+    volume = sum(map(len, batches)) / MIB
+    raw: list[float] = []
+    ours: list[float] = []
+    for i in range(rounds):
+        # Alternate which goes first so drift in the machine's load hits both sides alike.
+        for side in ("raw", "log") if i % 2 == 0 else ("log", "raw"):
+            if side == "raw":
+                raw.append(volume / _raw_write(directory, batches))
+            else:
+                ours.append(volume / _log_write(directory, batches))
+    ratios = [o / r for o, r in zip(ours, raw, strict=True)]
+    return {"batch_bytes": len(template), "mb": round(volume, 1),
+            "log_mb_s": round(statistics.median(ours), 1),
+            "raw_mb_s": round(statistics.median(raw), 1),
+            "ratio": round(statistics.median(ratios), 3),
+            "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)]}
+
+
+def _timed(fn: Callable[[], int]) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = fn()
+    return time.perf_counter() - start, n
+
+
+def _read_all(log: Log) -> int:
+    offset: int = log.start_offset
+    total = 0
+    while offset <= log.dirty_offset:
+        data = log.read(offset, MIB)
+        total += len(data)
+        # The next offset follows the last batch returned: walk the headers, not the records.
+        pos, last = 0, offset
+        while pos < len(data):
+            length, = struct.unpack_from(">i", data, pos + 8)
+            delta, = struct.unpack_from(">i", data, pos + 23)
+            last = struct.unpack_from(">q", data, pos)[0] + delta
+            pos += length + 12
+        offset = last + 1
+    return total
+
+
+def _reads(directory: str, total: int) -> dict[str, float | str]:
+    path = os.path.join(directory, "reads")
+    template = make_batch(256 * KIB)
+    log = Log.open(path, LogConfig(), cache=BatchCache(2 * total + 64 * MIB))
+    try:
+        for _ in range(max(4, total // len(template))):
+            log.append(bytearray(template), 1)
+        log.flush()
+        secs, n = _timed(lambda: _read_all(log))
+        cached = n / MIB / secs
+    finally:
+        log.close()
+    cold = Log.open(path, LogConfig(), cache=BatchCache(0))
+    try:
+        secs, n = _timed(lambda: _read_all(cold))
+        disk = n / MIB / secs
+    finally:
+        cold.close()
+        shutil.rmtree(path)
+    return {"cache_mb_s": round(cached, 1), "disk_mb_s": round(disk, 1),
+            "disk_note": "files in the page cache", "batch_bytes": len(template)}
+
+
+def _recovery(directory: str, batch_bytes: int, total: int) -> dict[str, float]:
+    """Write an unsealed segment (as a crash leaves it), then time the open that scans it."""
+    path = os.path.join(directory, f"recovery-{batch_bytes}")
+    template = make_batch(batch_bytes)
+    log = Log.open(path, LogConfig(segment_bytes=4 * total, preallocate_step=total + MIB))
+    for _ in range(max(4, total // len(template))):
+        log.append(bytearray(template), 1)
+    log.flush()
+    size = log.segments()[-1][2]
+    # Drop the log without sealing: the segment keeps its pre-allocated tail and no index.
+    for seg in log._segments:
+        seg.close()
+    out: dict[str, float] = {"batch_bytes": len(template), "mb": round(size / MIB, 1)}
+    for label in ("page_cache", "cold"):
+        if label == "cold":
+            name = next(n for n in os.listdir(path) if n.endswith(".log"))
+            fd = os.open(os.path.join(path, name), os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+        index = next((n for n in os.listdir(path) if n.endswith(".index")), None)
+        if index:
+            os.remove(os.path.join(path, index))
+        start = time.perf_counter()
+        again = Log.open(path, LogConfig(segment_bytes=4 * total))
+        secs = time.perf_counter() - start
+        assert again.dirty_offset == log.dirty_offset
+        # Keep the segment unsealed for the next measurement.
+        for seg in again._segments:
+            seg.close()
+        out[f"{label}_mb_s"] = round(size / MIB / secs, 1)
+    shutil.rmtree(path)
+    return out
+
+
+def _index(entries: int, lookups: int) -> dict[str, float]:
+    index = SegmentIndex(0, 1)  # one entry per batch: the worst case for a sparse index
+    for i in range(entries):
+        index.add(i, i, i * 1024, 1024, 1_700_000_000_000 + i)
+    rng = random.Random(1)
+    offsets = [rng.randrange(entries) for _ in range(lookups)]
+    start = time.perf_counter()
+    for off in offsets:
+        index.lookup(off)
+    per_offset = (time.perf_counter() - start) / lookups
+    stamps = [1_700_000_000_000 + o for o in offsets]
+    start = time.perf_counter()
+    for ts in stamps:
+        index.lookup_timestamp(ts)
+    per_ts = (time.perf_counter() - start) / lookups
+    return {"entries": entries, "offset_lookup_us": round(per_offset * 1e6, 2),
+            "timestamp_lookup_us": round(per_ts * 1e6, 2),
+            "memory_mb": round(len(index.encode(0)) / MIB, 1)}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="redshank bench storage", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds, for tests)")
+    parser.add_argument("--dir", default=None, help="parent of the temporary directory")
+    args = parser.parse_args(argv)
+    # Storage logs (segment_rolled...) go to stderr: stdout carries the JSON only.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    quick = args.quick
+    directory = tempfile.mkdtemp(prefix="redshank-bench-storage-", dir=args.dir)
+    started = time.perf_counter()
+    try:
+        sizes = {"16KiB": (16 * KIB, 2 * MIB if quick else 8 * MIB),
+                 "256KiB": (256 * KIB, 4 * MIB if quick else 64 * MIB),
+                 "1MiB": (MIB, 4 * MIB if quick else 96 * MIB)}
+        rounds = 1 if quick else 5
+        result: dict[str, object] = {
+            "append_flush": {name: _append_flush(directory, b, total, rounds)
+                             for name, (b, total) in sizes.items()},
+            "read": _reads(directory, 8 * MIB if quick else 128 * MIB),
+            "recovery_scan": {
+                "16KiB": _recovery(directory, 16 * KIB, 4 * MIB if quick else 128 * MIB),
+                "1MiB": _recovery(directory, MIB, 4 * MIB if quick else 128 * MIB),
+            },
+            "index_lookup": _index(10_000 if quick else 1_000_000,
+                                   10_000 if quick else 200_000),
+        }
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["note"] = ("ratios matter: 2 shared cores and other work on the machine; raw = "
+                      "os.write+os.fdatasync into a pre-allocated file, same bytes, same run")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
