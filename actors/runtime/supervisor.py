@@ -4,7 +4,9 @@ Concern: core processes and the shared memory between them, nothing else (ARCHIT
 section 2). Cores are started with `multiprocess` in `forkserver` mode: each core is forked from a
 fork server that preloaded the runtime and never ran a loop or a thread, so nothing is inherited
 half-way (forking the supervisor, or a process that runs threads or a loop, is not safe), and a
-restart costs a fork, not an interpreter start. `spawn` works too (slower; it re-imports __main__). Each core gets every core's eventfd doorbell (passed as inherited descriptors) and finds
+restart costs a fork, not an interpreter start. `spawn` works too (slower). Both re-import the
+parent's `__main__` in the child: guard it with `if __name__ == "__main__"`. Each core gets every
+core's eventfd doorbell (passed as inherited descriptors) and finds
 its rings by name in the control block's generations. When a core dies, the supervisor marks it
 DEAD and rings every doorbell (peers fail what they asked of it), then restarts it with a new
 generation and new rings after a backoff. On SIGTERM/SIGINT it stops the cores one at a time,

@@ -116,11 +116,6 @@ async def _wait_peers(ctx: CoreContext, timeout: float = 60.0) -> None:
 # -- scenarios (run on core 0) -------------------------------------------------------------------
 
 
-async def _order(ctx: CoreContext, p: dict[str, Any]) -> dict[str, Any]:
-    """Every core sends `count` random-size frames to the next core's sink; check at the end."""
-    return {"ok": True}
-
-
 async def _stream(ctx: CoreContext, p: dict[str, Any], dst: int) -> dict[str, Any]:
     ref = ctx.router.ref(dst, "sink")
     pending: list[LoopFuture[None]] = []
@@ -181,14 +176,19 @@ async def _kill(ctx: CoreContext, p: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + 30.0
     while True:  # the restarted core answers again
         try:
-            after = await asyncio.wait_for(_await(ctx.router.ref(1, "echo").ask("hi", block=False)), 5)
+            echo = ctx.router.ref(1, "echo")
+            after = await asyncio.wait_for(_await(echo.ask("hi", block=False)), 5)
             break
         except (CoreDiedError, TimeoutError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.01)
-    return {"errors": errors, "first_gen": first_gen,
-            "second_gen": ctx.router.transport.generation(1), "after_restart": after}
+    return {
+        "errors": errors,
+        "first_gen": first_gen,
+        "second_gen": ctx.router.transport.generation(1),
+        "after_restart": after,
+    }
 
 
 async def _two_phase(ctx: CoreContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -217,8 +217,11 @@ async def _two_phase(ctx: CoreContext, p: dict[str, Any]) -> dict[str, Any]:
         a_val = await ack
         assert s_val == a_val
     in_order = all(v == sorted(v) for v in sequenced_order.values())
-    return {"in_order": in_order, "acked_before_sequenced": acked_before_sequenced,
-            "total": sum(len(v) for v in sequenced_order.values())}
+    return {
+        "in_order": in_order,
+        "acked_before_sequenced": acked_before_sequenced,
+        "total": sum(len(v) for v in sequenced_order.values()),
+    }
 
 
 async def _await(fut: Any) -> Any:
@@ -236,11 +239,8 @@ SCENARIOS: dict[str, Callable[[CoreContext, dict[str, Any]], Awaitable[dict[str,
 def scenario_setup(ctx: CoreContext, name: str, params: dict[str, Any]) -> None:
     """The core setup for every scenario: install the actors, then (core 0) run `name`."""
     router = ctx.router
-    router.register("echo", Echo.start().actor_ref if False else Echo.start())
+    router.register("echo", Echo.start())
     router.register("blackhole", Blackhole.start())
-    for src in range(ctx.ncores):
-        if src != ctx.core:
-            pass
     router.register("sink", Sink.start(params.get("seed", 0), params.get("max_size", 1)))
     for k in range(params.get("keys", 0)):
         router.register(f"tp{k}", TwoPhaseOwner.start(params.get("seed", 0) + k))
