@@ -100,6 +100,18 @@ def _die_with_parent(supervisor_pid: int) -> None:
         os._exit(1)
     if os.getppid() != parent:
         os._exit(1)
+    # A forkserver child holds the server's "alive" pipe, which keeps the server (our parent)
+    # running as long as any core lives: drop it, so the server exits with the supervisor and
+    # the death signal reaches us.
+    try:
+        import multiprocess.forkserver as forkserver
+
+        alive_fd = forkserver._forkserver._forkserver_alive_fd
+        if alive_fd is not None:
+            os.close(alive_fd)
+            forkserver._forkserver._forkserver_alive_fd = None
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def core_main(spec: CoreSpec) -> None:
@@ -188,6 +200,7 @@ class _CoreHost:
         self._check_peers()
         self.transport.start()
         self._publish_stats()
+        self._watch_supervisor()
         ctx = CoreContext(
             self.spec.core,
             self.spec.ncores,
@@ -207,6 +220,16 @@ class _CoreHost:
         await self._stopped.wait()
         await self._shutdown()
         return self._exit_code
+
+    def _watch_supervisor(self) -> None:
+        """Belt and braces for PR_SET_PDEATHSIG: exit if the supervisor is gone."""
+        try:
+            os.kill(self.spec.supervisor_pid, 0)
+        except ProcessLookupError:
+            self.log.error("supervisor_gone")
+            os._exit(1)
+        if not self._stopped.is_set():
+            self.loop.call_later(1.0, self._watch_supervisor)
 
     def _publish_stats(self) -> None:
         with contextlib.suppress(Exception):  # stats must never take the core down

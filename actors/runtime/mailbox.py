@@ -106,6 +106,7 @@ class RingTransport:
         self._sleeping = False
         self._last_traffic = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._suspect = False
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -282,6 +283,7 @@ class RingTransport:
         self._arm_idle_timer()
 
     def _wake(self) -> None:
+        self._suspect = False
         if self._sleeping:
             self._sleeping = False
             self.probe.wakeups += 1
@@ -317,14 +319,23 @@ class RingTransport:
         if self.on_wake is not None:
             self.on_wake()  # notice dead peers even when nobody rings
         if not self._sleeping:
+            self._suspect = False
             return
         if any(p.consumer is not None and p.consumer.has_data() for p in self._peers):
             try:
                 os.eventfd_read(self.my_doorbell)  # a ring is pending: not lost, just not seen yet
             except BlockingIOError:
+                if not self._suspect:
+                    # The producer may be between its publish and its eventfd write: give it
+                    # one more period before calling the wake-up lost.
+                    self._suspect = True
+                    self._arm_idle_timer()
+                    return
                 self.probe.lost_wakeups += 1
+            self._suspect = False
             self._after_wake()
             return
+        self._suspect = False
         self._arm_idle_timer()
 
     # -- inspection --------------------------------------------------------------------------

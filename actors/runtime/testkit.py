@@ -153,10 +153,10 @@ async def _pingpong(ctx: CoreContext, p: dict[str, Any]) -> dict[str, Any]:
         value = await asyncio.wait_for(_await(ref.ask(i, block=False)), 10.0)
         answered += value == i
         await asyncio.sleep(p["gap_s"])  # let the peer go to sleep before the next ask
-    await asyncio.sleep(0.2)  # past one idle check on both cores
-    stats = await ref.ask("unused", block=False)
-    del stats
-    return {"answered": answered}
+    await asyncio.sleep(0.2)  # past the idle checks on both cores
+    mine = await ctx.router.ref(0, "stats").ask(None, block=False)
+    peer = await ctx.router.ref(1, "stats").ask(None, block=False)
+    return {"answered": answered, "stats": [mine, peer]}
 
 
 async def _kill(ctx: CoreContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -236,10 +236,28 @@ SCENARIOS: dict[str, Callable[[CoreContext, dict[str, Any]], Awaitable[dict[str,
 }
 
 
+class Stats(LoopActor):
+    """Answers with this core's mailbox counters (so a scenario can read its peers')."""
+
+    def __init__(self, ctx: CoreContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def on_receive(self, message: Any) -> Any:
+        stats: dict[str, Any] = self.ctx.router.transport.stats()  # type: ignore[attr-defined]
+        return stats
+
+
+def basic_setup(ctx: CoreContext) -> None:
+    """Echo and stats actors on every core (the supervisor process tests, `redshank actors`)."""
+    ctx.router.register("echo", Echo.start())
+    ctx.router.register("stats", Stats.start(ctx))
+
+
 def scenario_setup(ctx: CoreContext, name: str, params: dict[str, Any]) -> None:
     """The core setup for every scenario: install the actors, then (core 0) run `name`."""
     router = ctx.router
-    router.register("echo", Echo.start())
+    basic_setup(ctx)
     router.register("blackhole", Blackhole.start())
     router.register("sink", Sink.start(params.get("seed", 0), params.get("max_size", 1)))
     for k in range(params.get("keys", 0)):
