@@ -16,7 +16,7 @@ import pickle
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "HEADER",
@@ -56,12 +56,24 @@ class EnvelopeError(Exception):
     by its framing)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
+    """A decoded frame. A NamedTuple, not a frozen dataclass: it is built once per frame on the
+    hot path, and a frozen dataclass's __init__ costs about three times as much."""
+
     kind: Kind
     corr: int
     name: str
     message: Any
+
+
+_KINDS: Final = {int(k): k for k in Kind}
+_RAW, _NONE, _INTENC, _PICKLE, _CODEC = (
+    int(e) for e in (Encoding.RAW, Encoding.NONE, Encoding.INT, Encoding.PICKLE, Encoding.CODEC)
+)
+# Actor names are few and repeat on every frame: cache their encodings both ways (bounded).
+_NAME_CACHE_MAX: Final = 4096
+_name_bytes: dict[str, bytes] = {}
+_name_strs: dict[bytes, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +118,11 @@ def encode(kind: Kind, corr: int, name: str, message: Any) -> tuple[bytes, bytes
             enc, body = Encoding.CODEC, bytes((codec.type_id,)) + codec.encode(message)
         else:
             enc, body = Encoding.PICKLE, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    raw_name = name.encode()
+    raw_name = _name_bytes.get(name)
+    if raw_name is None:
+        raw_name = name.encode()
+        if len(_name_bytes) < _NAME_CACHE_MAX:
+            _name_bytes[name] = raw_name
     return HEADER.pack(kind, enc, len(raw_name), corr) + raw_name, body
 
 
@@ -119,24 +135,29 @@ def decode(frame: memoryview, *, copy: bool = True) -> Envelope:
     if start > len(frame):
         raise EnvelopeError("name runs past the frame")
     try:
-        kind = Kind(kind)
-        name = str(frame[HEADER.size : start], "utf-8")
+        kind_member = _KINDS[kind]
+        raw_name = frame[HEADER.size : start].tobytes()
+        name = _name_strs.get(raw_name)
+        if name is None:
+            name = raw_name.decode()
+            if len(_name_strs) < _NAME_CACHE_MAX:
+                _name_strs[raw_name] = name
         body = frame[start:]
         message: Any
-        if enc == Encoding.RAW:
+        if enc == _RAW:
             message = bytes(body) if copy else body
-        elif enc == Encoding.NONE:
+        elif enc == _NONE:
             message = None
-        elif enc == Encoding.INT:
+        elif enc == _INTENC:
             message = _INT.unpack(body)[0]
-        elif enc == Encoding.CODEC:
-            message = _by_id[body[0]].decode(body[1:])
-        elif enc == Encoding.PICKLE:
+        elif enc == _PICKLE:
             message = pickle.loads(body)
+        elif enc == _CODEC:
+            message = _by_id[body[0]].decode(body[1:])
         else:
             raise EnvelopeError(f"unknown encoding {enc}")
     except EnvelopeError:
         raise
     except Exception as exc:  # ValueError, KeyError, struct.error, UnpicklingError, ...
         raise EnvelopeError(f"undecodable frame: {exc!r}") from exc
-    return Envelope(kind, corr, name, message)
+    return Envelope(kind_member, corr, name, message)

@@ -48,7 +48,7 @@ class ActorProbe:
 class LoopInbox:
     """A deque inbox; a put schedules one drain of the owning actor on its loop."""
 
-    __slots__ = ("_actor", "_loop", "_queue", "_scheduled")
+    __slots__ = ("_actor", "_dead", "_loop", "_queue", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -57,8 +57,15 @@ class LoopInbox:
         # True while a drain is scheduled (or the actor is not started yet): puts need not
         # schedule another. Reset by the drain before it pops, so a racing put is never missed.
         self._scheduled = True
+        self._dead = False
 
     def put(self, envelope: Envelope[Any], /) -> None:
+        if self._dead:  # raced with the actor's stop (a put from another thread): answer now
+            if envelope.reply_to is not None:
+                envelope.reply_to.set_exception(
+                    (pykka.ActorDeadError, pykka.ActorDeadError("actor stopped"), None)
+                )
+            return
         self._queue.append(envelope)
         if not self._scheduled:
             self._scheduled = True
@@ -142,8 +149,9 @@ class LoopActor(pykka.Actor):
             budget -= 1
             self._handle_envelope(queue.popleft())
         if stopped.is_set():
+            inbox._scheduled = True  # never drain again
+            inbox._dead = True  # puts from now on are answered with ActorDeadError at once
             self._actor_loop_teardown()
-            inbox._scheduled = True  # never drain again; puts after this see a dead actor
             return
         if queue and not inbox._scheduled:
             inbox._scheduled = True

@@ -42,6 +42,7 @@ HEADER_SIZE: Final = 256
 FRAME_OVERHEAD: Final = 8
 _HEAD, _TAIL, _SLEEPING, _WAITING = 0, 8, 16, 24  # indices into the header's u64 view
 _PAD: Final = 0xFFFFFFFF
+_DATA_START: Final = HEADER_SIZE + 8  # offset of a frame's payload in the mapping, past its header
 _LEN_MASK: Final = 0xFFFFFFFF
 
 _fence_lock = threading.Lock()
@@ -116,6 +117,7 @@ class RingProducer:
         self.segment = segment
         self._words = segment.words
         self._data = segment.data
+        self._mm = segment._mm
         self._dwords = segment.data_words
         self._cap = segment.capacity
         self._mask = segment.capacity - 1
@@ -148,10 +150,15 @@ class RingProducer:
             head += to_end
             pos = 0
         self._dwords[pos >> 3] = n | (self._seq << 32)
-        start = pos + FRAME_OVERHEAD
-        self._data[start : start + n1] = first
-        if n > n1:
-            self._data[start + n1 : start + n] = second
+        start = pos + _DATA_START
+        mm = self._mm
+        if n == n1:
+            mm[start : start + n] = first
+        elif n < 512:  # one small copy beats two slice assignments
+            mm[start : start + n] = first + second
+        else:
+            mm[start : start + n1] = first
+            mm[start + n1 : start + n] = second
         self._seq = (self._seq + 1) & _LEN_MASK
         self._head = head + need
         self.frames += 1
