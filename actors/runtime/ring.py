@@ -155,7 +155,7 @@ class RingProducer:
         if n == n1:
             mm[start : start + n] = first
         elif n < 512:  # one small copy beats two slice assignments
-            mm[start : start + n] = first + second
+            mm[start : start + n] = b"".join((first, second))
         else:
             mm[start : start + n1] = first
             mm[start + n1 : start + n] = second

@@ -2,8 +2,9 @@
 
 Prints one JSON object (last line): in-core tell/s and ask p50/p99; cross-core one-way frames/s
 and MB/s for 64 B, 1 KiB and 64 KiB payloads (read in place by a raw handler), cross-core ask
-p50/p99 and pipelined asks/s; each next to a `multiprocessing.Queue` baseline measured in the same run. Bounded
-to about a minute. The machine is shared and has 2 cores: figures are noisy, compare the ratios.
+p50/p99 and pipelined asks/s; each next to a `multiprocessing.Queue` baseline measured in the same
+run. Bounded to about a minute. The machine is shared and has 2 cores: figures are noisy, compare
+the ratios.
 `--quick` runs a tenth of the work (a smoke run).
 """
 
