@@ -1,3 +1,64 @@
-"""Loop-hosted pykka actors, core processes, shared-memory mailboxes. Imports no project code."""
+"""The per-core runtime: loop-hosted pykka actors, core processes and their supervisor,
+shared-memory SPSC mailboxes, remote references. Imports no other project code."""
 
-__all__: list[str] = []
+from .control_block import ControlBlock, CoreState
+from .core_process import CoreContext, CoreSetup, CoreSpec, new_event_loop
+from .envelope import EnvelopeError, register_codec
+from .log_setup import configure_logging
+from .loop_actor import ActorProbe, LoopActor, ThreadActor, use_loop
+from .loop_future import LoopBlockingError, LoopFuture, bind_loop, current_loop
+from .mailbox import RingTransport
+from .node_dir import NodeBusyError, NodeDir
+from .node_stats import NodeNotRunningError, read_node_stats
+from .ring import RingConsumer, RingCorruptError, RingProducer, RingSegment
+from .router import (
+    CoreDiedError,
+    CoreRouter,
+    LocalRef,
+    RemoteError,
+    RemoteRef,
+    Staged,
+    Transport,
+)
+from .sim_loop import SimCores, SimulationStalledError, VirtualClockLoop
+from .supervisor import Supervisor
+
+__all__ = [
+    "ActorProbe",
+    "ControlBlock",
+    "CoreContext",
+    "CoreDiedError",
+    "CoreRouter",
+    "CoreSetup",
+    "CoreSpec",
+    "CoreState",
+    "EnvelopeError",
+    "LocalRef",
+    "LoopActor",
+    "LoopBlockingError",
+    "LoopFuture",
+    "NodeBusyError",
+    "NodeDir",
+    "NodeNotRunningError",
+    "RemoteError",
+    "RemoteRef",
+    "RingConsumer",
+    "RingCorruptError",
+    "RingProducer",
+    "RingSegment",
+    "RingTransport",
+    "SimCores",
+    "SimulationStalledError",
+    "Staged",
+    "Supervisor",
+    "ThreadActor",
+    "Transport",
+    "VirtualClockLoop",
+    "bind_loop",
+    "configure_logging",
+    "current_loop",
+    "new_event_loop",
+    "read_node_stats",
+    "register_codec",
+    "use_loop",
+]

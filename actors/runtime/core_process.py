@@ -1,0 +1,298 @@
+"""The body of one core process: pin, loop, mailboxes, router, the pluggable setup, clean exit.
+
+Concern: turning a `CoreSpec` from the supervisor into a running core. It dies with its supervisor
+(PR_SET_PDEATHSIG, then a getppid() check for the race before it), pins itself to one CPU, runs
+one event loop (uvloop where available), attaches the rings to every live peer as the control block
+names them (re-attaching when a peer restarts and failing requests to a peer that died), publishes
+its stats block, then calls `spec.setup(context)`, the seam where the broker installs its actors.
+SIGTERM/SIGINT stop it: actors stop, pending requests fail, rings close. Must not know what the
+actors do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import inspect
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import structlog
+
+from .control_block import ControlBlock, CoreState
+from .log_setup import configure_logging
+from .loop_actor import LoopActor, LoopInbox, ThreadActor
+from .mailbox import RingTransport
+from .node_dir import NodeDir
+from .ring import RingConsumer, RingProducer, RingSegment
+from .router import CoreRouter
+from .stats_block import StatsWriter
+
+__all__ = ["CoreContext", "CoreSetup", "CoreSpec", "core_main", "new_event_loop"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSpec:
+    core: int
+    ncores: int
+    generation: int
+    node_dir: str
+    cpu: int | None
+    supervisor_pid: int
+    doorbells: tuple[Any, ...]  # DupFd handles (ints once detached in the child)
+    setup: CoreSetup | None
+    spin_s: float = 0.002
+    idle_check_s: float = 0.05
+    stats_interval_s: float = 0.5
+
+
+@dataclass(slots=True)
+class CoreContext:
+    """What a core's setup gets: who it is, its loop, its router (register actors, get refs)."""
+
+    core: int
+    ncores: int
+    generation: int
+    loop: asyncio.AbstractEventLoop
+    router: CoreRouter
+    node_dir: str
+    log: Any
+    stop: Callable[[], None]
+
+    def peers_ready(self) -> bool:
+        """True when every core has finished its setup (read from the control block)."""
+        host = _host
+        return host is not None and all(host.control.ready(c) for c in range(self.ncores))
+
+
+CoreSetup = Callable[[CoreContext], Awaitable[None] | None]
+
+_host: _CoreHost | None = None
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _die_with_parent(supervisor_pid: int) -> None:
+    """SIGKILL this core when its parent dies (the supervisor, or the fork server, which exits
+    when the supervisor does); exit at once if that already happened before prctl."""
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        os.kill(supervisor_pid, 0)
+    except ProcessLookupError:
+        os._exit(1)
+    if os.getppid() != parent:
+        os._exit(1)
+    # A forkserver child holds the server's "alive" pipe, which keeps the server (our parent)
+    # running as long as any core lives: drop it, so the server exits with the supervisor and
+    # the death signal reaches us.
+    try:
+        import multiprocess.forkserver as forkserver
+
+        alive_fd = forkserver._forkserver._forkserver_alive_fd
+        if alive_fd is not None:
+            os.close(alive_fd)
+            forkserver._forkserver._forkserver_alive_fd = None
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def core_main(spec: CoreSpec) -> None:
+    """Process entry point (a module-level function, so `spawn` can import it)."""
+    _die_with_parent(spec.supervisor_pid)
+    if spec.cpu is not None:
+        os.sched_setaffinity(0, {spec.cpu})
+    doorbells = [d if isinstance(d, int) else d.detach() for d in spec.doorbells]
+    configure_logging(spec.core)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    global _host
+    _host = host = _CoreHost(spec, loop, doorbells)
+    try:
+        code = loop.run_until_complete(host.run())
+    finally:
+        loop.close()
+    sys.exit(code)
+
+
+class _CoreHost:
+    def __init__(
+        self, spec: CoreSpec, loop: asyncio.AbstractEventLoop, doorbells: list[int]
+    ) -> None:
+        self.spec = spec
+        self.loop = loop
+        self.node = NodeDir(spec.node_dir)
+        self.log = structlog.get_logger("redshank.core")
+        self.control = ControlBlock(self.node.control_name(), spec.ncores)
+        self.transport = RingTransport(
+            spec.core,
+            loop,
+            doorbells,
+            self._on_frame,
+            spin_s=spec.spin_s,
+            idle_check_s=spec.idle_check_s,
+            on_wake=self._check_peers,
+            on_fatal=self._fatal,
+        )
+        self.router = CoreRouter(spec.core, spec.ncores, loop, self.transport)
+        self.stats = StatsWriter(self.node.stats_name(spec.core))
+        self._stopped = asyncio.Event()
+        self._exit_code = 0
+        self._started = time.time()
+
+    def _on_frame(self, src: int, frame: memoryview) -> None:
+        self.router.on_frame(src, frame)
+
+    def _fatal(self, exc: BaseException) -> None:
+        self.log.error("core_invariant_broken", error=repr(exc))
+        self._exit_code = 70
+        self.stop()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _check_peers(self) -> None:
+        """Attach to peers that (re)started, fail requests to peers that died."""
+        me = self.spec.core
+        for peer in range(self.spec.ncores):
+            if peer == me:
+                continue
+            gen = self.control.generation(peer)
+            state = self.control.state(peer)
+            known = self.transport.generation(peer)
+            attached = self.transport.alive(peer)
+            if attached and (gen != known or state is not CoreState.RUNNING):
+                self.transport.detach(peer, f"generation {known} ended")
+                self.router.peer_down(peer, f"generation {known} ended")
+                attached = False
+            if not attached and state is CoreState.RUNNING and gen != 0 and gen != known:
+                self._attach(peer, gen)
+
+    def _attach(self, peer: int, gen: int) -> None:
+        me, my_gen = self.spec.core, self.spec.generation
+        try:
+            out = RingSegment(self.node.ring_name(me, peer, my_gen, gen))
+            inbound = RingSegment(self.node.ring_name(peer, me, gen, my_gen))
+        except Exception:  # not created yet (the supervisor is mid-restart): retry on next wake
+            return
+        self.transport.attach(peer, gen, RingProducer(out), RingConsumer(inbound))
+
+    async def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stop)
+        self._check_peers()
+        self.transport.start()
+        self._publish_stats()
+        self._watch_supervisor()
+        ctx = CoreContext(
+            self.spec.core,
+            self.spec.ncores,
+            self.spec.generation,
+            self.loop,
+            self.router,
+            self.spec.node_dir,
+            self.log,
+            self.stop,
+        )
+        if self.spec.setup is not None:
+            result = self.spec.setup(ctx)
+            if inspect.isawaitable(result):
+                await result
+        self.control.mark_ready(self.spec.core, self.spec.generation)
+        self.log.info("core_started", generation=self.spec.generation, pid=os.getpid())
+        await self._stopped.wait()
+        await self._shutdown()
+        return self._exit_code
+
+    def _watch_supervisor(self) -> None:
+        """Belt and braces for PR_SET_PDEATHSIG: exit if the supervisor is gone."""
+        try:
+            os.kill(self.spec.supervisor_pid, 0)
+        except ProcessLookupError:
+            self.log.error("supervisor_gone")
+            os._exit(1)
+        if not self._stopped.is_set():
+            self.loop.call_later(1.0, self._watch_supervisor)
+
+    def _publish_stats(self) -> None:
+        with contextlib.suppress(Exception):  # stats must never take the core down
+            self.stats.publish(self.snapshot())
+        if not self._stopped.is_set():
+            self.loop.call_later(self.spec.stats_interval_s, self._publish_stats)
+
+    def snapshot(self) -> dict[str, Any]:
+        actors = []
+        for name, ref in self.router.actors().items():
+            actor = ref._actor_weakref()
+            probe = getattr(actor, "actor_probe", None)
+            if probe is None:
+                continue
+            actors.append(
+                {
+                    "name": name,
+                    "class": ref.actor_class.__name__,
+                    "alive": ref.is_alive(),
+                    "depth": _depth(ref.actor_inbox),
+                    "messages": probe.messages,
+                    "handler_ms": probe.handler_ns / 1e6,
+                    "failures": probe.failures,
+                }
+            )
+        return {
+            "core": self.spec.core,
+            "generation": self.spec.generation,
+            "pid": os.getpid(),
+            "time": time.time(),
+            "uptime_s": time.time() - self._started,
+            "pending_requests": self.router.pending,
+            "router": self.router.probe.as_dict(),
+            **self.transport.stats(),
+            "actors": actors,
+        }
+
+    async def _shutdown(self) -> None:
+        self.log.info("core_stopping")
+        refs = [
+            r
+            for r in pykka.ActorRegistry.get_all()
+            if issubclass(r.actor_class, (LoopActor, ThreadActor))
+        ]
+        stops = [r.stop(block=False) for r in refs]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(_awaitable(f) for f in stops)), 5.0)
+        self.router.fail_all("core stopping")
+        self.transport._flush()
+        with contextlib.suppress(Exception):
+            self.stats.publish(self.snapshot())
+        self.transport.close()
+        self.stats.close()
+
+
+def _depth(inbox: Any) -> int | None:
+    if isinstance(inbox, LoopInbox):
+        return len(inbox)
+    qsize = getattr(inbox, "qsize", None)
+    return int(qsize()) if qsize is not None else None
+
+
+async def _awaitable(fut: pykka.Future[Any]) -> Any:
+    with contextlib.suppress(Exception):
+        return await fut
+    return None

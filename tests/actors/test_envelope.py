@@ -1,0 +1,107 @@
+"""The cross-core envelope codec: round trips, in-place raw bodies, typed errors on bad frames."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from redshank.actors.runtime.envelope import (
+    HEADER,
+    Encoding,
+    EnvelopeError,
+    Kind,
+    decode,
+    encode,
+    register_codec,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Offsets:
+    base: int
+    last: int
+
+
+_OFFSETS = struct.Struct("<qq")
+register_codec(
+    7, Offsets, lambda o: _OFFSETS.pack(o.base, o.last), lambda b: Offsets(*_OFFSETS.unpack(b))
+)
+
+
+def roundtrip(kind: Kind, corr: int, name: str, message: Any) -> Any:
+    first, second = encode(kind, corr, name, message)
+    env = decode(memoryview(first + bytes(second)))
+    assert (env.kind, env.corr, env.name) == (kind, corr, name)
+    return env.message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"",
+        b"batch" * 100,
+        None,
+        0,
+        -(1 << 63),
+        (1 << 63) - 1,
+        1 << 70,
+        "text",
+        {"a": [1, 2]},
+        Offsets(5, 9),
+        ValueError("x"),
+    ],
+)
+def test_round_trip(message: Any) -> None:
+    out = roundtrip(Kind.ASK, 42, "partition-3", message)
+    if isinstance(message, Exception):
+        assert repr(out) == repr(message)
+    else:
+        assert out == message
+
+
+def test_hot_types_do_not_pickle() -> None:
+    for message, enc in [
+        (b"x", Encoding.RAW),
+        (None, Encoding.NONE),
+        (5, Encoding.INT),
+        (Offsets(1, 2), Encoding.CODEC),
+    ]:
+        first, _ = encode(Kind.TELL, 0, "n", message)
+        assert first[1] == enc
+
+
+def test_raw_body_can_be_read_in_place() -> None:
+    frame = bytearray(b"".join(bytes(p) for p in encode(Kind.TELL, 0, "n", b"payload")))
+    env = decode(memoryview(frame), copy=False)
+    assert isinstance(env.message, memoryview) and env.message.obj is frame
+
+
+def test_codec_ids_cannot_be_reused_for_another_type() -> None:
+    with pytest.raises(ValueError):
+        register_codec(7, dict, lambda o: b"", lambda b: {})
+
+
+@given(st.binary(max_size=64))
+def test_garbage_gets_a_typed_error(data: bytes) -> None:
+    try:
+        decode(memoryview(data))
+    except EnvelopeError:
+        pass
+
+
+def test_truncated_and_unknown_frames() -> None:
+    with pytest.raises(EnvelopeError):
+        decode(memoryview(b"\x01\x00"))
+    with pytest.raises(EnvelopeError):
+        decode(memoryview(HEADER.pack(1, 0, 50, 0)))  # name longer than the frame
+    with pytest.raises(EnvelopeError):
+        decode(memoryview(HEADER.pack(99, 0, 0, 0)))  # unknown kind
+    with pytest.raises(EnvelopeError):
+        decode(memoryview(HEADER.pack(1, 9, 0, 0)))  # unknown encoding
+    with pytest.raises(EnvelopeError):
+        decode(memoryview(HEADER.pack(1, 3, 0, 0) + b"not a pickle"))

@@ -1,0 +1,91 @@
+"""`redshank actors`: every core's mailboxes and actors of a running node, as a table or JSON.
+
+A node is found by its directory (`--node-dir`, the directory given to the supervisor /
+`redshank start`): `node.json` there names the shared-memory prefix, and each core publishes a
+read-only stats block (`actors/runtime/stats_block.py`) that this command reads without disturbing
+the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from redshank.actors.runtime.node_stats import NodeNotRunningError, read_node_stats
+
+__all__ = ["main", "render"]
+
+_MAILBOX_COLS = (
+    "peer",
+    "alive",
+    "out_frames",
+    "out_bytes",
+    "out_depth",
+    "in_frames",
+    "in_bytes",
+    "in_depth",
+    "overflow",
+)
+_ACTOR_COLS = ("name", "class", "depth", "messages", "handler_ms", "failures")
+
+
+def _table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> list[str]:
+    cells = [[_fmt(row.get(c)) for c in cols] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def render(stats: dict[str, Any]) -> str:
+    lines = [f"node {stats['node_dir']} (supervisor pid {stats['supervisor_pid']})"]
+    for core in stats["cores"]:
+        if "error" in core:
+            lines.append(f"core {core['core']}: {core['error']}")
+            continue
+        lines.append(
+            f"core {core['core']}  gen {core['generation']}  pid {core['pid']}  "
+            f"uptime {core['uptime_s']:.0f}s  pending {core['pending_requests']}  "
+            f"sleeping {core['sleeping']}  wakeups {core['wakeups']}  "
+            f"lost_wakeups {core['lost_wakeups']}"
+        )
+        lines += _table(core["mailboxes"], _MAILBOX_COLS)
+        lines += _table(core["actors"], _ACTOR_COLS)
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="redshank actors", description=__doc__)
+    parser.add_argument("--node-dir", required=True, help="the node's directory")
+    parser.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
+    parser.add_argument("--watch", type=float, metavar="SECS", help="refresh every SECS")
+    parser.add_argument("--count", type=int, help="with --watch: stop after COUNT refreshes")
+    args = parser.parse_args(argv)
+    shown = 0
+    while True:
+        try:
+            stats = read_node_stats(args.node_dir)
+        except NodeNotRunningError as exc:
+            print(f"redshank actors: {exc}", file=sys.stderr)
+            return 1
+        if args.watch is not None and not args.json:
+            print("\x1b[2J\x1b[H", end="")
+        print(json.dumps(stats) if args.json else render(stats), flush=True)
+        shown += 1
+        if args.watch is None or (args.count is not None and shown >= args.count):
+            return 0
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return 0
