@@ -230,7 +230,9 @@ class RaftCore:
         if pr.match == self.log.last_index():
             self._send(target, MT.TIMEOUT_NOW)
         else:
-            # Redpanda #2606: never hand over to a lagging target; bring it up to date first.
+            # Redpanda #2606: never hand over to a lagging target; recover it first (from its
+            # acknowledged `match`, since appends in flight may be lost).
+            pr.become_probe()
             self._send_append(target)
         return None
 
@@ -248,6 +250,11 @@ class RaftCore:
         for peer in self.progress:
             self._send_append(peer)
         return idx
+
+    def campaign(self) -> None:
+        """Start an election now (etcd's MsgHup): prevote first if enabled."""
+        if self.role != Role.LEADER and self.promotable():
+            self._campaign(transfer=False)
 
     # ---- time -------------------------------------------------------------------------------
 
@@ -299,7 +306,12 @@ class RaftCore:
                 pass  # prevote never changes persistent state
             else:
                 lead = m.src if m.type in (MT.APPEND, MT.HEARTBEAT) else NO_NODE
+                elapsed = self.election_elapsed
                 self._become_follower(m.term, lead, NoticeKind.BECAME_FOLLOWER)
+                if lead == NO_NODE:
+                    # Only a leader or a granted vote restarts the election timer (thesis figure
+                    # 3.1); else a node whose clock runs fast starves the best candidate.
+                    self.election_elapsed = elapsed
         elif m.term < self.term:
             if m.type in (MT.APPEND, MT.HEARTBEAT):
                 # Tell a stale leader about the new term so it steps down.

@@ -38,6 +38,10 @@ class SimDisk:
             self._apply(entries, hs)
         self._pending.clear()
 
+    def lose_unsynced(self) -> None:
+        """Power loss with nothing of the page cache reaching the disk."""
+        self._pending.clear()
+
     def _apply(self, entries: list[Entry], hs: HardState | None) -> None:
         if entries:
             first = entries[0].index
