@@ -3,7 +3,7 @@
 from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager, NodeHeartbeat
 from redshank.cluster.raft.log import MemoryLog, RaftLog
 from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
-from redshank.cluster.raft.raft import ProposeError, RaftConfig, RaftCore
+from redshank.cluster.raft.raft import RaftConfig, RaftCore
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateBatcher, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import (
     ReplicateEntriesStm,
@@ -23,6 +23,7 @@ from redshank.cluster.raft.types import (
     Notice,
     NoticeKind,
     PersistMark,
+    ProposeError,
     Ready,
     Role,
     Term,

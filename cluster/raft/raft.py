@@ -13,12 +13,11 @@ the host reported durable, so "committed" always means "fsynced on a majority of
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from redshank.cluster.raft import quorum
+from redshank.cluster.raft import confchange, quorum
 from redshank.cluster.raft.log import RaftLog
 from redshank.cluster.raft.progress import Progress, ProgressState
 from redshank.cluster.raft.types import (
@@ -34,6 +33,7 @@ from redshank.cluster.raft.types import (
     Notice,
     NoticeKind,
     PersistMark,
+    ProposeError,
     Ready,
     Role,
     Term,
@@ -47,16 +47,6 @@ _T0 = Term(0)
 # depend on no new vote (a leader's appends go out in parallel with its own flush).
 _EARLY = frozenset({MT.APPEND, MT.HEARTBEAT, MT.TIMEOUT_NOW, MT.PREVOTE, MT.PREVOTE_RESPONSE,
                     MT.HEARTBEAT_RESPONSE})
-
-
-class ProposeError(enum.IntEnum):
-    NOT_LEADER = 1
-    TRANSFER_IN_PROGRESS = 2  # leadership transfer: proposals refused until done or aborted
-    NOT_READY = 3  # no entry of the current term committed yet
-    CONFIG_IN_PROGRESS = 4  # at most one uncommitted configuration (and not while joint)
-    LEARNER_NOT_CAUGHT_UP = 5
-    INVALID_CONFIG = 6
-    NOT_A_VOTER = 7
 
 
 @dataclass(slots=True)
@@ -198,23 +188,18 @@ class RaftCore:
         err = self._can_propose()
         if err is not None:
             return err
-        cur = self.config
         if not self.leader_ready():
             return ProposeError.NOT_READY
-        if cur.joint or self.config_index > self.commit:
+        if self.config_index > self.commit:
             return ProposeError.CONFIG_IN_PROGRESS
-        if not voters or voters & learners or (learners & cur.all_voters()):
-            return ProposeError.INVALID_CONFIG
-        for n in voters - cur.voters:
-            if n not in cur.learners:
-                return ProposeError.INVALID_CONFIG
+
+        def caught_up(n: NodeId) -> bool:
             pr = self.progress.get(n)
-            if pr is None or pr.match < self.commit:
-                return ProposeError.LEARNER_NOT_CAUGHT_UP
-        if voters == cur.voters:
-            new = Config(voters=voters, learners=learners)
-        else:
-            new = Config(voters=voters, outgoing=cur.voters, learners=learners)
+            return pr is not None and pr.match >= self.commit
+
+        new = confchange.plan(self.config, voters, learners, caught_up)
+        if isinstance(new, ProposeError):
+            return new
         return self._append_and_broadcast(EntryKind.CONFIG, config=new)
 
     def transfer_leadership(self, target: NodeId) -> ProposeError | None:
@@ -558,8 +543,7 @@ class RaftCore:
             return
         if cfg.joint:
             # C_old,new committed: move to C_new on our own (thesis 4.3).
-            self._append_and_broadcast(EntryKind.CONFIG,
-                                       config=Config(voters=cfg.voters, learners=cfg.learners))
+            self._append_and_broadcast(EntryKind.CONFIG, config=confchange.leave_joint(cfg))
         elif self.id not in cfg.voters:
             self._hand_over()
 

@@ -128,6 +128,16 @@ class Message:
         return " ".join(parts)
 
 
+class ProposeError(enum.IntEnum):
+    NOT_LEADER = 1
+    TRANSFER_IN_PROGRESS = 2  # leadership transfer: proposals refused until done or aborted
+    NOT_READY = 3  # no entry of the current term committed yet
+    CONFIG_IN_PROGRESS = 4  # at most one uncommitted configuration (and not while joint)
+    LEARNER_NOT_CAUGHT_UP = 5
+    INVALID_CONFIG = 6
+    NOT_A_VOTER = 7
+
+
 class Role(enum.IntEnum):
     FOLLOWER = 0
     PRECANDIDATE = 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager, NodeHeartbeat
 from redshank.cluster.raft.log import MemoryLog
 from redshank.cluster.raft.offset_translator import OffsetTranslator
-from redshank.cluster.raft.raft import ProposeError, RaftConfig, RaftCore
+from redshank.cluster.raft.raft import RaftConfig, RaftCore
 from redshank.cluster.raft.replicate_batcher import ReplicateBatcher, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import (
     ReplicateEntriesStm,
@@ -32,6 +32,7 @@ from redshank.cluster.raft.types import (
     NodeId,
     NoticeKind,
     PersistMark,
+    ProposeError,
     Role,
 )
 

@@ -34,9 +34,17 @@ import shlex
 from dataclasses import dataclass, field
 
 from redshank.cluster.raft.log import MemoryLog
-from redshank.cluster.raft.raft import ProposeError, RaftConfig, RaftCore
+from redshank.cluster.raft.raft import RaftConfig, RaftCore
 from redshank.cluster.raft.sim.disk import SimDisk
-from redshank.cluster.raft.types import Config, Index, Message, NodeId, PersistMark, Role
+from redshank.cluster.raft.types import (
+    Config,
+    Index,
+    Message,
+    NodeId,
+    PersistMark,
+    ProposeError,
+    Role,
+)
 
 
 @dataclass(slots=True)

@@ -18,13 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redshank.cluster.raft.heartbeat_manager import NodeHeartbeat
-from redshank.cluster.raft.raft import ProposeError
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
 from redshank.cluster.raft.sim.checkers import Checker
 from redshank.cluster.raft.sim.disk import SimDisk
 from redshank.cluster.raft.sim.host import HostParams, Packet, SimNode
-from redshank.cluster.raft.types import Config, EntryKind, Index, Message, NodeId, Role
+from redshank.cluster.raft.types import (
+    Config,
+    EntryKind,
+    Index,
+    Message,
+    NodeId,
+    ProposeError,
+    Role,
+)
 
 TICK_MS = 100.0  # one Raft tick; election timeout 10-20 ticks = 1-2 s
 LEADER_DEADLINE_MS = 10_000.0
