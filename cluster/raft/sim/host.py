@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redshank.cluster.raft.flush_debouncer import FlushDebouncer
 from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager, NodeHeartbeat
 from redshank.cluster.raft.log import MemoryLog
 from redshank.cluster.raft.offset_translator import OffsetTranslator
@@ -31,7 +32,6 @@ from redshank.cluster.raft.types import (
     MessageType,
     NodeId,
     NoticeKind,
-    PersistMark,
     ProposeError,
     Role,
 )
@@ -77,8 +77,7 @@ class SimNode:
         self.batcher = ReplicateBatcher()
         self.stm = ReplicateEntriesStm()
         self.hb = HeartbeatManager(self.id)
-        self.awaiting: list[Message] = []
-        self.mark: PersistMark | None = None
+        self.flusher = FlushDebouncer()
         self.hwm = core.commit
         self.was_leader = False
         return core
@@ -125,16 +124,18 @@ class SimNode:
             self.drain()  # keep the translator in step before the next batch
 
     def flush(self) -> None:
-        """The debounced fsync: everything written so far becomes durable."""
+        """The debounced fsync (instantaneous in virtual time): it covers every write so far."""
+        self.flusher.begin()
         self.disk.sync()
-        late, self.awaiting = self.awaiting, []
-        for m in late:
+        batch, again = self.flusher.complete()
+        for m in batch.messages:
             if m.type == MessageType.VOTE_RESPONSE and not m.reject:
                 self.checker.vote_sent(self.id, m.term, m.dst, self.disk, self.core.config)
-        self._emit(late)
-        if self.mark is not None:
-            self.core.on_persisted(self.mark)
-            self.mark = None
+        self._emit(batch.messages)
+        if batch.mark is not None:
+            self.core.on_persisted(batch.mark)
+        if again:
+            self._request_flush(self.id)
         self.drain()
 
     def crash(self) -> None:
@@ -161,9 +162,7 @@ class SimNode:
                 self.batcher.handed_off(rd.mark.index)
                 for r in self.stm.written(rd.mark.index):
                     self._on_result(self.id, r)
-            self.awaiting.extend(rd.messages_after_persist)
-            if rd.entries or rd.hard_state is not None or rd.messages_after_persist:
-                self.mark = rd.mark
+            if self.flusher.add(rd):
                 self._request_flush(self.id)
             if rd.committed:
                 self.checker.applied(self.id, rd.committed)
