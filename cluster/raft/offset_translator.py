@@ -34,6 +34,10 @@ class OffsetTranslator:
         del self._base[first_removed - 1 :]
         del self._count[first_removed - 1 :]
 
+    def __len__(self) -> int:
+        """The last Raft index covered."""
+        return len(self._base)
+
     def next_offset(self) -> Offset:
         if not self._base:
             return Offset(0)

@@ -34,10 +34,14 @@ import shlex
 from dataclasses import dataclass, field
 
 from redshank.cluster.raft.log import MemoryLog
+from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
 from redshank.cluster.raft.raft import RaftConfig, RaftCore
+from redshank.cluster.raft.replicate_batcher import Acks, ReplicateBatcher, ReplicateRequest
+from redshank.cluster.raft.replicate_entries_stm import ReplicateEntriesStm, ReplicateResult
 from redshank.cluster.raft.sim.disk import SimDisk
 from redshank.cluster.raft.types import (
     Config,
+    EntryKind,
     Index,
     Message,
     NodeId,
@@ -56,6 +60,9 @@ class _Node:
     bootstrap: Config
     up: bool = True
     awaiting: list[Message] = field(default_factory=list)  # sent after the next sync
+    batcher: ReplicateBatcher = field(default_factory=ReplicateBatcher)
+    stm: ReplicateEntriesStm = field(default_factory=ReplicateEntriesStm)
+    translator: OffsetTranslator = field(default_factory=OffsetTranslator)
 
 
 def _ids(text: str) -> frozenset[NodeId]:
@@ -69,6 +76,7 @@ class Interaction:
         self.blocked: set[tuple[NodeId, NodeId]] = set()
         # Disks sync at once unless `manual-sync` is on (then `sync ID` does it).
         self.auto_sync = True
+        self.next_request = 0
         self.marks: dict[NodeId, PersistMark] = {}  # the latest Ready of each node, to sync
 
     # ---- command dispatch -------------------------------------------------------------------
@@ -98,7 +106,7 @@ class Interaction:
                              check_quorum=kw.get("checkquorum", "true") == "true", priorities=prio)
             disk = SimDisk()
             self.nodes[i] = _Node(i, RaftCore(cfg, MemoryLog(), disk.hard_state, boot), disk, cfg,
-                                  boot)
+                                  boot, batcher=ReplicateBatcher(int(kw.get("batcher", 1 << 20))))
         self.auto_sync = kw.get("sync", "auto") == "auto"
         return self.cmd_status([], {})
 
@@ -131,6 +139,67 @@ class Interaction:
         node = self._node(args[0])
         res = node.core.propose(tuple(w.encode() for w in args[1:]))
         return [f"refused: {res.name}"] if isinstance(res, ProposeError) else [f"index {res}"]
+
+    def cmd_produce(self, args: list[str], kw: dict[str, str]) -> list[str]:
+        node = self._node(args[0])
+        acks = {"all": Acks.ALL, "1": Acks.LEADER, "0": Acks.NONE}[kw["acks"]]
+        self.next_request += 1
+        req = ReplicateRequest(self.next_request, tuple(w.encode() for w in args[1:]), acks)
+        if not node.batcher.enqueue(req):
+            return [f"request {req.id}: backpressure (units available {node.batcher.available})"]
+        return [f"request {req.id} queued (units available {node.batcher.available})"]
+
+    def cmd_replicate(self, args: list[str], kw: dict[str, str]) -> list[str]:
+        """The batcher's flush: queued requests merged into appends."""
+        node = self._node(args[0])
+        out: list[str] = []
+        while node.batcher.pending():
+            batch = node.batcher.take()
+            base = Offset(self._next_offset(node))
+            res = node.core.propose(tuple(r for req in batch for r in req.records))
+            if isinstance(res, ProposeError):
+                node.batcher.refuse(batch)
+                out.append(f"refused: {res.name}")
+                break
+            node.batcher.hold(res, batch)
+            out.append(f"append index {res}: requests {[r.id for r in batch]} base offset {base}")
+            out += self._results(node.stm.appended(batch, res, node.core.term, base))
+        return out
+
+    def cmd_offsets(self, args: list[str], kw: dict[str, str]) -> list[str]:
+        node = self._node(args[0])
+        c = node.core
+        out = []
+        for e in c.log.slice(Index(1), c.commit):
+            for k, r in enumerate(e.records):
+                out.append(f"offset {node.translator.to_kafka(e.index) + k}: {r.decode()} "
+                           f"(index {e.index})")
+        out.append(f"high watermark {node.translator.end_offset(c.commit)}")
+        return out
+
+    @staticmethod
+    def _next_offset(node: _Node) -> int:
+        """The translator covers what Readys handed out; add entries appended since."""
+        c, tr = node.core, node.translator
+        tail = c.log.slice(Index(len(tr) + 1), c.last_index())
+        return tr.next_offset() + sum(len(e.records) for e in tail if e.kind == EntryKind.DATA)
+
+    @staticmethod
+    def _results(results: list[ReplicateResult]) -> list[str]:
+        names = {Acks.ALL: "all", Acks.LEADER: "1", Acks.NONE: "0"}
+        out = []
+        for r in results:
+            what = f"offset {r.base_offset}" if r.error is None else f"error {r.error.name}"
+            out.append(f"  ack request {r.id} acks={names[r.acks]} {what}")
+        return out
+
+    def _leader_acks(self, node: _Node, written: Index) -> list[str]:
+        c = node.core
+        if c.role != Role.LEADER:
+            return self._results(node.stm.lost_leadership())
+        node.batcher.handed_off(written)
+        return (self._results(node.stm.written(written))
+                + self._results(node.stm.committed(c.commit, c.log.term)))
 
     def cmd_propose_conf_change(self, args: list[str], kw: dict[str, str]) -> list[str]:
         node = self._node(args[0])
@@ -258,6 +327,11 @@ class Interaction:
             self.queue.append(m)
         node.awaiting.extend(rd.messages_after_persist)
         self.marks[node.id] = rd.mark
+        if rd.entries:
+            node.translator.truncate(rd.entries[0].index)
+            for e in rd.entries:
+                node.translator.append(e)
+        out += self._leader_acks(node, rd.mark.index)
         if self.auto_sync:
             out += self._sync(node)
         return out
