@@ -1,0 +1,38 @@
+"""Raft per partition: a sans-IO core plus Redpanda's replication path around it."""
+
+from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager, NodeHeartbeat
+from redshank.cluster.raft.log import MemoryLog, RaftLog
+from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
+from redshank.cluster.raft.raft import RaftConfig, RaftCore
+from redshank.cluster.raft.replicate_batcher import Acks, ReplicateBatcher, ReplicateRequest
+from redshank.cluster.raft.replicate_entries_stm import (
+    ReplicateEntriesStm,
+    ReplicateError,
+    ReplicateResult,
+)
+from redshank.cluster.raft.types import (
+    NO_NODE,
+    Config,
+    Entry,
+    EntryKind,
+    HardState,
+    Index,
+    Message,
+    MessageType,
+    NodeId,
+    Notice,
+    NoticeKind,
+    PersistMark,
+    ProposeError,
+    Ready,
+    Role,
+    Term,
+)
+
+__all__ = [
+    "NO_NODE", "Acks", "Config", "Entry", "EntryKind", "GroupId", "HardState", "HeartbeatManager",
+    "Index", "MemoryLog", "Message", "MessageType", "NodeHeartbeat", "NodeId", "Notice",
+    "NoticeKind", "Offset", "OffsetTranslator", "PersistMark", "ProposeError", "RaftConfig",
+    "RaftCore", "RaftLog", "Ready", "ReplicateBatcher", "ReplicateEntriesStm", "ReplicateError",
+    "ReplicateRequest", "ReplicateResult", "Role", "Term",
+]

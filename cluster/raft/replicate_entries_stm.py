@@ -1,0 +1,89 @@
+"""Resolves each replicate request at its consistency level (Redpanda's `replicate_entries_stm`).
+
+    acks=0    resolved as soon as it is appended on the leader;
+    acks=1    resolved when the leader has written it (its flush may still be running);
+    acks=all  resolved when the entry is committed, i.e. fsynced on a majority of voters.
+
+Visibility to consumers is the commit index for every level (Redpanda #14794). A request whose
+entry was replaced in the log or whose leader lost its term fails. Must not know transport.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redshank.cluster.raft.offset_translator import Offset
+from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
+from redshank.cluster.raft.types import Index, Term
+
+
+class ReplicateError(enum.IntEnum):
+    NOT_LEADER = 1
+    REPLACED = 2  # the entry was truncated by a newer leader
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicateResult:
+    id: int
+    acks: Acks
+    index: Index
+    term: Term
+    base_offset: Offset | None
+    error: ReplicateError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    req: ReplicateRequest
+    index: Index
+    term: Term
+    base_offset: Offset
+
+
+class ReplicateEntriesStm:
+    def __init__(self) -> None:
+        self._written: list[_Waiting] = []  # acks=1 waiting for the leader's write
+        self._committed: list[_Waiting] = []  # acks=all waiting for commit
+
+    def appended(self, batch: list[ReplicateRequest], index: Index, term: Term,
+                 base_offset: Offset) -> list[ReplicateResult]:
+        out: list[ReplicateResult] = []
+        off = base_offset
+        for req in batch:
+            w = _Waiting(req, index, term, Offset(off))
+            off = Offset(off + len(req.records))
+            if req.acks == Acks.NONE:
+                out.append(ReplicateResult(req.id, req.acks, index, term, w.base_offset))
+            elif req.acks == Acks.LEADER:
+                self._written.append(w)
+            else:
+                self._committed.append(w)
+        return out
+
+    def written(self, up_to: Index) -> list[ReplicateResult]:
+        done = [w for w in self._written if w.index <= up_to]
+        self._written = [w for w in self._written if w.index > up_to]
+        return [ReplicateResult(w.req.id, w.req.acks, w.index, w.term, w.base_offset)
+                for w in done]
+
+    def committed(self, commit: Index, term_at: Callable[[Index], Term]) -> list[ReplicateResult]:
+        out: list[ReplicateResult] = []
+        keep: list[_Waiting] = []
+        for w in self._committed:
+            if w.index > commit:
+                keep.append(w)
+                continue
+            err = None if term_at(w.index) == w.term else ReplicateError.REPLACED
+            out.append(ReplicateResult(w.req.id, w.req.acks, w.index, w.term,
+                                       None if err else w.base_offset, err))
+        self._committed = keep
+        return out
+
+    def lost_leadership(self) -> list[ReplicateResult]:
+        out = [ReplicateResult(w.req.id, w.req.acks, w.index, w.term, None,
+                               ReplicateError.NOT_LEADER)
+               for w in self._written + self._committed]
+        self._written, self._committed = [], []
+        return out

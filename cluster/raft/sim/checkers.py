@@ -1,0 +1,150 @@
+"""Invariant checkers fed by the simulator on every run.
+
+Each check appends a human-readable violation instead of raising, so a failing seed reports all it
+broke. Must not drive the simulation: it only observes.
+
+Checked: election safety, log matching, leader completeness, state-machine safety, durable vote,
+joint quorum rules (a commit needs a majority of both halves; at most one uncommitted
+configuration on a leader; learners never vote), prevote side-effect freedom, every acks=all ack
+majority-fsynced, high watermark monotonic, no acked=all entry lost, no entry visible before it is
+fsynced on a majority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from redshank.cluster.raft import quorum
+from redshank.cluster.raft.sim.disk import SimDisk
+from redshank.cluster.raft.types import Config, Entry, EntryKind, Index, NodeId, Term
+
+
+def _key(e: Entry) -> tuple[int, int, int, tuple[bytes, ...], Config | None]:
+    return (e.term, e.index, int(e.kind), e.records, e.config)
+
+
+class Checker:
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self.leaders: dict[Term, NodeId] = {}
+        self.committed: dict[Index, tuple[int, int, int, tuple[bytes, ...], Config | None]] = {}
+        self.acked_all: dict[int, tuple[bytes, ...]] = {}  # Kafka base offset -> records
+        self.acked_all_index: dict[int, tuple[Index, Term]] = {}  # request id -> entry
+        self.commit_term: dict[Index, Term] = {}  # the lowest term whose leader committed it
+        self.served_hwm: dict[Term, int] = {}
+        self.now = 0.0
+
+    def fail(self, what: str) -> None:
+        if len(self.violations) < 50:
+            self.violations.append(f"t={self.now:.0f}ms {what}")
+
+    # ---- elections --------------------------------------------------------------------------
+
+    def became_leader(self, node: NodeId, term: Term, log: Sequence[Entry]) -> None:
+        other = self.leaders.setdefault(term, node)
+        if other != node:
+            self.fail(f"election safety: {other} and {node} both leaders of term {term}")
+        # Leader completeness: an entry committed in an earlier term is in the new leader's log.
+        # (A stale candidate of an older term may still win; that is allowed.)
+        for idx, key in self.committed.items():
+            if self.commit_term.get(idx, term) >= term:
+                continue
+            if idx > len(log) or _key(log[idx - 1]) != key:
+                self.fail(f"leader completeness: leader {node} term {term} lacks committed {idx}")
+                return
+
+    def vote_sent(self, node: NodeId, term: Term, candidate: NodeId, disk: SimDisk,
+                  config: Config) -> None:
+        hs = disk.hard_state
+        if hs.term < term or (hs.term == term and hs.vote != candidate):
+            self.fail(f"durable vote: {node} granted {candidate} in term {term} but disk has "
+                      f"term {hs.term} vote {hs.vote}")
+        if node not in config.all_voters():
+            self.fail(f"learner voted: {node} granted {candidate} in term {term}")
+
+    def prevote_handled(self, node: NodeId, before: tuple[int, int], after: tuple[int, int],
+                        request: bool, became_candidate: bool) -> None:
+        if before == after or (not request and became_candidate):
+            return
+        if not request and after[0] > before[0] and after[1] == 0:
+            return  # a rejection carried a newer term: adopting it is not a prevote effect
+        self.fail(f"prevote side effect: {node} term/vote {before} -> {after}")
+
+    # ---- commit and visibility --------------------------------------------------------------
+
+    def leader_committed(self, node: NodeId, term: Term, log: Sequence[Entry], old: Index,
+                         new: Index, config: Config, disks: Mapping[NodeId, SimDisk]) -> None:
+        e = log[new - 1]
+        holders = {n: True for n, d in disks.items() if d.has(new, e.term)}
+        if quorum.joint_vote_result(config, holders) != quorum.VoteResult.WON:
+            self.fail(f"visible before majority: leader {node} term {term} committed {new} "
+                      f"fsynced only on {sorted(holders)} of {config.describe()}")
+        uncommitted = sum(1 for x in log[new:] if x.kind == EntryKind.CONFIG)
+        if uncommitted > 1:
+            self.fail(f"joint quorum rules: leader {node} has {uncommitted} uncommitted configs")
+        for i in range(old + 1, new + 1):
+            self._commit(node, log[i - 1])
+            idx = Index(i)
+            self.commit_term[idx] = min(self.commit_term.get(idx, term), term)
+
+    def _commit(self, node: NodeId, e: Entry) -> None:
+        key = self.committed.setdefault(e.index, _key(e))
+        if key != _key(e):
+            self.fail(f"state machine safety: {node} commits {e.describe()} at {e.index}, "
+                      f"earlier {key[:2]}")
+
+    def applied(self, node: NodeId, entries: Sequence[Entry]) -> None:
+        for e in entries:
+            self._commit(node, e)
+
+    def hwm(self, node: NodeId, old: int, new: int) -> None:
+        if new < old:
+            self.fail(f"high watermark moved back on {node}: {old} -> {new}")
+
+    def leader_ready(self, node: NodeId, term: Term, hwm: int) -> None:
+        earlier = max((h for t, h in self.served_hwm.items() if t < term), default=0)
+        if hwm < earlier:
+            self.fail(f"high watermark: leader {node} term {term} serves {hwm} < {earlier}")
+        self.served_hwm[term] = max(self.served_hwm.get(term, 0), hwm)
+
+    # ---- acks -------------------------------------------------------------------------------
+
+    def acked_all_entry(self, req: int, index: Index, term: Term, offset: int,
+                        records: tuple[bytes, ...], config: Config,
+                        disks: Mapping[NodeId, SimDisk]) -> None:
+        holders = {n: True for n, d in disks.items() if d.has(index, term)}
+        if quorum.joint_vote_result(config, holders) != quorum.VoteResult.WON:
+            self.fail(f"acks=all ack for {req} at {index} not majority-fsynced: {sorted(holders)}")
+        prev = self.acked_all.setdefault(offset, records)
+        if prev != records:
+            self.fail(f"offset {offset} acked twice with different records")
+        self.acked_all_index[req] = (index, term)
+
+    # ---- end of run -------------------------------------------------------------------------
+
+    def final(self, logs: Mapping[NodeId, Sequence[Entry]], commits: Mapping[NodeId, Index],
+              offsets: Mapping[NodeId, Mapping[int, bytes]]) -> None:
+        self.log_matching(logs)
+        for node, log in logs.items():
+            for idx, term in self.acked_all_index.values():
+                if idx > commits[node] or log[idx - 1].term != term:
+                    self.fail(f"acked=all entry {term}/{idx} lost or uncommitted on {node}")
+                    break
+            recs = offsets[node]
+            for off, records in self.acked_all.items():
+                got = tuple(recs.get(off + i, b"") for i in range(len(records)))
+                if got != records:
+                    self.fail(f"offset {off} changed meaning on {node}: {records} -> {got}")
+                    break
+
+    def log_matching(self, logs: Mapping[NodeId, Sequence[Entry]]) -> None:
+        nodes = sorted(logs)
+        for i, a in enumerate(nodes):
+            for b in nodes[i + 1 :]:
+                la, lb = logs[a], logs[b]
+                n = min(len(la), len(lb))
+                k = n - 1
+                while k >= 0 and la[k].term != lb[k].term:
+                    k -= 1
+                if k >= 0 and [_key(e) for e in la[: k + 1]] != [_key(e) for e in lb[: k + 1]]:
+                    self.fail(f"log matching: {a} and {b} agree at {k + 1} but differ before")

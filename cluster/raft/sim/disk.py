@@ -1,0 +1,55 @@
+"""A simulated disk for one node: ordered writes, fsync, and crashes that lose unsynced writes.
+
+Writes are kept in order; a crash keeps everything synced plus a random prefix of the writes since
+the last sync (the page cache may have flushed some of them). Must not know Raft's rules.
+"""
+
+from __future__ import annotations
+
+import random
+
+from redshank.cluster.raft.types import Entry, HardState
+
+
+class SimDisk:
+    __slots__ = ("_pending", "hard_state", "log")
+
+    def __init__(self) -> None:
+        # Synced state: what survives any crash.
+        self.log: list[Entry] = []
+        self.hard_state = HardState()
+        self._pending: list[tuple[list[Entry], HardState | None]] = []
+
+    def write(self, entries: list[Entry], hard_state: HardState | None) -> None:
+        if entries or hard_state is not None:
+            self._pending.append((entries, hard_state))
+
+    def dirty(self) -> bool:
+        return bool(self._pending)
+
+    def sync(self) -> None:
+        for entries, hs in self._pending:
+            self._apply(entries, hs)
+        self._pending.clear()
+
+    def crash(self, rng: random.Random) -> None:
+        keep = rng.randrange(len(self._pending) + 1) if self._pending else 0
+        for entries, hs in self._pending[:keep]:
+            self._apply(entries, hs)
+        self._pending.clear()
+
+    def lose_unsynced(self) -> None:
+        """Power loss with nothing of the page cache reaching the disk."""
+        self._pending.clear()
+
+    def _apply(self, entries: list[Entry], hs: HardState | None) -> None:
+        if entries:
+            first = entries[0].index
+            del self.log[first - 1 :]
+            self.log.extend(entries)
+        if hs is not None:
+            self.hard_state = hs
+
+    def has(self, index: int, term: int) -> bool:
+        """Is the entry (index, term) durable here?"""
+        return 0 < index <= len(self.log) and self.log[index - 1].term == term
