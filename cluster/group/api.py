@@ -1,0 +1,391 @@
+"""The group coordinator's inputs and outputs: requests, results and the effects a call returns.
+
+These are the coordinator's own small values, shaped so a Kafka handler can map every version of
+JoinGroup (v0-7), SyncGroup (v0-5), Heartbeat (v0-4), LeaveGroup (v0-5), OffsetCommit (v2-9),
+OffsetFetch (v1-9), DescribeGroups, ListGroups and DeleteGroups to and from them. Member metadata
+and assignments are opaque bytes: the coordinator never parses the consumer protocol.
+
+Must not know: the wire encoding of any Kafka message, connections, clocks.
+
+Version mapping notes for the handlers (what each field means for old versions):
+- JoinGroup v0: no rebalance timeout on the wire -> pass the session timeout (Kafka does).
+  `require_known_member_id` = version >= 4 (KIP-394 MEMBER_ID_REQUIRED handshake).
+- LeaveGroup v0-2: one member id -> one `LeaveMember`; the top-level error is that member's error.
+- OffsetCommit v9 `generation_id_or_member_epoch` is `generation_id` for classic groups.
+  `retention_time_ms` only exists in v2-4 (-1 = broker default).
+- OffsetFetch v1-7 is one `OffsetFetchGroup`; v8+ is several. `topics=None` = all partitions.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from redshank.protocol.error_codes import ErrorCode
+
+__all__ = [
+    "NO_GENERATION",
+    "NO_LEADER_EPOCH",
+    "NO_OFFSET",
+    "Append",
+    "Completion",
+    "DeleteGroupsRequest",
+    "DeleteGroupsResult",
+    "DescribeGroupsRequest",
+    "DescribeGroupsResult",
+    "DescribedGroup",
+    "DescribedMember",
+    "GroupDeletion",
+    "GroupListing",
+    "GroupRecord",
+    "GroupResult",
+    "GroupState",
+    "HeartbeatRequest",
+    "HeartbeatResult",
+    "JoinGroupRequest",
+    "JoinGroupResult",
+    "JoinedMember",
+    "LeaveGroupRequest",
+    "LeaveGroupResult",
+    "LeaveMember",
+    "LeaveMemberResult",
+    "ListGroupsRequest",
+    "ListGroupsResult",
+    "OffsetCommitPartition",
+    "OffsetCommitRequest",
+    "OffsetCommitResult",
+    "OffsetFetchGroup",
+    "OffsetFetchGroupResult",
+    "OffsetFetchRequest",
+    "OffsetFetchResult",
+    "Output",
+    "PartitionError",
+    "PartitionOffset",
+    "Protocol",
+    "SyncGroupRequest",
+    "SyncGroupResult",
+    "Token",
+    "TopicPartition",
+]
+
+# Chosen by the caller (e.g. (connection id, correlation id)); the coordinator only hands it back.
+Token: TypeAlias = Hashable
+TopicPartition: TypeAlias = tuple[str, int]
+
+NO_GENERATION = -1  # OffsetCommit from a group not managed by the coordinator ("simple" commit)
+NO_OFFSET = -1  # OffsetFetch answer for a partition with no committed offset
+NO_LEADER_EPOCH = -1
+
+
+class GroupState(enum.Enum):
+    """Kafka's classic group states; the values are what DescribeGroups/ListGroups send."""
+
+    EMPTY = "Empty"
+    PREPARING_REBALANCE = "PreparingRebalance"
+    COMPLETING_REBALANCE = "CompletingRebalance"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests. Every request carries the caller's token; its result comes back exactly once, in the
+# Output of this call or of a later call (tick, on_persisted, another member's request, resign).
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    """One (assignor name, member metadata) pair of a JoinGroup, in preference order."""
+
+    name: str
+    metadata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGroupRequest:
+    token: Token
+    group_id: str
+    member_id: str  # "" = unknown member
+    protocol_type: str
+    protocols: tuple[Protocol, ...]
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    client_id: str = ""
+    client_host: str = ""
+    group_instance_id: str | None = None  # v5+, static membership (KIP-345)
+    require_known_member_id: bool = True  # v4+
+    reason: str | None = None  # v8+, for logs only
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupRequest:
+    token: Token
+    group_id: str
+    generation_id: int
+    member_id: str
+    assignments: tuple[tuple[str, bytes], ...] = ()  # (member id, assignment); leader only
+    group_instance_id: str | None = None  # v3+
+    protocol_type: str | None = None  # v5+
+    protocol_name: str | None = None  # v5+
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRequest:
+    token: Token
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None = None  # v3+
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveMember:
+    member_id: str  # "" with an instance id = administrative removal of a static member
+    group_instance_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveGroupRequest:
+    token: Token
+    group_id: str
+    members: tuple[LeaveMember, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommitPartition:
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int = NO_LEADER_EPOCH  # v6+
+    metadata: str | None = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommitRequest:
+    token: Token
+    group_id: str
+    partitions: tuple[OffsetCommitPartition, ...]
+    generation_id: int = NO_GENERATION
+    member_id: str = ""
+    group_instance_id: str | None = None  # v7+
+    retention_time_ms: int = -1  # v2-4 only; -1 = the broker's offsets retention
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFetchGroup:
+    group_id: str
+    topics: tuple[tuple[str, tuple[int, ...]], ...] | None = None  # None = every partition
+    # v9 (KIP-848) fields; a classic group ignores them, as Kafka does.
+    member_id: str | None = None
+    member_epoch: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFetchRequest:
+    token: Token
+    groups: tuple[OffsetFetchGroup, ...]
+    require_stable: bool = False  # v7+; no transactions yet, so nothing is ever unstable
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeGroupsRequest:
+    token: Token
+    group_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListGroupsRequest:
+    token: Token
+    states_filter: tuple[str, ...] = ()  # v4+, e.g. ("Stable",); matched case-insensitively
+    types_filter: tuple[str, ...] = ()  # v5+, ("classic",) or ("consumer",)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteGroupsRequest:
+    token: Token
+    group_ids: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Results.
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedMember:
+    """A member as the leader sees it in its JoinGroup response."""
+
+    member_id: str
+    group_instance_id: str | None
+    metadata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGroupResult:
+    error: ErrorCode
+    member_id: str = ""
+    generation_id: int = NO_GENERATION
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader_id: str = ""
+    members: tuple[JoinedMember, ...] = ()  # only for the leader
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupResult:
+    error: ErrorCode
+    assignment: bytes = b""
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    error: ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveMemberResult:
+    member_id: str
+    group_instance_id: str | None
+    error: ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveGroupResult:
+    error: ErrorCode
+    members: tuple[LeaveMemberResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionError:
+    topic: str
+    partition: int
+    error: ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommitResult:
+    partitions: tuple[PartitionError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOffset:
+    topic: str
+    partition: int
+    offset: int  # NO_OFFSET when nothing is committed
+    leader_epoch: int = NO_LEADER_EPOCH
+    metadata: str | None = ""
+    error: ErrorCode = ErrorCode.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFetchGroupResult:
+    group_id: str
+    error: ErrorCode
+    partitions: tuple[PartitionOffset, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFetchResult:
+    groups: tuple[OffsetFetchGroupResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DescribedMember:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes  # only while Stable, as Kafka
+    assignment: bytes  # only while Stable, as Kafka
+
+
+@dataclass(frozen=True, slots=True)
+class DescribedGroup:
+    group_id: str
+    error: ErrorCode
+    state: str = GroupState.DEAD.value
+    protocol_type: str = ""
+    protocol_name: str = ""  # "protocol_data" on the wire; only while Stable
+    members: tuple[DescribedMember, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeGroupsResult:
+    groups: tuple[DescribedGroup, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupListing:
+    group_id: str
+    protocol_type: str
+    state: str
+    group_type: str = "classic"
+
+
+@dataclass(frozen=True, slots=True)
+class ListGroupsResult:
+    error: ErrorCode
+    groups: tuple[GroupListing, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDeletion:
+    group_id: str
+    error: ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteGroupsResult:
+    results: tuple[GroupDeletion, ...]
+
+
+GroupResult: TypeAlias = (
+    JoinGroupResult
+    | SyncGroupResult
+    | HeartbeatResult
+    | LeaveGroupResult
+    | OffsetCommitResult
+    | OffsetFetchResult
+    | DescribeGroupsResult
+    | ListGroupsResult
+    | DeleteGroupsResult
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Effects.
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """One `__consumer_offsets` record: the latest value per key wins; None = tombstone."""
+
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Records to append to the group's `__consumer_offsets` partition as one batch, in order.
+
+    The host appends every Append in the order returned and reports each outcome with
+    `on_persisted(append_id, error, now_ms)`, in the same order.
+    """
+
+    append_id: int
+    records: tuple[GroupRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    token: Token
+    result: GroupResult
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    completions: tuple[Completion, ...] = ()
+    appends: tuple[Append, ...] = field(default=())

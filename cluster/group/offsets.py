@@ -1,0 +1,162 @@
+"""Committed offsets of one group: OffsetCommit checks, OffsetFetch answers, retention (KIP-211).
+
+A commit is visible to OffsetFetch, and acknowledged, only once its records are appended to
+`__consumer_offsets` (the host reports it through `on_persisted`), so an answered commit survives
+a coordinator restart and a fetch never shows an offset that could still be lost.
+
+Must not know: coordinator status and routing (the caller validated), the wire format.
+"""
+
+from __future__ import annotations
+
+from redshank.cluster.group._effects import Effects, append_error
+from redshank.cluster.group.api import (
+    NO_OFFSET,
+    GroupRecord,
+    GroupState,
+    OffsetCommitPartition,
+    OffsetCommitRequest,
+    OffsetCommitResult,
+    OffsetFetchGroup,
+    OffsetFetchGroupResult,
+    PartitionError,
+    PartitionOffset,
+    TopicPartition,
+)
+from redshank.cluster.group.classic_group import ClassicGroup
+from redshank.cluster.group.config import GroupConfig
+from redshank.cluster.group.group_records import OffsetKey, OffsetValue, offset_record
+from redshank.protocol.error_codes import ErrorCode
+
+__all__ = ["OffsetManager", "commit_failed"]
+
+_E = ErrorCode
+
+
+class OffsetManager:
+    def __init__(self, config: GroupConfig, effects: Effects) -> None:
+        self._config = config
+        self._fx = effects
+
+    def commit_error(self, group: ClassicGroup, req: OffsetCommitRequest) -> ErrorCode | None:
+        """Kafka's validateOffsetCommit plus its per-state rule."""
+        if group.state is GroupState.DEAD:
+            return _E.COORDINATOR_NOT_AVAILABLE
+        if req.generation_id >= 0 or req.member_id != "" or req.group_instance_id is not None:
+            if group.is_static_fenced(req.group_instance_id, req.member_id):
+                return _E.FENCED_INSTANCE_ID
+            if req.member_id not in group.members:
+                return _E.UNKNOWN_MEMBER_ID
+            if req.generation_id != group.generation_id:
+                return _E.ILLEGAL_GENERATION
+            if group.state is GroupState.COMPLETING_REBALANCE:
+                # The member has this generation's JoinGroup answer but not its assignment yet.
+                return _E.REBALANCE_IN_PROGRESS
+            return None
+        if group.state is not GroupState.EMPTY:
+            # A "simple" commit (no generation, no member) is only for groups without members.
+            return _E.UNKNOWN_MEMBER_ID
+        return None
+
+    def commit(self, group: ClassicGroup, req: OffsetCommitRequest, now_ms: int) -> None:
+        self._fx.touch(group)
+        error = self.commit_error(group, req)
+        if error is not None:
+            self._fx.complete(req.token, commit_failed(req.partitions, error))
+            return
+        member = group.members.get(req.member_id)
+        if member is not None:
+            # A commit proves the member is alive, as a heartbeat does (Kafka).
+            member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
+        expire = None if req.retention_time_ms < 0 else now_ms + req.retention_time_ms
+        results: dict[int, PartitionError] = {}
+        to_store: list[tuple[int, TopicPartition, OffsetValue]] = []
+        for i, p in enumerate(req.partitions):
+            metadata = p.metadata or ""
+            if len(metadata.encode()) > self._config.offset_metadata_max_bytes:
+                results[i] = PartitionError(p.topic, p.partition, _E.OFFSET_METADATA_TOO_LARGE)
+                continue
+            value = OffsetValue(p.offset, p.leader_epoch, metadata, now_ms, expire)
+            to_store.append((i, (p.topic, p.partition), value))
+        if not to_store:
+            self._fx.complete(req.token, _ordered(results))
+            return
+        records = [
+            offset_record(OffsetKey(group.group_id, tp[0], tp[1]), value)
+            for _, tp, value in to_store
+        ]
+        for _, tp, _value in to_store:
+            group.pending_commits[tp] += 1
+
+        def persisted(error: ErrorCode, _now: int) -> None:
+            self._fx.touch(group)
+            for _, tp, _value in to_store:
+                group.pending_commits[tp] -= 1
+                if group.pending_commits[tp] <= 0:
+                    del group.pending_commits[tp]
+            # A group deleted meanwhile wrote its tombstones after these records: stay deleted.
+            live = group.state is not GroupState.DEAD
+            mapped = append_error(error, offsets=True)
+            for i, tp, value in to_store:
+                if error is _E.NONE and live:
+                    group.offsets[tp] = value
+                results[i] = PartitionError(tp[0], tp[1], mapped)
+            self._fx.complete(req.token, _ordered(results))
+
+        self._fx.append(records, persisted)
+
+    def fetch(self, group: ClassicGroup | None, req: OffsetFetchGroup) -> OffsetFetchGroupResult:
+        offsets = {} if group is None or group.state is GroupState.DEAD else group.offsets
+        if req.topics is None:
+            wanted = sorted(offsets)
+        else:
+            wanted = [(topic, p) for topic, parts in req.topics for p in parts]
+        out = []
+        for tp in wanted:
+            v = offsets.get(tp)
+            if v is None:
+                out.append(PartitionOffset(tp[0], tp[1], NO_OFFSET))
+            else:
+                out.append(PartitionOffset(tp[0], tp[1], v.offset, v.leader_epoch, v.metadata))
+        return OffsetFetchGroupResult(req.group_id, _E.NONE, tuple(out))
+
+    def expire(self, group: ClassicGroup, now_ms: int) -> list[GroupRecord]:
+        """Drop offsets past retention (KIP-211); return their tombstones."""
+        retention = self._config.offsets_retention_ms
+        if group.protocol_type is not None and group.state is not GroupState.EMPTY:
+            # A live consumer group keeps its offsets (we do not parse subscriptions, so unlike
+            # Kafka we also keep offsets of topics it no longer subscribes to).
+            return []
+        empty_since = group.state_timestamp_ms if group.protocol_type is not None else -1
+        expired = []
+        for tp, v in group.offsets.items():
+            if tp in group.pending_commits:
+                continue
+            if v.expire_timestamp_ms is not None:
+                due = now_ms >= v.expire_timestamp_ms
+            else:
+                base = empty_since if empty_since >= 0 else v.commit_timestamp_ms
+                due = now_ms - base >= retention
+            if due:
+                expired.append(tp)
+        for tp in expired:
+            del group.offsets[tp]
+        return [offset_record(OffsetKey(group.group_id, t, p), None) for t, p in expired]
+
+    def tombstones(self, group: ClassicGroup) -> list[GroupRecord]:
+        """Delete every offset of the group now (DeleteGroups)."""
+        records = [offset_record(OffsetKey(group.group_id, t, p), None) for t, p in group.offsets]
+        group.offsets.clear()
+        return records
+
+
+def commit_failed(partitions: tuple[OffsetCommitPartition, ...],
+                  error: ErrorCode) -> OffsetCommitResult:
+    """The same error for every partition of a commit."""
+    return OffsetCommitResult(
+        tuple(PartitionError(p.topic, p.partition, error) for p in partitions)
+    )
+
+
+def _ordered(results: dict[int, PartitionError]) -> OffsetCommitResult:
+    return OffsetCommitResult(tuple(results[i] for i in sorted(results)))
