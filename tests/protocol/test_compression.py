@@ -1,5 +1,8 @@
 """Compression: every codec round-trips, both snappy framings decode, bombs and corrupt input
-raise only the DecodeError family with memory bounded by the cap."""
+raise only the DecodeError family with memory bounded by the cap.
+
+python-lz4 and zstandard (dev dependencies, also kafka-python's codecs) write the foreign frames.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,18 @@ import tracemalloc
 from pathlib import Path
 
 import cramjam
+import lz4.frame
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from redshank.protocol.compression import (
     DEFAULT_MAX_DECOMPRESSED_SIZE,
     XERIAL_MAGIC,
+    _gzip_hint,
+    _lz4_hint,
+    _zstd_hint,
     codec_of,
     compress,
     decompress,
@@ -113,6 +121,33 @@ def test_lz4_frames_use_independent_blocks() -> None:
     # Java's Lz4BlockInputStream decompresses each block alone: FLG bit 5 (block independence).
     packed = compress(Compression.LZ4, SAMPLE)
     assert packed[:4] == b"\x04\x22\x4d\x18" and packed[4] & 0x20
+
+
+def test_lz4_decodes_linked_blocks_checksums_and_declared_sizes() -> None:
+    # Frames other writers produce: cramjam's default (linked blocks, content checksum) and
+    # python-lz4's with the content size in the descriptor (the hint path).
+    assert decompress(Compression.LZ4, bytes(cramjam.lz4.compress(SAMPLE))) == SAMPLE
+    sized = lz4.frame.compress(SAMPLE, store_size=True, content_checksum=True)
+    assert _lz4_hint(sized) == len(SAMPLE) + 1
+    assert decompress(Compression.LZ4, sized) == SAMPLE
+
+
+def test_zstd_decodes_frames_without_a_content_size() -> None:
+    bare = zstandard.ZstdCompressor(write_content_size=False).compress(SAMPLE)
+    assert _zstd_hint(bare) is None
+    assert decompress(Compression.ZSTD, bare) == SAMPLE
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65791, 65792, 70_000, 5_000_000])
+def test_size_hints_read_the_declared_sizes(size: int) -> None:
+    # Hints are +1 so an exact fit needs no second pass; 256 and 65792 straddle zstd's 2-byte
+    # Frame_Content_Size form (stored minus 256).
+    data = bytes(size)
+    assert _zstd_hint(compress(Compression.ZSTD, data)) == size + 1
+    assert _gzip_hint(compress(Compression.GZIP, data)) == size + 1
+    if size:
+        assert _lz4_hint(lz4.frame.compress(data, store_size=True)) == size + 1
+    assert _lz4_hint(compress(Compression.LZ4, data)) is None  # Java's writer sets no size
 
 
 def test_unknown_codecs_are_typed_errors() -> None:
