@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup", help="module:function run on every core's loop")
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args(argv)
-    configure_logging(-1)
+    configure_logging(None)
     setup = load_setup(args.setup) if args.setup else None
     sup = Supervisor(args.node_dir, args.cores, setup, pin=not args.no_pin)
     sup.start()
