@@ -15,12 +15,15 @@ import asyncio
 import json
 import multiprocessing
 import os
+import struct
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redshank.actors.runtime.core_process import CoreContext, new_event_loop
+from redshank.actors.runtime.envelope import Kind, decode, encode, register_codec
 from redshank.actors.runtime.loop_actor import LoopActor
 from redshank.actors.runtime.supervisor import Supervisor
 
@@ -69,6 +72,39 @@ def in_core(scale: float) -> dict[str, Any]:
         return loop.run_until_complete(run())
     finally:
         loop.close()
+
+
+# -- envelope codec: a registered struct codec vs pickle for the same small message --------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Produced:
+    partition: int
+    base_offset: int
+    error: int
+
+
+_PRODUCED = struct.Struct("<iqh")
+
+
+def codec(scale: float) -> dict[str, Any]:
+    n = int(100_000 * scale)
+    message = _Produced(3, 123456789, 0)
+    results: dict[str, float] = {}
+    for label in ("pickle", "struct"):
+        if label == "struct":
+            register_codec(
+                200,
+                _Produced,
+                lambda m: _PRODUCED.pack(m.partition, m.base_offset, m.error),
+                lambda b: _Produced(*_PRODUCED.unpack(b)),
+            )
+        t0 = time.perf_counter()
+        for _ in range(n):
+            first, second = encode(Kind.REPLY, 1, "", message)
+            decode(memoryview(first + second))
+        results[label] = round((time.perf_counter() - t0) / n * 1e6, 2)
+    return {"encode_decode_us": results}
 
 
 # -- cross-core through the runtime --------------------------------------------------------------
@@ -233,11 +269,13 @@ def main(argv: list[str]) -> int:
     baseline = queue_baseline(scale)
     ours = cross_core(scale, pin=not args.no_pin)
     local = in_core(scale)
+    envelope = codec(scale)
     result = {
         "bench": "mailbox",
         "note": "2-core shared machine, other work running: noisy; compare ratios",
         "pinned": not args.no_pin,
         "in_core": local,
+        "envelope_codec": envelope,
         "cross_core": {
             "one_way": {
                 label: {
