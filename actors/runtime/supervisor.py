@@ -241,8 +241,8 @@ class Supervisor:
         self._procs[core] = None
         self.control.set_state(core, CoreState.DEAD)
         self._ring_all()
-        if self._stopping:
-            return
+        if self._stopping or self._stop_requested:
+            return  # Ctrl-C reaches the cores too: they exit on their own, do not restart them
         ran = time.monotonic() - self._started_at[core]
         self._failures[core] = 1 if ran >= self.stable_s else self._failures[core] + 1
         delay = min(self.backoff_initial_s * 2 ** (self._failures[core] - 1), self.backoff_max_s)
