@@ -152,6 +152,7 @@ class _CoreHost:
             on_fatal=self._fatal,
         )
         self.router = CoreRouter(spec.core, spec.ncores, loop, self.transport)
+        self.transport.on_frame = self.router.on_frame  # one call less per frame
         self.stats = StatsWriter(self.node.stats_name(spec.core))
         self._stopped = asyncio.Event()
         self._exit_code = 0

@@ -31,6 +31,10 @@ __all__ = [
 
 HEADER: Final = struct.Struct("<BBHQ")
 _INT: Final = struct.Struct("<q")
+_HEADER_SIZE: Final = HEADER.size
+_unpack_header = HEADER.unpack_from
+_unpack_int = _INT.unpack_from
+_pack_header = HEADER.pack
 
 
 class Kind(enum.IntEnum):
@@ -123,41 +127,48 @@ def encode(kind: Kind, corr: int, name: str, message: Any) -> tuple[bytes, bytes
         raw_name = name.encode()
         if len(_name_bytes) < _NAME_CACHE_MAX:
             _name_bytes[name] = raw_name
-    return HEADER.pack(kind, enc, len(raw_name), corr) + raw_name, body
+    if raw_name:
+        return _pack_header(kind, enc, len(raw_name), corr) + raw_name, body
+    return _pack_header(kind, enc, 0, corr), body
 
 
 def decode(frame: memoryview, *, copy: bool = True) -> Envelope:
     """Decode one frame. With `copy=False` a RAW body stays a view into the frame (in place)."""
-    if len(frame) < HEADER.size:
-        raise EnvelopeError(f"frame of {len(frame)} bytes is shorter than the header")
-    kind, enc, name_len, corr = HEADER.unpack_from(frame)
-    start = HEADER.size + name_len
-    if start > len(frame):
-        raise EnvelopeError("name runs past the frame")
     try:
-        kind_member = _KINDS[kind]
-        raw_name = frame[HEADER.size : start].tobytes()
-        name = _name_strs.get(raw_name)
-        if name is None:
-            name = raw_name.decode()
-            if len(_name_strs) < _NAME_CACHE_MAX:
-                _name_strs[raw_name] = name
-        body = frame[start:]
+        kind, enc, name_len, corr = _unpack_header(frame)
+        start = _HEADER_SIZE + name_len
+        if name_len:
+            if start > len(frame):
+                raise EnvelopeError("name runs past the frame")
+            raw_name = frame[_HEADER_SIZE:start].tobytes()
+            name = _name_strs.get(raw_name)
+            if name is None:
+                name = _learn_name(raw_name)
+        else:
+            name = ""
         message: Any
         if enc == _RAW:
-            message = bytes(body) if copy else body
+            message = bytes(frame[start:]) if copy else frame[start:]
         elif enc == _NONE:
             message = None
         elif enc == _INTENC:
-            message = _INT.unpack(body)[0]
+            message = _unpack_int(frame, start)[0]
         elif enc == _PICKLE:
-            message = pickle.loads(body)
+            message = pickle.loads(frame[start:])
         elif enc == _CODEC:
+            body = frame[start:]
             message = _by_id[body[0]].decode(body[1:])
         else:
             raise EnvelopeError(f"unknown encoding {enc}")
+        return Envelope(_KINDS[kind], corr, name, message)
     except EnvelopeError:
         raise
-    except Exception as exc:  # ValueError, KeyError, struct.error, UnpicklingError, ...
+    except Exception as exc:  # struct.error, KeyError, UnicodeError, UnpicklingError, ...
         raise EnvelopeError(f"undecodable frame: {exc!r}") from exc
-    return Envelope(kind_member, corr, name, message)
+
+
+def _learn_name(raw_name: bytes) -> str:
+    name = raw_name.decode()
+    if len(_name_strs) < _NAME_CACHE_MAX:
+        _name_strs[raw_name] = name
+    return name

@@ -15,8 +15,9 @@ __all__ = ["configure_logging"]
 _configured = False
 
 
-def configure_logging(core: int, level: int = logging.INFO) -> None:
-    """Configure structlog once per process (later calls only rebind `core`)."""
+def configure_logging(core: int | None, level: int = logging.INFO) -> None:
+    """Configure structlog once per process (later calls only rebind `core`); `core=None` for the
+    supervisor process."""
     global _configured
     if not _configured:
         structlog.configure(
@@ -33,4 +34,7 @@ def configure_logging(core: int, level: int = logging.INFO) -> None:
         )
         _configured = True
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(core=core)
+    if core is None:
+        structlog.contextvars.bind_contextvars(role="supervisor")
+    else:
+        structlog.contextvars.bind_contextvars(core=core)

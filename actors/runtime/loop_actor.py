@@ -183,6 +183,30 @@ class LoopActor(pykka.Actor):
             probe.messages += 1
             probe.handler_ns += time.perf_counter_ns() - started
 
+    def can_handle_inline(self) -> bool:
+        """True if a message handled right now would be in order: started, idle, alive."""
+        inbox = self.actor_inbox
+        assert isinstance(inbox, LoopInbox)
+        return not inbox._scheduled and not inbox._queue and not self.actor_stopped.is_set()
+
+    def handle_inline(self, message: Any) -> Any:
+        """Handle an ask now, on the loop (see `can_handle_inline`); exceptions go to the caller,
+        as an ask's would."""
+        probe = self.actor_probe
+        started = time.perf_counter_ns()
+        try:
+            return self._handle_receive(message)
+        except Exception:
+            probe.failures += 1
+            raise
+        except BaseException:
+            self._stop()
+            ActorRegistry.stop_all(block=False)
+            raise
+        finally:
+            probe.messages += 1
+            probe.handler_ns += time.perf_counter_ns() - started
+
     @classmethod
     def start_on(
         cls, loop: asyncio.AbstractEventLoop, *args: Any, **kwargs: Any

@@ -33,6 +33,7 @@ from .router import CoreDiedError
 __all__ = ["MailboxProbe", "RingTransport", "ring_doorbell"]
 
 READ_BATCH = 256  # frames handled per inbound ring per poll before the others get a turn
+PUBLISH_EARLY_BYTES = 8192  # staged bytes that are published at once, without waiting for the turn
 
 
 def ring_doorbell(fd: int) -> None:
@@ -170,7 +171,11 @@ class RingTransport:
             raise CoreDiedError(dst, "not running")
         if peer.overflow or not producer.try_write(first, second):
             return self._queue(peer, producer, first, second)
-        if not peer.dirty:
+        if producer.staged_bytes >= PUBLISH_EARLY_BYTES:
+            # A long turn of sends: let the peer start on what we have (overlap, not a batch).
+            if producer.publish():
+                self._ring(peer)
+        elif not peer.dirty:
             peer.dirty = True
             self._dirty.append(peer)
             if not self._flush_scheduled:

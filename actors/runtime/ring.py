@@ -189,6 +189,10 @@ class RingProducer:
     def unpublished(self) -> bool:
         return self._head != self._published
 
+    @property
+    def staged_bytes(self) -> int:
+        return self._head - self._published
+
 
 class RingConsumer:
     """The reading half: `read` returns in-place views of frames, valid until `release`."""

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import pykka
 
 from .envelope import Envelope, EnvelopeError, Kind, decode, encode
+from .loop_actor import LoopActor
 from .loop_future import LoopFuture, done_future
 
 __all__ = [
@@ -115,6 +116,7 @@ class CoreRouter:
         self.probe = RouterProbe()
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._raw: dict[str, RawHandler] = {}
+        self._inline: dict[str, LoopActor] = {}
         self._pending: dict[int, _Pending] = {}
         self._corr = itertools.count(1)
 
@@ -122,9 +124,15 @@ class CoreRouter:
 
     def register(self, name: str, ref: pykka.ActorRef[Any]) -> None:
         self._actors[name] = ref
+        actor = ref._actor_weakref()
+        if isinstance(actor, LoopActor) and actor.actor_loop is self.loop:
+            self._inline[name] = actor
+        else:
+            self._inline.pop(name, None)
 
     def unregister(self, name: str) -> None:
         self._actors.pop(name, None)
+        self._inline.pop(name, None)
         self._raw.pop(name, None)
 
     def register_raw(self, name: str, handler: RawHandler) -> None:
@@ -222,23 +230,46 @@ class CoreRouter:
         generation = self.transport.generation(src)
         two_phase = env.kind is Kind.ASK_TWO_PHASE
         corr = env.corr
-        fut = self._local_ask(env.name, message)
+        actor = self._inline.get(env.name)
+        if actor is not None and actor.can_handle_inline():
+            # Fast path: the actor is idle on this loop, so handling the ask now keeps its
+            # order and skips an envelope, a future and a loop turn.
+            try:
+                value = actor.handle_inline(message)
+            except Exception as exc:
+                self._reply_error(src, corr, exc)
+                return
+            self._answer(src, generation, corr, two_phase, value)
+            return
 
         def answer(done: LoopFuture[Any]) -> None:
-            if self.transport.generation(src) != generation:
-                return  # the caller's incarnation died: its futures already failed
             exc = done.exception()
-            if exc is None and isinstance(done.result(), LoopFuture):
-                done.result().add_done_callback(answer)  # an async handler: answer when it is done
-                return
             if exc is not None:
-                self._reply_error(src, corr, exc)
-            elif two_phase:
-                self._reply_two_phase(src, generation, corr, done.result())
+                if self.transport.generation(src) == generation:
+                    self._reply_error(src, corr, exc)
             else:
-                self._reply(src, Kind.REPLY, corr, done.result())
+                self._answer(src, generation, corr, two_phase, done.result())
 
-        fut.add_done_callback(answer)
+        self._local_ask(env.name, message).add_done_callback(answer)
+
+    def _answer(self, src: int, generation: int, corr: int, two_phase: bool, value: Any) -> None:
+        if self.transport.generation(src) != generation:
+            return  # the caller's incarnation died: its futures already failed
+        if isinstance(value, LoopFuture):  # an async handler: answer when it is done
+
+            def later(done: LoopFuture[Any]) -> None:
+                exc = done.exception()
+                if exc is not None:
+                    if self.transport.generation(src) == generation:
+                        self._reply_error(src, corr, exc)
+                else:
+                    self._answer(src, generation, corr, two_phase, done.result())
+
+            value.add_done_callback(later)
+        elif two_phase:
+            self._reply_two_phase(src, generation, corr, value)
+        else:
+            self._reply(src, Kind.REPLY, corr, value)
 
     def _local_ask(self, name: str, message: Any) -> LoopFuture[Any]:
         ref = self._actors.get(name)

@@ -88,23 +88,36 @@ class SimCores:
             CoreRouter(c, ncores, self.loop, QueueTransport(self, c)) for c in range(ncores)
         ]
         self._last_arrival: dict[tuple[int, int], float] = {}
+        self._outbox: dict[tuple[int, int], list[bytes]] = {}
         self.frames = 0
 
     def _deliver(self, src: int, dst: int, frame: bytes) -> None:
         if not self.alive[dst]:
             raise CoreDiedError(dst, "killed in simulation")
+        # Like a ring: frames sent in one loop turn are published together and read together.
+        batch = self._outbox.get((src, dst))
+        if batch is None:
+            self._outbox[(src, dst)] = [frame]
+            self.loop.call_soon(self._ship, src, dst)
+        else:
+            batch.append(frame)
+
+    def _ship(self, src: int, dst: int) -> None:
+        frames = self._outbox.pop((src, dst))
         low, high = self.latency_s
         at = self.loop.time() + self.rng.uniform(low, high)
         last = self._last_arrival.get((src, dst), 0.0)
         at = max(at, last + 1e-9)  # FIFO per pair, and strictly later: the timer heap is unstable
         self._last_arrival[(src, dst)] = at
-        self.loop.call_at(at, self._arrive, src, dst, self.generations[dst], frame)
+        self.loop.call_at(at, self._arrive, src, dst, self.generations[dst], frames)
 
-    def _arrive(self, src: int, dst: int, generation: int, frame: bytes) -> None:
+    def _arrive(self, src: int, dst: int, generation: int, frames: list[bytes]) -> None:
         if generation != self.generations[dst] or not self.alive[dst] or not self.alive[src]:
             return  # sent to (or by) an incarnation that is gone
-        self.frames += 1
-        self.routers[dst].on_frame(src, memoryview(frame))
+        router = self.routers[dst]
+        for frame in frames:
+            self.frames += 1
+            router.on_frame(src, memoryview(frame))
 
     def kill(self, core: int) -> None:
         """The core dies: its frames in flight vanish, its peers' requests to it fail."""

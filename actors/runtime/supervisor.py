@@ -241,8 +241,8 @@ class Supervisor:
         self._procs[core] = None
         self.control.set_state(core, CoreState.DEAD)
         self._ring_all()
-        if self._stopping:
-            return
+        if self._stopping or self._stop_requested:
+            return  # Ctrl-C reaches the cores too: they exit on their own, do not restart them
         ran = time.monotonic() - self._started_at[core]
         self._failures[core] = 1 if ran >= self.stable_s else self._failures[core] + 1
         delay = min(self.backoff_initial_s * 2 ** (self._failures[core] - 1), self.backoff_max_s)
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup", help="module:function run on every core's loop")
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args(argv)
-    configure_logging(-1)
+    configure_logging(None)
     setup = load_setup(args.setup) if args.setup else None
     sup = Supervisor(args.node_dir, args.cores, setup, pin=not args.no_pin)
     sup.start()

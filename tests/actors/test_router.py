@@ -52,8 +52,8 @@ class Silent(LoopActor):
         return LoopFuture()  # never answered
 
 
-def cores(n: int = 3, seed: int = 1) -> SimCores:
-    sim = SimCores(n, seed)
+def cores(n: int = 3, seed: int = 1, latency_s: tuple[float, float] = (1e-5, 1e-4)) -> SimCores:
+    sim = SimCores(n, seed, latency_s=latency_s)
     for router in sim.routers:
         with use_loop(sim.loop):
             router.register("echo", Echo.start())
@@ -150,6 +150,48 @@ def test_a_dead_core_fails_pending_requests_and_new_ones() -> None:
             silent.tell(1)
         assert sim.routers[0].pending == 0
         del seq
+
+    sim.run(main())
+    sim.close()
+
+
+class Tally(LoopActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "seen":
+            return list(self.seen)
+        self.seen.append(message)
+        return len(self.seen)
+
+
+def test_an_ask_never_overtakes_earlier_tells_to_the_same_actor() -> None:
+    # Asks to an idle actor are handled inline (no envelope); with tells queued they must not be.
+    # Zero latency: frames land in the same loop turn, so tells are still queued when asks arrive.
+    sim = cores(latency_s=(0.0, 0.0))
+    with use_loop(sim.loop):
+        sim.routers[1].register("tally", Tally.start())
+
+    async def main() -> None:
+        tally = sim.routers[0].ref(1, "tally")
+        replies = []
+        for i in range(300):
+            tally.tell(i)
+            if i % 7 == 0:
+                replies.append((i, tally.ask(-i - 1, block=False)))
+        seen = await tally.ask("seen", block=False)
+        expected: list[int] = []
+        for i in range(300):
+            expected.append(i)
+            if i % 7 == 0:
+                expected.append(-i - 1)
+        assert seen == expected
+        for i, fut in replies:
+            assert await fut == expected.index(-i - 1) + 1
+        actor = sim.routers[1]._inline["tally"]
+        assert actor.actor_probe.messages == len(expected) + 1
 
     sim.run(main())
     sim.close()

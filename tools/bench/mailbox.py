@@ -15,12 +15,15 @@ import asyncio
 import json
 import multiprocessing
 import os
+import struct
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redshank.actors.runtime.core_process import CoreContext, new_event_loop
+from redshank.actors.runtime.envelope import Kind, decode, encode, register_codec
 from redshank.actors.runtime.loop_actor import LoopActor
 from redshank.actors.runtime.supervisor import Supervisor
 
@@ -69,6 +72,39 @@ def in_core(scale: float) -> dict[str, Any]:
         return loop.run_until_complete(run())
     finally:
         loop.close()
+
+
+# -- envelope codec: a registered struct codec vs pickle for the same small message --------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Produced:
+    partition: int
+    base_offset: int
+    error: int
+
+
+_PRODUCED = struct.Struct("<iqh")
+
+
+def codec(scale: float) -> dict[str, Any]:
+    n = int(100_000 * scale)
+    message = _Produced(3, 123456789, 0)
+    results: dict[str, float] = {}
+    for label in ("pickle", "struct"):
+        if label == "struct":
+            register_codec(
+                200,
+                _Produced,
+                lambda m: _PRODUCED.pack(m.partition, m.base_offset, m.error),
+                lambda b: _Produced(*_PRODUCED.unpack(b)),
+            )
+        t0 = time.perf_counter()
+        for _ in range(n):
+            first, second = encode(Kind.REPLY, 1, "", message)
+            decode(memoryview(first + second))
+        results[label] = round((time.perf_counter() - t0) / n * 1e6, 2)
+    return {"encode_decode_us": results}
 
 
 # -- cross-core through the runtime --------------------------------------------------------------
@@ -123,21 +159,20 @@ async def _drive(ctx: CoreContext, scale: float) -> None:
         lat.append(time.perf_counter() - t)
     out["ask"] = {"p50_us": _pct(lat, 0.5), "p99_us": _pct(lat, 0.99)}
     n = int(200_000 * scale)
-    window = 512
     t0 = time.perf_counter()
-    inflight: list[Any] = []
-    for i in range(n):
-        inflight.append(echo.ask(i, block=False))
-        if len(inflight) >= window:
-            for fut in inflight:
-                await fut
-            inflight = []
-    for fut in inflight:
-        await fut
+    await _windows(echo, n, window=512)
     out["pipelined_asks_per_s"] = round(n / (time.perf_counter() - t0))
     path = Path(ctx.node_dir) / "bench.json"
     path.with_suffix(".tmp").write_text(json.dumps(out))
     os.replace(path.with_suffix(".tmp"), path)
+
+
+async def _windows(echo: Any, n: int, window: int) -> None:
+    """Send `window` asks, await them all, repeat."""
+    for start in range(0, n, window):
+        futures = [echo.ask(i, block=False) for i in range(start, min(n, start + window))]
+        for fut in futures:
+            await fut
 
 
 def cross_core(scale: float, pin: bool) -> dict[str, Any]:
@@ -212,7 +247,7 @@ def queue_baseline(scale: float) -> dict[str, Any]:
     n = int(50_000 * scale)
     window = 512
     t0 = time.perf_counter()
-    for start in range(0, n, window):
+    for start in range(0, n, window):  # the same windows as the runtime's
         batch = min(window, n - start)
         for i in range(batch):
             req.put(i)
@@ -234,11 +269,13 @@ def main(argv: list[str]) -> int:
     baseline = queue_baseline(scale)
     ours = cross_core(scale, pin=not args.no_pin)
     local = in_core(scale)
+    envelope = codec(scale)
     result = {
         "bench": "mailbox",
         "note": "2-core shared machine, other work running: noisy; compare ratios",
         "pinned": not args.no_pin,
         "in_core": local,
+        "envelope_codec": envelope,
         "cross_core": {
             "one_way": {
                 label: {
