@@ -83,7 +83,7 @@ def _d_AddOffsetsToTxnRequest_3(b: memoryview, p: int) -> tuple[AddOffsetsToTxnR
     v_producer_id, v_producer_epoch = _F_qh.unpack_from(b, p)
     p += 10
     v_group_id, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddOffsetsToTxnRequest(v_transactional_id, v_producer_id, v_producer_epoch, v_group_id), p
 
 
@@ -105,7 +105,7 @@ def _e_AddOffsetsToTxnResponse_3(o: AddOffsetsToTxnResponse, w: _w.Parts) -> Non
 def _d_AddOffsetsToTxnResponse_3(b: memoryview, p: int) -> tuple[AddOffsetsToTxnResponse, int]:
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddOffsetsToTxnResponse(v_throttle_time_ms, v_error_code), p
 
 

@@ -115,7 +115,7 @@ def _d_ReassignablePartition_0(b: memoryview, p: int) -> tuple[ReassignableParti
     n1, p = _w.read_compact_array_len(b, p, 4, True)
     v_replicas = _w.fixed_array(b, p, "i", n1) if n1 >= 0 else None
     p += 4 * max(n1, 0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReassignablePartition(v_partition_index, v_replicas), p
 
 
@@ -136,7 +136,7 @@ def _d_ReassignableTopic_0(b: memoryview, p: int) -> tuple[ReassignableTopic, in
         e1, p = _d_ReassignablePartition_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReassignableTopic(v_name, v_partitions), p
 
 
@@ -158,7 +158,7 @@ def _d_AlterPartitionReassignmentsRequest_0(b: memoryview, p: int) -> tuple[Alte
         e1, p = _d_ReassignableTopic_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterPartitionReassignmentsRequest(v_timeout_ms, v_topics), p
 
 
@@ -172,7 +172,7 @@ def _d_ReassignablePartitionResponse_0(b: memoryview, p: int) -> tuple[Reassigna
     v_partition_index, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReassignablePartitionResponse(v_partition_index, v_error_code, v_error_message), p
 
 
@@ -193,7 +193,7 @@ def _d_ReassignableTopicResponse_0(b: memoryview, p: int) -> tuple[ReassignableT
         e1, p = _d_ReassignablePartitionResponse_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReassignableTopicResponse(v_name, v_partitions), p
 
 
@@ -217,7 +217,7 @@ def _d_AlterPartitionReassignmentsResponse_0(b: memoryview, p: int) -> tuple[Alt
         e3, p = _d_ReassignableTopicResponse_0(b, p)
         l3.append(e3)
     v_responses = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterPartitionReassignmentsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_responses), p
 
 

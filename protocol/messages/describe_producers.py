@@ -114,7 +114,7 @@ def _d_TopicRequest_0(b: memoryview, p: int) -> tuple[TopicRequest, int]:
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partition_indexes = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicRequest(v_name, v_partition_indexes), p
 
 
@@ -133,7 +133,7 @@ def _d_DescribeProducersRequest_0(b: memoryview, p: int) -> tuple[DescribeProduc
         e0, p = _d_TopicRequest_0(b, p)
         l0.append(e0)
     v_topics = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeProducersRequest(v_topics), p
 
 
@@ -145,7 +145,7 @@ def _e_ProducerState_0(o: ProducerState, w: _w.Parts) -> None:
 def _d_ProducerState_0(b: memoryview, p: int) -> tuple[ProducerState, int]:
     v_producer_id, v_producer_epoch, v_last_sequence, v_last_timestamp, v_coordinator_epoch, v_current_txn_start_offset = _F_qiiqiq.unpack_from(b, p)
     p += 36
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ProducerState(v_producer_id, v_producer_epoch, v_last_sequence, v_last_timestamp, v_coordinator_epoch, v_current_txn_start_offset), p
 
 
@@ -169,7 +169,7 @@ def _d_PartitionResponse_0(b: memoryview, p: int) -> tuple[PartitionResponse, in
         e3, p = _d_ProducerState_0(b, p)
         l3.append(e3)
     v_active_producers = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionResponse(v_partition_index, v_error_code, v_error_message, v_active_producers), p
 
 
@@ -190,7 +190,7 @@ def _d_TopicResponse_0(b: memoryview, p: int) -> tuple[TopicResponse, int]:
         e1, p = _d_PartitionResponse_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicResponse(v_name, v_partitions), p
 
 
@@ -212,7 +212,7 @@ def _d_DescribeProducersResponse_0(b: memoryview, p: int) -> tuple[DescribeProdu
         e1, p = _d_TopicResponse_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeProducersResponse(v_throttle_time_ms, v_topics), p
 
 

@@ -79,7 +79,7 @@ def _d_EndTxnRequest_3(b: memoryview, p: int) -> tuple[EndTxnRequest, int]:
     v_transactional_id, p = _w.read_compact_string(b, p)
     v_producer_id, v_producer_epoch, v_committed = _F_qho.unpack_from(b, p)
     p += 11
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return EndTxnRequest(v_transactional_id, v_producer_id, v_producer_epoch, v_committed), p
 
 
@@ -101,7 +101,7 @@ def _e_EndTxnResponse_3(o: EndTxnResponse, w: _w.Parts) -> None:
 def _d_EndTxnResponse_3(b: memoryview, p: int) -> tuple[EndTxnResponse, int]:
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return EndTxnResponse(v_throttle_time_ms, v_error_code), p
 
 

@@ -78,7 +78,7 @@ def _d_ExpireDelegationTokenRequest_2(b: memoryview, p: int) -> tuple[ExpireDele
     v_hmac, p = _w.read_compact_bytes(b, p)
     v_expiry_time_period_ms, = _F_q.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ExpireDelegationTokenRequest(v_hmac, v_expiry_time_period_ms), p
 
 
@@ -100,7 +100,7 @@ def _e_ExpireDelegationTokenResponse_2(o: ExpireDelegationTokenResponse, w: _w.P
 def _d_ExpireDelegationTokenResponse_2(b: memoryview, p: int) -> tuple[ExpireDelegationTokenResponse, int]:
     v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms = _F_hqi.unpack_from(b, p)
     p += 14
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ExpireDelegationTokenResponse(v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms), p
 
 

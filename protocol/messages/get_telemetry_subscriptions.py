@@ -73,7 +73,7 @@ def _d_GetTelemetrySubscriptionsRequest_0(b: memoryview, p: int) -> tuple[GetTel
     v_client_instance_id, = _F_u.unpack_from(b, p)
     p += 16
     v_client_instance_id = _w.to_uuid(v_client_instance_id)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return GetTelemetrySubscriptionsRequest(v_client_instance_id), p
 
 
@@ -105,7 +105,7 @@ def _d_GetTelemetrySubscriptionsResponse_0(b: memoryview, p: int) -> tuple[GetTe
         e8, p = _w.read_compact_string(b, p)
         l8.append(e8)
     v_requested_metrics = tuple(l8)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return GetTelemetrySubscriptionsResponse(v_throttle_time_ms, v_error_code, v_client_instance_id, v_subscription_id, v_accepted_compression_types, v_push_interval_ms, v_telemetry_max_bytes, v_delta_temporality, v_requested_metrics), p
 
 

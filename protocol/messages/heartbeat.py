@@ -105,7 +105,7 @@ def _d_HeartbeatRequest_4(b: memoryview, p: int) -> tuple[HeartbeatRequest, int]
     p += 4
     v_member_id, p = _w.read_compact_string(b, p)
     v_group_instance_id, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return HeartbeatRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id), p
 
 
@@ -137,7 +137,7 @@ def _e_HeartbeatResponse_4(o: HeartbeatResponse, w: _w.Parts) -> None:
 def _d_HeartbeatResponse_4(b: memoryview, p: int) -> tuple[HeartbeatResponse, int]:
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return HeartbeatResponse(v_throttle_time_ms, v_error_code), p
 
 

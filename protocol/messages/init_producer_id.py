@@ -91,7 +91,7 @@ def _d_InitProducerIdRequest_2(b: memoryview, p: int) -> tuple[InitProducerIdReq
     v_transactional_id, p = _w.read_compact_nullable_string(b, p)
     v_transaction_timeout_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitProducerIdRequest(v_transactional_id, v_transaction_timeout_ms, -1, -1), p
 
 
@@ -105,7 +105,7 @@ def _d_InitProducerIdRequest_3(b: memoryview, p: int) -> tuple[InitProducerIdReq
     v_transactional_id, p = _w.read_compact_nullable_string(b, p)
     v_transaction_timeout_ms, v_producer_id, v_producer_epoch = _F_iqh.unpack_from(b, p)
     p += 14
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitProducerIdRequest(v_transactional_id, v_transaction_timeout_ms, v_producer_id, v_producer_epoch), p
 
 
@@ -127,7 +127,7 @@ def _e_InitProducerIdResponse_2(o: InitProducerIdResponse, w: _w.Parts) -> None:
 def _d_InitProducerIdResponse_2(b: memoryview, p: int) -> tuple[InitProducerIdResponse, int]:
     v_throttle_time_ms, v_error_code, v_producer_id, v_producer_epoch = _F_ihqh.unpack_from(b, p)
     p += 16
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitProducerIdResponse(v_throttle_time_ms, v_error_code, v_producer_id, v_producer_epoch), p
 
 

@@ -71,7 +71,7 @@ def _d_PushTelemetryRequest_0(b: memoryview, p: int) -> tuple[PushTelemetryReque
     p += 22
     v_client_instance_id = _w.to_uuid(v_client_instance_id)
     v_metrics, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PushTelemetryRequest(v_client_instance_id, v_subscription_id, v_terminating, v_compression_type, v_metrics), p
 
 
@@ -83,7 +83,7 @@ def _e_PushTelemetryResponse_0(o: PushTelemetryResponse, w: _w.Parts) -> None:
 def _d_PushTelemetryResponse_0(b: memoryview, p: int) -> tuple[PushTelemetryResponse, int]:
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PushTelemetryResponse(v_throttle_time_ms, v_error_code), p
 
 

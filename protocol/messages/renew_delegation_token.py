@@ -78,7 +78,7 @@ def _d_RenewDelegationTokenRequest_2(b: memoryview, p: int) -> tuple[RenewDelega
     v_hmac, p = _w.read_compact_bytes(b, p)
     v_renew_period_ms, = _F_q.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return RenewDelegationTokenRequest(v_hmac, v_renew_period_ms), p
 
 
@@ -100,7 +100,7 @@ def _e_RenewDelegationTokenResponse_2(o: RenewDelegationTokenResponse, w: _w.Par
 def _d_RenewDelegationTokenResponse_2(b: memoryview, p: int) -> tuple[RenewDelegationTokenResponse, int]:
     v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms = _F_hqi.unpack_from(b, p)
     p += 14
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return RenewDelegationTokenResponse(v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms), p
 
 

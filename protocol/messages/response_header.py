@@ -60,7 +60,7 @@ def _e_ResponseHeader_1(o: ResponseHeader, w: _w.Parts) -> None:
 def _d_ResponseHeader_1(b: memoryview, p: int) -> tuple[ResponseHeader, int]:
     v_correlation_id, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ResponseHeader(v_correlation_id), p
 
 
