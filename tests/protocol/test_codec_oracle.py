@@ -8,17 +8,17 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import warnings
 from typing import Any
 
+import kafka.protocol as kafka_protocol
 import pytest
+from kafka.protocol.api_message import ApiMessage
 
 from redshank.protocol.messages import REQUESTS, RESPONSES, api_versions, fetch, metadata, produce
 from redshank.tools.codegen.generate import default_spec_dir
 from redshank.tools.codegen.samples import sample
 from redshank.tools.codegen.spec import load_api_specs
-
-kafka_protocol = pytest.importorskip("kafka.protocol")
-from kafka.protocol.api_message import ApiMessage  # noqa: E402
 
 # The APIs the broker advertises (protocol.api_versions); the oracle covers every version of them
 # that kafka-python also knows.
@@ -30,7 +30,10 @@ def _theirs() -> dict[tuple[int, bool], Any]:
     found: dict[tuple[int, bool], Any] = {}
     for info in pkgutil.walk_packages(kafka_protocol.__path__, "kafka.protocol."):
         try:
-            mod = importlib.import_module(info.name)
+            with warnings.catch_warnings():
+                # kafka-python loads its schemas with deprecated importlib.resources calls.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                mod = importlib.import_module(info.name)
         except ImportError:
             continue
         for obj in vars(mod).values():

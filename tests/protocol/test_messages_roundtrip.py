@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from redshank.protocol.errors import EncodeError
+from redshank.protocol.errors import DecodeError, EncodeError
 from redshank.protocol.messages import REQUESTS, RESPONSES, request_header, response_header
 from redshank.tools.codegen.generate import default_spec_dir
 from redshank.tools.codegen.samples import sample
@@ -84,3 +84,13 @@ def test_null_in_a_non_nullable_version_is_an_encode_error() -> None:
     with pytest.raises(EncodeError):
         metadata.MetadataRequest(topics=None).encode(0)
     assert metadata.MetadataRequest(topics=None).encode(1) == b"\xff\xff\xff\xff"
+
+
+@pytest.mark.parametrize("version", [-1, 12, 1000])
+def test_versions_outside_the_spec_are_typed_errors(version: int) -> None:
+    from redshank.protocol.messages import produce
+
+    with pytest.raises(EncodeError):
+        produce.ProduceRequest().encode(version)
+    with pytest.raises(DecodeError):
+        produce.ProduceRequest.decode(b"", version)
