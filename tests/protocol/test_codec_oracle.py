@@ -11,14 +11,18 @@ import pkgutil
 import warnings
 from typing import Any
 
-import kafka.protocol as kafka_protocol
 import pytest
-from kafka.protocol.api_message import ApiMessage
 
 from redshank.protocol.messages import REQUESTS, RESPONSES, api_versions, fetch, metadata, produce
 from redshank.tools.codegen.generate import default_spec_dir
 from redshank.tools.codegen.samples import sample
 from redshank.tools.codegen.spec import load_api_specs
+
+with warnings.catch_warnings():
+    # kafka-python 3.0 loads its schemas with deprecated importlib.resources calls.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka.protocol as kafka_protocol
+    from kafka.protocol.api_message import ApiMessage
 
 # The APIs the broker advertises (protocol.api_versions); the oracle covers every version of them
 # that kafka-python also knows.
