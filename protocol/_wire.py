@@ -60,6 +60,7 @@ __all__ = [
     "run_decode",
     "run_decode_from",
     "run_encode",
+    "run_encode_parts",
     "skip_tagged",
     "string",
     "tagged_section",
@@ -410,6 +411,13 @@ _DECODE_FAILURES = (struct.error, IndexError, ValueError, TypeError, OverflowErr
 def run_encode(
     obj: _T, version: int, table: tuple[Callable[[_T, Parts], None], ...], lo: int
 ) -> bytes:
+    return b"".join(run_encode_parts(obj, version, table, lo))
+
+
+def run_encode_parts(
+    obj: _T, version: int, table: tuple[Callable[[_T, Parts], None], ...], lo: int
+) -> Parts:
+    """The encoding as a list of buffers (records stay the caller's objects, uncopied)."""
     i = version - lo
     if i < 0 or i >= len(table):
         raise EncodeError(f"{type(obj).__name__} has no version {version}")
@@ -420,7 +428,7 @@ def run_encode(
         raise
     except _ENCODE_FAILURES as exc:
         raise EncodeError(f"{type(obj).__name__} v{version}: {exc}") from exc
-    return b"".join(parts)
+    return parts
 
 
 def run_decode_from(

@@ -34,6 +34,9 @@ class AddOffsetsToTxnRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddOffsetsToTxnRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddOffsetsToTxnRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddOffsetsToTxnRequest:
         return _w.run_decode(buf, version, _DECODERS_AddOffsetsToTxnRequest, 0, "AddOffsetsToTxnRequest")
@@ -51,6 +54,9 @@ class AddOffsetsToTxnResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddOffsetsToTxnResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddOffsetsToTxnResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddOffsetsToTxnResponse:

@@ -64,6 +64,9 @@ class AddPartitionsToTxnRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddPartitionsToTxnRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddPartitionsToTxnRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddPartitionsToTxnRequest:
         return _w.run_decode(buf, version, _DECODERS_AddPartitionsToTxnRequest, 0, "AddPartitionsToTxnRequest")
@@ -110,6 +113,9 @@ class AddPartitionsToTxnResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddPartitionsToTxnResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddPartitionsToTxnResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddPartitionsToTxnResponse:

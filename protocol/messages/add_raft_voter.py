@@ -49,6 +49,9 @@ class AddRaftVoterRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddRaftVoterRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddRaftVoterRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddRaftVoterRequest:
         return _w.run_decode(buf, version, _DECODERS_AddRaftVoterRequest, 0, "AddRaftVoterRequest")
@@ -67,6 +70,9 @@ class AddRaftVoterResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddRaftVoterResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddRaftVoterResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddRaftVoterResponse:

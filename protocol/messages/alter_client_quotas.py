@@ -67,6 +67,9 @@ class AlterClientQuotasRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterClientQuotasRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterClientQuotasRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterClientQuotasRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterClientQuotasRequest, 0, "AlterClientQuotasRequest")
@@ -103,6 +106,9 @@ class AlterClientQuotasResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterClientQuotasResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterClientQuotasResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterClientQuotasResponse:

@@ -54,6 +54,9 @@ class AlterPartitionReassignmentsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterPartitionReassignmentsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterPartitionReassignmentsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterPartitionReassignmentsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterPartitionReassignmentsRequest, 0, "AlterPartitionReassignmentsRequest")
@@ -92,6 +95,9 @@ class AlterPartitionReassignmentsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterPartitionReassignmentsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterPartitionReassignmentsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterPartitionReassignmentsResponse:

@@ -53,6 +53,9 @@ class AlterReplicaLogDirsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterReplicaLogDirsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterReplicaLogDirsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterReplicaLogDirsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterReplicaLogDirsRequest, 0, "AlterReplicaLogDirsRequest")
@@ -88,6 +91,9 @@ class AlterReplicaLogDirsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterReplicaLogDirsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterReplicaLogDirsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterReplicaLogDirsResponse:

@@ -58,6 +58,9 @@ class AlterUserScramCredentialsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterUserScramCredentialsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterUserScramCredentialsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterUserScramCredentialsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterUserScramCredentialsRequest, 0, "AlterUserScramCredentialsRequest")
@@ -85,6 +88,9 @@ class AlterUserScramCredentialsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterUserScramCredentialsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterUserScramCredentialsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterUserScramCredentialsResponse:

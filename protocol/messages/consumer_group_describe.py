@@ -41,6 +41,9 @@ class ConsumerGroupDescribeRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ConsumerGroupDescribeRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ConsumerGroupDescribeRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupDescribeRequest:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupDescribeRequest, 0, "ConsumerGroupDescribeRequest")
@@ -109,6 +112,9 @@ class ConsumerGroupDescribeResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ConsumerGroupDescribeResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ConsumerGroupDescribeResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupDescribeResponse:

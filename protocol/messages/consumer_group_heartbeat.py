@@ -55,6 +55,9 @@ class ConsumerGroupHeartbeatRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ConsumerGroupHeartbeatRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ConsumerGroupHeartbeatRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupHeartbeatRequest:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupHeartbeatRequest, 0, "ConsumerGroupHeartbeatRequest")
@@ -94,6 +97,9 @@ class ConsumerGroupHeartbeatResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ConsumerGroupHeartbeatResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ConsumerGroupHeartbeatResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupHeartbeatResponse:

@@ -47,6 +47,9 @@ class CreateDelegationTokenRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateDelegationTokenRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateDelegationTokenRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_CreateDelegationTokenRequest, 0, "CreateDelegationTokenRequest")
@@ -73,6 +76,9 @@ class CreateDelegationTokenResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateDelegationTokenResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateDelegationTokenResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateDelegationTokenResponse:

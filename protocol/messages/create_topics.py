@@ -75,6 +75,9 @@ class CreateTopicsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateTopicsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateTopicsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateTopicsRequest:
         return _w.run_decode(buf, version, _DECODERS_CreateTopicsRequest, 0, "CreateTopicsRequest")
@@ -119,6 +122,9 @@ class CreateTopicsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateTopicsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateTopicsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateTopicsResponse:

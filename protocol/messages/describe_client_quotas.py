@@ -48,6 +48,9 @@ class DescribeClientQuotasRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeClientQuotasRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeClientQuotasRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClientQuotasRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeClientQuotasRequest, 0, "DescribeClientQuotasRequest")
@@ -94,6 +97,9 @@ class DescribeClientQuotasResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeClientQuotasResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeClientQuotasResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClientQuotasResponse:

@@ -59,6 +59,9 @@ class DescribeTopicPartitionsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeTopicPartitionsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeTopicPartitionsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTopicPartitionsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeTopicPartitionsRequest, 0, "DescribeTopicPartitionsRequest")
@@ -115,6 +118,9 @@ class DescribeTopicPartitionsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeTopicPartitionsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeTopicPartitionsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTopicPartitionsResponse:

@@ -43,6 +43,9 @@ class DescribeUserScramCredentialsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeUserScramCredentialsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeUserScramCredentialsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeUserScramCredentialsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeUserScramCredentialsRequest, 0, "DescribeUserScramCredentialsRequest")
@@ -82,6 +85,9 @@ class DescribeUserScramCredentialsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeUserScramCredentialsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeUserScramCredentialsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeUserScramCredentialsResponse:

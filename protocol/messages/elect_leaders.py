@@ -47,6 +47,9 @@ class ElectLeadersRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ElectLeadersRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ElectLeadersRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ElectLeadersRequest:
         return _w.run_decode(buf, version, _DECODERS_ElectLeadersRequest, 0, "ElectLeadersRequest")
@@ -84,6 +87,9 @@ class ElectLeadersResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ElectLeadersResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ElectLeadersResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ElectLeadersResponse:

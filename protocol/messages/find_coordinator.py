@@ -37,6 +37,9 @@ class FindCoordinatorRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_FindCoordinatorRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_FindCoordinatorRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FindCoordinatorRequest:
         return _w.run_decode(buf, version, _DECODERS_FindCoordinatorRequest, 0, "FindCoordinatorRequest")
@@ -72,6 +75,9 @@ class FindCoordinatorResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_FindCoordinatorResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_FindCoordinatorResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FindCoordinatorResponse:

@@ -34,6 +34,9 @@ class GetTelemetrySubscriptionsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_GetTelemetrySubscriptionsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_GetTelemetrySubscriptionsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> GetTelemetrySubscriptionsRequest:
         return _w.run_decode(buf, version, _DECODERS_GetTelemetrySubscriptionsRequest, 0, "GetTelemetrySubscriptionsRequest")
@@ -58,6 +61,9 @@ class GetTelemetrySubscriptionsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_GetTelemetrySubscriptionsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_GetTelemetrySubscriptionsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> GetTelemetrySubscriptionsResponse:

@@ -57,6 +57,9 @@ class IncrementalAlterConfigsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_IncrementalAlterConfigsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_IncrementalAlterConfigsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> IncrementalAlterConfigsRequest:
         return _w.run_decode(buf, version, _DECODERS_IncrementalAlterConfigsRequest, 0, "IncrementalAlterConfigsRequest")
@@ -85,6 +88,9 @@ class IncrementalAlterConfigsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_IncrementalAlterConfigsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_IncrementalAlterConfigsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> IncrementalAlterConfigsResponse:

@@ -36,6 +36,9 @@ class InitProducerIdRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_InitProducerIdRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_InitProducerIdRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitProducerIdRequest:
         return _w.run_decode(buf, version, _DECODERS_InitProducerIdRequest, 0, "InitProducerIdRequest")
@@ -55,6 +58,9 @@ class InitProducerIdResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_InitProducerIdResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_InitProducerIdResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitProducerIdResponse:

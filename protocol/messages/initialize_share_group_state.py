@@ -58,6 +58,9 @@ class InitializeShareGroupStateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_InitializeShareGroupStateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_InitializeShareGroupStateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitializeShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_InitializeShareGroupStateRequest, 0, "InitializeShareGroupStateRequest")
@@ -93,6 +96,9 @@ class InitializeShareGroupStateResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_InitializeShareGroupStateResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_InitializeShareGroupStateResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitializeShareGroupStateResponse:

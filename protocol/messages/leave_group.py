@@ -46,6 +46,9 @@ class LeaveGroupRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_LeaveGroupRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_LeaveGroupRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> LeaveGroupRequest:
         return _w.run_decode(buf, version, _DECODERS_LeaveGroupRequest, 0, "LeaveGroupRequest")
@@ -74,6 +77,9 @@ class LeaveGroupResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_LeaveGroupResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_LeaveGroupResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> LeaveGroupResponse:

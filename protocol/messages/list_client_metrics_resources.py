@@ -30,6 +30,9 @@ class ListClientMetricsResourcesRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListClientMetricsResourcesRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListClientMetricsResourcesRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListClientMetricsResourcesRequest:
         return _w.run_decode(buf, version, _DECODERS_ListClientMetricsResourcesRequest, 0, "ListClientMetricsResourcesRequest")
@@ -56,6 +59,9 @@ class ListClientMetricsResourcesResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListClientMetricsResourcesResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListClientMetricsResourcesResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListClientMetricsResourcesResponse:

@@ -44,6 +44,9 @@ class ListPartitionReassignmentsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListPartitionReassignmentsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListPartitionReassignmentsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListPartitionReassignmentsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListPartitionReassignmentsRequest, 0, "ListPartitionReassignmentsRequest")
@@ -83,6 +86,9 @@ class ListPartitionReassignmentsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListPartitionReassignmentsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListPartitionReassignmentsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListPartitionReassignmentsResponse:

@@ -66,6 +66,9 @@ class OffsetCommitRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetCommitRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetCommitRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetCommitRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetCommitRequest, 0, "OffsetCommitRequest")
@@ -101,6 +104,9 @@ class OffsetCommitResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetCommitResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetCommitResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetCommitResponse:

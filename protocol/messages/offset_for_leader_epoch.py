@@ -58,6 +58,9 @@ class OffsetForLeaderEpochRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetForLeaderEpochRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetForLeaderEpochRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetForLeaderEpochRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetForLeaderEpochRequest, 0, "OffsetForLeaderEpochRequest")
@@ -95,6 +98,9 @@ class OffsetForLeaderEpochResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetForLeaderEpochResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetForLeaderEpochResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetForLeaderEpochResponse:

@@ -37,6 +37,9 @@ class PushTelemetryRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_PushTelemetryRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_PushTelemetryRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> PushTelemetryRequest:
         return _w.run_decode(buf, version, _DECODERS_PushTelemetryRequest, 0, "PushTelemetryRequest")
@@ -54,6 +57,9 @@ class PushTelemetryResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_PushTelemetryResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_PushTelemetryResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> PushTelemetryResponse:

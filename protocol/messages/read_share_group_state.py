@@ -60,6 +60,9 @@ class ReadShareGroupStateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ReadShareGroupStateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ReadShareGroupStateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateRequest, 0, "ReadShareGroupStateRequest")
@@ -109,6 +112,9 @@ class ReadShareGroupStateResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ReadShareGroupStateResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ReadShareGroupStateResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateResponse:

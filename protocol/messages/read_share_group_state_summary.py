@@ -58,6 +58,9 @@ class ReadShareGroupStateSummaryRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ReadShareGroupStateSummaryRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ReadShareGroupStateSummaryRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateSummaryRequest:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateSummaryRequest, 0, "ReadShareGroupStateSummaryRequest")
@@ -95,6 +98,9 @@ class ReadShareGroupStateSummaryResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ReadShareGroupStateSummaryResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ReadShareGroupStateSummaryResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateSummaryResponse:

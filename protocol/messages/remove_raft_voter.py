@@ -35,6 +35,9 @@ class RemoveRaftVoterRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_RemoveRaftVoterRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_RemoveRaftVoterRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RemoveRaftVoterRequest:
         return _w.run_decode(buf, version, _DECODERS_RemoveRaftVoterRequest, 0, "RemoveRaftVoterRequest")
@@ -53,6 +56,9 @@ class RemoveRaftVoterResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_RemoveRaftVoterResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_RemoveRaftVoterResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RemoveRaftVoterResponse:

@@ -32,6 +32,9 @@ class RequestHeader:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_RequestHeader, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_RequestHeader, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RequestHeader:
         return _w.run_decode(buf, version, _DECODERS_RequestHeader, 0, "RequestHeader")

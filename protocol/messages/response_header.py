@@ -29,6 +29,9 @@ class ResponseHeader:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ResponseHeader, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ResponseHeader, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ResponseHeader:
         return _w.run_decode(buf, version, _DECODERS_ResponseHeader, 0, "ResponseHeader")

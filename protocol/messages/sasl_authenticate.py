@@ -31,6 +31,9 @@ class SaslAuthenticateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SaslAuthenticateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SaslAuthenticateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslAuthenticateRequest:
         return _w.run_decode(buf, version, _DECODERS_SaslAuthenticateRequest, 0, "SaslAuthenticateRequest")
@@ -50,6 +53,9 @@ class SaslAuthenticateResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SaslAuthenticateResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SaslAuthenticateResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslAuthenticateResponse:

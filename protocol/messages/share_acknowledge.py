@@ -74,6 +74,9 @@ class ShareAcknowledgeRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareAcknowledgeRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareAcknowledgeRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareAcknowledgeRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareAcknowledgeRequest, 0, "ShareAcknowledgeRequest")
@@ -134,6 +137,9 @@ class ShareAcknowledgeResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareAcknowledgeResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareAcknowledgeResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareAcknowledgeResponse:

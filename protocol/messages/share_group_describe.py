@@ -41,6 +41,9 @@ class ShareGroupDescribeRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareGroupDescribeRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareGroupDescribeRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupDescribeRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupDescribeRequest, 0, "ShareGroupDescribeRequest")
@@ -106,6 +109,9 @@ class ShareGroupDescribeResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareGroupDescribeResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareGroupDescribeResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupDescribeResponse:

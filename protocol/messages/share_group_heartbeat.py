@@ -41,6 +41,9 @@ class ShareGroupHeartbeatRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareGroupHeartbeatRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareGroupHeartbeatRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupHeartbeatRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupHeartbeatRequest, 0, "ShareGroupHeartbeatRequest")
@@ -80,6 +83,9 @@ class ShareGroupHeartbeatResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareGroupHeartbeatResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareGroupHeartbeatResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupHeartbeatResponse:

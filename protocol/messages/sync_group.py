@@ -49,6 +49,9 @@ class SyncGroupRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SyncGroupRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SyncGroupRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SyncGroupRequest:
         return _w.run_decode(buf, version, _DECODERS_SyncGroupRequest, 0, "SyncGroupRequest")
@@ -69,6 +72,9 @@ class SyncGroupResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SyncGroupResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SyncGroupResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SyncGroupResponse:

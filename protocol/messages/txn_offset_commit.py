@@ -67,6 +67,9 @@ class TxnOffsetCommitRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_TxnOffsetCommitRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_TxnOffsetCommitRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> TxnOffsetCommitRequest:
         return _w.run_decode(buf, version, _DECODERS_TxnOffsetCommitRequest, 0, "TxnOffsetCommitRequest")
@@ -102,6 +105,9 @@ class TxnOffsetCommitResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_TxnOffsetCommitResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_TxnOffsetCommitResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> TxnOffsetCommitResponse:

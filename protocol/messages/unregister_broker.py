@@ -31,6 +31,9 @@ class UnregisterBrokerRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_UnregisterBrokerRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_UnregisterBrokerRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UnregisterBrokerRequest:
         return _w.run_decode(buf, version, _DECODERS_UnregisterBrokerRequest, 0, "UnregisterBrokerRequest")
@@ -49,6 +52,9 @@ class UnregisterBrokerResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_UnregisterBrokerResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_UnregisterBrokerResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UnregisterBrokerResponse:

@@ -51,6 +51,9 @@ class UpdateFeaturesRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_UpdateFeaturesRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_UpdateFeaturesRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UpdateFeaturesRequest:
         return _w.run_decode(buf, version, _DECODERS_UpdateFeaturesRequest, 0, "UpdateFeaturesRequest")
@@ -80,6 +83,9 @@ class UpdateFeaturesResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_UpdateFeaturesResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_UpdateFeaturesResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UpdateFeaturesResponse:

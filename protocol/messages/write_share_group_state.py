@@ -73,6 +73,9 @@ class WriteShareGroupStateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_WriteShareGroupStateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_WriteShareGroupStateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_WriteShareGroupStateRequest, 0, "WriteShareGroupStateRequest")
@@ -108,6 +111,9 @@ class WriteShareGroupStateResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_WriteShareGroupStateResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_WriteShareGroupStateResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteShareGroupStateResponse:

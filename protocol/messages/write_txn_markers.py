@@ -59,6 +59,9 @@ class WriteTxnMarkersRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_WriteTxnMarkersRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_WriteTxnMarkersRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteTxnMarkersRequest:
         return _w.run_decode(buf, version, _DECODERS_WriteTxnMarkersRequest, 0, "WriteTxnMarkersRequest")
@@ -102,6 +105,9 @@ class WriteTxnMarkersResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_WriteTxnMarkersResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_WriteTxnMarkersResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteTxnMarkersResponse:

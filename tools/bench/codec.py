@@ -134,6 +134,21 @@ def main(argv: list[str]) -> int:
     )
     fetch_us = _best_us(lambda: fetch_resp.encode(12), max(number // 10, 10), repeat)
 
+    # The same response through the connection: a Fetch v12 request in, the framed reply out.
+    fetch_req = fetch.FetchRequest(max_wait_ms=500, min_bytes=1, max_bytes=1 << 20)
+    fetch_header = request_header.RequestHeader(1, 12, 2, "bench").encode(2)
+    fetch_body = fetch_req.encode(12)
+    fetch_frame = struct.pack(">i", len(fetch_header) + len(fetch_body)) + fetch_header + fetch_body
+    conn = KafkaServerConnection()
+
+    def fetch_round_trip() -> None:
+        conn.receive_data(fetch_frame)
+        ev = conn.next_event()
+        assert isinstance(ev, RequestReceived)
+        conn.send_response(ev.token, fetch_resp)
+
+    fetch_conn_us = _best_us(fetch_round_trip, max(number // 10, 10), repeat)
+
     big = bytearray(build_batch(count=1000, value_size=1024))
     validate_us = _best_us(lambda: validate_batch(big), max(number // 10, 10), repeat)
     validate_small_us = _best_us(lambda: validate_batch(batch), number, repeat)
@@ -149,6 +164,7 @@ def main(argv: list[str]) -> int:
             "produce_frame_to_event_us": round(_best_us(via_connection, number, repeat), 2),
             "fetch_1mib_encode_us": round(fetch_us, 2),
             "fetch_1mib_gb_per_s": round(len(stored) / fetch_us / 1e3, 2),
+            "fetch_1mib_via_connection_us": round(fetch_conn_us, 2),
             "validate_batch_gb_per_s": round(len(big) / validate_us / 1e3, 2),
             "validate_batch_bytes": len(big),
             "validate_100kib_batch_gb_per_s": round(len(batch) / validate_small_us / 1e3, 2),

@@ -525,6 +525,9 @@ class ModuleEmitter:
                 "    def encode(self, version: int) -> bytes:",
                 f"        return _w.run_encode(self, version, _ENCODERS_{cls}, {lo})",
                 "",
+                "    def encode_parts(self, version: int) -> _w.Parts:",
+                f"        return _w.run_encode_parts(self, version, _ENCODERS_{cls}, {lo})",
+                "",
                 "    @classmethod",
                 "    def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> "
                 f"{cls}:",
