@@ -60,6 +60,7 @@ __all__ = [
     "run_decode",
     "run_decode_from",
     "run_encode",
+    "run_encode_parts",
     "skip_tagged",
     "string",
     "tagged_section",
@@ -159,14 +160,22 @@ def read_nullable_string(buf: memoryview, pos: int) -> tuple[str | None, int]:
 
 
 def read_compact_string(buf: memoryview, pos: int) -> tuple[str, int]:
-    n, pos = read_uvarint(buf, pos)
+    if pos < len(buf) and buf[pos] < 0x80:  # one-byte length: the common case, no call
+        n = buf[pos]
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n == 0:
         raise DecodeError(f"null for a non-nullable compact string at {pos}")
     return _text(buf, pos, n - 1)
 
 
 def read_compact_nullable_string(buf: memoryview, pos: int) -> tuple[str | None, int]:
-    n, pos = read_uvarint(buf, pos)
+    if pos < len(buf) and buf[pos] < 0x80:
+        n = buf[pos]
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n == 0:
         return None, pos
     return _text(buf, pos, n - 1)
@@ -314,7 +323,11 @@ def read_compact_array_len(
     buf: memoryview, pos: int, min_size: int, nullable: bool
 ) -> tuple[int, int]:
     start = pos
-    n, pos = read_uvarint(buf, pos)
+    if pos < len(buf) and buf[pos] < 0x80:
+        n = buf[pos]
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n == 0:
         if nullable:
             return -1, pos
@@ -410,6 +423,13 @@ _DECODE_FAILURES = (struct.error, IndexError, ValueError, TypeError, OverflowErr
 def run_encode(
     obj: _T, version: int, table: tuple[Callable[[_T, Parts], None], ...], lo: int
 ) -> bytes:
+    return b"".join(run_encode_parts(obj, version, table, lo))
+
+
+def run_encode_parts(
+    obj: _T, version: int, table: tuple[Callable[[_T, Parts], None], ...], lo: int
+) -> Parts:
+    """The encoding as a list of buffers (records stay the caller's objects, uncopied)."""
     i = version - lo
     if i < 0 or i >= len(table):
         raise EncodeError(f"{type(obj).__name__} has no version {version}")
@@ -420,7 +440,7 @@ def run_encode(
         raise
     except _ENCODE_FAILURES as exc:
         raise EncodeError(f"{type(obj).__name__} v{version}: {exc}") from exc
-    return b"".join(parts)
+    return parts
 
 
 def run_decode_from(
@@ -454,8 +474,19 @@ def run_decode(
     lo: int,
     name: str,
 ) -> _T:
-    obj, end = run_decode_from(buf, 0, version, table, lo, name)
-    size = buf.nbytes if isinstance(buf, memoryview) else len(buf)
-    if end != size:
-        raise DecodeError(f"{name} v{version}: {size - end} trailing bytes")
+    """Decode a whole buffer: bytes left over after the message are an error."""
+    i = version - lo
+    if i < 0 or i >= len(table):
+        raise DecodeError(f"{name} has no version {version}")
+    try:
+        view = memoryview(buf)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        obj, end = table[i](view, 0)
+    except DecodeError:
+        raise
+    except _DECODE_FAILURES as exc:
+        raise DecodeError(f"{name} v{version}: {exc}") from exc
+    if end != len(view):
+        raise DecodeError(f"{name} v{version}: {len(view) - end} trailing bytes")
     return obj

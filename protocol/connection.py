@@ -20,6 +20,8 @@ Bounds: a frame whose size prefix is negative, too small for a header, or above
 `max_frame_size` is rejected as soon as its 4-byte prefix arrives, before anything is allocated
 for it; the bytes buffered per connection never exceed `max_buffered_bytes`. Either raises
 `RemoteProtocolError` and leaves the connection unusable (every later call raises again).
+Responses produced out of order wait in memory; their number is bounded by the requests the
+caller chose to read (stop reading while `pending_responses` is high: that is the backpressure).
 
 Must not know: sockets, clocks, logging, handlers; it never logs.
 """
@@ -31,6 +33,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
+from redshank.protocol._wire import Parts
 from redshank.protocol.api_versions import (
     ADVERTISED,
     API_VERSIONS_KEY,
@@ -135,8 +138,6 @@ class ConnectionClosed:
 class NeedData:
     """Sentinel type: feed more bytes with `receive_data`."""
 
-    _instance: NeedData | None = None
-
     def __repr__(self) -> str:
         return "NEED_DATA"
 
@@ -159,6 +160,8 @@ class KafkaServerConnection:
         self.max_buffered_bytes = (
             max_buffered_bytes if max_buffered_bytes is not None else max_frame_size + 4 + (1 << 20)
         )
+        if self.max_buffered_bytes < max_frame_size + 4:
+            raise ValueError("max_buffered_bytes must hold at least one whole frame")
         self._id = next(_conn_ids)
         self._buf = bytearray()
         self._pos = 0
@@ -166,7 +169,7 @@ class KafkaServerConnection:
         self._dead: RemoteProtocolError | None = None
         self._next_seq = 0
         self._send_seq = 0
-        self._ready: dict[int, bytes] = {}
+        self._ready: dict[int, Parts] = {}
 
     # --- input --------------------------------------------------------------------------------
 
@@ -265,7 +268,7 @@ class KafkaServerConnection:
         ).encode(0)
         seq = self._next_seq
         self._next_seq += 1
-        self._ready[seq] = _frame(ResponseHeader(correlation_id).encode(0), body)
+        self._ready[seq] = _frame(ResponseHeader(correlation_id).encode(0), [body])
         return ApiVersionsFallback(correlation_id, version, self._flush())
 
     # --- output -------------------------------------------------------------------------------
@@ -283,7 +286,7 @@ class KafkaServerConnection:
         if token.seq < self._send_seq or token.seq in self._ready:
             raise LocalProtocolError(f"request {token.correlation_id} already answered")
         if response is None:
-            self._ready[token.seq] = b""
+            self._ready[token.seq] = []
         else:
             expected = RESPONSES[token.api_key]
             if not isinstance(response, expected):
@@ -291,7 +294,8 @@ class KafkaServerConnection:
                     f"{type(response).__name__} given for a {expected.__name__} slot"
                 )
             try:
-                body = response.encode(token.api_version)
+                # Parts, not bytes: stored batches (Fetch) are copied once, by the final join.
+                body = response.encode_parts(token.api_version)
             except EncodeError as exc:
                 raise LocalProtocolError(f"cannot encode {expected.__name__}: {exc}") from exc
             hv = response_header_version(token.api_key, token.api_version)
@@ -299,15 +303,17 @@ class KafkaServerConnection:
         return self._flush()
 
     def _flush(self) -> bytes:
-        out = []
+        out: Parts = []
         while self._send_seq in self._ready:
-            out.append(self._ready.pop(self._send_seq))
+            out += self._ready.pop(self._send_seq)
             self._send_seq += 1
         return b"".join(out)
 
 
-def _frame(header: bytes, body: bytes) -> bytes:
-    return _SIZE.pack(len(header) + len(body)) + header + body
+def _frame(header: bytes, body: Parts) -> Parts:
+    """Size prefix and header, then the body's parts (byte buffers: len() counts bytes)."""
+    size = len(header) + sum(len(part) for part in body)
+    return [_SIZE.pack(size) + header, *body]
 
 
 def _client_id(frame: memoryview) -> str | None:

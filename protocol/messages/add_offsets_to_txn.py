@@ -34,6 +34,9 @@ class AddOffsetsToTxnRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddOffsetsToTxnRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddOffsetsToTxnRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddOffsetsToTxnRequest:
         return _w.run_decode(buf, version, _DECODERS_AddOffsetsToTxnRequest, 0, "AddOffsetsToTxnRequest")
@@ -51,6 +54,9 @@ class AddOffsetsToTxnResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddOffsetsToTxnResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddOffsetsToTxnResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddOffsetsToTxnResponse:
@@ -83,7 +89,7 @@ def _d_AddOffsetsToTxnRequest_3(b: memoryview, p: int) -> tuple[AddOffsetsToTxnR
     v_producer_id, v_producer_epoch = _F_qh.unpack_from(b, p)
     p += 10
     v_group_id, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddOffsetsToTxnRequest(v_transactional_id, v_producer_id, v_producer_epoch, v_group_id), p
 
 
@@ -105,7 +111,7 @@ def _e_AddOffsetsToTxnResponse_3(o: AddOffsetsToTxnResponse, w: _w.Parts) -> Non
 def _d_AddOffsetsToTxnResponse_3(b: memoryview, p: int) -> tuple[AddOffsetsToTxnResponse, int]:
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddOffsetsToTxnResponse(v_throttle_time_ms, v_error_code), p
 
 

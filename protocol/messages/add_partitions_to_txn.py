@@ -64,6 +64,9 @@ class AddPartitionsToTxnRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddPartitionsToTxnRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddPartitionsToTxnRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddPartitionsToTxnRequest:
         return _w.run_decode(buf, version, _DECODERS_AddPartitionsToTxnRequest, 0, "AddPartitionsToTxnRequest")
@@ -110,6 +113,9 @@ class AddPartitionsToTxnResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddPartitionsToTxnResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddPartitionsToTxnResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddPartitionsToTxnResponse:
@@ -168,7 +174,7 @@ def _d_AddPartitionsToTxnTopic_3(b: memoryview, p: int) -> tuple[AddPartitionsTo
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnTopic(v_name, v_partitions), p
 
 
@@ -194,7 +200,7 @@ def _d_AddPartitionsToTxnRequest_3(b: memoryview, p: int) -> tuple[AddPartitions
         e4, p = _d_AddPartitionsToTxnTopic_3(b, p)
         l4.append(e4)
     v_v3_and_below_topics = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnRequest((), v_v3_and_below_transactional_id, v_v3_and_below_producer_id, v_v3_and_below_producer_epoch, v_v3_and_below_topics), p
 
 
@@ -218,7 +224,7 @@ def _d_AddPartitionsToTxnTransaction_4(b: memoryview, p: int) -> tuple[AddPartit
         e4, p = _d_AddPartitionsToTxnTopic_3(b, p)
         l4.append(e4)
     v_topics = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnTransaction(v_transactional_id, v_producer_id, v_producer_epoch, v_verify_only, v_topics), p
 
 
@@ -245,7 +251,7 @@ def _d_AddPartitionsToTxnRequest_4(b: memoryview, p: int) -> tuple[AddPartitions
         e0, p = _d_AddPartitionsToTxnTransaction_4(b, p)
         l0.append(e0)
     v_transactions = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnRequest(v_transactions, "", 0, 0, ()), p
 
 
@@ -308,7 +314,7 @@ def _e_AddPartitionsToTxnPartitionResult_3(o: AddPartitionsToTxnPartitionResult,
 def _d_AddPartitionsToTxnPartitionResult_3(b: memoryview, p: int) -> tuple[AddPartitionsToTxnPartitionResult, int]:
     v_partition_index, v_partition_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnPartitionResult(v_partition_index, v_partition_error_code), p
 
 
@@ -329,7 +335,7 @@ def _d_AddPartitionsToTxnTopicResult_3(b: memoryview, p: int) -> tuple[AddPartit
         e1, p = _d_AddPartitionsToTxnPartitionResult_3(b, p)
         l1.append(e1)
     v_results_by_partition = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnTopicResult(v_name, v_results_by_partition), p
 
 
@@ -353,7 +359,7 @@ def _d_AddPartitionsToTxnResponse_3(b: memoryview, p: int) -> tuple[AddPartition
         e3, p = _d_AddPartitionsToTxnTopicResult_3(b, p)
         l3.append(e3)
     v_results_by_topic_v3_and_below = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnResponse(v_throttle_time_ms, 0, (), v_results_by_topic_v3_and_below), p
 
 
@@ -374,7 +380,7 @@ def _d_AddPartitionsToTxnResult_4(b: memoryview, p: int) -> tuple[AddPartitionsT
         e1, p = _d_AddPartitionsToTxnTopicResult_3(b, p)
         l1.append(e1)
     v_topic_results = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnResult(v_transactional_id, v_topic_results), p
 
 
@@ -398,7 +404,7 @@ def _d_AddPartitionsToTxnResponse_4(b: memoryview, p: int) -> tuple[AddPartition
         e2, p = _d_AddPartitionsToTxnResult_4(b, p)
         l2.append(e2)
     v_results_by_transaction = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddPartitionsToTxnResponse(v_throttle_time_ms, v_error_code, v_results_by_transaction, ()), p
 
 

@@ -49,6 +49,9 @@ class AddRaftVoterRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddRaftVoterRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddRaftVoterRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddRaftVoterRequest:
         return _w.run_decode(buf, version, _DECODERS_AddRaftVoterRequest, 0, "AddRaftVoterRequest")
@@ -68,6 +71,9 @@ class AddRaftVoterResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AddRaftVoterResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AddRaftVoterResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddRaftVoterResponse:
         return _w.run_decode(buf, version, _DECODERS_AddRaftVoterResponse, 0, "AddRaftVoterResponse")
@@ -85,7 +91,7 @@ def _d_Listener_0(b: memoryview, p: int) -> tuple[Listener, int]:
     v_host, p = _w.read_compact_string(b, p)
     v_port, = _F_H.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Listener(v_name, v_host, v_port), p
 
 
@@ -110,7 +116,7 @@ def _d_AddRaftVoterRequest_0(b: memoryview, p: int) -> tuple[AddRaftVoterRequest
         e4, p = _d_Listener_0(b, p)
         l4.append(e4)
     v_listeners = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddRaftVoterRequest(v_cluster_id, v_timeout_ms, v_voter_id, v_voter_directory_id, v_listeners), p
 
 
@@ -124,7 +130,7 @@ def _d_AddRaftVoterResponse_0(b: memoryview, p: int) -> tuple[AddRaftVoterRespon
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AddRaftVoterResponse(v_throttle_time_ms, v_error_code, v_error_message), p
 
 

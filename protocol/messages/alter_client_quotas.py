@@ -67,6 +67,9 @@ class AlterClientQuotasRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterClientQuotasRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterClientQuotasRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterClientQuotasRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterClientQuotasRequest, 0, "AlterClientQuotasRequest")
@@ -103,6 +106,9 @@ class AlterClientQuotasResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterClientQuotasResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterClientQuotasResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterClientQuotasResponse:
@@ -188,7 +194,7 @@ def _e_AlterClientQuotasRequestEntityData_1(o: AlterClientQuotasRequestEntityDat
 def _d_AlterClientQuotasRequestEntityData_1(b: memoryview, p: int) -> tuple[AlterClientQuotasRequestEntityData, int]:
     v_entity_type, p = _w.read_compact_string(b, p)
     v_entity_name, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterClientQuotasRequestEntityData(v_entity_type, v_entity_name), p
 
 
@@ -202,7 +208,7 @@ def _d_OpData_1(b: memoryview, p: int) -> tuple[OpData, int]:
     v_key, p = _w.read_compact_string(b, p)
     v_value, v_remove = _F_do.unpack_from(b, p)
     p += 9
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OpData(v_key, v_value, v_remove), p
 
 
@@ -231,7 +237,7 @@ def _d_AlterClientQuotasRequestEntryData_1(b: memoryview, p: int) -> tuple[Alter
         e1, p = _d_OpData_1(b, p)
         l1.append(e1)
     v_ops = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterClientQuotasRequestEntryData(v_entity, v_ops), p
 
 
@@ -253,7 +259,7 @@ def _d_AlterClientQuotasRequest_1(b: memoryview, p: int) -> tuple[AlterClientQuo
     v_entries = tuple(l0)
     v_validate_only, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterClientQuotasRequest(v_entries, v_validate_only), p
 
 
@@ -319,7 +325,7 @@ def _e_AlterClientQuotasResponseEntityData_1(o: AlterClientQuotasResponseEntityD
 def _d_AlterClientQuotasResponseEntityData_1(b: memoryview, p: int) -> tuple[AlterClientQuotasResponseEntityData, int]:
     v_entity_type, p = _w.read_compact_string(b, p)
     v_entity_name, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterClientQuotasResponseEntityData(v_entity_type, v_entity_name), p
 
 
@@ -343,7 +349,7 @@ def _d_AlterClientQuotasResponseEntryData_1(b: memoryview, p: int) -> tuple[Alte
         e2, p = _d_AlterClientQuotasResponseEntityData_1(b, p)
         l2.append(e2)
     v_entity = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterClientQuotasResponseEntryData(v_error_code, v_error_message, v_entity), p
 
 
@@ -365,7 +371,7 @@ def _d_AlterClientQuotasResponse_1(b: memoryview, p: int) -> tuple[AlterClientQu
         e1, p = _d_AlterClientQuotasResponseEntryData_1(b, p)
         l1.append(e1)
     v_entries = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterClientQuotasResponse(v_throttle_time_ms, v_entries), p
 
 

@@ -56,6 +56,9 @@ class AlterConfigsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterConfigsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterConfigsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterConfigsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterConfigsRequest, 0, "AlterConfigsRequest")
@@ -84,6 +87,9 @@ class AlterConfigsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterConfigsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterConfigsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterConfigsResponse:
@@ -152,7 +158,7 @@ def _e_AlterableConfig_2(o: AlterableConfig, w: _w.Parts) -> None:
 def _d_AlterableConfig_2(b: memoryview, p: int) -> tuple[AlterableConfig, int]:
     v_name, p = _w.read_compact_string(b, p)
     v_value, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterableConfig(v_name, v_value), p
 
 
@@ -176,7 +182,7 @@ def _d_AlterConfigsResource_2(b: memoryview, p: int) -> tuple[AlterConfigsResour
         e2, p = _d_AlterableConfig_2(b, p)
         l2.append(e2)
     v_configs = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterConfigsResource(v_resource_type, v_resource_name, v_configs), p
 
 
@@ -198,7 +204,7 @@ def _d_AlterConfigsRequest_2(b: memoryview, p: int) -> tuple[AlterConfigsRequest
     v_resources = tuple(l0)
     v_validate_only, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterConfigsRequest(v_resources, v_validate_only), p
 
 
@@ -254,7 +260,7 @@ def _d_AlterConfigsResourceResponse_2(b: memoryview, p: int) -> tuple[AlterConfi
     v_resource_type, = _F_b.unpack_from(b, p)
     p += 1
     v_resource_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterConfigsResourceResponse(v_error_code, v_error_message, v_resource_type, v_resource_name), p
 
 
@@ -276,7 +282,7 @@ def _d_AlterConfigsResponse_2(b: memoryview, p: int) -> tuple[AlterConfigsRespon
         e1, p = _d_AlterConfigsResourceResponse_2(b, p)
         l1.append(e1)
     v_responses = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterConfigsResponse(v_throttle_time_ms, v_responses), p
 
 

@@ -54,6 +54,9 @@ class AlterPartitionReassignmentsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterPartitionReassignmentsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterPartitionReassignmentsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterPartitionReassignmentsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterPartitionReassignmentsRequest, 0, "AlterPartitionReassignmentsRequest")
@@ -93,6 +96,9 @@ class AlterPartitionReassignmentsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterPartitionReassignmentsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterPartitionReassignmentsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterPartitionReassignmentsResponse:
         return _w.run_decode(buf, version, _DECODERS_AlterPartitionReassignmentsResponse, 0, "AlterPartitionReassignmentsResponse")
@@ -115,7 +121,7 @@ def _d_ReassignablePartition_0(b: memoryview, p: int) -> tuple[ReassignableParti
     n1, p = _w.read_compact_array_len(b, p, 4, True)
     v_replicas = _w.fixed_array(b, p, "i", n1) if n1 >= 0 else None
     p += 4 * max(n1, 0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReassignablePartition(v_partition_index, v_replicas), p
 
 
@@ -136,7 +142,7 @@ def _d_ReassignableTopic_0(b: memoryview, p: int) -> tuple[ReassignableTopic, in
         e1, p = _d_ReassignablePartition_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReassignableTopic(v_name, v_partitions), p
 
 
@@ -158,7 +164,7 @@ def _d_AlterPartitionReassignmentsRequest_0(b: memoryview, p: int) -> tuple[Alte
         e1, p = _d_ReassignableTopic_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterPartitionReassignmentsRequest(v_timeout_ms, v_topics), p
 
 
@@ -172,7 +178,7 @@ def _d_ReassignablePartitionResponse_0(b: memoryview, p: int) -> tuple[Reassigna
     v_partition_index, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReassignablePartitionResponse(v_partition_index, v_error_code, v_error_message), p
 
 
@@ -193,7 +199,7 @@ def _d_ReassignableTopicResponse_0(b: memoryview, p: int) -> tuple[ReassignableT
         e1, p = _d_ReassignablePartitionResponse_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReassignableTopicResponse(v_name, v_partitions), p
 
 
@@ -217,7 +223,7 @@ def _d_AlterPartitionReassignmentsResponse_0(b: memoryview, p: int) -> tuple[Alt
         e3, p = _d_ReassignableTopicResponse_0(b, p)
         l3.append(e3)
     v_responses = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterPartitionReassignmentsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_responses), p
 
 

@@ -53,6 +53,9 @@ class AlterReplicaLogDirsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterReplicaLogDirsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterReplicaLogDirsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterReplicaLogDirsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterReplicaLogDirsRequest, 0, "AlterReplicaLogDirsRequest")
@@ -88,6 +91,9 @@ class AlterReplicaLogDirsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterReplicaLogDirsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterReplicaLogDirsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterReplicaLogDirsResponse:
@@ -158,7 +164,7 @@ def _d_AlterReplicaLogDirTopic_2(b: memoryview, p: int) -> tuple[AlterReplicaLog
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterReplicaLogDirTopic(v_name, v_partitions), p
 
 
@@ -179,7 +185,7 @@ def _d_AlterReplicaLogDir_2(b: memoryview, p: int) -> tuple[AlterReplicaLogDir, 
         e1, p = _d_AlterReplicaLogDirTopic_2(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterReplicaLogDir(v_path, v_topics), p
 
 
@@ -198,7 +204,7 @@ def _d_AlterReplicaLogDirsRequest_2(b: memoryview, p: int) -> tuple[AlterReplica
         e0, p = _d_AlterReplicaLogDir_2(b, p)
         l0.append(e0)
     v_dirs = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterReplicaLogDirsRequest(v_dirs), p
 
 
@@ -259,7 +265,7 @@ def _e_AlterReplicaLogDirPartitionResult_2(o: AlterReplicaLogDirPartitionResult,
 def _d_AlterReplicaLogDirPartitionResult_2(b: memoryview, p: int) -> tuple[AlterReplicaLogDirPartitionResult, int]:
     v_partition_index, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterReplicaLogDirPartitionResult(v_partition_index, v_error_code), p
 
 
@@ -280,7 +286,7 @@ def _d_AlterReplicaLogDirTopicResult_2(b: memoryview, p: int) -> tuple[AlterRepl
         e1, p = _d_AlterReplicaLogDirPartitionResult_2(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterReplicaLogDirTopicResult(v_topic_name, v_partitions), p
 
 
@@ -302,7 +308,7 @@ def _d_AlterReplicaLogDirsResponse_2(b: memoryview, p: int) -> tuple[AlterReplic
         e1, p = _d_AlterReplicaLogDirTopicResult_2(b, p)
         l1.append(e1)
     v_results = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterReplicaLogDirsResponse(v_throttle_time_ms, v_results), p
 
 

@@ -58,6 +58,9 @@ class AlterUserScramCredentialsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterUserScramCredentialsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterUserScramCredentialsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterUserScramCredentialsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterUserScramCredentialsRequest, 0, "AlterUserScramCredentialsRequest")
@@ -86,6 +89,9 @@ class AlterUserScramCredentialsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_AlterUserScramCredentialsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_AlterUserScramCredentialsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterUserScramCredentialsResponse:
         return _w.run_decode(buf, version, _DECODERS_AlterUserScramCredentialsResponse, 0, "AlterUserScramCredentialsResponse")
@@ -101,7 +107,7 @@ def _d_ScramCredentialDeletion_0(b: memoryview, p: int) -> tuple[ScramCredential
     v_name, p = _w.read_compact_string(b, p)
     v_mechanism, = _F_b.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ScramCredentialDeletion(v_name, v_mechanism), p
 
 
@@ -119,7 +125,7 @@ def _d_ScramCredentialUpsertion_0(b: memoryview, p: int) -> tuple[ScramCredentia
     p += 5
     v_salt, p = _w.read_compact_bytes(b, p)
     v_salted_password, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ScramCredentialUpsertion(v_name, v_mechanism, v_iterations, v_salt, v_salted_password), p
 
 
@@ -148,7 +154,7 @@ def _d_AlterUserScramCredentialsRequest_0(b: memoryview, p: int) -> tuple[AlterU
         e1, p = _d_ScramCredentialUpsertion_0(b, p)
         l1.append(e1)
     v_upsertions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterUserScramCredentialsRequest(v_deletions, v_upsertions), p
 
 
@@ -164,7 +170,7 @@ def _d_AlterUserScramCredentialsResult_0(b: memoryview, p: int) -> tuple[AlterUs
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterUserScramCredentialsResult(v_user, v_error_code, v_error_message), p
 
 
@@ -186,7 +192,7 @@ def _d_AlterUserScramCredentialsResponse_0(b: memoryview, p: int) -> tuple[Alter
         e1, p = _d_AlterUserScramCredentialsResult_0(b, p)
         l1.append(e1)
     v_results = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterUserScramCredentialsResponse(v_throttle_time_ms, v_results), p
 
 

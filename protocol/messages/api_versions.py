@@ -40,6 +40,9 @@ class ApiVersionsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ApiVersionsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ApiVersionsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ApiVersionsRequest:
         return _w.run_decode(buf, version, _DECODERS_ApiVersionsRequest, 0, "ApiVersionsRequest")
@@ -93,6 +96,9 @@ class ApiVersionsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ApiVersionsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ApiVersionsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ApiVersionsResponse:
         return _w.run_decode(buf, version, _DECODERS_ApiVersionsResponse, 0, "ApiVersionsResponse")
@@ -115,7 +121,7 @@ def _e_ApiVersionsRequest_3(o: ApiVersionsRequest, w: _w.Parts) -> None:
 def _d_ApiVersionsRequest_3(b: memoryview, p: int) -> tuple[ApiVersionsRequest, int]:
     v_client_software_name, p = _w.read_compact_string(b, p)
     v_client_software_version, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ApiVersionsRequest(v_client_software_name, v_client_software_version), p
 
 
@@ -180,7 +186,7 @@ def _e_ApiVersion_3(o: ApiVersion, w: _w.Parts) -> None:
 def _d_ApiVersion_3(b: memoryview, p: int) -> tuple[ApiVersion, int]:
     v_api_key, v_min_version, v_max_version = _F_hhh.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ApiVersion(v_api_key, v_min_version, v_max_version), p
 
 
@@ -194,7 +200,7 @@ def _d_SupportedFeatureKey_3(b: memoryview, p: int) -> tuple[SupportedFeatureKey
     v_name, p = _w.read_compact_string(b, p)
     v_min_version, v_max_version = _F_hh.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SupportedFeatureKey(v_name, v_min_version, v_max_version), p
 
 
@@ -208,7 +214,7 @@ def _d_FinalizedFeatureKey_3(b: memoryview, p: int) -> tuple[FinalizedFeatureKey
     v_name, p = _w.read_compact_string(b, p)
     v_max_version_level, v_min_version_level = _F_hh.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FinalizedFeatureKey(v_name, v_max_version_level, v_min_version_level), p
 
 

@@ -41,6 +41,9 @@ class ConsumerGroupDescribeRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ConsumerGroupDescribeRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ConsumerGroupDescribeRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupDescribeRequest:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupDescribeRequest, 0, "ConsumerGroupDescribeRequest")
@@ -110,6 +113,9 @@ class ConsumerGroupDescribeResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ConsumerGroupDescribeResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ConsumerGroupDescribeResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupDescribeResponse:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupDescribeResponse, 0, "ConsumerGroupDescribeResponse")
@@ -133,7 +139,7 @@ def _d_ConsumerGroupDescribeRequest_0(b: memoryview, p: int) -> tuple[ConsumerGr
     v_group_ids = tuple(l0)
     v_include_authorized_operations, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ConsumerGroupDescribeRequest(v_group_ids, v_include_authorized_operations), p
 
 
@@ -154,7 +160,7 @@ def _d_TopicPartitions_0(b: memoryview, p: int) -> tuple[TopicPartitions, int]:
     n2, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n2)
     p += 4 * n2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicPartitions(v_topic_id, v_topic_name, v_partitions), p
 
 
@@ -173,7 +179,7 @@ def _d_Assignment_0(b: memoryview, p: int) -> tuple[Assignment, int]:
         e0, p = _d_TopicPartitions_0(b, p)
         l0.append(e0)
     v_topic_partitions = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Assignment(v_topic_partitions), p
 
 
@@ -211,7 +217,7 @@ def _d_Member_0(b: memoryview, p: int) -> tuple[Member, int]:
     v_subscribed_topic_regex, p = _w.read_compact_nullable_string(b, p)
     v_assignment, p = _d_Assignment_0(b, p)
     v_target_assignment, p = _d_Assignment_0(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Member(v_member_id, v_instance_id, v_rack_id, v_member_epoch, v_client_id, v_client_host, v_subscribed_topic_names, v_subscribed_topic_regex, v_assignment, v_target_assignment), p
 
 
@@ -247,7 +253,7 @@ def _d_DescribedGroup_0(b: memoryview, p: int) -> tuple[DescribedGroup, int]:
     v_members = tuple(l7)
     v_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribedGroup(v_error_code, v_error_message, v_group_id, v_group_state, v_group_epoch, v_assignment_epoch, v_assignor_name, v_members, v_authorized_operations), p
 
 
@@ -269,7 +275,7 @@ def _d_ConsumerGroupDescribeResponse_0(b: memoryview, p: int) -> tuple[ConsumerG
         e1, p = _d_DescribedGroup_0(b, p)
         l1.append(e1)
     v_groups = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ConsumerGroupDescribeResponse(v_throttle_time_ms, v_groups), p
 
 

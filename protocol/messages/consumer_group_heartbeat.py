@@ -55,6 +55,9 @@ class ConsumerGroupHeartbeatRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ConsumerGroupHeartbeatRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ConsumerGroupHeartbeatRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupHeartbeatRequest:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupHeartbeatRequest, 0, "ConsumerGroupHeartbeatRequest")
@@ -95,6 +98,9 @@ class ConsumerGroupHeartbeatResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ConsumerGroupHeartbeatResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ConsumerGroupHeartbeatResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupHeartbeatResponse:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupHeartbeatResponse, 0, "ConsumerGroupHeartbeatResponse")
@@ -115,7 +121,7 @@ def _d_ConsumerGroupHeartbeatRequestTopicPartitions_0(b: memoryview, p: int) -> 
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ConsumerGroupHeartbeatRequestTopicPartitions(v_topic_id, v_partitions), p
 
 
@@ -166,7 +172,7 @@ def _d_ConsumerGroupHeartbeatRequest_0(b: memoryview, p: int) -> tuple[ConsumerG
         e8, p = _d_ConsumerGroupHeartbeatRequestTopicPartitions_0(b, p)
         l8.append(e8)
     v_topic_partitions = tuple(l8) if n8 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ConsumerGroupHeartbeatRequest(v_group_id, v_member_id, v_member_epoch, v_instance_id, v_rack_id, v_rebalance_timeout_ms, v_subscribed_topic_names, v_server_assignor, v_topic_partitions), p
 
 
@@ -185,7 +191,7 @@ def _d_ConsumerGroupHeartbeatResponseTopicPartitions_0(b: memoryview, p: int) ->
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ConsumerGroupHeartbeatResponseTopicPartitions(v_topic_id, v_partitions), p
 
 
@@ -204,7 +210,7 @@ def _d_Assignment_0(b: memoryview, p: int) -> tuple[Assignment, int]:
         e0, p = _d_ConsumerGroupHeartbeatResponseTopicPartitions_0(b, p)
         l0.append(e0)
     v_topic_partitions = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Assignment(v_topic_partitions), p
 
 
@@ -234,7 +240,7 @@ def _d_ConsumerGroupHeartbeatResponse_0(b: memoryview, p: int) -> tuple[Consumer
     v_assignment: Assignment | None = None
     if m6 >= 0:
         v_assignment, p = _d_Assignment_0(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ConsumerGroupHeartbeatResponse(v_throttle_time_ms, v_error_code, v_error_message, v_member_id, v_member_epoch, v_heartbeat_interval_ms, v_assignment), p
 
 

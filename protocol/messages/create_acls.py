@@ -50,6 +50,9 @@ class CreateAclsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateAclsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateAclsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateAclsRequest:
         return _w.run_decode(buf, version, _DECODERS_CreateAclsRequest, 0, "CreateAclsRequest")
@@ -76,6 +79,9 @@ class CreateAclsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateAclsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateAclsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateAclsResponse:
@@ -179,7 +185,7 @@ def _d_AclCreation_2(b: memoryview, p: int) -> tuple[AclCreation, int]:
     v_host, p = _w.read_compact_string(b, p)
     v_operation, v_permission_type = _F_bb.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AclCreation(v_resource_type, v_resource_name, v_resource_pattern_type, v_principal, v_host, v_operation, v_permission_type), p
 
 
@@ -198,7 +204,7 @@ def _d_CreateAclsRequest_2(b: memoryview, p: int) -> tuple[CreateAclsRequest, in
         e0, p = _d_AclCreation_2(b, p)
         l0.append(e0)
     v_creations = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateAclsRequest(v_creations), p
 
 
@@ -244,7 +250,7 @@ def _d_AclCreationResult_2(b: memoryview, p: int) -> tuple[AclCreationResult, in
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AclCreationResult(v_error_code, v_error_message), p
 
 
@@ -266,7 +272,7 @@ def _d_CreateAclsResponse_2(b: memoryview, p: int) -> tuple[CreateAclsResponse, 
         e1, p = _d_AclCreationResult_2(b, p)
         l1.append(e1)
     v_results = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateAclsResponse(v_throttle_time_ms, v_results), p
 
 

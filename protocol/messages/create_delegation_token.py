@@ -47,6 +47,9 @@ class CreateDelegationTokenRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateDelegationTokenRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateDelegationTokenRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_CreateDelegationTokenRequest, 0, "CreateDelegationTokenRequest")
@@ -73,6 +76,9 @@ class CreateDelegationTokenResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateDelegationTokenResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateDelegationTokenResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateDelegationTokenResponse:
@@ -123,7 +129,7 @@ def _e_CreatableRenewers_2(o: CreatableRenewers, w: _w.Parts) -> None:
 def _d_CreatableRenewers_2(b: memoryview, p: int) -> tuple[CreatableRenewers, int]:
     v_principal_type, p = _w.read_compact_string(b, p)
     v_principal_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatableRenewers(v_principal_type, v_principal_name), p
 
 
@@ -149,7 +155,7 @@ def _d_CreateDelegationTokenRequest_2(b: memoryview, p: int) -> tuple[CreateDele
     v_renewers = tuple(l2)
     v_max_lifetime_ms, = _F_q.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateDelegationTokenRequest("", "", v_renewers, v_max_lifetime_ms), p
 
 
@@ -175,7 +181,7 @@ def _d_CreateDelegationTokenRequest_3(b: memoryview, p: int) -> tuple[CreateDele
     v_renewers = tuple(l2)
     v_max_lifetime_ms, = _F_q.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateDelegationTokenRequest(v_owner_principal_type, v_owner_principal_name, v_renewers, v_max_lifetime_ms), p
 
 
@@ -233,7 +239,7 @@ def _d_CreateDelegationTokenResponse_2(b: memoryview, p: int) -> tuple[CreateDel
     v_hmac, p = _w.read_compact_bytes(b, p)
     v_throttle_time_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateDelegationTokenResponse(v_error_code, v_principal_type, v_principal_name, "", "", v_issue_timestamp_ms, v_expiry_timestamp_ms, v_max_timestamp_ms, v_token_id, v_hmac, v_throttle_time_ms), p
 
 
@@ -263,7 +269,7 @@ def _d_CreateDelegationTokenResponse_3(b: memoryview, p: int) -> tuple[CreateDel
     v_hmac, p = _w.read_compact_bytes(b, p)
     v_throttle_time_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateDelegationTokenResponse(v_error_code, v_principal_type, v_principal_name, v_token_requester_principal_type, v_token_requester_principal_name, v_issue_timestamp_ms, v_expiry_timestamp_ms, v_max_timestamp_ms, v_token_id, v_hmac, v_throttle_time_ms), p
 
 

@@ -55,6 +55,9 @@ class CreatePartitionsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreatePartitionsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreatePartitionsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreatePartitionsRequest:
         return _w.run_decode(buf, version, _DECODERS_CreatePartitionsRequest, 0, "CreatePartitionsRequest")
@@ -82,6 +85,9 @@ class CreatePartitionsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreatePartitionsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreatePartitionsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreatePartitionsResponse:
@@ -157,7 +163,7 @@ def _d_CreatePartitionsAssignment_2(b: memoryview, p: int) -> tuple[CreatePartit
     n0, p = _w.read_compact_array_len(b, p, 4, False)
     v_broker_ids = _w.fixed_array(b, p, "i", n0)
     p += 4 * n0
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatePartitionsAssignment(v_broker_ids), p
 
 
@@ -184,7 +190,7 @@ def _d_CreatePartitionsTopic_2(b: memoryview, p: int) -> tuple[CreatePartitionsT
         e2, p = _d_CreatePartitionsAssignment_2(b, p)
         l2.append(e2)
     v_assignments = tuple(l2) if n2 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatePartitionsTopic(v_name, v_count, v_assignments), p
 
 
@@ -206,7 +212,7 @@ def _d_CreatePartitionsRequest_2(b: memoryview, p: int) -> tuple[CreatePartition
     v_topics = tuple(l0)
     v_timeout_ms, v_validate_only = _F_io.unpack_from(b, p)
     p += 5
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatePartitionsRequest(v_topics, v_timeout_ms, v_validate_only), p
 
 
@@ -256,7 +262,7 @@ def _d_CreatePartitionsTopicResult_2(b: memoryview, p: int) -> tuple[CreateParti
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatePartitionsTopicResult(v_name, v_error_code, v_error_message), p
 
 
@@ -278,7 +284,7 @@ def _d_CreatePartitionsResponse_2(b: memoryview, p: int) -> tuple[CreatePartitio
         e1, p = _d_CreatePartitionsTopicResult_2(b, p)
         l1.append(e1)
     v_results = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatePartitionsResponse(v_throttle_time_ms, v_results), p
 
 

@@ -75,6 +75,9 @@ class CreateTopicsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateTopicsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateTopicsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateTopicsRequest:
         return _w.run_decode(buf, version, _DECODERS_CreateTopicsRequest, 0, "CreateTopicsRequest")
@@ -119,6 +122,9 @@ class CreateTopicsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_CreateTopicsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_CreateTopicsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateTopicsResponse:
@@ -240,7 +246,7 @@ def _d_CreatableReplicaAssignment_5(b: memoryview, p: int) -> tuple[CreatableRep
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_broker_ids = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatableReplicaAssignment(v_partition_index, v_broker_ids), p
 
 
@@ -253,7 +259,7 @@ def _e_CreatableTopicConfig_5(o: CreatableTopicConfig, w: _w.Parts) -> None:
 def _d_CreatableTopicConfig_5(b: memoryview, p: int) -> tuple[CreatableTopicConfig, int]:
     v_name, p = _w.read_compact_string(b, p)
     v_value, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatableTopicConfig(v_name, v_value), p
 
 
@@ -287,7 +293,7 @@ def _d_CreatableTopic_5(b: memoryview, p: int) -> tuple[CreatableTopic, int]:
         e4, p = _d_CreatableTopicConfig_5(b, p)
         l4.append(e4)
     v_configs = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatableTopic(v_name, v_num_partitions, v_replication_factor, v_assignments, v_configs), p
 
 
@@ -309,7 +315,7 @@ def _d_CreateTopicsRequest_5(b: memoryview, p: int) -> tuple[CreateTopicsRequest
     v_topics = tuple(l0)
     v_timeout_ms, v_validate_only = _F_io.unpack_from(b, p)
     p += 5
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateTopicsRequest(v_topics, v_timeout_ms, v_validate_only), p
 
 
@@ -405,7 +411,7 @@ def _d_CreatableTopicConfigs_5(b: memoryview, p: int) -> tuple[CreatableTopicCon
     v_value, p = _w.read_compact_nullable_string(b, p)
     v_read_only, v_config_source, v_is_sensitive = _F_obo.unpack_from(b, p)
     p += 3
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreatableTopicConfigs(v_name, v_value, v_read_only, v_config_source, v_is_sensitive), p
 
 
@@ -474,7 +480,7 @@ def _d_CreateTopicsResponse_5(b: memoryview, p: int) -> tuple[CreateTopicsRespon
         e1, p = _d_CreatableTopicResult_5(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateTopicsResponse(v_throttle_time_ms, v_topics), p
 
 
@@ -544,7 +550,7 @@ def _d_CreateTopicsResponse_7(b: memoryview, p: int) -> tuple[CreateTopicsRespon
         e1, p = _d_CreatableTopicResult_7(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CreateTopicsResponse(v_throttle_time_ms, v_topics), p
 
 

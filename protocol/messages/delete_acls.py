@@ -51,6 +51,9 @@ class DeleteAclsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteAclsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteAclsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteAclsRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteAclsRequest, 0, "DeleteAclsRequest")
@@ -94,6 +97,9 @@ class DeleteAclsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteAclsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteAclsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteAclsResponse:
@@ -197,7 +203,7 @@ def _d_DeleteAclsFilter_2(b: memoryview, p: int) -> tuple[DeleteAclsFilter, int]
     v_host_filter, p = _w.read_compact_nullable_string(b, p)
     v_operation, v_permission_type = _F_bb.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteAclsFilter(v_resource_type_filter, v_resource_name_filter, v_pattern_type_filter, v_principal_filter, v_host_filter, v_operation, v_permission_type), p
 
 
@@ -216,7 +222,7 @@ def _d_DeleteAclsRequest_2(b: memoryview, p: int) -> tuple[DeleteAclsRequest, in
         e0, p = _d_DeleteAclsFilter_2(b, p)
         l0.append(e0)
     v_filters = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteAclsRequest(v_filters), p
 
 
@@ -382,7 +388,7 @@ def _d_DeleteAclsMatchingAcl_2(b: memoryview, p: int) -> tuple[DeleteAclsMatchin
     v_host, p = _w.read_compact_string(b, p)
     v_operation, v_permission_type = _F_bb.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteAclsMatchingAcl(v_error_code, v_error_message, v_resource_type, v_resource_name, v_pattern_type, v_principal, v_host, v_operation, v_permission_type), p
 
 
@@ -406,7 +412,7 @@ def _d_DeleteAclsFilterResult_2(b: memoryview, p: int) -> tuple[DeleteAclsFilter
         e2, p = _d_DeleteAclsMatchingAcl_2(b, p)
         l2.append(e2)
     v_matching_acls = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteAclsFilterResult(v_error_code, v_error_message, v_matching_acls), p
 
 
@@ -428,7 +434,7 @@ def _d_DeleteAclsResponse_2(b: memoryview, p: int) -> tuple[DeleteAclsResponse, 
         e1, p = _d_DeleteAclsFilterResult_2(b, p)
         l1.append(e1)
     v_filter_results = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteAclsResponse(v_throttle_time_ms, v_filter_results), p
 
 

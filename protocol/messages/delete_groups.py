@@ -32,6 +32,9 @@ class DeleteGroupsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteGroupsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteGroupsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteGroupsRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteGroupsRequest, 0, "DeleteGroupsRequest")
@@ -58,6 +61,9 @@ class DeleteGroupsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteGroupsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteGroupsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteGroupsResponse:
@@ -96,7 +102,7 @@ def _d_DeleteGroupsRequest_2(b: memoryview, p: int) -> tuple[DeleteGroupsRequest
         e0, p = _w.read_compact_string(b, p)
         l0.append(e0)
     v_groups_names = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteGroupsRequest(v_groups_names), p
 
 
@@ -142,7 +148,7 @@ def _d_DeletableGroupResult_2(b: memoryview, p: int) -> tuple[DeletableGroupResu
     v_group_id, p = _w.read_compact_string(b, p)
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeletableGroupResult(v_group_id, v_error_code), p
 
 
@@ -164,7 +170,7 @@ def _d_DeleteGroupsResponse_2(b: memoryview, p: int) -> tuple[DeleteGroupsRespon
         e1, p = _d_DeletableGroupResult_2(b, p)
         l1.append(e1)
     v_results = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteGroupsResponse(v_throttle_time_ms, v_results), p
 
 

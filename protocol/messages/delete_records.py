@@ -55,6 +55,9 @@ class DeleteRecordsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteRecordsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteRecordsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteRecordsRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteRecordsRequest, 0, "DeleteRecordsRequest")
@@ -91,6 +94,9 @@ class DeleteRecordsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteRecordsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteRecordsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteRecordsResponse:
@@ -154,7 +160,7 @@ def _e_DeleteRecordsPartition_2(o: DeleteRecordsPartition, w: _w.Parts) -> None:
 def _d_DeleteRecordsPartition_2(b: memoryview, p: int) -> tuple[DeleteRecordsPartition, int]:
     v_partition_index, v_offset = _F_iq.unpack_from(b, p)
     p += 12
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteRecordsPartition(v_partition_index, v_offset), p
 
 
@@ -175,7 +181,7 @@ def _d_DeleteRecordsTopic_2(b: memoryview, p: int) -> tuple[DeleteRecordsTopic, 
         e1, p = _d_DeleteRecordsPartition_2(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteRecordsTopic(v_name, v_partitions), p
 
 
@@ -197,7 +203,7 @@ def _d_DeleteRecordsRequest_2(b: memoryview, p: int) -> tuple[DeleteRecordsReque
     v_topics = tuple(l0)
     v_timeout_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteRecordsRequest(v_topics, v_timeout_ms), p
 
 
@@ -258,7 +264,7 @@ def _e_DeleteRecordsPartitionResult_2(o: DeleteRecordsPartitionResult, w: _w.Par
 def _d_DeleteRecordsPartitionResult_2(b: memoryview, p: int) -> tuple[DeleteRecordsPartitionResult, int]:
     v_partition_index, v_low_watermark, v_error_code = _F_iqh.unpack_from(b, p)
     p += 14
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteRecordsPartitionResult(v_partition_index, v_low_watermark, v_error_code), p
 
 
@@ -279,7 +285,7 @@ def _d_DeleteRecordsTopicResult_2(b: memoryview, p: int) -> tuple[DeleteRecordsT
         e1, p = _d_DeleteRecordsPartitionResult_2(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteRecordsTopicResult(v_name, v_partitions), p
 
 
@@ -301,7 +307,7 @@ def _d_DeleteRecordsResponse_2(b: memoryview, p: int) -> tuple[DeleteRecordsResp
         e1, p = _d_DeleteRecordsTopicResult_2(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteRecordsResponse(v_throttle_time_ms, v_topics), p
 
 

@@ -56,6 +56,9 @@ class DeleteShareGroupStateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteShareGroupStateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteShareGroupStateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteShareGroupStateRequest, 0, "DeleteShareGroupStateRequest")
@@ -92,6 +95,9 @@ class DeleteShareGroupStateResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteShareGroupStateResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteShareGroupStateResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteShareGroupStateResponse:
         return _w.run_decode(buf, version, _DECODERS_DeleteShareGroupStateResponse, 0, "DeleteShareGroupStateResponse")
@@ -105,7 +111,7 @@ def _e_PartitionData_0(o: PartitionData, w: _w.Parts) -> None:
 def _d_PartitionData_0(b: memoryview, p: int) -> tuple[PartitionData, int]:
     v_partition, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionData(v_partition), p
 
 
@@ -128,7 +134,7 @@ def _d_DeleteStateData_0(b: memoryview, p: int) -> tuple[DeleteStateData, int]:
         e1, p = _d_PartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteStateData(v_topic_id, v_partitions), p
 
 
@@ -149,7 +155,7 @@ def _d_DeleteShareGroupStateRequest_0(b: memoryview, p: int) -> tuple[DeleteShar
         e1, p = _d_DeleteStateData_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteShareGroupStateRequest(v_group_id, v_topics), p
 
 
@@ -163,7 +169,7 @@ def _d_PartitionResult_0(b: memoryview, p: int) -> tuple[PartitionResult, int]:
     v_partition, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionResult(v_partition, v_error_code, v_error_message), p
 
 
@@ -186,7 +192,7 @@ def _d_DeleteStateResult_0(b: memoryview, p: int) -> tuple[DeleteStateResult, in
         e1, p = _d_PartitionResult_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteStateResult(v_topic_id, v_partitions), p
 
 
@@ -205,7 +211,7 @@ def _d_DeleteShareGroupStateResponse_0(b: memoryview, p: int) -> tuple[DeleteSha
         e0, p = _d_DeleteStateResult_0(b, p)
         l0.append(e0)
     v_results = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteShareGroupStateResponse(v_results), p
 
 

@@ -49,6 +49,9 @@ class DeleteTopicsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteTopicsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteTopicsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteTopicsRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteTopicsRequest, 0, "DeleteTopicsRequest")
@@ -77,6 +80,9 @@ class DeleteTopicsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DeleteTopicsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DeleteTopicsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteTopicsResponse:
@@ -125,7 +131,7 @@ def _d_DeleteTopicsRequest_4(b: memoryview, p: int) -> tuple[DeleteTopicsRequest
     v_topic_names = tuple(l1)
     v_timeout_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteTopicsRequest((), v_topic_names, v_timeout_ms), p
 
 
@@ -140,7 +146,7 @@ def _d_DeleteTopicState_6(b: memoryview, p: int) -> tuple[DeleteTopicState, int]
     v_topic_id, = _F_u.unpack_from(b, p)
     p += 16
     v_topic_id = _w.to_uuid(v_topic_id)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteTopicState(v_name, v_topic_id), p
 
 
@@ -162,7 +168,7 @@ def _d_DeleteTopicsRequest_6(b: memoryview, p: int) -> tuple[DeleteTopicsRequest
     v_topics = tuple(l0)
     v_timeout_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteTopicsRequest(v_topics, (), v_timeout_ms), p
 
 
@@ -225,7 +231,7 @@ def _d_DeletableTopicResult_4(b: memoryview, p: int) -> tuple[DeletableTopicResu
     v_name, p = _w.read_compact_string(b, p)
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeletableTopicResult(v_name, _UUID0, v_error_code, None), p
 
 
@@ -247,7 +253,7 @@ def _d_DeleteTopicsResponse_4(b: memoryview, p: int) -> tuple[DeleteTopicsRespon
         e1, p = _d_DeletableTopicResult_4(b, p)
         l1.append(e1)
     v_responses = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteTopicsResponse(v_throttle_time_ms, v_responses), p
 
 
@@ -263,7 +269,7 @@ def _d_DeletableTopicResult_5(b: memoryview, p: int) -> tuple[DeletableTopicResu
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeletableTopicResult(v_name, _UUID0, v_error_code, v_error_message), p
 
 
@@ -285,7 +291,7 @@ def _d_DeleteTopicsResponse_5(b: memoryview, p: int) -> tuple[DeleteTopicsRespon
         e1, p = _d_DeletableTopicResult_5(b, p)
         l1.append(e1)
     v_responses = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteTopicsResponse(v_throttle_time_ms, v_responses), p
 
 
@@ -302,7 +308,7 @@ def _d_DeletableTopicResult_6(b: memoryview, p: int) -> tuple[DeletableTopicResu
     p += 18
     v_topic_id = _w.to_uuid(v_topic_id)
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeletableTopicResult(v_name, v_topic_id, v_error_code, v_error_message), p
 
 
@@ -324,7 +330,7 @@ def _d_DeleteTopicsResponse_6(b: memoryview, p: int) -> tuple[DeleteTopicsRespon
         e1, p = _d_DeletableTopicResult_6(b, p)
         l1.append(e1)
     v_responses = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DeleteTopicsResponse(v_throttle_time_ms, v_responses), p
 
 

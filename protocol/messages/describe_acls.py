@@ -41,6 +41,9 @@ class DescribeAclsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeAclsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeAclsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeAclsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeAclsRequest, 0, "DescribeAclsRequest")
@@ -82,6 +85,9 @@ class DescribeAclsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeAclsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeAclsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeAclsResponse:
@@ -151,7 +157,7 @@ def _d_DescribeAclsRequest_2(b: memoryview, p: int) -> tuple[DescribeAclsRequest
     v_host_filter, p = _w.read_compact_nullable_string(b, p)
     v_operation, v_permission_type = _F_bb.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeAclsRequest(v_resource_type_filter, v_resource_name_filter, v_pattern_type_filter, v_principal_filter, v_host_filter, v_operation, v_permission_type), p
 
 
@@ -274,7 +280,7 @@ def _d_AclDescription_2(b: memoryview, p: int) -> tuple[AclDescription, int]:
     v_host, p = _w.read_compact_string(b, p)
     v_operation, v_permission_type = _F_bb.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AclDescription(v_principal, v_host, v_operation, v_permission_type), p
 
 
@@ -301,7 +307,7 @@ def _d_DescribeAclsResource_2(b: memoryview, p: int) -> tuple[DescribeAclsResour
         e3, p = _d_AclDescription_2(b, p)
         l3.append(e3)
     v_acls = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeAclsResource(v_resource_type, v_resource_name, v_pattern_type, v_acls), p
 
 
@@ -325,7 +331,7 @@ def _d_DescribeAclsResponse_2(b: memoryview, p: int) -> tuple[DescribeAclsRespon
         e3, p = _d_DescribeAclsResource_2(b, p)
         l3.append(e3)
     v_resources = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeAclsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_resources), p
 
 

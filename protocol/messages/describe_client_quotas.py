@@ -48,6 +48,9 @@ class DescribeClientQuotasRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeClientQuotasRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeClientQuotasRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClientQuotasRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeClientQuotasRequest, 0, "DescribeClientQuotasRequest")
@@ -94,6 +97,9 @@ class DescribeClientQuotasResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeClientQuotasResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeClientQuotasResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClientQuotasResponse:
@@ -146,7 +152,7 @@ def _d_ComponentData_1(b: memoryview, p: int) -> tuple[ComponentData, int]:
     v_match_type, = _F_b.unpack_from(b, p)
     p += 1
     v_match, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ComponentData(v_entity_type, v_match_type, v_match), p
 
 
@@ -168,7 +174,7 @@ def _d_DescribeClientQuotasRequest_1(b: memoryview, p: int) -> tuple[DescribeCli
     v_components = tuple(l0)
     v_strict, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeClientQuotasRequest(v_components, v_strict), p
 
 
@@ -256,7 +262,7 @@ def _e_EntityData_1(o: EntityData, w: _w.Parts) -> None:
 def _d_EntityData_1(b: memoryview, p: int) -> tuple[EntityData, int]:
     v_entity_type, p = _w.read_compact_string(b, p)
     v_entity_name, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return EntityData(v_entity_type, v_entity_name), p
 
 
@@ -270,7 +276,7 @@ def _d_ValueData_1(b: memoryview, p: int) -> tuple[ValueData, int]:
     v_key, p = _w.read_compact_string(b, p)
     v_value, = _F_d.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ValueData(v_key, v_value), p
 
 
@@ -299,7 +305,7 @@ def _d_EntryData_1(b: memoryview, p: int) -> tuple[EntryData, int]:
         e1, p = _d_ValueData_1(b, p)
         l1.append(e1)
     v_values = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return EntryData(v_entity, v_values), p
 
 
@@ -326,7 +332,7 @@ def _d_DescribeClientQuotasResponse_1(b: memoryview, p: int) -> tuple[DescribeCl
         e3, p = _d_EntryData_1(b, p)
         l3.append(e3)
     v_entries = tuple(l3) if n3 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeClientQuotasResponse(v_throttle_time_ms, v_error_code, v_error_message, v_entries), p
 
 

@@ -37,6 +37,9 @@ class DescribeClusterRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeClusterRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeClusterRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClusterRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeClusterRequest, 0, "DescribeClusterRequest")
@@ -72,6 +75,9 @@ class DescribeClusterResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeClusterResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeClusterResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClusterResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeClusterResponse, 0, "DescribeClusterResponse")
@@ -87,7 +93,7 @@ def _e_DescribeClusterRequest_0(o: DescribeClusterRequest, w: _w.Parts) -> None:
 def _d_DescribeClusterRequest_0(b: memoryview, p: int) -> tuple[DescribeClusterRequest, int]:
     v_include_cluster_authorized_operations, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeClusterRequest(v_include_cluster_authorized_operations, 1), p
 
 
@@ -99,7 +105,7 @@ def _e_DescribeClusterRequest_1(o: DescribeClusterRequest, w: _w.Parts) -> None:
 def _d_DescribeClusterRequest_1(b: memoryview, p: int) -> tuple[DescribeClusterRequest, int]:
     v_include_cluster_authorized_operations, v_endpoint_type = _F_ob.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeClusterRequest(v_include_cluster_authorized_operations, v_endpoint_type), p
 
 
@@ -118,7 +124,7 @@ def _d_DescribeClusterBroker_0(b: memoryview, p: int) -> tuple[DescribeClusterBr
     v_port, = _F_i.unpack_from(b, p)
     p += 4
     v_rack, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeClusterBroker(v_broker_id, v_host, v_port, v_rack), p
 
 
@@ -152,7 +158,7 @@ def _d_DescribeClusterResponse_0(b: memoryview, p: int) -> tuple[DescribeCluster
     v_brokers = tuple(l6)
     v_cluster_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeClusterResponse(v_throttle_time_ms, v_error_code, v_error_message, 1, v_cluster_id, v_controller_id, v_brokers, v_cluster_authorized_operations), p
 
 
@@ -187,7 +193,7 @@ def _d_DescribeClusterResponse_1(b: memoryview, p: int) -> tuple[DescribeCluster
     v_brokers = tuple(l6)
     v_cluster_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeClusterResponse(v_throttle_time_ms, v_error_code, v_error_message, v_endpoint_type, v_cluster_id, v_controller_id, v_brokers, v_cluster_authorized_operations), p
 
 

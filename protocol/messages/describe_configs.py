@@ -53,6 +53,9 @@ class DescribeConfigsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeConfigsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeConfigsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeConfigsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeConfigsRequest, 0, "DescribeConfigsRequest")
@@ -108,6 +111,9 @@ class DescribeConfigsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeConfigsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeConfigsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeConfigsResponse:
@@ -225,7 +231,7 @@ def _d_DescribeConfigsResource_4(b: memoryview, p: int) -> tuple[DescribeConfigs
         e2, p = _w.read_compact_string(b, p)
         l2.append(e2)
     v_configuration_keys = tuple(l2) if n2 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeConfigsResource(v_resource_type, v_resource_name, v_configuration_keys), p
 
 
@@ -247,7 +253,7 @@ def _d_DescribeConfigsRequest_4(b: memoryview, p: int) -> tuple[DescribeConfigsR
     v_resources = tuple(l0)
     v_include_synonyms, v_include_documentation = _F_oo.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeConfigsRequest(v_resources, v_include_synonyms, v_include_documentation), p
 
 
@@ -489,7 +495,7 @@ def _d_DescribeConfigsSynonym_4(b: memoryview, p: int) -> tuple[DescribeConfigsS
     v_value, p = _w.read_compact_nullable_string(b, p)
     v_source, = _F_b.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeConfigsSynonym(v_name, v_value, v_source), p
 
 
@@ -522,7 +528,7 @@ def _d_DescribeConfigsResourceResult_4(b: memoryview, p: int) -> tuple[DescribeC
     v_config_type, = _F_b.unpack_from(b, p)
     p += 1
     v_documentation, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeConfigsResourceResult(v_name, v_value, v_read_only, False, v_config_source, v_is_sensitive, v_synonyms, v_config_type, v_documentation), p
 
 
@@ -551,7 +557,7 @@ def _d_DescribeConfigsResult_4(b: memoryview, p: int) -> tuple[DescribeConfigsRe
         e4, p = _d_DescribeConfigsResourceResult_4(b, p)
         l4.append(e4)
     v_configs = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeConfigsResult(v_error_code, v_error_message, v_resource_type, v_resource_name, v_configs), p
 
 
@@ -573,7 +579,7 @@ def _d_DescribeConfigsResponse_4(b: memoryview, p: int) -> tuple[DescribeConfigs
         e1, p = _d_DescribeConfigsResult_4(b, p)
         l1.append(e1)
     v_results = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeConfigsResponse(v_throttle_time_ms, v_results), p
 
 

@@ -45,6 +45,9 @@ class DescribeDelegationTokenRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeDelegationTokenRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeDelegationTokenRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeDelegationTokenRequest, 0, "DescribeDelegationTokenRequest")
@@ -89,6 +92,9 @@ class DescribeDelegationTokenResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeDelegationTokenResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeDelegationTokenResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeDelegationTokenResponse:
@@ -135,7 +141,7 @@ def _e_DescribeDelegationTokenOwner_2(o: DescribeDelegationTokenOwner, w: _w.Par
 def _d_DescribeDelegationTokenOwner_2(b: memoryview, p: int) -> tuple[DescribeDelegationTokenOwner, int]:
     v_principal_type, p = _w.read_compact_string(b, p)
     v_principal_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeDelegationTokenOwner(v_principal_type, v_principal_name), p
 
 
@@ -157,7 +163,7 @@ def _d_DescribeDelegationTokenRequest_2(b: memoryview, p: int) -> tuple[Describe
         e0, p = _d_DescribeDelegationTokenOwner_2(b, p)
         l0.append(e0)
     v_owners = tuple(l0) if n0 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeDelegationTokenRequest(v_owners), p
 
 
@@ -236,7 +242,7 @@ def _e_DescribedDelegationTokenRenewer_2(o: DescribedDelegationTokenRenewer, w: 
 def _d_DescribedDelegationTokenRenewer_2(b: memoryview, p: int) -> tuple[DescribedDelegationTokenRenewer, int]:
     v_principal_type, p = _w.read_compact_string(b, p)
     v_principal_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribedDelegationTokenRenewer(v_principal_type, v_principal_name), p
 
 
@@ -270,7 +276,7 @@ def _d_DescribedDelegationToken_2(b: memoryview, p: int) -> tuple[DescribedDeleg
         e9, p = _d_DescribedDelegationTokenRenewer_2(b, p)
         l9.append(e9)
     v_renewers = tuple(l9)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribedDelegationToken(v_principal_type, v_principal_name, "", "", v_issue_timestamp, v_expiry_timestamp, v_max_timestamp, v_token_id, v_hmac, v_renewers), p
 
 
@@ -295,7 +301,7 @@ def _d_DescribeDelegationTokenResponse_2(b: memoryview, p: int) -> tuple[Describ
     v_tokens = tuple(l1)
     v_throttle_time_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeDelegationTokenResponse(v_error_code, v_tokens, v_throttle_time_ms), p
 
 
@@ -329,7 +335,7 @@ def _d_DescribedDelegationToken_3(b: memoryview, p: int) -> tuple[DescribedDeleg
         e9, p = _d_DescribedDelegationTokenRenewer_2(b, p)
         l9.append(e9)
     v_renewers = tuple(l9)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribedDelegationToken(v_principal_type, v_principal_name, v_token_requester_principal_type, v_token_requester_principal_name, v_issue_timestamp, v_expiry_timestamp, v_max_timestamp, v_token_id, v_hmac, v_renewers), p
 
 
@@ -354,7 +360,7 @@ def _d_DescribeDelegationTokenResponse_3(b: memoryview, p: int) -> tuple[Describ
     v_tokens = tuple(l1)
     v_throttle_time_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeDelegationTokenResponse(v_error_code, v_tokens, v_throttle_time_ms), p
 
 

@@ -36,6 +36,9 @@ class DescribeGroupsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeGroupsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeGroupsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeGroupsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeGroupsRequest, 0, "DescribeGroupsRequest")
@@ -80,6 +83,9 @@ class DescribeGroupsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeGroupsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeGroupsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeGroupsResponse:
@@ -143,7 +149,7 @@ def _d_DescribeGroupsRequest_5(b: memoryview, p: int) -> tuple[DescribeGroupsReq
     v_groups = tuple(l0)
     v_include_authorized_operations, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeGroupsRequest(v_groups, v_include_authorized_operations), p
 
 
@@ -369,7 +375,7 @@ def _d_DescribedGroupMember_5(b: memoryview, p: int) -> tuple[DescribedGroupMemb
     v_client_host, p = _w.read_compact_string(b, p)
     v_member_metadata, p = _w.read_compact_bytes(b, p)
     v_member_assignment, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribedGroupMember(v_member_id, v_group_instance_id, v_client_id, v_client_host, v_member_metadata, v_member_assignment), p
 
 
@@ -402,7 +408,7 @@ def _d_DescribedGroup_5(b: memoryview, p: int) -> tuple[DescribedGroup, int]:
     v_members = tuple(l5)
     v_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribedGroup(v_error_code, v_group_id, v_group_state, v_protocol_type, v_protocol_data, v_members, v_authorized_operations), p
 
 
@@ -424,7 +430,7 @@ def _d_DescribeGroupsResponse_5(b: memoryview, p: int) -> tuple[DescribeGroupsRe
         e1, p = _d_DescribedGroup_5(b, p)
         l1.append(e1)
     v_groups = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeGroupsResponse(v_throttle_time_ms, v_groups), p
 
 

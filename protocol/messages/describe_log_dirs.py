@@ -47,6 +47,9 @@ class DescribeLogDirsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeLogDirsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeLogDirsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeLogDirsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeLogDirsRequest, 0, "DescribeLogDirsRequest")
@@ -97,6 +100,9 @@ class DescribeLogDirsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeLogDirsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeLogDirsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeLogDirsResponse:
@@ -151,7 +157,7 @@ def _d_DescribableLogDirTopic_2(b: memoryview, p: int) -> tuple[DescribableLogDi
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribableLogDirTopic(v_topic, v_partitions), p
 
 
@@ -173,7 +179,7 @@ def _d_DescribeLogDirsRequest_2(b: memoryview, p: int) -> tuple[DescribeLogDirsR
         e0, p = _d_DescribableLogDirTopic_2(b, p)
         l0.append(e0)
     v_topics = tuple(l0) if n0 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeLogDirsRequest(v_topics), p
 
 
@@ -256,7 +262,7 @@ def _e_DescribeLogDirsPartition_2(o: DescribeLogDirsPartition, w: _w.Parts) -> N
 def _d_DescribeLogDirsPartition_2(b: memoryview, p: int) -> tuple[DescribeLogDirsPartition, int]:
     v_partition_index, v_partition_size, v_offset_lag, v_is_future_key = _F_iqqo.unpack_from(b, p)
     p += 21
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeLogDirsPartition(v_partition_index, v_partition_size, v_offset_lag, v_is_future_key), p
 
 
@@ -277,7 +283,7 @@ def _d_DescribeLogDirsTopic_2(b: memoryview, p: int) -> tuple[DescribeLogDirsTop
         e1, p = _d_DescribeLogDirsPartition_2(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeLogDirsTopic(v_name, v_partitions), p
 
 
@@ -301,7 +307,7 @@ def _d_DescribeLogDirsResult_2(b: memoryview, p: int) -> tuple[DescribeLogDirsRe
         e2, p = _d_DescribeLogDirsTopic_2(b, p)
         l2.append(e2)
     v_topics = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeLogDirsResult(v_error_code, v_log_dir, v_topics, -1, -1), p
 
 
@@ -323,7 +329,7 @@ def _d_DescribeLogDirsResponse_2(b: memoryview, p: int) -> tuple[DescribeLogDirs
         e2, p = _d_DescribeLogDirsResult_2(b, p)
         l2.append(e2)
     v_results = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeLogDirsResponse(v_throttle_time_ms, 0, v_results), p
 
 
@@ -345,7 +351,7 @@ def _d_DescribeLogDirsResponse_3(b: memoryview, p: int) -> tuple[DescribeLogDirs
         e2, p = _d_DescribeLogDirsResult_2(b, p)
         l2.append(e2)
     v_results = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeLogDirsResponse(v_throttle_time_ms, v_error_code, v_results), p
 
 
@@ -372,7 +378,7 @@ def _d_DescribeLogDirsResult_4(b: memoryview, p: int) -> tuple[DescribeLogDirsRe
     v_topics = tuple(l2)
     v_total_bytes, v_usable_bytes = _F_qq.unpack_from(b, p)
     p += 16
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeLogDirsResult(v_error_code, v_log_dir, v_topics, v_total_bytes, v_usable_bytes), p
 
 
@@ -394,7 +400,7 @@ def _d_DescribeLogDirsResponse_4(b: memoryview, p: int) -> tuple[DescribeLogDirs
         e2, p = _d_DescribeLogDirsResult_4(b, p)
         l2.append(e2)
     v_results = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeLogDirsResponse(v_throttle_time_ms, v_error_code, v_results), p
 
 

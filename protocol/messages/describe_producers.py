@@ -45,6 +45,9 @@ class DescribeProducersRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeProducersRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeProducersRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeProducersRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeProducersRequest, 0, "DescribeProducersRequest")
@@ -96,6 +99,9 @@ class DescribeProducersResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeProducersResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeProducersResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeProducersResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeProducersResponse, 0, "DescribeProducersResponse")
@@ -114,7 +120,7 @@ def _d_TopicRequest_0(b: memoryview, p: int) -> tuple[TopicRequest, int]:
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partition_indexes = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicRequest(v_name, v_partition_indexes), p
 
 
@@ -133,7 +139,7 @@ def _d_DescribeProducersRequest_0(b: memoryview, p: int) -> tuple[DescribeProduc
         e0, p = _d_TopicRequest_0(b, p)
         l0.append(e0)
     v_topics = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeProducersRequest(v_topics), p
 
 
@@ -145,7 +151,7 @@ def _e_ProducerState_0(o: ProducerState, w: _w.Parts) -> None:
 def _d_ProducerState_0(b: memoryview, p: int) -> tuple[ProducerState, int]:
     v_producer_id, v_producer_epoch, v_last_sequence, v_last_timestamp, v_coordinator_epoch, v_current_txn_start_offset = _F_qiiqiq.unpack_from(b, p)
     p += 36
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ProducerState(v_producer_id, v_producer_epoch, v_last_sequence, v_last_timestamp, v_coordinator_epoch, v_current_txn_start_offset), p
 
 
@@ -169,7 +175,7 @@ def _d_PartitionResponse_0(b: memoryview, p: int) -> tuple[PartitionResponse, in
         e3, p = _d_ProducerState_0(b, p)
         l3.append(e3)
     v_active_producers = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionResponse(v_partition_index, v_error_code, v_error_message, v_active_producers), p
 
 
@@ -190,7 +196,7 @@ def _d_TopicResponse_0(b: memoryview, p: int) -> tuple[TopicResponse, int]:
         e1, p = _d_PartitionResponse_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicResponse(v_name, v_partitions), p
 
 
@@ -212,7 +218,7 @@ def _d_DescribeProducersResponse_0(b: memoryview, p: int) -> tuple[DescribeProdu
         e1, p = _d_TopicResponse_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeProducersResponse(v_throttle_time_ms, v_topics), p
 
 

@@ -65,6 +65,9 @@ class DescribeQuorumRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeQuorumRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeQuorumRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeQuorumRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeQuorumRequest, 0, "DescribeQuorumRequest")
@@ -140,6 +143,9 @@ class DescribeQuorumResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeQuorumResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeQuorumResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeQuorumResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeQuorumResponse, 0, "DescribeQuorumResponse")
@@ -153,7 +159,7 @@ def _e_DescribeQuorumRequestPartitionData_0(o: DescribeQuorumRequestPartitionDat
 def _d_DescribeQuorumRequestPartitionData_0(b: memoryview, p: int) -> tuple[DescribeQuorumRequestPartitionData, int]:
     v_partition_index, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumRequestPartitionData(v_partition_index), p
 
 
@@ -174,7 +180,7 @@ def _d_DescribeQuorumRequestTopicData_0(b: memoryview, p: int) -> tuple[Describe
         e1, p = _d_DescribeQuorumRequestPartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumRequestTopicData(v_topic_name, v_partitions), p
 
 
@@ -193,7 +199,7 @@ def _d_DescribeQuorumRequest_0(b: memoryview, p: int) -> tuple[DescribeQuorumReq
         e0, p = _d_DescribeQuorumRequestTopicData_0(b, p)
         l0.append(e0)
     v_topics = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumRequest(v_topics), p
 
 
@@ -207,7 +213,7 @@ def _e_ReplicaState_0(o: ReplicaState, w: _w.Parts) -> None:
 def _d_ReplicaState_0(b: memoryview, p: int) -> tuple[ReplicaState, int]:
     v_replica_id, v_log_end_offset = _F_iq.unpack_from(b, p)
     p += 12
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReplicaState(v_replica_id, _UUID0, v_log_end_offset, -1, -1), p
 
 
@@ -239,7 +245,7 @@ def _d_DescribeQuorumResponsePartitionData_0(b: memoryview, p: int) -> tuple[Des
         e7, p = _d_ReplicaState_0(b, p)
         l7.append(e7)
     v_observers = tuple(l7)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponsePartitionData(v_partition_index, v_error_code, "", v_leader_id, v_leader_epoch, v_high_watermark, v_current_voters, v_observers), p
 
 
@@ -260,7 +266,7 @@ def _d_DescribeQuorumResponseTopicData_0(b: memoryview, p: int) -> tuple[Describ
         e1, p = _d_DescribeQuorumResponsePartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponseTopicData(v_topic_name, v_partitions), p
 
 
@@ -284,7 +290,7 @@ def _d_DescribeQuorumResponse_0(b: memoryview, p: int) -> tuple[DescribeQuorumRe
         e2, p = _d_DescribeQuorumResponseTopicData_0(b, p)
         l2.append(e2)
     v_topics = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponse(v_error_code, "", v_topics, ()), p
 
 
@@ -298,7 +304,7 @@ def _e_ReplicaState_1(o: ReplicaState, w: _w.Parts) -> None:
 def _d_ReplicaState_1(b: memoryview, p: int) -> tuple[ReplicaState, int]:
     v_replica_id, v_log_end_offset, v_last_fetch_timestamp, v_last_caught_up_timestamp = _F_iqqq.unpack_from(b, p)
     p += 28
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReplicaState(v_replica_id, _UUID0, v_log_end_offset, v_last_fetch_timestamp, v_last_caught_up_timestamp), p
 
 
@@ -330,7 +336,7 @@ def _d_DescribeQuorumResponsePartitionData_1(b: memoryview, p: int) -> tuple[Des
         e7, p = _d_ReplicaState_1(b, p)
         l7.append(e7)
     v_observers = tuple(l7)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponsePartitionData(v_partition_index, v_error_code, "", v_leader_id, v_leader_epoch, v_high_watermark, v_current_voters, v_observers), p
 
 
@@ -351,7 +357,7 @@ def _d_DescribeQuorumResponseTopicData_1(b: memoryview, p: int) -> tuple[Describ
         e1, p = _d_DescribeQuorumResponsePartitionData_1(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponseTopicData(v_topic_name, v_partitions), p
 
 
@@ -375,7 +381,7 @@ def _d_DescribeQuorumResponse_1(b: memoryview, p: int) -> tuple[DescribeQuorumRe
         e2, p = _d_DescribeQuorumResponseTopicData_1(b, p)
         l2.append(e2)
     v_topics = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponse(v_error_code, "", v_topics, ()), p
 
 
@@ -388,7 +394,7 @@ def _d_ReplicaState_2(b: memoryview, p: int) -> tuple[ReplicaState, int]:
     v_replica_id, v_replica_directory_id, v_log_end_offset, v_last_fetch_timestamp, v_last_caught_up_timestamp = _F_iuqqq.unpack_from(b, p)
     p += 44
     v_replica_directory_id = _w.to_uuid(v_replica_directory_id)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReplicaState(v_replica_id, v_replica_directory_id, v_log_end_offset, v_last_fetch_timestamp, v_last_caught_up_timestamp), p
 
 
@@ -425,7 +431,7 @@ def _d_DescribeQuorumResponsePartitionData_2(b: memoryview, p: int) -> tuple[Des
         e7, p = _d_ReplicaState_2(b, p)
         l7.append(e7)
     v_observers = tuple(l7)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponsePartitionData(v_partition_index, v_error_code, v_error_message, v_leader_id, v_leader_epoch, v_high_watermark, v_current_voters, v_observers), p
 
 
@@ -446,7 +452,7 @@ def _d_DescribeQuorumResponseTopicData_2(b: memoryview, p: int) -> tuple[Describ
         e1, p = _d_DescribeQuorumResponsePartitionData_2(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponseTopicData(v_topic_name, v_partitions), p
 
 
@@ -462,7 +468,7 @@ def _d_Listener_2(b: memoryview, p: int) -> tuple[Listener, int]:
     v_host, p = _w.read_compact_string(b, p)
     v_port, = _F_H.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Listener(v_name, v_host, v_port), p
 
 
@@ -484,7 +490,7 @@ def _d_Node_2(b: memoryview, p: int) -> tuple[Node, int]:
         e1, p = _d_Listener_2(b, p)
         l1.append(e1)
     v_listeners = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Node(v_node_id, v_listeners), p
 
 
@@ -518,7 +524,7 @@ def _d_DescribeQuorumResponse_2(b: memoryview, p: int) -> tuple[DescribeQuorumRe
         e3, p = _d_Node_2(b, p)
         l3.append(e3)
     v_nodes = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeQuorumResponse(v_error_code, v_error_message, v_topics, v_nodes), p
 
 

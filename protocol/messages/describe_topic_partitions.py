@@ -59,6 +59,9 @@ class DescribeTopicPartitionsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeTopicPartitionsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeTopicPartitionsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTopicPartitionsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeTopicPartitionsRequest, 0, "DescribeTopicPartitionsRequest")
@@ -116,6 +119,9 @@ class DescribeTopicPartitionsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeTopicPartitionsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeTopicPartitionsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTopicPartitionsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeTopicPartitionsResponse, 0, "DescribeTopicPartitionsResponse")
@@ -128,7 +134,7 @@ def _e_TopicRequest_0(o: TopicRequest, w: _w.Parts) -> None:
 
 def _d_TopicRequest_0(b: memoryview, p: int) -> tuple[TopicRequest, int]:
     v_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicRequest(v_name), p
 
 
@@ -142,7 +148,7 @@ def _d_DescribeTopicPartitionsRequestCursor_0(b: memoryview, p: int) -> tuple[De
     v_topic_name, p = _w.read_compact_string(b, p)
     v_partition_index, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeTopicPartitionsRequestCursor(v_topic_name, v_partition_index), p
 
 
@@ -175,7 +181,7 @@ def _d_DescribeTopicPartitionsRequest_0(b: memoryview, p: int) -> tuple[Describe
     v_cursor: DescribeTopicPartitionsRequestCursor | None = None
     if m2 >= 0:
         v_cursor, p = _d_DescribeTopicPartitionsRequestCursor_0(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeTopicPartitionsRequest(v_topics, v_response_partition_limit, v_cursor), p
 
 
@@ -223,7 +229,7 @@ def _d_DescribeTopicPartitionsResponsePartition_0(b: memoryview, p: int) -> tupl
     n8, p = _w.read_compact_array_len(b, p, 4, False)
     v_offline_replicas = _w.fixed_array(b, p, "i", n8)
     p += 4 * n8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeTopicPartitionsResponsePartition(v_error_code, v_partition_index, v_leader_id, v_leader_epoch, v_replica_nodes, v_isr_nodes, v_eligible_leader_replicas, v_last_known_elr, v_offline_replicas), p
 
 
@@ -254,7 +260,7 @@ def _d_DescribeTopicPartitionsResponseTopic_0(b: memoryview, p: int) -> tuple[De
     v_partitions = tuple(l4)
     v_topic_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeTopicPartitionsResponseTopic(v_error_code, v_name, v_topic_id, v_is_internal, v_partitions, v_topic_authorized_operations), p
 
 
@@ -268,7 +274,7 @@ def _d_DescribeTopicPartitionsResponseCursor_0(b: memoryview, p: int) -> tuple[D
     v_topic_name, p = _w.read_compact_string(b, p)
     v_partition_index, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeTopicPartitionsResponseCursor(v_topic_name, v_partition_index), p
 
 
@@ -301,7 +307,7 @@ def _d_DescribeTopicPartitionsResponse_0(b: memoryview, p: int) -> tuple[Describ
     v_next_cursor: DescribeTopicPartitionsResponseCursor | None = None
     if m2 >= 0:
         v_next_cursor, p = _d_DescribeTopicPartitionsResponseCursor_0(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeTopicPartitionsResponse(v_throttle_time_ms, v_topics, v_next_cursor), p
 
 

@@ -34,6 +34,9 @@ class DescribeTransactionsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeTransactionsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeTransactionsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTransactionsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeTransactionsRequest, 0, "DescribeTransactionsRequest")
@@ -76,6 +79,9 @@ class DescribeTransactionsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeTransactionsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeTransactionsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTransactionsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeTransactionsResponse, 0, "DescribeTransactionsResponse")
@@ -96,7 +102,7 @@ def _d_DescribeTransactionsRequest_0(b: memoryview, p: int) -> tuple[DescribeTra
         e0, p = _w.read_compact_string(b, p)
         l0.append(e0)
     v_transactional_ids = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeTransactionsRequest(v_transactional_ids), p
 
 
@@ -113,7 +119,7 @@ def _d_TopicData_0(b: memoryview, p: int) -> tuple[TopicData, int]:
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicData(v_topic, v_partitions), p
 
 
@@ -142,7 +148,7 @@ def _d_TransactionState_0(b: memoryview, p: int) -> tuple[TransactionState, int]
         e7, p = _d_TopicData_0(b, p)
         l7.append(e7)
     v_topics = tuple(l7)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TransactionState(v_error_code, v_transactional_id, v_transaction_state, v_transaction_timeout_ms, v_transaction_start_time_ms, v_producer_id, v_producer_epoch, v_topics), p
 
 
@@ -164,7 +170,7 @@ def _d_DescribeTransactionsResponse_0(b: memoryview, p: int) -> tuple[DescribeTr
         e1, p = _d_TransactionState_0(b, p)
         l1.append(e1)
     v_transaction_states = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeTransactionsResponse(v_throttle_time_ms, v_transaction_states), p
 
 

@@ -43,6 +43,9 @@ class DescribeUserScramCredentialsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeUserScramCredentialsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeUserScramCredentialsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeUserScramCredentialsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeUserScramCredentialsRequest, 0, "DescribeUserScramCredentialsRequest")
@@ -83,6 +86,9 @@ class DescribeUserScramCredentialsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_DescribeUserScramCredentialsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_DescribeUserScramCredentialsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeUserScramCredentialsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeUserScramCredentialsResponse, 0, "DescribeUserScramCredentialsResponse")
@@ -95,7 +101,7 @@ def _e_UserName_0(o: UserName, w: _w.Parts) -> None:
 
 def _d_UserName_0(b: memoryview, p: int) -> tuple[UserName, int]:
     v_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return UserName(v_name), p
 
 
@@ -117,7 +123,7 @@ def _d_DescribeUserScramCredentialsRequest_0(b: memoryview, p: int) -> tuple[Des
         e0, p = _d_UserName_0(b, p)
         l0.append(e0)
     v_users = tuple(l0) if n0 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeUserScramCredentialsRequest(v_users), p
 
 
@@ -129,7 +135,7 @@ def _e_CredentialInfo_0(o: CredentialInfo, w: _w.Parts) -> None:
 def _d_CredentialInfo_0(b: memoryview, p: int) -> tuple[CredentialInfo, int]:
     v_mechanism, v_iterations = _F_bi.unpack_from(b, p)
     p += 5
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return CredentialInfo(v_mechanism, v_iterations), p
 
 
@@ -155,7 +161,7 @@ def _d_DescribeUserScramCredentialsResult_0(b: memoryview, p: int) -> tuple[Desc
         e3, p = _d_CredentialInfo_0(b, p)
         l3.append(e3)
     v_credential_infos = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeUserScramCredentialsResult(v_user, v_error_code, v_error_message, v_credential_infos), p
 
 
@@ -179,7 +185,7 @@ def _d_DescribeUserScramCredentialsResponse_0(b: memoryview, p: int) -> tuple[De
         e3, p = _d_DescribeUserScramCredentialsResult_0(b, p)
         l3.append(e3)
     v_results = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribeUserScramCredentialsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_results), p
 
 

@@ -47,6 +47,9 @@ class ElectLeadersRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ElectLeadersRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ElectLeadersRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ElectLeadersRequest:
         return _w.run_decode(buf, version, _DECODERS_ElectLeadersRequest, 0, "ElectLeadersRequest")
@@ -84,6 +87,9 @@ class ElectLeadersResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ElectLeadersResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ElectLeadersResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ElectLeadersResponse:
@@ -169,7 +175,7 @@ def _d_TopicPartitions_2(b: memoryview, p: int) -> tuple[TopicPartitions, int]:
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicPartitions(v_topic, v_partitions), p
 
 
@@ -197,7 +203,7 @@ def _d_ElectLeadersRequest_2(b: memoryview, p: int) -> tuple[ElectLeadersRequest
     v_topic_partitions = tuple(l1) if n1 >= 0 else None
     v_timeout_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ElectLeadersRequest(v_election_type, v_topic_partitions, v_timeout_ms), p
 
 
@@ -284,7 +290,7 @@ def _d_PartitionResult_2(b: memoryview, p: int) -> tuple[PartitionResult, int]:
     v_partition_id, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionResult(v_partition_id, v_error_code, v_error_message), p
 
 
@@ -305,7 +311,7 @@ def _d_ReplicaElectionResult_2(b: memoryview, p: int) -> tuple[ReplicaElectionRe
         e1, p = _d_PartitionResult_2(b, p)
         l1.append(e1)
     v_partition_result = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReplicaElectionResult(v_topic, v_partition_result), p
 
 
@@ -327,7 +333,7 @@ def _d_ElectLeadersResponse_2(b: memoryview, p: int) -> tuple[ElectLeadersRespon
         e2, p = _d_ReplicaElectionResult_2(b, p)
         l2.append(e2)
     v_replica_election_results = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ElectLeadersResponse(v_throttle_time_ms, v_error_code, v_replica_election_results), p
 
 

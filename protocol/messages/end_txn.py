@@ -34,6 +34,9 @@ class EndTxnRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_EndTxnRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_EndTxnRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> EndTxnRequest:
         return _w.run_decode(buf, version, _DECODERS_EndTxnRequest, 0, "EndTxnRequest")
@@ -51,6 +54,9 @@ class EndTxnResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_EndTxnResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_EndTxnResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> EndTxnResponse:
@@ -79,7 +85,7 @@ def _d_EndTxnRequest_3(b: memoryview, p: int) -> tuple[EndTxnRequest, int]:
     v_transactional_id, p = _w.read_compact_string(b, p)
     v_producer_id, v_producer_epoch, v_committed = _F_qho.unpack_from(b, p)
     p += 11
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return EndTxnRequest(v_transactional_id, v_producer_id, v_producer_epoch, v_committed), p
 
 
@@ -101,7 +107,7 @@ def _e_EndTxnResponse_3(o: EndTxnResponse, w: _w.Parts) -> None:
 def _d_EndTxnResponse_3(b: memoryview, p: int) -> tuple[EndTxnResponse, int]:
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return EndTxnResponse(v_throttle_time_ms, v_error_code), p
 
 

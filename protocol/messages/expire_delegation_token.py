@@ -32,6 +32,9 @@ class ExpireDelegationTokenRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ExpireDelegationTokenRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ExpireDelegationTokenRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ExpireDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_ExpireDelegationTokenRequest, 0, "ExpireDelegationTokenRequest")
@@ -50,6 +53,9 @@ class ExpireDelegationTokenResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ExpireDelegationTokenResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ExpireDelegationTokenResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ExpireDelegationTokenResponse:
@@ -78,7 +84,7 @@ def _d_ExpireDelegationTokenRequest_2(b: memoryview, p: int) -> tuple[ExpireDele
     v_hmac, p = _w.read_compact_bytes(b, p)
     v_expiry_time_period_ms, = _F_q.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ExpireDelegationTokenRequest(v_hmac, v_expiry_time_period_ms), p
 
 
@@ -100,7 +106,7 @@ def _e_ExpireDelegationTokenResponse_2(o: ExpireDelegationTokenResponse, w: _w.P
 def _d_ExpireDelegationTokenResponse_2(b: memoryview, p: int) -> tuple[ExpireDelegationTokenResponse, int]:
     v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms = _F_hqi.unpack_from(b, p)
     p += 14
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ExpireDelegationTokenResponse(v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms), p
 
 

@@ -116,6 +116,9 @@ class FetchRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_FetchRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_FetchRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FetchRequest:
         return _w.run_decode(buf, version, _DECODERS_FetchRequest, 0, "FetchRequest")
@@ -211,6 +214,9 @@ class FetchResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_FetchResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_FetchResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FetchResponse:
@@ -527,7 +533,7 @@ def _e_FetchPartition_12(o: FetchPartition, w: _w.Parts) -> None:
 def _d_FetchPartition_12(b: memoryview, p: int) -> tuple[FetchPartition, int]:
     v_partition, v_current_leader_epoch, v_fetch_offset, v_last_fetched_epoch, v_log_start_offset, v_partition_max_bytes = _F_iiqiqi.unpack_from(b, p)
     p += 32
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchPartition(v_partition, v_current_leader_epoch, v_fetch_offset, v_last_fetched_epoch, v_log_start_offset, v_partition_max_bytes, _UUID0), p
 
 
@@ -548,7 +554,7 @@ def _d_FetchTopic_12(b: memoryview, p: int) -> tuple[FetchTopic, int]:
         e2, p = _d_FetchPartition_12(b, p)
         l2.append(e2)
     v_partitions = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchTopic(v_topic, _UUID0, v_partitions), p
 
 
@@ -565,7 +571,7 @@ def _d_ForgottenTopic_12(b: memoryview, p: int) -> tuple[ForgottenTopic, int]:
     n2, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n2)
     p += 4 * n2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ForgottenTopic(v_topic, _UUID0, v_partitions), p
 
 
@@ -638,7 +644,7 @@ def _d_FetchTopic_13(b: memoryview, p: int) -> tuple[FetchTopic, int]:
         e2, p = _d_FetchPartition_12(b, p)
         l2.append(e2)
     v_partitions = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchTopic("", v_topic_id, v_partitions), p
 
 
@@ -657,7 +663,7 @@ def _d_ForgottenTopic_13(b: memoryview, p: int) -> tuple[ForgottenTopic, int]:
     n2, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n2)
     p += 4 * n2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ForgottenTopic("", v_topic_id, v_partitions), p
 
 
@@ -719,7 +725,7 @@ def _e_ReplicaState_15(o: ReplicaState, w: _w.Parts) -> None:
 def _d_ReplicaState_15(b: memoryview, p: int) -> tuple[ReplicaState, int]:
     v_replica_id, v_replica_epoch = _F_iq.unpack_from(b, p)
     p += 12
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReplicaState(v_replica_id, v_replica_epoch), p
 
 
@@ -829,7 +835,7 @@ def _d_FetchTopic_17(b: memoryview, p: int) -> tuple[FetchTopic, int]:
         e2, p = _d_FetchPartition_17(b, p)
         l2.append(e2)
     v_partitions = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchTopic("", v_topic_id, v_partitions), p
 
 
@@ -1244,7 +1250,7 @@ def _e_AbortedTransaction_12(o: AbortedTransaction, w: _w.Parts) -> None:
 def _d_AbortedTransaction_12(b: memoryview, p: int) -> tuple[AbortedTransaction, int]:
     v_producer_id, v_first_offset = _F_qq.unpack_from(b, p)
     p += 16
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AbortedTransaction(v_producer_id, v_first_offset), p
 
 
@@ -1256,7 +1262,7 @@ def _e_EpochEndOffset_12(o: EpochEndOffset, w: _w.Parts) -> None:
 def _d_EpochEndOffset_12(b: memoryview, p: int) -> tuple[EpochEndOffset, int]:
     v_epoch, v_end_offset = _F_iq.unpack_from(b, p)
     p += 12
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return EpochEndOffset(v_epoch, v_end_offset), p
 
 
@@ -1268,7 +1274,7 @@ def _e_LeaderIdAndEpoch_12(o: LeaderIdAndEpoch, w: _w.Parts) -> None:
 def _d_LeaderIdAndEpoch_12(b: memoryview, p: int) -> tuple[LeaderIdAndEpoch, int]:
     v_leader_id, v_leader_epoch = _F_ii.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return LeaderIdAndEpoch(v_leader_id, v_leader_epoch), p
 
 
@@ -1280,7 +1286,7 @@ def _e_SnapshotId_12(o: SnapshotId, w: _w.Parts) -> None:
 def _d_SnapshotId_12(b: memoryview, p: int) -> tuple[SnapshotId, int]:
     v_end_offset, v_epoch = _F_qi.unpack_from(b, p)
     p += 12
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SnapshotId(v_end_offset, v_epoch), p
 
 
@@ -1365,7 +1371,7 @@ def _d_FetchableTopicResponse_12(b: memoryview, p: int) -> tuple[FetchableTopicR
         e2, p = _d_PartitionData_12(b, p)
         l2.append(e2)
     v_partitions = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchableTopicResponse(v_topic, _UUID0, v_partitions), p
 
 
@@ -1389,7 +1395,7 @@ def _d_FetchResponse_12(b: memoryview, p: int) -> tuple[FetchResponse, int]:
         e3, p = _d_FetchableTopicResponse_12(b, p)
         l3.append(e3)
     v_responses = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchResponse(v_throttle_time_ms, v_error_code, v_session_id, v_responses, ()), p
 
 
@@ -1412,7 +1418,7 @@ def _d_FetchableTopicResponse_13(b: memoryview, p: int) -> tuple[FetchableTopicR
         e2, p = _d_PartitionData_12(b, p)
         l2.append(e2)
     v_partitions = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchableTopicResponse("", v_topic_id, v_partitions), p
 
 
@@ -1436,7 +1442,7 @@ def _d_FetchResponse_13(b: memoryview, p: int) -> tuple[FetchResponse, int]:
         e3, p = _d_FetchableTopicResponse_13(b, p)
         l3.append(e3)
     v_responses = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchResponse(v_throttle_time_ms, v_error_code, v_session_id, v_responses, ()), p
 
 
@@ -1455,7 +1461,7 @@ def _d_NodeEndpoint_16(b: memoryview, p: int) -> tuple[NodeEndpoint, int]:
     v_port, = _F_i.unpack_from(b, p)
     p += 4
     v_rack, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return NodeEndpoint(v_node_id, v_host, v_port, v_rack), p
 
 

@@ -37,6 +37,9 @@ class FindCoordinatorRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_FindCoordinatorRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_FindCoordinatorRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FindCoordinatorRequest:
         return _w.run_decode(buf, version, _DECODERS_FindCoordinatorRequest, 0, "FindCoordinatorRequest")
@@ -72,6 +75,9 @@ class FindCoordinatorResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_FindCoordinatorResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_FindCoordinatorResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FindCoordinatorResponse:
@@ -117,7 +123,7 @@ def _d_FindCoordinatorRequest_3(b: memoryview, p: int) -> tuple[FindCoordinatorR
     v_key, p = _w.read_compact_string(b, p)
     v_key_type, = _F_b.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FindCoordinatorRequest(v_key, v_key_type, ()), p
 
 
@@ -141,7 +147,7 @@ def _d_FindCoordinatorRequest_4(b: memoryview, p: int) -> tuple[FindCoordinatorR
         e2, p = _w.read_compact_string(b, p)
         l2.append(e2)
     v_coordinator_keys = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FindCoordinatorRequest("", v_key_type, v_coordinator_keys), p
 
 
@@ -204,7 +210,7 @@ def _d_FindCoordinatorResponse_3(b: memoryview, p: int) -> tuple[FindCoordinator
     v_host, p = _w.read_compact_string(b, p)
     v_port, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FindCoordinatorResponse(v_throttle_time_ms, v_error_code, v_error_message, v_node_id, v_host, v_port, ()), p
 
 
@@ -225,7 +231,7 @@ def _d_Coordinator_4(b: memoryview, p: int) -> tuple[Coordinator, int]:
     v_port, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Coordinator(v_key, v_node_id, v_host, v_port, v_error_code, v_error_message), p
 
 
@@ -255,7 +261,7 @@ def _d_FindCoordinatorResponse_4(b: memoryview, p: int) -> tuple[FindCoordinator
         e6, p = _d_Coordinator_4(b, p)
         l6.append(e6)
     v_coordinators = tuple(l6)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FindCoordinatorResponse(v_throttle_time_ms, 0, "", 0, "", 0, v_coordinators), p
 
 

@@ -34,6 +34,9 @@ class GetTelemetrySubscriptionsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_GetTelemetrySubscriptionsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_GetTelemetrySubscriptionsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> GetTelemetrySubscriptionsRequest:
         return _w.run_decode(buf, version, _DECODERS_GetTelemetrySubscriptionsRequest, 0, "GetTelemetrySubscriptionsRequest")
@@ -59,6 +62,9 @@ class GetTelemetrySubscriptionsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_GetTelemetrySubscriptionsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_GetTelemetrySubscriptionsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> GetTelemetrySubscriptionsResponse:
         return _w.run_decode(buf, version, _DECODERS_GetTelemetrySubscriptionsResponse, 0, "GetTelemetrySubscriptionsResponse")
@@ -73,7 +79,7 @@ def _d_GetTelemetrySubscriptionsRequest_0(b: memoryview, p: int) -> tuple[GetTel
     v_client_instance_id, = _F_u.unpack_from(b, p)
     p += 16
     v_client_instance_id = _w.to_uuid(v_client_instance_id)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return GetTelemetrySubscriptionsRequest(v_client_instance_id), p
 
 
@@ -105,7 +111,7 @@ def _d_GetTelemetrySubscriptionsResponse_0(b: memoryview, p: int) -> tuple[GetTe
         e8, p = _w.read_compact_string(b, p)
         l8.append(e8)
     v_requested_metrics = tuple(l8)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return GetTelemetrySubscriptionsResponse(v_throttle_time_ms, v_error_code, v_client_instance_id, v_subscription_id, v_accepted_compression_types, v_push_interval_ms, v_telemetry_max_bytes, v_delta_temporality, v_requested_metrics), p
 
 

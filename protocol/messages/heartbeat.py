@@ -36,6 +36,9 @@ class HeartbeatRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_HeartbeatRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_HeartbeatRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> HeartbeatRequest:
         return _w.run_decode(buf, version, _DECODERS_HeartbeatRequest, 0, "HeartbeatRequest")
@@ -53,6 +56,9 @@ class HeartbeatResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_HeartbeatResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_HeartbeatResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> HeartbeatResponse:
@@ -105,7 +111,7 @@ def _d_HeartbeatRequest_4(b: memoryview, p: int) -> tuple[HeartbeatRequest, int]
     p += 4
     v_member_id, p = _w.read_compact_string(b, p)
     v_group_instance_id, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return HeartbeatRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id), p
 
 
@@ -137,7 +143,7 @@ def _e_HeartbeatResponse_4(o: HeartbeatResponse, w: _w.Parts) -> None:
 def _d_HeartbeatResponse_4(b: memoryview, p: int) -> tuple[HeartbeatResponse, int]:
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return HeartbeatResponse(v_throttle_time_ms, v_error_code), p
 
 

@@ -57,6 +57,9 @@ class IncrementalAlterConfigsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_IncrementalAlterConfigsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_IncrementalAlterConfigsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> IncrementalAlterConfigsRequest:
         return _w.run_decode(buf, version, _DECODERS_IncrementalAlterConfigsRequest, 0, "IncrementalAlterConfigsRequest")
@@ -85,6 +88,9 @@ class IncrementalAlterConfigsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_IncrementalAlterConfigsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_IncrementalAlterConfigsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> IncrementalAlterConfigsResponse:
@@ -159,7 +165,7 @@ def _d_AlterableConfig_1(b: memoryview, p: int) -> tuple[AlterableConfig, int]:
     v_config_operation, = _F_b.unpack_from(b, p)
     p += 1
     v_value, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterableConfig(v_name, v_config_operation, v_value), p
 
 
@@ -183,7 +189,7 @@ def _d_AlterConfigsResource_1(b: memoryview, p: int) -> tuple[AlterConfigsResour
         e2, p = _d_AlterableConfig_1(b, p)
         l2.append(e2)
     v_configs = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterConfigsResource(v_resource_type, v_resource_name, v_configs), p
 
 
@@ -205,7 +211,7 @@ def _d_IncrementalAlterConfigsRequest_1(b: memoryview, p: int) -> tuple[Incremen
     v_resources = tuple(l0)
     v_validate_only, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return IncrementalAlterConfigsRequest(v_resources, v_validate_only), p
 
 
@@ -261,7 +267,7 @@ def _d_AlterConfigsResourceResponse_1(b: memoryview, p: int) -> tuple[AlterConfi
     v_resource_type, = _F_b.unpack_from(b, p)
     p += 1
     v_resource_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AlterConfigsResourceResponse(v_error_code, v_error_message, v_resource_type, v_resource_name), p
 
 
@@ -283,7 +289,7 @@ def _d_IncrementalAlterConfigsResponse_1(b: memoryview, p: int) -> tuple[Increme
         e1, p = _d_AlterConfigsResourceResponse_1(b, p)
         l1.append(e1)
     v_responses = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return IncrementalAlterConfigsResponse(v_throttle_time_ms, v_responses), p
 
 

@@ -36,6 +36,9 @@ class InitProducerIdRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_InitProducerIdRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_InitProducerIdRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitProducerIdRequest:
         return _w.run_decode(buf, version, _DECODERS_InitProducerIdRequest, 0, "InitProducerIdRequest")
@@ -55,6 +58,9 @@ class InitProducerIdResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_InitProducerIdResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_InitProducerIdResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitProducerIdResponse:
@@ -91,7 +97,7 @@ def _d_InitProducerIdRequest_2(b: memoryview, p: int) -> tuple[InitProducerIdReq
     v_transactional_id, p = _w.read_compact_nullable_string(b, p)
     v_transaction_timeout_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitProducerIdRequest(v_transactional_id, v_transaction_timeout_ms, -1, -1), p
 
 
@@ -105,7 +111,7 @@ def _d_InitProducerIdRequest_3(b: memoryview, p: int) -> tuple[InitProducerIdReq
     v_transactional_id, p = _w.read_compact_nullable_string(b, p)
     v_transaction_timeout_ms, v_producer_id, v_producer_epoch = _F_iqh.unpack_from(b, p)
     p += 14
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitProducerIdRequest(v_transactional_id, v_transaction_timeout_ms, v_producer_id, v_producer_epoch), p
 
 
@@ -127,7 +133,7 @@ def _e_InitProducerIdResponse_2(o: InitProducerIdResponse, w: _w.Parts) -> None:
 def _d_InitProducerIdResponse_2(b: memoryview, p: int) -> tuple[InitProducerIdResponse, int]:
     v_throttle_time_ms, v_error_code, v_producer_id, v_producer_epoch = _F_ihqh.unpack_from(b, p)
     p += 16
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitProducerIdResponse(v_throttle_time_ms, v_error_code, v_producer_id, v_producer_epoch), p
 
 

@@ -58,6 +58,9 @@ class InitializeShareGroupStateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_InitializeShareGroupStateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_InitializeShareGroupStateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitializeShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_InitializeShareGroupStateRequest, 0, "InitializeShareGroupStateRequest")
@@ -94,6 +97,9 @@ class InitializeShareGroupStateResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_InitializeShareGroupStateResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_InitializeShareGroupStateResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitializeShareGroupStateResponse:
         return _w.run_decode(buf, version, _DECODERS_InitializeShareGroupStateResponse, 0, "InitializeShareGroupStateResponse")
@@ -107,7 +113,7 @@ def _e_PartitionData_0(o: PartitionData, w: _w.Parts) -> None:
 def _d_PartitionData_0(b: memoryview, p: int) -> tuple[PartitionData, int]:
     v_partition, v_state_epoch, v_start_offset = _F_iiq.unpack_from(b, p)
     p += 16
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionData(v_partition, v_state_epoch, v_start_offset), p
 
 
@@ -130,7 +136,7 @@ def _d_InitializeStateData_0(b: memoryview, p: int) -> tuple[InitializeStateData
         e1, p = _d_PartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitializeStateData(v_topic_id, v_partitions), p
 
 
@@ -151,7 +157,7 @@ def _d_InitializeShareGroupStateRequest_0(b: memoryview, p: int) -> tuple[Initia
         e1, p = _d_InitializeStateData_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitializeShareGroupStateRequest(v_group_id, v_topics), p
 
 
@@ -165,7 +171,7 @@ def _d_PartitionResult_0(b: memoryview, p: int) -> tuple[PartitionResult, int]:
     v_partition, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionResult(v_partition, v_error_code, v_error_message), p
 
 
@@ -188,7 +194,7 @@ def _d_InitializeStateResult_0(b: memoryview, p: int) -> tuple[InitializeStateRe
         e1, p = _d_PartitionResult_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitializeStateResult(v_topic_id, v_partitions), p
 
 
@@ -207,7 +213,7 @@ def _d_InitializeShareGroupStateResponse_0(b: memoryview, p: int) -> tuple[Initi
         e0, p = _d_InitializeStateResult_0(b, p)
         l0.append(e0)
     v_results = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return InitializeShareGroupStateResponse(v_results), p
 
 

@@ -53,6 +53,9 @@ class JoinGroupRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_JoinGroupRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_JoinGroupRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> JoinGroupRequest:
         return _w.run_decode(buf, version, _DECODERS_JoinGroupRequest, 0, "JoinGroupRequest")
@@ -87,6 +90,9 @@ class JoinGroupResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_JoinGroupResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_JoinGroupResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> JoinGroupResponse:
@@ -197,7 +203,7 @@ def _e_JoinGroupRequestProtocol_6(o: JoinGroupRequestProtocol, w: _w.Parts) -> N
 def _d_JoinGroupRequestProtocol_6(b: memoryview, p: int) -> tuple[JoinGroupRequestProtocol, int]:
     v_name, p = _w.read_compact_string(b, p)
     v_metadata, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return JoinGroupRequestProtocol(v_name, v_metadata), p
 
 
@@ -227,7 +233,7 @@ def _d_JoinGroupRequest_6(b: memoryview, p: int) -> tuple[JoinGroupRequest, int]
         e6, p = _d_JoinGroupRequestProtocol_6(b, p)
         l6.append(e6)
     v_protocols = tuple(l6)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return JoinGroupRequest(v_group_id, v_session_timeout_ms, v_rebalance_timeout_ms, v_member_id, v_group_instance_id, v_protocol_type, v_protocols, None), p
 
 
@@ -259,7 +265,7 @@ def _d_JoinGroupRequest_8(b: memoryview, p: int) -> tuple[JoinGroupRequest, int]
         l6.append(e6)
     v_protocols = tuple(l6)
     v_reason, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return JoinGroupRequest(v_group_id, v_session_timeout_ms, v_rebalance_timeout_ms, v_member_id, v_group_instance_id, v_protocol_type, v_protocols, v_reason), p
 
 
@@ -382,7 +388,7 @@ def _d_JoinGroupResponseMember_6(b: memoryview, p: int) -> tuple[JoinGroupRespon
     v_member_id, p = _w.read_compact_string(b, p)
     v_group_instance_id, p = _w.read_compact_nullable_string(b, p)
     v_metadata, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return JoinGroupResponseMember(v_member_id, v_group_instance_id, v_metadata), p
 
 
@@ -412,7 +418,7 @@ def _d_JoinGroupResponse_6(b: memoryview, p: int) -> tuple[JoinGroupResponse, in
         e8, p = _d_JoinGroupResponseMember_6(b, p)
         l8.append(e8)
     v_members = tuple(l8)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return JoinGroupResponse(v_throttle_time_ms, v_error_code, v_generation_id, None, v_protocol_name, v_leader, False, v_member_id, v_members), p
 
 
@@ -444,7 +450,7 @@ def _d_JoinGroupResponse_7(b: memoryview, p: int) -> tuple[JoinGroupResponse, in
         e8, p = _d_JoinGroupResponseMember_6(b, p)
         l8.append(e8)
     v_members = tuple(l8)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return JoinGroupResponse(v_throttle_time_ms, v_error_code, v_generation_id, v_protocol_type, v_protocol_name, v_leader, False, v_member_id, v_members), p
 
 
@@ -477,7 +483,7 @@ def _d_JoinGroupResponse_9(b: memoryview, p: int) -> tuple[JoinGroupResponse, in
         e8, p = _d_JoinGroupResponseMember_6(b, p)
         l8.append(e8)
     v_members = tuple(l8)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return JoinGroupResponse(v_throttle_time_ms, v_error_code, v_generation_id, v_protocol_type, v_protocol_name, v_leader, v_skip_assignment, v_member_id, v_members), p
 
 

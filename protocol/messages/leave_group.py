@@ -46,6 +46,9 @@ class LeaveGroupRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_LeaveGroupRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_LeaveGroupRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> LeaveGroupRequest:
         return _w.run_decode(buf, version, _DECODERS_LeaveGroupRequest, 0, "LeaveGroupRequest")
@@ -74,6 +77,9 @@ class LeaveGroupResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_LeaveGroupResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_LeaveGroupResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> LeaveGroupResponse:
@@ -134,7 +140,7 @@ def _e_MemberIdentity_4(o: MemberIdentity, w: _w.Parts) -> None:
 def _d_MemberIdentity_4(b: memoryview, p: int) -> tuple[MemberIdentity, int]:
     v_member_id, p = _w.read_compact_string(b, p)
     v_group_instance_id, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MemberIdentity(v_member_id, v_group_instance_id, None), p
 
 
@@ -157,7 +163,7 @@ def _d_LeaveGroupRequest_4(b: memoryview, p: int) -> tuple[LeaveGroupRequest, in
         e2, p = _d_MemberIdentity_4(b, p)
         l2.append(e2)
     v_members = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return LeaveGroupRequest(v_group_id, "", v_members), p
 
 
@@ -172,7 +178,7 @@ def _d_MemberIdentity_5(b: memoryview, p: int) -> tuple[MemberIdentity, int]:
     v_member_id, p = _w.read_compact_string(b, p)
     v_group_instance_id, p = _w.read_compact_nullable_string(b, p)
     v_reason, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MemberIdentity(v_member_id, v_group_instance_id, v_reason), p
 
 
@@ -195,7 +201,7 @@ def _d_LeaveGroupRequest_5(b: memoryview, p: int) -> tuple[LeaveGroupRequest, in
         e2, p = _d_MemberIdentity_5(b, p)
         l2.append(e2)
     v_members = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return LeaveGroupRequest(v_group_id, "", v_members), p
 
 
@@ -269,7 +275,7 @@ def _d_MemberResponse_4(b: memoryview, p: int) -> tuple[MemberResponse, int]:
     v_group_instance_id, p = _w.read_compact_nullable_string(b, p)
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MemberResponse(v_member_id, v_group_instance_id, v_error_code), p
 
 
@@ -291,7 +297,7 @@ def _d_LeaveGroupResponse_4(b: memoryview, p: int) -> tuple[LeaveGroupResponse, 
         e2, p = _d_MemberResponse_4(b, p)
         l2.append(e2)
     v_members = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return LeaveGroupResponse(v_throttle_time_ms, v_error_code, v_members), p
 
 

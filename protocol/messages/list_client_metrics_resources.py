@@ -30,6 +30,9 @@ class ListClientMetricsResourcesRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListClientMetricsResourcesRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListClientMetricsResourcesRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListClientMetricsResourcesRequest:
         return _w.run_decode(buf, version, _DECODERS_ListClientMetricsResourcesRequest, 0, "ListClientMetricsResourcesRequest")
@@ -57,6 +60,9 @@ class ListClientMetricsResourcesResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListClientMetricsResourcesResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListClientMetricsResourcesResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListClientMetricsResourcesResponse:
         return _w.run_decode(buf, version, _DECODERS_ListClientMetricsResourcesResponse, 0, "ListClientMetricsResourcesResponse")
@@ -67,7 +73,7 @@ def _e_ListClientMetricsResourcesRequest_0(o: ListClientMetricsResourcesRequest,
 
 
 def _d_ListClientMetricsResourcesRequest_0(b: memoryview, p: int) -> tuple[ListClientMetricsResourcesRequest, int]:
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListClientMetricsResourcesRequest(), p
 
 
@@ -78,7 +84,7 @@ def _e_ClientMetricsResource_0(o: ClientMetricsResource, w: _w.Parts) -> None:
 
 def _d_ClientMetricsResource_0(b: memoryview, p: int) -> tuple[ClientMetricsResource, int]:
     v_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ClientMetricsResource(v_name), p
 
 
@@ -100,7 +106,7 @@ def _d_ListClientMetricsResourcesResponse_0(b: memoryview, p: int) -> tuple[List
         e2, p = _d_ClientMetricsResource_0(b, p)
         l2.append(e2)
     v_client_metrics_resources = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListClientMetricsResourcesResponse(v_throttle_time_ms, v_error_code, v_client_metrics_resources), p
 
 

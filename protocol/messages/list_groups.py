@@ -34,6 +34,9 @@ class ListGroupsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListGroupsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListGroupsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListGroupsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListGroupsRequest, 0, "ListGroupsRequest")
@@ -64,6 +67,9 @@ class ListGroupsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListGroupsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListGroupsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListGroupsResponse:
         return _w.run_decode(buf, version, _DECODERS_ListGroupsResponse, 0, "ListGroupsResponse")
@@ -89,7 +95,7 @@ def _e_ListGroupsRequest_3(o: ListGroupsRequest, w: _w.Parts) -> None:
 
 
 def _d_ListGroupsRequest_3(b: memoryview, p: int) -> tuple[ListGroupsRequest, int]:
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListGroupsRequest((), ()), p
 
 
@@ -110,7 +116,7 @@ def _d_ListGroupsRequest_4(b: memoryview, p: int) -> tuple[ListGroupsRequest, in
         e0, p = _w.read_compact_string(b, p)
         l0.append(e0)
     v_states_filter = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListGroupsRequest(v_states_filter, ()), p
 
 
@@ -139,7 +145,7 @@ def _d_ListGroupsRequest_5(b: memoryview, p: int) -> tuple[ListGroupsRequest, in
         e1, p = _w.read_compact_string(b, p)
         l1.append(e1)
     v_types_filter = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListGroupsRequest(v_states_filter, v_types_filter), p
 
 
@@ -203,7 +209,7 @@ def _e_ListedGroup_3(o: ListedGroup, w: _w.Parts) -> None:
 def _d_ListedGroup_3(b: memoryview, p: int) -> tuple[ListedGroup, int]:
     v_group_id, p = _w.read_compact_string(b, p)
     v_protocol_type, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListedGroup(v_group_id, v_protocol_type, "", ""), p
 
 
@@ -225,7 +231,7 @@ def _d_ListGroupsResponse_3(b: memoryview, p: int) -> tuple[ListGroupsResponse, 
         e2, p = _d_ListedGroup_3(b, p)
         l2.append(e2)
     v_groups = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListGroupsResponse(v_throttle_time_ms, v_error_code, v_groups), p
 
 
@@ -240,7 +246,7 @@ def _d_ListedGroup_4(b: memoryview, p: int) -> tuple[ListedGroup, int]:
     v_group_id, p = _w.read_compact_string(b, p)
     v_protocol_type, p = _w.read_compact_string(b, p)
     v_group_state, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListedGroup(v_group_id, v_protocol_type, v_group_state, ""), p
 
 
@@ -262,7 +268,7 @@ def _d_ListGroupsResponse_4(b: memoryview, p: int) -> tuple[ListGroupsResponse, 
         e2, p = _d_ListedGroup_4(b, p)
         l2.append(e2)
     v_groups = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListGroupsResponse(v_throttle_time_ms, v_error_code, v_groups), p
 
 
@@ -279,7 +285,7 @@ def _d_ListedGroup_5(b: memoryview, p: int) -> tuple[ListedGroup, int]:
     v_protocol_type, p = _w.read_compact_string(b, p)
     v_group_state, p = _w.read_compact_string(b, p)
     v_group_type, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListedGroup(v_group_id, v_protocol_type, v_group_state, v_group_type), p
 
 
@@ -301,7 +307,7 @@ def _d_ListGroupsResponse_5(b: memoryview, p: int) -> tuple[ListGroupsResponse, 
         e2, p = _d_ListedGroup_5(b, p)
         l2.append(e2)
     v_groups = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListGroupsResponse(v_throttle_time_ms, v_error_code, v_groups), p
 
 

@@ -64,6 +64,9 @@ class ListOffsetsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListOffsetsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListOffsetsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListOffsetsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListOffsetsRequest, 0, "ListOffsetsRequest")
@@ -103,6 +106,9 @@ class ListOffsetsResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListOffsetsResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListOffsetsResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListOffsetsResponse:
@@ -294,7 +300,7 @@ def _e_ListOffsetsPartition_6(o: ListOffsetsPartition, w: _w.Parts) -> None:
 def _d_ListOffsetsPartition_6(b: memoryview, p: int) -> tuple[ListOffsetsPartition, int]:
     v_partition_index, v_current_leader_epoch, v_timestamp = _F_iiq.unpack_from(b, p)
     p += 16
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListOffsetsPartition(v_partition_index, v_current_leader_epoch, v_timestamp, 1), p
 
 
@@ -315,7 +321,7 @@ def _d_ListOffsetsTopic_6(b: memoryview, p: int) -> tuple[ListOffsetsTopic, int]
         e1, p = _d_ListOffsetsPartition_6(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListOffsetsTopic(v_name, v_partitions), p
 
 
@@ -337,7 +343,7 @@ def _d_ListOffsetsRequest_6(b: memoryview, p: int) -> tuple[ListOffsetsRequest, 
         e2, p = _d_ListOffsetsTopic_6(b, p)
         l2.append(e2)
     v_topics = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListOffsetsRequest(v_replica_id, v_isolation_level, v_topics), p
 
 
@@ -530,7 +536,7 @@ def _e_ListOffsetsPartitionResponse_6(o: ListOffsetsPartitionResponse, w: _w.Par
 def _d_ListOffsetsPartitionResponse_6(b: memoryview, p: int) -> tuple[ListOffsetsPartitionResponse, int]:
     v_partition_index, v_error_code, v_timestamp, v_offset, v_leader_epoch = _F_ihqqi.unpack_from(b, p)
     p += 26
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListOffsetsPartitionResponse(v_partition_index, v_error_code, (), v_timestamp, v_offset, v_leader_epoch), p
 
 
@@ -551,7 +557,7 @@ def _d_ListOffsetsTopicResponse_6(b: memoryview, p: int) -> tuple[ListOffsetsTop
         e1, p = _d_ListOffsetsPartitionResponse_6(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListOffsetsTopicResponse(v_name, v_partitions), p
 
 
@@ -573,7 +579,7 @@ def _d_ListOffsetsResponse_6(b: memoryview, p: int) -> tuple[ListOffsetsResponse
         e1, p = _d_ListOffsetsTopicResponse_6(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListOffsetsResponse(v_throttle_time_ms, v_topics), p
 
 

@@ -44,6 +44,9 @@ class ListPartitionReassignmentsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListPartitionReassignmentsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListPartitionReassignmentsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListPartitionReassignmentsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListPartitionReassignmentsRequest, 0, "ListPartitionReassignmentsRequest")
@@ -84,6 +87,9 @@ class ListPartitionReassignmentsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListPartitionReassignmentsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListPartitionReassignmentsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListPartitionReassignmentsResponse:
         return _w.run_decode(buf, version, _DECODERS_ListPartitionReassignmentsResponse, 0, "ListPartitionReassignmentsResponse")
@@ -102,7 +108,7 @@ def _d_ListPartitionReassignmentsTopics_0(b: memoryview, p: int) -> tuple[ListPa
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partition_indexes = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListPartitionReassignmentsTopics(v_name, v_partition_indexes), p
 
 
@@ -127,7 +133,7 @@ def _d_ListPartitionReassignmentsRequest_0(b: memoryview, p: int) -> tuple[ListP
         e1, p = _d_ListPartitionReassignmentsTopics_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1) if n1 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListPartitionReassignmentsRequest(v_timeout_ms, v_topics), p
 
 
@@ -157,7 +163,7 @@ def _d_OngoingPartitionReassignment_0(b: memoryview, p: int) -> tuple[OngoingPar
     n3, p = _w.read_compact_array_len(b, p, 4, False)
     v_removing_replicas = _w.fixed_array(b, p, "i", n3)
     p += 4 * n3
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OngoingPartitionReassignment(v_partition_index, v_replicas, v_adding_replicas, v_removing_replicas), p
 
 
@@ -178,7 +184,7 @@ def _d_OngoingTopicReassignment_0(b: memoryview, p: int) -> tuple[OngoingTopicRe
         e1, p = _d_OngoingPartitionReassignment_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OngoingTopicReassignment(v_name, v_partitions), p
 
 
@@ -202,7 +208,7 @@ def _d_ListPartitionReassignmentsResponse_0(b: memoryview, p: int) -> tuple[List
         e3, p = _d_OngoingTopicReassignment_0(b, p)
         l3.append(e3)
     v_topics = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListPartitionReassignmentsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_topics), p
 
 

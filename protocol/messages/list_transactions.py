@@ -35,6 +35,9 @@ class ListTransactionsRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListTransactionsRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListTransactionsRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListTransactionsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListTransactionsRequest, 0, "ListTransactionsRequest")
@@ -65,6 +68,9 @@ class ListTransactionsResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ListTransactionsResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ListTransactionsResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListTransactionsResponse:
         return _w.run_decode(buf, version, _DECODERS_ListTransactionsResponse, 0, "ListTransactionsResponse")
@@ -93,7 +99,7 @@ def _d_ListTransactionsRequest_0(b: memoryview, p: int) -> tuple[ListTransaction
     n1, p = _w.read_compact_array_len(b, p, 8, False)
     v_producer_id_filters = _w.fixed_array(b, p, "q", n1)
     p += 8 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListTransactionsRequest(v_state_filters, v_producer_id_filters, -1), p
 
 
@@ -121,7 +127,7 @@ def _d_ListTransactionsRequest_1(b: memoryview, p: int) -> tuple[ListTransaction
     p += 8 * n1
     v_duration_filter, = _F_q.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListTransactionsRequest(v_state_filters, v_producer_id_filters, v_duration_filter), p
 
 
@@ -137,7 +143,7 @@ def _d_TransactionState_0(b: memoryview, p: int) -> tuple[TransactionState, int]
     v_producer_id, = _F_q.unpack_from(b, p)
     p += 8
     v_transaction_state, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TransactionState(v_transactional_id, v_producer_id, v_transaction_state), p
 
 
@@ -169,7 +175,7 @@ def _d_ListTransactionsResponse_0(b: memoryview, p: int) -> tuple[ListTransactio
         e3, p = _d_TransactionState_0(b, p)
         l3.append(e3)
     v_transaction_states = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ListTransactionsResponse(v_throttle_time_ms, v_error_code, v_unknown_state_filters, v_transaction_states), p
 
 

@@ -57,6 +57,9 @@ class MetadataRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_MetadataRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_MetadataRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> MetadataRequest:
         return _w.run_decode(buf, version, _DECODERS_MetadataRequest, 0, "MetadataRequest")
@@ -116,6 +119,9 @@ class MetadataResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_MetadataResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_MetadataResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> MetadataResponse:
@@ -239,7 +245,7 @@ def _e_MetadataRequestTopic_9(o: MetadataRequestTopic, w: _w.Parts) -> None:
 
 def _d_MetadataRequestTopic_9(b: memoryview, p: int) -> tuple[MetadataRequestTopic, int]:
     v_name, p = _w.read_compact_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataRequestTopic(_UUID0, v_name), p
 
 
@@ -264,7 +270,7 @@ def _d_MetadataRequest_9(b: memoryview, p: int) -> tuple[MetadataRequest, int]:
     v_topics = tuple(l0) if n0 >= 0 else None
     v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations = _F_ooo.unpack_from(b, p)
     p += 3
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataRequest(v_topics, v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations), p
 
 
@@ -279,7 +285,7 @@ def _d_MetadataRequestTopic_10(b: memoryview, p: int) -> tuple[MetadataRequestTo
     p += 16
     v_topic_id = _w.to_uuid(v_topic_id)
     v_name, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataRequestTopic(v_topic_id, v_name), p
 
 
@@ -304,7 +310,7 @@ def _d_MetadataRequest_10(b: memoryview, p: int) -> tuple[MetadataRequest, int]:
     v_topics = tuple(l0) if n0 >= 0 else None
     v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations = _F_ooo.unpack_from(b, p)
     p += 3
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataRequest(v_topics, v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations), p
 
 
@@ -331,7 +337,7 @@ def _d_MetadataRequest_11(b: memoryview, p: int) -> tuple[MetadataRequest, int]:
     v_topics = tuple(l0) if n0 >= 0 else None
     v_allow_auto_topic_creation, v_include_topic_authorized_operations = _F_oo.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataRequest(v_topics, v_allow_auto_topic_creation, False, v_include_topic_authorized_operations), p
 
 
@@ -837,7 +843,7 @@ def _d_MetadataResponseBroker_9(b: memoryview, p: int) -> tuple[MetadataResponse
     v_port, = _F_i.unpack_from(b, p)
     p += 4
     v_rack, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponseBroker(v_node_id, v_host, v_port, v_rack), p
 
 
@@ -867,7 +873,7 @@ def _d_MetadataResponsePartition_9(b: memoryview, p: int) -> tuple[MetadataRespo
     n6, p = _w.read_compact_array_len(b, p, 4, False)
     v_offline_replicas = _w.fixed_array(b, p, "i", n6)
     p += 4 * n6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponsePartition(v_error_code, v_partition_index, v_leader_id, v_leader_epoch, v_replica_nodes, v_isr_nodes, v_offline_replicas), p
 
 
@@ -897,7 +903,7 @@ def _d_MetadataResponseTopic_9(b: memoryview, p: int) -> tuple[MetadataResponseT
     v_partitions = tuple(l4)
     v_topic_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponseTopic(v_error_code, v_name, _UUID0, v_is_internal, v_partitions, v_topic_authorized_operations), p
 
 
@@ -937,7 +943,7 @@ def _d_MetadataResponse_9(b: memoryview, p: int) -> tuple[MetadataResponse, int]
     v_topics = tuple(l4)
     v_cluster_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, v_cluster_authorized_operations), p
 
 
@@ -968,7 +974,7 @@ def _d_MetadataResponseTopic_10(b: memoryview, p: int) -> tuple[MetadataResponse
     v_partitions = tuple(l4)
     v_topic_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponseTopic(v_error_code, v_name, v_topic_id, v_is_internal, v_partitions, v_topic_authorized_operations), p
 
 
@@ -1008,7 +1014,7 @@ def _d_MetadataResponse_10(b: memoryview, p: int) -> tuple[MetadataResponse, int
     v_topics = tuple(l4)
     v_cluster_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, v_cluster_authorized_operations), p
 
 
@@ -1047,7 +1053,7 @@ def _d_MetadataResponse_11(b: memoryview, p: int) -> tuple[MetadataResponse, int
         e4, p = _d_MetadataResponseTopic_10(b, p)
         l4.append(e4)
     v_topics = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, -2147483648), p
 
 
@@ -1078,7 +1084,7 @@ def _d_MetadataResponseTopic_12(b: memoryview, p: int) -> tuple[MetadataResponse
     v_partitions = tuple(l4)
     v_topic_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponseTopic(v_error_code, v_name, v_topic_id, v_is_internal, v_partitions, v_topic_authorized_operations), p
 
 
@@ -1117,7 +1123,7 @@ def _d_MetadataResponse_12(b: memoryview, p: int) -> tuple[MetadataResponse, int
         e4, p = _d_MetadataResponseTopic_12(b, p)
         l4.append(e4)
     v_topics = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, -2147483648), p
 
 

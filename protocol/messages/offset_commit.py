@@ -66,6 +66,9 @@ class OffsetCommitRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetCommitRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetCommitRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetCommitRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetCommitRequest, 0, "OffsetCommitRequest")
@@ -101,6 +104,9 @@ class OffsetCommitResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetCommitResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetCommitResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetCommitResponse:
@@ -370,7 +376,7 @@ def _d_OffsetCommitRequestPartition_8(b: memoryview, p: int) -> tuple[OffsetComm
     v_partition_index, v_committed_offset, v_committed_leader_epoch = _F_iqi.unpack_from(b, p)
     p += 16
     v_committed_metadata, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetCommitRequestPartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, -1, v_committed_metadata), p
 
 
@@ -391,7 +397,7 @@ def _d_OffsetCommitRequestTopic_8(b: memoryview, p: int) -> tuple[OffsetCommitRe
         e1, p = _d_OffsetCommitRequestPartition_8(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetCommitRequestTopic(v_name, v_partitions), p
 
 
@@ -419,7 +425,7 @@ def _d_OffsetCommitRequest_8(b: memoryview, p: int) -> tuple[OffsetCommitRequest
         e5, p = _d_OffsetCommitRequestTopic_8(b, p)
         l5.append(e5)
     v_topics = tuple(l5)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetCommitRequest(v_group_id, v_generation_id_or_member_epoch, v_member_id, v_group_instance_id, -1, v_topics), p
 
 
@@ -497,7 +503,7 @@ def _e_OffsetCommitResponsePartition_8(o: OffsetCommitResponsePartition, w: _w.P
 def _d_OffsetCommitResponsePartition_8(b: memoryview, p: int) -> tuple[OffsetCommitResponsePartition, int]:
     v_partition_index, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetCommitResponsePartition(v_partition_index, v_error_code), p
 
 
@@ -518,7 +524,7 @@ def _d_OffsetCommitResponseTopic_8(b: memoryview, p: int) -> tuple[OffsetCommitR
         e1, p = _d_OffsetCommitResponsePartition_8(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetCommitResponseTopic(v_name, v_partitions), p
 
 
@@ -540,7 +546,7 @@ def _d_OffsetCommitResponse_8(b: memoryview, p: int) -> tuple[OffsetCommitRespon
         e1, p = _d_OffsetCommitResponseTopic_8(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetCommitResponse(v_throttle_time_ms, v_topics), p
 
 

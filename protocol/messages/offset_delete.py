@@ -54,6 +54,9 @@ class OffsetDeleteRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetDeleteRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetDeleteRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetDeleteRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetDeleteRequest, 0, "OffsetDeleteRequest")
@@ -90,6 +93,9 @@ class OffsetDeleteResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetDeleteResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetDeleteResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetDeleteResponse:

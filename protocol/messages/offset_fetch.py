@@ -75,6 +75,9 @@ class OffsetFetchRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetFetchRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetFetchRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetFetchRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetFetchRequest, 0, "OffsetFetchRequest")
@@ -146,6 +149,9 @@ class OffsetFetchResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetFetchResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetFetchResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetFetchResponse:
@@ -231,7 +237,7 @@ def _d_OffsetFetchRequestTopic_6(b: memoryview, p: int) -> tuple[OffsetFetchRequ
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partition_indexes = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchRequestTopic(v_name, v_partition_indexes), p
 
 
@@ -259,7 +265,7 @@ def _d_OffsetFetchRequest_6(b: memoryview, p: int) -> tuple[OffsetFetchRequest, 
         e1, p = _d_OffsetFetchRequestTopic_6(b, p)
         l1.append(e1)
     v_topics = tuple(l1) if n1 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchRequest(v_group_id, v_topics, (), False), p
 
 
@@ -288,7 +294,7 @@ def _d_OffsetFetchRequest_7(b: memoryview, p: int) -> tuple[OffsetFetchRequest, 
     v_topics = tuple(l1) if n1 >= 0 else None
     v_require_stable, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchRequest(v_group_id, v_topics, (), v_require_stable), p
 
 
@@ -305,7 +311,7 @@ def _d_OffsetFetchRequestTopics_8(b: memoryview, p: int) -> tuple[OffsetFetchReq
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partition_indexes = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchRequestTopics(v_name, v_partition_indexes), p
 
 
@@ -329,7 +335,7 @@ def _d_OffsetFetchRequestGroup_8(b: memoryview, p: int) -> tuple[OffsetFetchRequ
         e3, p = _d_OffsetFetchRequestTopics_8(b, p)
         l3.append(e3)
     v_topics = tuple(l3) if n3 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchRequestGroup(v_group_id, None, -1, v_topics), p
 
 
@@ -355,7 +361,7 @@ def _d_OffsetFetchRequest_8(b: memoryview, p: int) -> tuple[OffsetFetchRequest, 
     v_groups = tuple(l2)
     v_require_stable, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchRequest("", (), v_groups, v_require_stable), p
 
 
@@ -384,7 +390,7 @@ def _d_OffsetFetchRequestGroup_9(b: memoryview, p: int) -> tuple[OffsetFetchRequ
         e3, p = _d_OffsetFetchRequestTopics_8(b, p)
         l3.append(e3)
     v_topics = tuple(l3) if n3 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchRequestGroup(v_group_id, v_member_id, v_member_epoch, v_topics), p
 
 
@@ -410,7 +416,7 @@ def _d_OffsetFetchRequest_9(b: memoryview, p: int) -> tuple[OffsetFetchRequest, 
     v_groups = tuple(l2)
     v_require_stable, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchRequest("", (), v_groups, v_require_stable), p
 
 
@@ -586,7 +592,7 @@ def _d_OffsetFetchResponsePartition_6(b: memoryview, p: int) -> tuple[OffsetFetc
     v_metadata, p = _w.read_compact_nullable_string(b, p)
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchResponsePartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, v_metadata, v_error_code), p
 
 
@@ -607,7 +613,7 @@ def _d_OffsetFetchResponseTopic_6(b: memoryview, p: int) -> tuple[OffsetFetchRes
         e1, p = _d_OffsetFetchResponsePartition_6(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchResponseTopic(v_name, v_partitions), p
 
 
@@ -634,7 +640,7 @@ def _d_OffsetFetchResponse_6(b: memoryview, p: int) -> tuple[OffsetFetchResponse
     v_topics = tuple(l1)
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchResponse(v_throttle_time_ms, v_topics, v_error_code, ()), p
 
 
@@ -651,7 +657,7 @@ def _d_OffsetFetchResponsePartitions_8(b: memoryview, p: int) -> tuple[OffsetFet
     v_metadata, p = _w.read_compact_nullable_string(b, p)
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchResponsePartitions(v_partition_index, v_committed_offset, v_committed_leader_epoch, v_metadata, v_error_code), p
 
 
@@ -672,7 +678,7 @@ def _d_OffsetFetchResponseTopics_8(b: memoryview, p: int) -> tuple[OffsetFetchRe
         e1, p = _d_OffsetFetchResponsePartitions_8(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchResponseTopics(v_name, v_partitions), p
 
 
@@ -696,7 +702,7 @@ def _d_OffsetFetchResponseGroup_8(b: memoryview, p: int) -> tuple[OffsetFetchRes
     v_topics = tuple(l1)
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchResponseGroup(v_group_id, v_topics, v_error_code), p
 
 
@@ -720,7 +726,7 @@ def _d_OffsetFetchResponse_8(b: memoryview, p: int) -> tuple[OffsetFetchResponse
         e3, p = _d_OffsetFetchResponseGroup_8(b, p)
         l3.append(e3)
     v_groups = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetFetchResponse(v_throttle_time_ms, (), 0, v_groups), p
 
 

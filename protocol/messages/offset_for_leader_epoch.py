@@ -58,6 +58,9 @@ class OffsetForLeaderEpochRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetForLeaderEpochRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetForLeaderEpochRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetForLeaderEpochRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetForLeaderEpochRequest, 0, "OffsetForLeaderEpochRequest")
@@ -95,6 +98,9 @@ class OffsetForLeaderEpochResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_OffsetForLeaderEpochResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_OffsetForLeaderEpochResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetForLeaderEpochResponse:
@@ -221,7 +227,7 @@ def _e_OffsetForLeaderPartition_4(o: OffsetForLeaderPartition, w: _w.Parts) -> N
 def _d_OffsetForLeaderPartition_4(b: memoryview, p: int) -> tuple[OffsetForLeaderPartition, int]:
     v_partition, v_current_leader_epoch, v_leader_epoch = _F_iii.unpack_from(b, p)
     p += 12
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetForLeaderPartition(v_partition, v_current_leader_epoch, v_leader_epoch), p
 
 
@@ -242,7 +248,7 @@ def _d_OffsetForLeaderTopic_4(b: memoryview, p: int) -> tuple[OffsetForLeaderTop
         e1, p = _d_OffsetForLeaderPartition_4(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetForLeaderTopic(v_topic, v_partitions), p
 
 
@@ -264,7 +270,7 @@ def _d_OffsetForLeaderEpochRequest_4(b: memoryview, p: int) -> tuple[OffsetForLe
         e1, p = _d_OffsetForLeaderTopic_4(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetForLeaderEpochRequest(v_replica_id, v_topics), p
 
 
@@ -388,7 +394,7 @@ def _e_EpochEndOffset_4(o: EpochEndOffset, w: _w.Parts) -> None:
 def _d_EpochEndOffset_4(b: memoryview, p: int) -> tuple[EpochEndOffset, int]:
     v_error_code, v_partition, v_leader_epoch, v_end_offset = _F_hiiq.unpack_from(b, p)
     p += 18
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return EpochEndOffset(v_error_code, v_partition, v_leader_epoch, v_end_offset), p
 
 
@@ -409,7 +415,7 @@ def _d_OffsetForLeaderTopicResult_4(b: memoryview, p: int) -> tuple[OffsetForLea
         e1, p = _d_EpochEndOffset_4(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetForLeaderTopicResult(v_topic, v_partitions), p
 
 
@@ -431,7 +437,7 @@ def _d_OffsetForLeaderEpochResponse_4(b: memoryview, p: int) -> tuple[OffsetForL
         e1, p = _d_OffsetForLeaderTopicResult_4(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return OffsetForLeaderEpochResponse(v_throttle_time_ms, v_topics), p
 
 

@@ -64,6 +64,9 @@ class ProduceRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ProduceRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ProduceRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ProduceRequest:
         return _w.run_decode(buf, version, _DECODERS_ProduceRequest, 0, "ProduceRequest")
@@ -135,6 +138,9 @@ class ProduceResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ProduceResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ProduceResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ProduceResponse:
@@ -226,7 +232,7 @@ def _d_PartitionProduceData_9(b: memoryview, p: int) -> tuple[PartitionProduceDa
     v_index, = _F_i.unpack_from(b, p)
     p += 4
     v_records, p = _w.read_compact_records(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionProduceData(v_index, v_records), p
 
 
@@ -247,7 +253,7 @@ def _d_TopicProduceData_9(b: memoryview, p: int) -> tuple[TopicProduceData, int]
         e1, p = _d_PartitionProduceData_9(b, p)
         l1.append(e1)
     v_partition_data = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicProduceData(v_name, v_partition_data), p
 
 
@@ -271,7 +277,7 @@ def _d_ProduceRequest_9(b: memoryview, p: int) -> tuple[ProduceRequest, int]:
         e3, p = _d_TopicProduceData_9(b, p)
         l3.append(e3)
     v_topic_data = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ProduceRequest(v_transactional_id, v_acks, v_timeout_ms, v_topic_data), p
 
 
@@ -540,7 +546,7 @@ def _d_BatchIndexAndErrorMessage_9(b: memoryview, p: int) -> tuple[BatchIndexAnd
     v_batch_index, = _F_i.unpack_from(b, p)
     p += 4
     v_batch_index_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return BatchIndexAndErrorMessage(v_batch_index, v_batch_index_error_message), p
 
 
@@ -566,7 +572,7 @@ def _d_PartitionProduceResponse_9(b: memoryview, p: int) -> tuple[PartitionProdu
         l5.append(e5)
     v_record_errors = tuple(l5)
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionProduceResponse(v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset, v_record_errors, v_error_message, _D_LeaderIdAndEpoch), p
 
 
@@ -587,7 +593,7 @@ def _d_TopicProduceResponse_9(b: memoryview, p: int) -> tuple[TopicProduceRespon
         e1, p = _d_PartitionProduceResponse_9(b, p)
         l1.append(e1)
     v_partition_responses = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicProduceResponse(v_name, v_partition_responses), p
 
 
@@ -611,7 +617,7 @@ def _d_ProduceResponse_9(b: memoryview, p: int) -> tuple[ProduceResponse, int]:
     v_responses = tuple(l0)
     v_throttle_time_ms, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ProduceResponse(v_responses, v_throttle_time_ms, ()), p
 
 
@@ -623,7 +629,7 @@ def _e_LeaderIdAndEpoch_10(o: LeaderIdAndEpoch, w: _w.Parts) -> None:
 def _d_LeaderIdAndEpoch_10(b: memoryview, p: int) -> tuple[LeaderIdAndEpoch, int]:
     v_leader_id, v_leader_epoch = _F_ii.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return LeaderIdAndEpoch(v_leader_id, v_leader_epoch), p
 
 
@@ -682,7 +688,7 @@ def _d_TopicProduceResponse_10(b: memoryview, p: int) -> tuple[TopicProduceRespo
         e1, p = _d_PartitionProduceResponse_10(b, p)
         l1.append(e1)
     v_partition_responses = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicProduceResponse(v_name, v_partition_responses), p
 
 
@@ -701,7 +707,7 @@ def _d_NodeEndpoint_10(b: memoryview, p: int) -> tuple[NodeEndpoint, int]:
     v_port, = _F_i.unpack_from(b, p)
     p += 4
     v_rack, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return NodeEndpoint(v_node_id, v_host, v_port, v_rack), p
 
 

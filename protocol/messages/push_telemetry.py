@@ -37,6 +37,9 @@ class PushTelemetryRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_PushTelemetryRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_PushTelemetryRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> PushTelemetryRequest:
         return _w.run_decode(buf, version, _DECODERS_PushTelemetryRequest, 0, "PushTelemetryRequest")
@@ -55,6 +58,9 @@ class PushTelemetryResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_PushTelemetryResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_PushTelemetryResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> PushTelemetryResponse:
         return _w.run_decode(buf, version, _DECODERS_PushTelemetryResponse, 0, "PushTelemetryResponse")
@@ -71,7 +77,7 @@ def _d_PushTelemetryRequest_0(b: memoryview, p: int) -> tuple[PushTelemetryReque
     p += 22
     v_client_instance_id = _w.to_uuid(v_client_instance_id)
     v_metrics, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PushTelemetryRequest(v_client_instance_id, v_subscription_id, v_terminating, v_compression_type, v_metrics), p
 
 
@@ -83,7 +89,7 @@ def _e_PushTelemetryResponse_0(o: PushTelemetryResponse, w: _w.Parts) -> None:
 def _d_PushTelemetryResponse_0(b: memoryview, p: int) -> tuple[PushTelemetryResponse, int]:
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PushTelemetryResponse(v_throttle_time_ms, v_error_code), p
 
 

@@ -60,6 +60,9 @@ class ReadShareGroupStateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ReadShareGroupStateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ReadShareGroupStateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateRequest, 0, "ReadShareGroupStateRequest")
@@ -110,6 +113,9 @@ class ReadShareGroupStateResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ReadShareGroupStateResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ReadShareGroupStateResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateResponse:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateResponse, 0, "ReadShareGroupStateResponse")
@@ -123,7 +129,7 @@ def _e_PartitionData_0(o: PartitionData, w: _w.Parts) -> None:
 def _d_PartitionData_0(b: memoryview, p: int) -> tuple[PartitionData, int]:
     v_partition, v_leader_epoch = _F_ii.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionData(v_partition, v_leader_epoch), p
 
 
@@ -146,7 +152,7 @@ def _d_ReadStateData_0(b: memoryview, p: int) -> tuple[ReadStateData, int]:
         e1, p = _d_PartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReadStateData(v_topic_id, v_partitions), p
 
 
@@ -167,7 +173,7 @@ def _d_ReadShareGroupStateRequest_0(b: memoryview, p: int) -> tuple[ReadShareGro
         e1, p = _d_ReadStateData_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReadShareGroupStateRequest(v_group_id, v_topics), p
 
 
@@ -179,7 +185,7 @@ def _e_StateBatch_0(o: StateBatch, w: _w.Parts) -> None:
 def _d_StateBatch_0(b: memoryview, p: int) -> tuple[StateBatch, int]:
     v_first_offset, v_last_offset, v_delivery_state, v_delivery_count = _F_qqbh.unpack_from(b, p)
     p += 19
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return StateBatch(v_first_offset, v_last_offset, v_delivery_state, v_delivery_count), p
 
 
@@ -206,7 +212,7 @@ def _d_PartitionResult_0(b: memoryview, p: int) -> tuple[PartitionResult, int]:
         e5, p = _d_StateBatch_0(b, p)
         l5.append(e5)
     v_state_batches = tuple(l5)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionResult(v_partition, v_error_code, v_error_message, v_state_epoch, v_start_offset, v_state_batches), p
 
 
@@ -229,7 +235,7 @@ def _d_ReadStateResult_0(b: memoryview, p: int) -> tuple[ReadStateResult, int]:
         e1, p = _d_PartitionResult_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReadStateResult(v_topic_id, v_partitions), p
 
 
@@ -248,7 +254,7 @@ def _d_ReadShareGroupStateResponse_0(b: memoryview, p: int) -> tuple[ReadShareGr
         e0, p = _d_ReadStateResult_0(b, p)
         l0.append(e0)
     v_results = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReadShareGroupStateResponse(v_results), p
 
 

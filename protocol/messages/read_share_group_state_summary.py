@@ -58,6 +58,9 @@ class ReadShareGroupStateSummaryRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ReadShareGroupStateSummaryRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ReadShareGroupStateSummaryRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateSummaryRequest:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateSummaryRequest, 0, "ReadShareGroupStateSummaryRequest")
@@ -96,6 +99,9 @@ class ReadShareGroupStateSummaryResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ReadShareGroupStateSummaryResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ReadShareGroupStateSummaryResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateSummaryResponse:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateSummaryResponse, 0, "ReadShareGroupStateSummaryResponse")
@@ -109,7 +115,7 @@ def _e_PartitionData_0(o: PartitionData, w: _w.Parts) -> None:
 def _d_PartitionData_0(b: memoryview, p: int) -> tuple[PartitionData, int]:
     v_partition, v_leader_epoch = _F_ii.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionData(v_partition, v_leader_epoch), p
 
 
@@ -132,7 +138,7 @@ def _d_ReadStateSummaryData_0(b: memoryview, p: int) -> tuple[ReadStateSummaryDa
         e1, p = _d_PartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReadStateSummaryData(v_topic_id, v_partitions), p
 
 
@@ -153,7 +159,7 @@ def _d_ReadShareGroupStateSummaryRequest_0(b: memoryview, p: int) -> tuple[ReadS
         e1, p = _d_ReadStateSummaryData_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReadShareGroupStateSummaryRequest(v_group_id, v_topics), p
 
 
@@ -170,7 +176,7 @@ def _d_PartitionResult_0(b: memoryview, p: int) -> tuple[PartitionResult, int]:
     v_error_message, p = _w.read_compact_nullable_string(b, p)
     v_state_epoch, v_start_offset = _F_iq.unpack_from(b, p)
     p += 12
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionResult(v_partition, v_error_code, v_error_message, v_state_epoch, v_start_offset), p
 
 
@@ -193,7 +199,7 @@ def _d_ReadStateSummaryResult_0(b: memoryview, p: int) -> tuple[ReadStateSummary
         e1, p = _d_PartitionResult_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReadStateSummaryResult(v_topic_id, v_partitions), p
 
 
@@ -212,7 +218,7 @@ def _d_ReadShareGroupStateSummaryResponse_0(b: memoryview, p: int) -> tuple[Read
         e0, p = _d_ReadStateSummaryResult_0(b, p)
         l0.append(e0)
     v_results = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ReadShareGroupStateSummaryResponse(v_results), p
 
 

@@ -35,6 +35,9 @@ class RemoveRaftVoterRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_RemoveRaftVoterRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_RemoveRaftVoterRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RemoveRaftVoterRequest:
         return _w.run_decode(buf, version, _DECODERS_RemoveRaftVoterRequest, 0, "RemoveRaftVoterRequest")
@@ -54,6 +57,9 @@ class RemoveRaftVoterResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_RemoveRaftVoterResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_RemoveRaftVoterResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RemoveRaftVoterResponse:
         return _w.run_decode(buf, version, _DECODERS_RemoveRaftVoterResponse, 0, "RemoveRaftVoterResponse")
@@ -70,7 +76,7 @@ def _d_RemoveRaftVoterRequest_0(b: memoryview, p: int) -> tuple[RemoveRaftVoterR
     v_voter_id, v_voter_directory_id = _F_iu.unpack_from(b, p)
     p += 20
     v_voter_directory_id = _w.to_uuid(v_voter_directory_id)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return RemoveRaftVoterRequest(v_cluster_id, v_voter_id, v_voter_directory_id), p
 
 
@@ -84,7 +90,7 @@ def _d_RemoveRaftVoterResponse_0(b: memoryview, p: int) -> tuple[RemoveRaftVoter
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return RemoveRaftVoterResponse(v_throttle_time_ms, v_error_code, v_error_message), p
 
 

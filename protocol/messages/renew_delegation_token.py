@@ -32,6 +32,9 @@ class RenewDelegationTokenRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_RenewDelegationTokenRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_RenewDelegationTokenRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RenewDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_RenewDelegationTokenRequest, 0, "RenewDelegationTokenRequest")
@@ -50,6 +53,9 @@ class RenewDelegationTokenResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_RenewDelegationTokenResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_RenewDelegationTokenResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RenewDelegationTokenResponse:
@@ -78,7 +84,7 @@ def _d_RenewDelegationTokenRequest_2(b: memoryview, p: int) -> tuple[RenewDelega
     v_hmac, p = _w.read_compact_bytes(b, p)
     v_renew_period_ms, = _F_q.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return RenewDelegationTokenRequest(v_hmac, v_renew_period_ms), p
 
 
@@ -100,7 +106,7 @@ def _e_RenewDelegationTokenResponse_2(o: RenewDelegationTokenResponse, w: _w.Par
 def _d_RenewDelegationTokenResponse_2(b: memoryview, p: int) -> tuple[RenewDelegationTokenResponse, int]:
     v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms = _F_hqi.unpack_from(b, p)
     p += 14
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return RenewDelegationTokenResponse(v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms), p
 
 

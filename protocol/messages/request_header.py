@@ -32,6 +32,9 @@ class RequestHeader:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_RequestHeader, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_RequestHeader, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RequestHeader:
         return _w.run_decode(buf, version, _DECODERS_RequestHeader, 0, "RequestHeader")
@@ -77,7 +80,7 @@ def _d_RequestHeader_2(b: memoryview, p: int) -> tuple[RequestHeader, int]:
     v_request_api_key, v_request_api_version, v_correlation_id = _F_hhi.unpack_from(b, p)
     p += 8
     v_client_id, p = _w.read_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return RequestHeader(v_request_api_key, v_request_api_version, v_correlation_id, v_client_id), p
 
 

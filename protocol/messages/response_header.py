@@ -29,6 +29,9 @@ class ResponseHeader:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ResponseHeader, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ResponseHeader, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ResponseHeader:
         return _w.run_decode(buf, version, _DECODERS_ResponseHeader, 0, "ResponseHeader")
@@ -60,7 +63,7 @@ def _e_ResponseHeader_1(o: ResponseHeader, w: _w.Parts) -> None:
 def _d_ResponseHeader_1(b: memoryview, p: int) -> tuple[ResponseHeader, int]:
     v_correlation_id, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ResponseHeader(v_correlation_id), p
 
 

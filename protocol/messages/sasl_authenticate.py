@@ -31,6 +31,9 @@ class SaslAuthenticateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SaslAuthenticateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SaslAuthenticateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslAuthenticateRequest:
         return _w.run_decode(buf, version, _DECODERS_SaslAuthenticateRequest, 0, "SaslAuthenticateRequest")
@@ -50,6 +53,9 @@ class SaslAuthenticateResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SaslAuthenticateResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SaslAuthenticateResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslAuthenticateResponse:
@@ -72,7 +78,7 @@ def _e_SaslAuthenticateRequest_2(o: SaslAuthenticateRequest, w: _w.Parts) -> Non
 
 def _d_SaslAuthenticateRequest_2(b: memoryview, p: int) -> tuple[SaslAuthenticateRequest, int]:
     v_auth_bytes, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SaslAuthenticateRequest(v_auth_bytes), p
 
 
@@ -122,7 +128,7 @@ def _d_SaslAuthenticateResponse_2(b: memoryview, p: int) -> tuple[SaslAuthentica
     v_auth_bytes, p = _w.read_compact_bytes(b, p)
     v_session_lifetime_ms, = _F_q.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SaslAuthenticateResponse(v_error_code, v_error_message, v_auth_bytes, v_session_lifetime_ms), p
 
 

@@ -30,6 +30,9 @@ class SaslHandshakeRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SaslHandshakeRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SaslHandshakeRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslHandshakeRequest:
         return _w.run_decode(buf, version, _DECODERS_SaslHandshakeRequest, 0, "SaslHandshakeRequest")
@@ -47,6 +50,9 @@ class SaslHandshakeResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SaslHandshakeResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SaslHandshakeResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslHandshakeResponse:

@@ -74,6 +74,9 @@ class ShareAcknowledgeRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareAcknowledgeRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareAcknowledgeRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareAcknowledgeRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareAcknowledgeRequest, 0, "ShareAcknowledgeRequest")
@@ -135,6 +138,9 @@ class ShareAcknowledgeResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareAcknowledgeResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareAcknowledgeResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareAcknowledgeResponse:
         return _w.run_decode(buf, version, _DECODERS_ShareAcknowledgeResponse, 0, "ShareAcknowledgeResponse")
@@ -154,7 +160,7 @@ def _d_AcknowledgementBatch_0(b: memoryview, p: int) -> tuple[AcknowledgementBat
     n2, p = _w.read_compact_array_len(b, p, 1, False)
     v_acknowledge_types = _w.fixed_array(b, p, "b", n2)
     p += 1 * n2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AcknowledgementBatch(v_first_offset, v_last_offset, v_acknowledge_types), p
 
 
@@ -176,7 +182,7 @@ def _d_AcknowledgePartition_0(b: memoryview, p: int) -> tuple[AcknowledgePartiti
         e1, p = _d_AcknowledgementBatch_0(b, p)
         l1.append(e1)
     v_acknowledgement_batches = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AcknowledgePartition(v_partition_index, v_acknowledgement_batches), p
 
 
@@ -199,7 +205,7 @@ def _d_AcknowledgeTopic_0(b: memoryview, p: int) -> tuple[AcknowledgeTopic, int]
         e1, p = _d_AcknowledgePartition_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AcknowledgeTopic(v_topic_id, v_partitions), p
 
 
@@ -225,7 +231,7 @@ def _d_ShareAcknowledgeRequest_0(b: memoryview, p: int) -> tuple[ShareAcknowledg
         e3, p = _d_AcknowledgeTopic_0(b, p)
         l3.append(e3)
     v_topics = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareAcknowledgeRequest(v_group_id, v_member_id, v_share_session_epoch, v_topics), p
 
 
@@ -237,7 +243,7 @@ def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, w: _w.Parts) -> None:
 def _d_LeaderIdAndEpoch_0(b: memoryview, p: int) -> tuple[LeaderIdAndEpoch, int]:
     v_leader_id, v_leader_epoch = _F_ii.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return LeaderIdAndEpoch(v_leader_id, v_leader_epoch), p
 
 
@@ -253,7 +259,7 @@ def _d_PartitionData_0(b: memoryview, p: int) -> tuple[PartitionData, int]:
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
     v_current_leader, p = _d_LeaderIdAndEpoch_0(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionData(v_partition_index, v_error_code, v_error_message, v_current_leader), p
 
 
@@ -276,7 +282,7 @@ def _d_ShareAcknowledgeTopicResponse_0(b: memoryview, p: int) -> tuple[ShareAckn
         e1, p = _d_PartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareAcknowledgeTopicResponse(v_topic_id, v_partitions), p
 
 
@@ -295,7 +301,7 @@ def _d_NodeEndpoint_0(b: memoryview, p: int) -> tuple[NodeEndpoint, int]:
     v_port, = _F_i.unpack_from(b, p)
     p += 4
     v_rack, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return NodeEndpoint(v_node_id, v_host, v_port, v_rack), p
 
 
@@ -329,7 +335,7 @@ def _d_ShareAcknowledgeResponse_0(b: memoryview, p: int) -> tuple[ShareAcknowled
         e4, p = _d_NodeEndpoint_0(b, p)
         l4.append(e4)
     v_node_endpoints = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareAcknowledgeResponse(v_throttle_time_ms, v_error_code, v_error_message, v_responses, v_node_endpoints), p
 
 

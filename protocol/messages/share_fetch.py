@@ -93,6 +93,9 @@ class ShareFetchRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareFetchRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareFetchRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareFetchRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareFetchRequest, 0, "ShareFetchRequest")
@@ -168,6 +171,9 @@ class ShareFetchResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareFetchResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareFetchResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareFetchResponse:
         return _w.run_decode(buf, version, _DECODERS_ShareFetchResponse, 0, "ShareFetchResponse")
@@ -187,7 +193,7 @@ def _d_AcknowledgementBatch_0(b: memoryview, p: int) -> tuple[AcknowledgementBat
     n2, p = _w.read_compact_array_len(b, p, 1, False)
     v_acknowledge_types = _w.fixed_array(b, p, "b", n2)
     p += 1 * n2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AcknowledgementBatch(v_first_offset, v_last_offset, v_acknowledge_types), p
 
 
@@ -209,7 +215,7 @@ def _d_FetchPartition_0(b: memoryview, p: int) -> tuple[FetchPartition, int]:
         e2, p = _d_AcknowledgementBatch_0(b, p)
         l2.append(e2)
     v_acknowledgement_batches = tuple(l2)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchPartition(v_partition_index, v_partition_max_bytes, v_acknowledgement_batches), p
 
 
@@ -232,7 +238,7 @@ def _d_FetchTopic_0(b: memoryview, p: int) -> tuple[FetchTopic, int]:
         e1, p = _d_FetchPartition_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FetchTopic(v_topic_id, v_partitions), p
 
 
@@ -251,7 +257,7 @@ def _d_ForgottenTopic_0(b: memoryview, p: int) -> tuple[ForgottenTopic, int]:
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ForgottenTopic(v_topic_id, v_partitions), p
 
 
@@ -287,7 +293,7 @@ def _d_ShareFetchRequest_0(b: memoryview, p: int) -> tuple[ShareFetchRequest, in
         e7, p = _d_ForgottenTopic_0(b, p)
         l7.append(e7)
     v_forgotten_topics_data = tuple(l7)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareFetchRequest(v_group_id, v_member_id, v_share_session_epoch, v_max_wait_ms, v_min_bytes, v_max_bytes, v_topics, v_forgotten_topics_data), p
 
 
@@ -299,7 +305,7 @@ def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, w: _w.Parts) -> None:
 def _d_LeaderIdAndEpoch_0(b: memoryview, p: int) -> tuple[LeaderIdAndEpoch, int]:
     v_leader_id, v_leader_epoch = _F_ii.unpack_from(b, p)
     p += 8
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return LeaderIdAndEpoch(v_leader_id, v_leader_epoch), p
 
 
@@ -311,7 +317,7 @@ def _e_AcquiredRecords_0(o: AcquiredRecords, w: _w.Parts) -> None:
 def _d_AcquiredRecords_0(b: memoryview, p: int) -> tuple[AcquiredRecords, int]:
     v_first_offset, v_last_offset, v_delivery_count = _F_qqh.unpack_from(b, p)
     p += 18
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return AcquiredRecords(v_first_offset, v_last_offset, v_delivery_count), p
 
 
@@ -344,7 +350,7 @@ def _d_PartitionData_0(b: memoryview, p: int) -> tuple[PartitionData, int]:
         e7, p = _d_AcquiredRecords_0(b, p)
         l7.append(e7)
     v_acquired_records = tuple(l7)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionData(v_partition_index, v_error_code, v_error_message, v_acknowledge_error_code, v_acknowledge_error_message, v_current_leader, v_records, v_acquired_records), p
 
 
@@ -367,7 +373,7 @@ def _d_ShareFetchableTopicResponse_0(b: memoryview, p: int) -> tuple[ShareFetcha
         e1, p = _d_PartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareFetchableTopicResponse(v_topic_id, v_partitions), p
 
 
@@ -386,7 +392,7 @@ def _d_NodeEndpoint_0(b: memoryview, p: int) -> tuple[NodeEndpoint, int]:
     v_port, = _F_i.unpack_from(b, p)
     p += 4
     v_rack, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return NodeEndpoint(v_node_id, v_host, v_port, v_rack), p
 
 
@@ -420,7 +426,7 @@ def _d_ShareFetchResponse_0(b: memoryview, p: int) -> tuple[ShareFetchResponse, 
         e4, p = _d_NodeEndpoint_0(b, p)
         l4.append(e4)
     v_node_endpoints = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareFetchResponse(v_throttle_time_ms, v_error_code, v_error_message, v_responses, v_node_endpoints), p
 
 

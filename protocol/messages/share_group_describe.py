@@ -41,6 +41,9 @@ class ShareGroupDescribeRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareGroupDescribeRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareGroupDescribeRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupDescribeRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupDescribeRequest, 0, "ShareGroupDescribeRequest")
@@ -107,6 +110,9 @@ class ShareGroupDescribeResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareGroupDescribeResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareGroupDescribeResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupDescribeResponse:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupDescribeResponse, 0, "ShareGroupDescribeResponse")
@@ -130,7 +136,7 @@ def _d_ShareGroupDescribeRequest_0(b: memoryview, p: int) -> tuple[ShareGroupDes
     v_group_ids = tuple(l0)
     v_include_authorized_operations, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareGroupDescribeRequest(v_group_ids, v_include_authorized_operations), p
 
 
@@ -151,7 +157,7 @@ def _d_TopicPartitions_0(b: memoryview, p: int) -> tuple[TopicPartitions, int]:
     n2, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n2)
     p += 4 * n2
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicPartitions(v_topic_id, v_topic_name, v_partitions), p
 
 
@@ -170,7 +176,7 @@ def _d_Assignment_0(b: memoryview, p: int) -> tuple[Assignment, int]:
         e0, p = _d_TopicPartitions_0(b, p)
         l0.append(e0)
     v_topic_partitions = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Assignment(v_topic_partitions), p
 
 
@@ -202,7 +208,7 @@ def _d_Member_0(b: memoryview, p: int) -> tuple[Member, int]:
         l5.append(e5)
     v_subscribed_topic_names = tuple(l5)
     v_assignment, p = _d_Assignment_0(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Member(v_member_id, v_rack_id, v_member_epoch, v_client_id, v_client_host, v_subscribed_topic_names, v_assignment), p
 
 
@@ -238,7 +244,7 @@ def _d_DescribedGroup_0(b: memoryview, p: int) -> tuple[DescribedGroup, int]:
     v_members = tuple(l7)
     v_authorized_operations, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return DescribedGroup(v_error_code, v_error_message, v_group_id, v_group_state, v_group_epoch, v_assignment_epoch, v_assignor_name, v_members, v_authorized_operations), p
 
 
@@ -260,7 +266,7 @@ def _d_ShareGroupDescribeResponse_0(b: memoryview, p: int) -> tuple[ShareGroupDe
         e1, p = _d_DescribedGroup_0(b, p)
         l1.append(e1)
     v_groups = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareGroupDescribeResponse(v_throttle_time_ms, v_groups), p
 
 

@@ -41,6 +41,9 @@ class ShareGroupHeartbeatRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareGroupHeartbeatRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareGroupHeartbeatRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupHeartbeatRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupHeartbeatRequest, 0, "ShareGroupHeartbeatRequest")
@@ -81,6 +84,9 @@ class ShareGroupHeartbeatResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_ShareGroupHeartbeatResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_ShareGroupHeartbeatResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupHeartbeatResponse:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupHeartbeatResponse, 0, "ShareGroupHeartbeatResponse")
@@ -113,7 +119,7 @@ def _d_ShareGroupHeartbeatRequest_0(b: memoryview, p: int) -> tuple[ShareGroupHe
         e4, p = _w.read_compact_string(b, p)
         l4.append(e4)
     v_subscribed_topic_names = tuple(l4) if n4 >= 0 else None
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareGroupHeartbeatRequest(v_group_id, v_member_id, v_member_epoch, v_rack_id, v_subscribed_topic_names), p
 
 
@@ -132,7 +138,7 @@ def _d_TopicPartitions_0(b: memoryview, p: int) -> tuple[TopicPartitions, int]:
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partitions = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TopicPartitions(v_topic_id, v_partitions), p
 
 
@@ -151,7 +157,7 @@ def _d_Assignment_0(b: memoryview, p: int) -> tuple[Assignment, int]:
         e0, p = _d_TopicPartitions_0(b, p)
         l0.append(e0)
     v_topic_partitions = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return Assignment(v_topic_partitions), p
 
 
@@ -181,7 +187,7 @@ def _d_ShareGroupHeartbeatResponse_0(b: memoryview, p: int) -> tuple[ShareGroupH
     v_assignment: Assignment | None = None
     if m6 >= 0:
         v_assignment, p = _d_Assignment_0(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return ShareGroupHeartbeatResponse(v_throttle_time_ms, v_error_code, v_error_message, v_member_id, v_member_epoch, v_heartbeat_interval_ms, v_assignment), p
 
 

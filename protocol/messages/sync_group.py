@@ -49,6 +49,9 @@ class SyncGroupRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SyncGroupRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SyncGroupRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SyncGroupRequest:
         return _w.run_decode(buf, version, _DECODERS_SyncGroupRequest, 0, "SyncGroupRequest")
@@ -69,6 +72,9 @@ class SyncGroupResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_SyncGroupResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_SyncGroupResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SyncGroupResponse:
@@ -147,7 +153,7 @@ def _e_SyncGroupRequestAssignment_4(o: SyncGroupRequestAssignment, w: _w.Parts) 
 def _d_SyncGroupRequestAssignment_4(b: memoryview, p: int) -> tuple[SyncGroupRequestAssignment, int]:
     v_member_id, p = _w.read_compact_string(b, p)
     v_assignment, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SyncGroupRequestAssignment(v_member_id, v_assignment), p
 
 
@@ -175,7 +181,7 @@ def _d_SyncGroupRequest_4(b: memoryview, p: int) -> tuple[SyncGroupRequest, int]
         e6, p = _d_SyncGroupRequestAssignment_4(b, p)
         l6.append(e6)
     v_assignments = tuple(l6)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SyncGroupRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id, None, None, v_assignments), p
 
 
@@ -207,7 +213,7 @@ def _d_SyncGroupRequest_5(b: memoryview, p: int) -> tuple[SyncGroupRequest, int]
         e6, p = _d_SyncGroupRequestAssignment_4(b, p)
         l6.append(e6)
     v_assignments = tuple(l6)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SyncGroupRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id, v_protocol_type, v_protocol_name, v_assignments), p
 
 
@@ -245,7 +251,7 @@ def _d_SyncGroupResponse_4(b: memoryview, p: int) -> tuple[SyncGroupResponse, in
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_assignment, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SyncGroupResponse(v_throttle_time_ms, v_error_code, None, None, v_assignment), p
 
 
@@ -263,7 +269,7 @@ def _d_SyncGroupResponse_5(b: memoryview, p: int) -> tuple[SyncGroupResponse, in
     v_protocol_type, p = _w.read_compact_nullable_string(b, p)
     v_protocol_name, p = _w.read_compact_nullable_string(b, p)
     v_assignment, p = _w.read_compact_bytes(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return SyncGroupResponse(v_throttle_time_ms, v_error_code, v_protocol_type, v_protocol_name, v_assignment), p
 
 

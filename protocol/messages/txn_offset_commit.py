@@ -67,6 +67,9 @@ class TxnOffsetCommitRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_TxnOffsetCommitRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_TxnOffsetCommitRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> TxnOffsetCommitRequest:
         return _w.run_decode(buf, version, _DECODERS_TxnOffsetCommitRequest, 0, "TxnOffsetCommitRequest")
@@ -102,6 +105,9 @@ class TxnOffsetCommitResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_TxnOffsetCommitResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_TxnOffsetCommitResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> TxnOffsetCommitResponse:
@@ -240,7 +246,7 @@ def _d_TxnOffsetCommitRequestPartition_3(b: memoryview, p: int) -> tuple[TxnOffs
     v_partition_index, v_committed_offset, v_committed_leader_epoch = _F_iqi.unpack_from(b, p)
     p += 16
     v_committed_metadata, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TxnOffsetCommitRequestPartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, v_committed_metadata), p
 
 
@@ -261,7 +267,7 @@ def _d_TxnOffsetCommitRequestTopic_3(b: memoryview, p: int) -> tuple[TxnOffsetCo
         e1, p = _d_TxnOffsetCommitRequestPartition_3(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TxnOffsetCommitRequestTopic(v_name, v_partitions), p
 
 
@@ -291,7 +297,7 @@ def _d_TxnOffsetCommitRequest_3(b: memoryview, p: int) -> tuple[TxnOffsetCommitR
         e7, p = _d_TxnOffsetCommitRequestTopic_3(b, p)
         l7.append(e7)
     v_topics = tuple(l7)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TxnOffsetCommitRequest(v_transactional_id, v_group_id, v_producer_id, v_producer_epoch, v_generation_id, v_member_id, v_group_instance_id, v_topics), p
 
 
@@ -352,7 +358,7 @@ def _e_TxnOffsetCommitResponsePartition_3(o: TxnOffsetCommitResponsePartition, w
 def _d_TxnOffsetCommitResponsePartition_3(b: memoryview, p: int) -> tuple[TxnOffsetCommitResponsePartition, int]:
     v_partition_index, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TxnOffsetCommitResponsePartition(v_partition_index, v_error_code), p
 
 
@@ -373,7 +379,7 @@ def _d_TxnOffsetCommitResponseTopic_3(b: memoryview, p: int) -> tuple[TxnOffsetC
         e1, p = _d_TxnOffsetCommitResponsePartition_3(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TxnOffsetCommitResponseTopic(v_name, v_partitions), p
 
 
@@ -395,7 +401,7 @@ def _d_TxnOffsetCommitResponse_3(b: memoryview, p: int) -> tuple[TxnOffsetCommit
         e1, p = _d_TxnOffsetCommitResponseTopic_3(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return TxnOffsetCommitResponse(v_throttle_time_ms, v_topics), p
 
 

@@ -31,6 +31,9 @@ class UnregisterBrokerRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_UnregisterBrokerRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_UnregisterBrokerRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UnregisterBrokerRequest:
         return _w.run_decode(buf, version, _DECODERS_UnregisterBrokerRequest, 0, "UnregisterBrokerRequest")
@@ -50,6 +53,9 @@ class UnregisterBrokerResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_UnregisterBrokerResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_UnregisterBrokerResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UnregisterBrokerResponse:
         return _w.run_decode(buf, version, _DECODERS_UnregisterBrokerResponse, 0, "UnregisterBrokerResponse")
@@ -63,7 +69,7 @@ def _e_UnregisterBrokerRequest_0(o: UnregisterBrokerRequest, w: _w.Parts) -> Non
 def _d_UnregisterBrokerRequest_0(b: memoryview, p: int) -> tuple[UnregisterBrokerRequest, int]:
     v_broker_id, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return UnregisterBrokerRequest(v_broker_id), p
 
 
@@ -77,7 +83,7 @@ def _d_UnregisterBrokerResponse_0(b: memoryview, p: int) -> tuple[UnregisterBrok
     v_throttle_time_ms, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return UnregisterBrokerResponse(v_throttle_time_ms, v_error_code, v_error_message), p
 
 

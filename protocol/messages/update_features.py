@@ -51,6 +51,9 @@ class UpdateFeaturesRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_UpdateFeaturesRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_UpdateFeaturesRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UpdateFeaturesRequest:
         return _w.run_decode(buf, version, _DECODERS_UpdateFeaturesRequest, 0, "UpdateFeaturesRequest")
@@ -81,6 +84,9 @@ class UpdateFeaturesResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_UpdateFeaturesResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_UpdateFeaturesResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UpdateFeaturesResponse:
         return _w.run_decode(buf, version, _DECODERS_UpdateFeaturesResponse, 0, "UpdateFeaturesResponse")
@@ -98,7 +104,7 @@ def _d_FeatureUpdateKey_0(b: memoryview, p: int) -> tuple[FeatureUpdateKey, int]
     v_feature, p = _w.read_compact_string(b, p)
     v_max_version_level, v_allow_downgrade = _F_ho.unpack_from(b, p)
     p += 3
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FeatureUpdateKey(v_feature, v_max_version_level, v_allow_downgrade, 1), p
 
 
@@ -122,7 +128,7 @@ def _d_UpdateFeaturesRequest_0(b: memoryview, p: int) -> tuple[UpdateFeaturesReq
         e1, p = _d_FeatureUpdateKey_0(b, p)
         l1.append(e1)
     v_feature_updates = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return UpdateFeaturesRequest(v_timeout_ms, v_feature_updates, False), p
 
 
@@ -138,7 +144,7 @@ def _d_FeatureUpdateKey_1(b: memoryview, p: int) -> tuple[FeatureUpdateKey, int]
     v_feature, p = _w.read_compact_string(b, p)
     v_max_version_level, v_upgrade_type = _F_hb.unpack_from(b, p)
     p += 3
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return FeatureUpdateKey(v_feature, v_max_version_level, False, v_upgrade_type), p
 
 
@@ -163,7 +169,7 @@ def _d_UpdateFeaturesRequest_1(b: memoryview, p: int) -> tuple[UpdateFeaturesReq
     v_feature_updates = tuple(l1)
     v_validate_only, = _F_o.unpack_from(b, p)
     p += 1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return UpdateFeaturesRequest(v_timeout_ms, v_feature_updates, v_validate_only), p
 
 
@@ -179,7 +185,7 @@ def _d_UpdatableFeatureResult_0(b: memoryview, p: int) -> tuple[UpdatableFeature
     v_error_code, = _F_h.unpack_from(b, p)
     p += 2
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return UpdatableFeatureResult(v_feature, v_error_code, v_error_message), p
 
 
@@ -203,7 +209,7 @@ def _d_UpdateFeaturesResponse_0(b: memoryview, p: int) -> tuple[UpdateFeaturesRe
         e3, p = _d_UpdatableFeatureResult_0(b, p)
         l3.append(e3)
     v_results = tuple(l3)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return UpdateFeaturesResponse(v_throttle_time_ms, v_error_code, v_error_message, v_results), p
 
 

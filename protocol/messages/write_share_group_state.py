@@ -73,6 +73,9 @@ class WriteShareGroupStateRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_WriteShareGroupStateRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_WriteShareGroupStateRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_WriteShareGroupStateRequest, 0, "WriteShareGroupStateRequest")
@@ -109,6 +112,9 @@ class WriteShareGroupStateResponse:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_WriteShareGroupStateResponse, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_WriteShareGroupStateResponse, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteShareGroupStateResponse:
         return _w.run_decode(buf, version, _DECODERS_WriteShareGroupStateResponse, 0, "WriteShareGroupStateResponse")
@@ -122,7 +128,7 @@ def _e_StateBatch_0(o: StateBatch, w: _w.Parts) -> None:
 def _d_StateBatch_0(b: memoryview, p: int) -> tuple[StateBatch, int]:
     v_first_offset, v_last_offset, v_delivery_state, v_delivery_count = _F_qqbh.unpack_from(b, p)
     p += 19
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return StateBatch(v_first_offset, v_last_offset, v_delivery_state, v_delivery_count), p
 
 
@@ -144,7 +150,7 @@ def _d_PartitionData_0(b: memoryview, p: int) -> tuple[PartitionData, int]:
         e4, p = _d_StateBatch_0(b, p)
         l4.append(e4)
     v_state_batches = tuple(l4)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionData(v_partition, v_state_epoch, v_leader_epoch, v_start_offset, v_state_batches), p
 
 
@@ -167,7 +173,7 @@ def _d_WriteStateData_0(b: memoryview, p: int) -> tuple[WriteStateData, int]:
         e1, p = _d_PartitionData_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WriteStateData(v_topic_id, v_partitions), p
 
 
@@ -188,7 +194,7 @@ def _d_WriteShareGroupStateRequest_0(b: memoryview, p: int) -> tuple[WriteShareG
         e1, p = _d_WriteStateData_0(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WriteShareGroupStateRequest(v_group_id, v_topics), p
 
 
@@ -202,7 +208,7 @@ def _d_PartitionResult_0(b: memoryview, p: int) -> tuple[PartitionResult, int]:
     v_partition, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
     v_error_message, p = _w.read_compact_nullable_string(b, p)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return PartitionResult(v_partition, v_error_code, v_error_message), p
 
 
@@ -225,7 +231,7 @@ def _d_WriteStateResult_0(b: memoryview, p: int) -> tuple[WriteStateResult, int]
         e1, p = _d_PartitionResult_0(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WriteStateResult(v_topic_id, v_partitions), p
 
 
@@ -244,7 +250,7 @@ def _d_WriteShareGroupStateResponse_0(b: memoryview, p: int) -> tuple[WriteShare
         e0, p = _d_WriteStateResult_0(b, p)
         l0.append(e0)
     v_results = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WriteShareGroupStateResponse(v_results), p
 
 

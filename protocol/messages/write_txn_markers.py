@@ -59,6 +59,9 @@ class WriteTxnMarkersRequest:
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_WriteTxnMarkersRequest, 0)
 
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_WriteTxnMarkersRequest, 0)
+
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteTxnMarkersRequest:
         return _w.run_decode(buf, version, _DECODERS_WriteTxnMarkersRequest, 0, "WriteTxnMarkersRequest")
@@ -102,6 +105,9 @@ class WriteTxnMarkersResponse:
 
     def encode(self, version: int) -> bytes:
         return _w.run_encode(self, version, _ENCODERS_WriteTxnMarkersResponse, 0)
+
+    def encode_parts(self, version: int) -> _w.Parts:
+        return _w.run_encode_parts(self, version, _ENCODERS_WriteTxnMarkersResponse, 0)
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteTxnMarkersResponse:
@@ -176,7 +182,7 @@ def _d_WritableTxnMarkerTopic_1(b: memoryview, p: int) -> tuple[WritableTxnMarke
     n1, p = _w.read_compact_array_len(b, p, 4, False)
     v_partition_indexes = _w.fixed_array(b, p, "i", n1)
     p += 4 * n1
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WritableTxnMarkerTopic(v_name, v_partition_indexes), p
 
 
@@ -201,7 +207,7 @@ def _d_WritableTxnMarker_1(b: memoryview, p: int) -> tuple[WritableTxnMarker, in
     v_topics = tuple(l3)
     v_coordinator_epoch, = _F_i.unpack_from(b, p)
     p += 4
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WritableTxnMarker(v_producer_id, v_producer_epoch, v_transaction_result, v_topics, v_coordinator_epoch), p
 
 
@@ -220,7 +226,7 @@ def _d_WriteTxnMarkersRequest_1(b: memoryview, p: int) -> tuple[WriteTxnMarkersR
         e0, p = _d_WritableTxnMarker_1(b, p)
         l0.append(e0)
     v_markers = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WriteTxnMarkersRequest(v_markers), p
 
 
@@ -298,7 +304,7 @@ def _e_WritableTxnMarkerPartitionResult_1(o: WritableTxnMarkerPartitionResult, w
 def _d_WritableTxnMarkerPartitionResult_1(b: memoryview, p: int) -> tuple[WritableTxnMarkerPartitionResult, int]:
     v_partition_index, v_error_code = _F_ih.unpack_from(b, p)
     p += 6
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WritableTxnMarkerPartitionResult(v_partition_index, v_error_code), p
 
 
@@ -319,7 +325,7 @@ def _d_WritableTxnMarkerTopicResult_1(b: memoryview, p: int) -> tuple[WritableTx
         e1, p = _d_WritableTxnMarkerPartitionResult_1(b, p)
         l1.append(e1)
     v_partitions = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WritableTxnMarkerTopicResult(v_name, v_partitions), p
 
 
@@ -341,7 +347,7 @@ def _d_WritableTxnMarkerResult_1(b: memoryview, p: int) -> tuple[WritableTxnMark
         e1, p = _d_WritableTxnMarkerTopicResult_1(b, p)
         l1.append(e1)
     v_topics = tuple(l1)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WritableTxnMarkerResult(v_producer_id, v_topics), p
 
 
@@ -360,7 +366,7 @@ def _d_WriteTxnMarkersResponse_1(b: memoryview, p: int) -> tuple[WriteTxnMarkers
         e0, p = _d_WritableTxnMarkerResult_1(b, p)
         l0.append(e0)
     v_markers = tuple(l0)
-    p = _w.skip_tagged(b, p)
+    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)
     return WriteTxnMarkersResponse(v_markers), p
 
 

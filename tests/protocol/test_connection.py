@@ -170,6 +170,8 @@ def test_oversized_frame_rejected_even_when_prefix_arrives_in_pieces() -> None:
 
 
 def test_buffered_bytes_are_bounded() -> None:
+    with pytest.raises(ValueError):
+        KafkaServerConnection(max_frame_size=1024, max_buffered_bytes=1000)
     conn = KafkaServerConnection(max_frame_size=1024, max_buffered_bytes=1500)
     one = metadata_frame(1)
     with pytest.raises(RemoteProtocolError):

@@ -4,11 +4,14 @@ a non-default value in every field present in that version (plus a variant with 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from redshank.protocol.errors import EncodeError
+from redshank.protocol.errors import DecodeError, EncodeError
 from redshank.protocol.messages import REQUESTS, RESPONSES, request_header, response_header
 from redshank.tools.codegen.generate import default_spec_dir
 from redshank.tools.codegen.samples import sample
@@ -45,13 +48,30 @@ def _round_trip(cls: Any, obj: Any, version: int) -> None:
     assert back.encode(version) == data
 
 
+def _assert_every_present_field_set(msg: Message, obj: Any, version: int) -> None:
+    """The sample really exercises every field of this version (else the round trip is weak)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(obj)}
+    for f in msg.body.fields:
+        if f.present(version):
+            assert getattr(obj, f.attr) != defaults[f.attr], f.name
+
+
 @pytest.mark.parametrize(("msg", "cls", "version"), CASES)
 def test_round_trip(msg: Message, cls: Any, version: int) -> None:
     assert (msg.valid.lo, msg.valid.hi) == cls.VALID_VERSIONS
     _round_trip(cls, cls(), version)
     for seed in range(3):
-        _round_trip(cls, sample(msg.body, cls, version, seed), version)
+        obj = sample(msg.body, cls, version, seed)
+        _assert_every_present_field_set(msg, obj, version)
+        _round_trip(cls, obj, version)
     _round_trip(cls, sample(msg.body, cls, version, 99, null_rate=0.7), version)
+
+
+@given(st.sampled_from([c.values for c in CASES]), st.integers(0, 2**31),
+       st.floats(0.0, 1.0))
+def test_round_trip_random_instances(case: Any, seed: int, null_rate: float) -> None:
+    msg, cls, version = case
+    _round_trip(cls, sample(msg.body, cls, version, seed, null_rate=null_rate), version)
 
 
 def test_every_broker_api_is_registered() -> None:
@@ -84,3 +104,13 @@ def test_null_in_a_non_nullable_version_is_an_encode_error() -> None:
     with pytest.raises(EncodeError):
         metadata.MetadataRequest(topics=None).encode(0)
     assert metadata.MetadataRequest(topics=None).encode(1) == b"\xff\xff\xff\xff"
+
+
+@pytest.mark.parametrize("version", [-1, 12, 1000])
+def test_versions_outside_the_spec_are_typed_errors(version: int) -> None:
+    from redshank.protocol.messages import produce
+
+    with pytest.raises(EncodeError):
+        produce.ProduceRequest().encode(version)
+    with pytest.raises(DecodeError):
+        produce.ProduceRequest.decode(b"", version)

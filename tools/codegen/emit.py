@@ -367,7 +367,9 @@ class ModuleEmitter:
     def _decode_tagged(self, struct: Struct, v: int, msg: Message) -> list[str]:
         tagged = sorted((f for f in struct.fields if f.is_tagged(v)), key=lambda f: f.tag or 0)
         if not tagged:
-            return ["    p = _w.skip_tagged(b, p)"]
+            # Almost every section is empty (one 0x00 byte): skip the call then. A truncated
+            # buffer raises IndexError here, which the entry point turns into a DecodeError.
+            return ["    p = p + 1 if b[p] == 0 else _w.skip_tagged(b, p)"]
         self.uses_errors.add("DecodeError")
         lines = []
         for f in tagged:
@@ -522,6 +524,9 @@ class ModuleEmitter:
                 "",
                 "    def encode(self, version: int) -> bytes:",
                 f"        return _w.run_encode(self, version, _ENCODERS_{cls}, {lo})",
+                "",
+                "    def encode_parts(self, version: int) -> _w.Parts:",
+                f"        return _w.run_encode_parts(self, version, _ENCODERS_{cls}, {lo})",
                 "",
                 "    @classmethod",
                 "    def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> "

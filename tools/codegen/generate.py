@@ -31,8 +31,8 @@ differs from what the generator writes.
 
 Public surface: per module `<Name>Request` / `<Name>Response` (frozen slotted dataclasses with
 `API_KEY`, `VALID_VERSIONS`, `FLEXIBLE_FROM`, `LATEST_VERSION_UNSTABLE`, `encode(version)`,
-`decode(buf, version)`), their nested structs, and in `__init__` the registries `REQUESTS` and
-`RESPONSES` keyed by api key.
+`encode_parts(version)` (a list of buffers; records uncopied), `decode(buf, version)`), their
+nested structs, and in `__init__` the registries `REQUESTS` and `RESPONSES` keyed by api key.
 
 Must not know: sockets, files, clocks, or what the broker does with a message.
 """
