@@ -117,6 +117,7 @@ def test_recovery_interrupted_by_another_power_cut_converges(seed: int) -> None:
     ref = Log.open(DIR, CFG, files=after.power_loss())
     want = bytes(ref.read(0, 1 << 30)) if ref.dirty_offset >= 0 else b""
     ref.close()
+    assert stored and want == b"".join(stored)[: len(want)]
     # Recovery dies at its first truncate, or at its fdatasync, then the power goes again.
     for op in ("truncate", "fdatasync"):
         interrupted = after.power_loss()
