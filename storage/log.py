@@ -30,7 +30,6 @@ import os
 import threading
 import time
 from bisect import bisect_right
-from dataclasses import dataclass
 
 import structlog
 
@@ -45,38 +44,15 @@ from redshank.protocol.record_batch import (
 from redshank.storage.batch_cache import BatchCache
 from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
 from redshank.storage.file_io import FileLayer, OsFiles
+from redshank.storage.log_config import AppendResult, LogConfig
 from redshank.storage.log_dir import open_segments, read_start_offset, write_start_offset
-from redshank.storage.segment import DEFAULT_PREALLOCATE_STEP, BatchMeta, Segment
-from redshank.storage.segment_index import DEFAULT_INDEX_INTERVAL
+from redshank.storage.retention import SegmentInfo, retention_start
+from redshank.storage.segment import BatchMeta, Segment
 from redshank.storage.types import Offset, Term
 
 __all__ = ["AppendResult", "Log", "LogConfig"]
 
 _log = structlog.get_logger("redshank.storage")
-
-
-@dataclass(frozen=True, slots=True)
-class LogConfig:
-    segment_bytes: int = 128 * 1024 * 1024
-    # Roll a segment this long after its first write (None: never by time).
-    segment_ms: int | None = None
-    # Retention, at segment granularity, never touching the active segment (None: keep all).
-    retention_bytes: int | None = None
-    retention_ms: int | None = None
-    index_interval: int = DEFAULT_INDEX_INTERVAL
-    preallocate_step: int = DEFAULT_PREALLOCATE_STEP
-
-    def __post_init__(self) -> None:
-        if min(self.segment_bytes, self.index_interval, self.preallocate_step) <= 0:
-            raise ValueError(f"sizes in {self} must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    base_offset: Offset
-    last_offset: Offset
-    batches: int
-    bytes: int
 
 
 # One appended batch waiting to be written: (base, last, term, max timestamp, bytes).
@@ -475,24 +451,17 @@ class Log:
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete whole closed segments beyond `retention_bytes` or older than `retention_ms`
         (by their max timestamp). Never the active segment. Returns segments removed."""
-        cfg = self.config
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         with self._lock:
-            closed = self._segments[:-1]
+            closed = [SegmentInfo(s.size, s.index.max_timestamp, s.next_offset)
+                      for s in self._segments[:-1]]
             total = sum(s.size for s in self._segments)
-        cut = 0
-        for seg in closed:
-            too_big = cfg.retention_bytes is not None and total - seg.size >= cfg.retention_bytes
-            too_old = (cfg.retention_ms is not None and seg.index.max_timestamp >= 0
-                       and seg.index.max_timestamp < now_ms - cfg.retention_ms)
-            if not (too_big or too_old):
-                break
-            total -= seg.size
-            cut += 1
-        if not cut:
+        start = retention_start(closed, total, now_ms, self.config.retention_bytes,
+                                self.config.retention_ms)
+        if start is None:
             return 0
         before = len(self._segments)
-        self.truncate_prefix(closed[cut - 1].next_offset)
+        self.truncate_prefix(start)
         return before - len(self._segments)
 
     def segments(self) -> list[tuple[int, int, int]]:
