@@ -132,7 +132,7 @@ class Log:
 
     @property
     def dirty_offset(self) -> Offset:
-        """Last offset appended (readable), -1 below the start when the log is empty."""
+        """Last offset appended (readable at once); start_offset - 1 when the log is empty."""
         return Offset(self._dirty)
 
     @property
@@ -181,9 +181,11 @@ class Log:
                 self._pending.append((nxt, last, term, h.max_timestamp, batch))
                 self._cache.put(self._cache_key, nxt, last, batch)
                 nxt = last + 1
-            if term != self._last_term or not self._terms:
+            # Compare with the last recorded term start, not `_last_term`: after a truncation
+            # the last segment may be an empty one of a newer term.
+            if not self._terms or self._terms[-1][1] != term:
                 self._terms.append((base, term))
-                self._last_term = term
+            self._last_term = term
             self._dirty = nxt - 1
         return AppendResult(Offset(base), Offset(nxt - 1), len(headers), len(view))
 
@@ -393,13 +395,20 @@ class Log:
     # -- truncation, retention, close (writer thread) ------------------------------------------
     def truncate(self, offset: int) -> Offset:
         """Remove the batch containing `offset` and all later ones (Raft log conflicts).
-        Returns the new dirty offset. The caller must not append concurrently."""
+        Returns the new dirty offset. The caller must not append concurrently. Raises
+        OffsetOutOfRangeError if that batch begins below the log start."""
         with self._flush_lock:
             with self._lock:
                 if offset > self._dirty:
                     return Offset(self._dirty)
                 if offset < self._start:
                     raise OffsetOutOfRangeError(f"truncate to {offset} below start {self._start}")
+            # The batch holding `offset` goes whole: it must not begin below the log start.
+            first = parse_header(self.read(offset, 1)).base_offset
+            if first < self._start:
+                raise OffsetOutOfRangeError(
+                    f"truncate to {offset} would drop batch {first} below start {self._start}")
+            with self._lock:
                 self._pending = [e for e in self._pending if e[1] < offset]
                 self._inflight = [e for e in self._inflight if e[1] < offset]
                 # Cached batches at or after `offset` must never be served again.
@@ -427,7 +436,9 @@ class Log:
 
     def truncate_prefix(self, offset: int) -> Offset:
         """Make `offset` the new log start (DeleteRecords, retention): offsets below it are no
-        longer readable and whole segments below it are deleted. Returns the new start."""
+        longer readable and whole segments below it are deleted. Returns the new start (at
+        most dirty + 1). Meant for flushed offsets (Kafka allows it up to the high watermark):
+        a start past what a crash leaves on disk is clamped to the recovered end."""
         with self._flush_lock:
             with self._lock:
                 offset = min(offset, self._dirty + 1)
