@@ -228,15 +228,22 @@ class Log:
             if todo:
                 self._write(todo)
             if self._segments and self._flushed < self._written:
-                try:
-                    self._segments[-1].sync()
-                except StorageError as exc:
-                    self._failed = exc
-                    self._logger.error("log_failed", error=str(exc))
-                    raise
+                self._sync(self._segments[-1])
             with self._lock:
                 self._flushed = max(self._flushed, min(self._written, target))
                 return Offset(self._flushed)
+
+    def _sync(self, seg: Segment) -> None:
+        """fdatasync; on failure the log is failed for good (see the module docstring)."""
+        try:
+            seg.sync()
+        except StorageError as exc:
+            self._fail(exc)
+            raise
+
+    def _fail(self, exc: StorageError) -> None:
+        self._failed = exc
+        self._logger.error("log_failed", error=str(exc))
 
     def _write(self, entries: list[_Entry]) -> None:
         """Write entries in runs that share a segment, rolling between runs."""
@@ -289,13 +296,10 @@ class Log:
                 with self._lock:
                     self._segments.pop()
             else:
-                try:
-                    old.seal()
-                except StorageError as exc:
-                    # seal() fdatasyncs: after a failed sync the page cache is untrustworthy.
-                    self._failed = exc
-                    self._logger.error("log_failed", error=str(exc))
-                    raise
+                self._sync(old)
+                # Trimming and writing the index can fail without harm (ENOSPC): the segment
+                # stays active and the next flush retries the roll.
+                old.seal()
         seg = Segment.create(self._files, self.dir, base, term,
                              index_interval=self.config.index_interval,
                              preallocate_step=self.config.preallocate_step)
@@ -413,14 +417,19 @@ class Log:
                 self._inflight = [e for e in self._inflight if e[1] < offset]
                 # Cached batches at or after `offset` must never be served again.
                 self._cache_key = (self._cache_key[0], self._cache_key[1] + 1)
-            # Later segments go first, so a crash midway leaves a longer log, never a gap.
-            while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
-                with self._lock:
-                    seg = self._segments.pop()
-                seg.delete()
-                self._files.fsync_dir(self.dir)
-            if self._segments:
-                self._segments[-1].truncate(offset)
+            try:
+                # Later segments go first, so a crash midway leaves a longer log, never a gap.
+                while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
+                    with self._lock:
+                        seg = self._segments.pop()
+                    seg.delete()
+                    self._files.fsync_dir(self.dir)
+                if self._segments:
+                    self._segments[-1].truncate(offset)
+            except StorageError as exc:
+                # Memory and disk may now disagree: only a reopen (recovery) can tell.
+                self._fail(exc)
+                raise
             with self._lock:
                 memory = self._inflight + self._pending
                 on_disk = self._segments[-1].next_offset - 1 if self._segments else self._start - 1

@@ -1,9 +1,11 @@
 """Stateful property test: the log against a list-of-batches model through appends, flushes,
-suffix and prefix truncation, term changes, clean reopens and power cuts (in-memory file layer
-that keeps only synced bytes). Checks reads, offsets and terms after every step."""
+suffix and prefix truncation, term changes, clean reopens, power cuts (clean and torn), disk
+full and failed fdatasyncs (in-memory file layer that keeps only synced bytes). Checks reads,
+offsets and terms after every step. STORAGE_MODEL_EXAMPLES raises the example count."""
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -13,7 +15,15 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from storage_batches import batch_for_offset
 
 from redshank.protocol.record_batch import parse_header
-from redshank.storage import BatchCache, Log, LogConfig, OffsetOutOfRangeError, PowerLossFiles
+from redshank.storage import (
+    BatchCache,
+    Log,
+    LogConfig,
+    LogFailedError,
+    OffsetOutOfRangeError,
+    PowerLossFiles,
+    StorageIOError,
+)
 
 DIR = "/m/log"
 CFG = LogConfig(segment_bytes=3000, index_interval=700, preallocate_step=2048)
@@ -31,6 +41,8 @@ class LogModel(RuleBasedStateMachine):
         self.start = 0
         self.flushed = -1
         self.term = 1
+        # A flush failed since the last good one: synced bytes may exceed `flushed`.
+        self.failed_flush = False
 
     @property
     def dirty(self) -> int:
@@ -50,6 +62,7 @@ class LogModel(RuleBasedStateMachine):
     def flush(self) -> None:
         assert self.log.flush() == self.dirty
         self.flushed = self.dirty
+        self.failed_flush = False
 
     @precondition(lambda self: self.batches)
     @rule(data=st.data())
@@ -78,14 +91,59 @@ class LogModel(RuleBasedStateMachine):
     def reopen(self) -> None:
         self.log.close()
         self.log = Log.open(DIR, CFG, files=self.files, cache=BatchCache(self.cache_bytes))
-        self.flushed = self.dirty
+        self.flushed = self.dirty  # close() flushed everything
+        self.failed_flush = False
 
     @rule()
     def power_cut(self) -> None:
         self.files = self.files.power_loss()
         self.log = Log.open(DIR, CFG, files=self.files, cache=BatchCache(self.cache_bytes))
-        self.batches = [b for b in self.batches if b[1] <= self.flushed]
-        assert self.log.dirty_offset == self.dirty
+        self._recovered_prefix(exact=not self.failed_flush)
+
+    def _recovered_prefix(self, *, exact: bool) -> None:
+        """After a cut the log holds a prefix of the model's batches covering everything
+        flushed; exactly the flushed ones unless a failed flush left synced bytes behind (a
+        roll syncs the old segment before the flush as a whole fails)."""
+        dirty = self.log.dirty_offset
+        assert self.flushed <= dirty <= self.dirty
+        assert dirty in {b[1] for b in self.batches} | {self.start - 1}
+        if exact:
+            assert dirty == self.flushed
+        self.batches = [b for b in self.batches if b[1] <= dirty]
+        self.flushed = dirty
+        self.failed_flush = False
+
+    @precondition(lambda self: self.batches and self.flushed < self.dirty)
+    @rule(op=st.sampled_from(["fallocate", "pwrite", "open"]))
+    def disk_full(self, op: str) -> None:
+        self.files.inject(op, errno.ENOSPC, count=1)
+        try:
+            self.log.flush()
+        except StorageIOError:
+            self.failed_flush = True
+        else:  # not every flush reaches `op` (no roll, no new pre-allocation)
+            self.flushed = self.dirty
+            self.failed_flush = False
+        self.files.clear_faults()
+        assert not self.log.failed
+
+    @precondition(lambda self: self.batches and self.flushed < self.dirty)
+    @rule(cut=st.sampled_from(["none", "clean", "torn"]), seed=st.integers(0, 99))
+    def sync_fails(self, cut: str, seed: int) -> None:
+        """An fdatasync fails mid-flush: the log refuses work; the owner reopens it, maybe
+        after a power cut (torn or not). What comes back is a prefix of what was appended
+        that holds at least everything flushed before."""
+        self.files.inject("fdatasync", errno.EIO, count=1)
+        with pytest.raises(StorageIOError):
+            self.log.flush()
+        assert self.log.failed
+        with pytest.raises(LogFailedError):
+            self.log.flush()
+        self.log.close()
+        if cut != "none":
+            self.files = self.files.power_loss(torn=cut == "torn", seed=seed)
+        self.log = Log.open(DIR, CFG, files=self.files, cache=BatchCache(self.cache_bytes))
+        self._recovered_prefix(exact=False)
 
     @invariant()
     def offsets_agree(self) -> None:
