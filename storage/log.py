@@ -332,11 +332,13 @@ class Log:
             if offset < self._start:
                 raise OffsetOutOfRangeError(f"offset {offset} below log start {self._start}")
             end = self._dirty if max_offset is None else min(self._dirty, max_offset)
-            memory = self._inflight + self._pending
+            # No copies: both lists are only ever appended to or replaced, never edited.
+            memory = (self._inflight, self._pending)
             segments = list(self._segments)
             limit = segments[-1].size if segments else 0
             key = self._cache_key
-        mem_start = memory[0][0] if memory else end + 1
+        first = memory[0] or memory[1]
+        mem_start = first[0][0] if first else end + 1
         parts: list[bytes | memoryview] = []
         total = 0
         nxt = offset
@@ -360,9 +362,12 @@ class Log:
         return b"".join(parts)
 
     @staticmethod
-    def _from_memory(memory: list[_Entry], offset: int) -> tuple[memoryview, int]:
-        i = max(bisect_right(memory, offset, key=_entry_base) - 1, 0)
-        return memory[i][4], memory[i][1] + 1
+    def _from_memory(memory: tuple[list[_Entry], list[_Entry]], offset: int
+                     ) -> tuple[memoryview, int]:
+        inflight, pending = memory
+        entries = pending if not inflight or inflight[-1][1] < offset else inflight
+        i = max(bisect_right(entries, offset, key=_entry_base) - 1, 0)
+        return entries[i][4], entries[i][1] + 1
 
     @staticmethod
     def _from_disk(segments: list[Segment], limit: int, offset: int, max_bytes: int,
