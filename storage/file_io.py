@@ -84,20 +84,20 @@ class OsFile:
 
     def pwrite(self, buffers: Sequence[Buffer], pos: int) -> None:
         fd = self.fd
-        pending = [memoryview(b).cast("B") for b in buffers if len(b)]
+        pending: list[Buffer] = [b for b in buffers if len(b)]
+        i = 0  # first buffer not fully written
         try:
-            while pending:
-                chunk = pending[:_IOV_MAX]
-                written = os.pwritev(fd, chunk, pos)
+            while i < len(pending):
+                written = os.pwritev(fd, pending[i : i + _IOV_MAX], pos)
                 pos += written
                 # A short write (rare on regular files) resumes inside the first unwritten buffer.
-                while written and pending:
-                    head = pending[0]
+                while written and i < len(pending):
+                    head = pending[i]
                     if written >= len(head):
                         written -= len(head)
-                        pending.pop(0)
+                        i += 1
                     else:
-                        pending[0] = head[written:]
+                        pending[i] = memoryview(head).cast("B")[written:]
                         written = 0
         except OSError as exc:
             raise _io_error(f"pwrite {self.path}", exc) from exc

@@ -30,7 +30,6 @@ import os
 import threading
 import time
 from bisect import bisect_right
-from dataclasses import dataclass
 
 import structlog
 
@@ -45,38 +44,15 @@ from redshank.protocol.record_batch import (
 from redshank.storage.batch_cache import BatchCache
 from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
 from redshank.storage.file_io import FileLayer, OsFiles
+from redshank.storage.log_config import AppendResult, LogConfig
 from redshank.storage.log_dir import open_segments, read_start_offset, write_start_offset
-from redshank.storage.segment import DEFAULT_PREALLOCATE_STEP, BatchMeta, Segment
-from redshank.storage.segment_index import DEFAULT_INDEX_INTERVAL
+from redshank.storage.retention import SegmentInfo, retention_start
+from redshank.storage.segment import BatchMeta, Segment
 from redshank.storage.types import Offset, Term
 
 __all__ = ["AppendResult", "Log", "LogConfig"]
 
 _log = structlog.get_logger("redshank.storage")
-
-
-@dataclass(frozen=True, slots=True)
-class LogConfig:
-    segment_bytes: int = 128 * 1024 * 1024
-    # Roll a segment this long after its first write (None: never by time).
-    segment_ms: int | None = None
-    # Retention, at segment granularity, never touching the active segment (None: keep all).
-    retention_bytes: int | None = None
-    retention_ms: int | None = None
-    index_interval: int = DEFAULT_INDEX_INTERVAL
-    preallocate_step: int = DEFAULT_PREALLOCATE_STEP
-
-    def __post_init__(self) -> None:
-        if min(self.segment_bytes, self.index_interval, self.preallocate_step) <= 0:
-            raise ValueError(f"sizes in {self} must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    base_offset: Offset
-    last_offset: Offset
-    batches: int
-    bytes: int
 
 
 # One appended batch waiting to be written: (base, last, term, max timestamp, bytes).
@@ -156,7 +132,7 @@ class Log:
 
     @property
     def dirty_offset(self) -> Offset:
-        """Last offset appended (readable), -1 below the start when the log is empty."""
+        """Last offset appended (readable at once); start_offset - 1 when the log is empty."""
         return Offset(self._dirty)
 
     @property
@@ -205,9 +181,11 @@ class Log:
                 self._pending.append((nxt, last, term, h.max_timestamp, batch))
                 self._cache.put(self._cache_key, nxt, last, batch)
                 nxt = last + 1
-            if term != self._last_term or not self._terms:
+            # Compare with the last recorded term start, not `_last_term`: after a truncation
+            # the last segment may be an empty one of a newer term.
+            if not self._terms or self._terms[-1][1] != term:
                 self._terms.append((base, term))
-                self._last_term = term
+            self._last_term = term
             self._dirty = nxt - 1
         return AppendResult(Offset(base), Offset(nxt - 1), len(headers), len(view))
 
@@ -250,15 +228,22 @@ class Log:
             if todo:
                 self._write(todo)
             if self._segments and self._flushed < self._written:
-                try:
-                    self._segments[-1].sync()
-                except StorageError as exc:
-                    self._failed = exc
-                    self._logger.error("log_failed", error=str(exc))
-                    raise
+                self._sync(self._segments[-1])
             with self._lock:
                 self._flushed = max(self._flushed, min(self._written, target))
                 return Offset(self._flushed)
+
+    def _sync(self, seg: Segment) -> None:
+        """fdatasync; on failure the log is failed for good (see the module docstring)."""
+        try:
+            seg.sync()
+        except StorageError as exc:
+            self._fail(exc)
+            raise
+
+    def _fail(self, exc: StorageError) -> None:
+        self._failed = exc
+        self._logger.error("log_failed", error=str(exc))
 
     def _write(self, entries: list[_Entry]) -> None:
         """Write entries in runs that share a segment, rolling between runs."""
@@ -311,13 +296,10 @@ class Log:
                 with self._lock:
                     self._segments.pop()
             else:
-                try:
-                    old.seal()
-                except StorageError as exc:
-                    # seal() fdatasyncs: after a failed sync the page cache is untrustworthy.
-                    self._failed = exc
-                    self._logger.error("log_failed", error=str(exc))
-                    raise
+                self._sync(old)
+                # Trimming and writing the index can fail without harm (ENOSPC): the segment
+                # stays active and the next flush retries the roll.
+                old.seal()
         seg = Segment.create(self._files, self.dir, base, term,
                              index_interval=self.config.index_interval,
                              preallocate_step=self.config.preallocate_step)
@@ -350,11 +332,13 @@ class Log:
             if offset < self._start:
                 raise OffsetOutOfRangeError(f"offset {offset} below log start {self._start}")
             end = self._dirty if max_offset is None else min(self._dirty, max_offset)
-            memory = self._inflight + self._pending
+            # No copies: both lists are only ever appended to or replaced, never edited.
+            memory = (self._inflight, self._pending)
             segments = list(self._segments)
             limit = segments[-1].size if segments else 0
             key = self._cache_key
-        mem_start = memory[0][0] if memory else end + 1
+        first = memory[0] or memory[1]
+        mem_start = first[0][0] if first else end + 1
         parts: list[bytes | memoryview] = []
         total = 0
         nxt = offset
@@ -378,9 +362,12 @@ class Log:
         return b"".join(parts)
 
     @staticmethod
-    def _from_memory(memory: list[_Entry], offset: int) -> tuple[memoryview, int]:
-        i = max(bisect_right(memory, offset, key=_entry_base) - 1, 0)
-        return memory[i][4], memory[i][1] + 1
+    def _from_memory(memory: tuple[list[_Entry], list[_Entry]], offset: int
+                     ) -> tuple[memoryview, int]:
+        inflight, pending = memory
+        entries = pending if not inflight or inflight[-1][1] < offset else inflight
+        i = max(bisect_right(entries, offset, key=_entry_base) - 1, 0)
+        return entries[i][4], entries[i][1] + 1
 
     @staticmethod
     def _from_disk(segments: list[Segment], limit: int, offset: int, max_bytes: int,
@@ -417,25 +404,37 @@ class Log:
     # -- truncation, retention, close (writer thread) ------------------------------------------
     def truncate(self, offset: int) -> Offset:
         """Remove the batch containing `offset` and all later ones (Raft log conflicts).
-        Returns the new dirty offset. The caller must not append concurrently."""
+        Returns the new dirty offset. The caller must not append concurrently. Raises
+        OffsetOutOfRangeError if that batch begins below the log start."""
         with self._flush_lock:
             with self._lock:
                 if offset > self._dirty:
                     return Offset(self._dirty)
                 if offset < self._start:
                     raise OffsetOutOfRangeError(f"truncate to {offset} below start {self._start}")
+            # The batch holding `offset` goes whole: it must not begin below the log start.
+            first = parse_header(self.read(offset, 1)).base_offset
+            if first < self._start:
+                raise OffsetOutOfRangeError(
+                    f"truncate to {offset} would drop batch {first} below start {self._start}")
+            with self._lock:
                 self._pending = [e for e in self._pending if e[1] < offset]
                 self._inflight = [e for e in self._inflight if e[1] < offset]
                 # Cached batches at or after `offset` must never be served again.
                 self._cache_key = (self._cache_key[0], self._cache_key[1] + 1)
-            # Later segments go first, so a crash midway leaves a longer log, never a gap.
-            while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
-                with self._lock:
-                    seg = self._segments.pop()
-                seg.delete()
-                self._files.fsync_dir(self.dir)
-            if self._segments:
-                self._segments[-1].truncate(offset)
+            try:
+                # Later segments go first, so a crash midway leaves a longer log, never a gap.
+                while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
+                    with self._lock:
+                        seg = self._segments.pop()
+                    seg.delete()
+                    self._files.fsync_dir(self.dir)
+                if self._segments:
+                    self._segments[-1].truncate(offset)
+            except StorageError as exc:
+                # Memory and disk may now disagree: only a reopen (recovery) can tell.
+                self._fail(exc)
+                raise
             with self._lock:
                 memory = self._inflight + self._pending
                 on_disk = self._segments[-1].next_offset - 1 if self._segments else self._start - 1
@@ -451,7 +450,9 @@ class Log:
 
     def truncate_prefix(self, offset: int) -> Offset:
         """Make `offset` the new log start (DeleteRecords, retention): offsets below it are no
-        longer readable and whole segments below it are deleted. Returns the new start."""
+        longer readable and whole segments below it are deleted. Returns the new start (at
+        most dirty + 1). Meant for flushed offsets (Kafka allows it up to the high watermark):
+        a start past what a crash leaves on disk is clamped to the recovered end."""
         with self._flush_lock:
             with self._lock:
                 offset = min(offset, self._dirty + 1)
@@ -475,24 +476,17 @@ class Log:
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete whole closed segments beyond `retention_bytes` or older than `retention_ms`
         (by their max timestamp). Never the active segment. Returns segments removed."""
-        cfg = self.config
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         with self._lock:
-            closed = self._segments[:-1]
+            closed = [SegmentInfo(s.size, s.index.max_timestamp, s.next_offset)
+                      for s in self._segments[:-1]]
             total = sum(s.size for s in self._segments)
-        cut = 0
-        for seg in closed:
-            too_big = cfg.retention_bytes is not None and total - seg.size >= cfg.retention_bytes
-            too_old = (cfg.retention_ms is not None and seg.index.max_timestamp >= 0
-                       and seg.index.max_timestamp < now_ms - cfg.retention_ms)
-            if not (too_big or too_old):
-                break
-            total -= seg.size
-            cut += 1
-        if not cut:
+        start = retention_start(closed, total, now_ms, self.config.retention_bytes,
+                                self.config.retention_ms)
+        if start is None:
             return 0
         before = len(self._segments)
-        self.truncate_prefix(closed[cut - 1].next_offset)
+        self.truncate_prefix(start)
         return before - len(self._segments)
 
     def segments(self) -> list[tuple[int, int, int]]:

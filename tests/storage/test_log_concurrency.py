@@ -5,6 +5,7 @@ log holds every batch byte for byte."""
 
 from __future__ import annotations
 
+import random
 import threading
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def test_appends_race_flushes_and_reads(tmp_path: Path) -> None:
     stop = threading.Event()
     errors: list[BaseException] = []
     flushed_seen: list[int] = []
+    stored: list[bytes] = []
+    bases: list[int] = []
+    rng = random.Random(5)
 
     def writer() -> None:
         try:
@@ -29,21 +33,26 @@ def test_appends_race_flushes_and_reads(tmp_path: Path) -> None:
                 if coord.wait_for_requests(0.01):
                     coord.run_round()
                     flushed_seen.append(log.flushed_offset)
-                    # Disk reads on the writer thread while appends continue.
-                    if log.dirty_offset >= 0:
-                        for _ in iter_batches(bytes(log.read(0, 64 * 1024))):
-                            pass
+                    # Reads on the writer thread (disk, cache, memory) while appends continue
+                    # agree byte for byte with what was appended.
+                    known = len(stored)
+                    if known:
+                        i = rng.randrange(known)
+                        data = bytes(log.read(bases[i], 64 * 1024))
+                        ref = b"".join(stored[i:known])
+                        assert data[: len(ref)] == ref[: len(data)]
+                        assert len(list(iter_batches(data))) >= 1
         except BaseException as exc:  # reported to the main thread below
             errors.append(exc)
 
     thread = threading.Thread(target=writer)
     thread.start()
-    stored: list[bytes] = []
     handles: list[FlushHandle] = []
     try:
         for i in range(1500):
             buf = batch_for_offset(log.dirty_offset + 1)
             res = log.append(buf, 1 + i // 500)
+            bases.append(res.base_offset)  # before `stored`: the writer reads bases[i]
             stored.append(bytes(buf))
             # Readable at once, without the disk, whatever the writer is doing.
             got = log.read_cached(res.base_offset, 1)

@@ -108,3 +108,27 @@ def test_torn_cuts_do_keep_some_whole_unsynced_batches() -> None:
         kept += log.dirty_offset > flushed
         log.close()
     assert 0 < kept < 40
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_recovery_interrupted_by_another_power_cut_converges(seed: int) -> None:
+    after, stored, flushed = _run_and_cut(seed, torn=True)
+    # Reference: recovery left alone.
+    ref = Log.open(DIR, CFG, files=after.power_loss())
+    want = bytes(ref.read(0, 1 << 30)) if ref.dirty_offset >= 0 else b""
+    ref.close()
+    assert stored and want == b"".join(stored)[: len(want)]
+    # Recovery dies at its first truncate, or at its fdatasync, then the power goes again.
+    for op in ("truncate", "fdatasync"):
+        interrupted = after.power_loss()
+        interrupted.inject(op, count=1)
+        try:
+            Log.open(DIR, CFG, files=interrupted).close()
+        except StorageIOError:
+            pass
+        log = Log.open(DIR, CFG, files=interrupted.power_loss())
+        try:
+            got = bytes(log.read(0, 1 << 30)) if log.dirty_offset >= 0 else b""
+            assert got == want and log.dirty_offset >= flushed
+        finally:
+            log.close()

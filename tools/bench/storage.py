@@ -9,7 +9,8 @@ Prints one JSON object (the last line of output):
 - sequential read MB/s from the batch cache and from the files (page cache warm);
 - recovery scan MB/s (CRC-checking the unsealed tail segment) with the file in the page cache
   and after evicting it (posix_fadvise DONTNEED);
-- sparse-index lookup time with 1M batches indexed.
+- sparse-index lookup time with 1M batches indexed (one entry per batch), and on a real log of
+  1M tiny batches: the recovery scan that builds its index and random single-batch reads.
 Files live in a temporary directory that is removed at the end. `--quick` shrinks everything
 (used by the test of this command). The machine is shared and noisy: compare ratios.
 """
@@ -226,6 +227,39 @@ def _index(entries: int, lookups: int) -> dict[str, float]:
             "memory_mb": round(len(index.encode(0)) / MIB, 1)}
 
 
+def _log_at_scale(directory: str, batches: int, lookups: int) -> dict[str, float]:
+    """A segment of `batches` one-record batches (~100 bytes: the worst case per byte) written
+    as a crash leaves it, then: the recovery that scans it and builds the sparse index (32 KiB
+    interval), and random `read(offset, 1)` calls (index bisect + header walk + pread)."""
+    path = os.path.join(directory, "scale")
+    os.makedirs(path)
+    one = make_batch(60, record_bytes=30)
+    blob = bytearray(bytes(one) * batches)
+    for i in range(batches):
+        struct.pack_into(">q", blob, i * len(one), i)
+    with open(os.path.join(path, "00000000000000000000-1.log"), "wb") as f:
+        f.write(blob)
+    del blob
+    start = time.perf_counter()
+    log = Log.open(path, LogConfig(segment_bytes=4 * batches * len(one)), cache=BatchCache(0))
+    recovery = time.perf_counter() - start
+    try:
+        assert log.dirty_offset == batches - 1
+        rng = random.Random(2)
+        offsets = [rng.randrange(batches) for _ in range(lookups)]
+        start = time.perf_counter()
+        for off in offsets:
+            log.read(off, 1)
+        per_read = (time.perf_counter() - start) / lookups
+    finally:
+        log.close()
+        shutil.rmtree(path)
+    return {"batches": batches, "batch_bytes": len(one),
+            "recovery_s": round(recovery, 2),
+            "recovery_mb_s": round(batches * len(one) / MIB / recovery, 1),
+            "random_read_us": round(per_read * 1e6, 1)}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="redshank bench storage", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds, for tests)")
@@ -251,6 +285,8 @@ def main(argv: list[str]) -> int:
             },
             "index_lookup": _index(10_000 if quick else 1_000_000,
                                    10_000 if quick else 200_000),
+            "log_at_1m_batches": _log_at_scale(directory, 10_000 if quick else 1_000_000,
+                                               1_000 if quick else 5_000),
         }
     finally:
         shutil.rmtree(directory, ignore_errors=True)
