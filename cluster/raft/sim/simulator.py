@@ -91,6 +91,7 @@ class SimResult:
     trace_hash: str
     events: int = 0
     acked: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         head = f"seed={self.seed} params={self.params}"
@@ -130,6 +131,7 @@ class Simulator:
         self.duplicate = p.duplicate
         self.next_req = 0
         self.acked = {"all": 0, "leader": 0, "none": 0, "failed": 0, "refused": 0}
+        self.stats = dict.fromkeys(("crashes", "pauses", "partitions", "transfers", "configs"), 0)
         for n in self.ids:
             self._schedule(self.rng.uniform(0, TICK_MS), TICK, n, 0)
         self._schedule(p.produce_every_ms, CLIENT, 0, None)
@@ -239,7 +241,8 @@ class Simulator:
         roll = self.rng.random()
         if roll < 0.03 and self.params.transfer:
             target = self.rng.choice(sorted(leader.core.config.voters))
-            leader.core.transfer_leadership(target)
+            if leader.core.transfer_leadership(target) is None:
+                self.stats["transfers"] += 1
             leader.drain()
         elif roll < 0.08 and self.params.reconfigure:
             self._reconfigure(leader)
@@ -271,6 +274,7 @@ class Simulator:
         res = leader.core.propose_config(frozenset(voters), frozenset(learners))
         if not isinstance(res, ProposeError):
             self._trace.update(b"C%d;" % res)
+            self.stats["configs"] += 1
         leader.drain()
 
     def _fault(self) -> None:
@@ -281,21 +285,32 @@ class Simulator:
         total = p.crash_weight + p.pause_weight + p.partition_weight
         roll = rng.uniform(0, total)
         n = rng.choice(self.ids)
+        leaders = self._leaders()
+        if leaders and rng.random() < 0.5:
+            n = rng.choice(leaders).id  # the leader is where the interesting bugs are
         if roll < p.crash_weight:
             if self.nodes[n].up:
                 self._trace.update(b"X%d;" % n)
+                self.stats["crashes"] += 1
                 self.nodes[n].crash()
                 self.epoch[n] += 1
                 self.flush_pending[n] = False
                 self._schedule(rng.uniform(100, 1500), RESTART, n, None)
         elif roll < p.crash_weight + p.pause_weight:
             self.paused_until[n] = max(self.paused_until[n], self.now + rng.uniform(100, 2000))
+            self.stats["pauses"] += 1
         else:
             self._partition()
 
     def _partition(self) -> None:
         rng, ids = self.rng, list(self.ids)
         rng.shuffle(ids)
+        leaders = self._leaders()
+        if leaders and rng.random() < 0.5:
+            # Put the leader first: it becomes the isolated node, the bridge or in side a.
+            lead = rng.choice(leaders).id
+            ids.remove(lead)
+            ids.insert(0, lead)
         kind = rng.randrange(5)
         cut = rng.randrange(1, len(ids))
         a, b = ids[:cut], ids[cut:]
@@ -314,6 +329,7 @@ class Simulator:
             x = ids[0]
             self.blocked = {(x, y) for y in ids[1:]} | {(y, x) for y in ids[1:]}
         self._trace.update(b"P%d:%d;" % (kind, len(self.blocked)))
+        self.stats["partitions"] += 1
 
     def _restart(self, n: NodeId) -> None:
         node = self.nodes[n]
@@ -371,8 +387,9 @@ class Simulator:
                               + self.status())
         else:
             self._final_checks()
+        self.stats["leaders"] = len(self.checker.leaders)
         return SimResult(self.seed, self.params, self.checker.violations,
-                         self._trace.hexdigest(), self.events, dict(self.acked))
+                         self._trace.hexdigest(), self.events, dict(self.acked), dict(self.stats))
 
     def status(self) -> str:
         """Every node's view, for a failing seed's report."""
