@@ -85,7 +85,12 @@ class SimNode:
     # ---- inputs -----------------------------------------------------------------------------
 
     def tick(self) -> None:
+        before = (self.core.term, self.core.vote)
         self.core.tick()
+        if self.core.role == Role.PRECANDIDATE:
+            # Becoming a precandidate changes no persistent state.
+            self.checker.prevote_handled(self.id, before, (self.core.term, self.core.vote),
+                                         True, False)
         self.drain()
         for nb in self.hb.flush():
             self._send(nb)
