@@ -218,5 +218,10 @@ class SimNode:
         return Index(min(self.hwm, index))
 
     def _emit(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            if m.type == MessageType.TIMEOUT_NOW:
+                self.checker.timeout_now_sent(self.id, m.dst, self.core.term,
+                                              self.core.last_index(), self.core.last_term(),
+                                              self.disks[m.dst])
         for m in self.hb.collect(GROUP, msgs):
             self._send(m)
