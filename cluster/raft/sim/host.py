@@ -1,8 +1,9 @@
-"""One simulated node: hosts a RaftCore the way a core process will, on a SimDisk.
+"""One simulated node hosting replicas of several Raft groups the way a core process will.
 
-Runs the replication path (replicate_batcher -> propose -> replicate_entries_stm), flush
-debouncing (many Readys, one fsync; acks and dependent messages wait for it), node-level
-heartbeats, and the offset translator, and reports every observable fact to the Checker.
+Each `GroupReplica` owns a RaftCore on its own SimDisk and runs the replication path
+(replicate_batcher -> propose -> replicate_entries_stm), flush debouncing (many Readys, one fsync;
+acks and dependent messages wait for it) and the offset translator; the node shares one
+`HeartbeatManager` among its groups. Every observable fact goes to the group's Checker.
 Must not know the fault schedule: the simulator decides what happens when.
 """
 
@@ -36,8 +37,25 @@ from redshank.cluster.raft.types import (
     Role,
 )
 
-GROUP = GroupId(0)
-Packet = Message | NodeHeartbeat
+
+@dataclass(frozen=True, slots=True)
+class GroupMessage:
+    """A Raft message on the wire, tagged with its group."""
+
+    group: GroupId
+    msg: Message
+
+    @property
+    def src(self) -> NodeId:
+        return self.msg.src
+
+    @property
+    def dst(self) -> NodeId:
+        return self.msg.dst
+
+
+Packet = GroupMessage | NodeHeartbeat
+Emit = Callable[[GroupId, list[Message]], None]
 
 
 @dataclass(slots=True)
@@ -49,21 +67,71 @@ class HostParams:
 
 
 class SimNode:
-    def __init__(self, node: NodeId, bootstrap: Config, params: HostParams, rng: random.Random,
-                 checker: Checker, disks: dict[NodeId, SimDisk],
-                 send: Callable[[Packet], None], request_flush: Callable[[NodeId], None],
+    """The node: its group replicas, node-level heartbeats, and whether it is up."""
+
+    def __init__(self, node: NodeId, groups: dict[GroupId, tuple[Config, Checker,
+                                                                 dict[NodeId, SimDisk]]],
+                 params: HostParams, rng: random.Random, send: Callable[[Packet], None],
+                 request_flush: Callable[[NodeId, GroupId], None],
                  on_result: Callable[[NodeId, ReplicateResult], None]) -> None:
         self.id = node
+        self._send = send
+        self.up = True
+        self.hb = HeartbeatManager(node)
+        self.replicas = {
+            g: GroupReplica(node, g, boot, params, random.Random(rng.random()), checker, disks,
+                            self._emit, request_flush, on_result)
+            for g, (boot, checker, disks) in groups.items()
+        }
+
+    def tick(self) -> None:
+        for r in self.replicas.values():
+            r.tick()
+        for nb in self.hb.flush():
+            self._send(nb)
+
+    def deliver(self, packet: Packet) -> None:
+        if isinstance(packet, NodeHeartbeat):
+            for g, m in packet.beats:
+                self.replicas[g].deliver(m)
+        else:
+            self.replicas[packet.group].deliver(packet.msg)
+
+    def flush(self, group: GroupId) -> None:
+        self.replicas[group].flush()
+
+    def crash(self) -> None:
+        self.up = False
+        self.hb = HeartbeatManager(self.id)
+        for r in self.replicas.values():
+            r.crash()
+
+    def restart(self) -> None:
+        self.up = True
+        for r in self.replicas.values():
+            r.restart()
+
+    def _emit(self, group: GroupId, msgs: list[Message]) -> None:
+        for m in self.hb.collect(group, msgs):
+            self._send(GroupMessage(group, m))
+
+
+class GroupReplica:
+    def __init__(self, node: NodeId, group: GroupId, bootstrap: Config, params: HostParams,
+                 rng: random.Random, checker: Checker, disks: dict[NodeId, SimDisk], emit: Emit,
+                 request_flush: Callable[[NodeId, GroupId], None],
+                 on_result: Callable[[NodeId, ReplicateResult], None]) -> None:
+        self.id = node
+        self.group = group
         self.bootstrap = bootstrap
         self.params = params
         self.rng = rng
         self.checker = checker
         self.disks = disks
         self.disk = disks[node]
-        self._send = send
+        self._emit_cb = emit
         self._request_flush = request_flush
         self._on_result = on_result
-        self.up = True
         self.core = self._boot()
 
     def _boot(self) -> RaftCore:
@@ -76,7 +144,6 @@ class SimNode:
             self.translator.append(e)
         self.batcher = ReplicateBatcher()
         self.stm = ReplicateEntriesStm()
-        self.hb = HeartbeatManager(self.id)
         self.flusher = FlushDebouncer()
         self.hwm = core.commit
         self.was_leader = False
@@ -92,20 +159,16 @@ class SimNode:
             self.checker.prevote_handled(self.id, before, (self.core.term, self.core.vote),
                                          True, False)
         self.drain()
-        for nb in self.hb.flush():
-            self._send(nb)
 
-    def deliver(self, packet: Packet) -> None:
-        msgs = [m for _g, m in packet.beats] if isinstance(packet, NodeHeartbeat) else [packet]
-        for m in msgs:
-            if m.type in (MessageType.PREVOTE, MessageType.PREVOTE_RESPONSE):
-                before = (self.core.term, self.core.vote)
-                self.core.step(m)
-                self.checker.prevote_handled(
-                    self.id, before, (self.core.term, self.core.vote),
-                    m.type == MessageType.PREVOTE, self.core.role == Role.CANDIDATE)
-            else:
-                self.core.step(m)
+    def deliver(self, m: Message) -> None:
+        if m.type in (MessageType.PREVOTE, MessageType.PREVOTE_RESPONSE):
+            before = (self.core.term, self.core.vote)
+            self.core.step(m)
+            self.checker.prevote_handled(
+                self.id, before, (self.core.term, self.core.vote),
+                m.type == MessageType.PREVOTE, self.core.role == Role.CANDIDATE)
+        else:
+            self.core.step(m)
         self.drain()
 
     def produce(self, req: ReplicateRequest) -> bool:
@@ -140,15 +203,13 @@ class SimNode:
         if batch.mark is not None:
             self.core.on_persisted(batch.mark)
         if again:
-            self._request_flush(self.id)
+            self._request_flush(self.id, self.group)
         self.drain()
 
     def crash(self) -> None:
         self.disk.crash(self.rng)
-        self.up = False
 
     def restart(self) -> None:
-        self.up = True
         self.core = self._boot()
 
     # ---- the Ready loop ---------------------------------------------------------------------
@@ -168,7 +229,7 @@ class SimNode:
                 for r in self.stm.written(rd.mark.index):
                     self._on_result(self.id, r)
             if self.flusher.add(rd):
-                self._request_flush(self.id)
+                self._request_flush(self.id, self.group)
             if rd.committed:
                 self.checker.applied(self.id, rd.committed)
             for n in rd.notices:
@@ -223,5 +284,4 @@ class SimNode:
                 self.checker.timeout_now_sent(self.id, m.dst, self.core.term,
                                               self.core.last_index(), self.core.last_term(),
                                               self.disks[m.dst])
-        for m in self.hb.collect(GROUP, msgs):
-            self._send(m)
+        self._emit_cb(self.group, msgs)
