@@ -44,7 +44,7 @@ def test_seeds_have_no_violations() -> None:
     assert not failed, _report(failed)
     # The workload is not vacuous: every acks level was acknowledged across the run.
     totals = {k: sum(r.acked[k] for r in results) for k in ("all", "leader", "none")}
-    assert all(v > SEEDS for v in totals.values()), totals
+    assert all(v > SEEDS // 2 for v in totals.values()), totals
 
 
 def test_regression_seeds() -> None:
