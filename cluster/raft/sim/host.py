@@ -13,15 +13,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redshank.cluster.raft.flush_debouncer import FlushDebouncer
+from redshank.cluster.raft.consensus import Consensus
 from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager, NodeHeartbeat
 from redshank.cluster.raft.log import MemoryLog
-from redshank.cluster.raft.offset_translator import OffsetTranslator
 from redshank.cluster.raft.raft import RaftConfig, RaftCore
-from redshank.cluster.raft.replicate_batcher import ReplicateBatcher, ReplicateRequest
+from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import (
-    ReplicateEntriesStm,
-    ReplicateError,
     ReplicateResult,
 )
 from redshank.cluster.raft.sim.checkers import Checker
@@ -117,6 +114,8 @@ class SimNode:
 
 
 class GroupReplica:
+    """One group's replica: a `Consensus` on a SimDisk, observed by the group's Checker."""
+
     def __init__(self, node: NodeId, group: GroupId, bootstrap: Config, params: HostParams,
                  rng: random.Random, checker: Checker, disks: dict[NodeId, SimDisk], emit: Emit,
                  request_flush: Callable[[NodeId, GroupId], None],
@@ -132,28 +131,22 @@ class GroupReplica:
         self._emit_cb = emit
         self._request_flush = request_flush
         self._on_result = on_result
-        self.core = self._boot()
+        self._boot()
 
-    def _boot(self) -> RaftCore:
+    def _boot(self) -> None:
+        p = self.params
         cfg = RaftConfig(id=self.id, rng=random.Random(self.rng.random()),
-                         election_ticks=self.params.election_ticks, prevote=self.params.prevote,
-                         check_quorum=self.params.check_quorum, priorities=self.params.priorities)
-        core = RaftCore(cfg, MemoryLog(self.disk.log), self.disk.hard_state, self.bootstrap)
-        self.translator = OffsetTranslator()
-        for e in self.disk.log:
-            self.translator.append(e)
-        self.batcher = ReplicateBatcher()
-        self.stm = ReplicateEntriesStm()
-        self.flusher = FlushDebouncer()
-        self.hwm = core.commit
-        self.was_leader = False
-        return core
+                         election_ticks=p.election_ticks, prevote=p.prevote,
+                         check_quorum=p.check_quorum, priorities=p.priorities)
+        self.core = RaftCore(cfg, MemoryLog(self.disk.log), self.disk.hard_state, self.bootstrap)
+        self.consensus = Consensus(self.core)
+        self.hwm = self.core.commit
 
     # ---- inputs -----------------------------------------------------------------------------
 
     def tick(self) -> None:
         before = (self.core.term, self.core.vote)
-        self.core.tick()
+        self.consensus.tick()
         if self.core.role == Role.PRECANDIDATE:
             # Becoming a precandidate changes no persistent state.
             self.checker.prevote_handled(self.id, before, (self.core.term, self.core.vote),
@@ -161,90 +154,71 @@ class GroupReplica:
         self.drain()
 
     def deliver(self, m: Message) -> None:
+        before = (self.core.term, self.core.vote)
+        self.consensus.step(m)
         if m.type in (MessageType.PREVOTE, MessageType.PREVOTE_RESPONSE):
-            before = (self.core.term, self.core.vote)
-            self.core.step(m)
             self.checker.prevote_handled(
                 self.id, before, (self.core.term, self.core.vote),
                 m.type == MessageType.PREVOTE, self.core.role == Role.CANDIDATE)
-        else:
-            self.core.step(m)
         self.drain()
 
     def produce(self, req: ReplicateRequest) -> bool:
-        if self.core.role != Role.LEADER or not self.batcher.enqueue(req):
-            return False
-        self._propose_batches()
+        ok = self.consensus.replicate(req)
         self.drain()
-        return True
+        return ok
 
-    def _propose_batches(self) -> None:
-        while self.batcher.pending():
-            batch = self.batcher.take()
-            base = self.translator.next_offset()
-            res = self.core.propose(tuple(r for req in batch for r in req.records))
-            if isinstance(res, ProposeError):
-                self.batcher.refuse(batch)
-                return
-            self.batcher.hold(res, batch)
-            for r in self.stm.appended(batch, res, self.core.term, base):
-                self._on_result(self.id, r)
-            self.drain()  # keep the translator in step before the next batch
+    def transfer(self, target: NodeId) -> bool:
+        ok = self.consensus.transfer_leadership(target) is None
+        self.drain()
+        return ok
+
+    def reconfigure(self, voters: frozenset[NodeId], learners: frozenset[NodeId]) -> Index | None:
+        res = self.consensus.propose_config(voters, learners)
+        self.drain()
+        return None if isinstance(res, ProposeError) else res
 
     def flush(self) -> None:
         """The debounced fsync (instantaneous in virtual time): it covers every write so far."""
-        self.flusher.begin()
+        self.consensus.flush_begin()
         self.disk.sync()
-        batch, again = self.flusher.complete()
-        for m in batch.messages:
-            if m.type == MessageType.VOTE_RESPONSE and not m.reject:
-                self.checker.vote_sent(self.id, m.term, m.dst, self.disk, self.core.config)
-        self._emit(batch.messages)
-        if batch.mark is not None:
-            self.core.on_persisted(batch.mark)
-        if again:
-            self._request_flush(self.id, self.group)
+        self.consensus.flush_done()
         self.drain()
 
     def crash(self) -> None:
         self.disk.crash(self.rng)
 
     def restart(self) -> None:
-        self.core = self._boot()
+        self._boot()
 
-    # ---- the Ready loop ---------------------------------------------------------------------
+    # ---- doing what Consensus asks, and watching it -----------------------------------------
 
     def drain(self) -> None:
-        core = self.core
-        while core.has_ready():
-            rd = core.ready()
-            if rd.entries:
-                self.translator.truncate(rd.entries[0].index)
-                for e in rd.entries:
-                    self.translator.append(e)
-            self.disk.write(rd.entries, rd.hard_state)
-            self._emit(rd.messages)
-            if core.role == Role.LEADER:
-                self.batcher.handed_off(rd.mark.index)
-                for r in self.stm.written(rd.mark.index):
-                    self._on_result(self.id, r)
-            if self.flusher.add(rd):
-                self._request_flush(self.id, self.group)
-            if rd.committed:
-                self.checker.applied(self.id, rd.committed)
-            for n in rd.notices:
-                self._notice(n.kind, n.index)
-        if self.was_leader and core.role == Role.LEADER:
-            for r in self.stm.committed(core.commit, core.log.term):
-                if r.error is None and r.base_offset is not None:
-                    e = core.log.entry(r.index)
-                    self.checker.acked_all_entry(r.id, r.index, r.term, r.base_offset,
-                                                 self._records_of(r.id, e.records), core.config,
-                                                 self.disks)
-                self._on_result(self.id, r)
-        hwm = core.commit
-        self.checker.hwm(self.id, self.hwm, hwm)
-        self.hwm = hwm
+        core, checker = self.core, self.checker
+        io = self.consensus.take_io()
+        for entries, hs in io.writes:
+            self.disk.write(entries, hs)
+        for m in io.send:
+            if m.type == MessageType.VOTE_RESPONSE and not m.reject:
+                checker.vote_sent(self.id, m.term, m.dst, self.disk, core.config)
+            elif m.type == MessageType.TIMEOUT_NOW:
+                checker.timeout_now_sent(self.id, m.dst, core.term, core.last_index(),
+                                         core.last_term(), self.disks[m.dst])
+        if io.send:
+            self._emit_cb(self.group, io.send)
+        if io.start_flush:
+            self._request_flush(self.id, self.group)
+        if io.applied:
+            checker.applied(self.id, io.applied)
+        for n in io.notices:
+            self._notice(n.kind, n.index)
+        for r in io.results:
+            if r.acks == Acks.ALL and r.error is None and r.base_offset is not None:
+                records = self._records_of(r.id, core.log.entry(r.index).records)
+                checker.acked_all_entry(r.id, r.index, r.term, r.base_offset, records,
+                                        core.config, self.disks)
+            self._on_result(self.id, r)
+        checker.hwm(self.id, self.hwm, core.commit)
+        self.hwm = core.commit
 
     @staticmethod
     def _records_of(req: int, records: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -255,33 +229,12 @@ class GroupReplica:
     def _notice(self, kind: NoticeKind, index: Index) -> None:
         core = self.core
         if kind == NoticeKind.BECAME_LEADER:
-            self.was_leader = True
-            self.checker.became_leader(self.id, core.term, core.log.slice(Index(1),
-                                                                          core.last_index()))
-        elif kind in (NoticeKind.BECAME_FOLLOWER, NoticeKind.STEPPED_DOWN,
-                      NoticeKind.BECAME_CANDIDATE):
-            if self.was_leader:
-                self.was_leader = False
-                for req in self.batcher.drop_all():
-                    self._on_result(self.id, ReplicateResult(
-                        req.id, req.acks, Index(0), core.term, None, ReplicateError.NOT_LEADER))
-                for r in self.stm.lost_leadership():
-                    self._on_result(self.id, r)
+            self.checker.became_leader(self.id, core.term,
+                                       core.log.slice(Index(1), core.last_index()))
         elif kind == NoticeKind.COMMIT_ADVANCED and core.role == Role.LEADER:
             self.checker.leader_committed(self.id, core.term,
                                           core.log.slice(Index(1), core.last_index()),
-                                          self._last_leader_commit(index), index, core.config,
+                                          Index(min(self.hwm, index)), index, core.config,
                                           self.disks)
         elif kind == NoticeKind.LEADER_READY:
             self.checker.leader_ready(self.id, core.term, core.commit)
-
-    def _last_leader_commit(self, index: Index) -> Index:
-        return Index(min(self.hwm, index))
-
-    def _emit(self, msgs: list[Message]) -> None:
-        for m in msgs:
-            if m.type == MessageType.TIMEOUT_NOW:
-                self.checker.timeout_now_sent(self.id, m.dst, self.core.term,
-                                              self.core.last_index(), self.core.last_term(),
-                                              self.disks[m.dst])
-        self._emit_cb(self.group, msgs)

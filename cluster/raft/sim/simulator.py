@@ -28,7 +28,6 @@ from redshank.cluster.raft.types import (
     EntryKind,
     Index,
     NodeId,
-    ProposeError,
     Role,
 )
 
@@ -249,9 +248,8 @@ class Simulator:
         roll = self.rng.random()
         if roll < 0.03 and self.params.transfer:
             target = self.rng.choice(sorted(leader.core.config.voters))
-            if leader.core.transfer_leadership(target) is None:
+            if leader.transfer(target):
                 self.stats["transfers"] += 1
-            leader.drain()
         elif roll < 0.08 and self.params.reconfigure:
             self._reconfigure(leader)
         else:
@@ -279,11 +277,10 @@ class Simulator:
             learners.discard(self.rng.choice(sorted(learners)))
         else:
             return
-        res = leader.core.propose_config(frozenset(voters), frozenset(learners))
-        if not isinstance(res, ProposeError):
+        res = leader.reconfigure(frozenset(voters), frozenset(learners))
+        if res is not None:
             self._trace.update(b"C%d;" % res)
             self.stats["configs"] += 1
-        leader.drain()
 
     def _fault(self) -> None:
         if not self.faults_on:
