@@ -35,7 +35,7 @@ TICK_MS = 100.0  # one Raft tick; election timeout 10-20 ticks = 1-2 s
 LEADER_DEADLINE_MS = 10_000.0
 COMMIT_DEADLINE_MS = 10_000.0
 
-TICK, DELIVER, FLUSH, CLIENT, FAULT, RESTART, RESUME = range(7)
+TICK, DELIVER, FLUSH, CLIENT, FAULT, RESTART = range(6)
 
 
 @dataclass(frozen=True, slots=True)
