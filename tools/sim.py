@@ -15,9 +15,10 @@ from concurrent.futures import ProcessPoolExecutor
 from redshank.cluster.raft.sim import SimResult, run_seed
 
 
-def _run(seed: int) -> tuple[int, list[str], str, str]:
+def _run(seed: int) -> tuple[int, list[str], str, str, dict[str, int]]:
     r: SimResult = run_seed(seed)
-    return r.seed, r.violations, r.trace_hash, r.describe()
+    return r.seed, r.violations, r.trace_hash, r.describe(), {**r.stats, **r.acked,
+                                                               "events": r.events}
 
 
 def main(argv: list[str]) -> int:
@@ -32,28 +33,28 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     failed: list[int] = []
     violations = 0
-    if args.jobs <= 1 or len(seeds) == 1:
-        results = map(_run, seeds)
-        for seed, bad, trace, text in results:
+    totals: dict[str, int] = {}
+    pool = ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 and len(seeds) > 1 else None
+    try:
+        results = pool.map(_run, seeds, chunksize=16) if pool else map(_run, seeds)
+        for seed, bad, trace, text, counts in results:
+            for k, v in counts.items():
+                totals[k] = totals.get(k, 0) + v
             violations += len(bad)
             if bad:
                 failed.append(seed)
                 print(text, file=sys.stderr)
             elif args.seed is not None:
-                print(f"{text}\ntrace={trace}")
-    else:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            for seed, bad, _trace, text in pool.map(_run, seeds, chunksize=16):
-                violations += len(bad)
-                if bad:
-                    failed.append(seed)
-                    print(text, file=sys.stderr)
+                print(f"{text}\ntrace={trace} counts={counts}")
+    finally:
+        if pool is not None:
+            pool.shutdown()
     elapsed = time.perf_counter() - t0
     print(json.dumps({
         "seeds": len(seeds), "start": seeds[0] if seeds else args.start,
         "violations": violations, "failed_seeds": failed[:100],
         "seeds_per_second": round(len(seeds) / elapsed, 1) if elapsed > 0 else None,
-        "elapsed_s": round(elapsed, 2), "jobs": args.jobs,
+        "elapsed_s": round(elapsed, 2), "jobs": args.jobs, "totals": totals,
     }))
     return 1 if failed else 0
 

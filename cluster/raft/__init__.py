@@ -1,5 +1,7 @@
 """Raft per partition: a sans-IO core plus Redpanda's replication path around it."""
 
+from redshank.cluster.raft.consensus import Consensus, Io
+from redshank.cluster.raft.flush_debouncer import FlushDebouncer
 from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager, NodeHeartbeat
 from redshank.cluster.raft.log import MemoryLog, RaftLog
 from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
@@ -30,9 +32,9 @@ from redshank.cluster.raft.types import (
 )
 
 __all__ = [
-    "NO_NODE", "Acks", "Config", "Entry", "EntryKind", "GroupId", "HardState", "HeartbeatManager",
-    "Index", "MemoryLog", "Message", "MessageType", "NodeHeartbeat", "NodeId", "Notice",
-    "NoticeKind", "Offset", "OffsetTranslator", "PersistMark", "ProposeError", "RaftConfig",
-    "RaftCore", "RaftLog", "Ready", "ReplicateBatcher", "ReplicateEntriesStm", "ReplicateError",
-    "ReplicateRequest", "ReplicateResult", "Role", "Term",
+    "NO_NODE", "Acks", "Config", "Consensus", "Entry", "EntryKind", "FlushDebouncer", "GroupId",
+    "HardState", "HeartbeatManager", "Index", "Io", "MemoryLog", "Message", "MessageType",
+    "NodeHeartbeat", "NodeId", "Notice", "NoticeKind", "Offset", "OffsetTranslator", "PersistMark",
+    "ProposeError", "RaftConfig", "RaftCore", "RaftLog", "Ready", "ReplicateBatcher",
+    "ReplicateEntriesStm", "ReplicateError", "ReplicateRequest", "ReplicateResult", "Role", "Term",
 ]

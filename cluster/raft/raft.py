@@ -414,7 +414,10 @@ class RaftCore:
             self._send(m.src, MT.APPEND_RESPONSE, index=m.index, reject=True, commit=hint,
                        log_term=self.log.term(hint))
             return
-        new = [e for e in m.entries if e.index > last or self.log.term(e.index) != e.term]
+        # The first entry we lack or hold with another term; everything from it is replaced.
+        first = next((k for k, e in enumerate(m.entries)
+                      if e.index > last or self.log.term(e.index) != e.term), len(m.entries))
+        new = list(m.entries[first:])
         if new:
             assert new[0].index > self.commit, "a committed entry would be truncated"
             self._append(new)

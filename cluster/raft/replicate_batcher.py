@@ -50,6 +50,10 @@ class ReplicateBatcher:
     def pending(self) -> bool:
         return bool(self._queue)
 
+    def idle(self) -> bool:
+        """Nothing queued and no units held."""
+        return not self._queue and not self._held
+
     def take(self) -> list[ReplicateRequest]:
         """The next batch: queued requests merged up to `max_batch_bytes` (at least one)."""
         out: list[ReplicateRequest] = []

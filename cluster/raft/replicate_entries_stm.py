@@ -22,6 +22,7 @@ from redshank.cluster.raft.types import Index, Term
 class ReplicateError(enum.IntEnum):
     NOT_LEADER = 1
     REPLACED = 2  # the entry was truncated by a newer leader
+    REFUSED = 3  # the leader refused the append (leadership transfer in progress)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ class ReplicateEntriesStm:
                                        None if err else w.base_offset, err))
         self._committed = keep
         return out
+
+    def pending(self) -> bool:
+        return bool(self._written or self._committed)
 
     def lost_leadership(self) -> list[ReplicateResult]:
         out = [ReplicateResult(w.req.id, w.req.acks, w.index, w.term, None,

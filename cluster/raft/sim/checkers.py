@@ -3,11 +3,11 @@
 Each check appends a human-readable violation instead of raising, so a failing seed reports all it
 broke. Must not drive the simulation: it only observes.
 
-Checked: election safety, log matching, leader completeness, state-machine safety, durable vote,
-joint quorum rules (a commit needs a majority of both halves; at most one uncommitted
-configuration on a leader; learners never vote), prevote side-effect freedom, every acks=all ack
-majority-fsynced, high watermark monotonic, no acked=all entry lost, no entry visible before it is
-fsynced on a majority.
+Checked: election safety, log matching, leader completeness, state-machine safety, durable
+vote, joint quorum rules (a commit needs a majority of both halves; at most one uncommitted
+configuration on a leader; learners never vote), prevote side-effect freedom, TIMEOUT_NOW only to
+a caught-up target, every acks=all ack majority-fsynced, high watermark monotonic, no acked=all
+entry lost, no entry visible before it is fsynced on a majority.
 """
 
 from __future__ import annotations
@@ -61,6 +61,15 @@ class Checker:
                       f"term {hs.term} vote {hs.vote}")
         if node not in config.all_voters():
             self.fail(f"learner voted: {node} granted {candidate} in term {term}")
+
+    def timeout_now_sent(self, node: NodeId, target: NodeId, term: Term, last: Index,
+                         last_term: Term, target_disk: SimDisk) -> None:
+        """Leadership goes only to a target that has the leader's whole log (Redpanda #2606)."""
+        if target_disk.hard_state.term > term:
+            return  # a newer leader may have rewritten the target's log since it acknowledged
+        if last and not target_disk.has(last, last_term):
+            self.fail(f"transfer to a lagging target: {node} sent TIMEOUT_NOW to {target} "
+                      f"lacking {last_term}/{last}")
 
     def prevote_handled(self, node: NodeId, before: tuple[int, int], after: tuple[int, int],
                         request: bool, became_candidate: bool) -> None:

@@ -12,7 +12,10 @@ A transcript file is a sequence of blocks:
 actual outputs back so changes are reviewed as diffs (tests: `REDSHANK_REWRITE=1`). Commands:
 
     add-nodes N [voters=1,2,3] [learners=4] [prevote=false] [checkquorum=false]
-              [priorities=1:5,2:1] [election=10]
+              [priorities=1:5,2:1] [election=10] [sync=manual] [batcher=BYTES]
+              [heartbeats=node]
+    produce ID acks=all|1|0 record... | replicate ID | offsets ID
+    flush-heartbeats ID        send the node-level heartbeat messages collected so far
     campaign ID | tick ID [N] | tick-election ID | tick-heartbeat ID
     stabilize [ID...]          process Readys and deliver messages until nothing moves
     process-ready ID...        one Ready each (persisted and synced at once)
@@ -33,6 +36,7 @@ import random
 import shlex
 from dataclasses import dataclass, field
 
+from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager
 from redshank.cluster.raft.log import MemoryLog
 from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
 from redshank.cluster.raft.raft import RaftConfig, RaftCore
@@ -63,6 +67,7 @@ class _Node:
     batcher: ReplicateBatcher = field(default_factory=ReplicateBatcher)
     stm: ReplicateEntriesStm = field(default_factory=ReplicateEntriesStm)
     translator: OffsetTranslator = field(default_factory=OffsetTranslator)
+    hb: HeartbeatManager | None = None  # node-level heartbeats when add-nodes heartbeats=node
 
 
 def _ids(text: str) -> frozenset[NodeId]:
@@ -105,8 +110,10 @@ class Interaction:
                              prevote=kw.get("prevote", "true") == "true",
                              check_quorum=kw.get("checkquorum", "true") == "true", priorities=prio)
             disk = SimDisk()
+            hb = HeartbeatManager(i) if kw.get("heartbeats") == "node" else None
             self.nodes[i] = _Node(i, RaftCore(cfg, MemoryLog(), disk.hard_state, boot), disk, cfg,
-                                  boot, batcher=ReplicateBatcher(int(kw.get("batcher", 1 << 20))))
+                                  boot, batcher=ReplicateBatcher(int(kw.get("batcher", 1 << 20))),
+                                  hb=hb)
         self.auto_sync = kw.get("sync", "auto") == "auto"
         return self.cmd_status([], {})
 
@@ -200,6 +207,20 @@ class Interaction:
         node.batcher.handed_off(written)
         return (self._results(node.stm.written(written))
                 + self._results(node.stm.committed(c.commit, c.log.term)))
+
+    def cmd_flush_heartbeats(self, args: list[str], kw: dict[str, str]) -> list[str]:
+        """One node-level message per peer carries every group's heartbeat (or response)."""
+        node = self._node(args[0])
+        assert node.hb is not None, "add-nodes ... heartbeats=node"
+        before = node.hb.suppressed
+        out = []
+        for nb in node.hb.flush():
+            beats = ", ".join(f"group {g}: {m.type.name} commit={m.commit}" for g, m in nb.beats)
+            out.append(f"  node heartbeat {nb.src}->{nb.dst} [{beats}]")
+            self.queue += [m for _g, m in nb.beats]
+        if node.hb.suppressed > before:
+            out.append(f"  suppressed {node.hb.suppressed - before} (appends carried the commit)")
+        return out
 
     def cmd_propose_conf_change(self, args: list[str], kw: dict[str, str]) -> list[str]:
         node = self._node(args[0])
@@ -322,7 +343,8 @@ class Interaction:
                        + (f" index={n.index}" if n.index else "")
                        + (f" leader={n.leader}" if n.leader else ""))
         node.disk.write(rd.entries, rd.hard_state)
-        for m in rd.messages:
+        early = rd.messages if node.hb is None else node.hb.collect(GroupId(0), rd.messages)
+        for m in early:
             out.append("  send " + m.describe())
             self.queue.append(m)
         node.awaiting.extend(rd.messages_after_persist)

@@ -17,19 +17,17 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from redshank.cluster.raft.heartbeat_manager import NodeHeartbeat
+from redshank.cluster.raft.heartbeat_manager import GroupId, NodeHeartbeat
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
 from redshank.cluster.raft.sim.checkers import Checker
 from redshank.cluster.raft.sim.disk import SimDisk
-from redshank.cluster.raft.sim.host import HostParams, Packet, SimNode
+from redshank.cluster.raft.sim.host import GroupMessage, GroupReplica, HostParams, Packet, SimNode
 from redshank.cluster.raft.types import (
     Config,
     EntryKind,
     Index,
-    Message,
     NodeId,
-    ProposeError,
     Role,
 )
 
@@ -37,7 +35,7 @@ TICK_MS = 100.0  # one Raft tick; election timeout 10-20 ticks = 1-2 s
 LEADER_DEADLINE_MS = 10_000.0
 COMMIT_DEADLINE_MS = 10_000.0
 
-TICK, DELIVER, FLUSH, CLIENT, FAULT, RESTART, RESUME = range(7)
+TICK, DELIVER, FLUSH, CLIENT, FAULT, RESTART = range(6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +57,7 @@ class FaultParams:
     prevote: bool
     priorities: tuple[int, ...]
     safety_ms: float
+    groups: int  # Raft groups sharing the nodes (and their node-level heartbeats)
 
     @staticmethod
     def draw(rng: random.Random) -> FaultParams:
@@ -80,6 +79,7 @@ class FaultParams:
             prevote=rng.random() < 0.85,
             priorities=tuple(rng.choice((1, 1, 2, 5)) if prio else 1 for _ in range(n)),
             safety_ms=rng.uniform(4000, 9000),
+            groups=rng.choice((1, 1, 2, 3)),
         )
 
 
@@ -91,6 +91,7 @@ class SimResult:
     trace_hash: str
     events: int = 0
     acked: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         head = f"seed={self.seed} params={self.params}"
@@ -108,28 +109,31 @@ class Simulator:
         self._seq = 0
         self._trace = hashlib.blake2b(digest_size=16)
         self.events = 0
-        self.checker = Checker()
+        self.groups = [GroupId(g) for g in range(p.groups)]
+        self.checkers = {g: Checker() for g in self.groups}
         self.ids = [NodeId(i) for i in range(1, p.nodes + 1)]
         voters = frozenset(self.ids[: p.voters])
         learners = frozenset(self.ids[p.voters : p.voters + p.learners])
         bootstrap = Config(voters=voters, learners=learners)
-        self.disks = {n: SimDisk() for n in self.ids}
+        self.disks = {g: {n: SimDisk() for n in self.ids} for g in self.groups}
         hp = HostParams(prevote=p.prevote,
                         priorities={n: p.priorities[n - 1] for n in self.ids})
         self.nodes = {
-            n: SimNode(n, bootstrap, hp, random.Random(self.rng.random()), self.checker,
-                       self.disks, self._send, self._request_flush, self._result)
+            n: SimNode(n, {g: (bootstrap, self.checkers[g], self.disks[g]) for g in self.groups},
+                       hp, random.Random(self.rng.random()), self._send, self._request_flush,
+                       self._result)
             for n in self.ids
         }
         self.epoch = dict.fromkeys(self.ids, 0)
         self.paused_until = dict.fromkeys(self.ids, 0.0)
-        self.flush_pending = dict.fromkeys(self.ids, False)
+        self.flush_pending = {(n, g): False for n in self.ids for g in self.groups}
         self.blocked: set[tuple[NodeId, NodeId]] = set()
         self.faults_on = True
         self.drop = p.drop
         self.duplicate = p.duplicate
         self.next_req = 0
         self.acked = {"all": 0, "leader": 0, "none": 0, "failed": 0, "refused": 0}
+        self.stats = dict.fromkeys(("crashes", "pauses", "partitions", "transfers", "configs"), 0)
         for n in self.ids:
             self._schedule(self.rng.uniform(0, TICK_MS), TICK, n, 0)
         self._schedule(p.produce_every_ms, CLIENT, 0, None)
@@ -145,7 +149,8 @@ class Simulator:
         while self._queue and self._queue[0][0] <= t_end:
             t, _seq, kind, node, payload = heapq.heappop(self._queue)
             self.now = t
-            self.checker.now = t
+            for c in self.checkers.values():
+                c.now = t
             self.events += 1
             self._dispatch(kind, node, payload)
             if stop is not None and kind == TICK and stop():
@@ -168,14 +173,15 @@ class Simulator:
         elif kind == DELIVER:
             self._deliver(n, payload)
         elif kind == FLUSH:
-            if payload != self.epoch[n] or not self.nodes[n].up:
+            epoch, g = payload
+            if epoch != self.epoch[n] or not self.nodes[n].up:
                 return
             if self.paused_until[n] > self.now:
                 self._schedule(self.paused_until[n] - self.now, FLUSH, n, payload)
                 return
-            self.flush_pending[n] = False
-            self._trace.update(b"F%d;" % n)
-            self.nodes[n].flush()
+            self.flush_pending[n, g] = False
+            self._trace.update(b"F%d:%d;" % (n, g))
+            self.nodes[n].flush(g)
         elif kind == CLIENT:
             self._client()
         elif kind == FAULT:
@@ -190,9 +196,10 @@ class Simulator:
         if self.paused_until[n] > self.now:
             self._schedule(self.paused_until[n] - self.now + 0.001, DELIVER, n, packet)
             return
-        if isinstance(packet, Message):
-            self._trace.update(b"D%d:%d:%d:%d:%d;" % (packet.src, n, packet.type, packet.term,
-                                                       packet.index))
+        if isinstance(packet, GroupMessage):
+            m = packet.msg
+            self._trace.update(b"D%d:%d:%d:%d:%d:%d;" % (packet.group, m.src, n, m.type, m.term,
+                                                          m.index))
         else:
             self._trace.update(b"H%d:%d:%d;" % (packet.src, n, len(packet.beats)))
         node.deliver(packet)
@@ -211,11 +218,11 @@ class Simulator:
         if rng.random() < self.duplicate:
             self._schedule(rng.uniform(lo, hi * 2), DELIVER, dst, packet)
 
-    def _request_flush(self, n: NodeId) -> None:
+    def _request_flush(self, n: NodeId, g: GroupId) -> None:
         # Flush debouncing: one fsync covers every write made before it runs.
-        if not self.flush_pending[n]:
-            self.flush_pending[n] = True
-            self._schedule(self.rng.uniform(0.5, 6.0), FLUSH, n, self.epoch[n])
+        if not self.flush_pending[n, g]:
+            self.flush_pending[n, g] = True
+            self._schedule(self.rng.uniform(0.5, 6.0), FLUSH, n, (self.epoch[n], g))
 
     def _result(self, n: NodeId, r: ReplicateResult) -> None:
         if r.error is not None:
@@ -223,8 +230,10 @@ class Simulator:
         else:
             self.acked[{Acks.ALL: "all", Acks.LEADER: "leader", Acks.NONE: "none"}[r.acks]] += 1
 
-    def _leaders(self) -> list[SimNode]:
-        return [x for x in self.nodes.values() if x.up and x.core.role == Role.LEADER]
+    def _leaders(self, group: GroupId | None = None) -> list[GroupReplica]:
+        groups = self.groups if group is None else [group]
+        return [x.replicas[g] for g in groups for x in self.nodes.values()
+                if x.up and x.replicas[g].core.role == Role.LEADER]
 
     def _client(self) -> None:
         if not self.faults_on:
@@ -239,8 +248,8 @@ class Simulator:
         roll = self.rng.random()
         if roll < 0.03 and self.params.transfer:
             target = self.rng.choice(sorted(leader.core.config.voters))
-            leader.core.transfer_leadership(target)
-            leader.drain()
+            if leader.transfer(target):
+                self.stats["transfers"] += 1
         elif roll < 0.08 and self.params.reconfigure:
             self._reconfigure(leader)
         else:
@@ -251,7 +260,7 @@ class Simulator:
             if not leader.produce(ReplicateRequest(rid, records, acks)):
                 self.acked["refused"] += 1
 
-    def _reconfigure(self, leader: SimNode) -> None:
+    def _reconfigure(self, leader: GroupReplica) -> None:
         cfg = leader.core.config
         voters, learners = set(cfg.voters), set(cfg.learners)
         others = [n for n in self.ids if n not in cfg.members()]
@@ -268,10 +277,10 @@ class Simulator:
             learners.discard(self.rng.choice(sorted(learners)))
         else:
             return
-        res = leader.core.propose_config(frozenset(voters), frozenset(learners))
-        if not isinstance(res, ProposeError):
+        res = leader.reconfigure(frozenset(voters), frozenset(learners))
+        if res is not None:
             self._trace.update(b"C%d;" % res)
-        leader.drain()
+            self.stats["configs"] += 1
 
     def _fault(self) -> None:
         if not self.faults_on:
@@ -281,21 +290,33 @@ class Simulator:
         total = p.crash_weight + p.pause_weight + p.partition_weight
         roll = rng.uniform(0, total)
         n = rng.choice(self.ids)
+        leaders = self._leaders()
+        if leaders and rng.random() < 0.5:
+            n = rng.choice(leaders).id  # the leader is where the interesting bugs are
         if roll < p.crash_weight:
             if self.nodes[n].up:
                 self._trace.update(b"X%d;" % n)
+                self.stats["crashes"] += 1
                 self.nodes[n].crash()
                 self.epoch[n] += 1
-                self.flush_pending[n] = False
+                for g in self.groups:
+                    self.flush_pending[n, g] = False
                 self._schedule(rng.uniform(100, 1500), RESTART, n, None)
         elif roll < p.crash_weight + p.pause_weight:
             self.paused_until[n] = max(self.paused_until[n], self.now + rng.uniform(100, 2000))
+            self.stats["pauses"] += 1
         else:
             self._partition()
 
     def _partition(self) -> None:
         rng, ids = self.rng, list(self.ids)
         rng.shuffle(ids)
+        leaders = self._leaders()
+        if leaders and rng.random() < 0.5:
+            # Put the leader first: it becomes the isolated node, the bridge or in side a.
+            lead = rng.choice(leaders).id
+            ids.remove(lead)
+            ids.insert(0, lead)
         kind = rng.randrange(5)
         cut = rng.randrange(1, len(ids))
         a, b = ids[:cut], ids[cut:]
@@ -314,6 +335,7 @@ class Simulator:
             x = ids[0]
             self.blocked = {(x, y) for y in ids[1:]} | {(y, x) for y in ids[1:]}
         self._trace.update(b"P%d:%d;" % (kind, len(self.blocked)))
+        self.stats["partitions"] += 1
 
     def _restart(self, n: NodeId) -> None:
         node = self.nodes[n]
@@ -336,63 +358,79 @@ class Simulator:
             if not self.nodes[n].up:
                 self._restart(n)
 
-    def _stable_leader(self) -> SimNode | None:
-        leaders = self._leaders()
+    def _stable_leader(self, g: GroupId) -> GroupReplica | None:
+        leaders = self._leaders(g)
         if len(leaders) != 1 or not leaders[0].core.leader_ready():
             return None
         leader = leaders[0]
         for n in leader.core.config.members():
-            c = self.nodes[n].core
+            c = self.nodes[n].replicas[g].core
             if c.term != leader.core.term or c.lead != leader.id:
                 return None
         return leader
 
+    def _all_stable(self) -> bool:
+        return all(self._stable_leader(g) is not None for g in self.groups)
+
     def _converged(self) -> bool:
-        leader = self._stable_leader()
-        if leader is None:
-            return False
-        want = [idx for idx, _t in self.checker.acked_all_index.values()]
-        need = max(want, default=0)
-        for n in leader.core.config.members():
-            c = self.nodes[n].core
-            if c.commit < max(need, leader.core.commit) or c.applied < c.commit:
+        for g in self.groups:
+            leader = self._stable_leader(g)
+            if leader is None:
                 return False
+            want = [idx for idx, _t in self.checkers[g].acked_all_index.values()]
+            need = max(want, default=0)
+            for n in leader.core.config.members():
+                c = self.nodes[n].replicas[g].core
+                if c.commit < max(need, leader.core.commit) or c.applied < c.commit:
+                    return False
         return True
 
     def run(self) -> SimResult:
         self._run_until(self.params.safety_ms)
         self.heal()
         start = self.now
-        if not self._run_until(start + LEADER_DEADLINE_MS, lambda: self._stable_leader()):
-            self.checker.fail("liveness: no stable leader within 10 s of healing\n"
-                              + self.status())
+        first = self.checkers[self.groups[0]]
+        if not self._run_until(start + LEADER_DEADLINE_MS, self._all_stable):
+            first.fail("liveness: no stable leader within 10 s of healing\n" + self.status())
         elif not self._run_until(self.now + COMMIT_DEADLINE_MS, self._converged):
-            self.checker.fail("liveness: acks=all entries not committed everywhere within 10 s\n"
-                              + self.status())
+            first.fail("liveness: acks=all entries not committed everywhere within 10 s\n"
+                       + self.status())
         else:
-            self._final_checks()
-        return SimResult(self.seed, self.params, self.checker.violations,
-                         self._trace.hexdigest(), self.events, dict(self.acked))
+            for g in self.groups:
+                self._final_checks(g)
+        return self._result_now()
+
+    def _result_now(self) -> SimResult:
+        violations = []
+        for g, c in self.checkers.items():
+            prefix = f"group {g}: " if len(self.groups) > 1 else ""
+            violations += [prefix + v for v in c.violations]
+        self.stats["leaders"] = sum(len(c.leaders) for c in self.checkers.values())
+        return SimResult(self.seed, self.params, violations, self._trace.hexdigest(),
+                         self.events, dict(self.acked), dict(self.stats))
 
     def status(self) -> str:
-        """Every node's view, for a failing seed's report."""
+        """Every node's view of every group, for a failing seed's report."""
         lines = []
-        for n, x in self.nodes.items():
-            c = x.core
-            prog = " ".join(f"{p}:{pr.match}/{pr.next}{pr.state.name[0]}{int(pr.probe_sent)}"
-                            f"{len(pr.inflight)}" for p, pr in c.progress.items())
-            lines.append(f"  node {n} up={x.up} {c.role.name} term={c.term} vote={c.vote} "
-                         f"lead={c.lead} commit={c.commit} persisted={c.persisted} "
-                         f"last={c.last_index()} {c.config.describe()} {prog}")
+        for g in self.groups:
+            for n, x in self.nodes.items():
+                c = x.replicas[g].core
+                prog = " ".join(f"{p}:{pr.match}/{pr.next}{pr.state.name[0]}"
+                                f"{int(pr.probe_sent)}{len(pr.inflight)}"
+                                for p, pr in c.progress.items())
+                lines.append(f"  group {g} node {n} up={x.up} {c.role.name} term={c.term} "
+                             f"vote={c.vote} lead={c.lead} commit={c.commit} "
+                             f"persisted={c.persisted} last={c.last_index()} "
+                             f"{c.config.describe()} {prog}")
         return "\n".join(lines)
 
-    def _final_checks(self) -> None:
-        leader = self._stable_leader()
+    def _final_checks(self, g: GroupId) -> None:
+        leader = self._stable_leader(g)
         assert leader is not None
+        cores = {n: x.replicas[g].core for n, x in self.nodes.items()}
         members = leader.core.config.members()
-        logs = {n: self.nodes[n].core.log.slice(Index(1), self.nodes[n].core.last_index())
-                for n in members}
-        commits = {n: self.nodes[n].core.commit for n in members}
+        logs = {n: cores[n].log.slice(Index(1), cores[n].last_index()) for n in members}
+        commits = {n: cores[n].commit for n in members}
         offsets: dict[NodeId, dict[int, bytes]] = {}
         for n in members:
             recs: dict[int, bytes] = {}
@@ -403,10 +441,9 @@ class Simulator:
                         recs[off] = r
                         off += 1
             offsets[n] = recs
-        self.checker.final(logs, commits, offsets)
-        all_logs = {n: x.core.log.slice(Index(1), x.core.last_index())
-                    for n, x in self.nodes.items()}
-        self.checker.log_matching(all_logs)
+        self.checkers[g].final(logs, commits, offsets)
+        self.checkers[g].log_matching({n: c.log.slice(Index(1), c.last_index())
+                                       for n, c in cores.items()})
 
 
 def run_seed(seed: int) -> SimResult:
@@ -414,9 +451,10 @@ def run_seed(seed: int) -> SimResult:
     try:
         return sim.run()
     except Exception as exc:  # a broken invariant inside the core: report it with the seed
-        sim.checker.fail(f"exception: {traceback.format_exc(limit=-6)}")
-        return SimResult(seed, sim.params, sim.checker.violations or [repr(exc)],
-                         sim._trace.hexdigest(), sim.events, dict(sim.acked))
+        sim.checkers[sim.groups[0]].fail(f"exception: {traceback.format_exc(limit=-6)}")
+        result = sim._result_now()
+        result.violations = result.violations or [repr(exc)]
+        return result
 
 
 

@@ -1,0 +1,155 @@
+"""One group's replica on one node: the Raft core plus Redpanda's replication path around it.
+
+    produce --> replicate_batcher --(one append per batch)--> RaftCore.propose
+                                                                   |
+              Io.writes (page cache) <----- Ready ------------------+--> Io.send (appends go out
+                    |                                                    with the leader's flush
+              fsync (debounced) --> flush_done --> acks/votes leave,     still running)
+                                                  on_persisted
+    replicate_entries_stm resolves acks=0 at once, acks=1 once written, acks=all once committed.
+
+The host calls the inputs (`replicate`, `tick`, `step`, ...), then `take_io()` and does what it
+says, in order: write, send, start a flush if asked; when a flush it started finishes it calls
+`flush_begin()` before and `flush_done()` after the fsync. Must not know files, sockets or time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redshank.cluster.raft.flush_debouncer import FlushDebouncer
+from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
+from redshank.cluster.raft.raft import RaftCore
+from redshank.cluster.raft.replicate_batcher import ReplicateBatcher, ReplicateRequest
+from redshank.cluster.raft.replicate_entries_stm import (
+    ReplicateEntriesStm,
+    ReplicateError,
+    ReplicateResult,
+)
+from redshank.cluster.raft.types import (
+    Config,
+    Entry,
+    HardState,
+    Index,
+    Message,
+    NodeId,
+    Notice,
+    ProposeError,
+    Role,
+)
+
+
+@dataclass(slots=True)
+class Io:
+    """What the host must do, in order."""
+
+    writes: list[tuple[list[Entry], HardState | None]] = field(default_factory=list)
+    send: list[Message] = field(default_factory=list)
+    start_flush: bool = False
+    results: list[ReplicateResult] = field(default_factory=list)
+    applied: list[Entry] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+
+class Consensus:
+    def __init__(self, core: RaftCore, batcher: ReplicateBatcher | None = None) -> None:
+        self.core = core
+        self.batcher = batcher or ReplicateBatcher()
+        self.stm = ReplicateEntriesStm()
+        self.flusher = FlushDebouncer()
+        self.translator = OffsetTranslator()
+        for e in core.log.slice(Index(1), core.last_index()):
+            self.translator.append(e)
+        self._io = Io()
+
+    # ---- inputs -----------------------------------------------------------------------------
+
+    def replicate(self, req: ReplicateRequest) -> bool:
+        """Queue a produce request; False if not leader or no memory units are left."""
+        if self.core.role != Role.LEADER or not self.batcher.enqueue(req):
+            return False
+        while self.batcher.pending():
+            batch = self.batcher.take()
+            self._drain()  # the translator must cover the log before we pick a base offset
+            base = self.translator.next_offset()
+            res = self.core.propose(tuple(r for q in batch for r in q.records))
+            if isinstance(res, ProposeError):
+                self.batcher.refuse(batch)
+                err = (ReplicateError.NOT_LEADER if res == ProposeError.NOT_LEADER
+                       else ReplicateError.REFUSED)
+                self._io.results += [ReplicateResult(q.id, q.acks, Index(0), self.core.term, None,
+                                                     err) for q in batch]
+                continue
+            self.batcher.hold(res, batch)
+            self._io.results += self.stm.appended(batch, res, self.core.term, base)
+        return True
+
+    def tick(self) -> None:
+        self.core.tick()
+
+    def step(self, m: Message) -> None:
+        self.core.step(m)
+
+    def transfer_leadership(self, target: NodeId) -> ProposeError | None:
+        return self.core.transfer_leadership(target)
+
+    def propose_config(self, voters: frozenset[NodeId],
+                       learners: frozenset[NodeId]) -> Index | ProposeError:
+        return self.core.propose_config(voters, learners)
+
+    @property
+    def config(self) -> Config:
+        return self.core.config
+
+    def high_watermark(self) -> Offset | None:
+        """What a leader may serve to Kafka clients: the majority-committed offset, and only
+        once an entry of its term committed (Redpanda #5025, #14794)."""
+        if not self.core.leader_ready():
+            return None
+        self._drain()
+        return self.translator.end_offset(self.core.commit)
+
+    # ---- flushes ----------------------------------------------------------------------------
+
+    def flush_begin(self) -> None:
+        self.flusher.begin()
+
+    def flush_done(self) -> None:
+        batch, again = self.flusher.complete()
+        self._io.send += batch.messages
+        if batch.mark is not None:
+            self.core.on_persisted(batch.mark)
+        self._io.start_flush |= again
+
+    # ---- output -----------------------------------------------------------------------------
+
+    def take_io(self) -> Io:
+        self._drain()
+        io, self._io = self._io, Io()
+        return io
+
+    def _drain(self) -> None:
+        core, io = self.core, self._io
+        while core.has_ready():
+            rd = core.ready()
+            if rd.entries:
+                self.translator.truncate(rd.entries[0].index)
+                for e in rd.entries:
+                    self.translator.append(e)
+            if rd.entries or rd.hard_state is not None:
+                io.writes.append((rd.entries, rd.hard_state))
+            io.send += rd.messages
+            if core.role == Role.LEADER:
+                # The follower requests for these entries are handed off: release their units.
+                self.batcher.handed_off(rd.mark.index)
+                io.results += self.stm.written(rd.mark.index)
+            io.start_flush |= self.flusher.add(rd)
+            io.applied += rd.committed
+            io.notices += rd.notices
+        if core.role == Role.LEADER:
+            io.results += self.stm.committed(core.commit, core.log.term)
+        elif not self.batcher.idle() or self.stm.pending():
+            io.results += [ReplicateResult(q.id, q.acks, Index(0), core.term, None,
+                                           ReplicateError.NOT_LEADER)
+                           for q in self.batcher.drop_all()]
+            io.results += self.stm.lost_leadership()
