@@ -287,3 +287,15 @@ def test_describe_and_list_groups() -> None:
     assert listed(("Empty", "Dead")) == {"simple"}
     assert listed(types=("consumer",)) == set()
     assert listed(types=("Classic",)) == {"g", "simple"}
+
+
+def test_an_emptied_group_without_offsets_dies_at_the_next_retention_check() -> None:
+    host = new_host()
+    stable_member(host)  # its member stops heartbeating: the group empties after 10 s
+    host.advance(10_000)
+    assert host.coordinator.snapshot("g").state is GroupState.EMPTY  # type: ignore[union-attr]
+    host.advance(50_000)  # the retention check runs every minute here
+    assert host.coordinator.snapshot("g") is None
+    assert host.log[-1] == GroupRecord(host.log[-1].key, None)
+    assert decode_key(host.log[-1].key) == GroupKey("g")
+    assert new_host(host.log).coordinator.group_ids() == []

@@ -65,6 +65,11 @@ class Model:
         return self.instance or self.member_id
 
 
+def static_identity(member_id: str) -> str:
+    """A static member's id is "<instance id>-<uuid>": its identity is the instance id."""
+    return member_id[:-37] if member_id.startswith("static-") else member_id
+
+
 def assignment(generation: int, identity: str) -> bytes:
     return f"{generation}:{identity}".encode()
 
@@ -264,7 +269,10 @@ class GroupMachine(RuleBasedStateMachine):
         c.phase = "sync"
         g = r.generation_id
         assert g >= 1
-        assert self.leaders.setdefault(g, r.leader_id) == r.leader_id, "two leaders in one gen"
+        # A static member keeps its place (and leadership) under a new member id (KIP-345), so
+        # leaders are compared by identity: the instance id, else the member id.
+        leader = static_identity(r.leader_id)
+        assert self.leaders.setdefault(g, leader) == leader, "two leaders in one generation"
         # The leader, and only the leader, gets the member list.
         assert bool(r.members) == (r.member_id == r.leader_id)
         if r.members:
