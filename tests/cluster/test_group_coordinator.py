@@ -610,3 +610,34 @@ def test_multi_group_offset_fetch_answers_each_group() -> None:
     assert (ours.error, [(p.topic, p.partition, p.offset) for p in ours.partitions]) == (
         E.NONE, [("t", 0, 9)])
     assert (theirs.group_id, theirs.error, theirs.partitions) == ("hello", E.NOT_COORDINATOR, ())
+
+
+def test_group_max_size_and_superseded_join() -> None:
+    host = new_host(delay=1000, max_group_size=2)
+    a, b, c = Client(host, "a"), Client(host, "b"), Client(host, "c")
+    ta = a.join()
+    b.join()
+    third = host.result(c.send_join())
+    assert isinstance(third, JoinGroupResult) and third.error is E.GROUP_MAX_SIZE_REACHED
+    # A client that gives up on a waiting JoinGroup and sends another: the first is answered.
+    ta2 = a.send_join()
+    assert a.joined(ta).error is E.REBALANCE_IN_PROGRESS
+    host.advance(2000)
+    assert a.joined(ta2).error is E.NONE
+
+
+def test_resign_answers_requests_waiting_for_an_append() -> None:
+    host = new_host(delay=0)
+    host.auto_persist = False
+    c = Client(host, "c")
+    token = c.join()
+    c.joined(token)
+    sync = c.send_sync({c.member_id: b"x"})
+    admin = Client(host, "admin", group="other")
+    assert admin.commit({("t", 0): 1}) is None  # waits for its append (and so does the sync)
+    commit_token = host.token() - 1
+    host.apply(host.coordinator.resign(host.now_ms))
+    assert c.synced(sync).error is E.NOT_COORDINATOR
+    assert host.result(commit_token).partitions[0].error is E.NOT_COORDINATOR  # type: ignore
+    host.unpersisted.clear()  # the new leader's log decides; our appends are moot
+    assert host.coordinator.appends_in_flight() == 0
