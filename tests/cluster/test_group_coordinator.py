@@ -638,6 +638,6 @@ def test_resign_answers_requests_waiting_for_an_append() -> None:
     commit_token = host.token() - 1
     host.apply(host.coordinator.resign(host.now_ms))
     assert c.synced(sync).error is E.NOT_COORDINATOR
-    assert host.result(commit_token).partitions[0].error is E.NOT_COORDINATOR  # type: ignore
+    assert host.result(commit_token).partitions[0].error is E.NOT_COORDINATOR
     host.unpersisted.clear()  # the new leader's log decides; our appends are moot
     assert host.coordinator.appends_in_flight() == 0
