@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from redshank.cluster.group import (
     GroupConfig,
@@ -77,8 +77,16 @@ def assignment(generation: int, identity: str) -> bytes:
 class GroupMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
+        self._start(initial_delay_ms=300)
+
+    @initialize(initial_delay_ms=st.sampled_from([0, 300]))
+    def start(self, initial_delay_ms: int) -> None:
+        """Half the runs have no initial delay: joins then complete inside the request."""
+        self._start(initial_delay_ms)
+
+    def _start(self, initial_delay_ms: int) -> None:
         config = GroupConfig(
-            initial_rebalance_delay_ms=300,
+            initial_rebalance_delay_ms=initial_delay_ms,
             min_session_timeout_ms=100,
             new_member_join_timeout_ms=20_000,
             # Retention never runs here, so a group is never purged and recreated at generation 0.
