@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from redshank.protocol.error_codes import ErrorCode
@@ -388,4 +388,4 @@ class Completion:
 @dataclass(frozen=True, slots=True)
 class Output:
     completions: tuple[Completion, ...] = ()
-    appends: tuple[Append, ...] = field(default=())
+    appends: tuple[Append, ...] = ()

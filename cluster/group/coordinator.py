@@ -418,6 +418,14 @@ class GroupCoordinator:
                 if deadline is not None:
                     self._seq += 1
                     heapq.heappush(self._heap, (deadline, self._seq, group.group_id))
+        if len(self._heap) > 64 + 4 * len(self._groups):
+            # Heartbeats move deadlines all the time; drop the stale entries they leave behind.
+            self._heap = [
+                (g.scheduled_deadline_ms, i, g.group_id)
+                for i, g in enumerate(self._groups.values())
+                if g.scheduled_deadline_ms is not None
+            ]
+            heapq.heapify(self._heap)
         return self._fx.drain()
 
 

@@ -535,3 +535,109 @@ def test_coordinator_status_errors_loading_not_coordinator_and_resign() -> None:
     host.apply(coord.resign(host.now_ms))
     assert b.joined(tb).error is E.NOT_COORDINATOR
     assert coord.next_deadline_ms() is None and coord.group_ids() == []
+
+
+def test_many_heartbeats_then_silence_expires_exactly_one_session_later() -> None:
+    # Each heartbeat moves the deadline (and leaves a stale timer entry behind to be skipped).
+    host = new_host(delay=0)
+    c = Client(host, "c", session_ms=6000)
+    c.joined(c.join())
+    c.synced(c.send_sync({c.member_id: b"a"}))
+    for _ in range(500):
+        host.advance(100)
+        assert c.heartbeat() is E.NONE
+    last = host.now_ms
+    host.advance(5999)
+    assert state(host) is GroupState.STABLE
+    host.advance(1)
+    assert host.now_ms == last + 6000 and state(host) is GroupState.EMPTY
+
+
+def test_protocol_is_chosen_by_member_votes_among_common_protocols() -> None:
+    host = new_host(delay=0)
+    rr_first = (Protocol("roundrobin", b"rr"), Protocol("range", b"r"))
+    a = Client(host, "a", protocols=(Protocol("range", b"r"), Protocol("roundrobin", b"rr"),
+                                     Protocol("sticky", b"s")))
+    b, c = Client(host, "b", protocols=rr_first), Client(host, "c", protocols=rr_first)
+    ta = a.join()
+    a.joined(ta)
+    tb, tc = b.join(), c.join()
+    ta = a.send_join()
+    results = [x.joined(t) for x, t in ((a, ta), (b, tb), (c, tc))]
+    # range and roundrobin are common ("sticky" is not); roundrobin wins two votes to one.
+    assert {r.protocol_name for r in results} == {"roundrobin"}
+    assert results[0].leader_id == a.member_id  # the first member leads...
+    assert [m.metadata for m in results[0].members] == [b"rr", b"rr", b"rr"]  # ...and sees all
+
+
+def test_batch_leave_reports_each_member() -> None:
+    host = new_host(delay=0)
+    a, s = Client(host, "a"), Client(host, "s", instance="host-s")
+    a.join()  # generation 1 at once (no delay)...
+    ts = s.join()  # ...then a static member's join starts a rebalance that waits for a
+    pending = host.result(Client(host, "p").send_join())
+    assert isinstance(pending, JoinGroupResult) and pending.error is E.MEMBER_ID_REQUIRED
+    token = host.token()
+    host.call(host.coordinator.leave_group, LeaveGroupRequest(token, "g", (
+        LeaveMember(a.member_id), LeaveMember("", "host-s"), LeaveMember(pending.member_id),
+        LeaveMember("nobody"), LeaveMember("", "no-such-instance"),
+        LeaveMember("someone-else", "host-s"),
+    )))
+    res = host.result(token)
+    assert isinstance(res, LeaveGroupResult) and res.error is E.NONE
+    assert [m.error for m in res.members] == [
+        E.NONE, E.NONE, E.NONE, E.UNKNOWN_MEMBER_ID, E.UNKNOWN_MEMBER_ID, E.UNKNOWN_MEMBER_ID]
+    snap = host.coordinator.snapshot("g")
+    assert snap is not None and (snap.members, snap.pending_members) == ((), ())
+    assert snap.state is GroupState.EMPTY
+    assert s.joined(ts).error is E.UNKNOWN_MEMBER_ID  # its waiting join is answered
+
+
+def test_multi_group_offset_fetch_answers_each_group() -> None:
+    coord = GroupCoordinator(GroupConfig(), partition=0, num_partitions=50)
+    coord.begin_loading()
+    host = MemoryHost(coord)
+    host.apply(coord.finish_loading(0))
+    # "polygenelubricants" lives on partition 0 (ours); "hello" on partition 22.
+    c = Client(host, "c", group="polygenelubricants")
+    assert c.commit({("t", 0): 9}) == {("t", 0): E.NONE}
+    token = host.token()
+    host.call(coord.offset_fetch, OffsetFetchRequest(token, (
+        OffsetFetchGroup("polygenelubricants"), OffsetFetchGroup("hello", (("t", (0,)),)))))
+    res = host.result(token)
+    assert isinstance(res, OffsetFetchResult)
+    ours, theirs = res.groups
+    assert (ours.error, [(p.topic, p.partition, p.offset) for p in ours.partitions]) == (
+        E.NONE, [("t", 0, 9)])
+    assert (theirs.group_id, theirs.error, theirs.partitions) == ("hello", E.NOT_COORDINATOR, ())
+
+
+def test_group_max_size_and_superseded_join() -> None:
+    host = new_host(delay=1000, max_group_size=2)
+    a, b, c = Client(host, "a"), Client(host, "b"), Client(host, "c")
+    ta = a.join()
+    b.join()
+    third = host.result(c.send_join())
+    assert isinstance(third, JoinGroupResult) and third.error is E.GROUP_MAX_SIZE_REACHED
+    # A client that gives up on a waiting JoinGroup and sends another: the first is answered.
+    ta2 = a.send_join()
+    assert a.joined(ta).error is E.REBALANCE_IN_PROGRESS
+    host.advance(2000)
+    assert a.joined(ta2).error is E.NONE
+
+
+def test_resign_answers_requests_waiting_for_an_append() -> None:
+    host = new_host(delay=0)
+    host.auto_persist = False
+    c = Client(host, "c")
+    token = c.join()
+    c.joined(token)
+    sync = c.send_sync({c.member_id: b"x"})
+    admin = Client(host, "admin", group="other")
+    assert admin.commit({("t", 0): 1}) is None  # waits for its append (and so does the sync)
+    commit_token = host.token() - 1
+    host.apply(host.coordinator.resign(host.now_ms))
+    assert c.synced(sync).error is E.NOT_COORDINATOR
+    assert host.result(commit_token).partitions[0].error is E.NOT_COORDINATOR
+    host.unpersisted.clear()  # the new leader's log decides; our appends are moot
+    assert host.coordinator.appends_in_flight() == 0

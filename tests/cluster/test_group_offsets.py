@@ -112,7 +112,7 @@ def test_simple_commit_fetch_all_and_named_partitions() -> None:
         ("a", 1): (6, 3, "m"), ("a", 9): (NO_OFFSET, -1, "")}
     assert fetch(host, "never-seen") == {}
     assert host.coordinator.snapshot("simple") is not None
-    assert host.coordinator.snapshot("simple").protocol_type is None  # type: ignore[union-attr]
+    assert host.coordinator.snapshot("simple").protocol_type is None
 
 
 def test_oversized_metadata_is_refused_per_partition() -> None:
@@ -160,7 +160,7 @@ def test_sync_completes_only_after_the_group_record_is_persisted() -> None:
     host.persist_next(E.NOT_ENOUGH_REPLICAS)
     res = host.result(sync)
     assert isinstance(res, SyncGroupResult) and res.error is E.COORDINATOR_NOT_AVAILABLE
-    assert host.coordinator.snapshot("g").state is (  # type: ignore[union-attr]
+    assert host.coordinator.snapshot("g").state is (
         GroupState.PREPARING_REBALANCE)
 
 
@@ -185,13 +185,13 @@ def test_group_and_offsets_reload_from_records() -> None:
     # The member carries on where it was: heartbeats, and its assignment is still there.
     token = host2.token()
     host2.call(host2.coordinator.heartbeat, HeartbeatRequest(token, "g", generation, member))
-    assert host2.result(token).error is E.NONE  # type: ignore[union-attr]
+    assert host2.result(token).error is E.NONE
     token = host2.token()
     host2.call(host2.coordinator.sync_group, SyncGroupRequest(token, "g", generation, member))
     assert host2.result(token) == SyncGroupResult(E.NONE, b"assignment", "consumer", "range")
     # A loaded member that stops heartbeating still expires.
     host2.advance(10_000)
-    assert host2.coordinator.snapshot("g").state is GroupState.EMPTY  # type: ignore[union-attr]
+    assert host2.coordinator.snapshot("g").state is GroupState.EMPTY
 
 
 def test_retention_expires_offsets_of_empty_groups_then_the_group() -> None:
@@ -219,7 +219,7 @@ def test_retention_of_an_empty_consumer_group_counts_from_when_it_emptied() -> N
     member, generation = stable_member(host)
     commit(host, "g", {("a", 0): 1}, generation, member)
     host.advance(DAY // 2)  # the member expired long ago; the group emptied at t=10 s
-    assert host.coordinator.snapshot("g").state is GroupState.EMPTY  # type: ignore[union-attr]
+    assert host.coordinator.snapshot("g").state is GroupState.EMPTY
     host.advance(DAY // 2)
     assert fetch(host, "g") == {("a", 0): (1, 3, "m")}
     host.advance(60_000)
@@ -287,3 +287,15 @@ def test_describe_and_list_groups() -> None:
     assert listed(("Empty", "Dead")) == {"simple"}
     assert listed(types=("consumer",)) == set()
     assert listed(types=("Classic",)) == {"g", "simple"}
+
+
+def test_an_emptied_group_without_offsets_dies_at_the_next_retention_check() -> None:
+    host = new_host()
+    stable_member(host)  # its member stops heartbeating: the group empties after 10 s
+    host.advance(10_000)
+    assert host.coordinator.snapshot("g").state is GroupState.EMPTY
+    host.advance(50_000)  # the retention check runs every minute here
+    assert host.coordinator.snapshot("g") is None
+    assert host.log[-1] == GroupRecord(host.log[-1].key, None)
+    assert decode_key(host.log[-1].key) == GroupKey("g")
+    assert new_host(host.log).coordinator.group_ids() == []
