@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, TypeAlias, TypeVar, cast
 
 import pykka
+from pykka._future import _Unset
 
 __all__ = [
     "LoopBlockingError",
@@ -38,6 +39,7 @@ OptExcInfo: TypeAlias = tuple[
     type[BaseException] | None, BaseException | None, TracebackType | None
 ]
 
+_UNSET: Any = _Unset()  # pykka's "no get-hook result yet" marker, shared (never mutated)
 _thread_state = threading.local()
 # Only guards lazy creation of a future's threading.Event (the rare cross-thread get()).
 _event_lock = threading.Lock()
@@ -65,15 +67,21 @@ class LoopFuture(pykka.Future[T]):
     """A pykka future owned by an event loop; awaitable, and `map`/`join`/`filter`/`reduce` chain
     by callbacks so derived futures are awaitable too."""
 
+    # One future is made per ask, so its fields start as class-level defaults and __init__ only
+    # stores the loop (instead of pykka's Future.__init__, which builds an `_Unset()` per future):
+    # a field is written on the instance the first time it changes. pykka 4.5.0's own fields
+    # (`_get_hook`, `_get_hook_result`) are covered by tests/actors/test_pykka_seam.py.
+    _get_hook: Callable[[float | None], T] | None = None
+    _get_hook_result = _UNSET
+    _claimed = False  # set() was called (the value may still be in flight to the loop)
+    _done = False
+    _value: Any = None
+    _exc_info: OptExcInfo | None = None
+    _callbacks: list[Callable[[LoopFuture[T]], None]] | None = None
+    _event: threading.Event | None = None
+
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__()
         self._loop = loop if loop is not None else current_loop()
-        self._claimed = False  # set() was called (the value may still be in flight to the loop)
-        self._done = False
-        self._value: Any = None
-        self._exc_info: OptExcInfo | None = None
-        self._callbacks: list[Callable[[LoopFuture[T]], None]] | None = None
-        self._event: threading.Event | None = None
 
     def __repr__(self) -> str:
         state = "done" if self._done else "pending"

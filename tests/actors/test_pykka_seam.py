@@ -61,6 +61,19 @@ def test_actor_loop_body_we_mirror_is_unchanged() -> None:
         assert callable(getattr(Actor, name)), name
 
 
+def test_future_fields_loop_future_defaults_are_pykkas() -> None:
+    # LoopFuture skips pykka's Future.__init__ and gives its fields class-level defaults.
+    init_src = inspect.getsource(pykka.Future.__init__)
+    assert "self._get_hook = None" in init_src
+    assert "self._get_hook_result = _Unset()" in init_src
+    fut: LoopFuture[int] = LoopFuture()
+    assert fut._get_hook is None
+    assert isinstance(fut._get_hook_result, pykka._future._Unset)
+    fut.set_get_hook(lambda _timeout: 7)
+    assert fut.get(timeout=0) == 7
+    assert LoopFuture()._get_hook is None  # the hook went to that instance only
+
+
 def test_envelope_and_inbox_shapes() -> None:
     env = Envelope("m", reply_to=None)
     assert (env.message, env.reply_to) == ("m", None)

@@ -3,8 +3,10 @@
 Prints one JSON object (last line): in-core tell/s and ask p50/p99; cross-core one-way frames/s
 and MB/s for 64 B, 1 KiB and 64 KiB payloads (read in place by a raw handler), cross-core ask
 p50/p99 and pipelined asks/s; each next to a `multiprocessing.Queue` baseline measured in the same
-run. Bounded to about a minute. The machine is shared and has 2 cores: figures are noisy, compare
-the ratios.
+run. One-way and pipelined figures also carry the CPU microseconds per operation on each side
+(`cpu_us_sender`/`cpu_us_receiver`): rates swing with other load on a shared machine, CPU per
+operation much less (a spinning wait counts, a blocked one does not). Bounded to about a minute.
+The machine is shared and has 2 cores: figures are noisy, compare the ratios.
 `--quick` runs a tenth of the work (a smoke run).
 """
 
@@ -116,7 +118,7 @@ class _Counter(LoopActor):
         self.counts = counts
 
     def on_receive(self, message: Any) -> Any:
-        return dict(self.counts)
+        return {**self.counts, "cpu": time.process_time()}
 
 
 def bench_setup(ctx: CoreContext, scale: float) -> None:
@@ -142,15 +144,19 @@ async def _drive(ctx: CoreContext, scale: float) -> None:
         payload = b"x" * size
         n = max(1, int(COUNTS[label] * scale))
         before = await router.ref(1, "count").ask(None, block=False)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             sent = router.tell(1, "raw", payload)
             if not sent.done():
                 await sent
         after = await router.ref(1, "count").ask(None, block=False)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         assert after["frames"] - before["frames"] == n
-        out[label] = {"frames_per_s": round(n / dt), "mb_per_s": round(n * size / dt / 1e6, 1)}
+        out[label] = {
+            "frames_per_s": round(n / dt),
+            "mb_per_s": round(n * size / dt / 1e6, 1),
+            **_cpu_us(cpu, after["cpu"] - before["cpu"], n),
+        }
     echo = router.ref(1, "echo")
     lat = []
     for i in range(int(20_000 * scale)):
@@ -159,12 +165,25 @@ async def _drive(ctx: CoreContext, scale: float) -> None:
         lat.append(time.perf_counter() - t)
     out["ask"] = {"p50_us": _pct(lat, 0.5), "p99_us": _pct(lat, 0.99)}
     n = int(200_000 * scale)
-    t0 = time.perf_counter()
+    before = await router.ref(1, "count").ask(None, block=False)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await _windows(echo, n, window=512)
-    out["pipelined_asks_per_s"] = round(n / (time.perf_counter() - t0))
+    dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    after = await router.ref(1, "count").ask(None, block=False)
+    out["pipelined_asks_per_s"] = round(n / dt)
+    out["pipelined_cpu"] = _cpu_us(cpu, after["cpu"] - before["cpu"], n)
     path = Path(ctx.node_dir) / "bench.json"
     path.with_suffix(".tmp").write_text(json.dumps(out))
     os.replace(path.with_suffix(".tmp"), path)
+
+
+def _cpu_us(sender_s: float, receiver_s: float, n: int) -> dict[str, float]:
+    """CPU microseconds per operation on each side: unlike rates, barely moved by other load
+    (a spinning wait counts, a blocked one does not)."""
+    return {
+        "cpu_us_sender": round(sender_s / n * 1e6, 2),
+        "cpu_us_receiver": round(receiver_s / n * 1e6, 2),
+    }
 
 
 async def _windows(echo: Any, n: int, window: int) -> None:
@@ -205,9 +224,10 @@ def cross_core(scale: float, pin: bool) -> dict[str, Any]:
 
 
 def _q_sink(q: Any, done: Any, n: int) -> None:
+    cpu0 = time.process_time()
     for _ in range(n):
         q.get()
-    done.put(True)
+    done.put(time.process_time() - cpu0)
 
 
 def _q_echo(req: Any, rep: Any) -> None:
@@ -215,7 +235,7 @@ def _q_echo(req: Any, rep: Any) -> None:
         item = req.get()
         if item is None:
             return
-        rep.put(item)
+        rep.put(time.process_time() if item == "cpu" else item)
 
 
 def queue_baseline(scale: float) -> dict[str, Any]:
@@ -227,13 +247,17 @@ def queue_baseline(scale: float) -> dict[str, Any]:
         proc = ctx.Process(target=_q_sink, args=(q, done, n))
         proc.start()
         payload = b"x" * size
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             q.put(payload)
-        done.get()
-        dt = time.perf_counter() - t0
+        receiver_cpu = done.get()
+        dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         proc.join()
-        out[label] = {"frames_per_s": round(n / dt), "mb_per_s": round(n * size / dt / 1e6, 1)}
+        out[label] = {
+            "frames_per_s": round(n / dt),
+            "mb_per_s": round(n * size / dt / 1e6, 1),
+            **_cpu_us(cpu, receiver_cpu, n),
+        }
     req, rep = ctx.Queue(), ctx.Queue()
     proc = ctx.Process(target=_q_echo, args=(req, rep))
     proc.start()
@@ -246,14 +270,20 @@ def queue_baseline(scale: float) -> dict[str, Any]:
     out["ask"] = {"p50_us": _pct(lat, 0.5), "p99_us": _pct(lat, 0.99)}
     n = int(50_000 * scale)
     window = 512
-    t0 = time.perf_counter()
+    req.put("cpu")
+    before = rep.get()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for start in range(0, n, window):  # the same windows as the runtime's
         batch = min(window, n - start)
         for i in range(batch):
             req.put(i)
         for _ in range(batch):
             rep.get()
-    out["pipelined_asks_per_s"] = round(n / (time.perf_counter() - t0))
+    dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    req.put("cpu")
+    after = rep.get()
+    out["pipelined_asks_per_s"] = round(n / dt)
+    out["pipelined_cpu"] = _cpu_us(cpu, after - before, n)
     req.put(None)
     proc.join()
     return out
@@ -291,6 +321,10 @@ def main(argv: list[str]) -> int:
             "pipelined_asks_per_s": {
                 "runtime": ours["pipelined_asks_per_s"],
                 "mp_queue": baseline["pipelined_asks_per_s"],
+            },
+            "pipelined_cpu_us_per_ask": {
+                "runtime": ours["pipelined_cpu"],
+                "mp_queue": baseline["pipelined_cpu"],
             },
         },
         "seconds": round(time.perf_counter() - started, 1),
