@@ -17,55 +17,30 @@ import argparse
 import json
 import struct
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
-
-import crc32c
 
 from redshank.protocol.api_versions import request_header_version
 from redshank.protocol.connection import KafkaServerConnection, RequestReceived
 from redshank.protocol.messages import fetch, produce, request_header
 from redshank.protocol.record_batch import validate_batch
+from redshank.protocol.records import BatchBuilder
+from redshank.tools.bench._timing import best_seconds
 
 __all__ = ["build_batch", "main"]
 
 
-def _varint(value: int) -> bytes:
-    """Zigzag varint, as record fields use (not the unsigned varints of the protocol)."""
-    z = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
 def build_batch(count: int = 100, value_size: int = 1024, base_offset: int = 0) -> bytes:
     """A valid uncompressed magic-2 batch of `count` records with `value_size`-byte values."""
-    records = bytearray()
     value = bytes(range(256)) * (value_size // 256) + bytes(value_size % 256)
+    builder = BatchBuilder(base_offset=base_offset)
     for i in range(count):
-        # attributes, timestampDelta, offsetDelta, key (null), value, no headers
-        body = b"\x00" + _varint(i) + _varint(i) + _varint(-1) + _varint(len(value)) + value
-        body += b"\x00"
-        records += _varint(len(body)) + body
-    after_crc = struct.pack(">hiqqqhii", 0, count - 1, 1_700_000_000_000, 1_700_000_000_000 + count,
-                            -1, -1, -1, count) + records
-    crc = crc32c.crc32c(after_crc)
-    length = 4 + 1 + 4 + len(after_crc)
-    return struct.pack(">qiibI", base_offset, length, -1, 2, crc) + after_crc
+        builder.append(value, timestamp=1_700_000_000_000 + i)
+    return builder.build()
 
 
 def _best_us(fn: Callable[[], Any], number: int, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best * 1e6
+    return best_seconds(fn, number=number, repeat=repeat) * 1e6
 
 
 def _produce_request(batch: bytes) -> produce.ProduceRequest:

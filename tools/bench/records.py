@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import random
-import time
-from collections.abc import Callable
 
 import cramjam
 
 from redshank.protocol.compression import compress, decompress
 from redshank.protocol.record_batch import HEADER_SIZE, Compression, validate_batch
 from redshank.protocol.records import BatchBuilder, iter_records
+from redshank.tools.bench._timing import best_seconds
 
 _WORDS = [
     b"user", b"order", b"id", b"amount", b"currency", b"EUR", b"status", b"shipped", b"true",
@@ -46,32 +45,23 @@ def _batch(
     return builder.build()
 
 
-def _best(fn: Callable[[], object], repeat: int, number: int) -> float:
-    """Best seconds per call over `repeat` rounds of `number` calls."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
-
-
 def main(argv: list[str]) -> int:
     repeat, number = (3, 20) if "--quick" in argv else (7, 100)
     batch = _batch()
     result: dict[str, object] = {"batch_bytes": len(batch), "records": 100, "record_bytes": 1024}
 
-    read = _best(lambda: sum(1 for _ in iter_records(batch)), repeat, number)
+    read = best_seconds(lambda: sum(1 for _ in iter_records(batch)), number=number, repeat=repeat)
     result["iter_records_us_per_batch"] = round(read * 1e6, 1)
     result["iter_records_records_per_s"] = round(100 / read)
     result["iter_records_MB_per_s"] = round(len(batch) / read / 1e6, 1)
-    validate = _best(lambda: validate_batch(batch), repeat, number)
+    validate = best_seconds(lambda: validate_batch(batch), number=number, repeat=repeat)
     result["validate_batch_us"] = round(validate * 1e6, 2)
     try:
         from kafka.record.default_records import DefaultRecordBatch
 
-        theirs = _best(lambda: sum(1 for _ in DefaultRecordBatch(batch)), repeat, number)
+        theirs = best_seconds(
+            lambda: sum(1 for _ in DefaultRecordBatch(batch)), number=number, repeat=repeat
+        )
         result["baseline_kafka_python_us_per_batch"] = round(theirs * 1e6, 1)
         result["iter_records_speedup_vs_kafka_python"] = round(theirs / read, 2)
     except ImportError:
@@ -87,8 +77,16 @@ def main(argv: list[str]) -> int:
     codecs: dict[str, dict[str, float | None]] = {}
     for codec, plain in unbounded.items():
         packed = compress(codec, section)
-        enc = _best(lambda c=codec: compress(c, section), repeat, number)  # type: ignore[misc]
-        dec = _best(lambda c=codec, p=packed: decompress(c, p), repeat, number)  # type: ignore[misc]
+        enc = best_seconds(
+            lambda c=codec: compress(c, section),  # type: ignore[misc]
+            number=number,
+            repeat=repeat,
+        )
+        dec = best_seconds(
+            lambda c=codec, p=packed: decompress(c, p),  # type: ignore[misc]
+            number=number,
+            repeat=repeat,
+        )
         figures: dict[str, float | None] = {
             "ratio": round(len(section) / len(packed), 2),
             "compress_MB_per_s": round(len(section) / enc / 1e6, 1),
@@ -97,14 +95,18 @@ def main(argv: list[str]) -> int:
         if plain is None:  # snappy: time one unbounded raw block of the same bytes instead
             plain = cramjam.snappy.decompress_raw
             packed = bytes(cramjam.snappy.compress_raw(section))
-        base = _best(lambda f=plain, p=packed: f(p), repeat, number)  # type: ignore[misc]
+        base = best_seconds(
+            lambda f=plain, p=packed: f(p),  # type: ignore[misc]
+            number=number,
+            repeat=repeat,
+        )
         figures["baseline_unbounded_MB_per_s"] = round(len(section) / base / 1e6, 1)
         codecs[codec.name.lower()] = figures
         compressed_batch = _batch(compression=codec)
-        read_c = _best(
+        read_c = best_seconds(
             lambda b=compressed_batch: sum(1 for _ in iter_records(b)),  # type: ignore[misc]
-            repeat,
-            number,
+            number=number,
+            repeat=repeat,
         )
         figures["iter_records_us_per_batch"] = round(read_c * 1e6, 1)
     result["codecs"] = codecs
