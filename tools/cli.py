@@ -16,6 +16,7 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("actors",), "redshank.tools.actors_cmd", "show every core's mailboxes and actors"),
     (("sim",), "redshank.tools.sim", "run seeded Raft simulations"),
     (("bench", "codec"), "redshank.tools.bench.codec", "benchmark the Kafka codec"),
+    (("bench", "records"), "redshank.tools.bench.records", "benchmark records and compression"),
     (("bench", "storage"), "redshank.tools.bench.storage", "benchmark the partition log"),
     (("bench", "mailbox"), "redshank.tools.bench.mailbox", "benchmark actors and mailboxes"),
     (("bench", "produce"), "redshank.tools.bench.produce", "benchmark produce against a broker"),
