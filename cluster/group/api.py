@@ -10,10 +10,15 @@ Must not know: the wire encoding of any Kafka message, connections, clocks.
 Version mapping notes for the handlers (what each field means for old versions):
 - JoinGroup v0: no rebalance timeout on the wire -> pass the session timeout (Kafka does).
   `require_known_member_id` = version >= 4 (KIP-394 MEMBER_ID_REQUIRED handshake).
-- LeaveGroup v0-2: one member id -> one `LeaveMember`; the top-level error is that member's error.
+- LeaveGroup v0-2: one member id -> one `LeaveMember`; answer the top-level error if it is not
+  NONE, else that member's error (Kafka's LeaveGroupResponse does the same for v0-2).
 - OffsetCommit v9 `generation_id_or_member_epoch` is `generation_id` for classic groups.
   `retention_time_ms` only exists in v2-4 (-1 = broker default).
-- OffsetFetch v1-7 is one `OffsetFetchGroup`; v8+ is several. `topics=None` = all partitions.
+- OffsetFetch v1-7 is one `OffsetFetchGroup` (its group error is the v2-7 top-level error);
+  v8+ is several. `topics=None` (v2+) = every committed partition.
+- OffsetCommit results come per partition in request order; the handler regroups them by topic.
+- Multi-group requests (OffsetFetch v8+, DescribeGroups, DeleteGroups) and ListGroups span
+  coordinators: split by `partition_for(group_id, n)`, ask each owner, merge the answers.
 """
 
 from __future__ import annotations

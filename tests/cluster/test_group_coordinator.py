@@ -425,7 +425,6 @@ def test_static_member_rejoins_with_same_instance_id_without_rebalance() -> None
     old_id = a.member_id
 
     # a restarts: no member id, same instance id. Same generation; b is not disturbed.
-    host.coordinator  # noqa: B018 (readability: the same coordinator)
     a2 = Client(host, "a", instance="host-1")
     j = a2.joined(a2.send_join())
     assert j.error is E.NONE and j.generation_id == 1 and j.member_id != old_id

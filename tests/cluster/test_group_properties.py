@@ -2,8 +2,9 @@
 failing) and time from several members, static and dynamic, checked against the coordinator's
 invariants:
 
-- at most one leader per generation, and the leader (only) gets the member list;
-- generations never go back, and each new one is one more than the last;
+- at most one leader per generation (by identity: a static member keeps its place under a new
+  member id), and the leader, only the leader, gets the member list, always the same one;
+- generations never go back, and each is answered with the same leader to every member;
 - every successful SyncGroup of generation g returns what g's leader assigned to that member;
 - every request is answered exactly once, and eventually (no member is left waiting);
 - an acknowledged commit came from a current member and generation (or a "simple" commit to a
