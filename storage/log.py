@@ -122,7 +122,8 @@ class Log:
             # Recovery may have found bytes a killed process wrote but never synced: they are
             # in the page cache, so make them durable before counting them as flushed.
             segments[-1].sync()
-        return cls(directory, config, files, cache or BatchCache(64 * 1024 * 1024), segments,
+        # Brokers pass the core's shared cache; a private one is for tools and tests.
+        return cls(directory, config, files, cache or BatchCache(8 * 1024 * 1024), segments,
                    start)
 
     # -- offsets (any thread) ------------------------------------------------------------------
