@@ -495,16 +495,17 @@ class Log:
         with self._lock:
             return [(s.base_offset, s.term, s.size) for s in self._segments]
 
-    def close(self) -> None:
+    def close(self, *, seal: bool = True) -> None:
         """Flush, seal the active segment (trimming pre-allocation) and close the files. A
-        failed log closes without sealing: recovery will sort it out on reopen."""
+        failed log closes without sealing: recovery will sort it out on reopen. `seal=False`
+        leaves the active segment as a crash right after the flush would (tools, tests)."""
         with self._lock:
             if self._closed:
                 return
         try:
             if self._failed is None:
                 self.flush()
-                if self._segments and not self._segments[-1].is_empty():
+                if seal and self._segments and not self._segments[-1].is_empty():
                     self._segments[-1].seal()
         finally:
             with self._lock:

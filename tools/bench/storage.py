@@ -8,7 +8,8 @@ Prints one JSON object (the last line of output):
   the median and range of per-block ratios (the log's own pre-allocation steps, segment rolls
   and CRC checks are inside its timing);
 - sequential read MB/s from the batch cache and from the files (page cache warm);
-- recovery scan MB/s (CRC-checking the unsealed tail segment) with the file in the page cache
+- recovery scan MB/s (CRC-checking the unsealed tail segment): the first open after the
+  "crash" (also cutting the pre-allocated tail), then rescans with the file in the page cache
   and after evicting it (posix_fadvise DONTNEED);
 - sparse-index lookup time with 1M batches indexed (one entry per batch), and on a real log of
   1M tiny batches: the recovery scan that builds its index and random single-batch reads.
@@ -167,7 +168,9 @@ def _reads(directory: str, total: int) -> dict[str, float | str]:
 
 
 def _recovery(directory: str, batch_bytes: int, total: int) -> dict[str, float]:
-    """Write an unsealed segment (as a crash leaves it), then time the open that scans it."""
+    """Write an unsealed segment (as a crash leaves it), then time the opens that scan it:
+    `after_crash` (scan with CRCs + cut the pre-allocated tail + fdatasync), then the scan
+    alone with the file in the page cache, then after evicting it from the page cache."""
     path = os.path.join(directory, f"recovery-{batch_bytes}")
     template = make_batch(batch_bytes)
     log = Log.open(path, LogConfig(segment_bytes=4 * total, preallocate_step=total + MIB))
@@ -175,11 +178,10 @@ def _recovery(directory: str, batch_bytes: int, total: int) -> dict[str, float]:
         log.append(bytearray(template), 1)
     log.flush()
     size = log.segments()[-1][2]
-    # Drop the log without sealing: the segment keeps its pre-allocated tail and no index.
-    for seg in log._segments:
-        seg.close()
+    # Close without sealing: the segment keeps its pre-allocated tail and no index.
+    log.close(seal=False)
     out: dict[str, float] = {"batch_bytes": len(template), "mb": round(size / MIB, 1)}
-    for label in ("page_cache", "cold"):
+    for label in ("after_crash", "page_cache", "cold"):
         if label == "cold":
             name = next(n for n in os.listdir(path) if n.endswith(".log"))
             fd = os.open(os.path.join(path, name), os.O_RDONLY)
@@ -192,9 +194,7 @@ def _recovery(directory: str, batch_bytes: int, total: int) -> dict[str, float]:
         again = Log.open(path, LogConfig(segment_bytes=4 * total))
         secs = time.perf_counter() - start
         assert again.dirty_offset == log.dirty_offset
-        # Keep the segment unsealed for the next measurement.
-        for seg in again._segments:
-            seg.close()
+        again.close(seal=False)  # unsealed again for the next measurement
         out[f"{label}_mb_s"] = round(size / MIB / secs, 1)
     shutil.rmtree(path)
     return out
