@@ -5,6 +5,10 @@ keeps up asks for exactly the next batch's base offset, so its reads are dict hi
 the middle of a batch misses and goes to disk once. A log invalidates its entries after a suffix
 truncation by moving to a new key (old entries age out), so truncation is O(1) here.
 
+Entries are views of the buffers appends received (no copy), counted at their own size: a
+cached view keeps its whole request buffer alive, so a buffer holding many batches costs more
+than its entries say until they are all evicted.
+
 Shared by every log on a core and touched by the loop thread (append, read) and the writer thread
 (reads it serves), hence the lock. Knows nothing of segments or files.
 """

@@ -122,7 +122,8 @@ class Log:
             # Recovery may have found bytes a killed process wrote but never synced: they are
             # in the page cache, so make them durable before counting them as flushed.
             segments[-1].sync()
-        return cls(directory, config, files, cache or BatchCache(64 * 1024 * 1024), segments,
+        # Brokers pass the core's shared cache; a private one is for tools and tests.
+        return cls(directory, config, files, cache or BatchCache(8 * 1024 * 1024), segments,
                    start)
 
     # -- offsets (any thread) ------------------------------------------------------------------
@@ -494,16 +495,17 @@ class Log:
         with self._lock:
             return [(s.base_offset, s.term, s.size) for s in self._segments]
 
-    def close(self) -> None:
+    def close(self, *, seal: bool = True) -> None:
         """Flush, seal the active segment (trimming pre-allocation) and close the files. A
-        failed log closes without sealing: recovery will sort it out on reopen."""
+        failed log closes without sealing: recovery will sort it out on reopen. `seal=False`
+        leaves the active segment as a crash right after the flush would (tools, tests)."""
         with self._lock:
             if self._closed:
                 return
         try:
             if self._failed is None:
                 self.flush()
-                if self._segments and not self._segments[-1].is_empty():
+                if seal and self._segments and not self._segments[-1].is_empty():
                     self._segments[-1].seal()
         finally:
             with self._lock:

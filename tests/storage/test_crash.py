@@ -96,7 +96,7 @@ def test_sigkill_never_loses_a_reported_flush(tmp_path: Path) -> None:
         # recovery, and sometimes the parent leaves the crashed log to the next child.
         kind = rng.choice(["normal", "normal", "early_kill", "no_check"])
         reports = None if kind == "early_kill" else rng.randrange(1, 30)
-        delay = rng.random() * (0.05 if kind == "early_kill" else 0.004)
+        delay = rng.random() * (0.3 if kind == "early_kill" else 0.004)
         start, flushed = _run_child(directory, term, rng.randrange(1 << 30), reports, delay)
         if start is not None:
             # Appends continue from the recovered end, never below anything reported.

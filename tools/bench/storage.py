@@ -3,11 +3,13 @@
 Prints one JSON object (the last line of output):
 - append+flush MB/s for 1 KiB records in 16 KiB, 256 KiB and 1 MiB batches (one flush per
   batch, so every batch is fdatasync'ed), each next to raw `os.write` + `os.fdatasync` of the
-  same buffers into a file pre-allocated before timing; raw and log rounds alternate and the
-  ratio is the median of the per-round ratios (the log's own pre-allocation steps, segment
-  creation and CRC check are inside its timing);
+  same buffers into a file pre-allocated before timing; raw and log alternate in blocks (16
+  per size) so load drift hits both alike; ratio = log MB/s / raw MB/s over all blocks, plus
+  the median and range of per-block ratios (the log's own pre-allocation steps, segment rolls
+  and CRC checks are inside its timing);
 - sequential read MB/s from the batch cache and from the files (page cache warm);
-- recovery scan MB/s (CRC-checking the unsealed tail segment) with the file in the page cache
+- recovery scan MB/s (CRC-checking the unsealed tail segment): the first open after the
+  "crash" (also cutting the pre-allocated tail), then rescans with the file in the page cache
   and after evicting it (posix_fadvise DONTNEED);
 - sparse-index lookup time with 1M batches indexed (one entry per batch), and on a real log of
   1M tiny batches: the recovery scan that builds its index and random single-batch reads.
@@ -70,61 +72,53 @@ def make_batch(batch_bytes: int, record_bytes: int = 1000) -> bytearray:
     return bytearray(head + after_crc)
 
 
-def _raw_write(directory: str, batches: list[bytearray]) -> float:
-    """Seconds to write+fdatasync each batch into a pre-allocated file."""
-    path = os.path.join(directory, "raw.bin")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.posix_fallocate(fd, 0, sum(map(len, batches)))
-        os.fsync(fd)
-        start = time.perf_counter()
-        for b in batches:
-            os.write(fd, b)
-            os.fdatasync(fd)
-        return time.perf_counter() - start
-    finally:
-        os.close(fd)
-        os.remove(path)
-
-
-def _log_write(directory: str, batches: list[bytearray]) -> float:
-    """Seconds to append+flush each batch through the log (offsets are rewritten in place in
-    the given buffers, as a broker does with the request buffer it received)."""
-    path = os.path.join(directory, "log")
-    log = Log.open(path, LogConfig(segment_bytes=1024 * MIB, preallocate_step=64 * MIB))
-    try:
-        start = time.perf_counter()
-        for b in batches:
-            log.append(b, 1)
-            log.flush()
-        return time.perf_counter() - start
-    finally:
-        log.close()
-        shutil.rmtree(path)
-
-
-def _append_flush(
-    directory: str, batch_bytes: int, total: int, rounds: int
-) -> dict[str, float | list[float]]:
+def _append_flush(directory: str, batch_bytes: int, total: int, blocks: int
+                  ) -> dict[str, float | list[float]]:
+    """Raw and log write the same buffers, alternating in `blocks` blocks (which side goes
+    first alternates too), so drift in the machine's load hits both sides alike."""
     template = make_batch(batch_bytes)
     # Distinct buffers, written by both sides: reusing one would let raw copy from a hot cache.
-    batches = [bytearray(template) for _ in range(max(4, total // len(template)))]
+    batches = [bytearray(template) for _ in range(max(blocks, total // len(template)))]
+    per_block = len(batches) // blocks
+    batches = batches[: per_block * blocks]
     volume = sum(map(len, batches)) / MIB
-    raw: list[float] = []
-    ours: list[float] = []
-    for i in range(rounds):
-        # Alternate which goes first so drift in the machine's load hits both sides alike.
-        for side in ("raw", "log") if i % 2 == 0 else ("log", "raw"):
-            if side == "raw":
-                raw.append(volume / _raw_write(directory, batches))
-            else:
-                ours.append(volume / _log_write(directory, batches))
-    ratios = [o / r for o, r in zip(ours, raw, strict=True)]
+    raw_path = os.path.join(directory, "raw.bin")
+    fd = os.open(raw_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.posix_fallocate(fd, 0, sum(map(len, batches)))
+    os.fsync(fd)
+    log_path = os.path.join(directory, "log")
+    log = Log.open(log_path, LogConfig(segment_bytes=1024 * MIB, preallocate_step=64 * MIB))
+    raw_s: list[float] = []
+    log_s: list[float] = []
+    try:
+        for i in range(blocks):
+            block = batches[i * per_block : (i + 1) * per_block]
+            for side in ("raw", "log") if i % 2 == 0 else ("log", "raw"):
+                start = time.perf_counter()
+                if side == "raw":
+                    for b in block:
+                        os.write(fd, b)
+                        os.fdatasync(fd)
+                    raw_s.append(time.perf_counter() - start)
+                else:
+                    # Offsets are rewritten in place in these buffers, as a broker does with
+                    # the request buffer it received; raw already wrote them.
+                    for b in block:
+                        log.append(b, 1)
+                        log.flush()
+                    log_s.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        os.remove(raw_path)
+        log.close()
+        shutil.rmtree(log_path)
+    ratios = [r / lg for r, lg in zip(raw_s, log_s, strict=True)]
     return {"batch_bytes": len(template), "mb": round(volume, 1),
-            "log_mb_s": round(statistics.median(ours), 1),
-            "raw_mb_s": round(statistics.median(raw), 1),
-            "ratio": round(statistics.median(ratios), 3),
-            "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)]}
+            "log_mb_s": round(volume / sum(log_s), 1),
+            "raw_mb_s": round(volume / sum(raw_s), 1),
+            "ratio": round(sum(raw_s) / sum(log_s), 3),
+            "block_ratio_median": round(statistics.median(ratios), 3),
+            "block_ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)]}
 
 
 def _timed(fn: Callable[[], int]) -> tuple[float, int]:
@@ -174,7 +168,9 @@ def _reads(directory: str, total: int) -> dict[str, float | str]:
 
 
 def _recovery(directory: str, batch_bytes: int, total: int) -> dict[str, float]:
-    """Write an unsealed segment (as a crash leaves it), then time the open that scans it."""
+    """Write an unsealed segment (as a crash leaves it), then time the opens that scan it:
+    `after_crash` (scan with CRCs + cut the pre-allocated tail + fdatasync), then the scan
+    alone with the file in the page cache, then after evicting it from the page cache."""
     path = os.path.join(directory, f"recovery-{batch_bytes}")
     template = make_batch(batch_bytes)
     log = Log.open(path, LogConfig(segment_bytes=4 * total, preallocate_step=total + MIB))
@@ -182,11 +178,10 @@ def _recovery(directory: str, batch_bytes: int, total: int) -> dict[str, float]:
         log.append(bytearray(template), 1)
     log.flush()
     size = log.segments()[-1][2]
-    # Drop the log without sealing: the segment keeps its pre-allocated tail and no index.
-    for seg in log._segments:
-        seg.close()
+    # Close without sealing: the segment keeps its pre-allocated tail and no index.
+    log.close(seal=False)
     out: dict[str, float] = {"batch_bytes": len(template), "mb": round(size / MIB, 1)}
-    for label in ("page_cache", "cold"):
+    for label in ("after_crash", "page_cache", "cold"):
         if label == "cold":
             name = next(n for n in os.listdir(path) if n.endswith(".log"))
             fd = os.open(os.path.join(path, name), os.O_RDONLY)
@@ -199,9 +194,7 @@ def _recovery(directory: str, batch_bytes: int, total: int) -> dict[str, float]:
         again = Log.open(path, LogConfig(segment_bytes=4 * total))
         secs = time.perf_counter() - start
         assert again.dirty_offset == log.dirty_offset
-        # Keep the segment unsealed for the next measurement.
-        for seg in again._segments:
-            seg.close()
+        again.close(seal=False)  # unsealed again for the next measurement
         out[f"{label}_mb_s"] = round(size / MIB / secs, 1)
     shutil.rmtree(path)
     return out
@@ -272,11 +265,11 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     try:
         sizes = {"16KiB": (16 * KIB, 2 * MIB if quick else 8 * MIB),
-                 "256KiB": (256 * KIB, 4 * MIB if quick else 64 * MIB),
-                 "1MiB": (MIB, 4 * MIB if quick else 96 * MIB)}
-        rounds = 1 if quick else 5
+                 "256KiB": (256 * KIB, 4 * MIB if quick else 96 * MIB),
+                 "1MiB": (MIB, 4 * MIB if quick else 128 * MIB)}
+        blocks = 2 if quick else 16
         result: dict[str, object] = {
-            "append_flush": {name: _append_flush(directory, b, total, rounds)
+            "append_flush": {name: _append_flush(directory, b, total, blocks)
                              for name, (b, total) in sizes.items()},
             "read": _reads(directory, 8 * MIB if quick else 128 * MIB),
             "recovery_scan": {
