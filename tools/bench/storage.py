@@ -31,9 +31,10 @@ import tempfile
 import time
 from collections.abc import Callable
 
-import crc32c
 import structlog
 
+from redshank.protocol.record_batch import iter_batches
+from redshank.protocol.records import BatchBuilder
 from redshank.storage import BatchCache, Log, LogConfig, SegmentIndex
 
 __all__ = ["main"]
@@ -42,34 +43,15 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-def _varint(value: int) -> bytes:
-    v = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while True:
-        if v >> 7:
-            out.append((v & 0x7F) | 0x80)
-            v >>= 7
-        else:
-            out.append(v)
-            return bytes(out)
-
-
 def make_batch(batch_bytes: int, record_bytes: int = 1000) -> bytearray:
     """A magic-2 batch of ~1 KiB records filling about `batch_bytes` (random values so the
-    bytes are realistic). Stand-in until `redshank.protocol.records` provides a builder."""
+    bytes are realistic)."""
     rng = random.Random(batch_bytes)
     count = max(1, batch_bytes // (record_bytes + 24))
-    records = []
+    builder = BatchBuilder()
     for i in range(count):
-        value = rng.randbytes(record_bytes)
-        body = (b"\x00" + _varint(i) + _varint(i) + _varint(-1) + _varint(len(value)) + value
-                + _varint(0))
-        records.append(_varint(len(body)) + body)
-    ts = 1_700_000_000_000
-    after_crc = struct.pack(">hiqqqhii", 0, count - 1, ts, ts + count - 1, -1, -1, -1,
-                            count) + b"".join(records)
-    head = struct.pack(">qiibI", 0, 9 + len(after_crc), -1, 2, crc32c.crc32c(after_crc))
-    return bytearray(head + after_crc)
+        builder.append(rng.randbytes(record_bytes), timestamp=1_700_000_000_000 + i)
+    return bytearray(builder.build())
 
 
 def _append_flush(directory: str, batch_bytes: int, total: int, blocks: int
@@ -134,12 +116,9 @@ def _read_all(log: Log) -> int:
         data = log.read(offset, MIB)
         total += len(data)
         # The next offset follows the last batch returned: walk the headers, not the records.
-        pos, last = 0, offset
-        while pos < len(data):
-            length, = struct.unpack_from(">i", data, pos + 8)
-            delta, = struct.unpack_from(">i", data, pos + 23)
-            last = struct.unpack_from(">q", data, pos)[0] + delta
-            pos += length + 12
+        last = offset
+        for _pos, header in iter_batches(data, verify_crc=False):
+            last = header.last_offset
         offset = last + 1
     return total
 
