@@ -182,8 +182,9 @@ class CoreRouter:
         self.probe.asks_out += 1
         reply: LoopFuture[Any] = LoopFuture(self.loop)
         corr = next(self._corr)
+        first, second = encode(kind, corr, name, message)
         try:
-            self._send(dst, kind, corr, name, message)
+            self.transport.send(dst, first, second)
         except CoreDiedError as exc:
             reply.fail(exc)
             if acked is not None:
@@ -239,7 +240,10 @@ class CoreRouter:
             except Exception as exc:
                 self._reply_error(src, corr, exc)
                 return
-            self._answer(src, generation, corr, two_phase, value)
+            if two_phase or isinstance(value, LoopFuture):
+                self._answer(src, generation, corr, two_phase, value)
+            else:  # answered within this call: the caller's generation cannot have changed
+                self._reply(src, Kind.REPLY, corr, value)
             return
 
         def answer(done: LoopFuture[Any]) -> None:
@@ -301,7 +305,8 @@ class CoreRouter:
 
     def _reply(self, dst: int, kind: Kind, corr: int, value: Any) -> None:
         try:
-            self._send(dst, kind, corr, "", value)
+            first, second = encode(kind, corr, "", value)
+            self.transport.send(dst, first, second)
         except CoreDiedError:
             pass  # nobody left to answer
         except Exception as exc:  # the value does not encode: answer with the error instead
@@ -332,7 +337,7 @@ class CoreRouter:
         if entry is None:
             return  # the request was already failed (its core was declared dead)
         if kind is Kind.REPLY:
-            entry.reply.set(message)
+            entry.reply._set_on_loop(message)
         elif kind is Kind.ACKED:
             assert entry.acked is not None
             entry.acked.set(message)
@@ -437,7 +442,7 @@ class RemoteRef:
         return self.router.tell(self.core, self.name, message)
 
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
-        fut = self.router.ask(self.core, self.name, message)
+        fut = self.router._request(self.core, self.name, message, Kind.ASK, None)
         return fut.get(timeout=timeout) if block else fut
 
     def ask_two_phase(self, message: Any) -> tuple[LoopFuture[Any], LoopFuture[Any]]:
