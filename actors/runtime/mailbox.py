@@ -2,9 +2,10 @@
 
 Concern: moving frames between this core's loop and its rings. Sends are staged at once and
 published once per loop turn (one head store and at most one doorbell per peer, however many
-messages the turn produced). Receiving polls the inbound rings while traffic is recent (a
-bounded spin that yields the CPU after every empty poll, so a co-located process or the peer core
-runs first), then sleeps on an eventfd doorbell:
+messages the turn produced); small messages of a turn are merged into one batch frame
+(`RingProducer.stage`), which the peer's `read` splits again. Receiving polls the inbound rings
+while traffic is recent (a bounded spin that yields the CPU when the loop has nothing else to do,
+so a co-located process or the peer core runs first), then sleeps on an eventfd doorbell:
 
     consumer (this core)                     producer (a peer)
     sleeping := 1 on every inbound ring      write frames; head := new head
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .loop_future import LoopFuture
-from .ring import RingConsumer, RingProducer, full_fence
+from .ring import SMALL_FRAME, RingConsumer, RingProducer, full_fence
 from .router import CoreDiedError
 
 __all__ = ["MailboxProbe", "RingTransport", "ring_doorbell"]
@@ -175,7 +176,12 @@ class RingTransport:
         producer = peer.producer
         if not peer.alive or producer is None:
             raise CoreDiedError(dst, "not running")
-        if peer.overflow or not producer.try_write(first, second):
+        if peer.overflow:
+            return self._queue(peer, producer, first, second)
+        if len(first) + len(second) <= SMALL_FRAME:
+            if not producer.stage(first, second):  # merged into this turn's batch frame
+                return self._queue(peer, producer, first, second)
+        elif not producer.try_write(first, second):
             return self._queue(peer, producer, first, second)
         if producer.staged_bytes >= PUBLISH_EARLY_BYTES:
             # A long turn of sends: let the peer start on what we have (overlap, not a batch).
