@@ -179,11 +179,14 @@ class RingTransport:
         if peer.overflow:
             return self._queue(peer, producer, first, second)
         if len(first) + len(second) <= SMALL_FRAME:
-            if not producer.stage(first, second):  # merged into this turn's batch frame
+            staged = producer.stage(first, second)  # merged into this turn's batch frame
+            if not staged:
                 return self._queue(peer, producer, first, second)
-        elif not producer.try_write(first, second):
+        elif producer.try_write(first, second):
+            staged = producer.staged_bytes
+        else:
             return self._queue(peer, producer, first, second)
-        if producer.staged_bytes >= PUBLISH_EARLY_BYTES:
+        if staged >= PUBLISH_EARLY_BYTES:
             # A long turn of sends: let the peer start on what we have (overlap, not a batch).
             if producer.publish():
                 self._ring(peer)

@@ -130,6 +130,7 @@ class RingProducer:
         self._mm = segment._mm
         self._dwords = segment.data_words
         self._cap = segment.capacity
+        self._half = segment.capacity // 2
         self._mask = segment.capacity - 1
         self._head = int(self._words[_HEAD])
         self._published = self._head
@@ -143,17 +144,18 @@ class RingProducer:
         self._batch: list[bytes | memoryview] = []
         self._batch_size = 0
 
-    def stage(self, first: bytes, second: bytes | memoryview = b"") -> bool:
+    def stage(self, first: bytes, second: bytes | memoryview = b"") -> int:
         """Add a small frame (`first + second`, at most SMALL_FRAME bytes) to this turn's batch
-        frame, written by the next `publish` or `try_write`; False if the ring could not take the
-        batch with it (publish, then wait for room as after a refused `try_write`).
+        frame, written by the next `publish` or `try_write`. Returns the bytes now staged and not
+        published (`staged_bytes`), or 0 if the ring could not take the batch with this frame
+        (publish, then wait for room as after a refused `try_write`).
         Cheaper than `try_write` per frame: one ring frame, one header, one copy per batch."""
         if type(second) is not bytes:
             second = bytes(second)  # the caller may reuse its buffer before the batch is written
         n = len(first) + len(second)
         size = self._batch_size + 4 + n
         need = (FRAME_OVERHEAD + size + 7) & ~7
-        if need > self._cap // 2:
+        if need > self._half:
             if not self._batch:
                 raise ValueError(f"frame of {n} bytes exceeds the ring's max payload")
             self._close_batch()  # as large as a frame may be: write it, open another
@@ -164,12 +166,12 @@ class RingProducer:
         if head + total - self._tail_cache > self._cap:
             self._tail_cache = int(self._words[_TAIL])
             if head + total - self._tail_cache > self._cap:
-                return False
+                return 0
         self._batch += (_pack_sub(n), first, second)
         self._batch_size = size
         self.frames += 1
         self.bytes += n
-        return True
+        return head - self._published + size
 
     def _close_batch(self) -> None:
         """Write the open batch as one frame (its room was checked by `stage`)."""
