@@ -25,6 +25,7 @@ __all__ = [
     "EnvelopeError",
     "Kind",
     "decode",
+    "decode_fields",
     "encode",
     "register_codec",
 ]
@@ -35,6 +36,7 @@ _HEADER_SIZE: Final = HEADER.size
 _unpack_header = HEADER.unpack_from
 _unpack_int = _INT.unpack_from
 _pack_header = HEADER.pack
+_pack_header_int = struct.Struct("<BBHQq").pack  # a nameless frame with an int body, in one go
 
 
 class Kind(enum.IntEnum):
@@ -109,6 +111,11 @@ def register_codec(
 def encode(kind: Kind, corr: int, name: str, message: Any) -> tuple[bytes, bytes | memoryview]:
     """(header + name, body): the two parts the ring writes into one frame without joining."""
     cls = type(message)
+    if not name:  # replies: one struct call for the hot bodies
+        if cls is int and -(1 << 63) <= message < (1 << 63):
+            return _pack_header_int(kind, _INTENC, 0, corr, message), b""
+        if message is None:
+            return _pack_header(kind, _NONE, 0, corr), b""
     body: bytes | memoryview
     if cls is bytes or cls is memoryview or cls is bytearray:
         enc, body = Encoding.RAW, message
@@ -134,8 +141,17 @@ def encode(kind: Kind, corr: int, name: str, message: Any) -> tuple[bytes, bytes
 
 def decode(frame: memoryview, *, copy: bool = True) -> Envelope:
     """Decode one frame. With `copy=False` a RAW body stays a view into the frame (in place)."""
+    kind, corr, name, message = decode_fields(frame, copy=copy)
+    return Envelope(_KINDS[kind], corr, name, message)
+
+
+def decode_fields(frame: memoryview, *, copy: bool = True) -> tuple[int, int, str, Any]:
+    """`decode` as a plain tuple with the kind as an int (a valid `Kind` value): the router's
+    per-frame path, without building an `Envelope`."""
     try:
         kind, enc, name_len, corr = _unpack_header(frame)
+        if kind not in _KINDS:
+            raise EnvelopeError(f"unknown kind {kind}")
         start = _HEADER_SIZE + name_len
         if name_len:
             if start > len(frame):
@@ -160,7 +176,7 @@ def decode(frame: memoryview, *, copy: bool = True) -> Envelope:
             message = _by_id[body[0]].decode(body[1:])
         else:
             raise EnvelopeError(f"unknown encoding {enc}")
-        return Envelope(_KINDS[kind], corr, name, message)
+        return kind, corr, name, message
     except EnvelopeError:
         raise
     except Exception as exc:  # struct.error, KeyError, UnicodeError, UnpicklingError, ...

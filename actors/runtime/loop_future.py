@@ -95,6 +95,14 @@ class LoopFuture(pykka.Future[T]):
         self._claimed = True
         self._complete(value, None)
 
+    def _set_on_loop(self, value: Any) -> None:
+        """`set(value)` from a callback of the owning loop (the router's replies): no thread hop
+        check. Callers guarantee they run on `self._loop`."""
+        if self._claimed or self._get_hook is not None:
+            raise queue.Full
+        self._claimed = True
+        self._finish(value, None)
+
     def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
         if exc_info is None:
             exc_info = sys.exc_info()

@@ -12,6 +12,9 @@ Layout (every counter on its own 64-byte cache line, stored as ONE aligned 8-byt
     data    capacity bytes (a power of two) of frames, 8-byte aligned:
             u64 header = length | sequence << 32, then the payload, padded to 8 bytes.
             A frame never splits across the end: a header with length PAD means "skip to 0".
+            A length with bit 31 (BATCH) set is a batch frame: small frames staged in one loop
+            turn (`stage`), each as <u32 length> payload, unpadded; `read` returns them one by
+            one, so a batch is invisible above the ring.
 
 Publishing is one store of `head` after the frames are written (x86 keeps stores in order, and
 CPython does the payload copy and the counter store as separate C calls, so neither is reordered).
@@ -23,6 +26,7 @@ process-local lock, whose atomic read-modify-write instructions are full barrier
 from __future__ import annotations
 
 import mmap
+import struct
 import threading
 from typing import Final
 
@@ -31,6 +35,7 @@ import posix_ipc
 __all__ = [
     "FRAME_OVERHEAD",
     "HEADER_SIZE",
+    "SMALL_FRAME",
     "RingConsumer",
     "RingCorruptError",
     "RingProducer",
@@ -44,6 +49,11 @@ _HEAD, _TAIL, _SLEEPING, _WAITING = 0, 8, 16, 24  # indices into the header's u6
 _PAD: Final = 0xFFFFFFFF
 _DATA_START: Final = HEADER_SIZE + 8  # offset of a frame's payload in the mapping, past its header
 _LEN_MASK: Final = 0xFFFFFFFF
+_BATCH: Final = 0x80000000
+_SUB: Final = struct.Struct("<I")  # a staged frame's length inside a batch frame
+_pack_sub = _SUB.pack
+_unpack_sub = _SUB.unpack_from
+SMALL_FRAME: Final = 512  # frames up to this size are worth merging into a batch frame
 
 _fence_lock = threading.Lock()
 
@@ -120,6 +130,7 @@ class RingProducer:
         self._mm = segment._mm
         self._dwords = segment.data_words
         self._cap = segment.capacity
+        self._half = segment.capacity // 2
         self._mask = segment.capacity - 1
         self._head = int(self._words[_HEAD])
         self._published = self._head
@@ -129,9 +140,64 @@ class RingProducer:
             raise RingCorruptError(f"{segment.name}: a producer must start on a fresh ring")
         self.frames = 0
         self.bytes = 0
+        # The open batch: parts (<u32 length>, first, second per staged frame) and its size.
+        self._batch: list[bytes | memoryview] = []
+        self._batch_size = 0
+
+    def stage(self, first: bytes, second: bytes | memoryview = b"") -> int:
+        """Add a small frame (`first + second`, at most SMALL_FRAME bytes) to this turn's batch
+        frame, written by the next `publish` or `try_write`. Returns the bytes now staged and not
+        published (`staged_bytes`), or 0 if the ring could not take the batch with this frame
+        (publish, then wait for room as after a refused `try_write`).
+        Cheaper than `try_write` per frame: one ring frame, one header, one copy per batch."""
+        if type(second) is not bytes:
+            second = bytes(second)  # the caller may reuse its buffer before the batch is written
+        n = len(first) + len(second)
+        size = self._batch_size + 4 + n
+        need = (FRAME_OVERHEAD + size + 7) & ~7
+        if need > self._half:
+            if not self._batch:
+                raise ValueError(f"frame of {n} bytes exceeds the ring's max payload")
+            self._close_batch()  # as large as a frame may be: write it, open another
+            return self.stage(first, second)
+        head = self._head
+        to_end = self._cap - (head & self._mask)
+        total = need if need <= to_end else need + to_end
+        if head + total - self._tail_cache > self._cap:
+            self._tail_cache = int(self._words[_TAIL])
+            if head + total - self._tail_cache > self._cap:
+                return 0
+        self._batch += (_pack_sub(n), first, second)
+        self._batch_size = size
+        self.frames += 1
+        self.bytes += n
+        return head - self._published + size
+
+    def _close_batch(self) -> None:
+        """Write the open batch as one frame (its room was checked by `stage`)."""
+        parts = self._batch
+        self._batch = []
+        self._batch_size = 0
+        if len(parts) == 3:  # a batch of one: a plain frame
+            wrote = self._write(parts[1], parts[2])
+        else:
+            wrote = self._write(b"".join(parts), b"", _BATCH)
+        if not wrote:  # stage() checked the room: only a bug gets here
+            raise RingCorruptError(f"{self.segment.name}: a staged batch lost its room")
 
     def try_write(self, first: bytes | memoryview, second: bytes | memoryview = b"") -> bool:
         """Stage one frame holding `first + second`; False if the ring has no room (yet)."""
+        if self._batch:
+            self._close_batch()  # frames keep their order
+        if not self._write(first, second):
+            return False
+        self.frames += 1
+        self.bytes += len(first) + len(second)
+        return True
+
+    def _write(
+        self, first: bytes | memoryview, second: bytes | memoryview, flags: int = 0
+    ) -> bool:
         n1 = len(first)
         n = n1 + len(second)
         need = (FRAME_OVERHEAD + n + 7) & ~7
@@ -149,7 +215,7 @@ class RingProducer:
             self._dwords[pos >> 3] = _PAD
             head += to_end
             pos = 0
-        self._dwords[pos >> 3] = n | (self._seq << 32)
+        self._dwords[pos >> 3] = n | flags | (self._seq << 32)
         start = pos + _DATA_START
         mm = self._mm
         if n == n1:
@@ -161,12 +227,12 @@ class RingProducer:
             mm[start + n1 : start + n] = second
         self._seq = (self._seq + 1) & _LEN_MASK
         self._head = head + need
-        self.frames += 1
-        self.bytes += n
         return True
 
     def publish(self) -> bool:
         """Make staged frames visible; True if the consumer asked for a doorbell."""
+        if self._batch:
+            self._close_batch()
         if self._head == self._published:
             return False
         self._words[_HEAD] = self._head
@@ -187,11 +253,11 @@ class RingProducer:
 
     @property
     def unpublished(self) -> bool:
-        return self._head != self._published
+        return self._head != self._published or bool(self._batch)
 
     @property
     def staged_bytes(self) -> int:
-        return self._head - self._published
+        return self._head - self._published + self._batch_size
 
 
 class RingConsumer:
@@ -227,6 +293,8 @@ class RingConsumer:
             if length == _PAD:
                 pos_total += self._cap - pos
                 continue
+            batch = length & _BATCH
+            length &= ~_BATCH
             if header >> 32 != self._seq or length > self._cap // 2:
                 raise RingCorruptError(
                     f"{self.segment.name}: frame seq {header >> 32} len {length}, "
@@ -234,12 +302,29 @@ class RingConsumer:
                 )
             self._seq = (self._seq + 1) & _LEN_MASK
             start = pos + FRAME_OVERHEAD
-            out.append(self._data[start : start + length])
             pos_total += (FRAME_OVERHEAD + length + 7) & ~7
+            if batch:
+                self._split(start, start + length, out)
+                continue
+            out.append(self._data[start : start + length])
             self.bytes += length
         self.frames += len(out)
         self._read_to = pos_total
         return out
+
+    def _split(self, at: int, end: int, out: list[memoryview]) -> None:
+        """Append the frames of the batch frame in data[at:end] to `out`."""
+        data = self._data
+        while at < end:
+            if at + 4 > end:
+                raise RingCorruptError(f"{self.segment.name}: batch frame ends inside a length")
+            n = _unpack_sub(data, at)[0]
+            at += 4
+            if at + n > end:
+                raise RingCorruptError(f"{self.segment.name}: batched frame runs past its batch")
+            out.append(data[at : at + n])
+            self.bytes += n
+            at += n
 
     def release(self) -> bool:
         """Give back the space of every frame read; True if the producer asked for a doorbell."""

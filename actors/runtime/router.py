@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import pykka
 
-from .envelope import Envelope, EnvelopeError, Kind, decode, encode
+from .envelope import EnvelopeError, Kind, decode_fields, encode
 from .loop_actor import LoopActor
 from .loop_future import LoopFuture, done_future
 
@@ -42,6 +42,14 @@ __all__ = [
     "Staged",
     "Transport",
 ]
+
+
+# Kinds as plain ints for the per-frame dispatch (decode_fields returns ints).
+_TELL, _ASK, _REPLY, _ERROR = int(Kind.TELL), int(Kind.ASK), int(Kind.REPLY), int(Kind.ERROR)
+_ASK_TWO_PHASE, _SEQUENCED, _ACKED = int(Kind.ASK_TWO_PHASE), int(Kind.SEQUENCED), int(Kind.ACKED)
+# The members themselves for the hot sends: a module global is cheaper than `Kind.X` (an enum
+# class attribute lookup) on every message.
+_K_TELL, _K_ASK, _K_REPLY = Kind.TELL, Kind.ASK, Kind.REPLY
 
 
 class CoreDiedError(pykka.ActorDeadError):
@@ -164,11 +172,11 @@ class CoreRouter:
 
     def tell(self, dst: int, name: str, message: Any) -> LoopFuture[None]:
         self.probe.tells_out += 1
-        sent = self._send(dst, Kind.TELL, 0, name, message)
+        sent = self._send(dst, _K_TELL, 0, name, message)
         return _SENT if sent is None else sent
 
     def ask(self, dst: int, name: str, message: Any) -> LoopFuture[Any]:
-        return self._request(dst, name, message, Kind.ASK, None)
+        return self._request(dst, name, message, _K_ASK, None)
 
     def ask_two_phase(
         self, dst: int, name: str, message: Any
@@ -182,8 +190,9 @@ class CoreRouter:
         self.probe.asks_out += 1
         reply: LoopFuture[Any] = LoopFuture(self.loop)
         corr = next(self._corr)
+        first, second = encode(kind, corr, name, message)
         try:
-            self._send(dst, kind, corr, name, message)
+            self.transport.send(dst, first, second)
         except CoreDiedError as exc:
             reply.fail(exc)
             if acked is not None:
@@ -196,41 +205,40 @@ class CoreRouter:
 
     def on_frame(self, src: int, frame: memoryview) -> None:
         """Handle one frame from `src` (called by the transport, in ring order)."""
-        env = decode(frame, copy=False)
-        kind = env.kind
-        if kind is Kind.TELL:
-            self._on_tell(src, env)
-        elif kind is Kind.ASK or kind is Kind.ASK_TWO_PHASE:
-            self._on_ask(src, env)
+        kind, corr, name, message = decode_fields(frame, copy=False)
+        if kind == _REPLY:
+            self._on_reply(kind, corr, message)
+        elif kind == _ASK:
+            self._on_ask(src, corr, name, message, False)
+        elif kind == _TELL:
+            self._on_tell(src, name, message)
+        elif kind == _ASK_TWO_PHASE:
+            self._on_ask(src, corr, name, message, True)
         else:
-            self._on_reply(env)
+            self._on_reply(kind, corr, message)
 
-    def _on_tell(self, src: int, env: Envelope) -> None:
+    def _on_tell(self, src: int, name: str, message: Any) -> None:
         self.probe.tells_in += 1
-        message = env.message
-        raw = self._raw.get(env.name)
+        raw = self._raw.get(name)
         if raw is not None and isinstance(message, memoryview):
             raw(src, message)
             return
         if isinstance(message, memoryview):
             message = bytes(message)  # the actor handles it later: copy out of the ring
-        ref = self._actors.get(env.name)
+        ref = self._actors.get(name)
         try:
             if ref is None:
-                raise pykka.ActorDeadError(env.name)
+                raise pykka.ActorDeadError(name)
             ref.tell(message)
         except pykka.ActorDeadError:
             self.probe.undeliverable += 1
 
-    def _on_ask(self, src: int, env: Envelope) -> None:
+    def _on_ask(self, src: int, corr: int, name: str, message: Any, two_phase: bool) -> None:
         self.probe.asks_in += 1
-        message = env.message
         if isinstance(message, memoryview):
             message = bytes(message)
         generation = self.transport.generation(src)
-        two_phase = env.kind is Kind.ASK_TWO_PHASE
-        corr = env.corr
-        actor = self._inline.get(env.name)
+        actor = self._inline.get(name)
         if actor is not None and actor.can_handle_inline():
             # Fast path: the actor is idle on this loop, so handling the ask now keeps its
             # order and skips an envelope, a future and a loop turn.
@@ -239,7 +247,10 @@ class CoreRouter:
             except Exception as exc:
                 self._reply_error(src, corr, exc)
                 return
-            self._answer(src, generation, corr, two_phase, value)
+            if two_phase or isinstance(value, LoopFuture):
+                self._answer(src, generation, corr, two_phase, value)
+            else:  # answered within this call: the caller's generation cannot have changed
+                self._reply(src, _K_REPLY, corr, value)
             return
 
         def answer(done: LoopFuture[Any]) -> None:
@@ -250,7 +261,7 @@ class CoreRouter:
             else:
                 self._answer(src, generation, corr, two_phase, done.result())
 
-        self._local_ask(env.name, message).add_done_callback(answer)
+        self._local_ask(name, message).add_done_callback(answer)
 
     def _answer(self, src: int, generation: int, corr: int, two_phase: bool, value: Any) -> None:
         if self.transport.generation(src) != generation:
@@ -269,7 +280,7 @@ class CoreRouter:
         elif two_phase:
             self._reply_two_phase(src, generation, corr, value)
         else:
-            self._reply(src, Kind.REPLY, corr, value)
+            self._reply(src, _K_REPLY, corr, value)
 
     def _local_ask(self, name: str, message: Any) -> LoopFuture[Any]:
         ref = self._actors.get(name)
@@ -301,7 +312,8 @@ class CoreRouter:
 
     def _reply(self, dst: int, kind: Kind, corr: int, value: Any) -> None:
         try:
-            self._send(dst, kind, corr, "", value)
+            first, second = encode(kind, corr, "", value)
+            self.transport.send(dst, first, second)
         except CoreDiedError:
             pass  # nobody left to answer
         except Exception as exc:  # the value does not encode: answer with the error instead
@@ -317,26 +329,24 @@ class CoreRouter:
         except CoreDiedError:
             pass
 
-    def _on_reply(self, env: Envelope) -> None:
+    def _on_reply(self, kind: int, corr: int, message: Any) -> None:
         self.probe.replies_in += 1
-        kind = env.kind
-        message = env.message
         if isinstance(message, memoryview):
             message = bytes(message)
-        if kind is Kind.SEQUENCED:
-            entry = self._pending.get(env.corr)
+        if kind == _SEQUENCED:
+            entry = self._pending.get(corr)
             if entry is not None:
                 entry.reply.set(message)
             return
-        entry = self._pending.pop(env.corr, None)
+        entry = self._pending.pop(corr, None)
         if entry is None:
             return  # the request was already failed (its core was declared dead)
-        if kind is Kind.REPLY:
-            entry.reply.set(message)
-        elif kind is Kind.ACKED:
+        if kind == _REPLY:
+            entry.reply._set_on_loop(message)
+        elif kind == _ACKED:
             assert entry.acked is not None
             entry.acked.set(message)
-        elif kind is Kind.ERROR:
+        elif kind == _ERROR:
             exc = message if isinstance(message, BaseException) else RemoteError(repr(message))
             _fail_entry(entry, exc)
         else:
@@ -437,7 +447,7 @@ class RemoteRef:
         return self.router.tell(self.core, self.name, message)
 
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
-        fut = self.router.ask(self.core, self.name, message)
+        fut = self.router._request(self.core, self.name, message, _K_ASK, None)
         return fut.get(timeout=timeout) if block else fut
 
     def ask_two_phase(self, message: Any) -> tuple[LoopFuture[Any], LoopFuture[Any]]:

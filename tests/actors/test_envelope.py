@@ -16,6 +16,7 @@ from redshank.actors.runtime.envelope import (
     EnvelopeError,
     Kind,
     decode,
+    decode_fields,
     encode,
     register_codec,
 )
@@ -105,3 +106,21 @@ def test_truncated_and_unknown_frames() -> None:
         decode(memoryview(HEADER.pack(1, 9, 0, 0)))  # unknown encoding
     with pytest.raises(EnvelopeError):
         decode(memoryview(HEADER.pack(1, 3, 0, 0) + b"not a pickle"))
+
+
+@given(
+    st.sampled_from(list(Kind)),
+    st.integers(min_value=0, max_value=(1 << 64) - 1),
+    st.sampled_from(["", "echo", "partition-7"]),
+    st.one_of(st.none(), st.integers(), st.binary(max_size=40), st.text(max_size=10)),
+)
+def test_decode_fields_matches_decode_for_every_kind_and_body(
+    kind: Kind, corr: int, name: str, message: Any
+) -> None:
+    # Nameless int/None frames (replies) take a one-struct fast path in encode; big ints pickle.
+    first, second = encode(kind, corr, name, message)
+    frame = memoryview(first + bytes(second))
+    env = decode(frame)
+    assert tuple(env) == decode_fields(frame)
+    assert (env.kind, env.corr, env.name, env.message) == (kind, corr, name, message)
+    assert type(decode_fields(frame)[0]) is int

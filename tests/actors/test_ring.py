@@ -10,6 +10,7 @@ import pytest
 
 from redshank.actors.runtime.ring import (
     HEADER_SIZE,
+    SMALL_FRAME,
     RingConsumer,
     RingCorruptError,
     RingProducer,
@@ -136,3 +137,66 @@ def test_bad_segments_are_refused() -> None:
     with pytest.raises(ValueError):
         RingSegment("/rstest-bad", 5000, create=True)
     assert HEADER_SIZE % 64 == 0
+
+
+def test_staged_and_written_frames_keep_order_across_wraparounds(segment: RingSegment) -> None:
+    # Small frames go into batch frames (stage), others straight in (try_write), interleaved.
+    producer, consumer = RingProducer(segment), RingConsumer(segment)
+    rng = random.Random(11)
+    sent: list[bytes] = []
+    received: list[bytes] = []
+    batches = 0
+
+    def drain() -> None:
+        received.extend(bytes(v) for v in consumer.read())
+        consumer.release()
+
+    for i in range(8000):
+        payload = bytes([i & 0xFF]) * rng.choice((0, 1, 5, 30, 200, 512, 700))
+        if len(payload) <= SMALL_FRAME:
+            buffer = bytearray(payload[2:])  # reused by the caller after stage() returns
+            while not producer.stage(payload[:2], memoryview(buffer)):
+                producer.publish()
+                drain()
+            buffer[:] = b"?" * len(buffer)
+        else:
+            while not producer.try_write(payload):
+                producer.publish()
+                drain()
+        sent.append(payload)
+        if rng.random() < 0.1:
+            batches += len(producer._batch) > 3
+            producer.publish()
+            drain()
+    producer.publish()
+    drain()
+    assert received == sent
+    assert batches > 50
+    assert consumer.frames == producer.frames == len(sent)
+    assert segment.depth == 0
+
+
+def test_a_full_ring_refuses_a_staged_frame_and_keeps_the_batch(segment: RingSegment) -> None:
+    producer, consumer = RingProducer(segment), RingConsumer(segment)
+    staged = 0
+    while producer.stage(b"s" * 100):
+        staged += 1
+    assert 0 < staged < segment.capacity // 100
+    assert producer.unpublished and producer.staged_bytes > segment.capacity // 2
+    assert not producer.try_write(b"t" * 100)  # the batch was written: no room for more
+    producer.publish()
+    frames = consumer.read()
+    assert [bytes(f) for f in frames] == [b"s" * 100] * staged
+    del frames
+    consumer.release()
+    assert producer.stage(b"u")
+
+
+def test_corrupt_batch_frame_is_detected(segment: RingSegment) -> None:
+    producer, consumer = RingProducer(segment), RingConsumer(segment)
+    producer.stage(b"abc")
+    producer.stage(b"defg")
+    producer.publish()
+    segment.data[8:12] = (1000).to_bytes(4, "little")  # first length runs past the batch
+    with pytest.raises(RingCorruptError):
+        consumer.read()
