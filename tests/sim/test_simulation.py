@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -59,6 +61,15 @@ def test_same_seed_gives_the_same_event_trace() -> None:
         a, b = run_seed(seed), run_seed(seed)
         assert (a.trace_hash, a.events, a.acked) == (b.trace_hash, b.events, b.acked)
     assert len({run_seed(s).trace_hash for s in range(5)}) == 5
+
+
+def test_trace_does_not_depend_on_the_process_or_hash_seed() -> None:
+    # Another interpreter with another string-hash seed replays the same trace.
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-m", "redshank.tools.cli", "sim", "--seed", "175"],
+                         env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    trace = next(w for w in out.split() if w.startswith("trace="))
+    assert trace == f"trace={run_seed(175).trace_hash}"
 
 
 def test_failure_report_names_seed_and_fault_parameters() -> None:
