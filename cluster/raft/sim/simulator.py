@@ -58,6 +58,7 @@ class FaultParams:
     priorities: tuple[int, ...]
     safety_ms: float
     groups: int  # Raft groups sharing the nodes (and their node-level heartbeats)
+    flush_ms: tuple[float, ...]  # per node: how long an fsync may take (slow disks)
 
     @staticmethod
     def draw(rng: random.Random) -> FaultParams:
@@ -80,6 +81,7 @@ class FaultParams:
             priorities=tuple(rng.choice((1, 1, 2, 5)) if prio else 1 for _ in range(n)),
             safety_ms=rng.uniform(4000, 9000),
             groups=rng.choice((1, 1, 2, 3)),
+            flush_ms=tuple(rng.choice((2.0, 6.0, 6.0, 40.0)) for _ in range(n)),
         )
 
 
@@ -222,7 +224,8 @@ class Simulator:
         # Flush debouncing: one fsync covers every write made before it runs.
         if not self.flush_pending[n, g]:
             self.flush_pending[n, g] = True
-            self._schedule(self.rng.uniform(0.5, 6.0), FLUSH, n, (self.epoch[n], g))
+            delay = self.rng.uniform(0.5, self.params.flush_ms[n - 1])
+            self._schedule(delay, FLUSH, n, (self.epoch[n], g))
 
     def _result(self, n: NodeId, r: ReplicateResult) -> None:
         if r.error is not None:
