@@ -34,6 +34,9 @@ from redshank.cluster.raft.types import (
 TICK_MS = 100.0  # one Raft tick; election timeout 10-20 ticks = 1-2 s
 LEADER_DEADLINE_MS = 10_000.0
 COMMIT_DEADLINE_MS = 10_000.0
+# A run normally takes a few thousand events; a message storm (two nodes bouncing appends and
+# rejections forever, multiplied by duplication) is reported instead of hanging the test.
+MAX_EVENTS = 300_000
 
 TICK, DELIVER, FLUSH, CLIENT, FAULT, RESTART = range(6)
 
@@ -100,6 +103,10 @@ class SimResult:
         return "\n".join([head, *self.violations])
 
 
+class StormError(Exception):
+    """The run exceeded its event budget."""
+
+
 class Simulator:
     def __init__(self, seed: int, params: FaultParams | None = None) -> None:
         self.seed = seed
@@ -149,6 +156,9 @@ class Simulator:
 
     def _run_until(self, t_end: float, stop: Any = None) -> bool:
         while self._queue and self._queue[0][0] <= t_end:
+            if self.events >= MAX_EVENTS:
+                raise StormError(f"event budget exceeded: {self.events} events "
+                                 f"by t={self.now:.0f}ms")
             t, _seq, kind, node, payload = heapq.heappop(self._queue)
             self.now = t
             for c in self.checkers.values():
