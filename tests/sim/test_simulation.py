@@ -1,7 +1,7 @@
 """Seeded simulation: thousands of seeds with faults and every checker, regression seeds, a
 determinism check, and proof that the checkers are not vacuous.
 
-`REDSHANK_SIM_SEEDS` sets how many seeds the default run covers (default 2000, on a process pool
+`REDSHANK_SIM_SEEDS` sets how many seeds the default run covers (default 3000, on a process pool
 of 2); `redshank sim --seeds N [--start S]` runs any number for soak runs.
 """
 
@@ -20,7 +20,7 @@ from redshank.cluster.raft import quorum
 from redshank.cluster.raft.sim import SimResult, run_seed
 from redshank.cluster.raft.types import Config, Index, NodeId
 
-SEEDS = int(os.environ.get("REDSHANK_SIM_SEEDS", "2000"))
+SEEDS = int(os.environ.get("REDSHANK_SIM_SEEDS", "3000"))
 REGRESSION = Path(__file__).parent / "regression_seeds.txt"
 
 
