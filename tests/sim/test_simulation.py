@@ -1,7 +1,7 @@
 """Seeded simulation: thousands of seeds with faults and every checker, regression seeds, a
 determinism check, and proof that the checkers are not vacuous.
 
-`REDSHANK_SIM_SEEDS` sets how many seeds the default run covers (default 2000, on a process pool
+`REDSHANK_SIM_SEEDS` sets how many seeds the default run covers (default 3000, on a process pool
 of 2); `redshank sim --seeds N [--start S]` runs any number for soak runs.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from redshank.cluster.raft import quorum
 from redshank.cluster.raft.sim import SimResult, run_seed
 from redshank.cluster.raft.types import Config, Index, NodeId
 
-SEEDS = int(os.environ.get("REDSHANK_SIM_SEEDS", "2000"))
+SEEDS = int(os.environ.get("REDSHANK_SIM_SEEDS", "3000"))
 REGRESSION = Path(__file__).parent / "regression_seeds.txt"
 
 
@@ -61,6 +63,15 @@ def test_same_seed_gives_the_same_event_trace() -> None:
     assert len({run_seed(s).trace_hash for s in range(5)}) == 5
 
 
+def test_trace_does_not_depend_on_the_process_or_hash_seed() -> None:
+    # Another interpreter with another string-hash seed replays the same trace.
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-m", "redshank.tools.cli", "sim", "--seed", "175"],
+                         env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    trace = next(w for w in out.split() if w.startswith("trace="))
+    assert trace == f"trace={run_seed(175).trace_hash}"
+
+
 def test_failure_report_names_seed_and_fault_parameters() -> None:
     r = run_seed(3)
     text = r.describe()
@@ -95,3 +106,54 @@ def test_sim_command_prints_json_summary(capsys: pytest.CaptureFixture[str]) -> 
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["seeds"] == 8 and summary["violations"] == 0
     assert summary["seeds_per_second"] > 0
+
+
+def _violations(seeds: range) -> list[str]:
+    return [v for r in map(run_seed, seeds) for v in r.violations]
+
+
+def test_checkers_catch_serving_before_the_term_commits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plant Redpanda #5025: a new leader reports itself ready as soon as it is elected.
+    from redshank.cluster.raft import raft
+    from redshank.cluster.raft.types import NoticeKind
+
+    orig = raft.RaftCore._become_leader
+
+    def eager(self: raft.RaftCore) -> None:
+        orig(self)
+        self.ready_notified = True
+        self._notice(NoticeKind.LEADER_READY, index=self.commit)
+
+    monkeypatch.setattr(raft.RaftCore, "_become_leader", eager)
+    assert any("high watermark" in v for v in _violations(range(20)))
+
+
+def test_checkers_catch_transfer_to_a_lagging_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plant Redpanda #2606: TIMEOUT_NOW goes out whether or not the target has caught up.
+    from redshank.cluster.raft import raft
+    from redshank.cluster.raft.types import ProposeError
+
+    def hasty(self: raft.RaftCore, target: NodeId) -> ProposeError | None:
+        if self.role != raft.Role.LEADER or target not in self.config.voters or target == self.id:
+            return ProposeError.NOT_A_VOTER
+        self._send(target, raft.MT.TIMEOUT_NOW)
+        return None
+
+    monkeypatch.setattr(raft.RaftCore, "transfer_leadership", hasty)
+    assert any("lagging target" in v for v in _violations(range(20)))
+
+
+def test_checkers_catch_prevote_side_effects(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plant: a precandidate bumps its term (what prevote exists to avoid).
+    from redshank.cluster.raft import raft
+    from redshank.cluster.raft.types import NO_NODE, Term
+
+    orig = raft.RaftCore._campaign
+
+    def bumping(self: raft.RaftCore, transfer: bool, after_prevote: bool = False) -> None:
+        if self.cfg.prevote and not transfer and not after_prevote:
+            self.term, self.vote = Term(self.term + 1), NO_NODE
+        orig(self, transfer, after_prevote)
+
+    monkeypatch.setattr(raft.RaftCore, "_campaign", bumping)
+    assert any("prevote side effect" in v for v in _violations(range(10)))

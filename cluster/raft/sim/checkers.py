@@ -111,6 +111,8 @@ class Checker:
             self.fail(f"high watermark moved back on {node}: {old} -> {new}")
 
     def leader_ready(self, node: NodeId, term: Term, hwm: int) -> None:
+        """A ready leader serves `hwm`: never below what a leader of an earlier term served
+        (Redpanda #5025: serving before an entry of the new term commits breaks this)."""
         earlier = max((h for t, h in self.served_hwm.items() if t < term), default=0)
         if hwm < earlier:
             self.fail(f"high watermark: leader {node} term {term} serves {hwm} < {earlier}")

@@ -141,6 +141,7 @@ class GroupReplica:
         self.core = RaftCore(cfg, MemoryLog(self.disk.log), self.disk.hard_state, self.bootstrap)
         self.consensus = Consensus(self.core)
         self.hwm = self.core.commit
+        self.ready = False  # LEADER_READY seen in the current leadership: it serves Kafka
 
     # ---- inputs -----------------------------------------------------------------------------
 
@@ -229,6 +230,7 @@ class GroupReplica:
     def _notice(self, kind: NoticeKind, index: Index) -> None:
         core = self.core
         if kind == NoticeKind.BECAME_LEADER:
+            self.ready = False
             self.checker.became_leader(self.id, core.term,
                                        core.log.slice(Index(1), core.last_index()))
         elif kind == NoticeKind.COMMIT_ADVANCED and core.role == Role.LEADER:
@@ -236,5 +238,11 @@ class GroupReplica:
                                           core.log.slice(Index(1), core.last_index()),
                                           Index(min(self.hwm, index)), index, core.config,
                                           self.disks)
+            if self.ready:
+                self.checker.leader_ready(self.id, core.term, index)  # the watermark it serves
         elif kind == NoticeKind.LEADER_READY:
-            self.checker.leader_ready(self.id, core.term, core.commit)
+            self.ready = True
+            self.checker.leader_ready(self.id, core.term, index)
+        elif kind in (NoticeKind.BECAME_FOLLOWER, NoticeKind.BECAME_CANDIDATE,
+                      NoticeKind.STEPPED_DOWN):
+            self.ready = False

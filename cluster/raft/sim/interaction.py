@@ -267,6 +267,11 @@ class Interaction:
         node = self._node(args[0])
         node.core = RaftCore(node.cfg, MemoryLog(node.disk.log), node.disk.hard_state,
                              node.bootstrap)
+        node.batcher = ReplicateBatcher(node.batcher.max_bytes)
+        node.stm = ReplicateEntriesStm()
+        node.translator = OffsetTranslator()
+        for e in node.disk.log:
+            node.translator.append(e)
         node.up = True
         return self._status_line(node)
 

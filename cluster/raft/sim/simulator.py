@@ -34,6 +34,9 @@ from redshank.cluster.raft.types import (
 TICK_MS = 100.0  # one Raft tick; election timeout 10-20 ticks = 1-2 s
 LEADER_DEADLINE_MS = 10_000.0
 COMMIT_DEADLINE_MS = 10_000.0
+# A run normally takes a few thousand events; a message storm (two nodes bouncing appends and
+# rejections forever, multiplied by duplication) is reported instead of hanging the test.
+MAX_EVENTS = 300_000
 
 TICK, DELIVER, FLUSH, CLIENT, FAULT, RESTART = range(6)
 
@@ -58,6 +61,7 @@ class FaultParams:
     priorities: tuple[int, ...]
     safety_ms: float
     groups: int  # Raft groups sharing the nodes (and their node-level heartbeats)
+    flush_ms: tuple[float, ...]  # per node: how long an fsync may take (slow disks)
 
     @staticmethod
     def draw(rng: random.Random) -> FaultParams:
@@ -80,6 +84,7 @@ class FaultParams:
             priorities=tuple(rng.choice((1, 1, 2, 5)) if prio else 1 for _ in range(n)),
             safety_ms=rng.uniform(4000, 9000),
             groups=rng.choice((1, 1, 2, 3)),
+            flush_ms=tuple(rng.choice((2.0, 6.0, 6.0, 40.0)) for _ in range(n)),
         )
 
 
@@ -96,6 +101,10 @@ class SimResult:
     def describe(self) -> str:
         head = f"seed={self.seed} params={self.params}"
         return "\n".join([head, *self.violations])
+
+
+class StormError(Exception):
+    """The run exceeded its event budget."""
 
 
 class Simulator:
@@ -147,6 +156,9 @@ class Simulator:
 
     def _run_until(self, t_end: float, stop: Any = None) -> bool:
         while self._queue and self._queue[0][0] <= t_end:
+            if self.events >= MAX_EVENTS:
+                raise StormError(f"event budget exceeded: {self.events} events "
+                                 f"by t={self.now:.0f}ms")
             t, _seq, kind, node, payload = heapq.heappop(self._queue)
             self.now = t
             for c in self.checkers.values():
@@ -222,7 +234,8 @@ class Simulator:
         # Flush debouncing: one fsync covers every write made before it runs.
         if not self.flush_pending[n, g]:
             self.flush_pending[n, g] = True
-            self._schedule(self.rng.uniform(0.5, 6.0), FLUSH, n, (self.epoch[n], g))
+            delay = self.rng.uniform(0.5, self.params.flush_ms[n - 1])
+            self._schedule(delay, FLUSH, n, (self.epoch[n], g))
 
     def _result(self, n: NodeId, r: ReplicateResult) -> None:
         if r.error is not None:
