@@ -1,0 +1,72 @@
+"""The disk-writer actor of a core: the one thread that writes, fdatasyncs and reads the disk.
+
+Concern: running the blocking storage calls of a core off its event loop (ARCHITECTURE.md
+section 2): opening logs and the kvstore, reads that miss memory, timestamp lookups, and flush
+rounds of the core's `FlushCoordinator` (every flush requested while a round runs joins the next
+one, so fdatasyncs are coalesced across partitions). Replies are loop futures. Must not know:
+Kafka requests, sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redshank.actors.runtime import ThreadActor
+from redshank.storage import BatchCache, FlushCoordinator, KvStore, Log, LogConfig
+
+__all__ = ["DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog", "RunRound"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLog:
+    directory: str
+    config: LogConfig
+
+
+@dataclass(frozen=True, slots=True)
+class OpenKv:
+    directory: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLog:
+    log: Log
+    offset: int
+    max_bytes: int
+    max_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindTimestamp:
+    log: Log
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRound:
+    """Flush every log with queued requests once (a no-op when an earlier round covered it)."""
+
+
+class DiskWriter(ThreadActor):
+    def __init__(self, coordinator: FlushCoordinator, cache: BatchCache) -> None:
+        super().__init__()
+        self.coordinator = coordinator
+        self.cache = cache
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, RunRound):
+            return self.coordinator.run_round()
+        if isinstance(message, ReadLog):
+            return bytes(message.log.read(message.offset, message.max_bytes, message.max_offset))
+        if isinstance(message, FindTimestamp):
+            return message.log.timestamp_to_offset(message.timestamp)
+        if isinstance(message, OpenLog):
+            return Log.open(message.directory, message.config, cache=self.cache)
+        if isinstance(message, OpenKv):
+            return KvStore.open(message.directory)
+        raise TypeError(f"disk writer got {type(message).__name__}")
+
+    def on_stop(self) -> None:
+        # Whatever was appended and not yet durable gets its flush before the thread ends.
+        self.coordinator.run_round()
