@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from redshank.actors.runtime import ThreadActor
+from redshank.protocol.record_batch import iter_batches
 from redshank.storage import BatchCache, FlushCoordinator, KvStore, Log, LogConfig
 
-__all__ = ["DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog", "RunRound"]
+__all__ = ["DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog", "RunRound",
+           "ScanProducers", "scan_producers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,41 @@ class FindTimestamp:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanProducers:
+    """Idempotent batches of the log's tail (the last two segments), oldest first, as
+    (producer id, epoch, first sequence, last sequence, base offset): the producer state a
+    leader rebuilds when it opens the log."""
+
+    log: Log
+
+
+ProducerRecord = tuple[int, int, int, int, int]
+SCAN_CHUNK = 1 << 20
+
+
+def scan_producers(log: Log) -> list[ProducerRecord]:
+    segments = log.segments()
+    start = max(log.start_offset, segments[-2][0] if len(segments) > 1 else log.start_offset)
+    end = log.dirty_offset
+    out: list[ProducerRecord] = []
+    offset = start
+    while offset <= end:
+        chunk = log.read(offset, SCAN_CHUNK)
+        if not chunk:
+            break
+        last = offset - 1
+        for _pos, h in iter_batches(chunk, verify_crc=False):
+            last = h.last_offset
+            if h.producer_id >= 0 and h.base_offset >= offset:
+                out.append((h.producer_id, h.producer_epoch, h.base_sequence,
+                            h.base_sequence + h.last_offset_delta, h.base_offset))
+        if last < offset:
+            break
+        offset = last + 1
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class RunRound:
     """Flush every log with queued requests once (a no-op when an earlier round covered it)."""
 
@@ -63,6 +100,8 @@ class DiskWriter(ThreadActor):
             return message.log.timestamp_to_offset(message.timestamp)
         if isinstance(message, OpenLog):
             return Log.open(message.directory, message.config, cache=self.cache)
+        if isinstance(message, ScanProducers):
+            return scan_producers(message.log)
         if isinstance(message, OpenKv):
             return KvStore.open(message.directory)
         raise TypeError(f"disk writer got {type(message).__name__}")

@@ -74,7 +74,8 @@ class QueryOffset:
 
 class PartitionLeader(LoopActor):
     def __init__(self, topic: str, partition: int, log: Log, coordinator: FlushCoordinator,
-                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop) -> None:
+                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
+                 producers: list[tuple[int, int, int, int, int]] | None = None) -> None:
         super().__init__()
         self.topic = topic
         self.partition = partition
@@ -82,6 +83,8 @@ class PartitionLeader(LoopActor):
         self.writer = writer
         self.loop = loop
         self.producers = ProducerStateTable()
+        for pid, epoch, first, last, base in producers or ():
+            self.producers.record(ProducerBatch(pid, epoch, first, last), base)
         self.high_watermark = log.flushed_offset + 1
         self.max_timestamp: tuple[int, int] | None = None  # (timestamp, offset)
         self._parked: list[tuple[int, LoopFuture[bool], asyncio.TimerHandle]] = []

@@ -14,7 +14,8 @@ from typing import Any
 
 import pykka
 
-from redshank.actors.disk_writer import OpenLog
+from redshank.actors._async import spawn
+from redshank.actors.disk_writer import OpenLog, ScanProducers
 from redshank.actors.partition_leader import PartitionLeader, partition_name
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
 from redshank.storage import FlushCoordinator, Log, LogConfig
@@ -72,17 +73,19 @@ class PartitionManager(LoopActor):
         opened: LoopFuture[Log] = self.writer.ask(  # type: ignore[assignment]
             OpenLog(directory, log_config(message.configs)), block=False)
 
-        def on_open(f: LoopFuture[Log]) -> None:
-            exc = f.exception()
-            if exc is not None:
+        async def start() -> bool:
+            try:
+                log: Log = await opened
+                producers = await self.writer.ask(ScanProducers(log), block=False)
+            except BaseException:
                 del self._open[name]
-                fut.fail(exc)
-                return
-            ref = PartitionLeader.start(message.topic, message.partition, f.result(),
-                                        self.coordinator, self.writer, self.loop)
+                raise
+            ref = PartitionLeader.start(message.topic, message.partition, log,
+                                        self.coordinator, self.writer, self.loop, producers)
             self.leaders[name] = ref
             self.router.register(name, ref)
-            fut.set(True)
+            return True
 
-        opened.add_done_callback(on_open)
+        spawn(self.loop, start()).add_done_callback(
+            lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut

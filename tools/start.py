@@ -41,11 +41,15 @@ def _claim_port(host: str, port: int) -> tuple[socket.socket, int]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if port != 0:
         probe = socket.socket(family, socket.SOCK_STREAM)
+        # SO_REUSEADDR: connections of a killed predecessor in TIME_WAIT must not block a
+        # restart; a listening socket still does (Linux).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))  # no SO_REUSEPORT: fails if anyone holds the port
         finally:
             probe.close()
     holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     holder.bind((host, port))
     return holder, int(holder.getsockname()[1])
