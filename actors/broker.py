@@ -20,6 +20,7 @@ import structlog
 
 from redshank.actors._async import resolve
 from redshank.actors.disk_writer import DiskWriter, OpenKv
+from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, group_host_name
 from redshank.actors.partition_leader import (
     Append,
     QueryOffset,
@@ -27,7 +28,7 @@ from redshank.actors.partition_leader import (
     WaitForData,
     partition_name,
 )
-from redshank.actors.partition_manager import MANAGER, Ensure, PartitionManager
+from redshank.actors.partition_manager import MANAGER, Ensure, EnsureGroupHost, PartitionManager
 from redshank.actors.runtime import CoreContext, CoreDiedError, LoopFuture
 from redshank.actors.topic_controller import (
     CONTROLLER,
@@ -37,14 +38,32 @@ from redshank.actors.topic_controller import (
     LookupResult,
     TopicController,
 )
+from redshank.cluster.group import (
+    GroupConfig,
+    HeartbeatResult,
+    JoinGroupResult,
+    LeaveGroupResult,
+    OffsetCommitResult,
+    OffsetFetchGroupResult,
+    PartitionError,
+    SyncGroupResult,
+    partition_for,
+)
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers import (
     api_versions,
     create_topics,
+    find_coordinator,
+    heartbeat,
     init_producer_id,
+    join_group,
+    leave_group,
     list_offsets,
     metadata,
+    offset_commit,
+    offset_fetch,
     produce,
+    sync_group,
 )
 from redshank.cluster.kafka.handlers import (
     fetch as fetch_h,
@@ -55,6 +74,8 @@ from redshank.storage import BatchCache, FlushCoordinator
 __all__ = ["BrokerConfig", "BrokerCore", "setup_core"]
 
 _log = structlog.get_logger("redshank.broker")
+# A group request whose coordinator cannot be reached: NOT_COORDINATOR makes clients look again.
+_UNAVAILABLE = (pykka.ActorDeadError, CoreDiedError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +89,9 @@ class BrokerConfig:
     auto_create_topics: bool = True
     default_partitions: int = 1
     batch_cache_bytes: int = 64 * 1024 * 1024
+    # A lone consumer should get its first records within a second or two (issue 5), so the
+    # first rebalance of an empty group waits less than Kafka's 3 s.
+    initial_rebalance_delay_ms: int = 500
 
 
 class BrokerCore:
@@ -233,6 +257,91 @@ class BrokerCore:
         for task in done:
             task.exception()  # retrieved: a dead partition shows up in the next read
 
+    # -- groups --------------------------------------------------------------------------------
+    async def _groups_topic(self) -> TopicInfo:
+        info = self.topics.get(GROUPS_TOPIC)
+        if info is None:
+            spec = create_topics.TopicSpec(GROUPS_TOPIC, self.router.ncores, ())
+            await resolve(self.router.ref(0, CONTROLLER).ask(
+                CreateTopics((spec,), False), block=False))
+            info = (await self.topic_infos([GROUPS_TOPIC]))[GROUPS_TOPIC]
+        if info is None:
+            raise pykka.ActorDeadError(f"{GROUPS_TOPIC} does not exist")
+        return info
+
+    async def group_call(self, group_id: str, method: str, request: Any) -> Any:
+        """Ask the coordinator of `group_id` (its `__consumer_offsets` partition's host)."""
+        info = await self._groups_topic()
+        p = partition_for(group_id, info.partitions)
+        core = info.cores[p]
+        name = group_host_name(p)
+        if name not in self.ensured:
+            await resolve(self.router.ref(core, MANAGER).ask(
+                EnsureGroupHost(p, info.partitions), block=False))
+            self.ensured.add(name)
+        try:
+            return await resolve(self.router.ref(core, name).ask(GroupCall(method, request),
+                                                                block=False))
+        except pykka.ActorDeadError:
+            self.ensured.discard(name)
+            raise
+
+    def find_coordinator(self, request: Any, version: int) -> Any:
+        return find_coordinator.handle(request, version, self.broker)
+
+    async def join_group(self, request: Any, version: int, client_id: str = "") -> Any:
+        try:
+            result = await self.group_call(request.group_id, "join_group",
+                                           join_group.to_api(request, version, client_id))
+        except _UNAVAILABLE:
+            result = JoinGroupResult(ErrorCode.NOT_COORDINATOR)
+        return join_group.build(result, version)
+
+    async def sync_group(self, request: Any, version: int) -> Any:
+        try:
+            result = await self.group_call(request.group_id, "sync_group",
+                                           sync_group.to_api(request, version))
+        except _UNAVAILABLE:
+            result = SyncGroupResult(ErrorCode.NOT_COORDINATOR)
+        return sync_group.build(result, version)
+
+    async def heartbeat(self, request: Any, version: int) -> Any:
+        try:
+            result = await self.group_call(request.group_id, "heartbeat",
+                                           heartbeat.to_api(request, version))
+        except _UNAVAILABLE:
+            result = HeartbeatResult(ErrorCode.NOT_COORDINATOR)
+        return heartbeat.build(result, version)
+
+    async def leave_group(self, request: Any, version: int) -> Any:
+        try:
+            result = await self.group_call(request.group_id, "leave_group",
+                                           leave_group.to_api(request, version))
+        except _UNAVAILABLE:
+            result = LeaveGroupResult(ErrorCode.NOT_COORDINATOR)
+        return leave_group.build(result, version)
+
+    async def offset_commit(self, request: Any, version: int) -> Any:
+        api = offset_commit.to_api(request, version)
+        try:
+            result = await self.group_call(request.group_id, "offset_commit", api)
+        except _UNAVAILABLE:
+            result = OffsetCommitResult(tuple(
+                PartitionError(p.topic, p.partition, ErrorCode.NOT_COORDINATOR)
+                for p in api.partitions))
+        return offset_commit.build(request, result)
+
+    async def offset_fetch(self, request: Any, version: int) -> Any:
+        groups = []
+        for api in offset_fetch.to_api(request, version):
+            group_id = api.groups[0].group_id
+            try:
+                result = await self.group_call(group_id, "offset_fetch", api)
+                groups.append(result.groups[0])
+            except _UNAVAILABLE:
+                groups.append(OffsetFetchGroupResult(group_id, ErrorCode.NOT_COORDINATOR))
+        return offset_fetch.build(groups, version)
+
     async def list_offsets(self, request: Any, version: int) -> Any:
         infos = await self.topic_infos([t.name for t in request.topics])
         queries, results = list_offsets.plan(request, version, infos)
@@ -243,7 +352,7 @@ class BrokerCore:
             except (pykka.ActorDeadError, CoreDiedError):
                 results[(q.topic, q.partition)] = list_offsets.OffsetAnswer(
                     ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        return list_offsets.build(request, results)
+        return list_offsets.build(request, version, results)
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:
@@ -265,7 +374,9 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
     coordinator = FlushCoordinator()
     writer = DiskWriter.start(coordinator, BatchCache(config.batch_cache_bytes))
     ctx.router.register("disk-writer", writer)
-    manager = PartitionManager.start(ctx.router, config.data_dir, coordinator, writer, loop)
+    groups = GroupConfig(initial_rebalance_delay_ms=config.initial_rebalance_delay_ms)
+    manager = PartitionManager.start(ctx.router, config.data_dir, coordinator, writer, loop,
+                                     groups)
     ctx.router.register(MANAGER, manager)
     if ctx.core == 0:
         kv = await writer.ask(OpenKv(os.path.join(config.data_dir, "meta")), block=False)

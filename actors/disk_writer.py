@@ -9,6 +9,7 @@ Kafka requests, sessions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from redshank.actors.runtime import ThreadActor
 from redshank.protocol.record_batch import iter_batches
 from redshank.storage import BatchCache, FlushCoordinator, KvStore, Log, LogConfig
 
-__all__ = ["DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog", "RunRound",
+__all__ = ["Blocking", "DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog", "RunRound",
            "ScanProducers", "scan_producers"]
 
 
@@ -81,6 +82,13 @@ def scan_producers(log: Log) -> list[ProducerRecord]:
 
 
 @dataclass(frozen=True, slots=True)
+class Blocking:
+    """Run `fn()` on the writer thread (replays, scans): its result is the reply."""
+
+    fn: Callable[[], Any]
+
+
+@dataclass(frozen=True, slots=True)
 class RunRound:
     """Flush every log with queued requests once (a no-op when an earlier round covered it)."""
 
@@ -102,6 +110,8 @@ class DiskWriter(ThreadActor):
             return Log.open(message.directory, message.config, cache=self.cache)
         if isinstance(message, ScanProducers):
             return scan_producers(message.log)
+        if isinstance(message, Blocking):
+            return message.fn()
         if isinstance(message, OpenKv):
             return KvStore.open(message.directory)
         raise TypeError(f"disk writer got {type(message).__name__}")

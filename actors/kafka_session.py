@@ -28,6 +28,7 @@ from redshank.protocol.connection import (
     ConnectionClosed,
     Event,
     KafkaServerConnection,
+    LocalProtocolError,
     RemoteProtocolError,
     RequestReceived,
     UnsupportedRequest,
@@ -186,12 +187,24 @@ class KafkaSession(asyncio.Protocol):
         if key == ApiKey.API_VERSIONS:
             self._respond(event, core.api_versions(req, version))
             return
+        if key == ApiKey.FIND_COORDINATOR:
+            self._respond(event, core.find_coordinator(req, version))
+            return
+        if key == ApiKey.JOIN_GROUP:
+            client_id = event.header.client_id or ""
+            self._track(event, asyncio.ensure_future(core.join_group(req, version, client_id)))
+            return
         handler = {
             ApiKey.METADATA: core.metadata,
             ApiKey.FETCH: core.fetch,
             ApiKey.LIST_OFFSETS: core.list_offsets,
             ApiKey.CREATE_TOPICS: core.create_topics,
             ApiKey.INIT_PRODUCER_ID: core.init_producer_id,
+            ApiKey.SYNC_GROUP: core.sync_group,
+            ApiKey.HEARTBEAT: core.heartbeat,
+            ApiKey.LEAVE_GROUP: core.leave_group,
+            ApiKey.OFFSET_COMMIT: core.offset_commit,
+            ApiKey.OFFSET_FETCH: core.offset_fetch,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 
@@ -222,6 +235,9 @@ class KafkaSession(asyncio.Protocol):
             self._write(self.conn.send_response(event.token, response))
         except RemoteProtocolError as exc:
             self._abort("connection_unusable", exc)
+            return
+        except LocalProtocolError as exc:  # a response we built wrongly: our bug, loudly
+            self._fail(event, exc)
             return
         self._update_reading()
 

@@ -8,6 +8,7 @@ concurrent ensures of one partition share one open. Must not know: Kafka request
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +16,25 @@ from typing import Any
 import pykka
 
 from redshank.actors._async import spawn
-from redshank.actors.disk_writer import OpenLog, ScanProducers
+from redshank.actors.disk_writer import Blocking, OpenLog, ScanProducers
+from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
 from redshank.actors.partition_leader import PartitionLeader, partition_name
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
+from redshank.cluster.group import GroupConfig
 from redshank.storage import FlushCoordinator, Log, LogConfig
 
-__all__ = ["MANAGER", "Ensure", "PartitionManager", "log_config"]
+__all__ = ["MANAGER", "Ensure", "EnsureGroupHost", "PartitionManager", "log_config"]
 
 MANAGER = "partitions"
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureGroupHost:
+    """Start the group coordinator of `__consumer_offsets` partition `partition` (of
+    `partitions`) on this core, after replaying its log."""
+
+    partition: int
+    partitions: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +62,8 @@ def log_config(configs: tuple[tuple[str, str], ...]) -> LogConfig:
 
 class PartitionManager(LoopActor):
     def __init__(self, router: CoreRouter, data_dir: str, coordinator: FlushCoordinator,
-                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop) -> None:
+                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
+                 group_config: GroupConfig | None = None) -> None:
         super().__init__()
         self.router = router
         self.data_dir = data_dir
@@ -59,10 +72,16 @@ class PartitionManager(LoopActor):
         self.loop = loop
         self._open: dict[str, LoopFuture[bool]] = {}
         self.leaders: dict[str, pykka.ActorRef[Any]] = {}
+        self.group_config = group_config or GroupConfig()
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, EnsureGroupHost):
+            return self._ensure_group_host(message)
         if not isinstance(message, Ensure):
             raise TypeError(f"partition manager got {type(message).__name__}")
+        if message.topic == GROUPS_TOPIC:
+            # Its log belongs to the group host; one writer per log.
+            raise pykka.ActorDeadError(f"{GROUPS_TOPIC} is served by the group coordinator")
         name = partition_name(message.topic, message.partition)
         known = self._open.get(name)
         if known is not None:
@@ -82,6 +101,33 @@ class PartitionManager(LoopActor):
                 raise
             ref = PartitionLeader.start(message.topic, message.partition, log,
                                         self.coordinator, self.writer, self.loop, producers)
+            self.leaders[name] = ref
+            self.router.register(name, ref)
+            return True
+
+        spawn(self.loop, start()).add_done_callback(
+            lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
+        return fut
+
+    def _ensure_group_host(self, message: EnsureGroupHost) -> Any:
+        name = group_host_name(message.partition)
+        known = self._open.get(name)
+        if known is not None:
+            return True if known.done() and known.exception() is None else known
+        fut: LoopFuture[bool] = LoopFuture(self.loop)
+        self._open[name] = fut
+        directory = os.path.join(self.data_dir, "kafka", f"{GROUPS_TOPIC}-{message.partition}")
+
+        async def start() -> bool:
+            try:
+                log: Log = await self.writer.ask(OpenLog(directory, LogConfig()), block=False)
+                records = await self.writer.ask(
+                    Blocking(functools.partial(read_group_records, log)), block=False)
+            except BaseException:
+                del self._open[name]
+                raise
+            ref = GroupHost.start(message.partition, message.partitions, log, self.coordinator,
+                                  self.writer, self.loop, self.group_config, records)
             self.leaders[name] = ref
             self.router.register(name, ref)
             return True

@@ -20,7 +20,8 @@ import structlog
 
 from redshank.actors._async import resolve, spawn
 from redshank.actors.disk_writer import RunRound
-from redshank.actors.partition_manager import MANAGER, Ensure
+from redshank.actors.group_host import GROUPS_TOPIC
+from redshank.actors.partition_manager import MANAGER, Ensure, EnsureGroupHost
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
 from redshank.cluster.kafka import (
     TopicInfo,
@@ -161,7 +162,9 @@ class TopicController(LoopActor):
         try:
             await self.durable()
             opens = [
-                self.router.ref(core, MANAGER).ask(Ensure(info.name, p, info.configs), block=False)
+                self.router.ref(core, MANAGER).ask(
+                    EnsureGroupHost(p, info.partitions) if info.name == GROUPS_TOPIC
+                    else Ensure(info.name, p, info.configs), block=False)
                 for p, core in enumerate(info.cores)
             ]
             for fut in opens:

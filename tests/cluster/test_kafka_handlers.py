@@ -57,7 +57,7 @@ def test_api_versions_offers_only_served_apis() -> None:
     resp = api_versions.handle(ApiVersionsRequest(), 3)
     keys = {k.api_key for k in resp.api_keys}
     assert keys == set(api_versions.SERVED)
-    assert ApiKey.JOIN_GROUP not in keys and ApiKey.PRODUCE in keys
+    assert ApiKey.DESCRIBE_GROUPS not in keys and ApiKey.JOIN_GROUP in keys
     assert resp.supported_features == () and resp.finalized_features == ()  # notes G2
 
 
@@ -173,10 +173,12 @@ def test_list_offsets_plan_and_build() -> None:
     assert done[("t1", 2)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     old = list_offsets.plan(req, 2, TOPICS)[1]
     assert old[("t1", 1)].error_code == ErrorCode.UNSUPPORTED_VERSION  # -3 needs v7
-    resp = list_offsets.build(req, {("t1", 0): list_offsets.OffsetAnswer(0, 0),
-                                    ("t1", 1): list_offsets.OffsetAnswer(0, 4, 99),
-                                    ("t1", 2): done[("t1", 2)]})
-    assert [p.offset for p in resp.topics[0].partitions] == [0, 4, -1]
+    answers = {("t1", 0): list_offsets.OffsetAnswer(0, 0),
+               ("t1", 1): list_offsets.OffsetAnswer(0, 4, 99), ("t1", 2): done[("t1", 2)]}
+    for v in range(1, 8):  # every advertised version encodes
+        resp = list_offsets.build(req, v, answers)
+        resp.encode(v)
+        assert [p.offset for p in resp.topics[0].partitions] == [0, 4, -1]
 
 
 def test_create_topics_validation() -> None:

@@ -26,6 +26,13 @@ SERVED: frozenset[int] = frozenset(
         ApiKey.API_VERSIONS,
         ApiKey.CREATE_TOPICS,
         ApiKey.INIT_PRODUCER_ID,
+        ApiKey.FIND_COORDINATOR,
+        ApiKey.JOIN_GROUP,
+        ApiKey.SYNC_GROUP,
+        ApiKey.HEARTBEAT,
+        ApiKey.LEAVE_GROUP,
+        ApiKey.OFFSET_COMMIT,
+        ApiKey.OFFSET_FETCH,
     }
 )
 

@@ -62,7 +62,8 @@ def plan(request: ListOffsetsRequest, version: int, topics: Mapping[str, TopicIn
     return queries, done
 
 
-def build(request: ListOffsetsRequest, results: Mapping[Tp, OffsetAnswer]) -> ListOffsetsResponse:
+def build(request: ListOffsetsRequest, version: int, results: Mapping[Tp, OffsetAnswer]
+          ) -> ListOffsetsResponse:
     topics = []
     for t in request.topics:
         parts = []
@@ -74,7 +75,8 @@ def build(request: ListOffsetsRequest, results: Mapping[Tp, OffsetAnswer]) -> Li
                     error_code=r.error_code,
                     timestamp=r.timestamp,
                     offset=r.offset,
-                    leader_epoch=0 if r.error_code == 0 else -1,
+                    # The field exists from v4; the epoch stays 0 (single replica).
+                    leader_epoch=0 if r.error_code == 0 and version >= 4 else -1,
                 )
             )
         topics.append(ListOffsetsTopicResponse(name=t.name, partitions=tuple(parts)))

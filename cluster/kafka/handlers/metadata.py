@@ -104,7 +104,7 @@ def _topic(name: str, info: TopicInfo | None, node_id: int, not_ready: bool
         error_code=0,
         name=name,
         topic_id=info.topic_id,
-        is_internal=False,
+        is_internal=name == "__consumer_offsets",
         partitions=partitions,
         topic_authorized_operations=_NO_OPS,
     )
