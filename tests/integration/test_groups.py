@@ -131,3 +131,46 @@ def test_committed_offsets_survive_restart(tmp_path: Path) -> None:
         assert _ck_take(again.bootstrap, "grp-restart", "r-group", HALF) == values[HALF:]
     finally:
         assert again.stop() == 0
+
+
+@pytest.mark.timeout(90)
+def test_two_members_rebalance_on_join_and_leave(broker: BrokerProcess) -> None:
+    topic = "grp-rebalance"
+    create_topic(broker.bootstrap, topic, 2)
+    conf = {"bootstrap.servers": broker.bootstrap, "group.id": "rb-group",
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 300,
+            "enable.auto.commit": False}
+
+    def assigned(c: Consumer) -> set[int]:
+        return {tp.partition for tp in c.assignment()}
+
+    def poll_until(consumers: list[Consumer], want: list[set[int]], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for c in consumers:
+                c.poll(0.1)
+            if [assigned(c) for c in consumers] == want:
+                return
+        raise AssertionError(f"{what}: assignments {[assigned(c) for c in consumers]}")
+
+    a = Consumer(conf)
+    a.subscribe([topic])
+    try:
+        poll_until([a], [{0, 1}], "lone member")
+        b = Consumer(conf)
+        b.subscribe([topic])
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                a.poll(0.1)
+                b.poll(0.1)
+                got = (assigned(a), assigned(b))
+                if len(got[0]) == 1 and len(got[1]) == 1 and got[0] | got[1] == {0, 1}:
+                    break
+            else:
+                raise AssertionError(f"after join: {assigned(a)} / {assigned(b)}")
+        finally:
+            b.close()  # LeaveGroup: the survivor takes both partitions back
+        poll_until([a], [{0, 1}], "after leave")
+    finally:
+        a.close()
