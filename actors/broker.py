@@ -92,6 +92,33 @@ class BrokerConfig:
     # A lone consumer should get its first records within a second or two (issue 5), so the
     # first rebalance of an empty group waits less than Kafka's 3 s.
     initial_rebalance_delay_ms: int = 500
+    # Produce bytes in flight per core before sessions stop reading (replicate-batcher memory).
+    produce_memory_bytes: int = 64 * 1024 * 1024
+
+
+class ByteSemaphore:
+    """Bytes of produce requests in flight on a core (routed, not yet acknowledged): above
+    `limit`, new produce requests wait, their session stops reading its connection, and the
+    backpressure reaches the producer. One request larger than the limit still passes alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def acquire(self, n: int) -> None:
+        while self.used and self.used + n > self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        self.used += n
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class BrokerCore:
@@ -107,6 +134,7 @@ class BrokerCore:
         self.broker = metadata.BrokerAddress(
             config.node_id, config.advertised_host, config.advertised_port)
         self.sessions = 0
+        self.produce_memory = ByteSemaphore(config.produce_memory_bytes)
 
     # -- topics --------------------------------------------------------------------------------
     async def lookup(self, names: tuple[str, ...] | None, create: tuple[str, ...] = ()
@@ -188,6 +216,18 @@ class BrokerCore:
         names = [t.name for t in request.topic_data]
         infos = await self.topic_infos(names)
         writes, results = produce.plan(request, infos)
+        size = sum(len(w.records) for w in writes)
+        await self.produce_memory.acquire(size)
+        try:
+            acked = await self._route_writes(request, writes, results)
+        except BaseException:
+            self.produce_memory.release(size)
+            raise
+        return asyncio.ensure_future(self._produce_acked(request, results, acked, size))
+
+    async def _route_writes(self, request: Any, writes: list[produce.PartitionWrite],
+                            results: dict[tuple[str, int], Any]
+                            ) -> list[tuple[tuple[str, int], LoopFuture[Any]]]:
         acked: list[tuple[tuple[str, int], LoopFuture[Any]]] = []
         for w in writes:
             tp = (w.topic, w.partition)
@@ -200,16 +240,20 @@ class BrokerCore:
                     ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
                 continue
             acked.append((tp, ack))
-        return asyncio.ensure_future(self._produce_acked(request, results, acked))
+        return acked
 
     async def _produce_acked(self, request: Any, results: dict[tuple[str, int], Any],
-                             acked: list[tuple[tuple[str, int], LoopFuture[Any]]]) -> Any:
-        for tp, ack in acked:
-            try:
-                results[tp] = await ack
-            except (pykka.ActorDeadError, CoreDiedError) as exc:
-                results[tp] = produce.PartitionResult(
-                    ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
+                             acked: list[tuple[tuple[str, int], LoopFuture[Any]]],
+                             size: int) -> Any:
+        try:
+            for tp, ack in acked:
+                try:
+                    results[tp] = await ack
+                except (pykka.ActorDeadError, CoreDiedError) as exc:
+                    results[tp] = produce.PartitionResult(
+                        ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
+        finally:
+            self.produce_memory.release(size)
         return produce.build(request, results)
 
     async def fetch(self, request: Any, version: int) -> Any:

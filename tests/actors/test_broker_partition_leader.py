@@ -105,3 +105,23 @@ def test_idempotent_retry_gets_original_offset_and_survives_reopen(tmp_path: Pat
 
     _run(tmp_path, first)
     _run(tmp_path, reopened)
+
+
+def test_produce_memory_semaphore_blocks_until_release() -> None:
+    from redshank.actors.broker import ByteSemaphore
+
+    async def main() -> None:
+        sem = ByteSemaphore(100)
+        await sem.acquire(60)
+        await sem.acquire(40)
+        waiting = asyncio.ensure_future(sem.acquire(10))
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and sem.used == 100
+        sem.release(60)
+        await asyncio.wait_for(waiting, 5)
+        assert sem.used == 50
+        sem.release(50)
+        await sem.acquire(500)  # alone, a request above the limit still passes
+        assert sem.used == 500
+
+    asyncio.run(asyncio.wait_for(main(), 10))
