@@ -71,9 +71,14 @@ from redshank.cluster.kafka.handlers import (
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import BatchCache, FlushCoordinator
 
-__all__ = ["BrokerConfig", "BrokerCore", "setup_core"]
+__all__ = ["MAX_REMOTE_READ", "RING_BYTES", "BrokerConfig", "BrokerCore", "ByteSemaphore",
+           "setup_core"]
 
 _log = structlog.get_logger("redshank.broker")
+# Shared-memory ring per core pair: a frame holds at most half of it, so a record batch of
+# max.message.bytes (1 MiB by default) and a cross-core read both fit with room to spare.
+RING_BYTES = 8 * 1024 * 1024
+MAX_REMOTE_READ = 1024 * 1024
 # A group request whose coordinator cannot be reached: NOT_COORDINATOR makes clients look again.
 _UNAVAILABLE = (pykka.ActorDeadError, CoreDiedError)
 
@@ -273,6 +278,9 @@ class BrokerCore:
     async def _read(self, r: fetch_h.PartitionRead, budget: fetch_h.FetchBudget
                     ) -> fetch_h.ReadResult:
         limit = budget.limit(r)
+        if r.core != self.router.core:
+            # The reply crosses a shared-memory ring: keep it well inside one frame.
+            limit = min(limit, MAX_REMOTE_READ)
         try:
             res: fetch_h.ReadResult = await self.ask_partition(
                 r.topic, r.partition, r.core,

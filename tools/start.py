@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-from redshank.actors.broker import BrokerConfig, setup_core
+from redshank.actors.broker import RING_BYTES, BrokerConfig, setup_core
 from redshank.actors.runtime import NodeBusyError, Supervisor, configure_logging
 
 __all__ = ["main", "parse_addr"]
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
     config = BrokerConfig(host=host, port=port, advertised_host=adv_host,
                           advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id)
     sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
-                     pin=not args.no_pin)
+                     ring_capacity=RING_BYTES, pin=not args.no_pin)
     signal.signal(signal.SIGTERM, sup.request_stop)
     signal.signal(signal.SIGINT, sup.request_stop)
     try:

@@ -50,3 +50,22 @@ def test_partitions_on_both_cores(broker: BrokerProcess) -> None:
     assert all(by_core[c] for c in (0, 1)), f"partition leaders per core: {by_core}"
     assert set().union(*by_core.values()) == {f"partition/{topic}/{p}"
                                               for p in range(PARTITIONS)}
+
+
+@pytest.mark.timeout(90)
+def test_large_batches_cross_cores(broker: BrokerProcess) -> None:
+    """~1 MB batches produced and fetched through whichever core a connection landed on: the
+    cross-core frames (a batch of max.message.bytes, a 1 MiB read) fit the rings."""
+    topic = "multicore-large"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    per = 1500
+    expected = {p: [(b"%d-%d" % (p, i), bytes([65 + p]) * 1000 + b"%06d" % i)
+                    for i in range(per)] for p in range(PARTITIONS)}
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all",
+                         "linger.ms": 200, "batch.size": 1_000_000})
+    for p, records in expected.items():
+        for key, value in records:
+            producer.produce(topic, key=key, value=value, partition=p)
+    assert producer.flush(30) == 0
+    check_consumed(expected, consume_assigned(broker.bootstrap, topic, PARTITIONS,
+                                              PARTITIONS * per, timeout=30))
