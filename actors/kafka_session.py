@@ -71,6 +71,7 @@ class KafkaSession(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._closed = False
+        self._peer_done = False  # the peer closed its side: close ours once all is answered
         self._tasks: set[asyncio.Future[Any]] = set()
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
@@ -161,9 +162,8 @@ class KafkaSession(asyncio.Protocol):
                     self._abort(f"unsupported api {event.api_key} v{event.api_version}")
                     return
                 elif isinstance(event, ConnectionClosed):
-                    if self.conn.pending_responses == 0 and self.transport is not None:
-                        self.transport.close()
-                    self._closed = True
+                    self._peer_done = True
+                    self._close_if_done()
                     return
                 self._update_reading()
         finally:
@@ -239,7 +239,14 @@ class KafkaSession(asyncio.Protocol):
         except LocalProtocolError as exc:  # a response we built wrongly: our bug, loudly
             self._fail(event, exc)
             return
+        self._close_if_done()
         self._update_reading()
+
+    def _close_if_done(self) -> None:
+        if self._peer_done and self.conn.pending_responses == 0 and not self._closed:
+            self._closed = True
+            if self.transport is not None:
+                self.transport.close()
 
     def _fail(self, event: RequestReceived, exc: BaseException) -> None:
         # A bug or a dead core behind this request: this connection goes, the core stays.

@@ -71,3 +71,21 @@ def test_peer_closing_mid_frame_leaves_others_served(broker: BrokerProcess) -> N
     producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
     producer.produce("after-bad-clients", value=b"ok")
     assert producer.flush(20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_half_closed_peer_gets_its_answers_then_eof(broker: BrokerProcess) -> None:
+    body = RequestHeader(18, 0, 11, "half").encode(1) + ApiVersionsRequest().encode(0)
+    with _connect(broker.bootstrap) as sock:
+        sock.sendall((struct.pack(">i", len(body)) + body) * 2)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    frames = []
+    while data:
+        size = struct.unpack(">i", data[:4])[0]
+        frames.append(data[4:4 + size])
+        data = data[4 + size:]
+    assert len(frames) == 2
+    assert all(ApiVersionsResponse.decode(f[4:], 0).error_code == 0 for f in frames)
