@@ -4,7 +4,9 @@ exactly once and offsets are dense (no offset means two things)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -104,3 +106,39 @@ def test_acked_records_survive_sigkill_exactly_once(tmp_path: Path) -> None:
             assert not missing, f"partition {p}: {len(missing)} acknowledged records lost"
     finally:
         node.stop()
+
+
+@pytest.mark.timeout(90)
+def test_core_killed_and_restarted_by_supervisor(tmp_path: Path) -> None:
+    """SIGKILL one core: the supervisor restarts it, its partitions reopen (recovered from
+    disk) on first use, and an idempotent producer's records all land exactly once."""
+    node = BrokerProcess(tmp_path / "data", cores=2)
+    node.start()
+    try:
+        topic = "core-restart"
+        create_topic(node.bootstrap, topic, 4)
+        producer = Producer({"bootstrap.servers": node.bootstrap, "acks": "all",
+                             "enable.idempotence": True, "linger.ms": 5,
+                             "message.timeout.ms": 60000})
+        failed: list[KafkaError] = []
+
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failed.append(err)
+
+        def produce(lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                producer.produce(topic, value=b"%06d" % i, partition=i % 4, on_delivery=report)
+                producer.poll(0)
+            assert producer.flush(60) == 0
+
+        produce(0, 2000)
+        info = json.loads((node.data_dir / "node.json").read_text())
+        os.kill(info["pids"][1], signal.SIGKILL)
+        produce(2000, 4000)
+        assert failed == [], f"delivery failures: {failed[:5]}"
+        got = consume_assigned(node.bootstrap, topic, 4, 4000, timeout=20)
+        values = sorted(v for records in got.values() for _o, _k, v in records if v)
+        assert values == [b"%06d" % i for i in range(4000)]
+    finally:
+        assert node.stop() == 0
