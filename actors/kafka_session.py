@@ -39,6 +39,9 @@ __all__ = ["KafkaSession"]
 MAX_IN_FLIGHT = 32  # responses pending per connection before reading pauses
 MAX_UNREAD = 1 << 20  # bytes buffered while the dispatcher is busy before reading pauses
 MAX_FRAME = 100 * 1024 * 1024
+# A request that has started arriving must complete within this time (slow or stuck senders
+# hold memory); an idle connection between requests is fine.
+FRAME_DEADLINE_S = 30.0
 
 _log = structlog.get_logger("redshank.session")
 _TRAILING = re.compile(r": (\d+) trailing bytes$")
@@ -63,8 +66,11 @@ class _LenientConnection(KafkaServerConnection):
 
 
 class KafkaSession(asyncio.Protocol):
-    def __init__(self, core: BrokerCore) -> None:
+    def __init__(self, core: BrokerCore, frame_deadline_s: float = FRAME_DEADLINE_S) -> None:
         self.core = core
+        self.frame_deadline_s = frame_deadline_s
+        self._frames = 0  # events taken from the connection: progress, for the deadline
+        self._deadline: asyncio.TimerHandle | None = None
         self.conn = _LenientConnection(max_frame_size=MAX_FRAME)
         self.transport: asyncio.Transport | None = None
         self._dispatching = False
@@ -81,6 +87,8 @@ class KafkaSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.core.sessions -= 1
         for task in self._tasks:
             task.cancel()
@@ -92,6 +100,22 @@ class KafkaSession(asyncio.Protocol):
             self._abort("bad_frame", exc)
             return
         self._kick()
+        self._arm_deadline()
+
+    def _arm_deadline(self) -> None:
+        if self._deadline is None and self.conn.buffered_bytes and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self.frame_deadline_s, self._deadline_hit,
+                                             self._frames)
+
+    def _deadline_hit(self, frames_then: int) -> None:
+        self._deadline = None
+        if self._closed or not self.conn.buffered_bytes:
+            return
+        if self._frames == frames_then and not self._reading_paused:
+            self._abort("frame_deadline")  # no whole request in all that time
+            return
+        self._arm_deadline()
 
     def eof_received(self) -> bool | None:
         with contextlib.suppress(RemoteProtocolError):
@@ -154,6 +178,7 @@ class KafkaSession(asyncio.Protocol):
                     return
                 if event is NEED_DATA:
                     return
+                self._frames += 1
                 if isinstance(event, RequestReceived):
                     await self._start(event)
                 elif isinstance(event, ApiVersionsFallback):
