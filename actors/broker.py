@@ -1,0 +1,440 @@
+"""One core of a broker node: its actors, its Kafka listener, and the request paths of a session.
+
+Concern: `setup_core` (the runtime's per-core setup: disk writer, partition manager, the topic
+controller on core 0, a `SO_REUSEPORT` listener on the Kafka port) and `BrokerCore`, which runs the
+sans-IO handlers of `cluster/kafka/handlers` for a session: routes per-partition work to the
+owning core's partition leader (`shard_table`), two-phase for produce, and assembles responses.
+Must not know: the bytes of a connection (kafka_session), storage internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import structlog
+
+from redshank.actors._async import resolve
+from redshank.actors.disk_writer import DiskWriter, OpenKv
+from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, group_host_name
+from redshank.actors.partition_leader import (
+    Append,
+    QueryOffset,
+    Read,
+    WaitForData,
+    partition_name,
+)
+from redshank.actors.partition_manager import MANAGER, Ensure, EnsureGroupHost, PartitionManager
+from redshank.actors.runtime import CoreContext, CoreDiedError, LoopFuture
+from redshank.actors.topic_controller import (
+    CONTROLLER,
+    AllocateProducerId,
+    CreateTopics,
+    Lookup,
+    LookupResult,
+    TopicController,
+)
+from redshank.cluster.group import (
+    GroupConfig,
+    HeartbeatResult,
+    JoinGroupResult,
+    LeaveGroupResult,
+    OffsetCommitResult,
+    OffsetFetchGroupResult,
+    PartitionError,
+    SyncGroupResult,
+    partition_for,
+)
+from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka.handlers import (
+    api_versions,
+    create_topics,
+    find_coordinator,
+    heartbeat,
+    init_producer_id,
+    join_group,
+    leave_group,
+    list_offsets,
+    metadata,
+    offset_commit,
+    offset_fetch,
+    produce,
+    sync_group,
+)
+from redshank.cluster.kafka.handlers import (
+    fetch as fetch_h,
+)
+from redshank.protocol.error_codes import ErrorCode
+from redshank.storage import BatchCache, FlushCoordinator
+
+__all__ = ["MAX_REMOTE_READ", "RING_BYTES", "BrokerConfig", "BrokerCore", "ByteSemaphore",
+           "setup_core"]
+
+_log = structlog.get_logger("redshank.broker")
+# Shared-memory ring per core pair: a frame holds at most half of it, so a record batch of
+# max.message.bytes (1 MiB by default) and a cross-core read both fit with room to spare.
+RING_BYTES = 8 * 1024 * 1024
+MAX_REMOTE_READ = 1024 * 1024
+# A group request whose coordinator cannot be reached: NOT_COORDINATOR makes clients look again.
+_UNAVAILABLE = (pykka.ActorDeadError, CoreDiedError)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    host: str
+    port: int
+    advertised_host: str
+    advertised_port: int
+    data_dir: str
+    node_id: int = 0
+    auto_create_topics: bool = True
+    default_partitions: int = 1
+    batch_cache_bytes: int = 64 * 1024 * 1024
+    # A lone consumer should get its first records within a second or two (issue 5), so the
+    # first rebalance of an empty group waits less than Kafka's 3 s.
+    initial_rebalance_delay_ms: int = 500
+    # Produce bytes in flight per core before sessions stop reading (replicate-batcher memory).
+    produce_memory_bytes: int = 64 * 1024 * 1024
+
+
+class ByteSemaphore:
+    """Bytes of produce requests in flight on a core (routed, not yet acknowledged): above
+    `limit`, new produce requests wait, their session stops reading its connection, and the
+    backpressure reaches the producer. One request larger than the limit still passes alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def acquire(self, n: int) -> None:
+        while self.used and self.used + n > self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        self.used += n
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class BrokerCore:
+    """Per-core state shared by the sessions of that core: refs, the topic cache."""
+
+    def __init__(self, config: BrokerConfig, ctx: CoreContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.router = ctx.router
+        self.loop = ctx.loop
+        self.topics: dict[str, TopicInfo] = {}
+        self.ensured: set[str] = set()
+        self.broker = metadata.BrokerAddress(
+            config.node_id, config.advertised_host, config.advertised_port)
+        self.sessions = 0
+        self.produce_memory = ByteSemaphore(config.produce_memory_bytes)
+
+    # -- topics --------------------------------------------------------------------------------
+    async def lookup(self, names: tuple[str, ...] | None, create: tuple[str, ...] = ()
+                     ) -> LookupResult:
+        msg = Lookup(names, create, self.config.default_partitions)
+        result: LookupResult = await resolve(
+            self.router.ref(0, CONTROLLER).ask(msg, block=False))
+        for name, info in result.topics.items():
+            if name not in result.not_ready:
+                self.topics[name] = info
+        return result
+
+    async def topic_infos(self, names: list[str]) -> dict[str, TopicInfo | None]:
+        missing = tuple(n for n in set(names) if n not in self.topics)
+        if missing:
+            await self.lookup(missing)
+        return {n: self.topics.get(n) for n in names}
+
+    # -- partitions ----------------------------------------------------------------------------
+    async def _ensure(self, topic: str, partition: int, core: int) -> str:
+        name = partition_name(topic, partition)
+        if name not in self.ensured:
+            info = self.topics.get(topic)
+            configs = info.configs if info is not None else ()
+            await resolve(self.router.ref(core, MANAGER).ask(
+                Ensure(topic, partition, configs), block=False))
+            self.ensured.add(name)
+        return name
+
+    async def ask_partition(self, topic: str, partition: int, core: int, msg: Any) -> Any:
+        name = await self._ensure(topic, partition, core)
+        try:
+            return await resolve(self.router.ref(core, name).ask(msg, block=False))
+        except pykka.ActorDeadError:
+            # The owner restarted (its leaders are gone): open the partition again, once.
+            self.ensured.discard(name)
+            name = await self._ensure(topic, partition, core)
+            return await resolve(self.router.ref(core, name).ask(msg, block=False))
+
+    async def append_two_phase(self, w: produce.PartitionWrite, acks: int
+                               ) -> tuple[LoopFuture[Any], LoopFuture[Any]]:
+        name = await self._ensure(w.topic, w.partition, w.core)
+        records = w.records if w.core == self.router.core else bytes(w.records)
+        msg = Append(records, acks, w.producer)
+        return self.router.ref(w.core, name).ask_two_phase(msg)
+
+    # -- requests ------------------------------------------------------------------------------
+    def api_versions(self, request: Any, version: int) -> Any:
+        return api_versions.handle(request, version)
+
+    async def metadata(self, request: Any, version: int) -> Any:
+        q = metadata.query(request, version, self.config.auto_create_topics)
+        try:
+            result = await self.lookup(q.names, q.create)
+        except CoreDiedError:
+            return metadata.build(request, version, self.broker, "", q, {},
+                                  frozenset(q.names or ()))
+        return metadata.build(request, version, self.broker, result.cluster_id, q,
+                              result.topics, result.not_ready)
+
+    async def create_topics(self, request: Any, version: int) -> Any:
+        specs, errors = create_topics.plan(request, self.config.default_partitions)
+        outcomes: dict[str, create_topics.CreateOutcome] = {}
+        if specs:
+            outcomes = await resolve(self.router.ref(0, CONTROLLER).ask(
+                CreateTopics(tuple(specs), request.validate_only), block=False))
+        return create_topics.build(request, errors, outcomes)
+
+    async def init_producer_id(self, request: Any, version: int) -> Any:
+        if not init_producer_id.wants_id(request):
+            return init_producer_id.build(request, None)
+        pid = await resolve(self.router.ref(0, CONTROLLER).ask(AllocateProducerId(),
+                                                              block=False))
+        return init_producer_id.build(request, int(pid))
+
+    async def produce_sequenced(self, request: Any) -> asyncio.Future[Any]:
+        """Phase 1: every partition has queued its batches (order fixed); returns the future of
+        the response (phase 2, when the requested acks level is reached)."""
+        names = [t.name for t in request.topic_data]
+        infos = await self.topic_infos(names)
+        writes, results = produce.plan(request, infos)
+        size = sum(len(w.records) for w in writes)
+        await self.produce_memory.acquire(size)
+        try:
+            acked = await self._route_writes(request, writes, results)
+        except BaseException:
+            self.produce_memory.release(size)
+            raise
+        return asyncio.ensure_future(self._produce_acked(request, results, acked, size))
+
+    async def _route_writes(self, request: Any, writes: list[produce.PartitionWrite],
+                            results: dict[tuple[str, int], Any]
+                            ) -> list[tuple[tuple[str, int], LoopFuture[Any]]]:
+        acked: list[tuple[tuple[str, int], LoopFuture[Any]]] = []
+        for w in writes:
+            tp = (w.topic, w.partition)
+            try:
+                sequenced, ack = await self.append_two_phase(w, request.acks)
+                await sequenced
+            except (pykka.ActorDeadError, CoreDiedError) as exc:
+                self.ensured.discard(partition_name(w.topic, w.partition))
+                results[tp] = produce.PartitionResult(
+                    ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
+                continue
+            acked.append((tp, ack))
+        return acked
+
+    async def _produce_acked(self, request: Any, results: dict[tuple[str, int], Any],
+                             acked: list[tuple[tuple[str, int], LoopFuture[Any]]],
+                             size: int) -> Any:
+        try:
+            for tp, ack in acked:
+                try:
+                    results[tp] = await ack
+                except (pykka.ActorDeadError, CoreDiedError) as exc:
+                    results[tp] = produce.PartitionResult(
+                        ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
+        finally:
+            self.produce_memory.release(size)
+        return produce.build(request, results)
+
+    async def fetch(self, request: Any, version: int) -> Any:
+        infos = await self.topic_infos([t.topic for t in request.topics])
+        reads, results = fetch_h.plan(request, infos)
+        deadline = self.loop.time() + max(request.max_wait_ms, 0) / 1000
+        while True:
+            budget = fetch_h.FetchBudget(request)
+            for r in reads:
+                results[(r.topic, r.partition)] = await self._read(r, budget)
+            left = deadline - self.loop.time()
+            if budget.satisfied or left <= 0 or not reads or any(
+                    results[(r.topic, r.partition)].error_code for r in reads):
+                return fetch_h.build(request, results)
+            await self._wait_any(reads, results, left)
+
+    async def _read(self, r: fetch_h.PartitionRead, budget: fetch_h.FetchBudget
+                    ) -> fetch_h.ReadResult:
+        limit = budget.limit(r)
+        if r.core != self.router.core:
+            # The reply crosses a shared-memory ring: keep it well inside one frame.
+            limit = min(limit, MAX_REMOTE_READ)
+        try:
+            res: fetch_h.ReadResult = await self.ask_partition(
+                r.topic, r.partition, r.core,
+                Read(r.offset, limit, r.leader_epoch, r.core != self.router.core))
+        except (pykka.ActorDeadError, CoreDiedError):
+            return fetch_h.ReadResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if res.records:
+            budget.take(len(res.records))
+        return res
+
+    async def _wait_any(self, reads: list[fetch_h.PartitionRead],
+                        results: dict[tuple[str, int], fetch_h.ReadResult], left: float) -> None:
+        """Park on every partition's notifier; return when one has new data or time is up."""
+        timeout_ms = max(int(left * 1000), 1)
+        waits = [
+            asyncio.ensure_future(self.ask_partition(
+                r.topic, r.partition, r.core,
+                WaitForData(max(r.offset, results[(r.topic, r.partition)].high_watermark),
+                            timeout_ms)))
+            for r in reads
+        ]
+        done, pending = await asyncio.wait(waits, timeout=left + 0.05,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            task.exception()  # retrieved: a dead partition shows up in the next read
+
+    # -- groups --------------------------------------------------------------------------------
+    async def _groups_topic(self) -> TopicInfo:
+        info = self.topics.get(GROUPS_TOPIC)
+        if info is None:
+            spec = create_topics.TopicSpec(GROUPS_TOPIC, self.router.ncores, ())
+            await resolve(self.router.ref(0, CONTROLLER).ask(
+                CreateTopics((spec,), False), block=False))
+            info = (await self.topic_infos([GROUPS_TOPIC]))[GROUPS_TOPIC]
+        if info is None:
+            raise pykka.ActorDeadError(f"{GROUPS_TOPIC} does not exist")
+        return info
+
+    async def group_call(self, group_id: str, method: str, request: Any) -> Any:
+        """Ask the coordinator of `group_id` (its `__consumer_offsets` partition's host)."""
+        info = await self._groups_topic()
+        p = partition_for(group_id, info.partitions)
+        core = info.cores[p]
+        name = group_host_name(p)
+        if name not in self.ensured:
+            await resolve(self.router.ref(core, MANAGER).ask(
+                EnsureGroupHost(p, info.partitions), block=False))
+            self.ensured.add(name)
+        try:
+            return await resolve(self.router.ref(core, name).ask(GroupCall(method, request),
+                                                                block=False))
+        except pykka.ActorDeadError:
+            self.ensured.discard(name)
+            raise
+
+    def find_coordinator(self, request: Any, version: int) -> Any:
+        return find_coordinator.handle(request, version, self.broker)
+
+    async def join_group(self, request: Any, version: int, client_id: str = "") -> Any:
+        try:
+            result = await self.group_call(request.group_id, "join_group",
+                                           join_group.to_api(request, version, client_id))
+        except _UNAVAILABLE:
+            result = JoinGroupResult(ErrorCode.NOT_COORDINATOR)
+        return join_group.build(result, version)
+
+    async def sync_group(self, request: Any, version: int) -> Any:
+        try:
+            result = await self.group_call(request.group_id, "sync_group",
+                                           sync_group.to_api(request, version))
+        except _UNAVAILABLE:
+            result = SyncGroupResult(ErrorCode.NOT_COORDINATOR)
+        return sync_group.build(result, version)
+
+    async def heartbeat(self, request: Any, version: int) -> Any:
+        try:
+            result = await self.group_call(request.group_id, "heartbeat",
+                                           heartbeat.to_api(request, version))
+        except _UNAVAILABLE:
+            result = HeartbeatResult(ErrorCode.NOT_COORDINATOR)
+        return heartbeat.build(result, version)
+
+    async def leave_group(self, request: Any, version: int) -> Any:
+        try:
+            result = await self.group_call(request.group_id, "leave_group",
+                                           leave_group.to_api(request, version))
+        except _UNAVAILABLE:
+            result = LeaveGroupResult(ErrorCode.NOT_COORDINATOR)
+        return leave_group.build(result, version)
+
+    async def offset_commit(self, request: Any, version: int) -> Any:
+        api = offset_commit.to_api(request, version)
+        try:
+            result = await self.group_call(request.group_id, "offset_commit", api)
+        except _UNAVAILABLE:
+            result = OffsetCommitResult(tuple(
+                PartitionError(p.topic, p.partition, ErrorCode.NOT_COORDINATOR)
+                for p in api.partitions))
+        return offset_commit.build(request, result)
+
+    async def offset_fetch(self, request: Any, version: int) -> Any:
+        groups = []
+        for api in offset_fetch.to_api(request, version):
+            group_id = api.groups[0].group_id
+            try:
+                result = await self.group_call(group_id, "offset_fetch", api)
+                groups.append(result.groups[0])
+            except _UNAVAILABLE:
+                groups.append(OffsetFetchGroupResult(group_id, ErrorCode.NOT_COORDINATOR))
+        return offset_fetch.build(groups, version)
+
+    async def list_offsets(self, request: Any, version: int) -> Any:
+        infos = await self.topic_infos([t.name for t in request.topics])
+        queries, results = list_offsets.plan(request, version, infos)
+        for q in queries:
+            try:
+                results[(q.topic, q.partition)] = await self.ask_partition(
+                    q.topic, q.partition, q.core, QueryOffset(q.timestamp))
+            except (pykka.ActorDeadError, CoreDiedError):
+                results[(q.topic, q.partition)] = list_offsets.OffsetAnswer(
+                    ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        return list_offsets.build(request, version, results)
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
+    """The runtime's per-core setup (`functools.partial(setup_core, config)`)."""
+    from redshank.actors.kafka_session import KafkaSession  # session imports BrokerCore
+
+    loop = ctx.loop
+    coordinator = FlushCoordinator()
+    writer = DiskWriter.start(coordinator, BatchCache(config.batch_cache_bytes))
+    ctx.router.register("disk-writer", writer)
+    groups = GroupConfig(initial_rebalance_delay_ms=config.initial_rebalance_delay_ms)
+    manager = PartitionManager.start(ctx.router, config.data_dir, coordinator, writer, loop,
+                                     groups)
+    ctx.router.register(MANAGER, manager)
+    if ctx.core == 0:
+        kv = await writer.ask(OpenKv(os.path.join(config.data_dir, "meta")), block=False)
+        controller = TopicController.start(ctx.router, kv, coordinator, writer, loop)
+        ctx.router.register(CONTROLLER, controller)
+    core = BrokerCore(config, ctx)
+    sock = _listen_socket(config.host, config.port)
+    await loop.create_server(lambda: KafkaSession(core), sock=sock)
+    _log.info("kafka_listening", host=config.host, port=config.port)

@@ -1,0 +1,136 @@
+"""The disk-writer actor of a core: the one thread that writes, fdatasyncs and reads the disk.
+
+Concern: running the blocking storage calls of a core off its event loop (ARCHITECTURE.md
+section 2): opening logs and the kvstore, reads that miss memory, timestamp lookups, and flush
+rounds of the core's `FlushCoordinator` (every flush requested while a round runs joins the next
+one, so fdatasyncs are coalesced across partitions). Replies are loop futures. Must not know:
+Kafka requests, sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from redshank.actors.runtime import ThreadActor
+from redshank.protocol.record_batch import iter_batches
+from redshank.storage import BatchCache, FlushCoordinator, KvStore, Log, LogConfig
+
+__all__ = ["Blocking", "DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog", "RunRound",
+           "ScanProducers", "scan_producers"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLog:
+    directory: str
+    config: LogConfig
+
+
+@dataclass(frozen=True, slots=True)
+class OpenKv:
+    directory: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLog:
+    log: Log
+    offset: int
+    max_bytes: int
+    max_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindTimestamp:
+    log: Log
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProducers:
+    """Idempotent batches of the log's tail (the last two segments), oldest first, as
+    (producer id, epoch, first sequence, last sequence, base offset): the producer state a
+    leader rebuilds when it opens the log."""
+
+    log: Log
+
+
+ProducerRecord = tuple[int, int, int, int, int]
+SCAN_CHUNK = 1 << 20
+
+
+def scan_producers(log: Log) -> list[ProducerRecord]:
+    segments = log.segments()
+    start = max(log.start_offset, segments[-2][0] if len(segments) > 1 else log.start_offset)
+    end = log.dirty_offset
+    out: list[ProducerRecord] = []
+    offset = start
+    while offset <= end:
+        chunk = log.read(offset, SCAN_CHUNK)
+        if not chunk:
+            break
+        last = offset - 1
+        for _pos, h in iter_batches(chunk, verify_crc=False):
+            last = h.last_offset
+            if h.producer_id >= 0 and h.base_offset >= offset:
+                out.append((h.producer_id, h.producer_epoch, h.base_sequence,
+                            h.base_sequence + h.last_offset_delta, h.base_offset))
+        if last < offset:
+            break
+        offset = last + 1
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Blocking:
+    """Run `fn()` on the writer thread (replays, scans): its result is the reply."""
+
+    fn: Callable[[], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRound:
+    """Flush every log with queued requests once (a no-op when an earlier round covered it)."""
+
+
+_log = structlog.get_logger("redshank.disk_writer")
+
+
+class DiskWriter(ThreadActor):
+    def __init__(self, coordinator: FlushCoordinator, cache: BatchCache) -> None:
+        super().__init__()
+        self.coordinator = coordinator
+        self.cache = cache
+        # Everything opened here is sealed and closed here when the core stops.
+        self._opened: list[Log | KvStore] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, RunRound):
+            return self.coordinator.run_round()
+        if isinstance(message, ReadLog):
+            return bytes(message.log.read(message.offset, message.max_bytes, message.max_offset))
+        if isinstance(message, FindTimestamp):
+            return message.log.timestamp_to_offset(message.timestamp)
+        if isinstance(message, OpenLog):
+            return Log.open(message.directory, message.config, cache=self.cache)
+        if isinstance(message, ScanProducers):
+            return scan_producers(message.log)
+        if isinstance(message, Blocking):
+            return message.fn()
+        if isinstance(message, OpenKv):
+            return KvStore.open(message.directory)
+        raise TypeError(f"disk writer got {type(message).__name__}")
+
+    def on_stop(self) -> None:
+        # Whatever was appended and not yet durable gets its flush before the thread ends;
+        # then each log is sealed (index written, pre-allocation trimmed): a clean restart
+        # needs no recovery scan.
+        self.coordinator.run_round()
+        for opened in self._opened:
+            try:
+                opened.close()
+            except Exception as exc:  # one bad log must not keep the others open
+                _log.error("close_failed", error=repr(exc))
+        self._opened = []

@@ -1,0 +1,170 @@
+"""The group host: runs one `__consumer_offsets` partition's group coordinator on its core.
+
+Concern: the I/O around the sans-IO `GroupCoordinator` (cluster/group): replaying the partition's
+records before serving (COORDINATOR_LOAD_IN_PROGRESS is never seen: the host starts only after
+the replay), turning each `Append` into one record batch appended to the partition's log and
+reported once it is durable (the replicate-batcher coalesces the flushes), answering each
+request's future when its completion comes out, and ticking at the coordinator's next deadline
+(session timeouts, rebalance waits). Must not know: the Kafka wire format (handlers map it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import structlog
+
+from redshank.actors.replicate_batcher import ReplicateBatcher
+from redshank.actors.runtime import LoopActor, LoopFuture
+from redshank.cluster.group import GroupConfig, GroupCoordinator, GroupRecord, Output
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.record_batch import iter_batches
+from redshank.protocol.records import Record, build_batch, iter_records
+from redshank.storage import FlushCoordinator, Log
+from redshank.storage.errors import StorageError
+
+__all__ = ["GROUPS_TOPIC", "GroupCall", "GroupHost", "group_host_name", "read_group_records"]
+
+GROUPS_TOPIC = "__consumer_offsets"
+TERM = 0
+_CHUNK = 1 << 20
+
+
+def group_host_name(partition: int) -> str:
+    return f"group/{partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCall:
+    """Call `GroupCoordinator.<method>(request)`; the reply is the request's result."""
+
+    method: str
+    request: Any
+
+
+def read_group_records(log: Log) -> list[GroupRecord]:
+    """Every record of the partition, in log order (writer thread: reads the disk)."""
+    out: list[GroupRecord] = []
+    offset: int = log.start_offset
+    end = log.dirty_offset
+    while offset <= end:
+        chunk = log.read(offset, _CHUNK)
+        if not chunk:
+            break
+        last = offset - 1
+        for pos, h in iter_batches(chunk, verify_crc=False):
+            last = h.last_offset
+            for r in iter_records(chunk, pos):
+                if r.key is not None:
+                    out.append(GroupRecord(bytes(r.key), None if r.value is None
+                                           else bytes(r.value)))
+        if last < offset:
+            break
+        offset = last + 1
+    return out
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class GroupHost(LoopActor):
+    def __init__(self, partition: int, num_partitions: int, log: Log,
+                 flush: FlushCoordinator, writer: pykka.ActorRef[Any],
+                 loop: asyncio.AbstractEventLoop, config: GroupConfig,
+                 records: list[GroupRecord]) -> None:
+        super().__init__()
+        self.log = log
+        self.loop = loop
+        self.coordinator = GroupCoordinator(config, partition=partition,
+                                            num_partitions=num_partitions)
+        self.batcher = ReplicateBatcher(log, flush, writer, loop, lambda _d: None,
+                                        self._flush_failed)
+        self._waiting: dict[int, LoopFuture[Any]] = {}
+        self._next_token = 0
+        self._inflight: deque[int] = deque()  # append ids appended, not yet reported
+        self._timer: asyncio.TimerHandle | None = None
+        self._logger = structlog.get_logger("redshank.groups").bind(partition=partition)
+        self.coordinator.begin_loading()
+        self.coordinator.load(records)
+        self._pending_output = self.coordinator.finish_loading(_now_ms())
+
+    def on_start(self) -> None:
+        self._apply(self._pending_output)
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, GroupCall):
+            raise TypeError(f"group host got {type(message).__name__}")
+        self._next_token += 1
+        token = self._next_token
+        fut: LoopFuture[Any] = LoopFuture(self.loop)
+        self._waiting[token] = fut
+        request = dataclasses.replace(message.request, token=token)
+        self._apply(getattr(self.coordinator, message.method)(request, _now_ms()))
+        return fut
+
+    def _apply(self, out: Output) -> None:
+        for c in out.completions:
+            fut = self._waiting.pop(int(c.token), None)  # type: ignore[call-overload]
+            if fut is not None:
+                fut.set(c.result)
+        for append in out.appends:
+            self._append(append.append_id, append.records)
+        self._schedule()
+
+    def _append(self, append_id: int, records: tuple[GroupRecord, ...]) -> None:
+        if not records:
+            self.loop.call_soon(self._persisted, append_id, ErrorCode.NONE)
+            return
+        now = _now_ms()
+        buf = bytearray(build_batch(
+            [Record(i, now, r.key, r.value) for i, r in enumerate(records)]))
+        try:
+            res = self.log.append(buf, TERM)
+        except StorageError as exc:
+            self._logger.error("group_append_failed", error=repr(exc))
+            self.loop.call_soon(self._persisted, append_id, ErrorCode.KAFKA_STORAGE_ERROR)
+            return
+        self._inflight.append(append_id)
+        done: LoopFuture[Any] = LoopFuture(self.loop)
+        done.add_done_callback(lambda f: self._durable(f.result()))
+        self.batcher.appended(res.last_offset, res.bytes, done, append_id)
+
+    def _durable(self, append_id: Any) -> None:
+        if append_id is None or not self._inflight or self._inflight[0] != append_id:
+            return  # failed (reported by _flush_failed)
+        self._inflight.popleft()
+        self._persisted(append_id, ErrorCode.NONE)
+
+    def _persisted(self, append_id: int, error: ErrorCode) -> None:
+        self._apply(self.coordinator.on_persisted(append_id, error, _now_ms()))
+
+    def _flush_failed(self, exc: BaseException) -> None:
+        self._logger.error("group_flush_failed", error=repr(exc))
+        failed, self._inflight = list(self._inflight), deque()
+        self.batcher.fail_waiters(None)
+        for append_id in failed:
+            self._persisted(append_id, ErrorCode.KAFKA_STORAGE_ERROR)
+
+    def _schedule(self) -> None:
+        deadline = self.coordinator.next_deadline_ms()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            delay = max(0.0, (deadline - _now_ms()) / 1000)
+            self._timer = self.loop.call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._apply(self.coordinator.tick(_now_ms()))
+
+    def on_stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

@@ -1,0 +1,241 @@
+"""The partition-leader actor: owns one partition's log on its core and serves produce, fetch and
+list-offsets for it.
+
+Concern: the partition's order of appends (a produce is appended when its message is handled,
+so the reply `Staged(None, acked)` fixes its order at once: phase 1 of the two-phase produce),
+idempotent-producer checks, the high watermark (durable offset + 1: one replica, so a majority
+is this node's fdatasync), reads bounded by it, and the long-poll notifier that wakes parked
+fetches as soon as the high watermark moves. Must not know: connections, other partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import structlog
+
+from redshank.actors.disk_writer import FindTimestamp, ReadLog
+from redshank.actors.replicate_batcher import ReplicateBatcher
+from redshank.actors.runtime import LoopActor, LoopFuture, Staged
+from redshank.cluster.kafka import Duplicate, ProducerStateTable, SequenceError
+from redshank.cluster.kafka.handlers.fetch import ReadResult
+from redshank.cluster.kafka.handlers.list_offsets import (
+    EARLIEST,
+    LATEST,
+    MAX_TIMESTAMP,
+    OffsetAnswer,
+)
+from redshank.cluster.kafka.handlers.produce import PartitionResult, ProducerBatch
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.errors import DecodeError
+from redshank.protocol.record_batch import iter_batches
+from redshank.storage import FlushCoordinator, Log
+from redshank.storage.errors import StorageError
+
+__all__ = ["Append", "PartitionLeader", "QueryOffset", "Read", "WaitForData", "partition_name"]
+
+TERM = 0  # single replica, no elections yet: the leader epoch stays 0
+
+
+def partition_name(topic: str, partition: int) -> str:
+    return f"partition/{topic}/{partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    records: bytes | memoryview
+    acks: int
+    producer: ProducerBatch | None
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    offset: int
+    max_bytes: int
+    leader_epoch: int
+    copy: bool  # True when the reply crosses cores (views cannot)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitForData:
+    """Resolve with True once the high watermark passes `offset`, False after `timeout_ms`."""
+
+    offset: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOffset:
+    timestamp: int
+
+
+class PartitionLeader(LoopActor):
+    def __init__(self, topic: str, partition: int, log: Log, coordinator: FlushCoordinator,
+                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
+                 producers: list[tuple[int, int, int, int, int]] | None = None) -> None:
+        super().__init__()
+        self.topic = topic
+        self.partition = partition
+        self.log = log
+        self.writer = writer
+        self.loop = loop
+        self.producers = ProducerStateTable()
+        for pid, epoch, first, last, base in producers or ():
+            self.producers.record(ProducerBatch(pid, epoch, first, last), base)
+        self.high_watermark = log.flushed_offset + 1
+        self.max_timestamp: tuple[int, int] | None = None  # (timestamp, offset)
+        self._parked: list[tuple[int, LoopFuture[bool], asyncio.TimerHandle]] = []
+        self._logger = structlog.get_logger("redshank.partition").bind(
+            ntp=f"{topic}/{partition}")
+        self.batcher = ReplicateBatcher(log, coordinator, writer, loop, self._durable,
+                                        self._flush_failed)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Append):
+            return self._append(message)
+        if isinstance(message, Read):
+            return self._read(message)
+        if isinstance(message, WaitForData):
+            return self._wait(message)
+        if isinstance(message, QueryOffset):
+            return self._query(message)
+        raise TypeError(f"partition leader got {type(message).__name__}")
+
+    # -- produce -------------------------------------------------------------------------------
+    def _result(self, code: int, base: int = -1, msg: str | None = None) -> PartitionResult:
+        return PartitionResult(code, base, self.log.start_offset, msg)
+
+    def _append(self, msg: Append) -> Staged:
+        acked: LoopFuture[PartitionResult] = LoopFuture(self.loop)
+        producer = msg.producer
+        if producer is not None:
+            seen = self.producers.check(producer)
+            if isinstance(seen, Duplicate):
+                acked.set(self._result(0, seen.base_offset))
+                return Staged(None, acked)
+            if isinstance(seen, SequenceError):
+                acked.set(self._result(seen.error_code, msg=seen.message))
+                return Staged(None, acked)
+        buf = bytearray(msg.records)
+        try:
+            res = self.log.append(buf, TERM, crc_checked=True)
+        except DecodeError as exc:
+            acked.set(self._result(ErrorCode.CORRUPT_MESSAGE, msg=str(exc)))
+            return Staged(None, acked)
+        except StorageError as exc:
+            acked.set(self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(exc)))
+            return Staged(None, acked)
+        if producer is not None:
+            self.producers.record(producer, res.base_offset)
+        self._track_timestamps(buf)
+        ok = self._result(0, res.base_offset)
+        if msg.acks == -1:
+            self.batcher.appended(res.last_offset, res.bytes, acked, ok)
+        else:
+            self.batcher.appended(res.last_offset, res.bytes)
+            acked.set(ok)
+        return Staged(None, acked)
+
+    def _track_timestamps(self, buf: bytearray) -> None:
+        for _pos, h in iter_batches(buf, verify_crc=False):
+            if self.max_timestamp is None or h.max_timestamp > self.max_timestamp[0]:
+                self.max_timestamp = (h.max_timestamp, h.last_offset)
+
+    def _durable(self, durable: int) -> None:
+        hw = durable + 1
+        if hw <= self.high_watermark:
+            return
+        self.high_watermark = hw
+        still = []
+        for offset, fut, timer in self._parked:
+            if offset < hw:
+                timer.cancel()
+                if not fut.done():
+                    fut.set(True)
+            else:
+                still.append((offset, fut, timer))
+        self._parked = still
+
+    def _flush_failed(self, exc: BaseException) -> None:
+        self._logger.error("flush_failed", error=repr(exc))
+        self.batcher.fail_waiters(self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(exc)))
+
+    # -- fetch ---------------------------------------------------------------------------------
+    def _read(self, msg: Read) -> ReadResult | LoopFuture[ReadResult]:
+        hw = self.high_watermark
+        start = self.log.start_offset
+        if msg.leader_epoch > TERM:
+            return ReadResult(ErrorCode.UNKNOWN_LEADER_EPOCH, hw, start)
+        if msg.offset < start or msg.offset > self.log.dirty_offset + 1:
+            return ReadResult(ErrorCode.OFFSET_OUT_OF_RANGE, hw, start)
+        if msg.offset >= hw or msg.max_bytes <= 0:
+            return ReadResult(0, hw, start, b"")
+        data = self.log.read_cached(msg.offset, msg.max_bytes, hw - 1)
+        if data is not None:
+            return ReadResult(0, hw, start, bytes(data) if msg.copy else data)
+        fut: LoopFuture[bytes] = self.writer.ask(  # type: ignore[assignment]
+            ReadLog(self.log, msg.offset, msg.max_bytes, hw - 1), block=False)
+        out: LoopFuture[ReadResult] = LoopFuture(self.loop)
+
+        def done(f: LoopFuture[bytes]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                out.set(ReadResult(ErrorCode.KAFKA_STORAGE_ERROR, hw, start))
+            else:
+                out.set(ReadResult(0, hw, start, f.result()))
+
+        fut.add_done_callback(done)
+        return out
+
+    def _wait(self, msg: WaitForData) -> bool | LoopFuture[bool]:
+        if msg.offset < self.high_watermark or msg.timeout_ms <= 0:
+            return msg.offset < self.high_watermark
+        fut: LoopFuture[bool] = LoopFuture(self.loop)
+        timer = self.loop.call_later(msg.timeout_ms / 1000, self._expire, fut)
+        self._parked.append((msg.offset, fut, timer))
+        return fut
+
+    def _expire(self, fut: LoopFuture[bool]) -> None:
+        self._parked = [p for p in self._parked if p[1] is not fut]
+        if not fut.done():
+            fut.set(False)
+
+    # -- list offsets --------------------------------------------------------------------------
+    def _query(self, msg: QueryOffset) -> OffsetAnswer | LoopFuture[OffsetAnswer]:
+        hw = self.high_watermark
+        if msg.timestamp == EARLIEST:
+            return OffsetAnswer(0, self.log.start_offset)
+        if msg.timestamp == LATEST:
+            return OffsetAnswer(0, hw)
+        if msg.timestamp == MAX_TIMESTAMP:
+            if self.max_timestamp is not None and self.max_timestamp[1] < hw:
+                return OffsetAnswer(0, self.max_timestamp[1], self.max_timestamp[0])
+            # Not tracked since this leader started (or not yet durable): the last offset.
+            return OffsetAnswer(0, hw - 1 if hw > self.log.start_offset else -1)
+        fut: LoopFuture[int | None] = self.writer.ask(  # type: ignore[assignment]
+            FindTimestamp(self.log, msg.timestamp), block=False)
+        out: LoopFuture[OffsetAnswer] = LoopFuture(self.loop)
+        ts = msg.timestamp
+
+        def done(f: LoopFuture[int | None]) -> None:
+            exc = f.exception()
+            found = None if exc is not None else f.result()
+            if exc is not None:
+                out.set(OffsetAnswer(ErrorCode.KAFKA_STORAGE_ERROR))
+            elif found is None or found >= hw:
+                out.set(OffsetAnswer(0, -1, -1))
+            else:
+                out.set(OffsetAnswer(0, found, ts))
+
+        fut.add_done_callback(done)
+        return out
+
+    def on_stop(self) -> None:
+        for _offset, fut, timer in self._parked:
+            timer.cancel()
+            if not fut.done():
+                fut.set(False)
+        self._parked = []

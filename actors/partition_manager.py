@@ -1,0 +1,137 @@
+"""The partition manager of a core: opens the partitions this core owns and starts their leaders.
+
+Concern: `Ensure(topic, partition)` -> the log is open (on the disk writer), a partition-leader
+actor runs and is registered under `partition_name(topic, partition)`. Idempotent, and
+concurrent ensures of one partition share one open. Must not know: Kafka requests, sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from redshank.actors._async import spawn
+from redshank.actors.disk_writer import Blocking, OpenLog, ScanProducers
+from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
+from redshank.actors.partition_leader import PartitionLeader, partition_name
+from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
+from redshank.cluster.group import GroupConfig
+from redshank.storage import FlushCoordinator, Log, LogConfig
+
+__all__ = ["MANAGER", "Ensure", "EnsureGroupHost", "PartitionManager", "log_config"]
+
+MANAGER = "partitions"
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureGroupHost:
+    """Start the group coordinator of `__consumer_offsets` partition `partition` (of
+    `partitions`) on this core, after replaying its log."""
+
+    partition: int
+    partitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ensure:
+    topic: str
+    partition: int
+    configs: tuple[tuple[str, str], ...]
+
+
+def log_config(configs: tuple[tuple[str, str], ...]) -> LogConfig:
+    values = dict(configs)
+
+    def num(key: str) -> int | None:
+        raw = values.get(key)
+        return None if raw is None or int(raw) < 0 else int(raw)
+
+    segment_bytes = num("segment.bytes")
+    return LogConfig(
+        segment_bytes=segment_bytes if segment_bytes else LogConfig().segment_bytes,
+        segment_ms=num("segment.ms"),
+        retention_bytes=num("retention.bytes"),
+        retention_ms=num("retention.ms"),
+    )
+
+
+class PartitionManager(LoopActor):
+    def __init__(self, router: CoreRouter, data_dir: str, coordinator: FlushCoordinator,
+                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
+                 group_config: GroupConfig | None = None) -> None:
+        super().__init__()
+        self.router = router
+        self.data_dir = data_dir
+        self.coordinator = coordinator
+        self.writer = writer
+        self.loop = loop
+        self._open: dict[str, LoopFuture[bool]] = {}
+        self.leaders: dict[str, pykka.ActorRef[Any]] = {}
+        self.group_config = group_config or GroupConfig()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, EnsureGroupHost):
+            return self._ensure_group_host(message)
+        if not isinstance(message, Ensure):
+            raise TypeError(f"partition manager got {type(message).__name__}")
+        if message.topic == GROUPS_TOPIC:
+            # Its log belongs to the group host; one writer per log.
+            raise pykka.ActorDeadError(f"{GROUPS_TOPIC} is served by the group coordinator")
+        name = partition_name(message.topic, message.partition)
+        known = self._open.get(name)
+        if known is not None:
+            return True if known.done() and known.exception() is None else known
+        fut: LoopFuture[bool] = LoopFuture(self.loop)
+        self._open[name] = fut
+        directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
+        opened: LoopFuture[Log] = self.writer.ask(  # type: ignore[assignment]
+            OpenLog(directory, log_config(message.configs)), block=False)
+
+        async def start() -> bool:
+            try:
+                log: Log = await opened
+                producers = await self.writer.ask(ScanProducers(log), block=False)
+            except BaseException:
+                del self._open[name]
+                raise
+            ref = PartitionLeader.start(message.topic, message.partition, log,
+                                        self.coordinator, self.writer, self.loop, producers)
+            self.leaders[name] = ref
+            self.router.register(name, ref)
+            return True
+
+        spawn(self.loop, start()).add_done_callback(
+            lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
+        return fut
+
+    def _ensure_group_host(self, message: EnsureGroupHost) -> Any:
+        name = group_host_name(message.partition)
+        known = self._open.get(name)
+        if known is not None:
+            return True if known.done() and known.exception() is None else known
+        fut: LoopFuture[bool] = LoopFuture(self.loop)
+        self._open[name] = fut
+        directory = os.path.join(self.data_dir, "kafka", f"{GROUPS_TOPIC}-{message.partition}")
+
+        async def start() -> bool:
+            try:
+                log: Log = await self.writer.ask(OpenLog(directory, LogConfig()), block=False)
+                records = await self.writer.ask(
+                    Blocking(functools.partial(read_group_records, log)), block=False)
+            except BaseException:
+                del self._open[name]
+                raise
+            ref = GroupHost.start(message.partition, message.partitions, log, self.coordinator,
+                                  self.writer, self.loop, self.group_config, records)
+            self.leaders[name] = ref
+            self.router.register(name, ref)
+            return True
+
+        spawn(self.loop, start()).add_done_callback(
+            lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
+        return fut

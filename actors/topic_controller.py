@@ -1,0 +1,188 @@
+"""The topic controller (core 0): the node's topic records, auto-creation, producer ids.
+
+Concern: the one writer of topic metadata on this node. Records live in the node's kvstore
+(written, then fdatasynced through the core's flush coordinator before a create is answered)
+until Raft group 0 takes over (ARCHITECTURE.md section 6). A new topic's partitions are opened on
+their owning cores (the shard table in `TopicInfo.cores`) before its creation is answered, so a
+client never sees a topic whose leaders are not serving. Also hands out producer ids (persisted in
+blocks). Must not know: connections, Kafka request formats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import structlog
+
+from redshank.actors._async import resolve, spawn
+from redshank.actors.disk_writer import RunRound
+from redshank.actors.group_host import GROUPS_TOPIC
+from redshank.actors.partition_manager import MANAGER, Ensure, EnsureGroupHost
+from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
+from redshank.cluster.kafka import (
+    TopicInfo,
+    TopicTable,
+    assign_cores,
+    decode_topic,
+    encode_topic,
+    topic_key,
+)
+from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
+from redshank.protocol.error_codes import ErrorCode
+from redshank.storage import FlushCoordinator, FlushHandle, KvStore
+
+__all__ = ["CONTROLLER", "AllocateProducerId", "CreateTopics", "Lookup", "LookupResult",
+           "TopicController"]
+
+CONTROLLER = "topics"
+_CLUSTER_ID = b"cluster_id"
+_PID_LIMIT = b"producer_id_limit"
+_PID_BLOCK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """`names` None: every topic. Names in `create` that do not exist are created."""
+
+    names: tuple[str, ...] | None
+    create: tuple[str, ...]
+    default_partitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    cluster_id: str
+    topics: dict[str, TopicInfo]
+    not_ready: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTopics:
+    specs: tuple[TopicSpec, ...]
+    validate_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AllocateProducerId:
+    pass
+
+
+class TopicController(LoopActor):
+    def __init__(self, router: CoreRouter, kv: KvStore, coordinator: FlushCoordinator,
+                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.router = router
+        self.kv = kv
+        self.coordinator = coordinator
+        self.writer = writer
+        self.loop = loop
+        self.table = TopicTable(decode_topic(v) for _k, v in kv.items(TopicTable.key_prefix()))
+        raw = kv.get(_CLUSTER_ID)
+        if raw is None:
+            raw = f"redshank-{uuid.uuid4()}".encode()
+            kv.put(_CLUSTER_ID, raw)
+        self.cluster_id = raw.decode()
+        self._pid_next = int(kv.get(_PID_LIMIT) or b"0")
+        self._pid_limit = self._pid_next
+        self._creating: dict[str, LoopFuture[CreateOutcome]] = {}
+        self._log = structlog.get_logger("redshank.topics")
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Lookup):
+            return spawn(self.loop, self._lookup(message))
+        if isinstance(message, CreateTopics):
+            return spawn(self.loop, self._create_many(message))
+        if isinstance(message, AllocateProducerId):
+            return spawn(self.loop, self._allocate_pid())
+        raise TypeError(f"topic controller got {type(message).__name__}")
+
+    async def durable(self) -> None:
+        """Wait until everything put in the kvstore so far is fdatasynced."""
+        done: LoopFuture[FlushHandle] = LoopFuture(self.loop)
+
+        def landed(handle: FlushHandle) -> None:  # on the disk-writer thread
+            self.loop.call_soon_threadsafe(done.set, handle)
+
+        self.coordinator.request(self.kv, self.kv.dirty_offset, landed)
+        self.writer.tell(RunRound())
+        handle = await done
+        if handle.error is not None:
+            raise handle.error
+
+    async def _lookup(self, msg: Lookup) -> LookupResult:
+        waits = []
+        for name in msg.create:
+            if self.table.get(name) is None:
+                spec = TopicSpec(name, msg.default_partitions, ())
+                waits.append(self._create(spec))
+            elif name in self._creating:
+                waits.append(self._creating[name])
+        not_ready = set()
+        for fut in waits:
+            out = await resolve(fut)
+            if out.error_code != 0 and out.info is not None:
+                not_ready.add(out.info.name)
+        names = msg.names if msg.names is not None else self.table.names()
+        topics = {n: t for n in names if (t := self.table.get(n)) is not None}
+        not_ready.update(n for n in topics if n in self._creating)
+        return LookupResult(self.cluster_id, topics, frozenset(not_ready))
+
+    async def _create_many(self, msg: CreateTopics) -> dict[str, CreateOutcome]:
+        out: dict[str, CreateOutcome] = {}
+        futs = {}
+        for spec in msg.specs:
+            if self.table.get(spec.name) is not None:
+                out[spec.name] = CreateOutcome(
+                    ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {spec.name!r} already exists", None)
+            elif msg.validate_only:
+                out[spec.name] = CreateOutcome(0, None, self._info(spec))
+            else:
+                futs[spec.name] = self._create(spec)
+        for name, fut in futs.items():
+            out[name] = await resolve(fut)
+        return out
+
+    def _info(self, spec: TopicSpec) -> TopicInfo:
+        cores = assign_cores(spec.name, spec.partitions, self.router.ncores)
+        return TopicInfo(spec.name, uuid.uuid4(), cores, spec.configs)
+
+    def _create(self, spec: TopicSpec) -> LoopFuture[CreateOutcome]:
+        info = self._info(spec)
+        self.table.add(info)
+        self.kv.put(topic_key(info.name), encode_topic(info))
+        fut = spawn(self.loop, self._finish_create(info))
+        self._creating[info.name] = fut
+        return fut
+
+    async def _finish_create(self, info: TopicInfo) -> CreateOutcome:
+        try:
+            await self.durable()
+            opens = [
+                self.router.ref(core, MANAGER).ask(
+                    EnsureGroupHost(p, info.partitions) if info.name == GROUPS_TOPIC
+                    else Ensure(info.name, p, info.configs), block=False)
+                for p, core in enumerate(info.cores)
+            ]
+            for fut in opens:
+                await resolve(fut)
+        except Exception as exc:  # a core died or the disk failed: retriable for the client
+            self._log.error("topic_create_failed", topic=info.name, error=repr(exc))
+            return CreateOutcome(ErrorCode.LEADER_NOT_AVAILABLE, str(exc), info)
+        finally:
+            self._creating.pop(info.name, None)
+        self._log.info("topic_created", topic=info.name, partitions=info.partitions,
+                       cores=list(info.cores))
+        return CreateOutcome(0, None, info)
+
+    async def _allocate_pid(self) -> int:
+        if self._pid_next >= self._pid_limit:
+            self._pid_limit = self._pid_next + _PID_BLOCK
+            self.kv.put(_PID_LIMIT, str(self._pid_limit).encode())
+            await self.durable()
+        pid = self._pid_next
+        self._pid_next += 1
+        return pid

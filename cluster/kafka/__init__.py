@@ -1,0 +1,29 @@
+"""The Kafka API side of the broker, sans-IO: topic table, producer state, per-API handlers."""
+
+from .producer_state import Duplicate, ProducerStateTable, SequenceError
+from .topic_table import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    CoreId,
+    TopicInfo,
+    TopicTable,
+    assign_cores,
+    decode_topic,
+    encode_topic,
+    topic_key,
+    validate_topic_name,
+)
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "CoreId",
+    "Duplicate",
+    "ProducerStateTable",
+    "SequenceError",
+    "TopicInfo",
+    "TopicTable",
+    "assign_cores",
+    "decode_topic",
+    "encode_topic",
+    "topic_key",
+    "validate_topic_name",
+]

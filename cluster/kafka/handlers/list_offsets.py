@@ -1,0 +1,83 @@
+"""ListOffsets (2): split the request per partition and build the response.
+
+Concern: which partitions exist and what each query means: -2 earliest, -1 latest (the high
+watermark: with no transactions the last stable offset is the same, notes G15/G16), -3 the
+offset of the max timestamp, t >= 0 the first batch with a timestamp >= t. Must not know: logs,
+actors, sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages.list_offsets import (
+    ListOffsetsPartitionResponse,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    ListOffsetsTopicResponse,
+)
+
+__all__ = ["EARLIEST", "LATEST", "MAX_TIMESTAMP", "OffsetAnswer", "OffsetQuery", "build", "plan"]
+
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+Tp = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetQuery:
+    topic: str
+    partition: int
+    core: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetAnswer:
+    error_code: int
+    offset: int = -1
+    timestamp: int = -1
+
+
+def plan(request: ListOffsetsRequest, version: int, topics: Mapping[str, TopicInfo | None]
+         ) -> tuple[list[OffsetQuery], dict[Tp, OffsetAnswer]]:
+    queries: list[OffsetQuery] = []
+    done: dict[Tp, OffsetAnswer] = {}
+    for t in request.topics:
+        info = topics.get(t.name)
+        for p in t.partitions:
+            core = info.core_of(p.partition_index) if info is not None else None
+            tp = (t.name, p.partition_index)
+            if core is None:
+                done[tp] = OffsetAnswer(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            elif p.timestamp < MAX_TIMESTAMP or (p.timestamp == MAX_TIMESTAMP and version < 7):
+                # -4/-5 (tiered storage) are not advertised: ListOffsets stops at v7.
+                done[tp] = OffsetAnswer(ErrorCode.UNSUPPORTED_VERSION)
+            else:
+                queries.append(OffsetQuery(t.name, p.partition_index, core, p.timestamp))
+    return queries, done
+
+
+def build(request: ListOffsetsRequest, version: int, results: Mapping[Tp, OffsetAnswer]
+          ) -> ListOffsetsResponse:
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partitions:
+            r = results[(t.name, p.partition_index)]
+            parts.append(
+                ListOffsetsPartitionResponse(
+                    partition_index=p.partition_index,
+                    error_code=r.error_code,
+                    timestamp=r.timestamp,
+                    offset=r.offset,
+                    # The field exists from v4; the epoch stays 0 (single replica).
+                    leader_epoch=0 if r.error_code == 0 and version >= 4 else -1,
+                )
+            )
+        topics.append(ListOffsetsTopicResponse(name=t.name, partitions=tuple(parts)))
+    return ListOffsetsResponse(topics=tuple(topics))

@@ -1,0 +1,212 @@
+"""The sans-IO Kafka handlers: request planning (routing by the shard table, errors decided
+without a log) and response building, per API."""
+
+from __future__ import annotations
+
+import uuid
+
+from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka.handlers import (
+    api_versions,
+    create_topics,
+    fetch,
+    list_offsets,
+    metadata,
+    produce,
+)
+from redshank.protocol.api_versions import ApiKey
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages.api_versions import ApiVersionsRequest
+from redshank.protocol.messages.create_topics import (
+    CreatableTopic,
+    CreatableTopicConfig,
+    CreateTopicsRequest,
+)
+from redshank.protocol.messages.fetch import FetchPartition, FetchRequest, FetchTopic
+from redshank.protocol.messages.list_offsets import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
+from redshank.protocol.messages.metadata import MetadataRequest, MetadataRequestTopic
+from redshank.protocol.messages.produce import (
+    PartitionProduceData,
+    ProduceRequest,
+    TopicProduceData,
+)
+from redshank.protocol.records import ControlType, Record, build_batch, build_control_batch
+
+T1 = TopicInfo("t1", uuid.UUID(int=1), (0, 1), ())
+SMALL = TopicInfo("small", uuid.UUID(int=2), (1,), (("max.message.bytes", "200"),))
+TOPICS: dict[str, TopicInfo | None] = {"t1": T1, "small": SMALL}
+
+
+def _batch(n: int = 3, producer_id: int = -1, seq: int = -1, size: int = 10) -> bytes:
+    return build_batch([Record(i, 1000 + i, b"k", b"v" * size) for i in range(n)],
+                       producer_id=producer_id, producer_epoch=0 if producer_id >= 0 else -1,
+                       base_sequence=seq)
+
+
+def _produce(records: bytes | None, topic: str = "t1", partition: int = 1, acks: int = -1
+             ) -> ProduceRequest:
+    return ProduceRequest(acks=acks, timeout_ms=1000, topic_data=(
+        TopicProduceData(topic, (PartitionProduceData(partition, records),)),))
+
+
+def test_api_versions_offers_only_served_apis() -> None:
+    resp = api_versions.handle(ApiVersionsRequest(), 3)
+    keys = {k.api_key for k in resp.api_keys}
+    assert keys == set(api_versions.SERVED)
+    assert ApiKey.DESCRIBE_GROUPS not in keys and ApiKey.JOIN_GROUP in keys
+    assert resp.supported_features == () and resp.finalized_features == ()  # notes G2
+
+
+def test_metadata_null_vs_empty_topics_per_version() -> None:
+    q_all = metadata.query(MetadataRequest(topics=None), 12, True)
+    assert q_all.names is None
+    assert metadata.query(MetadataRequest(topics=()), 12, True).names == ()
+    assert metadata.query(MetadataRequest(topics=()), 0, True).names is None  # v0: [] = all
+
+
+def test_metadata_auto_create_respects_request_and_broker() -> None:
+    req = MetadataRequest(topics=(MetadataRequestTopic(name="new"),
+                                  MetadataRequestTopic(name="bad name")),
+                          allow_auto_topic_creation=True)
+    assert metadata.query(req, 12, True).create == ("new",)
+    assert metadata.query(req, 12, False).create == ()
+    no = MetadataRequest(topics=(MetadataRequestTopic(name="new"),),
+                         allow_auto_topic_creation=False)
+    assert metadata.query(no, 12, True).create == ()
+
+
+def test_metadata_build_errors_ids_and_operations() -> None:
+    broker = metadata.BrokerAddress(3, "h", 9)
+    req = MetadataRequest(topics=(MetadataRequestTopic(name="t1"),
+                                  MetadataRequestTopic(name="gone"),
+                                  MetadataRequestTopic(name="b@d"),
+                                  MetadataRequestTopic(name="small")))
+    q = metadata.query(req, 12, False)
+    resp = metadata.build(req, 12, broker, "cid", q, {"t1": T1, "small": SMALL},
+                          frozenset({"small"}))
+    by = {t.name: t for t in resp.topics}
+    assert by["t1"].error_code == 0 and by["t1"].topic_id == T1.topic_id
+    assert [p.leader_id for p in by["t1"].partitions] == [3, 3]
+    assert by["gone"].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert by["b@d"].error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
+    assert by["small"].error_code == ErrorCode.LEADER_NOT_AVAILABLE
+    assert all(t.topic_authorized_operations == -(2**31) for t in resp.topics)  # notes G14
+    assert resp.brokers[0].host == "h" and resp.controller_id == 3
+    for v in range(13):
+        resp.encode(v)
+
+
+def test_produce_routes_by_shard_table_and_extracts_producer() -> None:
+    writes, done = produce.plan(_produce(_batch(producer_id=7, seq=10)), TOPICS)
+    assert done == {}
+    (w,) = writes
+    assert (w.topic, w.partition, w.core) == ("t1", 1, 1)
+    assert w.producer == produce.ProducerBatch(7, 0, 10, 12)
+
+
+def test_produce_errors_without_touching_a_log() -> None:
+    corrupt = bytearray(_batch())
+    corrupt[-1] ^= 0xFF
+    control = build_control_batch(ControlType.COMMIT, producer_id=1, producer_epoch=0,
+                                  coordinator_epoch=0, timestamp=0)
+    cases = {
+        ErrorCode.CORRUPT_MESSAGE: _produce(bytes(corrupt)),
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: _produce(_batch(), partition=5),
+        ErrorCode.INVALID_RECORD: _produce(control),
+        ErrorCode.MESSAGE_TOO_LARGE: _produce(_batch(size=300), topic="small", partition=0),
+        ErrorCode.INVALID_REQUIRED_ACKS: _produce(_batch(), acks=2),
+    }
+    for code, req in cases.items():
+        writes, done = produce.plan(req, TOPICS)
+        assert writes == [], code
+        assert [r.error_code for r in done.values()] == [code]
+    truncated = produce.plan(_produce(_batch()[:-3]), TOPICS)[1]
+    assert [r.error_code for r in truncated.values()] == [ErrorCode.CORRUPT_MESSAGE]
+    missing = produce.plan(_produce(_batch(), topic="nope"), {"nope": None})[1]
+    assert [r.error_code for r in missing.values()] == [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]
+
+
+def test_produce_build_keeps_request_order() -> None:
+    req = ProduceRequest(acks=1, topic_data=(
+        TopicProduceData("t1", (PartitionProduceData(1, b""), PartitionProduceData(0, b""))),))
+    resp = produce.build(req, {("t1", 1): produce.PartitionResult(0, 5, 0),
+                               ("t1", 0): produce.PartitionResult(3)})
+    parts = resp.responses[0].partition_responses
+    assert [(p.index, p.error_code, p.base_offset) for p in parts] == [(1, 0, 5), (0, 3, -1)]
+    for v in range(3, 10):
+        resp.encode(v)
+
+
+def test_fetch_plan_budget_and_build() -> None:
+    req = FetchRequest(max_wait_ms=500, min_bytes=1, max_bytes=100, topics=(
+        FetchTopic("t1", partitions=(FetchPartition(0, fetch_offset=4, partition_max_bytes=80),
+                                     FetchPartition(1, fetch_offset=0, partition_max_bytes=80))),
+        FetchTopic("nope", partitions=(FetchPartition(0),))))
+    reads, done = fetch.plan(req, {**TOPICS, "nope": None})
+    assert [(r.partition, r.core, r.offset) for r in reads] == [(0, 0, 4), (1, 1, 0)]
+    assert done[("nope", 0)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    budget = fetch.FetchBudget(req)
+    assert not budget.satisfied
+    assert budget.limit(reads[0]) == 80
+    budget.take(150)  # the first batch may exceed the budget (KIP-74)
+    assert budget.satisfied and budget.limit(reads[1]) == 0
+    resp = fetch.build(req, {("t1", 0): fetch.ReadResult(0, 9, 0, b"xx"),
+                             ("t1", 1): fetch.ReadResult(0, 0, 0, b""),
+                             ("nope", 0): done[("nope", 0)]})
+    assert resp.session_id == 0
+    p0 = resp.responses[0].partitions[0]
+    assert p0.high_watermark == p0.last_stable_offset == 9 and p0.aborted_transactions == ()
+    for v in range(4, 13):
+        resp.encode(v)
+
+
+def test_list_offsets_plan_and_build() -> None:
+    req = ListOffsetsRequest(topics=(ListOffsetsTopic("t1", (
+        ListOffsetsPartition(0, timestamp=-2), ListOffsetsPartition(1, timestamp=-3),
+        ListOffsetsPartition(2, timestamp=-1))),))
+    queries, done = list_offsets.plan(req, 7, TOPICS)
+    assert [(q.partition, q.timestamp) for q in queries] == [(0, -2), (1, -3)]
+    assert done[("t1", 2)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    old = list_offsets.plan(req, 2, TOPICS)[1]
+    assert old[("t1", 1)].error_code == ErrorCode.UNSUPPORTED_VERSION  # -3 needs v7
+    answers = {("t1", 0): list_offsets.OffsetAnswer(0, 0),
+               ("t1", 1): list_offsets.OffsetAnswer(0, 4, 99), ("t1", 2): done[("t1", 2)]}
+    for v in range(1, 8):  # every advertised version encodes
+        resp = list_offsets.build(req, v, answers)
+        resp.encode(v)
+        assert [p.offset for p in resp.topics[0].partitions] == [0, 4, -1]
+
+
+def test_create_topics_validation() -> None:
+    req = CreateTopicsRequest(topics=(
+        CreatableTopic("ok", num_partitions=-1, replication_factor=-1),
+        CreatableTopic("dup", 1, 1), CreatableTopic("dup", 1, 1),
+        CreatableTopic("bad/name", 1, 1),
+        CreatableTopic("rf3", 1, 3),
+        CreatableTopic("zero", 0, 1),
+        CreatableTopic("cfg", 1, 1, configs=(CreatableTopicConfig("no.such", "1"),)),
+        CreatableTopic("cfg-ok", 2, 1, configs=(CreatableTopicConfig("retention.ms", "1000"),)),
+    ))
+    specs, errors = create_topics.plan(req, default_partitions=3)
+    assert [(s.name, s.partitions) for s in specs] == [("ok", 3), ("cfg-ok", 2)]
+    assert specs[1].configs == (("retention.ms", "1000"),)
+    assert {n: c for n, (c, _m) in errors.items()} == {
+        "dup": ErrorCode.INVALID_REQUEST,
+        "bad/name": ErrorCode.INVALID_TOPIC_EXCEPTION,
+        "rf3": ErrorCode.INVALID_REPLICATION_FACTOR,
+        "zero": ErrorCode.INVALID_PARTITIONS,
+        "cfg": ErrorCode.INVALID_CONFIG,
+    }
+    info = TopicInfo("ok", uuid.UUID(int=5), (0, 1, 0), ())
+    outcomes = {"ok": create_topics.CreateOutcome(0, None, info),
+                "cfg-ok": create_topics.CreateOutcome(ErrorCode.TOPIC_ALREADY_EXISTS, "x", None)}
+    resp = create_topics.build(req, errors, outcomes)
+    by = {t.name: t for t in resp.topics}
+    assert by["ok"].num_partitions == 3 and by["ok"].topic_id == info.topic_id
+    assert by["cfg-ok"].error_code == ErrorCode.TOPIC_ALREADY_EXISTS
+    for v in range(2, 8):
+        resp.encode(v)

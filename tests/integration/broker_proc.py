@@ -1,0 +1,148 @@
+"""A `redshank start` child process for integration tests: start, wait for the ready line, stop.
+
+Every wait is bounded; on failure the message carries the tail of the broker's stderr log.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["BrokerProcess", "create_topic", "free_port"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BrokerProcess:
+    def __init__(self, data_dir: Path, *, cores: int = 2, port: int = 0,
+                 ready_timeout: float = 45.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.cores = cores
+        self.port = port
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.bootstrap = ""
+        self.ready_line = ""
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "redshank.tools.cli", "start",
+                "--kafka-addr", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
+                "--cores", str(self.cores)]
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=log,
+                                         env=dict(os.environ))
+        finally:
+            log.close()
+        assert self.proc.stdout is not None
+        line = _read_line(self.proc.stdout, self.ready_timeout)
+        if not line.startswith("redshank ready "):
+            rc = self.proc.poll()
+            self.kill()
+            raise AssertionError(
+                f"broker not ready within {self.ready_timeout} s (exit {rc}, stdout {line!r});"
+                f" log:\n{self.log_tail()}")
+        self.ready_line = line
+        fields = dict(f.split("=", 1) for f in line.split()[2:])
+        self.bootstrap = fields["kafka"]
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code (negative if killed)."""
+        proc = self.proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        self.proc = None
+        return int(proc.returncode)
+
+    def kill(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
+        self.proc = None
+
+
+def _read_line(stream: object, timeout: float) -> str:
+    """One line from a pipe, or what arrived before `timeout` / EOF."""
+    fd = stream.fileno()  # type: ignore[attr-defined]
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        sel.close()
+    return buf.decode(errors="replace").split("\n", 1)[0]
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create a topic with confluent-kafka's admin client (bounded wait)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10,
+                                  request_timeout=15)
+    futures[name].result(timeout=20)
+
+
+def expected_records(prefix: str, partitions: int, per_partition: int
+                     ) -> dict[int, list[tuple[bytes, bytes]]]:
+    """The (key, value) records a test produces to each partition, in order; values vary in
+    size so batches are not all alike."""
+    return {
+        p: [(f"{prefix}-k{p}-{i}".encode(), f"{prefix}-v{p}-{i}-".encode() + b"x" * (i % 97))
+            for i in range(per_partition)]
+        for p in range(partitions)
+    }
+
+
+def check_consumed(expected: dict[int, list[tuple[bytes, bytes]]],
+                   got: dict[int, list[tuple[int, bytes | None, bytes | None]]]) -> None:
+    """Record by record: offsets 0..n-1 in order, keys and values as produced."""
+    for p, records in expected.items():
+        seen = got.get(p, [])
+        assert len(seen) == len(records), (
+            f"partition {p}: consumed {len(seen)} records, produced {len(records)}")
+        for i, ((key, value), (offset, k, v)) in enumerate(zip(records, seen, strict=True)):
+            assert offset == i, f"partition {p}: record {i} has offset {offset}"
+            assert (k, v) == (key, value), f"partition {p} offset {offset}: {(k, v)!r}"

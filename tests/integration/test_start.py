@@ -1,0 +1,55 @@
+"""`redshank start` as a process: the ready line, refusing a used data dir or port with a clear
+message, clean exit on SIGTERM, and data that survives a restart."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from broker_proc import BrokerProcess, check_consumed, expected_records
+from confluent_kafka import Producer
+from test_confluent_kafka import consume_assigned
+
+
+def _run_start(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "redshank.tools.cli", "start", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.timeout(120)
+def test_lifecycle_busy_refusals_sigterm_and_restart(tmp_path: Path) -> None:
+    node = BrokerProcess(tmp_path / "data", cores=1)
+    node.start()
+    try:
+        assert node.ready_line.startswith("redshank ready kafka=127.0.0.1:")
+        assert "cores=1" in node.ready_line
+        port = node.bootstrap.rsplit(":", 1)[1]
+
+        same_dir = _run_start(["--kafka-addr", "127.0.0.1:0", "--data-dir", str(node.data_dir),
+                               "--cores", "1"])
+        assert same_dir.returncode == 2, same_dir.stderr[-2000:]
+        assert "is used by a running node" in same_dir.stderr
+
+        same_port = _run_start(["--kafka-addr", f"127.0.0.1:{port}", "--data-dir",
+                                str(tmp_path / "other"), "--cores", "1"])
+        assert same_port.returncode == 2, same_port.stderr[-2000:]
+        assert f"cannot listen on 127.0.0.1:{port}" in same_port.stderr
+
+        topic = "survives-restart"
+        expected = expected_records(topic, 1, 50)
+        producer = Producer({"bootstrap.servers": node.bootstrap, "acks": "all"})
+        for key, value in expected[0]:
+            producer.produce(topic, key=key, value=value, partition=0)
+        assert producer.flush(20) == 0
+    finally:
+        code = node.stop()
+    assert code == 0, f"SIGTERM exit code {code}; log:\n{node.log_tail()}"
+
+    again = BrokerProcess(tmp_path / "data", cores=1)
+    again.start()
+    try:
+        check_consumed(expected, consume_assigned(again.bootstrap, topic, 1, 50))
+    finally:
+        assert again.stop() == 0
