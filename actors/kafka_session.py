@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from typing import Any, cast
 
 import structlog
@@ -26,7 +25,6 @@ from redshank.protocol.connection import (
     NEED_DATA,
     ApiVersionsFallback,
     ConnectionClosed,
-    Event,
     KafkaServerConnection,
     LocalProtocolError,
     RemoteProtocolError,
@@ -44,25 +42,6 @@ MAX_FRAME = 100 * 1024 * 1024
 FRAME_DEADLINE_S = 30.0
 
 _log = structlog.get_logger("redshank.session")
-_TRAILING = re.compile(r": (\d+) trailing bytes$")
-
-
-class _LenientConnection(KafkaServerConnection):
-    """Workaround until the protocol layer decides: librdkafka 2.16 sends Metadata v12 "all
-    topics" requests with 3 bytes after the body, which Kafka's parser ignores; the generated
-    decoders reject them. Retry such a request without its trailing bytes."""
-
-    def _event(self, frame: memoryview) -> Event:
-        buf, pos = self._buf, self._pos
-        try:
-            return super()._event(frame)
-        except RemoteProtocolError as exc:
-            found = _TRAILING.search(str(exc))
-            if found is None or int(found.group(1)) >= len(frame):
-                raise
-            self._dead = None
-            self._buf, self._pos = buf, pos
-            return super()._event(frame[: len(frame) - int(found.group(1))])
 
 
 class KafkaSession(asyncio.Protocol):
@@ -71,7 +50,7 @@ class KafkaSession(asyncio.Protocol):
         self.frame_deadline_s = frame_deadline_s
         self._frames = 0  # events taken from the connection: progress, for the deadline
         self._deadline: asyncio.TimerHandle | None = None
-        self.conn = _LenientConnection(max_frame_size=MAX_FRAME)
+        self.conn = KafkaServerConnection(max_frame_size=MAX_FRAME)
         self.transport: asyncio.Transport | None = None
         self._dispatching = False
         self._reading_paused = False

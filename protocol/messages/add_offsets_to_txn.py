@@ -41,6 +41,14 @@ class AddOffsetsToTxnRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddOffsetsToTxnRequest:
         return _w.run_decode(buf, version, _DECODERS_AddOffsetsToTxnRequest, 0, "AddOffsetsToTxnRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AddOffsetsToTxnRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AddOffsetsToTxnRequest, 0, "AddOffsetsToTxnRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AddOffsetsToTxnResponse:
@@ -61,6 +69,14 @@ class AddOffsetsToTxnResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddOffsetsToTxnResponse:
         return _w.run_decode(buf, version, _DECODERS_AddOffsetsToTxnResponse, 0, "AddOffsetsToTxnResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AddOffsetsToTxnResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AddOffsetsToTxnResponse, 0, "AddOffsetsToTxnResponse"
+        )
 
 
 def _e_AddOffsetsToTxnRequest_0(o: AddOffsetsToTxnRequest, w: _w.Parts) -> None:

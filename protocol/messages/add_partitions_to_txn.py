@@ -71,6 +71,14 @@ class AddPartitionsToTxnRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddPartitionsToTxnRequest:
         return _w.run_decode(buf, version, _DECODERS_AddPartitionsToTxnRequest, 0, "AddPartitionsToTxnRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AddPartitionsToTxnRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AddPartitionsToTxnRequest, 0, "AddPartitionsToTxnRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AddPartitionsToTxnPartitionResult:
@@ -120,6 +128,14 @@ class AddPartitionsToTxnResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddPartitionsToTxnResponse:
         return _w.run_decode(buf, version, _DECODERS_AddPartitionsToTxnResponse, 0, "AddPartitionsToTxnResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AddPartitionsToTxnResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AddPartitionsToTxnResponse, 0, "AddPartitionsToTxnResponse"
+        )
 
 
 def _e_AddPartitionsToTxnTopic_0(o: AddPartitionsToTxnTopic, w: _w.Parts) -> None:

@@ -56,6 +56,14 @@ class AddRaftVoterRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddRaftVoterRequest:
         return _w.run_decode(buf, version, _DECODERS_AddRaftVoterRequest, 0, "AddRaftVoterRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AddRaftVoterRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AddRaftVoterRequest, 0, "AddRaftVoterRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AddRaftVoterResponse:
@@ -77,6 +85,14 @@ class AddRaftVoterResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AddRaftVoterResponse:
         return _w.run_decode(buf, version, _DECODERS_AddRaftVoterResponse, 0, "AddRaftVoterResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AddRaftVoterResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AddRaftVoterResponse, 0, "AddRaftVoterResponse"
+        )
 
 
 def _e_Listener_0(o: Listener, w: _w.Parts) -> None:

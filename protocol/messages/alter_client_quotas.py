@@ -74,6 +74,14 @@ class AlterClientQuotasRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterClientQuotasRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterClientQuotasRequest, 0, "AlterClientQuotasRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterClientQuotasRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterClientQuotasRequest, 0, "AlterClientQuotasRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AlterClientQuotasResponseEntityData:
@@ -113,6 +121,14 @@ class AlterClientQuotasResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterClientQuotasResponse:
         return _w.run_decode(buf, version, _DECODERS_AlterClientQuotasResponse, 0, "AlterClientQuotasResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterClientQuotasResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterClientQuotasResponse, 0, "AlterClientQuotasResponse"
+        )
 
 
 def _e_AlterClientQuotasRequestEntityData_0(o: AlterClientQuotasRequestEntityData, w: _w.Parts) -> None:

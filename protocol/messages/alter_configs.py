@@ -63,6 +63,14 @@ class AlterConfigsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterConfigsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterConfigsRequest, 0, "AlterConfigsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterConfigsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterConfigsRequest, 0, "AlterConfigsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AlterConfigsResourceResponse:
@@ -94,6 +102,14 @@ class AlterConfigsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterConfigsResponse:
         return _w.run_decode(buf, version, _DECODERS_AlterConfigsResponse, 0, "AlterConfigsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterConfigsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterConfigsResponse, 0, "AlterConfigsResponse"
+        )
 
 
 def _e_AlterableConfig_0(o: AlterableConfig, w: _w.Parts) -> None:

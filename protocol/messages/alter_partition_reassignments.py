@@ -61,6 +61,14 @@ class AlterPartitionReassignmentsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterPartitionReassignmentsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterPartitionReassignmentsRequest, 0, "AlterPartitionReassignmentsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterPartitionReassignmentsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterPartitionReassignmentsRequest, 0, "AlterPartitionReassignmentsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ReassignablePartitionResponse:
@@ -102,6 +110,14 @@ class AlterPartitionReassignmentsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterPartitionReassignmentsResponse:
         return _w.run_decode(buf, version, _DECODERS_AlterPartitionReassignmentsResponse, 0, "AlterPartitionReassignmentsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterPartitionReassignmentsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterPartitionReassignmentsResponse, 0, "AlterPartitionReassignmentsResponse"
+        )
 
 
 def _e_ReassignablePartition_0(o: ReassignablePartition, w: _w.Parts) -> None:

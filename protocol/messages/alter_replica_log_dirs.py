@@ -60,6 +60,14 @@ class AlterReplicaLogDirsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterReplicaLogDirsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterReplicaLogDirsRequest, 0, "AlterReplicaLogDirsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterReplicaLogDirsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterReplicaLogDirsRequest, 0, "AlterReplicaLogDirsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AlterReplicaLogDirPartitionResult:
@@ -98,6 +106,14 @@ class AlterReplicaLogDirsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterReplicaLogDirsResponse:
         return _w.run_decode(buf, version, _DECODERS_AlterReplicaLogDirsResponse, 0, "AlterReplicaLogDirsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterReplicaLogDirsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterReplicaLogDirsResponse, 0, "AlterReplicaLogDirsResponse"
+        )
 
 
 def _e_AlterReplicaLogDirTopic_0(o: AlterReplicaLogDirTopic, w: _w.Parts) -> None:

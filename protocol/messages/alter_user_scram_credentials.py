@@ -65,6 +65,14 @@ class AlterUserScramCredentialsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterUserScramCredentialsRequest:
         return _w.run_decode(buf, version, _DECODERS_AlterUserScramCredentialsRequest, 0, "AlterUserScramCredentialsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterUserScramCredentialsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterUserScramCredentialsRequest, 0, "AlterUserScramCredentialsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AlterUserScramCredentialsResult:
@@ -95,6 +103,14 @@ class AlterUserScramCredentialsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> AlterUserScramCredentialsResponse:
         return _w.run_decode(buf, version, _DECODERS_AlterUserScramCredentialsResponse, 0, "AlterUserScramCredentialsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[AlterUserScramCredentialsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_AlterUserScramCredentialsResponse, 0, "AlterUserScramCredentialsResponse"
+        )
 
 
 def _e_ScramCredentialDeletion_0(o: ScramCredentialDeletion, w: _w.Parts) -> None:

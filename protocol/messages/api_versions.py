@@ -47,6 +47,14 @@ class ApiVersionsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ApiVersionsRequest:
         return _w.run_decode(buf, version, _DECODERS_ApiVersionsRequest, 0, "ApiVersionsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ApiVersionsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ApiVersionsRequest, 0, "ApiVersionsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ApiVersion:
@@ -102,6 +110,14 @@ class ApiVersionsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ApiVersionsResponse:
         return _w.run_decode(buf, version, _DECODERS_ApiVersionsResponse, 0, "ApiVersionsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ApiVersionsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ApiVersionsResponse, 0, "ApiVersionsResponse"
+        )
 
 
 def _e_ApiVersionsRequest_0(o: ApiVersionsRequest, w: _w.Parts) -> None:

@@ -48,6 +48,14 @@ class ConsumerGroupDescribeRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupDescribeRequest:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupDescribeRequest, 0, "ConsumerGroupDescribeRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ConsumerGroupDescribeRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ConsumerGroupDescribeRequest, 0, "ConsumerGroupDescribeRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TopicPartitions:
@@ -119,6 +127,14 @@ class ConsumerGroupDescribeResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupDescribeResponse:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupDescribeResponse, 0, "ConsumerGroupDescribeResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ConsumerGroupDescribeResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ConsumerGroupDescribeResponse, 0, "ConsumerGroupDescribeResponse"
+        )
 
 
 def _e_ConsumerGroupDescribeRequest_0(o: ConsumerGroupDescribeRequest, w: _w.Parts) -> None:

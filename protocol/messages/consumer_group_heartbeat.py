@@ -62,6 +62,14 @@ class ConsumerGroupHeartbeatRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupHeartbeatRequest:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupHeartbeatRequest, 0, "ConsumerGroupHeartbeatRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ConsumerGroupHeartbeatRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ConsumerGroupHeartbeatRequest, 0, "ConsumerGroupHeartbeatRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumerGroupHeartbeatResponseTopicPartitions:
@@ -104,6 +112,14 @@ class ConsumerGroupHeartbeatResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ConsumerGroupHeartbeatResponse:
         return _w.run_decode(buf, version, _DECODERS_ConsumerGroupHeartbeatResponse, 0, "ConsumerGroupHeartbeatResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ConsumerGroupHeartbeatResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ConsumerGroupHeartbeatResponse, 0, "ConsumerGroupHeartbeatResponse"
+        )
 
 
 def _e_ConsumerGroupHeartbeatRequestTopicPartitions_0(o: ConsumerGroupHeartbeatRequestTopicPartitions, w: _w.Parts) -> None:

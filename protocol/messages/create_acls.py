@@ -57,6 +57,14 @@ class CreateAclsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateAclsRequest:
         return _w.run_decode(buf, version, _DECODERS_CreateAclsRequest, 0, "CreateAclsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[CreateAclsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_CreateAclsRequest, 0, "CreateAclsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AclCreationResult:
@@ -86,6 +94,14 @@ class CreateAclsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateAclsResponse:
         return _w.run_decode(buf, version, _DECODERS_CreateAclsResponse, 0, "CreateAclsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[CreateAclsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_CreateAclsResponse, 0, "CreateAclsResponse"
+        )
 
 
 def _e_AclCreation_0(o: AclCreation, w: _w.Parts) -> None:

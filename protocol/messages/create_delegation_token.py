@@ -54,6 +54,14 @@ class CreateDelegationTokenRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_CreateDelegationTokenRequest, 0, "CreateDelegationTokenRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[CreateDelegationTokenRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_CreateDelegationTokenRequest, 0, "CreateDelegationTokenRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CreateDelegationTokenResponse:
@@ -83,6 +91,14 @@ class CreateDelegationTokenResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateDelegationTokenResponse:
         return _w.run_decode(buf, version, _DECODERS_CreateDelegationTokenResponse, 0, "CreateDelegationTokenResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[CreateDelegationTokenResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_CreateDelegationTokenResponse, 0, "CreateDelegationTokenResponse"
+        )
 
 
 def _e_CreatableRenewers_0(o: CreatableRenewers, w: _w.Parts) -> None:

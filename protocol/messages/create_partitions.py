@@ -62,6 +62,14 @@ class CreatePartitionsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreatePartitionsRequest:
         return _w.run_decode(buf, version, _DECODERS_CreatePartitionsRequest, 0, "CreatePartitionsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[CreatePartitionsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_CreatePartitionsRequest, 0, "CreatePartitionsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CreatePartitionsTopicResult:
@@ -92,6 +100,14 @@ class CreatePartitionsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreatePartitionsResponse:
         return _w.run_decode(buf, version, _DECODERS_CreatePartitionsResponse, 0, "CreatePartitionsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[CreatePartitionsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_CreatePartitionsResponse, 0, "CreatePartitionsResponse"
+        )
 
 
 def _e_CreatePartitionsAssignment_0(o: CreatePartitionsAssignment, w: _w.Parts) -> None:

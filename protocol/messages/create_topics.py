@@ -82,6 +82,14 @@ class CreateTopicsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateTopicsRequest:
         return _w.run_decode(buf, version, _DECODERS_CreateTopicsRequest, 0, "CreateTopicsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[CreateTopicsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_CreateTopicsRequest, 0, "CreateTopicsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CreatableTopicConfigs:
@@ -129,6 +137,14 @@ class CreateTopicsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> CreateTopicsResponse:
         return _w.run_decode(buf, version, _DECODERS_CreateTopicsResponse, 0, "CreateTopicsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[CreateTopicsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_CreateTopicsResponse, 0, "CreateTopicsResponse"
+        )
 
 
 def _e_CreatableReplicaAssignment_0(o: CreatableReplicaAssignment, w: _w.Parts) -> None:

@@ -58,6 +58,14 @@ class DeleteAclsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteAclsRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteAclsRequest, 0, "DeleteAclsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteAclsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteAclsRequest, 0, "DeleteAclsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DeleteAclsMatchingAcl:
@@ -104,6 +112,14 @@ class DeleteAclsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteAclsResponse:
         return _w.run_decode(buf, version, _DECODERS_DeleteAclsResponse, 0, "DeleteAclsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteAclsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteAclsResponse, 0, "DeleteAclsResponse"
+        )
 
 
 def _e_DeleteAclsFilter_0(o: DeleteAclsFilter, w: _w.Parts) -> None:

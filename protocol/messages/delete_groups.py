@@ -39,6 +39,14 @@ class DeleteGroupsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteGroupsRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteGroupsRequest, 0, "DeleteGroupsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteGroupsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteGroupsRequest, 0, "DeleteGroupsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DeletableGroupResult:
@@ -68,6 +76,14 @@ class DeleteGroupsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteGroupsResponse:
         return _w.run_decode(buf, version, _DECODERS_DeleteGroupsResponse, 0, "DeleteGroupsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteGroupsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteGroupsResponse, 0, "DeleteGroupsResponse"
+        )
 
 
 def _e_DeleteGroupsRequest_0(o: DeleteGroupsRequest, w: _w.Parts) -> None:

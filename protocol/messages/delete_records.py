@@ -62,6 +62,14 @@ class DeleteRecordsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteRecordsRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteRecordsRequest, 0, "DeleteRecordsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteRecordsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteRecordsRequest, 0, "DeleteRecordsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DeleteRecordsPartitionResult:
@@ -101,6 +109,14 @@ class DeleteRecordsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteRecordsResponse:
         return _w.run_decode(buf, version, _DECODERS_DeleteRecordsResponse, 0, "DeleteRecordsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteRecordsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteRecordsResponse, 0, "DeleteRecordsResponse"
+        )
 
 
 def _e_DeleteRecordsPartition_0(o: DeleteRecordsPartition, w: _w.Parts) -> None:

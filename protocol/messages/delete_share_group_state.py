@@ -63,6 +63,14 @@ class DeleteShareGroupStateRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteShareGroupStateRequest, 0, "DeleteShareGroupStateRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteShareGroupStateRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteShareGroupStateRequest, 0, "DeleteShareGroupStateRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionResult:
@@ -101,6 +109,14 @@ class DeleteShareGroupStateResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteShareGroupStateResponse:
         return _w.run_decode(buf, version, _DECODERS_DeleteShareGroupStateResponse, 0, "DeleteShareGroupStateResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteShareGroupStateResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteShareGroupStateResponse, 0, "DeleteShareGroupStateResponse"
+        )
 
 
 def _e_PartitionData_0(o: PartitionData, w: _w.Parts) -> None:

@@ -56,6 +56,14 @@ class DeleteTopicsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteTopicsRequest:
         return _w.run_decode(buf, version, _DECODERS_DeleteTopicsRequest, 0, "DeleteTopicsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteTopicsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteTopicsRequest, 0, "DeleteTopicsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DeletableTopicResult:
@@ -87,6 +95,14 @@ class DeleteTopicsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DeleteTopicsResponse:
         return _w.run_decode(buf, version, _DECODERS_DeleteTopicsResponse, 0, "DeleteTopicsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DeleteTopicsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DeleteTopicsResponse, 0, "DeleteTopicsResponse"
+        )
 
 
 def _e_DeleteTopicsRequest_0(o: DeleteTopicsRequest, w: _w.Parts) -> None:

@@ -48,6 +48,14 @@ class DescribeAclsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeAclsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeAclsRequest, 0, "DescribeAclsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeAclsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeAclsRequest, 0, "DescribeAclsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AclDescription:
@@ -92,6 +100,14 @@ class DescribeAclsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeAclsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeAclsResponse, 0, "DescribeAclsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeAclsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeAclsResponse, 0, "DescribeAclsResponse"
+        )
 
 
 def _e_DescribeAclsRequest_0(o: DescribeAclsRequest, w: _w.Parts) -> None:

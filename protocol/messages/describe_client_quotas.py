@@ -55,6 +55,14 @@ class DescribeClientQuotasRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClientQuotasRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeClientQuotasRequest, 0, "DescribeClientQuotasRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeClientQuotasRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeClientQuotasRequest, 0, "DescribeClientQuotasRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EntityData:
@@ -104,6 +112,14 @@ class DescribeClientQuotasResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClientQuotasResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeClientQuotasResponse, 0, "DescribeClientQuotasResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeClientQuotasResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeClientQuotasResponse, 0, "DescribeClientQuotasResponse"
+        )
 
 
 def _e_ComponentData_0(o: ComponentData, w: _w.Parts) -> None:

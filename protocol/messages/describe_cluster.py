@@ -44,6 +44,14 @@ class DescribeClusterRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClusterRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeClusterRequest, 0, "DescribeClusterRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeClusterRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeClusterRequest, 0, "DescribeClusterRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DescribeClusterBroker:
@@ -81,6 +89,14 @@ class DescribeClusterResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeClusterResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeClusterResponse, 0, "DescribeClusterResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeClusterResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeClusterResponse, 0, "DescribeClusterResponse"
+        )
 
 
 def _e_DescribeClusterRequest_0(o: DescribeClusterRequest, w: _w.Parts) -> None:

@@ -60,6 +60,14 @@ class DescribeConfigsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeConfigsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeConfigsRequest, 0, "DescribeConfigsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeConfigsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeConfigsRequest, 0, "DescribeConfigsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DescribeConfigsSynonym:
@@ -118,6 +126,14 @@ class DescribeConfigsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeConfigsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeConfigsResponse, 0, "DescribeConfigsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeConfigsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeConfigsResponse, 0, "DescribeConfigsResponse"
+        )
 
 
 def _e_DescribeConfigsResource_0(o: DescribeConfigsResource, w: _w.Parts) -> None:

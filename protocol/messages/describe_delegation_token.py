@@ -52,6 +52,14 @@ class DescribeDelegationTokenRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeDelegationTokenRequest, 0, "DescribeDelegationTokenRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeDelegationTokenRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeDelegationTokenRequest, 0, "DescribeDelegationTokenRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DescribedDelegationTokenRenewer:
@@ -99,6 +107,14 @@ class DescribeDelegationTokenResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeDelegationTokenResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeDelegationTokenResponse, 0, "DescribeDelegationTokenResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeDelegationTokenResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeDelegationTokenResponse, 0, "DescribeDelegationTokenResponse"
+        )
 
 
 def _e_DescribeDelegationTokenOwner_0(o: DescribeDelegationTokenOwner, w: _w.Parts) -> None:

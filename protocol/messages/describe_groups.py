@@ -43,6 +43,14 @@ class DescribeGroupsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeGroupsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeGroupsRequest, 0, "DescribeGroupsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeGroupsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeGroupsRequest, 0, "DescribeGroupsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DescribedGroupMember:
@@ -90,6 +98,14 @@ class DescribeGroupsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeGroupsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeGroupsResponse, 0, "DescribeGroupsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeGroupsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeGroupsResponse, 0, "DescribeGroupsResponse"
+        )
 
 
 def _e_DescribeGroupsRequest_0(o: DescribeGroupsRequest, w: _w.Parts) -> None:

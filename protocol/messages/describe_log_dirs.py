@@ -54,6 +54,14 @@ class DescribeLogDirsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeLogDirsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeLogDirsRequest, 0, "DescribeLogDirsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeLogDirsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeLogDirsRequest, 0, "DescribeLogDirsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DescribeLogDirsPartition:
@@ -107,6 +115,14 @@ class DescribeLogDirsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeLogDirsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeLogDirsResponse, 0, "DescribeLogDirsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeLogDirsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeLogDirsResponse, 0, "DescribeLogDirsResponse"
+        )
 
 
 def _e_DescribableLogDirTopic_0(o: DescribableLogDirTopic, w: _w.Parts) -> None:

@@ -52,6 +52,14 @@ class DescribeProducersRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeProducersRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeProducersRequest, 0, "DescribeProducersRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeProducersRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeProducersRequest, 0, "DescribeProducersRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ProducerState:
@@ -105,6 +113,14 @@ class DescribeProducersResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeProducersResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeProducersResponse, 0, "DescribeProducersResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeProducersResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeProducersResponse, 0, "DescribeProducersResponse"
+        )
 
 
 def _e_TopicRequest_0(o: TopicRequest, w: _w.Parts) -> None:

@@ -72,6 +72,14 @@ class DescribeQuorumRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeQuorumRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeQuorumRequest, 0, "DescribeQuorumRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeQuorumRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeQuorumRequest, 0, "DescribeQuorumRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaState:
@@ -149,6 +157,14 @@ class DescribeQuorumResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeQuorumResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeQuorumResponse, 0, "DescribeQuorumResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeQuorumResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeQuorumResponse, 0, "DescribeQuorumResponse"
+        )
 
 
 def _e_DescribeQuorumRequestPartitionData_0(o: DescribeQuorumRequestPartitionData, w: _w.Parts) -> None:

@@ -66,6 +66,14 @@ class DescribeTopicPartitionsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTopicPartitionsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeTopicPartitionsRequest, 0, "DescribeTopicPartitionsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeTopicPartitionsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeTopicPartitionsRequest, 0, "DescribeTopicPartitionsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DescribeTopicPartitionsResponsePartition:
@@ -125,6 +133,14 @@ class DescribeTopicPartitionsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTopicPartitionsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeTopicPartitionsResponse, 0, "DescribeTopicPartitionsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeTopicPartitionsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeTopicPartitionsResponse, 0, "DescribeTopicPartitionsResponse"
+        )
 
 
 def _e_TopicRequest_0(o: TopicRequest, w: _w.Parts) -> None:

@@ -41,6 +41,14 @@ class DescribeTransactionsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTransactionsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeTransactionsRequest, 0, "DescribeTransactionsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeTransactionsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeTransactionsRequest, 0, "DescribeTransactionsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TopicData:
@@ -85,6 +93,14 @@ class DescribeTransactionsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeTransactionsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeTransactionsResponse, 0, "DescribeTransactionsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeTransactionsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeTransactionsResponse, 0, "DescribeTransactionsResponse"
+        )
 
 
 def _e_DescribeTransactionsRequest_0(o: DescribeTransactionsRequest, w: _w.Parts) -> None:

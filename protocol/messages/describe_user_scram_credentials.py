@@ -50,6 +50,14 @@ class DescribeUserScramCredentialsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeUserScramCredentialsRequest:
         return _w.run_decode(buf, version, _DECODERS_DescribeUserScramCredentialsRequest, 0, "DescribeUserScramCredentialsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeUserScramCredentialsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeUserScramCredentialsRequest, 0, "DescribeUserScramCredentialsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CredentialInfo:
@@ -92,6 +100,14 @@ class DescribeUserScramCredentialsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> DescribeUserScramCredentialsResponse:
         return _w.run_decode(buf, version, _DECODERS_DescribeUserScramCredentialsResponse, 0, "DescribeUserScramCredentialsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[DescribeUserScramCredentialsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_DescribeUserScramCredentialsResponse, 0, "DescribeUserScramCredentialsResponse"
+        )
 
 
 def _e_UserName_0(o: UserName, w: _w.Parts) -> None:

@@ -54,6 +54,14 @@ class ElectLeadersRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ElectLeadersRequest:
         return _w.run_decode(buf, version, _DECODERS_ElectLeadersRequest, 0, "ElectLeadersRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ElectLeadersRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ElectLeadersRequest, 0, "ElectLeadersRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionResult:
@@ -94,6 +102,14 @@ class ElectLeadersResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ElectLeadersResponse:
         return _w.run_decode(buf, version, _DECODERS_ElectLeadersResponse, 0, "ElectLeadersResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ElectLeadersResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ElectLeadersResponse, 0, "ElectLeadersResponse"
+        )
 
 
 def _e_TopicPartitions_0(o: TopicPartitions, w: _w.Parts) -> None:

@@ -41,6 +41,14 @@ class EndTxnRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> EndTxnRequest:
         return _w.run_decode(buf, version, _DECODERS_EndTxnRequest, 0, "EndTxnRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[EndTxnRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_EndTxnRequest, 0, "EndTxnRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EndTxnResponse:
@@ -61,6 +69,14 @@ class EndTxnResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> EndTxnResponse:
         return _w.run_decode(buf, version, _DECODERS_EndTxnResponse, 0, "EndTxnResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[EndTxnResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_EndTxnResponse, 0, "EndTxnResponse"
+        )
 
 
 def _e_EndTxnRequest_0(o: EndTxnRequest, w: _w.Parts) -> None:

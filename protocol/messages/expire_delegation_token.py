@@ -39,6 +39,14 @@ class ExpireDelegationTokenRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ExpireDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_ExpireDelegationTokenRequest, 0, "ExpireDelegationTokenRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ExpireDelegationTokenRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ExpireDelegationTokenRequest, 0, "ExpireDelegationTokenRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ExpireDelegationTokenResponse:
@@ -60,6 +68,14 @@ class ExpireDelegationTokenResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ExpireDelegationTokenResponse:
         return _w.run_decode(buf, version, _DECODERS_ExpireDelegationTokenResponse, 0, "ExpireDelegationTokenResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ExpireDelegationTokenResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ExpireDelegationTokenResponse, 0, "ExpireDelegationTokenResponse"
+        )
 
 
 def _e_ExpireDelegationTokenRequest_0(o: ExpireDelegationTokenRequest, w: _w.Parts) -> None:

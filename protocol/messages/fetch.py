@@ -123,6 +123,14 @@ class FetchRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FetchRequest:
         return _w.run_decode(buf, version, _DECODERS_FetchRequest, 0, "FetchRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[FetchRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_FetchRequest, 0, "FetchRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EpochEndOffset:
@@ -221,6 +229,14 @@ class FetchResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FetchResponse:
         return _w.run_decode(buf, version, _DECODERS_FetchResponse, 0, "FetchResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[FetchResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_FetchResponse, 0, "FetchResponse"
+        )
 
 
 def _e_FetchPartition_0(o: FetchPartition, w: _w.Parts) -> None:

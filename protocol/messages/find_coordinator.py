@@ -44,6 +44,14 @@ class FindCoordinatorRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FindCoordinatorRequest:
         return _w.run_decode(buf, version, _DECODERS_FindCoordinatorRequest, 0, "FindCoordinatorRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[FindCoordinatorRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_FindCoordinatorRequest, 0, "FindCoordinatorRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Coordinator:
@@ -82,6 +90,14 @@ class FindCoordinatorResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> FindCoordinatorResponse:
         return _w.run_decode(buf, version, _DECODERS_FindCoordinatorResponse, 0, "FindCoordinatorResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[FindCoordinatorResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_FindCoordinatorResponse, 0, "FindCoordinatorResponse"
+        )
 
 
 def _e_FindCoordinatorRequest_0(o: FindCoordinatorRequest, w: _w.Parts) -> None:

@@ -41,6 +41,14 @@ class GetTelemetrySubscriptionsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> GetTelemetrySubscriptionsRequest:
         return _w.run_decode(buf, version, _DECODERS_GetTelemetrySubscriptionsRequest, 0, "GetTelemetrySubscriptionsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[GetTelemetrySubscriptionsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_GetTelemetrySubscriptionsRequest, 0, "GetTelemetrySubscriptionsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class GetTelemetrySubscriptionsResponse:
@@ -68,6 +76,14 @@ class GetTelemetrySubscriptionsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> GetTelemetrySubscriptionsResponse:
         return _w.run_decode(buf, version, _DECODERS_GetTelemetrySubscriptionsResponse, 0, "GetTelemetrySubscriptionsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[GetTelemetrySubscriptionsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_GetTelemetrySubscriptionsResponse, 0, "GetTelemetrySubscriptionsResponse"
+        )
 
 
 def _e_GetTelemetrySubscriptionsRequest_0(o: GetTelemetrySubscriptionsRequest, w: _w.Parts) -> None:

@@ -43,6 +43,14 @@ class HeartbeatRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> HeartbeatRequest:
         return _w.run_decode(buf, version, _DECODERS_HeartbeatRequest, 0, "HeartbeatRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[HeartbeatRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_HeartbeatRequest, 0, "HeartbeatRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatResponse:
@@ -63,6 +71,14 @@ class HeartbeatResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> HeartbeatResponse:
         return _w.run_decode(buf, version, _DECODERS_HeartbeatResponse, 0, "HeartbeatResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[HeartbeatResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_HeartbeatResponse, 0, "HeartbeatResponse"
+        )
 
 
 def _e_HeartbeatRequest_0(o: HeartbeatRequest, w: _w.Parts) -> None:

@@ -64,6 +64,14 @@ class IncrementalAlterConfigsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> IncrementalAlterConfigsRequest:
         return _w.run_decode(buf, version, _DECODERS_IncrementalAlterConfigsRequest, 0, "IncrementalAlterConfigsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[IncrementalAlterConfigsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_IncrementalAlterConfigsRequest, 0, "IncrementalAlterConfigsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AlterConfigsResourceResponse:
@@ -95,6 +103,14 @@ class IncrementalAlterConfigsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> IncrementalAlterConfigsResponse:
         return _w.run_decode(buf, version, _DECODERS_IncrementalAlterConfigsResponse, 0, "IncrementalAlterConfigsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[IncrementalAlterConfigsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_IncrementalAlterConfigsResponse, 0, "IncrementalAlterConfigsResponse"
+        )
 
 
 def _e_AlterableConfig_0(o: AlterableConfig, w: _w.Parts) -> None:

@@ -43,6 +43,14 @@ class InitProducerIdRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitProducerIdRequest:
         return _w.run_decode(buf, version, _DECODERS_InitProducerIdRequest, 0, "InitProducerIdRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[InitProducerIdRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_InitProducerIdRequest, 0, "InitProducerIdRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class InitProducerIdResponse:
@@ -65,6 +73,14 @@ class InitProducerIdResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitProducerIdResponse:
         return _w.run_decode(buf, version, _DECODERS_InitProducerIdResponse, 0, "InitProducerIdResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[InitProducerIdResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_InitProducerIdResponse, 0, "InitProducerIdResponse"
+        )
 
 
 def _e_InitProducerIdRequest_0(o: InitProducerIdRequest, w: _w.Parts) -> None:

@@ -65,6 +65,14 @@ class InitializeShareGroupStateRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitializeShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_InitializeShareGroupStateRequest, 0, "InitializeShareGroupStateRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[InitializeShareGroupStateRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_InitializeShareGroupStateRequest, 0, "InitializeShareGroupStateRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionResult:
@@ -103,6 +111,14 @@ class InitializeShareGroupStateResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> InitializeShareGroupStateResponse:
         return _w.run_decode(buf, version, _DECODERS_InitializeShareGroupStateResponse, 0, "InitializeShareGroupStateResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[InitializeShareGroupStateResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_InitializeShareGroupStateResponse, 0, "InitializeShareGroupStateResponse"
+        )
 
 
 def _e_PartitionData_0(o: PartitionData, w: _w.Parts) -> None:

@@ -60,6 +60,14 @@ class JoinGroupRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> JoinGroupRequest:
         return _w.run_decode(buf, version, _DECODERS_JoinGroupRequest, 0, "JoinGroupRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[JoinGroupRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_JoinGroupRequest, 0, "JoinGroupRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class JoinGroupResponseMember:
@@ -97,6 +105,14 @@ class JoinGroupResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> JoinGroupResponse:
         return _w.run_decode(buf, version, _DECODERS_JoinGroupResponse, 0, "JoinGroupResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[JoinGroupResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_JoinGroupResponse, 0, "JoinGroupResponse"
+        )
 
 
 def _e_JoinGroupRequestProtocol_0(o: JoinGroupRequestProtocol, w: _w.Parts) -> None:

@@ -53,6 +53,14 @@ class LeaveGroupRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> LeaveGroupRequest:
         return _w.run_decode(buf, version, _DECODERS_LeaveGroupRequest, 0, "LeaveGroupRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[LeaveGroupRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_LeaveGroupRequest, 0, "LeaveGroupRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MemberResponse:
@@ -84,6 +92,14 @@ class LeaveGroupResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> LeaveGroupResponse:
         return _w.run_decode(buf, version, _DECODERS_LeaveGroupResponse, 0, "LeaveGroupResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[LeaveGroupResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_LeaveGroupResponse, 0, "LeaveGroupResponse"
+        )
 
 
 def _e_LeaveGroupRequest_0(o: LeaveGroupRequest, w: _w.Parts) -> None:

@@ -37,6 +37,14 @@ class ListClientMetricsResourcesRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListClientMetricsResourcesRequest:
         return _w.run_decode(buf, version, _DECODERS_ListClientMetricsResourcesRequest, 0, "ListClientMetricsResourcesRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListClientMetricsResourcesRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListClientMetricsResourcesRequest, 0, "ListClientMetricsResourcesRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ClientMetricsResource:
@@ -66,6 +74,14 @@ class ListClientMetricsResourcesResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListClientMetricsResourcesResponse:
         return _w.run_decode(buf, version, _DECODERS_ListClientMetricsResourcesResponse, 0, "ListClientMetricsResourcesResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListClientMetricsResourcesResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListClientMetricsResourcesResponse, 0, "ListClientMetricsResourcesResponse"
+        )
 
 
 def _e_ListClientMetricsResourcesRequest_0(o: ListClientMetricsResourcesRequest, w: _w.Parts) -> None:

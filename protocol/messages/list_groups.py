@@ -41,6 +41,14 @@ class ListGroupsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListGroupsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListGroupsRequest, 0, "ListGroupsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListGroupsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListGroupsRequest, 0, "ListGroupsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ListedGroup:
@@ -73,6 +81,14 @@ class ListGroupsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListGroupsResponse:
         return _w.run_decode(buf, version, _DECODERS_ListGroupsResponse, 0, "ListGroupsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListGroupsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListGroupsResponse, 0, "ListGroupsResponse"
+        )
 
 
 def _e_ListGroupsRequest_0(o: ListGroupsRequest, w: _w.Parts) -> None:

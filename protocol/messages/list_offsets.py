@@ -71,6 +71,14 @@ class ListOffsetsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListOffsetsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListOffsetsRequest, 0, "ListOffsetsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListOffsetsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListOffsetsRequest, 0, "ListOffsetsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ListOffsetsPartitionResponse:
@@ -113,6 +121,14 @@ class ListOffsetsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListOffsetsResponse:
         return _w.run_decode(buf, version, _DECODERS_ListOffsetsResponse, 0, "ListOffsetsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListOffsetsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListOffsetsResponse, 0, "ListOffsetsResponse"
+        )
 
 
 def _e_ListOffsetsPartition_0(o: ListOffsetsPartition, w: _w.Parts) -> None:

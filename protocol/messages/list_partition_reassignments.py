@@ -51,6 +51,14 @@ class ListPartitionReassignmentsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListPartitionReassignmentsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListPartitionReassignmentsRequest, 0, "ListPartitionReassignmentsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListPartitionReassignmentsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListPartitionReassignmentsRequest, 0, "ListPartitionReassignmentsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OngoingPartitionReassignment:
@@ -93,6 +101,14 @@ class ListPartitionReassignmentsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListPartitionReassignmentsResponse:
         return _w.run_decode(buf, version, _DECODERS_ListPartitionReassignmentsResponse, 0, "ListPartitionReassignmentsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListPartitionReassignmentsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListPartitionReassignmentsResponse, 0, "ListPartitionReassignmentsResponse"
+        )
 
 
 def _e_ListPartitionReassignmentsTopics_0(o: ListPartitionReassignmentsTopics, w: _w.Parts) -> None:

@@ -42,6 +42,14 @@ class ListTransactionsRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListTransactionsRequest:
         return _w.run_decode(buf, version, _DECODERS_ListTransactionsRequest, 0, "ListTransactionsRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListTransactionsRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListTransactionsRequest, 0, "ListTransactionsRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TransactionState:
@@ -74,6 +82,14 @@ class ListTransactionsResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ListTransactionsResponse:
         return _w.run_decode(buf, version, _DECODERS_ListTransactionsResponse, 0, "ListTransactionsResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ListTransactionsResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ListTransactionsResponse, 0, "ListTransactionsResponse"
+        )
 
 
 def _e_ListTransactionsRequest_0(o: ListTransactionsRequest, w: _w.Parts) -> None:

@@ -64,6 +64,14 @@ class MetadataRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> MetadataRequest:
         return _w.run_decode(buf, version, _DECODERS_MetadataRequest, 0, "MetadataRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[MetadataRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_MetadataRequest, 0, "MetadataRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MetadataResponseBroker:
@@ -126,6 +134,14 @@ class MetadataResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> MetadataResponse:
         return _w.run_decode(buf, version, _DECODERS_MetadataResponse, 0, "MetadataResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[MetadataResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_MetadataResponse, 0, "MetadataResponse"
+        )
 
 
 def _e_MetadataRequestTopic_0(o: MetadataRequestTopic, w: _w.Parts) -> None:

@@ -73,6 +73,14 @@ class OffsetCommitRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetCommitRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetCommitRequest, 0, "OffsetCommitRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[OffsetCommitRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_OffsetCommitRequest, 0, "OffsetCommitRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OffsetCommitResponsePartition:
@@ -111,6 +119,14 @@ class OffsetCommitResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetCommitResponse:
         return _w.run_decode(buf, version, _DECODERS_OffsetCommitResponse, 0, "OffsetCommitResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[OffsetCommitResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_OffsetCommitResponse, 0, "OffsetCommitResponse"
+        )
 
 
 def _e_OffsetCommitRequestPartition_0(o: OffsetCommitRequestPartition, w: _w.Parts) -> None:

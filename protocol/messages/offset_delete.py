@@ -61,6 +61,14 @@ class OffsetDeleteRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetDeleteRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetDeleteRequest, 0, "OffsetDeleteRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[OffsetDeleteRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_OffsetDeleteRequest, 0, "OffsetDeleteRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OffsetDeleteResponsePartition:
@@ -100,6 +108,14 @@ class OffsetDeleteResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetDeleteResponse:
         return _w.run_decode(buf, version, _DECODERS_OffsetDeleteResponse, 0, "OffsetDeleteResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[OffsetDeleteResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_OffsetDeleteResponse, 0, "OffsetDeleteResponse"
+        )
 
 
 def _e_OffsetDeleteRequestPartition_0(o: OffsetDeleteRequestPartition, w: _w.Parts) -> None:

@@ -82,6 +82,14 @@ class OffsetFetchRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetFetchRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetFetchRequest, 0, "OffsetFetchRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[OffsetFetchRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_OffsetFetchRequest, 0, "OffsetFetchRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OffsetFetchResponsePartition:
@@ -156,6 +164,14 @@ class OffsetFetchResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetFetchResponse:
         return _w.run_decode(buf, version, _DECODERS_OffsetFetchResponse, 0, "OffsetFetchResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[OffsetFetchResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_OffsetFetchResponse, 0, "OffsetFetchResponse"
+        )
 
 
 def _e_OffsetFetchRequestTopic_0(o: OffsetFetchRequestTopic, w: _w.Parts) -> None:

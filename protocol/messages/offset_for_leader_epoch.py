@@ -65,6 +65,14 @@ class OffsetForLeaderEpochRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetForLeaderEpochRequest:
         return _w.run_decode(buf, version, _DECODERS_OffsetForLeaderEpochRequest, 0, "OffsetForLeaderEpochRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[OffsetForLeaderEpochRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_OffsetForLeaderEpochRequest, 0, "OffsetForLeaderEpochRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EpochEndOffset:
@@ -105,6 +113,14 @@ class OffsetForLeaderEpochResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> OffsetForLeaderEpochResponse:
         return _w.run_decode(buf, version, _DECODERS_OffsetForLeaderEpochResponse, 0, "OffsetForLeaderEpochResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[OffsetForLeaderEpochResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_OffsetForLeaderEpochResponse, 0, "OffsetForLeaderEpochResponse"
+        )
 
 
 def _e_OffsetForLeaderPartition_0(o: OffsetForLeaderPartition, w: _w.Parts) -> None:

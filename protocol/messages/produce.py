@@ -71,6 +71,14 @@ class ProduceRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ProduceRequest:
         return _w.run_decode(buf, version, _DECODERS_ProduceRequest, 0, "ProduceRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ProduceRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ProduceRequest, 0, "ProduceRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BatchIndexAndErrorMessage:
@@ -145,6 +153,14 @@ class ProduceResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ProduceResponse:
         return _w.run_decode(buf, version, _DECODERS_ProduceResponse, 0, "ProduceResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ProduceResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ProduceResponse, 0, "ProduceResponse"
+        )
 
 
 def _e_PartitionProduceData_0(o: PartitionProduceData, w: _w.Parts) -> None:

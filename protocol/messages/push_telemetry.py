@@ -44,6 +44,14 @@ class PushTelemetryRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> PushTelemetryRequest:
         return _w.run_decode(buf, version, _DECODERS_PushTelemetryRequest, 0, "PushTelemetryRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[PushTelemetryRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_PushTelemetryRequest, 0, "PushTelemetryRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PushTelemetryResponse:
@@ -64,6 +72,14 @@ class PushTelemetryResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> PushTelemetryResponse:
         return _w.run_decode(buf, version, _DECODERS_PushTelemetryResponse, 0, "PushTelemetryResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[PushTelemetryResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_PushTelemetryResponse, 0, "PushTelemetryResponse"
+        )
 
 
 def _e_PushTelemetryRequest_0(o: PushTelemetryRequest, w: _w.Parts) -> None:

@@ -67,6 +67,14 @@ class ReadShareGroupStateRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateRequest, 0, "ReadShareGroupStateRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ReadShareGroupStateRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ReadShareGroupStateRequest, 0, "ReadShareGroupStateRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class StateBatch:
@@ -119,6 +127,14 @@ class ReadShareGroupStateResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateResponse:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateResponse, 0, "ReadShareGroupStateResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ReadShareGroupStateResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ReadShareGroupStateResponse, 0, "ReadShareGroupStateResponse"
+        )
 
 
 def _e_PartitionData_0(o: PartitionData, w: _w.Parts) -> None:

@@ -65,6 +65,14 @@ class ReadShareGroupStateSummaryRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateSummaryRequest:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateSummaryRequest, 0, "ReadShareGroupStateSummaryRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ReadShareGroupStateSummaryRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ReadShareGroupStateSummaryRequest, 0, "ReadShareGroupStateSummaryRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionResult:
@@ -105,6 +113,14 @@ class ReadShareGroupStateSummaryResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ReadShareGroupStateSummaryResponse:
         return _w.run_decode(buf, version, _DECODERS_ReadShareGroupStateSummaryResponse, 0, "ReadShareGroupStateSummaryResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ReadShareGroupStateSummaryResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ReadShareGroupStateSummaryResponse, 0, "ReadShareGroupStateSummaryResponse"
+        )
 
 
 def _e_PartitionData_0(o: PartitionData, w: _w.Parts) -> None:

@@ -42,6 +42,14 @@ class RemoveRaftVoterRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RemoveRaftVoterRequest:
         return _w.run_decode(buf, version, _DECODERS_RemoveRaftVoterRequest, 0, "RemoveRaftVoterRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[RemoveRaftVoterRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_RemoveRaftVoterRequest, 0, "RemoveRaftVoterRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RemoveRaftVoterResponse:
@@ -63,6 +71,14 @@ class RemoveRaftVoterResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RemoveRaftVoterResponse:
         return _w.run_decode(buf, version, _DECODERS_RemoveRaftVoterResponse, 0, "RemoveRaftVoterResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[RemoveRaftVoterResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_RemoveRaftVoterResponse, 0, "RemoveRaftVoterResponse"
+        )
 
 
 def _e_RemoveRaftVoterRequest_0(o: RemoveRaftVoterRequest, w: _w.Parts) -> None:

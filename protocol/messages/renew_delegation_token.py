@@ -39,6 +39,14 @@ class RenewDelegationTokenRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RenewDelegationTokenRequest:
         return _w.run_decode(buf, version, _DECODERS_RenewDelegationTokenRequest, 0, "RenewDelegationTokenRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[RenewDelegationTokenRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_RenewDelegationTokenRequest, 0, "RenewDelegationTokenRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RenewDelegationTokenResponse:
@@ -60,6 +68,14 @@ class RenewDelegationTokenResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> RenewDelegationTokenResponse:
         return _w.run_decode(buf, version, _DECODERS_RenewDelegationTokenResponse, 0, "RenewDelegationTokenResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[RenewDelegationTokenResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_RenewDelegationTokenResponse, 0, "RenewDelegationTokenResponse"
+        )
 
 
 def _e_RenewDelegationTokenRequest_0(o: RenewDelegationTokenRequest, w: _w.Parts) -> None:

@@ -38,6 +38,14 @@ class SaslAuthenticateRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslAuthenticateRequest:
         return _w.run_decode(buf, version, _DECODERS_SaslAuthenticateRequest, 0, "SaslAuthenticateRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[SaslAuthenticateRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_SaslAuthenticateRequest, 0, "SaslAuthenticateRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SaslAuthenticateResponse:
@@ -60,6 +68,14 @@ class SaslAuthenticateResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslAuthenticateResponse:
         return _w.run_decode(buf, version, _DECODERS_SaslAuthenticateResponse, 0, "SaslAuthenticateResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[SaslAuthenticateResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_SaslAuthenticateResponse, 0, "SaslAuthenticateResponse"
+        )
 
 
 def _e_SaslAuthenticateRequest_0(o: SaslAuthenticateRequest, w: _w.Parts) -> None:

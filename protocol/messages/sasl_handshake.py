@@ -37,6 +37,14 @@ class SaslHandshakeRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslHandshakeRequest:
         return _w.run_decode(buf, version, _DECODERS_SaslHandshakeRequest, 0, "SaslHandshakeRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[SaslHandshakeRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_SaslHandshakeRequest, 0, "SaslHandshakeRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SaslHandshakeResponse:
@@ -57,6 +65,14 @@ class SaslHandshakeResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SaslHandshakeResponse:
         return _w.run_decode(buf, version, _DECODERS_SaslHandshakeResponse, 0, "SaslHandshakeResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[SaslHandshakeResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_SaslHandshakeResponse, 0, "SaslHandshakeResponse"
+        )
 
 
 def _e_SaslHandshakeRequest_0(o: SaslHandshakeRequest, w: _w.Parts) -> None:

@@ -81,6 +81,14 @@ class ShareAcknowledgeRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareAcknowledgeRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareAcknowledgeRequest, 0, "ShareAcknowledgeRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ShareAcknowledgeRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ShareAcknowledgeRequest, 0, "ShareAcknowledgeRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LeaderIdAndEpoch:
@@ -144,6 +152,14 @@ class ShareAcknowledgeResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareAcknowledgeResponse:
         return _w.run_decode(buf, version, _DECODERS_ShareAcknowledgeResponse, 0, "ShareAcknowledgeResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ShareAcknowledgeResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ShareAcknowledgeResponse, 0, "ShareAcknowledgeResponse"
+        )
 
 
 def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, w: _w.Parts) -> None:

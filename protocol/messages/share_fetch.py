@@ -100,6 +100,14 @@ class ShareFetchRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareFetchRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareFetchRequest, 0, "ShareFetchRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ShareFetchRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ShareFetchRequest, 0, "ShareFetchRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LeaderIdAndEpoch:
@@ -177,6 +185,14 @@ class ShareFetchResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareFetchResponse:
         return _w.run_decode(buf, version, _DECODERS_ShareFetchResponse, 0, "ShareFetchResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ShareFetchResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ShareFetchResponse, 0, "ShareFetchResponse"
+        )
 
 
 def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, w: _w.Parts) -> None:

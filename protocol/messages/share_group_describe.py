@@ -48,6 +48,14 @@ class ShareGroupDescribeRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupDescribeRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupDescribeRequest, 0, "ShareGroupDescribeRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ShareGroupDescribeRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ShareGroupDescribeRequest, 0, "ShareGroupDescribeRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TopicPartitions:
@@ -116,6 +124,14 @@ class ShareGroupDescribeResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupDescribeResponse:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupDescribeResponse, 0, "ShareGroupDescribeResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ShareGroupDescribeResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ShareGroupDescribeResponse, 0, "ShareGroupDescribeResponse"
+        )
 
 
 def _e_ShareGroupDescribeRequest_0(o: ShareGroupDescribeRequest, w: _w.Parts) -> None:

@@ -48,6 +48,14 @@ class ShareGroupHeartbeatRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupHeartbeatRequest:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupHeartbeatRequest, 0, "ShareGroupHeartbeatRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ShareGroupHeartbeatRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ShareGroupHeartbeatRequest, 0, "ShareGroupHeartbeatRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TopicPartitions:
@@ -90,6 +98,14 @@ class ShareGroupHeartbeatResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> ShareGroupHeartbeatResponse:
         return _w.run_decode(buf, version, _DECODERS_ShareGroupHeartbeatResponse, 0, "ShareGroupHeartbeatResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[ShareGroupHeartbeatResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_ShareGroupHeartbeatResponse, 0, "ShareGroupHeartbeatResponse"
+        )
 
 
 def _e_ShareGroupHeartbeatRequest_0(o: ShareGroupHeartbeatRequest, w: _w.Parts) -> None:

@@ -56,6 +56,14 @@ class SyncGroupRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SyncGroupRequest:
         return _w.run_decode(buf, version, _DECODERS_SyncGroupRequest, 0, "SyncGroupRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[SyncGroupRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_SyncGroupRequest, 0, "SyncGroupRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SyncGroupResponse:
@@ -79,6 +87,14 @@ class SyncGroupResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> SyncGroupResponse:
         return _w.run_decode(buf, version, _DECODERS_SyncGroupResponse, 0, "SyncGroupResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[SyncGroupResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_SyncGroupResponse, 0, "SyncGroupResponse"
+        )
 
 
 def _e_SyncGroupRequestAssignment_0(o: SyncGroupRequestAssignment, w: _w.Parts) -> None:

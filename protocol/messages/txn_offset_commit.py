@@ -74,6 +74,14 @@ class TxnOffsetCommitRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> TxnOffsetCommitRequest:
         return _w.run_decode(buf, version, _DECODERS_TxnOffsetCommitRequest, 0, "TxnOffsetCommitRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[TxnOffsetCommitRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_TxnOffsetCommitRequest, 0, "TxnOffsetCommitRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TxnOffsetCommitResponsePartition:
@@ -112,6 +120,14 @@ class TxnOffsetCommitResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> TxnOffsetCommitResponse:
         return _w.run_decode(buf, version, _DECODERS_TxnOffsetCommitResponse, 0, "TxnOffsetCommitResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[TxnOffsetCommitResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_TxnOffsetCommitResponse, 0, "TxnOffsetCommitResponse"
+        )
 
 
 def _e_TxnOffsetCommitRequestPartition_0(o: TxnOffsetCommitRequestPartition, w: _w.Parts) -> None:

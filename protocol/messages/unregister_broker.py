@@ -38,6 +38,14 @@ class UnregisterBrokerRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UnregisterBrokerRequest:
         return _w.run_decode(buf, version, _DECODERS_UnregisterBrokerRequest, 0, "UnregisterBrokerRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[UnregisterBrokerRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_UnregisterBrokerRequest, 0, "UnregisterBrokerRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class UnregisterBrokerResponse:
@@ -59,6 +67,14 @@ class UnregisterBrokerResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UnregisterBrokerResponse:
         return _w.run_decode(buf, version, _DECODERS_UnregisterBrokerResponse, 0, "UnregisterBrokerResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[UnregisterBrokerResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_UnregisterBrokerResponse, 0, "UnregisterBrokerResponse"
+        )
 
 
 def _e_UnregisterBrokerRequest_0(o: UnregisterBrokerRequest, w: _w.Parts) -> None:

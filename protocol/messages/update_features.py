@@ -58,6 +58,14 @@ class UpdateFeaturesRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UpdateFeaturesRequest:
         return _w.run_decode(buf, version, _DECODERS_UpdateFeaturesRequest, 0, "UpdateFeaturesRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[UpdateFeaturesRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_UpdateFeaturesRequest, 0, "UpdateFeaturesRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class UpdatableFeatureResult:
@@ -90,6 +98,14 @@ class UpdateFeaturesResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> UpdateFeaturesResponse:
         return _w.run_decode(buf, version, _DECODERS_UpdateFeaturesResponse, 0, "UpdateFeaturesResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[UpdateFeaturesResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_UpdateFeaturesResponse, 0, "UpdateFeaturesResponse"
+        )
 
 
 def _e_FeatureUpdateKey_0(o: FeatureUpdateKey, w: _w.Parts) -> None:

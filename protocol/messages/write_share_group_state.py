@@ -80,6 +80,14 @@ class WriteShareGroupStateRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteShareGroupStateRequest:
         return _w.run_decode(buf, version, _DECODERS_WriteShareGroupStateRequest, 0, "WriteShareGroupStateRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[WriteShareGroupStateRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_WriteShareGroupStateRequest, 0, "WriteShareGroupStateRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionResult:
@@ -118,6 +126,14 @@ class WriteShareGroupStateResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteShareGroupStateResponse:
         return _w.run_decode(buf, version, _DECODERS_WriteShareGroupStateResponse, 0, "WriteShareGroupStateResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[WriteShareGroupStateResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_WriteShareGroupStateResponse, 0, "WriteShareGroupStateResponse"
+        )
 
 
 def _e_StateBatch_0(o: StateBatch, w: _w.Parts) -> None:

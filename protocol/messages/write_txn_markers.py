@@ -66,6 +66,14 @@ class WriteTxnMarkersRequest:
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteTxnMarkersRequest:
         return _w.run_decode(buf, version, _DECODERS_WriteTxnMarkersRequest, 0, "WriteTxnMarkersRequest")
 
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[WriteTxnMarkersRequest, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_WriteTxnMarkersRequest, 0, "WriteTxnMarkersRequest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class WritableTxnMarkerPartitionResult:
@@ -112,6 +120,14 @@ class WriteTxnMarkersResponse:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> WriteTxnMarkersResponse:
         return _w.run_decode(buf, version, _DECODERS_WriteTxnMarkersResponse, 0, "WriteTxnMarkersResponse")
+
+    @classmethod
+    def decode_from(
+        cls, buf: bytes | bytearray | memoryview, pos: int, version: int
+    ) -> tuple[WriteTxnMarkersResponse, int]:
+        return _w.run_decode_from(
+            buf, pos, version, _DECODERS_WriteTxnMarkersResponse, 0, "WriteTxnMarkersResponse"
+        )
 
 
 def _e_WritableTxnMarkerTopic_0(o: WritableTxnMarkerTopic, w: _w.Parts) -> None:

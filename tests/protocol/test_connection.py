@@ -254,6 +254,18 @@ def test_undecodable_body_kills_the_connection() -> None:
         conn.next_event()
 
 
+def test_bytes_after_a_request_are_ignored_as_kafka_does() -> None:
+    # librdkafka 2.16 sends Metadata v12 "all topics" requests with 3 bytes after the body;
+    # Kafka's parser ignores them, so must we (a closed connection here broke list_topics()).
+    request = metadata.MetadataRequest(topics=None)
+    body = request.encode(12)
+    conn = KafkaServerConnection()
+    (plain,) = received(conn, frame(3, 12, 1, body))
+    (padded,) = received(conn, frame(3, 12, 2, body + b"\x00\x00\x00"))
+    assert plain.request == padded.request == request
+    assert (plain.correlation_id, padded.correlation_id) == (1, 2)
+
+
 def test_end_of_stream() -> None:
     conn = KafkaServerConnection()
     conn.receive_data(metadata_frame(1))

@@ -532,18 +532,15 @@ class ModuleEmitter:
                 "    def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> "
                 f"{cls}:",
                 f'        return _w.run_decode(buf, version, _DECODERS_{cls}, {lo}, "{cls}")',
+                "",
+                "    @classmethod",
+                "    def decode_from(",
+                "        cls, buf: bytes | bytearray | memoryview, pos: int, version: int",
+                f"    ) -> tuple[{cls}, int]:",
+                "        return _w.run_decode_from(",
+                f'            buf, pos, version, _DECODERS_{cls}, {lo}, "{cls}"',
+                "        )",
             ]
-            if msg.kind == "header":
-                lines += [
-                    "",
-                    "    @classmethod",
-                    "    def decode_from(",
-                    "        cls, buf: bytes | bytearray | memoryview, pos: int, version: int",
-                    f"    ) -> tuple[{cls}, int]:",
-                    "        return _w.run_decode_from(",
-                    f'            buf, pos, version, _DECODERS_{cls}, {lo}, "{cls}"',
-                    "        )",
-                ]
         else:
             lines += ["", "", f"_D_{cls} = {cls}()"]
         return "\n".join(lines) + "\n"
