@@ -114,13 +114,17 @@ class DiskWriter(ThreadActor):
         if isinstance(message, FindTimestamp):
             return message.log.timestamp_to_offset(message.timestamp)
         if isinstance(message, OpenLog):
-            return Log.open(message.directory, message.config, cache=self.cache)
+            log = Log.open(message.directory, message.config, cache=self.cache)
+            self._opened.append(log)
+            return log
         if isinstance(message, ScanProducers):
             return scan_producers(message.log)
         if isinstance(message, Blocking):
             return message.fn()
         if isinstance(message, OpenKv):
-            return KvStore.open(message.directory)
+            kv = KvStore.open(message.directory)
+            self._opened.append(kv)
+            return kv
         raise TypeError(f"disk writer got {type(message).__name__}")
 
     def on_stop(self) -> None:

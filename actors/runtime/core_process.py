@@ -270,14 +270,14 @@ class _CoreHost:
 
     async def _shutdown(self) -> None:
         self.log.info("core_stopping")
-        refs = [
-            r
-            for r in pykka.ActorRegistry.get_all()
-            if issubclass(r.actor_class, (LoopActor, ThreadActor))
-        ]
-        stops = [r.stop(block=False) for r in refs]
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*(_awaitable(f) for f in stops)), 5.0)
+        # Loop actors first, then the thread actors that do their blocking work (the disk
+        # writer): a thread actor's on_stop (final flush, sealing logs) must run after the last
+        # loop actor that could hand it work has stopped.
+        everyone = pykka.ActorRegistry.get_all()
+        for kind in (LoopActor, ThreadActor):
+            stops = [r.stop(block=False) for r in everyone if issubclass(r.actor_class, kind)]
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*(_awaitable(f) for f in stops)), 5.0)
         self.router.fail_all("core stopping")
         self.transport._flush()
         with contextlib.suppress(Exception):

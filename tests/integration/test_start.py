@@ -12,6 +12,8 @@ from broker_proc import BrokerProcess, check_consumed, expected_records
 from confluent_kafka import Producer
 from test_confluent_kafka import consume_assigned
 
+from redshank.protocol.record_batch import iter_batches
+
 
 def _run_start(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "redshank.tools.cli", "start", *args],
@@ -46,6 +48,7 @@ def test_lifecycle_busy_refusals_sigterm_and_restart(tmp_path: Path) -> None:
     finally:
         code = node.stop()
     assert code == 0, f"SIGTERM exit code {code}; log:\n{node.log_tail()}"
+    _assert_segments_sealed(tmp_path / "data")
 
     again = BrokerProcess(tmp_path / "data", cores=1)
     again.start()
@@ -53,3 +56,14 @@ def test_lifecycle_busy_refusals_sigterm_and_restart(tmp_path: Path) -> None:
         check_consumed(expected, consume_assigned(again.bootstrap, topic, 1, 50))
     finally:
         assert again.stop() == 0
+
+
+def _assert_segments_sealed(data_dir: Path) -> None:
+    """A clean stop flushes and seals every log: each segment file holds whole valid batches
+    and nothing else (the pre-allocated tail is trimmed), so a restart needs no recovery scan."""
+    segments = sorted(data_dir.glob("kafka/*/*.log"))
+    assert segments, f"no segments under {data_dir}"
+    for segment in segments:
+        data = segment.read_bytes()
+        walked = sum(header.size for _pos, header in iter_batches(data))
+        assert walked == len(data) > 0, f"{segment}: {len(data)} bytes, {walked} in batches"
