@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from redshank.cluster.raft import confchange, quorum
 from redshank.cluster.raft.log import RaftLog
 from redshank.cluster.raft.progress import Progress, ProgressState
+from redshank.cluster.raft.recovery_stm import RecoveryStm
 from redshank.cluster.raft.types import (
     NO_NODE,
     Config,
@@ -217,7 +218,7 @@ class RaftCore:
         else:
             # Redpanda #2606: never hand over to a lagging target; recover it first (from its
             # acknowledged `match`, since appends in flight may be lost).
-            pr.become_probe()
+            pr.become_probe(self.log.last_index())
             self._send_append(target)
         return None
 
@@ -384,7 +385,7 @@ class RaftCore:
                 hint = Index(min(m.commit, self.log.last_index()))
                 while hint > pr.match and self.log.term(hint) > m.log_term:
                     hint = Index(hint - 1)
-                if pr.rejected(m.index, hint):
+                if pr.rejected(m.index, hint, self.log.last_index()):
                     self._send_append(m.src)
                 return
             if pr.acked(m.index):
@@ -395,12 +396,12 @@ class RaftCore:
                 self._send_append(m.src)
         elif m.type == MT.HEARTBEAT_RESPONSE:
             pr.recent_active = True
-            pr.probe_sent = False
+            pr.heartbeat_answered()
             if pr.match < self.log.last_index():
                 # No progress over a whole heartbeat interval while behind: an append or its
                 # response was lost. Fall back to recovery (probe) from `match`.
                 if pr.state == ProgressState.REPLICATE and pr.match == pr.match_at_beat:
-                    pr.become_probe()
+                    pr.become_probe(self.log.last_index())
                 self._send_append(m.src)
             pr.match_at_beat = pr.match
 
@@ -492,12 +493,14 @@ class RaftCore:
         self.randomized_timeout = n + self.cfg.rng.randrange(n)
 
     def _rebuild_progress(self) -> None:
-        nxt = Index(self.log.last_index() + 1)
+        # A new follower's log is unknown: recover it up to our log's end.
+        last = self.log.last_index()
         old = self.progress
         self.progress = {}
         for peer in sorted(self.config.members() - {self.id}):
-            self.progress[peer] = old.get(peer) or Progress(match=Index(0), next=nxt,
-                                                            recent_active=True)
+            self.progress[peer] = old.get(peer) or Progress(
+                match=Index(0), next=Index(last + 1), recovery=RecoveryStm(target=last),
+                recent_active=True)
 
     # ---- log and commit ---------------------------------------------------------------------
 
