@@ -6,6 +6,7 @@ from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager, N
 from redshank.cluster.raft.log import MemoryLog, RaftLog
 from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
 from redshank.cluster.raft.raft import RaftConfig, RaftCore
+from redshank.cluster.raft.recovery_stm import RecoveryStm
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateBatcher, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import (
     ReplicateEntriesStm,
@@ -35,6 +36,6 @@ __all__ = [
     "NO_NODE", "Acks", "Config", "Consensus", "Entry", "EntryKind", "FlushDebouncer", "GroupId",
     "HardState", "HeartbeatManager", "Index", "Io", "MemoryLog", "Message", "MessageType",
     "NodeHeartbeat", "NodeId", "Notice", "NoticeKind", "Offset", "OffsetTranslator", "PersistMark",
-    "ProposeError", "RaftConfig", "RaftCore", "RaftLog", "Ready", "ReplicateBatcher",
+    "ProposeError", "RaftConfig", "RaftCore", "RaftLog", "Ready", "RecoveryStm", "ReplicateBatcher",
     "ReplicateEntriesStm", "ReplicateError", "ReplicateRequest", "ReplicateResult", "Role", "Term",
 ]

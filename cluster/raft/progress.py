@@ -1,14 +1,14 @@
-"""What a leader knows about each follower, and the recovery/replicate hand-off (Redpanda's
-recovery_stm coordination, etcd-raft's `tracker/progress.go`).
+"""What a leader knows about each follower: recovering (a `RecoveryStm`, one append in flight)
+or replicating (appends pipelined as entries are appended), over one shared cursor.
 
-`next` is the single "last sent offset + 1" cursor shared by both paths, so they never send
+`next` is the follower's "last sent offset + 1", shared by both paths so they never send
 overlapping appends:
 
-    PROBE (recovery): one append in flight; on success the follower is caught up to `match`,
-        and once `match + 1 == next` it switches to REPLICATE.
-    REPLICATE: new entries are dispatched as they are appended (in parallel with the leader's
-        own flush), up to `max_inflight` appends in flight; a rejection drops back to PROBE at
-        `match + 1`.
+    recovering (`recovery` is set, etcd's PROBE): the `RecoveryStm` holds the one-in-flight rule
+        and decides when the follower has caught up; it then hands the cursor to replication.
+    replicating (`recovery` is None, etcd's REPLICATE): new entries are dispatched as they are
+        appended (in parallel with the leader's own flush), up to `max_inflight` appends in
+        flight; a rejection starts a new recovery from `match + 1`.
 
 Must not know messages' transport or the log's storage.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from redshank.cluster.raft.recovery_stm import RecoveryStm
 from redshank.cluster.raft.types import Index
 
 _ZERO = Index(0)
@@ -34,29 +35,35 @@ class Progress:
     # a follower acknowledges only after its flush).
     match: Index
     next: Index
-    state: ProgressState = ProgressState.PROBE
-    # PROBE: an append is outstanding; cleared by its response or by a heartbeat response.
-    probe_sent: bool = False
-    # REPLICATE: last index of each append in flight, oldest first.
+    # Set while the follower is being recovered; None while replicating.
+    recovery: RecoveryStm | None = None
+    # Replicating: last index of each append in flight, oldest first.
     inflight: list[Index] = field(default_factory=list)
     # Heard from since the last CheckQuorum round.
     recent_active: bool = False
     # `match` at the previous heartbeat response: no change while behind means a lost append.
     match_at_beat: Index = _ZERO
 
+    @property
+    def state(self) -> ProgressState:
+        return ProgressState.REPLICATE if self.recovery is None else ProgressState.PROBE
+
+    @property
+    def probe_sent(self) -> bool:
+        return self.recovery is not None and self.recovery.in_flight
+
     def paused(self, max_inflight: int) -> bool:
-        if self.state == ProgressState.PROBE:
-            return self.probe_sent
+        if self.recovery is not None:
+            return not self.recovery.may_send()
         return len(self.inflight) >= max_inflight
 
     def sent(self, last: Index, count: int) -> None:
         """An append ending at `last` with `count` entries left for this follower."""
-        if self.state == ProgressState.REPLICATE:
-            if count:
-                self.next = Index(last + 1)
-                self.inflight.append(last)
-        else:
-            self.probe_sent = True
+        if self.recovery is not None:
+            self.recovery.sent()
+        elif count:
+            self.next = Index(last + 1)
+            self.inflight.append(last)
 
     def acked(self, index: Index) -> bool:
         """A successful response up to `index`; returns whether `match` advanced."""
@@ -67,33 +74,36 @@ class Progress:
             self.next = Index(index + 1)
         while self.inflight and self.inflight[0] <= index:
             self.inflight.pop(0)
-        if self.state == ProgressState.PROBE:
-            self.probe_sent = False
-            if self.match + 1 == self.next:
-                self.become_replicate()
+        if self.recovery is not None and self.recovery.acked(self.match, self.next):
+            self.become_replicate()
         return advanced
 
-    def rejected(self, rejected: Index, hint: Index) -> bool:
-        """The follower's log does not match at `rejected`; probe next at `hint` (where the
-        follower's and our terms suggest the logs agree). Returns False for a stale rejection."""
-        if self.state == ProgressState.REPLICATE:
+    def rejected(self, rejected: Index, hint: Index, last: Index) -> bool:
+        """The follower's log does not match at `rejected`; retry at `hint` (where the
+        follower's and our terms suggest the logs agree). `last` is the leader's last index, the
+        target of a recovery this starts. Returns False for a stale rejection."""
+        if self.recovery is None:
             if rejected <= self.match:
                 return False
-            self.become_probe()
+            self.become_probe(last)
             return True
-        if self.next - 1 != rejected:
+        retry_at = self.recovery.rejected(self.next, self.match, rejected, hint)
+        if retry_at is None:
             return False
-        self.next = Index(max(min(rejected, hint + 1), self.match + 1))
-        self.probe_sent = False
+        self.next = retry_at
         return True
 
-    def become_probe(self) -> None:
-        self.state = ProgressState.PROBE
+    def heartbeat_answered(self) -> None:
+        if self.recovery is not None:
+            self.recovery.retry()
+
+    def become_probe(self, last: Index) -> None:
+        """Start recovering the follower from its acknowledged `match` up to `last`."""
+        self.recovery = RecoveryStm(target=last)
         self.next = Index(self.match + 1)
-        self.probe_sent = False
         self.inflight.clear()
 
     def become_replicate(self) -> None:
-        self.state = ProgressState.REPLICATE
+        self.recovery = None
         self.next = Index(self.match + 1)
         self.inflight.clear()

@@ -1,5 +1,6 @@
-"""The Raft state machine of one group: terms, votes, log matching, commit, prevote, CheckQuorum,
-priority voting, leadership transfer and joint-consensus reconfiguration with learners.
+"""The Raft state machine of one group: terms, log matching, commit, CheckQuorum, leadership
+transfer and joint-consensus reconfiguration with learners; elections (prevote, votes, lease,
+priority voting) are the `Elections` mixin in `election.py`.
 
 Driven by `step(message)`, `tick()`, `propose(...)`, `propose_config(...)` and
 `transfer_leadership(...)`; the host collects what to persist, send and apply with `ready()` and
@@ -18,8 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from redshank.cluster.raft import confchange, quorum
+from redshank.cluster.raft.election import Elections
 from redshank.cluster.raft.log import RaftLog
 from redshank.cluster.raft.progress import Progress, ProgressState
+from redshank.cluster.raft.recovery_stm import RecoveryStm
 from redshank.cluster.raft.types import (
     NO_NODE,
     Config,
@@ -65,11 +68,7 @@ class RaftConfig:
     priorities: Mapping[NodeId, int] = field(default_factory=dict)
 
 
-def _decay(target: int) -> int:
-    return max(1, target // 2)
-
-
-class RaftCore:
+class RaftCore(Elections):
     def __init__(self, cfg: RaftConfig, log: RaftLog, hard_state: HardState,
                  bootstrap: Config) -> None:
         self.cfg = cfg
@@ -217,7 +216,7 @@ class RaftCore:
         else:
             # Redpanda #2606: never hand over to a lagging target; recover it first (from its
             # acknowledged `match`, since appends in flight may be lost).
-            pr.become_probe()
+            pr.become_probe(self.log.last_index())
             self._send_append(target)
         return None
 
@@ -236,28 +235,14 @@ class RaftCore:
             self._send_append(peer)
         return idx
 
-    def campaign(self) -> None:
-        """Start an election now (etcd's MsgHup): prevote first if enabled."""
-        if self.role != Role.LEADER and self.promotable():
-            self._campaign(transfer=False)
-
     # ---- time -------------------------------------------------------------------------------
 
     def tick(self) -> None:
         self.election_elapsed += 1
         if self.role == Role.LEADER:
             self._tick_leader()
-            return
-        if self.election_elapsed < self.randomized_timeout:
-            return
-        self.election_elapsed = 0
-        self._reset_timeout()
-        if not self.promotable():
-            return
-        if self.cfg.priorities and self._priority(self.id) < self.target_priority:
-            self.target_priority = _decay(self.target_priority)
-            return
-        self._campaign(transfer=False)
+        else:
+            self._tick_election()
 
     def _tick_leader(self) -> None:
         self.heartbeat_elapsed += 1
@@ -315,29 +300,6 @@ class RaftCore:
         else:
             self._step_candidate(m)
 
-    def _in_lease(self) -> bool:
-        return (self.cfg.check_quorum and self.lead != NO_NODE
-                and self.election_elapsed < self.cfg.election_ticks)
-
-    def _handle_vote_request(self, m: Message) -> None:
-        resp = MT.VOTE_RESPONSE if m.type == MT.VOTE else MT.PREVOTE_RESPONSE
-        can_vote = (
-            self.vote == m.src
-            or (self.vote == NO_NODE and self.lead == NO_NODE)
-            or (m.type == MT.PREVOTE and m.term > self.term)
-        )
-        last_t, last_i = self.last_term(), self.log.last_index()
-        up_to_date = m.log_term > last_t or (m.log_term == last_t and m.index >= last_i)
-        # Learners and removed nodes never vote; priority never overrides up_to_date.
-        if can_vote and up_to_date and self.promotable():
-            # A prevote grant answers in the candidate's future term and changes nothing here.
-            self._send(m.src, resp, term=m.term)
-            if m.type == MT.VOTE:
-                self.election_elapsed = 0
-                self.vote = m.src
-        else:
-            self._send(m.src, resp, reject=True)
-
     def _step_follower(self, m: Message) -> None:
         if m.type == MT.APPEND:
             self._heard_from_leader(m.src)
@@ -348,29 +310,6 @@ class RaftCore:
             self._send(m.src, MT.HEARTBEAT_RESPONSE, context=m.context)
         elif m.type == MT.TIMEOUT_NOW and self.promotable():
             self._campaign(transfer=True)
-
-    def _heard_from_leader(self, leader: NodeId) -> None:
-        self.election_elapsed = 0
-        self.lead = leader
-        self.target_priority = self._max_priority()
-
-    def _step_candidate(self, m: Message) -> None:
-        if m.type in (MT.APPEND, MT.HEARTBEAT):
-            self._become_follower(m.term, m.src, NoticeKind.BECAME_FOLLOWER)
-            self._step_follower(m)
-            return
-        want = MT.PREVOTE_RESPONSE if self.role == Role.PRECANDIDATE else MT.VOTE_RESPONSE
-        if m.type != want:
-            return
-        self.votes.setdefault(m.src, not m.reject)
-        result = quorum.joint_vote_result(self.config, self.votes)
-        if result == quorum.VoteResult.WON:
-            if self.role == Role.PRECANDIDATE:
-                self._campaign(transfer=False, after_prevote=True)
-            else:
-                self._become_leader()
-        elif result == quorum.VoteResult.LOST:
-            self._become_follower(self.term, NO_NODE, NoticeKind.BECAME_FOLLOWER)
 
     def _step_leader(self, m: Message) -> None:
         pr = self.progress.get(m.src)
@@ -384,7 +323,7 @@ class RaftCore:
                 hint = Index(min(m.commit, self.log.last_index()))
                 while hint > pr.match and self.log.term(hint) > m.log_term:
                     hint = Index(hint - 1)
-                if pr.rejected(m.index, hint):
+                if pr.rejected(m.index, hint, self.log.last_index()):
                     self._send_append(m.src)
                 return
             if pr.acked(m.index):
@@ -395,12 +334,12 @@ class RaftCore:
                 self._send_append(m.src)
         elif m.type == MT.HEARTBEAT_RESPONSE:
             pr.recent_active = True
-            pr.probe_sent = False
+            pr.heartbeat_answered()
             if pr.match < self.log.last_index():
                 # No progress over a whole heartbeat interval while behind: an append or its
                 # response was lost. Fall back to recovery (probe) from `match`.
                 if pr.state == ProgressState.REPLICATE and pr.match == pr.match_at_beat:
-                    pr.become_probe()
+                    pr.become_probe(self.log.last_index())
                 self._send_append(m.src)
             pr.match_at_beat = pr.match
 
@@ -436,29 +375,6 @@ class RaftCore:
 
     # ---- transitions ------------------------------------------------------------------------
 
-    def _campaign(self, transfer: bool, after_prevote: bool = False) -> None:
-        if self.cfg.prevote and not transfer and not after_prevote:
-            self.role = Role.PRECANDIDATE
-            self.lead = NO_NODE
-            self.votes = {self.id: True}
-            kind, term = MT.PREVOTE, Term(self.term + 1)
-        else:
-            self._reset(Term(self.term + 1))
-            self.role = Role.CANDIDATE
-            self.vote = self.id
-            self.votes = {self.id: True}
-            self._notice(NoticeKind.BECAME_CANDIDATE)
-            kind, term = MT.VOTE, self.term
-        if quorum.joint_vote_result(self.config, self.votes) == quorum.VoteResult.WON:
-            if kind == MT.PREVOTE:
-                self._campaign(transfer=False, after_prevote=True)
-            else:
-                self._become_leader()
-            return
-        for peer in sorted(self.config.all_voters() - {self.id}):
-            self._send(peer, kind, term=term, index=self.log.last_index(),
-                       log_term=self.last_term(), transfer=transfer)
-
     def _become_follower(self, term: Term, lead: NodeId, why: NoticeKind) -> None:
         self._reset(term)
         self.role = Role.FOLLOWER
@@ -487,17 +403,15 @@ class RaftCore:
         self.lead_transferee = NO_NODE
         self.progress = {}
 
-    def _reset_timeout(self) -> None:
-        n = self.cfg.election_ticks
-        self.randomized_timeout = n + self.cfg.rng.randrange(n)
-
     def _rebuild_progress(self) -> None:
-        nxt = Index(self.log.last_index() + 1)
+        # A new follower's log is unknown: recover it up to our log's end.
+        last = self.log.last_index()
         old = self.progress
         self.progress = {}
         for peer in sorted(self.config.members() - {self.id}):
-            self.progress[peer] = old.get(peer) or Progress(match=Index(0), next=nxt,
-                                                            recent_active=True)
+            self.progress[peer] = old.get(peer) or Progress(
+                match=Index(0), next=Index(last + 1), recovery=RecoveryStm(target=last),
+                recent_active=True)
 
     # ---- log and commit ---------------------------------------------------------------------
 
@@ -587,9 +501,3 @@ class RaftCore:
 
     def _notice(self, kind: NoticeKind, index: Index = _I0, leader: NodeId = NO_NODE) -> None:
         self._notices.append(Notice(kind, self.term, index, leader))
-
-    def _priority(self, node: NodeId) -> int:
-        return self.cfg.priorities.get(node, 1)
-
-    def _max_priority(self) -> int:
-        return max((self._priority(n) for n in self.config.all_voters()), default=1)

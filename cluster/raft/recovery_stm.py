@@ -1,0 +1,56 @@
+"""Recovery of one lagging follower from the leader's log (Redpanda's `raft/recovery_stm.cc`).
+
+The leader starts a `RecoveryStm` for a follower when it falls behind: a new leader or a new
+member (the follower's log is unknown), a rejected append, an append lost over a heartbeat
+interval, or a leadership transfer to a lagging target. Recovery keeps exactly ONE append in
+flight; it ends once the follower has acknowledged everything up to `target`, the leader's last
+index when recovery started (entries appended since then ride along in recovery's appends).
+
+Hand-off with replication (`Progress.next`, the follower's "last sent offset + 1"): recovery
+never moves the cursor optimistically (an append it sends may be rejected); only an ack moves it
+to the acknowledged index + 1. Replication sends nothing to a recovering follower and, once
+recovery finishes, starts exactly at that cursor, so the two never send overlapping appends.
+
+Must not know messages, the log's storage or the follower's other progress fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redshank.cluster.raft.types import Index
+
+
+@dataclass(slots=True)
+class RecoveryStm:
+    # Finished once the follower's acknowledged index reaches this.
+    target: Index
+    # The one append allowed in flight has been sent and not yet answered.
+    in_flight: bool = False
+
+    def may_send(self) -> bool:
+        return not self.in_flight
+
+    def sent(self) -> None:
+        self.in_flight = True
+
+    def acked(self, match: Index, next_: Index) -> bool:
+        """An ack arrived (the follower's acknowledged index is now `match`, the cursor
+        `next_`); returns whether recovery is finished and replication takes over."""
+        self.in_flight = False
+        return match >= self.target and match + 1 == next_
+
+    def rejected(self, next_: Index, match: Index, rejected: Index, hint: Index) -> Index | None:
+        """The follower's log does not match at `rejected`. Returns the cursor to retry from
+        (where the follower's and our terms suggest the logs agree, never at or below what it
+        acknowledged), or None if the rejection answers an older append than the one in
+        flight."""
+        if next_ - 1 != rejected:
+            return None
+        self.in_flight = False
+        return Index(max(min(rejected, hint + 1), match + 1))
+
+    def retry(self) -> None:
+        """The append or its response may be lost (a heartbeat came back while one was in
+        flight): allow one resend from the unchanged cursor."""
+        self.in_flight = False
