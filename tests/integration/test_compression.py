@@ -7,8 +7,10 @@ byte-exact and that each client can decompress what the others wrote."""
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -17,6 +19,8 @@ from broker_proc import BrokerProcess, check_consumed, create_topic, expected_re
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
+
+from redshank.protocol.record_batch import Compression, parse_header
 
 RECORDS = 200
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
@@ -141,6 +145,22 @@ def _consume_aiokafka(bootstrap: str, topics: list[str], total: int) -> dict[str
     return asyncio.run(asyncio.wait_for(run(), 40))
 
 
+def _stored_codecs(data_dir: Path, topic: str) -> set[int]:
+    """The compression codec of every batch stored in the topic's partition-0 segment files
+    (Kafka wire format; a segment's pre-allocated tail is zeros, where the batches end)."""
+    codecs: set[int] = set()
+    files = sorted((data_dir / "kafka" / f"{topic}-0").glob("*.log"))
+    assert files, f"no segment files for {topic} under {data_dir}"
+    for path in files:
+        buf = path.read_bytes()
+        pos = 0
+        while pos + 61 <= len(buf) and struct.unpack_from(">i", buf, pos + 8)[0] > 0:
+            header = parse_header(buf, pos)
+            codecs.add(header.compression)
+            pos += header.size
+    return codecs
+
+
 PRODUCERS: dict[str, Callable[[str, str, Records, str], None]] = {
     "confluent": _produce_confluent,
     "kafka-python": _produce_kafka_python,
@@ -164,6 +184,8 @@ def test_each_client_reads_every_clients_compressed_batches(broker: BrokerProces
         records = expected_records(topic, 1, RECORDS)[0]
         produce(broker.bootstrap, topic, records, codec)
         expected[topic] = records
+        # The batches really are compressed, and stored as the client sent them (G21).
+        assert _stored_codecs(broker.data_dir, topic) == {Compression[codec.upper()]}, name
     topics = sorted(expected)
     for reader, consume in CONSUMERS.items():
         got = consume(broker.bootstrap, topics, RECORDS * len(topics))
