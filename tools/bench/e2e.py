@@ -26,13 +26,16 @@ PAD = os.urandom(1024 - 8)
 
 def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespace
              ) -> dict[str, object]:
-    from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+    from confluent_kafka import Consumer, Producer, TopicPartition
 
     total = min(args.messages, int(args.seconds * RATE))
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{topic}",
                          "enable.auto.commit": False, "fetch.wait.max.ms": 100,
                          "fetch.error.backoff.ms": 10})
-    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(partitions)])
+    # Start at each partition's high watermark, resolved now, so no timed record is skipped.
+    ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            for p in range(partitions)]
+    consumer.assign([TopicPartition(topic, p, hi) for p, (_lo, hi) in enumerate(ends)])
     latencies: list[float] = []
     stop = threading.Event()
 
@@ -48,7 +51,6 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
     # Warm up: metadata and connections on both sides before timing (bounded).
     producer.list_topics(topic, timeout=10)
     consumer.list_topics(topic, timeout=10)
-    time.sleep(1.0)  # let the consumer resolve OFFSET_END before the first timed record
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     start = time.perf_counter()
