@@ -39,10 +39,13 @@ from redshank.actors.topic_controller import (
     TopicController,
 )
 from redshank.cluster.group import (
+    DescribedGroup,
     GroupConfig,
+    GroupDeletion,
     HeartbeatResult,
     JoinGroupResult,
     LeaveGroupResult,
+    ListGroupsResult,
     OffsetCommitResult,
     OffsetFetchGroupResult,
     PartitionError,
@@ -53,11 +56,15 @@ from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers import (
     api_versions,
     create_topics,
+    delete_groups,
+    describe_cluster,
+    describe_groups,
     find_coordinator,
     heartbeat,
     init_producer_id,
     join_group,
     leave_group,
+    list_groups,
     list_offsets,
     metadata,
     offset_commit,
@@ -200,6 +207,10 @@ class BrokerCore:
         return metadata.build(request, version, self.broker, result.cluster_id, q,
                               result.topics, result.not_ready)
 
+    async def describe_cluster(self, request: Any, version: int) -> Any:
+        result = await self.lookup(())
+        return describe_cluster.handle(request, version, self.broker, result.cluster_id)
+
     async def create_topics(self, request: Any, version: int) -> Any:
         specs, errors = create_topics.plan(request, self.config.default_partitions)
         outcomes: dict[str, create_topics.CreateOutcome] = {}
@@ -324,7 +335,10 @@ class BrokerCore:
     async def group_call(self, group_id: str, method: str, request: Any) -> Any:
         """Ask the coordinator of `group_id` (its `__consumer_offsets` partition's host)."""
         info = await self._groups_topic()
-        p = partition_for(group_id, info.partitions)
+        return await self._host_call(info, partition_for(group_id, info.partitions), method,
+                                     request)
+
+    async def _host_call(self, info: TopicInfo, p: int, method: str, request: Any) -> Any:
         core = info.cores[p]
         name = group_host_name(p)
         if name not in self.ensured:
@@ -393,6 +407,38 @@ class BrokerCore:
             except _UNAVAILABLE:
                 groups.append(OffsetFetchGroupResult(group_id, ErrorCode.NOT_COORDINATOR))
         return offset_fetch.build(groups, version)
+
+    async def describe_groups(self, request: Any, version: int) -> Any:
+        groups = []
+        for api in describe_groups.to_api(request, version):
+            try:
+                result = await self.group_call(api.group_ids[0], "describe_groups", api)
+                groups.append(result.groups[0])
+            except _UNAVAILABLE:
+                groups.append(DescribedGroup(api.group_ids[0], ErrorCode.NOT_COORDINATOR))
+        return describe_groups.build(groups, version)
+
+    async def list_groups(self, request: Any, version: int) -> Any:
+        """Every `__consumer_offsets` partition's coordinator lists its own groups."""
+        api = list_groups.to_api(request, version)
+        info = await self._groups_topic()
+        results = []
+        for p in range(info.partitions):
+            try:
+                results.append(await self._host_call(info, p, "list_groups", api))
+            except _UNAVAILABLE:
+                results.append(ListGroupsResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
+        return list_groups.build(results, version)
+
+    async def delete_groups(self, request: Any, version: int) -> Any:
+        results = []
+        for api in delete_groups.to_api(request, version):
+            try:
+                result = await self.group_call(api.group_ids[0], "delete_groups", api)
+                results.append(result.results[0])
+            except _UNAVAILABLE:
+                results.append(GroupDeletion(api.group_ids[0], ErrorCode.NOT_COORDINATOR))
+        return delete_groups.build(results, version)
 
     async def list_offsets(self, request: Any, version: int) -> Any:
         infos = await self.topic_infos([t.name for t in request.topics])

@@ -209,6 +209,10 @@ class KafkaSession(asyncio.Protocol):
             ApiKey.LEAVE_GROUP: core.leave_group,
             ApiKey.OFFSET_COMMIT: core.offset_commit,
             ApiKey.OFFSET_FETCH: core.offset_fetch,
+            ApiKey.DESCRIBE_GROUPS: core.describe_groups,
+            ApiKey.LIST_GROUPS: core.list_groups,
+            ApiKey.DELETE_GROUPS: core.delete_groups,
+            ApiKey.DESCRIBE_CLUSTER: core.describe_cluster,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 

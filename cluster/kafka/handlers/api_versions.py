@@ -33,6 +33,10 @@ SERVED: frozenset[int] = frozenset(
         ApiKey.LEAVE_GROUP,
         ApiKey.OFFSET_COMMIT,
         ApiKey.OFFSET_FETCH,
+        ApiKey.DESCRIBE_GROUPS,
+        ApiKey.LIST_GROUPS,
+        ApiKey.DELETE_GROUPS,
+        ApiKey.DESCRIBE_CLUSTER,
     }
 )
 

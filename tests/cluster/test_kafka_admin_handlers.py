@@ -1,0 +1,129 @@
+"""The admin API handlers (DescribeGroups, ListGroups, DeleteGroups): wire <-> cluster/group
+values for every advertised version, and every response they build encodes at every advertised
+version and decodes back to what was built (a field a version lacks stays at its default)."""
+
+from __future__ import annotations
+
+from redshank.cluster.group import (
+    DescribedGroup,
+    DescribedMember,
+    GroupDeletion,
+    GroupListing,
+    ListGroupsResult,
+)
+from redshank.cluster.kafka.handlers import (
+    api_versions,
+    delete_groups,
+    describe_cluster,
+    describe_groups,
+    list_groups,
+    metadata,
+)
+from redshank.protocol.api_versions import ADVERTISED, ApiKey
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages import delete_groups as dg_wire
+from redshank.protocol.messages import describe_cluster as dc_wire
+from redshank.protocol.messages import describe_groups as ds_wire
+from redshank.protocol.messages import list_groups as lg_wire
+
+INT32_MIN = -(2**31)
+
+
+def _versions(key: ApiKey) -> range:
+    lo, hi = ADVERTISED[key]
+    return range(lo, hi + 1)
+
+
+def test_group_admin_apis_are_advertised() -> None:
+    for key in (ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.DELETE_GROUPS,
+                ApiKey.DESCRIBE_CLUSTER):
+        assert key in api_versions.SERVED
+
+
+def test_describe_groups_one_request_per_distinct_group() -> None:
+    for v in _versions(ApiKey.DESCRIBE_GROUPS):
+        req = ds_wire.DescribeGroupsRequest(groups=("a", "b", "a"),
+                                            include_authorized_operations=v >= 3)
+        req = ds_wire.DescribeGroupsRequest.decode(req.encode(v), v)
+        assert [r.group_ids for r in describe_groups.to_api(req, v)] == [("a",), ("b",)]
+
+
+def test_describe_groups_encodes_every_version() -> None:
+    member = DescribedMember("m-1", "static-1", "client", "/127.0.0.1", b"meta", b"assign")
+    groups = [
+        DescribedGroup("a", ErrorCode.NONE, "Stable", "consumer", "range", (member,)),
+        DescribedGroup("b", ErrorCode.NOT_COORDINATOR),
+    ]
+    for v in _versions(ApiKey.DESCRIBE_GROUPS):
+        resp = describe_groups.build(groups, v)
+        back = ds_wire.DescribeGroupsResponse.decode(resp.encode(v), v)
+        a, b = back.groups
+        assert (a.group_id, a.group_state, a.protocol_type, a.protocol_data) == (
+            "a", "Stable", "consumer", "range")
+        assert a.authorized_operations == INT32_MIN  # notes G14
+        (m,) = a.members
+        assert (m.member_id, m.client_id, m.client_host) == ("m-1", "client", "/127.0.0.1")
+        assert (m.member_metadata, m.member_assignment) == (b"meta", b"assign")
+        assert m.group_instance_id == ("static-1" if v >= 4 else None)
+        assert (b.group_id, b.error_code, b.members) == ("b", ErrorCode.NOT_COORDINATOR, ())
+
+
+def test_list_groups_filters_by_version() -> None:
+    for v in _versions(ApiKey.LIST_GROUPS):
+        req = lg_wire.ListGroupsRequest(states_filter=("Stable",) if v >= 4 else (),
+                                        types_filter=("classic",) if v >= 5 else ())
+        api = list_groups.to_api(lg_wire.ListGroupsRequest.decode(req.encode(v), v), v)
+        assert api.states_filter == (("Stable",) if v >= 4 else ())
+        assert api.types_filter == (("classic",) if v >= 5 else ())
+
+
+def test_list_groups_merges_coordinators_every_version() -> None:
+    results = [
+        ListGroupsResult(ErrorCode.NONE, (GroupListing("a", "consumer", "Stable"),)),
+        ListGroupsResult(ErrorCode.NONE, (GroupListing("b", "", "Empty"),)),
+    ]
+    for v in _versions(ApiKey.LIST_GROUPS):
+        back = lg_wire.ListGroupsResponse.decode(list_groups.build(results, v).encode(v), v)
+        assert back.error_code == ErrorCode.NONE
+        assert [(g.group_id, g.protocol_type) for g in back.groups] == [
+            ("a", "consumer"), ("b", "")]
+        assert [g.group_state for g in back.groups] == (
+            ["Stable", "Empty"] if v >= 4 else ["", ""])
+        assert [g.group_type for g in back.groups] == (
+            ["classic", "classic"] if v >= 5 else ["", ""])
+    failed = [*results, ListGroupsResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)]
+    assert list_groups.build(failed, 0).error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+
+
+def test_delete_groups_every_version() -> None:
+    for v in _versions(ApiKey.DELETE_GROUPS):
+        req = dg_wire.DeleteGroupsRequest(groups_names=("a", "b", "b"))
+        api = delete_groups.to_api(dg_wire.DeleteGroupsRequest.decode(req.encode(v), v), v)
+        assert [r.group_ids for r in api] == [("a",), ("b",)]
+        built = delete_groups.build([GroupDeletion("a", ErrorCode.NONE),
+                                     GroupDeletion("b", ErrorCode.NON_EMPTY_GROUP)], v)
+        back = dg_wire.DeleteGroupsResponse.decode(built.encode(v), v)
+        assert [(r.group_id, r.error_code) for r in back.results] == [
+            ("a", ErrorCode.NONE), ("b", ErrorCode.NON_EMPTY_GROUP)]
+
+
+def test_describe_cluster_every_version() -> None:
+    broker = metadata.BrokerAddress(3, "broker.example", 9093)
+    for v in _versions(ApiKey.DESCRIBE_CLUSTER):
+        req = dc_wire.DescribeClusterRequest.decode(
+            dc_wire.DescribeClusterRequest(include_cluster_authorized_operations=True).encode(v), v)
+        resp = describe_cluster.handle(req, v, broker, "cluster-x")
+        back = dc_wire.DescribeClusterResponse.decode(resp.encode(v), v)
+        assert (back.error_code, back.cluster_id, back.controller_id) == (0, "cluster-x", 3)
+        assert [(b.broker_id, b.host, b.port, b.rack) for b in back.brokers] == [
+            (3, "broker.example", 9093, None)]
+        assert back.cluster_authorized_operations == INT32_MIN  # notes G14
+
+
+def test_describe_cluster_refuses_controller_endpoints() -> None:
+    broker = metadata.BrokerAddress(0, "h", 1)
+    resp = describe_cluster.handle(dc_wire.DescribeClusterRequest(endpoint_type=2), 1, broker, "c")
+    back = dc_wire.DescribeClusterResponse.decode(resp.encode(1), 1)
+    assert back.error_code == describe_cluster.UNSUPPORTED_ENDPOINT_TYPE
+    assert back.error_message is not None and "endpoint type 2" in back.error_message
+    assert back.brokers == ()

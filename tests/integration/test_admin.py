@@ -1,0 +1,129 @@
+"""Admin APIs with real admin clients (confluent-kafka AdminClient, kafka-python
+KafkaAdminClient) against a real broker: consumer groups are listed, described (a live member
+while Stable, Empty once it left) and deleted (a live group is refused with NON_EMPTY_GROUP, an
+unknown one with GROUP_ID_NOT_FOUND); DescribeCluster names this node as broker and controller."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from broker_proc import BrokerProcess, create_topic
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from kafka.admin import KafkaAdminClient
+from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError
+
+TIMEOUT = 20
+
+
+def _fill(bootstrap: str, topic: str) -> None:
+    create_topic(bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(5):
+        producer.produce(topic, value=f"{topic}-{i}".encode(), partition=0)
+    assert producer.flush(TIMEOUT) == 0
+
+
+def _joined_consumer(bootstrap: str, topic: str, group: str) -> Consumer:
+    """A consumer that has joined `group`, read a record and committed its offset."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "client.id": f"{group}-client", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None:
+            assert msg.error() is None, f"consumer error: {msg.error()}"
+            consumer.commit(message=msg, asynchronous=False)
+            return consumer
+    consumer.close()
+    raise AssertionError(f"{group} got no record in {TIMEOUT}s")
+
+
+@pytest.fixture()
+def ck_admin(broker: BrokerProcess) -> Iterator[AdminClient]:
+    yield AdminClient({"bootstrap.servers": broker.bootstrap})
+
+
+@pytest.mark.timeout(90)
+def test_confluent_kafka_list_describe_delete_groups(broker: BrokerProcess,
+                                                      ck_admin: AdminClient) -> None:
+    _fill(broker.bootstrap, "adm-ck")
+    consumer = _joined_consumer(broker.bootstrap, "adm-ck", "adm-ck-group")
+    try:
+        listed = ck_admin.list_consumer_groups(request_timeout=TIMEOUT).result(TIMEOUT)
+        by_id = {g.group_id: g for g in listed.valid}
+        assert by_id["adm-ck-group"].state == ConsumerGroupState.STABLE
+        desc = ck_admin.describe_consumer_groups(
+            ["adm-ck-group"], request_timeout=TIMEOUT)["adm-ck-group"].result(TIMEOUT)
+        assert desc.state == ConsumerGroupState.STABLE
+        assert [m.client_id for m in desc.members] == ["adm-ck-group-client"]
+        assert [tp.topic for m in desc.members for tp in m.assignment.topic_partitions] == [
+            "adm-ck"]
+        with pytest.raises(KafkaException) as refused:
+            ck_admin.delete_consumer_groups(
+                ["adm-ck-group"], request_timeout=TIMEOUT)["adm-ck-group"].result(TIMEOUT)
+        assert refused.value.args[0].code() == KafkaError.NON_EMPTY_GROUP
+    finally:
+        consumer.close()
+    desc = ck_admin.describe_consumer_groups(
+        ["adm-ck-group"], request_timeout=TIMEOUT)["adm-ck-group"].result(TIMEOUT)
+    assert desc.state == ConsumerGroupState.EMPTY and list(desc.members) == []
+    ck_admin.delete_consumer_groups(
+        ["adm-ck-group"], request_timeout=TIMEOUT)["adm-ck-group"].result(TIMEOUT)
+    listed = ck_admin.list_consumer_groups(request_timeout=TIMEOUT).result(TIMEOUT)
+    assert "adm-ck-group" not in {g.group_id for g in listed.valid}
+    with pytest.raises(KafkaException) as unknown:
+        ck_admin.delete_consumer_groups(
+            ["adm-ck-group"], request_timeout=TIMEOUT)["adm-ck-group"].result(TIMEOUT)
+    assert unknown.value.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND
+
+
+@pytest.mark.timeout(90)
+def test_kafka_python_list_describe_delete_groups(broker: BrokerProcess) -> None:
+    _fill(broker.bootstrap, "adm-kp")
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT * 1000)
+    try:
+        consumer = _joined_consumer(broker.bootstrap, "adm-kp", "adm-kp-group")
+        try:
+            listed = {g["group_id"]: g for g in admin.list_groups()}
+            assert listed["adm-kp-group"]["group_state"] == "Stable"
+            assert listed["adm-kp-group"]["protocol_type"] == "consumer"
+            live = admin.describe_groups(["adm-kp-group"])["adm-kp-group"]
+            assert (live["error"], live["group_state"]) == (None, "Stable")
+            (member,) = live["members"]
+            assert member["client_id"] == "adm-kp-group-client"
+            assert member["member_assignment"]["assigned_partitions"] == [
+                {"topic": "adm-kp", "partitions": [0]}]
+            assert admin.delete_groups(["adm-kp-group"]) == {
+                "adm-kp-group": NonEmptyGroupError.__name__}
+        finally:
+            consumer.close()
+        left = admin.describe_groups(["adm-kp-group"])["adm-kp-group"]
+        assert (left["group_state"], left["members"]) == ("Empty", [])
+        assert admin.delete_groups(["adm-kp-group"]) == {"adm-kp-group": "OK"}
+        assert "adm-kp-group" not in {g["group_id"] for g in admin.list_groups()}
+        assert admin.delete_groups(["adm-kp-group"]) == {
+            "adm-kp-group": GroupIdNotFoundError.__name__}
+    finally:
+        admin.close()
+
+
+@pytest.mark.timeout(60)
+def test_describe_cluster(broker: BrokerProcess, ck_admin: AdminClient) -> None:
+    port = int(broker.bootstrap.rsplit(":", 1)[1])
+    desc = ck_admin.describe_cluster(request_timeout=TIMEOUT).result(TIMEOUT)
+    assert desc.cluster_id
+    assert [(n.id, n.port) for n in desc.nodes] == [(0, port)]
+    assert desc.controller is not None and desc.controller.id == 0
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT * 1000)
+    try:
+        kp = admin.describe_cluster()
+        assert kp["cluster_id"] == desc.cluster_id
+        assert kp["controller_id"] == 0
+        assert [(b["broker_id"], b["port"]) for b in kp["brokers"]] == [(0, port)]
+    finally:
+        admin.close()
