@@ -28,12 +28,19 @@ from redshank.actors.partition_leader import (
     WaitForData,
     partition_name,
 )
-from redshank.actors.partition_manager import MANAGER, Ensure, EnsureGroupHost, PartitionManager
+from redshank.actors.partition_manager import (
+    MANAGER,
+    Ensure,
+    EnsureGroupHost,
+    PartitionManager,
+    TopicDeletedError,
+)
 from redshank.actors.runtime import CoreContext, CoreDiedError, LoopFuture
 from redshank.actors.topic_controller import (
     CONTROLLER,
     AllocateProducerId,
     CreateTopics,
+    DeleteTopics,
     Lookup,
     LookupResult,
     TopicController,
@@ -57,6 +64,7 @@ from redshank.cluster.kafka.handlers import (
     api_versions,
     create_topics,
     delete_groups,
+    delete_topics,
     describe_cluster,
     describe_groups,
     find_coordinator,
@@ -171,8 +179,15 @@ class BrokerCore:
         if name not in self.ensured:
             info = self.topics.get(topic)
             configs = info.configs if info is not None else ()
-            await resolve(self.router.ref(core, MANAGER).ask(
-                Ensure(topic, partition, configs), block=False))
+            try:
+                await resolve(self.router.ref(core, MANAGER).ask(
+                    Ensure(topic, partition, configs, None if info is None else info.topic_id),
+                    block=False))
+            except TopicDeletedError:
+                # Deleted through another core: forget it, the next request looks it up again.
+                if self.topics.get(topic) is info:
+                    self.topics.pop(topic, None)
+                raise
             self.ensured.add(name)
         return name
 
@@ -206,6 +221,17 @@ class BrokerCore:
                                   frozenset(q.names or ()))
         return metadata.build(request, version, self.broker, result.cluster_id, q,
                               result.topics, result.not_ready)
+
+    async def delete_topics(self, request: Any, version: int) -> Any:
+        targets = delete_topics.plan(request, version)
+        outcomes: list[delete_topics.DeleteOutcome] = await resolve(
+            self.router.ref(0, CONTROLLER).ask(DeleteTopics(tuple(targets)), block=False))
+        for o in outcomes:
+            if o.error_code == ErrorCode.NONE and o.name is not None:
+                self.topics.pop(o.name, None)
+                prefix = partition_name(o.name, 0)[:-1]  # "partition/<topic>/"
+                self.ensured = {n for n in self.ensured if not n.startswith(prefix)}
+        return delete_topics.build(outcomes, version)
 
     async def describe_cluster(self, request: Any, version: int) -> Any:
         result = await self.lookup(())

@@ -213,6 +213,7 @@ class KafkaSession(asyncio.Protocol):
             ApiKey.LIST_GROUPS: core.list_groups,
             ApiKey.DELETE_GROUPS: core.delete_groups,
             ApiKey.DESCRIBE_CLUSTER: core.describe_cluster,
+            ApiKey.DELETE_TOPICS: core.delete_topics,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 

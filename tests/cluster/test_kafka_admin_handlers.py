@@ -4,6 +4,8 @@ version and decodes back to what was built (a field a version lacks stays at its
 
 from __future__ import annotations
 
+import uuid
+
 from redshank.cluster.group import (
     DescribedGroup,
     DescribedMember,
@@ -14,14 +16,17 @@ from redshank.cluster.group import (
 from redshank.cluster.kafka.handlers import (
     api_versions,
     delete_groups,
+    delete_topics,
     describe_cluster,
     describe_groups,
     list_groups,
     metadata,
 )
+from redshank.cluster.kafka.topic_table import TopicInfo, TopicTable
 from redshank.protocol.api_versions import ADVERTISED, ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import delete_groups as dg_wire
+from redshank.protocol.messages import delete_topics as dt_wire
 from redshank.protocol.messages import describe_cluster as dc_wire
 from redshank.protocol.messages import describe_groups as ds_wire
 from redshank.protocol.messages import list_groups as lg_wire
@@ -36,7 +41,7 @@ def _versions(key: ApiKey) -> range:
 
 def test_group_admin_apis_are_advertised() -> None:
     for key in (ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.DELETE_GROUPS,
-                ApiKey.DESCRIBE_CLUSTER):
+                ApiKey.DESCRIBE_CLUSTER, ApiKey.DELETE_TOPICS):
         assert key in api_versions.SERVED
 
 
@@ -127,3 +132,55 @@ def test_describe_cluster_refuses_controller_endpoints() -> None:
     assert back.error_code == describe_cluster.UNSUPPORTED_ENDPOINT_TYPE
     assert back.error_message is not None and "endpoint type 2" in back.error_message
     assert back.brokers == ()
+
+
+def test_delete_topics_plan_by_name_and_id() -> None:
+    tid = uuid.uuid4()
+    for v in _versions(ApiKey.DELETE_TOPICS):
+        if v < 6:
+            req = dt_wire.DeleteTopicsRequest(topic_names=("a", "b", "a"), timeout_ms=1000)
+            want = [delete_topics.DeleteTarget("a"), delete_topics.DeleteTarget("b")]
+        else:
+            req = dt_wire.DeleteTopicsRequest(topics=(
+                dt_wire.DeleteTopicState("a"), dt_wire.DeleteTopicState(None, tid)),
+                timeout_ms=1000)
+            want = [delete_topics.DeleteTarget("a"), delete_topics.DeleteTarget(None, tid)]
+        back = dt_wire.DeleteTopicsRequest.decode(req.encode(v), v)
+        assert delete_topics.plan(back, v) == want
+
+
+def test_delete_topics_decide() -> None:
+    a = TopicInfo("a", uuid.uuid4(), (0, 1))
+    groups = TopicInfo("__consumer_offsets", uuid.uuid4(), (0,))
+    table = TopicTable([a, groups])
+    internal = frozenset({"__consumer_offsets"})
+    assert delete_topics.decide(delete_topics.DeleteTarget("a"), table, internal) is a
+    assert delete_topics.decide(delete_topics.DeleteTarget(None, a.topic_id), table, internal) is a
+    missing = delete_topics.decide(delete_topics.DeleteTarget("nope"), table, internal)
+    assert isinstance(missing, delete_topics.DeleteOutcome)
+    assert missing.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    wrong_id = delete_topics.decide(delete_topics.DeleteTarget("a", uuid.uuid4()), table, internal)
+    assert isinstance(wrong_id, delete_topics.DeleteOutcome)
+    assert wrong_id.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    no_id = delete_topics.decide(delete_topics.DeleteTarget(None, uuid.uuid4()), table, internal)
+    assert isinstance(no_id, delete_topics.DeleteOutcome)
+    assert no_id.error_code == ErrorCode.UNKNOWN_TOPIC_ID
+    refused = delete_topics.decide(delete_topics.DeleteTarget("__consumer_offsets"), table,
+                                   internal)
+    assert isinstance(refused, delete_topics.DeleteOutcome)
+    assert refused.error_code == ErrorCode.INVALID_REQUEST
+    assert table.remove("a") is a and table.get("a") is None and table.by_id(a.topic_id) is None
+
+
+def test_delete_topics_build_every_version() -> None:
+    tid = uuid.uuid4()
+    outcomes = [delete_topics.DeleteOutcome("a", tid, ErrorCode.NONE),
+                delete_topics.DeleteOutcome("b", uuid.UUID(int=0),
+                                            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no b")]
+    for v in _versions(ApiKey.DELETE_TOPICS):
+        back = dt_wire.DeleteTopicsResponse.decode(
+            delete_topics.build(outcomes, v).encode(v), v)
+        assert [(r.name, r.error_code) for r in back.responses] == [
+            ("a", 0), ("b", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
+        assert back.responses[0].topic_id == (tid if v >= 6 else uuid.UUID(int=0))
+        assert back.responses[1].error_message == ("no b" if v >= 5 else None)

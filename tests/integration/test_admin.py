@@ -1,7 +1,9 @@
 """Admin APIs with real admin clients (confluent-kafka AdminClient, kafka-python
 KafkaAdminClient) against a real broker: consumer groups are listed, described (a live member
 while Stable, Empty once it left) and deleted (a live group is refused with NON_EMPTY_GROUP, an
-unknown one with GROUP_ID_NOT_FOUND); DescribeCluster names this node as broker and controller."""
+unknown one with GROUP_ID_NOT_FOUND); DescribeCluster names this node as broker and controller;
+DeleteTopics removes a topic and its log directories (a topic created again under the same name
+starts empty) and refuses unknown topics."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from broker_proc import BrokerProcess, create_topic
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from kafka.admin import KafkaAdminClient
-from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError
+from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError, UnknownTopicOrPartitionError
 
 TIMEOUT = 20
 
@@ -125,5 +127,59 @@ def test_describe_cluster(broker: BrokerProcess, ck_admin: AdminClient) -> None:
         assert kp["cluster_id"] == desc.cluster_id
         assert kp["controller_id"] == 0
         assert [(b["broker_id"], b["port"]) for b in kp["brokers"]] == [(0, port)]
+    finally:
+        admin.close()
+
+
+def _consume_all(bootstrap: str, topic: str, expect: int) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    got: list[bytes] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + TIMEOUT
+        while len(got) < expect and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None:
+                assert msg.error() is None, f"consumer error: {msg.error()}"
+                got.append(msg.value())
+        # Anything beyond `expect` would be data that outlived the deletion.
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                got.append(msg.value())
+    finally:
+        consumer.close()
+    return got
+
+
+@pytest.mark.timeout(90)
+def test_confluent_kafka_delete_topic_and_recreate(broker: BrokerProcess,
+                                                   ck_admin: AdminClient) -> None:
+    _fill(broker.bootstrap, "adm-del")  # 5 records
+    ck_admin.delete_topics(["adm-del"], request_timeout=TIMEOUT)["adm-del"].result(TIMEOUT)
+    assert "adm-del" not in ck_admin.list_topics(timeout=TIMEOUT).topics
+    with pytest.raises(KafkaException) as unknown:
+        ck_admin.delete_topics(["adm-del"], request_timeout=TIMEOUT)["adm-del"].result(TIMEOUT)
+    assert unknown.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    create_topic(broker.bootstrap, "adm-del", 2)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    producer.produce("adm-del", value=b"fresh", partition=1)
+    assert producer.flush(TIMEOUT) == 0
+    assert _consume_all(broker.bootstrap, "adm-del", 1) == [b"fresh"]
+
+
+@pytest.mark.timeout(90)
+def test_kafka_python_delete_topics(broker: BrokerProcess) -> None:
+    _fill(broker.bootstrap, "adm-del-kp")
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT * 1000)
+    try:
+        assert list(broker.data_dir.rglob("adm-del-kp-0"))
+        admin.delete_topics(["adm-del-kp"])
+        assert "adm-del-kp" not in admin.list_topics()
+        assert not list(broker.data_dir.rglob("adm-del-kp-*"))  # the controller waits for it
+        with pytest.raises(UnknownTopicOrPartitionError):
+            admin.delete_topics(["adm-del-kp"])
     finally:
         admin.close()

@@ -37,6 +37,7 @@ SERVED: frozenset[int] = frozenset(
         ApiKey.LIST_GROUPS,
         ApiKey.DELETE_GROUPS,
         ApiKey.DESCRIBE_CLUSTER,
+        ApiKey.DELETE_TOPICS,
     }
 )
 
