@@ -66,6 +66,7 @@ from redshank.cluster.kafka.handlers import (
     delete_groups,
     delete_topics,
     describe_cluster,
+    describe_configs,
     describe_groups,
     find_coordinator,
     heartbeat,
@@ -232,6 +233,12 @@ class BrokerCore:
                 prefix = partition_name(o.name, 0)[:-1]  # "partition/<topic>/"
                 self.ensured = {n for n in self.ensured if not n.startswith(prefix)}
         return delete_topics.build(outcomes, version)
+
+    async def describe_configs(self, request: Any, version: int) -> Any:
+        names = describe_configs.topic_names(request)
+        # Asked of the controller, not this core's cache: configs change under it.
+        found = (await self.lookup(names)).topics if names else {}
+        return describe_configs.build(request, version, {n: found.get(n) for n in names})
 
     async def describe_cluster(self, request: Any, version: int) -> Any:
         result = await self.lookup(())

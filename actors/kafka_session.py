@@ -214,6 +214,7 @@ class KafkaSession(asyncio.Protocol):
             ApiKey.DELETE_GROUPS: core.delete_groups,
             ApiKey.DESCRIBE_CLUSTER: core.describe_cluster,
             ApiKey.DELETE_TOPICS: core.delete_topics,
+            ApiKey.DESCRIBE_CONFIGS: core.describe_configs,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 

@@ -18,6 +18,7 @@ from redshank.cluster.kafka.handlers import (
     delete_groups,
     delete_topics,
     describe_cluster,
+    describe_configs,
     describe_groups,
     list_groups,
     metadata,
@@ -28,6 +29,7 @@ from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import delete_groups as dg_wire
 from redshank.protocol.messages import delete_topics as dt_wire
 from redshank.protocol.messages import describe_cluster as dc_wire
+from redshank.protocol.messages import describe_configs as dcf_wire
 from redshank.protocol.messages import describe_groups as ds_wire
 from redshank.protocol.messages import list_groups as lg_wire
 
@@ -41,7 +43,7 @@ def _versions(key: ApiKey) -> range:
 
 def test_group_admin_apis_are_advertised() -> None:
     for key in (ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.DELETE_GROUPS,
-                ApiKey.DESCRIBE_CLUSTER, ApiKey.DELETE_TOPICS):
+                ApiKey.DESCRIBE_CLUSTER, ApiKey.DELETE_TOPICS, ApiKey.DESCRIBE_CONFIGS):
         assert key in api_versions.SERVED
 
 
@@ -184,3 +186,32 @@ def test_delete_topics_build_every_version() -> None:
             ("a", 0), ("b", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
         assert back.responses[0].topic_id == (tid if v >= 6 else uuid.UUID(int=0))
         assert back.responses[1].error_message == ("no b" if v >= 5 else None)
+
+
+def test_describe_configs_topics_brokers_every_version() -> None:
+    info = TopicInfo("t", uuid.uuid4(), (0,), (("retention.ms", "1000"),))
+    req = dcf_wire.DescribeConfigsRequest(resources=(
+        dcf_wire.DescribeConfigsResource(2, "t", None),
+        dcf_wire.DescribeConfigsResource(2, "t", ("segment.bytes", "no.such.key")),
+        dcf_wire.DescribeConfigsResource(2, "missing", None),
+        dcf_wire.DescribeConfigsResource(4, "0", None),
+        dcf_wire.DescribeConfigsResource(8, "0", None),
+    ))
+    for v in _versions(ApiKey.DESCRIBE_CONFIGS):
+        back_req = dcf_wire.DescribeConfigsRequest.decode(req.encode(v), v)
+        assert describe_configs.topic_names(back_req) == ("t", "missing")
+        resp = describe_configs.build(back_req, v, {"t": info, "missing": None})
+        full, one, missing, broker, logger = dcf_wire.DescribeConfigsResponse.decode(
+            resp.encode(v), v).results
+        values = {c.name: (c.value, c.config_source) for c in full.configs}
+        assert set(values) == set(describe_configs.DEFAULTS)
+        source = describe_configs.ConfigSource
+        assert values["retention.ms"] == ("1000", source.DYNAMIC_TOPIC_CONFIG)
+        assert values["cleanup.policy"] == ("delete", source.DEFAULT_CONFIG)
+        assert values["max.message.bytes"][0] == "1048588"
+        types = {c.name: c.config_type for c in full.configs}
+        assert types["retention.ms"] == (describe_configs.ConfigType.LONG if v >= 3 else 0)
+        assert [c.name for c in one.configs] == ["segment.bytes"]
+        assert missing.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and not missing.configs
+        assert (broker.error_code, broker.configs) == (0, ())
+        assert logger.error_code == ErrorCode.INVALID_REQUEST

@@ -3,7 +3,7 @@ KafkaAdminClient) against a real broker: consumer groups are listed, described (
 while Stable, Empty once it left) and deleted (a live group is refused with NON_EMPTY_GROUP, an
 unknown one with GROUP_ID_NOT_FOUND); DescribeCluster names this node as broker and controller;
 DeleteTopics removes a topic and its log directories (a topic created again under the same name
-starts empty) and refuses unknown topics."""
+starts empty) and refuses unknown topics; DescribeConfigs reports set values and defaults."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from collections.abc import Iterator
 import pytest
 from broker_proc import BrokerProcess, create_topic
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from kafka.admin import ConfigResource as KpConfigResource
+from kafka.admin import ConfigResourceType as KpResourceType
 from kafka.admin import KafkaAdminClient
 from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError, UnknownTopicOrPartitionError
 
@@ -181,5 +183,26 @@ def test_kafka_python_delete_topics(broker: BrokerProcess) -> None:
         assert not list(broker.data_dir.rglob("adm-del-kp-*"))  # the controller waits for it
         with pytest.raises(UnknownTopicOrPartitionError):
             admin.delete_topics(["adm-del-kp"])
+    finally:
+        admin.close()
+
+
+@pytest.mark.timeout(60)
+def test_describe_configs(broker: BrokerProcess, ck_admin: AdminClient) -> None:
+    created = ck_admin.create_topics([NewTopic("adm-cfg", 1, 1, config={"retention.ms": "60000"})],
+                                     request_timeout=TIMEOUT)
+    created["adm-cfg"].result(TIMEOUT)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "adm-cfg")
+    entries = ck_admin.describe_configs([resource], request_timeout=TIMEOUT)[resource].result(
+        TIMEOUT)
+    assert entries["retention.ms"].value == "60000" and not entries["retention.ms"].is_default
+    assert entries["cleanup.policy"].value == "delete" and entries["cleanup.policy"].is_default
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT * 1000)
+    try:
+        described = admin.describe_configs([KpConfigResource(KpResourceType.TOPIC, "adm-cfg")])
+        # kafka-python lists the non-default entries only.
+        retention = described["topic"]["adm-cfg"]["retention.ms"]
+        assert (retention["value"], retention["config_source"]) == (
+            "60000", "DYNAMIC_TOPIC_CONFIG")
     finally:
         admin.close()

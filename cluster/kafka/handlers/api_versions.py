@@ -38,6 +38,7 @@ SERVED: frozenset[int] = frozenset(
         ApiKey.DELETE_GROUPS,
         ApiKey.DESCRIBE_CLUSTER,
         ApiKey.DELETE_TOPICS,
+        ApiKey.DESCRIBE_CONFIGS,
     }
 )
 
