@@ -39,6 +39,7 @@ from redshank.actors.runtime import CoreContext, CoreDiedError, LoopFuture
 from redshank.actors.topic_controller import (
     CONTROLLER,
     AllocateProducerId,
+    CreatePartitions,
     CreateTopics,
     DeleteTopics,
     Lookup,
@@ -62,6 +63,7 @@ from redshank.cluster.group import (
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers import (
     api_versions,
+    create_partitions,
     create_topics,
     delete_groups,
     delete_topics,
@@ -222,6 +224,16 @@ class BrokerCore:
                                   frozenset(q.names or ()))
         return metadata.build(request, version, self.broker, result.cluster_id, q,
                               result.topics, result.not_ready)
+
+    async def create_partitions(self, request: Any, version: int) -> Any:
+        grows, refused = create_partitions.plan(request)
+        outcomes: list[create_partitions.GrowOutcome] = await resolve(
+            self.router.ref(0, CONTROLLER).ask(
+                CreatePartitions(tuple(grows), request.validate_only, self.broker.node_id),
+                block=False)) if grows else []
+        for o in outcomes:
+            self.topics.pop(o.name, None)  # looked up again with its new partitions
+        return create_partitions.build(refused + outcomes, version)
 
     async def delete_topics(self, request: Any, version: int) -> Any:
         targets = delete_topics.plan(request, version)

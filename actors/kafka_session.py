@@ -215,6 +215,7 @@ class KafkaSession(asyncio.Protocol):
             ApiKey.DESCRIBE_CLUSTER: core.describe_cluster,
             ApiKey.DELETE_TOPICS: core.delete_topics,
             ApiKey.DESCRIBE_CONFIGS: core.describe_configs,
+            ApiKey.CREATE_PARTITIONS: core.create_partitions,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 

@@ -15,6 +15,7 @@ from redshank.cluster.group import (
 )
 from redshank.cluster.kafka.handlers import (
     api_versions,
+    create_partitions,
     delete_groups,
     delete_topics,
     describe_cluster,
@@ -26,6 +27,7 @@ from redshank.cluster.kafka.handlers import (
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicTable
 from redshank.protocol.api_versions import ADVERTISED, ApiKey
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages import create_partitions as cp_wire
 from redshank.protocol.messages import delete_groups as dg_wire
 from redshank.protocol.messages import delete_topics as dt_wire
 from redshank.protocol.messages import describe_cluster as dc_wire
@@ -43,7 +45,8 @@ def _versions(key: ApiKey) -> range:
 
 def test_group_admin_apis_are_advertised() -> None:
     for key in (ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.DELETE_GROUPS,
-                ApiKey.DESCRIBE_CLUSTER, ApiKey.DELETE_TOPICS, ApiKey.DESCRIBE_CONFIGS):
+                ApiKey.DESCRIBE_CLUSTER, ApiKey.DELETE_TOPICS, ApiKey.DESCRIBE_CONFIGS,
+                ApiKey.CREATE_PARTITIONS):
         assert key in api_versions.SERVED
 
 
@@ -215,3 +218,48 @@ def test_describe_configs_topics_brokers_every_version() -> None:
         assert missing.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and not missing.configs
         assert (broker.error_code, broker.configs) == (0, ())
         assert logger.error_code == ErrorCode.INVALID_REQUEST
+
+
+def test_create_partitions_plan_decide_grow() -> None:
+    info = TopicInfo("t", uuid.uuid4(), (1, 0))
+    internal = frozenset({"__consumer_offsets"})
+    Grow = create_partitions.Grow
+
+    def code(grow: create_partitions.Grow, of: TopicInfo | None = info) -> int:
+        out = create_partitions.decide(grow, of, 0, internal)
+        return 0 if out is None else out.error_code
+
+    assert code(Grow("t", 4)) == 0
+    assert code(Grow("t", 4, ((0,), (0,)))) == 0
+    assert code(Grow("t", 2)) == ErrorCode.INVALID_PARTITIONS
+    assert code(Grow("t", 1)) == ErrorCode.INVALID_PARTITIONS
+    assert code(Grow("t", 4, ((0,),))) == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+    assert code(Grow("t", 3, ((1,),))) == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+    assert code(Grow("t", 3), None) == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    groups = TopicInfo("__consumer_offsets", uuid.uuid4(), (0,))
+    assert code(Grow("__consumer_offsets", 3), groups) == ErrorCode.INVALID_REQUEST
+    bigger = create_partitions.grown(info, 5, 2)
+    assert bigger.cores[:2] == info.cores and bigger.partitions == 5
+    assert bigger.topic_id == info.topic_id
+    assert set(bigger.cores) == {0, 1}
+
+
+def test_create_partitions_every_version() -> None:
+    req = cp_wire.CreatePartitionsRequest(topics=(
+        cp_wire.CreatePartitionsTopic("a", 3, None),
+        cp_wire.CreatePartitionsTopic("b", 2, (cp_wire.CreatePartitionsAssignment((0,)),)),
+        cp_wire.CreatePartitionsTopic("d", 2, None),
+        cp_wire.CreatePartitionsTopic("d", 3, None),
+    ), timeout_ms=1000, validate_only=False)
+    for v in _versions(ApiKey.CREATE_PARTITIONS):
+        grows, refused = create_partitions.plan(cp_wire.CreatePartitionsRequest.decode(
+            req.encode(v), v))
+        assert grows == [create_partitions.Grow("a", 3), create_partitions.Grow("b", 2, ((0,),))]
+        assert [(r.name, r.error_code) for r in refused] == [("d", ErrorCode.INVALID_REQUEST)]
+        outcomes = [*refused, create_partitions.GrowOutcome("a", 0),
+                    create_partitions.GrowOutcome("b", ErrorCode.INVALID_PARTITIONS, "why")]
+        back = cp_wire.CreatePartitionsResponse.decode(
+            create_partitions.build(outcomes, v).encode(v), v)
+        assert [(r.name, r.error_code, r.error_message) for r in back.results] == [
+            ("d", ErrorCode.INVALID_REQUEST, "topic named more than once"), ("a", 0, None),
+            ("b", ErrorCode.INVALID_PARTITIONS, "why")]

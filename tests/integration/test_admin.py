@@ -3,7 +3,8 @@ KafkaAdminClient) against a real broker: consumer groups are listed, described (
 while Stable, Empty once it left) and deleted (a live group is refused with NON_EMPTY_GROUP, an
 unknown one with GROUP_ID_NOT_FOUND); DescribeCluster names this node as broker and controller;
 DeleteTopics removes a topic and its log directories (a topic created again under the same name
-starts empty) and refuses unknown topics; DescribeConfigs reports set values and defaults."""
+starts empty) and refuses unknown topics; DescribeConfigs reports set values and defaults;
+CreatePartitions grows a topic (the new partitions take records) and refuses to shrink it."""
 
 from __future__ import annotations
 
@@ -13,11 +14,17 @@ from collections.abc import Iterator
 import pytest
 from broker_proc import BrokerProcess, create_topic
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 from kafka.admin import ConfigResource as KpConfigResource
 from kafka.admin import ConfigResourceType as KpResourceType
 from kafka.admin import KafkaAdminClient
-from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError, UnknownTopicOrPartitionError
+from kafka.admin import NewPartitions as KpNewPartitions
+from kafka.errors import (
+    GroupIdNotFoundError,
+    InvalidPartitionsError,
+    NonEmptyGroupError,
+    UnknownTopicOrPartitionError,
+)
 
 TIMEOUT = 20
 
@@ -204,5 +211,29 @@ def test_describe_configs(broker: BrokerProcess, ck_admin: AdminClient) -> None:
         retention = described["topic"]["adm-cfg"]["retention.ms"]
         assert (retention["value"], retention["config_source"]) == (
             "60000", "DYNAMIC_TOPIC_CONFIG")
+    finally:
+        admin.close()
+
+
+@pytest.mark.timeout(90)
+def test_create_partitions(broker: BrokerProcess, ck_admin: AdminClient) -> None:
+    create_topic(broker.bootstrap, "adm-grow", 1)
+    ck_admin.create_partitions([NewPartitions("adm-grow", 3)], request_timeout=TIMEOUT)[
+        "adm-grow"].result(TIMEOUT)
+    assert len(ck_admin.list_topics("adm-grow", timeout=TIMEOUT).topics["adm-grow"].partitions) == 3
+    with pytest.raises(KafkaException) as shrink:
+        ck_admin.create_partitions([NewPartitions("adm-grow", 2)], request_timeout=TIMEOUT)[
+            "adm-grow"].result(TIMEOUT)
+    assert shrink.value.args[0].code() == KafkaError.INVALID_PARTITIONS
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    producer.produce("adm-grow", value=b"in-new-partition", partition=2)
+    assert producer.flush(TIMEOUT) == 0
+    assert _consume_all(broker.bootstrap, "adm-grow", 1) == [b"in-new-partition"]
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT * 1000)
+    try:
+        admin.create_partitions({"adm-grow": KpNewPartitions(4)})
+        assert len(admin.describe_topics(["adm-grow"])[0]["partitions"]) == 4
+        with pytest.raises(InvalidPartitionsError):
+            admin.create_partitions({"adm-grow": KpNewPartitions(4)})
     finally:
         admin.close()

@@ -39,6 +39,7 @@ SERVED: frozenset[int] = frozenset(
         ApiKey.DESCRIBE_CLUSTER,
         ApiKey.DELETE_TOPICS,
         ApiKey.DESCRIBE_CONFIGS,
+        ApiKey.CREATE_PARTITIONS,
     }
 )
 
