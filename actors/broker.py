@@ -25,6 +25,7 @@ from redshank.actors.partition_leader import (
     Append,
     QueryOffset,
     Read,
+    TrimPrefix,
     WaitForData,
     partition_name,
 )
@@ -66,6 +67,7 @@ from redshank.cluster.kafka.handlers import (
     create_partitions,
     create_topics,
     delete_groups,
+    delete_records,
     delete_topics,
     describe_cluster,
     describe_configs,
@@ -484,6 +486,18 @@ class BrokerCore:
             except _UNAVAILABLE:
                 results.append(GroupDeletion(api.group_ids[0], ErrorCode.NOT_COORDINATOR))
         return delete_groups.build(results, version)
+
+    async def delete_records(self, request: Any, version: int) -> Any:
+        infos = await self.topic_infos([t.name for t in request.topics])
+        trims, results = delete_records.plan(request, infos)
+        for t in trims:
+            try:
+                results[(t.topic, t.partition)] = await self.ask_partition(
+                    t.topic, t.partition, t.core, TrimPrefix(t.offset))
+            except (pykka.ActorDeadError, CoreDiedError):
+                results[(t.topic, t.partition)] = delete_records.TrimResult(
+                    ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        return delete_records.build(request, results)
 
     async def list_offsets(self, request: Any, version: int) -> Any:
         infos = await self.topic_infos([t.name for t in request.topics])

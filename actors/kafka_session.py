@@ -216,6 +216,7 @@ class KafkaSession(asyncio.Protocol):
             ApiKey.DELETE_TOPICS: core.delete_topics,
             ApiKey.DESCRIBE_CONFIGS: core.describe_configs,
             ApiKey.CREATE_PARTITIONS: core.create_partitions,
+            ApiKey.DELETE_RECORDS: core.delete_records,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 

@@ -17,6 +17,7 @@ from redshank.cluster.kafka.handlers import (
     api_versions,
     create_partitions,
     delete_groups,
+    delete_records,
     delete_topics,
     describe_cluster,
     describe_configs,
@@ -29,6 +30,7 @@ from redshank.protocol.api_versions import ADVERTISED, ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import create_partitions as cp_wire
 from redshank.protocol.messages import delete_groups as dg_wire
+from redshank.protocol.messages import delete_records as dr_wire
 from redshank.protocol.messages import delete_topics as dt_wire
 from redshank.protocol.messages import describe_cluster as dc_wire
 from redshank.protocol.messages import describe_configs as dcf_wire
@@ -46,7 +48,7 @@ def _versions(key: ApiKey) -> range:
 def test_group_admin_apis_are_advertised() -> None:
     for key in (ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.DELETE_GROUPS,
                 ApiKey.DESCRIBE_CLUSTER, ApiKey.DELETE_TOPICS, ApiKey.DESCRIBE_CONFIGS,
-                ApiKey.CREATE_PARTITIONS):
+                ApiKey.CREATE_PARTITIONS, ApiKey.DELETE_RECORDS):
         assert key in api_versions.SERVED
 
 
@@ -263,3 +265,30 @@ def test_create_partitions_every_version() -> None:
         assert [(r.name, r.error_code, r.error_message) for r in back.results] == [
             ("d", ErrorCode.INVALID_REQUEST, "topic named more than once"), ("a", 0, None),
             ("b", ErrorCode.INVALID_PARTITIONS, "why")]
+
+
+def test_delete_records_plan_and_build_every_version() -> None:
+    info = TopicInfo("t", uuid.uuid4(), (1, 0, 1))
+    req = dr_wire.DeleteRecordsRequest(topics=(
+        dr_wire.DeleteRecordsTopic("t", (dr_wire.DeleteRecordsPartition(0, 5),
+                                         dr_wire.DeleteRecordsPartition(1, -1),
+                                         dr_wire.DeleteRecordsPartition(2, -7),
+                                         dr_wire.DeleteRecordsPartition(5, 5))),
+        dr_wire.DeleteRecordsTopic("nope", (dr_wire.DeleteRecordsPartition(0, 1),)),
+    ), timeout_ms=1000)
+    for v in _versions(ApiKey.DELETE_RECORDS):
+        back_req = dr_wire.DeleteRecordsRequest.decode(req.encode(v), v)
+        trims, done = delete_records.plan(back_req, {"t": info, "nope": None})
+        assert trims == [delete_records.Trim("t", 0, 1, 5), delete_records.Trim("t", 1, 0, -1)]
+        assert done[("t", 2)].error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+        assert done[("t", 5)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        assert done[("nope", 0)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        results = {**done, ("t", 0): delete_records.TrimResult(0, 5),
+                   ("t", 1): delete_records.TrimResult(0, 9)}
+        resp = dr_wire.DeleteRecordsResponse.decode(
+            delete_records.build(back_req, results).encode(v), v)
+        t, nope = resp.topics
+        assert [(p.partition_index, p.low_watermark, p.error_code) for p in t.partitions] == [
+            (0, 5, 0), (1, 9, 0), (2, -1, ErrorCode.OFFSET_OUT_OF_RANGE),
+            (5, -1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
+        assert nope.partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

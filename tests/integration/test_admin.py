@@ -4,7 +4,8 @@ while Stable, Empty once it left) and deleted (a live group is refused with NON_
 unknown one with GROUP_ID_NOT_FOUND); DescribeCluster names this node as broker and controller;
 DeleteTopics removes a topic and its log directories (a topic created again under the same name
 starts empty) and refuses unknown topics; DescribeConfigs reports set values and defaults;
-CreatePartitions grows a topic (the new partitions take records) and refuses to shrink it."""
+CreatePartitions grows a topic (the new partitions take records) and refuses to shrink it;
+DeleteRecords moves the low watermark (consumers start there) and refuses offsets past the end."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from collections.abc import Iterator
 
 import pytest
 from broker_proc import BrokerProcess, create_topic
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 from kafka.admin import ConfigResource as KpConfigResource
 from kafka.admin import ConfigResourceType as KpResourceType
@@ -25,6 +33,7 @@ from kafka.errors import (
     NonEmptyGroupError,
     UnknownTopicOrPartitionError,
 )
+from kafka.structs import TopicPartition as KpTopicPartition
 
 TIMEOUT = 20
 
@@ -237,3 +246,24 @@ def test_create_partitions(broker: BrokerProcess, ck_admin: AdminClient) -> None
             admin.create_partitions({"adm-grow": KpNewPartitions(4)})
     finally:
         admin.close()
+
+
+@pytest.mark.timeout(90)
+def test_delete_records(broker: BrokerProcess, ck_admin: AdminClient) -> None:
+    _fill(broker.bootstrap, "adm-trim")  # offsets 0-4
+    tp = TopicPartition("adm-trim", 0, 2)
+    deleted = ck_admin.delete_records([tp], request_timeout=TIMEOUT)[tp].result(TIMEOUT)
+    assert deleted.low_watermark == 2
+    assert _consume_all(broker.bootstrap, "adm-trim", 3) == [
+        b"adm-trim-2", b"adm-trim-3", b"adm-trim-4"]
+    beyond = TopicPartition("adm-trim", 0, 99)
+    with pytest.raises(KafkaException) as refused:
+        ck_admin.delete_records([beyond], request_timeout=TIMEOUT)[beyond].result(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT * 1000)
+    try:
+        out = admin.delete_records({KpTopicPartition("adm-trim", 0): 4})
+        assert out[KpTopicPartition("adm-trim", 0)]["low_watermark"] == 4
+    finally:
+        admin.close()
+    assert _consume_all(broker.bootstrap, "adm-trim", 1) == [b"adm-trim-4"]

@@ -40,6 +40,7 @@ SERVED: frozenset[int] = frozenset(
         ApiKey.DELETE_TOPICS,
         ApiKey.DESCRIBE_CONFIGS,
         ApiKey.CREATE_PARTITIONS,
+        ApiKey.DELETE_RECORDS,
     }
 )
 
