@@ -82,6 +82,7 @@ from redshank.cluster.kafka.handlers import (
     metadata,
     offset_commit,
     offset_fetch,
+    offset_for_leader_epoch,
     produce,
     sync_group,
 )
@@ -498,6 +499,20 @@ class BrokerCore:
                 results[(t.topic, t.partition)] = delete_records.TrimResult(
                     ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return delete_records.build(request, results)
+
+    async def offset_for_leader_epoch(self, request: Any, version: int) -> Any:
+        infos = await self.topic_infos([t.topic for t in request.topics])
+        queries, results = offset_for_leader_epoch.plan(request, infos)
+        for q in queries:
+            try:
+                hw = await self.ask_partition(q.topic, q.partition, q.core,
+                                              QueryOffset(list_offsets.LATEST))
+                results[(q.topic, q.partition)] = offset_for_leader_epoch.answer(
+                    q.partition, hw.error_code, hw.offset)
+            except (pykka.ActorDeadError, CoreDiedError):
+                results[(q.topic, q.partition)] = offset_for_leader_epoch.answer(
+                    q.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)
+        return offset_for_leader_epoch.build(request, results)
 
     async def list_offsets(self, request: Any, version: int) -> Any:
         infos = await self.topic_infos([t.name for t in request.topics])

@@ -217,6 +217,7 @@ class KafkaSession(asyncio.Protocol):
             ApiKey.DESCRIBE_CONFIGS: core.describe_configs,
             ApiKey.CREATE_PARTITIONS: core.create_partitions,
             ApiKey.DELETE_RECORDS: core.delete_records,
+            ApiKey.OFFSET_FOR_LEADER_EPOCH: core.offset_for_leader_epoch,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 

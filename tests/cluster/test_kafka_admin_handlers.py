@@ -4,6 +4,7 @@ version and decodes back to what was built (a field a version lacks stays at its
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 from redshank.cluster.group import (
@@ -24,6 +25,7 @@ from redshank.cluster.kafka.handlers import (
     describe_groups,
     list_groups,
     metadata,
+    offset_for_leader_epoch,
 )
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicTable
 from redshank.protocol.api_versions import ADVERTISED, ApiKey
@@ -36,6 +38,7 @@ from redshank.protocol.messages import describe_cluster as dc_wire
 from redshank.protocol.messages import describe_configs as dcf_wire
 from redshank.protocol.messages import describe_groups as ds_wire
 from redshank.protocol.messages import list_groups as lg_wire
+from redshank.protocol.messages import offset_for_leader_epoch as ofe_wire
 
 INT32_MIN = -(2**31)
 
@@ -48,7 +51,7 @@ def _versions(key: ApiKey) -> range:
 def test_group_admin_apis_are_advertised() -> None:
     for key in (ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.DELETE_GROUPS,
                 ApiKey.DESCRIBE_CLUSTER, ApiKey.DELETE_TOPICS, ApiKey.DESCRIBE_CONFIGS,
-                ApiKey.CREATE_PARTITIONS, ApiKey.DELETE_RECORDS):
+                ApiKey.CREATE_PARTITIONS, ApiKey.DELETE_RECORDS, ApiKey.OFFSET_FOR_LEADER_EPOCH):
         assert key in api_versions.SERVED
 
 
@@ -292,3 +295,36 @@ def test_delete_records_plan_and_build_every_version() -> None:
             (0, 5, 0), (1, 9, 0), (2, -1, ErrorCode.OFFSET_OUT_OF_RANGE),
             (5, -1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
         assert nope.partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_offset_for_leader_epoch_every_version() -> None:
+    info = TopicInfo("t", uuid.uuid4(), (1, 0, 1, 0))
+    P = ofe_wire.OffsetForLeaderPartition
+    req = ofe_wire.OffsetForLeaderEpochRequest(replica_id=-1, topics=(
+        ofe_wire.OffsetForLeaderTopic("t", (P(0, 0, 0), P(1, -1, 5), P(5, -1, 0), P(2, 3, 0),
+                                            P(3, -1, -1))),
+        ofe_wire.OffsetForLeaderTopic("nope", (P(0, -1, 0),)),
+    ))
+    for v in _versions(ApiKey.OFFSET_FOR_LEADER_EPOCH):
+        back_req = ofe_wire.OffsetForLeaderEpochRequest.decode(
+            dataclasses.replace(req, replica_id=-1 if v >= 3 else -2).encode(v), v)
+        queries, done = offset_for_leader_epoch.plan(back_req, {"t": info, "nope": None})
+        assert queries == [offset_for_leader_epoch.EndQuery("t", 0, 1),
+                           offset_for_leader_epoch.EndQuery("t", 1, 0)]
+        assert done[("t", 5)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        assert done[("t", 2)].error_code == ErrorCode.UNKNOWN_LEADER_EPOCH
+        assert (done[("t", 3)].error_code, done[("t", 3)].leader_epoch,
+                done[("t", 3)].end_offset) == (0, -1, -1)
+        assert done[("nope", 0)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        results = {**done, ("t", 0): offset_for_leader_epoch.answer(0, 0, 42),
+                   ("t", 1): offset_for_leader_epoch.answer(1, 0, 7)}
+        resp = ofe_wire.OffsetForLeaderEpochResponse.decode(
+            offset_for_leader_epoch.build(back_req, results).encode(v), v)
+        t, nope = resp.topics
+        assert [(p.partition, p.error_code, p.leader_epoch, p.end_offset)
+                for p in t.partitions] == [
+            (0, 0, 0, 42), (1, 0, 0, 7), (5, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+            (2, ErrorCode.UNKNOWN_LEADER_EPOCH, -1, -1), (3, 0, -1, -1)]
+        assert nope.partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    failed = offset_for_leader_epoch.answer(3, ErrorCode.NOT_LEADER_OR_FOLLOWER, 7)
+    assert (failed.error_code, failed.end_offset) == (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)

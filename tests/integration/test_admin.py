@@ -5,12 +5,16 @@ unknown one with GROUP_ID_NOT_FOUND); DescribeCluster names this node as broker 
 DeleteTopics removes a topic and its log directories (a topic created again under the same name
 starts empty) and refuses unknown topics; DescribeConfigs reports set values and defaults;
 CreatePartitions grows a topic (the new partitions take records) and refuses to shrink it;
-DeleteRecords moves the low watermark (consumers start there) and refuses offsets past the end."""
+DeleteRecords moves the low watermark (consumers start there) and refuses offsets past the end;
+OffsetForLeaderEpoch (raw requests, every version) says epoch 0 ends at the high watermark."""
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from broker_proc import BrokerProcess, create_topic
@@ -34,6 +38,16 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 from kafka.structs import TopicPartition as KpTopicPartition
+
+from redshank.protocol.api_versions import (
+    ADVERTISED,
+    ApiKey,
+    request_header_version,
+    response_header_version,
+)
+from redshank.protocol.messages import offset_for_leader_epoch as ofe
+from redshank.protocol.messages.request_header import RequestHeader
+from redshank.protocol.messages.response_header import ResponseHeader
 
 TIMEOUT = 20
 
@@ -267,3 +281,42 @@ def test_delete_records(broker: BrokerProcess, ck_admin: AdminClient) -> None:
     finally:
         admin.close()
     assert _consume_all(broker.bootstrap, "adm-trim", 1) == [b"adm-trim-4"]
+
+
+def _roundtrip(bootstrap: str, request: Any, version: int, response_type: Any) -> Any:
+    key = request.API_KEY
+    header = RequestHeader(key, version, 11, "admin-test").encode(
+        request_header_version(key, version))
+    body = header + request.encode(version)
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+        frame = _recv_exact(sock, size)
+    head, pos = ResponseHeader.decode_from(frame, 0, response_header_version(key, version))
+    assert head.correlation_id == 11
+    return response_type.decode(frame[pos:], version)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, "connection closed early"
+        buf += chunk
+    return buf
+
+
+@pytest.mark.timeout(60)
+def test_offset_for_leader_epoch_raw(broker: BrokerProcess) -> None:
+    _fill(broker.bootstrap, "adm-epoch")  # high watermark 5
+    lo, hi = ADVERTISED[ApiKey.OFFSET_FOR_LEADER_EPOCH]
+    for v in range(lo, hi + 1):
+        req = ofe.OffsetForLeaderEpochRequest(replica_id=-1 if v >= 3 else -2, topics=(
+            ofe.OffsetForLeaderTopic("adm-epoch", (ofe.OffsetForLeaderPartition(0, 0, 0),
+                                                   ofe.OffsetForLeaderPartition(7, -1, 0))),))
+        resp = _roundtrip(broker.bootstrap, req, v, ofe.OffsetForLeaderEpochResponse)
+        ok, missing = resp.topics[0].partitions
+        assert (ok.error_code, ok.leader_epoch, ok.end_offset) == (0, 0, 5)
+        assert missing.error_code == 3  # UNKNOWN_TOPIC_OR_PARTITION

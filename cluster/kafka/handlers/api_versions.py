@@ -41,6 +41,7 @@ SERVED: frozenset[int] = frozenset(
         ApiKey.DESCRIBE_CONFIGS,
         ApiKey.CREATE_PARTITIONS,
         ApiKey.DELETE_RECORDS,
+        ApiKey.OFFSET_FOR_LEADER_EPOCH,
     }
 )
 
