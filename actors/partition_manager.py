@@ -124,7 +124,8 @@ class PartitionManager(LoopActor):
                 log: Log = await opened
                 producers = await self.writer.ask(ScanProducers(log), block=False)
             except BaseException:
-                del self._open[name]
+                if self._open.get(name) is fut:  # a Drop may have forgotten it already
+                    del self._open[name]
                 raise
             ref = PartitionLeader.start(message.topic, message.partition, log,
                                         self.coordinator, self.writer, self.loop, producers)
