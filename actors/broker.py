@@ -25,24 +25,36 @@ from redshank.actors.partition_leader import (
     Append,
     QueryOffset,
     Read,
+    TrimPrefix,
     WaitForData,
     partition_name,
 )
-from redshank.actors.partition_manager import MANAGER, Ensure, EnsureGroupHost, PartitionManager
+from redshank.actors.partition_manager import (
+    MANAGER,
+    Ensure,
+    EnsureGroupHost,
+    PartitionManager,
+    TopicDeletedError,
+)
 from redshank.actors.runtime import CoreContext, CoreDiedError, LoopFuture
 from redshank.actors.topic_controller import (
     CONTROLLER,
     AllocateProducerId,
+    CreatePartitions,
     CreateTopics,
+    DeleteTopics,
     Lookup,
     LookupResult,
     TopicController,
 )
 from redshank.cluster.group import (
+    DescribedGroup,
     GroupConfig,
+    GroupDeletion,
     HeartbeatResult,
     JoinGroupResult,
     LeaveGroupResult,
+    ListGroupsResult,
     OffsetCommitResult,
     OffsetFetchGroupResult,
     PartitionError,
@@ -52,16 +64,25 @@ from redshank.cluster.group import (
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers import (
     api_versions,
+    create_partitions,
     create_topics,
+    delete_groups,
+    delete_records,
+    delete_topics,
+    describe_cluster,
+    describe_configs,
+    describe_groups,
     find_coordinator,
     heartbeat,
     init_producer_id,
     join_group,
     leave_group,
+    list_groups,
     list_offsets,
     metadata,
     offset_commit,
     offset_fetch,
+    offset_for_leader_epoch,
     produce,
     sync_group,
 )
@@ -164,8 +185,15 @@ class BrokerCore:
         if name not in self.ensured:
             info = self.topics.get(topic)
             configs = info.configs if info is not None else ()
-            await resolve(self.router.ref(core, MANAGER).ask(
-                Ensure(topic, partition, configs), block=False))
+            try:
+                await resolve(self.router.ref(core, MANAGER).ask(
+                    Ensure(topic, partition, configs, None if info is None else info.topic_id),
+                    block=False))
+            except TopicDeletedError:
+                # Deleted through another core: forget it, the next request looks it up again.
+                if self.topics.get(topic) is info:
+                    self.topics.pop(topic, None)
+                raise
             self.ensured.add(name)
         return name
 
@@ -199,6 +227,37 @@ class BrokerCore:
                                   frozenset(q.names or ()))
         return metadata.build(request, version, self.broker, result.cluster_id, q,
                               result.topics, result.not_ready)
+
+    async def create_partitions(self, request: Any, version: int) -> Any:
+        grows, refused = create_partitions.plan(request)
+        outcomes: list[create_partitions.GrowOutcome] = await resolve(
+            self.router.ref(0, CONTROLLER).ask(
+                CreatePartitions(tuple(grows), request.validate_only, self.broker.node_id),
+                block=False)) if grows else []
+        for o in outcomes:
+            self.topics.pop(o.name, None)  # looked up again with its new partitions
+        return create_partitions.build(refused + outcomes, version)
+
+    async def delete_topics(self, request: Any, version: int) -> Any:
+        targets = delete_topics.plan(request, version)
+        outcomes: list[delete_topics.DeleteOutcome] = await resolve(
+            self.router.ref(0, CONTROLLER).ask(DeleteTopics(tuple(targets)), block=False))
+        for o in outcomes:
+            if o.error_code == ErrorCode.NONE and o.name is not None:
+                self.topics.pop(o.name, None)
+                prefix = partition_name(o.name, 0)[:-1]  # "partition/<topic>/"
+                self.ensured = {n for n in self.ensured if not n.startswith(prefix)}
+        return delete_topics.build(outcomes, version)
+
+    async def describe_configs(self, request: Any, version: int) -> Any:
+        names = describe_configs.topic_names(request)
+        # Asked of the controller, not this core's cache: configs change under it.
+        found = (await self.lookup(names)).topics if names else {}
+        return describe_configs.build(request, version, {n: found.get(n) for n in names})
+
+    async def describe_cluster(self, request: Any, version: int) -> Any:
+        result = await self.lookup(())
+        return describe_cluster.handle(request, version, self.broker, result.cluster_id)
 
     async def create_topics(self, request: Any, version: int) -> Any:
         specs, errors = create_topics.plan(request, self.config.default_partitions)
@@ -324,7 +383,10 @@ class BrokerCore:
     async def group_call(self, group_id: str, method: str, request: Any) -> Any:
         """Ask the coordinator of `group_id` (its `__consumer_offsets` partition's host)."""
         info = await self._groups_topic()
-        p = partition_for(group_id, info.partitions)
+        return await self._host_call(info, partition_for(group_id, info.partitions), method,
+                                     request)
+
+    async def _host_call(self, info: TopicInfo, p: int, method: str, request: Any) -> Any:
         core = info.cores[p]
         name = group_host_name(p)
         if name not in self.ensured:
@@ -393,6 +455,64 @@ class BrokerCore:
             except _UNAVAILABLE:
                 groups.append(OffsetFetchGroupResult(group_id, ErrorCode.NOT_COORDINATOR))
         return offset_fetch.build(groups, version)
+
+    async def describe_groups(self, request: Any, version: int) -> Any:
+        groups = []
+        for api in describe_groups.to_api(request, version):
+            try:
+                result = await self.group_call(api.group_ids[0], "describe_groups", api)
+                groups.append(result.groups[0])
+            except _UNAVAILABLE:
+                groups.append(DescribedGroup(api.group_ids[0], ErrorCode.NOT_COORDINATOR))
+        return describe_groups.build(groups, version)
+
+    async def list_groups(self, request: Any, version: int) -> Any:
+        """Every `__consumer_offsets` partition's coordinator lists its own groups."""
+        api = list_groups.to_api(request, version)
+        info = await self._groups_topic()
+        results = []
+        for p in range(info.partitions):
+            try:
+                results.append(await self._host_call(info, p, "list_groups", api))
+            except _UNAVAILABLE:
+                results.append(ListGroupsResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
+        return list_groups.build(results, version)
+
+    async def delete_groups(self, request: Any, version: int) -> Any:
+        results = []
+        for api in delete_groups.to_api(request, version):
+            try:
+                result = await self.group_call(api.group_ids[0], "delete_groups", api)
+                results.append(result.results[0])
+            except _UNAVAILABLE:
+                results.append(GroupDeletion(api.group_ids[0], ErrorCode.NOT_COORDINATOR))
+        return delete_groups.build(results, version)
+
+    async def delete_records(self, request: Any, version: int) -> Any:
+        infos = await self.topic_infos([t.name for t in request.topics])
+        trims, results = delete_records.plan(request, infos)
+        for t in trims:
+            try:
+                results[(t.topic, t.partition)] = await self.ask_partition(
+                    t.topic, t.partition, t.core, TrimPrefix(t.offset))
+            except (pykka.ActorDeadError, CoreDiedError):
+                results[(t.topic, t.partition)] = delete_records.TrimResult(
+                    ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        return delete_records.build(request, results)
+
+    async def offset_for_leader_epoch(self, request: Any, version: int) -> Any:
+        infos = await self.topic_infos([t.topic for t in request.topics])
+        queries, results = offset_for_leader_epoch.plan(request, infos)
+        for q in queries:
+            try:
+                hw = await self.ask_partition(q.topic, q.partition, q.core,
+                                              QueryOffset(list_offsets.LATEST))
+                results[(q.topic, q.partition)] = offset_for_leader_epoch.answer(
+                    q.partition, hw.error_code, hw.offset)
+            except (pykka.ActorDeadError, CoreDiedError):
+                results[(q.topic, q.partition)] = offset_for_leader_epoch.answer(
+                    q.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)
+        return offset_for_leader_epoch.build(request, results)
 
     async def list_offsets(self, request: Any, version: int) -> Any:
         infos = await self.topic_infos([t.name for t in request.topics])

@@ -209,6 +209,15 @@ class KafkaSession(asyncio.Protocol):
             ApiKey.LEAVE_GROUP: core.leave_group,
             ApiKey.OFFSET_COMMIT: core.offset_commit,
             ApiKey.OFFSET_FETCH: core.offset_fetch,
+            ApiKey.DESCRIBE_GROUPS: core.describe_groups,
+            ApiKey.LIST_GROUPS: core.list_groups,
+            ApiKey.DELETE_GROUPS: core.delete_groups,
+            ApiKey.DESCRIBE_CLUSTER: core.describe_cluster,
+            ApiKey.DELETE_TOPICS: core.delete_topics,
+            ApiKey.DESCRIBE_CONFIGS: core.describe_configs,
+            ApiKey.CREATE_PARTITIONS: core.create_partitions,
+            ApiKey.DELETE_RECORDS: core.delete_records,
+            ApiKey.OFFSET_FOR_LEADER_EPOCH: core.offset_for_leader_epoch,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 

@@ -11,16 +11,18 @@ fetches as soon as the high watermark moves. Must not know: connections, other p
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 import structlog
 
-from redshank.actors.disk_writer import FindTimestamp, ReadLog
+from redshank.actors.disk_writer import Blocking, FindTimestamp, ReadLog
 from redshank.actors.replicate_batcher import ReplicateBatcher
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
 from redshank.cluster.kafka import Duplicate, ProducerStateTable, SequenceError
+from redshank.cluster.kafka.handlers.delete_records import HIGH_WATERMARK, TrimResult
 from redshank.cluster.kafka.handlers.fetch import ReadResult
 from redshank.cluster.kafka.handlers.list_offsets import (
     EARLIEST,
@@ -35,7 +37,8 @@ from redshank.protocol.record_batch import iter_batches
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["Append", "PartitionLeader", "QueryOffset", "Read", "WaitForData", "partition_name"]
+__all__ = ["Append", "PartitionLeader", "QueryOffset", "Read", "TrimPrefix", "WaitForData",
+           "partition_name"]
 
 TERM = 0  # single replica, no elections yet: the leader epoch stays 0
 
@@ -72,6 +75,13 @@ class QueryOffset:
     timestamp: int
 
 
+@dataclass(frozen=True, slots=True)
+class TrimPrefix:
+    """DeleteRecords: make `offset` (-1: the high watermark) the log start; -> `TrimResult`."""
+
+    offset: int
+
+
 class PartitionLeader(LoopActor):
     def __init__(self, topic: str, partition: int, log: Log, coordinator: FlushCoordinator,
                  writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
@@ -102,6 +112,8 @@ class PartitionLeader(LoopActor):
             return self._wait(message)
         if isinstance(message, QueryOffset):
             return self._query(message)
+        if isinstance(message, TrimPrefix):
+            return self._trim(message)
         raise TypeError(f"partition leader got {type(message).__name__}")
 
     # -- produce -------------------------------------------------------------------------------
@@ -229,6 +241,29 @@ class PartitionLeader(LoopActor):
                 out.set(OffsetAnswer(0, -1, -1))
             else:
                 out.set(OffsetAnswer(0, found, ts))
+
+        fut.add_done_callback(done)
+        return out
+
+    def _trim(self, msg: TrimPrefix) -> TrimResult | LoopFuture[TrimResult]:
+        hw = self.high_watermark
+        offset = hw if msg.offset == HIGH_WATERMARK else msg.offset
+        if offset > hw:
+            return TrimResult(ErrorCode.OFFSET_OUT_OF_RANGE, self.log.start_offset)
+        if offset <= self.log.start_offset:
+            return TrimResult(ErrorCode.NONE, self.log.start_offset)
+        out: LoopFuture[TrimResult] = LoopFuture(self.loop)
+        # On the disk writer: the checkpoint write and segment deletes are file I/O.
+        fut: LoopFuture[int] = self.writer.ask(  # type: ignore[assignment]
+            Blocking(functools.partial(self.log.truncate_prefix, offset)), block=False)
+
+        def done(f: LoopFuture[int]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                self._logger.error("trim_failed", error=repr(exc))
+                out.set(TrimResult(ErrorCode.KAFKA_STORAGE_ERROR, self.log.start_offset))
+            else:
+                out.set(TrimResult(ErrorCode.NONE, int(f.result())))
 
         fut.add_done_callback(done)
         return out

@@ -8,8 +8,11 @@ concurrent ensures of one partition share one open. Must not know: Kafka request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,8 @@ from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
 from redshank.cluster.group import GroupConfig
 from redshank.storage import FlushCoordinator, Log, LogConfig
 
-__all__ = ["MANAGER", "Ensure", "EnsureGroupHost", "PartitionManager", "log_config"]
+__all__ = ["MANAGER", "Drop", "Ensure", "EnsureGroupHost", "PartitionManager", "TopicDeletedError",
+           "log_config"]
 
 MANAGER = "partitions"
 
@@ -42,6 +46,23 @@ class Ensure:
     topic: str
     partition: int
     configs: tuple[tuple[str, str], ...]
+    # The topic's id as the asker knows it: an id already dropped here is refused, so a stale
+    # cache on another core cannot open a deleted topic's log again.
+    topic_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Delete partition `partition` of topic `topic_id`: stop its leader, close its log and
+    remove its directory. Idempotent; the reply comes once the directory is gone."""
+
+    topic: str
+    partition: int
+    topic_id: uuid.UUID
+
+
+class TopicDeletedError(pykka.ActorDeadError):
+    """An `Ensure` named a topic id that was dropped on this core."""
 
 
 def log_config(configs: tuple[tuple[str, str], ...]) -> LogConfig:
@@ -72,16 +93,22 @@ class PartitionManager(LoopActor):
         self.loop = loop
         self._open: dict[str, LoopFuture[bool]] = {}
         self.leaders: dict[str, pykka.ActorRef[Any]] = {}
+        self.logs: dict[str, Log] = {}
+        self.dropped: set[uuid.UUID] = set()
         self.group_config = group_config or GroupConfig()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, EnsureGroupHost):
             return self._ensure_group_host(message)
+        if isinstance(message, Drop):
+            return self._drop(message)
         if not isinstance(message, Ensure):
             raise TypeError(f"partition manager got {type(message).__name__}")
         if message.topic == GROUPS_TOPIC:
             # Its log belongs to the group host; one writer per log.
             raise pykka.ActorDeadError(f"{GROUPS_TOPIC} is served by the group coordinator")
+        if message.topic_id is not None and message.topic_id in self.dropped:
+            raise TopicDeletedError(f"topic {message.topic!r} ({message.topic_id}) was deleted")
         name = partition_name(message.topic, message.partition)
         known = self._open.get(name)
         if known is not None:
@@ -97,17 +124,48 @@ class PartitionManager(LoopActor):
                 log: Log = await opened
                 producers = await self.writer.ask(ScanProducers(log), block=False)
             except BaseException:
-                del self._open[name]
+                if self._open.get(name) is fut:  # a Drop may have forgotten it already
+                    del self._open[name]
                 raise
             ref = PartitionLeader.start(message.topic, message.partition, log,
                                         self.coordinator, self.writer, self.loop, producers)
             self.leaders[name] = ref
+            self.logs[name] = log
             self.router.register(name, ref)
             return True
 
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
+
+    def _drop(self, message: Drop) -> LoopFuture[bool]:
+        self.dropped.add(message.topic_id)
+        name = partition_name(message.topic, message.partition)
+        opening = self._open.pop(name, None)
+        directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
+
+        async def drop() -> bool:
+            if opening is not None and not opening.done():
+                # An open in flight finishes first (its leader is stopped below); a failed one
+                # leaves nothing to stop.
+                with contextlib.suppress(Exception):
+                    await opening
+            ref = self.leaders.pop(name, None)
+            log = self.logs.pop(name, None)
+            self.router.unregister(name)
+            if ref is not None:
+                ref.stop(block=False)
+
+            def remove() -> bool:  # on the disk writer: it owns the log's files
+                if log is not None:
+                    log.close(seal=False)
+                shutil.rmtree(directory, ignore_errors=True)
+                return True
+
+            result: bool = await self.writer.ask(Blocking(remove), block=False)
+            return result
+
+        return spawn(self.loop, drop())
 
     def _ensure_group_host(self, message: EnsureGroupHost) -> Any:
         name = group_host_name(message.partition)

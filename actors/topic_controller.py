@@ -21,7 +21,7 @@ import structlog
 from redshank.actors._async import resolve, spawn
 from redshank.actors.disk_writer import RunRound
 from redshank.actors.group_host import GROUPS_TOPIC
-from redshank.actors.partition_manager import MANAGER, Ensure, EnsureGroupHost
+from redshank.actors.partition_manager import MANAGER, Drop, Ensure, EnsureGroupHost
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
 from redshank.cluster.kafka import (
     TopicInfo,
@@ -31,12 +31,16 @@ from redshank.cluster.kafka import (
     encode_topic,
     topic_key,
 )
+from redshank.cluster.kafka.handlers.create_partitions import Grow, GrowOutcome, grown
+from redshank.cluster.kafka.handlers.create_partitions import decide as decide_grow
 from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
+from redshank.cluster.kafka.handlers.delete_topics import DeleteOutcome, DeleteTarget, decide
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, FlushHandle, KvStore
 
-__all__ = ["CONTROLLER", "AllocateProducerId", "CreateTopics", "Lookup", "LookupResult",
-           "TopicController"]
+__all__ = ["CONTROLLER", "AllocateProducerId", "CreatePartitions", "CreateTopics", "DeleteTopics",
+           "Lookup",
+           "LookupResult", "TopicController"]
 
 CONTROLLER = "topics"
 _CLUSTER_ID = b"cluster_id"
@@ -71,6 +75,18 @@ class AllocateProducerId:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class CreatePartitions:
+    grows: tuple[Grow, ...]
+    validate_only: bool
+    node_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTopics:
+    targets: tuple[DeleteTarget, ...]
+
+
 class TopicController(LoopActor):
     def __init__(self, router: CoreRouter, kv: KvStore, coordinator: FlushCoordinator,
                  writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop) -> None:
@@ -96,6 +112,10 @@ class TopicController(LoopActor):
             return spawn(self.loop, self._lookup(message))
         if isinstance(message, CreateTopics):
             return spawn(self.loop, self._create_many(message))
+        if isinstance(message, CreatePartitions):
+            return spawn(self.loop, self._grow_many(message))
+        if isinstance(message, DeleteTopics):
+            return spawn(self.loop, self._delete_many(message))
         if isinstance(message, AllocateProducerId):
             return spawn(self.loop, self._allocate_pid())
         raise TypeError(f"topic controller got {type(message).__name__}")
@@ -164,7 +184,7 @@ class TopicController(LoopActor):
             opens = [
                 self.router.ref(core, MANAGER).ask(
                     EnsureGroupHost(p, info.partitions) if info.name == GROUPS_TOPIC
-                    else Ensure(info.name, p, info.configs), block=False)
+                    else Ensure(info.name, p, info.configs, info.topic_id), block=False)
                 for p, core in enumerate(info.cores)
             ]
             for fut in opens:
@@ -177,6 +197,66 @@ class TopicController(LoopActor):
         self._log.info("topic_created", topic=info.name, partitions=info.partitions,
                        cores=list(info.cores))
         return CreateOutcome(0, None, info)
+
+    async def _grow_many(self, msg: CreatePartitions) -> list[GrowOutcome]:
+        """Write each grown record (durably), then open the new partitions on their cores before
+        answering, as a create does."""
+        out: list[GrowOutcome] = []
+        for grow in msg.grows:
+            if grow.name in self._creating:
+                await resolve(self._creating[grow.name])
+            info = self.table.get(grow.name)
+            refused = decide_grow(grow, info, msg.node_id, frozenset({GROUPS_TOPIC}))
+            if refused is not None or info is None:
+                out.append(refused or GrowOutcome(grow.name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            if msg.validate_only:
+                out.append(GrowOutcome(grow.name, ErrorCode.NONE))
+                continue
+            bigger = grown(info, grow.count, self.router.ncores)
+            self.table.add(bigger)
+            self.kv.put(topic_key(bigger.name), encode_topic(bigger))
+            try:
+                await self.durable()
+                opens = [self.router.ref(bigger.cores[p], MANAGER).ask(
+                    Ensure(bigger.name, p, bigger.configs, bigger.topic_id), block=False)
+                    for p in range(info.partitions, bigger.partitions)]
+                for fut in opens:
+                    await resolve(fut)
+            except Exception as exc:  # a core died or the disk failed: retriable for the client
+                self._log.error("topic_grow_failed", topic=info.name, error=repr(exc))
+                out.append(GrowOutcome(grow.name, ErrorCode.LEADER_NOT_AVAILABLE, str(exc)))
+                continue
+            self._log.info("topic_grown", topic=info.name, partitions=bigger.partitions)
+            out.append(GrowOutcome(grow.name, ErrorCode.NONE))
+        return out
+
+    async def _delete_many(self, msg: DeleteTopics) -> list[DeleteOutcome]:
+        """Remove each topic's record (durably) before answering, then drop its partitions on
+        their cores; a failed drop leaves files behind but the topic is gone."""
+        out: list[DeleteOutcome] = []
+        for target in msg.targets:
+            if target.name is not None and target.name in self._creating:
+                await resolve(self._creating[target.name])
+            found = decide(target, self.table, frozenset({GROUPS_TOPIC}))
+            if isinstance(found, DeleteOutcome):
+                out.append(found)
+                continue
+            info = found
+            self.table.remove(info.name)
+            self.kv.delete(topic_key(info.name))
+            try:
+                await self.durable()
+                drops = [self.router.ref(core, MANAGER).ask(
+                    Drop(info.name, p, info.topic_id), block=False)
+                    for p, core in enumerate(info.cores)]
+                for fut in drops:
+                    await resolve(fut)
+            except Exception as exc:  # a core died or the disk failed: the record is gone
+                self._log.error("topic_delete_failed", topic=info.name, error=repr(exc))
+            self._log.info("topic_deleted", topic=info.name, partitions=info.partitions)
+            out.append(DeleteOutcome(info.name, info.topic_id, ErrorCode.NONE))
+        return out
 
     async def _allocate_pid(self) -> int:
         if self._pid_next >= self._pid_limit:

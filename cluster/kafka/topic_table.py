@@ -122,6 +122,12 @@ class TopicTable:
     def add(self, info: TopicInfo) -> None:
         self._by_name[info.name] = info
 
+    def remove(self, name: str) -> TopicInfo | None:
+        return self._by_name.pop(name, None)
+
+    def by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        return next((t for t in self._by_name.values() if t.topic_id == topic_id), None)
+
     def names(self) -> list[str]:
         return sorted(self._by_name)
 

@@ -57,7 +57,7 @@ def test_api_versions_offers_only_served_apis() -> None:
     resp = api_versions.handle(ApiVersionsRequest(), 3)
     keys = {k.api_key for k in resp.api_keys}
     assert keys == set(api_versions.SERVED)
-    assert ApiKey.DESCRIBE_GROUPS not in keys and ApiKey.JOIN_GROUP in keys
+    assert ApiKey.SASL_HANDSHAKE not in keys and ApiKey.JOIN_GROUP in keys
     assert resp.supported_features == () and resp.finalized_features == ()  # notes G2
 
 

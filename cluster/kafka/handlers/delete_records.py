@@ -1,0 +1,67 @@
+"""DeleteRecords (21): split the request per partition and build the response.
+
+Concern: which partitions exist (`plan`: unknown -> UNKNOWN_TOPIC_OR_PARTITION, a negative
+offset other than -1 -> OFFSET_OUT_OF_RANGE) and what the owning partition answers (`Trim`: move
+the log start to `offset`, -1 meaning the high watermark; above the high watermark ->
+OFFSET_OUT_OF_RANGE; the answer carries the new low watermark). Must not know: logs, actors,
+sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages import delete_records as wire
+
+__all__ = ["HIGH_WATERMARK", "Trim", "TrimResult", "build", "plan"]
+
+HIGH_WATERMARK = -1
+Tp = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Trim:
+    """Ask a partition leader: make `offset` (or the high watermark for -1) the log start."""
+
+    topic: str
+    partition: int
+    core: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimResult:
+    error_code: int
+    low_watermark: int = -1
+
+
+def plan(request: wire.DeleteRecordsRequest, topics: Mapping[str, TopicInfo | None]
+         ) -> tuple[list[Trim], dict[Tp, TrimResult]]:
+    trims: list[Trim] = []
+    done: dict[Tp, TrimResult] = {}
+    for t in request.topics:
+        info = topics.get(t.name)
+        for p in t.partitions:
+            core = info.core_of(p.partition_index) if info is not None else None
+            tp = (t.name, p.partition_index)
+            if core is None:
+                done[tp] = TrimResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            elif p.offset < HIGH_WATERMARK:
+                done[tp] = TrimResult(ErrorCode.OFFSET_OUT_OF_RANGE)
+            else:
+                trims.append(Trim(t.name, p.partition_index, core, p.offset))
+    return trims, done
+
+
+def build(request: wire.DeleteRecordsRequest, results: Mapping[Tp, TrimResult]
+          ) -> wire.DeleteRecordsResponse:
+    return wire.DeleteRecordsResponse(topics=tuple(
+        wire.DeleteRecordsTopicResult(t.name, tuple(
+            wire.DeleteRecordsPartitionResult(
+                p.partition_index, results[(t.name, p.partition_index)].low_watermark,
+                results[(t.name, p.partition_index)].error_code)
+            for p in t.partitions))
+        for t in request.topics))

@@ -1,0 +1,106 @@
+"""DescribeConfigs (32): the topic configs this broker honours, with their defaults.
+
+Concern: answering DescribeConfigs for topic resources from their topic records: every config of
+`TOPIC_CONFIGS` is listed (or only the requested keys), a value set on the topic as
+DYNAMIC_TOPIC_CONFIG, otherwise the default this broker actually applies as DEFAULT_CONFIG.
+Broker resources have no describable configs yet (an empty list); other resource types are
+refused with INVALID_REQUEST. Must not know: actors, sockets, where topic records live.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from redshank.cluster.kafka.handlers.create_topics import TOPIC_CONFIGS
+from redshank.cluster.kafka.topic_table import DEFAULT_MAX_MESSAGE_BYTES, TopicInfo
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages import describe_configs as wire
+from redshank.storage import LogConfig
+
+__all__ = ["DEFAULTS", "ConfigSource", "ConfigType", "ResourceType", "build", "topic_names"]
+
+
+class ResourceType(enum.IntEnum):
+    TOPIC = 2
+    BROKER = 4
+    BROKER_LOGGER = 8
+
+
+class ConfigSource(enum.IntEnum):
+    DYNAMIC_TOPIC_CONFIG = 1
+    DEFAULT_CONFIG = 5
+
+
+class ConfigType(enum.IntEnum):
+    STRING = 2
+    INT = 3
+    LONG = 5
+    LIST = 7
+
+
+_NEVER = str(2**63 - 1)  # Kafka's Long.MAX_VALUE: no time-based segment roll
+
+# name -> (default as applied here, type). Retention is unlimited unless set (storage/LogConfig).
+DEFAULTS: dict[str, tuple[str, ConfigType]] = {
+    "cleanup.policy": ("delete", ConfigType.LIST),
+    "max.message.bytes": (str(DEFAULT_MAX_MESSAGE_BYTES), ConfigType.INT),
+    "message.timestamp.type": ("CreateTime", ConfigType.STRING),
+    "retention.bytes": ("-1", ConfigType.LONG),
+    "retention.ms": ("-1", ConfigType.LONG),
+    "segment.bytes": (str(LogConfig().segment_bytes), ConfigType.INT),
+    "segment.ms": (_NEVER, ConfigType.LONG),
+}
+if set(DEFAULTS) != TOPIC_CONFIGS:
+    raise AssertionError("every accepted topic config needs its default here")
+
+
+def topic_names(request: wire.DescribeConfigsRequest) -> tuple[str, ...]:
+    """The topics whose records the response needs."""
+    return tuple(dict.fromkeys(r.resource_name for r in request.resources
+                               if r.resource_type == ResourceType.TOPIC))
+
+
+def _entry(name: str, set_value: str | None, version: int) -> wire.DescribeConfigsResourceResult:
+    default, kind = DEFAULTS[name]
+    source = (ConfigSource.DEFAULT_CONFIG if set_value is None
+              else ConfigSource.DYNAMIC_TOPIC_CONFIG)
+    value = default if set_value is None else set_value
+    return wire.DescribeConfigsResourceResult(
+        name=name, value=value, read_only=False, config_source=source, is_sensitive=False,
+        synonyms=(),
+        config_type=kind if version >= 3 else 0,
+        documentation=None if version >= 3 else "")
+
+
+def _topic(resource: wire.DescribeConfigsResource, info: TopicInfo | None, version: int
+           ) -> wire.DescribeConfigsResult:
+    if info is None:
+        return wire.DescribeConfigsResult(
+            error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+            error_message=f"topic {resource.resource_name!r} does not exist",
+            resource_type=resource.resource_type, resource_name=resource.resource_name)
+    wanted = (sorted(DEFAULTS) if resource.configuration_keys is None
+              else [k for k in dict.fromkeys(resource.configuration_keys) if k in DEFAULTS])
+    values = dict(info.configs)
+    return wire.DescribeConfigsResult(
+        error_code=ErrorCode.NONE, error_message=None,
+        resource_type=resource.resource_type, resource_name=resource.resource_name,
+        configs=tuple(_entry(k, values.get(k), version) for k in wanted))
+
+
+def build(request: wire.DescribeConfigsRequest, version: int,
+          topics: dict[str, TopicInfo | None]) -> wire.DescribeConfigsResponse:
+    results = []
+    for r in request.resources:
+        if r.resource_type == ResourceType.TOPIC:
+            results.append(_topic(r, topics.get(r.resource_name), version))
+        elif r.resource_type == ResourceType.BROKER:
+            results.append(wire.DescribeConfigsResult(
+                error_code=ErrorCode.NONE, error_message=None,
+                resource_type=r.resource_type, resource_name=r.resource_name))
+        else:
+            results.append(wire.DescribeConfigsResult(
+                error_code=ErrorCode.INVALID_REQUEST,
+                error_message=f"resource type {r.resource_type} has no configs here",
+                resource_type=r.resource_type, resource_name=r.resource_name))
+    return wire.DescribeConfigsResponse(results=tuple(results))
