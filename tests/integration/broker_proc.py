@@ -6,22 +6,14 @@ Every wait is bounded; on failure the message carries the tail of the broker's s
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from redshank.tools.bench._broker import create_topic, free_port, read_line
+
 __all__ = ["BrokerProcess", "create_topic", "free_port"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class BrokerProcess:
@@ -56,7 +48,7 @@ class BrokerProcess:
         finally:
             log.close()
         assert self.proc.stdout is not None
-        line = _read_line(self.proc.stdout, self.ready_timeout)
+        line = read_line(self.proc.stdout, self.ready_timeout)
         if not line.startswith("redshank ready "):
             rc = self.proc.poll()
             self.kill()
@@ -92,37 +84,6 @@ class BrokerProcess:
         if proc is not None and proc.stdout is not None:
             proc.stdout.close()
         self.proc = None
-
-
-def _read_line(stream: object, timeout: float) -> str:
-    """One line from a pipe, or what arrived before `timeout` / EOF."""
-    fd = stream.fileno()  # type: ignore[attr-defined]
-    sel = selectors.DefaultSelector()
-    sel.register(fd, selectors.EVENT_READ)
-    buf = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                break
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        sel.close()
-    return buf.decode(errors="replace").split("\n", 1)[0]
-
-
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    """Create a topic with confluent-kafka's admin client (bounded wait)."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10,
-                                  request_timeout=15)
-    futures[name].result(timeout=20)
 
 
 def expected_records(prefix: str, partitions: int, per_partition: int

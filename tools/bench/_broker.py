@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
-__all__ = ["BenchBroker", "create_topic", "find_tansu", "free_port", "run_bench",
+__all__ = ["BenchBroker", "create_topic", "find_tansu", "free_port", "read_line", "run_bench",
            "tree_cpu_seconds"]
 
 READY_TIMEOUT = 60.0
@@ -74,6 +75,7 @@ def tree_cpu_seconds(root: int) -> float:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create a topic with confluent-kafka's admin client (bounded wait)."""
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
@@ -130,7 +132,8 @@ class BenchBroker:
         finally:
             log.close()
         if self.kind == "redshank":
-            line = _read_line(self.proc, READY_TIMEOUT)
+            assert self.proc.stdout is not None
+            line = read_line(self.proc.stdout, READY_TIMEOUT)
             if not line.startswith("redshank ready "):
                 raise RuntimeError(f"redshank not ready: {line!r}; log:\n{self.log_tail()}")
         else:
@@ -171,9 +174,9 @@ class BenchBroker:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
+def read_line(stream: IO[bytes], timeout: float) -> str:
+    """One line from a pipe, or what arrived before `timeout` / EOF."""
+    fd = stream.fileno()
     sel = selectors.DefaultSelector()
     sel.register(fd, selectors.EVENT_READ)
     buf = b""
