@@ -5,15 +5,17 @@ Every wait is bounded; on failure the message carries the tail of the broker's s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from redshank.tools.bench._broker import create_topic, free_port, read_line
 
-__all__ = ["BrokerProcess", "create_topic", "free_port"]
+__all__ = ["BrokerProcess", "consume_aiokafka", "create_topic", "free_port", "recv_exact"]
 
 
 class BrokerProcess:
@@ -107,3 +109,48 @@ def check_consumed(expected: dict[int, list[tuple[bytes, bytes]]],
         for i, ((key, value), (offset, k, v)) in enumerate(zip(records, seen, strict=True)):
             assert offset == i, f"partition {p}: record {i} has offset {offset}"
             assert (k, v) == (key, value), f"partition {p} offset {offset}: {(k, v)!r}"
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Exactly `n` bytes from a blocking socket (its timeout bounds each recv)."""
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, "connection closed early"
+        buf += chunk
+    return buf
+
+
+Polled = dict[tuple[str, int], list[tuple[int, bytes | None, bytes | None]]]
+
+
+def consume_aiokafka(bootstrap: str, tps: list[tuple[str, int]], total: int) -> Polled:
+    """Read `total` records by assign from offset 0 of each (topic, partition) with aiokafka
+    (at most 20 s of polling), as (offset, key, value) per partition."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> Polled:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    fetch_max_wait_ms=100)
+        await consumer.start()
+        got: Polled = {}
+        try:
+            assigned = [TopicPartition(t, p) for t, p in tps]
+            consumer.assign(assigned)
+            for tp in assigned:
+                consumer.seek(tp, 0)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            count = 0
+            while count < total and loop.time() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        got.setdefault((tp.topic, tp.partition), []).append(
+                            (m.offset, m.key, m.value))
+                        count += 1
+        finally:
+            await consumer.stop()
+        return got
+
+    return asyncio.run(asyncio.wait_for(run(), 40))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from broker_proc import BrokerProcess, create_topic
+from broker_proc import BrokerProcess, create_topic, recv_exact
 from confluent_kafka import (
     Consumer,
     ConsumerGroupState,
@@ -292,20 +292,11 @@ def _roundtrip(bootstrap: str, request: Any, version: int, response_type: Any) -
     with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
         sock.settimeout(TIMEOUT)
         sock.sendall(struct.pack(">i", len(body)) + body)
-        size = struct.unpack(">i", _recv_exact(sock, 4))[0]
-        frame = _recv_exact(sock, size)
+        size = struct.unpack(">i", recv_exact(sock, 4))[0]
+        frame = recv_exact(sock, size)
     head, pos = ResponseHeader.decode_from(frame, 0, response_header_version(key, version))
     assert head.correlation_id == 11
     return response_type.decode(frame[pos:], version)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        assert chunk, "connection closed early"
-        buf += chunk
-    return buf
 
 
 @pytest.mark.timeout(60)

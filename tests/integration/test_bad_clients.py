@@ -7,7 +7,7 @@ import socket
 import struct
 
 import pytest
-from broker_proc import BrokerProcess
+from broker_proc import BrokerProcess, recv_exact
 from confluent_kafka import Producer
 
 from redshank.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
@@ -32,19 +32,10 @@ def _api_versions_roundtrip(bootstrap: str) -> ApiVersionsResponse:
     body = RequestHeader(18, 0, 7, "probe").encode(1) + ApiVersionsRequest().encode(0)
     with _connect(bootstrap) as sock:
         sock.sendall(struct.pack(">i", len(body)) + body)
-        size = struct.unpack(">i", _recv_exact(sock, 4))[0]
-        frame = _recv_exact(sock, size)
+        size = struct.unpack(">i", recv_exact(sock, 4))[0]
+        frame = recv_exact(sock, size)
     assert struct.unpack(">i", frame[:4])[0] == 7
     return ApiVersionsResponse.decode(frame[4:], 0)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        assert chunk, "connection closed early"
-        buf += chunk
-    return buf
 
 
 @pytest.mark.timeout(60)

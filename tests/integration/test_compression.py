@@ -13,9 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka import TopicPartition as AioTopicPartition
-from broker_proc import BrokerProcess, check_consumed, create_topic, expected_records
+from aiokafka import AIOKafkaProducer
+from broker_proc import (
+    BrokerProcess,
+    check_consumed,
+    consume_aiokafka,
+    create_topic,
+    expected_records,
+)
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
@@ -118,31 +123,11 @@ def _consume_kafka_python(bootstrap: str, topics: list[str], total: int
 
 
 def _consume_aiokafka(bootstrap: str, topics: list[str], total: int) -> dict[str, Consumed]:
-    async def run() -> dict[str, Consumed]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    fetch_max_wait_ms=100)
-        await consumer.start()
-        got: dict[str, Consumed] = {}
-        try:
-            tps = [AioTopicPartition(t, 0) for t in topics]
-            consumer.assign(tps)
-            for tp in tps:
-                consumer.seek(tp, 0)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 20
-            count = 0
-            while count < total and loop.time() < deadline:
-                batch = await consumer.getmany(timeout_ms=200)
-                for tp, msgs in batch.items():
-                    for m in msgs:
-                        got.setdefault(tp.topic, {}).setdefault(tp.partition, []).append(
-                            (m.offset, m.key, m.value))
-                        count += 1
-        finally:
-            await consumer.stop()
-        return got
-
-    return asyncio.run(asyncio.wait_for(run(), 40))
+    got: dict[str, Consumed] = {}
+    for (topic, partition), records in consume_aiokafka(bootstrap, [(t, 0) for t in topics],
+                                                        total).items():
+        got.setdefault(topic, {})[partition] = records
+    return got
 
 
 def _stored_codecs(data_dir: Path, topic: str) -> set[int]:
