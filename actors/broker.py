@@ -31,15 +31,18 @@ from redshank.actors.partition_leader import (
 )
 from redshank.actors.partition_manager import (
     MANAGER,
+    RETENTION_CHECK_S,
     Ensure,
     EnsureGroupHost,
     PartitionManager,
     TopicDeletedError,
 )
 from redshank.actors.runtime import CoreContext, CoreDiedError, LoopFuture
+from redshank.actors.topic_cache import TOPIC_CACHE, TopicCache
 from redshank.actors.topic_controller import (
     CONTROLLER,
     AllocateProducerId,
+    AlterTopicConfigs,
     CreatePartitions,
     CreateTopics,
     DeleteTopics,
@@ -63,6 +66,7 @@ from redshank.cluster.group import (
 )
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers import (
+    alter_configs,
     api_versions,
     create_partitions,
     create_topics,
@@ -74,6 +78,7 @@ from redshank.cluster.kafka.handlers import (
     describe_groups,
     find_coordinator,
     heartbeat,
+    incremental_alter_configs,
     init_producer_id,
     join_group,
     leave_group,
@@ -120,6 +125,8 @@ class BrokerConfig:
     initial_rebalance_delay_ms: int = 500
     # Produce bytes in flight per core before sessions stop reading (replicate-batcher memory).
     produce_memory_bytes: int = 64 * 1024 * 1024
+    # How often each core applies retention.ms / retention.bytes to its logs.
+    retention_check_s: float = RETENTION_CHECK_S
 
 
 class ByteSemaphore:
@@ -150,12 +157,14 @@ class ByteSemaphore:
 class BrokerCore:
     """Per-core state shared by the sessions of that core: refs, the topic cache."""
 
-    def __init__(self, config: BrokerConfig, ctx: CoreContext) -> None:
+    def __init__(self, config: BrokerConfig, ctx: CoreContext,
+                 topics: dict[str, TopicInfo] | None = None) -> None:
         self.config = config
         self.ctx = ctx
         self.router = ctx.router
         self.loop = ctx.loop
-        self.topics: dict[str, TopicInfo] = {}
+        # Shared with the core's TopicCache actor, which the topic controller keeps current.
+        self.topics: dict[str, TopicInfo] = {} if topics is None else topics
         self.ensured: set[str] = set()
         self.broker = metadata.BrokerAddress(
             config.node_id, config.advertised_host, config.advertised_port)
@@ -254,6 +263,23 @@ class BrokerCore:
         # Asked of the controller, not this core's cache: configs change under it.
         found = (await self.lookup(names)).topics if names else {}
         return describe_configs.build(request, version, {n: found.get(n) for n in names})
+
+    async def alter_configs(self, request: Any, version: int) -> Any:
+        changes, decided = alter_configs.plan(request)
+        by_topic = await self._alter(changes, request.validate_only)
+        return alter_configs.build(request, decided, by_topic)
+
+    async def incremental_alter_configs(self, request: Any, version: int) -> Any:
+        changes, decided = incremental_alter_configs.plan(request)
+        by_topic = await self._alter(changes, request.validate_only)
+        return incremental_alter_configs.build(request, decided, by_topic)
+
+    async def _alter(self, changes: list[Any], validate_only: bool) -> dict[str, Any]:
+        if not changes:
+            return {}
+        out: dict[str, Any] = await resolve(self.router.ref(0, CONTROLLER).ask(
+            AlterTopicConfigs(tuple(changes), validate_only), block=False))
+        return out
 
     async def describe_cluster(self, request: Any, version: int) -> Any:
         result = await self.lookup(())
@@ -548,13 +574,15 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
     ctx.router.register("disk-writer", writer)
     groups = GroupConfig(initial_rebalance_delay_ms=config.initial_rebalance_delay_ms)
     manager = PartitionManager.start(ctx.router, config.data_dir, coordinator, writer, loop,
-                                     groups)
+                                     groups, config.retention_check_s)
     ctx.router.register(MANAGER, manager)
+    topics: dict[str, TopicInfo] = {}
+    ctx.router.register(TOPIC_CACHE, TopicCache.start(topics))
     if ctx.core == 0:
         kv = await writer.ask(OpenKv(os.path.join(config.data_dir, "meta")), block=False)
         controller = TopicController.start(ctx.router, kv, coordinator, writer, loop)
         ctx.router.register(CONTROLLER, controller)
-    core = BrokerCore(config, ctx)
+    core = BrokerCore(config, ctx, topics)
     sock = _listen_socket(config.host, config.port)
     await loop.create_server(lambda: KafkaSession(core), sock=sock)
     _log.info("kafka_listening", host=config.host, port=config.port)

@@ -218,6 +218,8 @@ class KafkaSession(asyncio.Protocol):
             ApiKey.CREATE_PARTITIONS: core.create_partitions,
             ApiKey.DELETE_RECORDS: core.delete_records,
             ApiKey.OFFSET_FOR_LEADER_EPOCH: core.offset_for_leader_epoch,
+            ApiKey.ALTER_CONFIGS: core.alter_configs,
+            ApiKey.INCREMENTAL_ALTER_CONFIGS: core.incremental_alter_configs,
         }[ApiKey(key)]
         self._track(event, asyncio.ensure_future(handler(req, version)))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +34,12 @@ from redshank.cluster.kafka.handlers.list_offsets import (
 from redshank.cluster.kafka.handlers.produce import PartitionResult, ProducerBatch
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
-from redshank.protocol.record_batch import iter_batches
+from redshank.protocol.record_batch import iter_batches, stamp_log_append_time
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["Append", "PartitionLeader", "QueryOffset", "Read", "TrimPrefix", "WaitForData",
-           "partition_name"]
+__all__ = ["Append", "PartitionLeader", "QueryOffset", "Read", "SetTimestampType", "TrimPrefix",
+           "WaitForData", "partition_name"]
 
 TERM = 0  # single replica, no elections yet: the leader epoch stays 0
 
@@ -76,6 +77,14 @@ class QueryOffset:
 
 
 @dataclass(frozen=True, slots=True)
+class SetTimestampType:
+    """message.timestamp.type changed: True stamps every appended batch with the broker's time
+    (LogAppendTime), False keeps the producer's (CreateTime). Applies from the next append."""
+
+    log_append_time: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TrimPrefix:
     """DeleteRecords: make `offset` (-1: the high watermark) the log start; -> `TrimResult`."""
 
@@ -85,8 +94,10 @@ class TrimPrefix:
 class PartitionLeader(LoopActor):
     def __init__(self, topic: str, partition: int, log: Log, coordinator: FlushCoordinator,
                  writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
-                 producers: list[tuple[int, int, int, int, int]] | None = None) -> None:
+                 producers: list[tuple[int, int, int, int, int]] | None = None,
+                 log_append_time: bool = False) -> None:
         super().__init__()
+        self.log_append_time = log_append_time
         self.topic = topic
         self.partition = partition
         self.log = log
@@ -114,6 +125,9 @@ class PartitionLeader(LoopActor):
             return self._query(message)
         if isinstance(message, TrimPrefix):
             return self._trim(message)
+        if isinstance(message, SetTimestampType):
+            self.log_append_time = message.log_append_time
+            return True
         raise TypeError(f"partition leader got {type(message).__name__}")
 
     # -- produce -------------------------------------------------------------------------------
@@ -133,6 +147,10 @@ class PartitionLeader(LoopActor):
                 return Staged(None, acked)
         buf = bytearray(msg.records)
         try:
+            if self.log_append_time:
+                now_ms = int(time.time() * 1000)
+                for pos, h in iter_batches(buf, verify_crc=False):
+                    stamp_log_append_time(buf, pos, h, now_ms)
             res = self.log.append(buf, TERM, crc_checked=True)
         except DecodeError as exc:
             acked.set(self._result(ErrorCode.CORRUPT_MESSAGE, msg=str(exc)))

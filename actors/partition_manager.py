@@ -17,19 +17,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
+import structlog
 
 from redshank.actors._async import spawn
 from redshank.actors.disk_writer import Blocking, OpenLog, ScanProducers
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
-from redshank.actors.partition_leader import PartitionLeader, partition_name
+from redshank.actors.partition_leader import PartitionLeader, SetTimestampType, partition_name
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
 from redshank.cluster.group import GroupConfig
-from redshank.storage import FlushCoordinator, Log, LogConfig
+from redshank.cluster.kafka.topic_configs import effective
+from redshank.storage import FlushCoordinator, Log, LogConfig, StorageError
 
-__all__ = ["MANAGER", "Drop", "Ensure", "EnsureGroupHost", "PartitionManager", "TopicDeletedError",
-           "log_config"]
+__all__ = ["MANAGER", "RETENTION_CHECK_S", "Drop", "Ensure", "EnsureGroupHost", "PartitionManager",
+           "Reconfigure", "TopicDeletedError", "apply_retention", "log_config"]
 
 MANAGER = "partitions"
+# Kafka checks every 5 min (log.retention.check.interval.ms); a pass over closed-segment
+# metadata costs microseconds per log, so look more often and free disk sooner.
+RETENTION_CHECK_S = 30.0
+_log = structlog.get_logger("redshank.partitions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,16 @@ class Drop:
     topic_id: uuid.UUID
 
 
+@dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """The topic's configs changed: the partition's log (if open here) takes them. The reply
+    comes once the log has them; a partition not open here takes them when it opens."""
+
+    topic: str
+    partition: int
+    configs: tuple[tuple[str, str], ...]
+
+
 class TopicDeletedError(pykka.ActorDeadError):
     """An `Ensure` named a topic id that was dropped on this core."""
 
@@ -81,10 +97,29 @@ def log_config(configs: tuple[tuple[str, str], ...]) -> LogConfig:
     )
 
 
+def log_append_time(configs: tuple[tuple[str, str], ...]) -> bool:
+    return effective(dict(configs), "message.timestamp.type") == "LogAppendTime"
+
+
+def apply_retention(logs: list[Log]) -> int:
+    """Retention over `logs` (disk-writer thread): segments removed in all. A log closed since
+    the list was taken is skipped; one whose disk fails is logged and skipped, the others go on."""
+    removed = 0
+    for log in logs:
+        if log.closed or log.failed:
+            continue
+        try:
+            removed += log.apply_retention()
+        except StorageError as exc:
+            _log.error("retention_failed", log=log.dir, error=repr(exc))
+    return removed
+
+
 class PartitionManager(LoopActor):
     def __init__(self, router: CoreRouter, data_dir: str, coordinator: FlushCoordinator,
                  writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
-                 group_config: GroupConfig | None = None) -> None:
+                 group_config: GroupConfig | None = None,
+                 retention_check_s: float = RETENTION_CHECK_S) -> None:
         super().__init__()
         self.router = router
         self.data_dir = data_dir
@@ -95,13 +130,50 @@ class PartitionManager(LoopActor):
         self.leaders: dict[str, pykka.ActorRef[Any]] = {}
         self.logs: dict[str, Log] = {}
         self.dropped: set[uuid.UUID] = set()
+        # The newest configs a Reconfigure gave, by partition name: they win over an Ensure's.
+        self._configs: dict[str, tuple[tuple[str, str], ...]] = {}
         self.group_config = group_config or GroupConfig()
+        self.retention_check_s = retention_check_s
+        self._retention_timer: asyncio.TimerHandle | None = None
+        self._stopped = False
+
+    def on_start(self) -> None:
+        self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
+
+    def on_stop(self) -> None:
+        self._stopped = True
+        if self._retention_timer is not None:
+            self._retention_timer.cancel()
+            self._retention_timer = None
+
+    def _retain(self) -> None:
+        """Every `retention_check_s`: one pass of retention over this core's logs on the disk
+        writer (Kafka's log.retention.check.interval.ms), the next pass after this one ends."""
+        logs = list(self.logs.values())
+
+        async def run() -> None:
+            try:
+                await self.writer.ask(Blocking(functools.partial(apply_retention, logs)),
+                                      block=False)
+            except pykka.ActorDeadError:
+                return  # the core is stopping
+            except Exception as exc:  # a bug in a pass must not end retention for good
+                _log.error("retention_pass_failed", error=repr(exc))
+            finally:
+                if not self._stopped:
+                    self._retention_timer = self.loop.call_later(self.retention_check_s,
+                                                                 self._retain)
+
+        self._retention_timer = None
+        spawn(self.loop, run())
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, EnsureGroupHost):
             return self._ensure_group_host(message)
         if isinstance(message, Drop):
             return self._drop(message)
+        if isinstance(message, Reconfigure):
+            return self._reconfigure(message)
         if not isinstance(message, Ensure):
             raise TypeError(f"partition manager got {type(message).__name__}")
         if message.topic == GROUPS_TOPIC:
@@ -116,8 +188,9 @@ class PartitionManager(LoopActor):
         fut: LoopFuture[bool] = LoopFuture(self.loop)
         self._open[name] = fut
         directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
+        configs = self._configs.get(name, message.configs)
         opened: LoopFuture[Log] = self.writer.ask(  # type: ignore[assignment]
-            OpenLog(directory, log_config(message.configs)), block=False)
+            OpenLog(directory, log_config(configs)), block=False)
 
         async def start() -> bool:
             try:
@@ -128,7 +201,8 @@ class PartitionManager(LoopActor):
                     del self._open[name]
                 raise
             ref = PartitionLeader.start(message.topic, message.partition, log,
-                                        self.coordinator, self.writer, self.loop, producers)
+                                        self.coordinator, self.writer, self.loop, producers,
+                                        log_append_time(configs))
             self.leaders[name] = ref
             self.logs[name] = log
             self.router.register(name, ref)
@@ -138,9 +212,37 @@ class PartitionManager(LoopActor):
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
 
+    def _reconfigure(self, message: Reconfigure) -> LoopFuture[bool] | bool:
+        name = partition_name(message.topic, message.partition)
+        # An Ensure already on its way may carry the configs from before the change.
+        self._configs[name] = message.configs
+        opening = self._open.get(name)
+        if opening is None:
+            return True
+        config = log_config(message.configs)
+
+        async def apply() -> bool:
+            with contextlib.suppress(Exception):  # a failed open has no log to reconfigure
+                await opening
+            log = self.logs.get(name)
+            leader = self.leaders.get(name)
+            if log is None or leader is None:
+                return True
+
+            def swap() -> bool:  # on the disk writer: the thread that rolls and retains
+                log.config = config
+                return True
+
+            await self.writer.ask(Blocking(swap), block=False)
+            await leader.ask(SetTimestampType(log_append_time(message.configs)), block=False)
+            return True
+
+        return spawn(self.loop, apply())
+
     def _drop(self, message: Drop) -> LoopFuture[bool]:
         self.dropped.add(message.topic_id)
         name = partition_name(message.topic, message.partition)
+        self._configs.pop(name, None)
         opening = self._open.pop(name, None)
         directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
 

@@ -11,6 +11,7 @@ blocks). Must not know: connections, Kafka request formats.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,9 @@ import structlog
 from redshank.actors._async import resolve, spawn
 from redshank.actors.disk_writer import RunRound
 from redshank.actors.group_host import GROUPS_TOPIC
-from redshank.actors.partition_manager import MANAGER, Drop, Ensure, EnsureGroupHost
+from redshank.actors.partition_manager import MANAGER, Drop, Ensure, EnsureGroupHost, Reconfigure
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
+from redshank.actors.topic_cache import TOPIC_CACHE, TopicChanged
 from redshank.cluster.kafka import (
     TopicInfo,
     TopicTable,
@@ -31,16 +33,18 @@ from redshank.cluster.kafka import (
     encode_topic,
     topic_key,
 )
+from redshank.cluster.kafka.handlers._alter import AlterOutcome
+from redshank.cluster.kafka.handlers._alter import decide as decide_alter
 from redshank.cluster.kafka.handlers.create_partitions import Grow, GrowOutcome, grown
 from redshank.cluster.kafka.handlers.create_partitions import decide as decide_grow
 from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
 from redshank.cluster.kafka.handlers.delete_topics import DeleteOutcome, DeleteTarget, decide
+from redshank.cluster.kafka.topic_configs import ConfigChange
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, FlushHandle, KvStore
 
-__all__ = ["CONTROLLER", "AllocateProducerId", "CreatePartitions", "CreateTopics", "DeleteTopics",
-           "Lookup",
-           "LookupResult", "TopicController"]
+__all__ = ["CONTROLLER", "AllocateProducerId", "AlterTopicConfigs", "CreatePartitions",
+           "CreateTopics", "DeleteTopics", "Lookup", "LookupResult", "TopicController"]
 
 CONTROLLER = "topics"
 _CLUSTER_ID = b"cluster_id"
@@ -87,6 +91,15 @@ class DeleteTopics:
     targets: tuple[DeleteTarget, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AlterTopicConfigs:
+    """Replies {topic: AlterOutcome} once every change is durable, applied to the open logs
+    and known to every core's topic cache."""
+
+    changes: tuple[ConfigChange, ...]
+    validate_only: bool
+
+
 class TopicController(LoopActor):
     def __init__(self, router: CoreRouter, kv: KvStore, coordinator: FlushCoordinator,
                  writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop) -> None:
@@ -116,6 +129,8 @@ class TopicController(LoopActor):
             return spawn(self.loop, self._grow_many(message))
         if isinstance(message, DeleteTopics):
             return spawn(self.loop, self._delete_many(message))
+        if isinstance(message, AlterTopicConfigs):
+            return spawn(self.loop, self._alter_many(message))
         if isinstance(message, AllocateProducerId):
             return spawn(self.loop, self._allocate_pid())
         raise TypeError(f"topic controller got {type(message).__name__}")
@@ -257,6 +272,47 @@ class TopicController(LoopActor):
             self._log.info("topic_deleted", topic=info.name, partitions=info.partitions)
             out.append(DeleteOutcome(info.name, info.topic_id, ErrorCode.NONE))
         return out
+
+    async def _alter_many(self, msg: AlterTopicConfigs) -> dict[str, AlterOutcome]:
+        """Write each changed record (durably), then hand the new configs to the partitions'
+        owning cores and to every core's topic cache before answering, so a produce or describe
+        after the answer sees them on any core."""
+        out: dict[str, AlterOutcome] = {}
+        for change in msg.changes:
+            if change.topic in self._creating:
+                await resolve(self._creating[change.topic])
+            info = self.table.get(change.topic)
+            after = decide_alter(change, info, frozenset({GROUPS_TOPIC}))
+            if isinstance(after, AlterOutcome) or info is None:
+                out[change.topic] = after if isinstance(after, AlterOutcome) else AlterOutcome(
+                    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                continue
+            if msg.validate_only or after == info.configs:
+                out[change.topic] = AlterOutcome(ErrorCode.NONE)
+                continue
+            changed = dataclasses.replace(info, configs=after)
+            self.table.add(changed)
+            self.kv.put(topic_key(changed.name), encode_topic(changed))
+            try:
+                await self.durable()
+                await self._publish(changed)
+            except Exception as exc:  # a core died or the disk failed: retriable for the client
+                self._log.error("topic_alter_failed", topic=info.name, error=repr(exc))
+                out[change.topic] = AlterOutcome(ErrorCode.LEADER_NOT_AVAILABLE, str(exc))
+                continue
+            self._log.info("topic_configs_altered", topic=info.name, configs=dict(after))
+            out[change.topic] = AlterOutcome(ErrorCode.NONE)
+        return out
+
+    async def _publish(self, info: TopicInfo) -> None:
+        """The owning cores reconfigure the open logs; every core's cache takes the record."""
+        asks = [self.router.ref(core, MANAGER).ask(
+            Reconfigure(info.name, p, info.configs), block=False)
+            for p, core in enumerate(info.cores)]
+        asks += [self.router.ref(core, TOPIC_CACHE).ask(TopicChanged(info), block=False)
+                 for core in range(self.router.ncores)]
+        for fut in asks:
+            await resolve(fut)
 
     async def _allocate_pid(self) -> int:
         if self._pid_next >= self._pid_limit:

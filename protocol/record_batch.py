@@ -35,6 +35,7 @@ __all__ = [
     "parse_header",
     "set_base_offset",
     "set_leader_epoch",
+    "stamp_log_append_time",
     "validate_batch",
 ]
 
@@ -47,6 +48,9 @@ _CRC_START = 21
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _OFFSET = struct.Struct(">q")
 _EPOCH = struct.Struct(">i")
+_ATTRIBUTES = struct.Struct(">h")
+_CRC = struct.Struct(">I")
+_MAX_TIMESTAMP_AT = 35
 
 _COMPRESSION_MASK = 0x07
 _TIMESTAMP_TYPE_BIT = 0x08
@@ -182,3 +186,14 @@ def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> 
 def set_leader_epoch(buf: bytearray | memoryview, pos: int, epoch: int) -> None:
     """Rewrite the batch's partitionLeaderEpoch in place (outside the CRC)."""
     _EPOCH.pack_into(buf, pos + 12, epoch)
+
+
+def stamp_log_append_time(buf: bytearray | memoryview, pos: int, header: BatchHeader,
+                          now_ms: int) -> None:
+    """Mark the (complete) batch at `pos` as LogAppendTime with maxTimestamp `now_ms`, and
+    recompute its CRC: message.timestamp.type=LogAppendTime (KIP-32). Consumers then read every
+    record's timestamp as maxTimestamp; the records themselves are not touched."""
+    _ATTRIBUTES.pack_into(buf, pos + _CRC_START, header.attributes | _TIMESTAMP_TYPE_BIT)
+    _OFFSET.pack_into(buf, pos + _MAX_TIMESTAMP_AT, now_ms)
+    _CRC.pack_into(buf, pos + 17, int(_crc32c.crc32c(memoryview(buf)[pos + _CRC_START:
+                                                                      pos + header.size])))

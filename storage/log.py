@@ -149,6 +149,10 @@ class Log:
     def failed(self) -> bool:
         return self._failed is not None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def term_at(self, offset: int) -> Term | None:
         """Term of the batch holding `offset`, None outside [start, dirty]."""
         with self._lock:
@@ -301,9 +305,12 @@ class Log:
                 # Trimming and writing the index can fail without harm (ENOSPC): the segment
                 # stays active and the next flush retries the roll.
                 old.seal()
+        # Never reserve past what the segment may hold (small segment.bytes): a batch larger
+        # than that still gets the room it needs.
         seg = Segment.create(self._files, self.dir, base, term,
                              index_interval=self.config.index_interval,
-                             preallocate_step=self.config.preallocate_step)
+                             preallocate_step=min(self.config.preallocate_step,
+                                                  self.config.segment_bytes))
         with self._lock:
             self._segments.append(seg)
         if old is not None:

@@ -22,6 +22,7 @@ import sys
 import time
 
 from redshank.actors.broker import RING_BYTES, BrokerConfig, setup_core
+from redshank.actors.partition_manager import RETENTION_CHECK_S
 from redshank.actors.runtime import NodeBusyError, Supervisor, configure_logging
 
 __all__ = ["main", "parse_addr"]
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="core processes (default: CPU count)")
     p.add_argument("--node-id", type=int, default=0)
     p.add_argument("--no-pin", action="store_true", help="do not pin cores to CPUs")
+    p.add_argument("--retention-check-ms", type=int, default=int(RETENTION_CHECK_S * 1000),
+                   help="how often retention.ms / retention.bytes are applied (default "
+                        f"{int(RETENTION_CHECK_S * 1000)})")
     return p
 
 
@@ -73,6 +77,9 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.cores < 1:
         print("redshank start: --cores must be >= 1", file=sys.stderr)
+        return 2
+    if args.retention_check_ms < 1:
+        print("redshank start: --retention-check-ms must be >= 1", file=sys.stderr)
         return 2
     configure_logging(None)
     host, port = args.kafka_addr
@@ -88,7 +95,8 @@ def main(argv: list[str]) -> int:
     data_dir = os.path.abspath(args.data_dir)
     os.makedirs(data_dir, exist_ok=True)
     config = BrokerConfig(host=host, port=port, advertised_host=adv_host,
-                          advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id)
+                          advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id,
+                          retention_check_s=args.retention_check_ms / 1000)
     sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
                      ring_capacity=RING_BYTES, pin=not args.no_pin)
     signal.signal(signal.SIGTERM, sup.request_stop)

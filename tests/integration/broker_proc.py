@@ -20,8 +20,9 @@ __all__ = ["BrokerProcess", "consume_aiokafka", "create_topic", "free_port", "re
 
 class BrokerProcess:
     def __init__(self, data_dir: Path, *, cores: int = 2, port: int = 0,
-                 ready_timeout: float = 45.0) -> None:
+                 ready_timeout: float = 45.0, extra_args: tuple[str, ...] = ()) -> None:
         self.data_dir = Path(data_dir)
+        self.extra_args = extra_args
         self.cores = cores
         self.port = port
         self.ready_timeout = ready_timeout
@@ -33,7 +34,7 @@ class BrokerProcess:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "redshank.tools.cli", "start",
                 "--kafka-addr", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
-                "--cores", str(self.cores)]
+                "--cores", str(self.cores), *self.extra_args]
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -11,10 +11,12 @@ from redshank.protocol.errors import CorruptBatchError
 from redshank.protocol.record_batch import (
     HEADER_SIZE,
     Compression,
+    TimestampType,
     iter_batches,
     parse_header,
     set_base_offset,
     set_leader_epoch,
+    stamp_log_append_time,
     validate_batch,
 )
 
@@ -71,3 +73,17 @@ def test_iter_batches_walks_concatenated_batches() -> None:
     ]
     with pytest.raises(CorruptBatchError):
         list(iter_batches(bytes(a + b[:-3])))
+
+
+def test_stamp_log_append_time_sets_type_and_max_timestamp_and_keeps_crc_valid() -> None:
+    buf = _batch(count=2, attributes=int(Compression.LZ4)) + _batch(records=b"\x01" * 7)
+    first = parse_header(buf)
+    records_before = bytes(buf[HEADER_SIZE:first.size])
+    for pos, h in list(iter_batches(buf)):
+        stamp_log_append_time(buf, pos, h, 1_700_000_000_123)
+    stamped = [h for _pos, h in iter_batches(buf)]  # CRCs verified
+    assert [h.timestamp_type for h in stamped] == [TimestampType.LOG_APPEND_TIME] * 2
+    assert [h.max_timestamp for h in stamped] == [1_700_000_000_123] * 2
+    assert [h.base_timestamp for h in stamped] == [1000, 1000]
+    assert stamped[0].compression == Compression.LZ4 and stamped[0].record_count == 2
+    assert bytes(buf[HEADER_SIZE:first.size]) == records_before

@@ -1,6 +1,7 @@
 """Kafka API handlers, one module per API, sans-IO: plan a request, build its response."""
 
 from . import (
+    alter_configs,
     api_versions,
     create_partitions,
     create_topics,
@@ -13,6 +14,7 @@ from . import (
     fetch,
     find_coordinator,
     heartbeat,
+    incremental_alter_configs,
     init_producer_id,
     join_group,
     leave_group,
@@ -27,6 +29,7 @@ from . import (
 )
 
 __all__ = [
+    "alter_configs",
     "api_versions",
     "create_partitions",
     "create_topics",
@@ -39,6 +42,7 @@ __all__ = [
     "fetch",
     "find_coordinator",
     "heartbeat",
+    "incremental_alter_configs",
     "init_producer_id",
     "join_group",
     "leave_group",

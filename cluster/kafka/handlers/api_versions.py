@@ -42,6 +42,8 @@ SERVED: frozenset[int] = frozenset(
         ApiKey.CREATE_PARTITIONS,
         ApiKey.DELETE_RECORDS,
         ApiKey.OFFSET_FOR_LEADER_EPOCH,
+        ApiKey.ALTER_CONFIGS,
+        ApiKey.INCREMENTAL_ALTER_CONFIGS,
     }
 )
 

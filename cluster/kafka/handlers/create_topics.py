@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from redshank.cluster.kafka.topic_configs import TOPIC_CONFIGS, invalid_value
 from redshank.cluster.kafka.topic_table import TopicInfo, validate_topic_name
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.create_topics import (
@@ -20,18 +21,6 @@ from redshank.protocol.messages.create_topics import (
 
 __all__ = ["TOPIC_CONFIGS", "CreateOutcome", "TopicSpec", "build", "plan"]
 
-# Topic configs this broker accepts (issue 5); anything else is INVALID_CONFIG.
-TOPIC_CONFIGS = frozenset(
-    {
-        "retention.ms",
-        "retention.bytes",
-        "segment.bytes",
-        "segment.ms",
-        "cleanup.policy",
-        "max.message.bytes",
-        "message.timestamp.type",
-    }
-)
 MAX_PARTITIONS = 10_000
 
 
@@ -87,16 +76,19 @@ def plan(request: CreateTopicsRequest, default_partitions: int
 
 
 def _bad_config(configs: tuple[object, ...]) -> str | None:
+    """Why the configs of a creatable topic are refused (INVALID_CONFIG): an unknown name, a
+    name given twice, or a value outside what the config allows (topic_configs)."""
+    seen: set[str] = set()
     for c in configs:
         name = getattr(c, "name", "")
         value = getattr(c, "value", None)
         if name not in TOPIC_CONFIGS:
             return f"unknown topic config {name!r}"
-        if name.endswith((".ms", ".bytes")) and value is not None:
-            try:
-                int(value)
-            except ValueError:
-                return f"{name} must be an integer, got {value!r}"
+        if name in seen:
+            return f"topic config {name!r} given more than once"
+        seen.add(name)
+        if value is not None and (why := invalid_value(name, value)) is not None:
+            return why
     return None
 
 

@@ -1,7 +1,7 @@
 """DescribeConfigs (32): the topic configs this broker honours, with their defaults.
 
 Concern: answering DescribeConfigs for topic resources from their topic records: every config of
-`TOPIC_CONFIGS` is listed (or only the requested keys), a value set on the topic as
+`topic_configs.DEFAULTS` is listed (or only the requested keys), a value set on the topic as
 DYNAMIC_TOPIC_CONFIG, otherwise the default this broker actually applies as DEFAULT_CONFIG.
 Broker resources have no describable configs yet (an empty list); other resource types are
 refused with INVALID_REQUEST. Must not know: actors, sockets, where topic records live.
@@ -11,47 +11,17 @@ from __future__ import annotations
 
 import enum
 
-from redshank.cluster.kafka.handlers.create_topics import TOPIC_CONFIGS
-from redshank.cluster.kafka.topic_table import DEFAULT_MAX_MESSAGE_BYTES, TopicInfo
+from redshank.cluster.kafka.topic_configs import DEFAULTS, ConfigType, ResourceType
+from redshank.cluster.kafka.topic_table import TopicInfo
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import describe_configs as wire
-from redshank.storage import LogConfig
 
 __all__ = ["DEFAULTS", "ConfigSource", "ConfigType", "ResourceType", "build", "topic_names"]
-
-
-class ResourceType(enum.IntEnum):
-    TOPIC = 2
-    BROKER = 4
-    BROKER_LOGGER = 8
 
 
 class ConfigSource(enum.IntEnum):
     DYNAMIC_TOPIC_CONFIG = 1
     DEFAULT_CONFIG = 5
-
-
-class ConfigType(enum.IntEnum):
-    STRING = 2
-    INT = 3
-    LONG = 5
-    LIST = 7
-
-
-_NEVER = str(2**63 - 1)  # Kafka's Long.MAX_VALUE: no time-based segment roll
-
-# name -> (default as applied here, type). Retention is unlimited unless set (storage/LogConfig).
-DEFAULTS: dict[str, tuple[str, ConfigType]] = {
-    "cleanup.policy": ("delete", ConfigType.LIST),
-    "max.message.bytes": (str(DEFAULT_MAX_MESSAGE_BYTES), ConfigType.INT),
-    "message.timestamp.type": ("CreateTime", ConfigType.STRING),
-    "retention.bytes": ("-1", ConfigType.LONG),
-    "retention.ms": ("-1", ConfigType.LONG),
-    "segment.bytes": (str(LogConfig().segment_bytes), ConfigType.INT),
-    "segment.ms": (_NEVER, ConfigType.LONG),
-}
-if set(DEFAULTS) != TOPIC_CONFIGS:
-    raise AssertionError("every accepted topic config needs its default here")
 
 
 def topic_names(request: wire.DescribeConfigsRequest) -> tuple[str, ...]:
