@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,14 +98,18 @@ from redshank.cluster.kafka.handlers import (
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import BatchCache, FlushCoordinator
 
-__all__ = ["MAX_REMOTE_READ", "RING_BYTES", "BrokerConfig", "BrokerCore", "ByteSemaphore",
-           "setup_core"]
+__all__ = ["MAX_REMOTE_READ", "REQUEST_MEMORY_BYTES", "RING_BYTES", "SMALL_REQUEST",
+           "BrokerConfig", "BrokerCore", "ByteSemaphore", "RequestMemory", "setup_core"]
 
 _log = structlog.get_logger("redshank.broker")
 # Shared-memory ring per core pair: a frame holds at most half of it, so a record batch of
 # max.message.bytes (1 MiB by default) and a cross-core read both fit with room to spare.
 RING_BYTES = 8 * 1024 * 1024
 MAX_REMOTE_READ = 1024 * 1024
+REQUEST_MEMORY_BYTES = 256 * 1024 * 1024
+# A request this small is always read, whatever the core's request memory: small requests of
+# well-behaved clients keep flowing while large frames wait.
+SMALL_REQUEST = 64 * 1024
 # A group request whose coordinator cannot be reached: NOT_COORDINATOR makes clients look again.
 _UNAVAILABLE = (pykka.ActorDeadError, CoreDiedError)
 
@@ -125,6 +130,9 @@ class BrokerConfig:
     initial_rebalance_delay_ms: int = 500
     # Produce bytes in flight per core before sessions stop reading (replicate-batcher memory).
     produce_memory_bytes: int = 64 * 1024 * 1024
+    # Bytes of not-yet-decoded requests the connections of a core may hold (a flood of large
+    # or slow frames stays within it).
+    request_memory_bytes: int = REQUEST_MEMORY_BYTES
     # How often each core applies retention.ms / retention.bytes to its logs.
     retention_check_s: float = RETENTION_CHECK_S
 
@@ -154,8 +162,39 @@ class ByteSemaphore:
                 waiter.set_result(None)
 
 
+class RequestMemory:
+    """Bytes the core's connections hold of requests not yet decoded (Kafka's
+    queued.max.request.bytes, per core). Above `limit` a session holding more than a small
+    request's worth stops reading until memory is freed; a session never waits on its own bytes
+    alone, so one request larger than the limit still completes. Sessions that cannot progress
+    meet the frame deadline, which frees their memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiting: dict[int, Callable[[], None]] = {}
+
+    def adjust(self, delta: int) -> None:
+        self.used += delta
+        if delta < 0 and self._waiting and self.used < self.limit:
+            waiting, self._waiting = self._waiting, {}
+            for wake in waiting.values():
+                wake()
+
+    def must_wait(self, holds: int) -> bool:
+        """Whether a session holding `holds` bytes (counted in `used`) should stop reading."""
+        return holds > SMALL_REQUEST and self.used > self.limit and self.used > holds
+
+    def wait(self, key: int, wake: Callable[[], None]) -> None:
+        self._waiting[key] = wake
+
+    def forget(self, key: int) -> None:
+        self._waiting.pop(key, None)
+
+
 class BrokerCore:
-    """Per-core state shared by the sessions of that core: refs, the topic cache."""
+    """Per-core state shared by the sessions of that core: refs, the topic cache, memory
+    bounds."""
 
     def __init__(self, config: BrokerConfig, ctx: CoreContext,
                  topics: dict[str, TopicInfo] | None = None) -> None:
@@ -170,6 +209,7 @@ class BrokerCore:
             config.node_id, config.advertised_host, config.advertised_port)
         self.sessions = 0
         self.produce_memory = ByteSemaphore(config.produce_memory_bytes)
+        self.request_memory = RequestMemory(config.request_memory_bytes)
 
     # -- topics --------------------------------------------------------------------------------
     async def lookup(self, names: tuple[str, ...] | None, create: tuple[str, ...] = ()

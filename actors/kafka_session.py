@@ -40,6 +40,7 @@ MAX_FRAME = 100 * 1024 * 1024
 # A request that has started arriving must complete within this time (slow or stuck senders
 # hold memory); an idle connection between requests is fine.
 FRAME_DEADLINE_S = 30.0
+DEADLINE_RECHECK_S = 1.0
 
 _log = structlog.get_logger("redshank.session")
 
@@ -58,6 +59,8 @@ class KafkaSession(asyncio.Protocol):
         self._closed = False
         self._peer_done = False  # the peer closed its side: close ours once all is answered
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._counted = 0  # this connection's bytes in the core's request memory
+        self._memory_wait = False  # reading stopped until the core's request memory frees
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,6 +72,7 @@ class KafkaSession(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
         self.core.sessions -= 1
+        self._account()
         for task in self._tasks:
             task.cancel()
 
@@ -78,6 +82,7 @@ class KafkaSession(asyncio.Protocol):
         except RemoteProtocolError as exc:
             self._abort("bad_frame", exc)
             return
+        self._account()
         self._kick()
         self._arm_deadline()
 
@@ -91,10 +96,16 @@ class KafkaSession(asyncio.Protocol):
         self._deadline = None
         if self._closed or not self.conn.buffered_bytes:
             return
-        if self._frames == frames_then and not self._reading_paused:
-            self._abort("frame_deadline")  # no whole request in all that time
+        if self._frames != frames_then:
+            self._arm_deadline()  # progress: a new window
             return
-        self._arm_deadline()
+        if self._reading_paused and not self._memory_wait:
+            # Our own backpressure holds the bytes back (responses unread, a request still
+            # being handled): look again soon, counting from the same start.
+            self._deadline = asyncio.get_running_loop().call_later(
+                DEADLINE_RECHECK_S, self._deadline_hit, frames_then)
+            return
+        self._abort("frame_deadline")  # no whole request in all that time
 
     def eof_received(self) -> bool | None:
         with contextlib.suppress(RemoteProtocolError):
@@ -111,12 +122,35 @@ class KafkaSession(asyncio.Protocol):
         self._update_reading()
 
     # -- flow control ---------------------------------------------------------------------------
+    def _account(self) -> None:
+        """Bring the core's request memory up to date with what this connection buffers."""
+        held = 0 if self._closed else self.conn.buffered_bytes
+        if held != self._counted:
+            delta, self._counted = held - self._counted, held
+            self.core.request_memory.adjust(delta)
+        if self._closed and self._memory_wait:
+            self._memory_wait = False
+            self.core.request_memory.forget(id(self))
+
+    def _memory_freed(self) -> None:
+        self._memory_wait = False
+        self._update_reading()
+
     def _update_reading(self) -> None:
         t = self.transport
         if t is None or self._closed:
             return
+        memory = self.core.request_memory
+        if memory.must_wait(self._counted):
+            if not self._memory_wait:
+                self._memory_wait = True
+                memory.wait(id(self), self._memory_freed)
+        elif self._memory_wait:
+            self._memory_wait = False
+            memory.forget(id(self))
         stop = (
             self._writing_paused
+            or self._memory_wait
             or self.conn.pending_responses >= MAX_IN_FLIGHT
             or (self._dispatching and self.conn.buffered_bytes >= MAX_UNREAD)
         )
@@ -158,6 +192,7 @@ class KafkaSession(asyncio.Protocol):
                 if event is NEED_DATA:
                     return
                 self._frames += 1
+                self._account()
                 if isinstance(event, RequestReceived):
                     await self._start(event)
                 elif isinstance(event, ApiVersionsFallback):

@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-from redshank.actors.broker import RING_BYTES, BrokerConfig, setup_core
+from redshank.actors.broker import REQUEST_MEMORY_BYTES, RING_BYTES, BrokerConfig, setup_core
 from redshank.actors.partition_manager import RETENTION_CHECK_S
 from redshank.actors.runtime import NodeBusyError, Supervisor, configure_logging
 
@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="core processes (default: CPU count)")
     p.add_argument("--node-id", type=int, default=0)
     p.add_argument("--no-pin", action="store_true", help="do not pin cores to CPUs")
+    p.add_argument("--queued-max-request-bytes", type=int,
+                   default=REQUEST_MEMORY_BYTES,
+                   help="bytes of not yet decoded requests each core's connections may hold "
+                        f"(default {REQUEST_MEMORY_BYTES}; min 1 MiB)")
     p.add_argument("--retention-check-ms", type=int, default=int(RETENTION_CHECK_S * 1000),
                    help="how often retention.ms / retention.bytes are applied (default "
                         f"{int(RETENTION_CHECK_S * 1000)})")
@@ -77,6 +81,9 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.cores < 1:
         print("redshank start: --cores must be >= 1", file=sys.stderr)
+        return 2
+    if args.queued_max_request_bytes < 1 << 20:
+        print("redshank start: --queued-max-request-bytes must be >= 1048576", file=sys.stderr)
         return 2
     if args.retention_check_ms < 1:
         print("redshank start: --retention-check-ms must be >= 1", file=sys.stderr)
@@ -96,7 +103,8 @@ def main(argv: list[str]) -> int:
     os.makedirs(data_dir, exist_ok=True)
     config = BrokerConfig(host=host, port=port, advertised_host=adv_host,
                           advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id,
-                          retention_check_s=args.retention_check_ms / 1000)
+                          retention_check_s=args.retention_check_ms / 1000,
+                          request_memory_bytes=args.queued_max_request_bytes)
     sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
                      ring_capacity=RING_BYTES, pin=not args.no_pin)
     signal.signal(signal.SIGTERM, sup.request_stop)

@@ -8,12 +8,14 @@ import struct
 from types import SimpleNamespace
 from typing import Any, cast
 
+from redshank.actors.broker import SMALL_REQUEST, RequestMemory
 from redshank.actors.kafka_session import KafkaSession
 
 
 class _Transport:
     def __init__(self) -> None:
         self.aborted = False
+        self.paused = False
         self.written = b""
 
     def abort(self) -> None:
@@ -26,14 +28,14 @@ class _Transport:
         self.written += data
 
     def pause_reading(self) -> None:
-        pass
+        self.paused = True
 
     def resume_reading(self) -> None:
-        pass
+        self.paused = False
 
 
 def _session(deadline: float) -> tuple[KafkaSession, _Transport]:
-    core = cast(Any, SimpleNamespace(sessions=0))
+    core = cast(Any, SimpleNamespace(sessions=0, request_memory=RequestMemory(1 << 20)))
     session = KafkaSession(core, frame_deadline_s=deadline)
     transport = _Transport()
     session.connection_made(cast(Any, transport))
@@ -67,7 +69,8 @@ def test_complete_requests_are_answered_and_do_not_trip_the_deadline() -> None:
 
     async def main() -> None:
         session, transport = _session(0.05)
-        session.core = cast(Any, SimpleNamespace(sessions=1, api_versions=api_versions.handle))
+        session.core = cast(Any, SimpleNamespace(sessions=1, api_versions=api_versions.handle,
+                                                 request_memory=RequestMemory(1 << 20)))
         body = RequestHeader(18, 0, 5, "t").encode(1) + ApiVersionsRequest().encode(0)
         frame = struct.pack(">i", len(body)) + body
         session.data_received(frame + frame[:3])  # one whole request, the next one started
@@ -84,3 +87,51 @@ def test_complete_requests_are_answered_and_do_not_trip_the_deadline() -> None:
         session.connection_lost(None)
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_request_memory_pauses_big_holders_only_while_over_and_wakes_them() -> None:
+    memory = RequestMemory(1 << 20)
+    woken: list[str] = []
+    memory.adjust(900_000)  # session a
+    assert not memory.must_wait(900_000)  # under the limit
+    memory.adjust(400_000)  # session b: over now
+    assert memory.must_wait(900_000) and memory.must_wait(400_000)
+    assert not memory.must_wait(SMALL_REQUEST)  # small requests always flow
+    memory.wait(1, lambda: woken.append("a"))
+    memory.wait(2, lambda: woken.append("b"))
+    memory.forget(2)
+    memory.adjust(-100_000)  # still over: nobody wakes
+    assert woken == []
+    memory.adjust(-400_000)
+    assert woken == ["a"] and memory.used == 800_000
+
+
+def test_request_memory_never_makes_a_session_wait_on_its_own_bytes() -> None:
+    memory = RequestMemory(1 << 20)
+    memory.adjust(5 << 20)  # one request larger than the limit, alone
+    assert not memory.must_wait(5 << 20)
+    memory.adjust(200_000)  # someone else arrives: both wait now
+    assert memory.must_wait(5 << 20) and memory.must_wait(200_000)
+
+
+def test_session_counts_its_buffered_bytes_stops_reading_when_over_and_gives_them_back() -> None:
+    async def main() -> None:
+        a, ta = _session(30)
+        b, tb = _session(30)
+        memory = RequestMemory(1 << 20)
+        a.core = b.core = cast(Any, SimpleNamespace(sessions=2, request_memory=memory))
+        a.data_received(struct.pack(">i", 4 << 20) + b"\0" * 700_000)  # a frame begun
+        await asyncio.sleep(0)
+        assert memory.used == 700_004 and not ta.paused
+        b.data_received(struct.pack(">i", 4 << 20) + b"\0" * 500_000)
+        await asyncio.sleep(0)
+        assert memory.used == 1_200_008 and tb.paused
+        a.data_received(b"\0" * 1000)  # a is over too now (its next read was already due)
+        await asyncio.sleep(0)
+        assert ta.paused
+        b.connection_lost(None)  # b goes: its bytes are given back and a reads again
+        assert memory.used == 701_004 and not ta.paused
+        a.connection_lost(None)
+        assert memory.used == 0
+
+    asyncio.run(main())

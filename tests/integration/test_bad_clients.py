@@ -1,15 +1,21 @@
 """Bad input closes only the offending connection: garbage, an oversized frame prefix, a frame
-cut off by the peer; the broker keeps serving everyone else."""
+cut off by the peer; the broker keeps serving everyone else. A flood of connections sending
+large frames they never finish stays within each core's request memory while small requests
+keep being served, and the memory comes back when they go."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import time
+from pathlib import Path
 
 import pytest
 from broker_proc import BrokerProcess, recv_exact
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from redshank.actors.kafka_session import FRAME_DEADLINE_S
 from redshank.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from redshank.protocol.messages.request_header import RequestHeader
 
@@ -80,3 +86,111 @@ def test_half_closed_peer_gets_its_answers_then_eof(broker: BrokerProcess) -> No
         data = data[4 + size:]
     assert len(frames) == 2
     assert all(ApiVersionsResponse.decode(f[4:], 0).error_code == 0 for f in frames)
+
+
+def _broker_rss_bytes(proc: BrokerProcess) -> int:
+    """Resident memory of the node: the supervisor and its core processes."""
+    assert proc.proc is not None
+    root = proc.proc.pid
+    pids = [root]
+    for task in os.listdir(f"/proc/{root}/task"):
+        with open(f"/proc/{root}/task/{task}/children") as f:
+            pids += [int(p) for p in f.read().split()]
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+FLOOD_CONNECTIONS = 24
+FLOOD_FRAME = 8 * 1024 * 1024  # announced; each flooder sends all but the last 64 KiB
+REQUEST_MEMORY = 4 * 1024 * 1024  # per core, given to the broker below
+
+
+@pytest.mark.timeout(180)
+def test_flood_of_large_unfinished_frames_stays_within_request_memory(tmp_path: Path) -> None:
+    node = BrokerProcess(tmp_path / "data", cores=2,
+                         extra_args=("--queued-max-request-bytes", str(REQUEST_MEMORY)))
+    node.start()
+    flooders: list[socket.socket] = []
+    try:
+        producer = Producer({"bootstrap.servers": node.bootstrap, "acks": "all"})
+        producer.produce("flood", value=b"before", partition=0)
+        assert producer.flush(20) == 0
+        before = _broker_rss_bytes(node)
+        for _ in range(FLOOD_CONNECTIONS):
+            sock = _connect(node.bootstrap)
+            sock.setblocking(False)
+            flooders.append(sock)
+            sock.send(struct.pack(">i", FLOOD_FRAME))
+        sent = _flood(flooders)
+        grown = _broker_rss_bytes(node) - before
+        # What the broker may hold: each core's request memory plus one read per connection
+        # past it, and the buffers' own slack; far below what was sent its way.
+        assert sent >= 100 * 1024 * 1024, f"flood too small to tell: {sent} bytes"
+        assert grown < 2 * (2 * REQUEST_MEMORY + FLOOD_CONNECTIONS * (256 << 10)) + (16 << 20), (
+            f"broker grew {grown} bytes with {sent} flooded")
+        # Small requests keep flowing meanwhile.
+        assert _api_versions_roundtrip(node.bootstrap).error_code == 0
+        for i in range(4):
+            producer.produce("flood", value=b"during", partition=0)
+            assert producer.flush(20) == 0, f"produce {i} during the flood"
+        # A frame that cannot finish meets the frame deadline: the broker closes every flooder
+        # (a paused connection is not read, so closing our side would not tell it) ...
+        for sock in flooders:
+            sock.setblocking(True)
+            sock.settimeout(FRAME_DEADLINE_S + 15)
+            assert _closed_by_peer(sock)
+        # ... and their memory is given back: a request above SMALL_REQUEST goes through.
+        errors: list[object] = []
+        producer.produce("flood", value=b"L" * (512 << 10), partition=0,
+                         on_delivery=lambda err, _msg: errors.append(err))
+        assert producer.flush(20) == 0 and errors == [None]
+    finally:
+        for sock in flooders:
+            sock.close()
+    try:
+        consumer = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "flood",
+                             "auto.offset.reset": "earliest"})
+        consumer.assign([TopicPartition("flood", 0, 0)])
+        values = []
+        deadline = time.monotonic() + 20
+        while len(values) < 6 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                values.append(msg.value())
+        consumer.close()
+        assert values == [b"before"] + [b"during"] * 4 + [b"L" * (512 << 10)]
+    finally:
+        node.stop()
+
+
+def _flood(flooders: list[socket.socket]) -> int:
+    """Send each flooder's frame but its last 64 KiB, until all is sent or nothing has moved
+    for a second (the broker stopped reading and the kernel buffers are full); bounded."""
+    chunk = b"\x00" * (1 << 20)
+    left = {id(s): FLOOD_FRAME - (64 << 10) for s in flooders}
+    sent = 0
+    deadline = last_move = time.monotonic()
+    deadline += 20
+    while any(left.values()) and time.monotonic() < deadline \
+            and time.monotonic() - last_move < 1.0:
+        moved = 0
+        for sock in flooders:
+            want = min(len(chunk), left[id(sock)])
+            if want:
+                try:
+                    n = sock.send(chunk[:want])
+                except BlockingIOError:
+                    continue
+                left[id(sock)] -= n
+                moved += n
+        sent += moved
+        if moved:
+            last_move = time.monotonic()
+        else:
+            time.sleep(0.05)
+    return sent
