@@ -358,19 +358,31 @@ class BrokerCore:
     async def _route_writes(self, request: Any, writes: list[produce.PartitionWrite],
                             results: dict[tuple[str, int], Any]
                             ) -> list[tuple[tuple[str, int], LoopFuture[Any]]]:
-        acked: list[tuple[tuple[str, int], LoopFuture[Any]]] = []
+        # Every partition's append is sent before any is awaited: each is one round trip to
+        # its owner, and the ring keeps them in order per owner, so they overlap.
+        sent: list[tuple[produce.PartitionWrite, LoopFuture[Any], LoopFuture[Any]]] = []
         for w in writes:
-            tp = (w.topic, w.partition)
             try:
                 sequenced, ack = await self.append_two_phase(w, request.acks)
+            except (pykka.ActorDeadError, CoreDiedError) as exc:
+                self._not_leader(w, results, exc)
+                continue
+            sent.append((w, sequenced, ack))
+        acked: list[tuple[tuple[str, int], LoopFuture[Any]]] = []
+        for w, sequenced, ack in sent:
+            try:
                 await sequenced
             except (pykka.ActorDeadError, CoreDiedError) as exc:
-                self.ensured.discard(partition_name(w.topic, w.partition))
-                results[tp] = produce.PartitionResult(
-                    ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
+                self._not_leader(w, results, exc)
                 continue
-            acked.append((tp, ack))
+            acked.append(((w.topic, w.partition), ack))
         return acked
+
+    def _not_leader(self, w: produce.PartitionWrite, results: dict[tuple[str, int], Any],
+                    exc: BaseException) -> None:
+        self.ensured.discard(partition_name(w.topic, w.partition))
+        results[(w.topic, w.partition)] = produce.PartitionResult(
+            ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
 
     async def _produce_acked(self, request: Any, results: dict[tuple[str, int], Any],
                              acked: list[tuple[tuple[str, int], LoopFuture[Any]]],
@@ -392,8 +404,15 @@ class BrokerCore:
         deadline = self.loop.time() + max(request.max_wait_ms, 0) / 1000
         while True:
             budget = fetch_h.FetchBudget(request)
-            for r in reads:
-                results[(r.topic, r.partition)] = await self._read(r, budget)
+            if budget.fits_all(reads):
+                # No partition's read can shrink another's: read them all at once (a remote
+                # one costs a round trip to its core, and these overlap).
+                got = await asyncio.gather(*(self._read(r, budget) for r in reads))
+                for r, res in zip(reads, got, strict=True):
+                    results[(r.topic, r.partition)] = res
+            else:
+                for r in reads:
+                    results[(r.topic, r.partition)] = await self._read(r, budget)
             left = deadline - self.loop.time()
             if budget.satisfied or left <= 0 or not reads or any(
                     results[(r.topic, r.partition)].error_code for r in reads):

@@ -29,7 +29,7 @@ import structlog
 from .control_block import ControlBlock, CoreState
 from .log_setup import configure_logging
 from .loop_actor import LoopActor, LoopInbox, ThreadActor
-from .mailbox import RingTransport
+from .mailbox import DEFAULT_SPIN_S, RingTransport
 from .node_dir import NodeDir
 from .ring import RingConsumer, RingProducer, RingSegment
 from .router import CoreRouter
@@ -50,7 +50,7 @@ class CoreSpec:
     supervisor_pid: int
     doorbells: tuple[Any, ...]  # DupFd handles (ints once detached in the child)
     setup: CoreSetup | None
-    spin_s: float = 0.002
+    spin_s: float = DEFAULT_SPIN_S
     idle_check_s: float = 0.05
     stats_interval_s: float = 0.5
 

@@ -33,12 +33,20 @@ from .loop_future import LoopFuture
 from .ring import SMALL_FRAME, RingConsumer, RingProducer, full_fence
 from .router import CoreDiedError
 
-__all__ = ["MailboxProbe", "RingTransport", "ring_doorbell"]
+__all__ = ["DEFAULT_SPIN_S", "MailboxProbe", "RingTransport", "ring_doorbell"]
 
 READ_BATCH = 256  # frames handled per inbound ring per poll before the others get a turn
 PUBLISH_EARLY_BYTES = 8192  # staged bytes that are published at once, without waiting for the turn
 SPIN_GAP_S = 20e-6  # two empty polls closer than this: the loop is only spinning
 SPIN_KEEP_S = 50e-6  # spin without yielding this long after the last frame (a round trip)
+# Poll this long after the last traffic before sleeping on the doorbell. 0 by default: on a
+# machine whose CPUs the cores share with other busy processes (this 2-core one, clients
+# included), a pinned core that spins loses the scheduler's wake-up preference, and every
+# cross-core round trip then waits behind another process's time slice. Measured with
+# confluent-kafka at 1k msg/s over 8 partitions on 2 pinned cores: produce p50 ~4-8 ms with no
+# spin, 500 ms-1 s and growing with a 200 us spin. Spinning pays on dedicated cores (idle
+# cross-core ask p50 ~20 us instead of ~120 us): `redshank start --spin-us`.
+DEFAULT_SPIN_S = 0.0
 
 
 def ring_doorbell(fd: int) -> None:
@@ -91,7 +99,7 @@ class RingTransport:
         doorbells: list[int],
         on_frame: Callable[[int, memoryview], None],
         *,
-        spin_s: float = 0.002,
+        spin_s: float = DEFAULT_SPIN_S,
         idle_check_s: float = 0.05,
         yield_when_idle: bool = True,
         on_wake: Callable[[], None] | None = None,
@@ -123,7 +131,7 @@ class RingTransport:
 
     def start(self) -> None:
         self.loop.add_reader(self.my_doorbell, self._on_doorbell)
-        self._last_traffic = self.loop.time()
+        self._last_traffic = time.perf_counter()
         self._schedule_poll()
 
     def close(self) -> None:
@@ -199,7 +207,7 @@ class RingTransport:
                 self._flush_scheduled = True
                 self.loop.call_soon(self._flush)
         # A send usually means a reply is coming: keep polling.
-        self._last_traffic = self.loop.time()
+        self._last_traffic = time.perf_counter()
         if self._sleeping:
             self._wake()
         return None
@@ -257,7 +265,7 @@ class RingTransport:
         if self._closed:
             return
         self.probe.polls += 1
-        now = self.loop.time()
+        now = time.perf_counter()  # loop.time() is ms-grained on uvloop: too coarse for a spin
         if self._drain_inbound():
             self._last_traffic = now
             if self.yield_when_idle:
@@ -316,7 +324,7 @@ class RingTransport:
         if any(consumer.has_data() for consumer in consumers):
             for consumer in consumers:
                 consumer.set_sleeping(False)
-            self._last_traffic = self.loop.time()
+            self._last_traffic = time.perf_counter()
             self._schedule_poll()
             return
         self.probe.sleeps += 1
@@ -346,7 +354,7 @@ class RingTransport:
         for peer in self._peers:
             if peer.overflow:
                 self._retry_overflow(peer)
-        self._last_traffic = self.loop.time()
+        self._last_traffic = time.perf_counter()
         self._wake()
 
     def _arm_idle_timer(self) -> None:

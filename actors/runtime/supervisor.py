@@ -36,7 +36,7 @@ import structlog
 from .control_block import ControlBlock, CoreState
 from .core_process import CoreSetup, CoreSpec, core_main
 from .log_setup import configure_logging
-from .mailbox import ring_doorbell
+from .mailbox import DEFAULT_SPIN_S, ring_doorbell
 from .node_dir import NodeDir
 from .ring import RingSegment
 
@@ -79,7 +79,7 @@ class Supervisor:
         ring_capacity: int = 1 << 20,
         start_method: str = "forkserver",
         pin: bool = True,
-        spin_s: float = 0.002,
+        spin_s: float = DEFAULT_SPIN_S,
         idle_check_s: float = 0.05,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pykka
+
 from redshank.actors.runtime.core_process import CoreContext, new_event_loop
 from redshank.actors.runtime.envelope import Kind, decode, encode, register_codec
 from redshank.actors.runtime.loop_actor import LoopActor
+from redshank.actors.runtime.mailbox import DEFAULT_SPIN_S
 from redshank.actors.runtime.supervisor import Supervisor
 
 __all__ = ["main"]
@@ -74,6 +77,32 @@ def in_core(scale: float) -> dict[str, Any]:
         return loop.run_until_complete(run())
     finally:
         loop.close()
+
+
+class _ThreadEcho(pykka.ThreadingActor):
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+def in_core_pykka_threads(scale: float) -> dict[str, Any]:
+    """The baseline for `in_core`: the same echo on pykka's own thread-per-actor runtime."""
+    ref = _ThreadEcho.start()
+    try:
+        n = int(300_000 * scale)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            ref.tell(1)
+        ref.ask(1)
+        tells = n / (time.perf_counter() - t0)
+        lat = []
+        for i in range(int(30_000 * scale)):
+            t = time.perf_counter()
+            ref.ask(i)
+            lat.append(time.perf_counter() - t)
+    finally:
+        ref.stop()
+    return {"tells_per_s": round(tells), "ask_p50_us": _pct(lat, 0.5),
+            "ask_p99_us": _pct(lat, 0.99)}
 
 
 # -- envelope codec: a registered struct codec vs pickle for the same small message --------------
@@ -194,7 +223,7 @@ async def _windows(echo: Any, n: int, window: int) -> None:
             await fut
 
 
-def cross_core(scale: float, pin: bool) -> dict[str, Any]:
+def cross_core(scale: float, pin: bool, spin_s: float = DEFAULT_SPIN_S) -> dict[str, Any]:
     import functools
 
     with tempfile.TemporaryDirectory(prefix="rs-bench-") as tmp:
@@ -204,6 +233,7 @@ def cross_core(scale: float, pin: bool) -> dict[str, Any]:
             functools.partial(bench_setup, scale=scale),
             ring_capacity=1 << 22,
             pin=pin,
+            spin_s=spin_s,
         )
         sup.start()
         try:
@@ -293,18 +323,25 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="redshank bench mailbox", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a tenth of the work")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the two cores")
+    parser.add_argument("--spin-us", type=int, default=200,
+                        help="the spinning run's poll time after traffic (default 200)")
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
     started = time.perf_counter()
     baseline = queue_baseline(scale)
     ours = cross_core(scale, pin=not args.no_pin)
+    # The same with the cores spinning after traffic (`redshank start --spin-us`): what
+    # dedicated CPUs buy; the broker's default is the run above.
+    spinning = cross_core(scale, pin=not args.no_pin, spin_s=args.spin_us / 1e6)
     local = in_core(scale)
+    local_threads = in_core_pykka_threads(scale)
     envelope = codec(scale)
     result = {
         "bench": "mailbox",
         "note": "2-core shared machine, other work running: noisy; compare ratios",
         "pinned": not args.no_pin,
-        "in_core": local,
+        "in_core": {**local, "pykka_threads": local_threads,
+                    "tells_ratio": round(local["tells_per_s"] / local_threads["tells_per_s"], 1)},
         "envelope_codec": envelope,
         "cross_core": {
             "one_way": {
@@ -325,6 +362,12 @@ def main(argv: list[str]) -> int:
             "pipelined_cpu_us_per_ask": {
                 "runtime": ours["pipelined_cpu"],
                 "mp_queue": baseline["pipelined_cpu"],
+            },
+            "spinning": {
+                "spin_us": args.spin_us,
+                "ask": spinning["ask"],
+                "pipelined_asks_per_s": spinning["pipelined_asks_per_s"],
+                "one_way_64B_frames_per_s": spinning["64B"]["frames_per_s"],
             },
         },
         "seconds": round(time.perf_counter() - started, 1),

@@ -9,7 +9,7 @@ logs, long-poll mechanics, actors, sockets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo
@@ -76,6 +76,11 @@ class FetchBudget:
         if self.total and self.left <= 0:
             return 0
         return max(min(read.max_bytes, self.left), 1)
+
+    def fits_all(self, reads: Sequence[PartitionRead]) -> bool:
+        """Whether every read can have its whole partition limit at once: then the reads do
+        not depend on each other and may run in any order, or together."""
+        return sum(max(r.max_bytes, 1) for r in reads) <= self.left
 
     def take(self, got: int) -> None:
         self.total += got
