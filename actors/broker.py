@@ -27,7 +27,6 @@ from redshank.actors.partition_leader import (
     QueryOffset,
     Read,
     TrimPrefix,
-    WaitForData,
     partition_name,
 )
 from redshank.actors.partition_manager import (
@@ -51,6 +50,7 @@ from redshank.actors.topic_controller import (
     LookupResult,
     TopicController,
 )
+from redshank.actors.watermarks import WATERMARKS, Watermarks, WatermarkWatch
 from redshank.cluster.group import (
     DescribedGroup,
     GroupConfig,
@@ -197,13 +197,16 @@ class BrokerCore:
     bounds."""
 
     def __init__(self, config: BrokerConfig, ctx: CoreContext,
-                 topics: dict[str, TopicInfo] | None = None) -> None:
+                 topics: dict[str, TopicInfo] | None = None,
+                 watermarks: Watermarks | None = None) -> None:
         self.config = config
         self.ctx = ctx
         self.router = ctx.router
         self.loop = ctx.loop
         # Shared with the core's TopicCache actor, which the topic controller keeps current.
         self.topics: dict[str, TopicInfo] = {} if topics is None else topics
+        # Shared with the core's WatermarkWatch, which the partition leaders tell.
+        self.watermarks = Watermarks() if watermarks is None else watermarks
         self.ensured: set[str] = set()
         self.broker = metadata.BrokerAddress(
             config.node_id, config.advertised_host, config.advertised_port)
@@ -402,22 +405,28 @@ class BrokerCore:
         infos = await self.topic_infos([t.topic for t in request.topics])
         reads, results = fetch_h.plan(request, infos)
         deadline = self.loop.time() + max(request.max_wait_ms, 0) / 1000
+        todo = reads  # the partitions (re)read this round; the others keep their last result
         while True:
             budget = fetch_h.FetchBudget(request)
-            if budget.fits_all(reads):
+            if todo is not reads:
+                now_read = {id(r) for r in todo}
+                for r in reads:
+                    if id(r) not in now_read:
+                        budget.take(len(results[(r.topic, r.partition)].records or b""))
+            if budget.fits_all(todo):
                 # No partition's read can shrink another's: read them all at once (a remote
                 # one costs a round trip to its core, and these overlap).
-                got = await asyncio.gather(*(self._read(r, budget) for r in reads))
-                for r, res in zip(reads, got, strict=True):
+                got = await asyncio.gather(*(self._read(r, budget) for r in todo))
+                for r, res in zip(todo, got, strict=True):
                     results[(r.topic, r.partition)] = res
             else:
-                for r in reads:
+                for r in todo:
                     results[(r.topic, r.partition)] = await self._read(r, budget)
             left = deadline - self.loop.time()
             if budget.satisfied or left <= 0 or not reads or any(
                     results[(r.topic, r.partition)].error_code for r in reads):
                 return fetch_h.build(request, results)
-            await self._wait_any(reads, results, left)
+            todo = await self._wait_any(reads, results, left)
 
     async def _read(self, r: fetch_h.PartitionRead, budget: fetch_h.FetchBudget
                     ) -> fetch_h.ReadResult:
@@ -428,30 +437,28 @@ class BrokerCore:
         try:
             res: fetch_h.ReadResult = await self.ask_partition(
                 r.topic, r.partition, r.core,
-                Read(r.offset, limit, r.leader_epoch, r.core != self.router.core))
+                Read(r.offset, limit, r.leader_epoch, r.core != self.router.core,
+                     self.router.core))
         except (pykka.ActorDeadError, CoreDiedError):
             return fetch_h.ReadResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        self.watermarks.read((r.topic, r.partition), res.high_watermark)
         if res.records:
             budget.take(len(res.records))
         return res
 
     async def _wait_any(self, reads: list[fetch_h.PartitionRead],
-                        results: dict[tuple[str, int], fetch_h.ReadResult], left: float) -> None:
-        """Park on every partition's notifier; return when one has new data or time is up."""
-        timeout_ms = max(int(left * 1000), 1)
-        waits = [
-            asyncio.ensure_future(self.ask_partition(
-                r.topic, r.partition, r.core,
-                WaitForData(max(r.offset, results[(r.topic, r.partition)].high_watermark),
-                            timeout_ms)))
-            for r in reads
-        ]
-        done, pending = await asyncio.wait(waits, timeout=left + 0.05,
-                                           return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        for task in done:
-            task.exception()  # retrieved: a dead partition shows up in the next read
+                        results: dict[tuple[str, int], fetch_h.ReadResult], left: float
+                        ) -> list[fetch_h.PartitionRead]:
+        """Park on this core's watermark watch (the reads subscribed it to every partition)
+        until one has data past what was read, or time is up; return the partitions that have
+        (none after a timeout): only they need reading again."""
+        wanted = [((r.topic, r.partition),
+                   max(r.offset, results[(r.topic, r.partition)].high_watermark))
+                  for r in reads]
+        await self.watermarks.wait_any(wanted, left)
+        known = self.watermarks.known
+        return [r for r, (tp, offset) in zip(reads, wanted, strict=True)
+                if known.get(tp, -1) > offset]
 
     # -- groups --------------------------------------------------------------------------------
     async def _groups_topic(self) -> TopicInfo:
@@ -637,11 +644,13 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
     ctx.router.register(MANAGER, manager)
     topics: dict[str, TopicInfo] = {}
     ctx.router.register(TOPIC_CACHE, TopicCache.start(topics))
+    watermarks = Watermarks()
+    ctx.router.register(WATERMARKS, WatermarkWatch.start(watermarks))
     if ctx.core == 0:
         kv = await writer.ask(OpenKv(os.path.join(config.data_dir, "meta")), block=False)
         controller = TopicController.start(ctx.router, kv, coordinator, writer, loop)
         ctx.router.register(CONTROLLER, controller)
-    core = BrokerCore(config, ctx, topics)
+    core = BrokerCore(config, ctx, topics, watermarks)
     sock = _listen_socket(config.host, config.port)
     await loop.create_server(lambda: KafkaSession(core), sock=sock)
     _log.info("kafka_listening", host=config.host, port=config.port)

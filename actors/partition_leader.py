@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import structlog
 from redshank.actors.disk_writer import Blocking, FindTimestamp, ReadLog
 from redshank.actors.replicate_batcher import ReplicateBatcher
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
+from redshank.actors.watermarks import HighWatermark
 from redshank.cluster.kafka import Duplicate, ProducerStateTable, SequenceError
 from redshank.cluster.kafka.handlers.delete_records import HIGH_WATERMARK, TrimResult
 from redshank.cluster.kafka.handlers.fetch import ReadResult
@@ -61,6 +63,8 @@ class Read:
     max_bytes: int
     leader_epoch: int
     copy: bool  # True when the reply crosses cores (views cannot)
+    # The core whose watermark watch should hear of every advance from now on (fetch).
+    subscriber: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +99,13 @@ class PartitionLeader(LoopActor):
     def __init__(self, topic: str, partition: int, log: Log, coordinator: FlushCoordinator,
                  writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
                  producers: list[tuple[int, int, int, int, int]] | None = None,
-                 log_append_time: bool = False) -> None:
+                 log_append_time: bool = False,
+                 notify: Callable[[int, HighWatermark], None] | None = None) -> None:
         super().__init__()
         self.log_append_time = log_append_time
+        # Cores whose watermark watch hears of every advance (a fetch there subscribed).
+        self.subscribers: set[int] = set()
+        self._notify = notify
         self.topic = topic
         self.partition = partition
         self.log = log
@@ -179,6 +187,10 @@ class PartitionLeader(LoopActor):
         if hw <= self.high_watermark:
             return
         self.high_watermark = hw
+        if self._notify is not None and self.subscribers:
+            tell = HighWatermark(self.topic, self.partition, hw)
+            for core in self.subscribers:
+                self._notify(core, tell)
         still = []
         for offset, fut, timer in self._parked:
             if offset < hw:
@@ -195,6 +207,8 @@ class PartitionLeader(LoopActor):
 
     # -- fetch ---------------------------------------------------------------------------------
     def _read(self, msg: Read) -> ReadResult | LoopFuture[ReadResult]:
+        if msg.subscriber is not None:
+            self.subscribers.add(msg.subscriber)
         hw = self.high_watermark
         start = self.log.start_offset
         if msg.leader_epoch > TERM:

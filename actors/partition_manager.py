@@ -24,6 +24,7 @@ from redshank.actors.disk_writer import Blocking, OpenLog, ScanProducers
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
 from redshank.actors.partition_leader import PartitionLeader, SetTimestampType, partition_name
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
+from redshank.actors.watermarks import WATERMARKS, HighWatermark
 from redshank.cluster.group import GroupConfig
 from redshank.cluster.kafka.topic_configs import effective
 from redshank.storage import FlushCoordinator, Log, LogConfig, StorageError
@@ -202,7 +203,7 @@ class PartitionManager(LoopActor):
                 raise
             ref = PartitionLeader.start(message.topic, message.partition, log,
                                         self.coordinator, self.writer, self.loop, producers,
-                                        log_append_time(configs))
+                                        log_append_time(configs), self._tell_watermark)
             self.leaders[name] = ref
             self.logs[name] = log
             self.router.register(name, ref)
@@ -211,6 +212,12 @@ class PartitionManager(LoopActor):
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
+
+    def _tell_watermark(self, core: int, message: HighWatermark) -> None:
+        try:
+            self.router.ref(core, WATERMARKS).tell(message)
+        except pykka.ActorDeadError:
+            pass  # that core is down: its fetches are gone, a restarted one subscribes again
 
     def _reconfigure(self, message: Reconfigure) -> LoopFuture[bool] | bool:
         name = partition_name(message.topic, message.partition)

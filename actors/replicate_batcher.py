@@ -67,7 +67,8 @@ class ReplicateBatcher:
         self._requested = target
         self.rounds += 1
         self.coordinator.request(self.log, target, self._from_writer)
-        self.writer.tell(RunRound())
+        if self.coordinator.claim_kick():  # else a round already asked for will take it
+            self.writer.tell(RunRound())
 
     def _from_writer(self, handle: FlushHandle) -> None:
         # Runs on the disk-writer thread: hop back to the loop.

@@ -77,6 +77,8 @@ class FlushCoordinator:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._queued: dict[int, tuple[Flushable, list[FlushHandle]]] = {}
+        # A round has been asked for (`claim_kick`) and has not yet taken the queue.
+        self._kicked = False
         self.rounds = 0
         self.flushes = 0
 
@@ -99,6 +101,16 @@ class FlushCoordinator:
             self._cond.notify()
         return handle
 
+    def claim_kick(self) -> bool:
+        """Whether the caller should ask the writer for a round now: True for the first caller
+        after a round took the queue, so many logs' requests share one wake-up of the writer
+        (any thread)."""
+        with self._cond:
+            if self._kicked or not self._queued:
+                return False
+            self._kicked = True
+            return True
+
     def pending(self) -> int:
         with self._cond:
             return sum(len(hs) for _, hs in self._queued.values())
@@ -120,6 +132,7 @@ class FlushCoordinator:
         Returns the number of logs flushed."""
         with self._cond:
             batch, self._queued = self._queued, {}
+            self._kicked = False
         if not batch:
             return 0
         self.rounds += 1

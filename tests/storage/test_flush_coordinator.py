@@ -113,3 +113,21 @@ def test_serve_loop_with_concurrent_requesters_and_kvstore(tmp_path: Path) -> No
         writer.join(10)
         log.close()
         kv.close()
+
+
+def test_claim_kick_once_per_round() -> None:
+    coord = FlushCoordinator()
+    a, b = _CountingLog(), _CountingLog()
+    a.release.set()
+    b.release.set()
+    a.dirty = b.dirty = 5
+    assert not coord.claim_kick()  # nothing queued
+    coord.request(a, 5)
+    assert coord.claim_kick()
+    coord.request(b, 5)
+    assert not coord.claim_kick()  # the round already asked for takes b too
+    assert coord.run_round() == 2
+    assert not coord.claim_kick()
+    a.dirty = 6
+    coord.request(a, 6)
+    assert coord.claim_kick()  # a new round
