@@ -22,7 +22,7 @@ def test_quick_bench_prints_one_json_object(tmp_path: Path) -> None:
     assert set(result["append_flush"]) == {"16KiB", "256KiB", "1MiB"}
     for row in result["append_flush"].values():
         assert {"log_mb_s", "raw_mb_s", "ratio"} <= set(row) and row["raw_mb_s"] > 0
-    assert {"cache_mb_s", "disk_mb_s"} <= set(result["read"])
+    assert {"cache_mb_s", "disk_mb_s", "evicted_mb_s"} <= set(result["read"])
     assert all({"after_crash_mb_s", "page_cache_mb_s", "cold_mb_s"} <= set(r)
                for r in result["recovery_scan"].values())
     assert result["index_lookup"]["offset_lookup_us"] > 0
