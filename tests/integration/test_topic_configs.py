@@ -22,6 +22,7 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
+    Message,
     Producer,
     TopicPartition,
 )
@@ -96,18 +97,19 @@ def _watermarks(node: BrokerProcess, topic: str) -> tuple[int, int]:
         consumer.close()
 
 
-def _read_all(node: BrokerProcess, topic: str, start: int, end: int) -> list[tuple[int, bytes]]:
+def _read_all(node: BrokerProcess, topic: str, start: int, count: int) -> list[Message]:
+    """`count` records of partition 0 from `start` (out of range: from the earliest), bounded."""
     consumer = Consumer({"bootstrap.servers": node.bootstrap, "group.id": f"{topic}-reader",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic, 0, start)])
-    got: list[tuple[int, bytes]] = []
+    got: list[Message] = []
     deadline = time.monotonic() + TIMEOUT
     try:
-        while len(got) < end - start and time.monotonic() < deadline:
+        while len(got) < count and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is not None:
                 assert msg.error() is None, msg.error()
-                got.append((msg.offset(), msg.value()))
+                got.append(msg)
     finally:
         consumer.close()
     return got
@@ -283,8 +285,8 @@ def test_retention_bytes_deletes_old_segments_of_a_live_topic(node: BrokerProces
     assert _settled_bases(node, "cfg-ret-bytes", low)[0] == low
     assert 65536 / 1050 <= high - low < (65536 + 16384) / 1000
     got = _read_all(node, "cfg-ret-bytes", 0, high - low)  # offset 0 is gone: reset to earliest
-    assert [o for o, _v in got] == list(range(low, high))
-    assert all(v[:6] == b"%06d" % o for o, v in got)
+    assert [m.offset() for m in got] == list(range(low, high))
+    assert all((m.value() or b"")[:6] == b"%06d" % m.offset() for m in got)
 
 
 @pytest.mark.timeout(120)
@@ -317,18 +319,7 @@ def test_log_append_time_stamps_with_the_broker_clock(node: BrokerProcess,
     producer.produce("cfg-lat", value=b"created", partition=0, timestamp=1000)
     assert producer.flush(TIMEOUT) == 0
 
-    consumer = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "cfg-lat"})
-    consumer.assign([TopicPartition("cfg-lat", 0, 0)])
-    got = []
-    deadline = time.monotonic() + TIMEOUT
-    try:
-        while len(got) < 2 and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None:
-                assert msg.error() is None, msg.error()
-                got.append((msg.value(), msg.timestamp()))
-    finally:
-        consumer.close()
+    got = [(m.value(), m.timestamp()) for m in _read_all(node, "cfg-lat", 0, 2)]
     (v1, (kind1, ts1)), (v2, (kind2, ts2)) = got
     assert (v1, kind1) == (b"appended", TIMESTAMP_LOG_APPEND_TIME) and before <= ts1 <= after
     assert (v2, kind2, ts2) == (b"created", TIMESTAMP_CREATE_TIME, 1000)

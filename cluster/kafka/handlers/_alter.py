@@ -25,7 +25,7 @@ from redshank.cluster.kafka.topic_configs import (
 from redshank.cluster.kafka.topic_table import TopicInfo
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["AlterOutcome", "Ops", "Resource", "decide", "outcome_of", "plan_resources"]
+__all__ = ["AlterOutcome", "Ops", "Resource", "decide", "plan_resources", "results"]
 
 
 class _Config(Protocol):
@@ -101,10 +101,17 @@ def decide(change: ConfigChange, info: TopicInfo | None, internal: frozenset[str
     return after
 
 
-def outcome_of(i: int, resource: Resource, decided: dict[int, AlterOutcome],
-               by_topic: dict[str, AlterOutcome]) -> AlterOutcome:
-    """Resource `i`'s outcome: decided here, or by the controller for its topic."""
-    if i in decided:
-        return decided[i]
-    return by_topic.get(resource.resource_name,
-                        AlterOutcome(ErrorCode.UNKNOWN_SERVER_ERROR, "no outcome"))
+T = TypeVar("T")
+
+
+def results(resources: Sequence[Resource], decided: dict[int, AlterOutcome],
+            by_topic: dict[str, AlterOutcome], make: Callable[..., T]) -> tuple[T, ...]:
+    """One response entry per resource, in request order: its outcome decided here, or by the
+    controller for its topic. `make` is the API's response-resource class."""
+    out = []
+    for i, r in enumerate(resources):
+        got = decided.get(i) or by_topic.get(
+            r.resource_name, AlterOutcome(ErrorCode.UNKNOWN_SERVER_ERROR, "no outcome"))
+        out.append(make(error_code=got.error_code, error_message=got.error_message,
+                        resource_type=r.resource_type, resource_name=r.resource_name))
+    return tuple(out)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from redshank.cluster.kafka.handlers._alter import (
     AlterOutcome,
     Ops,
-    outcome_of,
     plan_resources,
+    results,
 )
 from redshank.cluster.kafka.topic_configs import ConfigChange, ConfigOp, ConfigRefused
 from redshank.protocol.messages import alter_configs as wire
@@ -32,10 +32,5 @@ def plan(request: wire.AlterConfigsRequest
 
 def build(request: wire.AlterConfigsRequest, decided: dict[int, AlterOutcome],
           by_topic: dict[str, AlterOutcome]) -> wire.AlterConfigsResponse:
-    results = []
-    for i, r in enumerate(request.resources):
-        out = outcome_of(i, r, decided, by_topic)
-        results.append(wire.AlterConfigsResourceResponse(
-            error_code=out.error_code, error_message=out.error_message,
-            resource_type=r.resource_type, resource_name=r.resource_name))
-    return wire.AlterConfigsResponse(responses=tuple(results))
+    return wire.AlterConfigsResponse(responses=results(
+        request.resources, decided, by_topic, wire.AlterConfigsResourceResponse))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from redshank.cluster.kafka.handlers._alter import (
     AlterOutcome,
     Ops,
-    outcome_of,
     plan_resources,
+    results,
 )
 from redshank.cluster.kafka.topic_configs import ConfigChange, ConfigOp, ConfigRefused
 from redshank.protocol.error_codes import ErrorCode
@@ -39,10 +39,5 @@ def plan(request: wire.IncrementalAlterConfigsRequest
 
 def build(request: wire.IncrementalAlterConfigsRequest, decided: dict[int, AlterOutcome],
           by_topic: dict[str, AlterOutcome]) -> wire.IncrementalAlterConfigsResponse:
-    results = []
-    for i, r in enumerate(request.resources):
-        out = outcome_of(i, r, decided, by_topic)
-        results.append(wire.AlterConfigsResourceResponse(
-            error_code=out.error_code, error_message=out.error_message,
-            resource_type=r.resource_type, resource_name=r.resource_name))
-    return wire.IncrementalAlterConfigsResponse(responses=tuple(results))
+    return wire.IncrementalAlterConfigsResponse(responses=results(
+        request.resources, decided, by_topic, wire.AlterConfigsResourceResponse))
