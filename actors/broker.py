@@ -135,6 +135,11 @@ class BrokerConfig:
     request_memory_bytes: int = REQUEST_MEMORY_BYTES
     # How often each core applies retention.ms / retention.bytes to its logs.
     retention_check_s: float = RETENTION_CHECK_S
+    # The most one fetch returns of one partition, whatever max.partition.fetch.bytes allows:
+    # a consumer asking 10 MiB per partition got 44 MB responses and ~240k msg/s over 8
+    # partitions, against 510-700k with responses of 1 MiB per partition (confluent-kafka,
+    # this 2-core machine); the client pipelines the smaller ones.
+    fetch_partition_max_bytes: int = MAX_REMOTE_READ
 
 
 class ByteSemaphore:
@@ -403,7 +408,7 @@ class BrokerCore:
 
     async def fetch(self, request: Any, version: int) -> Any:
         infos = await self.topic_infos([t.topic for t in request.topics])
-        reads, results = fetch_h.plan(request, infos)
+        reads, results = fetch_h.plan(request, infos, self.config.fetch_partition_max_bytes)
         deadline = self.loop.time() + max(request.max_wait_ms, 0) / 1000
         todo = reads  # the partitions (re)read this round; the others keep their last result
         while True:

@@ -210,3 +210,14 @@ def test_create_topics_validation() -> None:
     assert by["cfg-ok"].error_code == ErrorCode.TOPIC_ALREADY_EXISTS
     for v in range(2, 8):
         resp.encode(v)
+
+
+def test_fetch_plan_caps_each_partition_at_the_broker_limit() -> None:
+    req = FetchRequest(max_bytes=50 << 20, topics=(FetchTopic(
+        topic="t1", partitions=(FetchPartition(partition=0, fetch_offset=0,
+                                              partition_max_bytes=10 << 20),
+                               FetchPartition(partition=1, fetch_offset=0,
+                                              partition_max_bytes=1000))),))
+    reads, _done = fetch.plan(req, TOPICS, partition_cap=1 << 20)
+    assert [r.max_bytes for r in reads] == [1 << 20, 1000]
+    assert [r.max_bytes for r in fetch.plan(req, TOPICS)[0]] == [10 << 20, 1000]

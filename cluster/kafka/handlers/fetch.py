@@ -44,8 +44,12 @@ class ReadResult:
     records: bytes | memoryview | None = None
 
 
-def plan(request: FetchRequest, topics: Mapping[str, TopicInfo | None]
+def plan(request: FetchRequest, topics: Mapping[str, TopicInfo | None],
+         partition_cap: int | None = None
          ) -> tuple[list[PartitionRead], dict[Tp, ReadResult]]:
+    """`partition_cap`: the most this broker returns of one partition per fetch, whatever the
+    client allows (a partition may be answered with less than its max; the first batch still
+    goes whole, KIP-74)."""
     reads: list[PartitionRead] = []
     done: dict[Tp, ReadResult] = {}
     for t in request.topics:
@@ -55,9 +59,12 @@ def plan(request: FetchRequest, topics: Mapping[str, TopicInfo | None]
             if core is None:
                 done[(t.topic, p.partition)] = ReadResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
                 continue
+            limit = max(p.partition_max_bytes, 0)
+            if partition_cap is not None:
+                limit = min(limit, partition_cap)
             reads.append(
-                PartitionRead(t.topic, p.partition, core, p.fetch_offset,
-                              max(p.partition_max_bytes, 0), p.current_leader_epoch)
+                PartitionRead(t.topic, p.partition, core, p.fetch_offset, limit,
+                              p.current_leader_epoch)
             )
     return reads, done
 
