@@ -89,9 +89,11 @@ class BenchBroker:
     """`with BenchBroker("redshank") as b:` ... `b.bootstrap`, `b.pid`; kind "tansu" needs
     `tansu_path`."""
 
-    def __init__(self, kind: str, *, cores: int = 2, tansu_path: str | None = None) -> None:
+    def __init__(self, kind: str, *, cores: int = 2, tansu_path: str | None = None,
+                 pin: bool = True) -> None:
         self.kind = kind
         self.cores = cores
+        self.pin = pin
         self.tansu_path = tansu_path
         self.tmp = Path(tempfile.mkdtemp(prefix=f"redshank-bench-{kind}-"))
         self.port = free_port()
@@ -121,7 +123,7 @@ class BenchBroker:
             if self.kind == "redshank":
                 cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--kafka-addr",
                        self.bootstrap, "--data-dir", str(self.tmp / "data"), "--cores",
-                       str(self.cores)]
+                       str(self.cores), *(() if self.pin else ("--no-pin",))]
             else:
                 assert self.tansu_path is not None
                 url = f"tcp://{self.bootstrap}"
@@ -204,6 +206,8 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
     parser.add_argument("--tansu", help=f"Tansu binary (else ${TANSU_ENV}, else PATH)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the Tansu run")
     parser.add_argument("--cores", type=int, default=2, help="redshank --cores")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="redshank --no-pin (cores not pinned: CPUs shared with the client)")
     parser.add_argument("--messages", type=int, default=int(defaults["messages"]))
     parser.add_argument("--seconds", type=float, default=defaults["seconds"],
                         help="bound on each measured phase")
@@ -213,7 +217,7 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
 
     def on(kind: str, tansu: str | None) -> dict[str, object]:
         out: dict[str, object] = {}
-        with BenchBroker(kind, cores=args.cores, tansu_path=tansu) as broker:
+        with BenchBroker(kind, cores=args.cores, tansu_path=tansu, pin=not args.no_pin) as broker:
             for n in parts:
                 topic = f"bench-{name}-p{n}"
                 create_topic(broker.bootstrap, topic, n)
@@ -232,7 +236,8 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
         "machine_note": ("2-core machine shared with other jobs, client and broker on the same "
                          "cores: figures are noisy, compare the ratio to the baseline"),
         "targets": targets,
-        "redshank": {"cores": args.cores, "storage": "disk", "acks_all_fsync": True,
+        "redshank": {"cores": args.cores, "pinned": not args.no_pin, "storage": "disk",
+                     "acks_all_fsync": True,
                      **on("redshank", None)},
     }
     tansu, how = (None, "--no-baseline given") if args.no_baseline else find_tansu(args.tansu)
