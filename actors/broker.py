@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from redshank.actors._async import resolve
 from redshank.actors.disk_writer import DiskWriter, OpenKv
 from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, group_host_name
 from redshank.actors.partition_leader import (
+    TERM,
     Append,
     QueryOffset,
     Read,
@@ -66,6 +68,7 @@ from redshank.cluster.group import (
     partition_for,
 )
 from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka.fetch_session import FetchSessionCache, SessionError
 from redshank.cluster.kafka.handlers import (
     alter_configs,
     api_versions,
@@ -140,6 +143,9 @@ class BrokerConfig:
     # partitions, against 510-700k with responses of 1 MiB per partition (confluent-kafka,
     # this 2-core machine); the client pipelines the smaller ones.
     fetch_partition_max_bytes: int = MAX_REMOTE_READ
+    # Incremental fetch sessions (KIP-227) each core keeps (Kafka's
+    # max.incremental.fetch.session.cache.slots, per core).
+    fetch_session_slots: int = 1000
 
 
 class ByteSemaphore:
@@ -218,6 +224,8 @@ class BrokerCore:
         self.sessions = 0
         self.produce_memory = ByteSemaphore(config.produce_memory_bytes)
         self.request_memory = RequestMemory(config.request_memory_bytes)
+        self.fetch_sessions = FetchSessionCache(
+            config.fetch_session_slots, ctx.core, ctx.router.ncores, random.Random())
 
     # -- topics --------------------------------------------------------------------------------
     async def lookup(self, names: tuple[str, ...] | None, create: tuple[str, ...] = ()
@@ -407,8 +415,12 @@ class BrokerCore:
         return produce.build(request, results)
 
     async def fetch(self, request: Any, version: int) -> Any:
-        infos = await self.topic_infos([t.topic for t in request.topics])
-        reads, results = fetch_h.plan(request, infos, self.config.fetch_partition_max_bytes)
+        ctx = self.fetch_sessions.context(request, self.loop.time())
+        if isinstance(ctx, SessionError):
+            return fetch_h.session_error(ctx.error_code)
+        infos = await self.topic_infos(list({p.topic for p in ctx.partitions}))
+        reads, results = fetch_h.plan(ctx.partitions, infos,
+                                      self.config.fetch_partition_max_bytes)
         deadline = self.loop.time() + max(request.max_wait_ms, 0) / 1000
         todo = reads  # the partitions (re)read this round; the others keep their last result
         while True:
@@ -430,25 +442,56 @@ class BrokerCore:
             left = deadline - self.loop.time()
             if budget.satisfied or left <= 0 or not reads or any(
                     results[(r.topic, r.partition)].error_code for r in reads):
-                return fetch_h.build(request, results)
+                session_id, include = ctx.respond(results, self.loop.time())
+                return fetch_h.build(results, include, session_id)
             todo = await self._wait_any(reads, results, left)
 
     async def _read(self, r: fetch_h.PartitionRead, budget: fetch_h.FetchBudget
                     ) -> fetch_h.ReadResult:
         limit = budget.limit(r)
-        if r.core != self.router.core:
-            # The reply crosses a shared-memory ring: keep it well inside one frame.
-            limit = min(limit, MAX_REMOTE_READ)
+        res = self._from_board(r, limit) if r.core != self.router.core else None
+        if res is None:
+            res = await self._read_partition(r, limit)
+        if res.records:
+            budget.take(len(res.records))
+        return res
+
+    def _from_board(self, r: fetch_h.PartitionRead, limit: int) -> fetch_h.ReadResult | None:
+        """A remote partition's answer without a round trip to its core, when the watermark
+        board has it: the batches its leader pushed after our last read armed it, or, while it
+        stays armed at this offset, nothing new (see watermarks.py)."""
+        if r.topic_id is None or limit <= 0 or r.leader_epoch > TERM:
+            return None
+        tp = (r.topic, r.partition)
+        pushed = self.watermarks.take(tp, r.offset, r.topic_id)
+        if pushed is not None:
+            return fetch_h.ReadResult(0, pushed.high_watermark, pushed.log_start_offset,
+                                      fetch_h.clip(pushed.records, limit))
+        start = self.watermarks.armed(tp, r.offset, r.topic_id,
+                                      self.router.transport.generation(r.core), self.loop.time())
+        if start is None:
+            return None
+        return fetch_h.ReadResult(0, self.watermarks.known.get(tp, r.offset), start, b"")
+
+    async def _read_partition(self, r: fetch_h.PartitionRead, limit: int
+                              ) -> fetch_h.ReadResult:
+        remote = r.core != self.router.core
+        # The reply crosses a shared-memory ring: keep it well inside one frame.
+        limit = min(limit, MAX_REMOTE_READ) if remote else limit
+        generation = self.router.transport.generation(r.core) if remote else 0
         try:
             res: fetch_h.ReadResult = await self.ask_partition(
                 r.topic, r.partition, r.core,
-                Read(r.offset, limit, r.leader_epoch, r.core != self.router.core,
-                     self.router.core))
+                Read(r.offset, limit, r.leader_epoch, remote, self.router.core))
         except (pykka.ActorDeadError, CoreDiedError):
             return fetch_h.ReadResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        self.watermarks.read((r.topic, r.partition), res.high_watermark)
-        if res.records:
-            budget.take(len(res.records))
+        tp = (r.topic, r.partition)
+        self.watermarks.read(tp, res.high_watermark)
+        if (remote and r.topic_id is not None and not res.error_code and not res.records
+                and limit > 0 and r.offset >= res.high_watermark):
+            # The leader armed for this core (partition_leader._read): the same condition.
+            self.watermarks.arm(tp, r.offset, r.topic_id, generation, res.log_start_offset,
+                                self.loop.time())
         return res
 
     async def _wait_any(self, reads: list[fetch_h.PartitionRead],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ import structlog
 from redshank.actors.disk_writer import Blocking, FindTimestamp, ReadLog
 from redshank.actors.replicate_batcher import ReplicateBatcher
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
-from redshank.actors.watermarks import HighWatermark
+from redshank.actors.watermarks import HighWatermark, Pushed
 from redshank.cluster.kafka import Duplicate, ProducerStateTable, SequenceError
 from redshank.cluster.kafka.handlers.delete_records import HIGH_WATERMARK, TrimResult
 from redshank.cluster.kafka.handlers.fetch import ReadResult
@@ -44,6 +45,8 @@ __all__ = ["Append", "PartitionLeader", "QueryOffset", "Read", "SetTimestampType
            "WaitForData", "partition_name"]
 
 TERM = 0  # single replica, no elections yet: the leader epoch stays 0
+# The most an advance pushes to an armed core (larger advances: that core reads, as before).
+PUSH_MAX_BYTES = 256 * 1024
 
 
 def partition_name(topic: str, partition: int) -> str:
@@ -100,12 +103,17 @@ class PartitionLeader(LoopActor):
                  writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
                  producers: list[tuple[int, int, int, int, int]] | None = None,
                  log_append_time: bool = False,
-                 notify: Callable[[int, HighWatermark], None] | None = None) -> None:
+                 notify: Callable[[int, HighWatermark], None] | None = None,
+                 topic_id: uuid.UUID | None = None) -> None:
         super().__init__()
         self.log_append_time = log_append_time
         # Cores whose watermark watch hears of every advance (a fetch there subscribed).
         self.subscribers: set[int] = set()
+        # Subscribers whose last read from another core found nothing new at this offset: the
+        # next advance pushes them the batches from there (see watermarks.py).
+        self.armed: dict[int, int] = {}
         self._notify = notify
+        self.topic_id = topic_id
         self.topic = topic
         self.partition = partition
         self.log = log
@@ -190,7 +198,9 @@ class PartitionLeader(LoopActor):
         if self._notify is not None and self.subscribers:
             tell = HighWatermark(self.topic, self.partition, hw)
             for core in self.subscribers:
-                self._notify(core, tell)
+                offset = self.armed.pop(core, None)
+                self._notify(core, tell if offset is None else HighWatermark(
+                    self.topic, self.partition, hw, self._push(offset, hw)))
         still = []
         for offset, fut, timer in self._parked:
             if offset < hw:
@@ -200,6 +210,19 @@ class PartitionLeader(LoopActor):
             else:
                 still.append((offset, fut, timer))
         self._parked = still
+
+    def _push(self, offset: int, hw: int) -> Pushed | None:
+        """The durable batches from `offset` for an armed core, if the cache holds them whole
+        and they are small (else that core reads them as before)."""
+        if self.topic_id is None or offset >= hw:
+            return None
+        try:
+            data = self.log.read_cached(offset, PUSH_MAX_BYTES, hw - 1)
+        except StorageError:  # trimmed below it meanwhile: that core reads and learns why
+            return None
+        if not data or len(data) > PUSH_MAX_BYTES:
+            return None
+        return Pushed(self.topic_id, offset, hw, self.log.start_offset, bytes(data))
 
     def _flush_failed(self, exc: BaseException) -> None:
         self._logger.error("flush_failed", error=repr(exc))
@@ -216,6 +239,8 @@ class PartitionLeader(LoopActor):
         if msg.offset < start or msg.offset > self.log.dirty_offset + 1:
             return ReadResult(ErrorCode.OFFSET_OUT_OF_RANGE, hw, start)
         if msg.offset >= hw or msg.max_bytes <= 0:
+            if msg.copy and msg.subscriber is not None and msg.offset >= hw:
+                self.armed[msg.subscriber] = msg.offset
             return ReadResult(0, hw, start, b"")
         data = self.log.read_cached(msg.offset, msg.max_bytes, hw - 1)
         if data is not None:

@@ -203,7 +203,8 @@ class PartitionManager(LoopActor):
                 raise
             ref = PartitionLeader.start(message.topic, message.partition, log,
                                         self.coordinator, self.writer, self.loop, producers,
-                                        log_append_time(configs), self._tell_watermark)
+                                        log_append_time(configs), self._tell_watermark,
+                                        message.topic_id)
             self.leaders[name] = ref
             self.logs[name] = log
             self.router.register(name, ref)

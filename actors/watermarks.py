@@ -5,22 +5,67 @@ Concern: `WATERMARKS` on every core holds the last high watermark each subscribe
 leader told it (`HighWatermark`, one tell per advance per subscribed core) and wakes the
 fetches parked on it. It is a wake-up hint only: a fetch re-reads its partitions after every
 wake-up or timeout, and each read refreshes both the value and the subscription (a restarted
-leader starts with none). Must not know: Kafka requests, logs.
+leader starts with none).
+
+A remote read that found nothing new arms its leader: the next advance carries the newly durable
+batches from that offset (`Pushed`), so the woken fetch answers from here instead of asking the
+owning core again. The board remembers the arming too (`arm`): until that leader tells an
+advance, a fetch at the same offset need not ask it again, for at most `ARM_TRUST_S` and only
+while the owning core is the incarnation that armed. With both, a record costs a fetch one
+cross-core hop instead of three, and an idle consumer's fetches cost none. Must not know: Kafka
+requests, logs.
+
+    fetch core                                owning core (partition leader)
+      Read(o) ------------------------------>  o >= hw: armed[fetch core] = o
+      <------------------------------ empty    (board: arm(o))
+      next fetch at o: no read, park
+                                               append, fdatasync: hw' > o
+      <----- HighWatermark(hw', Pushed(o..hw'))  (disarmed; board: disarm, keep batches)
+      wake: take(o) answers the fetch
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redshank.actors.runtime import LoopActor
 
-__all__ = ["WATERMARKS", "HighWatermark", "WatermarkWatch", "Watermarks"]
+__all__ = ["ARM_TRUST_S", "PUSHED_MAX_BYTES", "WATERMARKS", "HighWatermark", "Pushed",
+           "WatermarkWatch", "Watermarks"]
 
 WATERMARKS = "watermarks"
 Tp = tuple[str, int]
+# Bytes of pushed batches a core's board holds at most (one chunk per partition, each taken by
+# the next read of that partition): above it a push keeps only its watermark.
+PUSHED_MAX_BYTES = 32 * 1024 * 1024
+# How long an arming read stands in for the reads after it. The owning core's incarnation is
+# checked too; this bounds what the board cannot see (a leader stopped and opened again on a
+# live core): such a partition's fetches wait at most this long before they ask again.
+ARM_TRUST_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Armed:
+    offset: int
+    topic_id: uuid.UUID
+    generation: int  # of the owning core
+    log_start_offset: int
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """Durable batches from `base_offset` up to `high_watermark`, as the leader stored them."""
+
+    topic_id: uuid.UUID
+    base_offset: int
+    high_watermark: int
+    log_start_offset: int
+    records: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +73,7 @@ class HighWatermark:
     topic: str
     partition: int
     high_watermark: int
+    pushed: Pushed | None = None  # for a core whose last read of it was armed
 
 
 class WatermarkWatch(LoopActor):
@@ -40,7 +86,8 @@ class WatermarkWatch(LoopActor):
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, HighWatermark):
             raise TypeError(f"watermark watch got {type(message).__name__}")
-        self.board.advance((message.topic, message.partition), message.high_watermark)
+        self.board.advance((message.topic, message.partition), message.high_watermark,
+                           message.pushed)
         return None
 
 
@@ -51,9 +98,19 @@ class Watermarks:
         self.known: dict[Tp, int] = {}
         # Per partition: (offset, future) of the fetches waiting for the watermark to pass it.
         self._waiting: dict[Tp, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._pushed: dict[Tp, Pushed] = {}
+        self.pushed_bytes = 0
+        self._armed: dict[Tp, _Armed] = {}
 
-    def advance(self, tp: Tp, hw: int) -> None:
-        """A leader's word: keep the highest seen, wake who waits below it."""
+    def advance(self, tp: Tp, hw: int, pushed: Pushed | None = None) -> None:
+        """A leader's word: keep the highest seen, wake who waits below it. Any word of the
+        leader disarms it for this core (it pops its arming before it tells)."""
+        self._armed.pop(tp, None)
+        if pushed is not None:
+            self._drop_pushed(tp)
+            if self.pushed_bytes + len(pushed.records) <= PUSHED_MAX_BYTES:
+                self._pushed[tp] = pushed
+                self.pushed_bytes += len(pushed.records)
         if hw <= self.known.get(tp, -1):
             return
         self.known[tp] = hw
@@ -71,8 +128,44 @@ class Watermarks:
 
     def read(self, tp: Tp, hw: int) -> None:
         """A read's answer is authoritative (a partition deleted and created again restarts
-        lower than what its old leader told)."""
+        lower than what its old leader told); it also supersedes what was pushed before it."""
         self.known[tp] = hw
+        self._drop_pushed(tp)
+        self._armed.pop(tp, None)
+
+    def arm(self, tp: Tp, offset: int, topic_id: uuid.UUID, generation: int,
+            log_start_offset: int, now: float) -> None:
+        """A remote read at `offset` found nothing new: its leader armed (partition_leader)."""
+        self._armed[tp] = _Armed(offset, topic_id, generation, log_start_offset,
+                                 now + ARM_TRUST_S)
+
+    def armed(self, tp: Tp, offset: int, topic_id: uuid.UUID, generation: int, now: float
+              ) -> int | None:
+        """The log start offset the arming read gave, if a read of `tp` at `offset` would
+        find nothing new and only re-arm what is armed: no need to ask. Else None."""
+        a = self._armed.get(tp)
+        if a is None or (a.offset, a.topic_id, a.generation) != (offset, topic_id, generation):
+            return None
+        if now >= a.until:
+            del self._armed[tp]
+            return None
+        return a.log_start_offset
+
+    def take(self, tp: Tp, offset: int, topic_id: uuid.UUID) -> Pushed | None:
+        """The batches pushed for a read of `tp` at `offset` of topic `topic_id`, once; a push
+        that does not start there (or is of a deleted incarnation of the topic) is dropped."""
+        pushed = self._pushed.get(tp)
+        if pushed is None:
+            return None
+        self._drop_pushed(tp)
+        if pushed.base_offset != offset or pushed.topic_id != topic_id:
+            return None
+        return pushed
+
+    def _drop_pushed(self, tp: Tp) -> None:
+        old = self._pushed.pop(tp, None)
+        if old is not None:
+            self.pushed_bytes -= len(old.records)
 
     async def wait_any(self, wanted: Sequence[tuple[Tp, int]], timeout: float) -> bool:
         """Until one partition's watermark passes its offset (True) or `timeout` (False)."""

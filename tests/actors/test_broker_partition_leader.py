@@ -1,11 +1,13 @@
 """The partition-leader actor with its replicate-batcher and a real disk writer and log, on one
 loop: two-phase produce (sequenced at once, acknowledged per acks level), acks=all only once
-durable, reads bounded by the high watermark, the long-poll notifier, idempotent retries, and
+durable, reads bounded by the high watermark, the long-poll notifier, the push of new batches to
+a core whose remote read found nothing, idempotent retries, and
 the producer state rebuilt from the log when it is reopened."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from redshank.actors._async import resolve
 from redshank.actors.disk_writer import DiskWriter, OpenLog, ScanProducers
 from redshank.actors.partition_leader import Append, PartitionLeader, QueryOffset, Read, WaitForData
 from redshank.actors.runtime import Staged
+from redshank.actors.watermarks import HighWatermark
 from redshank.cluster.kafka.handlers.produce import PartitionResult, ProducerBatch
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.records import Record, build_batch, iter_records
@@ -83,6 +86,39 @@ def test_long_poll_wakes_on_new_data_and_times_out(tmp_path: Path) -> None:
         assert loop.time() - started < 5  # woken by the high watermark, not the 10 s timeout
 
     _run(tmp_path, body)
+
+
+def test_a_remote_read_at_the_end_arms_one_push_of_the_new_batches(tmp_path: Path) -> None:
+    told: list[tuple[int, HighWatermark]] = []
+    topic_id = uuid.uuid4()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        coordinator = FlushCoordinator()
+        writer = DiskWriter.start(coordinator, BatchCache(1 << 20))
+        log = await writer.ask(OpenLog(str(tmp_path / "p0"), LogConfig()), block=False)
+        leader = PartitionLeader.start("t", 0, log, coordinator, writer, loop, [], False,
+                                       lambda core, msg: told.append((core, msg)), topic_id)
+        try:
+            # Core 1 read remotely and found nothing: armed. Core 0 read locally: subscribed
+            # only (a local read is no round trip, nothing to save).
+            empty = await resolve(leader.ask(Read(0, 1 << 20, -1, True, 1), block=False))
+            assert (empty.error_code, empty.records) == (0, b"")
+            await resolve(leader.ask(Read(0, 1 << 20, -1, False, 0), block=False))
+            await (await leader.ask(Append(_batch([b"a", b"b"]), -1, None), block=False)).acked
+            await (await leader.ask(Append(_batch([b"c"]), -1, None), block=False)).acked
+        finally:
+            await leader.stop(block=False)
+            await writer.stop(block=False)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    to_one = [m for core, m in told if core == 1]
+    assert [m.high_watermark for m in to_one] == [2, 3]
+    pushed = to_one[0].pushed
+    assert pushed is not None and to_one[1].pushed is None  # once per arming read
+    assert (pushed.topic_id, pushed.base_offset, pushed.high_watermark) == (topic_id, 0, 2)
+    assert [r.value for r in iter_records(pushed.records)] == [b"a", b"b"]
+    assert all(m.pushed is None for core, m in told if core == 0)
 
 
 def test_idempotent_retry_gets_original_offset_and_survives_reopen(tmp_path: Path) -> None:

@@ -1,12 +1,20 @@
 """The watermark board a core's fetches park on: a leader's tell wakes exactly the fetches whose
 offset it passes, a read's answer replaces what leaders told (a topic created again starts
-lower), a timeout returns False and leaves nothing parked."""
+lower), a timeout returns False and leaves nothing parked; pushed batches are taken once, by a
+read at their offset of the same topic incarnation, and superseded by a read's answer."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
-from redshank.actors.watermarks import HighWatermark, Watermarks, WatermarkWatch
+from redshank.actors.watermarks import (
+    PUSHED_MAX_BYTES,
+    HighWatermark,
+    Pushed,
+    Watermarks,
+    WatermarkWatch,
+)
 
 
 def test_advance_wakes_only_fetches_below_it_and_timeouts_clean_up() -> None:
@@ -46,3 +54,25 @@ def test_watch_actor_feeds_the_board() -> None:
         await ref.stop(block=False)
 
     asyncio.run(main())
+
+
+def test_pushed_batches_are_taken_once_at_their_offset_and_bounded() -> None:
+    board = Watermarks()
+    tid = uuid.uuid4()
+    board.advance(("t", 0), 5, Pushed(tid, 3, 5, 0, b"xy"))
+    assert board.known[("t", 0)] == 5 and board.pushed_bytes == 2
+    assert board.take(("t", 0), 4, tid) is None  # not where the push starts: dropped
+    assert board.pushed_bytes == 0 and board.take(("t", 0), 3, tid) is None
+    board.advance(("t", 0), 6, Pushed(tid, 5, 6, 0, b"z"))
+    assert board.take(("t", 0), 5, uuid.uuid4()) is None  # another incarnation of the topic
+    board.advance(("t", 0), 7, Pushed(tid, 6, 7, 0, b"w"))
+    got = board.take(("t", 0), 6, tid)
+    assert got is not None and got.records == b"w" and board.take(("t", 0), 6, tid) is None
+    board.advance(("t", 0), 8, Pushed(tid, 7, 8, 0, b"v"))
+    board.read(("t", 0), 8)  # a read answered after the push supersedes it
+    assert board.take(("t", 0), 7, tid) is None and board.pushed_bytes == 0
+    big = b"b" * (PUSHED_MAX_BYTES // 2 + 1)
+    board.advance(("t", 1), 1, Pushed(tid, 0, 1, 0, big))
+    board.advance(("t", 2), 1, Pushed(tid, 0, 1, 0, big))  # over the bound: watermark only
+    assert board.known[("t", 2)] == 1 and board.take(("t", 2), 0, tid) is None
+    assert board.pushed_bytes == len(big)

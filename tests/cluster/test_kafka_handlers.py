@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka.fetch_session import requested
 from redshank.cluster.kafka.handlers import (
     api_versions,
     create_topics,
@@ -146,7 +147,7 @@ def test_fetch_plan_budget_and_build() -> None:
         FetchTopic("t1", partitions=(FetchPartition(0, fetch_offset=4, partition_max_bytes=80),
                                      FetchPartition(1, fetch_offset=0, partition_max_bytes=80))),
         FetchTopic("nope", partitions=(FetchPartition(0),))))
-    reads, done = fetch.plan(req, {**TOPICS, "nope": None})
+    reads, done = fetch.plan(requested(req), {**TOPICS, "nope": None})
     assert [(r.partition, r.core, r.offset) for r in reads] == [(0, 0, 4), (1, 1, 0)]
     assert done[("nope", 0)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     budget = fetch.FetchBudget(req)
@@ -154,10 +155,12 @@ def test_fetch_plan_budget_and_build() -> None:
     assert budget.limit(reads[0]) == 80
     budget.take(150)  # the first batch may exceed the budget (KIP-74)
     assert budget.satisfied and budget.limit(reads[1]) == 0
-    resp = fetch.build(req, {("t1", 0): fetch.ReadResult(0, 9, 0, b"xx"),
-                             ("t1", 1): fetch.ReadResult(0, 0, 0, b""),
-                             ("nope", 0): done[("nope", 0)]})
+    results = {("t1", 0): fetch.ReadResult(0, 9, 0, b"xx"),
+               ("t1", 1): fetch.ReadResult(0, 0, 0, b""), ("nope", 0): done[("nope", 0)]}
+    resp = fetch.build(results, [("t1", 0), ("nope", 0), ("t1", 1)])
     assert resp.session_id == 0
+    assert [(t.topic, [p.partition_index for p in t.partitions]) for t in resp.responses] == [
+        ("t1", [0, 1]), ("nope", [0])]  # each topic once, in order of first appearance
     p0 = resp.responses[0].partitions[0]
     assert p0.high_watermark == p0.last_stable_offset == 9 and p0.aborted_transactions == ()
     for v in range(4, 13):
@@ -218,6 +221,22 @@ def test_fetch_plan_caps_each_partition_at_the_broker_limit() -> None:
                                               partition_max_bytes=10 << 20),
                                FetchPartition(partition=1, fetch_offset=0,
                                               partition_max_bytes=1000))),))
-    reads, _done = fetch.plan(req, TOPICS, partition_cap=1 << 20)
+    reads, _done = fetch.plan(requested(req), TOPICS, partition_cap=1 << 20)
     assert [r.max_bytes for r in reads] == [1 << 20, 1000]
-    assert [r.max_bytes for r in fetch.plan(req, TOPICS)[0]] == [10 << 20, 1000]
+    assert [r.max_bytes for r in fetch.plan(requested(req), TOPICS)[0]] == [10 << 20, 1000]
+
+
+def test_fetch_clip_keeps_whole_batches_and_at_least_the_first() -> None:
+    a = build_batch([Record(0, 1, None, b"a" * 100)])
+    b = build_batch([Record(1, 1, None, b"b" * 100)], base_offset=1)
+    both = a + b
+    assert fetch.clip(both, len(both)) is both
+    assert bytes(fetch.clip(both, len(both) - 1)) == a
+    assert bytes(fetch.clip(both, 10)) == a  # the first batch goes whole (KIP-74)
+
+
+def test_fetch_session_error_response_has_no_partitions() -> None:
+    resp = fetch.session_error(ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
+    assert (resp.error_code, resp.session_id, resp.responses) == (70, 0, ())
+    for v in range(7, 13):
+        resp.encode(v)

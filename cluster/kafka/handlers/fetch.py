@@ -1,17 +1,20 @@
-"""Fetch (1): split the request into per-partition reads, size them, build the response.
+"""Fetch (1): split a fetch into per-partition reads, size them, build the response.
 
-Concern: which partitions a fetch names and whether they exist, the byte budget (per partition
-and per request, the first batch always returned, KIP-74), when a fetch has enough to answer
-(min_bytes), and the response (no fetch sessions: session_id 0 is always legal, notes G17; no
-transactions: last stable offset = high watermark, no aborted transactions, G16). Must not know:
-logs, long-poll mechanics, actors, sockets.
+Concern: whether the partitions a fetch reads exist (which ones it reads, with or without a
+fetch session, is `cluster/kafka/fetch_session`'s), the byte budget (per partition and per
+request, the first batch always returned, KIP-74), when a fetch has enough to answer
+(min_bytes), and the response: the partitions the session says to include, grouped by topic
+(no transactions: last stable offset = high watermark, no aborted transactions, notes G16).
+Must not know: logs, long-poll mechanics, actors, sockets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from redshank.cluster.kafka.fetch_session import SessionPartition
 from redshank.cluster.kafka.topic_table import TopicInfo
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.fetch import (
@@ -20,8 +23,10 @@ from redshank.protocol.messages.fetch import (
     FetchResponse,
     PartitionData,
 )
+from redshank.protocol.record_batch import parse_header
 
-__all__ = ["FetchBudget", "PartitionRead", "ReadResult", "build", "plan"]
+__all__ = ["FetchBudget", "PartitionRead", "ReadResult", "build", "clip", "plan",
+           "session_error"]
 
 Tp = tuple[str, int]
 
@@ -34,6 +39,7 @@ class PartitionRead:
     offset: int
     max_bytes: int
     leader_epoch: int
+    topic_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,29 +50,42 @@ class ReadResult:
     records: bytes | memoryview | None = None
 
 
-def plan(request: FetchRequest, topics: Mapping[str, TopicInfo | None],
+def plan(partitions: Iterable[SessionPartition], topics: Mapping[str, TopicInfo | None],
          partition_cap: int | None = None
          ) -> tuple[list[PartitionRead], dict[Tp, ReadResult]]:
-    """`partition_cap`: the most this broker returns of one partition per fetch, whatever the
+    """`partitions`: what the fetch reads (its fetch context's), in read order.
+    `partition_cap`: the most this broker returns of one partition per fetch, whatever the
     client allows (a partition may be answered with less than its max; the first batch still
     goes whole, KIP-74)."""
     reads: list[PartitionRead] = []
     done: dict[Tp, ReadResult] = {}
-    for t in request.topics:
-        info = topics.get(t.topic)
-        for p in t.partitions:
-            core = info.core_of(p.partition) if info is not None else None
-            if core is None:
-                done[(t.topic, p.partition)] = ReadResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-                continue
-            limit = max(p.partition_max_bytes, 0)
-            if partition_cap is not None:
-                limit = min(limit, partition_cap)
-            reads.append(
-                PartitionRead(t.topic, p.partition, core, p.fetch_offset, limit,
-                              p.current_leader_epoch)
-            )
+    for p in partitions:
+        info = topics.get(p.topic)
+        core = info.core_of(p.partition) if info is not None else None
+        if info is None or core is None:
+            done[(p.topic, p.partition)] = ReadResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            continue
+        limit = max(p.partition_max_bytes, 0)
+        if partition_cap is not None:
+            limit = min(limit, partition_cap)
+        reads.append(PartitionRead(p.topic, p.partition, core, p.fetch_offset, limit,
+                                   p.current_leader_epoch, info.topic_id))
     return reads, done
+
+
+def clip(records: bytes, max_bytes: int) -> bytes | memoryview:
+    """The whole batches at the front of `records` that fit in `max_bytes`, at least the first
+    (KIP-74), as a read of the log would return them."""
+    if len(records) <= max_bytes:
+        return records
+    view = memoryview(records)
+    end = parse_header(view, 0).size
+    while end < len(records):
+        size = parse_header(view, end).size
+        if end + size > max_bytes:
+            break
+        end += size
+    return view[:end]
 
 
 class FetchBudget:
@@ -98,23 +117,30 @@ class FetchBudget:
         return self.total >= self.min_bytes
 
 
-def build(request: FetchRequest, results: Mapping[Tp, ReadResult]) -> FetchResponse:
-    topics = []
-    for t in request.topics:
-        parts = []
-        for p in t.partitions:
-            r = results[(t.topic, p.partition)]
-            parts.append(
-                PartitionData(
-                    partition_index=p.partition,
-                    error_code=r.error_code,
-                    high_watermark=r.high_watermark,
-                    last_stable_offset=r.high_watermark,
-                    log_start_offset=r.log_start_offset,
-                    aborted_transactions=(),
-                    records=r.records if r.records is not None else b"",
-                )
+def build(results: Mapping[Tp, ReadResult], include: Iterable[Tp], session_id: int = 0
+          ) -> FetchResponse:
+    """The response carrying the partitions in `include` (all of a full fetch's, the changed
+    ones of an incremental fetch), each topic once, in order of first appearance."""
+    by_topic: dict[str, list[PartitionData]] = {}
+    for tp in include:
+        r = results[tp]
+        by_topic.setdefault(tp[0], []).append(
+            PartitionData(
+                partition_index=tp[1],
+                error_code=r.error_code,
+                high_watermark=r.high_watermark,
+                last_stable_offset=r.high_watermark,
+                log_start_offset=r.log_start_offset,
+                aborted_transactions=(),
+                records=r.records if r.records is not None else b"",
             )
-        topics.append(FetchableTopicResponse(topic=t.topic, topic_id=t.topic_id,
-                                             partitions=tuple(parts)))
-    return FetchResponse(error_code=0, session_id=0, responses=tuple(topics))
+        )
+    return FetchResponse(error_code=0, session_id=session_id, responses=tuple(
+        FetchableTopicResponse(topic=topic, partitions=tuple(parts))
+        for topic, parts in by_topic.items()))
+
+
+def session_error(error_code: int) -> FetchResponse:
+    """A fetch whose session is unknown or out of step: the top-level error, no partitions,
+    session id 0 (the client starts a new session with a full fetch)."""
+    return FetchResponse(error_code=error_code, session_id=0, responses=())

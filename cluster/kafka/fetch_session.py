@@ -1,0 +1,256 @@
+"""Incremental fetch sessions (KIP-227): which partitions a fetch reads, and which it answers.
+
+Concern: one core's cache of fetch sessions: what a request's (session_id, session_epoch) asks
+for, the partitions a session holds (the request parameters, and the high watermark, log start
+offset and error the client last heard), which partitions an incremental response must carry,
+new session ids, and bounded memory (at most `slots` sessions; an idle one is evicted, least
+recently used first). Time comes in as `now`, randomness as a `random.Random`. Must not know:
+logs, whether topics exist, byte budgets, actors, sockets, clocks.
+
+    request (id, epoch)   meaning (KIP-227, "FetchRequest Metadata meaning")
+    (0, -1)               full fetch, no session
+    (0 or ID, 0)          full fetch; close ID; create a session if a slot is free
+    (ID, -1)              close ID; full fetch, no session
+    (ID, EPOCH > 0)       incremental fetch of session ID, which must expect EPOCH
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages.fetch import FetchRequest
+
+__all__ = [
+    "FetchContext",
+    "FetchSessionCache",
+    "PartitionOutcome",
+    "SessionError",
+    "SessionPartition",
+    "Tp",
+    "requested",
+]
+
+Tp = tuple[str, int]
+
+_INT32_MAX = 2**31 - 1
+_INITIAL_EPOCH = 0  # a full fetch that asks for a session
+_FINAL_EPOCH = -1  # a full fetch without one
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPartition:
+    """What one fetch reads of one partition."""
+
+    topic: str
+    partition: int
+    fetch_offset: int
+    partition_max_bytes: int
+    current_leader_epoch: int
+
+
+class PartitionOutcome(Protocol):
+    """What the broker read of one partition (handlers.fetch.ReadResult fits)."""
+
+    @property
+    def error_code(self) -> int: ...
+    @property
+    def high_watermark(self) -> int: ...
+    @property
+    def log_start_offset(self) -> int: ...
+    @property
+    def records(self) -> bytes | memoryview | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionError:
+    error_code: int  # the response's top-level error; it carries no partitions and session id 0
+
+
+@dataclass(slots=True)
+class _Cached:
+    fetch_offset: int
+    partition_max_bytes: int
+    current_leader_epoch: int
+    # What the client last heard; None until a response carried the partition (so it must).
+    high_watermark: int | None = None
+    log_start_offset: int | None = None
+    error_code: int = 0
+
+    def must_send(self, out: PartitionOutcome) -> bool:
+        """Whether the response must carry this partition; remembers what it will say. Records
+        and errors always go; so do a changed high watermark or log start offset, and a cleared
+        error (Kafka resets its cached high watermark on an error for the same reason)."""
+        heard = (self.high_watermark, self.log_start_offset, self.error_code)
+        told = (out.high_watermark, out.log_start_offset, out.error_code)
+        self.high_watermark, self.log_start_offset, self.error_code = told
+        return bool(out.records) or out.error_code != 0 or told != heard
+
+
+@dataclass(slots=True)
+class _Session:
+    id: int
+    epoch: int  # the epoch the next incremental request must carry
+    last_used: float
+    # In read order: insertion order, except that a partition which returned records moves to
+    # the back (see FetchContext.respond).
+    partitions: dict[Tp, _Cached]
+
+
+def _next_epoch(epoch: int) -> int:
+    return 1 if epoch == _INT32_MAX else epoch + 1  # 0 and -1 mean full fetches, never reused
+
+
+def requested(request: FetchRequest) -> tuple[SessionPartition, ...]:
+    """The partitions a request names, in its order."""
+    return tuple(
+        SessionPartition(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes,
+                         p.current_leader_epoch)
+        for t in request.topics for p in t.partitions
+    )
+
+
+class FetchContext:
+    """One fetch: read `partitions`, then `respond` with what they gave."""
+
+    __slots__ = ("_cache", "_create", "_epoch", "_session", "incremental", "partitions")
+
+    def __init__(self, cache: FetchSessionCache, partitions: tuple[SessionPartition, ...], *,
+                 create: bool = False, session: _Session | None = None) -> None:
+        self.partitions = partitions
+        self.incremental = session is not None
+        self._cache = cache
+        self._create = create
+        self._session = session
+        self._epoch = session.epoch if session is not None else 0
+
+    def respond(self, results: Mapping[Tp, PartitionOutcome], now: float) -> tuple[int, list[Tp]]:
+        """The session_id to put in the response, and the partitions to include, in order.
+        `results` holds every partition of `partitions`. Call once per context."""
+        everything = [(p.topic, p.partition) for p in self.partitions]
+        if self._create:
+            return self._cache._create(self.partitions, results, now), everything
+        s = self._session
+        if s is None:
+            return 0, everything
+        if not self._cache._holds(s) or s.epoch != self._epoch:
+            # Closed, replaced or evicted, or used by a later request, while this fetch waited:
+            # session id 0 ends the session on the client side, which starts over with a full
+            # fetch (Kafka answers INVALID_FETCH_SESSION_EPOCH; this response cannot carry one).
+            return 0, everything
+        self._cache._touch(s, now)
+        send = []
+        for tp in everything:
+            out = results[tp]
+            if s.partitions[tp].must_send(out):
+                send.append(tp)
+                if out.records:
+                    # To the back: the next fetches read the others first, so a request's byte
+                    # budget spent on the front of a long session cannot starve the rest (Kafka
+                    # rotates its session's partitions the same way).
+                    s.partitions[tp] = s.partitions.pop(tp)
+        return s.id, send
+
+
+class FetchSessionCache:
+    """The fetch sessions of one core. Ids are congruent to `core` modulo `ncores`, so the caches
+    of different cores never hand out the same id. `now` must not go backwards."""
+
+    def __init__(self, slots: int, core: int, ncores: int, rng: random.Random,
+                 evict_idle_s: float = 120.0) -> None:
+        if not 0 <= core < ncores:
+            raise ValueError(f"core {core} not in [0, {ncores})")
+        # Ids are core + ncores * k, positive int32s: k in [lo, hi].
+        self._lo = 0 if core else 1
+        self._hi = (_INT32_MAX - core) // ncores
+        if not 0 <= slots <= self._hi - self._lo + 1:
+            raise ValueError(f"slots {slots} not in [0, {self._hi - self._lo + 1}]")
+        if evict_idle_s < 0:
+            raise ValueError(f"evict_idle_s {evict_idle_s} is negative")
+        self._slots = slots
+        self._core = core
+        self._ncores = ncores
+        self._rng = rng
+        self._evict_idle_s = evict_idle_s
+        # Least recently used first (`_touch` moves a session to the end); len <= slots.
+        self._sessions: OrderedDict[int, _Session] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def context(self, request: FetchRequest, now: float) -> FetchContext | SessionError:
+        sid, epoch = request.session_id, request.session_epoch
+        if epoch in (_INITIAL_EPOCH, _FINAL_EPOCH):
+            if sid != 0:
+                self._sessions.pop(sid, None)  # a full fetch closes the session it names
+            return FetchContext(self, requested(request), create=epoch == _INITIAL_EPOCH)
+        session = self._sessions.get(sid)
+        if session is None:
+            return SessionError(ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
+        if epoch != session.epoch:
+            return SessionError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
+        parts = session.partitions
+        for p in requested(request):
+            cached = parts.get((p.topic, p.partition))
+            if cached is None:
+                parts[(p.topic, p.partition)] = _Cached(p.fetch_offset, p.partition_max_bytes,
+                                                        p.current_leader_epoch)
+            else:  # keeps its place and what the client last heard
+                cached.fetch_offset = p.fetch_offset
+                cached.partition_max_bytes = p.partition_max_bytes
+                cached.current_leader_epoch = p.current_leader_epoch
+        for t in request.forgotten_topics_data:
+            for partition in t.partitions:
+                parts.pop((t.topic, partition), None)
+        session.epoch = _next_epoch(session.epoch)
+        if not parts:
+            # Nothing left to fetch: free the slot (as Kafka does); id 0 tells the client.
+            del self._sessions[sid]
+            return FetchContext(self, ())
+        self._touch(session, now)
+        return FetchContext(self, tuple(
+            SessionPartition(topic, partition, c.fetch_offset, c.partition_max_bytes,
+                             c.current_leader_epoch)
+            for (topic, partition), c in parts.items()
+        ), session=session)
+
+    def _create(self, partitions: tuple[SessionPartition, ...],
+                results: Mapping[Tp, PartitionOutcome], now: float) -> int:
+        """A new session holding `partitions` as answered by `results`; 0 if no slot is free."""
+        parts: dict[Tp, _Cached] = {}
+        for p in partitions:
+            cached = parts[(p.topic, p.partition)] = _Cached(
+                p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)
+            cached.must_send(results[(p.topic, p.partition)])  # a full response carries all
+        if len(self._sessions) >= self._slots and not self._evict_idle(now):
+            return 0  # the client keeps sending full fetches, which work without a session
+        sid = self._new_id()
+        self._sessions[sid] = _Session(sid, _next_epoch(_INITIAL_EPOCH), now, parts)
+        return sid
+
+    def _evict_idle(self, now: float) -> bool:
+        """Evict the least recently used session if it has been idle `evict_idle_s`. A busy
+        session is never evicted for a new one: that would only make both clients thrash."""
+        lru = next(iter(self._sessions.values()), None)
+        if lru is None or now - lru.last_used < self._evict_idle_s:
+            return False
+        del self._sessions[lru.id]
+        return True
+
+    def _new_id(self) -> int:
+        # Terminates: a slot is free, and there are at least `slots` ids (checked in __init__).
+        while True:
+            sid = self._core + self._ncores * self._rng.randint(self._lo, self._hi)
+            if sid not in self._sessions:
+                return sid
+
+    def _holds(self, session: _Session) -> bool:
+        return self._sessions.get(session.id) is session
+
+    def _touch(self, session: _Session, now: float) -> None:
+        session.last_used = now
+        self._sessions.move_to_end(session.id)
