@@ -194,7 +194,13 @@ class KafkaSession(asyncio.Protocol):
                 self._frames += 1
                 self._account()
                 if isinstance(event, RequestReceived):
-                    await self._start(event)
+                    try:
+                        await self._start(event)
+                    except Exception as exc:
+                        # A bug on the way to a handler (not in it: `_track` answers those):
+                        # this connection goes, loudly; the core and other connections stay.
+                        self._fail(event, exc)
+                        return
                 elif isinstance(event, ApiVersionsFallback):
                     self._write(event.data)
                 elif isinstance(event, UnsupportedRequest):

@@ -89,6 +89,34 @@ def test_complete_requests_are_answered_and_do_not_trip_the_deadline() -> None:
     asyncio.run(asyncio.wait_for(main(), 10))
 
 
+def test_a_request_that_fails_before_its_handler_closes_only_the_connection() -> None:
+    from redshank.protocol.messages.metadata import MetadataRequest
+    from redshank.protocol.messages.request_header import RequestHeader
+
+    def broken(_request: Any, _version: int) -> Any:
+        raise RuntimeError("bug on the way to a handler")
+
+    async def main() -> None:
+        session, transport = _session(5.0)
+        class BrokenCore:  # every request path raises synchronously (a bug before any future)
+            sessions = 1
+            request_memory = RequestMemory(1 << 20)
+
+            def __getattr__(self, _name: str) -> Any:
+                return broken
+
+        session.core = cast(Any, BrokenCore())
+        body = RequestHeader(3, 1, 7, "t").encode(1) + MetadataRequest().encode(1)
+        session.data_received(struct.pack(">i", len(body)) + body)
+        for _ in range(100):  # bounded: the abort happens within a few loop turns
+            if transport.aborted:
+                break
+            await asyncio.sleep(0.01)
+        assert transport.aborted and transport.written == b""
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
 def test_request_memory_pauses_big_holders_only_while_over_and_wakes_them() -> None:
     memory = RequestMemory(1 << 20)
     woken: list[str] = []

@@ -9,6 +9,7 @@ import asyncio
 import uuid
 
 from redshank.actors.watermarks import (
+    ARM_TRUST_S,
     PUSHED_MAX_BYTES,
     HighWatermark,
     Pushed,
@@ -76,3 +77,22 @@ def test_pushed_batches_are_taken_once_at_their_offset_and_bounded() -> None:
     board.advance(("t", 2), 1, Pushed(tid, 0, 1, 0, big))  # over the bound: watermark only
     assert board.known[("t", 2)] == 1 and board.take(("t", 2), 0, tid) is None
     assert board.pushed_bytes == len(big)
+
+
+def test_an_arming_stands_for_reads_at_its_offset_until_any_word_or_its_time() -> None:
+    board = Watermarks()
+    tid = uuid.uuid4()
+    tp = ("t", 0)
+    board.arm(tp, 5, tid, 1, 2, now=100.0)
+    assert board.armed(tp, 5, tid, 1, 100.5) == 2  # the log start the arming read gave
+    assert board.armed(tp, 6, tid, 1, 100.5) is None  # another offset: ask
+    assert board.armed(tp, 5, uuid.uuid4(), 1, 100.5) is None  # another topic incarnation
+    assert board.armed(tp, 5, tid, 2, 100.5) is None  # the owning core restarted since
+    assert board.armed(tp, 5, tid, 1, 100.0 + ARM_TRUST_S) is None  # stood long enough
+    assert board.armed(tp, 5, tid, 1, 100.5) is None  # and is gone
+    board.arm(tp, 5, tid, 1, 2, now=200.0)
+    board.advance(tp, 5)  # any word of the leader: it disarmed before telling
+    assert board.armed(tp, 5, tid, 1, 200.1) is None
+    board.arm(tp, 5, tid, 1, 2, now=300.0)
+    board.read(tp, 5)  # a later read's answer replaces the arming
+    assert board.armed(tp, 5, tid, 1, 300.1) is None
