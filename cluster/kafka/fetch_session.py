@@ -3,9 +3,11 @@
 Concern: one core's cache of fetch sessions: what a request's (session_id, session_epoch) asks
 for, the partitions a session holds (the request parameters, and the high watermark, log start
 offset and error the client last heard), which partitions an incremental response must carry,
-new session ids, and bounded memory (at most `slots` sessions; an idle one is evicted, least
-recently used first). Time comes in as `now`, randomness as a `random.Random`. Must not know:
-logs, whether topics exist, byte budgets, actors, sockets, clocks.
+new session ids, and bounded memory (at most `slots` sessions holding at most `max_partitions`
+partitions in all; an idle session is evicted, least recently used first; a session that would
+pass the partition bound is not created, or is closed). Time comes in as `now`, randomness as
+a `random.Random`. Must not know: logs, whether topics exist, byte budgets, actors, sockets,
+clocks.
 
     request (id, epoch)   meaning (KIP-227, "FetchRequest Metadata meaning")
     (0, -1)               full fetch, no session
@@ -161,7 +163,7 @@ class FetchSessionCache:
     of different cores never hand out the same id. `now` must not go backwards."""
 
     def __init__(self, slots: int, core: int, ncores: int, rng: random.Random,
-                 evict_idle_s: float = 120.0) -> None:
+                 evict_idle_s: float = 120.0, max_partitions: int = 200_000) -> None:
         if not 0 <= core < ncores:
             raise ValueError(f"core {core} not in [0, {ncores})")
         # Ids are core + ncores * k, positive int32s: k in [lo, hi].
@@ -172,6 +174,10 @@ class FetchSessionCache:
         if evict_idle_s < 0:
             raise ValueError(f"evict_idle_s {evict_idle_s} is negative")
         self._slots = slots
+        # Partitions held by all sessions: a client naming millions of partitions (a 100 MB
+        # request can) must not make the cache keep them between requests.
+        self._max_partitions = max_partitions
+        self.partitions_held = 0
         self._core = core
         self._ncores = ncores
         self._rng = rng
@@ -186,7 +192,7 @@ class FetchSessionCache:
         sid, epoch = request.session_id, request.session_epoch
         if epoch in (_INITIAL_EPOCH, _FINAL_EPOCH):
             if sid != 0:
-                self._sessions.pop(sid, None)  # a full fetch closes the session it names
+                self._remove(sid)  # a full fetch closes the session it names
             return FetchContext(self, requested(request), create=epoch == _INITIAL_EPOCH)
         session = self._sessions.get(sid)
         if session is None:
@@ -199,24 +205,27 @@ class FetchSessionCache:
             if cached is None:
                 parts[(p.topic, p.partition)] = _Cached(p.fetch_offset, p.partition_max_bytes,
                                                         p.current_leader_epoch)
+                self.partitions_held += 1
             else:  # keeps its place and what the client last heard
                 cached.fetch_offset = p.fetch_offset
                 cached.partition_max_bytes = p.partition_max_bytes
                 cached.current_leader_epoch = p.current_leader_epoch
         for t in request.forgotten_topics_data:
             for partition in t.partitions:
-                parts.pop((t.topic, partition), None)
+                if parts.pop((t.topic, partition), None) is not None:
+                    self.partitions_held -= 1
         session.epoch = _next_epoch(session.epoch)
-        if not parts:
-            # Nothing left to fetch: free the slot (as Kafka does); id 0 tells the client.
-            del self._sessions[sid]
-            return FetchContext(self, ())
-        self._touch(session, now)
-        return FetchContext(self, tuple(
+        everything = tuple(
             SessionPartition(topic, partition, c.fetch_offset, c.partition_max_bytes,
                              c.current_leader_epoch)
-            for (topic, partition), c in parts.items()
-        ), session=session)
+            for (topic, partition), c in parts.items())
+        if not parts or self.partitions_held > self._max_partitions:
+            # Nothing left to fetch (as Kafka does), or grown past the bound: free the slot and
+            # answer this fetch in full with id 0, which ends the session on the client side.
+            self._remove(sid)
+            return FetchContext(self, everything)
+        self._touch(session, now)
+        return FetchContext(self, everything, session=session)
 
     def _create(self, partitions: tuple[SessionPartition, ...],
                 results: Mapping[Tp, PartitionOutcome], now: float) -> int:
@@ -226,10 +235,13 @@ class FetchSessionCache:
             cached = parts[(p.topic, p.partition)] = _Cached(
                 p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)
             cached.must_send(results[(p.topic, p.partition)])  # a full response carries all
+        if len(parts) + self.partitions_held > self._max_partitions:
+            return 0
         if len(self._sessions) >= self._slots and not self._evict_idle(now):
             return 0  # the client keeps sending full fetches, which work without a session
         sid = self._new_id()
         self._sessions[sid] = _Session(sid, _next_epoch(_INITIAL_EPOCH), now, parts)
+        self.partitions_held += len(parts)
         return sid
 
     def _evict_idle(self, now: float) -> bool:
@@ -238,8 +250,13 @@ class FetchSessionCache:
         lru = next(iter(self._sessions.values()), None)
         if lru is None or now - lru.last_used < self._evict_idle_s:
             return False
-        del self._sessions[lru.id]
+        self._remove(lru.id)
         return True
+
+    def _remove(self, sid: int) -> None:
+        session = self._sessions.pop(sid, None)
+        if session is not None:
+            self.partitions_held -= len(session.partitions)
 
     def _new_id(self) -> int:
         # Terminates: a slot is free, and there are at least `slots` ids (checked in __init__).

@@ -262,3 +262,25 @@ def test_session_closed_while_the_fetch_waited_is_answered_without_one() -> None
     _ctx(cache, _req(sid, -1))  # closed by another request meanwhile
     out = {A0: _ok(), A1: _ok(), B0: _ok()}
     assert ctx.respond(out, 1.0) == (0, [A0, A1, B0])
+
+
+def test_partitions_held_in_all_sessions_are_bounded() -> None:
+    cache = FetchSessionCache(10, 0, 1, random.Random(1), max_partitions=4)
+    sid = _session(cache)  # 3 partitions held
+    assert cache.partitions_held == 3
+    # A second session of 3 would pass the bound: the fetch is answered, no session made.
+    ctx = _ctx(cache, _req(0, 0, [("c", 0, 0), ("c", 1, 0), ("c", 2, 0)]))
+    out = {("c", 0): _ok(), ("c", 1): _ok(), ("c", 2): _ok()}
+    assert ctx.respond(out, 0.0) == (0, [("c", 0), ("c", 1), ("c", 2)])
+    assert (len(cache), cache.partitions_held) == (1, 3)
+    # Growing the first to 4 is fine; forgetting one gives it back.
+    ctx = _ctx(cache, _req(sid, 1, [("c", 0, 0)], forget=[B0]))
+    assert ctx.incremental and cache.partitions_held == 3
+    ctx.respond({A0: _ok(), A1: _ok(), ("c", 0): _ok()}, 0.0)
+    # Growing it past the bound closes it: this fetch reads and answers all, with id 0.
+    ctx = _ctx(cache, _req(sid, 2, [("c", 1, 0), ("c", 2, 0)]))
+    assert not ctx.incremental and len(_reads(ctx)) == 5
+    assert (len(cache), cache.partitions_held) == (0, 0)
+    every = {A0: _ok(), A1: _ok(), ("c", 0): _ok(), ("c", 1): _ok(), ("c", 2): _ok()}
+    assert ctx.respond(every, 0.0)[0] == 0
+    assert isinstance(cache.context(_req(sid, 3), 0.0), SessionError)
