@@ -23,7 +23,12 @@ import time
 
 from redshank.actors.broker import REQUEST_MEMORY_BYTES, RING_BYTES, BrokerConfig, setup_core
 from redshank.actors.partition_manager import RETENTION_CHECK_S
-from redshank.actors.runtime import NodeBusyError, Supervisor, configure_logging
+from redshank.actors.runtime import (
+    DEFAULT_LOOP_SLICE_US,
+    NodeBusyError,
+    Supervisor,
+    configure_logging,
+)
 
 __all__ = ["main", "parse_addr"]
 
@@ -70,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spin-us", type=int, default=0,
                    help="microseconds a core polls its mailboxes after traffic before sleeping "
                         "(default 0; worth it only on CPUs nothing else uses)")
+    p.add_argument("--loop-slice-us", type=int, default=DEFAULT_LOOP_SLICE_US,
+                   help="scheduler slice each core's loop thread asks for, so its wake-ups "
+                        "preempt other work on its CPU (Linux 6.12+ EEVDF; default "
+                        f"{DEFAULT_LOOP_SLICE_US}; 0: the kernel's default)")
     p.add_argument("--queued-max-request-bytes", type=int,
                    default=REQUEST_MEMORY_BYTES,
                    help="bytes of not yet decoded requests each core's connections may hold "
@@ -90,6 +99,9 @@ def main(argv: list[str]) -> int:
         return 2
     if not 0 <= args.spin_us <= 100_000:
         print("redshank start: --spin-us must be in [0, 100000]", file=sys.stderr)
+        return 2
+    if not 0 <= args.loop_slice_us <= 100_000:
+        print("redshank start: --loop-slice-us must be in [0, 100000]", file=sys.stderr)
         return 2
     if args.retention_check_ms < 1:
         print("redshank start: --retention-check-ms must be >= 1", file=sys.stderr)
@@ -113,7 +125,7 @@ def main(argv: list[str]) -> int:
                           request_memory_bytes=args.queued_max_request_bytes)
     sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
                      ring_capacity=RING_BYTES, pin=not args.no_pin,
-                     spin_s=args.spin_us / 1e6)
+                     spin_s=args.spin_us / 1e6, loop_slice_us=args.loop_slice_us)
     signal.signal(signal.SIGTERM, sup.request_stop)
     signal.signal(signal.SIGINT, sup.request_stop)
     try:

@@ -20,10 +20,12 @@ from .router import (
     Staged,
     Transport,
 )
+from .sched import DEFAULT_LOOP_SLICE_US, set_thread_slice
 from .sim_loop import SimCores, SimulationStalledError, VirtualClockLoop
 from .supervisor import Supervisor
 
 __all__ = [
+    "DEFAULT_LOOP_SLICE_US",
     "ActorProbe",
     "ControlBlock",
     "CoreContext",
@@ -60,5 +62,6 @@ __all__ = [
     "new_event_loop",
     "read_node_stats",
     "register_codec",
+    "set_thread_slice",
     "use_loop",
 ]

@@ -33,6 +33,7 @@ from .mailbox import DEFAULT_SPIN_S, RingTransport
 from .node_dir import NodeDir
 from .ring import RingConsumer, RingProducer, RingSegment
 from .router import CoreRouter
+from .sched import set_thread_slice
 from .stats_block import StatsWriter
 
 __all__ = ["CoreContext", "CoreSetup", "CoreSpec", "core_main", "new_event_loop"]
@@ -53,6 +54,8 @@ class CoreSpec:
     spin_s: float = DEFAULT_SPIN_S
     idle_check_s: float = 0.05
     stats_interval_s: float = 0.5
+    # The loop thread's scheduler slice (sched.py); 0: the kernel's default.
+    loop_slice_us: int = 0
 
 
 @dataclass(slots=True)
@@ -121,6 +124,9 @@ def core_main(spec: CoreSpec) -> None:
         os.sched_setaffinity(0, {spec.cpu})
     doorbells = [d if isinstance(d, int) else d.detach() for d in spec.doorbells]
     configure_logging(spec.core)
+    if spec.loop_slice_us and not set_thread_slice(spec.loop_slice_us):
+        structlog.get_logger("redshank.core").info("loop_slice_unavailable",
+                                                   slice_us=spec.loop_slice_us)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     global _host

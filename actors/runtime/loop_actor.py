@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -24,11 +26,14 @@ import pykka
 from pykka import ActorRegistry
 
 from .loop_future import LoopFuture, bind_loop, current_loop
+from .sched import set_thread_slice
 
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
 
 __all__ = ["ActorProbe", "LoopActor", "LoopInbox", "ThreadActor", "use_loop"]
+
+_thread_ids = itertools.count(1)
 
 # Envelopes handled per actor per loop turn before yielding to other callbacks.
 DRAIN_BATCH = 64
@@ -228,8 +233,18 @@ class ThreadActor(pykka.ThreadingActor):
         return LoopFuture()
 
     def _start_actor_loop(self) -> None:
+        # pykka's ThreadingActor start, with the thread's scheduler slice reset first.
         self.actor_probe = ActorProbe()
-        super()._start_actor_loop()
+        thread = threading.Thread(target=self._run_thread,
+                                  name=f"{type(self).__name__}-{next(_thread_ids)}",
+                                  daemon=self.use_daemon_thread)
+        thread.start()
+
+    def _run_thread(self) -> None:
+        # Blocking work (fdatasync): its wake-ups must not preempt the core's loop, whose
+        # thread may have asked for short slices (sched.py) that new threads inherit.
+        set_thread_slice(0)
+        self._actor_loop()
 
     def _handle_receive(self, message: Any) -> Any:
         probe = self.actor_probe

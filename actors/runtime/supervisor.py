@@ -80,6 +80,7 @@ class Supervisor:
         start_method: str = "forkserver",
         pin: bool = True,
         spin_s: float = DEFAULT_SPIN_S,
+        loop_slice_us: int = 0,
         idle_check_s: float = 0.05,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
@@ -100,6 +101,7 @@ class Supervisor:
         cpus = sorted(os.sched_getaffinity(0))
         self._cpus: list[int | None] = [cpus[c % len(cpus)] if pin else None for c in range(ncores)]
         self.spin_s = spin_s
+        self.loop_slice_us = loop_slice_us
         self.idle_check_s = idle_check_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -170,6 +172,7 @@ class Supervisor:
             setup=self.setup,
             spin_s=self.spin_s,
             idle_check_s=self.idle_check_s,
+            loop_slice_us=self.loop_slice_us,
         )
         proc = self._ctx.Process(target=core_main, args=(spec,), name=f"redshank-core-{core}")
         self.control.set_core(core, self._gens[core], CoreState.RUNNING, 0)

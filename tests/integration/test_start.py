@@ -1,8 +1,11 @@
 """`redshank start` as a process: the ready line, refusing a used data dir or port with a clear
-message, clean exit on SIGTERM, and data that survives a restart."""
+message, each core's loop thread on short scheduler slices and its other threads (the disk
+writer) on the default, clean exit on SIGTERM, and data that survives a restart."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +48,7 @@ def test_lifecycle_busy_refusals_sigterm_and_restart(tmp_path: Path) -> None:
         for key, value in expected[0]:
             producer.produce(topic, key=key, value=value, partition=0)
         assert producer.flush(20) == 0
+        _assert_loop_slices(node.data_dir)
     finally:
         code = node.stop()
     assert code == 0, f"SIGTERM exit code {code}; log:\n{node.log_tail()}"
@@ -56,6 +60,22 @@ def test_lifecycle_busy_refusals_sigterm_and_restart(tmp_path: Path) -> None:
         check_consumed(expected, consume_assigned(again.bootstrap, topic, 1, 50))
     finally:
         assert again.stop() == 0
+
+
+def _assert_loop_slices(data_dir: Path) -> None:
+    """Every core's loop (its main thread) asked for 100 us slices; the threads started after
+    it (the disk writer, which has fdatasynced by now) went back to the kernel's default."""
+    for pid in json.loads((data_dir / "node.json").read_text())["pids"]:
+        slices = {int(tid): _slice_ns(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+        assert slices.pop(pid) == 100_000, slices
+        assert slices and 100_000 not in slices.values(), slices
+
+
+def _slice_ns(pid: int, tid: int) -> int:
+    for line in Path(f"/proc/{pid}/task/{tid}/sched").read_text().splitlines():
+        if line.startswith("se.slice"):
+            return int(line.split(":")[1])
+    raise AssertionError(f"no se.slice for thread {tid} of {pid}")
 
 
 def _assert_segments_sealed(data_dir: Path) -> None:

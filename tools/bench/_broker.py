@@ -90,10 +90,11 @@ class BenchBroker:
     `tansu_path`."""
 
     def __init__(self, kind: str, *, cores: int = 2, tansu_path: str | None = None,
-                 pin: bool = True) -> None:
+                 pin: bool = True, loop_slice_us: int | None = None) -> None:
         self.kind = kind
         self.cores = cores
         self.pin = pin
+        self.loop_slice_us = loop_slice_us  # None: redshank's default
         self.tansu_path = tansu_path
         self.tmp = Path(tempfile.mkdtemp(prefix=f"redshank-bench-{kind}-"))
         self.port = free_port()
@@ -123,7 +124,9 @@ class BenchBroker:
             if self.kind == "redshank":
                 cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--kafka-addr",
                        self.bootstrap, "--data-dir", str(self.tmp / "data"), "--cores",
-                       str(self.cores), *(() if self.pin else ("--no-pin",))]
+                       str(self.cores), *(() if self.pin else ("--no-pin",)),
+                       *(() if self.loop_slice_us is None
+                         else ("--loop-slice-us", str(self.loop_slice_us)))]
             else:
                 assert self.tansu_path is not None
                 url = f"tcp://{self.bootstrap}"
@@ -208,6 +211,8 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
     parser.add_argument("--cores", type=int, default=2, help="redshank --cores")
     parser.add_argument("--no-pin", action="store_true",
                         help="redshank --no-pin (cores not pinned: CPUs shared with the client)")
+    parser.add_argument("--loop-slice-us", type=int, default=None,
+                        help="redshank --loop-slice-us (default: redshank's; 0: the kernel's)")
     parser.add_argument("--messages", type=int, default=int(defaults["messages"]))
     parser.add_argument("--seconds", type=float, default=defaults["seconds"],
                         help="bound on each measured phase")
@@ -217,7 +222,8 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
 
     def on(kind: str, tansu: str | None) -> dict[str, object]:
         out: dict[str, object] = {}
-        with BenchBroker(kind, cores=args.cores, tansu_path=tansu, pin=not args.no_pin) as broker:
+        with BenchBroker(kind, cores=args.cores, tansu_path=tansu, pin=not args.no_pin,
+                         loop_slice_us=args.loop_slice_us) as broker:
             for n in parts:
                 topic = f"bench-{name}-p{n}"
                 create_topic(broker.bootstrap, topic, n)
@@ -238,6 +244,8 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
         "targets": targets,
         "redshank": {"cores": args.cores, "pinned": not args.no_pin, "storage": "disk",
                      "acks_all_fsync": True,
+                     "loop_slice_us": ("default" if args.loop_slice_us is None
+                                       else args.loop_slice_us),
                      **on("redshank", None)},
     }
     tansu, how = (None, "--no-baseline given") if args.no_baseline else find_tansu(args.tansu)
