@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from broker_proc import BrokerProcess, check_consumed, create_topic, expected_records, recv_exact
 from confluent_kafka import Producer
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
+from test_kafka_python import Polled, assigned_consumer, poll_until
 
 from redshank.protocol.api_versions import ApiKey, request_header_version, response_header_version
 from redshank.protocol.error_codes import ErrorCode
@@ -160,26 +161,16 @@ def test_kafka_python_consumes_through_an_incremental_session(broker: BrokerProc
     partitions, per_partition = 2, 200
     create_topic(broker.bootstrap, topic, partitions)
     expected = expected_records(topic, partitions, per_partition)
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                             fetch_max_wait_ms=100)
-    got: dict[int, list[tuple[int, bytes | None, bytes | None]]] = {}
+    consumer = assigned_consumer(broker.bootstrap, topic, partitions)
+    got: Polled = {}
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
         consumer.poll(timeout_ms=300)  # the first (full) fetch opens the session
         # Produced in two halves while the consumer fetches, so its incremental fetches carry
         # new records on both cores' partitions.
         half = per_partition // 2
         for part in (slice(0, half), slice(half, None)):
             _send(broker.bootstrap, topic, {p: r[part] for p, r in expected.items()})
-            deadline = time.monotonic() + TIMEOUT
-            want = sum(len(r[: part.stop]) for r in expected.values())
-            while sum(map(len, got.values())) < want and time.monotonic() < deadline:
-                for tp, msgs in consumer.poll(timeout_ms=200).items():
-                    got.setdefault(tp.partition, []).extend(
-                        (m.offset, m.key, m.value) for m in msgs)
+            poll_until(consumer, got, sum(len(r[: part.stop]) for r in expected.values()))
         sessions = _sessions(consumer)
     finally:
         consumer.close()

@@ -14,23 +14,33 @@ PARTITIONS = 2
 PER_PARTITION = 150
 
 
-def _consume(bootstrap: str, topic: str, partitions: int, total: int, timeout: float = 20.0
-             ) -> dict[int, list[tuple[int, bytes | None, bytes | None]]]:
+Polled = dict[int, list[tuple[int, bytes | None, bytes | None]]]
+
+
+def assigned_consumer(bootstrap: str, topic: str, partitions: int) -> KafkaConsumer:
+    """A kafka-python consumer assigned every partition of `topic` from offset 0."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              fetch_max_wait_ms=100)
-    got: dict[int, list[tuple[int, bytes | None, bytes | None]]] = {}
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, 0)
+    return consumer
+
+
+def poll_until(consumer: KafkaConsumer, got: Polled, total: int, timeout: float = 20.0) -> None:
+    """Poll into `got` (partition -> (offset, key, value)) until it holds `total` records."""
+    deadline = time.monotonic() + timeout
+    while sum(map(len, got.values())) < total and time.monotonic() < deadline:
+        for tp, msgs in consumer.poll(timeout_ms=200).items():
+            got.setdefault(tp.partition, []).extend((m.offset, m.key, m.value) for m in msgs)
+
+
+def _consume(bootstrap: str, topic: str, partitions: int, total: int) -> Polled:
+    consumer = assigned_consumer(bootstrap, topic, partitions)
+    got: Polled = {}
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        deadline = time.monotonic() + timeout
-        count = 0
-        while count < total and time.monotonic() < deadline:
-            for tp, msgs in consumer.poll(timeout_ms=200).items():
-                for m in msgs:
-                    got.setdefault(tp.partition, []).append((m.offset, m.key, m.value))
-                    count += 1
+        poll_until(consumer, got, total)
     finally:
         consumer.close()
     return got
