@@ -19,10 +19,10 @@ import sys
 
 __all__ = ["DEFAULT_LOOP_SLICE_US", "set_thread_slice"]
 
-# `redshank bench e2e [--loop-slice-us 0]` on a 2-core machine shared with the client, 25 runs
-# each, interleaved: the 8-partition p50 passed 3.5 ms in 1 run with 100 us loop slices (at most
-# 5.4 ms), in 7 without (two over 20 ms: a connection that falls behind its sequencing round trips
-# stays behind); medians 1.6 and 1.8 ms. The cost: peak produce 5-15% lower (2 runs each).
+# `redshank bench e2e [--loop-slice-us 0]` on a 2-core machine shared with the client, 30 pairs of
+# interleaved runs: the 8-partition p50 passed 3.5 ms in 1 run with 100 us loop slices (5.4 ms),
+# in 10 without (up to 24 ms: a connection that falls behind its sequencing round trips stays
+# behind). The cost: peak produce 5-15% lower (2 runs each).
 DEFAULT_LOOP_SLICE_US = 100
 
 _SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(platform.machine())
