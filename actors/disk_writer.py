@@ -3,7 +3,9 @@
 Concern: running the blocking storage calls of a core off its event loop (ARCHITECTURE.md
 section 2): opening logs and the kvstore, reads that miss memory, timestamp lookups, and flush
 rounds of the core's `FlushCoordinator` (every flush requested while a round runs joins the next
-one, so fdatasyncs are coalesced across partitions). Replies are loop futures. Must not know:
+one, so fdatasyncs are coalesced across partitions), and reopening a log that failed. Its file
+layer is the real one, or the fault-injecting one when $REDSHANK_DISK_FAULTS names a control
+file (broker-level disk fault tests). Replies are loop futures. Must not know:
 Kafka requests, sessions.
 """
 
@@ -18,9 +20,11 @@ import structlog
 from redshank.actors.runtime import ThreadActor
 from redshank.protocol.record_batch import iter_batches
 from redshank.storage import BatchCache, FlushCoordinator, KvStore, Log, LogConfig
+from redshank.storage.errors import StorageError
+from redshank.storage.fault_files import files_from_env
 
-__all__ = ["Blocking", "DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog", "RunRound",
-           "ScanProducers", "scan_producers"]
+__all__ = ["Blocking", "DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog",
+           "ReopenLog", "RunRound", "ScanProducers", "scan_producers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,15 @@ class ScanProducers:
     """Idempotent batches of the log's tail (the last two segments), oldest first, as
     (producer id, epoch, first sequence, last sequence, base offset): the producer state a
     leader rebuilds when it opens the log."""
+
+    log: Log
+
+
+@dataclass(frozen=True, slots=True)
+class ReopenLog:
+    """Close `log` (failed: an fdatasync error) and open its directory again by recovery from
+    what the disk holds, its page cache dropped first (fsyncgate) -> (Log, producer records).
+    Raises StorageError while the disk stays broken; the caller retries with the same log."""
 
     log: Log
 
@@ -103,6 +116,7 @@ class DiskWriter(ThreadActor):
         super().__init__()
         self.coordinator = coordinator
         self.cache = cache
+        self.files = files_from_env()
         # Everything opened here is sealed and closed here when the core stops.
         self._opened: list[Log | KvStore] = []
 
@@ -114,18 +128,33 @@ class DiskWriter(ThreadActor):
         if isinstance(message, FindTimestamp):
             return message.log.timestamp_to_offset(message.timestamp)
         if isinstance(message, OpenLog):
-            log = Log.open(message.directory, message.config, cache=self.cache)
+            log = Log.open(message.directory, message.config, files=self.files,
+                           cache=self.cache)
             self._opened.append(log)
             return log
+        if isinstance(message, ReopenLog):
+            return self._reopen(message.log)
         if isinstance(message, ScanProducers):
             return scan_producers(message.log)
         if isinstance(message, Blocking):
             return message.fn()
         if isinstance(message, OpenKv):
-            kv = KvStore.open(message.directory)
+            kv = KvStore.open(message.directory, files=self.files)
             self._opened.append(kv)
             return kv
         raise TypeError(f"disk writer got {type(message).__name__}")
+
+    def _reopen(self, old: Log) -> tuple[Log, list[ProducerRecord]]:
+        try:
+            old.close(seal=False)
+        except StorageError as exc:  # a failed log closes its files whatever happens
+            _log.warning("close_failed_log", log=old.dir, error=str(exc))
+        if old in self._opened:
+            self._opened.remove(old)
+        log = Log.open(old.dir, old.config, files=self.files, cache=self.cache,
+                       distrust_cache=True)
+        self._opened.append(log)
+        return log, scan_producers(log)
 
     def on_stop(self) -> None:
         # Whatever was appended and not yet durable gets its flush before the thread ends;

@@ -6,6 +6,21 @@ so the reply `Staged(None, acked)` fixes its order at once: phase 1 of the two-p
 idempotent-producer checks, the high watermark (durable offset + 1: one replica, so a majority
 is this node's fdatasync), reads bounded by it, and the long-poll notifier that wakes parked
 fetches as soon as the high watermark moves. Must not know: connections, other partitions.
+
+Disk failures. A failed flush fails every acks=all waiter with KAFKA_STORAGE_ERROR and puts
+the partition in a storage-error state: produces are refused with KAFKA_STORAGE_ERROR (nothing
+more piles up in memory), reads below the high watermark go on, and `actor_status` says why.
+Recovery is retried with backoff (0.1 s doubling to 5 s):
+
+    write failed (ENOSPC, EIO on pwrite)        fdatasync failed (the log is failed)
+    ------------------------------------        ------------------------------------
+    the batches stay queued in the log:         ReopenLog on the disk writer: close it, drop
+    flush again; once everything appended       its page cache, recover what the disk holds,
+    is durable, produce resumes                 rebuild the producer state from it; serve
+                                                the new log (reads fail while it reopens)
+
+An idempotent retry of a batch still in the log is answered only once that batch is durable
+(acks=all), so no retry is acknowledged ahead of the flush of its original.
 """
 
 from __future__ import annotations
@@ -14,14 +29,14 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 import structlog
 
-from redshank.actors.disk_writer import Blocking, FindTimestamp, ReadLog
+from redshank.actors.disk_writer import Blocking, FindTimestamp, ReadLog, ReopenLog
 from redshank.actors.replicate_batcher import ReplicateBatcher
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
 from redshank.actors.watermarks import HighWatermark, Pushed
@@ -45,6 +60,8 @@ __all__ = ["Append", "PartitionLeader", "QueryOffset", "Read", "SetTimestampType
            "WaitForData", "partition_name"]
 
 TERM = 0  # single replica, no elections yet: the leader epoch stays 0
+RECOVER_MIN_S = 0.1
+RECOVER_MAX_S = 5.0
 # The most an advance pushes to an armed core (larger advances: that core reads, as before).
 PUSH_MAX_BYTES = 256 * 1024
 
@@ -104,8 +121,16 @@ class PartitionLeader(LoopActor):
                  producers: list[tuple[int, int, int, int, int]] | None = None,
                  log_append_time: bool = False,
                  notify: Callable[[int, HighWatermark], None] | None = None,
-                 topic_id: uuid.UUID | None = None) -> None:
+                 topic_id: uuid.UUID | None = None,
+                 on_reopened: Callable[[Log], None] | None = None) -> None:
         super().__init__()
+        # Set while the disk fails this partition (see the module docstring).
+        self.storage_error: str | None = None
+        self.reopening = False
+        self._backoff = RECOVER_MIN_S
+        self._recover_timer: asyncio.TimerHandle | None = None
+        self._on_reopened = on_reopened
+        self._stopped = False
         self.log_append_time = log_append_time
         # Cores whose watermark watch hears of every advance (a fetch there subscribed).
         self.subscribers: set[int] = set()
@@ -119,9 +144,7 @@ class PartitionLeader(LoopActor):
         self.log = log
         self.writer = writer
         self.loop = loop
-        self.producers = ProducerStateTable()
-        for pid, epoch, first, last, base in producers or ():
-            self.producers.record(ProducerBatch(pid, epoch, first, last), base)
+        self.producers = _producer_table(producers or ())
         self.high_watermark = log.flushed_offset + 1
         self.max_timestamp: tuple[int, int] | None = None  # (timestamp, offset)
         self._parked: list[tuple[int, LoopFuture[bool], asyncio.TimerHandle]] = []
@@ -150,13 +173,29 @@ class PartitionLeader(LoopActor):
     def _result(self, code: int, base: int = -1, msg: str | None = None) -> PartitionResult:
         return PartitionResult(code, base, self.log.start_offset, msg)
 
+    @property
+    def actor_status(self) -> str:
+        """What `redshank actors` shows for this partition."""
+        if self.storage_error is None:
+            return "ok"
+        return f"storage_error{' (reopening)' if self.reopening else ''}: {self.storage_error}"
+
     def _append(self, msg: Append) -> Staged:
         acked: LoopFuture[PartitionResult] = LoopFuture(self.loop)
+        if self.storage_error is not None:
+            acked.set(self._result(ErrorCode.KAFKA_STORAGE_ERROR,
+                                   msg=f"partition storage failed: {self.storage_error}"))
+            return Staged(None, acked)
         producer = msg.producer
         if producer is not None:
             seen = self.producers.check(producer)
             if isinstance(seen, Duplicate):
-                acked.set(self._result(0, seen.base_offset))
+                ok = self._result(0, seen.base_offset)
+                if msg.acks == -1 and seen.last_offset >= self.high_watermark:
+                    # The original is appended but not yet durable: answer with it.
+                    self.batcher.wait(seen.last_offset, acked, ok)
+                else:
+                    acked.set(ok)
                 return Staged(None, acked)
             if isinstance(seen, SequenceError):
                 acked.set(self._result(seen.error_code, msg=seen.message))
@@ -175,7 +214,7 @@ class PartitionLeader(LoopActor):
             acked.set(self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(exc)))
             return Staged(None, acked)
         if producer is not None:
-            self.producers.record(producer, res.base_offset)
+            self.producers.record(producer, res.base_offset, res.last_offset)
         self._track_timestamps(buf)
         ok = self._result(0, res.base_offset)
         if msg.acks == -1:
@@ -191,6 +230,12 @@ class PartitionLeader(LoopActor):
                 self.max_timestamp = (h.max_timestamp, h.last_offset)
 
     def _durable(self, durable: int) -> None:
+        if self.storage_error is not None and not self.reopening \
+                and durable >= self.log.dirty_offset:
+            # A flush retried after a failed write reached everything appended.
+            self._logger.warning("storage_recovered", durable=durable)
+            self.storage_error = None
+            self._backoff = RECOVER_MIN_S
         hw = durable + 1
         if hw <= self.high_watermark:
             return
@@ -225,8 +270,67 @@ class PartitionLeader(LoopActor):
         return Pushed(self.topic_id, offset, hw, self.log.start_offset, bytes(data))
 
     def _flush_failed(self, exc: BaseException) -> None:
-        self._logger.error("flush_failed", error=repr(exc))
+        first = self.storage_error is None
+        self.storage_error = str(exc)
         self.batcher.fail_waiters(self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(exc)))
+        if first:
+            self._logger.error("flush_failed", error=repr(exc), failed_log=self.log.failed)
+        self._schedule_recovery()
+
+    def _schedule_recovery(self) -> None:
+        if self._stopped or self._recover_timer is not None:
+            return
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, RECOVER_MAX_S)
+        self._recover_timer = self.loop.call_later(delay, self._recover)
+
+    def _recover(self) -> None:
+        self._recover_timer = None
+        if self._stopped or self.storage_error is None:
+            return
+        if not self.log.failed:
+            # A write failed and its batches are still queued: flush again. Success comes
+            # back through `_durable`, failure through `_flush_failed`.
+            self.batcher.retry()
+            return
+        self.reopening = True
+        old = self.log
+        fut: LoopFuture[tuple[Log, list[tuple[int, int, int, int, int]]]] = self.writer.ask(
+            ReopenLog(old), block=False)  # type: ignore[assignment]
+
+        def done(f: LoopFuture[tuple[Log, list[tuple[int, int, int, int, int]]]]) -> None:
+            exc = f.exception()
+            if self._stopped:  # the core is stopping: the disk writer closes what it opened
+                return
+            if exc is not None:
+                self.storage_error = str(exc)
+                self._schedule_recovery()
+                return
+            log, producers = f.result()
+            self._reopened(log, producers)
+
+        fut.add_done_callback(done)
+
+    def _reopened(self, log: Log, producers: list[tuple[int, int, int, int, int]]) -> None:
+        old_hw = self.high_watermark
+        self.batcher.reset(log, self._result(ErrorCode.KAFKA_STORAGE_ERROR,
+                                             msg="partition log reopened"))
+        self.log = log
+        self.producers = _producer_table(producers)
+        self.max_timestamp = None
+        self.armed.clear()
+        self.reopening = False
+        self.storage_error = None
+        self._backoff = RECOVER_MIN_S
+        if log.flushed_offset + 1 < old_hw:  # never: only fsynced batches were below it
+            self._logger.error("reopen_lost_committed", high_watermark=old_hw,
+                               recovered_end=log.flushed_offset)
+            self.high_watermark = log.flushed_offset + 1
+        if self._on_reopened is not None:
+            self._on_reopened(log)
+        self._logger.warning("log_reopened", end=log.dirty_offset,
+                             high_watermark=self.high_watermark)
+        self._durable(log.flushed_offset)
 
     # -- fetch ---------------------------------------------------------------------------------
     def _read(self, msg: Read) -> ReadResult | LoopFuture[ReadResult]:
@@ -234,6 +338,8 @@ class PartitionLeader(LoopActor):
             self.subscribers.add(msg.subscriber)
         hw = self.high_watermark
         start = self.log.start_offset
+        if self.reopening:
+            return ReadResult(ErrorCode.KAFKA_STORAGE_ERROR, hw, start)
         if msg.leader_epoch > TERM:
             return ReadResult(ErrorCode.UNKNOWN_LEADER_EPOCH, hw, start)
         if msg.offset < start or msg.offset > self.log.dirty_offset + 1:
@@ -326,8 +432,21 @@ class PartitionLeader(LoopActor):
         return out
 
     def on_stop(self) -> None:
+        self._stopped = True
+        if self._recover_timer is not None:
+            self._recover_timer.cancel()
+            self._recover_timer = None
         for _offset, fut, timer in self._parked:
             timer.cancel()
             if not fut.done():
                 fut.set(False)
         self._parked = []
+
+
+def _producer_table(records: Iterable[tuple[int, int, int, int, int]]) -> ProducerStateTable:
+    """The producer state of the log's tail: (pid, epoch, first seq, last seq, base offset)
+    per idempotent batch, oldest first (one batch per request: offsets follow sequences)."""
+    table = ProducerStateTable()
+    for pid, epoch, first, last, base in records:
+        table.record(ProducerBatch(pid, epoch, first, last), base, base + (last - first))
+    return table

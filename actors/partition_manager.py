@@ -204,7 +204,8 @@ class PartitionManager(LoopActor):
             ref = PartitionLeader.start(message.topic, message.partition, log,
                                         self.coordinator, self.writer, self.loop, producers,
                                         log_append_time(configs), self._tell_watermark,
-                                        message.topic_id)
+                                        message.topic_id,
+                                        functools.partial(self._reopened, name))
             self.leaders[name] = ref
             self.logs[name] = log
             self.router.register(name, ref)
@@ -213,6 +214,11 @@ class PartitionManager(LoopActor):
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
+
+    def _reopened(self, name: str, log: Log) -> None:
+        """A leader reopened its log after a disk failure: retention and configs go to it."""
+        if name in self.logs:
+            self.logs[name] = log
 
     def _tell_watermark(self, core: int, message: HighWatermark) -> None:
         try:

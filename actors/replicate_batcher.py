@@ -11,6 +11,8 @@ sessions. Single replica: followers are added here when Raft arrives.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import functools
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +61,29 @@ class ReplicateBatcher:
             self._scheduled = True
             self.loop.call_soon(self._request_flush)
 
+    def wait(self, last_offset: int, waiter: LoopFuture[Any], value: Any) -> None:
+        """`waiter` gets `value` once `last_offset` (appended earlier) is durable, or the
+        flush's error result if a flush fails first: an idempotent retry of a batch not yet
+        durable waits for its original here. Kept in offset order among the other waiters."""
+        bisect.insort(self._waiters, (last_offset, waiter, value), key=_waiter_offset)
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._request_flush)
+
+    def retry(self) -> None:
+        """Ask again for everything appended to be flushed (after a failed flush)."""
+        self._requested = self.log.flushed_offset
+        self._request_flush()
+
+    def reset(self, log: Log, failure: Any) -> None:
+        """The leader reopened its log after a failure: start over on `log`. Waiters left are
+        answered `failure`: their offsets may name other batches in the reopened log."""
+        self.fail_waiters(failure)
+        self.log = log
+        self._requested = log.flushed_offset
+        self._sizes.clear()
+        self.pending_bytes = 0
+
     def _request_flush(self) -> None:
         self._scheduled = False
         target = self.log.dirty_offset
@@ -66,15 +91,18 @@ class ReplicateBatcher:
             return
         self._requested = target
         self.rounds += 1
-        self.coordinator.request(self.log, target, self._from_writer)
+        self.coordinator.request(self.log, target,
+                                 functools.partial(self._from_writer, self.log))
         if self.coordinator.claim_kick():  # else a round already asked for will take it
             self.writer.tell(RunRound())
 
-    def _from_writer(self, handle: FlushHandle) -> None:
+    def _from_writer(self, log: Log, handle: FlushHandle) -> None:
         # Runs on the disk-writer thread: hop back to the loop.
-        self.loop.call_soon_threadsafe(self._flushed, handle)
+        self.loop.call_soon_threadsafe(self._flushed, log, handle)
 
-    def _flushed(self, handle: FlushHandle) -> None:
+    def _flushed(self, log: Log, handle: FlushHandle) -> None:
+        if log is not self.log:
+            return  # a flush of the log this batcher had before a reopen
         if handle.error is not None or handle.result is None:
             self._requested = self.log.flushed_offset  # let the next append retry the flush
             self.on_failed(handle.error or RuntimeError("flush failed"))
@@ -92,3 +120,7 @@ class ReplicateBatcher:
         while self._waiters:
             _, fut, _ = self._waiters.popleft()
             fut.set(value)
+
+
+def _waiter_offset(waiter: tuple[int, LoopFuture[Any], Any]) -> int:
+    return waiter[0]

@@ -62,6 +62,11 @@ class FileLayer(Protocol):
     def fsync_dir(self, path: str) -> None:
         """Make creations, renames and removals inside directory `path` durable."""
 
+    def drop_cache(self, path: str) -> None:
+        """Evict the file's clean pages from the page cache, so the next reads see what the
+        disk holds. After a failed fdatasync the kernel marks the unwritten pages clean and
+        keeps serving them (fsyncgate): recovery must not read those."""
+
 
 def _io_error(what: str, exc: OSError) -> StorageIOError:
     return StorageIOError(f"{what}: {exc.strerror or exc}", exc.errno)
@@ -205,3 +210,13 @@ class OsFiles:
                 os.close(fd)
         except OSError as exc:
             raise _io_error(f"fsync dir {path}", exc) from exc
+
+    def drop_cache(self, path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _io_error(f"drop cache {path}", exc) from exc

@@ -108,10 +108,19 @@ class Log:
         *,
         files: FileLayer | None = None,
         cache: BatchCache | None = None,
+        distrust_cache: bool = False,
     ) -> Log:
-        """Open (creating if needed) and recover the log in `directory` (writer thread)."""
+        """Open (creating if needed) and recover the log in `directory` (writer thread).
+
+        `distrust_cache`: reopening after a failed fdatasync. The segment files' pages are
+        dropped from the page cache first, so recovery reads what the disk holds rather than
+        pages the kernel kept after failing to write them (fsyncgate)."""
         files = files or OsFiles()
         config = config or LogConfig()
+        if distrust_cache and files.exists(directory):
+            for name in files.listdir(directory):
+                if name.endswith(".log"):
+                    files.drop_cache(os.path.join(directory, name))
         segments = open_segments(files, directory, config.index_interval,
                                  config.preallocate_step)
         start = read_start_offset(files, directory)
@@ -121,7 +130,12 @@ class Log:
         if segments:
             # Recovery may have found bytes a killed process wrote but never synced: they are
             # in the page cache, so make them durable before counting them as flushed.
-            segments[-1].sync()
+            try:
+                segments[-1].sync()
+            except StorageError:
+                for seg in segments:
+                    seg.close()
+                raise
         # Brokers pass the core's shared cache; a private one is for tools and tests.
         return cls(directory, config, files, cache or BatchCache(8 * 1024 * 1024), segments,
                    start)

@@ -179,3 +179,11 @@ class PowerLossFiles:
         for name, inode in self._names.items():
             if os.path.dirname(name) == path:
                 self._durable_names[name] = inode
+
+    def drop_cache(self, path: str) -> None:
+        """The page cache is gone: reads see the synced bytes only (what a failed fdatasync
+        left on the disk)."""
+        inode = self._names.get(path)
+        if inode is not None:
+            inode.data = bytearray(inode.synced)
+            inode.unsynced_writes.clear()

@@ -29,7 +29,7 @@ _MAILBOX_COLS = (
     "in_depth",
     "overflow",
 )
-_ACTOR_COLS = ("name", "class", "depth", "messages", "handler_ms", "failures")
+_ACTOR_COLS = ("name", "class", "depth", "messages", "handler_ms", "failures", "status")
 
 
 def _table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> list[str]:

@@ -251,17 +251,20 @@ class _CoreHost:
             probe = getattr(actor, "actor_probe", None)
             if probe is None:
                 continue
-            actors.append(
-                {
-                    "name": name,
-                    "class": ref.actor_class.__name__,
-                    "alive": ref.is_alive(),
-                    "depth": _depth(ref.actor_inbox),
-                    "messages": probe.messages,
-                    "handler_ms": probe.handler_ns / 1e6,
-                    "failures": probe.failures,
-                }
-            )
+            row = {
+                "name": name,
+                "class": ref.actor_class.__name__,
+                "alive": ref.is_alive(),
+                "depth": _depth(ref.actor_inbox),
+                "messages": probe.messages,
+                "handler_ms": probe.handler_ns / 1e6,
+                "failures": probe.failures,
+            }
+            # An actor may say how it is (a partition whose disk failed): a short string.
+            status = getattr(actor, "actor_status", None)
+            if isinstance(status, str):
+                row["status"] = status
+            actors.append(row)
         return {
             "core": self.spec.core,
             "generation": self.spec.generation,

@@ -2,8 +2,11 @@
 
 Concern: deciding whether a batch from an idempotent producer is new, a retry of one already
 written (the original offset is returned, no duplicate is stored), out of order, or from a fenced
-epoch (notes G20). Must not know: logs, actors, sockets. Not yet persisted: after a restart an
-unknown producer id is accepted at any sequence (as Kafka does once a producer's state expired).
+epoch (notes G20). A duplicate names the original's offsets; whether the original is durable
+yet is its host's question (a retry is answered only once the original is, at the retry's acks
+level). Must not know: logs, actors, sockets. Not persisted on its own: the host rebuilds it from
+the log's tail when the log is opened, so it holds what a restart would recover; an unknown
+producer id is accepted at any sequence (as Kafka does once a producer's state expired).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ _INT32_MAX = 2**31 - 1
 @dataclass(frozen=True, slots=True)
 class Duplicate:
     base_offset: int
+    last_offset: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +38,8 @@ class SequenceError:
 @dataclass(slots=True)
 class _Producer:
     epoch: int
-    # (first sequence, last sequence, base offset), oldest first.
-    batches: deque[tuple[int, int, int]] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    # (first sequence, last sequence, base offset, last offset), oldest first.
+    batches: deque[tuple[int, int, int, int]] = field(default_factory=lambda: deque(maxlen=WINDOW))
 
 
 def _next_seq(seq: int) -> int:
@@ -59,9 +63,9 @@ class ProducerStateTable:
                 ErrorCode.INVALID_PRODUCER_EPOCH,
                 f"epoch {batch.producer_epoch} below the producer's epoch {state.epoch}",
             )
-        for first, last, base in state.batches:
+        for first, last, base, last_offset in state.batches:
             if first == batch.first_sequence and last == batch.last_sequence:
-                return Duplicate(base)
+                return Duplicate(base, last_offset)
         if not state.batches:
             return None
         expected = _next_seq(state.batches[-1][1])
@@ -72,9 +76,10 @@ class ProducerStateTable:
             )
         return None
 
-    def record(self, batch: ProducerBatch, base_offset: int) -> None:
+    def record(self, batch: ProducerBatch, base_offset: int, last_offset: int) -> None:
         """Remember an appended batch (call only after `check` returned None)."""
         state = self._producers.get(batch.producer_id)
         if state is None or batch.producer_epoch > state.epoch:
             state = self._producers[batch.producer_id] = _Producer(batch.producer_epoch)
-        state.batches.append((batch.first_sequence, batch.last_sequence, base_offset))
+        state.batches.append((batch.first_sequence, batch.last_sequence, base_offset,
+                              last_offset))

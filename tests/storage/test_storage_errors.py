@@ -117,3 +117,49 @@ def test_failure_creating_a_segment_is_typed_and_retryable() -> None:
         assert log.flush() == log.dirty_offset
     finally:
         log.close()
+
+
+def test_reopen_after_failed_fdatasync_reads_the_disk_not_the_page_cache() -> None:
+    """fsyncgate: the kernel keeps serving pages it failed to write. A reopen that distrusts
+    the cache recovers only what the disk holds, and never counts more as flushed."""
+    files, log = _open()
+    _append(log, 3)
+    durable = log.flush()
+    _append(log, 2)
+    files.inject("fdatasync", errno.EIO, count=1)
+    with pytest.raises(StorageIOError):
+        log.flush()
+    log.close(seal=False)
+    trusting = Log.open(DIR, CFG, files=files)  # reads the unsynced pages back
+    assert trusting.dirty_offset > durable
+    trusting.close(seal=False)
+
+    files2, log2 = _open()
+    kept = _append(log2, 3)
+    durable = log2.flush()
+    _append(log2, 2)
+    files2.inject("fdatasync", errno.EIO, count=1)
+    with pytest.raises(StorageIOError):
+        log2.flush()
+    log2.close(seal=False)
+    reopened = Log.open(DIR, CFG, files=files2, distrust_cache=True)
+    try:
+        assert reopened.dirty_offset == reopened.flushed_offset == durable
+        assert bytes(reopened.read(0, 1 << 20)) == b"".join(kept)
+    finally:
+        reopened.close()
+
+
+def test_failed_recovery_sync_closes_what_it_opened() -> None:
+    files, log = _open()
+    _append(log, 2)
+    end = log.flush()
+    log.close(seal=False)
+    files.inject("fdatasync", errno.EIO, count=1)
+    with pytest.raises(StorageIOError):
+        Log.open(DIR, CFG, files=files)
+    reopened = Log.open(DIR, CFG, files=files)  # the fault is spent: the next try succeeds
+    try:
+        assert reopened.dirty_offset == end
+    finally:
+        reopened.close()
