@@ -31,6 +31,8 @@ __all__ = ["Blocking", "DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "Read
 class OpenLog:
     directory: str
     config: LogConfig
+    # Reopening after a failed fdatasync: recover from the disk, not the page cache.
+    distrust_cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ class DiskWriter(ThreadActor):
             return message.log.timestamp_to_offset(message.timestamp)
         if isinstance(message, OpenLog):
             log = Log.open(message.directory, message.config, files=self.files,
-                           cache=self.cache)
+                           cache=self.cache, distrust_cache=message.distrust_cache)
             self._opened.append(log)
             return log
         if isinstance(message, ReopenLog):

@@ -6,6 +6,10 @@ the replay), turning each `Append` into one record batch appended to the partiti
 reported once it is durable (the replicate-batcher coalesces the flushes), answering each
 request's future when its completion comes out, and ticking at the coordinator's next deadline
 (session timeouts, rebalance waits). Must not know: the Kafka wire format (handlers map it).
+
+A failed fdatasync fails the log for good (fsyncgate): the host then fails what it was doing,
+tells the partition manager (`on_log_failed`), which forgets it, and stops; the next group
+request opens the partition again by recovery from the disk and replays only what is durable.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import dataclasses
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +83,12 @@ class GroupHost(LoopActor):
     def __init__(self, partition: int, num_partitions: int, log: Log,
                  flush: FlushCoordinator, writer: pykka.ActorRef[Any],
                  loop: asyncio.AbstractEventLoop, config: GroupConfig,
-                 records: list[GroupRecord]) -> None:
+                 records: list[GroupRecord],
+                 on_log_failed: Callable[[Log], None] | None = None) -> None:
         super().__init__()
         self.log = log
+        self._on_log_failed = on_log_failed
+        self._log_failed = False
         self.loop = loop
         self.coordinator = GroupCoordinator(config, partition=partition,
                                             num_partitions=num_partitions)
@@ -151,6 +159,12 @@ class GroupHost(LoopActor):
         self.batcher.fail_waiters(None)
         for append_id in failed:
             self._persisted(append_id, ErrorCode.KAFKA_STORAGE_ERROR)
+        if self.log.failed and not self._log_failed:
+            self._log_failed = True
+            self._logger.error("group_log_failed_reopening_on_next_use")
+            if self._on_log_failed is not None:
+                self._on_log_failed(self.log)
+            self.actor_ref.stop(block=False)
 
     def _schedule(self) -> None:
         deadline = self.coordinator.next_deadline_ms()
@@ -166,5 +180,9 @@ class GroupHost(LoopActor):
         self._apply(self.coordinator.tick(_now_ms()))
 
     def on_stop(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():  # the caller answers NOT_COORDINATOR: clients retry
+            if not fut.done():
+                fut.fail(pykka.ActorDeadError("group host stopped"))
         if self._timer is not None:
             self._timer.cancel()

@@ -137,6 +137,8 @@ class PartitionManager(LoopActor):
         self.retention_check_s = retention_check_s
         self._retention_timer: asyncio.TimerHandle | None = None
         self._stopped = False
+        # Group hosts whose log failed an fdatasync: reopened from the disk on next use.
+        self._failed_logs: set[str] = set()
 
     def on_start(self) -> None:
         self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
@@ -291,17 +293,21 @@ class PartitionManager(LoopActor):
         fut: LoopFuture[bool] = LoopFuture(self.loop)
         self._open[name] = fut
         directory = os.path.join(self.data_dir, "kafka", f"{GROUPS_TOPIC}-{message.partition}")
+        distrust = name in self._failed_logs
 
         async def start() -> bool:
             try:
-                log: Log = await self.writer.ask(OpenLog(directory, LogConfig()), block=False)
+                log: Log = await self.writer.ask(
+                    OpenLog(directory, LogConfig(), distrust_cache=distrust), block=False)
                 records = await self.writer.ask(
                     Blocking(functools.partial(read_group_records, log)), block=False)
             except BaseException:
                 del self._open[name]
                 raise
+            self._failed_logs.discard(name)
             ref = GroupHost.start(message.partition, message.partitions, log, self.coordinator,
-                                  self.writer, self.loop, self.group_config, records)
+                                  self.writer, self.loop, self.group_config, records,
+                                  functools.partial(self._group_log_failed, name))
             self.leaders[name] = ref
             self.router.register(name, ref)
             return True
@@ -309,3 +315,13 @@ class PartitionManager(LoopActor):
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
+
+    def _group_log_failed(self, name: str, log: Log) -> None:
+        """A group host's log failed (it stops itself): forget it, close the log on the disk
+        writer (before any reopen, which the writer runs after it), and let the next
+        EnsureGroupHost open the partition again by recovery."""
+        self._open.pop(name, None)
+        self.leaders.pop(name, None)
+        self.router.unregister(name)
+        self._failed_logs.add(name)
+        self.writer.tell(Blocking(functools.partial(log.close, seal=False)))

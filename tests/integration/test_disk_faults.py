@@ -27,7 +27,14 @@ from typing import Any
 
 import pytest
 from broker_proc import BrokerProcess, create_topic, free_port, recv_exact
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from test_confluent_kafka import consume_assigned
 
 from redshank.actors.runtime.node_stats import read_node_stats
@@ -299,4 +306,48 @@ def test_fsync_eio_window_then_acks_resume_without_a_restart(
             time.sleep(0.1)
         load.check_stored(node.bootstrap)
     finally:
+        node.stop()
+
+
+@pytest.mark.timeout(120)
+def test_offset_commits_resume_after_an_fsync_eio_on_the_group_log(
+        tmp_path: Path, faults: Faults) -> None:
+    """The `__consumer_offsets` partition's fdatasync fails: commits fail meanwhile, the group
+    host reopens its log from disk on the next request, and commits work again in the same
+    broker process, the durable ones kept."""
+    node = _start(tmp_path / "data", cores=1)
+    consumer = None
+    try:
+        pid = node.proc.pid if node.proc is not None else -1
+        create_topic(node.bootstrap, "gt", 1)
+        consumer = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "eio-group",
+                             "enable.auto.commit": False})
+        tp = TopicPartition("gt", 0)
+
+        def commit(offset: int) -> bool:
+            assert consumer is not None
+            try:
+                out = consumer.commit(offsets=[TopicPartition("gt", 0, offset)],
+                                      asynchronous=False)
+            except KafkaException:
+                return False
+            return bool(out) and all(t.error is None for t in out)
+
+        def commit_until_ok(offset: int) -> None:
+            deadline = time.monotonic() + 30
+            while not commit(offset):
+                assert time.monotonic() < deadline, f"commit of {offset} never succeeded"
+                time.sleep(0.1)
+
+        commit_until_ok(3)
+        faults.set(match="kafka/__consumer_offsets-", fail={"fdatasync": "EIO"})
+        assert not commit(4)  # its flush fails
+        faults.clear()
+        commit_until_ok(5)
+        assert consumer.committed([tp], timeout=10)[0].offset == 5
+        assert node.proc is not None and node.proc.poll() is None and node.proc.pid == pid
+        assert "group_log_failed_reopening_on_next_use" in node.log_tail(200)
+    finally:
+        if consumer is not None:
+            consumer.close()
         node.stop()
