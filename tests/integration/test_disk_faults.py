@@ -8,8 +8,10 @@ storage/fault_files.py), driven by raw requests and confluent-kafka.
 - A full disk (ENOSPC on every write): produces fail and are retried by the client, reads go
   on; the broker is killed -9 while full and restarted: every acknowledged record is there,
   exactly once, and the idempotent producer finishes without an error.
-- An fdatasync EIO window: the partition says storage_error in `redshank actors`, reopens its
-  log by recovery, and acks resume in the same broker process; every ack is there once.
+- An fdatasync EIO window (or a full disk): the partition says storage_error in `redshank
+  actors`, reopens its log by recovery (or flushes its queued batches again once space
+  returns), and acks resume in the same broker process; every ack is there once.
+- An fdatasync EIO on a `__consumer_offsets` log: offset commits work again without a restart.
 """
 
 from __future__ import annotations
@@ -272,8 +274,11 @@ def _partition_status(node: BrokerProcess, topic: str) -> list[str]:
 
 
 @pytest.mark.timeout(180)
-def test_fsync_eio_window_then_acks_resume_without_a_restart(
-        tmp_path: Path, faults: Faults) -> None:
+@pytest.mark.parametrize("fail", [{"fdatasync": "EIO"},
+                                  {"pwrite": "ENOSPC", "fallocate": "ENOSPC"}],
+                         ids=["fsync-eio", "disk-full"])
+def test_disk_fault_window_then_acks_resume_without_a_restart(
+        tmp_path: Path, faults: Faults, fail: dict[str, str]) -> None:
     node = _start(tmp_path / "data")
     try:
         pid = node.proc.pid if node.proc is not None else -1
@@ -282,7 +287,7 @@ def test_fsync_eio_window_then_acks_resume_without_a_restart(
         load = _Load(node.bootstrap, "eio")
         load.run(1.0)
         assert load.producer.flush(30) == 0
-        faults.set(match="kafka/eio-", fail={"fdatasync": "EIO"})
+        faults.set(match="kafka/eio-", fail=fail)
         seen: list[str] = []
 
         def failing() -> bool:
