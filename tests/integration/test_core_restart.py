@@ -76,9 +76,12 @@ def _high_watermarks(bootstrap: str, topic: str) -> list[int]:
 
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("idempotent", [True, False])
-def test_producer_rides_through_core0_restarts(tmp_path: Path, idempotent: bool) -> None:
-    """kill -9 core 0 (the topic controller's core) a few times under an acks=all producer with
-    a bounded delivery timeout: no delivery fails, every acknowledged record is read back."""
+@pytest.mark.parametrize("victim", [0, 1])
+def test_producer_rides_through_core_restarts(tmp_path: Path, idempotent: bool,
+                                              victim: int) -> None:
+    """kill -9 a core (core 0 also hosts the topic controller) a few times under an acks=all
+    producer with a bounded delivery timeout: no delivery fails, every acknowledged record is
+    read back."""
     node = BrokerProcess(tmp_path / "data", cores=2)
     node.start()
     try:
@@ -126,10 +129,10 @@ def test_producer_rides_through_core0_restarts(tmp_path: Path, idempotent: bool)
         for _ in range(ROUNDS):
             start = time.monotonic()
             produce_while(lambda start=start: time.monotonic() < start + 0.7, 5)
-            old = _pids(node)[0]
+            old = _pids(node)[victim]
             os.kill(old, signal.SIGKILL)
-            # Keep producing until the supervisor has started a new core 0, then a bit more.
-            produce_while(lambda old=old: _pids(node)[0] in (old, None), 20)
+            # Keep producing until the supervisor has started the core again, then a bit more.
+            produce_while(lambda old=old: _pids(node)[victim] in (old, None), 20)
             start = time.monotonic()
             produce_while(lambda start=start: time.monotonic() < start + 0.3, 5)
         left = producer.flush(60)
@@ -137,7 +140,7 @@ def test_producer_rides_through_core0_restarts(tmp_path: Path, idempotent: bool)
         assert failed == [], f"{len(failed)} delivery failures: {failed[:5]}"
         assert sum(len(v) for v in acked.values()) == seq  # values are unique: a set each
         info = json.loads((node.data_dir / "node.json").read_text())
-        assert info["generations"][0] == 1 + ROUNDS
+        assert info["generations"][victim] == 1 + ROUNDS
         ends = _high_watermarks(node.bootstrap, topic)
         got = consume_assigned(node.bootstrap, topic, PARTITIONS, sum(ends), timeout=30)
         for p in range(PARTITIONS):
@@ -151,30 +154,30 @@ def test_producer_rides_through_core0_restarts(tmp_path: Path, idempotent: bool)
 # -- core 0 held down --------------------------------------------------------------------------
 
 @contextmanager
-def _core0_down(node: BrokerProcess) -> Iterator[None]:
-    """Kill core 0 and keep it dead (the supervisor stopped between noticing the death and the
+def _core_down(node: BrokerProcess, core: int) -> Iterator[None]:
+    """Kill `core` and keep it dead (the supervisor stopped between noticing the death and the
     restart); let everything go on exit."""
     assert node.proc is not None
     supervisor = node.proc.pid
     control = ControlBlock(NodeDir(node.data_dir).control_name(), node.cores, read_only=True)
     try:
         for _attempt in range(10):
-            gen = control.generation(0)
-            _wait_for("core 0 ready", lambda: control.ready(0), 30, node)
-            os.kill(control.pid(0), signal.SIGKILL)
-            _wait_for("core 0 marked dead", lambda gen=gen: (
-                control.state(0) is CoreState.DEAD or control.generation(0) != gen), 10, node)
+            gen = control.generation(core)
+            _wait_for(f"core {core} ready", lambda: control.ready(core), 30, node)
+            os.kill(control.pid(core), signal.SIGKILL)
+            _wait_for(f"core {core} marked dead", lambda gen=gen: (
+                control.state(core) is CoreState.DEAD or control.generation(core) != gen), 10, node)
             os.kill(supervisor, signal.SIGSTOP)
-            if control.state(0) is CoreState.DEAD and control.generation(0) == gen:
+            if control.state(core) is CoreState.DEAD and control.generation(core) == gen:
                 break  # frozen before the restart
             os.kill(supervisor, signal.SIGCONT)  # the restart won the race: again
         else:
-            raise AssertionError("could not hold core 0 down in 10 attempts")
+            raise AssertionError(f"could not hold core {core} down in 10 attempts")
         try:
             yield
         finally:
             os.kill(supervisor, signal.SIGCONT)
-        _wait_for("core 0 restarted", lambda: control.ready(0), 30, node)
+        _wait_for(f"core {core} restarted", lambda: control.ready(core), 30, node)
     finally:
         control.close()
 
@@ -191,7 +194,7 @@ def _request(sock: socket.socket, key: int, version: int, corr: int, body: bytes
 
 def _metadata(bootstrap: str, names: list[str] | None, version: int = 9) -> MetadataResponse:
     topics = None if names is None else tuple(MetadataRequestTopic(name=n) for n in names)
-    req = MetadataRequest(topics=topics, allow_auto_topic_creation=True)
+    req = MetadataRequest(topics=topics, allow_auto_topic_creation=False)
     host, port = bootstrap.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.settimeout(10)
@@ -209,8 +212,11 @@ def _list_offsets(bootstrap: str, topic: str, partitions: int) -> ListOffsetsRes
 
 
 @pytest.mark.timeout(120)
-def test_metadata_while_core0_is_down_is_retriable_and_lists_known_topics(
-        tmp_path: Path) -> None:
+@pytest.mark.parametrize("victim", [0, 1])
+def test_metadata_while_a_core_is_down_is_retriable_and_lists_known_topics(
+        tmp_path: Path, victim: int) -> None:
+    """Core 0 down: the controller too, the other core answers from its topic cache. Core 1
+    down: the controller answers. Either way, the dead core's partitions have no leader."""
     node = BrokerProcess(tmp_path / "data", cores=2)
     node.start()
     try:
@@ -220,8 +226,8 @@ def test_metadata_while_core0_is_down_is_retriable_and_lists_known_topics(
         owner0 = {p.partition_index for p in up.topics[0].partitions}
         assert len(owner0) == 2 and up.topics[0].error_code == 0
         cores = assign_cores("known", 2, 2)
-        with _core0_down(node):
-            # Every connection now lands on core 1 (core 0's listener died with it).
+        with _core_down(node, victim):
+            # Every connection now lands on the other core (the victim's listener is gone).
             named = _metadata(node.bootstrap, ["known", "never-created"])
             by_name = {t.name: t for t in named.topics}
             known = by_name["known"]
@@ -229,14 +235,17 @@ def test_metadata_while_core0_is_down_is_retriable_and_lists_known_topics(
             parts = {p.partition_index: p for p in known.partitions}
             assert sorted(parts) == [0, 1]
             for p, core in enumerate(cores):
-                if core == 0:
+                if core == victim:
                     assert parts[p].error_code == ErrorCode.LEADER_NOT_AVAILABLE
                     assert parts[p].leader_id == -1
                 else:
                     assert parts[p].error_code == ErrorCode.NONE
                     assert parts[p].leader_id == up.brokers[0].node_id
-            # Not known to core 1, and the controller cannot say: retriable, not "unknown".
-            assert by_name["never-created"].error_code == ErrorCode.LEADER_NOT_AVAILABLE
+            # Core 1 does not know it and the controller cannot say: retriable, not "unknown".
+            # With core 0 up, the controller knows it does not exist.
+            assert by_name["never-created"].error_code == (
+                ErrorCode.LEADER_NOT_AVAILABLE if victim == 0
+                else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             everything = _metadata(node.bootstrap, None)
             assert {"known", "other"} <= {t.name for t in everything.topics}
             assert all(t.error_code != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -244,9 +253,9 @@ def test_metadata_while_core0_is_down_is_retriable_and_lists_known_topics(
             assert everything.cluster_id == up.cluster_id
             offsets = _list_offsets(node.bootstrap, "known", 2)
             codes = {p.partition_index: p.error_code for p in offsets.topics[0].partitions}
-            assert codes == {p: (ErrorCode.NOT_LEADER_OR_FOLLOWER if core == 0
+            assert codes == {p: (ErrorCode.NOT_LEADER_OR_FOLLOWER if core == victim
                                  else ErrorCode.NONE) for p, core in enumerate(cores)}
-        # Core 0 is back: everything answers again.
+        # The core is back: everything answers again.
         deadline = time.monotonic() + 20
         while True:
             after = _metadata(node.bootstrap, ["known"])
