@@ -390,8 +390,11 @@ class BrokerCore:
     async def init_producer_id(self, request: Any, version: int) -> Any:
         if not init_producer_id.wants_id(request):
             return init_producer_id.build(request, None)
-        pid = await resolve(self.router.ref(0, CONTROLLER).ask(AllocateProducerId(),
-                                                              block=False))
+        try:
+            pid = await asyncio.wait_for(resolve(self.router.ref(0, CONTROLLER).ask(
+                AllocateProducerId(), block=False)), self.config.controller_timeout_s)
+        except _UNREACHABLE:  # core 0 restarting: COORDINATOR_NOT_AVAILABLE, clients retry
+            return init_producer_id.build(request, None)
         return init_producer_id.build(request, int(pid))
 
     async def produce_sequenced(self, request: Any) -> asyncio.Future[Any]:
