@@ -1,0 +1,77 @@
+"""Limits a client cannot talk the broker out of: a cap on the topics one Metadata request
+auto-creates."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from broker_proc import BrokerProcess, recv_exact
+
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages.metadata import (
+    MetadataRequest,
+    MetadataRequestTopic,
+    MetadataResponse,
+)
+from redshank.protocol.messages.request_header import RequestHeader
+
+CAP = 3
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    proc = BrokerProcess(tmp_path_factory.mktemp("limits") / "data", cores=2, extra_args=(
+        "--auto-create-topics-per-request", str(CAP)))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _connect(bootstrap: str) -> socket.socket:
+    host, port = bootstrap.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.settimeout(10)
+    return sock
+
+
+def _roundtrip(sock: socket.socket, key: int, version: int, corr: int, body: bytes) -> bytes:
+    frame = RequestHeader(key, version, corr, "limits").encode(2 if version >= 9 else 1) + body
+    sock.sendall(struct.pack(">i", len(frame)) + frame)
+    data = recv_exact(sock, struct.unpack(">i", recv_exact(sock, 4))[0])
+    assert struct.unpack(">i", data[:4])[0] == corr
+    return data[4 + (1 if version >= 9 else 0):]
+
+
+def _metadata(bootstrap: str, names: list[str]) -> MetadataResponse:
+    req = MetadataRequest(topics=tuple(MetadataRequestTopic(name=n) for n in names),
+                          allow_auto_topic_creation=True)
+    with _connect(bootstrap) as sock:
+        return MetadataResponse.decode(_roundtrip(sock, 3, 9, 1, req.encode(9)), 9)
+
+
+@pytest.mark.timeout(60)
+def test_one_metadata_request_auto_creates_at_most_the_cap(node: BrokerProcess) -> None:
+    names = [f"auto-{i}" for i in range(CAP + 2)]
+    first = {t.name: t.error_code for t in _metadata(node.bootstrap, names).topics}
+    # The first CAP new names (request order) are created; the rest are not, this time.
+    assert [first[n] for n in names] == [ErrorCode.NONE] * CAP + [
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION] * 2
+    # Asking again creates the rest (clients do ask again for topics they produce to).
+    second = {t.name: t.error_code for t in _metadata(node.bootstrap, names).topics}
+    assert all(second[n] == ErrorCode.NONE for n in names)
+
+
+@pytest.mark.timeout(60)
+def test_start_rejects_bad_limits(tmp_path: Path) -> None:
+    for flag, value, message in (
+            ("--auto-create-topics-per-request", "0", "must be >= 1"),):
+        cmd = BrokerProcess(tmp_path / "data", extra_args=(flag, value)).command()
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and f"{flag} {message}" in done.stderr, done
