@@ -7,7 +7,8 @@ flight at once; a produce holds the next request back only until it is *sequence
 its partitions' order is the connection's order. Bounded: reading pauses while too many
 responses are pending, while the dispatcher is behind, or while the socket's write buffer is
 full. Bad input (framing, undecodable request, unsupported API) closes this connection only.
-Must not know: partitions, logs, other connections.
+Closures are logged summarised (one line, then counts by reason per interval: a flood of bad
+clients must not cost a line each). Must not know: partitions, logs, other connections.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, cast
 
 import structlog
 
+from redshank.actors._log_summary import LogSummary
 from redshank.actors.broker import BrokerCore
 from redshank.cluster.kafka.handlers.api_versions import SERVED
 from redshank.protocol.api_versions import ApiKey
@@ -43,6 +45,9 @@ FRAME_DEADLINE_S = 30.0
 DEADLINE_RECHECK_S = 1.0
 
 _log = structlog.get_logger("redshank.session")
+# Per core process: the first closure is logged at once, then counts by reason per interval.
+_closed_log = LogSummary(_log, "connection_closed")
+_failed_log = LogSummary(_log, "request_failed", level="error")
 
 
 class KafkaSession(asyncio.Protocol):
@@ -163,7 +168,7 @@ class KafkaSession(asyncio.Protocol):
 
     def _abort(self, why: str, exc: BaseException | None = None) -> None:
         if not self._closed:
-            _log.info("connection_closed", reason=why, error=None if exc is None else str(exc))
+            _closed_log.record(why, error=None if exc is None else str(exc))
         self._closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -306,6 +311,6 @@ class KafkaSession(asyncio.Protocol):
 
     def _fail(self, event: RequestReceived, exc: BaseException) -> None:
         # A bug or a dead core behind this request: this connection goes, the core stays.
-        _log.error("request_failed", api_key=event.api_key, api_version=event.api_version,
-                   error=repr(exc))
+        _failed_log.record(type(exc).__name__, api_key=event.api_key,
+                           api_version=event.api_version, error=repr(exc))
         self._abort("request_failed", exc)

@@ -1,11 +1,14 @@
 """Limits a client cannot talk the broker out of: a cap on the topics one Metadata request
-auto-creates."""
+auto-creates, and a flood of rejected connections logged as a summary rather than one line
+each."""
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +69,46 @@ def test_one_metadata_request_auto_creates_at_most_the_cap(node: BrokerProcess) 
     # Asking again creates the rest (clients do ask again for topics they produce to).
     second = {t.name: t.error_code for t in _metadata(node.bootstrap, names).topics}
     assert all(second[n] == ErrorCode.NONE for n in names)
+
+
+def _log_events(node: BrokerProcess) -> list[dict[str, object]]:
+    out = []
+    for line in node.log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+@pytest.mark.timeout(60)
+def test_a_flood_of_rejected_connections_is_logged_as_a_summary(node: BrokerProcess) -> None:
+    flood = 40
+    before = len(_log_events(node))
+    for _ in range(flood):
+        with _connect(node.bootstrap) as bad:
+            bad.sendall(struct.pack(">i", -5))  # a negative frame size: rejected at once
+            try:
+                assert bad.recv(1) == b""
+            except ConnectionResetError:
+                pass
+    # One line per core at most for the flood itself; the rest arrive counted in summary
+    # lines (one per core and interval), which may take an interval (10 s) to show.
+    deadline = time.monotonic() + 30
+    while True:
+        events = _log_events(node)[before:]
+        lines = [e for e in events if e.get("event") == "connection_closed"
+                 and e.get("reason") == "bad_frame"]
+        summarised = 0
+        for e in events:
+            if e.get("event") == "connection_closed_summary":
+                by_reason = e.get("by_reason")
+                assert isinstance(by_reason, dict)
+                summarised += int(by_reason.get("bad_frame", 0))
+        assert len(lines) <= node.cores
+        if len(lines) + summarised == flood:
+            break
+        assert len(lines) + summarised < flood
+        assert time.monotonic() < deadline, f"{len(lines)} lines + {summarised} summarised"
+        time.sleep(0.2)
 
 
 @pytest.mark.timeout(60)
