@@ -158,6 +158,9 @@ class BrokerConfig:
     # Topics one Metadata request may auto-create; the request's other new names are
     # UNKNOWN_TOPIC_OR_PARTITION this time and created by a later request (clients ask again).
     auto_create_topics_per_request: int = 100
+    # Kafka's connections.max.idle.ms: a connection with nothing in flight and no traffic for
+    # this long is closed (0: never).
+    connections_max_idle_ms: int = 600_000
 
 
 class ByteSemaphore:
@@ -751,7 +754,8 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
         ctx.router.register(CONTROLLER, controller)
     core = BrokerCore(config, ctx, topics, watermarks)
     sock = _listen_socket(config.host, config.port)
-    await loop.create_server(lambda: KafkaSession(core), sock=sock)
+    idle_s = config.connections_max_idle_ms / 1000 or None
+    await loop.create_server(lambda: KafkaSession(core, idle_s=idle_s), sock=sock)
     _log.info("kafka_listening", host=config.host, port=config.port)
     # Fill the topic cache now (a restarted core has none), so that it can answer for the
     # node's topics should core 0 restart later; at a node's start core 0 may not be up yet,

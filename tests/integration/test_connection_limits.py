@@ -1,6 +1,6 @@
 """Limits a client cannot talk the broker out of: a cap on the topics one Metadata request
-auto-creates, and a flood of rejected connections logged as a summary rather than one line
-each."""
+auto-creates, idle connections closed (connections.max.idle.ms), and a flood of rejected
+connections logged as a summary rather than one line each."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from broker_proc import BrokerProcess, recv_exact
 
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages.api_versions import ApiVersionsRequest
 from redshank.protocol.messages.metadata import (
     MetadataRequest,
     MetadataRequestTopic,
@@ -24,12 +25,14 @@ from redshank.protocol.messages.metadata import (
 from redshank.protocol.messages.request_header import RequestHeader
 
 CAP = 3
+IDLE_MS = 500
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     proc = BrokerProcess(tmp_path_factory.mktemp("limits") / "data", cores=2, extra_args=(
-        "--auto-create-topics-per-request", str(CAP)))
+        "--auto-create-topics-per-request", str(CAP),
+        "--connections-max-idle-ms", str(IDLE_MS)))
     proc.start()
     try:
         yield proc
@@ -59,6 +62,10 @@ def _metadata(bootstrap: str, names: list[str]) -> MetadataResponse:
         return MetadataResponse.decode(_roundtrip(sock, 3, 9, 1, req.encode(9)), 9)
 
 
+def _api_versions(sock: socket.socket, corr: int) -> None:
+    _roundtrip(sock, 18, 0, corr, ApiVersionsRequest().encode(0))
+
+
 @pytest.mark.timeout(60)
 def test_one_metadata_request_auto_creates_at_most_the_cap(node: BrokerProcess) -> None:
     names = [f"auto-{i}" for i in range(CAP + 2)]
@@ -69,6 +76,35 @@ def test_one_metadata_request_auto_creates_at_most_the_cap(node: BrokerProcess) 
     # Asking again creates the rest (clients do ask again for topics they produce to).
     second = {t.name: t.error_code for t in _metadata(node.bootstrap, names).topics}
     assert all(second[n] == ErrorCode.NONE for n in names)
+
+
+@pytest.mark.timeout(60)
+def test_idle_connection_is_closed_and_an_active_one_is_not(node: BrokerProcess) -> None:
+    with _connect(node.bootstrap) as idle, _connect(node.bootstrap) as active:
+        _api_versions(idle, 1)
+        last_idle_traffic = time.monotonic()
+        idle.settimeout(0.05)
+        deadline = last_idle_traffic + 10 * IDLE_MS / 1000
+        corr = 1
+        closed_at = None
+        while closed_at is None:
+            assert time.monotonic() < deadline, "the idle connection was never closed"
+            corr += 1
+            _api_versions(active, corr)  # a request every ~50 ms: never idle
+            try:
+                if idle.recv(1) == b"":
+                    closed_at = time.monotonic()
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed_at = time.monotonic()
+        assert closed_at - last_idle_traffic >= IDLE_MS / 1000 * 0.9  # not before its time
+        # The active connection outlived several idle periods and still answers.
+        end = time.monotonic() + 2 * IDLE_MS / 1000
+        while time.monotonic() < end:
+            corr += 1
+            _api_versions(active, corr)
+            time.sleep(0.05)
 
 
 def _log_events(node: BrokerProcess) -> list[dict[str, object]]:
@@ -114,7 +150,8 @@ def test_a_flood_of_rejected_connections_is_logged_as_a_summary(node: BrokerProc
 @pytest.mark.timeout(60)
 def test_start_rejects_bad_limits(tmp_path: Path) -> None:
     for flag, value, message in (
-            ("--auto-create-topics-per-request", "0", "must be >= 1"),):
+            ("--connections-max-idle-ms", "-1", "must be >= 0"),
+            ("--auto-create-topics-per-request", "0", "must be >= 1")):
         cmd = BrokerProcess(tmp_path / "data", extra_args=(flag, value)).command()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and f"{flag} {message}" in done.stderr, done
