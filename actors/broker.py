@@ -119,7 +119,7 @@ _UNAVAILABLE = (pykka.ActorDeadError, CoreDiedError)
 # The topic controller cannot answer a lookup: its core is dead or restarting (no actor yet), or
 # it does not answer in time (a stopped or stuck core 0).
 _UNREACHABLE = (pykka.ActorDeadError, TimeoutError)
-NL = ErrorCode.NOT_LEADER_OR_FOLLOWER
+_NOT_LEADER = ErrorCode.NOT_LEADER_OR_FOLLOWER
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +406,7 @@ class BrokerCore:
         names = [t.name for t in request.topic_data]
         infos, unsure = await self.topic_infos(names)
         writes, results = produce.plan(request, infos)
-        not_leader_if_unsure(results, unsure, lambda _tp: produce.PartitionResult(NL))
+        not_leader_if_unsure(results, unsure, lambda _tp: produce.PartitionResult(_NOT_LEADER))
         size = sum(len(w.records) for w in writes)
         await self.produce_memory.acquire(size)
         try:
@@ -466,7 +466,7 @@ class BrokerCore:
         infos, unsure = await self.topic_infos(list({p.topic for p in ctx.partitions}))
         reads, results = fetch_h.plan(ctx.partitions, infos,
                                       self.config.fetch_partition_max_bytes)
-        not_leader_if_unsure(results, unsure, lambda _tp: fetch_h.ReadResult(NL))
+        not_leader_if_unsure(results, unsure, lambda _tp: fetch_h.ReadResult(_NOT_LEADER))
         deadline = self.loop.time() + max(request.max_wait_ms, 0) / 1000
         todo = reads  # the partitions (re)read this round; the others keep their last result
         while True:
@@ -681,7 +681,7 @@ class BrokerCore:
     async def delete_records(self, request: Any, version: int) -> Any:
         infos, unsure = await self.topic_infos([t.name for t in request.topics])
         trims, results = delete_records.plan(request, infos)
-        not_leader_if_unsure(results, unsure, lambda _tp: delete_records.TrimResult(NL))
+        not_leader_if_unsure(results, unsure, lambda _tp: delete_records.TrimResult(_NOT_LEADER))
         for t in trims:
             try:
                 results[(t.topic, t.partition)] = await self.ask_partition(
@@ -695,7 +695,7 @@ class BrokerCore:
         infos, unsure = await self.topic_infos([t.topic for t in request.topics])
         queries, results = offset_for_leader_epoch.plan(request, infos)
         not_leader_if_unsure(results, unsure,
-                             lambda tp: offset_for_leader_epoch.answer(tp[1], NL, -1))
+                             lambda tp: offset_for_leader_epoch.answer(tp[1], _NOT_LEADER, -1))
         for q in queries:
             try:
                 hw = await self.ask_partition(q.topic, q.partition, q.core,
@@ -710,7 +710,7 @@ class BrokerCore:
     async def list_offsets(self, request: Any, version: int) -> Any:
         infos, unsure = await self.topic_infos([t.name for t in request.topics])
         queries, results = list_offsets.plan(request, version, infos)
-        not_leader_if_unsure(results, unsure, lambda _tp: list_offsets.OffsetAnswer(NL))
+        not_leader_if_unsure(results, unsure, lambda _tp: list_offsets.OffsetAnswer(_NOT_LEADER))
         for q in queries:
             try:
                 results[(q.topic, q.partition)] = await self.ask_partition(

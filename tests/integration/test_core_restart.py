@@ -265,3 +265,56 @@ def test_metadata_while_a_core_is_down_is_retriable_and_lists_known_topics(
             time.sleep(0.05)
     finally:
         node.stop()
+
+
+@pytest.mark.timeout(150)
+def test_group_consumer_rides_through_core0_restarts(tmp_path: Path) -> None:
+    """A subscribed consumer (classic group, auto-commit) reads a topic while core 0 (the
+    controller's core, and a share of the partitions and group coordinators) is killed twice:
+    it sees no error and reads every record (at least once)."""
+    node = BrokerProcess(tmp_path / "data", cores=2)
+    node.start()
+    try:
+        topic = "consumed"
+        create_topic(node.bootstrap, topic, PARTITIONS)
+        producer = Producer({"bootstrap.servers": node.bootstrap, "acks": "all",
+                             "linger.ms": 5, "batch.num.messages": 20})  # small batches
+        total = 3000
+        for i in range(total):
+            producer.produce(topic, value=b"%06d" % i, partition=i % PARTITIONS)
+            producer.poll(0)
+        assert producer.flush(30) == 0
+        consumer = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "riders",
+                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100,
+                             "topic.metadata.propagation.max.ms": 10,
+                             # Many small fetches, little read ahead: the consumer keeps
+                             # asking the broker through the restarts.
+                             "max.partition.fetch.bytes": 1024, "queued.min.messages": 20})
+        seen: set[bytes] = set()
+        errors: list[KafkaError] = []
+        kills = killed_at = 0
+        deadline = time.monotonic() + 90
+        try:
+            consumer.subscribe([topic])
+            while len(seen) < total:
+                assert time.monotonic() < deadline, (
+                    f"{len(seen)} of {total} read, errors {errors[:5]}; {node.log_tail()}")
+                msg = consumer.poll(0.1)
+                if msg is not None:
+                    err = msg.error()
+                    if err is not None:
+                        errors.append(err)
+                    elif (value := msg.value()) is not None:
+                        seen.add(value)
+                # Kill core 0 after a third and after two thirds of the records.
+                if kills < 2 and len(seen) >= total * (kills + 1) // 3:
+                    os.kill(_pids(node)[0], signal.SIGKILL)
+                    kills += 1
+                    killed_at = len(seen)
+        finally:
+            consumer.close()
+        assert kills == 2 and killed_at < total  # the second kill came while still reading
+        assert errors == []
+        assert seen == {b"%06d" % i for i in range(total)}
+    finally:
+        node.stop()
