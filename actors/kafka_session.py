@@ -140,7 +140,8 @@ class KafkaSession(asyncio.Protocol):
             self._closed = True
             self.transport.close()
             return
-        wait = self.idle_s if busy else self.idle_s - idle_for
+        # Not below 5 ms: uvloop's clock has millisecond steps, a shorter wait could spin.
+        wait = self.idle_s if busy else max(self.idle_s - idle_for, 0.005)
         self._idle_timer = loop.call_later(wait, self._idle_check)
 
     def eof_received(self) -> bool | None:
