@@ -98,6 +98,7 @@ from redshank.cluster.kafka.handlers import (
 from redshank.cluster.kafka.handlers import (
     fetch as fetch_h,
 )
+from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import BatchCache, FlushCoordinator
 
@@ -115,6 +116,10 @@ REQUEST_MEMORY_BYTES = 256 * 1024 * 1024
 SMALL_REQUEST = 64 * 1024
 # A group request whose coordinator cannot be reached: NOT_COORDINATOR makes clients look again.
 _UNAVAILABLE = (pykka.ActorDeadError, CoreDiedError)
+# The topic controller cannot answer a lookup: its core is dead or restarting (no actor yet), or
+# it does not answer in time (a stopped or stuck core 0).
+_UNREACHABLE = (pykka.ActorDeadError, TimeoutError)
+_NOT_LEADER = ErrorCode.NOT_LEADER_OR_FOLLOWER
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,16 @@ class BrokerConfig:
     # Incremental fetch sessions (KIP-227) each core keeps (Kafka's
     # max.incremental.fetch.session.cache.slots, per core).
     fetch_session_slots: int = 1000
+    # How long a topic lookup waits for the controller (core 0) before this core answers from
+    # its topic cache: far below clients' request timeouts (30-60 s), far above a lookup's
+    # usual time (well under a millisecond; an auto-create waits for one fdatasync).
+    controller_timeout_s: float = 5.0
+    # Topics one Metadata request may auto-create; the request's other new names are
+    # UNKNOWN_TOPIC_OR_PARTITION this time and created by a later request (clients ask again).
+    auto_create_topics_per_request: int = 100
+    # Kafka's connections.max.idle.ms: a connection with nothing in flight and no traffic for
+    # this long is closed (0: never).
+    connections_max_idle_ms: int = 600_000
 
 
 class ByteSemaphore:
@@ -219,6 +234,7 @@ class BrokerCore:
         # Shared with the core's WatermarkWatch, which the partition leaders tell.
         self.watermarks = Watermarks() if watermarks is None else watermarks
         self.ensured: set[str] = set()
+        self.cluster_id: str | None = None  # the controller's, from the last lookup it answered
         self.broker = metadata.BrokerAddress(
             config.node_id, config.advertised_host, config.advertised_port)
         self.sessions = 0
@@ -226,23 +242,50 @@ class BrokerCore:
         self.request_memory = RequestMemory(config.request_memory_bytes)
         self.fetch_sessions = FetchSessionCache(
             config.fetch_session_slots, ctx.core, ctx.router.ncores, random.Random())
+        self.seeding: asyncio.Task[LookupResult] | None = None
 
     # -- topics --------------------------------------------------------------------------------
     async def lookup(self, names: tuple[str, ...] | None, create: tuple[str, ...] = ()
                      ) -> LookupResult:
-        msg = Lookup(names, create, self.config.default_partitions)
-        result: LookupResult = await resolve(
-            self.router.ref(0, CONTROLLER).ask(msg, block=False))
+        """The controller's answer, which refreshes this core's cache; while the controller
+        cannot answer (core 0 restarting or stopped), the cache's: the topics it holds, and
+        every other asked name `not_ready` (not known to exist or not)."""
+        msg = Lookup(names, create, self.config.default_partitions,
+                     self.config.auto_create_topics_per_request)
+        try:
+            result: LookupResult = await asyncio.wait_for(
+                resolve(self.router.ref(0, CONTROLLER).ask(msg, block=False)),
+                self.config.controller_timeout_s)
+        except _UNREACHABLE:
+            return self._cached(names)
+        self.cluster_id = result.cluster_id
         for name, info in result.topics.items():
             if name not in result.not_ready:
                 self.topics[name] = info
+        # What the controller says does not exist is forgotten (deleted through another core).
+        gone = self.topics.keys() - result.topics.keys() if names is None else (
+            n for n in names if n not in result.topics)
+        for name in list(gone):
+            self.topics.pop(name, None)
         return result
 
-    async def topic_infos(self, names: list[str]) -> dict[str, TopicInfo | None]:
+    def _cached(self, names: tuple[str, ...] | None) -> LookupResult:
+        cluster_id = self.cluster_id or ""
+        if names is None:
+            return LookupResult(cluster_id, dict(self.topics), frozenset())
+        topics = {n: info for n in names if (info := self.topics.get(n)) is not None}
+        return LookupResult(cluster_id, topics, frozenset(n for n in names if n not in topics))
+
+    async def topic_infos(self, names: list[str]
+                          ) -> tuple[dict[str, TopicInfo | None], frozenset[str]]:
+        """Each name's record (None: no such topic), and the names not known to exist or not
+        (not in the cache, and the controller could not say, or still creating them): their
+        partitions answer NOT_LEADER_OR_FOLLOWER (`not_leader_if_unsure`)."""
         missing = tuple(n for n in set(names) if n not in self.topics)
+        unsure: frozenset[str] = frozenset()
         if missing:
-            await self.lookup(missing)
-        return {n: self.topics.get(n) for n in names}
+            unsure = (await self.lookup(missing)).not_ready
+        return {n: self.topics.get(n) for n in names}, unsure
 
     # -- partitions ----------------------------------------------------------------------------
     async def _ensure(self, topic: str, partition: int, core: int) -> str:
@@ -285,13 +328,11 @@ class BrokerCore:
 
     async def metadata(self, request: Any, version: int) -> Any:
         q = metadata.query(request, version, self.config.auto_create_topics)
-        try:
-            result = await self.lookup(q.names, q.create)
-        except CoreDiedError:
-            return metadata.build(request, version, self.broker, "", q, {},
-                                  frozenset(q.names or ()))
-        return metadata.build(request, version, self.broker, result.cluster_id, q,
-                              result.topics, result.not_ready)
+        result = await self.lookup(q.names, q.create)
+        # Partitions whose core is down (dead, or restarting) have no leader right now.
+        offline = frozenset(c for c in range(self.router.ncores) if not self.ctx.core_up(c))
+        return metadata.build(request, version, self.broker, result.cluster_id or None, q,
+                              result.topics, result.not_ready, offline)
 
     async def create_partitions(self, request: Any, version: int) -> Any:
         grows, refused = create_partitions.plan(request)
@@ -352,16 +393,20 @@ class BrokerCore:
     async def init_producer_id(self, request: Any, version: int) -> Any:
         if not init_producer_id.wants_id(request):
             return init_producer_id.build(request, None)
-        pid = await resolve(self.router.ref(0, CONTROLLER).ask(AllocateProducerId(),
-                                                              block=False))
+        try:
+            pid = await asyncio.wait_for(resolve(self.router.ref(0, CONTROLLER).ask(
+                AllocateProducerId(), block=False)), self.config.controller_timeout_s)
+        except _UNREACHABLE:  # core 0 restarting: COORDINATOR_NOT_AVAILABLE, clients retry
+            return init_producer_id.build(request, None)
         return init_producer_id.build(request, int(pid))
 
     async def produce_sequenced(self, request: Any) -> asyncio.Future[Any]:
         """Phase 1: every partition has queued its batches (order fixed); returns the future of
         the response (phase 2, when the requested acks level is reached)."""
         names = [t.name for t in request.topic_data]
-        infos = await self.topic_infos(names)
+        infos, unsure = await self.topic_infos(names)
         writes, results = produce.plan(request, infos)
+        not_leader_if_unsure(results, unsure, lambda _tp: produce.PartitionResult(_NOT_LEADER))
         size = sum(len(w.records) for w in writes)
         await self.produce_memory.acquire(size)
         try:
@@ -418,9 +463,10 @@ class BrokerCore:
         ctx = self.fetch_sessions.context(request, self.loop.time())
         if isinstance(ctx, SessionError):
             return fetch_h.session_error(ctx.error_code)
-        infos = await self.topic_infos(list({p.topic for p in ctx.partitions}))
+        infos, unsure = await self.topic_infos(list({p.topic for p in ctx.partitions}))
         reads, results = fetch_h.plan(ctx.partitions, infos,
                                       self.config.fetch_partition_max_bytes)
+        not_leader_if_unsure(results, unsure, lambda _tp: fetch_h.ReadResult(_NOT_LEADER))
         deadline = self.loop.time() + max(request.max_wait_ms, 0) / 1000
         todo = reads  # the partitions (re)read this round; the others keep their last result
         while True:
@@ -515,7 +561,7 @@ class BrokerCore:
             spec = create_topics.TopicSpec(GROUPS_TOPIC, self.router.ncores, ())
             await resolve(self.router.ref(0, CONTROLLER).ask(
                 CreateTopics((spec,), False), block=False))
-            info = (await self.topic_infos([GROUPS_TOPIC]))[GROUPS_TOPIC]
+            info = (await self.topic_infos([GROUPS_TOPIC]))[0][GROUPS_TOPIC]
         if info is None:
             raise pykka.ActorDeadError(f"{GROUPS_TOPIC} does not exist")
         return info
@@ -609,7 +655,11 @@ class BrokerCore:
     async def list_groups(self, request: Any, version: int) -> Any:
         """Every `__consumer_offsets` partition's coordinator lists its own groups."""
         api = list_groups.to_api(request, version)
-        info = await self._groups_topic()
+        try:
+            info = await self._groups_topic()
+        except _UNAVAILABLE:
+            return list_groups.build([ListGroupsResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)],
+                                     version)
         results = []
         for p in range(info.partitions):
             try:
@@ -629,8 +679,9 @@ class BrokerCore:
         return delete_groups.build(results, version)
 
     async def delete_records(self, request: Any, version: int) -> Any:
-        infos = await self.topic_infos([t.name for t in request.topics])
+        infos, unsure = await self.topic_infos([t.name for t in request.topics])
         trims, results = delete_records.plan(request, infos)
+        not_leader_if_unsure(results, unsure, lambda _tp: delete_records.TrimResult(_NOT_LEADER))
         for t in trims:
             try:
                 results[(t.topic, t.partition)] = await self.ask_partition(
@@ -641,8 +692,10 @@ class BrokerCore:
         return delete_records.build(request, results)
 
     async def offset_for_leader_epoch(self, request: Any, version: int) -> Any:
-        infos = await self.topic_infos([t.topic for t in request.topics])
+        infos, unsure = await self.topic_infos([t.topic for t in request.topics])
         queries, results = offset_for_leader_epoch.plan(request, infos)
+        not_leader_if_unsure(results, unsure,
+                             lambda tp: offset_for_leader_epoch.answer(tp[1], _NOT_LEADER, -1))
         for q in queries:
             try:
                 hw = await self.ask_partition(q.topic, q.partition, q.core,
@@ -655,8 +708,9 @@ class BrokerCore:
         return offset_for_leader_epoch.build(request, results)
 
     async def list_offsets(self, request: Any, version: int) -> Any:
-        infos = await self.topic_infos([t.name for t in request.topics])
+        infos, unsure = await self.topic_infos([t.name for t in request.topics])
         queries, results = list_offsets.plan(request, version, infos)
+        not_leader_if_unsure(results, unsure, lambda _tp: list_offsets.OffsetAnswer(_NOT_LEADER))
         for q in queries:
             try:
                 results[(q.topic, q.partition)] = await self.ask_partition(
@@ -700,5 +754,10 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
         ctx.router.register(CONTROLLER, controller)
     core = BrokerCore(config, ctx, topics, watermarks)
     sock = _listen_socket(config.host, config.port)
-    await loop.create_server(lambda: KafkaSession(core), sock=sock)
+    idle_s = config.connections_max_idle_ms / 1000 or None
+    await loop.create_server(lambda: KafkaSession(core, idle_s=idle_s), sock=sock)
     _log.info("kafka_listening", host=config.host, port=config.port)
+    # Fill the topic cache now (a restarted core has none), so that it can answer for the
+    # node's topics should core 0 restart later; at a node's start core 0 may not be up yet,
+    # and then the cache fills as requests look topics up.
+    core.seeding = loop.create_task(core.lookup(None))

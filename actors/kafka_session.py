@@ -6,8 +6,11 @@ become sendable (the connection keeps them in request order, notes G3). Several 
 flight at once; a produce holds the next request back only until it is *sequenced* (phase 1), so
 its partitions' order is the connection's order. Bounded: reading pauses while too many
 responses are pending, while the dispatcher is behind, or while the socket's write buffer is
-full. Bad input (framing, undecodable request, unsupported API) closes this connection only.
-Must not know: partitions, logs, other connections.
+full. Bad input (framing, undecodable request, unsupported API) closes this connection only, and
+so does idleness (Kafka's connections.max.idle.ms): no request in flight and no bytes received
+or answered for `idle_s`. Closures are logged summarised (one line, then counts by reason per
+interval: a flood of bad clients must not cost a line each). Must not know: partitions, logs,
+other connections.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, cast
 
 import structlog
 
+from redshank.actors._log_summary import LogSummary
 from redshank.actors.broker import BrokerCore
 from redshank.cluster.kafka.handlers.api_versions import SERVED
 from redshank.protocol.api_versions import ApiKey
@@ -43,12 +47,19 @@ FRAME_DEADLINE_S = 30.0
 DEADLINE_RECHECK_S = 1.0
 
 _log = structlog.get_logger("redshank.session")
+# Per core process: the first closure is logged at once, then counts by reason per interval.
+_closed_log = LogSummary(_log, "connection_closed")
+_failed_log = LogSummary(_log, "request_failed", level="error")
 
 
 class KafkaSession(asyncio.Protocol):
-    def __init__(self, core: BrokerCore, frame_deadline_s: float = FRAME_DEADLINE_S) -> None:
+    def __init__(self, core: BrokerCore, frame_deadline_s: float = FRAME_DEADLINE_S,
+                 idle_s: float | None = None) -> None:
         self.core = core
         self.frame_deadline_s = frame_deadline_s
+        self.idle_s = idle_s  # None: idle connections stay open
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_active = 0.0  # loop time of the last bytes received or response written
         self._frames = 0  # events taken from the connection: progress, for the deadline
         self._deadline: asyncio.TimerHandle | None = None
         self.conn = KafkaServerConnection(max_frame_size=MAX_FRAME)
@@ -66,17 +77,25 @@ class KafkaSession(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.core.sessions += 1
+        if self.idle_s is not None:
+            loop = asyncio.get_running_loop()
+            self._last_active = loop.time()
+            self._idle_timer = loop.call_later(self.idle_s, self._idle_check)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         if self._deadline is not None:
             self._deadline.cancel()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         self.core.sessions -= 1
         self._account()
         for task in self._tasks:
             task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.idle_s is not None:
+            self._last_active = asyncio.get_running_loop().time()
         try:
             self.conn.receive_data(data)
         except RemoteProtocolError as exc:
@@ -106,6 +125,24 @@ class KafkaSession(asyncio.Protocol):
                 DEADLINE_RECHECK_S, self._deadline_hit, frames_then)
             return
         self._abort("frame_deadline")  # no whole request in all that time
+
+    def _idle_check(self) -> None:
+        """Kafka's connections.max.idle.ms: close a connection that has had nothing in flight
+        and no traffic for `idle_s`; else look again when it could first be that idle."""
+        self._idle_timer = None
+        if self._closed or self.transport is None or self.idle_s is None:
+            return
+        loop = asyncio.get_running_loop()
+        busy = self.conn.pending_responses > 0 or self.conn.buffered_bytes > 0
+        idle_for = loop.time() - self._last_active
+        if not busy and idle_for >= self.idle_s:
+            _closed_log.record("idle", idle_s=self.idle_s)
+            self._closed = True
+            self.transport.close()
+            return
+        # Not below 5 ms: uvloop's clock has millisecond steps, a shorter wait could spin.
+        wait = self.idle_s if busy else max(self.idle_s - idle_for, 0.005)
+        self._idle_timer = loop.call_later(wait, self._idle_check)
 
     def eof_received(self) -> bool | None:
         with contextlib.suppress(RemoteProtocolError):
@@ -163,7 +200,7 @@ class KafkaSession(asyncio.Protocol):
 
     def _abort(self, why: str, exc: BaseException | None = None) -> None:
         if not self._closed:
-            _log.info("connection_closed", reason=why, error=None if exc is None else str(exc))
+            _closed_log.record(why, error=None if exc is None else str(exc))
         self._closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -171,6 +208,8 @@ class KafkaSession(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if data and not self._closed and self.transport is not None:
             self.transport.write(data)
+            if self.idle_s is not None:
+                self._last_active = asyncio.get_running_loop().time()
 
     # -- dispatch -------------------------------------------------------------------------------
     def _kick(self) -> None:
@@ -306,6 +345,6 @@ class KafkaSession(asyncio.Protocol):
 
     def _fail(self, event: RequestReceived, exc: BaseException) -> None:
         # A bug or a dead core behind this request: this connection goes, the core stays.
-        _log.error("request_failed", api_key=event.api_key, api_version=event.api_version,
-                   error=repr(exc))
+        _failed_log.record(type(exc).__name__, api_key=event.api_key,
+                           api_version=event.api_version, error=repr(exc))
         self._abort("request_failed", exc)

@@ -1,20 +1,23 @@
 """The topic cache of a core: the topic records this core's sessions plan requests against.
 
 Concern: one dict per core, `topics` (name -> TopicInfo), filled by lookups at the topic
-controller and kept current by the controller's `TopicChanged` (sent to every core before an
-alter of a topic's configs is answered, so a produce on any core checks the new
-max.message.bytes). Must not know: Kafka requests, sessions, logs.
+controller and kept current by the controller, which tells every core before it answers: a
+created or grown topic (`TopicCreated`), a deleted one (`TopicDeleted`), new configs
+(`TopicChanged`, so a produce on any core checks the new max.message.bytes). It is what a core
+answers from while the controller's core restarts (issue 12). Must not know: Kafka requests,
+sessions, logs.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from redshank.actors.runtime import LoopActor
 from redshank.cluster.kafka import TopicInfo
 
-__all__ = ["TOPIC_CACHE", "TopicCache", "TopicChanged"]
+__all__ = ["TOPIC_CACHE", "TopicCache", "TopicChanged", "TopicCreated", "TopicDeleted"]
 
 TOPIC_CACHE = "topic-cache"
 
@@ -24,12 +27,37 @@ class TopicChanged:
     info: TopicInfo
 
 
+@dataclass(frozen=True, slots=True)
+class TopicCreated:
+    """The topic's record as the controller has just written it (created, or grown)."""
+
+    info: TopicInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDeleted:
+    name: str
+    topic_id: uuid.UUID
+
+
 class TopicCache(LoopActor):
+    """On every core, started by `setup_core`; ends with its core."""
+
     def __init__(self, topics: dict[str, TopicInfo]) -> None:
         super().__init__()
         self.topics = topics
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, TopicCreated):
+            # The controller is the one writer and its messages reach this core in order: its
+            # latest record wins.
+            self.topics[message.info.name] = message.info
+            return True
+        if isinstance(message, TopicDeleted):
+            known = self.topics.get(message.name)
+            if known is not None and known.topic_id == message.topic_id:
+                del self.topics[message.name]
+            return True
         if not isinstance(message, TopicChanged):
             raise TypeError(f"topic cache got {type(message).__name__}")
         known = self.topics.get(message.info.name)

@@ -5,12 +5,16 @@ Concern: the one writer of topic metadata on this node. Records live in the node
 until Raft group 0 takes over (ARCHITECTURE.md section 6). A new topic's partitions are opened on
 their owning cores (the shard table in `TopicInfo.cores`) before its creation is answered, so a
 client never sees a topic whose leaders are not serving. Also hands out producer ids (persisted in
-blocks). Must not know: connections, Kafka request formats.
+blocks). Every core's topic cache hears of a created, grown or deleted topic before the change
+is answered, so any core can answer for the topics while this core restarts (issue 12). Lives on
+core 0, started by `setup_core`; ends with its core (a restarted core 0 reads the kvstore again).
+Must not know: connections, Kafka request formats.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from dataclasses import dataclass
@@ -24,7 +28,7 @@ from redshank.actors.disk_writer import RunRound
 from redshank.actors.group_host import GROUPS_TOPIC
 from redshank.actors.partition_manager import MANAGER, Drop, Ensure, EnsureGroupHost, Reconfigure
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
-from redshank.actors.topic_cache import TOPIC_CACHE, TopicChanged
+from redshank.actors.topic_cache import TOPIC_CACHE, TopicChanged, TopicCreated, TopicDeleted
 from redshank.cluster.kafka import (
     TopicInfo,
     TopicTable,
@@ -54,11 +58,14 @@ _PID_BLOCK = 1000
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """`names` None: every topic. Names in `create` that do not exist are created."""
+    """`names` None: every topic. Names in `create` that do not exist are created, at most
+    `max_create` of them (the first in request order); the others stay missing, for a later
+    lookup to create (a client naming 100k new topics creates them a bounded batch at a time)."""
 
     names: tuple[str, ...] | None
     create: tuple[str, ...]
     default_partitions: int
+    max_create: int = 1 << 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +157,12 @@ class TopicController(LoopActor):
 
     async def _lookup(self, msg: Lookup) -> LookupResult:
         waits = []
+        budget = msg.max_create
         for name in msg.create:
             if self.table.get(name) is None:
+                if budget <= 0:
+                    continue
+                budget -= 1
                 spec = TopicSpec(name, msg.default_partitions, ())
                 waits.append(self._create(spec))
             elif name in self._creating:
@@ -209,6 +220,7 @@ class TopicController(LoopActor):
             return CreateOutcome(ErrorCode.LEADER_NOT_AVAILABLE, str(exc), info)
         finally:
             self._creating.pop(info.name, None)
+        await self._tell_caches(TopicCreated(info))
         self._log.info("topic_created", topic=info.name, partitions=info.partitions,
                        cores=list(info.cores))
         return CreateOutcome(0, None, info)
@@ -242,6 +254,7 @@ class TopicController(LoopActor):
                 self._log.error("topic_grow_failed", topic=info.name, error=repr(exc))
                 out.append(GrowOutcome(grow.name, ErrorCode.LEADER_NOT_AVAILABLE, str(exc)))
                 continue
+            await self._tell_caches(TopicCreated(bigger))
             self._log.info("topic_grown", topic=info.name, partitions=bigger.partitions)
             out.append(GrowOutcome(grow.name, ErrorCode.NONE))
         return out
@@ -269,6 +282,7 @@ class TopicController(LoopActor):
                     await resolve(fut)
             except Exception as exc:  # a core died or the disk failed: the record is gone
                 self._log.error("topic_delete_failed", topic=info.name, error=repr(exc))
+            await self._tell_caches(TopicDeleted(info.name, info.topic_id))
             self._log.info("topic_deleted", topic=info.name, partitions=info.partitions)
             out.append(DeleteOutcome(info.name, info.topic_id, ErrorCode.NONE))
         return out
@@ -313,6 +327,17 @@ class TopicController(LoopActor):
                  for core in range(self.router.ncores)]
         for fut in asks:
             await resolve(fut)
+
+    async def _tell_caches(self, msg: TopicCreated | TopicDeleted) -> None:
+        """Every live core's topic cache has `msg` when this returns; a core that is down
+        starts with an empty cache and looks topics up again."""
+        asks = []
+        for core in range(self.router.ncores):
+            with contextlib.suppress(pykka.ActorDeadError):
+                asks.append(self.router.ref(core, TOPIC_CACHE).ask(msg, block=False))
+        for fut in asks:
+            with contextlib.suppress(pykka.ActorDeadError):
+                await resolve(fut)
 
     async def _allocate_pid(self) -> int:
         if self._pid_next >= self._pid_limit:

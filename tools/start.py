@@ -1,7 +1,8 @@
 """`redshank start`: run a single-node broker (one core process per CPU) until SIGTERM.
 
     redshank start [--kafka-addr HOST:PORT] [--advertise-kafka-addr HOST:PORT]
-                   [--data-dir DIR] [--cores N] [--node-id N]
+                   [--data-dir DIR] [--cores N] [--node-id N] [--connections-max-idle-ms MS]
+                   [--auto-create-topics-per-request N]
 
 Prints one line on stdout when every core serves the Kafka port
 (`redshank ready kafka=HOST:PORT cores=N ...`); structured logs go to stderr. Every core listens
@@ -86,6 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retention-check-ms", type=int, default=int(RETENTION_CHECK_S * 1000),
                    help="how often retention.ms / retention.bytes are applied (default "
                         f"{int(RETENTION_CHECK_S * 1000)})")
+    defaults = BrokerConfig("", 0, "", 0, "")
+    p.add_argument("--connections-max-idle-ms", type=int,
+                   default=defaults.connections_max_idle_ms,
+                   help="close a connection with no request in flight and no traffic for this "
+                        f"long (Kafka's connections.max.idle.ms; default "
+                        f"{defaults.connections_max_idle_ms}; 0: never)")
+    p.add_argument("--auto-create-topics-per-request", type=int,
+                   default=defaults.auto_create_topics_per_request,
+                   help="topics one Metadata request may auto-create; its other new names are "
+                        "answered UNKNOWN_TOPIC_OR_PARTITION and created by later requests "
+                        f"(default {defaults.auto_create_topics_per_request})")
     return p
 
 
@@ -106,6 +118,13 @@ def main(argv: list[str]) -> int:
     if args.retention_check_ms < 1:
         print("redshank start: --retention-check-ms must be >= 1", file=sys.stderr)
         return 2
+    if args.connections_max_idle_ms < 0:
+        print("redshank start: --connections-max-idle-ms must be >= 0", file=sys.stderr)
+        return 2
+    if args.auto_create_topics_per_request < 1:
+        print("redshank start: --auto-create-topics-per-request must be >= 1",
+              file=sys.stderr)
+        return 2
     configure_logging(None)
     host, port = args.kafka_addr
     try:
@@ -122,7 +141,9 @@ def main(argv: list[str]) -> int:
     config = BrokerConfig(host=host, port=port, advertised_host=adv_host,
                           advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id,
                           retention_check_s=args.retention_check_ms / 1000,
-                          request_memory_bytes=args.queued_max_request_bytes)
+                          request_memory_bytes=args.queued_max_request_bytes,
+                          connections_max_idle_ms=args.connections_max_idle_ms,
+                          auto_create_topics_per_request=args.auto_create_topics_per_request)
     sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
                      ring_capacity=RING_BYTES, pin=not args.no_pin,
                      spin_s=args.spin_us / 1e6, loop_slice_us=args.loop_slice_us)

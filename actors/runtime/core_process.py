@@ -76,6 +76,16 @@ class CoreContext:
         host = _host
         return host is not None and all(host.control.ready(c) for c in range(self.ncores))
 
+    def core_up(self, core: int) -> bool:
+        """Whether `core` runs and has finished its setup, as the control block says now: False
+        from the supervisor marking it dead until its next incarnation is set up. This core
+        (and any core outside a supervised process) counts as up."""
+        host = _host
+        if host is None or core == self.core:
+            return True
+        control = host.control
+        return control.state(core) is CoreState.RUNNING and control.ready(core)
+
 
 CoreSetup = Callable[[CoreContext], Awaitable[None] | None]
 

@@ -163,3 +163,47 @@ def test_session_counts_its_buffered_bytes_stops_reading_when_over_and_gives_the
         assert memory.used == 0
 
     asyncio.run(main())
+
+
+def test_idle_timeout_spares_a_request_in_flight_and_closes_once_idle() -> None:
+    """connections.max.idle.ms: idle means nothing in flight and no traffic for `idle_s`; a
+    long request (a parked fetch) keeps its connection, which closes `idle_s` after its
+    answer."""
+    from redshank.cluster.kafka.handlers import metadata as metadata_h
+    from redshank.protocol.messages.metadata import MetadataRequest
+    from redshank.protocol.messages.request_header import RequestHeader
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+
+        async def parked(_request: Any, _version: int) -> Any:
+            return await answer
+
+        class ParkedCore:  # every request path parks until `answer` is set
+            sessions = 0
+            request_memory = RequestMemory(1 << 20)
+
+            def __getattr__(self, _name: str) -> Any:
+                return parked
+
+        session = KafkaSession(cast(Any, ParkedCore()), idle_s=0.05)
+        transport = _Transport()
+        session.connection_made(cast(Any, transport))
+        body = RequestHeader(3, 1, 9, "t").encode(1) + MetadataRequest().encode(1)
+        session.data_received(struct.pack(">i", len(body)) + body)
+        await asyncio.sleep(0.3)  # six idle periods with the request in flight
+        assert not transport.aborted
+        answered_at = loop.time()
+        q = metadata_h.query(MetadataRequest(), 1, False)
+        answer.set_result(metadata_h.build(MetadataRequest(), 1,
+                                           metadata_h.BrokerAddress(0, "h", 1), "c", q, {}))
+        deadline = answered_at + 5
+        while not transport.aborted:  # closed once idle after the answer, within bounds
+            assert loop.time() < deadline
+            await asyncio.sleep(0.01)
+        assert transport.written  # the answer went out first
+        assert loop.time() - answered_at >= 0.04
+        session.connection_lost(None)
+
+    asyncio.run(asyncio.wait_for(main(), 10))

@@ -15,6 +15,7 @@ from redshank.cluster.kafka.handlers import (
     metadata,
     produce,
 )
+from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.api_versions import ApiVersionsRequest
@@ -99,6 +100,50 @@ def test_metadata_build_errors_ids_and_operations() -> None:
     assert resp.brokers[0].host == "h" and resp.controller_id == 3
     for v in range(13):
         resp.encode(v)
+
+
+def test_metadata_while_the_table_is_unreachable_and_a_core_is_down() -> None:
+    """Issue 12: a name the table could not be asked about is LEADER_NOT_AVAILABLE, never
+    UNKNOWN_TOPIC_OR_PARTITION; a known topic keeps its partitions, those of a core that is
+    down without a leader (LEADER_NOT_AVAILABLE, leader -1, replica offline)."""
+    broker = metadata.BrokerAddress(3, "h", 9)
+    req = MetadataRequest(topics=(MetadataRequestTopic(name="t1"),
+                                  MetadataRequestTopic(name="not-cached")))
+    q = metadata.query(req, 12, True)
+    resp = metadata.build(req, 12, broker, None, q, {"t1": T1}, frozenset({"not-cached"}),
+                          frozenset({1}))
+    by = {t.name: t for t in resp.topics}
+    assert by["not-cached"].error_code == ErrorCode.LEADER_NOT_AVAILABLE
+    assert by["t1"].error_code == 0
+    p0, p1 = by["t1"].partitions  # T1: partition 0 on core 0, partition 1 on core 1
+    assert (p0.error_code, p0.leader_id, p0.isr_nodes) == (0, 3, (3,))
+    assert (p1.error_code, p1.leader_id, p1.isr_nodes, p1.offline_replicas) == (
+        ErrorCode.LEADER_NOT_AVAILABLE, -1, (), (3,))
+    assert resp.cluster_id is None
+    everything = metadata.build(MetadataRequest(topics=None), 12, broker, "cid",
+                                metadata.query(MetadataRequest(topics=None), 12, True),
+                                {"t1": T1, "small": SMALL})
+    assert [t.name for t in everything.topics] == ["small", "t1"]
+    for v in range(13):
+        resp.encode(v)
+
+
+def test_partitions_of_unsure_topics_answer_not_leader() -> None:
+    req = ListOffsetsRequest(topics=(
+        ListOffsetsTopic("unsure", (ListOffsetsPartition(0, timestamp=-1),)),
+        ListOffsetsTopic("gone", (ListOffsetsPartition(0, timestamp=-1),)),
+        ListOffsetsTopic("t1", (ListOffsetsPartition(5, timestamp=-1),
+                                ListOffsetsPartition(0, timestamp=-9)))))
+    queries, results = list_offsets.plan(req, 7, {"unsure": None, "gone": None, "t1": T1})
+    not_leader_if_unsure(results, frozenset({"unsure"}),
+                         lambda _tp: list_offsets.OffsetAnswer(ErrorCode.NOT_LEADER_OR_FOLLOWER))
+    assert queries == []
+    assert {tp: r.error_code for tp, r in results.items()} == {
+        ("unsure", 0): ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        ("gone", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ("t1", 5): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,  # t1 is known: partition 5 is not
+        ("t1", 0): ErrorCode.UNSUPPORTED_VERSION,
+    }
 
 
 def test_produce_routes_by_shard_table_and_extracts_producer() -> None:

@@ -2,12 +2,17 @@
 
 Concern: the request's topic selection (`topics = null` means all on v1+, `[]` means none; on v0
 `[]` means all, notes G13), whether it may auto-create, and building the response (one broker,
-topic ids, INT32_MIN authorized operations, notes G14). Must not know: how topics are stored or
-created, sockets, actors.
+topic ids, INT32_MIN authorized operations, notes G14). Retriable answers while part of the node
+restarts (issue 12): a topic that is being created, or that the topic table could not be asked
+about, is LEADER_NOT_AVAILABLE (clients keep what they know and ask again), never
+UNKNOWN_TOPIC_OR_PARTITION, which makes librdkafka fail the records it queued for the topic; a
+partition whose owning core is down is LEADER_NOT_AVAILABLE with leader -1, as Kafka answers for
+an offline partition. Must not know: how topics are stored or created, sockets, actors.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,6 +29,7 @@ from redshank.protocol.messages.metadata import (
 __all__ = ["BrokerAddress", "MetadataQuery", "build", "query"]
 
 _NO_OPS = -2147483648  # INT32_MIN: authorized operations not computed (notes G14)
+_NO_ID = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +61,18 @@ def build(
     request: MetadataRequest,
     version: int,
     broker: BrokerAddress,
-    cluster_id: str,
+    cluster_id: str | None,
     q: MetadataQuery,
     topics: Mapping[str, TopicInfo],
     not_ready: frozenset[str] = frozenset(),
+    offline_cores: frozenset[int] = frozenset(),
 ) -> MetadataResponse:
-    """`topics`: what the table holds for the query; `not_ready`: topics without a leader yet."""
+    """`topics`: what the table holds for the query; `not_ready`: topics without a leader yet
+    (or not known to exist or not: the table was unreachable); `offline_cores`: cores that are
+    down now, whose partitions have no leader."""
     names = q.names if q.names is not None else tuple(sorted(topics))
-    out = [_topic(name, topics.get(name), broker.node_id, name in not_ready) for name in names]
+    out = [_topic(name, topics.get(name), broker.node_id, name in not_ready, offline_cores)
+           for name in names]
     return MetadataResponse(
         brokers=(MetadataResponseBroker(broker.node_id, broker.host, broker.port, None),),
         cluster_id=cluster_id,
@@ -72,34 +82,27 @@ def build(
     )
 
 
-def _topic(name: str, info: TopicInfo | None, node_id: int, not_ready: bool
-           ) -> MetadataResponseTopic:
-    if info is None:
-        code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        if validate_topic_name(name) is not None:
-            code = ErrorCode.INVALID_TOPIC_EXCEPTION
+def _topic(name: str, info: TopicInfo | None, node_id: int, not_ready: bool,
+           offline_cores: frozenset[int]) -> MetadataResponseTopic:
+    if info is None and validate_topic_name(name) is not None:
         return MetadataResponseTopic(
-            error_code=code, name=name, topic_authorized_operations=_NO_OPS
+            error_code=ErrorCode.INVALID_TOPIC_EXCEPTION, name=name,
+            topic_authorized_operations=_NO_OPS,
         )
-    if not_ready:
+    if not_ready:  # before "unknown": a topic not known for sure is not said to be missing
         return MetadataResponseTopic(
             error_code=ErrorCode.LEADER_NOT_AVAILABLE,
             name=name,
-            topic_id=info.topic_id,
+            topic_id=info.topic_id if info is not None else _NO_ID,
             topic_authorized_operations=_NO_OPS,
         )
-    partitions = tuple(
-        MetadataResponsePartition(
-            error_code=0,
-            partition_index=p,
-            leader_id=node_id,
-            leader_epoch=0,
-            replica_nodes=(node_id,),
-            isr_nodes=(node_id,),
-            offline_replicas=(),
+    if info is None:
+        return MetadataResponseTopic(
+            error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name,
+            topic_authorized_operations=_NO_OPS,
         )
-        for p in range(info.partitions)
-    )
+    partitions = tuple(_partition(p, core in offline_cores, node_id)
+                       for p, core in enumerate(info.cores))
     return MetadataResponseTopic(
         error_code=0,
         name=name,
@@ -107,4 +110,26 @@ def _topic(name: str, info: TopicInfo | None, node_id: int, not_ready: bool
         is_internal=name == "__consumer_offsets",
         partitions=partitions,
         topic_authorized_operations=_NO_OPS,
+    )
+
+
+def _partition(p: int, offline: bool, node_id: int) -> MetadataResponsePartition:
+    if offline:  # its owning core is restarting: no leader until it is back
+        return MetadataResponsePartition(
+            error_code=ErrorCode.LEADER_NOT_AVAILABLE,
+            partition_index=p,
+            leader_id=-1,
+            leader_epoch=0,
+            replica_nodes=(node_id,),
+            isr_nodes=(),
+            offline_replicas=(node_id,),
+        )
+    return MetadataResponsePartition(
+        error_code=0,
+        partition_index=p,
+        leader_id=node_id,
+        leader_epoch=0,
+        replica_nodes=(node_id,),
+        isr_nodes=(node_id,),
+        offline_replicas=(),
     )
