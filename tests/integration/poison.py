@@ -7,13 +7,16 @@ full flush, zstd RLE blocks), so a 1 GiB or 4 GiB bomb costs milliseconds to mak
 
 from __future__ import annotations
 
+import socket
 import struct
 import zlib
 
 import crc32c
 
+from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.produce import (
     PartitionProduceData,
+    PartitionProduceResponse,
     ProduceRequest,
     ProduceResponse,
     TopicProduceData,
@@ -24,8 +27,8 @@ from redshank.protocol.record_batch import HEADER_SIZE, Compression
 from redshank.protocol.records import BatchBuilder
 from redshank.protocol.varint import encode_varint, encode_varlong
 
-__all__ = ["LIES", "POISON", "batch", "forge", "gzip_bomb", "lie", "parse_produce_response",
-           "produce_frame", "record", "seal", "zstd_bomb"]
+__all__ = ["EXPECTED_CODE", "LIES", "POISON", "RawClient", "batch", "forge", "gzip_bomb", "lie",
+           "parse_produce_response", "produce_frame", "record", "seal", "zstd_bomb"]
 
 T0 = 1_700_000_000_000
 _HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -139,6 +142,13 @@ def _poison() -> dict[str, bytes]:
 
 LIES = _lies()
 POISON = _poison()
+# What Kafka answers (see cluster/kafka/handlers/produce.py::check_records): INVALID_RECORD for
+# signed bytes that break the rules; the bombs pass the decompression cap: MESSAGE_TOO_LARGE.
+EXPECTED_CODE: dict[str, ErrorCode] = {
+    **{name: ErrorCode.INVALID_RECORD for name in [*LIES, *POISON]},
+    "gzip_bomb": ErrorCode.MESSAGE_TOO_LARGE,
+    "zstd_bomb": ErrorCode.MESSAGE_TOO_LARGE,
+}
 
 
 def produce_frame(topic: str, partition: int, records: bytes, *, acks: int = -1,
@@ -156,3 +166,42 @@ def parse_produce_response(frame: bytes, version: int = 9) -> tuple[int, Produce
     header, pos = ResponseHeader.decode_from(frame, 0, 1 if version >= 9 else 0)
     response, _ = ProduceResponse.decode_from(frame, pos, version)
     return header.correlation_id, response
+
+
+class RawClient:
+    """One blocking Kafka connection that sends Produce frames and reads their responses; every
+    read is bounded by the socket's timeout (a hang fails the test instead of stalling it)."""
+
+    def __init__(self, bootstrap: str, timeout: float = 15.0) -> None:
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.correlation_id = 0
+
+    def produce(self, topic: str, partition: int, records: bytes, *, acks: int = -1
+                ) -> PartitionProduceResponse | None:
+        """The partition's response (None for acks=0, which gets none)."""
+        self.correlation_id += 1
+        self.sock.sendall(produce_frame(topic, partition, records, acks=acks,
+                                        correlation_id=self.correlation_id))
+        if acks == 0:
+            return None
+        size = struct.unpack(">i", self._recv(4))[0]
+        correlation_id, response = parse_produce_response(self._recv(size))
+        assert correlation_id == self.correlation_id
+        (t,) = response.responses
+        (p,) = t.partition_responses
+        assert (t.name, p.index) == (topic, partition)
+        return p
+
+    def _recv(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            buf += chunk
+        return buf
+
+    def close(self) -> None:
+        self.sock.close()
