@@ -14,6 +14,13 @@ import zlib
 import crc32c
 
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages.fetch import (
+    FetchPartition,
+    FetchRequest,
+    FetchResponse,
+    FetchTopic,
+    PartitionData,
+)
 from redshank.protocol.messages.produce import (
     PartitionProduceData,
     PartitionProduceResponse,
@@ -169,8 +176,8 @@ def parse_produce_response(frame: bytes, version: int = 9) -> tuple[int, Produce
 
 
 class RawClient:
-    """One blocking Kafka connection that sends Produce frames and reads their responses; every
-    read is bounded by the socket's timeout (a hang fails the test instead of stalling it)."""
+    """One blocking Kafka connection for requests built with the generated codec; every read is
+    bounded by the socket's timeout (a hang fails the test instead of stalling it)."""
 
     def __init__(self, bootstrap: str, timeout: float = 15.0) -> None:
         host, port = bootstrap.rsplit(":", 1)
@@ -186,13 +193,34 @@ class RawClient:
                                         correlation_id=self.correlation_id))
         if acks == 0:
             return None
-        size = struct.unpack(">i", self._recv(4))[0]
-        correlation_id, response = parse_produce_response(self._recv(size))
+        correlation_id, response = parse_produce_response(self._frame())
         assert correlation_id == self.correlation_id
         (t,) = response.responses
         (p,) = t.partition_responses
         assert (t.name, p.index) == (topic, partition)
         return p
+
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 8 << 20
+              ) -> PartitionData:
+        """One partition's Fetch v11 answer (no wait): its records as stored."""
+        self.correlation_id += 1
+        request = FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=max_bytes, topics=(
+            FetchTopic(topic=topic, partitions=(FetchPartition(
+                partition=partition, fetch_offset=offset, partition_max_bytes=max_bytes),)),))
+        body = (RequestHeader(FetchRequest.API_KEY, 11, self.correlation_id, "poison").encode(1)
+                + request.encode(11))
+        self.sock.sendall(struct.pack(">i", len(body)) + body)
+        frame = self._frame()
+        header, pos = ResponseHeader.decode_from(frame, 0, 0)
+        assert header.correlation_id == self.correlation_id
+        response, _ = FetchResponse.decode_from(frame, pos, 11)
+        (t,) = response.responses
+        (p,) = t.partitions
+        return p
+
+    def _frame(self) -> bytes:
+        size = struct.unpack(">i", self._recv(4))[0]
+        return self._recv(size)
 
     def _recv(self, n: int) -> bytes:
         buf = b""
