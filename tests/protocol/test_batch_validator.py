@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from redshank.protocol.batch_validator import check_producer_batch
 from redshank.protocol.compression import compress
@@ -20,7 +22,7 @@ from redshank.protocol.errors import (
     DecompressionError,
     UnknownCompressionError,
 )
-from redshank.protocol.record_batch import Compression, validate_batch
+from redshank.protocol.record_batch import HEADER_SIZE, Compression, validate_batch
 from redshank.protocol.records import BatchBuilder, iter_records
 from redshank.protocol.varint import encode_varint, encode_varlong
 
@@ -212,3 +214,50 @@ def test_bomb_builders_hold_what_they_say() -> None:
 
     assert zlib.decompressobj(31).decompress(gzip_bomb(3 << 20)) == bytes(3 << 20)
     assert bytes(cramjam.zstd.decompress(zstd_bomb(1 << 20))) == bytes(1 << 20)
+
+
+def _reader_accepts(buf: bytes) -> bool:
+    """What the full reader says of a producer's batch: every record decodes, offsets are
+    0..n-1 from the base, and the header's count and lastOffsetDelta agree with them."""
+    try:
+        header = validate_batch(buf)
+        offsets = [r.offset - header.base_offset for r in iter_records(buf)]
+    except DecodeError:
+        return False
+    n = header.record_count
+    return n >= 1 and header.last_offset_delta == n - 1 and offsets == list(range(n))
+
+
+_shapes = st.lists(st.tuples(
+    st.one_of(st.none(), st.binary(max_size=70)),                         # key, fast path < 64
+    st.one_of(st.none(), st.binary(max_size=300), st.just(b"x" * 9000)),  # value, 3-byte length
+    st.integers(0, 10_000),                                                # timestamp step (ms)
+    st.lists(st.tuples(st.text(max_size=4), st.one_of(st.none(), st.binary(max_size=4))),
+             max_size=2),
+), min_size=1, max_size=80)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(shape=_shapes, mutations=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                         max_size=3), codec=st.sampled_from(list(Compression)))
+def test_validator_agrees_with_the_reader_on_mutated_batches(
+        shape: list[tuple[bytes | None, bytes | None, int, list[tuple[str, bytes | None]]]],
+        mutations: list[tuple[int, int]], codec: Compression) -> None:
+    builder = BatchBuilder()
+    ts = T0
+    for key, value, step, headers in shape:
+        ts += step
+        builder.append(value, key=key, headers=headers, timestamp=ts)
+    plain = builder.build()
+    section = bytearray(plain[HEADER_SIZE:])
+    for at, byte in mutations:  # inside the records, before compression
+        section[at % len(section)] = byte
+    header = validate_batch(plain)
+    buf = forge(compress(codec, bytes(section)), count=header.record_count,
+                last_offset_delta=header.last_offset_delta, compression=codec)
+    try:
+        _check(buf)
+        accepted = True
+    except DecodeError:
+        accepted = False
+    assert accepted == _reader_accepts(buf)
