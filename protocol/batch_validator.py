@@ -17,6 +17,11 @@ The walk reads lengths and deltas only: keys, values and header values are skipp
 copied (header keys are checked to be UTF-8, as the record reader requires). The section helpers
 here (`records_section`, `walk_headers`) are shared with `records`, the full reader for tools.
 
+Cost (CPython 3.11, librdkafka's 1 KiB records): ~0.7 us a record uncompressed, ~0.8 us with
+lz4 (decompressing included), against ~2-3 us of broker CPU a record before the walk existed.
+It runs on the receiving core's loop, like the decompression: a bomb stops at the cap after
+~0.1 s of loop time (64 MiB of gzip or zstd output), and each such request costs that again.
+
 Must not know: I/O, partitions, error codes (callers map the exceptions), or the message codec.
 Raises only the DecodeError family.
 """
