@@ -311,3 +311,11 @@ def test_produce_bomb_above_max_message_bytes_is_refused_by_size_first() -> None
     (result,) = produce.plan(_produce(POISON["gzip_bomb"]), TOPICS)[1].values()
     assert result.error_code == ErrorCode.MESSAGE_TOO_LARGE
     assert "max.message.bytes" in (result.error_message or "")
+
+
+def test_produce_refuses_other_magics_as_kafka_does() -> None:
+    old = bytearray(batch(2))
+    old[16] = 1  # outside the CRC: only the magic check can tell
+    (result,) = produce.plan(_produce(bytes(old)), TOPICS)[1].values()
+    assert result.error_code == ErrorCode.INVALID_RECORD
+    assert "magic 1" in (result.error_message or "")

@@ -22,7 +22,7 @@ from redshank.protocol.messages.produce import (
     ProduceResponse,
     TopicProduceResponse,
 )
-from redshank.protocol.record_batch import validate_batch
+from redshank.protocol.record_batch import MAGIC_AT, MAGIC_V2, validate_batch
 
 __all__ = ["PartitionResult", "PartitionWrite", "ProducerBatch", "build", "plan"]
 
@@ -97,6 +97,8 @@ def check_records(records: bytes | memoryview | None, max_message_bytes: int
     over `max.message.bytes` (a Java producer splits the batch and retries)."""
     if not records:
         return _invalid("no record batch")
+    if len(records) > MAGIC_AT and records[MAGIC_AT] != MAGIC_V2:  # Produce v3+ carries magic 2
+        return _invalid(f"record batch magic {records[MAGIC_AT]}: produce takes magic 2 only")
     try:
         h = validate_batch(records, 0)
     except DecodeError as exc:
