@@ -1,5 +1,6 @@
 """Sans-IO codecs: Kafka wire format, record batches, the connection state machine."""
 
+from redshank.protocol.batch_validator import check_producer_batch
 from redshank.protocol.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, compress, decompress
 from redshank.protocol.errors import (
     CorruptBatchError,
@@ -38,6 +39,7 @@ __all__ = [
     "UnknownCompressionError",
     "build_batch",
     "build_control_batch",
+    "check_producer_batch",
     "compress",
     "decompress",
     "iter_records",

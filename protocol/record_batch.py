@@ -27,6 +27,8 @@ from redshank.protocol.errors import CorruptBatchError
 __all__ = [
     "BATCH_OVERHEAD",
     "HEADER_SIZE",
+    "MAGIC_AT",
+    "MAGIC_V2",
     "BatchHeader",
     "Compression",
     "TimestampType",
@@ -43,6 +45,7 @@ HEADER_SIZE = 61
 # baseOffset + batchLength: the bytes not counted by batchLength.
 BATCH_OVERHEAD = 12
 MAGIC_V2 = 2
+MAGIC_AT = 16  # the magic byte's position in a batch
 _CRC_START = 21
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 import crc32c as _crc32c
 
-from redshank.protocol.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, codec_of, decompress
+from redshank.protocol.batch_validator import (
+    MIN_RECORD_SIZE,
+    Header,
+    records_section,
+    walk_headers,
+)
+from redshank.protocol.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
 from redshank.protocol.compression import compress as _compress
 from redshank.protocol.errors import (
     CorruptBatchError,
@@ -60,7 +66,6 @@ __all__ = [
     "parse_control_record",
 ]
 
-Header = tuple[str, bytes | None]
 Buffer = bytes | bytearray | memoryview
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -68,9 +73,6 @@ _CRC = struct.Struct(">I")
 _CRC_POS = 17
 _CRC_START = 21
 _MAGIC = 2
-# length, attributes, timestampDelta, offsetDelta, keyLength, valueLength, headerCount.
-_MIN_RECORD_SIZE = 7
-_MIN_HEADER_SIZE = 2
 
 _TIMESTAMP_TYPE_BIT = 0x08
 _TRANSACTIONAL_BIT = 0x10
@@ -130,20 +132,8 @@ def iter_records(
     header = validate_batch(buf, pos) if verify_crc else parse_header(buf, pos)
     if len(buf) - pos < header.size:
         raise CorruptBatchError(f"record batch at {pos} truncated")
-    if header.record_count < 0:
-        raise CorruptBatchError(f"record batch has negative record count {header.record_count}")
-    start, end = pos + HEADER_SIZE, pos + header.size
-    codec = codec_of(header.compression)
-    data: Buffer
-    if codec == Compression.NONE:
-        data = buf
-    else:
-        data = decompress(codec, memoryview(buf)[start:end], max_size=max_decompressed_size)
-        start, end = 0, len(data)
-    if header.record_count * _MIN_RECORD_SIZE > end - start:
-        raise CorruptRecordError(
-            f"{header.record_count} records cannot fit in {end - start} bytes"
-        )
+    data, start, end = records_section(buf, pos, header,
+                                       max_decompressed_size=max_decompressed_size)
     return _records(data, start, end, header)
 
 
@@ -157,7 +147,7 @@ def _records(data: Buffer, pos: int, end: int, header: BatchHeader) -> Iterator[
         for _ in range(header.record_count):
             length, pos = varint(data, pos)
             record_end = pos + length
-            if length < _MIN_RECORD_SIZE - 1 or record_end > end:
+            if length < MIN_RECORD_SIZE - 1 or record_end > end:
                 raise CorruptRecordError(f"record length {length} invalid at {pos}")
             pos += 1  # attributes: no record-level attribute is defined for magic 2
             timestamp_delta, pos = decode_varlong(data, pos)
@@ -187,7 +177,9 @@ def _records(data: Buffer, pos: int, end: int, header: BatchHeader) -> Iterator[
             if data[pos] == 0:  # zero headers, the common case
                 pos += 1
             else:
-                headers, pos = _read_headers(data, pos, record_end)
+                read: list[Header] = []
+                pos = walk_headers(data, pos, record_end, read)
+                headers = tuple(read)
             if pos != record_end:
                 raise CorruptRecordError(
                     f"record declared {length} bytes, its fields end {pos - record_end:+d} off"
@@ -202,39 +194,6 @@ def _records(data: Buffer, pos: int, end: int, header: BatchHeader) -> Iterator[
         raise CorruptRecordError(f"record field malformed: {exc}") from None
     if pos != end:
         raise CorruptRecordError(f"{end - pos} bytes left after the batch's last record")
-
-
-def _read_bytes(data: Buffer, pos: int, record_end: int) -> tuple[bytes | None, int]:
-    length, pos = decode_varint(data, pos)
-    if length < 0:
-        if length != -1:
-            raise CorruptRecordError(f"negative length {length} at {pos}")
-        return None, pos
-    stop = pos + length
-    if stop > record_end:
-        raise CorruptRecordError(f"field of {length} bytes overruns its record at {pos}")
-    return bytes(data[pos:stop]), stop
-
-
-def _read_headers(data: Buffer, pos: int, record_end: int) -> tuple[tuple[Header, ...], int]:
-    count, pos = decode_varint(data, pos)
-    if count == 0:
-        return (), pos
-    if count < 0 or count * _MIN_HEADER_SIZE > record_end - pos:
-        raise CorruptRecordError(f"header count {count} invalid at {pos}")
-    headers: list[Header] = []
-    for _ in range(count):
-        key_length, pos = decode_varint(data, pos)
-        stop = pos + key_length
-        if key_length < 0 or stop > record_end:
-            raise CorruptRecordError(f"header key length {key_length} invalid at {pos}")
-        try:
-            key = str(data[pos:stop], "utf-8")
-        except UnicodeDecodeError:
-            raise CorruptRecordError(f"header key at {pos} is not UTF-8") from None
-        value, pos = _read_bytes(data, stop, record_end)
-        headers.append((key, value))
-    return tuple(headers), pos
 
 
 def parse_control_record(record: Record) -> ControlRecord:

@@ -221,6 +221,9 @@ class Log:
                     raise CorruptBatchError(f"record batch at {pos} truncated")
             else:
                 h = validate_batch(view, pos)
+            if h.last_offset_delta < 0:  # offsets come from it: a negative one would rewind
+                raise CorruptBatchError(f"record batch at {pos} has lastOffsetDelta "
+                                        f"{h.last_offset_delta}")
             headers.append((pos, h))
             pos += h.size
         return headers

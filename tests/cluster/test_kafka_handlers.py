@@ -3,7 +3,11 @@ without a log) and response building, per API."""
 
 from __future__ import annotations
 
+import sys
 import uuid
+from pathlib import Path
+
+import pytest
 
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.fetch_session import requested
@@ -36,6 +40,7 @@ from redshank.protocol.messages.produce import (
     ProduceRequest,
     TopicProduceData,
 )
+from redshank.protocol.record_batch import Compression, set_base_offset
 from redshank.protocol.records import ControlType, Record, build_batch, build_control_batch
 
 T1 = TopicInfo("t1", uuid.UUID(int=1), (0, 1), ())
@@ -285,3 +290,77 @@ def test_fetch_session_error_response_has_no_partitions() -> None:
     assert (resp.error_code, resp.session_id, resp.responses) == (70, 0, ())
     for v in range(7, 13):
         resp.encode(v)
+
+
+# --- produce validation (issue 12): CRC-valid batches that lie are refused before routing ---
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from poison import EXPECTED_CODE, LIES, POISON, batch, lie, seal  # noqa: E402
+
+BIG = TopicInfo("big", uuid.UUID(int=3), (0,), (("max.message.bytes", str(8 << 20)),))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CODE))
+def test_produce_refuses_lying_and_poison_batches(name: str) -> None:
+    records = {**LIES, **POISON}[name]
+    writes, done = produce.plan(_produce(records, topic="big", partition=0), {"big": BIG})
+    assert writes == []
+    (result,) = done.values()
+    assert result.error_code == EXPECTED_CODE[name]
+    assert result.error_message, name
+    assert result.base_offset == -1
+
+
+def test_produce_error_messages_say_what_was_wrong() -> None:
+    def message(records: bytes) -> str:
+        (result,) = produce.plan(_produce(records, topic="big", partition=0),
+                                 {"big": BIG})[1].values()
+        assert result.error_message is not None
+        return result.error_message
+
+    assert "lastOffsetDelta -1000" in message(LIES["negative_delta"])
+    assert "codec 7" in message(POISON["codec_7"])
+    assert "varint longer than 5 bytes" in message(POISON["varint_11_bytes"])
+    assert "cap of 67108864" in message(POISON["zstd_bomb"])
+
+
+def test_produce_accepts_one_batch_of_every_codec() -> None:
+    for codec in Compression:
+        writes, done = produce.plan(_produce(batch(50, compression=codec)), TOPICS)
+        assert done == {} and len(writes) == 1, codec
+
+
+def test_produce_takes_exactly_one_batch_per_partition() -> None:
+    two = batch(2) + batch(2)
+    (result,) = produce.plan(_produce(two), TOPICS)[1].values()
+    assert result.error_code == ErrorCode.INVALID_RECORD
+    assert "exactly one record batch" in (result.error_message or "")
+    (empty,) = produce.plan(_produce(b""), TOPICS)[1].values()
+    assert empty.error_code == ErrorCode.INVALID_RECORD
+
+
+def test_produce_checks_kafka_header_rules() -> None:
+    moved = bytearray(batch(2))
+    set_base_offset(moved, 0, 5)  # outside the CRC
+    no_seq_buf = bytearray(batch(2, producer_id=4))
+    no_seq_buf[53:57] = b"\xff\xff\xff\xff"  # baseSequence -1
+    cases = {"baseOffset 0": bytes(moved), "base sequence -1": seal(no_seq_buf),
+             "not positive": lie(batch(2), count=0, last_offset_delta=-1)}
+    for words, records in cases.items():
+        (result,) = produce.plan(_produce(records), TOPICS)[1].values()
+        assert result.error_code == ErrorCode.INVALID_RECORD, words
+        assert words in (result.error_message or ""), result.error_message
+
+
+def test_produce_bomb_above_max_message_bytes_is_refused_by_size_first() -> None:
+    (result,) = produce.plan(_produce(POISON["gzip_bomb"]), TOPICS)[1].values()
+    assert result.error_code == ErrorCode.MESSAGE_TOO_LARGE
+    assert "max.message.bytes" in (result.error_message or "")
+
+
+def test_produce_refuses_other_magics_as_kafka_does() -> None:
+    old = bytearray(batch(2))
+    old[16] = 1  # outside the CRC: only the magic check can tell
+    (result,) = produce.plan(_produce(bytes(old)), TOPICS)[1].values()
+    assert result.error_code == ErrorCode.INVALID_RECORD
+    assert "magic 1" in (result.error_message or "")

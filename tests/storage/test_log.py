@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import crc32c
 import pytest
 from storage_batches import batch_for_offset, make_batch
 
@@ -296,5 +297,23 @@ def test_reads_stop_at_max_offset_on_disk_and_in_memory(tmp_path: Path) -> None:
         assert log.read(lasts[5] + 1, 100, max_offset=lasts[5]) == b""
         mem = log.read_cached(lasts[20] + 1, 1 << 20, max_offset=lasts[22])
         assert mem is not None and bytes(mem) == b"".join(stored[21:23])
+    finally:
+        log.close()
+
+
+def test_append_refuses_a_negative_last_offset_delta_even_with_a_valid_crc(tmp_path: Path) -> None:
+    # Offsets come from lastOffsetDelta: a negative one would rewind the log (issue 12). The
+    # produce path proves it equals count - 1; the log still refuses one that slipped past.
+    log = Log.open(str(tmp_path))
+    try:
+        log.append(make_batch([b"a", b"b"]), 1)
+        for crc_checked in (False, True):
+            liar = make_batch([b"x"])
+            liar[23:27] = (-5).to_bytes(4, "big", signed=True)
+            liar[17:21] = crc32c.crc32c(bytes(liar[21:])).to_bytes(4, "big")
+            with pytest.raises(CorruptBatchError, match="lastOffsetDelta -5"):
+                log.append(make_batch([b"c"]) + liar, 1, crc_checked=crc_checked)
+            assert log.dirty_offset == 1
+        assert log.append(make_batch([b"d"]), 1).base_offset == 2
     finally:
         log.close()

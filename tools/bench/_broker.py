@@ -202,10 +202,14 @@ def read_line(stream: IO[bytes], timeout: float) -> str:
 
 def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argparse.Namespace],
                                                             dict[str, object]],
-              targets: Mapping[str, float], defaults: Mapping[str, float]) -> int:
-    """Parse the common flags, run `measure(kind, bootstrap, partitions, args)` on redshank and,
-    if found, on Tansu, for 1 and 8 partitions, print one JSON object as the last line."""
+              targets: Mapping[str, float], defaults: Mapping[str, float],
+              options: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """Parse the common flags (and the bench's own, added by `options`), run `measure(kind,
+    bootstrap, partitions, args)` on redshank and, if found, on Tansu, for 1 and 8 partitions,
+    print one JSON object as the last line."""
     parser = argparse.ArgumentParser(prog=f"redshank bench {name}")
+    if options is not None:
+        options(parser)
     parser.add_argument("--tansu", help=f"Tansu binary (else ${TANSU_ENV}, else PATH)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the Tansu run")
     parser.add_argument("--cores", type=int, default=2, help="redshank --cores")

@@ -4,7 +4,9 @@ broker (memory storage, no fsync) when it is found (`--tansu PATH`, $REDSHANK_TA
 
 Prints one JSON object as the last line: msg/s, MB/s and the broker's CPU microseconds per
 produced message (its whole process tree, from /proc). Each run is bounded by `--messages` and
-`--seconds`. Knows nothing of the broker's internals: it is a Kafka client."""
+`--seconds`. `--compression gzip|snappy|lz4|zstd` makes the producer compress its batches
+(`compression.type`), with values of 1 KiB hex text (about 2:1) instead of random bytes, so the
+broker decompresses real work. Knows nothing of the broker's internals: it is a Kafka client."""
 
 from __future__ import annotations
 
@@ -17,18 +19,23 @@ from redshank.tools.bench._broker import run_bench
 __all__ = ["main", "produce"]
 
 VALUE = os.urandom(1024)
+# For compressed runs: 1 KiB of hex digits, which every codec shrinks to about half.
+TEXT_VALUE = os.urandom(512).hex().encode()
+CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 TARGETS = {"produce_msg_per_s_acks_all": 100_000}
 
 
-def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str = "all"
-            ) -> dict[str, object]:
+def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str = "all",
+            compression: str = "none") -> dict[str, object]:
     """Produce up to `messages` 1 KiB records (at most `seconds` of producing, plus a bounded
     flush); delivered and failed counts and the rate over the whole run."""
     from confluent_kafka import KafkaError, Message, Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
                          "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
-                         "queue.buffering.max.kbytes": 1_048_576, "enable.idempotence": False})
+                         "queue.buffering.max.kbytes": 1_048_576, "enable.idempotence": False,
+                         "compression.type": compression})
+    value = VALUE if compression == "none" else TEXT_VALUE
     delivered = 0
     failed = 0
 
@@ -44,7 +51,7 @@ def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str
     sent = 0
     while sent < messages and time.perf_counter() < deadline:
         try:
-            producer.produce(topic, VALUE, on_delivery=report)
+            producer.produce(topic, value, on_delivery=report)
             sent += 1
         except BufferError:
             producer.poll(0.01)  # queue full: let deliveries drain it
@@ -55,12 +62,14 @@ def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str
     elapsed = time.perf_counter() - start
     return {"sent": sent, "produced": delivered, "failed": failed, "undelivered": left,
             "seconds": round(elapsed, 3), "msg_per_s": round(delivered / elapsed),
-            "mb_per_s": round(delivered * len(VALUE) / elapsed / 1e6, 1)}
+            "mb_per_s": round(delivered * len(value) / elapsed / 1e6, 1),
+            "compression": compression}
 
 
 def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespace
              ) -> dict[str, object]:
-    result = produce(topic, bootstrap, args.messages, args.seconds)
+    result = produce(topic, bootstrap, args.messages, args.seconds,
+                     compression=args.compression)
     rate = result["msg_per_s"]
     assert isinstance(rate, int)
     result["vs_target"] = round(rate / TARGETS["produce_msg_per_s_acks_all"], 3)
@@ -68,4 +77,10 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
 
 
 def main(argv: list[str]) -> int:
-    return run_bench("produce", argv, _measure, TARGETS, {"messages": 200_000, "seconds": 20.0})
+    return run_bench("produce", argv, _measure, TARGETS, {"messages": 200_000, "seconds": 20.0},
+                     _options)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compression", choices=CODECS, default="none",
+                        help="the producer's compression.type (values become hex text)")

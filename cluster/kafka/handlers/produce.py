@@ -1,9 +1,10 @@
 """Produce (0): validate the request and its batches, split it per partition, build the response.
 
 Concern: everything about a produce request that needs no log: acks, topic and partition
-existence, batch validation (header, magic 2, CRC32C, sizes, no client-sent control batches,
-`max.message.bytes`), the idempotence fields of the batches, and the response from per-partition
-results. Batches stay opaque: only headers are parsed. Must not know: logs, actors, sockets.
+existence, batch validation (one batch per partition, header, magic 2, CRC32C, sizes, no
+client-sent control batches, `max.message.bytes`, records walked for count and offset deltas),
+the idempotence fields of the batch, and the response from per-partition results. Batches stay
+opaque: records are walked, never decoded. Must not know: logs, actors, sockets.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.protocol.batch_validator import check_producer_batch
 from redshank.protocol.error_codes import ErrorCode
-from redshank.protocol.errors import DecodeError
+from redshank.protocol.errors import DecodeError, DecompressionBombError
 from redshank.protocol.messages.produce import (
     PartitionProduceResponse,
     ProduceRequest,
     ProduceResponse,
     TopicProduceResponse,
 )
-from redshank.protocol.record_batch import validate_batch
+from redshank.protocol.record_batch import MAGIC_AT, MAGIC_V2, validate_batch
 
 __all__ = ["PartitionResult", "PartitionWrite", "ProducerBatch", "build", "plan"]
 
@@ -82,46 +84,55 @@ def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None]
 
 def check_records(records: bytes | memoryview | None, max_message_bytes: int
                   ) -> ProducerBatch | PartitionResult | None:
-    """The batches' idempotence fields, or the error result that rejects them all."""
+    """The batch's idempotence fields, or the error result that rejects it.
+
+    Checked as Kafka checks a client's produce, before anything is stored (ProduceRequest.
+    validateRecords, UnifiedLog.analyzeAndValidateRecords, LogValidator.validateBatch): exactly
+    one magic-2 batch whose CRC32C holds, then its header rules and its records walked
+    (`check_producer_batch`). Kafka's split of the two codes: CORRUPT_MESSAGE (retriable) when
+    the bytes were damaged on the way (bad CRC, truncated, bad framing); INVALID_RECORD (not
+    retriable) when the producer signed bytes that break the rules (a header that lies about
+    its records, malformed records, an unknown codec, a compressed section that does not
+    decompress). A section that decompresses past the cap is MESSAGE_TOO_LARGE, as for a batch
+    over `max.message.bytes` (a Java producer splits the batch and retries)."""
     if not records:
-        return PartitionResult(ErrorCode.CORRUPT_MESSAGE, error_message="no record batches")
-    pos = 0
-    first = last = None
-    total = len(records)
-    while pos < total:
-        try:
-            h = validate_batch(records, pos)
-        except DecodeError as exc:
-            return PartitionResult(ErrorCode.CORRUPT_MESSAGE, error_message=str(exc))
-        if h.size > max_message_bytes:
-            return PartitionResult(
-                ErrorCode.MESSAGE_TOO_LARGE,
-                error_message=f"batch of {h.size} bytes above max.message.bytes "
-                f"{max_message_bytes}",
-            )
-        if h.is_control:
-            return PartitionResult(
-                ErrorCode.INVALID_RECORD, error_message="clients may not send control batches"
-            )
-        if h.is_transactional:
-            return PartitionResult(
-                ErrorCode.INVALID_RECORD, error_message="transactions are not supported"
-            )
-        if h.record_count <= 0:
-            return PartitionResult(ErrorCode.INVALID_RECORD, error_message="empty batch")
-        if first is None:
-            first = h
-        last = h
-        pos += h.size
-    assert first is not None and last is not None
-    if first.producer_id < 0:
-        return None
-    if last.producer_id != first.producer_id or last.producer_epoch != first.producer_epoch:
+        return _invalid("no record batch")
+    if len(records) > MAGIC_AT and records[MAGIC_AT] != MAGIC_V2:  # Produce v3+ carries magic 2
+        return _invalid(f"record batch magic {records[MAGIC_AT]}: produce takes magic 2 only")
+    try:
+        h = validate_batch(records, 0)
+    except DecodeError as exc:
+        return PartitionResult(ErrorCode.CORRUPT_MESSAGE, error_message=str(exc))
+    if h.size != len(records):
+        return _invalid(f"exactly one record batch per partition allowed, {len(records) - h.size}"
+                        " bytes follow the first")
+    if h.size > max_message_bytes:
         return PartitionResult(
-            ErrorCode.INVALID_RECORD, error_message="batches of different producers in one request"
+            ErrorCode.MESSAGE_TOO_LARGE,
+            error_message=f"batch of {h.size} bytes above max.message.bytes {max_message_bytes}",
         )
-    last_seq = last.base_sequence + last.last_offset_delta
-    return ProducerBatch(first.producer_id, first.producer_epoch, first.base_sequence, last_seq)
+    if h.is_control:
+        return _invalid("clients may not send control batches")
+    if h.is_transactional:
+        return _invalid("transactions are not supported")
+    if h.base_offset != 0:
+        return _invalid(f"a producer's batch must have baseOffset 0, not {h.base_offset}")
+    try:
+        check_producer_batch(records, h)
+    except DecompressionBombError as exc:
+        return PartitionResult(ErrorCode.MESSAGE_TOO_LARGE, error_message=str(exc))
+    except DecodeError as exc:
+        return _invalid(str(exc))
+    if h.producer_id < 0:
+        return None
+    if h.base_sequence < 0:
+        return _invalid(f"idempotent batch with base sequence {h.base_sequence}")
+    return ProducerBatch(h.producer_id, h.producer_epoch, h.base_sequence,
+                         h.base_sequence + h.last_offset_delta)
+
+
+def _invalid(message: str) -> PartitionResult:
+    return PartitionResult(ErrorCode.INVALID_RECORD, error_message=message)
 
 
 def build(request: ProduceRequest, results: Mapping[Tp, PartitionResult]) -> ProduceResponse:
