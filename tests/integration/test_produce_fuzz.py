@@ -171,13 +171,13 @@ def test_fuzzed_produce_never_breaks_a_partition(broker: BrokerProcess) -> None:
             records, kind = _mutant(rng)
             partition = rng.randrange(PARTITIONS)
             acks = rng.choice((-1, 1))
-            started = time.monotonic()
-            answer = clients[acks].produce(TOPIC, partition, records, acks=acks)
-            took = time.monotonic() - started
             sent += 1
-            assert answer is not None
             where = f"seed {seed}, request {sent} ({kind}, acks={acks})"
-            assert took < ANSWER_WITHIN_S, f"{where}: answered after {took:.1f} s"
+            try:  # no hang: the socket timeout (ANSWER_WITHIN_S) bounds every answer
+                answer = clients[acks].produce(TOPIC, partition, records, acks=acks)
+            except TimeoutError:
+                raise AssertionError(f"{where}: no answer within {ANSWER_WITHIN_S} s") from None
+            assert answer is not None
             idempotent = struct.unpack_from(">q", records, 43)[0] >= 0  # producerId
             if (answer.error_code == 0 and idempotent
                     and answer.base_offset < next_offset[partition]):

