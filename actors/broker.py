@@ -401,8 +401,8 @@ class BrokerCore:
         return init_producer_id.build(request, int(pid))
 
     async def produce_sequenced(self, request: Any) -> asyncio.Future[Any]:
-        """Phase 1: every partition has queued its batches (order fixed); returns the future of
-        the response (phase 2, when the requested acks level is reached)."""
+        """Phase 1: every partition's append is in its owner's FIFO (order fixed); returns the
+        future of the response (phase 2, when the requested acks level is reached)."""
         names = [t.name for t in request.topic_data]
         infos, unsure = await self.topic_infos(names)
         writes, results = produce.plan(request, infos)
@@ -419,20 +419,17 @@ class BrokerCore:
     async def _route_writes(self, request: Any, writes: list[produce.PartitionWrite],
                             results: dict[tuple[str, int], Any]
                             ) -> list[tuple[tuple[str, int], LoopFuture[Any]]]:
-        # Every partition's append is sent before any is awaited: each is one round trip to
-        # its owner, and the ring keeps them in order per owner, so they overlap.
-        sent: list[tuple[produce.PartitionWrite, LoopFuture[Any], LoopFuture[Any]]] = []
+        # Sequenced at enqueue (ARCHITECTURE.md section 3): once an append is in its owner's
+        # FIFO (the ring to that core, its overflow queue, or a local leader's inbox), its
+        # order is fixed, so the connection may read its next request without waiting for the
+        # owner's SEQUENCED reply (a cross-core round trip per request made a connection that
+        # fell behind on a busy CPU stay behind). Whatever fails after that (the owner dies
+        # with the frame in its ring, the leader is gone) fails the acked future as well, and
+        # phase 2 answers it.
+        acked: list[tuple[tuple[str, int], LoopFuture[Any]]] = []
         for w in writes:
             try:
-                sequenced, ack = await self.append_two_phase(w, request.acks)
-            except (pykka.ActorDeadError, CoreDiedError) as exc:
-                self._not_leader(w, results, exc)
-                continue
-            sent.append((w, sequenced, ack))
-        acked: list[tuple[tuple[str, int], LoopFuture[Any]]] = []
-        for w, sequenced, ack in sent:
-            try:
-                await sequenced
+                _sequenced, ack = await self.append_two_phase(w, request.acks)
             except (pykka.ActorDeadError, CoreDiedError) as exc:
                 self._not_leader(w, results, exc)
                 continue
@@ -453,6 +450,7 @@ class BrokerCore:
                 try:
                     results[tp] = await ack
                 except (pykka.ActorDeadError, CoreDiedError) as exc:
+                    self.ensured.discard(partition_name(*tp))  # reopened on the next request
                     results[tp] = produce.PartitionResult(
                         ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
         finally:

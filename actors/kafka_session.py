@@ -3,8 +3,9 @@
 Concern: one accepted connection on the core that accepted it. It feeds the sans-IO
 `KafkaServerConnection`, dispatches each request to `BrokerCore`, and writes responses as they
 become sendable (the connection keeps them in request order, notes G3). Several requests are in
-flight at once; a produce holds the next request back only until it is *sequenced* (phase 1), so
-its partitions' order is the connection's order. Bounded: reading pauses while too many
+flight at once; a produce holds the next request back only until it is *sequenced* (phase 1: its
+appends are in their owners' FIFOs, with no round trip to them), so its partitions' order is the
+connection's order. Bounded: reading pauses while too many
 responses are pending, while the dispatcher is behind, or while the socket's write buffer is
 full. Bad input (framing, undecodable request, unsupported API) closes this connection only, and
 so does idleness (Kafka's connections.max.idle.ms): no request in flight and no bytes received

@@ -4,9 +4,9 @@ Concern: `set_thread_slice`, the calling thread's EEVDF slice (Linux 6.12+: `sch
 with `sched_runtime` on a SCHED_OTHER thread; no privilege needed). A thread with a shorter slice
 than the one running gets an earlier virtual deadline, so its wake-up preempts it: a core's loop
 woken by a doorbell or a socket runs now instead of after a client thread's 3 ms slice. Each
-cross-core hop of a request is two such wake-ups, and a connection reads its next produce
-request only after the previous one is sequenced on its owner's core, so on CPUs shared with
-busy clients that wait bounds a connection's request rate. Older kernels ignore the field;
+cross-core hop of a request is two such wake-ups (the append there, its acknowledgement back),
+so on CPUs shared with busy clients they bound how soon a produce is answered. Older kernels
+ignore the field;
 other platforms have no such call (False). Must not know: anything of the runtime above it.
 """
 
