@@ -23,6 +23,7 @@ import structlog
 from redshank.actors._async import resolve
 from redshank.actors.disk_writer import DiskWriter, OpenKv
 from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, group_host_name
+from redshank.actors.kafka_session import KafkaSession
 from redshank.actors.partition_leader import (
     TERM,
     Append,
@@ -99,6 +100,7 @@ from redshank.cluster.kafka.handlers import (
     fetch as fetch_h,
 )
 from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
+from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import BatchCache, FlushCoordinator
 
@@ -243,6 +245,40 @@ class BrokerCore:
         self.fetch_sessions = FetchSessionCache(
             config.fetch_session_slots, ctx.core, ctx.router.ncores, random.Random())
         self.seeding: asyncio.Task[LookupResult] | None = None
+        # Every served API but Produce (two-phase: `produce_sequenced`) and JoinGroup (it also
+        # takes the client id), by API key: `handle` dispatches through it.
+        self._handlers: dict[int, Callable[[Any, int], Any]] = {
+            ApiKey.API_VERSIONS: self.api_versions,
+            ApiKey.FIND_COORDINATOR: self.find_coordinator,
+            ApiKey.METADATA: self.metadata,
+            ApiKey.FETCH: self.fetch,
+            ApiKey.LIST_OFFSETS: self.list_offsets,
+            ApiKey.CREATE_TOPICS: self.create_topics,
+            ApiKey.INIT_PRODUCER_ID: self.init_producer_id,
+            ApiKey.SYNC_GROUP: self.sync_group,
+            ApiKey.HEARTBEAT: self.heartbeat,
+            ApiKey.LEAVE_GROUP: self.leave_group,
+            ApiKey.OFFSET_COMMIT: self.offset_commit,
+            ApiKey.OFFSET_FETCH: self.offset_fetch,
+            ApiKey.DESCRIBE_GROUPS: self.describe_groups,
+            ApiKey.LIST_GROUPS: self.list_groups,
+            ApiKey.DELETE_GROUPS: self.delete_groups,
+            ApiKey.DESCRIBE_CLUSTER: self.describe_cluster,
+            ApiKey.DELETE_TOPICS: self.delete_topics,
+            ApiKey.DESCRIBE_CONFIGS: self.describe_configs,
+            ApiKey.CREATE_PARTITIONS: self.create_partitions,
+            ApiKey.DELETE_RECORDS: self.delete_records,
+            ApiKey.OFFSET_FOR_LEADER_EPOCH: self.offset_for_leader_epoch,
+            ApiKey.ALTER_CONFIGS: self.alter_configs,
+            ApiKey.INCREMENTAL_ALTER_CONFIGS: self.incremental_alter_configs,
+        }
+
+    def handle(self, api_key: int, version: int, request: Any, client_id: str) -> Any:
+        """A served request other than Produce: its response, or an awaitable of it (the
+        kafka-session's `SessionHost.handle`)."""
+        if api_key == ApiKey.JOIN_GROUP:
+            return self.join_group(request, version, client_id)
+        return self._handlers[api_key](request, version)
 
     # -- topics --------------------------------------------------------------------------------
     async def lookup(self, names: tuple[str, ...] | None, create: tuple[str, ...] = ()
@@ -732,8 +768,6 @@ def _listen_socket(host: str, port: int) -> socket.socket:
 
 async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
     """The runtime's per-core setup (`functools.partial(setup_core, config)`)."""
-    from redshank.actors.kafka_session import KafkaSession  # session imports BrokerCore
-
     loop = ctx.loop
     coordinator = FlushCoordinator()
     writer = DiskWriter.start(coordinator, BatchCache(config.batch_cache_bytes))

@@ -1,8 +1,9 @@
 """The kafka-session of one connection: bytes in, handlers run, responses out in request order.
 
 Concern: one accepted connection on the core that accepted it. It feeds the sans-IO
-`KafkaServerConnection`, dispatches each request to `BrokerCore`, and writes responses as they
-become sendable (the connection keeps them in request order, notes G3). Several requests are in
+`KafkaServerConnection`, dispatches each request to its core (`SessionHost`, which the broker's
+`BrokerCore` is), and writes responses as they become sendable (the connection keeps them in
+request order, notes G3). Several requests are in
 flight at once; a produce holds the next request back only until it is *sequenced* (phase 1: its
 appends are in their owners' FIFOs, with no round trip to them), so its partitions' order is the
 connection's order. Bounded: reading pauses while too many
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, cast
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
 import structlog
 
 from redshank.actors._log_summary import LogSummary
-from redshank.actors.broker import BrokerCore
 from redshank.cluster.kafka.handlers.api_versions import SERVED
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.connection import (
@@ -37,7 +39,7 @@ from redshank.protocol.connection import (
     UnsupportedRequest,
 )
 
-__all__ = ["KafkaSession"]
+__all__ = ["KafkaSession", "RequestBudget", "SessionHost"]
 
 MAX_IN_FLIGHT = 32  # responses pending per connection before reading pauses
 MAX_UNREAD = 1 << 20  # bytes buffered while the dispatcher is busy before reading pauses
@@ -53,8 +55,38 @@ _closed_log = LogSummary(_log, "connection_closed")
 _failed_log = LogSummary(_log, "request_failed", level="error")
 
 
+class RequestBudget(Protocol):
+    """The core's bound on undecoded request bytes (the broker's `RequestMemory`)."""
+
+    def adjust(self, delta: int) -> None: ...
+
+    def must_wait(self, holds: int) -> bool: ...
+
+    def wait(self, key: int, wake: Callable[[], None]) -> None: ...
+
+    def forget(self, key: int) -> None: ...
+
+
+class SessionHost(Protocol):
+    """What a session needs of its core (the broker's `BrokerCore`): the session count, the
+    request memory bound, the two-phase produce, and every other request by API key. The
+    session knows nothing else of the broker, so the broker may import it, not the reverse."""
+
+    sessions: int
+
+    @property
+    def request_memory(self) -> RequestBudget: ...
+
+    async def produce_sequenced(self, request: Any) -> asyncio.Future[Any]:
+        """Phase 1 done (order fixed) -> the future of the response (phase 2)."""
+
+    def handle(self, api_key: int, version: int, request: Any, client_id: str
+               ) -> Any | Awaitable[Any]:
+        """The response now, or an awaitable of it, for any served API but Produce."""
+
+
 class KafkaSession(asyncio.Protocol):
-    def __init__(self, core: BrokerCore, frame_deadline_s: float = FRAME_DEADLINE_S,
+    def __init__(self, core: SessionHost, frame_deadline_s: float = FRAME_DEADLINE_S,
                  idle_s: float | None = None) -> None:
         self.core = core
         self.frame_deadline_s = frame_deadline_s
@@ -269,40 +301,11 @@ class KafkaSession(asyncio.Protocol):
                 return
             self._track(event, response)
             return
-        if key == ApiKey.API_VERSIONS:
-            self._respond(event, core.api_versions(req, version))
-            return
-        if key == ApiKey.FIND_COORDINATOR:
-            self._respond(event, core.find_coordinator(req, version))
-            return
-        if key == ApiKey.JOIN_GROUP:
-            client_id = event.header.client_id or ""
-            self._track(event, asyncio.ensure_future(core.join_group(req, version, client_id)))
-            return
-        handler = {
-            ApiKey.METADATA: core.metadata,
-            ApiKey.FETCH: core.fetch,
-            ApiKey.LIST_OFFSETS: core.list_offsets,
-            ApiKey.CREATE_TOPICS: core.create_topics,
-            ApiKey.INIT_PRODUCER_ID: core.init_producer_id,
-            ApiKey.SYNC_GROUP: core.sync_group,
-            ApiKey.HEARTBEAT: core.heartbeat,
-            ApiKey.LEAVE_GROUP: core.leave_group,
-            ApiKey.OFFSET_COMMIT: core.offset_commit,
-            ApiKey.OFFSET_FETCH: core.offset_fetch,
-            ApiKey.DESCRIBE_GROUPS: core.describe_groups,
-            ApiKey.LIST_GROUPS: core.list_groups,
-            ApiKey.DELETE_GROUPS: core.delete_groups,
-            ApiKey.DESCRIBE_CLUSTER: core.describe_cluster,
-            ApiKey.DELETE_TOPICS: core.delete_topics,
-            ApiKey.DESCRIBE_CONFIGS: core.describe_configs,
-            ApiKey.CREATE_PARTITIONS: core.create_partitions,
-            ApiKey.DELETE_RECORDS: core.delete_records,
-            ApiKey.OFFSET_FOR_LEADER_EPOCH: core.offset_for_leader_epoch,
-            ApiKey.ALTER_CONFIGS: core.alter_configs,
-            ApiKey.INCREMENTAL_ALTER_CONFIGS: core.incremental_alter_configs,
-        }[ApiKey(key)]
-        self._track(event, asyncio.ensure_future(handler(req, version)))
+        answer = core.handle(key, version, req, event.header.client_id or "")
+        if inspect.isawaitable(answer):
+            self._track(event, asyncio.ensure_future(answer))
+        else:
+            self._respond(event, answer)
 
     def _track(self, event: RequestReceived, fut: asyncio.Future[Any]) -> None:
         self._tasks.add(fut)

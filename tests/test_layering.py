@@ -120,3 +120,68 @@ def test_checker_allows_downward_imports(tmp_path: Path) -> None:
     _plant(tmp_path, "cluster/ok.py", "from redshank.storage import log\nimport random\n")
     _plant(tmp_path, "actors/runtime/ok.py", "from redshank.actors.runtime import mailbox\n")
     assert _violations(tmp_path) == []
+
+
+def _actor_cycles(root: Path = ROOT) -> list[list[str]]:
+    """Import cycles among the modules of actors/ outside the runtime (imports inside functions
+    count: deferring one hides a cycle from Python, not from the design). Each cycle is listed
+    once, as the modules along it."""
+    modules: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for path, layer, parts in _modules(root):
+        if layer == "actors" and parts[:2] != ("actors", "runtime"):
+            modules["redshank." + ".".join(parts)] = (path, parts)
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, (path, parts) in modules.items():
+        for _line, mod in _imports(path, parts):
+            segs = mod.split(".")
+            # The longest imported name that is one of these modules (a name imported from a
+            # module, `from x.y import z`, resolves to x.y); a parent package is no edge.
+            for end in range(len(segs), 2, -1):
+                target = ".".join(segs[:end])
+                if target in modules:
+                    if target != name and not name.startswith(target + "."):
+                        graph[name].add(target)
+                    break
+    cycles: list[list[str]] = []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+
+    def strongconnect(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                strongconnect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            strongconnect(v)
+    return cycles
+
+
+def test_actors_outside_the_runtime_have_no_import_cycle() -> None:
+    assert _actor_cycles() == []
+
+
+def test_cycle_checker_catches_a_cycle_hidden_in_a_function(tmp_path: Path) -> None:
+    _plant(tmp_path, "actors/a.py", "from redshank.actors.b import B\n")
+    _plant(tmp_path, "actors/b.py",
+           "def setup() -> None:\n    from redshank.actors import a\n")
+    _plant(tmp_path, "actors/c.py", "from redshank.actors.a import A\n")
+    assert _actor_cycles(tmp_path) == [["redshank.actors.a", "redshank.actors.b"]]

@@ -69,8 +69,9 @@ def test_complete_requests_are_answered_and_do_not_trip_the_deadline() -> None:
 
     async def main() -> None:
         session, transport = _session(0.05)
-        session.core = cast(Any, SimpleNamespace(sessions=1, api_versions=api_versions.handle,
-                                                 request_memory=RequestMemory(1 << 20)))
+        session.core = cast(Any, SimpleNamespace(
+            sessions=1, request_memory=RequestMemory(1 << 20),
+            handle=lambda _key, version, request, _client: api_versions.handle(request, version)))
         body = RequestHeader(18, 0, 5, "t").encode(1) + ApiVersionsRequest().encode(0)
         frame = struct.pack(">i", len(body)) + body
         session.data_received(frame + frame[:3])  # one whole request, the next one started
@@ -180,12 +181,12 @@ def test_idle_timeout_spares_a_request_in_flight_and_closes_once_idle() -> None:
         async def parked(_request: Any, _version: int) -> Any:
             return await answer
 
-        class ParkedCore:  # every request path parks until `answer` is set
+        class ParkedCore:  # every request parks until `answer` is set
             sessions = 0
             request_memory = RequestMemory(1 << 20)
 
-            def __getattr__(self, _name: str) -> Any:
-                return parked
+            def handle(self, _key: int, version: int, request: Any, _client: str) -> Any:
+                return parked(request, version)
 
         session = KafkaSession(cast(Any, ParkedCore()), idle_s=0.05)
         transport = _Transport()
