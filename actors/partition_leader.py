@@ -127,6 +127,7 @@ class PartitionLeader(LoopActor):
         # Set while the disk fails this partition (see the module docstring).
         self.storage_error: str | None = None
         self.reopening = False
+        self._reopen_inflight = False  # a ReopenLog is on the disk writer: never two at once
         self._backoff = RECOVER_MIN_S
         self._recover_timer: asyncio.TimerHandle | None = None
         self._on_reopened = on_reopened
@@ -286,20 +287,25 @@ class PartitionLeader(LoopActor):
 
     def _recover(self) -> None:
         self._recover_timer = None
-        if self._stopped or self.storage_error is None:
-            return
-        if not self.log.failed:
+        if self._stopped or self.storage_error is None or self._reopen_inflight:
+            return  # (a reopen in flight retries by itself if it fails)
+        if not self.log.failed and not self.reopening:
+            if self.log.flushed_offset >= self.log.dirty_offset:
+                self._durable(self.log.flushed_offset)  # nothing left to flush: recovered
+                return
             # A write failed and its batches are still queued: flush again. Success comes
             # back through `_durable`, failure through `_flush_failed`.
             self.batcher.retry()
             return
         self.reopening = True
+        self._reopen_inflight = True
         old = self.log
         fut: LoopFuture[tuple[Log, list[tuple[int, int, int, int, int]]]] = self.writer.ask(
             ReopenLog(old), block=False)  # type: ignore[assignment]
 
         def done(f: LoopFuture[tuple[Log, list[tuple[int, int, int, int, int]]]]) -> None:
             exc = f.exception()
+            self._reopen_inflight = False
             if self._stopped:  # the core is stopping: the disk writer closes what it opened
                 return
             if exc is not None:

@@ -183,3 +183,24 @@ def test_full_disk_refuses_produce_keeps_reads_and_resumes(
         assert (await _produce(leader, _batch([b"yes"]))).base_offset == 4
 
     _run(tmp_path, monkeypatch, body)
+
+
+def test_a_failure_reported_while_the_log_reopens_does_not_open_it_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def body(leader: Any, faults: Faults, actor: Any) -> None:
+        faults.set(fail={"fdatasync": "EIO"})
+        assert (await _produce(leader, _batch([b"a"]))).error_code == \
+            ErrorCode.KAFKA_STORAGE_ERROR
+        faults.set(delay_ms={"open": 300})  # the reopen is slow now, and will succeed
+        await _until(lambda: actor._reopen_inflight)
+        # A late failure of the old log's flush arrives meanwhile, and its retry timer fires.
+        actor._flush_failed(RuntimeError("late flush failure of the old log"))
+        actor._recover()
+        await _until(lambda: actor.actor_status == "ok")
+        writer = actor.writer._actor_weakref()
+        opened = [log for log in writer._opened if getattr(log, "dir", None) == actor.log.dir]
+        assert opened == [actor.log]  # one open log for the directory: never reopened twice
+        faults.clear()
+        assert (await _produce(leader, _batch([b"b"]))).error_code == 0
+
+    _run(tmp_path, monkeypatch, body)
