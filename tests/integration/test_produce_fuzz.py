@@ -121,6 +121,12 @@ def _crc_is_stale(buf: bytes) -> bool:
 
 def _read_stored(raw: RawClient, partition: int, high: int, seed: int) -> int:
     """Walk the partition's stored batches from 0 with iter_records; the records seen."""
+    # The last answers may be acks=1: answered once appended, visible once flushed (at most a
+    # flush round later). Wait, bounded, for the high watermark to cover every answered offset.
+    deadline = time.monotonic() + ANSWER_WITHIN_S
+    while (hw := raw.fetch(TOPIC, partition, 0).high_watermark) < high:
+        assert time.monotonic() < deadline, (seed, partition, hw, high)
+        time.sleep(0.01)
     offset = 0
     while offset < high:
         data = raw.fetch(TOPIC, partition, offset)
