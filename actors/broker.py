@@ -24,14 +24,7 @@ from redshank.actors._async import resolve
 from redshank.actors.disk_writer import DiskWriter, OpenKv
 from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, group_host_name
 from redshank.actors.kafka_session import KafkaSession
-from redshank.actors.partition_leader import (
-    TERM,
-    Append,
-    QueryOffset,
-    Read,
-    TrimPrefix,
-    partition_name,
-)
+from redshank.actors.partition_leader import TERM, partition_name
 from redshank.actors.partition_manager import (
     MANAGER,
     RETENTION_CHECK_S,
@@ -100,6 +93,8 @@ from redshank.cluster.kafka.handlers import (
     fetch as fetch_h,
 )
 from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
+from redshank.cluster.partition import api as papi
+from redshank.cluster.partition.api import Append, QueryOffset, Read, TrimPrefix
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import BatchCache, FlushCoordinator
@@ -442,7 +437,7 @@ class BrokerCore:
         names = [t.name for t in request.topic_data]
         infos, unsure = await self.topic_infos(names)
         writes, results = produce.plan(request, infos)
-        not_leader_if_unsure(results, unsure, lambda _tp: produce.PartitionResult(_NOT_LEADER))
+        not_leader_if_unsure(results, unsure, lambda _tp: papi.PartitionResult(_NOT_LEADER))
         size = sum(len(w.records) for w in writes)
         await self.produce_memory.acquire(size)
         try:
@@ -475,7 +470,7 @@ class BrokerCore:
     def _not_leader(self, w: produce.PartitionWrite, results: dict[tuple[str, int], Any],
                     exc: BaseException) -> None:
         self.ensured.discard(partition_name(w.topic, w.partition))
-        results[(w.topic, w.partition)] = produce.PartitionResult(
+        results[(w.topic, w.partition)] = papi.PartitionResult(
             ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
 
     async def _produce_acked(self, request: Any, results: dict[tuple[str, int], Any],
@@ -487,7 +482,7 @@ class BrokerCore:
                     results[tp] = await ack
                 except (pykka.ActorDeadError, CoreDiedError) as exc:
                     self.ensured.discard(partition_name(*tp))  # reopened on the next request
-                    results[tp] = produce.PartitionResult(
+                    results[tp] = papi.PartitionResult(
                         ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=str(exc))
         finally:
             self.produce_memory.release(size)
@@ -500,7 +495,7 @@ class BrokerCore:
         infos, unsure = await self.topic_infos(list({p.topic for p in ctx.partitions}))
         reads, results = fetch_h.plan(ctx.partitions, infos,
                                       self.config.fetch_partition_max_bytes)
-        not_leader_if_unsure(results, unsure, lambda _tp: fetch_h.ReadResult(_NOT_LEADER))
+        not_leader_if_unsure(results, unsure, lambda _tp: papi.ReadResult(_NOT_LEADER))
         deadline = self.loop.time() + max(request.max_wait_ms, 0) / 1000
         todo = reads  # the partitions (re)read this round; the others keep their last result
         while True:
@@ -527,7 +522,7 @@ class BrokerCore:
             todo = await self._wait_any(reads, results, left)
 
     async def _read(self, r: fetch_h.PartitionRead, budget: fetch_h.FetchBudget
-                    ) -> fetch_h.ReadResult:
+                    ) -> papi.ReadResult:
         limit = budget.limit(r)
         res = self._from_board(r, limit) if r.core != self.router.core else None
         if res is None:
@@ -536,7 +531,7 @@ class BrokerCore:
             budget.take(len(res.records))
         return res
 
-    def _from_board(self, r: fetch_h.PartitionRead, limit: int) -> fetch_h.ReadResult | None:
+    def _from_board(self, r: fetch_h.PartitionRead, limit: int) -> papi.ReadResult | None:
         """A remote partition's answer without a round trip to its core, when the watermark
         board has it: the batches its leader pushed after our last read armed it, or, while it
         stays armed at this offset, nothing new (see watermarks.py)."""
@@ -545,26 +540,26 @@ class BrokerCore:
         tp = (r.topic, r.partition)
         pushed = self.watermarks.take(tp, r.offset, r.topic_id)
         if pushed is not None:
-            return fetch_h.ReadResult(0, pushed.high_watermark, pushed.log_start_offset,
+            return papi.ReadResult(0, pushed.high_watermark, pushed.log_start_offset,
                                       fetch_h.clip(pushed.records, limit))
         start = self.watermarks.armed(tp, r.offset, r.topic_id,
                                       self.router.transport.generation(r.core), self.loop.time())
         if start is None:
             return None
-        return fetch_h.ReadResult(0, self.watermarks.known.get(tp, r.offset), start, b"")
+        return papi.ReadResult(0, self.watermarks.known.get(tp, r.offset), start, b"")
 
     async def _read_partition(self, r: fetch_h.PartitionRead, limit: int
-                              ) -> fetch_h.ReadResult:
+                              ) -> papi.ReadResult:
         remote = r.core != self.router.core
         # The reply crosses a shared-memory ring: keep it well inside one frame.
         limit = min(limit, MAX_REMOTE_READ) if remote else limit
         generation = self.router.transport.generation(r.core) if remote else 0
         try:
-            res: fetch_h.ReadResult = await self.ask_partition(
+            res: papi.ReadResult = await self.ask_partition(
                 r.topic, r.partition, r.core,
                 Read(r.offset, limit, r.leader_epoch, remote, self.router.core))
         except (pykka.ActorDeadError, CoreDiedError):
-            return fetch_h.ReadResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            return papi.ReadResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         tp = (r.topic, r.partition)
         self.watermarks.read(tp, res.high_watermark)
         if (remote and r.topic_id is not None and not res.error_code and not res.records
@@ -575,7 +570,7 @@ class BrokerCore:
         return res
 
     async def _wait_any(self, reads: list[fetch_h.PartitionRead],
-                        results: dict[tuple[str, int], fetch_h.ReadResult], left: float
+                        results: dict[tuple[str, int], papi.ReadResult], left: float
                         ) -> list[fetch_h.PartitionRead]:
         """Park on this core's watermark watch (the reads subscribed it to every partition)
         until one has data past what was read, or time is up; return the partitions that have
@@ -715,13 +710,13 @@ class BrokerCore:
     async def delete_records(self, request: Any, version: int) -> Any:
         infos, unsure = await self.topic_infos([t.name for t in request.topics])
         trims, results = delete_records.plan(request, infos)
-        not_leader_if_unsure(results, unsure, lambda _tp: delete_records.TrimResult(_NOT_LEADER))
+        not_leader_if_unsure(results, unsure, lambda _tp: papi.TrimResult(_NOT_LEADER))
         for t in trims:
             try:
                 results[(t.topic, t.partition)] = await self.ask_partition(
                     t.topic, t.partition, t.core, TrimPrefix(t.offset))
             except (pykka.ActorDeadError, CoreDiedError):
-                results[(t.topic, t.partition)] = delete_records.TrimResult(
+                results[(t.topic, t.partition)] = papi.TrimResult(
                     ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return delete_records.build(request, results)
 
@@ -733,7 +728,7 @@ class BrokerCore:
         for q in queries:
             try:
                 hw = await self.ask_partition(q.topic, q.partition, q.core,
-                                              QueryOffset(list_offsets.LATEST))
+                                              QueryOffset(papi.LATEST))
                 results[(q.topic, q.partition)] = offset_for_leader_epoch.answer(
                     q.partition, hw.error_code, hw.offset)
             except (pykka.ActorDeadError, CoreDiedError):
@@ -744,13 +739,13 @@ class BrokerCore:
     async def list_offsets(self, request: Any, version: int) -> Any:
         infos, unsure = await self.topic_infos([t.name for t in request.topics])
         queries, results = list_offsets.plan(request, version, infos)
-        not_leader_if_unsure(results, unsure, lambda _tp: list_offsets.OffsetAnswer(_NOT_LEADER))
+        not_leader_if_unsure(results, unsure, lambda _tp: papi.OffsetAnswer(_NOT_LEADER))
         for q in queries:
             try:
                 results[(q.topic, q.partition)] = await self.ask_partition(
                     q.topic, q.partition, q.core, QueryOffset(q.timestamp))
             except (pykka.ActorDeadError, CoreDiedError):
-                results[(q.topic, q.partition)] = list_offsets.OffsetAnswer(
+                results[(q.topic, q.partition)] = papi.OffsetAnswer(
                     ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return list_offsets.build(request, version, results)
 

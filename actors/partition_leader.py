@@ -30,7 +30,6 @@ import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -41,23 +40,30 @@ from redshank.actors.replicate_batcher import ReplicateBatcher
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
 from redshank.actors.watermarks import HighWatermark, Pushed
 from redshank.cluster.kafka import Duplicate, ProducerStateTable, SequenceError
-from redshank.cluster.kafka.handlers.delete_records import HIGH_WATERMARK, TrimResult
-from redshank.cluster.kafka.handlers.fetch import ReadResult
-from redshank.cluster.kafka.handlers.list_offsets import (
+from redshank.cluster.partition.api import (
     EARLIEST,
+    HIGH_WATERMARK,
     LATEST,
     MAX_TIMESTAMP,
+    Append,
     OffsetAnswer,
+    PartitionResult,
+    ProducerBatch,
+    QueryOffset,
+    Read,
+    ReadResult,
+    SetTimestampType,
+    TrimPrefix,
+    TrimResult,
+    WaitForData,
 )
-from redshank.cluster.kafka.handlers.produce import PartitionResult, ProducerBatch
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import iter_batches, stamp_log_append_time
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["Append", "PartitionLeader", "QueryOffset", "Read", "SetTimestampType", "TrimPrefix",
-           "WaitForData", "partition_name"]
+__all__ = ["PartitionLeader", "partition_name"]
 
 TERM = 0  # single replica, no elections yet: the leader epoch stays 0
 RECOVER_MIN_S = 0.1
@@ -70,49 +76,10 @@ def partition_name(topic: str, partition: int) -> str:
     return f"partition/{topic}/{partition}"
 
 
-@dataclass(frozen=True, slots=True)
-class Append:
-    records: bytes | memoryview
-    acks: int
-    producer: ProducerBatch | None
 
 
-@dataclass(frozen=True, slots=True)
-class Read:
-    offset: int
-    max_bytes: int
-    leader_epoch: int
-    copy: bool  # True when the reply crosses cores (views cannot)
-    # The core whose watermark watch should hear of every advance from now on (fetch).
-    subscriber: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WaitForData:
-    """Resolve with True once the high watermark passes `offset`, False after `timeout_ms`."""
-
-    offset: int
-    timeout_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class QueryOffset:
-    timestamp: int
-
-
-@dataclass(frozen=True, slots=True)
-class SetTimestampType:
-    """message.timestamp.type changed: True stamps every appended batch with the broker's time
-    (LogAppendTime), False keeps the producer's (CreateTime). Applies from the next append."""
-
-    log_append_time: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TrimPrefix:
-    """DeleteRecords: make `offset` (-1: the high watermark) the log start; -> `TrimResult`."""
-
-    offset: int
 
 
 class PartitionLeader(LoopActor):

@@ -22,11 +22,12 @@ import structlog
 from redshank.actors._async import spawn
 from redshank.actors.disk_writer import Blocking, OpenLog, ScanProducers
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
-from redshank.actors.partition_leader import PartitionLeader, SetTimestampType, partition_name
+from redshank.actors.partition_leader import PartitionLeader, partition_name
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
 from redshank.actors.watermarks import WATERMARKS, HighWatermark
 from redshank.cluster.group import GroupConfig
 from redshank.cluster.kafka.topic_configs import effective
+from redshank.cluster.partition.api import SetTimestampType
 from redshank.storage import FlushCoordinator, Log, LogConfig, StorageError
 
 __all__ = ["MANAGER", "RETENTION_CHECK_S", "Drop", "Ensure", "EnsureGroupHost", "PartitionManager",

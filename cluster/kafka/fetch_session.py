@@ -56,7 +56,7 @@ class SessionPartition:
 
 
 class PartitionOutcome(Protocol):
-    """What the broker read of one partition (handlers.fetch.ReadResult fits)."""
+    """What the broker read of one partition (cluster.partition.api.ReadResult fits)."""
 
     @property
     def error_code(self) -> int: ...

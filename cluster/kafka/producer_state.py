@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from redshank.cluster.kafka.handlers.produce import ProducerBatch
+from redshank.cluster.partition.api import ProducerBatch
 from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["WINDOW", "Duplicate", "ProducerStateTable", "SequenceError"]

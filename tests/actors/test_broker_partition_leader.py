@@ -14,10 +14,17 @@ from typing import Any
 
 from redshank.actors._async import resolve
 from redshank.actors.disk_writer import DiskWriter, OpenLog, ScanProducers
-from redshank.actors.partition_leader import Append, PartitionLeader, QueryOffset, Read, WaitForData
+from redshank.actors.partition_leader import PartitionLeader
 from redshank.actors.runtime import Staged
 from redshank.actors.watermarks import HighWatermark
-from redshank.cluster.kafka.handlers.produce import PartitionResult, ProducerBatch
+from redshank.cluster.partition.api import (
+    Append,
+    PartitionResult,
+    ProducerBatch,
+    QueryOffset,
+    Read,
+    WaitForData,
+)
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.records import Record, build_batch, iter_records
 from redshank.storage import BatchCache, FlushCoordinator, LogConfig

@@ -14,7 +14,8 @@ from typing import Any, cast
 from redshank.actors.broker import BrokerConfig, BrokerCore
 from redshank.actors.partition_leader import partition_name
 from redshank.actors.runtime import CoreDiedError, LoopFuture
-from redshank.cluster.kafka.handlers.produce import PartitionResult, PartitionWrite
+from redshank.cluster.kafka.handlers.produce import PartitionWrite
+from redshank.cluster.partition.api import PartitionResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.produce import (
     PartitionProduceData,

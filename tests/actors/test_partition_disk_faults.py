@@ -15,8 +15,8 @@ import pytest
 
 from redshank.actors._async import resolve
 from redshank.actors.disk_writer import DiskWriter, OpenLog, ScanProducers
-from redshank.actors.partition_leader import Append, PartitionLeader, Read
-from redshank.cluster.kafka.handlers.produce import PartitionResult, ProducerBatch
+from redshank.actors.partition_leader import PartitionLeader
+from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch, Read
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import Record, build_batch, iter_records

@@ -14,7 +14,7 @@ from redshank.cluster.kafka.fetch_session import (
     SessionError,
     Tp,
 )
-from redshank.cluster.kafka.handlers.fetch import ReadResult
+from redshank.cluster.partition.api import ReadResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.fetch import (
     FetchPartition,

@@ -28,6 +28,7 @@ from redshank.cluster.kafka.handlers import (
     offset_for_leader_epoch,
 )
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicTable
+from redshank.cluster.partition import api as papi
 from redshank.protocol.api_versions import ADVERTISED, ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import create_partitions as cp_wire
@@ -286,8 +287,8 @@ def test_delete_records_plan_and_build_every_version() -> None:
         assert done[("t", 2)].error_code == ErrorCode.OFFSET_OUT_OF_RANGE
         assert done[("t", 5)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         assert done[("nope", 0)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        results = {**done, ("t", 0): delete_records.TrimResult(0, 5),
-                   ("t", 1): delete_records.TrimResult(0, 9)}
+        results = {**done, ("t", 0): papi.TrimResult(0, 5),
+                   ("t", 1): papi.TrimResult(0, 9)}
         resp = dr_wire.DeleteRecordsResponse.decode(
             delete_records.build(back_req, results).encode(v), v)
         t, nope = resp.topics

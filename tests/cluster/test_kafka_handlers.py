@@ -20,6 +20,7 @@ from redshank.cluster.kafka.handlers import (
     produce,
 )
 from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
+from redshank.cluster.partition import api as papi
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.api_versions import ApiVersionsRequest
@@ -141,7 +142,7 @@ def test_partitions_of_unsure_topics_answer_not_leader() -> None:
                                 ListOffsetsPartition(0, timestamp=-9)))))
     queries, results = list_offsets.plan(req, 7, {"unsure": None, "gone": None, "t1": T1})
     not_leader_if_unsure(results, frozenset({"unsure"}),
-                         lambda _tp: list_offsets.OffsetAnswer(ErrorCode.NOT_LEADER_OR_FOLLOWER))
+                         lambda _tp: papi.OffsetAnswer(ErrorCode.NOT_LEADER_OR_FOLLOWER))
     assert queries == []
     assert {tp: r.error_code for tp, r in results.items()} == {
         ("unsure", 0): ErrorCode.NOT_LEADER_OR_FOLLOWER,
@@ -156,7 +157,7 @@ def test_produce_routes_by_shard_table_and_extracts_producer() -> None:
     assert done == {}
     (w,) = writes
     assert (w.topic, w.partition, w.core) == ("t1", 1, 1)
-    assert w.producer == produce.ProducerBatch(7, 0, 10, 12)
+    assert w.producer == papi.ProducerBatch(7, 0, 10, 12)
 
 
 def test_produce_errors_without_touching_a_log() -> None:
@@ -184,8 +185,8 @@ def test_produce_errors_without_touching_a_log() -> None:
 def test_produce_build_keeps_request_order() -> None:
     req = ProduceRequest(acks=1, topic_data=(
         TopicProduceData("t1", (PartitionProduceData(1, b""), PartitionProduceData(0, b""))),))
-    resp = produce.build(req, {("t1", 1): produce.PartitionResult(0, 5, 0),
-                               ("t1", 0): produce.PartitionResult(3)})
+    resp = produce.build(req, {("t1", 1): papi.PartitionResult(0, 5, 0),
+                               ("t1", 0): papi.PartitionResult(3)})
     parts = resp.responses[0].partition_responses
     assert [(p.index, p.error_code, p.base_offset) for p in parts] == [(1, 0, 5), (0, 3, -1)]
     for v in range(3, 10):
@@ -205,8 +206,8 @@ def test_fetch_plan_budget_and_build() -> None:
     assert budget.limit(reads[0]) == 80
     budget.take(150)  # the first batch may exceed the budget (KIP-74)
     assert budget.satisfied and budget.limit(reads[1]) == 0
-    results = {("t1", 0): fetch.ReadResult(0, 9, 0, b"xx"),
-               ("t1", 1): fetch.ReadResult(0, 0, 0, b""), ("nope", 0): done[("nope", 0)]}
+    results = {("t1", 0): papi.ReadResult(0, 9, 0, b"xx"),
+               ("t1", 1): papi.ReadResult(0, 0, 0, b""), ("nope", 0): done[("nope", 0)]}
     resp = fetch.build(results, [("t1", 0), ("nope", 0), ("t1", 1)])
     assert resp.session_id == 0
     assert [(t.topic, [p.partition_index for p in t.partitions]) for t in resp.responses] == [
@@ -226,8 +227,8 @@ def test_list_offsets_plan_and_build() -> None:
     assert done[("t1", 2)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     old = list_offsets.plan(req, 2, TOPICS)[1]
     assert old[("t1", 1)].error_code == ErrorCode.UNSUPPORTED_VERSION  # -3 needs v7
-    answers = {("t1", 0): list_offsets.OffsetAnswer(0, 0),
-               ("t1", 1): list_offsets.OffsetAnswer(0, 4, 99), ("t1", 2): done[("t1", 2)]}
+    answers = {("t1", 0): papi.OffsetAnswer(0, 0),
+               ("t1", 1): papi.OffsetAnswer(0, 4, 99), ("t1", 2): done[("t1", 2)]}
     for v in range(1, 8):  # every advertised version encodes
         resp = list_offsets.build(req, v, answers)
         resp.encode(v)

@@ -4,7 +4,7 @@ are refused, a new epoch or an unknown producer starts fresh."""
 from __future__ import annotations
 
 from redshank.cluster.kafka import Duplicate, ProducerStateTable, SequenceError
-from redshank.cluster.kafka.handlers.produce import ProducerBatch
+from redshank.cluster.partition.api import ProducerBatch
 from redshank.protocol.error_codes import ErrorCode
 
 

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.partition.api import HIGH_WATERMARK, TrimResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import delete_records as wire
 
-__all__ = ["HIGH_WATERMARK", "Trim", "TrimResult", "build", "plan"]
+__all__ = ["Trim", "build", "plan"]
 
-HIGH_WATERMARK = -1
 Tp = tuple[str, int]
 
 
@@ -31,11 +31,6 @@ class Trim:
     core: int
     offset: int
 
-
-@dataclass(frozen=True, slots=True)
-class TrimResult:
-    error_code: int
-    low_watermark: int = -1
 
 
 def plan(request: wire.DeleteRecordsRequest, topics: Mapping[str, TopicInfo | None]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from redshank.cluster.kafka.fetch_session import SessionPartition
 from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.partition.api import ReadResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.fetch import (
     FetchableTopicResponse,
@@ -25,7 +26,7 @@ from redshank.protocol.messages.fetch import (
 )
 from redshank.protocol.record_batch import parse_header
 
-__all__ = ["FetchBudget", "PartitionRead", "ReadResult", "build", "clip", "plan",
+__all__ = ["FetchBudget", "PartitionRead", "build", "clip", "plan",
            "session_error"]
 
 Tp = tuple[str, int]
@@ -41,13 +42,6 @@ class PartitionRead:
     leader_epoch: int
     topic_id: uuid.UUID | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    error_code: int
-    high_watermark: int = -1
-    log_start_offset: int = -1
-    records: bytes | memoryview | None = None
 
 
 def plan(partitions: Iterable[SessionPartition], topics: Mapping[str, TopicInfo | None],

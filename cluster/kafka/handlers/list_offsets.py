@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.partition.api import MAX_TIMESTAMP, OffsetAnswer
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.list_offsets import (
     ListOffsetsPartitionResponse,
@@ -20,11 +21,8 @@ from redshank.protocol.messages.list_offsets import (
     ListOffsetsTopicResponse,
 )
 
-__all__ = ["EARLIEST", "LATEST", "MAX_TIMESTAMP", "OffsetAnswer", "OffsetQuery", "build", "plan"]
+__all__ = ["OffsetQuery", "build", "plan"]
 
-LATEST = -1
-EARLIEST = -2
-MAX_TIMESTAMP = -3
 Tp = tuple[str, int]
 
 
@@ -35,12 +33,6 @@ class OffsetQuery:
     core: int
     timestamp: int
 
-
-@dataclass(frozen=True, slots=True)
-class OffsetAnswer:
-    error_code: int
-    offset: int = -1
-    timestamp: int = -1
 
 
 def plan(request: ListOffsetsRequest, version: int, topics: Mapping[str, TopicInfo | None]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.partition.api import PartitionResult, ProducerBatch
 from redshank.protocol.batch_validator import check_producer_batch
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError, DecompressionBombError
@@ -24,19 +25,10 @@ from redshank.protocol.messages.produce import (
 )
 from redshank.protocol.record_batch import MAGIC_AT, MAGIC_V2, validate_batch
 
-__all__ = ["PartitionResult", "PartitionWrite", "ProducerBatch", "build", "plan"]
+__all__ = ["PartitionWrite", "build", "plan"]
 
 Tp = tuple[str, int]
 
-
-@dataclass(frozen=True, slots=True)
-class ProducerBatch:
-    """The idempotence fields of a request's batches for one partition (producer_id >= 0)."""
-
-    producer_id: int
-    producer_epoch: int
-    first_sequence: int
-    last_sequence: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +39,6 @@ class PartitionWrite:
     records: bytes | memoryview
     producer: ProducerBatch | None
 
-
-@dataclass(frozen=True, slots=True)
-class PartitionResult:
-    error_code: int
-    base_offset: int = -1
-    log_start_offset: int = -1
-    error_message: str | None = None
 
 
 def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None]

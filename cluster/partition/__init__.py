@@ -1,0 +1,1 @@
+"""One partition, sans-IO: what it is asked and answers (`api`)."""

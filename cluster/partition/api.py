@@ -1,0 +1,118 @@
+"""What a partition is asked and what it answers: the inputs and results of one partition's
+owner, in the partition's own words (not a Kafka response's shape).
+
+Pure data: frozen dataclasses and the special offsets of ListOffsets and DeleteRecords. The
+frontends build the inputs from Kafka requests and the Kafka responses from the results; the
+partition's host (an actor) and the sans-IO partition speak only these. Must not know actors,
+logs, sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["EARLIEST", "HIGH_WATERMARK", "LATEST", "MAX_TIMESTAMP", "Append", "OffsetAnswer",
+           "PartitionResult", "ProducerBatch", "QueryOffset", "Read", "ReadResult",
+           "SetTimestampType", "TrimPrefix", "TrimResult", "WaitForData"]
+
+# ListOffsets timestamps with a special meaning.
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+# DeleteRecords: trim up to the high watermark.
+HIGH_WATERMARK = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerBatch:
+    """The idempotence fields of a request's batches for one partition (producer_id >= 0)."""
+
+    producer_id: int
+    producer_epoch: int
+    first_sequence: int
+    last_sequence: int
+
+
+# ---- inputs ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Produce: append `records` (whole batches, validated) with `acks`; -> `PartitionResult`."""
+
+    records: bytes | memoryview
+    acks: int
+    producer: ProducerBatch | None
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Fetch: the batches from `offset`, at most `max_bytes` (the first batch whole), below the
+    high watermark; -> `ReadResult`."""
+
+    offset: int
+    max_bytes: int
+    leader_epoch: int
+    copy: bool  # True when the reply crosses cores (views cannot)
+    # The core whose watermark watch should hear of every advance from now on (fetch).
+    subscriber: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitForData:
+    """Resolve with True once the high watermark passes `offset`, False after `timeout_ms`."""
+
+    offset: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOffset:
+    """ListOffsets: `timestamp` (or EARLIEST, LATEST, MAX_TIMESTAMP); -> `OffsetAnswer`."""
+
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimestampType:
+    """message.timestamp.type changed: True stamps every appended batch with the broker's time
+    (LogAppendTime), False keeps the producer's (CreateTime). Applies from the next append."""
+
+    log_append_time: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TrimPrefix:
+    """DeleteRecords: make `offset` (-1: the high watermark) the log start; -> `TrimResult`."""
+
+    offset: int
+
+
+# ---- results --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PartitionResult:
+    error_code: int
+    base_offset: int = -1
+    log_start_offset: int = -1
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    error_code: int
+    high_watermark: int = -1
+    log_start_offset: int = -1
+    records: bytes | memoryview | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetAnswer:
+    error_code: int
+    offset: int = -1
+    timestamp: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class TrimResult:
+    error_code: int
+    low_watermark: int = -1
