@@ -1,6 +1,6 @@
 """One group's replica on one node: the Raft core plus Redpanda's replication path around it.
 
-    produce --> replicate_batcher --(one append per batch)--> RaftCore.propose
+    produce --> replicate_batcher --(one entry per Kafka batch)--> RaftCore.propose
                                                                    |
               Io.writes (page cache) <----- Ready ------------------+--> Io.send (appends go out
                     |                                                    with the leader's flush
@@ -69,19 +69,19 @@ class Consensus:
         if self.core.role != Role.LEADER or not self.batcher.enqueue(req):
             return False
         while self.batcher.pending():
-            batch = self.batcher.take()
+            req = self.batcher.take()
             self._drain()  # the translator must cover the log before we pick a base offset
             base = self.translator.next_offset()
-            res = self.core.propose(tuple(r for q in batch for r in q.records))
+            res = self.core.propose(req.batch)
             if isinstance(res, ProposeError):
-                self.batcher.refuse(batch)
+                self.batcher.refuse(req)
                 err = (ReplicateError.NOT_LEADER if res == ProposeError.NOT_LEADER
                        else ReplicateError.REFUSED)
-                self._io.results += [ReplicateResult(q.id, q.acks, Index(0), self.core.term, None,
-                                                     err) for q in batch]
+                self._io.results.append(ReplicateResult(req.id, req.acks, Index(0),
+                                                        self.core.term, None, err))
                 continue
-            self.batcher.hold(res, batch)
-            self._io.results += self.stm.appended(batch, res, self.core.term, base)
+            self.batcher.hold(res, req)
+            self._io.results += self.stm.appended(req, res, self.core.term, base)
         return True
 
     def tick(self) -> None:

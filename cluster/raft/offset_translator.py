@@ -1,8 +1,9 @@
 """Raft index <-> Kafka offset: configuration and no-op entries take no Kafka offsets.
 
-Kafka offsets count records of DATA entries only, so a configuration batch never shifts them and
-an offset keeps its meaning (it only changes if the entry is truncated, which never happens to a
-committed entry). Must not know storage or messages.
+Kafka offsets count the records of DATA entries only (an entry is one Kafka batch and takes its
+lastOffsetDelta + 1 offsets), so a configuration batch never shifts them and an offset keeps its
+meaning (it only changes if the entry is truncated, which never happens to a committed entry).
+Must not know storage or messages.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import bisect
 from typing import NewType
 
-from redshank.cluster.raft.types import Entry, EntryKind, Index
+from redshank.cluster.raft.types import Entry, Index
 
 Offset = NewType("Offset", int)
 
@@ -28,7 +29,7 @@ class OffsetTranslator:
     def append(self, entry: Entry) -> None:
         assert entry.index == len(self._base) + 1, "translator out of step with the log"
         self._base.append(self.next_offset())
-        self._count.append(len(entry.records) if entry.kind == EntryKind.DATA else 0)
+        self._count.append(entry.span())
 
     def truncate(self, first_removed: Index) -> None:
         del self._base[first_removed - 1 :]

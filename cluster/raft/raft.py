@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from redshank.cluster.raft import confchange, quorum
+from redshank.cluster.raft.batches import Buffer
 from redshank.cluster.raft.election import Elections
 from redshank.cluster.raft.log import RaftLog
 from redshank.cluster.raft.progress import Progress, ProgressState
@@ -174,11 +175,12 @@ class RaftCore(Elections):
 
     # ---- proposals --------------------------------------------------------------------------
 
-    def propose(self, records: tuple[bytes, ...]) -> Index | ProposeError:
+    def propose(self, batch: Buffer) -> Index | ProposeError:
+        """Append one Kafka record batch (opaque) as a DATA entry of this term."""
         err = self._can_propose()
         if err is not None:
             return err
-        return self._append_and_broadcast(EntryKind.DATA, records=records)
+        return self._append_and_broadcast(EntryKind.DATA, batch=batch)
 
     def propose_config(self, voters: frozenset[NodeId],
                        learners: frozenset[NodeId]) -> Index | ProposeError:
@@ -227,10 +229,10 @@ class RaftCore(Elections):
             return ProposeError.TRANSFER_IN_PROGRESS
         return None
 
-    def _append_and_broadcast(self, kind: EntryKind, records: tuple[bytes, ...] = (),
+    def _append_and_broadcast(self, kind: EntryKind, batch: Buffer = b"",
                               config: Config | None = None) -> Index:
         idx = Index(self.log.last_index() + 1)
-        self._append([Entry(self.term, idx, kind, records, config)])
+        self._append([Entry(self.term, idx, kind, batch, config)])
         for peer in self.progress:
             self._send_append(peer)
         return idx

@@ -1,5 +1,6 @@
-"""Merges queued Kafka produce requests into one Raft append, bounded by a memory semaphore
-(Redpanda's `replicate_batcher`).
+"""Queues Kafka produce requests for Raft appends, bounded by a memory semaphore (Redpanda's
+`replicate_batcher`). Each request carries one Kafka record batch and becomes one entry (batches
+stay opaque: they are never merged); the requests of one turn go out in one Ready.
 
 Every acks level goes through here. Units (bytes) are taken when a request is queued and released
 only when the follower requests carrying its entry have been handed off, so a slow network pushes
@@ -9,8 +10,10 @@ back on producers instead of growing memory. Must not know Raft internals or tra
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 
+from redshank.cluster.raft.batches import Buffer
 from redshank.cluster.raft.types import Index
 
 
@@ -23,19 +26,18 @@ class Acks(enum.IntEnum):
 @dataclass(frozen=True, slots=True)
 class ReplicateRequest:
     id: int
-    records: tuple[bytes, ...]
+    batch: Buffer  # one Kafka record batch
     acks: Acks
 
     def size(self) -> int:
-        return sum(len(r) for r in self.records) + 8 * len(self.records)
+        return len(self.batch)
 
 
 class ReplicateBatcher:
-    def __init__(self, max_bytes: int = 1 << 20, max_batch_bytes: int = 64 << 10) -> None:
+    def __init__(self, max_bytes: int = 1 << 20) -> None:
         self.max_bytes = max_bytes
-        self.max_batch_bytes = max_batch_bytes
         self.available = max_bytes
-        self._queue: list[ReplicateRequest] = []
+        self._queue: deque[ReplicateRequest] = deque()
         self._held: list[tuple[Index, int]] = []  # (index, units) awaiting follower hand-off
 
     def enqueue(self, req: ReplicateRequest) -> bool:
@@ -54,23 +56,17 @@ class ReplicateBatcher:
         """Nothing queued and no units held."""
         return not self._queue and not self._held
 
-    def take(self) -> list[ReplicateRequest]:
-        """The next batch: queued requests merged up to `max_batch_bytes` (at least one)."""
-        out: list[ReplicateRequest] = []
-        size = 0
-        while self._queue and (not out or size + self._queue[0].size() <= self.max_batch_bytes):
-            req = self._queue.pop(0)
-            size += req.size()
-            out.append(req)
-        return out
+    def take(self) -> ReplicateRequest:
+        """The next queued request (its batch becomes one entry)."""
+        return self._queue.popleft()
 
-    def hold(self, index: Index, batch: list[ReplicateRequest]) -> None:
-        """The batch was appended at `index`; its units stay taken until hand-off."""
-        self._held.append((index, sum(r.size() for r in batch)))
+    def hold(self, index: Index, req: ReplicateRequest) -> None:
+        """The request was appended at `index`; its units stay taken until hand-off."""
+        self._held.append((index, req.size()))
 
-    def refuse(self, batch: list[ReplicateRequest]) -> None:
-        """The batch was not appended (not leader): give its units back."""
-        self.available += sum(r.size() for r in batch)
+    def refuse(self, req: ReplicateRequest) -> None:
+        """The request was not appended (not leader): give its units back."""
+        self.available += req.size()
 
     def handed_off(self, up_to: Index) -> None:
         """Follower requests for entries up to `up_to` were handed to the transport."""
@@ -79,7 +75,7 @@ class ReplicateBatcher:
 
     def drop_all(self) -> list[ReplicateRequest]:
         """Leadership lost: release everything; returns the queued requests to fail."""
-        queued, self._queue = self._queue, []
+        queued, self._queue = list(self._queue), deque()
         self._held.clear()
         self.available = self.max_bytes
         return queued

@@ -48,20 +48,17 @@ class ReplicateEntriesStm:
         self._written: list[_Waiting] = []  # acks=1 waiting for the leader's write
         self._committed: list[_Waiting] = []  # acks=all waiting for commit
 
-    def appended(self, batch: list[ReplicateRequest], index: Index, term: Term,
+    def appended(self, req: ReplicateRequest, index: Index, term: Term,
                  base_offset: Offset) -> list[ReplicateResult]:
-        out: list[ReplicateResult] = []
-        off = base_offset
-        for req in batch:
-            w = _Waiting(req, index, term, Offset(off))
-            off = Offset(off + len(req.records))
-            if req.acks == Acks.NONE:
-                out.append(ReplicateResult(req.id, req.acks, index, term, w.base_offset))
-            elif req.acks == Acks.LEADER:
-                self._written.append(w)
-            else:
-                self._committed.append(w)
-        return out
+        """`req` was appended at `index`, its batch from Kafka offset `base_offset`."""
+        if req.acks == Acks.NONE:
+            return [ReplicateResult(req.id, req.acks, index, term, base_offset)]
+        w = _Waiting(req, index, term, base_offset)
+        if req.acks == Acks.LEADER:
+            self._written.append(w)
+        else:
+            self._committed.append(w)
+        return []
 
     def written(self, up_to: Index) -> list[ReplicateResult]:
         done = [w for w in self._written if w.index <= up_to]

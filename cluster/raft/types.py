@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import NewType
 
+from redshank.cluster.raft.batches import Buffer, batch_span, values_of
+
 NodeId = NewType("NodeId", int)
 Term = NewType("Term", int)
 Index = NewType("Index", int)  # Raft log index; Kafka offsets are `offset_translator.Offset`
@@ -56,8 +58,12 @@ class Entry:
     term: Term
     index: Index
     kind: EntryKind = EntryKind.DATA
-    records: tuple[bytes, ...] = ()  # DATA only: one Kafka record per element
+    batch: Buffer = b""  # DATA only: one Kafka record batch, opaque (batches.py)
     config: Config | None = None  # CONFIG only
+
+    def span(self) -> int:
+        """Kafka offsets the entry takes: a DATA entry its batch's, the others none."""
+        return batch_span(self.batch) if self.kind == EntryKind.DATA and self.batch else 0
 
     def describe(self) -> str:
         if self.kind == EntryKind.CONFIG:
@@ -65,7 +71,7 @@ class Entry:
             return f"{self.term}/{self.index} conf {self.config.describe()}"
         if self.kind == EntryKind.NOOP:
             return f"{self.term}/{self.index} noop"
-        body = " ".join(r.decode("utf-8", "replace") for r in self.records)
+        body = " ".join(r.decode("utf-8", "replace") for r in values_of(self.batch))
         return f"{self.term}/{self.index} data [{body}]"
 
 

@@ -19,6 +19,7 @@ from redshank.cluster.raft import (
     ReplicateResult,
     Role,
 )
+from redshank.cluster.raft.batches import batch_of
 from redshank.cluster.raft.consensus import Consensus
 
 VOTERS = frozenset({NodeId(1), NodeId(2), NodeId(3)})
@@ -76,9 +77,9 @@ def test_each_acks_level_and_the_high_watermark() -> None:
     leader = h.c[NodeId(1)]
     assert leader.high_watermark() == 0
     h.stalled = {NodeId(2), NodeId(3)}  # followers write but do not fsync yet
-    assert leader.replicate(ReplicateRequest(1, (b"a",), Acks.NONE))
-    assert leader.replicate(ReplicateRequest(2, (b"b", b"c"), Acks.LEADER))
-    assert leader.replicate(ReplicateRequest(3, (b"d",), Acks.ALL))
+    assert leader.replicate(ReplicateRequest(1, batch_of((b"a",)), Acks.NONE))
+    assert leader.replicate(ReplicateRequest(2, batch_of((b"b", b"c")), Acks.LEADER))
+    assert leader.replicate(ReplicateRequest(3, batch_of((b"d",)), Acks.ALL))
     h.run()
     assert h.acked() == {1: (Acks.NONE, 0, None), 2: (Acks.LEADER, 1, None)}
     # Written and fsynced on the leader only: not visible, acks=all still waiting.
@@ -101,7 +102,7 @@ def test_lost_leadership_fails_what_is_pending() -> None:
     h = elected()
     leader = h.c[NodeId(1)]
     h.down = {NodeId(2), NodeId(3)}
-    leader.replicate(ReplicateRequest(7, (b"x",), Acks.ALL))
+    leader.replicate(ReplicateRequest(7, batch_of((b"x",)), Acks.ALL))
     h.run()
     for _ in range(2 * leader.core.cfg.election_ticks):
         leader.tick()
@@ -115,9 +116,9 @@ def test_refused_during_transfer() -> None:
     h = elected()
     leader = h.c[NodeId(1)]
     h.down = {NodeId(3)}
-    leader.replicate(ReplicateRequest(1, (b"x",), Acks.ALL))
+    leader.replicate(ReplicateRequest(1, batch_of((b"x",)), Acks.ALL))
     h.run()
     assert leader.transfer_leadership(NodeId(3)) is None
-    assert leader.replicate(ReplicateRequest(2, (b"y",), Acks.ALL))
+    assert leader.replicate(ReplicateRequest(2, batch_of((b"y",)), Acks.ALL))
     h.run()
     assert h.acked()[2] == (Acks.ALL, None, ReplicateError.REFUSED)

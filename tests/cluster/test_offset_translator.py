@@ -12,6 +12,7 @@ from redshank.cluster.raft import (
     OffsetTranslator,
     Term,
 )
+from redshank.cluster.raft.batches import batch_of
 
 CFG = Config(voters=frozenset({NodeId(1)}))
 
@@ -20,11 +21,11 @@ def log() -> list[Entry]:
     t = Term(1)
     return [
         Entry(t, Index(1), EntryKind.NOOP),
-        Entry(t, Index(2), records=(b"a", b"b")),
+        Entry(t, Index(2), batch=batch_of((b"a", b"b"))),
         Entry(t, Index(3), EntryKind.CONFIG, config=CFG),
-        Entry(t, Index(4), records=(b"c",)),
+        Entry(t, Index(4), batch=batch_of((b"c",))),
         Entry(t, Index(5), EntryKind.CONFIG, config=CFG),
-        Entry(t, Index(6), records=(b"d", b"e", b"f")),
+        Entry(t, Index(6), batch=batch_of((b"d", b"e", b"f"))),
     ]
 
 
@@ -45,6 +46,6 @@ def test_truncation_keeps_earlier_offsets_meaning() -> None:
         tr.append(e)
     before = {o: tr.to_raft(Offset(o)) for o in range(3)}
     tr.truncate(Index(5))
-    tr.append(Entry(Term(2), Index(5), records=(b"z",)))
+    tr.append(Entry(Term(2), Index(5), batch=batch_of((b"z",))))
     assert {o: tr.to_raft(Offset(o)) for o in range(3)} == before
     assert tr.to_raft(Offset(3)) == 5 and tr.next_offset() == 4

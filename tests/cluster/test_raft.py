@@ -22,6 +22,7 @@ from redshank.cluster.raft import (
     Role,
     Term,
 )
+from redshank.cluster.raft.batches import batch_of, values_of
 
 MT = MessageType
 
@@ -72,12 +73,12 @@ class Net:
 def test_three_nodes_elect_and_replicate() -> None:
     net = Net(make(1), make(2), make(3))
     leader = net.elect(1)
-    idx = leader.propose((b"a", b"b"))
+    idx = leader.propose(batch_of((b"a", b"b")))
     assert idx == 2
     net.stabilize()
     for c in net.cores.values():
         assert c.term == 1 and c.lead == 1
-        assert c.log.entry(Index(2)).records == (b"a", b"b")
+        assert values_of(c.log.entry(Index(2)).batch) == (b"a", b"b")
     assert leader.commit == 2
 
 
@@ -89,7 +90,7 @@ def test_leader_counts_itself_only_after_its_own_flush() -> None:
     assert leader.commit == 0  # the no-op is written but not durable
     leader.on_persisted(rd.mark)
     assert leader.commit == 1
-    leader.propose((b"x",))
+    leader.propose(batch_of((b"x",)))
     rd = leader.ready()
     assert leader.commit == 1
     leader.on_persisted(rd.mark)
@@ -114,7 +115,7 @@ def test_votes_and_acks_leave_only_after_persist() -> None:
 def test_leader_appends_leave_before_its_flush() -> None:
     net = Net(make(1), make(2), make(3))
     leader = net.elect(1)
-    leader.propose((b"x",))
+    leader.propose(batch_of((b"x",)))
     rd = leader.ready()
     assert {m.type for m in rd.messages} == {MT.APPEND}
     assert rd.messages_after_persist == []
@@ -137,7 +138,8 @@ def test_prevote_changes_no_persistent_state() -> None:
 
 def test_commit_only_counts_entries_of_the_current_term() -> None:
     # Thesis figure 3.7: an entry of an old term on a majority is not committed by counting.
-    old = [Entry(Term(1), Index(1), EntryKind.NOOP), Entry(Term(1), Index(2), records=(b"x",))]
+    old = [Entry(Term(1), Index(1), EntryKind.NOOP),
+           Entry(Term(1), Index(2), batch=batch_of((b"x",)))]
     leader = make(1, log=old, hs=HardState(Term(1), NodeId(1)), prevote=False)
     leader.campaign()
     for peer in (2, 3):
@@ -178,17 +180,17 @@ def test_transfer_refuses_proposals_then_aborts_after_an_election_timeout() -> N
     net = Net(make(1), make(2), make(3))
     leader = net.elect(1)
     net.down = {NodeId(3)}
-    leader.propose((b"x",))
+    leader.propose(batch_of((b"x",)))
     net.stabilize()
     assert leader.transfer_leadership(NodeId(3)) is None
     rd = leader.ready()
     assert MT.TIMEOUT_NOW not in {m.type for m in rd.messages}  # target lags
-    assert leader.propose((b"y",)) == ProposeError.TRANSFER_IN_PROGRESS
+    assert leader.propose(batch_of((b"y",))) == ProposeError.TRANSFER_IN_PROGRESS
     for _ in range(leader.cfg.election_ticks):
         leader.tick()
     assert leader.lead_transferee == 0
     assert any(n.kind == NoticeKind.TRANSFER_ABORTED for n in leader.ready().notices)
-    assert isinstance(leader.propose((b"y",)), int)
+    assert isinstance(leader.propose(batch_of((b"y",))), int)
 
 
 def test_transfer_to_caught_up_target() -> None:
@@ -277,7 +279,7 @@ def test_randomized_timeouts_come_from_the_seeded_rng() -> None:
 
 def test_rejection_hint_skips_a_conflicting_term() -> None:
     stale = [Entry(Term(1), Index(1), EntryKind.NOOP)] + [
-        Entry(Term(2), Index(i), records=(b"s",)) for i in range(2, 20)]
+        Entry(Term(2), Index(i), batch=batch_of((b"s",))) for i in range(2, 20)]
     f = make(2, log=stale, hs=HardState(Term(2), NodeId(0)))
     f.step(Message(MT.APPEND, NodeId(1), NodeId(2), Term(3), index=Index(15), log_term=Term(1)))
     rd = f.ready()

@@ -19,15 +19,15 @@ from redshank.cluster.raft.sim.disk import SimDisk
 from redshank.cluster.raft.types import Config, Entry, EntryKind, Index, NodeId, Term
 
 
-def _key(e: Entry) -> tuple[int, int, int, tuple[bytes, ...], Config | None]:
-    return (e.term, e.index, int(e.kind), e.records, e.config)
+def _key(e: Entry) -> tuple[int, int, int, bytes, Config | None]:
+    return (e.term, e.index, int(e.kind), bytes(e.batch), e.config)
 
 
 class Checker:
     def __init__(self) -> None:
         self.violations: list[str] = []
         self.leaders: dict[Term, NodeId] = {}
-        self.committed: dict[Index, tuple[int, int, int, tuple[bytes, ...], Config | None]] = {}
+        self.committed: dict[Index, tuple[int, int, int, bytes, Config | None]] = {}
         self.acked_all: dict[int, tuple[bytes, ...]] = {}  # Kafka base offset -> records
         self.acked_all_index: dict[int, tuple[Index, Term]] = {}  # request id -> entry
         self.commit_term: dict[Index, Term] = {}  # the lowest term whose leader committed it

@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redshank.cluster.raft.batches import values_of
 from redshank.cluster.raft.consensus import Consensus
 from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager, NodeHeartbeat
 from redshank.cluster.raft.log import MemoryLog
@@ -214,7 +215,7 @@ class GroupReplica:
             self._notice(n.kind, n.index)
         for r in io.results:
             if r.acks == Acks.ALL and r.error is None and r.base_offset is not None:
-                records = self._records_of(r.id, core.log.entry(r.index).records)
+                records = self._records_of(r.id, values_of(core.log.entry(r.index).batch))
                 checker.acked_all_entry(r.id, r.index, r.term, r.base_offset, records,
                                         core.config, self.disks)
             self._on_result(self.id, r)

@@ -20,7 +20,7 @@ actual outputs back so changes are reviewed as diffs (tests: `REDSHANK_REWRITE=1
     stabilize [ID...]          process Readys and deliver messages until nothing moves
     process-ready ID...        one Ready each (persisted and synced at once)
     deliver-msgs ID...         deliver queued messages addressed to ID
-    propose ID text...         one DATA entry with one record per word
+    propose ID text...         one DATA entry: a Kafka batch with one record per word
     propose-conf-change ID voters=.. [learners=..]
     transfer-leadership from=ID to=ID
     partition A,B C,D | partition-oneway from=A,B to=C | heal
@@ -36,6 +36,7 @@ import random
 import shlex
 from dataclasses import dataclass, field
 
+from redshank.cluster.raft.batches import batch_of, values_of
 from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager
 from redshank.cluster.raft.log import MemoryLog
 from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
@@ -45,7 +46,6 @@ from redshank.cluster.raft.replicate_entries_stm import ReplicateEntriesStm, Rep
 from redshank.cluster.raft.sim.disk import SimDisk
 from redshank.cluster.raft.types import (
     Config,
-    EntryKind,
     Index,
     Message,
     NodeId,
@@ -144,33 +144,33 @@ class Interaction:
 
     def cmd_propose(self, args: list[str], kw: dict[str, str]) -> list[str]:
         node = self._node(args[0])
-        res = node.core.propose(tuple(w.encode() for w in args[1:]))
+        res = node.core.propose(batch_of(w.encode() for w in args[1:]))
         return [f"refused: {res.name}"] if isinstance(res, ProposeError) else [f"index {res}"]
 
     def cmd_produce(self, args: list[str], kw: dict[str, str]) -> list[str]:
         node = self._node(args[0])
         acks = {"all": Acks.ALL, "1": Acks.LEADER, "0": Acks.NONE}[kw["acks"]]
         self.next_request += 1
-        req = ReplicateRequest(self.next_request, tuple(w.encode() for w in args[1:]), acks)
+        req = ReplicateRequest(self.next_request, batch_of(w.encode() for w in args[1:]), acks)
         if not node.batcher.enqueue(req):
             return [f"request {req.id}: backpressure (units available {node.batcher.available})"]
         return [f"request {req.id} queued (units available {node.batcher.available})"]
 
     def cmd_replicate(self, args: list[str], kw: dict[str, str]) -> list[str]:
-        """The batcher's flush: queued requests merged into appends."""
+        """The batcher's flush: each queued request's batch becomes one entry."""
         node = self._node(args[0])
         out: list[str] = []
         while node.batcher.pending():
-            batch = node.batcher.take()
+            req = node.batcher.take()
             base = Offset(self._next_offset(node))
-            res = node.core.propose(tuple(r for req in batch for r in req.records))
+            res = node.core.propose(req.batch)
             if isinstance(res, ProposeError):
-                node.batcher.refuse(batch)
+                node.batcher.refuse(req)
                 out.append(f"refused: {res.name}")
                 break
-            node.batcher.hold(res, batch)
-            out.append(f"append index {res}: requests {[r.id for r in batch]} base offset {base}")
-            out += self._results(node.stm.appended(batch, res, node.core.term, base))
+            node.batcher.hold(res, req)
+            out.append(f"append index {res}: request {req.id} base offset {base}")
+            out += self._results(node.stm.appended(req, res, node.core.term, base))
         return out
 
     def cmd_offsets(self, args: list[str], kw: dict[str, str]) -> list[str]:
@@ -178,7 +178,7 @@ class Interaction:
         c = node.core
         out = []
         for e in c.log.slice(Index(1), c.commit):
-            for k, r in enumerate(e.records):
+            for k, r in enumerate(values_of(e.batch)):
                 out.append(f"offset {node.translator.to_kafka(e.index) + k}: {r.decode()} "
                            f"(index {e.index})")
         out.append(f"high watermark {node.translator.end_offset(c.commit)}")
@@ -189,7 +189,7 @@ class Interaction:
         """The translator covers what Readys handed out; add entries appended since."""
         c, tr = node.core, node.translator
         tail = c.log.slice(Index(len(tr) + 1), c.last_index())
-        return tr.next_offset() + sum(len(e.records) for e in tail if e.kind == EntryKind.DATA)
+        return tr.next_offset() + sum(e.span() for e in tail)
 
     @staticmethod
     def _results(results: list[ReplicateResult]) -> list[str]:

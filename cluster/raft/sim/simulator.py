@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from redshank.cluster.raft.batches import batch_of, values_of
 from redshank.cluster.raft.heartbeat_manager import GroupId, NodeHeartbeat
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
@@ -270,7 +271,7 @@ class Simulator:
             rid = self.next_req
             acks = self.rng.choice((Acks.ALL, Acks.ALL, Acks.LEADER, Acks.NONE))
             records = tuple(b"r%d.%d" % (rid, k) for k in range(self.rng.randrange(1, 4)))
-            if not leader.produce(ReplicateRequest(rid, records, acks)):
+            if not leader.produce(ReplicateRequest(rid, batch_of(records), acks)):
                 self.acked["refused"] += 1
 
     def _reconfigure(self, leader: GroupReplica) -> None:
@@ -450,7 +451,7 @@ class Simulator:
             off = 0
             for e in logs[n][: commits[n]]:
                 if e.kind == EntryKind.DATA:
-                    for r in e.records:
+                    for r in values_of(e.batch):
                         recs[off] = r
                         off += 1
             offsets[n] = recs
