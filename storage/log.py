@@ -30,12 +30,14 @@ import os
 import threading
 import time
 from bisect import bisect_right
+from collections.abc import Iterator
 
 import structlog
 
 from redshank.protocol.errors import CorruptBatchError
 from redshank.protocol.record_batch import (
     BatchHeader,
+    iter_batches,
     parse_header,
     set_base_offset,
     set_leader_epoch,
@@ -345,6 +347,25 @@ class Log:
         got = self._read(offset, max_bytes, max_offset, allow_disk=True)
         assert got is not None
         return got
+
+    def scan(self, start: int, chunk: int = 1 << 20) -> Iterator[BatchHeader]:
+        """The header of every batch from the one holding `start` (at least the log start) to
+        the end, read in chunks of about `chunk` bytes, headers only (no CRC checks: recovery
+        already checked them). May read the disk: writer thread."""
+        offset = max(start, self.start_offset)
+        end = self.dirty_offset
+        while offset <= end:
+            data = self.read(offset, chunk)
+            if not data:
+                return
+            last = offset - 1
+            for _pos, h in iter_batches(data, verify_crc=False):
+                last = h.last_offset
+                if last >= offset:
+                    yield h
+            if last < offset:
+                return
+            offset = last + 1
 
     def read_cached(self, offset: int, max_bytes: int, max_offset: int | None = None
                     ) -> bytes | memoryview | None:

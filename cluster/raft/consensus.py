@@ -52,14 +52,20 @@ class Io:
 
 
 class Consensus:
-    def __init__(self, core: RaftCore, batcher: ReplicateBatcher | None = None) -> None:
+    def __init__(self, core: RaftCore, batcher: ReplicateBatcher | None = None,
+                 translator: OffsetTranslator | None = None) -> None:
+        """`translator`: the Kafka offsets of the log's entries, when the host knows them
+        without reading every entry (a storage log); by default built from the log."""
         self.core = core
         self.batcher = batcher or ReplicateBatcher()
         self.stm = ReplicateEntriesStm()
         self.flusher = FlushDebouncer()
-        self.translator = OffsetTranslator()
-        for e in core.log.slice(Index(1), core.last_index()):
-            self.translator.append(e)
+        if translator is None:
+            translator = OffsetTranslator(core.log.first_index())
+            for e in core.log.slice(core.log.first_index(), core.last_index()):
+                translator.append(e)
+        assert len(translator) == core.last_index(), "translator out of step with the log"
+        self.translator = translator
         self._io = Io()
 
     # ---- inputs -----------------------------------------------------------------------------

@@ -71,7 +71,9 @@ class RaftConfig:
 
 class RaftCore(Elections):
     def __init__(self, cfg: RaftConfig, log: RaftLog, hard_state: HardState,
-                 bootstrap: Config) -> None:
+                 bootstrap: Config, applied: Index = _I0) -> None:
+        """`applied`: what the host's state machine already reflects (a Kafka partition's log
+        and producer state are rebuilt from the log itself, so its host passes the commit)."""
         self.cfg = cfg
         self.id = cfg.id
         self.log = log
@@ -79,16 +81,12 @@ class RaftCore(Elections):
         self.vote = hard_state.vote
         assert hard_state.commit <= log.last_index()
         self.commit = hard_state.commit
-        self.applied = Index(0)
+        self.applied = Index(min(applied, hard_state.commit))
         self.role = Role.FOLLOWER
         self.lead = NO_NODE
         self.lead_transferee = NO_NODE
         # Configuration history from the log; the latest entry is in force (thesis 4.1).
-        self._configs: list[tuple[Index, Config]] = [(Index(0), bootstrap)]
-        for e in log.slice(Index(1), log.last_index()):
-            if e.kind == EntryKind.CONFIG:
-                assert e.config is not None
-                self._configs.append((e.index, e.config))
+        self._configs: list[tuple[Index, Config]] = [(Index(0), bootstrap), *log.configs()]
         self.progress: dict[NodeId, Progress] = {}
         self.votes: dict[NodeId, bool] = {}
         self.election_elapsed = 0

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import NewType
 
 from redshank.cluster.raft.batches import Buffer, batch_span, values_of
+from redshank.storage.types import Term as Term  # the Kafka leader epoch: one vocabulary
 
 NodeId = NewType("NodeId", int)
-Term = NewType("Term", int)
 Index = NewType("Index", int)  # Raft log index; Kafka offsets are `offset_translator.Offset`
 
+TERM_0 = Term(0)
 NO_NODE = NodeId(0)  # node ids start at 1; 0 means "none" (no vote, no leader)
 
 
@@ -79,7 +80,7 @@ class Entry:
 class HardState:
     """What must be durable before any message that depends on it leaves (thesis figure 3.1)."""
 
-    term: Term = Term(0)
+    term: Term = TERM_0
     vote: NodeId = NO_NODE
     commit: Index = Index(0)
 
@@ -105,7 +106,7 @@ class Message:
     # APPEND: prev entry; APPEND_RESPONSE: the follower's match (or its last index on reject);
     # VOTE/PREVOTE: the candidate's last entry.
     index: Index = Index(0)
-    log_term: Term = Term(0)
+    log_term: Term = TERM_0
     entries: tuple[Entry, ...] = ()
     commit: Index = Index(0)
     reject: bool = False
@@ -175,7 +176,7 @@ class PersistMark:
     """What a Ready asked to make durable: the log up to `index` (term `term`) and `hard_state`."""
 
     index: Index = Index(0)
-    term: Term = Term(0)
+    term: Term = TERM_0
     hard_state: HardState = HardState()
 
 

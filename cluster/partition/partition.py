@@ -1,0 +1,218 @@
+"""One partition replica, sans-IO: Raft consensus over its storage log, the idempotent-producer
+table, the max timestamp and the read bounds, in one state machine.
+
+    host (partition-leader actor, or the simulator)        Partition
+    ------------------------------------------------       ---------
+    Append from a produce                             ->   append(msg, waiter) -> PartitionResult
+                                                           | None (answered later through Io)
+    tick timer                                        ->   tick()
+    Raft message from a peer                          ->   step(message)
+    io = take_io(): kv writes already made; send           Io: start_flush, send, answers,
+      io.send, start a flush (kvstore then log) if          high watermark moved
+      io.start_flush, deliver io.answers
+    flush starts / done                               ->   flush_begin() / flush_done()
+
+Raft is the only write path: a batch becomes visible (high watermark) once its entry commits,
+i.e. is fsynced on a majority; with one replica (the degenerate case: elected at once, majority
+= itself) that is this node's fsync. acks=0 and acks=1 are answered once the entry is appended
+on the leader and written (the flush may still run); acks=all once committed. Raft's own entries
+take no Kafka offset. Must not know sockets, threads, event loops or clocks (the host ticks).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from redshank.cluster.kafka.producer_state import Duplicate, ProducerStateTable, SequenceError
+from redshank.cluster.partition.api import Append, PartitionResult
+from redshank.cluster.partition.raft_log import PartitionRaftLog, RecoveredRaft
+from redshank.cluster.raft.consensus import Consensus
+from redshank.cluster.raft.raft import RaftConfig, RaftCore
+from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
+from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
+from redshank.cluster.raft.types import Config, Index, Message, NodeId, Role
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.errors import DecodeError
+from redshank.protocol.record_batch import parse_header, stamp_log_append_time
+from redshank.storage import KvStore, Log
+
+__all__ = ["Io", "Partition"]
+
+SELF = NodeId(1)  # a single replica's node id until the cluster assigns real ones
+
+
+@dataclass(slots=True)
+class Io:
+    """What the host must do after an input, in order."""
+
+    send: list[Message] = field(default_factory=list)
+    start_flush: bool = False  # flush the kvstore, then the log, then call flush_done
+    answers: list[tuple[Hashable, PartitionResult]] = field(default_factory=list)
+    high_watermark: int | None = None  # moved to this (visible to consumers)
+
+
+class Partition:
+    """One replica of one partition (loop thread of its host)."""
+
+    def __init__(self, log: Log, kv: KvStore, recovered: RecoveredRaft,
+                 producers: ProducerStateTable, *, voters: frozenset[NodeId] = frozenset({SELF}),
+                 node: NodeId = SELF, seed: int = 0) -> None:
+        self.raft_log = PartitionRaftLog(log, kv, recovered)
+        self.producers = producers
+        cfg = RaftConfig(id=node, rng=random.Random(seed))
+        core = RaftCore(cfg, self.raft_log, recovered.hard_state, Config(voters),
+                        applied=recovered.hard_state.commit)
+        self.consensus = Consensus(core, translator=self.raft_log.offsets)
+        self.high_watermark = self._visible()
+        self.max_timestamp: tuple[int, int] | None = None  # (timestamp, offset)
+        self._pending: dict[int, Hashable] = {}  # replicate request id -> the host's waiter
+        # Idempotent retries of batches not yet committed: (last offset, waiter, answer).
+        self._duplicates: list[tuple[int, Hashable, PartitionResult]] = []
+        self._next_id = 0
+        self._io = Io()
+        self._kv_dirty = False
+
+    # ---- queries ----------------------------------------------------------------------------
+
+    @property
+    def log(self) -> Log:
+        return self.raft_log.log
+
+    @property
+    def term(self) -> int:
+        """The leader epoch this replica serves under."""
+        return int(self.consensus.core.term)
+
+    def is_ready_leader(self) -> bool:
+        return self.consensus.high_watermark() is not None
+
+    def _visible(self) -> int:
+        hw = self.consensus.high_watermark()
+        return self.log.start_offset if hw is None else max(int(hw), self.log.start_offset)
+
+    # ---- inputs -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """A single replica elects itself at once (prevote and vote need only its own)."""
+        core = self.consensus.core
+        if core.config.voters == frozenset({core.id}):
+            core.campaign()
+        self._drain()
+
+    def append(self, msg: Append, waiter: Hashable, now_ms: int = -1) -> PartitionResult | None:
+        """Append one produce's batch. Answered now (errors, duplicates already committed) or
+        later in `Io.answers` under `waiter`. `msg.records` must be a writable buffer the log
+        may keep (offsets and leader epoch are rewritten in place); `now_ms` >= 0 stamps it
+        with LogAppendTime."""
+        core = self.consensus.core
+        start = self.log.start_offset
+        if core.role != Role.LEADER:
+            return PartitionResult(ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, start)
+        producer = msg.producer
+        if producer is not None:
+            seen = self.producers.check(producer)
+            if isinstance(seen, Duplicate):
+                ok = PartitionResult(0, seen.base_offset, start)
+                if seen.last_offset < self.high_watermark or msg.acks != -1:
+                    return ok
+                # The original is appended but not yet committed: answer with it, after it.
+                self._duplicates.append((seen.last_offset, waiter, ok))
+                return None
+            if isinstance(seen, SequenceError):
+                return PartitionResult(seen.error_code, -1, start, seen.message)
+        try:
+            header = parse_header(msg.records)
+            if now_ms >= 0:
+                stamp_log_append_time(msg.records, 0, header, now_ms)  # type: ignore[arg-type]
+        except DecodeError as exc:
+            return PartitionResult(ErrorCode.CORRUPT_MESSAGE, -1, start, str(exc))
+        self._next_id += 1
+        rid = self._next_id
+        acks = Acks.ALL if msg.acks == -1 else Acks.LEADER if msg.acks == 1 else Acks.NONE
+        base = self.raft_log.offsets.next_offset()
+        self._pending[rid] = waiter
+        if not self.consensus.replicate(ReplicateRequest(rid, msg.records, acks)):
+            del self._pending[rid]
+            return PartitionResult(ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, start)
+        # Appended (sequenced): a retry from here on is a duplicate of this batch.
+        last = base + header.last_offset_delta
+        if producer is not None:
+            self.producers.record(producer, base, last)
+        ts = now_ms if now_ms >= 0 else header.max_timestamp
+        if self.max_timestamp is None or ts > self.max_timestamp[0]:
+            self.max_timestamp = (ts, last)
+        self._drain()
+        return None
+
+    def tick(self) -> None:
+        self.consensus.tick()
+        self._drain()
+
+    def step(self, m: Message) -> None:
+        self.consensus.step(m)
+        self._drain()
+
+    def flush_begin(self) -> None:
+        self.consensus.flush_begin()
+
+    def flush_done(self) -> None:
+        self.consensus.flush_done()
+        self._drain()
+        core = self.consensus.core
+        if self.raft_log.anchor(Index(min(core.commit, core.persisted))):
+            self._kv_dirty = True
+
+    def take_io(self) -> Io:
+        self._drain()
+        io, self._io = self._io, Io()
+        return io
+
+    @property
+    def kv_dirty(self) -> bool:
+        """The kvstore has writes the next flush must make durable (before the log's)."""
+        return self._kv_dirty
+
+    def kv_flushing(self) -> None:
+        """The host starts the kvstore's flush: what is written so far is covered."""
+        self._kv_dirty = False
+
+    # ---- output -----------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        io = self.consensus.take_io()
+        for entries, hs in io.writes:
+            if self.raft_log.persist(entries, hs):
+                self._kv_dirty = True
+        self._io.send += io.send
+        self._io.start_flush |= io.start_flush
+        for r in io.results:
+            self._answer(r)
+        if io.applied:
+            self.raft_log.release(io.applied[-1].index)
+        hw = self._visible()
+        if hw > self.high_watermark:
+            self.high_watermark = hw
+            self._io.high_watermark = hw
+            self._answer_duplicates()
+
+    def _answer(self, r: ReplicateResult) -> None:
+        waiter = self._pending.pop(r.id, None)
+        if waiter is None:
+            return
+        start = self.log.start_offset
+        if r.error is None and r.base_offset is not None:
+            self._io.answers.append((waiter, PartitionResult(0, int(r.base_offset), start)))
+        else:
+            self._io.answers.append((waiter, PartitionResult(
+                ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, start, f"not appended: {r.error!r}")))
+
+    def _answer_duplicates(self) -> None:
+        hw, still = self.high_watermark, []
+        for last, waiter, ok in self._duplicates:
+            if last < hw:
+                self._io.answers.append((waiter, ok))
+            else:
+                still.append((last, waiter, ok))
+        self._duplicates = still

@@ -1,0 +1,304 @@
+"""Raft's log over a partition's storage log: one Kafka record batch per entry, kept opaque.
+
+    Raft index   1     2      3      4     5      ...       (RaftCore sees RaftLog)
+    kind         NOOP  DATA   DATA   NOOP  DATA
+    Kafka        -     0..4   5..5   -     6..9             (storage.Log holds the DATA batches,
+    offsets                                                  their leader epoch = the entry's term)
+
+DATA entries live in the storage log only: appending one appends its batch (offsets and leader
+epoch rewritten in place, no I/O). Raft's own entries (no-ops, configurations) take no Kafka
+offset: they live in the partition's kvstore, each with the Kafka offset it sits before, and so
+does the hard state. `persist(ready_entries, hard_state)` turns a Ready into the kvstore writes.
+
+What is kept in memory: per index its term, kind and Kafka offsets (the translator), and the
+entries appended since the last `release` with their batches. Older DATA entries come back from
+the batch cache if it still holds them, else `EntriesUnavailable` (the host reads them on the
+disk thread). Recovery (`recover`, on the disk thread) rebuilds the index from the last anchor
+the kvstore holds (a committed index, its term and Kafka end offset) by walking the batch headers
+after it, merging in the Raft entries, and cutting what a crash left inconsistent: a DATA batch
+of a term with no no-op of that term before it (its no-op never became durable) and Raft entries
+past a gap.
+
+Must not know: sockets, actors, Kafka requests. Thread roles as in `storage/log.py`: `recover`
+runs where the disk may be read; everything else on the partition's loop.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from redshank.cluster.raft.log import EntriesUnavailable
+from redshank.cluster.raft.offset_translator import OffsetTranslator
+from redshank.cluster.raft.types import (
+    NO_NODE,
+    Config,
+    Entry,
+    EntryKind,
+    HardState,
+    Index,
+    NodeId,
+    Term,
+)
+from redshank.storage import KvStore, Log
+
+__all__ = ["Anchor", "PartitionRaftLog", "RecoveredRaft", "recover"]
+
+_HS = struct.Struct(">qqq")  # term, vote, commit
+_ANCHOR = struct.Struct(">qqq")  # index, term, Kafka end offset (next offset after it)
+_META_KEY = struct.Struct(">q")
+HS_KEY = b"hs"
+ANCHOR_KEY = b"anchor"
+META_PREFIX = b"m/"
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A committed index, its term, and the Kafka offset just after the entries up to it."""
+
+    index: Index
+    term: Term
+    end_offset: int
+
+
+@dataclass(slots=True)
+class _Slot:
+    term: Term
+    kind: EntryKind
+    config: Config | None = None
+
+
+@dataclass(slots=True)
+class RecoveredRaft:
+    """What `recover` found: the hard state, and the log's entries from `first`."""
+
+    hard_state: HardState
+    first: Index
+    prev_term: Term
+    first_offset: int
+    slots: list[tuple[_Slot, int]]  # (slot, Kafka offsets the entry takes)
+    cut_at: int | None  # the Kafka offset the storage log was truncated at, if it was
+
+
+def _encode_meta(term: Term, kind: EntryKind, position: int, config: Config | None) -> bytes:
+    body: dict[str, object] = {"t": int(term), "k": int(kind), "p": position}
+    if config is not None:
+        body["c"] = [sorted(config.voters), sorted(config.outgoing), sorted(config.learners)]
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _decode_meta(raw: bytes) -> tuple[Term, EntryKind, int, Config | None]:
+    body = json.loads(raw)
+    config = None
+    if "c" in body:
+        v, o, lrn = body["c"]
+        config = Config(frozenset(NodeId(n) for n in v), frozenset(NodeId(n) for n in o),
+                        frozenset(NodeId(n) for n in lrn))
+    return Term(body["t"]), EntryKind(body["k"]), int(body["p"]), config
+
+
+def recover(log: Log, kv: KvStore) -> RecoveredRaft:
+    """Rebuild the Raft index of a recovered storage log (disk thread: reads batch headers)."""
+    raw = kv.get(HS_KEY)
+    hs = HardState()
+    if raw is not None:
+        term, vote, commit = _HS.unpack(raw)
+        hs = HardState(Term(term), NodeId(vote) if vote else NO_NODE, Index(commit))
+    raw = kv.get(ANCHOR_KEY)
+    anchor = Anchor(Index(0), Term(0), log.start_offset)
+    if raw is not None:
+        a_index, a_term, a_end = _ANCHOR.unpack(raw)
+        anchor = Anchor(Index(a_index), Term(a_term), a_end)
+    if anchor.end_offset < log.start_offset:
+        # Trimmed past the anchor: the batches in between cannot be counted any more. Number
+        # on from the anchor (indexes stay increasing; a replica that lags this far catches up
+        # from the Kafka log, not from these entries).
+        anchor = Anchor(anchor.index, anchor.term, log.start_offset)
+    metas: list[tuple[Index, Term, EntryKind, int, Config | None]] = []
+    for key, value in kv.items(META_PREFIX):
+        (index,) = _META_KEY.unpack(key[len(META_PREFIX):])
+        if index > anchor.index:
+            metas.append((Index(index), *_decode_meta(value)))
+    metas.sort(key=lambda m: m[0])
+
+    slots: list[tuple[_Slot, int]] = []
+    index, term, offset = anchor.index, anchor.term, anchor.end_offset
+    m = 0
+    cut_at: int | None = None
+
+    def place_metas() -> None:
+        nonlocal m, index, term
+        while m < len(metas) and metas[m][0] == index + 1 and metas[m][3] == offset:
+            _, t, kind, _, config = metas[m]
+            slots.append((_Slot(t, kind, config), 0))
+            index, term = Index(index + 1), t
+            m += 1
+
+    for h in log.scan(anchor.end_offset):
+        if h.base_offset < anchor.end_offset:
+            continue
+        place_metas()
+        epoch = Term(h.partition_leader_epoch)
+        if epoch != term or h.base_offset != offset:
+            # Every term begins with its leader's no-op, so a batch of a newer term than the
+            # entry before it lost its no-op: the crash fell between the kvstore's flush and
+            # the log's, and the batch was never acknowledged. Drop it and everything after.
+            cut_at = h.base_offset
+            break
+        slots.append((_Slot(epoch, EntryKind.DATA), h.last_offset - h.base_offset + 1))
+        index, term, offset = Index(index + 1), epoch, h.last_offset + 1
+    if cut_at is None:
+        place_metas()
+    else:
+        log.truncate(cut_at)
+    for key_index, *_ in metas[m:]:
+        kv.delete(META_PREFIX + _META_KEY.pack(key_index))  # past a gap: never persisted whole
+    if hs.commit > index:
+        hs = HardState(hs.term, hs.vote, index)
+    return RecoveredRaft(hs, Index(anchor.index + 1), anchor.term, anchor.end_offset, slots,
+                         cut_at)
+
+
+class PartitionRaftLog:
+    """The RaftLog of one partition (loop thread), built from what `recover` found."""
+
+    def __init__(self, log: Log, kv: KvStore, recovered: RecoveredRaft) -> None:
+        self.log = log
+        self.kv = kv
+        self._first = recovered.first
+        self._prev_term = recovered.prev_term
+        self._slots: list[_Slot] = [s for s, _ in recovered.slots]
+        self.offsets = OffsetTranslator(recovered.first, recovered.first_offset)
+        for i, (_, span) in enumerate(recovered.slots):
+            self.offsets.append_span(Index(recovered.first + i), span)
+        self._recent: dict[Index, Entry] = {}
+        self._anchor_written = Anchor(Index(recovered.first - 1), recovered.prev_term,
+                                      recovered.first_offset)
+
+    # ---- RaftLog ----------------------------------------------------------------------------
+
+    def first_index(self) -> Index:
+        return self._first
+
+    def last_index(self) -> Index:
+        return Index(self._first + len(self._slots) - 1)
+
+    def term(self, index: Index) -> Term:
+        if index == self._first - 1:
+            return self._prev_term
+        if index <= 0:
+            return Term(0)
+        assert self._first <= index <= self.last_index(), f"term of {index} not held"
+        return self._slots[index - self._first].term
+
+    def configs(self) -> list[tuple[Index, Config]]:
+        return [(Index(self._first + i), s.config) for i, s in enumerate(self._slots)
+                if s.kind == EntryKind.CONFIG and s.config is not None]
+
+    def entry(self, index: Index) -> Entry:
+        got = self._recent.get(index)
+        if got is not None:
+            return got
+        # Below the first index: compacted (a replica that far behind needs a snapshot).
+        assert self._first <= index <= self.last_index(), f"entry {index} not held"
+        slot = self._slots[index - self._first]
+        if slot.kind != EntryKind.DATA:
+            return Entry(slot.term, index, slot.kind, b"", slot.config)
+        base = self.offsets.to_kafka(index)
+        span = self.offsets.end_offset(index) - base
+        data = self.log.read_cached(base, 1, base + span - 1)
+        if data is None or not len(data):
+            raise EntriesUnavailable(index, index)
+        return Entry(slot.term, index, EntryKind.DATA, data)
+
+    def slice(self, lo: Index, hi: Index) -> list[Entry]:
+        try:
+            return [self.entry(Index(i)) for i in range(lo, hi + 1)]
+        except EntriesUnavailable:
+            raise EntriesUnavailable(lo, hi) from None
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        first = entries[0].index
+        last = self.last_index()
+        assert self._first <= first <= last + 1, "append leaves a gap"
+        if first <= last:
+            self._truncate(first)
+        for e in entries:
+            if e.kind == EntryKind.DATA:
+                buf = e.batch
+                if not isinstance(buf, bytearray | memoryview) or memoryview(buf).readonly:
+                    buf = bytearray(buf)  # a follower's entry off the wire: the log restamps it
+                res = self.log.append(buf, e.term, crc_checked=True)
+                assert res.base_offset == self.offsets.next_offset(), "Kafka offsets diverged"
+                assert res.batches == 1, "one Kafka batch per entry"
+                self._recent[e.index] = e if buf is e.batch else Entry(
+                    e.term, e.index, e.kind, buf)
+            self._slots.append(_Slot(e.term, e.kind, e.config))
+            self.offsets.append(e)
+
+    def _truncate(self, first: Index) -> None:
+        """Drop `first` and every later entry (a new leader's log replaces them)."""
+        if first <= self.last_index():
+            data_from = next((self.offsets.to_kafka(Index(i))
+                              for i in range(first, self.last_index() + 1)
+                              if self._slots[i - self._first].kind == EntryKind.DATA), None)
+            if data_from is not None:
+                self.log.truncate(data_from)  # file I/O on the loop: rare (conflicts only)
+        for i in range(first, self.last_index() + 1):
+            if self._slots[i - self._first].kind != EntryKind.DATA:
+                self.kv.delete(META_PREFIX + _META_KEY.pack(i))
+        del self._slots[first - self._first:]
+        self.offsets.truncate(first)
+        for i in [i for i in self._recent if i >= first]:
+            del self._recent[i]
+
+    # ---- durability -------------------------------------------------------------------------
+
+    def persist(self, entries: Iterable[Entry], hard_state: HardState | None) -> bool:
+        """Write a Ready's Raft entries and hard state to the kvstore (not yet durable); True if
+        it wrote anything (the kvstore must then be flushed with the log)."""
+        wrote = False
+        for e in entries:
+            if e.kind != EntryKind.DATA:
+                position = self.offsets.to_kafka(e.index)
+                self.kv.put(META_PREFIX + _META_KEY.pack(e.index),
+                            _encode_meta(e.term, e.kind, position, e.config))
+                wrote = True
+        if hard_state is not None:
+            self.kv.put(HS_KEY, _HS.pack(hard_state.term, hard_state.vote, hard_state.commit))
+            wrote = True
+        return wrote
+
+    def anchor(self, durable: Index) -> bool:
+        """Record `durable` (committed and fsynced here) as where recovery starts; old Raft
+        entries below it leave the kvstore. True if something was written."""
+        if durable <= self._anchor_written.index or durable < self._first:
+            return False
+        a = Anchor(durable, self.term(durable), self.offsets.end_offset(durable))
+        self.kv.put(ANCHOR_KEY, _ANCHOR.pack(a.index, a.term, a.end_offset))
+        for key, _ in self.kv.items(META_PREFIX):
+            (index,) = _META_KEY.unpack(key[len(META_PREFIX):])
+            if index <= self._anchor_written.index:  # durable anchor is past them already
+                self.kv.delete(key)
+        self._anchor_written = a
+        return True
+
+    def release(self, up_to: Index) -> None:
+        """Entries up to `up_to` are no longer needed in memory (applied, sent to followers)."""
+        for i in [i for i in self._recent if i <= up_to]:
+            del self._recent[i]
+
+    def compact(self, below: Index) -> None:
+        """Forget what is known of the entries below `below` (memory bound)."""
+        below = Index(min(below, self.last_index()))
+        if below <= self._first:
+            return
+        self._prev_term = self.term(Index(below - 1))
+        del self._slots[: below - self._first]
+        self.offsets.compact(below)
+        self._first = below
+        self.release(Index(below - 1))

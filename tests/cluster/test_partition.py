@@ -1,0 +1,170 @@
+"""The sans-IO partition over a real storage log and kvstore, one replica (Raft's degenerate
+case): election at once, acks at commit, Kafka offsets untouched by Raft's own entries, leader
+epochs in the batches, recovery after a clean stop and after a crash between the kvstore's
+flush and the log's."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from pathlib import Path
+
+import pytest
+
+from redshank.cluster.kafka.producer_state import ProducerStateTable
+from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
+from redshank.cluster.partition.partition import Partition
+from redshank.cluster.partition.raft_log import recover
+from redshank.cluster.raft.log import EntriesUnavailable
+from redshank.cluster.raft.types import Index
+from redshank.protocol.record_batch import iter_batches
+from redshank.protocol.records import BatchBuilder, iter_records
+from redshank.storage import KvStore, Log
+
+
+def batch(n: int, producer: ProducerBatch | None = None) -> bytearray:
+    b = BatchBuilder(producer_id=producer.producer_id if producer else -1,
+                     producer_epoch=producer.producer_epoch if producer else -1,
+                     base_sequence=producer.first_sequence if producer else -1)
+    for i in range(n):
+        b.append(b"v%d" % i, timestamp=1000 + i)
+    return bytearray(b.build())
+
+
+class Host:
+    """What the partition-leader actor does, synchronously: flush kvstore then log."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.log = Log.open(str(root / "log"))
+        self.kv = KvStore.open(str(root / "raft"))
+        self.part = Partition(self.log, self.kv, recover(self.log, self.kv), ProducerStateTable())
+        self.answers: dict[Hashable, PartitionResult] = {}
+        self.owed = False
+        self.part.start()
+
+    def run(self, flush: bool = True) -> None:
+        for _ in range(10):
+            io = self.part.take_io()
+            self.answers.update(io.answers)
+            self.owed |= io.start_flush  # the partition asks once; the host must remember
+            if not (self.owed and flush):
+                return
+            self.owed = False
+            self.part.kv_flushing()
+            self.part.flush_begin()
+            self.kv.flush()
+            self.log.flush()
+            self.part.flush_done()
+        raise AssertionError("flushes never settle")
+
+    def close(self) -> None:
+        self.log.close()
+        self.kv.close()
+
+
+def epochs(log: Log) -> list[tuple[int, int]]:
+    data = log.read(log.start_offset, 1 << 20)
+    return [(h.base_offset, h.partition_leader_epoch) for _, h in iter_batches(data)]
+
+
+def test_one_replica_elects_itself_and_acks_at_commit(tmp_path: Path) -> None:
+    h = Host(tmp_path)
+    h.run()
+    assert h.part.is_ready_leader() and h.part.term == 1
+    for i, n in enumerate((2, 3, 1)):
+        assert h.part.append(Append(batch(n), -1, None), i) is None
+    assert h.answers == {}  # acks=all: nothing before the flush
+    assert h.part.high_watermark == 0
+    h.run()
+    assert [h.answers[i].base_offset for i in range(3)] == [0, 2, 5]
+    assert h.part.high_watermark == 6
+    assert epochs(h.log) == [(0, 1), (2, 1), (5, 1)]  # Raft's no-op took no offset
+
+
+def test_acks_1_answers_once_written_and_0_at_once(tmp_path: Path) -> None:
+    h = Host(tmp_path)
+    h.run()
+    assert h.part.append(Append(batch(1), 0, None), "a0") is None
+    assert h.part.append(Append(batch(1), 1, None), "a1") is None
+    h.run(flush=False)
+    assert h.answers["a0"].base_offset == 0 and h.answers["a1"].base_offset == 1
+    assert h.part.high_watermark == 0  # visible only once committed
+    h.run()
+    assert h.part.high_watermark == 2
+
+
+def test_restart_keeps_indexes_offsets_and_raises_the_epoch(tmp_path: Path) -> None:
+    h = Host(tmp_path)
+    h.run()
+    h.part.append(Append(batch(2), -1, None), 0)
+    h.run()
+    last = h.part.raft_log.last_index()
+    h.close()
+    h = Host(tmp_path)
+    assert h.part.raft_log.last_index() == last + 1  # + the new term's no-op
+    h.run()
+    assert h.part.term == 2 and h.part.high_watermark == 2
+    h.part.append(Append(batch(1), -1, None), 1)
+    h.run()
+    assert h.answers[1].base_offset == 2
+    assert epochs(h.log) == [(0, 1), (2, 2)]
+
+
+def test_batch_whose_noop_was_lost_is_cut_on_recovery(tmp_path: Path) -> None:
+    h = Host(tmp_path)
+    h.run()
+    h.part.append(Append(batch(2), -1, None), 0)
+    h.run()
+    h.close()
+    # Term 2 starts; its no-op is put in the kvstore, a batch is appended, and only the log
+    # is flushed before a crash (the kvstore's write never reaches the disk).
+    log = Log.open(str(tmp_path / "log"))
+    kv = KvStore.open(str(tmp_path / "raft"))
+    part = Partition(log, kv, recover(log, kv), ProducerStateTable())
+    part.start()
+    part.take_io()
+    part.append(Append(batch(3), 1, None), 1)
+    log.flush()
+    log.close()  # kv is dropped unflushed: the crash
+    h = Host(tmp_path)
+    assert epochs(h.log) == [(0, 1)]  # the orphan batch of term 2 is gone
+    h.run()
+    assert h.part.term == 2 and h.part.high_watermark == 2
+
+
+def test_idempotent_retry_before_commit_answers_with_the_original(tmp_path: Path) -> None:
+    h = Host(tmp_path)
+    h.run()
+    pb = ProducerBatch(7, 0, 0, 1)
+    assert h.part.append(Append(batch(2, pb), -1, pb), "first") is None
+    assert h.part.append(Append(batch(2, pb), -1, pb), "retry") is None  # not yet committed
+    h.run()
+    assert h.answers["first"].base_offset == h.answers["retry"].base_offset == 0
+    assert h.part.high_watermark == 2  # appended once
+    again = h.part.append(Append(batch(2, pb), -1, pb), "late")
+    assert again is not None and again.base_offset == 0
+
+
+def test_entries_not_in_memory_are_unavailable_not_read_from_disk(tmp_path: Path) -> None:
+    h = Host(tmp_path)
+    h.run()
+    h.part.append(Append(batch(2), -1, None), 0)
+    h.run()  # committed: recovery starts after this entry from now on
+    h.part.append(Append(batch(3), 1, None), 1)
+    h.part.append(Append(batch(1), 1, None), 2)
+    h.run(flush=False)
+    rl = h.part.raft_log
+    last = rl.last_index()
+    assert values_count(rl.entry(last).batch) == 1  # still in memory
+    h.log.flush()
+    h.close()
+    h = Host(tmp_path)  # a fresh process: the batch cache is empty
+    rl = h.part.raft_log
+    assert rl.first_index() <= last - 1 and rl.term(last) == 1
+    with pytest.raises(EntriesUnavailable) as err:
+        rl.slice(Index(last - 1), last)
+    assert (err.value.lo, err.value.hi) == (last - 1, last)
+
+
+def values_count(b: bytes | bytearray | memoryview) -> int:
+    return sum(1 for _ in iter_records(b))
