@@ -60,6 +60,8 @@ class Consensus:
         self.batcher = batcher or ReplicateBatcher()
         self.stm = ReplicateEntriesStm()
         self.flusher = FlushDebouncer()
+        # A translator the host passes is kept in step by its log; else Readys feed ours.
+        self._feed_translator = translator is None
         if translator is None:
             translator = OffsetTranslator(core.log.first_index())
             for e in core.log.slice(core.log.first_index(), core.last_index()):
@@ -138,7 +140,7 @@ class Consensus:
         core, io = self.core, self._io
         while core.has_ready():
             rd = core.ready()
-            if rd.entries:
+            if rd.entries and self._feed_translator:
                 self.translator.truncate(rd.entries[0].index)
                 for e in rd.entries:
                     self.translator.append(e)

@@ -11,6 +11,7 @@ entry was replaced in the log or whose leader lost its term fails. Must not know
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,8 +46,9 @@ class _Waiting:
 
 class ReplicateEntriesStm:
     def __init__(self) -> None:
-        self._written: list[_Waiting] = []  # acks=1 waiting for the leader's write
-        self._committed: list[_Waiting] = []  # acks=all waiting for commit
+        # Appended in index order, so each resolves from the left.
+        self._written: deque[_Waiting] = deque()  # acks=1 waiting for the leader's write
+        self._committed: deque[_Waiting] = deque()  # acks=all waiting for commit
 
     def appended(self, req: ReplicateRequest, index: Index, term: Term,
                  base_offset: Offset) -> list[ReplicateResult]:
@@ -61,22 +63,19 @@ class ReplicateEntriesStm:
         return []
 
     def written(self, up_to: Index) -> list[ReplicateResult]:
-        done = [w for w in self._written if w.index <= up_to]
-        self._written = [w for w in self._written if w.index > up_to]
-        return [ReplicateResult(w.req.id, w.req.acks, w.index, w.term, w.base_offset)
-                for w in done]
+        out: list[ReplicateResult] = []
+        while self._written and self._written[0].index <= up_to:  # in index order
+            w = self._written.popleft()
+            out.append(ReplicateResult(w.req.id, w.req.acks, w.index, w.term, w.base_offset))
+        return out
 
     def committed(self, commit: Index, term_at: Callable[[Index], Term]) -> list[ReplicateResult]:
         out: list[ReplicateResult] = []
-        keep: list[_Waiting] = []
-        for w in self._committed:
-            if w.index > commit:
-                keep.append(w)
-                continue
+        while self._committed and self._committed[0].index <= commit:  # in index order
+            w = self._committed.popleft()
             err = None if term_at(w.index) == w.term else ReplicateError.REPLACED
             out.append(ReplicateResult(w.req.id, w.req.acks, w.index, w.term,
                                        None if err else w.base_offset, err))
-        self._committed = keep
         return out
 
     def pending(self) -> bool:
@@ -85,6 +84,7 @@ class ReplicateEntriesStm:
     def lost_leadership(self) -> list[ReplicateResult]:
         out = [ReplicateResult(w.req.id, w.req.acks, w.index, w.term, None,
                                ReplicateError.NOT_LEADER)
-               for w in self._written + self._committed]
-        self._written, self._committed = [], []
+               for w in (*self._written, *self._committed)]
+        self._written.clear()
+        self._committed.clear()
         return out
