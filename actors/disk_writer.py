@@ -11,6 +11,7 @@ Kafka requests, sessions.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +19,15 @@ from typing import Any
 import structlog
 
 from redshank.actors.runtime import ThreadActor
+from redshank.cluster.partition.raft_log import RecoveredRaft, recover
 from redshank.protocol.record_batch import iter_batches
 from redshank.storage import BatchCache, FlushCoordinator, KvStore, Log, LogConfig
 from redshank.storage.errors import StorageError
 from redshank.storage.fault_files import files_from_env
 
-__all__ = ["Blocking", "DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "ReadLog",
-           "ReopenLog", "RunRound", "ScanProducers", "scan_producers"]
+__all__ = ["Blocking", "DiskWriter", "FindTimestamp", "OpenKv", "OpenLog", "OpenPartition",
+           "OpenedPartition", "ReadLog", "ReopenLog", "ReopenPartition", "RunRound",
+           "ScanProducers", "scan_producers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,35 @@ class ReopenLog:
     log: Log
 
 
+@dataclass(frozen=True, slots=True)
+class OpenPartition:
+    """Open a partition: its log in `directory`, its kvstore (Raft's hard state and own
+    entries) in `directory/raft`, Raft's index recovered over them, the producer state
+    scanned -> `OpenedPartition`."""
+
+    directory: str
+    config: LogConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ReopenPartition:
+    """As ReopenLog for a partition that failed (an fdatasync error on its log or kvstore):
+    close both, open again from what the disk holds -> `OpenedPartition`. Raises
+    StorageError while the disk stays broken; the caller retries with the same pair."""
+
+    log: Log
+    kv: KvStore
+
+
 ProducerRecord = tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedPartition:
+    log: Log
+    kv: KvStore
+    recovered: RecoveredRaft
+    producers: list[ProducerRecord]
 SCAN_CHUNK = 1 << 20
 
 
@@ -136,6 +167,17 @@ class DiskWriter(ThreadActor):
             return log
         if isinstance(message, ReopenLog):
             return self._reopen(message.log)
+        if isinstance(message, OpenPartition):
+            return self._open_partition(message.directory, message.config, False)
+        if isinstance(message, ReopenPartition):
+            for old in (message.log, message.kv):
+                try:
+                    old.close(seal=False) if isinstance(old, Log) else old.close()
+                except StorageError as exc:  # a failed store closes its files anyway
+                    _log.warning("close_failed_store", store=old.dir, error=str(exc))
+                if old in self._opened:
+                    self._opened.remove(old)
+            return self._open_partition(message.log.dir, message.log.config, True)
         if isinstance(message, ScanProducers):
             return scan_producers(message.log)
         if isinstance(message, Blocking):
@@ -145,6 +187,16 @@ class DiskWriter(ThreadActor):
             self._opened.append(kv)
             return kv
         raise TypeError(f"disk writer got {type(message).__name__}")
+
+    def _open_partition(self, directory: str, config: LogConfig, distrust_cache: bool
+                        ) -> OpenedPartition:
+        log = Log.open(directory, config, files=self.files, cache=self.cache,
+                       distrust_cache=distrust_cache)
+        self._opened.append(log)
+        kv = KvStore.open(os.path.join(directory, "raft"), files=self.files)
+        self._opened.append(kv)
+        recovered = recover(log, kv)
+        return OpenedPartition(log, kv, recovered, scan_producers(log))
 
     def _reopen(self, old: Log) -> tuple[Log, list[ProducerRecord]]:
         try:

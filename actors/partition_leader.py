@@ -1,26 +1,35 @@
-"""The partition-leader actor: owns one partition's log on its core and serves produce, fetch and
-list-offsets for it.
+"""The partition-leader actor: hosts one partition replica (`cluster/partition/Partition`) on its
+core and serves produce, fetch and list-offsets for it.
 
-Concern: the partition's order of appends (a produce is appended when its message is handled,
-so the reply `Staged(None, acked)` fixes its order at once: phase 1 of the two-phase produce),
-idempotent-producer checks, the high watermark (durable offset + 1: one replica, so a majority
-is this node's fdatasync), reads bounded by it, and the long-poll notifier that wakes parked
-fetches as soon as the high watermark moves. Must not know: connections, other partitions.
+Concern: doing what the sans-IO partition asks (its log appends happen inside it, without I/O;
+flushes go through the core's flush coordinator to the disk writer, the kvstore's and the log's
+in one round; answers complete the produce futures), the order of appends (a produce is
+appended when its message is handled, so the reply `Staged(None, acked)` fixes its order at
+once: phase 1 of the two-phase produce), reads bounded by the high watermark (Raft's commit:
+with one replica, this node's fdatasync), and the long-poll notifier that wakes parked fetches
+as soon as it moves. One replica: the partition elects itself when it starts, and the leader is
+registered once an entry of its term committed (`Ready`), so nothing is served before it knows
+its high watermark. Must not know: connections, other partitions.
 
-Disk failures. A failed flush fails every acks=all waiter with KAFKA_STORAGE_ERROR and puts
+    append(Append) --> Partition.append (Raft propose -> storage.Log.append)   phase 1: Staged
+    loop turn      --> Partition.take_io: answers -> futures (phase 2), high watermark -> fetches,
+                       start_flush -> FlushCoordinator.request(kvstore, log) -> writer RunRound
+    flush done     --> Partition.flush_done (Raft on_persisted -> commit) -> next turn
+
+Disk failures. A failed flush fails every produce still waiting with KAFKA_STORAGE_ERROR and puts
 the partition in a storage-error state: produces are refused with KAFKA_STORAGE_ERROR (nothing
 more piles up in memory), reads below the high watermark go on, and `actor_status` says why.
 Recovery is retried with backoff (0.1 s doubling to 5 s):
 
-    write failed (ENOSPC, EIO on pwrite)        fdatasync failed (the log is failed)
-    ------------------------------------        ------------------------------------
-    the batches stay queued in the log:         ReopenLog on the disk writer: close it, drop
-    flush again; once everything appended       its page cache, recover what the disk holds,
-    is durable, produce resumes                 rebuild the producer state from it; serve
-                                                the new log (reads fail while it reopens)
+    write failed (ENOSPC, EIO on pwrite)        fdatasync failed (the log or kvstore is failed)
+    ------------------------------------        -----------------------------------------------
+    the batches stay queued in the log:         ReopenPartition on the disk writer: close both,
+    flush again; once everything appended       drop the page cache, recover what the disk
+    is durable, produce resumes                 holds (Raft's index, producer state); a new
+                                                term starts on it (reads fail while it reopens)
 
-An idempotent retry of a batch still in the log is answered only once that batch is durable
-(acks=all), so no retry is acknowledged ahead of the flush of its original.
+An idempotent retry of a batch not yet committed is answered only once that batch is (acks=all),
+so no retry is acknowledged ahead of its original.
 """
 
 from __future__ import annotations
@@ -35,11 +44,17 @@ from typing import Any
 import pykka
 import structlog
 
-from redshank.actors.disk_writer import Blocking, FindTimestamp, ReadLog, ReopenLog
-from redshank.actors.replicate_batcher import ReplicateBatcher
+from redshank.actors.disk_writer import (
+    Blocking,
+    FindTimestamp,
+    OpenedPartition,
+    ReadLog,
+    ReopenPartition,
+    RunRound,
+)
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
 from redshank.actors.watermarks import HighWatermark, Pushed
-from redshank.cluster.kafka import Duplicate, ProducerStateTable, SequenceError
+from redshank.cluster.kafka import ProducerStateTable
 from redshank.cluster.partition.api import (
     EARLIEST,
     HIGH_WATERMARK,
@@ -57,15 +72,16 @@ from redshank.cluster.partition.api import (
     TrimResult,
     WaitForData,
 )
+from redshank.cluster.partition.partition import Partition
 from redshank.protocol.error_codes import ErrorCode
-from redshank.protocol.errors import DecodeError
-from redshank.protocol.record_batch import iter_batches, stamp_log_append_time
-from redshank.storage import FlushCoordinator, Log
+from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["PartitionLeader", "partition_name"]
+__all__ = ["TERM", "PartitionLeader", "Ready", "partition_name"]
 
-TERM = 0  # single replica, no elections yet: the leader epoch stays 0
+# The leader epoch Metadata reports (and so the newest a client may name in a fetch): 0 until the
+# cluster reports each partition's Raft term. Batches carry the term (Raft's, from 1 up).
+TERM = 0
 RECOVER_MIN_S = 0.1
 RECOVER_MAX_S = 5.0
 # The most an advance pushes to an armed core (larger advances: that core reads, as before).
@@ -76,17 +92,14 @@ def partition_name(topic: str, partition: int) -> str:
     return f"partition/{topic}/{partition}"
 
 
-
-
-
-
+class Ready:
+    """-> True once the leader serves (an entry of its term committed)."""
 
 
 class PartitionLeader(LoopActor):
-    def __init__(self, topic: str, partition: int, log: Log, coordinator: FlushCoordinator,
-                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
-                 producers: list[tuple[int, int, int, int, int]] | None = None,
-                 log_append_time: bool = False,
+    def __init__(self, topic: str, partition: int, opened: OpenedPartition,
+                 coordinator: FlushCoordinator, writer: pykka.ActorRef[Any],
+                 loop: asyncio.AbstractEventLoop, log_append_time: bool = False,
                  notify: Callable[[int, HighWatermark], None] | None = None,
                  topic_id: uuid.UUID | None = None,
                  on_reopened: Callable[[Log], None] | None = None) -> None:
@@ -94,7 +107,7 @@ class PartitionLeader(LoopActor):
         # Set while the disk fails this partition (see the module docstring).
         self.storage_error: str | None = None
         self.reopening = False
-        self._reopen_inflight = False  # a ReopenLog is on the disk writer: never two at once
+        self._reopen_inflight = False  # a ReopenPartition is on the disk writer: never two
         self._backoff = RECOVER_MIN_S
         self._recover_timer: asyncio.TimerHandle | None = None
         self._on_reopened = on_reopened
@@ -109,17 +122,27 @@ class PartitionLeader(LoopActor):
         self.topic_id = topic_id
         self.topic = topic
         self.partition = partition
-        self.log = log
+        self.coordinator = coordinator
         self.writer = writer
         self.loop = loop
-        self.producers = _producer_table(producers or ())
-        self.high_watermark = log.flushed_offset + 1
-        self.max_timestamp: tuple[int, int] | None = None  # (timestamp, offset)
         self._parked: list[tuple[int, LoopFuture[bool], asyncio.TimerHandle]] = []
+        self._ready: list[LoopFuture[bool]] = []
         self._logger = structlog.get_logger("redshank.partition").bind(
             ntp=f"{topic}/{partition}")
-        self.batcher = ReplicateBatcher(log, coordinator, writer, loop, self._durable,
-                                        self._flush_failed)
+        self._turn_scheduled = False
+        self._flush_owed = False
+        self._flushing = False
+        self._generation = 0  # bumped on reopen: flushes of the old partition are ignored
+        self.high_watermark: int = opened.log.start_offset
+        self._install(opened)
+
+    def _install(self, opened: OpenedPartition) -> None:
+        self.log: Log = opened.log
+        self.kv: KvStore = opened.kv
+        self.part = Partition(opened.log, opened.kv, opened.recovered,
+                              _producer_table(opened.producers))
+        self.part.start()
+        self._turn()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Append):
@@ -135,11 +158,17 @@ class PartitionLeader(LoopActor):
         if isinstance(message, SetTimestampType):
             self.log_append_time = message.log_append_time
             return True
+        if isinstance(message, Ready):
+            return self._when_ready()
         raise TypeError(f"partition leader got {type(message).__name__}")
 
-    # -- produce -------------------------------------------------------------------------------
-    def _result(self, code: int, base: int = -1, msg: str | None = None) -> PartitionResult:
-        return PartitionResult(code, base, self.log.start_offset, msg)
+    @property
+    def producers(self) -> ProducerStateTable:
+        return self.part.producers
+
+    @property
+    def max_timestamp(self) -> tuple[int, int] | None:
+        return self.part.max_timestamp
 
     @property
     def actor_status(self) -> str:
@@ -148,63 +177,109 @@ class PartitionLeader(LoopActor):
             return "ok"
         return f"storage_error{' (reopening)' if self.reopening else ''}: {self.storage_error}"
 
+    def _result(self, code: int, base: int = -1, msg: str | None = None) -> PartitionResult:
+        return PartitionResult(code, base, self.log.start_offset, msg)
+
+    def _when_ready(self) -> bool | LoopFuture[bool]:
+        if self.part.is_ready_leader():
+            return True
+        fut: LoopFuture[bool] = LoopFuture(self.loop)
+        self._ready.append(fut)
+        return fut
+
+    # -- produce -------------------------------------------------------------------------------
     def _append(self, msg: Append) -> Staged:
         acked: LoopFuture[PartitionResult] = LoopFuture(self.loop)
         if self.storage_error is not None:
             acked.set(self._result(ErrorCode.KAFKA_STORAGE_ERROR,
                                    msg=f"partition storage failed: {self.storage_error}"))
             return Staged(None, acked)
-        producer = msg.producer
-        if producer is not None:
-            seen = self.producers.check(producer)
-            if isinstance(seen, Duplicate):
-                ok = self._result(0, seen.base_offset)
-                if msg.acks == -1 and seen.last_offset >= self.high_watermark:
-                    # The original is appended but not yet durable: answer with it.
-                    self.batcher.wait(seen.last_offset, acked, ok)
-                else:
-                    acked.set(ok)
-                return Staged(None, acked)
-            if isinstance(seen, SequenceError):
-                acked.set(self._result(seen.error_code, msg=seen.message))
-                return Staged(None, acked)
-        buf = bytearray(msg.records)
+        records = msg.records
+        # The log keeps the buffer and restamps it: ours unless the router copied it already.
+        buf = records if type(records) is bytearray else bytearray(records)
+        now_ms = int(time.time() * 1000) if self.log_append_time else -1
         try:
-            if self.log_append_time:
-                now_ms = int(time.time() * 1000)
-                for pos, h in iter_batches(buf, verify_crc=False):
-                    stamp_log_append_time(buf, pos, h, now_ms)
-            res = self.log.append(buf, TERM, crc_checked=True)
-        except DecodeError as exc:
-            acked.set(self._result(ErrorCode.CORRUPT_MESSAGE, msg=str(exc)))
-            return Staged(None, acked)
-        except StorageError as exc:
-            acked.set(self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(exc)))
-            return Staged(None, acked)
-        if producer is not None:
-            self.producers.record(producer, res.base_offset, res.last_offset)
-        self._track_timestamps(buf)
-        ok = self._result(0, res.base_offset)
-        if msg.acks == -1:
-            self.batcher.appended(res.last_offset, res.bytes, acked, ok)
+            res = self.part.append(Append(buf, msg.acks, msg.producer), acked, now_ms)
+        except StorageError as exc:  # the log failed or closed under us
+            res = self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(exc))
+        if res is not None:
+            acked.set(res)
         else:
-            self.batcher.appended(res.last_offset, res.bytes)
-            acked.set(ok)
+            self._schedule_turn()
         return Staged(None, acked)
 
-    def _track_timestamps(self, buf: bytearray) -> None:
-        for _pos, h in iter_batches(buf, verify_crc=False):
-            if self.max_timestamp is None or h.max_timestamp > self.max_timestamp[0]:
-                self.max_timestamp = (h.max_timestamp, h.last_offset)
+    def _schedule_turn(self) -> None:
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            self.loop.call_soon(self._turn)
 
-    def _durable(self, durable: int) -> None:
+    def _turn(self) -> None:
+        """Do what the partition asks: answers, the high watermark, a flush."""
+        self._turn_scheduled = False
+        io = self.part.take_io()
+        for waiter, result in io.answers:
+            fut: LoopFuture[PartitionResult] = waiter  # type: ignore[assignment]
+            if not fut.done():
+                fut.set(result)
+        if io.high_watermark is not None:
+            self._advanced(io.high_watermark)
+        if self._ready and self.part.is_ready_leader():
+            for f in self._ready:
+                f.set(True)
+            self._ready = []
+        self._flush_owed |= io.start_flush
+        if self._flush_owed and not self._flushing and self.storage_error is None:
+            self._start_flush()
+
+    def _start_flush(self) -> None:
+        """One flush of the partition's kvstore (if written) and log, in the core's next round
+        of fdatasyncs; then `flush_done` (or the storage-error path)."""
+        self._flush_owed = False
+        self._flushing = True
+        self.part.flush_begin()
+        targets: list[tuple[Log | KvStore, int]] = [(self.log, self.log.dirty_offset)]
+        if self.part.kv_dirty:
+            self.part.kv_flushing()
+            targets.insert(0, (self.kv, self.kv.dirty_offset))
+        left = [len(targets)]
+        errors: list[BaseException] = []
+        gen = self._generation
+
+        def on_loop(handle: FlushHandle) -> None:
+            if gen != self._generation:
+                return  # a flush of the partition this one had before a reopen
+            if handle.error is not None or handle.result is None:
+                errors.append(handle.error or RuntimeError("flush failed"))
+            left[0] -= 1
+            if left[0] == 0:
+                self._flushed(errors[0] if errors else None)
+
+        def from_writer(handle: FlushHandle) -> None:  # runs on the disk-writer thread
+            self.loop.call_soon_threadsafe(on_loop, handle)
+
+        for target, offset in targets:
+            self.coordinator.request(target, offset, from_writer)
+        if self.coordinator.claim_kick():  # else a round already asked for will take it
+            self.writer.tell(RunRound())
+
+    def _flushed(self, error: BaseException | None) -> None:
+        self._flushing = False
+        if error is not None:
+            self.part.flush_failed(self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(error)))
+            self._flush_failed(error)
+            self._turn()
+            return
+        self.part.flush_done()
         if self.storage_error is not None and not self.reopening \
-                and durable >= self.log.dirty_offset:
+                and self.log.flushed_offset >= self.log.dirty_offset:
             # A flush retried after a failed write reached everything appended.
-            self._logger.warning("storage_recovered", durable=durable)
+            self._logger.warning("storage_recovered", durable=self.log.flushed_offset)
             self.storage_error = None
             self._backoff = RECOVER_MIN_S
-        hw = durable + 1
+        self._turn()
+
+    def _advanced(self, hw: int) -> None:
+        """The high watermark moved to `hw`: tell watching cores, wake parked fetches."""
         if hw <= self.high_watermark:
             return
         self.high_watermark = hw
@@ -225,7 +300,7 @@ class PartitionLeader(LoopActor):
         self._parked = still
 
     def _push(self, offset: int, hw: int) -> Pushed | None:
-        """The durable batches from `offset` for an armed core, if the cache holds them whole
+        """The committed batches from `offset` for an armed core, if the cache holds them whole
         and they are small (else that core reads them as before)."""
         if self.topic_id is None or offset >= hw:
             return None
@@ -240,7 +315,6 @@ class PartitionLeader(LoopActor):
     def _flush_failed(self, exc: BaseException) -> None:
         first = self.storage_error is None
         self.storage_error = str(exc)
-        self.batcher.fail_waiters(self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(exc)))
         if first:
             self._logger.error("flush_failed", error=repr(exc), failed_log=self.log.failed)
         self._schedule_recovery()
@@ -256,21 +330,21 @@ class PartitionLeader(LoopActor):
         self._recover_timer = None
         if self._stopped or self.storage_error is None or self._reopen_inflight:
             return  # (a reopen in flight retries by itself if it fails)
-        if not self.log.failed and not self.reopening:
-            if self.log.flushed_offset >= self.log.dirty_offset:
-                self._durable(self.log.flushed_offset)  # nothing left to flush: recovered
-                return
+        if not self.log.failed and not self._kv_failed() and not self.reopening:
             # A write failed and its batches are still queued: flush again. Success comes
-            # back through `_durable`, failure through `_flush_failed`.
-            self.batcher.retry()
+            # back through `_flushed`, failure through `_flush_failed`.
+            if not self._flushing:
+                self._start_flush()
             return
         self.reopening = True
         self._reopen_inflight = True
-        old = self.log
-        fut: LoopFuture[tuple[Log, list[tuple[int, int, int, int, int]]]] = self.writer.ask(
-            ReopenLog(old), block=False)  # type: ignore[assignment]
+        self.part.fail_waiting(self._result(ErrorCode.KAFKA_STORAGE_ERROR,
+                                            msg="partition log reopened"))
+        self._turn()
+        fut: LoopFuture[OpenedPartition] = self.writer.ask(  # type: ignore[assignment]
+            ReopenPartition(self.log, self.kv), block=False)
 
-        def done(f: LoopFuture[tuple[Log, list[tuple[int, int, int, int, int]]]]) -> None:
+        def done(f: LoopFuture[OpenedPartition]) -> None:
             exc = f.exception()
             self._reopen_inflight = False
             if self._stopped:  # the core is stopping: the disk writer closes what it opened
@@ -279,31 +353,35 @@ class PartitionLeader(LoopActor):
                 self.storage_error = str(exc)
                 self._schedule_recovery()
                 return
-            log, producers = f.result()
-            self._reopened(log, producers)
+            self._reopened(f.result())
 
         fut.add_done_callback(done)
 
-    def _reopened(self, log: Log, producers: list[tuple[int, int, int, int, int]]) -> None:
+    def _kv_failed(self) -> bool:
+        try:
+            self.kv.get(b"")
+            return False
+        except StorageError:
+            return True
+
+    def _reopened(self, opened: OpenedPartition) -> None:
         old_hw = self.high_watermark
-        self.batcher.reset(log, self._result(ErrorCode.KAFKA_STORAGE_ERROR,
-                                             msg="partition log reopened"))
-        self.log = log
-        self.producers = _producer_table(producers)
-        self.max_timestamp = None
+        self._generation += 1
+        self._flushing = False
+        self._flush_owed = False
         self.armed.clear()
         self.reopening = False
         self.storage_error = None
         self._backoff = RECOVER_MIN_S
-        if log.flushed_offset + 1 < old_hw:  # never: only fsynced batches were below it
-            self._logger.error("reopen_lost_committed", high_watermark=old_hw,
-                               recovered_end=log.flushed_offset)
-            self.high_watermark = log.flushed_offset + 1
+        self._install(opened)
+        end = opened.log.dirty_offset + 1
+        if end < old_hw:  # never: only committed (fsynced) batches were below it
+            self._logger.error("reopen_lost_committed", high_watermark=old_hw, recovered_end=end)
+            self.high_watermark = end
         if self._on_reopened is not None:
-            self._on_reopened(log)
-        self._logger.warning("log_reopened", end=log.dirty_offset,
-                             high_watermark=self.high_watermark)
-        self._durable(log.flushed_offset)
+            self._on_reopened(opened.log)
+        self._logger.warning("log_reopened", end=opened.log.dirty_offset,
+                             high_watermark=self.high_watermark, term=self.part.term)
 
     # -- fetch ---------------------------------------------------------------------------------
     def _read(self, msg: Read) -> ReadResult | LoopFuture[ReadResult]:
@@ -414,6 +492,9 @@ class PartitionLeader(LoopActor):
             if not fut.done():
                 fut.set(False)
         self._parked = []
+        for f in self._ready:
+            f.fail(pykka.ActorDeadError("partition leader stopped"))
+        self._ready = []
 
 
 def _producer_table(records: Iterable[tuple[int, int, int, int, int]]) -> ProducerStateTable:

@@ -19,10 +19,10 @@ from typing import Any
 import pykka
 import structlog
 
-from redshank.actors._async import spawn
-from redshank.actors.disk_writer import Blocking, OpenLog, ScanProducers
+from redshank.actors._async import resolve, spawn
+from redshank.actors.disk_writer import Blocking, OpenedPartition, OpenLog, OpenPartition
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
-from redshank.actors.partition_leader import PartitionLeader, partition_name
+from redshank.actors.partition_leader import PartitionLeader, Ready, partition_name
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
 from redshank.actors.watermarks import WATERMARKS, HighWatermark
 from redshank.cluster.group import GroupConfig
@@ -193,22 +193,27 @@ class PartitionManager(LoopActor):
         self._open[name] = fut
         directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
         configs = self._configs.get(name, message.configs)
-        opened: LoopFuture[Log] = self.writer.ask(  # type: ignore[assignment]
-            OpenLog(directory, log_config(configs)), block=False)
+        opened: LoopFuture[OpenedPartition] = self.writer.ask(  # type: ignore[assignment]
+            OpenPartition(directory, log_config(configs)), block=False)
 
         async def start() -> bool:
+            ref: pykka.ActorRef[Any] | None = None
             try:
-                log: Log = await opened
-                producers = await self.writer.ask(ScanProducers(log), block=False)
+                part: OpenedPartition = await opened
+                ref = PartitionLeader.start(message.topic, message.partition, part,
+                                            self.coordinator, self.writer, self.loop,
+                                            log_append_time(configs), self._tell_watermark,
+                                            message.topic_id,
+                                            functools.partial(self._reopened, name))
+                # Served once an entry of its term committed: it knows its high watermark.
+                await resolve(ref.ask(Ready(), block=False))
             except BaseException:
+                if ref is not None:
+                    ref.stop(block=False)
                 if self._open.get(name) is fut:  # a Drop may have forgotten it already
                     del self._open[name]
                 raise
-            ref = PartitionLeader.start(message.topic, message.partition, log,
-                                        self.coordinator, self.writer, self.loop, producers,
-                                        log_append_time(configs), self._tell_watermark,
-                                        message.topic_id,
-                                        functools.partial(self._reopened, name))
+            log = part.log
             self.leaders[name] = ref
             self.logs[name] = log
             self.router.register(name, ref)

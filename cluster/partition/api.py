@@ -39,7 +39,7 @@ class ProducerBatch:
 class Append:
     """Produce: append `records` (whole batches, validated) with `acks`; -> `PartitionResult`."""
 
-    records: bytes | memoryview
+    records: bytes | bytearray | memoryview
     acks: int
     producer: ProducerBatch | None
 

@@ -61,7 +61,8 @@ class Partition:
                  node: NodeId = SELF, seed: int = 0) -> None:
         self.raft_log = PartitionRaftLog(log, kv, recovered)
         self.producers = producers
-        cfg = RaftConfig(id=node, rng=random.Random(seed))
+        # The log is the state machine: committed entries need not be handed back.
+        cfg = RaftConfig(id=node, rng=random.Random(seed), apply_entries=False)
         core = RaftCore(cfg, self.raft_log, recovered.hard_state, Config(voters),
                         applied=recovered.hard_state.commit)
         self.consensus = Consensus(core, translator=self.raft_log.offsets)
@@ -143,8 +144,7 @@ class Partition:
         ts = now_ms if now_ms >= 0 else header.max_timestamp
         if self.max_timestamp is None or ts > self.max_timestamp[0]:
             self.max_timestamp = (ts, last)
-        self._drain()
-        return None
+        return None  # the Ready is built once per turn, at `take_io`
 
     def tick(self) -> None:
         self.consensus.tick()
@@ -163,6 +163,19 @@ class Partition:
         core = self.consensus.core
         if self.raft_log.anchor(Index(min(core.commit, core.persisted))):
             self._kv_dirty = True
+
+    def flush_failed(self, failure: PartitionResult) -> None:
+        """The flush failed: it is to be retried (`Io.start_flush`); every produce waiting for an
+        answer gets `failure` now (a retry is deduplicated if the batch commits after all)."""
+        self.consensus.flush_failed()
+        self.fail_waiting(failure)
+
+    def fail_waiting(self, failure: PartitionResult) -> None:
+        """Answer every produce still waiting with `failure` (an error)."""
+        self._io.answers += [(w, failure) for w in self._pending.values()]
+        self._io.answers += [(w, failure) for _, w, _ in self._duplicates]
+        self._pending.clear()
+        self._duplicates.clear()
 
     def take_io(self) -> Io:
         self._drain()
@@ -189,8 +202,7 @@ class Partition:
         self._io.start_flush |= io.start_flush
         for r in io.results:
             self._answer(r)
-        if io.applied:
-            self.raft_log.release(io.applied[-1].index)
+        self.raft_log.release(self.consensus.core.applied)
         hw = self._visible()
         if hw > self.high_watermark:
             self.high_watermark = hw

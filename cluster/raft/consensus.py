@@ -78,7 +78,8 @@ class Consensus:
             return False
         while self.batcher.pending():
             req = self.batcher.take()
-            self._drain()  # the translator must cover the log before we pick a base offset
+            if self._feed_translator:
+                self._drain()  # the translator must cover the log before picking a base
             base = self.translator.next_offset()
             res = self.core.propose(req.batch)
             if isinstance(res, ProposeError):
@@ -128,6 +129,11 @@ class Consensus:
         if batch.mark is not None:
             self.core.on_persisted(batch.mark)
         self._io.start_flush |= again
+
+    def flush_failed(self) -> None:
+        """The flush failed (nothing new is durable): the next flush covers its writes."""
+        self.flusher.abort()
+        self._io.start_flush = True
 
     # ---- output -----------------------------------------------------------------------------
 

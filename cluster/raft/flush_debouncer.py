@@ -50,6 +50,17 @@ class FlushDebouncer:
         batch, self._in_flight = self._in_flight, None
         return batch, self._next.readys > 0
 
+    def abort(self) -> None:
+        """The fsync failed: what it was to cover waits for the next one (nothing is durable
+        that was not before, so no message leaves and no mark is reported)."""
+        assert self._in_flight is not None
+        failed, self._in_flight = self._in_flight, None
+        failed.messages.extend(self._next.messages)
+        if self._next.mark is not None:
+            failed.mark = self._next.mark
+        failed.readys += self._next.readys
+        self._next = failed
+
     def pending(self) -> bool:
         return self._in_flight is not None or self._next.readys > 0
 

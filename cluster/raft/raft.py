@@ -67,6 +67,9 @@ class RaftConfig:
     # election; the target decays each silent election timeout so an absent preferred node cannot
     # block elections. Missing nodes have priority 1.
     priorities: Mapping[NodeId, int] = field(default_factory=dict)
+    # Hand committed entries to the host in `Ready.committed`. A host whose state machine is
+    # the log itself (a Kafka partition) turns it off: `applied` still advances.
+    apply_entries: bool = True
 
 
 class RaftCore(Elections):
@@ -155,7 +158,8 @@ class RaftCore(Elections):
         rd.messages_after_persist, self._out_late = self._out_late, []
         apply_to = min(self.commit, self.persisted)
         if self.applied < apply_to:
-            rd.committed = self.log.slice(Index(self.applied + 1), apply_to)
+            if self.cfg.apply_entries:
+                rd.committed = self.log.slice(Index(self.applied + 1), apply_to)
             self.applied = apply_to
         rd.notices, self._notices = self._notices, []
         rd.mark = PersistMark(last, self.log.term(last), hs)

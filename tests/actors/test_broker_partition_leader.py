@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from redshank.actors._async import resolve
-from redshank.actors.disk_writer import DiskWriter, OpenLog, ScanProducers
-from redshank.actors.partition_leader import PartitionLeader
+from redshank.actors.disk_writer import DiskWriter, OpenPartition
+from redshank.actors.partition_leader import PartitionLeader, Ready
 from redshank.actors.runtime import Staged
 from redshank.actors.watermarks import HighWatermark
 from redshank.cluster.partition.api import (
@@ -41,9 +41,10 @@ def _run(tmp: Path, body: Callable[[Any, Any, FlushCoordinator], Awaitable[None]
         loop = asyncio.get_running_loop()
         coordinator = FlushCoordinator()
         writer = DiskWriter.start(coordinator, BatchCache(1 << 20))
-        log = await writer.ask(OpenLog(str(tmp / "p0"), LogConfig()), block=False)
-        producers = await writer.ask(ScanProducers(log), block=False)
-        leader = PartitionLeader.start("t", 0, log, coordinator, writer, loop, producers)
+        opened = await writer.ask(OpenPartition(str(tmp / "p0"), LogConfig()), block=False)
+        log = opened.log
+        leader = PartitionLeader.start("t", 0, opened, coordinator, writer, loop)
+        assert await resolve(leader.ask(Ready(), block=False)) is True
         try:
             await body(leader, log, coordinator)
         finally:
@@ -103,9 +104,10 @@ def test_a_remote_read_at_the_end_arms_one_push_of_the_new_batches(tmp_path: Pat
         loop = asyncio.get_running_loop()
         coordinator = FlushCoordinator()
         writer = DiskWriter.start(coordinator, BatchCache(1 << 20))
-        log = await writer.ask(OpenLog(str(tmp_path / "p0"), LogConfig()), block=False)
-        leader = PartitionLeader.start("t", 0, log, coordinator, writer, loop, [], False,
+        opened = await writer.ask(OpenPartition(str(tmp_path / "p0"), LogConfig()), block=False)
+        leader = PartitionLeader.start("t", 0, opened, coordinator, writer, loop, False,
                                        lambda core, msg: told.append((core, msg)), topic_id)
+        await resolve(leader.ask(Ready(), block=False))
         try:
             # Core 1 read remotely and found nothing: armed. Core 0 read locally: subscribed
             # only (a local read is no round trip, nothing to save).

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from redshank.actors._async import resolve
-from redshank.actors.disk_writer import DiskWriter, OpenLog, ScanProducers
-from redshank.actors.partition_leader import PartitionLeader
+from redshank.actors.disk_writer import DiskWriter, OpenPartition
+from redshank.actors.partition_leader import PartitionLeader, Ready
 from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch, Read
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.record_batch import iter_batches
@@ -58,9 +58,9 @@ def _run(tmp: Path, monkeypatch: pytest.MonkeyPatch,
         loop = asyncio.get_running_loop()
         coordinator = FlushCoordinator()
         writer = DiskWriter.start(coordinator, BatchCache(1 << 20))
-        log = await writer.ask(OpenLog(str(tmp / "p0"), LogConfig()), block=False)
-        producers = await writer.ask(ScanProducers(log), block=False)
-        leader = PartitionLeader.start("t", 0, log, coordinator, writer, loop, producers)
+        opened = await writer.ask(OpenPartition(str(tmp / "p0"), LogConfig()), block=False)
+        leader = PartitionLeader.start("t", 0, opened, coordinator, writer, loop)
+        assert await resolve(leader.ask(Ready(), block=False)) is True
         try:
             await body(leader, faults, leader._actor_weakref())
         finally:
