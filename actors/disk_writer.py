@@ -83,6 +83,8 @@ class OpenPartition:
 
     directory: str
     config: LogConfig
+    # Reopening after a failed fdatasync: recover from the disk, not the page cache.
+    distrust_cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,8 @@ class DiskWriter(ThreadActor):
         if isinstance(message, ReopenLog):
             return self._reopen(message.log)
         if isinstance(message, OpenPartition):
-            return self._open_partition(message.directory, message.config, False)
+            return self._open_partition(message.directory, message.config,
+                                        message.distrust_cache)
         if isinstance(message, ReopenPartition):
             for old in (message.log, message.kv):
                 try:

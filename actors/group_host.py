@@ -2,14 +2,16 @@
 
 Concern: the I/O around the sans-IO `GroupCoordinator` (cluster/group): replaying the partition's
 records before serving (COORDINATOR_LOAD_IN_PROGRESS is never seen: the host starts only after
-the replay), turning each `Append` into one record batch appended to the partition's log and
-reported once it is durable (the replicate-batcher coalesces the flushes), answering each
+the replay), turning each `Append` into one record batch appended to the partition (the same
+sans-IO `Partition` on Raft as a Kafka partition, run by `PartitionHost`) and reported once it
+is committed (one replica: this node's fdatasync; flushes coalesce per loop turn), answering each
 request's future when its completion comes out, and ticking at the coordinator's next deadline
 (session timeouts, rebalance waits). Must not know: the Kafka wire format (handlers map it).
 
-A failed fdatasync fails the log for good (fsyncgate): the host then fails what it was doing,
-tells the partition manager (`on_log_failed`), which forgets it, and stops; the next group
-request opens the partition again by recovery from the disk and replays only what is durable.
+A failed fdatasync fails the log (or its kvstore) for good (fsyncgate): the host then fails what
+it was doing, tells the partition manager (`on_log_failed`), which forgets it, and stops; the
+next group request opens the partition again by recovery from the disk and replays only what is
+durable. A failed write (ENOSPC) fails the appends waiting; the flush is retried with the next.
 """
 
 from __future__ import annotations
@@ -17,27 +19,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 import structlog
 
-from redshank.actors.replicate_batcher import ReplicateBatcher
+from redshank.actors.disk_writer import OpenedPartition
+from redshank.actors.partition_host import PartitionHost
 from redshank.actors.runtime import LoopActor, LoopFuture
 from redshank.cluster.group import GroupConfig, GroupCoordinator, GroupRecord, Output
+from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import Record, build_batch, iter_records
 from redshank.storage import FlushCoordinator, Log
-from redshank.storage.errors import StorageError
 
 __all__ = ["GROUPS_TOPIC", "GroupCall", "GroupHost", "group_host_name", "read_group_records"]
 
 GROUPS_TOPIC = "__consumer_offsets"
-TERM = 0
 _CHUNK = 1 << 20
 
 
@@ -80,28 +81,32 @@ def _now_ms() -> int:
 
 
 class GroupHost(LoopActor):
-    def __init__(self, partition: int, num_partitions: int, log: Log,
+    def __init__(self, partition: int, num_partitions: int, opened: OpenedPartition,
                  flush: FlushCoordinator, writer: pykka.ActorRef[Any],
                  loop: asyncio.AbstractEventLoop, config: GroupConfig,
                  records: list[GroupRecord],
-                 on_log_failed: Callable[[Log], None] | None = None) -> None:
+                 on_log_failed: Callable[[OpenedPartition], None] | None = None) -> None:
         super().__init__()
-        self.log = log
+        self._opened = opened
         self._on_log_failed = on_log_failed
         self._log_failed = False
         self.loop = loop
         self.coordinator = GroupCoordinator(config, partition=partition,
                                             num_partitions=num_partitions)
-        self.batcher = ReplicateBatcher(log, flush, writer, loop, lambda _d: None,
-                                        self._flush_failed)
         self._waiting: dict[int, LoopFuture[Any]] = {}
         self._next_token = 0
-        self._inflight: deque[int] = deque()  # append ids appended, not yet reported
         self._timer: asyncio.TimerHandle | None = None
         self._logger = structlog.get_logger("redshank.groups").bind(partition=partition)
+        self.host = PartitionHost(opened, flush, writer, loop, on_answer=self._answered,
+                                  on_high_watermark=lambda _hw: None,
+                                  on_flush_failed=self._flush_failed)
         self.coordinator.begin_loading()
         self.coordinator.load(records)
         self._pending_output = self.coordinator.finish_loading(_now_ms())
+
+    @property
+    def log(self) -> Log:
+        return self.host.log
 
     def on_start(self) -> None:
         self._apply(self._pending_output)
@@ -133,37 +138,27 @@ class GroupHost(LoopActor):
         now = _now_ms()
         buf = bytearray(build_batch(
             [Record(i, now, r.key, r.value) for i, r in enumerate(records)]))
-        try:
-            res = self.log.append(buf, TERM)
-        except StorageError as exc:
-            self._logger.error("group_append_failed", error=repr(exc))
+        res = self.host.append(Append(buf, -1, None), append_id)
+        if res is not None:  # refused at once (not the leader, a storage failure)
+            self._logger.error("group_append_failed", error=res.error_message)
             self.loop.call_soon(self._persisted, append_id, ErrorCode.KAFKA_STORAGE_ERROR)
-            return
-        self._inflight.append(append_id)
-        done: LoopFuture[Any] = LoopFuture(self.loop)
-        done.add_done_callback(lambda f: self._durable(f.result()))
-        self.batcher.appended(res.last_offset, res.bytes, done, append_id)
 
-    def _durable(self, append_id: Any) -> None:
-        if append_id is None or not self._inflight or self._inflight[0] != append_id:
-            return  # failed (reported by _flush_failed)
-        self._inflight.popleft()
-        self._persisted(append_id, ErrorCode.NONE)
+    def _answered(self, waiter: Hashable, result: PartitionResult) -> None:
+        append_id = int(waiter)  # type: ignore[call-overload]
+        self._persisted(append_id, ErrorCode.NONE if result.error_code == 0
+                        else ErrorCode.KAFKA_STORAGE_ERROR)
 
     def _persisted(self, append_id: int, error: ErrorCode) -> None:
         self._apply(self.coordinator.on_persisted(append_id, error, _now_ms()))
 
     def _flush_failed(self, exc: BaseException) -> None:
+        # The partition already failed every append waiting (their answers follow).
         self._logger.error("group_flush_failed", error=repr(exc))
-        failed, self._inflight = list(self._inflight), deque()
-        self.batcher.fail_waiters(None)
-        for append_id in failed:
-            self._persisted(append_id, ErrorCode.KAFKA_STORAGE_ERROR)
-        if self.log.failed and not self._log_failed:
+        if self.host.failed and not self._log_failed:
             self._log_failed = True
             self._logger.error("group_log_failed_reopening_on_next_use")
             if self._on_log_failed is not None:
-                self._on_log_failed(self.log)
+                self._on_log_failed(self._opened)
             self.actor_ref.stop(block=False)
 
     def _schedule(self) -> None:
@@ -180,6 +175,7 @@ class GroupHost(LoopActor):
         self._apply(self.coordinator.tick(_now_ms()))
 
     def on_stop(self) -> None:
+        self.host.stop()
         waiting, self._waiting = self._waiting, {}
         for fut in waiting.values():  # the caller answers NOT_COORDINATOR: clients retry
             if not fut.done():

@@ -38,7 +38,7 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import pykka
@@ -50,8 +50,8 @@ from redshank.actors.disk_writer import (
     OpenedPartition,
     ReadLog,
     ReopenPartition,
-    RunRound,
 )
+from redshank.actors.partition_host import PartitionHost
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
 from redshank.actors.watermarks import HighWatermark, Pushed
 from redshank.cluster.kafka import ProducerStateTable
@@ -63,7 +63,6 @@ from redshank.cluster.partition.api import (
     Append,
     OffsetAnswer,
     PartitionResult,
-    ProducerBatch,
     QueryOffset,
     Read,
     ReadResult,
@@ -74,7 +73,7 @@ from redshank.cluster.partition.api import (
 )
 from redshank.cluster.partition.partition import Partition
 from redshank.protocol.error_codes import ErrorCode
-from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
+from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
 __all__ = ["TERM", "PartitionLeader", "Ready", "partition_name"]
@@ -126,23 +125,21 @@ class PartitionLeader(LoopActor):
         self.writer = writer
         self.loop = loop
         self._parked: list[tuple[int, LoopFuture[bool], asyncio.TimerHandle]] = []
-        self._ready: list[LoopFuture[bool]] = []
         self._logger = structlog.get_logger("redshank.partition").bind(
             ntp=f"{topic}/{partition}")
-        self._turn_scheduled = False
-        self._flush_owed = False
-        self._flushing = False
-        self._generation = 0  # bumped on reopen: flushes of the old partition are ignored
         self.high_watermark: int = opened.log.start_offset
-        self._install(opened)
+        self.host = PartitionHost(opened, coordinator, writer, loop, on_answer=_answer,
+                                  on_high_watermark=self._advanced,
+                                  on_flush_failed=self._flush_failed,
+                                  on_flushed=self._flushed)
 
-    def _install(self, opened: OpenedPartition) -> None:
-        self.log: Log = opened.log
-        self.kv: KvStore = opened.kv
-        self.part = Partition(opened.log, opened.kv, opened.recovered,
-                              _producer_table(opened.producers))
-        self.part.start()
-        self._turn()
+    @property
+    def log(self) -> Log:
+        return self.host.log
+
+    @property
+    def part(self) -> Partition:
+        return self.host.part
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Append):
@@ -159,7 +156,7 @@ class PartitionLeader(LoopActor):
             self.log_append_time = message.log_append_time
             return True
         if isinstance(message, Ready):
-            return self._when_ready()
+            return self.host.when_ready()
         raise TypeError(f"partition leader got {type(message).__name__}")
 
     @property
@@ -180,13 +177,6 @@ class PartitionLeader(LoopActor):
     def _result(self, code: int, base: int = -1, msg: str | None = None) -> PartitionResult:
         return PartitionResult(code, base, self.log.start_offset, msg)
 
-    def _when_ready(self) -> bool | LoopFuture[bool]:
-        if self.part.is_ready_leader():
-            return True
-        fut: LoopFuture[bool] = LoopFuture(self.loop)
-        self._ready.append(fut)
-        return fut
-
     # -- produce -------------------------------------------------------------------------------
     def _append(self, msg: Append) -> Staged:
         acked: LoopFuture[PartitionResult] = LoopFuture(self.loop)
@@ -198,85 +188,10 @@ class PartitionLeader(LoopActor):
         # The log keeps the buffer and restamps it: ours unless the router copied it already.
         buf = records if type(records) is bytearray else bytearray(records)
         now_ms = int(time.time() * 1000) if self.log_append_time else -1
-        try:
-            res = self.part.append(Append(buf, msg.acks, msg.producer), acked, now_ms)
-        except StorageError as exc:  # the log failed or closed under us
-            res = self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(exc))
+        res = self.host.append(Append(buf, msg.acks, msg.producer), acked, now_ms)
         if res is not None:
             acked.set(res)
-        else:
-            self._schedule_turn()
         return Staged(None, acked)
-
-    def _schedule_turn(self) -> None:
-        if not self._turn_scheduled:
-            self._turn_scheduled = True
-            self.loop.call_soon(self._turn)
-
-    def _turn(self) -> None:
-        """Do what the partition asks: answers, the high watermark, a flush."""
-        self._turn_scheduled = False
-        io = self.part.take_io()
-        for waiter, result in io.answers:
-            fut: LoopFuture[PartitionResult] = waiter  # type: ignore[assignment]
-            if not fut.done():
-                fut.set(result)
-        if io.high_watermark is not None:
-            self._advanced(io.high_watermark)
-        if self._ready and self.part.is_ready_leader():
-            for f in self._ready:
-                f.set(True)
-            self._ready = []
-        self._flush_owed |= io.start_flush
-        if self._flush_owed and not self._flushing and self.storage_error is None:
-            self._start_flush()
-
-    def _start_flush(self) -> None:
-        """One flush of the partition's kvstore (if written) and log, in the core's next round
-        of fdatasyncs; then `flush_done` (or the storage-error path)."""
-        self._flush_owed = False
-        self._flushing = True
-        self.part.flush_begin()
-        targets: list[tuple[Log | KvStore, int]] = [(self.log, self.log.dirty_offset)]
-        if self.part.kv_dirty:
-            self.part.kv_flushing()
-            targets.insert(0, (self.kv, self.kv.dirty_offset))
-        left = [len(targets)]
-        errors: list[BaseException] = []
-        gen = self._generation
-
-        def on_loop(handle: FlushHandle) -> None:
-            if gen != self._generation:
-                return  # a flush of the partition this one had before a reopen
-            if handle.error is not None or handle.result is None:
-                errors.append(handle.error or RuntimeError("flush failed"))
-            left[0] -= 1
-            if left[0] == 0:
-                self._flushed(errors[0] if errors else None)
-
-        def from_writer(handle: FlushHandle) -> None:  # runs on the disk-writer thread
-            self.loop.call_soon_threadsafe(on_loop, handle)
-
-        for target, offset in targets:
-            self.coordinator.request(target, offset, from_writer)
-        if self.coordinator.claim_kick():  # else a round already asked for will take it
-            self.writer.tell(RunRound())
-
-    def _flushed(self, error: BaseException | None) -> None:
-        self._flushing = False
-        if error is not None:
-            self.part.flush_failed(self._result(ErrorCode.KAFKA_STORAGE_ERROR, msg=str(error)))
-            self._flush_failed(error)
-            self._turn()
-            return
-        self.part.flush_done()
-        if self.storage_error is not None and not self.reopening \
-                and self.log.flushed_offset >= self.log.dirty_offset:
-            # A flush retried after a failed write reached everything appended.
-            self._logger.warning("storage_recovered", durable=self.log.flushed_offset)
-            self.storage_error = None
-            self._backoff = RECOVER_MIN_S
-        self._turn()
 
     def _advanced(self, hw: int) -> None:
         """The high watermark moved to `hw`: tell watching cores, wake parked fetches."""
@@ -312,9 +227,19 @@ class PartitionLeader(LoopActor):
             return None
         return Pushed(self.topic_id, offset, hw, self.log.start_offset, bytes(data))
 
+    def _flushed(self) -> None:
+        if self.storage_error is not None and not self.reopening \
+                and self.log.flushed_offset >= self.log.dirty_offset:
+            # A flush retried after a failed write reached everything appended.
+            self._logger.warning("storage_recovered", durable=self.log.flushed_offset)
+            self.storage_error = None
+            self.host.paused = False
+            self._backoff = RECOVER_MIN_S
+
     def _flush_failed(self, exc: BaseException) -> None:
         first = self.storage_error is None
         self.storage_error = str(exc)
+        self.host.paused = True  # no flush but the recovery's until it recovers
         if first:
             self._logger.error("flush_failed", error=repr(exc), failed_log=self.log.failed)
         self._schedule_recovery()
@@ -330,19 +255,17 @@ class PartitionLeader(LoopActor):
         self._recover_timer = None
         if self._stopped or self.storage_error is None or self._reopen_inflight:
             return  # (a reopen in flight retries by itself if it fails)
-        if not self.log.failed and not self._kv_failed() and not self.reopening:
+        if not self.host.failed and not self.reopening:
             # A write failed and its batches are still queued: flush again. Success comes
             # back through `_flushed`, failure through `_flush_failed`.
-            if not self._flushing:
-                self._start_flush()
+            self.host.flush()
             return
         self.reopening = True
         self._reopen_inflight = True
-        self.part.fail_waiting(self._result(ErrorCode.KAFKA_STORAGE_ERROR,
+        self.host.fail_waiting(self._result(ErrorCode.KAFKA_STORAGE_ERROR,
                                             msg="partition log reopened"))
-        self._turn()
         fut: LoopFuture[OpenedPartition] = self.writer.ask(  # type: ignore[assignment]
-            ReopenPartition(self.log, self.kv), block=False)
+            ReopenPartition(self.log, self.host.kv), block=False)
 
         def done(f: LoopFuture[OpenedPartition]) -> None:
             exc = f.exception()
@@ -357,23 +280,14 @@ class PartitionLeader(LoopActor):
 
         fut.add_done_callback(done)
 
-    def _kv_failed(self) -> bool:
-        try:
-            self.kv.get(b"")
-            return False
-        except StorageError:
-            return True
-
     def _reopened(self, opened: OpenedPartition) -> None:
         old_hw = self.high_watermark
-        self._generation += 1
-        self._flushing = False
-        self._flush_owed = False
         self.armed.clear()
         self.reopening = False
         self.storage_error = None
+        self.host.paused = False
         self._backoff = RECOVER_MIN_S
-        self._install(opened)
+        self.host.install(opened)
         end = opened.log.dirty_offset + 1
         if end < old_hw:  # never: only committed (fsynced) batches were below it
             self._logger.error("reopen_lost_committed", high_watermark=old_hw, recovered_end=end)
@@ -492,15 +406,11 @@ class PartitionLeader(LoopActor):
             if not fut.done():
                 fut.set(False)
         self._parked = []
-        for f in self._ready:
-            f.fail(pykka.ActorDeadError("partition leader stopped"))
-        self._ready = []
+        self.host.stop()
 
 
-def _producer_table(records: Iterable[tuple[int, int, int, int, int]]) -> ProducerStateTable:
-    """The producer state of the log's tail: (pid, epoch, first seq, last seq, base offset)
-    per idempotent batch, oldest first (one batch per request: offsets follow sequences)."""
-    table = ProducerStateTable()
-    for pid, epoch, first, last, base in records:
-        table.record(ProducerBatch(pid, epoch, first, last), base, base + (last - first))
-    return table
+def _answer(waiter: Hashable, result: PartitionResult) -> None:
+    """A produce's answer: its waiter is the acked future of its Staged reply."""
+    fut: LoopFuture[PartitionResult] = waiter  # type: ignore[assignment]
+    if not fut.done():
+        fut.set(result)

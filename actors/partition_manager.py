@@ -20,7 +20,7 @@ import pykka
 import structlog
 
 from redshank.actors._async import resolve, spawn
-from redshank.actors.disk_writer import Blocking, OpenedPartition, OpenLog, OpenPartition
+from redshank.actors.disk_writer import Blocking, OpenedPartition, OpenPartition
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
 from redshank.actors.partition_leader import PartitionLeader, Ready, partition_name
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
@@ -303,15 +303,15 @@ class PartitionManager(LoopActor):
 
         async def start() -> bool:
             try:
-                log: Log = await self.writer.ask(
-                    OpenLog(directory, LogConfig(), distrust_cache=distrust), block=False)
+                part: OpenedPartition = await self.writer.ask(
+                    OpenPartition(directory, LogConfig(), distrust_cache=distrust), block=False)
                 records = await self.writer.ask(
-                    Blocking(functools.partial(read_group_records, log)), block=False)
+                    Blocking(functools.partial(read_group_records, part.log)), block=False)
             except BaseException:
                 del self._open[name]
                 raise
             self._failed_logs.discard(name)
-            ref = GroupHost.start(message.partition, message.partitions, log, self.coordinator,
+            ref = GroupHost.start(message.partition, message.partitions, part, self.coordinator,
                                   self.writer, self.loop, self.group_config, records,
                                   functools.partial(self._group_log_failed, name))
             self.leaders[name] = ref
@@ -322,7 +322,7 @@ class PartitionManager(LoopActor):
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
 
-    def _group_log_failed(self, name: str, log: Log) -> None:
+    def _group_log_failed(self, name: str, part: OpenedPartition) -> None:
         """A group host's log failed (it stops itself): forget it, close the log on the disk
         writer (before any reopen, which the writer runs after it), and let the next
         EnsureGroupHost open the partition again by recovery."""
@@ -330,4 +330,5 @@ class PartitionManager(LoopActor):
         self.leaders.pop(name, None)
         self.router.unregister(name)
         self._failed_logs.add(name)
-        self.writer.tell(Blocking(functools.partial(log.close, seal=False)))
+        self.writer.tell(Blocking(functools.partial(part.log.close, seal=False)))
+        self.writer.tell(Blocking(part.kv.close))

@@ -119,6 +119,11 @@ class KvStore:
             return self._seq
 
     @property
+    def failed(self) -> bool:
+        """An fdatasync failed: the store must be closed and opened again (as `Log.failed`)."""
+        return self._failed is not None
+
+    @property
     def dirty_offset(self) -> int:
         return self._seq
 

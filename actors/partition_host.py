@@ -1,0 +1,182 @@
+"""The I/O of one sans-IO partition replica on its actor's loop: the thin host both the
+partition-leader actor and the group host run their `__consumer_offsets`/Kafka partition with.
+
+Concern: doing what `cluster/partition/Partition` asks, in order, once per loop turn: answers go
+to `on_answer(waiter, result)`, a moved high watermark to `on_high_watermark(hw)`, and a flush
+(the partition's kvstore, if written, and its log, in the core's next round of fdatasyncs: the
+flush coordinator run by the disk writer) ends in `flush_done`, or in `on_flush_failed(exc)`
+after the partition failed what was waiting. Appends happen inside the partition, without I/O.
+Must not know: Kafka requests, what the owner does with answers.
+
+    owner.append --> PartitionHost.append --> Partition.append (Raft propose -> Log.append)
+    call_soon    --> turn(): Partition.take_io -> answers, high watermark, start a flush
+    flush round  --> (writer thread) -> loop: Partition.flush_done -> turn()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import pykka
+
+from redshank.actors.disk_writer import OpenedPartition, RunRound
+from redshank.actors.runtime import LoopFuture
+from redshank.cluster.kafka import ProducerStateTable
+from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
+from redshank.cluster.partition.partition import Partition
+from redshank.protocol.error_codes import ErrorCode
+from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
+from redshank.storage.errors import StorageError
+
+__all__ = ["PartitionHost", "producer_table"]
+
+
+class PartitionHost:
+    def __init__(self, opened: OpenedPartition, coordinator: FlushCoordinator,
+                 writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop, *,
+                 on_answer: Callable[[Hashable, PartitionResult], None],
+                 on_high_watermark: Callable[[int], None],
+                 on_flush_failed: Callable[[BaseException], None],
+                 on_flushed: Callable[[], None] | None = None) -> None:
+        self.coordinator = coordinator
+        self.writer = writer
+        self.loop = loop
+        self._on_answer = on_answer
+        self._on_high_watermark = on_high_watermark
+        self._on_flush_failed = on_flush_failed
+        self._on_flushed = on_flushed
+        # No new flush starts while paused (the owner's storage-error state); `flush()` forces.
+        self.paused = False
+        self._turn_scheduled = False
+        self._flush_owed = False
+        self.flushing = False
+        self._generation = 0  # bumped by `install`: flushes of the partition before are ignored
+        self._ready: list[LoopFuture[bool]] = []
+        self.install(opened)
+
+    def install(self, opened: OpenedPartition) -> None:
+        """Host the partition `opened` (at start, and after a reopen): it elects itself."""
+        self._generation += 1
+        self.flushing = False
+        self._flush_owed = False
+        self.log: Log = opened.log
+        self.kv: KvStore = opened.kv
+        self.part = Partition(opened.log, opened.kv, opened.recovered,
+                              producer_table(opened.producers))
+        self.part.start()
+        self.turn()
+
+    # ---- inputs -----------------------------------------------------------------------------
+
+    def append(self, msg: Append, waiter: Hashable, now_ms: int = -1) -> PartitionResult | None:
+        """Append (sequenced now); the answer is returned now or goes to `on_answer` later."""
+        try:
+            res = self.part.append(msg, waiter, now_ms)
+        except StorageError as exc:  # the log failed or closed under us
+            return PartitionResult(ErrorCode.KAFKA_STORAGE_ERROR, -1, self.log.start_offset,
+                                   str(exc))
+        if res is None:
+            self.schedule_turn()
+        return res
+
+    def when_ready(self) -> bool | LoopFuture[bool]:
+        """True, or a future set, once the partition serves (an entry of its term committed)."""
+        if self.part.is_ready_leader():
+            return True
+        fut: LoopFuture[bool] = LoopFuture(self.loop)
+        self._ready.append(fut)
+        return fut
+
+    def fail_waiting(self, failure: PartitionResult) -> None:
+        self.part.fail_waiting(failure)
+        self.turn()
+
+    def stop(self) -> None:
+        self._generation += 1  # flushes still running report to no one
+        for f in self._ready:
+            f.fail(pykka.ActorDeadError("partition host stopped"))
+        self._ready = []
+
+    # ---- the loop turn ----------------------------------------------------------------------
+
+    def schedule_turn(self) -> None:
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            self.loop.call_soon(self.turn)
+
+    def turn(self) -> None:
+        """Do what the partition asks: answers, the high watermark, a flush."""
+        self._turn_scheduled = False
+        io = self.part.take_io()
+        for waiter, result in io.answers:
+            self._on_answer(waiter, result)
+        if io.high_watermark is not None:
+            self._on_high_watermark(io.high_watermark)
+        if self._ready and self.part.is_ready_leader():
+            for f in self._ready:
+                f.set(True)
+            self._ready = []
+        self._flush_owed |= io.start_flush
+        if self._flush_owed and not self.flushing and not self.paused:
+            self.flush()
+
+    def flush(self) -> None:
+        """One flush of the partition's kvstore (if written) and log in the core's next round
+        of fdatasyncs; then `flush_done` and a turn, or `on_flush_failed`."""
+        if self.flushing:
+            return
+        self._flush_owed = False
+        self.flushing = True
+        self.part.flush_begin()
+        targets: list[tuple[Log | KvStore, int]] = [(self.log, self.log.dirty_offset)]
+        if self.part.kv_dirty:
+            self.part.kv_flushing()
+            targets.insert(0, (self.kv, self.kv.dirty_offset))
+        left = [len(targets)]
+        errors: list[BaseException] = []
+        gen = self._generation
+
+        def on_loop(handle: FlushHandle) -> None:
+            if gen != self._generation:
+                return  # a flush of the partition hosted before a reopen
+            if handle.error is not None or handle.result is None:
+                errors.append(handle.error or RuntimeError("flush failed"))
+            left[0] -= 1
+            if left[0] == 0:
+                self._flushed(errors[0] if errors else None)
+
+        def from_writer(handle: FlushHandle) -> None:  # runs on the disk-writer thread
+            self.loop.call_soon_threadsafe(on_loop, handle)
+
+        for target, offset in targets:
+            self.coordinator.request(target, offset, from_writer)
+        if self.coordinator.claim_kick():  # else a round already asked for will take it
+            self.writer.tell(RunRound())
+
+    def _flushed(self, error: BaseException | None) -> None:
+        self.flushing = False
+        if error is not None:
+            self.part.flush_failed(PartitionResult(
+                ErrorCode.KAFKA_STORAGE_ERROR, -1, self.log.start_offset, str(error)))
+            self._on_flush_failed(error)
+        else:
+            self.part.flush_done()
+            if self._on_flushed is not None:
+                self._on_flushed()
+        self.turn()
+
+    @property
+    def failed(self) -> bool:
+        """The log or the kvstore failed an fdatasync: only a reopen recovers it."""
+        return self.log.failed or self.kv.failed
+
+
+def producer_table(records: list[tuple[int, int, int, int, int]]) -> ProducerStateTable:
+    """The producer state of the log's tail: (pid, epoch, first seq, last seq, base offset)
+    per idempotent batch, oldest first (one batch per request: offsets follow sequences)."""
+    table = ProducerStateTable()
+    for pid, epoch, first, last, base in records:
+        table.record(ProducerBatch(pid, epoch, first, last), base, base + (last - first))
+    return table
