@@ -168,7 +168,7 @@ class PartitionLeader(LoopActor):
             if isinstance(seen, SequenceError):
                 acked.set(self._result(seen.error_code, msg=seen.message))
                 return Staged(None, acked)
-        buf = bytearray(msg.records)
+        buf = msg.records if type(msg.records) is bytearray else bytearray(msg.records)  # ours
         try:
             if self.log_append_time:
                 now_ms = int(time.time() * 1000)
@@ -323,7 +323,7 @@ class PartitionLeader(LoopActor):
             return ReadResult(0, hw, start, b"")
         data = self.log.read_cached(msg.offset, msg.max_bytes, hw - 1)
         if data is not None:
-            return ReadResult(0, hw, start, bytes(data) if msg.copy else data)
+            return ReadResult(0, hw, start, data)  # a view: the ring copies it (partition_codecs)
         fut: LoopFuture[bytes] = self.writer.ask(  # type: ignore[assignment]
             ReadLog(self.log, msg.offset, msg.max_bytes, hw - 1), block=False)
         out: LoopFuture[ReadResult] = LoopFuture(self.loop)
