@@ -14,7 +14,8 @@ handled inline (the router copies it out of the ring first).
 Counting: a copy into a new object allocates the batch's size while its source is alive, so the
 tracemalloc peak of each phase, in batch sizes, is the heap copies of that phase; copies into the
 ring allocate nothing and are counted by the ring's byte counter. With a 1 MiB batch the rest of
-the run is noise. Prints one JSON object (last line).
+the run is noise. `--rounds N` also times N appends and N fetches one after another (process CPU
+per operation, both ends included, no tracemalloc). Prints one JSON object (last line).
 """
 
 from __future__ import annotations
@@ -203,6 +204,42 @@ def measure(size: int, *, session_copy: bool = False, read_copy: bool = False,
             "produce": copies(produced, produce_ring), "fetch": copies(fetched, fetch_ring)}
 
 
+def timed(size: int, rounds: int, *, session_copy: bool = False, read_copy: bool = False
+          ) -> dict[str, float]:
+    """CPU per cross-core append and per fetch of a `size`-byte batch, both cores on one loop
+    (so wall time is the work of both ends), without tracemalloc: the cost of the copies."""
+    import time
+
+    meter = Meter()
+    pair = RingPair(max(1 << 16, 1 << (4 * size + 4096).bit_length()), meter,
+                    read_copy=read_copy)
+    pair.cache[:] = os.urandom(size)
+    request = memoryview(os.urandom(size)).toreadonly()
+    ref = pair.routers[0].ref(1, OWNER)
+
+    async def produce() -> None:
+        for _ in range(rounds):
+            records = bytes(request) if session_copy else request
+            await ref.ask_two_phase(Append(records, -1, None))[1]
+            pair.kept.clear()
+
+    async def fetch() -> None:
+        for _ in range(rounds):
+            res = await ref.ask(Read(0, size, -1, True, 0), block=False)
+            assert res.records is not None and len(res.records) == size
+
+    try:
+        out: dict[str, float] = {"batch_bytes": size, "rounds": rounds}
+        for label, body in (("produce", produce), ("fetch", fetch)):
+            pair.loop.run_until_complete(body())  # warm
+            t0 = time.process_time()
+            pair.loop.run_until_complete(body())
+            out[f"{label}_cpu_us"] = round((time.process_time() - t0) / rounds * 1e6, 2)
+        return out
+    finally:
+        pair.close()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="redshank bench copies", description=__doc__)
     parser.add_argument("--size", type=int, default=1 << 20, help="batch bytes (default 1 MiB)")
@@ -212,9 +249,15 @@ def main(argv: list[str]) -> int:
                         help="the owner copies a remote read's batches, as it did before")
     parser.add_argument("--busy", action="store_true",
                         help="the owner's inbox is not empty: the append is queued")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="also time this many appends and fetches (CPU per operation)")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.size, session_copy=args.session_copy,
-                             read_copy=args.read_copy, busy=args.busy)))
+    result = measure(args.size, session_copy=args.session_copy, read_copy=args.read_copy,
+                     busy=args.busy)
+    if args.rounds:
+        result["timed"] = timed(args.size, args.rounds, session_copy=args.session_copy,
+                                read_copy=args.read_copy)
+    print(json.dumps(result))
     return 0
 
 
