@@ -3,6 +3,8 @@ the copies of a batch on a real cross-core produce and fetch (one into the ring,
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -139,3 +141,13 @@ def test_a_cross_core_produce_copies_its_batch_into_the_ring_and_once_out(busy: 
     assert (produce["owner_decode"], produce["owner_copy"]) == ((1.0, 0) if busy else (0, 1.0))
     fetch = out["fetch"]  # the cache's view into the ring; out of it on the session core
     assert (fetch["owner_reply"], fetch["ring"], fetch["session_receive"]) == (0, 1.0, 1.0)
+
+
+def test_any_core_process_has_the_codecs_importing_only_the_runtime() -> None:
+    # A core process (forkserver or spawn) imports the runtime's core_process before anything
+    # else: that alone must register the codecs, or a peer's frames would not decode.
+    code = ("import redshank.actors.runtime.core_process\n"
+            "from redshank.actors.runtime import envelope\n"
+            "from redshank.cluster.partition.api import Append, ReadResult\n"
+            "assert Append in envelope._by_type and ReadResult in envelope._by_type\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
