@@ -349,8 +349,7 @@ class BrokerCore:
     async def append_two_phase(self, w: produce.PartitionWrite, acks: int
                                ) -> tuple[LoopFuture[Any], LoopFuture[Any]]:
         name = await self._ensure(w.topic, w.partition, w.core)
-        records = w.records if w.core == self.router.core else bytes(w.records)
-        msg = Append(records, acks, w.producer)
+        msg = Append(w.records, acks, w.producer)  # a view: the ring copies it (partition_codecs)
         return self.router.ref(w.core, name).ask_two_phase(msg)
 
     # -- requests ------------------------------------------------------------------------------

@@ -315,7 +315,7 @@ class PartitionLeader(LoopActor):
             return ReadResult(0, hw, start, b"")
         data = self.log.read_cached(msg.offset, msg.max_bytes, hw - 1)
         if data is not None:
-            return ReadResult(0, hw, start, bytes(data) if msg.copy else data)
+            return ReadResult(0, hw, start, data)  # a view: the ring copies it (partition_codecs)
         fut: LoopFuture[bytes] = self.writer.ask(  # type: ignore[assignment]
             ReadLog(self.log, msg.offset, msg.max_bytes, hw - 1), block=False)
         out: LoopFuture[ReadResult] = LoopFuture(self.loop)

@@ -19,6 +19,7 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("bench", "records"), "redshank.tools.bench.records", "benchmark records and compression"),
     (("bench", "storage"), "redshank.tools.bench.storage", "benchmark the partition log"),
     (("bench", "mailbox"), "redshank.tools.bench.mailbox", "benchmark actors and mailboxes"),
+    (("bench", "copies"), "redshank.tools.bench.copies", "count a batch's cross-core copies"),
     (("bench", "produce"), "redshank.tools.bench.produce", "benchmark produce against a broker"),
     (("bench", "consume"), "redshank.tools.bench.consume", "benchmark consume against a broker"),
     (("bench", "e2e"), "redshank.tools.bench.e2e", "benchmark end-to-end latency"),

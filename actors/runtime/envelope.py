@@ -7,6 +7,12 @@ messages and errors, where it does not matter). Must not know about rings, loops
 
     header  <B kind> <B encoding> <H name length> <Q correlation id>
     then    name (utf-8), body
+    CODEC   body = <B codec id> head [tail]
+
+A codec may split its message into a small struct head and a raw tail (a record batch): `encode`
+then returns the tail as the frame's second part, which the ring copies from the caller's buffer
+(the one copy on the send side), and the codec's `decode` may keep views of the tail (read in
+place, valid as long as the frame: see `detach`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ __all__ = [
     "Kind",
     "decode",
     "decode_fields",
+    "detach",
     "encode",
     "register_codec",
 ]
@@ -82,41 +89,84 @@ _name_bytes: dict[str, bytes] = {}
 _name_strs: dict[bytes, str] = {}
 
 
+# What a codec's encode returns: the body, or (head, tail) to write the tail without joining.
+Packed = bytes | tuple[bytes, bytes | bytearray | memoryview]
+
+
 @dataclass(frozen=True, slots=True)
 class _Codec:
     type_id: int
+    tag: bytes  # the codec id as the body's first byte
     cls: type
-    encode: Callable[[Any], bytes]
+    encode: Callable[[Any], Packed]
     decode: Callable[[memoryview], Any]
+    detach: Callable[[Any], Any] | None
 
 
 _by_type: dict[type, _Codec] = {}
 _by_id: dict[int, _Codec] = {}
+# Types whose decoded messages may hold views of their frame: how to copy them out.
+_detachers: dict[type, Callable[[Any], Any]] = {}
 
 
 def register_codec(
-    type_id: int, cls: type, encode: Callable[[Any], bytes], decode: Callable[[memoryview], Any]
+    type_id: int,
+    cls: type,
+    encode: Callable[[Any], Packed],
+    decode: Callable[[memoryview], Any],
+    *,
+    detach: Callable[[Any], Any] | None = None,
 ) -> None:
-    """Register a compact codec for a hot message type (ids 0-255, the same on every core)."""
+    """Register a compact codec for a hot message type (ids 0-255, the same on every core: register
+    at import of a module every core imports, before the first frame).
+
+    `encode(message)` returns the body, or `(head, tail)`: the tail (a record batch, any buffer)
+    goes to the ring as the frame's second part, with no intermediate bytes. `decode(view)` gets
+    the body after the codec id as a view into the frame. A `decode` that keeps views of it (the
+    tail read in place) must come with `detach(message)`, which returns the message with those
+    views copied out: `decode(copy=True)` and the router call it before a message outlives its
+    frame (a queued tell or ask, a reply); only an ask handled inline, within the frame's drain,
+    sees the views, and such a handler copies what it keeps. A message `encode` cannot pack
+    (struct.error, OverflowError, ValueError, TypeError: a value out of its fields' range) goes
+    by pickle instead."""
     if not 0 <= type_id <= 255:
         raise ValueError("type_id must fit one byte")
     existing = _by_id.get(type_id)
     if existing is not None and existing.cls is not cls:
         raise ValueError(f"codec id {type_id} already used by {existing.cls.__name__}")
-    codec = _Codec(type_id, cls, encode, decode)
+    codec = _Codec(type_id, bytes((type_id,)), cls, encode, decode, detach)
     _by_type[cls] = codec
     _by_id[type_id] = codec
+    if detach is not None:
+        _detachers[cls] = detach
+    else:
+        _detachers.pop(cls, None)
 
 
-def encode(kind: Kind, corr: int, name: str, message: Any) -> tuple[bytes, bytes | memoryview]:
-    """(header + name, body): the two parts the ring writes into one frame without joining."""
+def detach(message: Any) -> Any:
+    """`message`, decoded with `copy=False`, made independent of its frame (the ring slot is
+    reused once the frame is released): a raw view becomes bytes; a codec's message goes
+    through its `detach`; anything else is already independent."""
+    cls = type(message)
+    if cls is memoryview:
+        return bytes(message)
+    copy_out = _detachers.get(cls)
+    return message if copy_out is None else copy_out(message)
+
+
+def encode(
+    kind: Kind, corr: int, name: str, message: Any
+) -> tuple[bytes, bytes | bytearray | memoryview]:
+    """(header + name [+ a codec's head], body or tail): the two parts the ring writes into one
+    frame without joining."""
     cls = type(message)
     if not name:  # replies: one struct call for the hot bodies
         if cls is int and -(1 << 63) <= message < (1 << 63):
             return _pack_header_int(kind, _INTENC, 0, corr, message), b""
         if message is None:
             return _pack_header(kind, _NONE, 0, corr), b""
-    body: bytes | memoryview
+    body: bytes | bytearray | memoryview
+    head = b""
     if cls is bytes or cls is memoryview or cls is bytearray:
         enc, body = Encoding.RAW, message
     elif message is None:
@@ -124,23 +174,38 @@ def encode(kind: Kind, corr: int, name: str, message: Any) -> tuple[bytes, bytes
     elif cls is int and -(1 << 63) <= message < (1 << 63):
         enc, body = Encoding.INT, _INT.pack(message)
     else:
-        codec = _by_type.get(cls)
-        if codec is not None:
-            enc, body = Encoding.CODEC, bytes((codec.type_id,)) + codec.encode(message)
-        else:
+        packed = _pack(cls, message)
+        if packed is None:
             enc, body = Encoding.PICKLE, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            enc, (head, body) = Encoding.CODEC, packed
     raw_name = _name_bytes.get(name)
     if raw_name is None:
         raw_name = name.encode()
         if len(_name_bytes) < _NAME_CACHE_MAX:
             _name_bytes[name] = raw_name
     if raw_name:
-        return _pack_header(kind, enc, len(raw_name), corr) + raw_name, body
-    return _pack_header(kind, enc, 0, corr), body
+        return _pack_header(kind, enc, len(raw_name), corr) + raw_name + head, body
+    return _pack_header(kind, enc, 0, corr) + head, body
+
+
+def _pack(cls: type, message: Any) -> tuple[bytes, bytes | bytearray | memoryview] | None:
+    """(codec id + head, tail) of a message with a registered codec, else None (pickle it)."""
+    codec = _by_type.get(cls)
+    if codec is None:
+        return None
+    try:
+        packed = codec.encode(message)
+    except (struct.error, OverflowError, ValueError, TypeError):
+        return None  # a value its struct cannot hold (or text utf-8 cannot): pickle keeps it
+    if isinstance(packed, tuple):  # (head, tail): the tail goes to the ring as is
+        return codec.tag + packed[0], packed[1]
+    return codec.tag, packed
 
 
 def decode(frame: memoryview, *, copy: bool = True) -> Envelope:
-    """Decode one frame. With `copy=False` a RAW body stays a view into the frame (in place)."""
+    """Decode one frame. With `copy=False` a RAW body, and the tail a codec reads in place, stay
+    views into the frame (`detach` copies them out later, if need be)."""
     kind, corr, name, message = decode_fields(frame, copy=copy)
     return Envelope(_KINDS[kind], corr, name, message)
 
@@ -172,8 +237,10 @@ def decode_fields(frame: memoryview, *, copy: bool = True) -> tuple[int, int, st
         elif enc == _PICKLE:
             message = pickle.loads(frame[start:])
         elif enc == _CODEC:
-            body = frame[start:]
-            message = _by_id[body[0]].decode(body[1:])
+            codec = _by_id[frame[start]]
+            message = codec.decode(frame[start + 1 :])
+            if copy and codec.detach is not None:
+                message = codec.detach(message)
         else:
             raise EnvelopeError(f"unknown encoding {enc}")
         return kind, corr, name, message

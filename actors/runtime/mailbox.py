@@ -181,7 +181,9 @@ class RingTransport:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def send(self, dst: int, first: bytes, second: bytes | memoryview) -> LoopFuture[None] | None:
+    def send(
+        self, dst: int, first: bytes, second: bytes | bytearray | memoryview
+    ) -> LoopFuture[None] | None:
         peer = self._peers[dst]
         producer = peer.producer
         if not peer.alive or producer is None:
@@ -213,7 +215,11 @@ class RingTransport:
         return None
 
     def _queue(
-        self, peer: _Peer, producer: RingProducer, first: bytes, second: bytes | memoryview
+        self,
+        peer: _Peer,
+        producer: RingProducer,
+        first: bytes,
+        second: bytes | bytearray | memoryview,
     ) -> LoopFuture[None]:
         fut: LoopFuture[None] = LoopFuture(self.loop)
         peer.overflow.append((bytes(first), bytes(second), fut))

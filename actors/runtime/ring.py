@@ -144,7 +144,7 @@ class RingProducer:
         self._batch: list[bytes | memoryview] = []
         self._batch_size = 0
 
-    def stage(self, first: bytes, second: bytes | memoryview = b"") -> int:
+    def stage(self, first: bytes, second: bytes | bytearray | memoryview = b"") -> int:
         """Add a small frame (`first + second`, at most SMALL_FRAME bytes) to this turn's batch
         frame, written by the next `publish` or `try_write`. Returns the bytes now staged and not
         published (`staged_bytes`), or 0 if the ring could not take the batch with this frame
@@ -185,7 +185,9 @@ class RingProducer:
         if not wrote:  # stage() checked the room: only a bug gets here
             raise RingCorruptError(f"{self.segment.name}: a staged batch lost its room")
 
-    def try_write(self, first: bytes | memoryview, second: bytes | memoryview = b"") -> bool:
+    def try_write(
+        self, first: bytes | memoryview, second: bytes | bytearray | memoryview = b""
+    ) -> bool:
         """Stage one frame holding `first + second`; False if the ring has no room (yet)."""
         if self._batch:
             self._close_batch()  # frames keep their order
@@ -196,7 +198,7 @@ class RingProducer:
         return True
 
     def _write(
-        self, first: bytes | memoryview, second: bytes | memoryview, flags: int = 0
+        self, first: bytes | memoryview, second: bytes | bytearray | memoryview, flags: int = 0
     ) -> bool:
         n1 = len(first)
         n = n1 + len(second)

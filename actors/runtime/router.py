@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import pykka
 
-from .envelope import EnvelopeError, Kind, decode_fields, encode
+from .envelope import EnvelopeError, Kind, decode_fields, detach, encode
 from .loop_actor import LoopActor
 from .loop_future import LoopFuture, done_future
 
@@ -78,7 +78,9 @@ class Staged:
 class Transport(Protocol):
     """Moves frames to peer cores, FIFO per destination, never dropping while the peer lives."""
 
-    def send(self, dst: int, first: bytes, second: bytes | memoryview) -> LoopFuture[None] | None:
+    def send(
+        self, dst: int, first: bytes, second: bytes | bytearray | memoryview
+    ) -> LoopFuture[None] | None:
         """Queue one frame. None: it is in the mailbox; a future: it waits for room.
         Raises CoreDiedError if `dst` is down."""
         ...
@@ -223,8 +225,7 @@ class CoreRouter:
         if raw is not None and isinstance(message, memoryview):
             raw(src, message)
             return
-        if isinstance(message, memoryview):
-            message = bytes(message)  # the actor handles it later: copy out of the ring
+        message = detach(message)  # the actor handles it later: copy out of the ring
         ref = self._actors.get(name)
         try:
             if ref is None:
@@ -241,7 +242,9 @@ class CoreRouter:
         actor = self._inline.get(name)
         if actor is not None and actor.can_handle_inline():
             # Fast path: the actor is idle on this loop, so handling the ask now keeps its
-            # order and skips an envelope, a future and a loop turn.
+            # order and skips an envelope, a future and a loop turn. The message may hold
+            # views into the ring (a codec's tail read in place: envelope.register_codec),
+            # valid for this call: the handler copies what it keeps.
             try:
                 value = actor.handle_inline(message)
             except Exception as exc:
@@ -261,7 +264,7 @@ class CoreRouter:
             else:
                 self._answer(src, generation, corr, two_phase, done.result())
 
-        self._local_ask(name, message).add_done_callback(answer)
+        self._local_ask(name, detach(message)).add_done_callback(answer)
 
     def _answer(self, src: int, generation: int, corr: int, two_phase: bool, value: Any) -> None:
         if self.transport.generation(src) != generation:
@@ -331,8 +334,7 @@ class CoreRouter:
 
     def _on_reply(self, kind: int, corr: int, message: Any) -> None:
         self.probe.replies_in += 1
-        if isinstance(message, memoryview):
-            message = bytes(message)
+        message = detach(message)  # its future's callbacks may run after the frame is released
         if kind == _SEQUENCED:
             entry = self._pending.get(corr)
             if entry is not None:

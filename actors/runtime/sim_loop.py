@@ -64,7 +64,9 @@ class QueueTransport:
         self.cores = cores
         self.core = core
 
-    def send(self, dst: int, first: bytes, second: bytes | memoryview) -> LoopFuture[None] | None:
+    def send(
+        self, dst: int, first: bytes, second: bytes | bytearray | memoryview
+    ) -> LoopFuture[None] | None:
         self.cores._deliver(self.core, dst, bytes(first) + bytes(second))
         return None
 

@@ -39,6 +39,8 @@ class ProducerBatch:
 class Append:
     """Produce: append `records` (whole batches, validated) with `acks`; -> `PartitionResult`."""
 
+    # A view (of the request, or read in place from another core's ring: copy what you keep)
+    # or a buffer of its own; a bytearray is handed over (the owner's log may keep it).
     records: bytes | bytearray | memoryview
     acks: int
     producer: ProducerBatch | None
@@ -52,7 +54,7 @@ class Read:
     offset: int
     max_bytes: int
     leader_epoch: int
-    copy: bool  # True when the reply crosses cores (views cannot)
+    copy: bool  # True when the reply crosses cores (the ring copies it; a remote reader)
     # The core whose watermark watch should hear of every advance from now on (fetch).
     subscriber: int | None = None
 

@@ -17,6 +17,7 @@ from redshank.actors.runtime.envelope import (
     Kind,
     decode,
     decode_fields,
+    detach,
     encode,
     register_codec,
 )
@@ -124,3 +125,47 @@ def test_decode_fields_matches_decode_for_every_kind_and_body(
     assert tuple(env) == decode_fields(frame)
     assert (env.kind, env.corr, env.name, env.message) == (kind, corr, name, message)
     assert type(decode_fields(frame)[0]) is int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    seq: int
+    data: bytes | memoryview
+
+
+_SEQ = struct.Struct("<q")
+register_codec(
+    8,
+    Chunk,
+    lambda c: (_SEQ.pack(c.seq), c.data),
+    lambda b: Chunk(_SEQ.unpack_from(b)[0], b[_SEQ.size :]),
+    detach=lambda c: Chunk(c.seq, bytes(c.data)),
+)
+
+
+def test_a_codec_tail_is_written_as_is_and_read_in_place() -> None:
+    data = memoryview(b"x" * 1000)
+    first, second = encode(Kind.TELL, 3, "n", Chunk(5, data))
+    assert second is data and first[1] == Encoding.CODEC
+    frame = bytearray(first) + second
+    in_place = decode(memoryview(frame), copy=False).message
+    assert isinstance(in_place.data, memoryview) and in_place.data.obj is frame
+    copied = decode(memoryview(frame)).message  # copy=True: detached
+    assert type(copied.data) is bytes and copied == Chunk(5, b"x" * 1000)
+    assert type(detach(in_place).data) is bytes
+    assert detach(in_place) == copied
+
+
+def test_detach_copies_raw_views_and_leaves_the_rest() -> None:
+    frame = bytearray(b"".join(bytes(p) for p in encode(Kind.TELL, 0, "n", b"payload")))
+    view = decode(memoryview(frame), copy=False).message
+    assert detach(view) == b"payload" and type(detach(view)) is bytes
+    offsets = Offsets(1, 2)
+    assert detach(offsets) is offsets and detach(None) is None
+
+
+def test_a_value_the_codec_cannot_pack_goes_by_pickle() -> None:
+    for message in (Offsets(1 << 64, 0), Chunk(-(1 << 80), b"abc")):
+        first, _ = encode(Kind.TELL, 0, "n", message)
+        assert first[1] == Encoding.PICKLE
+        assert roundtrip(Kind.TELL, 0, "n", message) == message
