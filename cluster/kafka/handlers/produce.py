@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import PartitionResult, ProducerBatch
 from redshank.protocol.batch_validator import check_producer_batch
 from redshank.protocol.error_codes import ErrorCode
@@ -27,7 +27,6 @@ from redshank.protocol.record_batch import MAGIC_AT, MAGIC_V2, validate_batch
 
 __all__ = ["PartitionWrite", "build", "plan"]
 
-Tp = tuple[str, int]
 
 
 
@@ -42,15 +41,15 @@ class PartitionWrite:
 
 
 def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None]
-         ) -> tuple[list[PartitionWrite], dict[Tp, PartitionResult]]:
+         ) -> tuple[list[PartitionWrite], dict[TopicPartition, PartitionResult]]:
     """(writes to route to the partitions' owners, results already known)."""
     writes: list[PartitionWrite] = []
-    done: dict[Tp, PartitionResult] = {}
+    done: dict[TopicPartition, PartitionResult] = {}
     acks_ok = request.acks in (-1, 0, 1)
     for t in request.topic_data:
         info = topics.get(t.name)
         for p in t.partition_data:
-            tp = (t.name, p.index)
+            tp = TopicPartition(t.name, p.index)
             if not acks_ok:
                 done[tp] = PartitionResult(ErrorCode.INVALID_REQUIRED_ACKS)
                 continue
@@ -120,12 +119,13 @@ def _invalid(message: str) -> PartitionResult:
     return PartitionResult(ErrorCode.INVALID_RECORD, error_message=message)
 
 
-def build(request: ProduceRequest, results: Mapping[Tp, PartitionResult]) -> ProduceResponse:
+def build(request: ProduceRequest, results: Mapping[TopicPartition, PartitionResult]
+          ) -> ProduceResponse:
     topics = []
     for t in request.topic_data:
         parts = []
         for p in t.partition_data:
-            r = results[(t.name, p.index)]
+            r = results[TopicPartition(t.name, p.index)]
             parts.append(
                 PartitionProduceResponse(
                     index=p.index,

@@ -1,0 +1,139 @@
+"""Fetch (1): the long-poll request path over the partitions' owners and the watermark board.
+
+Concern: one fetch on the core that received it: its fetch session (KIP-227), reading each
+partition from its owner (all at once when the byte budget cannot make one read shrink
+another), answering a remote partition from the watermark board when it holds the answer,
+arming the board when a remote read found nothing new, and parking on the board until a
+partition moves or `max_wait_ms` is up. Must not know: the budget and response rules
+(`cluster/kafka/handlers/fetch`), how a leader reads its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redshank.actors.frontend._registry import serves
+from redshank.actors.frontend.services import READ_OWNER_GONE, CoreServices
+from redshank.actors.partition_leader import TERM
+from redshank.cluster.kafka import TopicPartition
+from redshank.cluster.kafka.fetch_session import SessionError
+from redshank.cluster.kafka.handlers import fetch as fetch_h
+from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
+from redshank.cluster.partition.api import Read, ReadResult
+from redshank.protocol.api_versions import ApiKey
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages.fetch import FetchRequest, FetchResponse
+
+__all__ = ["MAX_REMOTE_READ", "fetch"]
+
+# The most one read of a partition on another core returns: its reply crosses a shared-memory
+# ring, and must stay well inside one frame.
+MAX_REMOTE_READ = 1024 * 1024
+
+Results = dict[TopicPartition, ReadResult]
+
+
+def _not_leader(_tp: TopicPartition) -> ReadResult:
+    return ReadResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+
+
+def _epoch_ahead(r: fetch_h.PartitionRead) -> bool:
+    """Whether the fetch names a leader epoch newer than the partition's term (its leader
+    answers UNKNOWN_LEADER_EPOCH): the one place the frontend compares them."""
+    return r.leader_epoch > TERM
+
+
+@serves(ApiKey.FETCH)
+async def fetch(core: CoreServices, request: FetchRequest, version: int) -> FetchResponse:
+    del version  # the session and the budget read every version's fields alike
+    now = core.loop.time
+    ctx = core.fetch_sessions.context(request, now())
+    if isinstance(ctx, SessionError):
+        return fetch_h.session_error(ctx.error_code)
+    infos, unsure = await core.topic_infos(list({p.topic for p in ctx.partitions}))
+    reads, results = fetch_h.plan(ctx.partitions, infos, core.config.fetch_partition_max_bytes)
+    not_leader_if_unsure(results, unsure, _not_leader)
+    deadline = now() + max(request.max_wait_ms, 0) / 1000
+    todo = reads  # the partitions (re)read this round; the others keep their last result
+    while True:
+        budget = fetch_h.FetchBudget(request)
+        if todo is not reads:
+            now_read = {id(r) for r in todo}
+            for r in reads:
+                if id(r) not in now_read:
+                    budget.take(len(results[r.tp].records or b""))
+        if budget.fits_all(todo):
+            # No partition's read can shrink another's: read them all at once (a remote
+            # one costs a round trip to its core, and these overlap).
+            got = await asyncio.gather(*(_read(core, r, budget) for r in todo))
+            for r, res in zip(todo, got, strict=True):
+                results[r.tp] = res
+        else:
+            for r in todo:
+                results[r.tp] = await _read(core, r, budget)
+        left = deadline - now()
+        if budget.satisfied or left <= 0 or not reads or any(
+                results[r.tp].error_code for r in reads):
+            session_id, include = ctx.respond(results, now())
+            return fetch_h.build(results, include, session_id)
+        todo = await _wait_any(core, reads, results, left)
+
+
+async def _read(core: CoreServices, r: fetch_h.PartitionRead, budget: fetch_h.FetchBudget
+                ) -> ReadResult:
+    limit = budget.limit(r)
+    res = _from_board(core, r, limit) if r.core != core.router.core else None
+    if res is None:
+        res = await _read_partition(core, r, limit)
+    if res.records:
+        budget.take(len(res.records))
+    return res
+
+
+def _from_board(core: CoreServices, r: fetch_h.PartitionRead, limit: int) -> ReadResult | None:
+    """A remote partition's answer without a round trip to its core, when the watermark
+    board has it: the batches its leader pushed after our last read armed it, or, while it
+    stays armed at this offset, nothing new (see watermarks.py)."""
+    if r.topic_id is None or limit <= 0 or _epoch_ahead(r):
+        return None
+    board = core.watermarks
+    pushed = board.take(r.tp, r.offset, r.topic_id)
+    if pushed is not None:
+        return ReadResult(0, pushed.high_watermark, pushed.log_start_offset,
+                          fetch_h.clip(pushed.records, limit))
+    start = board.armed(r.tp, r.offset, r.topic_id,
+                        core.router.transport.generation(r.core), core.loop.time())
+    if start is None:
+        return None
+    return ReadResult(0, board.known.get(r.tp, r.offset), start, b"")
+
+
+async def _read_partition(core: CoreServices, r: fetch_h.PartitionRead, limit: int
+                          ) -> ReadResult:
+    remote = r.core != core.router.core
+    # The reply crosses a shared-memory ring: keep it well inside one frame.
+    limit = min(limit, MAX_REMOTE_READ) if remote else limit
+    generation = core.router.transport.generation(r.core) if remote else 0
+    res = await core.ask_partition(r.tp, r.core, Read(r.offset, limit, r.leader_epoch, remote,
+                                                      core.router.core))
+    if res is READ_OWNER_GONE:
+        return res
+    core.watermarks.read(r.tp, res.high_watermark)
+    if (remote and r.topic_id is not None and not res.error_code and not res.records
+            and limit > 0 and r.offset >= res.high_watermark):
+        # The leader armed for this core (partition_leader._read): the same condition.
+        core.watermarks.arm(r.tp, r.offset, r.topic_id, generation, res.log_start_offset,
+                            core.loop.time())
+    return res
+
+
+async def _wait_any(core: CoreServices, reads: list[fetch_h.PartitionRead], results: Results,
+                    left: float) -> list[fetch_h.PartitionRead]:
+    """Park on this core's watermark watch (the reads subscribed it to every partition)
+    until one has data past what was read, or time is up; return the partitions that have
+    (none after a timeout): only they need reading again."""
+    wanted = [(r.tp, max(r.offset, results[r.tp].high_watermark)) for r in reads]
+    await core.watermarks.wait_any(wanted, left)
+    known = core.watermarks.known
+    return [r for r, (tp, offset) in zip(reads, wanted, strict=True)
+            if known.get(tp, -1) > offset]
