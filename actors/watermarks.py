@@ -7,13 +7,14 @@ fetches parked on it. It is a wake-up hint only: a fetch re-reads its partitions
 wake-up or timeout, and each read refreshes both the value and the subscription (a restarted
 leader starts with none).
 
-A remote read that found nothing new arms its leader: the next advance carries the newly durable
-batches from that offset (`Pushed`), so the woken fetch answers from here instead of asking the
-owning core again. The board remembers the arming too (`arm`): until that leader tells an
-advance, a fetch at the same offset need not ask it again, for at most `ARM_TRUST_S` and only
-while the owning core is the incarnation that armed. With both, a record costs a fetch one
-cross-core hop instead of three, and an idle consumer's fetches cost none. Must not know: Kafka
-requests, logs.
+A remote read that found nothing new arms its leader (`Watermarks.arming_core`: the one rule,
+applied by the leader that answers the read and by the frontend that asked it): the next
+advance carries the newly durable batches from that offset (`Pushed`), so the woken fetch
+answers from here instead of asking the owning core again. The board remembers the arming too
+(`arm`): until that leader tells an advance, a fetch at the same offset need not ask it again,
+for at most `ARM_TRUST_S` and only while the owning core is the incarnation that armed. With
+both, a record costs a fetch one cross-core hop instead of three, and an idle consumer's
+fetches cost none. Must not know: Kafka requests, logs.
 
     fetch core                                owning core (partition leader)
       Read(o) ------------------------------>  o >= hw: armed[fetch core] = o
@@ -34,6 +35,7 @@ from typing import Any
 
 from redshank.actors.runtime import LoopActor
 from redshank.cluster.kafka.topic_table import TopicPartition
+from redshank.cluster.partition.api import Read, ReadResult
 
 __all__ = ["ARM_TRUST_S", "PUSHED_MAX_BYTES", "WATERMARKS", "HighWatermark", "Pushed",
            "WatermarkWatch", "Watermarks"]
@@ -132,6 +134,17 @@ class Watermarks:
         self.known[tp] = hw
         self._drop_pushed(tp)
         self._armed.pop(tp, None)
+
+    @staticmethod
+    def arming_core(read: Read, result: ReadResult) -> int | None:
+        """The one arming rule, for both ends (the leader that answers `read`, the frontend
+        that asked it): a read from another core (`copy`, with a subscriber) that found nothing
+        new (no error, at or past the high watermark) arms the leader for the subscriber core,
+        returned; None: no arming. Once armed, the leader pushes its next advance's batches to
+        that core, and until then the core's fetches at that offset need not ask."""
+        if (read.copy and not result.error_code and read.offset >= result.high_watermark):
+            return read.subscriber
+        return None
 
     def arm(self, tp: TopicPartition, offset: int, topic_id: uuid.UUID, generation: int,
             log_start_offset: int, now: float) -> None:

@@ -1,11 +1,12 @@
 """Fetch (1): the long-poll request path over the partitions' owners and the watermark board.
 
-Concern: one fetch on the core that received it: its fetch session (KIP-227), reading each
-partition from its owner (all at once when the byte budget cannot make one read shrink
-another), answering a remote partition from the watermark board when it holds the answer,
-arming the board when a remote read found nothing new, and parking on the board until a
-partition moves or `max_wait_ms` is up. Must not know: the budget and response rules
-(`cluster/kafka/handlers/fetch`), how a leader reads its log.
+Concern: the I/O of one fetch on the core that received it: its fetch session (KIP-227), the
+reads its `FetchOperation` asks for (from the owner, or for a remote partition from the
+watermark board when it holds the answer), arming the board when a remote read found nothing
+new (`Watermarks.arming_core`, the leader's rule too), and parking on the board until a
+partition moves or `max_wait_ms` is up. Must not know: when a fetch has enough, what to read
+next, the budget (`cluster/kafka/fetch_op`, `cluster/kafka/handlers/fetch`), how a leader reads
+its log.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import asyncio
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import READ_OWNER_GONE, CoreServices
 from redshank.actors.partition_leader import TERM
+from redshank.actors.watermarks import Watermarks
 from redshank.cluster.kafka import TopicPartition
+from redshank.cluster.kafka.fetch_op import FetchOperation
 from redshank.cluster.kafka.fetch_session import SessionError
 from redshank.cluster.kafka.handlers import fetch as fetch_h
 from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
@@ -29,8 +32,6 @@ __all__ = ["MAX_REMOTE_READ", "fetch"]
 # The most one read of a partition on another core returns: its reply crosses a shared-memory
 # ring, and must stay well inside one frame.
 MAX_REMOTE_READ = 1024 * 1024
-
-Results = dict[TopicPartition, ReadResult]
 
 
 def _not_leader(_tp: TopicPartition) -> ReadResult:
@@ -53,41 +54,28 @@ async def fetch(core: CoreServices, request: FetchRequest, version: int) -> Fetc
     infos, unsure = await core.topic_infos(list({p.topic for p in ctx.partitions}))
     reads, results = fetch_h.plan(ctx.partitions, infos, core.config.fetch_partition_max_bytes)
     not_leader_if_unsure(results, unsure, _not_leader)
-    deadline = now() + max(request.max_wait_ms, 0) / 1000
-    todo = reads  # the partitions (re)read this round; the others keep their last result
+    op = FetchOperation(request, reads, results, now() + max(request.max_wait_ms, 0) / 1000)
     while True:
-        budget = fetch_h.FetchBudget(request)
-        if todo is not reads:
-            now_read = {id(r) for r in todo}
-            for r in reads:
-                if id(r) not in now_read:
-                    budget.take(len(results[r.tp].records or b""))
-        if budget.fits_all(todo):
-            # No partition's read can shrink another's: read them all at once (a remote
-            # one costs a round trip to its core, and these overlap).
-            got = await asyncio.gather(*(_read(core, r, budget) for r in todo))
-            for r, res in zip(todo, got, strict=True):
-                results[r.tp] = res
+        todo = op.start_round()
+        if op.together:
+            await asyncio.gather(*(_read(core, op, r) for r in todo))
         else:
             for r in todo:
-                results[r.tp] = await _read(core, r, budget)
-        left = deadline - now()
-        if budget.satisfied or left <= 0 or not reads or any(
-                results[r.tp].error_code for r in reads):
-            session_id, include = ctx.respond(results, now())
-            return fetch_h.build(results, include, session_id)
-        todo = await _wait_any(core, reads, results, left)
+                await _read(core, op, r)
+        left = op.finish_round(now())
+        if left is None:
+            return op.response(ctx, now())
+        # Parked on this core's watermark watch (the reads subscribed it to every partition).
+        await core.watermarks.wait_any(op.parked_on(), left)
+        op.moved(core.watermarks.known)
 
 
-async def _read(core: CoreServices, r: fetch_h.PartitionRead, budget: fetch_h.FetchBudget
-                ) -> ReadResult:
-    limit = budget.limit(r)
+async def _read(core: CoreServices, op: FetchOperation, r: fetch_h.PartitionRead) -> None:
+    limit = op.limit(r)
     res = _from_board(core, r, limit) if r.core != core.router.core else None
     if res is None:
         res = await _read_partition(core, r, limit)
-    if res.records:
-        budget.take(len(res.records))
-    return res
+    op.on_result(r, res)
 
 
 def _from_board(core: CoreServices, r: fetch_h.PartitionRead, limit: int) -> ReadResult | None:
@@ -114,26 +102,14 @@ async def _read_partition(core: CoreServices, r: fetch_h.PartitionRead, limit: i
     # The reply crosses a shared-memory ring: keep it well inside one frame.
     limit = min(limit, MAX_REMOTE_READ) if remote else limit
     generation = core.router.transport.generation(r.core) if remote else 0
-    res = await core.ask_partition(r.tp, r.core, Read(r.offset, limit, r.leader_epoch, remote,
-                                                      core.router.core))
+    read = Read(r.offset, limit, r.leader_epoch, remote, core.router.core)
+    res = await core.ask_partition(r.tp, r.core, read)
     if res is READ_OWNER_GONE:
         return res
-    core.watermarks.read(r.tp, res.high_watermark)
-    if (remote and r.topic_id is not None and not res.error_code and not res.records
-            and limit > 0 and r.offset >= res.high_watermark):
-        # The leader armed for this core (partition_leader._read): the same condition.
-        core.watermarks.arm(r.tp, r.offset, r.topic_id, generation, res.log_start_offset,
-                            core.loop.time())
+    board = core.watermarks
+    board.read(r.tp, res.high_watermark)
+    if r.topic_id is not None and Watermarks.arming_core(read, res) is not None:
+        # The leader armed for this core (the same rule): until it pushes, fetches at this
+        # offset are answered from the board.
+        board.arm(r.tp, r.offset, r.topic_id, generation, res.log_start_offset, core.loop.time())
     return res
-
-
-async def _wait_any(core: CoreServices, reads: list[fetch_h.PartitionRead], results: Results,
-                    left: float) -> list[fetch_h.PartitionRead]:
-    """Park on this core's watermark watch (the reads subscribed it to every partition)
-    until one has data past what was read, or time is up; return the partitions that have
-    (none after a timeout): only they need reading again."""
-    wanted = [(r.tp, max(r.offset, results[r.tp].high_watermark)) for r in reads]
-    await core.watermarks.wait_any(wanted, left)
-    known = core.watermarks.known
-    return [r for r, (tp, offset) in zip(reads, wanted, strict=True)
-            if known.get(tp, -1) > offset]
