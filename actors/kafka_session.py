@@ -302,7 +302,7 @@ class KafkaSession(asyncio.Protocol):
         if key in core.two_phase:
             try:
                 # Phase 1: the next request is read once this one's order is fixed.
-                response = await cast(Awaitable[asyncio.Future[Any]], answer)
+                response = await cast("Awaitable[asyncio.Future[Any]]", answer)
             except Exception as exc:
                 self._fail(event, exc)
                 return

@@ -51,7 +51,7 @@ async def fetch(core: CoreServices, request: FetchRequest, version: int) -> Fetc
     ctx = core.fetch_sessions.context(request, now())
     if isinstance(ctx, SessionError):
         return fetch_h.session_error(ctx.error_code)
-    infos, unsure = await core.topic_infos(list({p.topic for p in ctx.partitions}))
+    infos, unsure = await core.topic_infos(list({p.tp.topic for p in ctx.partitions}))
     reads, results = fetch_h.plan(ctx.partitions, infos, core.config.fetch_partition_max_bytes)
     not_leader_if_unsure(results, unsure, _not_leader)
     op = FetchOperation(request, reads, results, now() + max(request.max_wait_ms, 0) / 1000)

@@ -62,13 +62,12 @@ async def route_writes(core: CoreServices, request: ProduceRequest,
     # phase 2 answers it.
     acked: Acked = []
     for w in writes:
-        tp = TopicPartition(w.topic, w.partition)
         try:
             _sequenced, ack = await core.append_two_phase(w, request.acks)
         except OWNER_GONE as exc:
-            results[tp] = core.owner_gone(tp, exc)
+            results[w.tp] = core.owner_gone(w.tp, exc)
             continue
-        acked.append((tp, ack))
+        acked.append((w.tp, ack))
     return acked
 
 

@@ -55,6 +55,7 @@ _GONE: dict[type, ReadResult | OffsetAnswer | TrimResult] = {
     QueryOffset: OffsetAnswer(_NOT_LEADER),
     TrimPrefix: TrimResult(_NOT_LEADER),
 }
+_ANSWERS = (ReadResult, OffsetAnswer, TrimResult)
 # The topic controller cannot answer a lookup: its core is dead or restarting (no actor yet), or
 # it does not answer in time (a stopped or stuck core 0).
 UNREACHABLE = (pykka.ActorDeadError, TimeoutError)
@@ -216,13 +217,13 @@ class CoreServices:
                 answer = await resolve(self.router.ref(core, name).ask(msg, block=False))
         except OWNER_GONE:
             return _GONE[type(msg)]
-        assert isinstance(answer, (ReadResult, OffsetAnswer, TrimResult))
+        assert isinstance(answer, _ANSWERS)
         return answer
 
     async def append_two_phase(self, w: PartitionWrite, acks: int) -> tuple[
             LoopFuture[PartitionResult], LoopFuture[PartitionResult]]:
         """(sequenced, acked) futures of an append handed to the partition's owner."""
-        name = await self.ensure(w.topic, w.partition, w.core)
+        name = await self.ensure(w.tp.topic, w.tp.partition, w.core)
         records = w.records if w.core == self.router.core else bytes(w.records)
         return self.router.ref(w.core, name).ask_two_phase(Append(records, acks, w.producer))
 

@@ -16,6 +16,7 @@ from redshank.actors.frontend import CoreServices
 from redshank.actors.frontend.produce import produce_acked, route_writes
 from redshank.actors.partition_leader import partition_name
 from redshank.actors.runtime import CoreDiedError, LoopFuture
+from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.kafka.handlers.produce import PartitionWrite
 from redshank.cluster.partition.api import PartitionResult
 from redshank.protocol.error_codes import ErrorCode
@@ -39,7 +40,7 @@ def _request(partitions: int) -> ProduceRequest:
 
 
 def _writes(partitions: int) -> list[PartitionWrite]:
-    return [PartitionWrite("t", p, 1, b"x", None) for p in range(partitions)]
+    return [PartitionWrite(TopicPartition("t", p), 1, b"x", None) for p in range(partitions)]
 
 
 def test_phase_one_ends_at_enqueue_and_a_later_failure_is_answered_in_phase_two() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redshank.cluster.kafka.fetch_session import SessionPartition
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
@@ -33,17 +33,20 @@ __all__ = ["FetchBudget", "PartitionRead", "build", "clip", "plan",
 
 @dataclass(frozen=True, slots=True)
 class PartitionRead:
-    topic: str
-    partition: int
+    tp: TopicPartition  # the key of its result
     core: int
     offset: int
     max_bytes: int
     leader_epoch: int
     topic_id: uuid.UUID | None = None
-    tp: TopicPartition = field(init=False)  # (topic, partition): the key of its result
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tp", TopicPartition(self.topic, self.partition))
+    @property
+    def topic(self) -> str:
+        return self.tp[0]
+
+    @property
+    def partition(self) -> int:
+        return self.tp[1]
 
 
 
@@ -60,14 +63,13 @@ def plan(partitions: Iterable[SessionPartition], topics: Mapping[str, TopicInfo 
         info = topics.get(p.topic)
         core = info.core_of(p.partition) if info is not None else None
         if info is None or core is None:
-            done[TopicPartition(p.topic, p.partition)] = ReadResult(
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            done[p.tp] = ReadResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             continue
         limit = max(p.partition_max_bytes, 0)
         if partition_cap is not None:
             limit = min(limit, partition_cap)
-        reads.append(PartitionRead(p.topic, p.partition, core, p.fetch_offset, limit,
-                                   p.current_leader_epoch, info.topic_id))
+        reads.append(PartitionRead(p.tp, core, p.fetch_offset, limit, p.current_leader_epoch,
+                                   info.topic_id))
     return reads, done
 
 
