@@ -21,7 +21,7 @@ from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.kafka.fetch_op import FetchOperation
 from redshank.cluster.kafka.fetch_session import SessionError
 from redshank.cluster.kafka.handlers import fetch as fetch_h
-from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
+from redshank.cluster.kafka.handlers import not_leader_if_unsure
 from redshank.cluster.partition.api import Read, ReadResult
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode

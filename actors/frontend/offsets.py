@@ -12,7 +12,7 @@ from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import CoreServices
 from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.kafka import handlers as h
-from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
+from redshank.cluster.kafka.handlers import not_leader_if_unsure
 from redshank.cluster.partition.api import (
     LATEST,
     OffsetAnswer,

@@ -15,8 +15,8 @@ from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import OWNER_GONE, CoreServices
 from redshank.actors.runtime import LoopFuture
 from redshank.cluster.kafka import TopicPartition
+from redshank.cluster.kafka.handlers import not_leader_if_unsure
 from redshank.cluster.kafka.handlers import produce as produce_h
-from redshank.cluster.kafka.handlers._unsure import not_leader_if_unsure
 from redshank.cluster.partition.api import PartitionResult
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode

@@ -22,7 +22,6 @@ from redshank.actors.topic_controller import (
     DeleteTopics,
 )
 from redshank.cluster.kafka import handlers as h
-from redshank.cluster.kafka.handlers._alter import AlterOutcome
 from redshank.cluster.kafka.topic_configs import ConfigChange
 from redshank.protocol import messages as m
 from redshank.protocol.api_versions import ApiKey
@@ -113,7 +112,7 @@ async def incremental_alter_configs(
 
 
 async def _alter(core: CoreServices, changes: list[ConfigChange], validate_only: bool
-                 ) -> dict[str, AlterOutcome]:
+                 ) -> dict[str, h.alter_configs.AlterOutcome]:
     if not changes:
         return {}
     answer = await core.ask_controller(AlterTopicConfigs(tuple(changes), validate_only))
