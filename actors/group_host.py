@@ -21,7 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import pykka
 import structlog
@@ -29,14 +29,29 @@ import structlog
 from redshank.actors.disk_writer import OpenedPartition
 from redshank.actors.partition_host import PartitionHost
 from redshank.actors.runtime import LoopActor, LoopFuture
-from redshank.cluster.group import GroupConfig, GroupCoordinator, GroupRecord, Output
+from redshank.cluster.group import (
+    DeleteGroupsRequest,
+    DescribeGroupsRequest,
+    GroupConfig,
+    GroupCoordinator,
+    GroupRecord,
+    HeartbeatRequest,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    ListGroupsRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+    Output,
+    SyncGroupRequest,
+)
 from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import Record, build_batch, iter_records
 from redshank.storage import FlushCoordinator, Log
 
-__all__ = ["GROUPS_TOPIC", "GroupCall", "GroupHost", "group_host_name", "read_group_records"]
+__all__ = ["GROUPS_TOPIC", "GroupCall", "GroupHost", "GroupRequest", "group_host_name",
+           "read_group_records"]
 
 GROUPS_TOPIC = "__consumer_offsets"
 _CHUNK = 1 << 20
@@ -46,12 +61,37 @@ def group_host_name(partition: int) -> str:
     return f"group/{partition}"
 
 
+GroupRequest: TypeAlias = (
+    JoinGroupRequest
+    | SyncGroupRequest
+    | HeartbeatRequest
+    | LeaveGroupRequest
+    | OffsetCommitRequest
+    | OffsetFetchRequest
+    | DescribeGroupsRequest
+    | ListGroupsRequest
+    | DeleteGroupsRequest
+)
+# Each request's step of the coordinator, by the request's type.
+_STEPS: dict[type, Callable[[GroupCoordinator, Any, int], Output]] = {
+    JoinGroupRequest: GroupCoordinator.join_group,
+    SyncGroupRequest: GroupCoordinator.sync_group,
+    HeartbeatRequest: GroupCoordinator.heartbeat,
+    LeaveGroupRequest: GroupCoordinator.leave_group,
+    OffsetCommitRequest: GroupCoordinator.offset_commit,
+    OffsetFetchRequest: GroupCoordinator.offset_fetch,
+    DescribeGroupsRequest: GroupCoordinator.describe_groups,
+    ListGroupsRequest: GroupCoordinator.list_groups,
+    DeleteGroupsRequest: GroupCoordinator.delete_groups,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class GroupCall:
-    """Call `GroupCoordinator.<method>(request)`; the reply is the request's result."""
+    """Step the coordinator with `request` (the step its type names); the reply is the
+    request's result."""
 
-    method: str
-    request: Any
+    request: GroupRequest
 
 
 def read_group_records(log: Log) -> list[GroupRecord]:
@@ -119,7 +159,7 @@ class GroupHost(LoopActor):
         fut: LoopFuture[Any] = LoopFuture(self.loop)
         self._waiting[token] = fut
         request = dataclasses.replace(message.request, token=token)
-        self._apply(getattr(self.coordinator, message.method)(request, _now_ms()))
+        self._apply(_STEPS[type(request)](self.coordinator, request, _now_ms()))
         return fut
 
     def _apply(self, out: Output) -> None:

@@ -1,8 +1,8 @@
 """The kafka-session of one connection: bytes in, handlers run, responses out in request order.
 
 Concern: one accepted connection on the core that accepted it. It feeds the sans-IO
-`KafkaServerConnection`, dispatches each request to its core (`SessionHost`, which the broker's
-`BrokerCore` is), and writes responses as they become sendable (the connection keeps them in
+`KafkaServerConnection`, dispatches each request to its core (`SessionHost`, which the frontends'
+`CoreServices` is), and writes responses as they become sendable (the connection keeps them in
 request order, notes G3). Several requests are in
 flight at once; a produce holds the next request back only until it is *sequenced* (phase 1: its
 appends are in their owners' FIFOs, with no round trip to them), so its partitions' order is the
@@ -26,8 +26,6 @@ from typing import Any, Protocol, cast
 import structlog
 
 from redshank.actors._log_summary import LogSummary
-from redshank.cluster.kafka.handlers.api_versions import SERVED
-from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.connection import (
     NEED_DATA,
     ApiVersionsFallback,
@@ -68,21 +66,28 @@ class RequestBudget(Protocol):
 
 
 class SessionHost(Protocol):
-    """What a session needs of its core (the broker's `BrokerCore`): the session count, the
-    request memory bound, the two-phase produce, and every other request by API key. The
-    session knows nothing else of the broker, so the broker may import it, not the reverse."""
+    """What a session needs of its core (the frontends' `CoreServices`): the session count, the
+    request memory bound, the APIs served (and which are two-phase), and a request's answer by
+    API key. The session knows nothing else of the broker, so the broker may import it, not
+    the reverse."""
 
     sessions: int
 
     @property
     def request_memory(self) -> RequestBudget: ...
 
-    async def produce_sequenced(self, request: Any) -> asyncio.Future[Any]:
-        """Phase 1 done (order fixed) -> the future of the response (phase 2)."""
+    @property
+    def served(self) -> frozenset[int]:
+        """The API keys a request is answered for (what ApiVersions advertises)."""
 
-    def handle(self, api_key: int, version: int, request: Any, client_id: str
-               ) -> Any | Awaitable[Any]:
-        """The response now, or an awaitable of it, for any served API but Produce."""
+    @property
+    def two_phase(self) -> frozenset[int]:
+        """The served keys (Produce) whose answer completes once the request's order is fixed
+        (phase 1), with the future of its response (phase 2)."""
+
+    def handle(self, api_key: int, version: int, request: Any, client_id: str) -> object:
+        """The response now, or an awaitable of it; for a two-phase key, an awaitable of the
+        response's future."""
 
 
 class KafkaSession(asyncio.Protocol):
@@ -288,21 +293,21 @@ class KafkaSession(asyncio.Protocol):
             self._update_reading()
 
     async def _start(self, event: RequestReceived) -> None:
-        key, version, req = event.api_key, event.api_version, event.request
-        core = self.core
-        if key not in SERVED:
+        key, core = event.api_key, self.core
+        if key not in core.served:
             self._abort(f"api {key} not served")
             return
-        if key == ApiKey.PRODUCE:
+        answer = core.handle(key, event.api_version, event.request,
+                             event.header.client_id or "")
+        if key in core.two_phase:
             try:
-                response = await core.produce_sequenced(req)
+                # Phase 1: the next request is read once this one's order is fixed.
+                response = await cast("Awaitable[asyncio.Future[Any]]", answer)
             except Exception as exc:
                 self._fail(event, exc)
                 return
             self._track(event, response)
-            return
-        answer = core.handle(key, version, req, event.header.client_id or "")
-        if inspect.isawaitable(answer):
+        elif inspect.isawaitable(answer):
             self._track(event, asyncio.ensure_future(answer))
         else:
             self._respond(event, answer)

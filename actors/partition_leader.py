@@ -53,7 +53,7 @@ from redshank.actors.disk_writer import (
 )
 from redshank.actors.partition_host import PartitionHost
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
-from redshank.actors.watermarks import HighWatermark, Pushed
+from redshank.actors.watermarks import HighWatermark, Pushed, Watermarks
 from redshank.cluster.kafka import ProducerStateTable
 from redshank.cluster.partition.api import (
     EARLIEST,
@@ -310,9 +310,10 @@ class PartitionLeader(LoopActor):
         if msg.offset < start or msg.offset > self.log.dirty_offset + 1:
             return ReadResult(ErrorCode.OFFSET_OUT_OF_RANGE, hw, start)
         if msg.offset >= hw or msg.max_bytes <= 0:
-            if msg.copy and msg.subscriber is not None and msg.offset >= hw:
-                self.armed[msg.subscriber] = msg.offset
-            return ReadResult(0, hw, start, b"")
+            res = ReadResult(0, hw, start, b"")
+            if (core := Watermarks.arming_core(msg, res)) is not None:
+                self.armed[core] = msg.offset
+            return res
         data = self.log.read_cached(msg.offset, msg.max_bytes, hw - 1)
         if data is not None:
             return ReadResult(0, hw, start, data)  # a view: the ring copies it (partition_codecs)

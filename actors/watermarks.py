@@ -7,13 +7,14 @@ fetches parked on it. It is a wake-up hint only: a fetch re-reads its partitions
 wake-up or timeout, and each read refreshes both the value and the subscription (a restarted
 leader starts with none).
 
-A remote read that found nothing new arms its leader: the next advance carries the newly durable
-batches from that offset (`Pushed`), so the woken fetch answers from here instead of asking the
-owning core again. The board remembers the arming too (`arm`): until that leader tells an
-advance, a fetch at the same offset need not ask it again, for at most `ARM_TRUST_S` and only
-while the owning core is the incarnation that armed. With both, a record costs a fetch one
-cross-core hop instead of three, and an idle consumer's fetches cost none. Must not know: Kafka
-requests, logs.
+A remote read that found nothing new arms its leader (`Watermarks.arming_core`: the one rule,
+applied by the leader that answers the read and by the frontend that asked it): the next
+advance carries the newly durable batches from that offset (`Pushed`), so the woken fetch
+answers from here instead of asking the owning core again. The board remembers the arming too
+(`arm`): until that leader tells an advance, a fetch at the same offset need not ask it again,
+for at most `ARM_TRUST_S` and only while the owning core is the incarnation that armed. With
+both, a record costs a fetch one cross-core hop instead of three, and an idle consumer's
+fetches cost none. Must not know: Kafka requests, logs.
 
     fetch core                                owning core (partition leader)
       Read(o) ------------------------------>  o >= hw: armed[fetch core] = o
@@ -33,12 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from redshank.actors.runtime import LoopActor
+from redshank.cluster.kafka.topic_table import TopicPartition
+from redshank.cluster.partition.api import Read, ReadResult
 
 __all__ = ["ARM_TRUST_S", "PUSHED_MAX_BYTES", "WATERMARKS", "HighWatermark", "Pushed",
            "WatermarkWatch", "Watermarks"]
 
 WATERMARKS = "watermarks"
-Tp = tuple[str, int]
 # Bytes of pushed batches a core's board holds at most (one chunk per partition, each taken by
 # the next read of that partition): above it a push keeps only its watermark.
 PUSHED_MAX_BYTES = 32 * 1024 * 1024
@@ -86,7 +88,7 @@ class WatermarkWatch(LoopActor):
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, HighWatermark):
             raise TypeError(f"watermark watch got {type(message).__name__}")
-        self.board.advance((message.topic, message.partition), message.high_watermark,
+        self.board.advance(TopicPartition(message.topic, message.partition), message.high_watermark,
                            message.pushed)
         return None
 
@@ -95,14 +97,14 @@ class Watermarks:
     """The board: last known high watermark per partition, and the fetches parked on them."""
 
     def __init__(self) -> None:
-        self.known: dict[Tp, int] = {}
+        self.known: dict[TopicPartition, int] = {}
         # Per partition: (offset, future) of the fetches waiting for the watermark to pass it.
-        self._waiting: dict[Tp, list[tuple[int, asyncio.Future[None]]]] = {}
-        self._pushed: dict[Tp, Pushed] = {}
+        self._waiting: dict[TopicPartition, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._pushed: dict[TopicPartition, Pushed] = {}
         self.pushed_bytes = 0
-        self._armed: dict[Tp, _Armed] = {}
+        self._armed: dict[TopicPartition, _Armed] = {}
 
-    def advance(self, tp: Tp, hw: int, pushed: Pushed | None = None) -> None:
+    def advance(self, tp: TopicPartition, hw: int, pushed: Pushed | None = None) -> None:
         """A leader's word: keep the highest seen, wake who waits below it. Any word of the
         leader disarms it for this core (it pops its arming before it tells)."""
         self._armed.pop(tp, None)
@@ -126,21 +128,32 @@ class Watermarks:
                 still.append((offset, fut))
         self._waiting[tp] = still
 
-    def read(self, tp: Tp, hw: int) -> None:
+    def read(self, tp: TopicPartition, hw: int) -> None:
         """A read's answer is authoritative (a partition deleted and created again restarts
         lower than what its old leader told); it also supersedes what was pushed before it."""
         self.known[tp] = hw
         self._drop_pushed(tp)
         self._armed.pop(tp, None)
 
-    def arm(self, tp: Tp, offset: int, topic_id: uuid.UUID, generation: int,
+    @staticmethod
+    def arming_core(read: Read, result: ReadResult) -> int | None:
+        """The one arming rule, for both ends (the leader that answers `read`, the frontend
+        that asked it): a read from another core (`copy`, with a subscriber) that found nothing
+        new (no error, at or past the high watermark) arms the leader for the subscriber core,
+        returned; None: no arming. Once armed, the leader pushes its next advance's batches to
+        that core, and until then the core's fetches at that offset need not ask."""
+        if (read.copy and not result.error_code and read.offset >= result.high_watermark):
+            return read.subscriber
+        return None
+
+    def arm(self, tp: TopicPartition, offset: int, topic_id: uuid.UUID, generation: int,
             log_start_offset: int, now: float) -> None:
         """A remote read at `offset` found nothing new: its leader armed (partition_leader)."""
         self._armed[tp] = _Armed(offset, topic_id, generation, log_start_offset,
                                  now + ARM_TRUST_S)
 
-    def armed(self, tp: Tp, offset: int, topic_id: uuid.UUID, generation: int, now: float
-              ) -> int | None:
+    def armed(self, tp: TopicPartition, offset: int, topic_id: uuid.UUID, generation: int,
+              now: float) -> int | None:
         """The log start offset the arming read gave, if a read of `tp` at `offset` would
         find nothing new and only re-arm what is armed: no need to ask. Else None."""
         a = self._armed.get(tp)
@@ -151,7 +164,7 @@ class Watermarks:
             return None
         return a.log_start_offset
 
-    def take(self, tp: Tp, offset: int, topic_id: uuid.UUID) -> Pushed | None:
+    def take(self, tp: TopicPartition, offset: int, topic_id: uuid.UUID) -> Pushed | None:
         """The batches pushed for a read of `tp` at `offset` of topic `topic_id`, once; a push
         that does not start there (or is of a deleted incarnation of the topic) is dropped."""
         pushed = self._pushed.get(tp)
@@ -162,12 +175,12 @@ class Watermarks:
             return None
         return pushed
 
-    def _drop_pushed(self, tp: Tp) -> None:
+    def _drop_pushed(self, tp: TopicPartition) -> None:
         old = self._pushed.pop(tp, None)
         if old is not None:
             self.pushed_bytes -= len(old.records)
 
-    async def wait_any(self, wanted: Sequence[tuple[Tp, int]], timeout: float) -> bool:
+    async def wait_any(self, wanted: Sequence[tuple[TopicPartition, int]], timeout: float) -> bool:
         """Until one partition's watermark passes its offset (True) or `timeout` (False)."""
         if any(self.known.get(tp, -1) > offset for tp, offset in wanted):
             return True

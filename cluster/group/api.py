@@ -28,6 +28,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.protocol.error_codes import ErrorCode
 
 __all__ = [
@@ -77,7 +78,6 @@ __all__ = [
 
 # Chosen by the caller (e.g. (connection id, correlation id)); the coordinator only hands it back.
 Token: TypeAlias = Hashable
-TopicPartition: TypeAlias = tuple[str, int]
 
 NO_GENERATION = -1  # OffsetCommit from a group not managed by the coordinator ("simple" commit)
 NO_OFFSET = -1  # OffsetFetch answer for a partition with no committed offset

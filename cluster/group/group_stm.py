@@ -36,7 +36,7 @@ class GroupStm:
         key = decode_key(record.key)
         self.applied += 1
         if isinstance(key, OffsetKey):
-            tp = (key.topic, key.partition)
+            tp = TopicPartition(key.topic, key.partition)
             if record.value is None:
                 group_offsets = self.offsets.get(key.group_id)
                 if group_offsets is not None:

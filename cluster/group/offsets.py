@@ -77,7 +77,7 @@ class OffsetManager:
                 results[i] = PartitionError(p.topic, p.partition, _E.OFFSET_METADATA_TOO_LARGE)
                 continue
             value = OffsetValue(p.offset, p.leader_epoch, metadata, now_ms, expire)
-            to_store.append((i, (p.topic, p.partition), value))
+            to_store.append((i, TopicPartition(p.topic, p.partition), value))
         if not to_store:
             self._fx.complete(req.token, _ordered(results))
             return
@@ -110,7 +110,7 @@ class OffsetManager:
         if req.topics is None:
             wanted = sorted(offsets)
         else:
-            wanted = [(topic, p) for topic, parts in req.topics for p in parts]
+            wanted = [TopicPartition(topic, p) for topic, parts in req.topics for p in parts]
         out = []
         for tp in wanted:
             v = offsets.get(tp)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.fetch import FetchRequest
 
@@ -33,11 +34,9 @@ __all__ = [
     "PartitionOutcome",
     "SessionError",
     "SessionPartition",
-    "Tp",
     "requested",
 ]
 
-Tp = tuple[str, int]
 
 _INT32_MAX = 2**31 - 1
 _INITIAL_EPOCH = 0  # a full fetch that asks for a session
@@ -46,13 +45,21 @@ _FINAL_EPOCH = -1  # a full fetch without one
 
 @dataclass(frozen=True, slots=True)
 class SessionPartition:
-    """What one fetch reads of one partition."""
+    """What one fetch reads of one partition (`tp`: built once per request, the key of the
+    partition's result all along the fetch)."""
 
-    topic: str
-    partition: int
+    tp: TopicPartition
     fetch_offset: int
     partition_max_bytes: int
     current_leader_epoch: int
+
+    @property
+    def topic(self) -> str:
+        return self.tp[0]
+
+    @property
+    def partition(self) -> int:
+        return self.tp[1]
 
 
 class PartitionOutcome(Protocol):
@@ -100,7 +107,7 @@ class _Session:
     last_used: float
     # In read order: insertion order, except that a partition which returned records moves to
     # the back (see FetchContext.respond).
-    partitions: dict[Tp, _Cached]
+    partitions: dict[TopicPartition, _Cached]
 
 
 def _next_epoch(epoch: int) -> int:
@@ -110,8 +117,8 @@ def _next_epoch(epoch: int) -> int:
 def requested(request: FetchRequest) -> tuple[SessionPartition, ...]:
     """The partitions a request names, in its order."""
     return tuple(
-        SessionPartition(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes,
-                         p.current_leader_epoch)
+        SessionPartition(TopicPartition(t.topic, p.partition), p.fetch_offset,
+                         p.partition_max_bytes, p.current_leader_epoch)
         for t in request.topics for p in t.partitions
     )
 
@@ -130,10 +137,11 @@ class FetchContext:
         self._session = session
         self._epoch = session.epoch if session is not None else 0
 
-    def respond(self, results: Mapping[Tp, PartitionOutcome], now: float) -> tuple[int, list[Tp]]:
+    def respond(self, results: Mapping[TopicPartition, PartitionOutcome], now: float
+                ) -> tuple[int, list[TopicPartition]]:
         """The session_id to put in the response, and the partitions to include, in order.
         `results` holds every partition of `partitions`. Call once per context."""
-        everything = [(p.topic, p.partition) for p in self.partitions]
+        everything = [p.tp for p in self.partitions]
         if self._create:
             return self._cache._create(self.partitions, results, now), everything
         s = self._session
@@ -201,10 +209,9 @@ class FetchSessionCache:
             return SessionError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
         parts = session.partitions
         for p in requested(request):
-            cached = parts.get((p.topic, p.partition))
+            cached = parts.get(p.tp)
             if cached is None:
-                parts[(p.topic, p.partition)] = _Cached(p.fetch_offset, p.partition_max_bytes,
-                                                        p.current_leader_epoch)
+                parts[p.tp] = _Cached(p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)
                 self.partitions_held += 1
             else:  # keeps its place and what the client last heard
                 cached.fetch_offset = p.fetch_offset
@@ -212,13 +219,12 @@ class FetchSessionCache:
                 cached.current_leader_epoch = p.current_leader_epoch
         for t in request.forgotten_topics_data:
             for partition in t.partitions:
-                if parts.pop((t.topic, partition), None) is not None:
+                if parts.pop(TopicPartition(t.topic, partition), None) is not None:
                     self.partitions_held -= 1
         session.epoch = _next_epoch(session.epoch)
         everything = tuple(
-            SessionPartition(topic, partition, c.fetch_offset, c.partition_max_bytes,
-                             c.current_leader_epoch)
-            for (topic, partition), c in parts.items())
+            SessionPartition(tp, c.fetch_offset, c.partition_max_bytes, c.current_leader_epoch)
+            for tp, c in parts.items())
         if not parts or self.partitions_held > self._max_partitions:
             # Nothing left to fetch (as Kafka does), or grown past the bound: free the slot and
             # answer this fetch in full with id 0, which ends the session on the client side.
@@ -228,13 +234,13 @@ class FetchSessionCache:
         return FetchContext(self, everything, session=session)
 
     def _create(self, partitions: tuple[SessionPartition, ...],
-                results: Mapping[Tp, PartitionOutcome], now: float) -> int:
+                results: Mapping[TopicPartition, PartitionOutcome], now: float) -> int:
         """A new session holding `partitions` as answered by `results`; 0 if no slot is free."""
-        parts: dict[Tp, _Cached] = {}
+        parts: dict[TopicPartition, _Cached] = {}
         for p in partitions:
-            cached = parts[(p.topic, p.partition)] = _Cached(
+            cached = parts[p.tp] = _Cached(
                 p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)
-            cached.must_send(results[(p.topic, p.partition)])  # a full response carries all
+            cached.must_send(results[p.tp])  # a full response carries all
         if len(parts) + self.partitions_held > self._max_partitions:
             return 0
         if len(self._sessions) >= self._slots and not self._evict_idle(now):

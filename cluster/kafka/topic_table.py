@@ -13,12 +13,13 @@ import uuid
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import NamedTuple, NewType
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "CoreId",
     "TopicInfo",
+    "TopicPartition",
     "TopicTable",
     "assign_cores",
     "decode_topic",
@@ -28,6 +29,14 @@ __all__ = [
 ]
 
 CoreId = NewType("CoreId", int)
+
+
+class TopicPartition(NamedTuple):
+    """A partition of a topic by name: the key of every per-partition map on the request path
+    (a tuple, so a plain `(topic, partition)` finds the same entry)."""
+
+    topic: str
+    partition: int
 
 # Kafka's default max.message.bytes (1 MiB + record batch overhead).
 DEFAULT_MAX_MESSAGE_BYTES = 1048588

@@ -1,6 +1,6 @@
-"""BrokerCore's topic lookups (issue 12): the controller's answer refreshes the core's topic cache;
-while the controller cannot answer (its core died, is restarting, or is stopped) the core answers
-from that cache, and what it does not hold is not said to be missing."""
+"""A core's topic lookups (`CoreServices`, issue 12): the controller's answer refreshes the core's
+topic cache; while the controller cannot answer (its core died, is restarting, or is stopped) the
+core answers from that cache, and what it does not hold is not said to be missing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any, cast
 
 import pykka
 
-from redshank.actors.broker import BrokerConfig, BrokerCore
+from redshank.actors.broker import BrokerConfig
+from redshank.actors.frontend import CoreServices
+from redshank.actors.frontend.topics import metadata
 from redshank.actors.runtime import CoreDiedError
 from redshank.actors.topic_controller import Lookup, LookupResult
 from redshank.cluster.kafka import TopicInfo
@@ -42,13 +44,13 @@ class _Controller:
         return fut
 
 
-def _core(controller: _Controller, down: frozenset[int] = frozenset()) -> BrokerCore:
+def _core(controller: _Controller, down: frozenset[int] = frozenset()) -> CoreServices:
     router = SimpleNamespace(core=1, ncores=2, ref=lambda _core, _name: controller)
     ctx = SimpleNamespace(core=1, router=router, loop=asyncio.get_running_loop(),
                           core_up=lambda c: c not in down)
     config = BrokerConfig("127.0.0.1", 0, "127.0.0.1", 0, "/nonexistent",
                           controller_timeout_s=0.05, auto_create_topics_per_request=7)
-    return BrokerCore(config, cast(Any, ctx))
+    return CoreServices(config, cast(Any, ctx))
 
 
 def _run(main: Callable[[], Any]) -> None:
@@ -110,14 +112,14 @@ def test_metadata_while_core_0_is_down() -> None:
         req = MetadataRequest(topics=(MetadataRequestTopic(name="a"),
                                       MetadataRequestTopic(name="new")),
                               allow_auto_topic_creation=True)
-        resp = await core.metadata(req, 12)
+        resp = await metadata(core, req, 12)
         by = {t.name: t for t in resp.topics}
         assert by["new"].error_code == ErrorCode.LEADER_NOT_AVAILABLE
         assert by["a"].error_code == ErrorCode.NONE
         assert [(p.error_code, p.leader_id) for p in by["a"].partitions] == [
             (ErrorCode.LEADER_NOT_AVAILABLE, -1), (ErrorCode.NONE, 0)]
         assert resp.cluster_id == "cid"
-        everything = await core.metadata(MetadataRequest(topics=None), 12)
+        everything = await metadata(core, MetadataRequest(topics=None), 12)
         assert [t.name for t in everything.topics] == ["a"]  # all this core knows
 
     _run(main)

@@ -153,7 +153,7 @@ def test_idempotent_retry_gets_original_offset_and_survives_reopen(tmp_path: Pat
 
 
 def test_produce_memory_semaphore_blocks_until_release() -> None:
-    from redshank.actors.broker import ByteSemaphore
+    from redshank.actors.flow_control import ByteSemaphore
 
     async def main() -> None:
         sem = ByteSemaphore(100)

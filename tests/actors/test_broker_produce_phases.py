@@ -1,4 +1,4 @@
-"""The produce path's two phases on one core's BrokerCore: phase 1 ends once every append is
+"""The produce frontend's two phases on one core: phase 1 ends once every append is
 handed to its owner's FIFO, without waiting for the owner's SEQUENCED reply (ARCHITECTURE.md
 section 3, "sequenced at enqueue"); a failure that comes later (the owner core dies with the
 frame in its ring, the leader is gone) is answered in phase 2 as NOT_LEADER_OR_FOLLOWER, and
@@ -11,9 +11,12 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
-from redshank.actors.broker import BrokerConfig, BrokerCore
+from redshank.actors.broker import BrokerConfig
+from redshank.actors.frontend import CoreServices
+from redshank.actors.frontend.produce import produce_acked, route_writes
 from redshank.actors.partition_leader import partition_name
 from redshank.actors.runtime import CoreDiedError, LoopFuture
+from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.kafka.handlers.produce import PartitionWrite
 from redshank.cluster.partition.api import PartitionResult
 from redshank.protocol.error_codes import ErrorCode
@@ -24,11 +27,11 @@ from redshank.protocol.messages.produce import (
 )
 
 
-def _core(loop: asyncio.AbstractEventLoop) -> BrokerCore:
+def _core(loop: asyncio.AbstractEventLoop) -> CoreServices:
     router = SimpleNamespace(core=0, ncores=2)
     ctx = SimpleNamespace(core=0, ncores=2, router=router, loop=loop)
     config = BrokerConfig("127.0.0.1", 0, "127.0.0.1", 0, "/nonexistent")
-    return BrokerCore(config, cast(Any, ctx))
+    return CoreServices(config, cast(Any, ctx))
 
 
 def _request(partitions: int) -> ProduceRequest:
@@ -37,7 +40,7 @@ def _request(partitions: int) -> ProduceRequest:
 
 
 def _writes(partitions: int) -> list[PartitionWrite]:
-    return [PartitionWrite("t", p, 1, b"x", None) for p in range(partitions)]
+    return [PartitionWrite(TopicPartition("t", p), 1, b"x", None) for p in range(partitions)]
 
 
 def test_phase_one_ends_at_enqueue_and_a_later_failure_is_answered_in_phase_two() -> None:
@@ -56,11 +59,11 @@ def test_phase_one_ends_at_enqueue_and_a_later_failure_is_answered_in_phase_two(
         core.ensured.update(partition_name("t", p) for p in range(3))
         request = _request(3)
         results: dict[tuple[str, int], Any] = {}
-        acked = await asyncio.wait_for(core._route_writes(request, _writes(3), results), 5)
+        acked = await asyncio.wait_for(route_writes(core, request, _writes(3), results), 5)
         assert len(handed) == 3 and not any(seq.done() for seq, _ack in handed)
         assert [tp for tp, _ack in acked] == [("t", 0), ("t", 1), ("t", 2)]
 
-        response = asyncio.ensure_future(core._produce_acked(request, results, acked, 0))
+        response = asyncio.ensure_future(produce_acked(core, request, results, acked, 0))
         handed[0][1].set(PartitionResult(0, 10))
         handed[1][1].fail(CoreDiedError(1, "killed with the frame in its ring"))
         handed[2][1].set(PartitionResult(0, 20))

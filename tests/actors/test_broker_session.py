@@ -8,7 +8,8 @@ import struct
 from types import SimpleNamespace
 from typing import Any, cast
 
-from redshank.actors.broker import SMALL_REQUEST, RequestMemory
+from redshank.actors.flow_control import SMALL_REQUEST, RequestMemory
+from redshank.actors.frontend import SERVED
 from redshank.actors.kafka_session import KafkaSession
 
 
@@ -34,8 +35,15 @@ class _Transport:
         self.paused = False
 
 
+def _host(**kw: Any) -> Any:
+    """A fake `SessionHost`: the real served keys, Produce two-phase, and what `kw` adds."""
+    kw.setdefault("sessions", 0)
+    kw.setdefault("request_memory", RequestMemory(1 << 20))
+    return cast(Any, SimpleNamespace(served=SERVED, two_phase=frozenset({0}), **kw))
+
+
 def _session(deadline: float) -> tuple[KafkaSession, _Transport]:
-    core = cast(Any, SimpleNamespace(sessions=0, request_memory=RequestMemory(1 << 20)))
+    core = _host()
     session = KafkaSession(core, frame_deadline_s=deadline)
     transport = _Transport()
     session.connection_made(cast(Any, transport))
@@ -69,9 +77,9 @@ def test_complete_requests_are_answered_and_do_not_trip_the_deadline() -> None:
 
     async def main() -> None:
         session, transport = _session(0.05)
-        session.core = cast(Any, SimpleNamespace(
-            sessions=1, request_memory=RequestMemory(1 << 20),
-            handle=lambda _key, version, request, _client: api_versions.handle(request, version)))
+        session.core = _host(
+            sessions=1, handle=lambda _key, version, request, _client: api_versions.handle(
+                request, version, SERVED))
         body = RequestHeader(18, 0, 5, "t").encode(1) + ApiVersionsRequest().encode(0)
         frame = struct.pack(">i", len(body)) + body
         session.data_received(frame + frame[:3])  # one whole request, the next one started
@@ -94,19 +102,13 @@ def test_a_request_that_fails_before_its_handler_closes_only_the_connection() ->
     from redshank.protocol.messages.metadata import MetadataRequest
     from redshank.protocol.messages.request_header import RequestHeader
 
-    def broken(_request: Any, _version: int) -> Any:
+    def broken(_key: int, _version: int, _request: Any, _client: str) -> Any:
         raise RuntimeError("bug on the way to a handler")
 
     async def main() -> None:
         session, transport = _session(5.0)
-        class BrokenCore:  # every request path raises synchronously (a bug before any future)
-            sessions = 1
-            request_memory = RequestMemory(1 << 20)
-
-            def __getattr__(self, _name: str) -> Any:
-                return broken
-
-        session.core = cast(Any, BrokenCore())
+        # Every request path raises synchronously (a bug before any future).
+        session.core = _host(sessions=1, handle=broken)
         body = RequestHeader(3, 1, 7, "t").encode(1) + MetadataRequest().encode(1)
         session.data_received(struct.pack(">i", len(body)) + body)
         for _ in range(100):  # bounded: the abort happens within a few loop turns
@@ -148,7 +150,7 @@ def test_session_counts_its_buffered_bytes_stops_reading_when_over_and_gives_the
         a, ta = _session(30)
         b, tb = _session(30)
         memory = RequestMemory(1 << 20)
-        a.core = b.core = cast(Any, SimpleNamespace(sessions=2, request_memory=memory))
+        a.core = b.core = _host(sessions=2, request_memory=memory)
         a.data_received(struct.pack(">i", 4 << 20) + b"\0" * 700_000)  # a frame begun
         await asyncio.sleep(0)
         assert memory.used == 700_004 and not ta.paused
@@ -184,6 +186,8 @@ def test_idle_timeout_spares_a_request_in_flight_and_closes_once_idle() -> None:
         class ParkedCore:  # every request parks until `answer` is set
             sessions = 0
             request_memory = RequestMemory(1 << 20)
+            served = SERVED
+            two_phase = frozenset({0})
 
             def handle(self, _key: int, version: int, request: Any, _client: str) -> Any:
                 return parked(request, version)

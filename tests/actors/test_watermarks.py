@@ -96,3 +96,18 @@ def test_an_arming_stands_for_reads_at_its_offset_until_any_word_or_its_time() -
     board.arm(tp, 5, tid, 1, 2, now=300.0)
     board.read(tp, 5)  # a later read's answer replaces the arming
     assert board.armed(tp, 5, tid, 1, 300.1) is None
+
+
+def test_the_one_arming_rule_arms_only_a_remote_read_that_found_nothing_new() -> None:
+    from redshank.cluster.partition.api import Read, ReadResult
+    from redshank.protocol.error_codes import ErrorCode
+
+    nothing_new = ReadResult(0, 5, 0, b"")
+    assert Watermarks.arming_core(Read(5, 100, -1, True, 3), nothing_new) == 3
+    assert Watermarks.arming_core(Read(7, 100, -1, True, 3), nothing_new) == 3  # past the HW
+    assert Watermarks.arming_core(Read(5, 0, -1, True, 3), nothing_new) == 3  # no bytes asked
+    assert Watermarks.arming_core(Read(4, 100, -1, True, 3), ReadResult(0, 5, 0, b"x")) is None
+    assert Watermarks.arming_core(Read(5, 100, -1, False, 3), nothing_new) is None  # local
+    assert Watermarks.arming_core(Read(5, 100, -1, True, None), nothing_new) is None
+    assert Watermarks.arming_core(
+        Read(5, 100, 2, True, 3), ReadResult(ErrorCode.UNKNOWN_LEADER_EPOCH, 5, 0)) is None

@@ -8,11 +8,11 @@ from collections.abc import Iterable, Mapping
 
 import pytest
 
+from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.kafka.fetch_session import (
     FetchContext,
     FetchSessionCache,
     SessionError,
-    Tp,
 )
 from redshank.cluster.partition.api import ReadResult
 from redshank.protocol.error_codes import ErrorCode
@@ -28,7 +28,7 @@ INT32_MAX = 2**31 - 1
 
 
 def _req(sid: int = 0, epoch: int = -1, parts: Iterable[tuple[str, int, int]] = (),
-         forget: Iterable[Tp] = ()) -> FetchRequest:
+         forget: Iterable[TopicPartition] = ()) -> FetchRequest:
     """parts: (topic, partition, fetch_offset); one FetchTopic each, as the wire allows."""
     return FetchRequest(
         session_id=sid, session_epoch=epoch,
@@ -58,7 +58,7 @@ def _cache(slots: int = 10, core: int = 0, ncores: int = 1, seed: int = 1,
     return FetchSessionCache(slots, core, ncores, random.Random(seed), evict_idle_s)
 
 
-def _session(cache: FetchSessionCache, results: Mapping[Tp, ReadResult] | None = None,
+def _session(cache: FetchSessionCache, results: Mapping[TopicPartition, ReadResult] | None = None,
              now: float = 0.0) -> int:
     """A session on a0@5, a1@7, b0@0, every one answered with hw 10 unless `results` says."""
     ctx = _ctx(cache, _req(0, 0, [("a", 0, 5), ("a", 1, 7), ("b", 0, 0)]), now)

@@ -15,7 +15,6 @@ from redshank.cluster.group import (
     ListGroupsResult,
 )
 from redshank.cluster.kafka.handlers import (
-    api_versions,
     create_partitions,
     delete_groups,
     delete_records,
@@ -47,13 +46,6 @@ INT32_MIN = -(2**31)
 def _versions(key: ApiKey) -> range:
     lo, hi = ADVERTISED[key]
     return range(lo, hi + 1)
-
-
-def test_group_admin_apis_are_advertised() -> None:
-    for key in (ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.DELETE_GROUPS,
-                ApiKey.DESCRIBE_CLUSTER, ApiKey.DELETE_TOPICS, ApiKey.DESCRIBE_CONFIGS,
-                ApiKey.CREATE_PARTITIONS, ApiKey.DELETE_RECORDS, ApiKey.OFFSET_FOR_LEADER_EPOCH):
-        assert key in api_versions.SERVED
 
 
 def test_describe_groups_one_request_per_distinct_group() -> None:

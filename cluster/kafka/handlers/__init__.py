@@ -27,6 +27,7 @@ from . import (
     produce,
     sync_group,
 )
+from ._unsure import not_leader_if_unsure
 
 __all__ = [
     "alter_configs",
@@ -49,6 +50,7 @@ __all__ = [
     "list_groups",
     "list_offsets",
     "metadata",
+    "not_leader_if_unsure",
     "offset_commit",
     "offset_fetch",
     "offset_for_leader_epoch",

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["not_leader_if_unsure"]
 
-Tp = tuple[str, int]
 
 
 class _Result(Protocol):
@@ -28,8 +28,8 @@ class _Result(Protocol):
 R = TypeVar("R", bound=_Result)
 
 
-def not_leader_if_unsure(results: dict[Tp, R], unsure: frozenset[str],
-                         not_leader: Callable[[Tp], R]) -> None:
+def not_leader_if_unsure(results: dict[TopicPartition, R], unsure: frozenset[str],
+                         not_leader: Callable[[TopicPartition], R]) -> None:
     """Replace, in place, the UNKNOWN_TOPIC_OR_PARTITION answers for topics in `unsure` with
     `not_leader(tp)` (a result carrying NOT_LEADER_OR_FOLLOWER)."""
     if not unsure:

@@ -17,7 +17,7 @@ from redshank.cluster.kafka.handlers._alter import (
 from redshank.cluster.kafka.topic_configs import ConfigChange, ConfigOp, ConfigRefused
 from redshank.protocol.messages import alter_configs as wire
 
-__all__ = ["build", "plan"]
+__all__ = ["AlterOutcome", "build", "plan"]
 
 
 def _ops(resource: wire.AlterConfigsResource) -> Ops | ConfigRefused:

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import HIGH_WATERMARK, TrimResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import delete_records as wire
 
 __all__ = ["Trim", "build", "plan"]
 
-Tp = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +33,14 @@ class Trim:
 
 
 def plan(request: wire.DeleteRecordsRequest, topics: Mapping[str, TopicInfo | None]
-         ) -> tuple[list[Trim], dict[Tp, TrimResult]]:
+         ) -> tuple[list[Trim], dict[TopicPartition, TrimResult]]:
     trims: list[Trim] = []
-    done: dict[Tp, TrimResult] = {}
+    done: dict[TopicPartition, TrimResult] = {}
     for t in request.topics:
         info = topics.get(t.name)
         for p in t.partitions:
             core = info.core_of(p.partition_index) if info is not None else None
-            tp = (t.name, p.partition_index)
+            tp = TopicPartition(t.name, p.partition_index)
             if core is None:
                 done[tp] = TrimResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             elif p.offset < HIGH_WATERMARK:
@@ -51,12 +50,11 @@ def plan(request: wire.DeleteRecordsRequest, topics: Mapping[str, TopicInfo | No
     return trims, done
 
 
-def build(request: wire.DeleteRecordsRequest, results: Mapping[Tp, TrimResult]
+def build(request: wire.DeleteRecordsRequest, results: Mapping[TopicPartition, TrimResult]
           ) -> wire.DeleteRecordsResponse:
     return wire.DeleteRecordsResponse(topics=tuple(
         wire.DeleteRecordsTopicResult(t.name, tuple(
-            wire.DeleteRecordsPartitionResult(
-                p.partition_index, results[(t.name, p.partition_index)].low_watermark,
-                results[(t.name, p.partition_index)].error_code)
-            for p in t.partitions))
+            wire.DeleteRecordsPartitionResult(p.partition_index, r.low_watermark, r.error_code)
+            for p in t.partitions
+            for r in (results[TopicPartition(t.name, p.partition_index)],)))
         for t in request.topics))

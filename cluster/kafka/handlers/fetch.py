@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from redshank.cluster.kafka.fetch_session import SessionPartition
-from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import ReadResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.fetch import (
@@ -29,41 +29,47 @@ from redshank.protocol.record_batch import parse_header
 __all__ = ["FetchBudget", "PartitionRead", "build", "clip", "plan",
            "session_error"]
 
-Tp = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionRead:
-    topic: str
-    partition: int
+    tp: TopicPartition  # the key of its result
     core: int
     offset: int
     max_bytes: int
     leader_epoch: int
     topic_id: uuid.UUID | None = None
 
+    @property
+    def topic(self) -> str:
+        return self.tp[0]
+
+    @property
+    def partition(self) -> int:
+        return self.tp[1]
+
 
 
 def plan(partitions: Iterable[SessionPartition], topics: Mapping[str, TopicInfo | None],
          partition_cap: int | None = None
-         ) -> tuple[list[PartitionRead], dict[Tp, ReadResult]]:
+         ) -> tuple[list[PartitionRead], dict[TopicPartition, ReadResult]]:
     """`partitions`: what the fetch reads (its fetch context's), in read order.
     `partition_cap`: the most this broker returns of one partition per fetch, whatever the
     client allows (a partition may be answered with less than its max; the first batch still
     goes whole, KIP-74)."""
     reads: list[PartitionRead] = []
-    done: dict[Tp, ReadResult] = {}
+    done: dict[TopicPartition, ReadResult] = {}
     for p in partitions:
         info = topics.get(p.topic)
         core = info.core_of(p.partition) if info is not None else None
         if info is None or core is None:
-            done[(p.topic, p.partition)] = ReadResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            done[p.tp] = ReadResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             continue
         limit = max(p.partition_max_bytes, 0)
         if partition_cap is not None:
             limit = min(limit, partition_cap)
-        reads.append(PartitionRead(p.topic, p.partition, core, p.fetch_offset, limit,
-                                   p.current_leader_epoch, info.topic_id))
+        reads.append(PartitionRead(p.tp, core, p.fetch_offset, limit, p.current_leader_epoch,
+                                   info.topic_id))
     return reads, done
 
 
@@ -111,8 +117,8 @@ class FetchBudget:
         return self.total >= self.min_bytes
 
 
-def build(results: Mapping[Tp, ReadResult], include: Iterable[Tp], session_id: int = 0
-          ) -> FetchResponse:
+def build(results: Mapping[TopicPartition, ReadResult], include: Iterable[TopicPartition],
+          session_id: int = 0) -> FetchResponse:
     """The response carrying the partitions in `include` (all of a full fetch's, the changed
     ones of an incremental fetch), each topic once, in order of first appearance."""
     by_topic: dict[str, list[PartitionData]] = {}

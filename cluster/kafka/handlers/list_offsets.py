@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import MAX_TIMESTAMP, OffsetAnswer
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.list_offsets import (
@@ -23,7 +23,6 @@ from redshank.protocol.messages.list_offsets import (
 
 __all__ = ["OffsetQuery", "build", "plan"]
 
-Tp = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +35,14 @@ class OffsetQuery:
 
 
 def plan(request: ListOffsetsRequest, version: int, topics: Mapping[str, TopicInfo | None]
-         ) -> tuple[list[OffsetQuery], dict[Tp, OffsetAnswer]]:
+         ) -> tuple[list[OffsetQuery], dict[TopicPartition, OffsetAnswer]]:
     queries: list[OffsetQuery] = []
-    done: dict[Tp, OffsetAnswer] = {}
+    done: dict[TopicPartition, OffsetAnswer] = {}
     for t in request.topics:
         info = topics.get(t.name)
         for p in t.partitions:
             core = info.core_of(p.partition_index) if info is not None else None
-            tp = (t.name, p.partition_index)
+            tp = TopicPartition(t.name, p.partition_index)
             if core is None:
                 done[tp] = OffsetAnswer(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             elif p.timestamp < MAX_TIMESTAMP or (p.timestamp == MAX_TIMESTAMP and version < 7):
@@ -54,13 +53,13 @@ def plan(request: ListOffsetsRequest, version: int, topics: Mapping[str, TopicIn
     return queries, done
 
 
-def build(request: ListOffsetsRequest, version: int, results: Mapping[Tp, OffsetAnswer]
+def build(request: ListOffsetsRequest, version: int, results: Mapping[TopicPartition, OffsetAnswer]
           ) -> ListOffsetsResponse:
     topics = []
     for t in request.topics:
         parts = []
         for p in t.partitions:
-            r = results[(t.name, p.partition_index)]
+            r = results[TopicPartition(t.name, p.partition_index)]
             parts.append(
                 ListOffsetsPartitionResponse(
                     partition_index=p.partition_index,

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from redshank.cluster.kafka.topic_table import TopicInfo
+from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import offset_for_leader_epoch as wire
 
 __all__ = ["LEADER_EPOCH", "EndQuery", "answer", "build", "plan"]
 
 LEADER_EPOCH = 0
-Tp = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +28,15 @@ class EndQuery:
 
 
 def plan(request: wire.OffsetForLeaderEpochRequest, topics: Mapping[str, TopicInfo | None]
-         ) -> tuple[list[EndQuery], dict[Tp, wire.EpochEndOffset]]:
+         ) -> tuple[list[EndQuery], dict[TopicPartition, wire.EpochEndOffset]]:
     """The partitions whose high watermark is needed, and the answers already known."""
     queries: list[EndQuery] = []
-    done: dict[Tp, wire.EpochEndOffset] = {}
+    done: dict[TopicPartition, wire.EpochEndOffset] = {}
     for t in request.topics:
         info = topics.get(t.topic)
         for p in t.partitions:
             core = info.core_of(p.partition) if info is not None else None
-            tp = (t.topic, p.partition)
+            tp = TopicPartition(t.topic, p.partition)
             if core is None:
                 done[tp] = wire.EpochEndOffset(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, p.partition)
             elif p.current_leader_epoch > LEADER_EPOCH:
@@ -56,9 +55,10 @@ def answer(partition: int, error_code: int, high_watermark: int) -> wire.EpochEn
     return wire.EpochEndOffset(ErrorCode.NONE, partition, LEADER_EPOCH, high_watermark)
 
 
-def build(request: wire.OffsetForLeaderEpochRequest, results: Mapping[Tp, wire.EpochEndOffset]
+def build(request: wire.OffsetForLeaderEpochRequest,
+          results: Mapping[TopicPartition, wire.EpochEndOffset]
           ) -> wire.OffsetForLeaderEpochResponse:
     return wire.OffsetForLeaderEpochResponse(topics=tuple(
         wire.OffsetForLeaderTopicResult(t.topic, tuple(
-            results[(t.topic, p.partition)] for p in t.partitions))
+            results[TopicPartition(t.topic, p.partition)] for p in t.partitions))
         for t in request.topics))

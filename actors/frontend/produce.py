@@ -1,0 +1,87 @@
+"""Produce (0): the two-phase request path, from a session to the partitions' owners and back.
+
+Concern: routing a produce request's validated writes to the owning cores (`shard_table`) and
+answering it in two phases (ARCHITECTURE.md section 3): *sequenced* once every append is in its
+owner's FIFO, *acknowledged* once each has reached the asked acks level; the core's produce
+memory held from routing to the answer. Must not know: batch validation and the response's
+shape (`cluster/kafka/handlers/produce`), what the owner does with an append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redshank.actors.frontend._registry import serves
+from redshank.actors.frontend.services import OWNER_GONE, CoreServices
+from redshank.actors.runtime import LoopFuture
+from redshank.cluster.kafka import TopicPartition
+from redshank.cluster.kafka.handlers import not_leader_if_unsure
+from redshank.cluster.kafka.handlers import produce as produce_h
+from redshank.cluster.partition.api import PartitionResult
+from redshank.protocol.api_versions import ApiKey
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages.produce import ProduceRequest, ProduceResponse
+
+__all__ = ["produce", "produce_acked", "route_writes"]
+
+Acked = list[tuple[TopicPartition, LoopFuture[PartitionResult]]]
+
+
+def _not_leader(_tp: TopicPartition) -> PartitionResult:
+    return PartitionResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+
+
+@serves(ApiKey.PRODUCE, two_phase=True)
+async def produce(core: CoreServices, request: ProduceRequest, version: int
+                  ) -> asyncio.Future[ProduceResponse]:
+    """Phase 1: every partition's append is in its owner's FIFO (order fixed); returns the
+    future of the response (phase 2, when the requested acks level is reached)."""
+    del version  # plan and build read every version's fields alike
+    infos, unsure = await core.topic_infos([t.name for t in request.topic_data])
+    writes, results = produce_h.plan(request, infos)
+    not_leader_if_unsure(results, unsure, _not_leader)
+    size = sum(len(w.records) for w in writes)
+    await core.produce_memory.acquire(size)
+    try:
+        acked = await route_writes(core, request, writes, results)
+    except BaseException:
+        core.produce_memory.release(size)
+        raise
+    return asyncio.ensure_future(produce_acked(core, request, results, acked, size))
+
+
+async def route_writes(core: CoreServices, request: ProduceRequest,
+                       writes: list[produce_h.PartitionWrite],
+                       results: dict[TopicPartition, PartitionResult]) -> Acked:
+    # Sequenced at enqueue (ARCHITECTURE.md section 3): once an append is in its owner's
+    # FIFO (the ring to that core, its overflow queue, or a local leader's inbox), its
+    # order is fixed, so the connection may read its next request without waiting for the
+    # owner's SEQUENCED reply (a cross-core round trip per request made a connection that
+    # fell behind on a busy CPU stay behind). Whatever fails after that (the owner dies
+    # with the frame in its ring, the leader is gone) fails the acked future as well, and
+    # phase 2 answers it.
+    acked: Acked = []
+    for w in writes:
+        try:
+            _sequenced, ack = await core.append_two_phase(w, request.acks)
+        except OWNER_GONE as exc:
+            results[w.tp] = core.owner_gone(w.tp, exc)
+            continue
+        acked.append((w.tp, ack))
+    return acked
+
+
+async def produce_acked(core: CoreServices, request: ProduceRequest,
+                        results: dict[TopicPartition, PartitionResult], acked: Acked,
+                        size: int) -> ProduceResponse:
+    """Phase 2: every routed append's answer (or NOT_LEADER_OR_FOLLOWER: its owner went away),
+    then the response; the request's produce memory is released either way."""
+    try:
+        for tp, ack in acked:
+            try:
+                results[tp] = await ack
+            except OWNER_GONE as exc:
+                results[tp] = core.owner_gone(tp, exc)  # reopened on the next request
+    finally:
+        core.produce_memory.release(size)
+    return produce_h.build(request, results)

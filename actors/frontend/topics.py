@@ -1,0 +1,135 @@
+"""Topic APIs: metadata, create and delete topics, grow partitions, configs, producer ids.
+
+Concern: the request paths answered by the node's topic controller (core 0) and this core's
+topic cache: what is asked of the controller, what the cache forgets once the controller has
+answered (a deleted or grown topic is looked up again), and what is answered while the
+controller cannot be reached. Must not know: topic records and how they are stored
+(`actors/topic_controller`), the wire shapes (`cluster/kafka/handlers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redshank.actors.frontend._registry import serves
+from redshank.actors.frontend.services import UNREACHABLE, CoreServices
+from redshank.actors.partition_leader import partition_name
+from redshank.actors.topic_controller import (
+    AllocateProducerId,
+    AlterTopicConfigs,
+    CreatePartitions,
+    CreateTopics,
+    DeleteTopics,
+)
+from redshank.cluster.kafka import handlers as h
+from redshank.cluster.kafka.topic_configs import ConfigChange
+from redshank.protocol import messages as m
+from redshank.protocol.api_versions import ApiKey
+from redshank.protocol.error_codes import ErrorCode
+
+__all__: list[str] = []
+
+
+@serves(ApiKey.METADATA)
+async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, version: int
+                   ) -> m.metadata.MetadataResponse:
+    q = h.metadata.query(request, version, core.config.auto_create_topics)
+    result = await core.lookup(q.names, q.create)
+    # Partitions whose core is down (dead, or restarting) have no leader right now.
+    offline = frozenset(c for c in range(core.router.ncores) if not core.ctx.core_up(c))
+    return h.metadata.build(request, version, core.broker, result.cluster_id or None, q,
+                            result.topics, result.not_ready, offline)
+
+
+@serves(ApiKey.CREATE_TOPICS)
+async def create_topics(core: CoreServices, request: m.create_topics.CreateTopicsRequest,
+                        version: int) -> m.create_topics.CreateTopicsResponse:
+    specs, errors = h.create_topics.plan(request, core.config.default_partitions)
+    outcomes: dict[str, h.create_topics.CreateOutcome] = {}
+    if specs:
+        answer = await core.ask_controller(CreateTopics(tuple(specs), request.validate_only))
+        assert isinstance(answer, dict)
+        outcomes = answer
+    return h.create_topics.build(request, errors, outcomes)
+
+
+@serves(ApiKey.DELETE_TOPICS)
+async def delete_topics(core: CoreServices, request: m.delete_topics.DeleteTopicsRequest,
+                        version: int) -> m.delete_topics.DeleteTopicsResponse:
+    targets = h.delete_topics.plan(request, version)
+    outcomes = await core.ask_controller(DeleteTopics(tuple(targets)))
+    assert isinstance(outcomes, list)
+    for o in outcomes:
+        if o.error_code == ErrorCode.NONE and o.name is not None:
+            core.topics.pop(o.name, None)
+            prefix = partition_name(o.name, 0)[:-1]  # "partition/<topic>/"
+            core.ensured = {n for n in core.ensured if not n.startswith(prefix)}
+    return h.delete_topics.build(outcomes, version)
+
+
+@serves(ApiKey.CREATE_PARTITIONS)
+async def create_partitions(core: CoreServices,
+                            request: m.create_partitions.CreatePartitionsRequest, version: int
+                            ) -> m.create_partitions.CreatePartitionsResponse:
+    grows, refused = h.create_partitions.plan(request)
+    outcomes: list[h.create_partitions.GrowOutcome] = []
+    if grows:
+        answer = await core.ask_controller(
+            CreatePartitions(tuple(grows), request.validate_only, core.broker.node_id))
+        assert isinstance(answer, list)
+        outcomes = answer
+    for o in outcomes:
+        core.topics.pop(o.name, None)  # looked up again with its new partitions
+    return h.create_partitions.build(refused + outcomes, version)
+
+
+@serves(ApiKey.DESCRIBE_CONFIGS)
+async def describe_configs(core: CoreServices,
+                           request: m.describe_configs.DescribeConfigsRequest, version: int
+                           ) -> m.describe_configs.DescribeConfigsResponse:
+    names = h.describe_configs.topic_names(request)
+    # Asked of the controller, not this core's cache: configs change under it.
+    found = (await core.lookup(names)).topics if names else {}
+    return h.describe_configs.build(request, version, {n: found.get(n) for n in names})
+
+
+@serves(ApiKey.ALTER_CONFIGS)
+async def alter_configs(core: CoreServices, request: m.alter_configs.AlterConfigsRequest,
+                        version: int) -> m.alter_configs.AlterConfigsResponse:
+    changes, decided = h.alter_configs.plan(request)
+    by_topic = await _alter(core, changes, request.validate_only)
+    return h.alter_configs.build(request, decided, by_topic)
+
+
+@serves(ApiKey.INCREMENTAL_ALTER_CONFIGS)
+async def incremental_alter_configs(
+        core: CoreServices,
+        request: m.incremental_alter_configs.IncrementalAlterConfigsRequest, version: int
+        ) -> m.incremental_alter_configs.IncrementalAlterConfigsResponse:
+    changes, decided = h.incremental_alter_configs.plan(request)
+    by_topic = await _alter(core, changes, request.validate_only)
+    return h.incremental_alter_configs.build(request, decided, by_topic)
+
+
+async def _alter(core: CoreServices, changes: list[ConfigChange], validate_only: bool
+                 ) -> dict[str, h.alter_configs.AlterOutcome]:
+    if not changes:
+        return {}
+    answer = await core.ask_controller(AlterTopicConfigs(tuple(changes), validate_only))
+    assert isinstance(answer, dict)
+    return answer
+
+
+@serves(ApiKey.INIT_PRODUCER_ID)
+async def init_producer_id(core: CoreServices,
+                           request: m.init_producer_id.InitProducerIdRequest, version: int
+                           ) -> m.init_producer_id.InitProducerIdResponse:
+    if not h.init_producer_id.wants_id(request):
+        return h.init_producer_id.build(request, None)
+    try:
+        pid = await asyncio.wait_for(core.ask_controller(AllocateProducerId()),
+                                     core.config.controller_timeout_s)
+    except UNREACHABLE:  # core 0 restarting: COORDINATOR_NOT_AVAILABLE, clients retry
+        return h.init_producer_id.build(request, None)
+    assert isinstance(pid, int)
+    return h.init_producer_id.build(request, pid)
