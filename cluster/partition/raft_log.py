@@ -51,6 +51,8 @@ _ANCHOR = struct.Struct(">qqq")  # index, term, Kafka end offset (next offset af
 _META_KEY = struct.Struct(">q")
 HS_KEY = b"hs"
 ANCHOR_KEY = b"anchor"
+# An anchor forces a kvstore flush once this many entries past the last one that did.
+ANCHOR_FLUSH_ENTRIES = 4096
 META_PREFIX = b"m/"
 
 
@@ -176,6 +178,10 @@ class PartitionRaftLog:
         self._recent: dict[Index, Entry] = {}
         self._anchor_written = Anchor(Index(recovered.first - 1), recovered.prev_term,
                                       recovered.first_offset)
+        self._anchor_forced = self._anchor_written.index
+        self._metas_below_anchor = True  # Raft entries in the kvstore the anchor may pass
+        hs = recovered.hard_state
+        self._term_vote: tuple[int, int] = (hs.term, hs.vote)
 
     # ---- RaftLog ----------------------------------------------------------------------------
 
@@ -260,32 +266,48 @@ class PartitionRaftLog:
 
     def persist(self, entries: Iterable[Entry], hard_state: HardState | None) -> bool:
         """Write a Ready's Raft entries and hard state to the kvstore (not yet durable); True if
-        it wrote anything (the kvstore must then be flushed with the log)."""
+        what it wrote must be durable with the log's next flush (Raft entries, a new term or
+        vote), False for what may ride a later one (a commit index)."""
         wrote = False
         for e in entries:
             if e.kind != EntryKind.DATA:
                 position = self.offsets.to_kafka(e.index)
                 self.kv.put(META_PREFIX + _META_KEY.pack(e.index),
                             _encode_meta(e.term, e.kind, position, e.config))
+                self._metas_below_anchor = True
                 wrote = True
         if hard_state is not None:
             self.kv.put(HS_KEY, _HS.pack(hard_state.term, hard_state.vote, hard_state.commit))
-            wrote = True
+            # Term and vote must be durable before anything depending on them leaves; the
+            # commit index need not be (recovery learns it again), so it rides later flushes.
+            if (hard_state.term, hard_state.vote) != self._term_vote:
+                self._term_vote = (hard_state.term, hard_state.vote)
+                wrote = True
         return wrote
 
     def anchor(self, durable: Index) -> bool:
-        """Record `durable` (committed and fsynced here) as where recovery starts; old Raft
-        entries below it leave the kvstore. True if something was written."""
+        """Record `durable` (committed and fsynced here) as where recovery starts; Raft entries
+        below the anchor before it leave the kvstore. The write rides the kvstore's next flush;
+        True when it should force one: the durable anchor is `ANCHOR_FLUSH_ENTRIES` behind, so
+        a restart after a crash scans at most about that many batch headers more."""
         if durable <= self._anchor_written.index or durable < self._first:
             return False
         a = Anchor(durable, self.term(durable), self.offsets.end_offset(durable))
         self.kv.put(ANCHOR_KEY, _ANCHOR.pack(a.index, a.term, a.end_offset))
-        for key, _ in self.kv.items(META_PREFIX):
-            (index,) = _META_KEY.unpack(key[len(META_PREFIX):])
-            if index <= self._anchor_written.index:  # durable anchor is past them already
-                self.kv.delete(key)
+        if self._metas_below_anchor:
+            left = False
+            for key, _ in self.kv.items(META_PREFIX):
+                (index,) = _META_KEY.unpack(key[len(META_PREFIX):])
+                if index <= self._anchor_written.index:  # the new anchor is past them
+                    self.kv.delete(key)
+                else:
+                    left = True
+            self._metas_below_anchor = left
         self._anchor_written = a
-        return True
+        if durable - self._anchor_forced >= ANCHOR_FLUSH_ENTRIES:
+            self._anchor_forced = durable
+            return True
+        return False
 
     def release(self, up_to: Index) -> None:
         """Entries up to `up_to` are no longer needed in memory (applied, sent to followers)."""

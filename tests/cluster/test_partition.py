@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from redshank.cluster.kafka.producer_state import ProducerStateTable
+from redshank.cluster.partition import raft_log
 from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
 from redshank.cluster.partition.partition import Partition
 from redshank.cluster.partition.raft_log import recover
@@ -168,3 +169,26 @@ def test_entries_not_in_memory_are_unavailable_not_read_from_disk(tmp_path: Path
 
 def values_count(b: bytes | bytearray | memoryview) -> int:
     return sum(1 for _ in iter_records(b))
+
+
+def test_anchor_forces_a_kvstore_flush_only_every_so_many_entries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(raft_log, "ANCHOR_FLUSH_ENTRIES", 3)
+    h = Host(tmp_path)
+    h.run()
+    forced = []
+    for i in range(7):
+        h.part.append(Append(batch(1), -1, None), i)
+        h.run(flush=False)
+        h.part.kv_flushing()
+        h.part.flush_begin()
+        h.log.flush()
+        h.part.flush_done()
+        forced.append(h.part.kv_dirty)  # the anchor asked for the kvstore's flush
+    # Commit moves one entry per round: the anchor forces a flush every third entry.
+    assert forced.count(True) == 2, forced
+    h.close()
+    h = Host(tmp_path)  # the anchor written last rode the close's flush: recovery starts there
+    assert h.part.raft_log.first_index() > 2
+    h.run()
+    assert h.part.high_watermark == 7
