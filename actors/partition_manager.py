@@ -330,5 +330,14 @@ class PartitionManager(LoopActor):
         self.leaders.pop(name, None)
         self.router.unregister(name)
         self._failed_logs.add(name)
-        self.writer.tell(Blocking(functools.partial(part.log.close, seal=False)))
-        self.writer.tell(Blocking(part.kv.close))
+        self.writer.tell(Blocking(functools.partial(_close_failed, part)))
+
+
+def _close_failed(part: OpenedPartition) -> None:
+    """Close a partition whose disk failed (writer thread): whatever its files say, they close,
+    and an error here must not stop the disk writer (its flush may fail again)."""
+    for close in (functools.partial(part.log.close, seal=False), part.kv.close):
+        try:
+            close()
+        except StorageError as exc:
+            _log.warning("close_failed_partition", log=part.log.dir, error=str(exc))

@@ -189,11 +189,15 @@ class KvStore:
         self._files.fsync_dir(self.dir)
 
     def close(self) -> None:
-        if self._failed is None:
-            self.flush()
-        if self._wal is not None:
-            self._wal.close()
-            self._wal = None
+        """Flush what is pending and close; the files are closed even if that flush fails
+        (the error is raised after)."""
+        try:
+            if self._failed is None:
+                self.flush()
+        finally:
+            if self._wal is not None:
+                self._wal.close()
+                self._wal = None
 
     # -- recovery ------------------------------------------------------------------------------
     def _recover(self) -> None:
