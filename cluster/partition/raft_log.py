@@ -51,7 +51,7 @@ _ANCHOR = struct.Struct(">qqq")  # index, term, Kafka end offset (next offset af
 _META_KEY = struct.Struct(">q")
 HS_KEY = b"hs"
 ANCHOR_KEY = b"anchor"
-# An anchor forces a kvstore flush once this many entries past the last one that did.
+# A new recovery anchor is written once this many entries past the last one.
 ANCHOR_FLUSH_ENTRIES = 4096
 META_PREFIX = b"m/"
 
@@ -178,7 +178,6 @@ class PartitionRaftLog:
         self._recent: dict[Index, Entry] = {}
         self._anchor_written = Anchor(Index(recovered.first - 1), recovered.prev_term,
                                       recovered.first_offset)
-        self._anchor_forced = self._anchor_written.index
         self._metas_below_anchor = True  # Raft entries in the kvstore the anchor may pass
         hs = recovered.hard_state
         self._term_vote: tuple[int, int] = (hs.term, hs.vote)
@@ -276,21 +275,20 @@ class PartitionRaftLog:
                             _encode_meta(e.term, e.kind, position, e.config))
                 self._metas_below_anchor = True
                 wrote = True
-        if hard_state is not None:
+        if hard_state is not None and (hard_state.term, hard_state.vote) != self._term_vote:
+            # Term and vote must be durable before anything depending on them leaves. A change
+            # of the commit index alone is not written: recovery learns it again (the anchor).
+            self._term_vote = (hard_state.term, hard_state.vote)
             self.kv.put(HS_KEY, _HS.pack(hard_state.term, hard_state.vote, hard_state.commit))
-            # Term and vote must be durable before anything depending on them leaves; the
-            # commit index need not be (recovery learns it again), so it rides later flushes.
-            if (hard_state.term, hard_state.vote) != self._term_vote:
-                self._term_vote = (hard_state.term, hard_state.vote)
-                wrote = True
+            wrote = True
         return wrote
 
     def anchor(self, durable: Index) -> bool:
-        """Record `durable` (committed and fsynced here) as where recovery starts; Raft entries
-        below the anchor before it leave the kvstore. The write rides the kvstore's next flush;
-        True when it should force one: the durable anchor is `ANCHOR_FLUSH_ENTRIES` behind, so
-        a restart after a crash scans at most about that many batch headers more."""
-        if durable <= self._anchor_written.index or durable < self._first:
+        """`durable` is committed and fsynced here: once it is `ANCHOR_FLUSH_ENTRIES` past the
+        last anchor, write it as where recovery starts (so a restart scans at most about that
+        many batch headers) and drop the Raft entries below the last anchor from the kvstore.
+        True if it wrote (the kvstore must be flushed with the log's next flush)."""
+        if durable < self._first or durable - self._anchor_written.index < ANCHOR_FLUSH_ENTRIES:
             return False
         a = Anchor(durable, self.term(durable), self.offsets.end_offset(durable))
         self.kv.put(ANCHOR_KEY, _ANCHOR.pack(a.index, a.term, a.end_offset))
@@ -304,10 +302,7 @@ class PartitionRaftLog:
                     left = True
             self._metas_below_anchor = left
         self._anchor_written = a
-        if durable - self._anchor_forced >= ANCHOR_FLUSH_ENTRIES:
-            self._anchor_forced = durable
-            return True
-        return False
+        return True
 
     def release(self, up_to: Index) -> None:
         """Entries up to `up_to` are no longer needed in memory (applied, sent to followers)."""

@@ -171,7 +171,7 @@ def values_count(b: bytes | bytearray | memoryview) -> int:
     return sum(1 for _ in iter_records(b))
 
 
-def test_anchor_forces_a_kvstore_flush_only_every_so_many_entries(
+def test_the_kvstore_is_written_only_for_an_anchor_every_so_many_entries(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(raft_log, "ANCHOR_FLUSH_ENTRIES", 3)
     h = Host(tmp_path)
@@ -184,11 +184,12 @@ def test_anchor_forces_a_kvstore_flush_only_every_so_many_entries(
         h.part.flush_begin()
         h.log.flush()
         h.part.flush_done()
-        forced.append(h.part.kv_dirty)  # the anchor asked for the kvstore's flush
-    # Commit moves one entry per round: the anchor forces a flush every third entry.
+        forced.append(h.part.kv_dirty)  # an anchor was written: the kvstore needs a flush
+    # Commit moves one entry per round (a commit-only hard state is not written at all): an
+    # anchor is written every third entry.
     assert forced.count(True) == 2, forced
     h.close()
-    h = Host(tmp_path)  # the anchor written last rode the close's flush: recovery starts there
+    h = Host(tmp_path)  # recovery starts at the last anchor
     assert h.part.raft_log.first_index() > 2
     h.run()
     assert h.part.high_watermark == 7
