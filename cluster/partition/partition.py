@@ -6,6 +6,7 @@ table, the max timestamp and the read bounds, in one state machine.
     Append from a produce                             ->   append(msg, waiter) -> PartitionResult
                                                            | None (answered later through Io)
     tick timer                                        ->   tick()
+    io.load: entries to read on the disk thread       ->   entries_loaded(entries)
     Raft message from a peer                          ->   step(message)
     io = take_io(): kv writes already made; send           Io: start_flush, send, answers,
       io.send, start a flush (kvstore then log) if          high watermark moved
@@ -22,17 +23,17 @@ take no Kafka offset. Must not know sockets, threads, event loops or clocks (the
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from redshank.cluster.kafka.producer_state import Duplicate, ProducerStateTable, SequenceError
 from redshank.cluster.partition.api import Append, PartitionResult
-from redshank.cluster.partition.raft_log import PartitionRaftLog, RecoveredRaft
+from redshank.cluster.partition.raft_log import EntryLoad, PartitionRaftLog, RecoveredRaft
 from redshank.cluster.raft.consensus import Consensus
 from redshank.cluster.raft.raft import RaftConfig, RaftCore
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
-from redshank.cluster.raft.types import Config, Index, Message, NodeId, Role
+from redshank.cluster.raft.types import Config, Entry, Index, Message, NodeId, Role
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import parse_header, stamp_log_append_time
@@ -51,6 +52,9 @@ class Io:
     start_flush: bool = False  # flush the kvstore, then the log, then call flush_done
     answers: list[tuple[Hashable, PartitionResult]] = field(default_factory=list)
     high_watermark: int | None = None  # moved to this (visible to consumers)
+    # Entries Raft could not hand out from memory (a lagging follower's): the host calls
+    # `load.read(log)` where the disk may be read, then `entries_loaded` on the loop.
+    load: list[EntryLoad] = field(default_factory=list)
 
 
 class Partition:
@@ -154,6 +158,11 @@ class Partition:
         self.consensus.step(m)
         self._drain()
 
+    def entries_loaded(self, entries: Sequence[Entry]) -> None:
+        """Entries an `Io.load` read: the appends waiting for them go out."""
+        self.consensus.entries_loaded(entries)
+        self._drain()
+
     def flush_begin(self) -> None:
         self.consensus.flush_begin()
 
@@ -200,6 +209,7 @@ class Partition:
                 self._kv_dirty = True
         self._io.send += io.send
         self._io.start_flush |= io.start_flush
+        self._io.load += [self.raft_log.plan_load(lo, hi) for lo, hi in io.load]
         for r in io.results:
             self._answer(r)
         self.raft_log.release(self.consensus.core.applied)

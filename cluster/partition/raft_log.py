@@ -30,6 +30,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from redshank.cluster.raft.batches import batch_span
 from redshank.cluster.raft.log import EntriesUnavailable
 from redshank.cluster.raft.offset_translator import OffsetTranslator
 from redshank.cluster.raft.types import (
@@ -42,9 +43,11 @@ from redshank.cluster.raft.types import (
     NodeId,
     Term,
 )
+from redshank.protocol.record_batch import iter_batches, parse_header
 from redshank.storage import KvStore, Log
+from redshank.storage.errors import OffsetOutOfRangeError
 
-__all__ = ["Anchor", "PartitionRaftLog", "RecoveredRaft", "recover"]
+__all__ = ["Anchor", "EntryLoad", "PartitionRaftLog", "RecoveredRaft", "recover"]
 
 _HS = struct.Struct(">qqq")  # term, vote, commit
 _ANCHOR = struct.Struct(">qqq")  # index, term, Kafka end offset (next offset after it)
@@ -80,6 +83,43 @@ class RecoveredRaft:
     first_offset: int
     slots: list[tuple[_Slot, int]]  # (slot, Kafka offsets the entry takes)
     cut_at: int | None  # the Kafka offset the storage log was truncated at, if it was
+
+
+@dataclass(frozen=True, slots=True)
+class EntryLoad:
+    """Entries the loop could not hand out from memory, to be read where the disk may be
+    touched (`read`, the disk thread); what the loop knew of them when it asked: per entry
+    (index, term, kind, config, Kafka base offset, Kafka end offset)."""
+
+    slots: tuple[tuple[Index, Term, EntryKind, Config | None, int, int], ...]
+
+    def read(self, log: Log) -> list[Entry]:
+        """The entries, read from `log` (disk thread). Stops at the first DATA entry whose batch
+        is gone or no longer the one asked for (truncated or trimmed meanwhile): Raft checks
+        the terms again when the entries are stepped back in."""
+        data_slots = [s for s in self.slots if s[2] == EntryKind.DATA and s[5] > s[4]]
+        batches: dict[int, memoryview] = {}
+        if data_slots:
+            first, last = data_slots[0][4], data_slots[-1][5] - 1
+            try:
+                raw = log.read(first, 1 << 62, last) if first >= log.start_offset else b""
+            except OffsetOutOfRangeError:
+                raw = b""
+            view = memoryview(raw)
+            for pos, h in iter_batches(raw, verify_crc=False):
+                batches[h.base_offset] = view[pos : pos + h.size]
+        out: list[Entry] = []
+        for index, term, kind, config, base, end in self.slots:
+            if kind != EntryKind.DATA:
+                out.append(Entry(term, index, kind, b"", config))
+                continue
+            batch = batches.get(base)
+            if batch is None or batch_span(batch) != end - base:
+                break
+            if parse_header(batch).partition_leader_epoch != term:
+                break
+            out.append(Entry(term, index, EntryKind.DATA, bytes(batch)))
+        return out
 
 
 def _encode_meta(term: Term, kind: EntryKind, position: int, config: Config | None) -> bytes:
@@ -218,6 +258,14 @@ class PartitionRaftLog:
             return [self.entry(Index(i)) for i in range(lo, hi + 1)]
         except EntriesUnavailable:
             raise EntriesUnavailable(lo, hi) from None
+
+    def plan_load(self, lo: Index, hi: Index) -> EntryLoad:
+        """What to read to hand out entries lo..hi (Raft asked for them in `Ready.load`)."""
+        lo, hi = Index(max(lo, self._first)), Index(min(hi, self.last_index()))
+        return EntryLoad(tuple(
+            (Index(i), s.term, s.kind, s.config, int(self.offsets.to_kafka(Index(i))),
+             int(self.offsets.end_offset(Index(i))))
+            for i in range(lo, hi + 1) for s in (self._slots[i - self._first],)))
 
     def append(self, entries: Sequence[Entry]) -> None:
         if not entries:
