@@ -23,17 +23,22 @@ take no Kafka offset. Must not know sockets, threads, event loops or clocks (the
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from redshank.cluster.kafka.producer_state import Duplicate, ProducerStateTable, SequenceError
 from redshank.cluster.partition.api import Append, PartitionResult
-from redshank.cluster.partition.raft_log import EntryLoad, PartitionRaftLog, RecoveredRaft
+from redshank.cluster.partition.raft_log import (
+    EntryLoad,
+    Loaded,
+    PartitionRaftLog,
+    RecoveredRaft,
+)
 from redshank.cluster.raft.consensus import Consensus
 from redshank.cluster.raft.raft import RaftConfig, RaftCore
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
-from redshank.cluster.raft.types import Config, Entry, Index, Message, NodeId, Role
+from redshank.cluster.raft.types import Config, Index, Message, NodeId, Notice, Role
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import parse_header, stamp_log_append_time
@@ -55,6 +60,7 @@ class Io:
     # Entries Raft could not hand out from memory (a lagging follower's): the host calls
     # `load.read(log)` where the disk may be read, then `entries_loaded` on the loop.
     load: list[EntryLoad] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)  # Raft's (leadership, commit), in order
 
 
 class Partition:
@@ -62,12 +68,16 @@ class Partition:
 
     def __init__(self, log: Log, kv: KvStore, recovered: RecoveredRaft,
                  producers: ProducerStateTable, *, voters: frozenset[NodeId] = frozenset({SELF}),
-                 node: NodeId = SELF, seed: int = 0) -> None:
+                 node: NodeId = SELF, seed: int = 0, bootstrap: Config | None = None,
+                 raft: RaftConfig | None = None) -> None:
+        """`bootstrap` (the group's first configuration, learners included) defaults to
+        `voters`; `raft` (timeouts, prevote, priorities) to the defaults for `node`."""
         self.raft_log = PartitionRaftLog(log, kv, recovered)
         self.producers = producers
+        cfg = raft or RaftConfig(id=node, rng=random.Random(seed))
         # The log is the state machine: committed entries need not be handed back.
-        cfg = RaftConfig(id=node, rng=random.Random(seed), apply_entries=False)
-        core = RaftCore(cfg, self.raft_log, recovered.hard_state, Config(voters),
+        cfg.apply_entries = False
+        core = RaftCore(cfg, self.raft_log, recovered.hard_state, bootstrap or Config(voters),
                         applied=recovered.hard_state.commit)
         self.consensus = Consensus(core, translator=self.raft_log.offsets)
         self.high_watermark = self._visible()
@@ -158,9 +168,12 @@ class Partition:
         self.consensus.step(m)
         self._drain()
 
-    def entries_loaded(self, entries: Sequence[Entry]) -> None:
-        """Entries an `Io.load` read: the appends waiting for them go out."""
-        self.consensus.entries_loaded(entries)
+    def entries_loaded(self, loaded: Loaded) -> None:
+        """What an `Io.load` read: the appends waiting for it go out."""
+        rl = self.raft_log
+        if loaded.backfill is not None and len(loaded.backfill) == rl.first_index() - 1:
+            rl.prepend(loaded.backfill)
+        self.consensus.entries_loaded(loaded.entries)
         self._drain()
 
     def flush_begin(self) -> None:
@@ -210,6 +223,7 @@ class Partition:
         self._io.send += io.send
         self._io.start_flush |= io.start_flush
         self._io.load += [self.raft_log.plan_load(lo, hi) for lo, hi in io.load]
+        self._io.notices += io.notices
         for r in io.results:
             self._answer(r)
         self.raft_log.release(self.consensus.core.applied)

@@ -351,7 +351,8 @@ class RaftCore(Elections):
                 # Skip our own entries of terms the follower cannot have (etcd's
                 # findConflictByTerm on the leader side).
                 hint = Index(min(m.commit, self.log.last_index()))
-                while hint > pr.match and self.log.term(hint) > m.log_term:
+                floor = max(pr.match, self.log.first_index() - 1)  # terms below are gone
+                while hint > floor and self.log.term(hint) > m.log_term:
                     hint = Index(hint - 1)
                 if pr.rejected(m.index, hint, self.log.last_index()):
                     self._send_append(m.src)
@@ -518,6 +519,10 @@ class RaftCore(Elections):
                 return  # sent once the host has loaded them (`entries_loaded`)
             entries = got
             hi = Index(prev + len(entries))
+        if prev < self.log.first_index() - 1:
+            # Before the log's first index (a partition's log begins after its recovery
+            # anchor) and not rebuilt by the host: only a snapshot could catch it up.
+            return
         if not entries and pr.state == ProgressState.REPLICATE:
             return
         self._send(peer, MT.APPEND, index=prev, log_term=self.log.term(prev), entries=entries,

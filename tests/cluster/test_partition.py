@@ -165,11 +165,12 @@ def test_entries_not_in_memory_are_unavailable_not_read_from_disk(tmp_path: Path
         rl.slice(Index(last - 1), last)
     assert (err.value.lo, err.value.hi) == (last - 1, last)
     # The host reads them where the disk may be touched (EntryLoad.read) and steps them in.
-    loaded = rl.plan_load(Index(last - 1), last).read(h.log)
+    loaded = rl.plan_load(Index(last - 1), last).read(h.log).entries
     assert [(e.index, e.term, values_count(e.batch)) for e in loaded] == [
         (last - 1, 1, 3), (last, 1, 1)]
     h.log.truncate(h.log.dirty_offset)  # the last batch goes meanwhile: the read stops there
-    assert [e.index for e in rl.plan_load(Index(last - 1), last).read(h.log)] == [last - 1]
+    assert [e.index for e in rl.plan_load(Index(last - 1), last).read(h.log).entries] == [
+        last - 1]
 
 
 def values_count(b: bytes | bytearray | memoryview) -> int:
