@@ -15,7 +15,7 @@ from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatc
 from redshank.cluster.partition.partition import Partition
 from redshank.cluster.partition.raft_log import recover
 from redshank.cluster.raft.log import EntriesUnavailable
-from redshank.cluster.raft.types import Index
+from redshank.cluster.raft.types import EntryKind, Index, Term
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import BatchBuilder, iter_records
 from redshank.storage import KvStore, Log
@@ -175,3 +175,60 @@ def test_entries_not_in_memory_are_unavailable_not_read_from_disk(tmp_path: Path
 
 def values_count(b: bytes | bytearray | memoryview) -> int:
     return sum(1 for _ in iter_records(b))
+
+
+def test_index_before_the_recovery_anchor_is_rebuilt_from_the_files(tmp_path: Path) -> None:
+    # Three terms of no-ops and batches; after a restart the Raft log begins at the anchor,
+    # and a leader catching up a lagging follower rebuilds the entries before it (backfill).
+    h = Host(tmp_path)
+    h.run()
+    for term in range(3):
+        for n in (2, 1):
+            h.part.append(Append(batch(n), -1, None), (term, n))
+        h.run()
+        if term < 2:
+            h.close()
+            h = Host(tmp_path)
+            h.run()
+    # Per term: its leader's no-op, then the two batches.
+    before = [(Index(3 * t + k + 1), Term(t + 1), EntryKind.NOOP if k == 0 else EntryKind.DATA)
+              for t in range(3) for k in range(3)]
+    h.close()
+    h = Host(tmp_path)
+    rl = h.part.raft_log
+    first = rl.first_index()
+    assert first > 1
+    with pytest.raises(EntriesUnavailable):
+        rl.entry(Index(1))
+    loaded = rl.plan_load(Index(1), Index(first - 1)).read(h.log)
+    assert loaded.backfill is not None and len(loaded.backfill) == first - 1
+    assert [(e.index, e.term, e.kind) for e in loaded.entries] == before[: first - 1]
+    h.part.entries_loaded(loaded)
+    assert rl.first_index() == 1
+    assert [(Index(i), rl.term(Index(i))) for i in range(1, len(before) + 1)] == [
+        (i, t) for i, t, _ in before]
+    assert rl.offsets.to_kafka(Index(first)) == loaded.entries[-1].span() + int(
+        rl.offsets.to_kafka(Index(first - 1)))
+
+
+def test_recovery_keeps_the_configuration_from_before_the_anchor(tmp_path: Path) -> None:
+    from redshank.cluster.partition.raft_log import _META_KEY, META_PREFIX, _encode_meta
+    from redshank.cluster.raft.types import Config, NodeId
+
+    h = Host(tmp_path)
+    h.run()
+    h.part.append(Append(batch(1), -1, None), 0)
+    h.run()
+    h.close()
+    # A configuration entry committed at index 1's place in an earlier life of the group:
+    # written as the partition writes Raft's own entries, below the anchor.
+    kv = KvStore.open(str(tmp_path / "raft"))
+    config = Config(frozenset({NodeId(1), NodeId(2), NodeId(3)}))
+    kv.put(META_PREFIX + _META_KEY.pack(1), _encode_meta(Term(1), EntryKind.CONFIG, 0, config))
+    kv.close()
+    log = Log.open(str(tmp_path / "log"))
+    kv = KvStore.open(str(tmp_path / "raft"))
+    got = recover(log, kv)
+    assert got.first > 1 and got.config == (1, config)
+    part = Partition(log, kv, got, ProducerStateTable())
+    assert part.consensus.core.config == config  # not the bootstrap's single voter

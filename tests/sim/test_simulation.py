@@ -3,8 +3,8 @@ storage logs and kvstores on simulated files, crashes by kill -9 and by power lo
 of seeds with faults and every checker (Raft's and Kafka's), regression seeds, a determinism
 check, and proof that the checkers are not vacuous (planted bugs are caught).
 
-`REDSHANK_SIM_SEEDS` sets how many seeds the default run covers (default 3000, on a process pool
-of 2); `redshank sim --seeds N [--start S]` runs any number for soak runs.
+`REDSHANK_SIM_SEEDS` sets how many seeds the default run covers (default 2400, on a process pool
+of 2: about 3-4 minutes); `redshank sim --seeds N [--start S]` runs any number for soak runs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from redshank.cluster.raft import quorum
 from redshank.cluster.raft.sim import SimResult, run_seed
 from redshank.cluster.raft.types import Config, Index, NodeId
 
-SEEDS = int(os.environ.get("REDSHANK_SIM_SEEDS", "3000"))
+SEEDS = int(os.environ.get("REDSHANK_SIM_SEEDS", "2400"))
 REGRESSION = Path(__file__).parent / "regression_seeds.txt"
 
 
@@ -40,7 +40,7 @@ def _report(failed: list[SimResult]) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_seeds_have_no_violations() -> None:
     with ProcessPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(run_seed, range(SEEDS), chunksize=25))
@@ -116,8 +116,16 @@ def test_sim_command_prints_json_summary(capsys: pytest.CaptureFixture[str]) -> 
     assert summary["seeds_per_second"] > 0
 
 
-def _violations(seeds: range) -> list[str]:
-    return [v for r in map(run_seed, seeds) for v in r.violations]
+def _caught(seeds: range, *needles: str) -> bool:
+    """Whether the seeds, run in order until every needle has been seen, report a violation
+    containing each needle (a planted bug is caught without running every seed)."""
+    left = set(needles)
+    for seed in seeds:
+        for v in run_seed(seed).violations:
+            left = {n for n in left if n not in v}
+        if not left:
+            return True
+    return False
 
 
 def test_checkers_catch_serving_before_the_term_commits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +141,7 @@ def test_checkers_catch_serving_before_the_term_commits(monkeypatch: pytest.Monk
         self._notice(NoticeKind.LEADER_READY, index=self.commit)
 
     monkeypatch.setattr(raft.RaftCore, "_become_leader", eager)
-    assert any("high watermark" in v for v in _violations(range(20)))
+    assert _caught(range(20), "high watermark")
 
 
 def test_checkers_catch_transfer_to_a_lagging_target(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,7 +156,7 @@ def test_checkers_catch_transfer_to_a_lagging_target(monkeypatch: pytest.MonkeyP
         return None
 
     monkeypatch.setattr(raft.RaftCore, "transfer_leadership", hasty)
-    assert any("lagging target" in v for v in _violations(range(20)))
+    assert _caught(range(20), "lagging target")
 
 
 def test_checkers_catch_prevote_side_effects(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,7 +172,7 @@ def test_checkers_catch_prevote_side_effects(monkeypatch: pytest.MonkeyPatch) ->
         orig(self, transfer, after_prevote)
 
     monkeypatch.setattr(raft.RaftCore, "_campaign", bumping)
-    assert any("prevote side effect" in v for v in _violations(range(10)))
+    assert _caught(range(10), "prevote side effect")
 
 
 def test_kafka_checker_catches_a_leader_local_high_watermark(
@@ -180,9 +188,7 @@ def test_kafka_checker_catches_a_leader_local_high_watermark(
         return int(self.log.start_offset)
 
     monkeypatch.setattr(Partition, "_visible", flushed)
-    found = _violations(range(20))
-    assert any("kafka high watermark backwards" in v for v in found)
-    assert any("a consumer read" in v or "consumer saw" in v for v in found)
+    assert _caught(range(20), "kafka high watermark backwards", "a consumer read")
 
 
 def test_kafka_checker_catches_acks_all_answered_before_commit(
@@ -199,8 +205,7 @@ def test_kafka_checker_catches_acks_all_answered_before_commit(
         return orig(self, req, index, term, base)
 
     monkeypatch.setattr(stm.ReplicateEntriesStm, "appended", eager)
-    assert any(v.split("ms ", 1)[-1].startswith("kafka: acked=all batch")
-               for v in _violations(range(20)))
+    assert _caught(range(20), "kafka: acked=all batch")
 
 
 def test_checkers_catch_a_log_that_never_reaches_the_disk(
@@ -209,6 +214,4 @@ def test_checkers_catch_a_log_that_never_reaches_the_disk(
     from redshank.storage import segment
 
     monkeypatch.setattr(segment.Segment, "sync", lambda self: None)
-    found = _violations(range(20))
-    assert any("recovery lost committed entries" in v for v in found)
-    assert any(v.split("ms ", 1)[-1].startswith("kafka:") for v in found)
+    assert _caught(range(20), "recovery lost committed entries", "kafka: ")
