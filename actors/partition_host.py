@@ -11,21 +11,24 @@ Must not know: Kafka requests, what the owner does with answers.
     owner.append --> PartitionHost.append --> Partition.append (Raft propose -> Log.append)
     call_soon    --> turn(): Partition.take_io -> answers, high watermark, start a flush
     flush round  --> (writer thread) -> loop: Partition.flush_done -> turn()
+    Io.load      --> (writer thread) EntryLoad.read -> loop: Partition.entries_loaded -> turn()
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import pykka
 
-from redshank.actors.disk_writer import OpenedPartition, RunRound
+from redshank.actors.disk_writer import Blocking, OpenedPartition, RunRound
 from redshank.actors.runtime import LoopFuture
 from redshank.cluster.kafka import ProducerStateTable
 from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
 from redshank.cluster.partition.partition import Partition
+from redshank.cluster.partition.raft_log import EntryLoad, Loaded
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
 from redshank.storage.errors import StorageError
@@ -118,9 +121,27 @@ class PartitionHost:
             for f in self._ready:
                 f.set(True)
             self._ready = []
+        for load in io.load:
+            self._load(load)
         self._flush_owed |= io.start_flush
         if self._flush_owed and not self.flushing and not self.paused:
             self.flush()
+
+    def _load(self, load: EntryLoad) -> None:
+        """Raft entries a lagging follower needs that are no longer in memory: read them on
+        the disk writer's thread, step them back in on the loop (never a disk read here). A
+        failed read steps in nothing: Raft asks again at the follower's next heartbeat."""
+        gen, log = self._generation, self.log
+        fut: LoopFuture[Loaded] = self.writer.ask(  # type: ignore[assignment]
+            Blocking(functools.partial(load.read, log)), block=False)
+
+        def done(f: LoopFuture[Loaded]) -> None:
+            if gen != self._generation:
+                return  # the partition was reopened meanwhile
+            self.part.entries_loaded(Loaded([]) if f.exception() is not None else f.result())
+            self.schedule_turn()
+
+        fut.add_done_callback(done)
 
     def flush(self) -> None:
         """One flush of the partition's kvstore (if written) and log in the core's next round
@@ -131,7 +152,12 @@ class PartitionHost:
         self.flushing = True
         self.part.flush_begin()
         targets: list[tuple[Log | KvStore, int]] = [(self.log, self.log.dirty_offset)]
-        if self.part.kv_dirty:
+        # The kvstore first whenever it holds writes (not only the partition's own): the log's
+        # flush covers every batch appended so far, and a batch durable without the no-op or
+        # configuration entry before it would take that entry's Raft index at recovery. (A
+        # kvstore write made between the two fdatasyncs of one round still races: see
+        # cluster/partition/README.md.)
+        if self.part.kv_dirty or self.kv.dirty_offset > self.kv.flushed_offset:
             self.part.kv_flushing()
             targets.insert(0, (self.kv, self.kv.dirty_offset))
         left = [len(targets)]

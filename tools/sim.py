@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+
+import structlog
 
 from redshank.cluster.raft.sim import SimResult, run_seed
 
@@ -21,7 +24,18 @@ def _run(seed: int) -> tuple[int, list[str], str, str, dict[str, int]]:
                                                                "events": r.events}
 
 
+def _quiet() -> None:
+    # The storage logs what recovery cut and which segments rolled: thousands of lines a run.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def _run_quiet(seed: int) -> tuple[int, list[str], str, str, dict[str, int]]:
+    _quiet()
+    return _run(seed)
+
+
 def main(argv: list[str]) -> int:
+    _quiet()
     ap = argparse.ArgumentParser(prog="redshank sim", description=__doc__)
     ap.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
     ap.add_argument("--start", type=int, default=0, help="first seed")
@@ -36,7 +50,7 @@ def main(argv: list[str]) -> int:
     totals: dict[str, int] = {}
     pool = ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 and len(seeds) > 1 else None
     try:
-        results = pool.map(_run, seeds, chunksize=16) if pool else map(_run, seeds)
+        results = pool.map(_run_quiet, seeds, chunksize=16) if pool else map(_run, seeds)
         for seed, bad, trace, text, counts in results:
             for k, v in counts.items():
                 totals[k] = totals.get(k, 0) + v

@@ -6,6 +6,7 @@ table, the max timestamp and the read bounds, in one state machine.
     Append from a produce                             ->   append(msg, waiter) -> PartitionResult
                                                            | None (answered later through Io)
     tick timer                                        ->   tick()
+    io.load: entries to read on the disk thread       ->   entries_loaded(entries)
     Raft message from a peer                          ->   step(message)
     io = take_io(): kv writes already made; send           Io: start_flush, send, answers,
       io.send, start a flush (kvstore then log) if          high watermark moved
@@ -27,12 +28,18 @@ from dataclasses import dataclass, field
 
 from redshank.cluster.kafka.producer_state import Duplicate, ProducerStateTable, SequenceError
 from redshank.cluster.partition.api import Append, PartitionResult
-from redshank.cluster.partition.raft_log import PartitionRaftLog, RecoveredRaft
+from redshank.cluster.partition.raft_log import (
+    ANCHOR_FLUSH_ENTRIES,
+    EntryLoad,
+    Loaded,
+    PartitionRaftLog,
+    RecoveredRaft,
+)
 from redshank.cluster.raft.consensus import Consensus
 from redshank.cluster.raft.raft import RaftConfig, RaftCore
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
-from redshank.cluster.raft.types import Config, Index, Message, NodeId, Role
+from redshank.cluster.raft.types import Config, Index, Message, NodeId, Notice, Role
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import parse_header, stamp_log_append_time
@@ -51,6 +58,10 @@ class Io:
     start_flush: bool = False  # flush the kvstore, then the log, then call flush_done
     answers: list[tuple[Hashable, PartitionResult]] = field(default_factory=list)
     high_watermark: int | None = None  # moved to this (visible to consumers)
+    # Entries Raft could not hand out from memory (a lagging follower's): the host calls
+    # `load.read(log)` where the disk may be read, then `entries_loaded` on the loop.
+    load: list[EntryLoad] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)  # Raft's (leadership, commit), in order
 
 
 class Partition:
@@ -58,12 +69,18 @@ class Partition:
 
     def __init__(self, log: Log, kv: KvStore, recovered: RecoveredRaft,
                  producers: ProducerStateTable, *, voters: frozenset[NodeId] = frozenset({SELF}),
-                 node: NodeId = SELF, seed: int = 0) -> None:
-        self.raft_log = PartitionRaftLog(log, kv, recovered)
+                 node: NodeId = SELF, seed: int = 0, bootstrap: Config | None = None,
+                 raft: RaftConfig | None = None,
+                 anchor_every: int = ANCHOR_FLUSH_ENTRIES) -> None:
+        """`bootstrap` (the group's first configuration, learners included) defaults to
+        `voters`; `raft` (timeouts, prevote, priorities) to the defaults for `node`;
+        `anchor_every`: entries between recovery anchors."""
+        self.raft_log = PartitionRaftLog(log, kv, recovered, anchor_every)
         self.producers = producers
+        cfg = raft or RaftConfig(id=node, rng=random.Random(seed))
         # The log is the state machine: committed entries need not be handed back.
-        cfg = RaftConfig(id=node, rng=random.Random(seed), apply_entries=False)
-        core = RaftCore(cfg, self.raft_log, recovered.hard_state, Config(voters),
+        cfg.apply_entries = False
+        core = RaftCore(cfg, self.raft_log, recovered.hard_state, bootstrap or Config(voters),
                         applied=recovered.hard_state.commit)
         self.consensus = Consensus(core, translator=self.raft_log.offsets)
         self.high_watermark = self._visible()
@@ -154,6 +171,14 @@ class Partition:
         self.consensus.step(m)
         self._drain()
 
+    def entries_loaded(self, loaded: Loaded) -> None:
+        """What an `Io.load` read: the appends waiting for it go out."""
+        rl = self.raft_log
+        if loaded.backfill is not None and len(loaded.backfill) == rl.first_index() - 1:
+            rl.prepend(loaded.backfill)
+        self.consensus.entries_loaded(loaded.entries)
+        self._drain()
+
     def flush_begin(self) -> None:
         self.consensus.flush_begin()
 
@@ -200,6 +225,8 @@ class Partition:
                 self._kv_dirty = True
         self._io.send += io.send
         self._io.start_flush |= io.start_flush
+        self._io.load += [self.raft_log.plan_load(lo, hi) for lo, hi in io.load]
+        self._io.notices += io.notices
         for r in io.results:
             self._answer(r)
         self.raft_log.release(self.consensus.core.applied)

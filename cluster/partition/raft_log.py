@@ -30,6 +30,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from redshank.cluster.raft.batches import batch_span
 from redshank.cluster.raft.log import EntriesUnavailable
 from redshank.cluster.raft.offset_translator import OffsetTranslator
 from redshank.cluster.raft.types import (
@@ -42,9 +43,12 @@ from redshank.cluster.raft.types import (
     NodeId,
     Term,
 )
+from redshank.protocol.record_batch import iter_batches, parse_header
 from redshank.storage import KvStore, Log
+from redshank.storage.errors import OffsetOutOfRangeError
 
-__all__ = ["Anchor", "PartitionRaftLog", "RecoveredRaft", "recover"]
+__all__ = ["Anchor", "EntryLoad", "Loaded", "PartitionRaftLog", "RecoveredRaft", "backfill",
+           "recover"]
 
 _HS = struct.Struct(">qqq")  # term, vote, commit
 _ANCHOR = struct.Struct(">qqq")  # index, term, Kafka end offset (next offset after it)
@@ -82,6 +86,117 @@ class RecoveredRaft:
     first_offset: int
     slots: list[tuple[_Slot, int]]  # (slot, Kafka offsets the entry takes)
     cut_at: int | None  # the Kafka offset the storage log was truncated at, if it was
+    # The last configuration entry at or before the anchor (the log's entries before `first`
+    # are not held, but the configuration in force may come from one of them).
+    config: tuple[Index, Config] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryLoad:
+    """Entries the loop could not hand out from memory, to be read where the disk may be
+    touched (`read`, the disk thread); what the loop knew of them when it asked: per entry
+    (index, term, kind, config, Kafka base offset, Kafka end offset)."""
+
+    slots: tuple[tuple[Index, Term, EntryKind, Config | None, int, int], ...]
+    # Entries before the log's first index were asked for: rebuild the index below it
+    # (`backfill`) from the log and the kvstore, up to this (first index, its Kafka offset).
+    below: tuple[Index, int] | None = None
+    kv: KvStore | None = None
+
+    def read(self, log: Log) -> Loaded:
+        """The entries, read from `log` (disk thread). Stops at the first DATA entry whose batch
+        is gone or no longer the one asked for (truncated or trimmed meanwhile): Raft checks
+        the terms again when the entries are stepped back in."""
+        if self.below is None:
+            return Loaded(self._read(log, self.slots))
+        assert self.kv is not None
+        first, first_offset = self.below
+        index = backfill(log, self.kv, first, first_offset)
+        if index is None or not self.slots:
+            return Loaded([], index)
+        lo, hi = self.slots[0][0], min(self.slots[-1][0], first - 1)
+        slots, at = [], 0
+        for i, (slot, span) in enumerate(index, start=1):
+            if lo <= i <= hi:
+                slots.append((Index(i), slot.term, slot.kind, slot.config, at, at + span))
+            at += span
+        return Loaded(self._read(log, tuple(slots)), index)
+
+    @staticmethod
+    def _read(log: Log, slots: tuple[tuple[Index, Term, EntryKind, Config | None, int, int],
+                                     ...]) -> list[Entry]:
+        data_slots = [s for s in slots if s[2] == EntryKind.DATA and s[5] > s[4]]
+        batches: dict[int, memoryview] = {}
+        if data_slots:
+            first, last = data_slots[0][4], data_slots[-1][5] - 1
+            try:
+                raw = log.read(first, 1 << 62, last) if first >= log.start_offset else b""
+            except OffsetOutOfRangeError:
+                raw = b""
+            view = memoryview(raw)
+            for pos, h in iter_batches(raw, verify_crc=False):
+                batches[h.base_offset] = view[pos : pos + h.size]
+        out: list[Entry] = []
+        for index, term, kind, config, base, end in slots:
+            if kind != EntryKind.DATA:
+                out.append(Entry(term, index, kind, b"", config))
+                continue
+            batch = batches.get(base)
+            if batch is None or batch_span(batch) != end - base:
+                break
+            if parse_header(batch).partition_leader_epoch != term:
+                break
+            out.append(Entry(term, index, EntryKind.DATA, bytes(batch)))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What an `EntryLoad` read: entries, and the index before the log's first one if it was
+    asked for and could be rebuilt."""
+
+    entries: list[Entry]
+    backfill: list[tuple[_Slot, int]] | None = None
+
+
+def backfill(log: Log, kv: KvStore, first: Index, first_offset: int
+             ) -> list[tuple[_Slot, int]] | None:
+    """The index of entries 1..first-1 (before a recovered log's first index, which begins at
+    Kafka offset `first_offset`), rebuilt from the batch headers and Raft's own entries kept in
+    the kvstore (disk thread). None when the log no longer begins at offset 0 (trimmed): only
+    a snapshot could catch up a replica that far behind."""
+    if log.start_offset != 0:
+        return None
+    metas: list[tuple[Index, Term, EntryKind, int, Config | None]] = []
+    for key, value in kv.items(META_PREFIX):
+        (index,) = _META_KEY.unpack(key[len(META_PREFIX):])
+        if index < first:
+            metas.append((Index(index), *_decode_meta(value)))
+    metas.sort(key=lambda m: m[0])
+    slots: list[tuple[_Slot, int]] = []
+    index, offset, m = 0, 0, 0
+
+    def place_metas() -> None:
+        nonlocal m, index
+        while m < len(metas) and metas[m][0] == index + 1 and metas[m][3] == offset:
+            _, t, kind, _, config = metas[m]
+            slots.append((_Slot(t, kind, config), 0))
+            index += 1
+            m += 1
+
+    for h in log.scan(0):
+        if h.base_offset >= first_offset:
+            break
+        place_metas()
+        if h.base_offset != offset:
+            return None
+        slots.append((_Slot(Term(h.partition_leader_epoch), EntryKind.DATA),
+                      h.last_offset - h.base_offset + 1))
+        index, offset = index + 1, h.last_offset + 1
+    place_metas()
+    if index != first - 1 or offset != first_offset:
+        return None
+    return slots
 
 
 def _encode_meta(term: Term, kind: EntryKind, position: int, config: Config | None) -> bytes:
@@ -113,16 +228,26 @@ def recover(log: Log, kv: KvStore) -> RecoveredRaft:
     if raw is not None:
         a_index, a_term, a_end = _ANCHOR.unpack(raw)
         anchor = Anchor(Index(a_index), Term(a_term), a_end)
+    if anchor.end_offset > log.dirty_offset + 1 and log.start_offset == 0:
+        # The log ends before its anchor: batches fsynced and committed are gone (a disk that
+        # lied about an fdatasync). Count the whole log again (Raft's own entries are all kept),
+        # so the index is what the files hold and the loss shows.
+        anchor = Anchor(Index(0), Term(0), 0)
     if anchor.end_offset < log.start_offset:
         # Trimmed past the anchor: the batches in between cannot be counted any more. Number
         # on from the anchor (indexes stay increasing; a replica that lags this far catches up
         # from the Kafka log, not from these entries).
         anchor = Anchor(anchor.index, anchor.term, log.start_offset)
     metas: list[tuple[Index, Term, EntryKind, int, Config | None]] = []
-    for key, value in kv.items(META_PREFIX):
+    base_config: tuple[Index, Config] | None = None
+    for key, value in kv.items(META_PREFIX):  # in key order: by index
         (index,) = _META_KEY.unpack(key[len(META_PREFIX):])
         if index > anchor.index:
             metas.append((Index(index), *_decode_meta(value)))
+        else:
+            _, kind, _, config = _decode_meta(value)
+            if kind == EntryKind.CONFIG and config is not None:
+                base_config = (Index(index), config)
     metas.sort(key=lambda m: m[0])
 
     slots: list[tuple[_Slot, int]] = []
@@ -159,16 +284,24 @@ def recover(log: Log, kv: KvStore) -> RecoveredRaft:
         kv.delete(META_PREFIX + _META_KEY.pack(key_index))  # past a gap: never persisted whole
     if hs.commit > index:
         hs = HardState(hs.term, hs.vote, index)
+    if hs.commit < anchor.index:
+        # The commit index is written with a new term or vote only; the anchor is a committed
+        # index written since, and the log before it is no longer held.
+        hs = HardState(hs.term, hs.vote, anchor.index)
     return RecoveredRaft(hs, Index(anchor.index + 1), anchor.term, anchor.end_offset, slots,
-                         cut_at)
+                         cut_at, base_config)
 
 
 class PartitionRaftLog:
     """The RaftLog of one partition (loop thread), built from what `recover` found."""
 
-    def __init__(self, log: Log, kv: KvStore, recovered: RecoveredRaft) -> None:
+    def __init__(self, log: Log, kv: KvStore, recovered: RecoveredRaft,
+                 anchor_every: int = ANCHOR_FLUSH_ENTRIES) -> None:
+        """`anchor_every`: entries between recovery anchors (the simulator uses few, so its
+        short runs cross anchors)."""
         self.log = log
         self.kv = kv
+        self.anchor_every = anchor_every
         self._first = recovered.first
         self._prev_term = recovered.prev_term
         self._slots: list[_Slot] = [s for s, _ in recovered.slots]
@@ -176,9 +309,10 @@ class PartitionRaftLog:
         for i, (_, span) in enumerate(recovered.slots):
             self.offsets.append_span(Index(recovered.first + i), span)
         self._recent: dict[Index, Entry] = {}
+        # The configuration in force from before the first index, if any (`configs`).
+        self._base_config = recovered.config
         self._anchor_written = Anchor(Index(recovered.first - 1), recovered.prev_term,
                                       recovered.first_offset)
-        self._metas_below_anchor = True  # Raft entries in the kvstore the anchor may pass
         hs = recovered.hard_state
         self._term_vote: tuple[int, int] = (hs.term, hs.vote)
 
@@ -199,15 +333,19 @@ class PartitionRaftLog:
         return self._slots[index - self._first].term
 
     def configs(self) -> list[tuple[Index, Config]]:
-        return [(Index(self._first + i), s.config) for i, s in enumerate(self._slots)
+        held = [(Index(self._first + i), s.config) for i, s in enumerate(self._slots)
                 if s.kind == EntryKind.CONFIG and s.config is not None]
+        base = self._base_config
+        return [base, *held] if base is not None and base[0] < self._first else held
 
     def entry(self, index: Index) -> Entry:
         got = self._recent.get(index)
         if got is not None:
             return got
-        # Below the first index: compacted (a replica that far behind needs a snapshot).
-        assert self._first <= index <= self.last_index(), f"entry {index} not held"
+        if index < self._first:
+            # Before the recovery anchor: the host rebuilds the index below it (`backfill`).
+            raise EntriesUnavailable(index, index)
+        assert index <= self.last_index(), f"entry {index} not held"
         slot = self._slots[index - self._first]
         if slot.kind != EntryKind.DATA:
             return Entry(slot.term, index, slot.kind, b"", slot.config)
@@ -223,6 +361,30 @@ class PartitionRaftLog:
             return [self.entry(Index(i)) for i in range(lo, hi + 1)]
         except EntriesUnavailable:
             raise EntriesUnavailable(lo, hi) from None
+
+    def plan_load(self, lo: Index, hi: Index) -> EntryLoad:
+        """What to read to hand out entries lo..hi (Raft asked for them in `Ready.load`)."""
+        if lo < self._first:
+            hi = Index(min(hi, self._first - 1))
+            return EntryLoad(tuple((Index(i), Term(0), EntryKind.DATA, None, 0, 0)
+                                   for i in range(lo, hi + 1)),
+                             (self._first, int(self.offsets.to_kafka(self._first))
+                              if self._first <= self.last_index()
+                              else int(self.offsets.next_offset())), self.kv)
+        lo, hi = Index(max(lo, self._first)), Index(min(hi, self.last_index()))
+        return EntryLoad(tuple(
+            (Index(i), s.term, s.kind, s.config, int(self.offsets.to_kafka(Index(i))),
+             int(self.offsets.end_offset(Index(i))))
+            for i in range(lo, hi + 1) for s in (self._slots[i - self._first],)))
+
+    def prepend(self, slots: list[tuple[_Slot, int]]) -> None:
+        """The index of every entry before the first one, rebuilt (`backfill`): the log
+        starts at index 1 again."""
+        assert len(slots) == self._first - 1, "backfill does not end before the first index"
+        self.offsets.extend_back([span for _, span in slots], 0)
+        self._slots[:0] = [s for s, _ in slots]
+        self._first = Index(1)
+        self._prev_term = Term(0)
 
     def append(self, entries: Sequence[Entry]) -> None:
         if not entries:
@@ -264,16 +426,15 @@ class PartitionRaftLog:
     # ---- durability -------------------------------------------------------------------------
 
     def persist(self, entries: Iterable[Entry], hard_state: HardState | None) -> bool:
-        """Write a Ready's Raft entries and hard state to the kvstore (not yet durable); True if
-        what it wrote must be durable with the log's next flush (Raft entries, a new term or
-        vote), False for what may ride a later one (a commit index)."""
+        """Write a Ready's Raft entries and a new term or vote to the kvstore (not yet durable);
+        True if it wrote (all of it must be durable with the log's next flush). A change of the
+        commit index alone writes nothing."""
         wrote = False
         for e in entries:
             if e.kind != EntryKind.DATA:
                 position = self.offsets.to_kafka(e.index)
                 self.kv.put(META_PREFIX + _META_KEY.pack(e.index),
                             _encode_meta(e.term, e.kind, position, e.config))
-                self._metas_below_anchor = True
                 wrote = True
         if hard_state is not None and (hard_state.term, hard_state.vote) != self._term_vote:
             # Term and vote must be durable before anything depending on them leaves. A change
@@ -284,23 +445,16 @@ class PartitionRaftLog:
         return wrote
 
     def anchor(self, durable: Index) -> bool:
-        """`durable` is committed and fsynced here: once it is `ANCHOR_FLUSH_ENTRIES` past the
+        """`durable` is committed and fsynced here: once it is `anchor_every` entries past the
         last anchor, write it as where recovery starts (so a restart scans at most about that
-        many batch headers) and drop the Raft entries below the last anchor from the kvstore.
-        True if it wrote (the kvstore must be flushed with the log's next flush)."""
-        if durable < self._first or durable - self._anchor_written.index < ANCHOR_FLUSH_ENTRIES:
+        many batch headers). True if it wrote (the kvstore must be flushed with the log's next
+        flush)."""
+        if durable < self._first or durable - self._anchor_written.index < self.anchor_every:
             return False
         a = Anchor(durable, self.term(durable), self.offsets.end_offset(durable))
         self.kv.put(ANCHOR_KEY, _ANCHOR.pack(a.index, a.term, a.end_offset))
-        if self._metas_below_anchor:
-            left = False
-            for key, _ in self.kv.items(META_PREFIX):
-                (index,) = _META_KEY.unpack(key[len(META_PREFIX):])
-                if index <= self._anchor_written.index:  # the new anchor is past them
-                    self.kv.delete(key)
-                else:
-                    left = True
-            self._metas_below_anchor = left
+        # Raft's own entries below the anchor stay (one no-op per term, and configurations):
+        # `backfill` needs them to rebuild the index before the anchor for a lagging follower.
         self._anchor_written = a
         return True
 
@@ -315,6 +469,9 @@ class PartitionRaftLog:
         if below <= self._first:
             return
         self._prev_term = self.term(Index(below - 1))
+        dropped = [c for c in self.configs() if c[0] < below]
+        if dropped:
+            self._base_config = dropped[-1]
         del self._slots[: below - self._first]
         self.offsets.compact(below)
         self._first = below

@@ -10,11 +10,13 @@
 
 The host calls the inputs (`replicate`, `tick`, `step`, ...), then `take_io()` and does what it
 says, in order: write, send, start a flush if asked; when a flush it started finishes it calls
-`flush_begin()` before and `flush_done()` after the fsync. Must not know files, sockets or time.
+`flush_begin()` before and `flush_done()` after the fsync; entries in `Io.load` it reads where it
+may block and hands back with `entries_loaded`. Must not know files, sockets or time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from redshank.cluster.raft.flush_debouncer import FlushDebouncer
@@ -49,6 +51,8 @@ class Io:
     results: list[ReplicateResult] = field(default_factory=list)
     applied: list[Entry] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    # Entries (lo, hi inclusive) to read where the host may block, then `entries_loaded`.
+    load: list[tuple[Index, Index]] = field(default_factory=list)
 
 
 class Consensus:
@@ -98,6 +102,10 @@ class Consensus:
 
     def step(self, m: Message) -> None:
         self.core.step(m)
+
+    def entries_loaded(self, entries: Sequence[Entry]) -> None:
+        """The host read entries `Io.load` asked for: appends waiting for them go out."""
+        self.core.entries_loaded(entries)
 
     def transfer_leadership(self, target: NodeId) -> ProposeError | None:
         return self.core.transfer_leadership(target)
@@ -160,6 +168,7 @@ class Consensus:
             io.start_flush |= self.flusher.add(rd)
             io.applied += rd.committed
             io.notices += rd.notices
+            io.load += rd.load
         if core.role == Role.LEADER:
             io.results += self.stm.committed(core.commit, core.log.term)
         elif not self.batcher.idle() or self.stm.pending():

@@ -53,6 +53,20 @@ class OffsetTranslator:
             del self._count[:n]
             self._first = Index(self._first + n)
 
+    def extend_back(self, spans: list[int], first_offset: int) -> None:
+        """Entries before the first one are known again (`spans`, ending just before it), the
+        first of them at Kafka offset `first_offset`."""
+        assert len(spans) < self._first, "extends before index 1"
+        bases, at = [], first_offset
+        for span in spans:
+            bases.append(at)
+            at += span
+        assert at == (self._base[0] if self._base else self._origin), "spans do not end here"
+        self._base[:0] = bases
+        self._count[:0] = spans
+        self._first = Index(self._first - len(spans))
+        self._origin = first_offset
+
     def __len__(self) -> int:
         """The last Raft index covered."""
         return self._first - 1 + len(self._base)

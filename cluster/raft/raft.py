@@ -15,13 +15,13 @@ the host reported durable, so "committed" always means "fsynced on a majority of
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redshank.cluster.raft import confchange, quorum
 from redshank.cluster.raft.batches import Buffer
 from redshank.cluster.raft.election import Elections
-from redshank.cluster.raft.log import RaftLog
+from redshank.cluster.raft.log import EntriesUnavailable, RaftLog
 from redshank.cluster.raft.progress import Progress, ProgressState
 from redshank.cluster.raft.recovery_stm import RecoveryStm
 from redshank.cluster.raft.types import (
@@ -106,6 +106,12 @@ class RaftCore(Elections):
         self._out: list[Message] = []
         self._out_late: list[Message] = []
         self._notices: list[Notice] = []
+        # Entries the log could not hand out from memory: ranges the host is asked to load
+        # (not yet handed out), and the followers whose next append waits for a load.
+        self._to_load: list[tuple[Index, Index]] = []
+        self._waiting_load: dict[NodeId, tuple[Index, Index]] = {}
+        self._loaded: dict[Index, Entry] = {}
+        self._loads_open = True
         self._reset_timeout()
 
     # ---- queries ----------------------------------------------------------------------------
@@ -138,7 +144,7 @@ class RaftCore(Elections):
 
     def has_ready(self) -> bool:
         return bool(
-            self._out or self._out_late or self._notices
+            self._out or self._out_late or self._notices or self._to_load
             or self._unstable <= self.log.last_index()
             or self.hard_state() != self._hs_sent
             or self.applied < min(self.commit, self.persisted)
@@ -162,6 +168,7 @@ class RaftCore(Elections):
                 rd.committed = self.log.slice(Index(self.applied + 1), apply_to)
             self.applied = apply_to
         rd.notices, self._notices = self._notices, []
+        rd.load, self._to_load = self._to_load, []
         rd.mark = PersistMark(last, self.log.term(last), hs)
         return rd
 
@@ -174,6 +181,25 @@ class RaftCore(Elections):
             self.persisted = mark.index
             if self.role == Role.LEADER:
                 self._maybe_commit()
+
+    def entries_loaded(self, entries: Sequence[Entry]) -> None:
+        """The host loaded entries asked for in `Ready.load`: the appends waiting for them go
+        out now. Entries the log no longer holds with the same term (truncated meanwhile) are
+        ignored; a follower whose range is still not covered is asked for again."""
+        last = self.log.last_index()
+        for e in entries:
+            if self.log.first_index() <= e.index <= last and self.log.term(e.index) == e.term:
+                self._loaded[e.index] = e
+        waiting, self._waiting_load = self._waiting_load, {}
+        if self.role == Role.LEADER:
+            # A follower still not covered asks again at its next trigger (a heartbeat
+            # response), not now: a host answering "nothing" must not spin the loop.
+            self._loads_open = False
+            for peer in sorted(waiting):
+                if peer in self.progress:
+                    self._send_append(peer)
+            self._loads_open = True
+        self._loaded.clear()
 
     # ---- proposals --------------------------------------------------------------------------
 
@@ -325,7 +351,8 @@ class RaftCore(Elections):
                 # Skip our own entries of terms the follower cannot have (etcd's
                 # findConflictByTerm on the leader side).
                 hint = Index(min(m.commit, self.log.last_index()))
-                while hint > pr.match and self.log.term(hint) > m.log_term:
+                floor = max(pr.match, self.log.first_index() - 1)  # terms below are gone
+                while hint > floor and self.log.term(hint) > m.log_term:
                     hint = Index(hint - 1)
                 if pr.rejected(m.index, hint, self.log.last_index()):
                     self._send_append(m.src)
@@ -406,6 +433,7 @@ class RaftCore(Elections):
         self.votes = {}
         self.lead_transferee = NO_NODE
         self.progress = {}
+        self._waiting_load = {}
 
     def _rebuild_progress(self) -> None:
         # A new follower's log is unknown: recover it up to our log's end.
@@ -484,12 +512,46 @@ class RaftCore(Elections):
         last = self.log.last_index()
         prev = Index(pr.next - 1)
         hi = Index(min(last, prev + self.cfg.max_append_entries))
-        entries = tuple(self.log.slice(pr.next, hi)) if pr.next <= last else ()
+        entries: tuple[Entry, ...] = ()
+        if pr.next <= last:
+            got = self._entries(peer, pr.next, hi)
+            if got is None:
+                return  # sent once the host has loaded them (`entries_loaded`)
+            entries = got
+            hi = Index(prev + len(entries))
+        if prev < self.log.first_index() - 1:
+            # Before the log's first index (a partition's log begins after its recovery
+            # anchor) and not rebuilt by the host: only a snapshot could catch it up.
+            return
         if not entries and pr.state == ProgressState.REPLICATE:
             return
         self._send(peer, MT.APPEND, index=prev, log_term=self.log.term(prev), entries=entries,
                    commit=self.commit)
         pr.sent(hi, len(entries))
+
+    def _entries(self, peer: NodeId, lo: Index, hi: Index) -> tuple[Entry, ...] | None:
+        """Entries lo..hi for `peer`: from the log, else from what the host just loaded (a
+        prefix is enough), else None after asking the host to load them (once per follower)."""
+        try:
+            return tuple(self.log.slice(lo, hi))
+        except EntriesUnavailable as exc:
+            missing = (Index(max(lo, exc.lo)), Index(min(hi, exc.hi)))
+        got: list[Entry] = []
+        for i in range(lo, hi + 1):
+            e = self._loaded.get(Index(i))
+            if e is None:
+                try:
+                    e = self.log.entry(Index(i))
+                except EntriesUnavailable:
+                    break
+            got.append(e)
+        if got:
+            return tuple(got)
+        if self._loads_open and peer not in self._waiting_load:
+            self._waiting_load[peer] = missing
+            if missing not in self._to_load:
+                self._to_load.append(missing)
+        return None
 
     def _send(self, to: NodeId, kind: MessageType, *, term: Term | None = None,
               index: Index = _I0, log_term: Term = _T0, entries: tuple[Entry, ...] = (),

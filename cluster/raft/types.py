@@ -185,7 +185,10 @@ class Ready:
     """What the host must do, in order: write `entries` (a first index at or below the last one
     written truncates the suffix) and `hard_state`; send `messages` at once; make entries and hard
     state durable, then send `messages_after_persist` and call `RaftCore.on_persisted`; apply
-    `committed`. `mark` is what to pass to `on_persisted` once all of that is durable."""
+    `committed`. `mark` is what to pass to `on_persisted` once all of that is durable. `load`:
+    ranges of entries (lo, hi inclusive) the log could not hand out from memory
+    (`EntriesUnavailable`); the host reads them where it may block and passes them to
+    `RaftCore.entries_loaded` (etcd's "unavailable" answer: the loop never waits on the disk)."""
 
     entries: list[Entry] = field(default_factory=list)
     hard_state: HardState | None = None
@@ -194,9 +197,10 @@ class Ready:
     committed: list[Entry] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
     mark: PersistMark = PersistMark()
+    load: list[tuple[Index, Index]] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (
             self.entries or self.hard_state or self.messages or self.messages_after_persist
-            or self.committed or self.notices
+            or self.committed or self.notices or self.load
         )

@@ -16,7 +16,7 @@ from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatc
 from redshank.cluster.partition.partition import Partition
 from redshank.cluster.partition.raft_log import recover
 from redshank.cluster.raft.log import EntriesUnavailable
-from redshank.cluster.raft.types import Index
+from redshank.cluster.raft.types import EntryKind, Index, Term
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import BatchBuilder, iter_records
 from redshank.storage import KvStore, Log
@@ -34,11 +34,12 @@ def batch(n: int, producer: ProducerBatch | None = None) -> bytearray:
 class Host:
     """What the partition-leader actor does, synchronously: flush kvstore then log."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, anchor_every: int = raft_log.ANCHOR_FLUSH_ENTRIES) -> None:
         self.root = root
         self.log = Log.open(str(root / "log"))
         self.kv = KvStore.open(str(root / "raft"))
-        self.part = Partition(self.log, self.kv, recover(self.log, self.kv), ProducerStateTable())
+        self.part = Partition(self.log, self.kv, recover(self.log, self.kv), ProducerStateTable(),
+                              anchor_every=anchor_every)
         self.answers: dict[Hashable, PartitionResult] = {}
         self.owed = False
         self.part.start()
@@ -165,6 +166,13 @@ def test_entries_not_in_memory_are_unavailable_not_read_from_disk(tmp_path: Path
     with pytest.raises(EntriesUnavailable) as err:
         rl.slice(Index(last - 1), last)
     assert (err.value.lo, err.value.hi) == (last - 1, last)
+    # The host reads them where the disk may be touched (EntryLoad.read) and steps them in.
+    loaded = rl.plan_load(Index(last - 1), last).read(h.log).entries
+    assert [(e.index, e.term, values_count(e.batch)) for e in loaded] == [
+        (last - 1, 1, 3), (last, 1, 1)]
+    h.log.truncate(h.log.dirty_offset)  # the last batch goes meanwhile: the read stops there
+    assert [e.index for e in rl.plan_load(Index(last - 1), last).read(h.log).entries] == [
+        last - 1]
 
 
 def values_count(b: bytes | bytearray | memoryview) -> int:
@@ -172,9 +180,8 @@ def values_count(b: bytes | bytearray | memoryview) -> int:
 
 
 def test_the_kvstore_is_written_only_for_an_anchor_every_so_many_entries(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(raft_log, "ANCHOR_FLUSH_ENTRIES", 3)
-    h = Host(tmp_path)
+        tmp_path: Path) -> None:
+    h = Host(tmp_path, anchor_every=3)
     h.run()
     forced = []
     for i in range(7):
@@ -189,7 +196,64 @@ def test_the_kvstore_is_written_only_for_an_anchor_every_so_many_entries(
     # anchor is written every third entry.
     assert forced.count(True) == 2, forced
     h.close()
-    h = Host(tmp_path)  # recovery starts at the last anchor
+    h = Host(tmp_path, anchor_every=3)  # recovery starts at the last anchor
     assert h.part.raft_log.first_index() > 2
     h.run()
     assert h.part.high_watermark == 7
+
+
+def test_index_before_the_recovery_anchor_is_rebuilt_from_the_files(tmp_path: Path) -> None:
+    # Three terms of no-ops and batches; after a restart the Raft log begins at the anchor,
+    # and a leader catching up a lagging follower rebuilds the entries before it (backfill).
+    h = Host(tmp_path, anchor_every=1)
+    h.run()
+    for term in range(3):
+        for n in (2, 1):
+            h.part.append(Append(batch(n), -1, None), (term, n))
+        h.run()
+        if term < 2:
+            h.close()
+            h = Host(tmp_path, anchor_every=1)
+            h.run()
+    # Per term: its leader's no-op, then the two batches.
+    before = [(Index(3 * t + k + 1), Term(t + 1), EntryKind.NOOP if k == 0 else EntryKind.DATA)
+              for t in range(3) for k in range(3)]
+    h.close()
+    h = Host(tmp_path, anchor_every=1)
+    rl = h.part.raft_log
+    first = rl.first_index()
+    assert first > 1
+    with pytest.raises(EntriesUnavailable):
+        rl.entry(Index(1))
+    loaded = rl.plan_load(Index(1), Index(first - 1)).read(h.log)
+    assert loaded.backfill is not None and len(loaded.backfill) == first - 1
+    assert [(e.index, e.term, e.kind) for e in loaded.entries] == before[: first - 1]
+    h.part.entries_loaded(loaded)
+    assert rl.first_index() == 1
+    assert [(Index(i), rl.term(Index(i))) for i in range(1, len(before) + 1)] == [
+        (i, t) for i, t, _ in before]
+    assert rl.offsets.to_kafka(Index(first)) == loaded.entries[-1].span() + int(
+        rl.offsets.to_kafka(Index(first - 1)))
+
+
+def test_recovery_keeps_the_configuration_from_before_the_anchor(tmp_path: Path) -> None:
+    from redshank.cluster.partition.raft_log import _META_KEY, META_PREFIX, _encode_meta
+    from redshank.cluster.raft.types import Config, NodeId
+
+    h = Host(tmp_path, anchor_every=1)
+    h.run()
+    h.part.append(Append(batch(1), -1, None), 0)
+    h.run()
+    h.close()
+    # A configuration entry committed at index 1's place in an earlier life of the group:
+    # written as the partition writes Raft's own entries, below the anchor.
+    kv = KvStore.open(str(tmp_path / "raft"))
+    config = Config(frozenset({NodeId(1), NodeId(2), NodeId(3)}))
+    kv.put(META_PREFIX + _META_KEY.pack(1), _encode_meta(Term(1), EntryKind.CONFIG, 0, config))
+    kv.close()
+    log = Log.open(str(tmp_path / "log"))
+    kv = KvStore.open(str(tmp_path / "raft"))
+    got = recover(log, kv)
+    assert got.first > 1 and got.config == (1, config)
+    part = Partition(log, kv, got, ProducerStateTable())
+    assert part.consensus.core.config == config  # not the bootstrap's single voter

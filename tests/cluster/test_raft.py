@@ -23,6 +23,8 @@ from redshank.cluster.raft import (
     Term,
 )
 from redshank.cluster.raft.batches import batch_of, values_of
+from redshank.cluster.raft.log import EntriesUnavailable
+from redshank.cluster.raft.types import Ready
 
 MT = MessageType
 
@@ -285,3 +287,74 @@ def test_rejection_hint_skips_a_conflicting_term() -> None:
     rd = f.ready()
     (resp,) = rd.messages_after_persist
     assert resp.reject and resp.commit == 1  # skips every term-2 entry in one round trip
+
+
+class ColdLog(MemoryLog):
+    """A log whose entries up to `cold` are on disk only (`EntriesUnavailable`)."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        super().__init__(entries)
+        self.cold = Index(0)
+
+    def entry(self, index: Index) -> Entry:
+        if index <= self.cold:
+            raise EntriesUnavailable(index, index)
+        return super().entry(index)
+
+    def slice(self, lo: Index, hi: Index) -> list[Entry]:
+        if lo <= self.cold:
+            raise EntriesUnavailable(lo, hi)
+        return super().slice(lo, hi)
+
+
+def beat_until_load(leader: RaftCore) -> Ready:
+    """Node 3 answers heartbeats without progress: the leader falls back to recovering it."""
+    for _ in range(3):
+        leader.step(Message(MT.HEARTBEAT_RESPONSE, NodeId(3), NodeId(1), Term(1)))
+        rd = leader.ready()
+        if rd.load:
+            return rd
+    raise AssertionError("no load asked for")
+
+
+def test_entries_not_in_memory_are_loaded_by_the_host_then_sent() -> None:
+    cold = ColdLog([])
+    cfg = RaftConfig(id=NodeId(1), rng=random.Random(1))
+    net = Net(RaftCore(cfg, cold, HardState(), Config(voters=ids(1, 2, 3))), make(2), make(3))
+    leader = net.elect(1)
+    net.down.add(NodeId(3))
+    for v in (b"a", b"b", b"c"):
+        leader.propose(batch_of((v,)))
+    net.stabilize()
+    assert leader.commit == 4
+    cold.cold = Index(4)  # everything is flushed and out of the cache
+    net.down.clear()
+    rd = beat_until_load(leader)
+    assert rd.load == [(2, 4)]  # node 3 has the no-op: it needs 2..4, and nothing is sent yet
+    assert not [m for m in rd.messages if m.dst == 3 and m.type == MT.APPEND]
+    # Asked once: another trigger before the load completes asks nothing more.
+    leader.step(Message(MT.HEARTBEAT_RESPONSE, NodeId(3), NodeId(1), Term(1)))
+    assert leader.ready().load == []
+    leader.entries_loaded(MemoryLog.slice(cold, Index(2), Index(4)))
+    rd = leader.ready()
+    sent = [m for m in rd.messages if m.dst == 3 and m.type == MT.APPEND]
+    assert [e.index for e in sent[0].entries] == [2, 3, 4]
+    net.cores[NodeId(3)].step(sent[0])
+    net.stabilize()
+    assert values_of(net.cores[NodeId(3)].log.entry(Index(4)).batch) == (b"c",)
+
+
+def test_a_load_that_finds_nothing_is_asked_again_at_the_next_trigger_only() -> None:
+    cold = ColdLog([])
+    cfg = RaftConfig(id=NodeId(1), rng=random.Random(1))
+    net = Net(RaftCore(cfg, cold, HardState(), Config(voters=ids(1, 2, 3))), make(2), make(3))
+    leader = net.elect(1)
+    net.down.add(NodeId(3))
+    leader.propose(batch_of((b"a",)))
+    net.stabilize()
+    cold.cold = Index(2)
+    assert beat_until_load(leader).load == [(2, 2)]
+    leader.entries_loaded([])  # e.g. trimmed meanwhile: nothing to send, no busy loop
+    assert not leader.has_ready()
+    leader.step(Message(MT.HEARTBEAT_RESPONSE, NodeId(3), NodeId(1), Term(1)))
+    assert leader.ready().load == [(2, 2)]

@@ -7,7 +7,14 @@ Checked: election safety, log matching, leader completeness, state-machine safet
 vote, joint quorum rules (a commit needs a majority of both halves; at most one uncommitted
 configuration on a leader; learners never vote), prevote side-effect freedom, TIMEOUT_NOW only to
 a caught-up target, every acks=all ack majority-fsynced, high watermark monotonic, no acked=all
-entry lost, no entry visible before it is fsynced on a majority.
+entry lost, no entry visible before it is fsynced on a majority, recovery keeps every durable
+committed entry and the durable term and vote.
+
+Kafka (over the storage logs the partitions write): every acks=all produce is found at its
+acknowledged offset with its records in the final log of every replica; no offset holds two
+different acknowledged batches; the high watermark a ready leader serves never goes below one
+an earlier term's leader served; what a consumer read below the high watermark is still there,
+unchanged, at the end.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from redshank.cluster.raft import quorum
-from redshank.cluster.raft.sim.disk import SimDisk
-from redshank.cluster.raft.types import Config, Entry, EntryKind, Index, NodeId, Term
+from redshank.cluster.raft.sim.disk import Durable
+from redshank.cluster.raft.types import Config, Entry, EntryKind, HardState, Index, NodeId, Term
 
 
 def _key(e: Entry) -> tuple[int, int, int, bytes, Config | None]:
@@ -32,6 +39,9 @@ class Checker:
         self.acked_all_index: dict[int, tuple[Index, Term]] = {}  # request id -> entry
         self.commit_term: dict[Index, Term] = {}  # the lowest term whose leader committed it
         self.served_hwm: dict[Term, int] = {}
+        self.kafka_served: dict[int, int] = {}  # term -> highest Kafka high watermark served
+        self.consumed: dict[int, bytes] = {}  # Kafka offset -> record a consumer read
+        self.reads = 0
         self.now = 0.0
 
     def fail(self, what: str) -> None:
@@ -53,7 +63,7 @@ class Checker:
                 self.fail(f"leader completeness: leader {node} term {term} lacks committed {idx}")
                 return
 
-    def vote_sent(self, node: NodeId, term: Term, candidate: NodeId, disk: SimDisk,
+    def vote_sent(self, node: NodeId, term: Term, candidate: NodeId, disk: Durable,
                   config: Config) -> None:
         hs = disk.hard_state
         if hs.term < term or (hs.term == term and hs.vote != candidate):
@@ -63,7 +73,7 @@ class Checker:
             self.fail(f"learner voted: {node} granted {candidate} in term {term}")
 
     def timeout_now_sent(self, node: NodeId, target: NodeId, term: Term, last: Index,
-                         last_term: Term, target_disk: SimDisk) -> None:
+                         last_term: Term, target_disk: Durable) -> None:
         """Leadership goes only to a target that has the leader's whole log (Redpanda #2606)."""
         if target_disk.hard_state.term > term:
             return  # a newer leader may have rewritten the target's log since it acknowledged
@@ -82,7 +92,7 @@ class Checker:
     # ---- commit and visibility --------------------------------------------------------------
 
     def leader_committed(self, node: NodeId, term: Term, log: Sequence[Entry], old: Index,
-                         new: Index, config: Config, disks: Mapping[NodeId, SimDisk]) -> None:
+                         new: Index, config: Config, disks: Mapping[NodeId, Durable]) -> None:
         e = log[new - 1]
         holders = {n: True for n, d in disks.items() if d.has(new, e.term)}
         if quorum.joint_vote_result(config, holders) != quorum.VoteResult.WON:
@@ -122,7 +132,7 @@ class Checker:
 
     def acked_all_entry(self, req: int, index: Index, term: Term, offset: int,
                         records: tuple[bytes, ...], config: Config,
-                        disks: Mapping[NodeId, SimDisk]) -> None:
+                        disks: Mapping[NodeId, Durable]) -> None:
         holders = {n: True for n, d in disks.items() if d.has(index, term)}
         if quorum.joint_vote_result(config, holders) != quorum.VoteResult.WON:
             self.fail(f"acks=all ack for {req} at {index} not majority-fsynced: {sorted(holders)}")
@@ -130,6 +140,68 @@ class Checker:
         if prev != records:
             self.fail(f"offset {offset} acked twice with different records")
         self.acked_all_index[req] = (index, term)
+
+    # ---- Kafka ------------------------------------------------------------------------------
+
+    def kafka_hwm(self, node: NodeId, term: Term, hw: int, ready: bool) -> None:
+        """A ready leader serves Kafka high watermark `hw`: never below what a leader of an
+        earlier term served."""
+        if not ready:
+            return
+        earlier = max((h for t, h in self.kafka_served.items() if t < term), default=0)
+        if hw < earlier:
+            self.fail(f"kafka high watermark backwards: leader {node} term {term} serves {hw} "
+                      f"< {earlier} served earlier")
+        self.kafka_served[term] = max(self.kafka_served.get(term, 0), hw)
+
+    def consumer_read(self, node: NodeId, records: Mapping[int, bytes]) -> None:
+        """A consumer fetched `records` (offset -> value) below a ready leader's high
+        watermark: they must never change or disappear."""
+        self.reads += 1
+        for off, value in records.items():
+            prev = self.consumed.setdefault(off, value)
+            if prev != value:
+                self.fail(f"consumer saw offset {off} change: {prev!r} -> {value!r} "
+                          f"(read from {node})")
+                return
+
+    def recovered(self, node: NodeId, hs: HardState, durable: Durable,
+                  terms: Mapping[int, int], first: int) -> None:
+        """A restart recovered `hs` and the log entries `terms` (index -> term, from `first`)
+        from the files: what was fsynced before the crash must all be there."""
+        d = durable.hard_state
+        if hs.term < d.term or (hs.term == d.term and hs.vote != d.vote):
+            self.fail(f"recovery lost the vote: {node} recovered term {hs.term} vote {hs.vote}, "
+                      f"fsynced term {d.term} vote {d.vote}")
+        last = first - 1 + len(terms)
+        if last < min(d.commit, len(durable.terms)):
+            self.fail(f"recovery lost committed entries: {node} recovered up to {last}, "
+                      f"fsynced commit {d.commit}")
+            return
+        for i in range(first, min(d.commit, len(durable.terms)) + 1):
+            if terms[i] != durable.terms[i - 1]:
+                self.fail(f"recovery changed committed entry {i} on {node}: term "
+                          f"{durable.terms[i - 1]} -> {terms[i]}")
+                return
+
+    def kafka_final(self, node: NodeId, records: Mapping[int, bytes]) -> None:
+        """`records`: the committed Kafka log of `node` at the end (offset -> value)."""
+        for off, values in self.acked_all.items():
+            got = tuple(records.get(off + i, b"") for i in range(len(values)))
+            if got != values:
+                self.fail(f"kafka: acked=all batch at offset {off} lost or changed on {node}: "
+                          f"{values} -> {got}")
+                break
+        for off, value in self.consumed.items():
+            if records.get(off) != value:
+                self.fail(f"kafka: offset {off} a consumer read as {value!r} is "
+                          f"{records.get(off)!r} on {node}")
+                break
+
+    def committed_entry(self, index: int) -> Entry:
+        """The committed entry at `index` (for a replica whose log starts after it)."""
+        term, idx, kind, batch, config = self.committed[Index(index)]
+        return Entry(Term(term), Index(idx), EntryKind(kind), batch, config)
 
     # ---- end of run -------------------------------------------------------------------------
 
@@ -141,12 +213,7 @@ class Checker:
                 if idx > commits[node] or log[idx - 1].term != term:
                     self.fail(f"acked=all entry {term}/{idx} lost or uncommitted on {node}")
                     break
-            recs = offsets[node]
-            for off, records in self.acked_all.items():
-                got = tuple(recs.get(off + i, b"") for i in range(len(records)))
-                if got != records:
-                    self.fail(f"offset {off} changed meaning on {node}: {records} -> {got}")
-                    break
+            self.kafka_final(node, offsets[node])
 
     def log_matching(self, logs: Mapping[NodeId, Sequence[Entry]]) -> None:
         nodes = sorted(logs)

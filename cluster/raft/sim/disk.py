@@ -7,6 +7,8 @@ the last sync (the page cache may have flushed some of them). Must not know Raft
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 from redshank.cluster.raft.types import Entry, HardState
 
@@ -53,3 +55,37 @@ class SimDisk:
     def has(self, index: int, term: int) -> bool:
         """Is the entry (index, term) durable here?"""
         return 0 < index <= len(self.log) and self.log[index - 1].term == term
+
+
+class Durable:
+    """What a crash of one replica can no longer take away: the terms of its log entries and
+    its hard state as of its last completed fsync (the simulator's shadow of a real storage
+    log and kvstore, for the checkers)."""
+
+    __slots__ = ("hard_state", "terms")
+
+    def __init__(self) -> None:
+        self.terms: list[int] = []  # terms[i - 1]: term of the durable entry at index i
+        self.hard_state = HardState()
+
+    def differs(self, last: int, first: int, term_at: Callable[[Any], int]) -> range:
+        """The indexes up to `last` where a log (`term_at(i)` for i >= `first`; entries below
+        are committed and unchanged) differs from this one: where they agree, the prefix
+        agrees too (log matching), so the scan goes back from the end and stops there."""
+        k = min(len(self.terms), last)
+        while k >= first and self.terms[k - 1] != term_at(k):
+            k -= 1
+        return range(k + 1, last + 1)
+
+    def synced(self, last: int, changes: dict[int, int], hard_state: HardState) -> None:
+        """An fsync covered the replica's log up to `last`, whose terms differ from these at
+        the indexes in `changes` (as `differs` found them when the flush began), and
+        `hard_state`."""
+        start = min(changes) if changes else last + 1
+        del self.terms[start - 1 :]
+        self.terms.extend(changes[i] for i in range(start, last + 1))
+        self.hard_state = hard_state
+
+    def has(self, index: int, term: int) -> bool:
+        """Is the entry (index, term) durable here?"""
+        return 0 < index <= len(self.terms) and self.terms[index - 1] == term

@@ -17,20 +17,22 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from redshank.cluster.raft.batches import batch_of, values_of
+from redshank.cluster.partition.api import PartitionResult
+from redshank.cluster.partition.raft_log import EntryLoad
+from redshank.cluster.raft.batches import batch_of
 from redshank.cluster.raft.heartbeat_manager import GroupId, NodeHeartbeat
-from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
-from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
 from redshank.cluster.raft.sim.checkers import Checker
-from redshank.cluster.raft.sim.disk import SimDisk
-from redshank.cluster.raft.sim.host import GroupMessage, GroupReplica, HostParams, Packet, SimNode
-from redshank.cluster.raft.types import (
-    Config,
-    EntryKind,
-    Index,
-    NodeId,
-    Role,
+from redshank.cluster.raft.sim.disk import Durable
+from redshank.cluster.raft.sim.host import (
+    GroupMessage,
+    HostParams,
+    Packet,
+    PartitionReplica,
+    SimNode,
+    Wiring,
 )
+from redshank.cluster.raft.types import Config, NodeId, Role
+from redshank.storage.types import Offset
 
 TICK_MS = 100.0  # one Raft tick; election timeout 10-20 ticks = 1-2 s
 LEADER_DEADLINE_MS = 10_000.0
@@ -39,7 +41,7 @@ COMMIT_DEADLINE_MS = 10_000.0
 # rejections forever, multiplied by duplication) is reported instead of hanging the test.
 MAX_EVENTS = 300_000
 
-TICK, DELIVER, FLUSH, CLIENT, FAULT, RESTART = range(6)
+TICK, DELIVER, FLUSH, CLIENT, FAULT, RESTART, LOAD = range(7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +127,14 @@ class Simulator:
         voters = frozenset(self.ids[: p.voters])
         learners = frozenset(self.ids[p.voters : p.voters + p.learners])
         bootstrap = Config(voters=voters, learners=learners)
-        self.disks = {g: {n: SimDisk() for n in self.ids} for g in self.groups}
+        self.durables = {g: {n: Durable() for n in self.ids} for g in self.groups}
         hp = HostParams(prevote=p.prevote,
                         priorities={n: p.priorities[n - 1] for n in self.ids})
         self.nodes = {
-            n: SimNode(n, {g: (bootstrap, self.checkers[g], self.disks[g]) for g in self.groups},
-                       hp, random.Random(self.rng.random()), self._send, self._request_flush,
-                       self._result)
+            n: SimNode(n, {g: (bootstrap, self.checkers[g], self.durables[g])
+                           for g in self.groups},
+                       hp, random.Random(self.rng.random()), self._send,
+                       Wiring(self._request_flush, self._request_load, self._answer))
             for n in self.ids
         }
         self.epoch = dict.fromkeys(self.ids, 0)
@@ -142,8 +145,10 @@ class Simulator:
         self.drop = p.drop
         self.duplicate = p.duplicate
         self.next_req = 0
+        self.requests: dict[int, tuple[int, tuple[bytes, ...]]] = {}  # id -> (acks, records)
         self.acked = {"all": 0, "leader": 0, "none": 0, "failed": 0, "refused": 0}
-        self.stats = dict.fromkeys(("crashes", "pauses", "partitions", "transfers", "configs"), 0)
+        self.stats = dict.fromkeys(("crashes", "power_losses", "pauses", "partitions",
+                                    "transfers", "configs", "loads", "reads"), 0)
         for n in self.ids:
             self._schedule(self.rng.uniform(0, TICK_MS), TICK, n, 0)
         self._schedule(p.produce_every_ms, CLIENT, 0, None)
@@ -194,7 +199,17 @@ class Simulator:
                 return
             self.flush_pending[n, g] = False
             self._trace.update(b"F%d:%d;" % (n, g))
-            self.nodes[n].flush(g)
+            self.nodes[n].replicas[g].flush()
+        elif kind == LOAD:
+            epoch, g, load = payload
+            if epoch != self.epoch[n] or not self.nodes[n].up:
+                return
+            if self.paused_until[n] > self.now:
+                self._schedule(self.paused_until[n] - self.now, LOAD, n, payload)
+                return
+            self._trace.update(b"L%d:%d;" % (n, g))
+            self.stats["loads"] += 1
+            self.nodes[n].replicas[g].load_done(load)
         elif kind == CLIENT:
             self._client()
         elif kind == FAULT:
@@ -238,13 +253,26 @@ class Simulator:
             delay = self.rng.uniform(0.5, self.params.flush_ms[n - 1])
             self._schedule(delay, FLUSH, n, (self.epoch[n], g))
 
-    def _result(self, n: NodeId, r: ReplicateResult) -> None:
-        if r.error is not None:
-            self.acked["failed"] += 1
-        else:
-            self.acked[{Acks.ALL: "all", Acks.LEADER: "leader", Acks.NONE: "none"}[r.acks]] += 1
+    def _request_load(self, n: NodeId, g: GroupId, load: EntryLoad) -> None:
+        # The disk writer reads the entries a while later; the loop goes on meanwhile.
+        delay = self.rng.uniform(0.5, self.params.flush_ms[n - 1])
+        self._schedule(delay, LOAD, n, (self.epoch[n], g, load))
 
-    def _leaders(self, group: GroupId | None = None) -> list[GroupReplica]:
+    def _answer(self, n: NodeId, g: GroupId, rid: int, r: PartitionResult) -> None:
+        acks, records = self.requests.pop(rid)
+        if r.error_code != 0:
+            self.acked["failed"] += 1
+            return
+        self.acked[{-1: "all", 1: "leader", 0: "none"}[acks]] += 1
+        if acks == -1:
+            replica = self.nodes[n].replicas[g]
+            rl = replica.part.raft_log
+            index = rl.offsets.to_raft(Offset(r.base_offset))
+            assert index is not None, f"acked offset {r.base_offset} holds no entry"
+            self.checkers[g].acked_all_entry(rid, index, rl.term(index), r.base_offset,
+                                             records, replica.core.config, self.durables[g])
+
+    def _leaders(self, group: GroupId | None = None) -> list[PartitionReplica]:
         groups = self.groups if group is None else [group]
         return [x.replicas[g] for g in groups for x in self.nodes.values()
                 if x.up and x.replicas[g].core.role == Role.LEADER]
@@ -266,15 +294,29 @@ class Simulator:
                 self.stats["transfers"] += 1
         elif roll < 0.08 and self.params.reconfigure:
             self._reconfigure(leader)
+        elif roll < 0.15:
+            self._consume(leader)
         else:
             self.next_req += 1
             rid = self.next_req
-            acks = self.rng.choice((Acks.ALL, Acks.ALL, Acks.LEADER, Acks.NONE))
+            acks = self.rng.choice((-1, -1, 1, 0))
             records = tuple(b"r%d.%d" % (rid, k) for k in range(self.rng.randrange(1, 4)))
-            if not leader.produce(ReplicateRequest(rid, batch_of(records), acks)):
+            self.requests[rid] = (acks, records)
+            now = leader.produce(rid, acks, batch_of(records))
+            if now is not None:
+                self.requests.pop(rid, None)
                 self.acked["refused"] += 1
 
-    def _reconfigure(self, leader: GroupReplica) -> None:
+    def _consume(self, leader: PartitionReplica) -> None:
+        """A consumer fetches the tail below the high watermark a ready leader serves."""
+        if not leader.ready:
+            return
+        hw = leader.part.high_watermark
+        start = max(0, hw - self.rng.randrange(1, 40))
+        self.stats["reads"] += 1
+        self.checkers[leader.group].consumer_read(leader.id, leader.kafka_records(hw, start))
+
+    def _reconfigure(self, leader: PartitionReplica) -> None:
         cfg = leader.core.config
         voters, learners = set(cfg.voters), set(cfg.learners)
         others = [n for n in self.ids if n not in cfg.members()]
@@ -311,7 +353,9 @@ class Simulator:
             if self.nodes[n].up:
                 self._trace.update(b"X%d;" % n)
                 self.stats["crashes"] += 1
-                self.nodes[n].crash()
+                power_loss = rng.random() < 0.5
+                self.stats["power_losses"] += power_loss
+                self.nodes[n].crash(power_loss)
                 self.epoch[n] += 1
                 for g in self.groups:
                     self.flush_pending[n, g] = False
@@ -372,7 +416,7 @@ class Simulator:
             if not self.nodes[n].up:
                 self._restart(n)
 
-    def _stable_leader(self, g: GroupId) -> GroupReplica | None:
+    def _stable_leader(self, g: GroupId) -> PartitionReplica | None:
         leaders = self._leaders(g)
         if len(leaders) != 1 or not leaders[0].core.leader_ready():
             return None
@@ -420,6 +464,8 @@ class Simulator:
             prefix = f"group {g}: " if len(self.groups) > 1 else ""
             violations += [prefix + v for v in c.violations]
         self.stats["leaders"] = sum(len(c.leaders) for c in self.checkers.values())
+        self.stats["backfills"] = sum(r.backfills for x in self.nodes.values()
+                                      for r in x.replicas.values())
         return SimResult(self.seed, self.params, violations, self._trace.hexdigest(),
                          self.events, dict(self.acked), dict(self.stats))
 
@@ -441,23 +487,14 @@ class Simulator:
     def _final_checks(self, g: GroupId) -> None:
         leader = self._stable_leader(g)
         assert leader is not None
-        cores = {n: x.replicas[g].core for n, x in self.nodes.items()}
+        replicas = {n: x.replicas[g] for n, x in self.nodes.items()}
         members = leader.core.config.members()
-        logs = {n: cores[n].log.slice(Index(1), cores[n].last_index()) for n in members}
-        commits = {n: cores[n].commit for n in members}
-        offsets: dict[NodeId, dict[int, bytes]] = {}
-        for n in members:
-            recs: dict[int, bytes] = {}
-            off = 0
-            for e in logs[n][: commits[n]]:
-                if e.kind == EntryKind.DATA:
-                    for r in values_of(e.batch):
-                        recs[off] = r
-                        off += 1
-            offsets[n] = recs
-        self.checkers[g].final(logs, commits, offsets)
-        self.checkers[g].log_matching({n: c.log.slice(Index(1), c.last_index())
-                                       for n, c in cores.items()})
+        logs = {n: list(r.entries()) for n, r in replicas.items()}
+        commits = {n: replicas[n].core.commit for n in members}
+        offsets = {n: replicas[n].kafka_records(
+            int(replicas[n].part.raft_log.offsets.end_offset(commits[n]))) for n in members}
+        self.checkers[g].final({n: logs[n] for n in members}, commits, offsets)
+        self.checkers[g].log_matching(logs)
 
 
 def run_seed(seed: int) -> SimResult:
