@@ -57,6 +57,8 @@ class PartitionHost:
         self.flushing = False
         self._generation = 0  # bumped by `install`: flushes of the partition before are ignored
         self._ready: list[LoopFuture[bool]] = []
+        # A flush of the log asked for ahead of Raft's next one: (offset, handle).
+        self._ahead: tuple[int, FlushHandle] | None = None
         self.install(opened)
 
     def install(self, opened: OpenedPartition) -> None:
@@ -64,6 +66,7 @@ class PartitionHost:
         self._generation += 1
         self.flushing = False
         self._flush_owed = False
+        self._ahead = None
         self.log: Log = opened.log
         self.kv: KvStore = opened.kv
         self.part = Partition(opened.log, opened.kv, opened.recovered,
@@ -124,8 +127,26 @@ class PartitionHost:
         for load in io.load:
             self._load(load)
         self._flush_owed |= io.start_flush
-        if self._flush_owed and not self.flushing and not self.paused:
-            self.flush()
+        if self._flush_owed and not self.paused:
+            if not self.flushing:
+                self.flush()
+            else:
+                self._flush_ahead()
+
+    def _flush_ahead(self) -> None:
+        """Raft flushes one at a time, but the disk need not wait: while one runs, ask the
+        core's next round to write what was appended since, so the next flush finds it
+        durable (or rides that round) instead of waiting a loop trip plus a round. Never while
+        the kvstore holds writes: it must be durable before the batches after them."""
+        if self.kv.dirty_offset > self.kv.flushed_offset:
+            return
+        offset = self.log.dirty_offset
+        if offset <= self.log.flushed_offset or (
+                self._ahead is not None and self._ahead[0] >= offset):
+            return
+        self._ahead = (offset, self.coordinator.request(self.log, offset))
+        if self.coordinator.claim_kick():
+            self.writer.tell(RunRound())
 
     def _load(self, load: EntryLoad) -> None:
         """Raft entries a lagging follower needs that are no longer in memory: read them on
@@ -149,8 +170,18 @@ class PartitionHost:
         if self.flushing:
             return
         self._flush_owed = False
+        if (self.log.flushed_offset >= self.log.dirty_offset
+                and self.kv.dirty_offset <= self.kv.flushed_offset):
+            # Already durable: batches appended after the last flush began were taken by its
+            # fdatasync (Log.flush writes everything appended until it runs), and the kvstore
+            # holds nothing unwritten. Raft hears it now, not one more round later.
+            self.part.flush_begin()
+            self.part.flush_done()
+            self.schedule_turn()
+            return
         self.flushing = True
         self.part.flush_begin()
+        ahead, self._ahead = self._ahead, None
         targets: list[tuple[Log | KvStore, int]] = [(self.log, self.log.dirty_offset)]
         # The kvstore first whenever it holds writes (not only the partition's own): the log's
         # flush covers every batch appended so far, and a batch durable without the no-op or
@@ -177,7 +208,11 @@ class PartitionHost:
             self.loop.call_soon_threadsafe(on_loop, handle)
 
         for target, offset in targets:
-            self.coordinator.request(target, offset, from_writer)
+            if target is self.log and ahead is not None and ahead[0] >= offset \
+                    and not ahead[1].error:
+                ahead[1].add_done_callback(from_writer)  # the flush ahead covers it
+            else:
+                self.coordinator.request(target, offset, from_writer)
         if self.coordinator.claim_kick():  # else a round already asked for will take it
             self.writer.tell(RunRound())
 
