@@ -59,6 +59,7 @@ class PartitionHost:
         self._ready: list[LoopFuture[bool]] = []
         # A flush of the log asked for ahead of Raft's next one: (offset, handle).
         self._ahead: tuple[int, FlushHandle] | None = None
+        self._flushing_to = -1  # the log offset the running flush asked for
         self.install(opened)
 
     def install(self, opened: OpenedPartition) -> None:
@@ -127,10 +128,10 @@ class PartitionHost:
         for load in io.load:
             self._load(load)
         self._flush_owed |= io.start_flush
-        if self._flush_owed and not self.paused:
-            if not self.flushing:
+        if not self.paused:
+            if self._flush_owed and not self.flushing:
                 self.flush()
-            else:
+            elif self.flushing:
                 self._flush_ahead()
 
     def _flush_ahead(self) -> None:
@@ -141,9 +142,9 @@ class PartitionHost:
         if self.kv.dirty_offset > self.kv.flushed_offset:
             return
         offset = self.log.dirty_offset
-        if offset <= self.log.flushed_offset or (
+        if offset <= max(self.log.flushed_offset, self._flushing_to) or (
                 self._ahead is not None and self._ahead[0] >= offset):
-            return
+            return  # nothing appended past what a flush asked for already covers
         self._ahead = (offset, self.coordinator.request(self.log, offset))
         if self.coordinator.claim_kick():
             self.writer.tell(RunRound())
@@ -182,6 +183,7 @@ class PartitionHost:
         self.flushing = True
         self.part.flush_begin()
         ahead, self._ahead = self._ahead, None
+        self._flushing_to = self.log.dirty_offset
         targets: list[tuple[Log | KvStore, int]] = [(self.log, self.log.dirty_offset)]
         # The kvstore first whenever it holds writes (not only the partition's own): the log's
         # flush covers every batch appended so far, and a batch durable without the no-op or
