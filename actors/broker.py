@@ -96,7 +96,7 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
     """The runtime's per-core setup (`functools.partial(setup_core, config)`)."""
     loop = ctx.loop
     coordinator = FlushCoordinator()
-    writer = DiskWriter.start(coordinator, BatchCache(config.batch_cache_bytes))
+    writer = DiskWriter.start(coordinator, BatchCache(config.batch_cache_bytes), ctx.fatal)
     ctx.router.register("disk-writer", writer)
     groups = GroupConfig(initial_rebalance_delay_ms=config.initial_rebalance_delay_ms)
     manager = PartitionManager.start(ctx.router, config.data_dir, coordinator, writer, loop,

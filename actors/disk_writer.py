@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -147,13 +148,29 @@ _log = structlog.get_logger("redshank.disk_writer")
 
 
 class DiskWriter(ThreadActor):
-    def __init__(self, coordinator: FlushCoordinator, cache: BatchCache) -> None:
+    """The core's one writer thread (started by `setup_core`, ends with its core). An exception
+    from a *told* message (a flush round, a fire-and-forget job) would stop the thread, as pykka
+    stops an actor whose tell fails, and with it every flush of the core: `on_fatal` then stops
+    the core loudly, and the supervisor starts it again on recovered logs. An asked message's
+    exception goes back to the asker and the writer goes on."""
+
+    def __init__(self, coordinator: FlushCoordinator, cache: BatchCache,
+                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
         super().__init__()
         self.coordinator = coordinator
         self.cache = cache
+        self.on_fatal = on_fatal
         self.files = files_from_env()
         # Everything opened here is sealed and closed here when the core stops.
         self._opened: list[Log | KvStore] = []
+
+    def on_failure(self, exception_type: type[BaseException] | None,
+                   exception_value: BaseException | None, traceback: TracebackType | None
+                   ) -> None:
+        """A told message raised: pykka has stopped this actor (its thread ends)."""
+        _log.error("disk_writer_failed", error=repr(exception_value))
+        if self.on_fatal is not None:
+            self.on_fatal(exception_value or RuntimeError("disk writer failed"))
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, RunRound):

@@ -70,6 +70,9 @@ class CoreContext:
     node_dir: str
     log: Any
     stop: Callable[[], None]
+    # Stop the core loudly (exit code 70: the supervisor starts it again), from any thread: a
+    # broken invariant, or a part the core cannot serve without (its disk writer) gone.
+    fatal: Callable[[BaseException], None] = lambda exc: None
 
     def peers_ready(self) -> bool:
         """True when every core has finished its setup (read from the control block)."""
@@ -182,6 +185,12 @@ class _CoreHost:
         self._exit_code = 70
         self.stop()
 
+    def _fatal_threadsafe(self, exc: BaseException) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._fatal, exc)
+        except RuntimeError:
+            pass  # the loop is closed: the core is stopping anyway
+
     def stop(self) -> None:
         self._stopped.set()
 
@@ -227,6 +236,7 @@ class _CoreHost:
             self.spec.node_dir,
             self.log,
             self.stop,
+            self._fatal_threadsafe,
         )
         if self.spec.setup is not None:
             result = self.spec.setup(ctx)
