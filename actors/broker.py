@@ -26,7 +26,7 @@ from redshank.actors.topic_cache import TOPIC_CACHE, TopicCache
 from redshank.actors.topic_controller import CONTROLLER, TopicController
 from redshank.actors.watermarks import WATERMARKS, Watermarks, WatermarkWatch
 from redshank.cluster.group import GroupConfig
-from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka import LeadersTable, TopicInfo
 from redshank.storage import BatchCache, FlushCoordinator
 
 __all__ = ["REQUEST_MEMORY_BYTES", "RING_BYTES", "BrokerConfig", "setup_core"]
@@ -103,14 +103,15 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
                                      groups, config.retention_check_s)
     ctx.router.register(MANAGER, manager)
     topics: dict[str, TopicInfo] = {}
-    ctx.router.register(TOPIC_CACHE, TopicCache.start(topics))
+    leaders = LeadersTable()
+    ctx.router.register(TOPIC_CACHE, TopicCache.start(topics, leaders))
     watermarks = Watermarks()
     ctx.router.register(WATERMARKS, WatermarkWatch.start(watermarks))
     if ctx.core == 0:
         kv = await writer.ask(OpenKv(os.path.join(config.data_dir, "meta")), block=False)
         controller = TopicController.start(ctx.router, kv, coordinator, writer, loop)
         ctx.router.register(CONTROLLER, controller)
-    core = CoreServices(config, ctx, topics, watermarks)
+    core = CoreServices(config, ctx, topics, watermarks, leaders)
     sock = _listen_socket(config.host, config.port)
     idle_s = config.connections_max_idle_ms / 1000 or None
     await loop.create_server(lambda: KafkaSession(core, idle_s=idle_s), sock=sock)

@@ -42,7 +42,10 @@ class PartitionHost:
                  on_answer: Callable[[Hashable, PartitionResult], None],
                  on_high_watermark: Callable[[int], None],
                  on_flush_failed: Callable[[BaseException], None],
-                 on_flushed: Callable[[], None] | None = None) -> None:
+                 on_flushed: Callable[[], None] | None = None,
+                 on_leader: Callable[[int], None] | None = None) -> None:
+        """`on_leader(term)`: the partition serves as leader in `term` from now on (an entry of
+        that term committed); called once per term."""
         self.coordinator = coordinator
         self.writer = writer
         self.loop = loop
@@ -50,6 +53,8 @@ class PartitionHost:
         self._on_high_watermark = on_high_watermark
         self._on_flush_failed = on_flush_failed
         self._on_flushed = on_flushed
+        self._on_leader = on_leader
+        self._announced_term = -1
         # No new flush starts while paused (the owner's storage-error state); `flush()` forces.
         self.paused = False
         self._turn_scheduled = False
@@ -125,6 +130,10 @@ class PartitionHost:
             for f in self._ready:
                 f.set(True)
             self._ready = []
+        if (self._on_leader is not None and self.part.term != self._announced_term
+                and self.part.is_ready_leader()):
+            self._announced_term = self.part.term
+            self._on_leader(self._announced_term)
         for load in io.load:
             self._load(load)
         self._flush_owed |= io.start_flush

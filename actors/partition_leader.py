@@ -61,6 +61,7 @@ from redshank.cluster.partition.api import (
     LATEST,
     MAX_TIMESTAMP,
     Append,
+    EpochEnd,
     OffsetAnswer,
     PartitionResult,
     QueryOffset,
@@ -76,11 +77,8 @@ from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["TERM", "PartitionLeader", "Ready", "partition_name"]
+__all__ = ["PartitionLeader", "Ready", "partition_name"]
 
-# The leader epoch Metadata reports (and so the newest a client may name in a fetch): 0 until the
-# cluster reports each partition's Raft term. Batches carry the term (Raft's, from 1 up).
-TERM = 0
 RECOVER_MIN_S = 0.1
 RECOVER_MAX_S = 5.0
 # The most an advance pushes to an armed core (larger advances: that core reads, as before).
@@ -101,7 +99,10 @@ class PartitionLeader(LoopActor):
                  loop: asyncio.AbstractEventLoop, log_append_time: bool = False,
                  notify: Callable[[int, HighWatermark], None] | None = None,
                  topic_id: uuid.UUID | None = None,
-                 on_reopened: Callable[[Log], None] | None = None) -> None:
+                 on_reopened: Callable[[Log], None] | None = None,
+                 on_leader: Callable[[int], None] | None = None) -> None:
+        """`on_leader(epoch)`: the partition serves in `epoch` (its Raft term) from now on,
+        once per term (the manager tells every core's leaders table)."""
         super().__init__()
         # Set while the disk fails this partition (see the module docstring).
         self.storage_error: str | None = None
@@ -131,7 +132,7 @@ class PartitionLeader(LoopActor):
         self.host = PartitionHost(opened, coordinator, writer, loop, on_answer=_answer,
                                   on_high_watermark=self._advanced,
                                   on_flush_failed=self._flush_failed,
-                                  on_flushed=self._flushed)
+                                  on_flushed=self._flushed, on_leader=on_leader)
 
     @property
     def log(self) -> Log:
@@ -150,6 +151,8 @@ class PartitionLeader(LoopActor):
             return self._wait(message)
         if isinstance(message, QueryOffset):
             return self._query(message)
+        if isinstance(message, EpochEnd):
+            return self._epoch_end(message)
         if isinstance(message, TrimPrefix):
             return self._trim(message)
         if isinstance(message, SetTimestampType):
@@ -305,8 +308,8 @@ class PartitionLeader(LoopActor):
         start = self.log.start_offset
         if self.reopening:
             return ReadResult(ErrorCode.KAFKA_STORAGE_ERROR, hw, start)
-        if msg.leader_epoch > TERM:
-            return ReadResult(ErrorCode.UNKNOWN_LEADER_EPOCH, hw, start)
+        if (fenced := self.part.epoch_error(msg.leader_epoch)) != ErrorCode.NONE:
+            return ReadResult(fenced, hw, start)
         if msg.offset < start or msg.offset > self.log.dirty_offset + 1:
             return ReadResult(ErrorCode.OFFSET_OUT_OF_RANGE, hw, start)
         if msg.offset >= hw or msg.max_bytes <= 0:
@@ -345,17 +348,31 @@ class PartitionLeader(LoopActor):
             fut.set(False)
 
     # -- list offsets --------------------------------------------------------------------------
+    def _epoch_end(self, msg: EpochEnd) -> OffsetAnswer:
+        if (fenced := self.part.epoch_error(msg.current_leader_epoch)) != ErrorCode.NONE:
+            return OffsetAnswer(fenced)
+        epoch, end = self.part.epoch_end(msg.leader_epoch)
+        return OffsetAnswer(ErrorCode.NONE, end, -1, epoch)
+
+    def _found(self, offset: int, timestamp: int = -1) -> OffsetAnswer:
+        """A ListOffsets answer, with the leader epoch of the batch at `offset` (KIP-320: a
+        consumer that starts there validates its position with it after a leader change)."""
+        epoch = self.part.epoch_at(offset) if offset >= 0 else -1
+        return OffsetAnswer(ErrorCode.NONE, offset, timestamp, epoch)
+
     def _query(self, msg: QueryOffset) -> OffsetAnswer | LoopFuture[OffsetAnswer]:
+        if (fenced := self.part.epoch_error(msg.current_leader_epoch)) != ErrorCode.NONE:
+            return OffsetAnswer(fenced)
         hw = self.high_watermark
         if msg.timestamp == EARLIEST:
-            return OffsetAnswer(0, self.log.start_offset)
+            return self._found(self.log.start_offset)
         if msg.timestamp == LATEST:
-            return OffsetAnswer(0, hw)
+            return self._found(hw)
         if msg.timestamp == MAX_TIMESTAMP:
             if self.max_timestamp is not None and self.max_timestamp[1] < hw:
-                return OffsetAnswer(0, self.max_timestamp[1], self.max_timestamp[0])
+                return self._found(self.max_timestamp[1], self.max_timestamp[0])
             # Not tracked since this leader started (or not yet durable): the last offset.
-            return OffsetAnswer(0, hw - 1 if hw > self.log.start_offset else -1)
+            return self._found(hw - 1 if hw > self.log.start_offset else -1)
         fut: LoopFuture[int | None] = self.writer.ask(  # type: ignore[assignment]
             FindTimestamp(self.log, msg.timestamp), block=False)
         out: LoopFuture[OffsetAnswer] = LoopFuture(self.loop)
@@ -369,7 +386,7 @@ class PartitionLeader(LoopActor):
             elif found is None or found >= hw:
                 out.set(OffsetAnswer(0, -1, -1))
             else:
-                out.set(OffsetAnswer(0, found, ts))
+                out.set(self._found(found, ts))
 
         fut.add_done_callback(done)
         return out

@@ -23,7 +23,8 @@ from redshank.actors._async import resolve, spawn
 from redshank.actors.disk_writer import Blocking, OpenedPartition, OpenPartition
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
 from redshank.actors.partition_leader import PartitionLeader, Ready, partition_name
-from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
+from redshank.actors.runtime import CoreDiedError, CoreRouter, LoopActor, LoopFuture
+from redshank.actors.topic_cache import TOPIC_CACHE, LeaderChanged
 from redshank.actors.watermarks import WATERMARKS, HighWatermark
 from redshank.cluster.group import GroupConfig
 from redshank.cluster.kafka.topic_configs import effective
@@ -204,7 +205,10 @@ class PartitionManager(LoopActor):
                                             self.coordinator, self.writer, self.loop,
                                             log_append_time(configs), self._tell_watermark,
                                             message.topic_id,
-                                            functools.partial(self._reopened, name))
+                                            functools.partial(self._reopened, name),
+                                            functools.partial(self._announce_leader,
+                                                              message.topic, message.partition,
+                                                              message.topic_id))
                 # Served once an entry of its term committed: it knows its high watermark.
                 await resolve(ref.ask(Ready(), block=False))
             except BaseException:
@@ -227,6 +231,16 @@ class PartitionManager(LoopActor):
         """A leader reopened its log after a disk failure: retention and configs go to it."""
         if name in self.logs:
             self.logs[name] = log
+
+    def _announce_leader(self, topic: str, partition: int, topic_id: uuid.UUID | None,
+                         epoch: int) -> None:
+        """A partition of this core serves in `epoch`: every core's leaders table hears it."""
+        message = LeaderChanged(topic, partition, topic_id, epoch)
+        for core in range(self.router.ncores):
+            try:
+                self.router.ref(core, TOPIC_CACHE).tell(message)
+            except (pykka.ActorDeadError, CoreDiedError):
+                pass  # that core is down: when it restarts it reports the epoch as unknown
 
     def _tell_watermark(self, core: int, message: HighWatermark) -> None:
         try:

@@ -4,8 +4,9 @@ Concern: one dict per core, `topics` (name -> TopicInfo), filled by lookups at t
 controller and kept current by the controller, which tells every core before it answers: a
 created or grown topic (`TopicCreated`), a deleted one (`TopicDeleted`), new configs
 (`TopicChanged`, so a produce on any core checks the new max.message.bytes). It is what a core
-answers from while the controller's core restarts (issue 12). Must not know: Kafka requests,
-sessions, logs.
+answers from while the controller's core restarts (issue 12). It also applies the partition
+leaders' announcements of their leader epoch (`LeaderChanged`) to the core's `LeadersTable`.
+Must not know: Kafka requests, sessions, logs.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redshank.actors.runtime import LoopActor
-from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka import LeadersTable, TopicInfo, TopicPartition
 
-__all__ = ["TOPIC_CACHE", "TopicCache", "TopicChanged", "TopicCreated", "TopicDeleted"]
+__all__ = ["TOPIC_CACHE", "LeaderChanged", "TopicCache", "TopicChanged", "TopicCreated",
+           "TopicDeleted"]
 
 TOPIC_CACHE = "topic-cache"
 
@@ -40,12 +42,24 @@ class TopicDeleted:
     topic_id: uuid.UUID
 
 
+@dataclass(frozen=True, slots=True)
+class LeaderChanged:
+    """A partition's leader serves in `epoch` (its Raft term), told to every core."""
+
+    topic: str
+    partition: int
+    topic_id: uuid.UUID | None
+    epoch: int
+
+
 class TopicCache(LoopActor):
     """On every core, started by `setup_core`; ends with its core."""
 
-    def __init__(self, topics: dict[str, TopicInfo]) -> None:
+    def __init__(self, topics: dict[str, TopicInfo], leaders: LeadersTable | None = None
+                 ) -> None:
         super().__init__()
         self.topics = topics
+        self.leaders = LeadersTable() if leaders is None else leaders
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TopicCreated):
@@ -57,6 +71,11 @@ class TopicCache(LoopActor):
             known = self.topics.get(message.name)
             if known is not None and known.topic_id == message.topic_id:
                 del self.topics[message.name]
+                self.leaders.drop_topic(message.name)
+            return True
+        if isinstance(message, LeaderChanged):
+            self.leaders.update(TopicPartition(message.topic, message.partition),
+                                message.topic_id, message.epoch)
             return True
         if not isinstance(message, TopicChanged):
             raise TypeError(f"topic cache got {type(message).__name__}")

@@ -15,7 +15,6 @@ import asyncio
 
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import READ_OWNER_GONE, CoreServices
-from redshank.actors.partition_leader import TERM
 from redshank.actors.watermarks import Watermarks
 from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.kafka.fetch_op import FetchOperation
@@ -38,10 +37,11 @@ def _not_leader(_tp: TopicPartition) -> ReadResult:
     return ReadResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
 
 
-def _epoch_ahead(r: fetch_h.PartitionRead) -> bool:
-    """Whether the fetch names a leader epoch newer than the partition's term (its leader
-    answers UNKNOWN_LEADER_EPOCH): the one place the frontend compares them."""
-    return r.leader_epoch > TERM
+def _epoch_unsure(core: CoreServices, r: fetch_h.PartitionRead) -> bool:
+    """Whether the fetch names a leader epoch other than the one this core's leaders table
+    knows: then only the partition's owner may answer (FENCED_LEADER_EPOCH or
+    UNKNOWN_LEADER_EPOCH, or the data if the table is behind)."""
+    return r.leader_epoch > 0 and r.leader_epoch != core.leaders.epoch(r.tp, r.topic_id)
 
 
 @serves(ApiKey.FETCH)
@@ -82,7 +82,7 @@ def _from_board(core: CoreServices, r: fetch_h.PartitionRead, limit: int) -> Rea
     """A remote partition's answer without a round trip to its core, when the watermark
     board has it: the batches its leader pushed after our last read armed it, or, while it
     stays armed at this offset, nothing new (see watermarks.py)."""
-    if r.topic_id is None or limit <= 0 or _epoch_ahead(r):
+    if r.topic_id is None or limit <= 0 or _epoch_unsure(core, r):
         return None
     board = core.watermarks
     pushed = board.take(r.tp, r.offset, r.topic_id)

@@ -14,7 +14,7 @@ from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.kafka import handlers as h
 from redshank.cluster.kafka.handlers import not_leader_if_unsure
 from redshank.cluster.partition.api import (
-    LATEST,
+    EpochEnd,
     OffsetAnswer,
     QueryOffset,
     TrimPrefix,
@@ -37,7 +37,8 @@ async def list_offsets(core: CoreServices, request: m.list_offsets.ListOffsetsRe
     not_leader_if_unsure(results, unsure, lambda _tp: OffsetAnswer(_NOT_LEADER))
     for q in queries:
         tp = TopicPartition(q.topic, q.partition)
-        results[tp] = await core.ask_partition(tp, q.core, QueryOffset(q.timestamp))
+        results[tp] = await core.ask_partition(tp, q.core, QueryOffset(q.timestamp,
+                                                                       q.current_leader_epoch))
     return h.list_offsets.build(request, version, results)
 
 
@@ -61,9 +62,11 @@ async def offset_for_leader_epoch(
     infos, unsure = await core.topic_infos([t.topic for t in request.topics])
     queries, results = h.offset_for_leader_epoch.plan(request, infos)
     not_leader_if_unsure(results, unsure,
-                         lambda tp: h.offset_for_leader_epoch.answer(tp[1], _NOT_LEADER, -1))
+                         lambda tp: h.offset_for_leader_epoch.answer(tp[1],
+                                                                     OffsetAnswer(_NOT_LEADER)))
     for q in queries:
         tp = TopicPartition(q.topic, q.partition)
-        hw = await core.ask_partition(tp, q.core, QueryOffset(LATEST))
-        results[tp] = h.offset_for_leader_epoch.answer(q.partition, hw.error_code, hw.offset)
+        end = await core.ask_partition(tp, q.core, EpochEnd(q.leader_epoch,
+                                                            q.current_leader_epoch))
+        results[tp] = h.offset_for_leader_epoch.answer(q.partition, end)
     return h.offset_for_leader_epoch.build(request, results)

@@ -26,12 +26,13 @@ from redshank.actors.partition_manager import MANAGER, Ensure, TopicDeletedError
 from redshank.actors.runtime import CoreContext, CoreDiedError, LoopFuture
 from redshank.actors.topic_controller import CONTROLLER, Lookup, LookupResult
 from redshank.actors.watermarks import Watermarks
-from redshank.cluster.kafka import TopicInfo, TopicPartition
+from redshank.cluster.kafka import LeadersTable, TopicInfo, TopicPartition
 from redshank.cluster.kafka.fetch_session import FetchSessionCache
 from redshank.cluster.kafka.handlers.metadata import BrokerAddress
 from redshank.cluster.kafka.handlers.produce import PartitionWrite
 from redshank.cluster.partition.api import (
     Append,
+    EpochEnd,
     OffsetAnswer,
     PartitionResult,
     QueryOffset,
@@ -53,6 +54,7 @@ READ_OWNER_GONE = ReadResult(_NOT_LEADER)
 _GONE: dict[type, ReadResult | OffsetAnswer | TrimResult] = {
     Read: READ_OWNER_GONE,
     QueryOffset: OffsetAnswer(_NOT_LEADER),
+    EpochEnd: OffsetAnswer(_NOT_LEADER),
     TrimPrefix: TrimResult(_NOT_LEADER),
 }
 _ANSWERS = (ReadResult, OffsetAnswer, TrimResult)
@@ -93,7 +95,8 @@ class CoreServices:
 
     def __init__(self, config: FrontendConfig, ctx: CoreContext,
                  topics: dict[str, TopicInfo] | None = None,
-                 watermarks: Watermarks | None = None) -> None:
+                 watermarks: Watermarks | None = None,
+                 leaders: LeadersTable | None = None) -> None:
         self.config = config
         self.ctx = ctx
         self.router = ctx.router
@@ -102,6 +105,8 @@ class CoreServices:
         self.topics: dict[str, TopicInfo] = {} if topics is None else topics
         # Shared with the core's WatermarkWatch, which the partition leaders tell.
         self.watermarks = Watermarks() if watermarks is None else watermarks
+        # Shared with the core's TopicCache, which applies the leaders' epoch announcements.
+        self.leaders = LeadersTable() if leaders is None else leaders
         self.ensured: set[str] = set()
         self.cluster_id: str | None = None  # the controller's, from the last lookup it answered
         self.broker = BrokerAddress(config.node_id, config.advertised_host,
@@ -195,14 +200,14 @@ class CoreServices:
     @overload
     async def ask_partition(self, tp: TopicPartition, core: int, msg: Read) -> ReadResult: ...
     @overload
-    async def ask_partition(self, tp: TopicPartition, core: int, msg: QueryOffset
+    async def ask_partition(self, tp: TopicPartition, core: int, msg: QueryOffset | EpochEnd
                             ) -> OffsetAnswer: ...
     @overload
     async def ask_partition(self, tp: TopicPartition, core: int, msg: TrimPrefix
                             ) -> TrimResult: ...
 
     async def ask_partition(self, tp: TopicPartition, core: int,
-                            msg: Read | QueryOffset | TrimPrefix
+                            msg: Read | QueryOffset | EpochEnd | TrimPrefix
                             ) -> ReadResult | OffsetAnswer | TrimResult:
         """The partition's answer; NOT_LEADER_OR_FOLLOWER when its owner is gone (for a Read:
         `READ_OWNER_GONE` itself)."""

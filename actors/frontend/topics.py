@@ -38,7 +38,7 @@ async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, vers
     # Partitions whose core is down (dead, or restarting) have no leader right now.
     offline = frozenset(c for c in range(core.router.ncores) if not core.ctx.core_up(c))
     return h.metadata.build(request, version, core.broker, result.cluster_id or None, q,
-                            result.topics, result.not_ready, offline)
+                            result.topics, result.not_ready, offline, core.leaders)
 
 
 @serves(ApiKey.CREATE_TOPICS)

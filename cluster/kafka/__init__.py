@@ -1,5 +1,6 @@
 """The Kafka API side of the broker, sans-IO: topic table, producer state, per-API handlers."""
 
+from .leaders_table import UNKNOWN_EPOCH, LeadersTable
 from .producer_state import Duplicate, ProducerStateTable, SequenceError
 from .topic_table import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -16,8 +17,10 @@ from .topic_table import (
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "UNKNOWN_EPOCH",
     "CoreId",
     "Duplicate",
+    "LeadersTable",
     "ProducerStateTable",
     "SequenceError",
     "TopicInfo",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EARLIEST", "HIGH_WATERMARK", "LATEST", "MAX_TIMESTAMP", "Append", "OffsetAnswer",
-           "PartitionResult", "ProducerBatch", "QueryOffset", "Read", "ReadResult",
+__all__ = ["EARLIEST", "HIGH_WATERMARK", "LATEST", "MAX_TIMESTAMP", "Append", "EpochEnd",
+           "OffsetAnswer", "PartitionResult", "ProducerBatch", "QueryOffset", "Read", "ReadResult",
            "SetTimestampType", "TrimPrefix", "TrimResult", "WaitForData"]
 
 # ListOffsets timestamps with a special meaning.
@@ -69,9 +69,20 @@ class WaitForData:
 
 @dataclass(frozen=True, slots=True)
 class QueryOffset:
-    """ListOffsets: `timestamp` (or EARLIEST, LATEST, MAX_TIMESTAMP); -> `OffsetAnswer`."""
+    """ListOffsets: `timestamp` (or EARLIEST, LATEST, MAX_TIMESTAMP); -> `OffsetAnswer` with
+    the leader epoch of the offset found."""
 
     timestamp: int
+    current_leader_epoch: int = -1  # the client's (-1: not known, not checked)
+
+
+@dataclass(frozen=True, slots=True)
+class EpochEnd:
+    """OffsetForLeaderEpoch: where `leader_epoch` ends; -> `OffsetAnswer` (offset: the end
+    offset, leader_epoch: the largest epoch at most the one asked)."""
+
+    leader_epoch: int
+    current_leader_epoch: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,7 @@ class OffsetAnswer:
     error_code: int
     offset: int = -1
     timestamp: int = -1
+    leader_epoch: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,29 @@ class Partition:
     def is_ready_leader(self) -> bool:
         return self.consensus.high_watermark() is not None
 
+    def epoch_error(self, current_leader_epoch: int) -> int:
+        """The error for a request naming `current_leader_epoch` (KIP-320): none for -1 (the
+        client does not know it) or this term, FENCED_LEADER_EPOCH for an older one (the client
+        missed a leader change), UNKNOWN_LEADER_EPOCH for a newer one (this replica did).
+        Epoch 0 counts as unknown too: Raft terms start at 1, so it names no leader, and
+        librdkafka sends 0 instead of -1 when it knows no epoch (to have it checked, for
+        brokers with Metadata v9+), which would otherwise be fenced until Metadata knew one."""
+        if current_leader_epoch <= 0 or current_leader_epoch == self.term:
+            return ErrorCode.NONE
+        if current_leader_epoch < self.term:
+            return ErrorCode.FENCED_LEADER_EPOCH
+        return ErrorCode.UNKNOWN_LEADER_EPOCH
+
+    def epoch_end(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: the largest epoch at most `epoch` and where it ends (the next
+        epoch's first offset, or the log end offset for the latest); (-1, -1) if unknown."""
+        rl = self.raft_log
+        return rl.epochs.end_of(epoch, int(rl.offsets.next_offset()))
+
+    def epoch_at(self, offset: int) -> int:
+        """The leader epoch of the batch at `offset` (-1 before any)."""
+        return self.raft_log.epochs.epoch_at(offset)
+
     def _visible(self) -> int:
         hw = self.consensus.high_watermark()
         return self.log.start_offset if hw is None else max(int(hw), self.log.start_offset)

@@ -47,8 +47,8 @@ from redshank.protocol.record_batch import iter_batches, parse_header
 from redshank.storage import KvStore, Log
 from redshank.storage.errors import OffsetOutOfRangeError
 
-__all__ = ["Anchor", "EntryLoad", "Loaded", "PartitionRaftLog", "RecoveredRaft", "backfill",
-           "recover"]
+__all__ = ["Anchor", "EntryLoad", "LeaderEpochs", "Loaded", "PartitionRaftLog", "RecoveredRaft",
+           "backfill", "recover"]
 
 _HS = struct.Struct(">qqq")  # term, vote, commit
 _ANCHOR = struct.Struct(">qqq")  # index, term, Kafka end offset (next offset after it)
@@ -89,6 +89,8 @@ class RecoveredRaft:
     # The last configuration entry at or before the anchor (the log's entries before `first`
     # are not held, but the configuration in force may come from one of them).
     config: tuple[Index, Config] | None = None
+    # Each term's first Kafka offset, from the no-ops the kvstore keeps (`LeaderEpochs`).
+    epochs: list[tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,14 +242,16 @@ def recover(log: Log, kv: KvStore) -> RecoveredRaft:
         anchor = Anchor(anchor.index, anchor.term, log.start_offset)
     metas: list[tuple[Index, Term, EntryKind, int, Config | None]] = []
     base_config: tuple[Index, Config] | None = None
+    epochs = LeaderEpochs()
     for key, value in kv.items(META_PREFIX):  # in key order: by index
         (index,) = _META_KEY.unpack(key[len(META_PREFIX):])
         if index > anchor.index:
             metas.append((Index(index), *_decode_meta(value)))
         else:
-            _, kind, _, config = _decode_meta(value)
+            m_term, kind, position, config = _decode_meta(value)
             if kind == EntryKind.CONFIG and config is not None:
                 base_config = (Index(index), config)
+            epochs.begin(m_term, position)
     metas.sort(key=lambda m: m[0])
 
     slots: list[tuple[_Slot, int]] = []
@@ -260,6 +264,7 @@ def recover(log: Log, kv: KvStore) -> RecoveredRaft:
         while m < len(metas) and metas[m][0] == index + 1 and metas[m][3] == offset:
             _, t, kind, _, config = metas[m]
             slots.append((_Slot(t, kind, config), 0))
+            epochs.begin(t, offset)
             index, term = Index(index + 1), t
             m += 1
 
@@ -289,7 +294,59 @@ def recover(log: Log, kv: KvStore) -> RecoveredRaft:
         # index written since, and the log before it is no longer held.
         hs = HardState(hs.term, hs.vote, anchor.index)
     return RecoveredRaft(hs, Index(anchor.index + 1), anchor.term, anchor.end_offset, slots,
-                         cut_at, base_config)
+                         cut_at, base_config, epochs.entries)
+
+
+class LeaderEpochs:
+    """Kafka's leader-epoch cache: the first Kafka offset of each term, oldest first (Kafka's
+    `LeaderEpochFileCache`). Every term's entries begin with its leader's no-op, which the
+    kvstore keeps with the offset it sits before, so recovery rebuilds this from the kvstore.
+    A term whose no-op sits at the same offset as the next term's (it appended no batch) stays
+    listed: both answers below come out the same either way."""
+
+    def __init__(self, entries: Iterable[tuple[int, int]] | None = None) -> None:
+        self.entries: list[tuple[int, int]] = []
+        for term, start in entries or ():
+            self.begin(term, start)
+
+    def begin(self, term: int, start: int) -> None:
+        """An entry of `term` is appended at Kafka offset `start` (a no-op for a new term).
+        Term 0 (a bootstrap configuration, before any leader) is no leader's epoch."""
+        if term > 0 and (not self.entries or term > self.entries[-1][0]):
+            self.entries.append((int(term), int(start)))
+
+    def truncate_after(self, term: int) -> None:
+        """The log's entries of terms after `term` are gone (a conflicting suffix)."""
+        while self.entries and self.entries[-1][0] > term:
+            self.entries.pop()
+
+    def latest(self) -> int:
+        return self.entries[-1][0] if self.entries else -1
+
+    def end_of(self, epoch: int, log_end: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch's answer for `epoch` (KIP-101/279): the largest epoch at most
+        `epoch` and the first offset after it (the next epoch's start; the log end offset for
+        the latest); an epoch older than every known one ends where the first newer one
+        starts; an unknown or future epoch is (-1, -1)."""
+        if epoch < 0 or not self.entries or epoch > self.entries[-1][0]:
+            return -1, -1
+        if epoch == self.entries[-1][0]:
+            return epoch, log_end
+        floor = -1
+        for term, start in self.entries:
+            if term > epoch:
+                return (floor if floor >= 0 else epoch), start
+            floor = term
+        return -1, -1  # not reached: the latest term is newer than `epoch`
+
+    def epoch_at(self, offset: int) -> int:
+        """The epoch of the batch at `offset` (the last term starting at or before it)."""
+        found = -1
+        for term, start in self.entries:
+            if start > offset:
+                break
+            found = term
+        return found
 
 
 class PartitionRaftLog:
@@ -315,6 +372,7 @@ class PartitionRaftLog:
                                       recovered.first_offset)
         hs = recovered.hard_state
         self._term_vote: tuple[int, int] = (hs.term, hs.vote)
+        self.epochs = LeaderEpochs(recovered.epochs)
 
     # ---- RaftLog ----------------------------------------------------------------------------
 
@@ -404,6 +462,7 @@ class PartitionRaftLog:
                 assert res.batches == 1, "one Kafka batch per entry"
                 self._recent[e.index] = e if buf is e.batch else Entry(
                     e.term, e.index, e.kind, buf)
+            self.epochs.begin(e.term, self.offsets.next_offset())
             self._slots.append(_Slot(e.term, e.kind, e.config))
             self.offsets.append(e)
 
@@ -418,6 +477,7 @@ class PartitionRaftLog:
         for i in range(first, self.last_index() + 1):
             if self._slots[i - self._first].kind != EntryKind.DATA:
                 self.kv.delete(META_PREFIX + _META_KEY.pack(i))
+        self.epochs.truncate_after(self.term(Index(first - 1)))
         del self._slots[first - self._first:]
         self.offsets.truncate(first)
         for i in [i for i in self._recent if i >= first]:

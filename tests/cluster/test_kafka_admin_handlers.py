@@ -302,22 +302,29 @@ def test_offset_for_leader_epoch_every_version() -> None:
         back_req = ofe_wire.OffsetForLeaderEpochRequest.decode(
             dataclasses.replace(req, replica_id=-1 if v >= 3 else -2).encode(v), v)
         queries, done = offset_for_leader_epoch.plan(back_req, {"t": info, "nope": None})
-        assert queries == [offset_for_leader_epoch.EndQuery("t", 0, 1),
-                           offset_for_leader_epoch.EndQuery("t", 1, 0)]
+        # current_leader_epoch exists from v2 (before: -1, not checked); the leader checks it.
+        cur = (lambda e: e) if v >= 2 else (lambda e: -1)
+        assert queries == [offset_for_leader_epoch.EndQuery("t", 0, 1, 0, cur(0)),
+                           offset_for_leader_epoch.EndQuery("t", 1, 0, 5, -1),
+                           offset_for_leader_epoch.EndQuery("t", 2, 1, 0, cur(3))]
         assert done[("t", 5)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        assert done[("t", 2)].error_code == ErrorCode.UNKNOWN_LEADER_EPOCH
         assert (done[("t", 3)].error_code, done[("t", 3)].leader_epoch,
                 done[("t", 3)].end_offset) == (0, -1, -1)
         assert done[("nope", 0)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        results = {**done, ("t", 0): offset_for_leader_epoch.answer(0, 0, 42),
-                   ("t", 1): offset_for_leader_epoch.answer(1, 0, 7)}
+        results = {**done,
+                   ("t", 0): offset_for_leader_epoch.answer(0, papi.OffsetAnswer(0, 42, -1, 0)),
+                   ("t", 1): offset_for_leader_epoch.answer(1, papi.OffsetAnswer(0, 7, -1, 4)),
+                   ("t", 2): offset_for_leader_epoch.answer(
+                       2, papi.OffsetAnswer(ErrorCode.UNKNOWN_LEADER_EPOCH))}
         resp = ofe_wire.OffsetForLeaderEpochResponse.decode(
             offset_for_leader_epoch.build(back_req, results).encode(v), v)
         t, nope = resp.topics
+        # The leader epoch in the answer exists from v1.
+        e = (lambda x: x) if v >= 1 else (lambda x: -1)
         assert [(p.partition, p.error_code, p.leader_epoch, p.end_offset)
                 for p in t.partitions] == [
-            (0, 0, 0, 42), (1, 0, 0, 7), (5, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+            (0, 0, e(0), 42), (1, 0, e(4), 7), (5, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
             (2, ErrorCode.UNKNOWN_LEADER_EPOCH, -1, -1), (3, 0, -1, -1)]
         assert nope.partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    failed = offset_for_leader_epoch.answer(3, ErrorCode.NOT_LEADER_OR_FOLLOWER, 7)
+    failed = offset_for_leader_epoch.answer(3, papi.OffsetAnswer(ErrorCode.NOT_LEADER_OR_FOLLOWER))
     assert (failed.error_code, failed.end_offset) == (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)

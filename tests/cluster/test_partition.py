@@ -17,6 +17,7 @@ from redshank.cluster.partition.partition import Partition
 from redshank.cluster.partition.raft_log import recover
 from redshank.cluster.raft.log import EntriesUnavailable
 from redshank.cluster.raft.types import EntryKind, Index, Term
+from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import BatchBuilder, iter_records
 from redshank.storage import KvStore, Log
@@ -257,3 +258,47 @@ def test_recovery_keeps_the_configuration_from_before_the_anchor(tmp_path: Path)
     assert got.first > 1 and got.config == (1, config)
     part = Partition(log, kv, got, ProducerStateTable())
     assert part.consensus.core.config == config  # not the bootstrap's single voter
+
+
+def test_leader_epochs_answer_as_kafka_and_survive_restarts_and_anchors(tmp_path: Path) -> None:
+    # Terms 1, 2, 3 (a restart each); term 2 appends nothing. The kvstore anchors every 2
+    # entries, so recovery rebuilds epochs from no-ops both below and above the anchor.
+    h = Host(tmp_path, anchor_every=2)
+    h.run()
+    for i in range(3):
+        h.part.append(Append(batch(2), -1, None), i)  # offsets 0-5, term 1
+    h.run()
+    h.close()
+    h = Host(tmp_path, anchor_every=2)
+    h.run()  # term 2: nothing appended
+    h.close()
+    h = Host(tmp_path, anchor_every=2)
+    h.run()
+    h.part.append(Append(batch(4), -1, None), 9)  # offsets 6-9, term 3
+    h.run()
+    assert h.part.term == 3 and epochs(h.log) == [(0, 1), (2, 1), (4, 1), (6, 3)]
+    assert h.part.raft_log.epochs.entries == [(1, 0), (2, 6), (3, 6)]
+    end = h.part.raft_log.offsets.next_offset()
+    assert end == 10
+    assert h.part.epoch_end(1) == (1, 6)
+    assert h.part.epoch_end(2) == (2, 6)  # an epoch with no batch ends where it began
+    assert h.part.epoch_end(3) == (3, 10)  # the latest: the log end offset
+    assert h.part.epoch_end(0) == (0, 0)  # older than every epoch: where the first begins
+    assert h.part.epoch_end(4) == (-1, -1)
+    assert h.part.epoch_end(-1) == (-1, -1)
+    assert [h.part.epoch_at(o) for o in (0, 5, 6, 9, 10)] == [1, 1, 3, 3, 3]
+    assert h.part.epoch_at(-1) == -1
+    assert h.part.epoch_error(-1) == 0 and h.part.epoch_error(3) == 0
+    assert h.part.epoch_error(0) == 0  # names no term (librdkafka's "unknown")
+    assert h.part.epoch_error(2) == ErrorCode.FENCED_LEADER_EPOCH
+    assert h.part.epoch_error(4) == ErrorCode.UNKNOWN_LEADER_EPOCH
+
+
+def test_leader_epochs_drop_a_truncated_term() -> None:
+    e = raft_log.LeaderEpochs([(1, 0), (2, 6), (4, 9)])
+    e.begin(3, 12)  # an older term than the latest: not a new epoch
+    assert e.entries == [(1, 0), (2, 6), (4, 9)]
+    e.truncate_after(2)  # a conflicting suffix of term 4 is gone
+    assert e.entries == [(1, 0), (2, 6)] and e.latest() == 2
+    e.begin(5, 7)
+    assert e.end_of(2, 20) == (2, 7) and e.end_of(3, 20) == (2, 7) and e.end_of(5, 20) == (5, 20)

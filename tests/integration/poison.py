@@ -10,9 +10,11 @@ from __future__ import annotations
 import socket
 import struct
 import zlib
+from typing import Any
 
 import crc32c
 
+from redshank.protocol.api_versions import request_header_version, response_header_version
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.fetch import (
     FetchPartition,
@@ -217,6 +219,19 @@ class RawClient:
         (t,) = response.responses
         (p,) = t.partitions
         return p
+
+    def call(self, request: Any, version: int, response_type: Any) -> Any:
+        """Any request of the generated codec at `version`, and its decoded response."""
+        self.correlation_id += 1
+        key = request.API_KEY
+        body = (RequestHeader(key, version, self.correlation_id, "raw").encode(
+            request_header_version(key, version)) + request.encode(version))
+        self.sock.sendall(struct.pack(">i", len(body)) + body)
+        frame = self._frame()
+        header, pos = ResponseHeader.decode_from(frame, 0, response_header_version(key, version))
+        assert header.correlation_id == self.correlation_id
+        response, _ = response_type.decode_from(frame, pos, version)
+        return response
 
     def _frame(self) -> bytes:
         size = struct.unpack(">i", self._recv(4))[0]

@@ -45,6 +45,7 @@ from redshank.protocol.api_versions import (
     request_header_version,
     response_header_version,
 )
+from redshank.protocol.messages import list_offsets as lo_wire
 from redshank.protocol.messages import offset_for_leader_epoch as ofe
 from redshank.protocol.messages.request_header import RequestHeader
 from redshank.protocol.messages.response_header import ResponseHeader
@@ -299,15 +300,38 @@ def _roundtrip(bootstrap: str, request: Any, version: int, response_type: Any) -
     return response_type.decode(frame[pos:], version)
 
 
+def _epoch_end(bootstrap: str, v: int, epoch: int) -> tuple[Any, Any]:
+    """OffsetForLeaderEpoch v`v` for adm-epoch/0 at `epoch`, and for a partition that does not
+    exist (7): their two answers."""
+    req = ofe.OffsetForLeaderEpochRequest(replica_id=-1 if v >= 3 else -2, topics=(
+        ofe.OffsetForLeaderTopic("adm-epoch", (ofe.OffsetForLeaderPartition(0, -1, epoch),
+                                               ofe.OffsetForLeaderPartition(7, -1, 0))),))
+    first, second = _roundtrip(bootstrap, req, v, ofe.OffsetForLeaderEpochResponse
+                               ).topics[0].partitions
+    return first, second
+
+
 @pytest.mark.timeout(60)
 def test_offset_for_leader_epoch_raw(broker: BrokerProcess) -> None:
     _fill(broker.bootstrap, "adm-epoch")  # high watermark 5
     lo, hi = ADVERTISED[ApiKey.OFFSET_FOR_LEADER_EPOCH]
     for v in range(lo, hi + 1):
-        req = ofe.OffsetForLeaderEpochRequest(replica_id=-1 if v >= 3 else -2, topics=(
-            ofe.OffsetForLeaderTopic("adm-epoch", (ofe.OffsetForLeaderPartition(0, 0, 0),
-                                                   ofe.OffsetForLeaderPartition(7, -1, 0))),))
-        resp = _roundtrip(broker.bootstrap, req, v, ofe.OffsetForLeaderEpochResponse)
-        ok, missing = resp.topics[0].partitions
-        assert (ok.error_code, ok.leader_epoch, ok.end_offset) == (0, 0, 5)
+        # The partition's leader wrote every batch in its term (ListOffsets says which): that
+        # epoch ends at the log end (5); epoch 0, older than any, ends where the first begins.
+        (latest,) = _roundtrip(broker.bootstrap, lo_wire.ListOffsetsRequest(
+            replica_id=-1, topics=(lo_wire.ListOffsetsTopic("adm-epoch", (
+                lo_wire.ListOffsetsPartition(0, -1, -1),)),)),
+            4, lo_wire.ListOffsetsResponse).topics[0].partitions
+        term = latest.leader_epoch
+        assert term >= 1 and latest.offset == 5
+        ok, missing = _epoch_end(broker.bootstrap, v, term)
+        older, _ = _epoch_end(broker.bootstrap, v, 0)
+        assert (ok.error_code, ok.leader_epoch, ok.end_offset) == (0, term, 5)
+        assert (older.error_code, older.leader_epoch, older.end_offset) == (0, 0, 0)
         assert missing.error_code == 3  # UNKNOWN_TOPIC_OR_PARTITION
+        if v >= 2:  # current_leader_epoch newer than the partition's term: unknown
+            ahead = _roundtrip(broker.bootstrap, ofe.OffsetForLeaderEpochRequest(
+                replica_id=-1 if v >= 3 else -2, topics=(ofe.OffsetForLeaderTopic(
+                    "adm-epoch", (ofe.OffsetForLeaderPartition(0, term + 1, term),)),)),
+                v, ofe.OffsetForLeaderEpochResponse)
+            assert ahead.topics[0].partitions[0].error_code == 75  # UNKNOWN_LEADER_EPOCH

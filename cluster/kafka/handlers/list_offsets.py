@@ -31,6 +31,7 @@ class OffsetQuery:
     partition: int
     core: int
     timestamp: int
+    current_leader_epoch: int = -1
 
 
 
@@ -49,7 +50,8 @@ def plan(request: ListOffsetsRequest, version: int, topics: Mapping[str, TopicIn
                 # -4/-5 (tiered storage) are not advertised: ListOffsets stops at v7.
                 done[tp] = OffsetAnswer(ErrorCode.UNSUPPORTED_VERSION)
             else:
-                queries.append(OffsetQuery(t.name, p.partition_index, core, p.timestamp))
+                queries.append(OffsetQuery(t.name, p.partition_index, core, p.timestamp,
+                                           p.current_leader_epoch))
     return queries, done
 
 
@@ -66,8 +68,8 @@ def build(request: ListOffsetsRequest, version: int, results: Mapping[TopicParti
                     error_code=r.error_code,
                     timestamp=r.timestamp,
                     offset=r.offset,
-                    # The field exists from v4; the epoch stays 0 (single replica).
-                    leader_epoch=0 if r.error_code == 0 and version >= 4 else -1,
+                    # From v4: the epoch of the batch at `offset` (KIP-320).
+                    leader_epoch=r.leader_epoch if r.error_code == 0 and version >= 4 else -1,
                 )
             )
         topics.append(ListOffsetsTopicResponse(name=t.name, partitions=tuple(parts)))

@@ -2,7 +2,8 @@
 
 Concern: the request's topic selection (`topics = null` means all on v1+, `[]` means none; on v0
 `[]` means all, notes G13), whether it may auto-create, and building the response (one broker,
-topic ids, INT32_MIN authorized operations, notes G14). Retriable answers while part of the node
+topic ids, leader epochs from the core's leaders table, INT32_MIN authorized operations,
+notes G14). Retriable answers while part of the node
 restarts (issue 12): a topic that is being created, or that the topic table could not be asked
 about, is LEADER_NOT_AVAILABLE (clients keep what they know and ask again), never
 UNKNOWN_TOPIC_OR_PARTITION, which makes librdkafka fail the records it queued for the topic; a
@@ -16,7 +17,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from redshank.cluster.kafka.topic_table import TopicInfo, validate_topic_name
+from redshank.cluster.kafka.leaders_table import UNKNOWN_EPOCH, LeadersTable
+from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition, validate_topic_name
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.metadata import (
     MetadataRequest,
@@ -66,13 +68,15 @@ def build(
     topics: Mapping[str, TopicInfo],
     not_ready: frozenset[str] = frozenset(),
     offline_cores: frozenset[int] = frozenset(),
+    leaders: LeadersTable | None = None,
 ) -> MetadataResponse:
     """`topics`: what the table holds for the query; `not_ready`: topics without a leader yet
     (or not known to exist or not: the table was unreachable); `offline_cores`: cores that are
-    down now, whose partitions have no leader."""
+    down now, whose partitions have no leader; `leaders`: the leader epochs announced to this
+    core (KIP-320; -1 for a partition not announced yet: clients then skip epoch checks)."""
     names = q.names if q.names is not None else tuple(sorted(topics))
-    out = [_topic(name, topics.get(name), broker.node_id, name in not_ready, offline_cores)
-           for name in names]
+    out = [_topic(name, topics.get(name), broker.node_id, name in not_ready, offline_cores,
+                  leaders) for name in names]
     return MetadataResponse(
         brokers=(MetadataResponseBroker(broker.node_id, broker.host, broker.port, None),),
         cluster_id=cluster_id,
@@ -83,7 +87,8 @@ def build(
 
 
 def _topic(name: str, info: TopicInfo | None, node_id: int, not_ready: bool,
-           offline_cores: frozenset[int]) -> MetadataResponseTopic:
+           offline_cores: frozenset[int], leaders: LeadersTable | None
+           ) -> MetadataResponseTopic:
     if info is None and validate_topic_name(name) is not None:
         return MetadataResponseTopic(
             error_code=ErrorCode.INVALID_TOPIC_EXCEPTION, name=name,
@@ -101,8 +106,11 @@ def _topic(name: str, info: TopicInfo | None, node_id: int, not_ready: bool,
             error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name,
             topic_authorized_operations=_NO_OPS,
         )
-    partitions = tuple(_partition(p, core in offline_cores, node_id)
-                       for p, core in enumerate(info.cores))
+    partitions = tuple(
+        _partition(p, core in offline_cores, node_id,
+                   UNKNOWN_EPOCH if leaders is None
+                   else leaders.epoch(TopicPartition(name, p), info.topic_id))
+        for p, core in enumerate(info.cores))
     return MetadataResponseTopic(
         error_code=0,
         name=name,
@@ -113,13 +121,13 @@ def _topic(name: str, info: TopicInfo | None, node_id: int, not_ready: bool,
     )
 
 
-def _partition(p: int, offline: bool, node_id: int) -> MetadataResponsePartition:
+def _partition(p: int, offline: bool, node_id: int, epoch: int) -> MetadataResponsePartition:
     if offline:  # its owning core is restarting: no leader until it is back
         return MetadataResponsePartition(
             error_code=ErrorCode.LEADER_NOT_AVAILABLE,
             partition_index=p,
             leader_id=-1,
-            leader_epoch=0,
+            leader_epoch=epoch,
             replica_nodes=(node_id,),
             isr_nodes=(),
             offline_replicas=(node_id,),
@@ -128,7 +136,7 @@ def _partition(p: int, offline: bool, node_id: int) -> MetadataResponsePartition
         error_code=0,
         partition_index=p,
         leader_id=node_id,
-        leader_epoch=0,
+        leader_epoch=epoch,
         replica_nodes=(node_id,),
         isr_nodes=(node_id,),
         offline_replicas=(),

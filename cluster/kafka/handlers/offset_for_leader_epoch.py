@@ -1,9 +1,11 @@
 """OffsetForLeaderEpoch (23): where each asked leader epoch ends.
 
-Concern: a single replica has one leader epoch, 0 (what Metadata and Fetch report), so the
-answer needs only the partition's high watermark (`EndQuery` to its leader): epoch 0 (or any
-later epoch) ends there; a negative epoch has no end (-1/-1); a `current_leader_epoch` newer than
-0 is UNKNOWN_LEADER_EPOCH, as Fetch says. Must not know: logs, actors, sockets.
+Concern: which partitions to ask and the answer's shape. The partition's leader answers from
+its leader-epoch cache (KIP-101/279, `EpochEnd`): the largest epoch at most the one asked and
+the first offset after it (the next epoch's start; the log end offset for the latest epoch),
+after checking the request's `current_leader_epoch` against its term (FENCED_LEADER_EPOCH,
+UNKNOWN_LEADER_EPOCH, as Fetch). A negative epoch has no end (-1/-1). Must not know: logs,
+actors, sockets.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
+from redshank.cluster.partition.api import OffsetAnswer
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import offset_for_leader_epoch as wire
 
-__all__ = ["LEADER_EPOCH", "EndQuery", "answer", "build", "plan"]
-
-LEADER_EPOCH = 0
+__all__ = ["EndQuery", "answer", "build", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +26,13 @@ class EndQuery:
     topic: str
     partition: int
     core: int
+    leader_epoch: int
+    current_leader_epoch: int
 
 
 def plan(request: wire.OffsetForLeaderEpochRequest, topics: Mapping[str, TopicInfo | None]
          ) -> tuple[list[EndQuery], dict[TopicPartition, wire.EpochEndOffset]]:
-    """The partitions whose high watermark is needed, and the answers already known."""
+    """The partitions whose leader must be asked, and the answers already known."""
     queries: list[EndQuery] = []
     done: dict[TopicPartition, wire.EpochEndOffset] = {}
     for t in request.topics:
@@ -39,20 +42,19 @@ def plan(request: wire.OffsetForLeaderEpochRequest, topics: Mapping[str, TopicIn
             tp = TopicPartition(t.topic, p.partition)
             if core is None:
                 done[tp] = wire.EpochEndOffset(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, p.partition)
-            elif p.current_leader_epoch > LEADER_EPOCH:
-                done[tp] = wire.EpochEndOffset(ErrorCode.UNKNOWN_LEADER_EPOCH, p.partition)
             elif p.leader_epoch < 0:
                 done[tp] = wire.EpochEndOffset(ErrorCode.NONE, p.partition)
             else:
-                queries.append(EndQuery(t.topic, p.partition, core))
+                queries.append(EndQuery(t.topic, p.partition, core, p.leader_epoch,
+                                        p.current_leader_epoch))
     return queries, done
 
 
-def answer(partition: int, error_code: int, high_watermark: int) -> wire.EpochEndOffset:
-    """The answer for a queried partition, from its leader's high watermark."""
-    if error_code != ErrorCode.NONE:
-        return wire.EpochEndOffset(error_code, partition)
-    return wire.EpochEndOffset(ErrorCode.NONE, partition, LEADER_EPOCH, high_watermark)
+def answer(partition: int, end: OffsetAnswer) -> wire.EpochEndOffset:
+    """The answer for a queried partition, from its leader's `EpochEnd` answer."""
+    if end.error_code != ErrorCode.NONE:
+        return wire.EpochEndOffset(end.error_code, partition)
+    return wire.EpochEndOffset(ErrorCode.NONE, partition, end.leader_epoch, end.offset)
 
 
 def build(request: wire.OffsetForLeaderEpochRequest,
