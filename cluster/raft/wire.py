@@ -115,7 +115,9 @@ _I0: Final = Index(0)
 # ---- Message --------------------------------------------------------------------------------
 
 def encode_message(group: GroupId, msg: Message) -> list[bytes | memoryview]:
-    """`msg` of `group` as parts to write in order (module docstring: why parts)."""
+    """`msg` of `group` as parts to write in order, DATA batches as they are (module docstring:
+    why parts). A field out of range or an entry that holds what its kind does not carry is an
+    `EncodeError`."""
     flags = (_REJECT if msg.reject else 0) | (_TRANSFER if msg.transfer else 0)
     try:
         pending = bytearray(_HEAD.pack(
@@ -126,7 +128,7 @@ def encode_message(group: GroupId, msg: Message) -> list[bytes | memoryview]:
             if e.kind == EntryKind.DATA:
                 if e.config is not None:
                     raise EncodeError(f"DATA entry {e.index} carries a configuration")
-                batch = _byte_view(e.batch)
+                batch = _part_of(e.batch)
                 pending += _DATA.pack(EntryKind.DATA, e.term, e.index, len(batch))
                 if len(batch):
                     parts.append(bytes(pending))
@@ -147,7 +149,7 @@ def encode_message(group: GroupId, msg: Message) -> list[bytes | memoryview]:
     return parts
 
 
-def _byte_view(batch: Buffer) -> bytes | memoryview:
+def _part_of(batch: Buffer) -> bytes | memoryview:
     if isinstance(batch, bytes):
         return batch
     view = memoryview(batch)
@@ -167,7 +169,7 @@ def _encode_config_entry(e: Entry) -> bytes:
 def decode_message(buf: Buffer) -> tuple[GroupId, Message]:
     """One encoded message (all of `buf`, nothing after it): its group and the message. DATA
     batches are slices of `buf`, not copies."""
-    view = _byte_view_in(buf)
+    view = _input_view(buf)
     end = len(view)
     _check_version(view, "raft message")
     if end < _HEAD.size:
@@ -256,7 +258,9 @@ def _node_set(ids: tuple[int, ...], index: int) -> frozenset[NodeId]:
 # ---- NodeHeartbeat --------------------------------------------------------------------------
 
 def encode_node_heartbeat(hb: NodeHeartbeat) -> bytes:
-    """All of `hb` in one buffer: a 13-byte head and 29 bytes per group."""
+    """All of `hb` in one buffer: a 13-byte head and 29 bytes per group. A beat that is not a
+    heartbeat (or its response) of this node pair, or holds more than one carries, is an
+    `EncodeError`."""
     src, dst = hb.src, hb.dst
     out = bytearray(_HB_HEAD.size + _BEAT.size * len(hb.beats))
     try:
@@ -280,7 +284,8 @@ def encode_node_heartbeat(hb: NodeHeartbeat) -> bytes:
 
 
 def decode_node_heartbeat(buf: Buffer) -> NodeHeartbeat:
-    view = _byte_view_in(buf)
+    """One encoded node heartbeat (all of `buf`); every beat gets the node pair's src and dst."""
+    view = _input_view(buf)
     _check_version(view, "node heartbeat")
     end = len(view)
     if end < _HB_HEAD.size:
@@ -304,7 +309,7 @@ def decode_node_heartbeat(buf: Buffer) -> NodeHeartbeat:
 
 # ---- shared ---------------------------------------------------------------------------------
 
-def _byte_view_in(buf: Buffer) -> memoryview:
+def _input_view(buf: Buffer) -> memoryview:
     view = memoryview(buf)
     if view.format != "B" or view.ndim != 1:
         try:
