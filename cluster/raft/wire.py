@@ -33,8 +33,9 @@ one buffer joins them itself. An append of k batches is at most 2k + 1 parts.
 Entries in, zero-copy: `decode_message` returns each DATA entry's batch as a memoryview slice
 of the input (valid as long as the input is, and writable if it is). The batch's header is parsed
 (`protocol.record_batch.parse_header`: magic 2, a length that holds a header) and its size must
-be the batch length exactly; its CRC is not checked here (it covers the whole batch, and the
-follower's append path is where the batch is checked against the log).
+be the batch length exactly. Its CRC is not checked here: that is a pass over every byte of every
+append, the leader checked it when the batch was produced, and damage in transit is the
+transport's to catch (TCP's checksum, or a frame checksum on the RPC).
 
 A node heartbeat is small and fixed-width per group (`beat`), so it is one `bytes`. It carries
 only what a heartbeat or its response holds (term, commit, context, the flags); src and dst are
