@@ -31,11 +31,21 @@ from redshank.cluster.raft.types import (
     Role,
     Term,
 )
+from redshank.cluster.raft.wire import (
+    WIRE_VERSION,
+    RaftWireError,
+    decode_message,
+    decode_node_heartbeat,
+    encode_message,
+    encode_node_heartbeat,
+)
 
 __all__ = [
-    "NO_NODE", "Acks", "Config", "Consensus", "Entry", "EntryKind", "FlushDebouncer", "GroupId",
-    "HardState", "HeartbeatManager", "Index", "Io", "MemoryLog", "Message", "MessageType",
-    "NodeHeartbeat", "NodeId", "Notice", "NoticeKind", "Offset", "OffsetTranslator", "PersistMark",
-    "ProposeError", "RaftConfig", "RaftCore", "RaftLog", "Ready", "RecoveryStm", "ReplicateBatcher",
-    "ReplicateEntriesStm", "ReplicateError", "ReplicateRequest", "ReplicateResult", "Role", "Term",
+    "NO_NODE", "WIRE_VERSION", "Acks", "Config", "Consensus", "Entry", "EntryKind",
+    "FlushDebouncer", "GroupId", "HardState", "HeartbeatManager", "Index", "Io", "MemoryLog",
+    "Message", "MessageType", "NodeHeartbeat", "NodeId", "Notice", "NoticeKind", "Offset",
+    "OffsetTranslator", "PersistMark", "ProposeError", "RaftConfig", "RaftCore", "RaftLog",
+    "RaftWireError", "Ready", "RecoveryStm", "ReplicateBatcher", "ReplicateEntriesStm",
+    "ReplicateError", "ReplicateRequest", "ReplicateResult", "Role", "Term", "decode_message",
+    "decode_node_heartbeat", "encode_message", "encode_node_heartbeat",
 ]
