@@ -234,12 +234,8 @@ class ControllerStm:
             return _refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                            f"{len(c.assignments)} assignments for "
                            f"{c.new_total - topic.partitions} new partitions")
-        nodes = self.members.active_cores()
-        if topic.replication_factor > len(nodes):
-            return _refuse(ErrorCode.INVALID_REPLICATION_FACTOR,
-                           f"replication factor {topic.replication_factor} with {len(nodes)} "
-                           "active nodes")
-        refused = check_assignments(c.assignments, topic.replication_factor, nodes)
+        refused = check_assignments(c.assignments, topic.replication_factor,
+                                    self.members.active_cores())
         if refused is not None:
             return _refuse(refused.error_code, refused.message)
         self.topics.put(dataclasses.replace(topic,
