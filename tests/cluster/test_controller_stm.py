@@ -199,7 +199,10 @@ def test_create_topic(d: Driver) -> None:
     assert d.stm.topics.replicas(TopicPartition("t", 4)) is None
 
 
-def _create(name: str = "t", topic_id: uuid.UUID = uuid.UUID(int=7), partitions: int = 2,
+T_ID = uuid.UUID(int=7)
+
+
+def _create(name: str = "t", topic_id: uuid.UUID = T_ID, partitions: int = 2,
             rf: int = 2, configs: tuple[tuple[str, str], ...] = (),
             assignments: tuple[Assignment, ...] | None = None) -> CreateTopic:
     if assignments is None:
