@@ -39,6 +39,7 @@ from redshank.cluster.controller import (
 )
 from redshank.cluster.kafka.topic_configs import ConfigOp
 from redshank.cluster.raft.types import Index, NodeId
+from redshank.protocol.error_codes import ErrorCode
 
 NAMES = [f"t{i}" for i in range(6)]
 CONFIGS = [("retention.ms", "1000"), ("retention.ms", "-5"), ("cleanup.policy", "compact"),
@@ -134,7 +135,7 @@ def test_snapshot_at_k_plus_replay_equals_full_replay(seed: int) -> None:
     full, results = replay(log)
     check_invariants(full)
     rng = random.Random(seed)
-    for k in sorted(rng.sample(range(len(log) + 1), 4)) + [0, len(log)]:
+    for k in [*sorted(rng.sample(range(len(log) + 1), 4)), 0, len(log)]:
         at_k, _ = replay(log[:k])
         restored = ControllerStm()
         restored.restore(at_k.snapshot())
@@ -154,7 +155,7 @@ def test_random_logs_are_not_vacuous() -> None:
         seen["refused"] = seen.get("refused", 0) + sum(not r.ok for r in results)
         seen["topics_left"] = seen.get("topics_left", 0) + len(full.topics)
         seen["exists"] = seen.get("exists", 0) + sum(
-            r.error_code == 36 for r in results)  # TOPIC_ALREADY_EXISTS
+            r.error_code == ErrorCode.TOPIC_ALREADY_EXISTS for r in results)
     assert seen["ok"] > 1000 and seen["refused"] > 500 and seen["topics_left"] > 60
     assert seen["exists"] > 50
 
