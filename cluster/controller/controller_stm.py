@@ -69,9 +69,11 @@ _OK = Applied()
 
 
 class ControllerStm:
-    """The controller's applied state on one node. Created (empty) by whoever hosts Raft group 0
-    on the node, which feeds it every committed command in log order (`apply`) or a snapshot
-    (`restore`); ends with its host. Not thread-safe; the tables are read-only to others."""
+    """The controller's applied state on one node. Lives on the core that hosts the node's
+    replica of Raft group 0, created (empty) by that host, which feeds it every committed
+    command in log order (`apply`) or a snapshot (`restore`); ends with its host (a restarted
+    node restores its last snapshot and replays the log after it). The tables are read-only to
+    everyone else."""
 
     def __init__(self) -> None:
         self.last_applied = Index(0)

@@ -89,7 +89,8 @@ def _read_topic(r: Reader) -> TopicMetadata:
 
 
 def decode_snapshot(raw: bytes) -> ControllerSnapshot:
-    """Raises only `ControllerDecodeError` (unknown version, bad CRC, truncated, trailing)."""
+    """Raises only `ControllerDecodeError` (unknown version, bad CRC, truncated, trailing bytes,
+    a node, topic name or topic id listed twice)."""
     if len(raw) < _HEAD.size:
         raise ControllerDecodeError(f"snapshot of {len(raw)} bytes")
     version, crc = _HEAD.unpack_from(raw)
@@ -105,4 +106,9 @@ def decode_snapshot(raw: bytes) -> ControllerSnapshot:
     nodes = tuple(_read_node(r) for _ in range(r.count()))
     topics = tuple(_read_topic(r) for _ in range(r.count()))
     r.end()
+    if len({n.node_id for n in nodes}) != len(nodes):
+        raise ControllerDecodeError("a node id appears twice")
+    if (len({t.name for t in topics}) != len(topics)
+            or len({t.topic_id for t in topics}) != len(topics)):
+        raise ControllerDecodeError("a topic name or id appears twice")
     return ControllerSnapshot(last_applied, cluster_uuid, next_producer_id, nodes, topics)

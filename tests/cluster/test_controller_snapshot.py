@@ -6,6 +6,7 @@ view before any of them is applied."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 import uuid
@@ -225,8 +226,22 @@ def test_fuzz_bodies_with_valid_crc_decode_or_raise_the_one_error() -> None:
             else:
                 del mutated[at:at + rng.randint(1, 20)]
         raw = struct.pack(">hI", SNAPSHOT_VERSION, zlib.crc32(mutated)) + bytes(mutated)
+        target = ControllerStm()
         try:
-            decode_snapshot(raw)
+            target.restore(raw)
         except ControllerDecodeError:
             refused += 1
+            assert target.snapshot() == ControllerStm().snapshot()  # left as it was
     assert refused > 500
+
+
+def test_duplicates_in_a_snapshot_are_refused() -> None:
+    stm, _ = replay(random_log(5, 60))
+    s = decode_snapshot(stm.snapshot())
+    assert s.nodes and s.topics
+    for bad in (dataclasses.replace(s, nodes=s.nodes + s.nodes[:1]),
+                dataclasses.replace(s, topics=s.topics + s.topics[:1]),
+                dataclasses.replace(s, topics=(
+                    *s.topics, dataclasses.replace(s.topics[0], name="other")))):
+        with pytest.raises(ControllerDecodeError, match="twice"):
+            ControllerStm().restore(encode_snapshot(bad))
