@@ -11,24 +11,26 @@ The batch holds exactly one record, uncompressed, not transactional, not control
     value = the payload below, all big-endian; string = int16 length + UTF-8 (-1: null);
             uuid = 16 bytes; [x] = int32 count then that many x; bool = int8 0/1
 
-    +------+----------------------+---------------------------------------------------------+
-    | type | command              | payload (version 0)                                     |
-    +------+----------------------+---------------------------------------------------------+
-    |  1   | BootstrapCluster     | cluster_uuid uuid | nodes [RegisterNode payload]        |
-    |  2   | RegisterNode         | node_id int32 | incarnation uuid | rpc_host string      |
-    |      |                      | rpc_port int32 | kafka_host string | kafka_port int32   |
-    |      |                      | cores int32                                             |
-    |  3   | DecommissionNode     | node_id int32                                           |
-    |  4   | CreateTopic          | name string | topic_id uuid | partitions int32          |
-    |      |                      | replication_factor int16 | configs [key string          |
-    |      |                      | value string] | assignments [[node_id int32 | core int32]]|
-    |  5   | DeleteTopic          | name string | has_id bool [| topic_id uuid]             |
-    |  6   | CreatePartitions     | name string | new_total int32 | assignments (as in 4)   |
-    |  7   | AlterTopicConfigs    | name string | replace bool | ops [op int8 | key string   |
-    |      |                      | value nullable string]      (op: topic_configs.ConfigOp)|
-    |  8   | AllocateProducerIds  | node_id int32                                           |
-    |  9   | SetPreferredReplica  | topic string | partition int32 | node_id int32          |
-    +------+----------------------+---------------------------------------------------------+
+    +------+---------------------+----------------------------------------------------------+
+    | type | command             | payload (version 0)                                      |
+    +------+---------------------+----------------------------------------------------------+
+    |  1   | BootstrapCluster    | cluster_uuid uuid | nodes [RegisterNode payload]         |
+    |  2   | RegisterNode        | node_id int32 | incarnation uuid | rpc_host string       |
+    |      |                     | rpc_port int32 | kafka_host string | kafka_port int32    |
+    |      |                     | cores int32                                              |
+    |  3   | DecommissionNode    | node_id int32                                            |
+    |  4   | CreateTopic         | name string | topic_id uuid | partitions int32           |
+    |      |                     | replication_factor int16                                 |
+    |      |                     | configs [key string | value string]                      |
+    |      |                     | assignments [[node_id int32 | core int32]]               |
+    |  5   | DeleteTopic         | name string | has_id bool [| topic_id uuid]              |
+    |  6   | CreatePartitions    | name string | new_total int32 | assignments (as in 4)    |
+    |  7   | AlterTopicConfigs   | name string | replace bool                               |
+    |      |                     | ops [op int8 (ConfigOp) | key string                     |
+    |      |                     |      | value nullable string]                            |
+    |  8   | AllocateProducerIds | node_id int32                                            |
+    |  9   | SetPreferredReplica | topic string | partition int32 | node_id int32           |
+    +------+---------------------+----------------------------------------------------------+
 
 A decoder refuses anything else (another batch shape, an unknown type or version, a truncated
 payload or trailing bytes) with `ControllerDecodeError`; a newer version is a new row, and the

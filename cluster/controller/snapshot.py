@@ -4,13 +4,15 @@
 Concern: the byte layout of the applied state. Must not know: where snapshots are stored or sent,
 Raft, how the state is used. All big-endian; field encodings as in `commands.py`:
 
-    +----------------------------------------------------------------------------------+
-    | version int16 = 1 | crc uint32 (zlib CRC-32 of everything after it)              |
-    | last_applied int64 | has_cluster bool [| cluster_uuid uuid] | next_producer_id int64|
-    | nodes  [RegisterNode payload | state int8 (members_table.NodeState)]             |
-    | topics [name string | topic_id uuid | replication_factor int16                   |
-    |         | configs [key string | value string] | assignments [[node int32|core int32]]]|
-    +----------------------------------------------------------------------------------+
+    +---------------------------------------------------------------------------------+
+    | version int16 = 1 | crc uint32 (zlib CRC-32 of everything after it)             |
+    | last_applied int64 | has_cluster bool [| cluster_uuid uuid]                     |
+    | next_producer_id int64                                                          |
+    | nodes  [RegisterNode payload | state int8 (members_table.NodeState)]            |
+    | topics [name string | topic_id uuid | replication_factor int16                  |
+    |         | configs [key string | value string]                                   |
+    |         | assignments [[node_id int32 | core int32]]]                           |
+    +---------------------------------------------------------------------------------+
 
 Nodes are in id order and topics in name order, so equal states give equal bytes (the tests
 compare replicas by their snapshots).
