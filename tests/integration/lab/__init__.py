@@ -7,5 +7,9 @@ broker's internals: nodes are addresses and processes, records are ids."""
 from __future__ import annotations
 
 from .fault_proxy import A_TO_B, B_TO_A, Direction, FaultProxy, ProxyMesh, ProxyStats
+from .netns import LabError, NetnsLab, netns_unavailable, require_netns, sweep_stale
 
-__all__ = ["A_TO_B", "B_TO_A", "Direction", "FaultProxy", "ProxyMesh", "ProxyStats"]
+__all__ = [
+    "A_TO_B", "B_TO_A", "Direction", "FaultProxy", "LabError", "NetnsLab", "ProxyMesh",
+    "ProxyStats", "netns_unavailable", "require_netns", "sweep_stale",
+]
