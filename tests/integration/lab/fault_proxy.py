@@ -14,7 +14,8 @@ partition. So:
   proxy (up to `hold_cap` per direction and connection); at the cap the proxy stops reading
   (`on_overflow="pause"`, the kernel buffers fill and the sender blocks, as with a real
   partition) or resets the connection (`on_overflow="reset"`, a TCP user timeout). Either way
-  memory is bounded and `ProxyStats.overflows` counts it. New connections are accepted (the
+  memory is bounded (`hold_cap`, plus the stream reader's 64 KiB buffer, per direction and
+  connection) and `ProxyStats.overflows` counts it. New connections are accepted (the
   proxy's own listening socket is not partitioned) but get nothing: the upstream connection is
   opened only after a heal, as a SYN cannot cross a partition.
 - `cut(reset=True)`: as `cut()`, and every existing connection is reset (RST to both sides).
@@ -212,6 +213,7 @@ class FaultProxy:
         self._conns: set[_Conn] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._last_stats: ProxyStats | None = None
         self._sock = socket.create_server(listen, backlog=128)
         self.host, self.port = self._sock.getsockname()[:2]
         self._loop = asyncio.new_event_loop()
@@ -258,6 +260,12 @@ class FaultProxy:
         self._call(self._reset_all)
 
     def stats(self) -> ProxyStats:
+        """The counters now (after `close()`: as they were when it closed)."""
+        if self._closed:
+            if self._last_stats is None:
+                raise RuntimeError(f"{self.name} is closed")
+            return self._last_stats
+
         async def snapshot() -> ProxyStats:
             c = self.counters
             return ProxyStats(
@@ -273,6 +281,11 @@ class FaultProxy:
         """Reset every connection, stop listening, stop the loop and join its thread."""
         if self._closed:
             return
+        if self._loop.is_running():
+            try:
+                self._last_stats = self.stats()
+            except Exception:
+                pass  # the loop is wedged: close anyway
         self._closed = True
         if self._loop.is_running():
             try:

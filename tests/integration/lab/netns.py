@@ -106,10 +106,26 @@ class _State:
     sockets: list[socket.socket] = field(default_factory=list)
 
 
+def _threads_inside(namespaces: list[str]) -> list[str]:
+    """This process's threads that are inside one of `namespaces` (clients not stopped)."""
+    inodes = {}
+    for ns in namespaces:
+        with contextlib.suppress(OSError):
+            inodes[os.stat(f"/run/netns/{ns}").st_ino] = ns
+    found = []
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            inside = inodes.get(os.stat(f"/proc/self/task/{tid}/ns/net").st_ino)
+            if inside is not None:
+                found.append(f"thread {tid} of this process is still inside {inside}: stop the"
+                             " clients before the lab goes")
+    return found
+
+
 def _teardown(state: _State) -> list[str]:
     """Processes first, then sockets, links, namespaces, route, record; every step attempted.
-    Returns what failed."""
-    errors: list[str] = []
+    Returns what failed (and threads of ours still inside: a client not stopped first)."""
+    errors: list[str] = _threads_inside(state.namespaces)
     for proc in state.procs:
         if proc.poll() is None:
             try:
@@ -134,19 +150,21 @@ def _teardown(state: _State) -> list[str]:
             if "Cannot find device" not in str(e) and "No such file" not in str(e):
                 errors.append(str(e))
     state.links.clear()
+    left = []
     for ns in reversed(state.namespaces):
         try:
             _cmd(["ip", "netns", "del", ns], state.timeout)
         except LabError as e:
             errors.append(str(e))
-    state.namespaces.clear()
+            left.append(ns)
+    state.namespaces[:] = left  # kept for the record: sweep_stale retries them
     if state.route is not None:
         try:
             _cmd(["ip", "route", "del", "unreachable", state.route], state.timeout)
             state.route = None
         except LabError as e:
             errors.append(str(e))
-    if not errors:
+    if state.route is None and not state.namespaces:
         (RECORDS / f"{state.suffix}.json").unlink(missing_ok=True)
     return errors
 
@@ -168,9 +186,11 @@ def _in_netns(ns: str, fn: Callable[[], _T]) -> _T:
         except BaseException as e:
             error.append(e)
 
-    t = threading.Thread(target=run, name=f"netns-{ns}")
+    t = threading.Thread(target=run, name=f"netns-{ns}", daemon=True)
     t.start()
-    t.join()
+    t.join(10.0)
+    if t.is_alive():
+        raise LabError(f"creating a socket in {ns} did not finish within 10 s")
     if error:
         raise error[0]
     return result[0]

@@ -284,6 +284,7 @@ def test_close_leaks_no_thread_or_socket(listener: socket.socket) -> None:
     assert _fds() == fds
     with pytest.raises(RuntimeError):
         p.cut()
+    assert p.stats().held_a_to_b == 13  # the counters as they were at close
 
 
 def _mesh_listeners(n: int) -> list[socket.socket]:

@@ -11,6 +11,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -192,6 +193,28 @@ def test_entered_moves_only_the_calling_thread_and_back(lab: NetnsLab) -> None:
         conn = socket.create_connection(listener.getsockname(), timeout=TIMEOUT)
     assert os.readlink("/proc/thread-self/ns/net") == before
     conn.close()
+
+
+def test_close_names_a_client_thread_still_inside() -> None:
+    require_netns()
+    lab = NetnsLab(2)
+    inside, release = threading.Event(), threading.Event()
+
+    def client() -> None:
+        with lab.entered(1):
+            inside.set()
+            release.wait(TIMEOUT)
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        assert inside.wait(TIMEOUT)
+        with pytest.raises(LabError, match=r"still inside rs-\w+-n1: stop the clients"):
+            lab.close()
+    finally:
+        release.set()
+        t.join(TIMEOUT)
+    assert_gone(lab.suffix, lab.subnet)  # torn down all the same
 
 
 def test_unknown_node_and_bad_command_are_errors(lab: NetnsLab) -> None:
