@@ -6,6 +6,7 @@ links and the unreachable route even when the test fails midway."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import select
 import socket
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lab.netns import RECORDS, LabError, NetnsLab, require_netns
+from lab.netns import RECORDS, LabError, NetnsLab, require_netns, sweep_stale
 
 TIMEOUT = 10.0
 ABSENCE_WINDOW = 0.3  # only ever asserted as absence, next to a counter proving the drop
@@ -183,6 +184,23 @@ def test_close_after_a_failure_midway_removes_everything() -> None:
     assert sleeper.returncode == -9
     assert_gone(lab.suffix, lab.subnet)
     lab.close()  # idempotent
+
+
+def test_a_lab_whose_owner_died_is_swept() -> None:
+    require_netns()
+    lab = NetnsLab(2)
+    try:
+        dead = subprocess.Popen(["true"])
+        dead.wait(TIMEOUT)
+        record = RECORDS / f"{lab.suffix}.json"
+        rec = json.loads(record.read_text())
+        assert rec["route"] == lab.subnet and lab.ns(1) in rec["namespaces"]
+        record.write_text(json.dumps({**rec, "pid": dead.pid}))  # as if its pytest were killed
+        lab._finalizer.detach()
+        assert lab.suffix in sweep_stale()
+        assert_gone(lab.suffix, lab.subnet)
+    finally:
+        lab.close()
 
 
 def test_entered_moves_only_the_calling_thread_and_back(lab: NetnsLab) -> None:
