@@ -150,14 +150,18 @@ class _Conn:
     async def _read(self, d: Direction, reader: asyncio.StreamReader) -> None:
         p = self.proxy
         loop = asyncio.get_running_loop()
+        def must_reset() -> bool:  # full while cut: a TCP user timeout would fire
+            return p.on_overflow == "reset" and d in p.cut_directions
+
         while True:
             if self.queued[d] >= p.hold_cap:
                 p.counters["overflows"] += 1
-                if p.on_overflow == "reset" and d in p.cut_directions:
+                async with p.cond:  # full but flowing (a slow receiver): wait, whatever mode
+                    await p.cond.wait_for(
+                        lambda: self.queued[d] < p.hold_cap or must_reset())
+                if self.queued[d] >= p.hold_cap:
                     p.counters["resets"] += 1
-                    raise ConnectionResetError("hold cap reached")
-                async with p.cond:
-                    await p.cond.wait_for(lambda: self.queued[d] < p.hold_cap)
+                    raise ConnectionResetError("hold cap reached while cut")
             data = await reader.read(min(_CHUNK, p.hold_cap))
             self.queues[d].append((loop.time() + p.delay_s, data))
             self.queued[d] += len(data)
