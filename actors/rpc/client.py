@@ -16,6 +16,10 @@ Concern: one TCP connection to one peer (host, port), on the calling core's even
   their deadline. So a slow peer pushes back on callers instead of growing memory: buffered bytes
   stay under `max_inflight_bytes` plus one frame.
 - `close()` fails everything pending with `RpcClosed` and closes the socket; it leaves no task.
+- A payload is handed to the transport as it is (uvloop may queue a reference, not a copy): its
+  memory must not change while the frame may still be queued. Once a call has its response the
+  peer has read it all; after a timeout, a connection error or a one-way `send`, it may still be
+  queued (immutable bytes, or a record batch's bytes that are never rewritten, are the easy way).
 
     +--------+  call(m, p)   +-----------------+  frame   +-----------+
     | caller | ------------> | RpcClient       | -------> | RpcServer |
@@ -37,7 +41,7 @@ from typing import Any, cast
 import structlog
 
 from redshank.actors._log_summary import LogSummary
-from redshank.actors.rpc._write import write_frame
+from redshank.actors.rpc._write import FrameWriter
 from redshank.actors.rpc.backoff import Backoff
 from redshank.actors.rpc.errors import (
     RpcClosed,
@@ -127,9 +131,14 @@ class RpcClient:
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes in the transport's write buffer, not yet taken by the kernel."""
-        t = None if self._conn is None else self._conn.transport
-        return 0 if t is None or t.is_closing() else t.get_write_buffer_size()
+        """Bytes written and not yet taken by the kernel (corked this turn, or in the
+        transport's buffer)."""
+        conn = self._conn
+        if conn is None or conn.transport is None or conn.writer is None:
+            return 0
+        corked = conn.writer.corked_bytes
+        t = conn.transport
+        return corked + (0 if t.is_closing() else t.get_write_buffer_size())
 
     # -- calls ----------------------------------------------------------------------------------
     async def call(self, method: int, payload: Buffer = b"", *,
@@ -348,12 +357,14 @@ class _ClientConnection(asyncio.Protocol):
         self.decoder = FrameDecoder(max_frame_bytes=client.max_frame_bytes,
                                     kinds=frozenset({FrameKind.RESPONSE}))
         self.transport: asyncio.Transport | None = None
+        self.writer: FrameWriter | None = None
         self.pending: dict[int, asyncio.Future[Frame]] = {}
         self.gone = False
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.writer = FrameWriter(self.transport)
         high = self.client.max_inflight_bytes
         self.transport.set_write_buffer_limits(high=high, low=high // 4)
         if self.client.send_buffer_bytes is not None:
@@ -396,10 +407,10 @@ class _ClientConnection(asyncio.Protocol):
         self.client._set_write_paused(self, False)
 
     def write(self, kind: FrameKind, method: int, cid: int, payload: Buffer) -> None:
-        t = self.transport
-        if self.gone or t is None or t.is_closing():
+        t, w = self.transport, self.writer
+        if self.gone or t is None or w is None or t.is_closing():
             raise RpcConnectionError(f"rpc connection to {self.client.peer} is closing")
-        write_frame(t, kind, method, cid, payload)
+        w.write(kind, method, cid, payload)
 
     def fail_pending(self, error: Any) -> None:
         pending, self.pending = self.pending, {}

@@ -30,7 +30,7 @@ from typing import Any, cast
 import structlog
 
 from redshank.actors._log_summary import LogSummary
-from redshank.actors.rpc._write import write_frame
+from redshank.actors.rpc._write import FrameWriter
 from redshank.protocol.rpc import (
     DEFAULT_MAX_FRAME_BYTES,
     Buffer,
@@ -159,6 +159,7 @@ class _ServerConnection(asyncio.Protocol):
         self.decoder = FrameDecoder(max_frame_bytes=server.max_frame_bytes,
                                     kinds=frozenset({FrameKind.REQUEST, FrameKind.ONE_WAY}))
         self.transport: asyncio.Transport | None = None
+        self.writer: FrameWriter | None = None
         self.tasks: dict[asyncio.Future[Any], Frame] = {}
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closing = False
@@ -168,6 +169,7 @@ class _ServerConnection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.writer = FrameWriter(self.transport)
         self.server._added(self)
         if self.server.stopping:
             self._closing = True
@@ -268,7 +270,7 @@ class _ServerConnection(asyncio.Protocol):
         self._respond_error(frame, Status.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
 
     def _respond(self, frame: Frame, result: Buffer | None) -> None:
-        if frame.kind is not FrameKind.REQUEST or self._closing or self.transport is None:
+        if frame.kind is not FrameKind.REQUEST or self._closing or self.writer is None:
             return
         payload = b"" if result is None else result
         size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
@@ -276,14 +278,13 @@ class _ServerConnection(asyncio.Protocol):
             self._respond_error(frame, Status.TOO_LARGE, f"response of {size} bytes above"
                                 f" max_frame_bytes {self.server.max_frame_bytes}")
             return
-        write_frame(self.transport, FrameKind.RESPONSE, frame.method, frame.correlation_id,
-                    payload)
+        self.writer.write(FrameKind.RESPONSE, frame.method, frame.correlation_id, payload)
 
     def _respond_error(self, frame: Frame, status: Status, message: str) -> None:
-        if frame.kind is not FrameKind.REQUEST or self._closing or self.transport is None:
+        if frame.kind is not FrameKind.REQUEST or self._closing or self.writer is None:
             return
-        write_frame(self.transport, FrameKind.RESPONSE, frame.method, frame.correlation_id,
-                    error_payload(message), status)
+        self.writer.write(FrameKind.RESPONSE, frame.method, frame.correlation_id,
+                          error_payload(message), status)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def shut_down(self) -> list[asyncio.Future[Any]]:
@@ -296,6 +297,8 @@ class _ServerConnection(asyncio.Protocol):
         self.tasks.clear()
         if not self._closing:
             self._closing = True
+            if self.writer is not None:
+                self.writer.flush()  # the SHUTTING_DOWN answers go out before the close
             if self.transport is not None:
                 self.transport.close()
         return tasks

@@ -37,7 +37,9 @@ from redshank.protocol.rpc.frame import (
     FIELDS,
     HEADER,
     KIND_MASK,
+    KINDS,
     MAGIC,
+    STATUSES,
     VERSION,
     Buffer,
     Frame,
@@ -49,7 +51,6 @@ from redshank.protocol.rpc.frame import (
 __all__ = ["FrameDecoder"]
 
 _SLACK = 1 << 20  # pipelined bytes a read may bring beyond one whole frame
-_STATUSES = frozenset(int(s) for s in Status)
 
 
 class FrameDecoder:
@@ -155,9 +156,9 @@ class FrameDecoder:
         kind = flags & KIND_MASK
         if flags & ~(KIND_MASK | ERROR_FLAG) or kind == 0:
             self._fail(BadHeaderError(f"bad flags {flags:#04x}"))
-        if FrameKind(kind) not in self.kinds:
-            self._fail(BadHeaderError(f"unexpected {FrameKind(kind).name} frame"))
-        if status not in _STATUSES:
+        if KINDS[kind] not in self.kinds:
+            self._fail(BadHeaderError(f"unexpected {KINDS[kind].name} frame"))
+        if status not in STATUSES:
             self._fail(BadHeaderError(f"unknown status {status}"))
         if bool(flags & ERROR_FLAG) != (status != Status.OK) or (
             status != Status.OK and kind != FrameKind.RESPONSE
@@ -175,4 +176,4 @@ class FrameDecoder:
         payload = view[HEADER:]
         if header_crc(view[: FIELDS.size], payload) != crc:
             self._fail(BadChecksumError(f"bad CRC32C (method {method}, correlation id {cid})"))
-        return Frame(FrameKind(flags & KIND_MASK), method, cid, Status(status), payload)
+        return Frame(KINDS[flags & KIND_MASK], method, cid, STATUSES[status], payload)

@@ -25,6 +25,7 @@ from redshank.actors.rpc import (
     RpcTimeout,
     rpc_port,
 )
+from redshank.actors.rpc._write import FLUSH_AT
 from redshank.protocol.rpc import (
     HEADER,
     FrameKind,
@@ -125,6 +126,24 @@ class _Silent(asyncio.Protocol):
         if not self.read:
             # Not at once: uvloop starts reading after connection_made, undoing a pause there.
             asyncio.get_running_loop().call_soon(t.pause_reading)
+
+
+async def _deaf_peer() -> asyncio.Server:
+    """A raw server that accepts and never reads, with a small receive buffer (so the kernel's
+    buffers fill after a few hundred KiB)."""
+    _Silent.transports = []
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    listener.bind(("127.0.0.1", 0))
+    return await asyncio.get_running_loop().create_server(
+        lambda: _Silent(read=False), sock=listener)
+
+
+async def _close_deaf_peer(raw: asyncio.Server) -> None:
+    raw.close()
+    for t in _Silent.transports:
+        t.abort()
+    await raw.wait_closed()
 
 
 @pytest.fixture(params=LOOPS)
@@ -404,13 +423,7 @@ def test_backpressure_from_a_peer_that_stops_reading(loop: str) -> None:
     many rounds (the kernel's buffers fill) the bytes held stay under the bound plus one frame."""
 
     async def main() -> None:
-        _Silent.transports = []
-        lp = asyncio.get_running_loop()
-        # Small kernel buffers on both ends, so they fill within a round or two.
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-        listener.bind(("127.0.0.1", 0))
-        raw = await lp.create_server(lambda: _Silent(read=False), sock=listener)
+        raw = await _deaf_peer()
         bound, size = 256 * 1024, 64 * 1024
         client = RpcClient("127.0.0.1", raw.sockets[0].getsockname()[1],
                            max_inflight_bytes=bound, send_buffer_bytes=32 * 1024)
@@ -437,12 +450,30 @@ def test_backpressure_from_a_peer_that_stops_reading(loop: str) -> None:
         assert peak_buffered <= bound + size + HEADER
         assert client.inflight_bytes == 0 and client.waiting == 0
         await client.close()
-        raw.close()
-        for t in _Silent.transports:
-            t.abort()
-        await raw.wait_closed()
+        await _close_deaf_peer(raw)
 
     _run(main, loop, limit=9.0)
+
+
+def test_one_way_sends_wait_while_the_peer_does_not_read(loop: str) -> None:
+    async def main() -> None:
+        raw = await _deaf_peer()
+        bound = 64 * 1024
+        client = RpcClient("127.0.0.1", raw.sockets[0].getsockname()[1],
+                           max_inflight_bytes=bound, send_buffer_bytes=32 * 1024)
+        await client.connect()
+        payload, sent, peak = bytes(1000), 0, 0
+        with pytest.raises(RpcTimeout, match="not sent within"):
+            while sent < 100_000:  # never yields to the loop unless the transport is full
+                await client.send(NOTE, payload, timeout=0.2)
+                sent += 1
+                peak = max(peak, client.buffered_bytes)
+        assert 0 < sent < 100_000
+        assert bound < peak <= bound + FLUSH_AT + HEADER + len(payload)
+        await client.close()
+        await _close_deaf_peer(raw)
+
+    _run(main, loop)
 
 
 def test_close_fails_pending_and_waiting_calls_and_leaves_no_task(loop: str) -> None:
