@@ -36,6 +36,7 @@ import itertools
 import math
 import socket
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
@@ -74,6 +75,18 @@ def _nbytes(payload: Buffer) -> int:
     return payload.nbytes if isinstance(payload, memoryview) else len(payload)
 
 
+@dataclass(slots=True, eq=False)
+class _Queued:
+    """A frame waiting for send budget; `sent` resolves once `_grant` wrote it."""
+
+    kind: FrameKind
+    method: int
+    payload: Buffer
+    size: int
+    response: asyncio.Future[Frame] | None
+    sent: asyncio.Future[tuple[_ClientConnection, int]]
+
+
 class RpcClient:
     """One per peer address on a core's loop: created by whoever talks to that peer (a test; the
     core's peer table once the cluster is wired), ended by `close()`."""
@@ -106,7 +119,7 @@ class RpcClient:
         self._ids = itertools.count(1)
         self._inflight = 0  # bytes of calls reserved and not yet answered or failed
         self._write_paused = False
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._waiters: deque[_Queued] = deque()
         self._closed = False
         self.log = _log.bind(peer=self.peer)
         self._conn_log = LogSummary(self.log, "rpc_peer_connection")
@@ -168,9 +181,7 @@ class RpcClient:
         try:
             async with asyncio.timeout(t):
                 await self._connection()
-                await self._reserve(0)
-                conn = await self._connection()
-                conn.write(FrameKind.ONE_WAY, method, next(self._ids), payload)
+                await self._submit(FrameKind.ONE_WAY, method, payload, 0, None)
         except RpcError:
             raise
         except TimeoutError:
@@ -198,18 +209,12 @@ class RpcClient:
 
     async def _call(self, method: int, payload: Buffer, size: int) -> Frame:
         await self._connection()
-        await self._reserve(size)
+        response: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        conn, cid = await self._submit(FrameKind.REQUEST, method, payload, size, response)
         try:
-            conn = await self._connection()  # the one it waited on may have gone meanwhile
-            cid = next(self._ids)
-            fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-            conn.pending[cid] = fut
-            try:
-                conn.write(FrameKind.REQUEST, method, cid, payload)
-                return await fut
-            finally:
-                conn.pending.pop(cid, None)
+            return await response
         finally:
+            conn.pending.pop(cid, None)
             self._release(size)
 
     def _timeout(self, timeout: float | None) -> float:
@@ -292,33 +297,61 @@ class RpcClient:
         return not self._write_paused and (
             self._inflight == 0 or self._inflight + size <= self.max_inflight_bytes)
 
-    async def _reserve(self, size: int) -> None:
+    async def _submit(self, kind: FrameKind, method: int, payload: Buffer, size: int,
+                      response: asyncio.Future[Frame] | None) -> tuple[_ClientConnection, int]:
+        """Write the frame now if it fits, else queue it (FIFO) until it does; `size` bytes are
+        reserved until the caller releases them. Queued frames are written by `_grant` itself, one
+        at a time, so a write that fills the transport (pause_writing) stops the next one."""
         if not self._waiters and self._fits(size):
-            self._inflight += size
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (size, fut)
-        self._waiters.append(entry)
+            return self._write_now(kind, method, payload, size, response)
+        queued = _Queued(kind, method, payload, size, response,
+                         asyncio.get_running_loop().create_future())
+        self._waiters.append(queued)
         try:
-            await fut
+            return await queued.sent
         except BaseException:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
-            elif fut.done() and not fut.cancelled() and fut.exception() is None:
-                self._release(size)  # granted, then cancelled before it could send
+            if queued in self._waiters:
+                self._waiters.remove(queued)
+            elif (queued.sent.done() and not queued.sent.cancelled()
+                  and queued.sent.exception() is None):
+                conn, cid = queued.sent.result()  # written, then cancelled before it resumed
+                conn.pending.pop(cid, None)
+                self._release(size)
             raise
+
+    def _write_now(self, kind: FrameKind, method: int, payload: Buffer, size: int,
+                   response: asyncio.Future[Frame] | None) -> tuple[_ClientConnection, int]:
+        conn = self._conn
+        if conn is None or conn.gone:
+            raise RpcConnectionError(f"rpc connection to {self.peer} lost before the frame was"
+                                     f" sent (it was not)")
+        cid = next(self._ids)
+        if response is not None:
+            conn.pending[cid] = (response, method)
+        self._inflight += size
+        try:
+            conn.write(kind, method, cid, payload)
+        except BaseException:
+            conn.pending.pop(cid, None)
+            self._inflight -= size
+            raise
+        return conn, cid
 
     def _release(self, size: int) -> None:
         self._inflight -= size
         self._grant()
 
     def _grant(self) -> None:
-        while self._waiters and self._fits(self._waiters[0][0]):
-            size, fut = self._waiters.popleft()
-            if fut.done():
+        while self._waiters and self._fits(self._waiters[0].size):
+            q = self._waiters.popleft()
+            if q.sent.done():
                 continue
-            self._inflight += size
-            fut.set_result(None)
+            try:
+                sent = self._write_now(q.kind, q.method, q.payload, q.size, q.response)
+            except RpcError as exc:
+                q.sent.set_exception(exc)
+            else:
+                q.sent.set_result(sent)
 
     # -- close ----------------------------------------------------------------------------------
     async def close(self) -> None:
@@ -328,9 +361,9 @@ class RpcClient:
         self._closed = True
         closed = f"rpc client to {self.peer} closed"
         while self._waiters:
-            _size, fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_exception(RpcClosed(closed))
+            q = self._waiters.popleft()
+            if not q.sent.done():
+                q.sent.set_exception(RpcClosed(closed))
         if self._connecting is not None:
             task = self._connecting
             task.cancel()
@@ -358,7 +391,8 @@ class _ClientConnection(asyncio.Protocol):
                                     kinds=frozenset({FrameKind.RESPONSE}))
         self.transport: asyncio.Transport | None = None
         self.writer: FrameWriter | None = None
-        self.pending: dict[int, asyncio.Future[Frame]] = {}
+        # correlation id -> (the call's future, its method: a response must echo it)
+        self.pending: dict[int, tuple[asyncio.Future[Frame], int]] = {}
         self.gone = False
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -386,11 +420,16 @@ class _ClientConnection(asyncio.Protocol):
         try:
             self.decoder.feed(data)
             for frame in self.decoder:
-                fut = self.pending.pop(frame.correlation_id, None)
-                if fut is None or fut.done():
+                entry = self.pending.pop(frame.correlation_id, None)
+                if entry is None or entry[0].done():
                     self.client.late_responses += 1
+                elif entry[1] != frame.method:
+                    self.pending[frame.correlation_id] = entry  # failed with the others below
+                    raise RemoteProtocolError(
+                        f"response {frame.correlation_id} names method {frame.method}, its"
+                        f" request {entry[1]}")
                 else:
-                    fut.set_result(frame)
+                    entry[0].set_result(frame)
         except RemoteProtocolError as exc:
             why = f"rpc peer {self.client.peer} sent bad bytes: {exc}"
             self.client._conn_log.record("bad_frame", error=str(exc))
@@ -414,7 +453,7 @@ class _ClientConnection(asyncio.Protocol):
 
     def fail_pending(self, error: Any) -> None:
         pending, self.pending = self.pending, {}
-        for fut in pending.values():
+        for fut, _method in pending.values():
             if not fut.done():
                 fut.set_exception(error())
 

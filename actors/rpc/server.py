@@ -269,10 +269,15 @@ class _ServerConnection(asyncio.Protocol):
         self.server.failed_log.record(type(exc).__name__, method=frame.method, error=repr(exc))
         self._respond_error(frame, Status.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
 
-    def _respond(self, frame: Frame, result: Buffer | None) -> None:
+    def _respond(self, frame: Frame, result: object) -> None:
+        """`result`: what the handler returned, checked here (Python does not check it)."""
         if frame.kind is not FrameKind.REQUEST or self._closing or self.writer is None:
             return
         payload = b"" if result is None else result
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            self._handler_failed(frame, TypeError(
+                f"handler returned {type(payload).__name__}, not bytes"))
+            return
         size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
         if size > self.server.max_frame_bytes:
             self._respond_error(frame, Status.TOO_LARGE, f"response of {size} bytes above"

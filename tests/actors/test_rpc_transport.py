@@ -221,6 +221,39 @@ def test_handler_error_is_answered_and_logged(loop: str) -> None:
     _run(main, loop)
 
 
+def test_a_handler_returning_no_bytes_is_a_handler_error(loop: str) -> None:
+    async def main() -> None:
+        srv = _Server()
+        srv.server.register(77, lambda p: "text")  # type: ignore[arg-type, return-value]
+        async with srv as server, _client(server) as client:
+            with pytest.raises(RpcRemoteError, match="handler returned str") as err:
+                await client.call(77, b"")
+            assert err.value.status is Status.HANDLER_ERROR
+
+    _run(main, loop)
+
+
+def test_response_naming_another_method_breaks_the_connection(loop: str) -> None:
+    async def main() -> None:
+        class Liar(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.t: Any = transport
+
+            def data_received(self, data: bytes) -> None:
+                cid = struct.unpack_from(">Q", data, 8)[0]
+                self.t.write(encode_frame(FrameKind.RESPONSE, 999, cid, b"?"))
+
+        raw = await asyncio.get_running_loop().create_server(Liar, "127.0.0.1", 0)
+        client = RpcClient("127.0.0.1", raw.sockets[0].getsockname()[1])
+        with pytest.raises(RpcConnectionError, match="names method 999"):
+            await client.call(ECHO, b"x", timeout=2)
+        await client.close()
+        raw.close()
+        await raw.wait_closed()
+
+    _run(main, loop)
+
+
 def test_response_too_large_is_an_error_status(loop: str) -> None:
     async def main() -> None:
         async with _Server(max_frame_bytes=1000) as server, _client(server) as client:
