@@ -112,6 +112,7 @@ class RpcServer:
         self._server = await loop.create_server(
             lambda: _ServerConnection(self), self.host, self.port)
         self.log = self.log.bind(rpc_port=self.address[1])
+        self.closed_log.log = self.failed_log.log = self.log
 
     async def stop(self) -> None:
         """Stop listening; requests still running are answered `SHUTTING_DOWN` and their handlers
@@ -124,7 +125,9 @@ class RpcServer:
         conns = list(self._conns)
         tasks = [t for c in conns for t in c.shut_down()]
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _done, stuck = await asyncio.wait(tasks, timeout=self.stop_grace_s)
+            if stuck:  # a handler that swallows its cancellation: ours is a bug report
+                self.log.error("rpc_handlers_ignore_cancel", count=len(stuck))
         lost = [c.lost for c in conns]
         if lost:
             _done, pending = await asyncio.wait(lost, timeout=self.stop_grace_s)

@@ -213,10 +213,12 @@ def test_handler_error_is_answered_and_logged(loop: str) -> None:
                     await client.call(FAIL, b"y")
                 assert bytes(await client.call(SYNC, b"ab")) == b"ba"
                 assert client.connects == 1
+                port = server.address[1]
         failed = [e for e in logs if e["event"].startswith("rpc_handler_failed")]
         # One line, then counted (a handler failing on every request costs no line each).
         assert len(failed) == 1
         assert failed[0]["reason"] == "ValueError" and failed[0]["core"] == 3
+        assert failed[0]["rpc_port"] == port  # the bound port, not the 0 asked for
 
     _run(main, loop)
 
