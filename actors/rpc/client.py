@@ -12,9 +12,10 @@ Concern: one TCP connection to one peer (host, port), on the calling core's even
   retried here (the request may have run: only the caller knows whether it is idempotent).
 - Bounded: a call reserves its payload's bytes until answered (or failed); past
   `max_inflight_bytes` unanswered, and while the transport's write buffer is above its high mark
-  (`pause_writing`, also set to `max_inflight_bytes`), calls and sends wait in FIFO order, within
-  their deadline. So a slow peer pushes back on callers instead of growing memory: buffered bytes
-  stay under `max_inflight_bytes` plus one frame.
+  (`pause_writing`, also set to `max_inflight_bytes`), calls and sends queue in FIFO order, within
+  their deadline, and are written one at a time as budget frees. So a slow peer pushes back on
+  callers instead of growing memory: buffered bytes stay under `max_inflight_bytes` plus 64 KiB
+  of corked small frames plus one frame. A queued frame whose connection goes fails, unsent.
 - `close()` fails everything pending with `RpcClosed` and closes the socket; it leaves no task.
 - A payload is handed to the transport as it is (uvloop may queue a reference, not a copy): its
   memory must not change while the frame may still be queued. Once a call has its response the
@@ -283,7 +284,7 @@ class RpcClient:
             self._last_error = exc
             if not self._closed:
                 self._conn_log.record("connection_lost", error=str(exc))
-            self._grant()  # waiters go on to reconnect, or fail
+            self._grant()  # queued frames that fit now fail, unsent (no connection to write to)
 
     def _set_write_paused(self, conn: _ClientConnection, paused: bool) -> None:
         if self._conn is conn:
