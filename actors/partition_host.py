@@ -6,12 +6,17 @@ to `on_answer(waiter, result)`, a moved high watermark to `on_high_watermark(hw)
 (the partition's kvstore, if written, and its log, in the core's next round of fdatasyncs: the
 flush coordinator run by the disk writer) ends in `flush_done`, or in `on_flush_failed(exc)`
 after the partition failed what was waiting. Appends happen inside the partition, without I/O.
-Must not know: Kafka requests, what the owner does with answers.
+A replicated partition (`Replicas`: this node, the voters, how to send to them) is ticked every
+`tick_s`, sends what Raft sends through `Replicas.send` in order (votes and append responses
+only once what they depend on is durable: the partition holds them until `flush_done`), and
+steps what its peers send (`step`). With one replica there is nothing to send and no tick.
+Must not know: Kafka requests, what the owner does with answers, how messages travel.
 
     owner.append --> PartitionHost.append --> Partition.append (Raft propose -> Log.append)
-    call_soon    --> turn(): Partition.take_io -> answers, high watermark, start a flush
+    call_soon    --> turn(): Partition.take_io -> answers, high watermark, send, start a flush
     flush round  --> (writer thread) -> loop: Partition.flush_done -> turn()
     Io.load      --> (writer thread) EntryLoad.read -> loop: Partition.entries_loaded -> turn()
+    peer message --> step --> Partition.step -> turn()        timer --> tick -> turn()
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -29,11 +35,24 @@ from redshank.cluster.kafka import ProducerStateTable
 from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
 from redshank.cluster.partition.partition import Partition
 from redshank.cluster.partition.raft_log import EntryLoad, Loaded
+from redshank.cluster.raft.types import Message, NodeId
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["PartitionHost", "producer_table"]
+__all__ = ["PartitionHost", "Replicas", "producer_table"]
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """A replicated partition's group: this replica's node, the voters (this node included),
+    and where Raft's messages go (`send`, in order; whatever carries them to the peers)."""
+
+    node: NodeId
+    voters: frozenset[NodeId]
+    send: Callable[[list[Message]], None]
+    tick_s: float = 0.1
+    seed: int = 0
 
 
 class PartitionHost:
@@ -43,7 +62,8 @@ class PartitionHost:
                  on_high_watermark: Callable[[int], None],
                  on_flush_failed: Callable[[BaseException], None],
                  on_flushed: Callable[[], None] | None = None,
-                 on_leader: Callable[[int], None] | None = None) -> None:
+                 on_leader: Callable[[int], None] | None = None,
+                 replicas: Replicas | None = None) -> None:
         """`on_leader(term)`: the partition serves as leader in `term` from now on (an entry of
         that term committed); called once per term."""
         self.coordinator = coordinator
@@ -55,6 +75,8 @@ class PartitionHost:
         self._on_flushed = on_flushed
         self._on_leader = on_leader
         self._announced_term = -1
+        self.replicas = replicas
+        self._tick: asyncio.TimerHandle | None = None
         # No new flush starts while paused (the owner's storage-error state); `flush()` forces.
         self.paused = False
         self._turn_scheduled = False
@@ -75,10 +97,29 @@ class PartitionHost:
         self._ahead = None
         self.log: Log = opened.log
         self.kv: KvStore = opened.kv
-        self.part = Partition(opened.log, opened.kv, opened.recovered,
-                              producer_table(opened.producers))
+        r = self.replicas
+        if r is None:
+            self.part = Partition(opened.log, opened.kv, opened.recovered,
+                                  producer_table(opened.producers))
+        else:
+            self.part = Partition(opened.log, opened.kv, opened.recovered,
+                                  producer_table(opened.producers), voters=r.voters,
+                                  node=r.node, seed=r.seed)
+            if len(r.voters) > 1 and self._tick is None:
+                self._tick = self.loop.call_later(r.tick_s, self._on_tick)
         self.part.start()
         self.turn()
+
+    def _on_tick(self) -> None:
+        assert self.replicas is not None
+        self._tick = self.loop.call_later(self.replicas.tick_s, self._on_tick)
+        self.part.tick()
+        self.turn()
+
+    def step(self, message: Message) -> None:
+        """A Raft message from a peer of this partition's group."""
+        self.part.step(message)
+        self.schedule_turn()
 
     # ---- inputs -----------------------------------------------------------------------------
 
@@ -107,6 +148,9 @@ class PartitionHost:
 
     def stop(self) -> None:
         self._generation += 1  # flushes still running report to no one
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         for f in self._ready:
             f.fail(pykka.ActorDeadError("partition host stopped"))
         self._ready = []
@@ -122,6 +166,8 @@ class PartitionHost:
         """Do what the partition asks: answers, the high watermark, a flush."""
         self._turn_scheduled = False
         io = self.part.take_io()
+        if io.send and self.replicas is not None:
+            self.replicas.send(io.send)
         for waiter, result in io.answers:
             self._on_answer(waiter, result)
         if io.high_watermark is not None:

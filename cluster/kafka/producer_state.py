@@ -76,6 +76,18 @@ class ProducerStateTable:
             )
         return None
 
+    def truncate(self, offset: int) -> None:
+        """The log lost every batch from `offset` on (a Raft conflict: they never committed):
+        forget them, so a producer's retry of one is appended again instead of answered with
+        offsets that now hold nothing or another batch. A producer left with no batch is
+        forgotten (any sequence is accepted from it, as for an expired producer)."""
+        for pid in list(self._producers):
+            state = self._producers[pid]
+            while state.batches and state.batches[-1][2] >= offset:
+                state.batches.pop()
+            if not state.batches:
+                del self._producers[pid]
+
     def record(self, batch: ProducerBatch, base_offset: int, last_offset: int) -> None:
         """Remember an appended batch (call only after `check` returned None)."""
         state = self._producers.get(batch.producer_id)

@@ -27,7 +27,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from redshank.cluster.kafka.producer_state import Duplicate, ProducerStateTable, SequenceError
-from redshank.cluster.partition.api import Append, PartitionResult
+from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
 from redshank.cluster.partition.raft_log import (
     ANCHOR_FLUSH_ENTRIES,
     EntryLoad,
@@ -39,7 +39,16 @@ from redshank.cluster.raft.consensus import Consensus
 from redshank.cluster.raft.raft import RaftConfig, RaftCore
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
-from redshank.cluster.raft.types import Config, Index, Message, NodeId, Notice, Role
+from redshank.cluster.raft.types import (
+    Config,
+    Entry,
+    EntryKind,
+    Index,
+    Message,
+    NodeId,
+    Notice,
+    Role,
+)
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import parse_header, stamp_log_append_time
@@ -243,7 +252,13 @@ class Partition:
 
     def _drain(self) -> None:
         io = self.consensus.take_io()
+        cut = self.raft_log.take_truncation()
+        if cut is not None:
+            self.producers.truncate(cut)
+        following = self.consensus.core.role != Role.LEADER
         for entries, hs in io.writes:
+            if following:
+                self._record_producers(entries)
             if self.raft_log.persist(entries, hs):
                 self._kv_dirty = True
         self._io.send += io.send
@@ -258,6 +273,23 @@ class Partition:
             self.high_watermark = hw
             self._io.high_watermark = hw
             self._answer_duplicates()
+
+    def _record_producers(self, entries: list[Entry]) -> None:
+        """A follower keeps the producer state of the batches it is sent, as the leader did
+        when it appended them (`append`), so a retry reaching it after it becomes leader is
+        deduplicated (Kafka's followers do the same from the batches they replicate)."""
+        offsets = self.raft_log.offsets
+        for e in entries:
+            if e.kind != EntryKind.DATA or not e.batch:
+                continue
+            h = parse_header(e.batch)
+            if h.producer_id < 0:
+                continue
+            base = int(offsets.to_kafka(e.index))
+            self.producers.record(ProducerBatch(h.producer_id, h.producer_epoch,
+                                                h.base_sequence,
+                                                h.base_sequence + h.last_offset_delta),
+                                  base, base + h.last_offset_delta)
 
     def _answer(self, r: ReplicateResult) -> None:
         waiter = self._pending.pop(r.id, None)

@@ -373,6 +373,8 @@ class PartitionRaftLog:
         hs = recovered.hard_state
         self._term_vote: tuple[int, int] = (hs.term, hs.vote)
         self.epochs = LeaderEpochs(recovered.epochs)
+        # The lowest Kafka offset a conflicting suffix was cut at since `take_truncation`.
+        self._cut: int | None = None
 
     # ---- RaftLog ----------------------------------------------------------------------------
 
@@ -474,6 +476,7 @@ class PartitionRaftLog:
                               if self._slots[i - self._first].kind == EntryKind.DATA), None)
             if data_from is not None:
                 self.log.truncate(data_from)  # file I/O on the loop: rare (conflicts only)
+                self._cut = data_from if self._cut is None else min(self._cut, data_from)
         for i in range(first, self.last_index() + 1):
             if self._slots[i - self._first].kind != EntryKind.DATA:
                 self.kv.delete(META_PREFIX + _META_KEY.pack(i))
@@ -482,6 +485,11 @@ class PartitionRaftLog:
         self.offsets.truncate(first)
         for i in [i for i in self._recent if i >= first]:
             del self._recent[i]
+
+    def take_truncation(self) -> int | None:
+        """The lowest Kafka offset the log was cut at since the last call, if it was."""
+        cut, self._cut = self._cut, None
+        return int(cut) if cut is not None else None
 
     # ---- durability -------------------------------------------------------------------------
 
