@@ -1,0 +1,204 @@
+"""Replicas of partitions on three "nodes" (each its own RPC server, Raft messenger, disk-writer
+thread and partition hosts, on one event loop; real TCP on 127.0.0.1): a leader is elected,
+acks=all batches replicate and commit over the RPC, heartbeats of both groups between a pair of
+nodes travel together, and when the leader's node goes away (its server, messenger and hosts
+stop) the other two elect a new leader that holds every acknowledged batch and takes more."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from redshank.actors.disk_writer import DiskWriter, OpenPartition
+from redshank.actors.partition_host import PartitionHost, Replicas
+from redshank.actors.raft_messenger import Address, RaftMessenger, RaftMethod
+from redshank.actors.rpc import RpcClient, RpcServer
+from redshank.cluster.partition.api import Append, PartitionResult
+from redshank.cluster.raft.heartbeat_manager import GroupId
+from redshank.cluster.raft.types import Index, Message, MessageType, NodeId, Term
+from redshank.protocol.records import BatchBuilder, iter_records
+from redshank.storage import BatchCache, FlushCoordinator, Log, LogConfig
+
+NODES = (1, 2, 3)
+VOTERS = frozenset(NodeId(n) for n in NODES)
+GROUPS = (GroupId(1), GroupId(2))
+DEADLINE_S = 20.0
+
+
+def batch(value: bytes) -> bytearray:
+    b = BatchBuilder()
+    b.append(value, timestamp=1000)
+    return bytearray(b.build())
+
+
+def values(log: Log) -> list[bytes]:
+    out: list[bytes] = []
+    offset = log.start_offset
+    while offset <= log.dirty_offset:
+        got = list(iter_records(log.read(offset, 1 << 20), verify_crc=False))
+        out += [r.value or b"" for r in got]
+        offset = got[-1].offset + 1
+    return out
+
+
+async def wait_for(what: str, cond: Any) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_S
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not within {DEADLINE_S} s")
+        await asyncio.sleep(0.01)  # a condition the nodes' timers and sockets move; bounded
+
+
+class Node:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.server = RpcServer("127.0.0.1", 0)
+        self.hosts: dict[GroupId, PartitionHost] = {}
+        self.answers: dict[Hashable, PartitionResult] = {}
+        self.writer: Any = None
+        self.messenger: RaftMessenger | None = None
+        self.down = False
+
+    async def start(self, root: Path, locate: Any) -> None:
+        loop = asyncio.get_running_loop()
+        await self.server.start()
+        self.messenger = RaftMessenger(NodeId(self.n), loop, self.server, locate,
+                                       heartbeat_s=0.02)
+        coordinator = FlushCoordinator()
+        self.writer = DiskWriter.start(coordinator, BatchCache(1 << 20))
+        for g in GROUPS:
+            opened = await self.writer.ask(
+                OpenPartition(str(root / f"n{self.n}" / f"g{g}"), LogConfig()), block=False)
+            host = PartitionHost(
+                opened, coordinator, self.writer, loop,
+                on_answer=lambda w, r: self.answers.__setitem__(w, r),
+                on_high_watermark=lambda hw: None,
+                on_flush_failed=lambda exc: pytest.fail(f"flush failed: {exc!r}"),
+                replicas=Replicas(NodeId(self.n), VOTERS, self.messenger.sender(g),
+                                  tick_s=0.02, seed=self.n * 10 + g))
+            self.hosts[g] = host
+            self.messenger.register(g, host.step)
+
+    async def stop(self) -> None:
+        self.down = True
+        for h in self.hosts.values():
+            h.stop()
+        if self.messenger is not None:
+            await self.messenger.close()
+        await self.server.stop()
+        if self.writer is not None:
+            await self.writer.stop(block=False)
+            self.writer = None
+
+
+def test_replicas_over_rpc_elect_replicate_and_fail_over(tmp_path: Path) -> None:
+    async def main() -> None:
+        nodes = {n: Node(n) for n in NODES}
+        addresses: dict[int, Address] = {}
+
+        def locate(group: GroupId, node: NodeId) -> Address | None:
+            return addresses.get(int(node))  # a stopped node's port stays (nobody answers)
+
+        try:
+            for node in nodes.values():
+                await node.start(tmp_path, locate)
+                addresses[node.n] = node.server.address
+            g = GROUPS[0]
+
+            def leaders(group: GroupId) -> list[int]:
+                return [n for n, node in nodes.items()
+                        if not node.down and node.hosts[group].part.is_ready_leader()]
+
+            await wait_for("leaders", lambda: all(len(leaders(x)) == 1 for x in GROUPS))
+            first = nodes[leaders(g)[0]]
+            for i in range(20):
+                assert first.hosts[g].append(Append(batch(b"v%d" % i), -1, None), i) is None
+            await wait_for("20 acks", lambda: len(first.answers) == 20)
+            assert [first.answers[i] for i in range(20)] == [
+                PartitionResult(0, i, 0) for i in range(20)]
+            want = [b"v%d" % i for i in range(20)]
+            await wait_for("replicated", lambda: all(
+                values(node.hosts[g].log) == want for node in nodes.values()))
+            for node in nodes.values():
+                p = node.messenger.probe  # type: ignore[union-attr]
+                assert p.bad_frames == 0 and p.frames_in > 0
+            # Idle now: the leaders' heartbeats flow (none while appends carried the commit).
+            await wait_for("heartbeats", lambda: sum(
+                node.messenger.probe.beats_in  # type: ignore[union-attr]
+                for node in nodes.values()) > 0)
+
+            loop = asyncio.get_running_loop()
+            await first.stop()
+            started = loop.time()
+            await wait_for("a new leader", lambda: len(leaders(g)) == 1)
+            took = loop.time() - started
+            second = nodes[leaders(g)[0]]
+            assert second is not first and took < DEADLINE_S
+            await wait_for("the new leader's high watermark",
+                           lambda: second.hosts[g].part.high_watermark == 20)
+            assert second.hosts[g].append(Append(batch(b"after"), -1, None), "a") is None
+            await wait_for("ack after failover", lambda: "a" in second.answers)
+            assert second.answers["a"] == PartitionResult(0, 20, 0)
+        finally:
+            for node in nodes.values():
+                if not node.down:
+                    await node.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 90))
+
+
+def test_heartbeats_of_every_group_to_one_peer_share_a_frame(tmp_path: Path) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        servers = [RpcServer("127.0.0.1", 0), RpcServer("127.0.0.1", 0)]
+        for s in servers:
+            await s.start()
+        peer = servers[1].address
+        a = RaftMessenger(NodeId(1), loop, servers[0], lambda g, n: peer, heartbeat_s=0.05)
+        b = RaftMessenger(NodeId(2), loop, servers[1], lambda g, n: None, heartbeat_s=0.05)
+        got: list[tuple[int, Message]] = []
+        for g in (GroupId(1), GroupId(2), GroupId(3)):
+            b.register(g, lambda m, g=g: got.append((int(g), m)))
+        try:
+            for g in (GroupId(1), GroupId(2), GroupId(3)):
+                a.send(g, [Message(MessageType.HEARTBEAT, NodeId(1), NodeId(2), Term(4),
+                                   commit=Index(int(g)))])
+            await wait_for("three beats", lambda: len(got) == 3)
+            assert b.probe.frames_in == 1 and a.probe.heartbeat_frames_out == 1
+            assert sorted((g, int(m.commit)) for g, m in got) == [(1, 1), (2, 2), (3, 3)]
+        finally:
+            await a.close()
+            await b.close()
+            for s in servers:
+                await s.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_bad_frames_are_counted_and_dropped(tmp_path: Path) -> None:
+    async def main() -> None:
+        server = RpcServer("127.0.0.1", 0)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        messenger = RaftMessenger(NodeId(1), loop, server, lambda g, n: None)
+        stepped: list[object] = []
+        messenger.register(GroupId(1), stepped.append)
+        client = RpcClient(*server.address)
+        try:
+            for junk in (b"", b"\x00\x00\x00\x05", b"\x00\x00\x00\x01\x00\x00\x00\x09abc",
+                         b"\x00\x00\x00\x01\x00\x00\x00\x03abc"):
+                await client.send(RaftMethod.MESSAGES, junk, timeout=5)
+            await client.send(RaftMethod.HEARTBEATS, b"\xff\x00", timeout=5)
+            await wait_for("5 frames", lambda: messenger.probe.frames_in == 5)
+            assert messenger.probe.bad_frames == 5 and stepped == []
+        finally:
+            await client.close()
+            await messenger.close()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
