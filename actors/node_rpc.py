@@ -174,7 +174,14 @@ class NodeRpc(LoopActor):
 
     def saw(self, peer: Hello, via: str) -> None:
         known = self.peers.get(peer.node_id)
-        if known is None or known["node_uuid"] != str(peer.incarnation):
+        if known is not None and known["node_uuid"] != str(peer.incarnation):
+            # Two incarnations under one id: the one seen first stays (the newcomer is told it
+            # is a duplicate by the node it greeted, and stops). Which one the cluster keeps
+            # is the controller's call once it registers nodes.
+            self.log.warning("peer_id_conflict", peer=peer.node_id, kept=known["node_uuid"],
+                             other=str(peer.incarnation), via=via)
+            return
+        if known is None:
             self.log.info("peer_seen", peer=peer.node_id, peer_uuid=str(peer.incarnation),
                           via=via, kafka=str(peer.kafka_addr), rpc=str(peer.rpc_addr))
         self.peers[peer.node_id] = {
