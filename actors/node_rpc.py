@@ -4,7 +4,9 @@ Concern: when the node is started with `--rpc-addr`, every core listens at `rpc_
 (`RpcServer.for_core`) and answers HELLO with this node's `Hello` (`cluster/node_hello.py`).
 Core 0 also greets each seed (its core 0: base port + 0) in the background with a deadline and
 bounded, jittered retries, keeps what it learns of peers (seeds that answered, nodes that greeted
-it) and writes that view to `<data>/cluster/peers.json` for tools and tests. A seed that answers
+it) and writes that view to `<data>/cluster/peers.json` for tools and tests (a restarted core 0
+starts the view afresh and greets the seeds again; the file is small and written without fsync,
+on the loop: it is rebuilt at every start). A seed that answers
 with our node id but another incarnation (`duplicate_node_id`), or another cluster
 (`cluster_mismatch`), stops the whole node: core 0 writes `<data>/cluster/refused.json` with a
 one-line reason and sends SIGTERM to the supervisor, which stops every core (a core exiting on
@@ -66,7 +68,8 @@ class NodeRpcConfig:
     identity: NodeIdentity
     supervisor_pid: int  # signalled when this node must not run (a refusal)
     hello_timeout_s: float = 2.0
-    # ~0.1 s doubling to 2 s: a seed started up to about a minute later is still reached.
+    # ~0.1 s doubling to a 2 s cap, plus each attempt's timeout: a seed that starts up to about
+    # 40 s later is still reached (it greets us too if we are among its seeds).
     hello_attempts: int = 30
 
 

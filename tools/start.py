@@ -42,7 +42,12 @@ from redshank.actors.runtime import (
     configure_logging,
 )
 from redshank.cluster.controller.members_table import NetAddress
-from redshank.cluster.node_identity import MAX_NODE_ID, IdentityFileError, IdentityRefused
+from redshank.cluster.node_identity import (
+    MAX_NODE_ID,
+    IdentityFileError,
+    IdentityRefused,
+    NodeIdentity,
+)
 
 __all__ = ["check_args", "main", "parse_addr", "parse_seeds"]
 
@@ -180,15 +185,17 @@ def _rpc_ports_free(host: str, port: int, cores: int) -> str | None:
     return None
 
 
-def _settle_identity(data_dir: str, args: argparse.Namespace) -> str | None:
-    """Check and store the data directory's identity under its lock; an error line or None."""
+def _settle_identity(data_dir: str, node_id: int, seeds: tuple[NetAddress, ...]
+                     ) -> NodeIdentity | str:
+    """Check and store the data directory's identity under its lock: the identity this start
+    runs as, or an error line."""
     node = NodeDir(data_dir)
     try:
         node.lock()
     except NodeBusyError:
         return f"data directory {data_dir} is used by a running node"
     try:
-        identity = settle_identity(data_dir, args.node_id, args.seeds)
+        identity = settle_identity(data_dir, node_id, seeds)
         clear_node_files(data_dir)
     except IdentityFileError as exc:
         return f"data dir {data_dir}: damaged cluster/node_identity.json: {exc}"
@@ -196,8 +203,7 @@ def _settle_identity(data_dir: str, args: argparse.Namespace) -> str | None:
         node.unlock()
     if isinstance(identity, IdentityRefused):
         return identity.message(data_dir)
-    args.identity = identity
-    return None
+    return identity
 
 
 def main(argv: list[str]) -> int:
@@ -234,9 +240,9 @@ def _run(args: argparse.Namespace, port: int) -> int:
         adv_port = port
     data_dir = os.path.abspath(args.data_dir)
     os.makedirs(data_dir, exist_ok=True)
-    problem = _settle_identity(data_dir, args)
-    if problem is not None:
-        print(f"redshank start: {problem}", file=sys.stderr)
+    identity = _settle_identity(data_dir, args.node_id, args.seeds)
+    if isinstance(identity, str):
+        print(f"redshank start: {identity}", file=sys.stderr)
         return 2
     rpc: NodeRpcConfig | None = None
     rpc_field = ""
@@ -245,7 +251,7 @@ def _run(args: argparse.Namespace, port: int) -> int:
         adv_rpc = NetAddress(*(args.advertise_rpc_addr or listen))
         if adv_rpc.port == 0:
             adv_rpc = NetAddress(adv_rpc.host, listen.port)
-        rpc = NodeRpcConfig(listen, adv_rpc, args.identity, os.getpid())
+        rpc = NodeRpcConfig(listen, adv_rpc, identity, os.getpid())
         rpc_field = f" rpc={adv_rpc}"
     config = BrokerConfig(host=host, port=port, advertised_host=adv_host,
                           advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id,

@@ -74,6 +74,24 @@ def _start_and_wait(args: list[str], timeout: float = 60.0) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _start_all(*argvs: list[str], timeout: float = 60.0
+               ) -> list[subprocess.CompletedProcess[str]]:
+    """Run several `redshank start` at once, each until it exits (killed past `timeout`)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "redshank.tools.cli", "start", *argv],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for argv in argvs]
+    done = []
+    deadline = time.monotonic() + timeout
+    for proc, argv in zip(procs, argvs, strict=True):
+        try:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        done.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+    return done
+
+
 def _node_info(data_dir: Path) -> dict[str, Any]:
     info: dict[str, Any] = json.loads((data_dir / "node.json").read_text())
     return info
@@ -135,22 +153,23 @@ def test_seeds_see_each_other_and_refuse_a_duplicate_id_or_another_cluster(
             assert set(_peers(tmp_path / "a", {2})) == {2}  # not itself
             assert '"event": "peer_seen"' in b.log_tail(200)
 
-            dup = _start_and_wait(["--node-id", "1", "--kafka-addr", "127.0.0.1:0",
-                                   "--data-dir", str(tmp_path / "dup"), "--cores", "1",
-                                   "--rpc-addr", f"127.0.0.1:{rpc_dup}", "--no-pin",
-                                   "--seeds", f"127.0.0.1:{rpc_b},127.0.0.1:{rpc_a}"])
+            store_identity(str(tmp_path / "other"),
+                           NodeIdentity(NodeId(5), uuid.uuid4(), (), uuid.uuid4()))
+            # Both at once: each greets, is refused, and stops on its own.
+            dup, other = _start_all(
+                ["--node-id", "1", "--kafka-addr", "127.0.0.1:0",
+                 "--data-dir", str(tmp_path / "dup"), "--cores", "1",
+                 "--rpc-addr", f"127.0.0.1:{rpc_dup}", "--no-pin",
+                 "--seeds", f"127.0.0.1:{rpc_b},127.0.0.1:{rpc_a}"],
+                ["--node-id", "5", "--kafka-addr", "127.0.0.1:0",
+                 "--data-dir", str(tmp_path / "other"), "--cores", "1",
+                 "--rpc-addr", f"127.0.0.1:{rpc_other}", "--no-pin",
+                 "--seeds", f"127.0.0.1:{rpc_a}"])
             assert dup.returncode == 1, dup.stderr[-3000:]
             assert "duplicate_node_id" in dup.stderr
             line = dup.stderr.strip().splitlines()[-1]
             assert line.startswith("redshank start: ") and "node id 1 is already used by the " \
                 f"node at 127.0.0.1:{rpc_a}" in line, line
-
-            store_identity(str(tmp_path / "other"),
-                           NodeIdentity(NodeId(5), uuid.uuid4(), (), uuid.uuid4()))
-            other = _start_and_wait(["--node-id", "5", "--kafka-addr", "127.0.0.1:0",
-                                     "--data-dir", str(tmp_path / "other"), "--cores", "1",
-                                     "--rpc-addr", f"127.0.0.1:{rpc_other}", "--no-pin",
-                                     "--seeds", f"127.0.0.1:{rpc_a}"])
             assert other.returncode == 1, other.stderr[-3000:]
             assert other.stderr.strip().splitlines()[-1].endswith(": cluster_mismatch")
             # The node that was there first serves on, and stays node 1 in b's view.
@@ -218,6 +237,39 @@ def test_cluster_start_three_nodes_serve_and_stop_on_sigterm(tmp_path: Path) -> 
     while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive, f"processes left: {alive}"
+
+
+@pytest.mark.timeout(90)
+def test_cluster_start_stops_the_others_when_a_node_dies(tmp_path: Path) -> None:
+    log = open(tmp_path / "cluster.log", "wb")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen([sys.executable, "-m", "redshank.tools.cli", "cluster", "start",
+                             "-n", "2", "--cores", "1", "--base-port", "0",
+                             "--data-dir", str(tmp_path / "c")],
+                            stdout=subprocess.PIPE, stderr=log, text=True, process_group=0)
+    log.close()
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        line = ""
+        while not line.startswith("bootstrap="):
+            assert time.monotonic() < deadline and proc.poll() is None
+            line = proc.stdout.readline().strip()
+        first = _node_info(tmp_path / "c" / "node-1")
+        os.kill(_node_info(tmp_path / "c" / "node-2")["supervisor_pid"], signal.SIGKILL)
+        assert proc.wait(40) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    err = (tmp_path / "cluster.log").read_text()
+    assert "redshank cluster start: node 2 exited unexpectedly (exit code -9)" in err, err[-2000:]
+    pids = [first["supervisor_pid"], *first["pids"]]
+    deadline = time.monotonic() + 10
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"node 1 processes left: {alive}"
 
 
 def _alive(pid: int) -> bool:
