@@ -212,7 +212,6 @@ def main(argv: list[str]) -> int:
     if problem is not None:
         print(f"redshank start: {problem}", file=sys.stderr)
         return 2
-    configure_logging(None)
     host, port = args.kafka_addr
     if args.rpc_addr is not None:
         rpc_host, rpc_base = args.rpc_addr
@@ -253,6 +252,7 @@ def _run(args: argparse.Namespace, port: int) -> int:
             adv_rpc = NetAddress(adv_rpc.host, listen.port)
         rpc = NodeRpcConfig(listen, adv_rpc, identity, os.getpid())
         rpc_field = f" rpc={adv_rpc}"
+    configure_logging(None)  # process-wide: only once nothing can be refused any more
     config = BrokerConfig(host=host, port=port, advertised_host=adv_host,
                           advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id,
                           retention_check_s=args.retention_check_ms / 1000,

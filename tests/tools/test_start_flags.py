@@ -16,6 +16,15 @@ from redshank.cluster.raft.types import NodeId
 from redshank.tools import start
 
 
+@pytest.fixture(autouse=True)
+def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    # structlog's configuration is process-wide and would keep printing to this test's
+    # captured (later closed) stderr: a refusal must come before it anyway.
+    def refuse(_core: int | None) -> None:
+        raise AssertionError("logging configured before the flags were all checked")
+    monkeypatch.setattr(start, "configure_logging", refuse)
+
+
 def _problem(*argv: str) -> str | None:
     return start.check_args(start._parser().parse_args(list(argv)))
 
