@@ -1,8 +1,9 @@
 """One core of a broker node: its actors and its Kafka listener.
 
 Concern: `setup_core`, the runtime's per-core setup: the disk writer, the partition manager, the
-topic cache and watermark watch, the topic controller on core 0, the core's `CoreServices` (the
-request paths of `actors/frontend`), and a `SO_REUSEPORT` listener on the Kafka port whose
+topic cache and watermark watch, the topic controller on core 0, the core's RPC listener when the
+node has an RPC address (`node_rpc`), the core's `CoreServices` (the request paths of
+`actors/frontend`), and a `SO_REUSEPORT` listener on the Kafka port whose
 connections each get a kafka-session; and `BrokerConfig`, what a node is started with. Must not
 know: any request path (`actors/frontend`), the bytes of a connection (`kafka_session`),
 storage internals.
@@ -20,11 +21,13 @@ from redshank.actors.disk_writer import DiskWriter, OpenKv
 from redshank.actors.frontend import CoreServices
 from redshank.actors.frontend.fetch import MAX_REMOTE_READ
 from redshank.actors.kafka_session import KafkaSession
+from redshank.actors.node_rpc import NodeRpcConfig, start_node_rpc
 from redshank.actors.partition_manager import MANAGER, RETENTION_CHECK_S, PartitionManager
 from redshank.actors.runtime import CoreContext
 from redshank.actors.topic_cache import TOPIC_CACHE, TopicCache
 from redshank.actors.topic_controller import CONTROLLER, TopicController
 from redshank.actors.watermarks import WATERMARKS, Watermarks, WatermarkWatch
+from redshank.cluster.controller.members_table import NetAddress
 from redshank.cluster.group import GroupConfig
 from redshank.cluster.kafka import LeadersTable, TopicInfo
 from redshank.storage import BatchCache, FlushCoordinator
@@ -78,6 +81,8 @@ class BrokerConfig:
     # Kafka's connections.max.idle.ms: a connection with nothing in flight and no traffic for
     # this long is closed (0: never).
     connections_max_idle_ms: int = 600_000
+    # Internal RPC (`--rpc-addr`): None for a node started without one (no listener, no peers).
+    rpc: NodeRpcConfig | None = None
 
 
 
@@ -111,6 +116,9 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
         kv = await writer.ask(OpenKv(os.path.join(config.data_dir, "meta")), block=False)
         controller = TopicController.start(ctx.router, kv, coordinator, writer, loop)
         ctx.router.register(CONTROLLER, controller)
+    if config.rpc is not None:
+        kafka = NetAddress(config.advertised_host, config.advertised_port)
+        await start_node_rpc(config.rpc, ctx, kafka, config.data_dir)
     core = CoreServices(config, ctx, topics, watermarks, leaders)
     sock = _listen_socket(config.host, config.port)
     idle_s = config.connections_max_idle_ms / 1000 or None

@@ -1,14 +1,22 @@
-"""`redshank start`: run a single-node broker (one core process per CPU) until SIGTERM.
+"""`redshank start`: run a broker node (one core process per CPU) until SIGTERM.
 
     redshank start [--kafka-addr HOST:PORT] [--advertise-kafka-addr HOST:PORT]
                    [--data-dir DIR] [--cores N] [--node-id N] [--connections-max-idle-ms MS]
                    [--auto-create-topics-per-request N]
+                   [--rpc-addr HOST:PORT [--advertise-rpc-addr HOST:PORT] [--seeds H:P,...]]
 
 Prints one line on stdout when every core serves the Kafka port
 (`redshank ready kafka=HOST:PORT cores=N ...`); structured logs go to stderr. Every core listens
 on the port with SO_REUSEPORT. A port already in use, or a data directory held by a running node,
 fails at once with a clear message (exit code 2). Port 0 picks a free port: the supervisor holds
 it with a bound, non-listening SO_REUSEPORT socket, so the cores share that one port.
+
+The data directory remembers the node's identity (`cluster/node_identity.json`: node id, node
+uuid, seeds, cluster uuid): started again under another `--node-id` it is refused (exit 2).
+With `--rpc-addr HOST:PORT` every core c also listens for other nodes on PORT + c, and with
+`--seeds` the node greets each seed (HELLO) in the background; a seed that is another node with
+our id, or of another cluster, stops this node (exit 1, the reason on stderr). Without
+`--rpc-addr` the node is the single-node broker it always was.
 """
 
 from __future__ import annotations
@@ -23,15 +31,25 @@ import sys
 import time
 
 from redshank.actors.broker import REQUEST_MEMORY_BYTES, RING_BYTES, BrokerConfig, setup_core
+from redshank.actors.node_identity_store import settle_identity
+from redshank.actors.node_rpc import NodeRpcConfig, clear_node_files, read_refusal
 from redshank.actors.partition_manager import RETENTION_CHECK_S
 from redshank.actors.runtime import (
     DEFAULT_LOOP_SLICE_US,
     NodeBusyError,
+    NodeDir,
     Supervisor,
     configure_logging,
 )
+from redshank.cluster.controller.members_table import NetAddress
+from redshank.cluster.node_identity import (
+    MAX_NODE_ID,
+    IdentityFileError,
+    IdentityRefused,
+    NodeIdentity,
+)
 
-__all__ = ["main", "parse_addr"]
+__all__ = ["check_args", "main", "parse_addr", "parse_seeds"]
 
 READY_TIMEOUT_S = 60.0
 
@@ -41,6 +59,18 @@ def parse_addr(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def parse_seeds(text: str) -> tuple[NetAddress, ...]:
+    """`HOST:PORT,HOST:PORT,...` (duplicates dropped, order kept); ports 1-65535."""
+    seeds: list[NetAddress] = []
+    for item in text.split(","):
+        host, port = parse_addr(item.strip())
+        if port == 0:
+            raise argparse.ArgumentTypeError(f"seed {item.strip()!r} has port 0")
+        if NetAddress(host, port) not in seeds:
+            seeds.append(NetAddress(host, port))
+    return tuple(seeds)
 
 
 def _claim_port(host: str, port: int) -> tuple[socket.socket, int]:
@@ -71,7 +101,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="./redshank-data", help="default ./redshank-data")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1,
                    help="core processes (default: CPU count)")
-    p.add_argument("--node-id", type=int, default=0)
+    p.add_argument("--node-id", type=int, default=0,
+                   help=f"this node's id, 0-{MAX_NODE_ID} (default 0); the data directory "
+                        "keeps it and refuses another")
+    p.add_argument("--rpc-addr", type=parse_addr, default=None,
+                   help="HOST:PORT of the internal RPC between nodes: the base port, core c "
+                        "listens on PORT + c (default: none, a single node)")
+    p.add_argument("--advertise-rpc-addr", type=parse_addr, default=None,
+                   help="HOST:PORT other nodes are told to reach core 0 at (default: the "
+                        "--rpc-addr)")
+    p.add_argument("--seeds", type=parse_seeds, default=(),
+                   help="HOST:PORT,... RPC base addresses of nodes to greet at start (may "
+                        "include this node's own); needs --rpc-addr")
     p.add_argument("--no-pin", action="store_true", help="do not pin cores to CPUs")
     p.add_argument("--spin-us", type=int, default=0,
                    help="microseconds a core polls its mailboxes after traffic before sleeping "
@@ -101,49 +142,124 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args: argparse.Namespace) -> str | None:
+    """The first thing wrong with the parsed flags, as one line for stderr; None if none."""
+    ranges = (("--cores", args.cores, 1, None), ("--node-id", args.node_id, 0, MAX_NODE_ID),
+              ("--queued-max-request-bytes", args.queued_max_request_bytes, 1 << 20, None),
+              ("--spin-us", args.spin_us, 0, 100_000),
+              ("--loop-slice-us", args.loop_slice_us, 0, 100_000),
+              ("--retention-check-ms", args.retention_check_ms, 1, None),
+              ("--connections-max-idle-ms", args.connections_max_idle_ms, 0, None),
+              ("--auto-create-topics-per-request", args.auto_create_topics_per_request, 1,
+               None))
+    for flag, value, low, high in ranges:
+        if high is None and value < low:
+            return f"{flag} must be >= {low}"
+        if high is not None and not low <= value <= high:
+            return f"{flag} must be in [{low}, {high}]"
+    if args.rpc_addr is None:
+        if args.seeds:
+            return "--seeds needs --rpc-addr"
+        if args.advertise_rpc_addr is not None:
+            return "--advertise-rpc-addr needs --rpc-addr"
+        return None
+    host, port = args.rpc_addr
+    if port == 0:
+        return "--rpc-addr needs a port (core c listens on PORT + c): port 0 is not allowed"
+    if port + args.cores - 1 > 65535:
+        return (f"--rpc-addr {host}:{port}: the ports of {args.cores} cores "
+                f"({port}-{port + args.cores - 1}) pass 65535")
+    return None
+
+
+def _rpc_ports_free(host: str, port: int, cores: int) -> str | None:
+    for core in range(cores):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port + core))
+            except OSError as exc:
+                return (f"cannot listen for RPC on {host}:{port + core} (core {core}): "
+                        f"{exc.strerror} (another node running?)")
+    return None
+
+
+def _settle_identity(data_dir: str, node_id: int, seeds: tuple[NetAddress, ...]
+                     ) -> NodeIdentity | str:
+    """Check and store the data directory's identity under its lock: the identity this start
+    runs as, or an error line."""
+    node = NodeDir(data_dir)
+    try:
+        node.lock()
+    except NodeBusyError:
+        return f"data directory {data_dir} is used by a running node"
+    try:
+        identity = settle_identity(data_dir, node_id, seeds)
+        clear_node_files(data_dir)
+    except IdentityFileError as exc:
+        return f"data dir {data_dir}: damaged cluster/node_identity.json: {exc}"
+    finally:
+        node.unlock()
+    if isinstance(identity, IdentityRefused):
+        return identity.message(data_dir)
+    return identity
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.cores < 1:
-        print("redshank start: --cores must be >= 1", file=sys.stderr)
+    problem = check_args(args)
+    if problem is not None:
+        print(f"redshank start: {problem}", file=sys.stderr)
         return 2
-    if args.queued_max_request_bytes < 1 << 20:
-        print("redshank start: --queued-max-request-bytes must be >= 1048576", file=sys.stderr)
-        return 2
-    if not 0 <= args.spin_us <= 100_000:
-        print("redshank start: --spin-us must be in [0, 100000]", file=sys.stderr)
-        return 2
-    if not 0 <= args.loop_slice_us <= 100_000:
-        print("redshank start: --loop-slice-us must be in [0, 100000]", file=sys.stderr)
-        return 2
-    if args.retention_check_ms < 1:
-        print("redshank start: --retention-check-ms must be >= 1", file=sys.stderr)
-        return 2
-    if args.connections_max_idle_ms < 0:
-        print("redshank start: --connections-max-idle-ms must be >= 0", file=sys.stderr)
-        return 2
-    if args.auto_create_topics_per_request < 1:
-        print("redshank start: --auto-create-topics-per-request must be >= 1",
-              file=sys.stderr)
-        return 2
-    configure_logging(None)
     host, port = args.kafka_addr
+    if args.rpc_addr is not None:
+        rpc_host, rpc_base = args.rpc_addr
+        problem = _rpc_ports_free(rpc_host, rpc_base, args.cores)
+        if problem is not None:
+            print(f"redshank start: {problem}", file=sys.stderr)
+            return 2
     try:
         holder, port = _claim_port(host, port)
     except OSError as exc:
         print(f"redshank start: cannot listen on {host}:{port}: {exc.strerror} "
               "(another broker running?)", file=sys.stderr)
         return 2
+    try:
+        return _run(args, port)
+    finally:
+        with contextlib.suppress(OSError):
+            holder.close()
+
+
+def _run(args: argparse.Namespace, port: int) -> int:
+    host = args.kafka_addr[0]
     adv_host, adv_port = args.advertise_kafka_addr or (host, port)
     if adv_port == 0:
         adv_port = port
     data_dir = os.path.abspath(args.data_dir)
     os.makedirs(data_dir, exist_ok=True)
+    identity = _settle_identity(data_dir, args.node_id, args.seeds)
+    if isinstance(identity, str):
+        print(f"redshank start: {identity}", file=sys.stderr)
+        return 2
+    rpc: NodeRpcConfig | None = None
+    rpc_field = ""
+    if args.rpc_addr is not None:
+        listen = NetAddress(*args.rpc_addr)
+        adv_rpc = NetAddress(*(args.advertise_rpc_addr or listen))
+        if adv_rpc.port == 0:
+            adv_rpc = NetAddress(adv_rpc.host, listen.port)
+        rpc = NodeRpcConfig(listen, adv_rpc, identity, os.getpid())
+        rpc_field = f" rpc={adv_rpc}"
+    configure_logging(None)  # process-wide: only once nothing can be refused any more
     config = BrokerConfig(host=host, port=port, advertised_host=adv_host,
                           advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id,
                           retention_check_s=args.retention_check_ms / 1000,
                           request_memory_bytes=args.queued_max_request_bytes,
                           connections_max_idle_ms=args.connections_max_idle_ms,
-                          auto_create_topics_per_request=args.auto_create_topics_per_request)
+                          auto_create_topics_per_request=args.auto_create_topics_per_request,
+                          rpc=rpc)
     sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
                      ring_capacity=RING_BYTES, pin=not args.no_pin,
                      spin_s=args.spin_us / 1e6, loop_slice_us=args.loop_slice_us)
@@ -154,19 +270,21 @@ def main(argv: list[str]) -> int:
     except NodeBusyError:
         print(f"redshank start: data directory {data_dir} is used by a running node",
               file=sys.stderr)
-        holder.close()
         return 2
-    try:
-        if not _wait_ready(sup):
-            sup.stop()
-            print("redshank start: a core failed to start (see the log above)", file=sys.stderr)
-            return 1
-        print(f"redshank ready kafka={adv_host}:{adv_port} cores={args.cores} "
-              f"node_id={args.node_id} data_dir={data_dir}", flush=True)
-        return sup.run_forever()
-    finally:
-        with contextlib.suppress(OSError):
-            holder.close()
+    if not _wait_ready(sup):
+        sup.stop()
+        refused = read_refusal(data_dir)
+        print(f"redshank start: {refused or 'a core failed to start (see the log above)'}",
+              file=sys.stderr)
+        return 1
+    print(f"redshank ready kafka={adv_host}:{adv_port} cores={args.cores} "
+          f"node_id={args.node_id}{rpc_field} data_dir={data_dir}", flush=True)
+    code = sup.run_forever()
+    refused = read_refusal(data_dir)
+    if refused is not None:
+        print(f"redshank start: stopped: {refused}", file=sys.stderr)
+        return 1
+    return code
 
 
 def _wait_ready(sup: Supervisor) -> bool:

@@ -30,6 +30,10 @@ def test_lifecycle_busy_refusals_sigterm_and_restart(tmp_path: Path) -> None:
     try:
         assert node.ready_line.startswith("redshank ready kafka=127.0.0.1:")
         assert "cores=1" in node.ready_line
+        assert " rpc=" not in node.ready_line  # no --rpc-addr: no RPC listener, no peers
+        identity = json.loads((node.data_dir / "cluster" / "node_identity.json").read_text())
+        assert identity["node_id"] == 0 and identity["seeds"] == []
+        assert not (node.data_dir / "cluster" / "peers.json").exists()
         port = node.bootstrap.rsplit(":", 1)[1]
 
         same_dir = _run_start(["--kafka-addr", "127.0.0.1:0", "--data-dir", str(node.data_dir),
