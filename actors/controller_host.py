@@ -388,7 +388,7 @@ class ControllerHost:
         for n in io.notices:
             self._notice(n)
         self._flush_owed |= io.start_flush
-        if self._flush_owed and not self._flushing:
+        if self._flush_owed and not self._flushing and self._failed is None:
             self._flush()
         core = part.consensus.core
         if (int(core.term), int(core.lead)) != self._seen_leader:
@@ -409,6 +409,8 @@ class ControllerHost:
     def _leader_future(self) -> asyncio.Future[None]:
         """Set at the next change of term or leader."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if len(self._leader_waiters) > 64:  # waits given up (timed out) are dropped here
+            self._leader_waiters = [f for f in self._leader_waiters if not f.done()]
         self._leader_waiters.append(fut)
         return fut
 

@@ -12,9 +12,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import pytest
-import structlog
-
 from redshank.actors.controller_host import ControllerHost, ControllerHostConfig
 from redshank.actors.rpc import RpcServer
 from redshank.cluster.controller import (
@@ -25,7 +22,7 @@ from redshank.cluster.controller import (
     RegisterNode,
     place,
 )
-from redshank.cluster.raft.types import NO_NODE, NodeId
+from redshank.cluster.raft.types import NodeId
 from redshank.protocol.error_codes import ErrorCode
 
 CLUSTER = uuid.UUID(int=0xC1)
@@ -137,11 +134,6 @@ async def bootstrap(c: Cluster, via: ControllerHost) -> int:
         got = await via.propose(node(i))
         assert got.ok, got
     return 1 + len(c.ids)
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
 
 
 def test_proposals_from_a_follower_are_applied_identically_on_all(tmp_path: Path) -> None:
