@@ -145,6 +145,8 @@ class ControllerHost:
         self._tick_task: asyncio.Task[None] | None = None
         self._last_ms = 0
         self.leader_changes = 0
+        self.flushes = 0  # run on the host's thread
+        self.flushes_skipped = 0  # nothing was left to write
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -190,6 +192,9 @@ class ControllerHost:
         for fut in [*self._idle, *self._leader_waiters, *(f for _, f in self._applied_waiters)]:
             if not fut.done():
                 fut.set_exception(ProposeFailed("controller host closed"))
+        for token in self.clog.drop_watches():
+            if isinstance(token, asyncio.Future) and not token.done():
+                token.set_exception(ProposeFailed("controller host closed"))
         self._idle, self._leader_waiters, self._applied_waiters = [], [], []
         if self._storage is not None:
             log, kv = self._storage
@@ -332,7 +337,8 @@ class ControllerHost:
             return ProposeReply(ProposeStatus.BAD_BATCH).encode()
         if self._part is None:
             return ProposeReply(ProposeStatus.NOT_LEADER).encode()
-        return (await self._append_here(payload)).encode()
+        # The payload is the transport's memory: copied before this handler waits.
+        return (await self._append_here(bytes(payload))).encode()
 
     def _unique_ms(self) -> int:
         """A timestamp for a batch, unique per host (it is part of the batch's identity)."""
@@ -361,8 +367,10 @@ class ControllerHost:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self._closed:
-            next_at += self.config.tick_s
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            # Late (a busy loop): the ticks missed are not made up in a burst, which would
+            # run election timeouts out before the messages waiting in the sockets are read.
+            next_at = max(next_at + self.config.tick_s, loop.time())
+            await asyncio.sleep(next_at - loop.time())
             self._input(self.part.tick)
 
     def _on_raft(self, payload: memoryview) -> None:
@@ -380,16 +388,19 @@ class ControllerHost:
     def _turn(self) -> None:
         """Do what the partition asks: send, load, flush; then apply what committed."""
         part = self.part
-        io = part.take_io()
-        if io.send:
-            self.peers.send(io.send)
-        for load in io.load:
-            self._load(load)
-        for n in io.notices:
-            self._notice(n)
-        self._flush_owed |= io.start_flush
-        if self._flush_owed and not self._flushing and self._failed is None:
-            self._flush()
+        while True:
+            io = part.take_io()
+            if io.send:
+                self.peers.send(io.send)
+            for load in io.load:
+                self._load(load)
+            for n in io.notices:
+                self._notice(n)
+            self._flush_owed |= io.start_flush
+            if not self._flush_owed or self._flushing or self._failed is not None:
+                break
+            if not self._flush():
+                break  # running on the host's thread; else already durable: take the io again
         core = part.consensus.core
         if (int(core.term), int(core.lead)) != self._seen_leader:
             self._seen_leader = (int(core.term), int(core.lead))
@@ -444,15 +455,22 @@ class ControllerHost:
         assert self._storage is not None, "controller host not started"
         return self._storage
 
-    def _flush(self) -> None:
-        """One flush on the host's thread: the kvstore (if written), then the log. Inputs wait
-        for it (see the module docstring)."""
+    def _flush(self) -> bool:
+        """One flush on the host's thread: the kvstore (if written), then the log; inputs wait
+        for it (see the module docstring). True if there was nothing to write (done now)."""
         log, kv = self.storage
         part = self.part
         self._flush_owed = False
-        self._flushing = True
         part.flush_begin()
         with_kv = part.kv_dirty or kv.dirty_offset > kv.flushed_offset
+        if not with_kv and log.flushed_offset >= log.dirty_offset:
+            # Already durable (a commit-only change of the hard state is not written):
+            # Raft hears it now, without a trip to the thread.
+            self.flushes_skipped += 1
+            part.flush_done()
+            return True
+        self._flushing = True
+        self.flushes += 1
         if with_kv:
             part.kv_flushing()
 
@@ -462,6 +480,7 @@ class ControllerHost:
             log.flush()
 
         self._run_io(sync, self._flushed)
+        return False
 
     def _flushed(self, f: asyncio.Future[None]) -> None:
         self._flushing = False

@@ -90,6 +90,12 @@ class ControllerLog:
             if not tokens:
                 del self._watched[bid]
 
+    def drop_watches(self) -> list[Hashable]:
+        """Forget every watch (the host closes); returns their tokens."""
+        tokens = [t for ts in self._watched.values() for t in ts]
+        self._watched.clear()
+        return tokens
+
     def apply(self, data: bytes | memoryview, committed_end: int
               ) -> tuple[list[Resolved], list[tuple[int, str]]]:
         """Apply the whole batches in `data` (as read from the log from `next_offset`) that end
