@@ -5,7 +5,8 @@ Concern: running one node's replica of group 0 (`cluster/partition/Partition` ov
 (`cluster/raft/sim/host.py`): a tick timer, `take_io` after every input, one flush at a time,
 Raft messages to the peers' controllers over `RpcClient` (`raft_peers.py`), inbound ones from an
 `RpcServer` handler; committed command batches applied in offset order to this node's
-`ControllerStm` (`cluster/controller/controller_log.py`); proposals from any node.
+`ControllerStm` (`cluster/controller/controller_log.py`); proposals from any node
+(`controller_frontend.py`).
 
     propose(cmd) --encode--> leader? append (acks=all) : call PROPOSE on the leader --+
                                                                                       v
@@ -23,22 +24,17 @@ no-op or configuration entry before it). Group 0's traffic is small: an input wa
 flush. Messages that depend on durable state leave only after it (`Partition` holds them until
 `flush_done`).
 
-Proposals: the proposer waits for its own node to apply its batch (matched by identity, not
-by offset), so a follower's caller gets the same `Applied` every node computes. A proposal whose
-batch was lost (a leader change truncated it) is sent again; if both copies commit, the second is
-applied too (refused, for a create; a wasted block, for producer ids): commands are decided again
-at apply, so that is safe. Must not know: Kafka requests, how the node starts or what it does
-with the tables (it reads `stm`).
+Proposals (`controller_frontend.py`): from any node, appended on the leader, answered with what
+this node's own state machine made of the batch. Must not know: Kafka requests, how the node
+starts or what it does with the tables (it reads `stm`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import os
 import random
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,21 +42,15 @@ from typing import Any, TypeVar
 
 import structlog
 
+from redshank.actors.controller_frontend import (
+    ControllerFrontend,
+    ControllerMethod,
+    ProposeFailed,
+)
 from redshank.actors.raft_peers import RaftPeers, decode_raft
-from redshank.actors.rpc import RpcError, RpcServer
-from redshank.cluster.controller import (
-    Applied,
-    Command,
-    ControllerStm,
-    decode_command,
-    encode_command,
-)
-from redshank.cluster.controller.controller_log import (
-    ControllerLog,
-    ProposeReply,
-    ProposeStatus,
-    batch_id,
-)
+from redshank.actors.rpc import RpcServer
+from redshank.cluster.controller import Applied, Command, ControllerStm, decode_command
+from redshank.cluster.controller.controller_log import ControllerLog, ProposeReply, ProposeStatus
 from redshank.cluster.kafka.producer_state import ProducerStateTable
 from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.partition.partition import Partition
@@ -85,13 +75,6 @@ T = TypeVar("T")
 _log = structlog.get_logger("redshank.controller")
 
 
-class ControllerMethod(enum.IntEnum):
-    """RPC method ids of the controller (a node's core 0 serves them)."""
-
-    RAFT = 0x0100  # one-way: one Raft message of group 0 (`cluster/raft/wire.py`)
-    PROPOSE = 0x0101  # call: a command batch -> `ProposeReply` (appended on the leader, or not)
-
-
 @dataclass(frozen=True, slots=True)
 class ControllerHostConfig:
     tick_s: float = 0.1  # Raft's clock: timeouts are in ticks
@@ -101,11 +84,6 @@ class ControllerHostConfig:
     resend_after_s: float = 2.0  # a proposal appended but not applied by then is sent again
     snapshot_every: int = 64  # commands between snapshots in the kvstore (0: never)
     log_config: LogConfig | None = None
-
-
-class ProposeFailed(Exception):
-    """A proposal not applied within its deadline (no leader reachable, or no quorum), or not
-    a command. It may still be applied later."""
 
 
 class ControllerHost:
@@ -127,6 +105,9 @@ class ControllerHost:
         self.clog = ControllerLog()
         self.peers = RaftPeers(CONTROLLER_GROUP, ControllerMethod.RAFT,
                                {n: a for n, a in peers.items() if n != node}, log=self.log)
+        self.frontend = ControllerFrontend(self, self.config.propose_timeout_s,
+                                           self.config.forward_timeout_s,
+                                           self.config.resend_after_s)
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix=f"controller-{node}")
         self._part: Partition | None = None
@@ -143,7 +124,6 @@ class ControllerHost:
         self._leader_waiters: list[asyncio.Future[None]] = []
         self._seen_leader: tuple[int, int] = (-1, -1)  # (term, leader) last reported
         self._tick_task: asyncio.Task[None] | None = None
-        self._last_ms = 0
         self.leader_changes = 0
         self.flushes = 0  # run on the host's thread
         self.flushes_skipped = 0  # nothing was left to write
@@ -229,17 +209,26 @@ class ControllerHost:
     async def wait_applied(self, count: int, timeout: float | None = None) -> None:
         """Until this node applied the first `count` commands (`stm.last_applied >= count`:
         the command at Kafka offset `count - 1` and every one before it)."""
-        if self.clog.next_offset >= count:
-            return
+        await asyncio.wait_for(self.applied_future(count), timeout)
+
+    def applied_future(self, count: int) -> asyncio.Future[None]:
+        """Set once this node applied the first `count` commands (cancel it to give up)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._applied_waiters.append((count, fut))
-        await asyncio.wait_for(fut, timeout)
+        if self.clog.next_offset >= count:
+            fut.set_result(None)
+        else:
+            self._applied_waiters.append((count, fut))
+        return fut
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def wait_leader(self, timeout: float | None = None) -> NodeId:
         """The leader, once this node knows one."""
         async with asyncio.timeout(timeout):
             while self.leader == NO_NODE:
-                await self._leader_future()
+                await self.leader_future()
         return self.leader
 
     # ---- proposals ----------------------------------------------------------------------------
@@ -247,75 +236,10 @@ class ControllerHost:
     async def propose(self, command: Command, *, timeout: float | None = None) -> Applied:
         """Propose `command` from this node and return what applying it did (on every node
         alike). Raises `ProposeFailed` past `timeout` (default `propose_timeout_s`)."""
-        batch = encode_command(command, timestamp_ms=self._unique_ms())
-        bid = batch_id(batch)
-        result: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
-        self.clog.watch(bid, result)
-        t = self.config.propose_timeout_s if timeout is None else timeout
-        try:
-            async with asyncio.timeout(t):
-                while True:
-                    reply = await self._append_anywhere(batch)
-                    if reply.status == ProposeStatus.BAD_BATCH:
-                        raise ProposeFailed("the leader refused the batch as no command")
-                    if await self._outcome(result, reply.offset):
-                        return result.result()
-                    self.log.debug("proposal_resent", offset=reply.offset)
-        except TimeoutError:
-            raise ProposeFailed(f"not applied within {t:g} s") from None
-        finally:
-            self.clog.unwatch(bid, result)
+        return await self.frontend.propose(command, timeout=timeout)
 
-    async def _outcome(self, result: asyncio.Future[Applied], offset: int) -> bool:
-        """Wait until the batch appended at `offset` is applied (True), or is known lost
-        (something else was applied there) or the resend time passed (False)."""
-        if result.done():
-            return True
-        passed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._applied_waiters.append((offset + 1, passed))
-        self._wake_applied()
-        try:
-            either: list[asyncio.Future[Any]] = [result, passed]
-            await asyncio.wait(either, timeout=self.config.resend_after_s,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not passed.done():
-                passed.cancel()
-        return result.done()
-
-    async def _append_anywhere(self, batch: bytes) -> ProposeReply:
-        """Append `batch` on the leader: here, or forwarded; retried after a leader change
-        (within the caller's deadline)."""
-        while True:
-            lead = self.leader
-            if self._closed:
-                raise ProposeFailed("controller host closed")
-            if lead == self.node:
-                reply = await self._append_here(batch)
-            elif lead == NO_NODE:
-                reply = ProposeReply(ProposeStatus.NOT_LEADER)
-            else:
-                reply = await self._forward(lead, batch)
-            if reply.status != ProposeStatus.NOT_LEADER:
-                return reply
-            # Wait for news of a leader (or a short while: the one named may not know yet).
-            news = self._leader_future()
-            await asyncio.wait([news], timeout=0.2)
-            news.cancel()
-
-    async def _forward(self, lead: NodeId, batch: bytes) -> ProposeReply:
-        client = self.peers.client(lead)
-        if client is None:
-            return ProposeReply(ProposeStatus.NOT_LEADER)
-        try:
-            raw = await client.call(ControllerMethod.PROPOSE, batch,
-                                    timeout=self.config.forward_timeout_s)
-            return ProposeReply.decode(raw)
-        except (RpcError, DecodeError) as exc:
-            self.log.debug("propose_forward_failed", leader=lead, error=str(exc))
-            return ProposeReply(ProposeStatus.NOT_LEADER)
-
-    async def _append_here(self, batch: bytes | memoryview) -> ProposeReply:
+    async def append_here(self, batch: bytes) -> ProposeReply:
+        """Append `batch` (acks=all) if this node leads: where in the Kafka offsets, or why not."""
         await self._when_idle()
         if self._closed or self._failed is not None:
             return ProposeReply(ProposeStatus.NOT_LEADER)
@@ -338,12 +262,7 @@ class ControllerHost:
         if self._part is None:
             return ProposeReply(ProposeStatus.NOT_LEADER).encode()
         # The payload is the transport's memory: copied before this handler waits.
-        return (await self._append_here(bytes(payload))).encode()
-
-    def _unique_ms(self) -> int:
-        """A timestamp for a batch, unique per host (it is part of the batch's identity)."""
-        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
-        return self._last_ms
+        return (await self.append_here(bytes(payload))).encode()
 
     # ---- inputs -------------------------------------------------------------------------------
 
@@ -417,7 +336,7 @@ class ControllerHost:
         elif n.kind == NoticeKind.STEPPED_DOWN:
             self.log.info("stepped_down", term=int(n.term))
 
-    def _leader_future(self) -> asyncio.Future[None]:
+    def leader_future(self) -> asyncio.Future[None]:
         """Set at the next change of term or leader."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if len(self._leader_waiters) > 64:  # waits given up (timed out) are dropped here
