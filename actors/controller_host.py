@@ -61,7 +61,7 @@ from redshank.cluster.raft.types import NO_NODE, NodeId, Notice, NoticeKind, Rol
 from redshank.cluster.raft.wire import RaftWireError
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
-from redshank.storage import KvStore, Log, LogConfig
+from redshank.storage import FileLayer, KvStore, Log, LogConfig
 from redshank.storage.errors import StorageError
 
 __all__ = ["CONTROLLER_GROUP", "ControllerHost", "ControllerHostConfig", "ControllerMethod",
@@ -70,6 +70,7 @@ __all__ = ["CONTROLLER_GROUP", "ControllerHost", "ControllerHostConfig", "Contro
 CONTROLLER_GROUP = GroupId(0)
 SNAPSHOT_KEY = b"controller/snapshot"  # in group 0's kvstore, next to Raft's keys
 READ_BYTES = 1 << 20
+CONTROLLER_LOG_CONFIG = LogConfig(segment_bytes=16 * 1024 * 1024, preallocate_step=1024 * 1024)
 
 T = TypeVar("T")
 _log = structlog.get_logger("redshank.controller")
@@ -83,7 +84,9 @@ class ControllerHostConfig:
     forward_timeout_s: float = 2.0  # one PROPOSE call to the leader
     resend_after_s: float = 2.0  # a proposal appended but not applied by then is sent again
     snapshot_every: int = 64  # commands between snapshots in the kvstore (0: never)
-    log_config: LogConfig | None = None
+    # Commands are small: small segments, pre-allocated in small steps; kept whole (the log
+    # is replayed from its start, or from the last snapshot, at every restart).
+    log_config: LogConfig = CONTROLLER_LOG_CONFIG
 
 
 class ControllerHost:
@@ -94,8 +97,12 @@ class ControllerHost:
 
     def __init__(self, node: NodeId, directory: str, voters: frozenset[NodeId],
                  peers: Mapping[NodeId, tuple[str, int]], server: RpcServer, *,
-                 config: ControllerHostConfig | None = None, seed: int | None = None) -> None:
+                 config: ControllerHostConfig | None = None, seed: int | None = None,
+                 files: FileLayer | None = None) -> None:
+        """`seed`: Raft's randomness (election timeouts); `files`: the file layer (tests:
+        `PowerLossFiles`; default the OS's)."""
         self.node = node
+        self.files = files
         self.directory = directory
         self.voters = voters
         self.config = config or ControllerHostConfig()
@@ -153,13 +160,15 @@ class ControllerHost:
         self._tick_task = loop.create_task(self._ticker())
 
     def _open(self) -> tuple[Log, KvStore, RecoveredRaft]:
-        log = Log.open(self.directory, self.config.log_config)
-        kv = KvStore.open(os.path.join(self.directory, "raft"))
+        log = Log.open(self.directory, self.config.log_config, files=self.files)
+        kv = KvStore.open(os.path.join(self.directory, "raft"), files=self.files)
         return log, kv, recover(log, kv)
 
-    async def close(self) -> None:
+    async def close(self, *, clean: bool = True) -> None:
         """Stop ticking and sending, wait for the flush or read running, close the files
-        (flushed). Proposals waiting here fail. Idempotent."""
+        (flushed). Proposals waiting here fail. Idempotent. `clean=False` is a crash: nothing
+        more is written or flushed and the files are left as they are (for tests over
+        simulated files: what was not fsynced is then lost to their `power_loss`)."""
         if self._closed:
             return
         self._closed = True
@@ -176,11 +185,11 @@ class ControllerHost:
             if isinstance(token, asyncio.Future) and not token.done():
                 token.set_exception(ProposeFailed("controller host closed"))
         self._idle, self._leader_waiters, self._applied_waiters = [], [], []
-        if self._storage is not None:
+        if self._storage is not None and clean:
             log, kv = self._storage
             await asyncio.get_running_loop().run_in_executor(self._executor, _close, log, kv)
         self._executor.shutdown(wait=True)
-        self.log.info("controller_stopped", applied=self.clog.next_offset)
+        self.log.info("controller_stopped", applied=self.clog.next_offset, clean=clean)
 
     # ---- what the node reads ------------------------------------------------------------------
 

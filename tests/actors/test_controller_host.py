@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from redshank.actors.controller_host import ControllerHost, ControllerHostConfig
+from redshank.actors.controller_host import ControllerHost, ControllerHostConfig, ProposeFailed
 from redshank.actors.rpc import RpcServer
 from redshank.cluster.controller import (
     Applied,
@@ -24,6 +24,7 @@ from redshank.cluster.controller import (
 )
 from redshank.cluster.raft.types import NodeId
 from redshank.protocol.error_codes import ErrorCode
+from redshank.storage import PowerLossFiles
 
 CLUSTER = uuid.UUID(int=0xC1)
 # Ticks of 50 ms: an election after 0.5-1 s of silence (10-20 ticks).
@@ -58,8 +59,10 @@ def node(n: int) -> RegisterNode:
 class Cluster:
     """Three (or n) controller hosts, each with its own RpcServer, directories under tmp."""
 
-    def __init__(self, tmp: Path, n: int = 3, config: ControllerHostConfig = CFG) -> None:
+    def __init__(self, tmp: Path, n: int = 3, config: ControllerHostConfig = CFG,
+                 files: dict[NodeId, PowerLossFiles] | None = None) -> None:
         self.tmp = tmp
+        self.files = files
         self.ids = [NodeId(i) for i in range(1, n + 1)]
         self.config = config
         self.ports: dict[NodeId, int] = {}
@@ -78,7 +81,8 @@ class Cluster:
     async def _host(self, i: NodeId) -> ControllerHost:
         addresses = {j: ("127.0.0.1", self.ports[j]) for j in self.ids}
         host = ControllerHost(i, str(self.tmp / f"n{i}"), frozenset(self.ids), addresses,
-                              self.servers[i], config=self.config, seed=int(i))
+                              self.servers[i], config=self.config, seed=int(i),
+                              files=None if self.files is None else self.files[i])
         await host.start()
         self.hosts[i] = host
         return host
@@ -87,6 +91,17 @@ class Cluster:
         """The node goes away: its RPC server, then its host (files closed cleanly)."""
         await self.servers.pop(i).stop()
         await self.hosts.pop(i).close()
+
+    async def power_loss(self) -> None:
+        """Every node crashes (servers first, so no more traffic), and only what each had
+        fsynced survives, the first unsynced write of each file possibly torn."""
+        assert self.files is not None
+        for i in list(self.hosts):
+            await self.servers.pop(i).stop()
+        for i in list(self.hosts):
+            await self.hosts.pop(i).close(clean=False)
+        for i in self.ids:
+            self.files[i] = self.files[i].power_loss(torn=True, seed=int(i))
 
     async def restart(self, i: NodeId) -> ControllerHost:
         server = RpcServer("127.0.0.1", self.ports[i])  # the address its peers know
@@ -292,6 +307,49 @@ def test_a_proposal_the_stopped_leader_never_replicated_is_sent_again(tmp_path: 
                          == next(iter(c.hosts.values())).storage[0].dirty_offset)
             await c.identical()
             assert back.stm.topics.get("lost") is not None
+        finally:
+            await c.close()
+
+    _run(main)
+
+
+def test_power_loss_of_every_node_keeps_every_answered_proposal(tmp_path: Path) -> None:
+    async def main() -> None:
+        c = Cluster(tmp_path, files={i: PowerLossFiles() for i in (1, 2, 3)})
+        try:
+            await c.start()
+            leader = await c.leader()
+            count = await bootstrap(c, c.follower())
+            answered = []
+            for k in range(5):
+                h = c.hosts[c.ids[k % 3]]
+                assert (await h.propose(create(h, f"t{k}"))).ok
+                answered.append(f"t{k}")
+            count += 5
+            # More proposals in flight when the power goes: answered or failed, never both.
+            end = leader.storage[0].dirty_offset
+            inflight = [asyncio.ensure_future(h.propose(create(h, f"x{h.node}")))
+                        for h in c.hosts.values()]
+            await _until(lambda: leader.storage[0].dirty_offset > end)
+            await c.power_loss()
+            outcomes = await asyncio.gather(*inflight, return_exceptions=True)
+            for o in outcomes:
+                assert isinstance(o, (Applied, ProposeFailed)), o
+            for i in c.ids:
+                await c.restart(i)
+            await c.leader()
+            await c.all_applied(count)
+            await c.identical()
+            stm = c.hosts[c.ids[0]].stm
+            for name in answered:
+                assert stm.topics.get(name) is not None, name
+            for h_id, o in zip((1, 2, 3), outcomes, strict=True):
+                if isinstance(o, Applied) and o.ok:
+                    assert stm.topics.get(f"x{h_id}") is not None
+            # The cluster goes on.
+            follower = c.follower()
+            assert (await follower.propose(create(follower, "after"))).ok
+            await c.identical()
         finally:
             await c.close()
 
