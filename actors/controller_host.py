@@ -172,6 +172,8 @@ class ControllerHost:
         if self._closed:
             return
         self._closed = True
+        for method in ControllerMethod:
+            self.server.unregister(method)  # the server is its owner's: it lives on
         if self._tick_task is not None:
             self._tick_task.cancel()
             await asyncio.wait([self._tick_task])

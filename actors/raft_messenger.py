@@ -48,10 +48,11 @@ _log = structlog.get_logger("redshank.raft_messenger")
 
 
 class RaftMethod(enum.IntEnum):
-    """The RPC methods of Raft traffic between cores of different nodes."""
+    """The RPC methods of partitions' Raft traffic between cores of different nodes (0x02xx;
+    every range is listed in actors/rpc/README.md, and a test keeps them apart)."""
 
-    MESSAGES = 0x0100  # one-way: u32 count, then per message u32 length + wire.encode_message
-    HEARTBEATS = 0x0101  # one-way: wire.encode_node_heartbeat
+    MESSAGES = 0x0200  # one-way: u32 count, then per message u32 length + wire.encode_message
+    HEARTBEATS = 0x0201  # one-way: wire.encode_node_heartbeat
 
 
 @dataclass(slots=True)
@@ -90,6 +91,7 @@ class RaftMessenger:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._server = server
         server.register(RaftMethod.MESSAGES, self._on_messages)
         server.register(RaftMethod.HEARTBEATS, self._on_heartbeats)
         self._timer = loop.call_later(heartbeat_s, self._on_heartbeat_timer)
@@ -206,6 +208,8 @@ class RaftMessenger:
     async def close(self) -> None:
         self._closed = True
         self._timer.cancel()
+        for method in RaftMethod:
+            self._server.unregister(method)
         for task in list(self._tasks):
             task.cancel()
         for client in self._clients.values():

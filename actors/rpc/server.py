@@ -90,6 +90,11 @@ class RpcServer:
             raise ValueError(f"method {method} already has a handler")
         self._handlers[method] = handler
 
+    def unregister(self, method: int) -> None:
+        """Stop serving `method` (its owner closes; the server lives on): later requests get
+        UNKNOWN_METHOD. Requests already running finish."""
+        self._handlers.pop(method, None)
+
     def handler(self, method: int) -> Handler | None:
         return self._handlers.get(method)
 
