@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ from redshank.actors.disk_writer import Blocking, OpenedPartition, RunRound
 from redshank.actors.runtime import LoopFuture
 from redshank.cluster.kafka import ProducerStateTable
 from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
-from redshank.cluster.partition.partition import Partition
+from redshank.cluster.partition.partition import FULL, Partition
 from redshank.cluster.partition.raft_log import EntryLoad, Loaded
 from redshank.cluster.raft.types import Message, NodeId
 from redshank.protocol.error_codes import ErrorCode
@@ -77,6 +78,8 @@ class PartitionHost:
         self._announced_term = -1
         self.replicas = replicas
         self._tick: asyncio.TimerHandle | None = None
+        # Appends the partition could not take yet (its batcher's memory is full), in order.
+        self._backlog: deque[tuple[Append, Hashable, int]] = deque()
         # No new flush starts while paused (the owner's storage-error state); `flush()` forces.
         self.paused = False
         self._turn_scheduled = False
@@ -124,15 +127,38 @@ class PartitionHost:
     # ---- inputs -----------------------------------------------------------------------------
 
     def append(self, msg: Append, waiter: Hashable, now_ms: int = -1) -> PartitionResult | None:
-        """Append (sequenced now); the answer is returned now or goes to `on_answer` later."""
-        try:
-            res = self.part.append(msg, waiter, now_ms)
-        except StorageError as exc:  # the log failed or closed under us
-            return PartitionResult(ErrorCode.KAFKA_STORAGE_ERROR, -1, self.log.start_offset,
-                                   str(exc))
+        """Append (sequenced now); the answer is returned now or goes to `on_answer` later.
+        While the partition's batcher is full the append waits here, in order, and is made
+        once a write frees memory (the producer only sees a later acknowledgement)."""
+        if self._backlog:
+            self._backlog.append((msg, waiter, now_ms))
+            return None
+        res = self._append(msg, waiter, now_ms)
+        if res is FULL:
+            self._backlog.append((msg, waiter, now_ms))
+            self.schedule_turn()
+            return None
         if res is None:
             self.schedule_turn()
         return res
+
+    def _append(self, msg: Append, waiter: Hashable, now_ms: int) -> PartitionResult | None:
+        try:
+            return self.part.append(msg, waiter, now_ms)
+        except StorageError as exc:  # the log failed or closed under us
+            return PartitionResult(ErrorCode.KAFKA_STORAGE_ERROR, -1, self.log.start_offset,
+                                   str(exc))
+
+    def _drain_backlog(self) -> None:
+        """Append what waited for the batcher's memory, in order, while it takes them."""
+        while self._backlog:
+            msg, waiter, now_ms = self._backlog[0]
+            res = self._append(msg, waiter, now_ms)
+            if res is FULL:
+                return
+            self._backlog.popleft()
+            if res is not None:
+                self._on_answer(waiter, res)
 
     def when_ready(self) -> bool | LoopFuture[bool]:
         """True, or a future set, once the partition serves (an entry of its term committed)."""
@@ -143,6 +169,8 @@ class PartitionHost:
         return fut
 
     def fail_waiting(self, failure: PartitionResult) -> None:
+        while self._backlog:
+            self._on_answer(self._backlog.popleft()[1], failure)
         self.part.fail_waiting(failure)
         self.turn()
 
@@ -154,6 +182,7 @@ class PartitionHost:
         for f in self._ready:
             f.fail(pykka.ActorDeadError("partition host stopped"))
         self._ready = []
+        self._backlog.clear()  # their owner stops with us: its futures go with it
 
     # ---- the loop turn ----------------------------------------------------------------------
 
@@ -182,6 +211,13 @@ class PartitionHost:
             self._on_leader(self._announced_term)
         for load in io.load:
             self._load(load)
+        if self._backlog:
+            # This turn's Ready wrote what held the memory (handed off): append what waited;
+            # the next turn writes it and frees the memory for the rest.
+            waiting = len(self._backlog)
+            self._drain_backlog()
+            if len(self._backlog) < waiting:
+                self.schedule_turn()
         self._flush_owed |= io.start_flush
         if not self.paused:
             if self._flush_owed and not self.flushing:

@@ -54,7 +54,12 @@ from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import parse_header, stamp_log_append_time
 from redshank.storage import KvStore, Log
 
-__all__ = ["Io", "Partition"]
+__all__ = ["FULL", "Io", "Partition"]
+
+# `append`'s answer while the replicate batcher's memory units are all taken (backpressure:
+# Redpanda's batcher semaphore). Not an error for the producer: its host keeps the append, and
+# every later one, and appends them in order once units return (after the next write).
+FULL = PartitionResult(ErrorCode.NONE, -2, -2, "replicate batcher full")
 
 SELF = NodeId(1)  # a single replica's node id until the cluster assigns real ones
 
@@ -155,7 +160,8 @@ class Partition:
         """Append one produce's batch. Answered now (errors, duplicates already committed) or
         later in `Io.answers` under `waiter`. `msg.records` must be a writable buffer the log
         may keep (offsets and leader epoch are rewritten in place); `now_ms` >= 0 stamps it
-        with LogAppendTime."""
+        with LogAppendTime. `FULL` (compare with `is`): not appended for lack of memory; append
+        it again later, before any later append."""
         core = self.consensus.core
         start = self.log.start_offset
         if core.role != Role.LEADER:
@@ -185,7 +191,7 @@ class Partition:
         self._pending[rid] = waiter
         if not self.consensus.replicate(ReplicateRequest(rid, msg.records, acks)):
             del self._pending[rid]
-            return PartitionResult(ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, start)
+            return FULL  # a leader's batcher is out of memory: the host retries it, in order
         # Appended (sequenced): a retry from here on is a duplicate of this batch.
         last = base + header.last_offset_delta
         if producer is not None:
