@@ -44,6 +44,9 @@ __all__ = ["Address", "MessengerProbe", "RaftMessenger", "RaftMethod"]
 Address = tuple[str, int]
 _LEN = struct.Struct(">I")
 SEND_TIMEOUT_S = 1.0  # a one-way frame not handed to its connection by then is dropped
+# A MESSAGES frame closes once it holds this many bytes (a turn of appends to one peer can carry
+# far more than one RPC frame may: 64 MiB); a single larger message still goes alone.
+FRAME_BYTES = 1 << 20
 _log = structlog.get_logger("redshank.raft_messenger")
 
 
@@ -138,12 +141,24 @@ class RaftMessenger:
         self._flush_scheduled = False
         out, self._out = self._out, {}
         for addr, encoded in out.items():
-            parts = [_LEN.pack(len(encoded))]
+            frame: list[bytes] = []
+            size = 0
             for e in encoded:
-                parts += (_LEN.pack(len(e)), e)
-            self.probe.frames_out += 1
-            self.probe.messages_out += len(encoded)
-            self._send(addr, RaftMethod.MESSAGES, b"".join(parts))
+                if frame and size + len(e) > FRAME_BYTES:
+                    self._send_messages(addr, frame)
+                    frame, size = [], 0
+                frame.append(e)
+                size += len(e) + _LEN.size
+            if frame:
+                self._send_messages(addr, frame)
+
+    def _send_messages(self, addr: Address, encoded: list[bytes]) -> None:
+        parts = [_LEN.pack(len(encoded))]
+        for e in encoded:
+            parts += (_LEN.pack(len(e)), e)
+        self.probe.frames_out += 1
+        self.probe.messages_out += len(encoded)
+        self._send(addr, RaftMethod.MESSAGES, b"".join(parts))
 
     def _on_heartbeat_timer(self) -> None:
         if self._closed:
@@ -170,6 +185,9 @@ class RaftMessenger:
             await client.send(method, payload, timeout=SEND_TIMEOUT_S)
         except (RpcError, OSError):
             self.probe.dropped_send_failed += 1  # Raft sends again (heartbeat, retry, probe)
+        except Exception as exc:  # e.g. a frame the transport refuses: count it, loudly
+            self.probe.dropped_send_failed += 1
+            _log.error("raft_send_failed", error=repr(exc), bytes=len(payload))
 
     # ---- in ---------------------------------------------------------------------------------
 

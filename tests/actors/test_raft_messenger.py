@@ -19,7 +19,15 @@ from redshank.actors.raft_messenger import Address, RaftMessenger, RaftMethod
 from redshank.actors.rpc import RpcClient, RpcServer
 from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.raft.heartbeat_manager import GroupId
-from redshank.cluster.raft.types import Index, Message, MessageType, NodeId, Term
+from redshank.cluster.raft.types import (
+    Entry,
+    EntryKind,
+    Index,
+    Message,
+    MessageType,
+    NodeId,
+    Term,
+)
 from redshank.protocol.records import BatchBuilder, iter_records
 from redshank.storage import BatchCache, FlushCoordinator, Log, LogConfig
 
@@ -171,6 +179,36 @@ def test_heartbeats_of_every_group_to_one_peer_share_a_frame(tmp_path: Path) -> 
             await wait_for("three beats", lambda: len(got) == 3)
             assert b.probe.frames_in == 1 and a.probe.heartbeat_frames_out == 1
             assert sorted((g, int(m.commit)) for g, m in got) == [(1, 1), (2, 2), (3, 3)]
+        finally:
+            await a.close()
+            await b.close()
+            for s in servers:
+                await s.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_turn_of_appends_past_one_frame_leaves_in_several(tmp_path: Path) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        servers = [RpcServer("127.0.0.1", 0), RpcServer("127.0.0.1", 0)]
+        for s in servers:
+            await s.start()
+        peer = servers[1].address
+        a = RaftMessenger(NodeId(1), loop, servers[0], lambda g, n: peer)
+        b = RaftMessenger(NodeId(2), loop, servers[1], lambda g, n: None)
+        got: list[Message] = []
+        b.register(GroupId(1), got.append)
+        big = bytes(batch(b"x" * 200_000))  # ~200 KB batches: 40 of them, ~8 MB in one turn
+        try:
+            a.send(GroupId(1), [
+                Message(MessageType.APPEND, NodeId(1), NodeId(2), Term(1), Index(i), Term(1),
+                        (Entry(Term(1), Index(i + 1), EntryKind.DATA, big),), Index(0))
+                for i in range(40)])
+            await wait_for("40 appends", lambda: len(got) == 40)
+            assert [int(m.index) for m in got] == list(range(40))
+            assert a.probe.frames_out >= 8 and a.probe.dropped_send_failed == 0
+            assert all(bytes(m.entries[0].batch) == big for m in got)
         finally:
             await a.close()
             await b.close()
