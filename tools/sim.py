@@ -1,4 +1,5 @@
-"""`redshank sim --seeds N [--start S] [--jobs J] [--seed X]`: run seeded Raft simulations.
+"""`redshank sim [--controller] --seeds N [--start S] [--jobs J] [--seed X]`: run seeded
+simulations: partitions on Raft (default), or the controller, Raft group 0 (`--controller`).
 
 Soak runs use any number of seeds; `--seed X` replays one seed and prints its parameters and every
 violation. The last line of output is one JSON object: seeds run, violations, seeds per second.
@@ -7,6 +8,7 @@ violation. The last line of output is one JSON object: seeds run, violations, se
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -16,10 +18,11 @@ from concurrent.futures import ProcessPoolExecutor
 import structlog
 
 from redshank.cluster.raft.sim import SimResult, run_seed
+from redshank.cluster.raft.sim.controller_sim import run_controller_seed
 
 
-def _run(seed: int) -> tuple[int, list[str], str, str, dict[str, int]]:
-    r: SimResult = run_seed(seed)
+def _run(seed: int, controller: bool = False) -> tuple[int, list[str], str, str, dict[str, int]]:
+    r: SimResult = run_controller_seed(seed) if controller else run_seed(seed)
     return r.seed, r.violations, r.trace_hash, r.describe(), {**r.stats, **r.acked,
                                                                "events": r.events}
 
@@ -29,9 +32,10 @@ def _quiet() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def _run_quiet(seed: int) -> tuple[int, list[str], str, str, dict[str, int]]:
+def _run_quiet(seed: int, controller: bool = False
+               ) -> tuple[int, list[str], str, str, dict[str, int]]:
     _quiet()
-    return _run(seed)
+    return _run(seed, controller)
 
 
 def main(argv: list[str]) -> int:
@@ -41,7 +45,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--start", type=int, default=0, help="first seed")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--seed", type=int, default=None, help="replay one seed verbosely")
+    ap.add_argument("--controller", action="store_true",
+                    help="controller seeds (Raft group 0 on 3 nodes) instead of partition seeds")
     args = ap.parse_args(argv)
+    kind = "--controller " if args.controller else ""
     seeds = [args.seed] if args.seed is not None else list(range(args.start,
                                                                  args.start + args.seeds))
     t0 = time.perf_counter()
@@ -50,14 +57,15 @@ def main(argv: list[str]) -> int:
     totals: dict[str, int] = {}
     pool = ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 and len(seeds) > 1 else None
     try:
-        results = pool.map(_run_quiet, seeds, chunksize=16) if pool else map(_run, seeds)
+        run = functools.partial(_run_quiet if pool else _run, controller=args.controller)
+        results = pool.map(run, seeds, chunksize=16) if pool else map(run, seeds)
         for seed, bad, trace, text, counts in results:
             for k, v in counts.items():
                 totals[k] = totals.get(k, 0) + v
             violations += len(bad)
             if bad:
                 failed.append(seed)
-                print(text, file=sys.stderr)
+                print(f"{text}\nreplay: redshank sim {kind}--seed {seed}", file=sys.stderr)
             elif args.seed is not None:
                 print(f"{text}\ntrace={trace} counts={counts}")
     finally:
@@ -69,6 +77,7 @@ def main(argv: list[str]) -> int:
         "violations": violations, "failed_seeds": failed[:100],
         "seeds_per_second": round(len(seeds) / elapsed, 1) if elapsed > 0 else None,
         "elapsed_s": round(elapsed, 2), "jobs": args.jobs, "totals": totals,
+        "kind": "controller" if args.controller else "raft",
     }))
     return 1 if failed else 0
 

@@ -97,15 +97,17 @@ class SimNode:
     def __init__(self, node: NodeId, groups: dict[GroupId, tuple[Config, Checker,
                                                                  dict[NodeId, Durable]]],
                  params: HostParams, rng: random.Random, send: Callable[[Packet], None],
-                 wiring: Wiring) -> None:
+                 wiring: Wiring, replica: type[PartitionReplica] | None = None) -> None:
+        """`replica`: the class hosting each group (default `PartitionReplica`)."""
         self.id = node
+        replica_cls = replica or PartitionReplica
         self._send = send
         self.up = True
         self.rng = rng
         self.files = PowerLossFiles()
         self.hb = HeartbeatManager(node)
         self.replicas = {
-            g: PartitionReplica(node, g, boot, params, random.Random(rng.random()), checker,
+            g: replica_cls(node, g, boot, params, random.Random(rng.random()), checker,
                                 durables, self, self._emit, wiring)
             for g, (boot, checker, durables) in groups.items()
         }
@@ -188,8 +190,12 @@ class PartitionReplica:
         self._flush_covers: _Covers | None = None
         self.hwm = self.core.commit
         self.ready = False  # LEADER_READY seen in the current leadership: it serves Kafka
+        self.booted()
         self.part.start()
         self.turn()
+
+    def booted(self) -> None:
+        """The Partition is open, not started: a subclass restores what it hosts on top."""
 
     @property
     def core(self) -> RaftCore:
@@ -289,6 +295,11 @@ class PartitionReplica:
         self.flush_owed |= io.start_flush
         if self.flush_owed and not self.flushing:
             self._start_flush()
+        self.turned()
+
+    def turned(self) -> None:
+        """After each turn: a subclass applies what committed (the log is the partition's own
+        state machine, so nothing here)."""
 
     def _start_flush(self) -> None:
         """As `PartitionHost.flush`: the debouncer covers what was written so far."""

@@ -111,6 +111,8 @@ class StormError(Exception):
 
 
 class Simulator:
+    replica_cls: type[PartitionReplica] = PartitionReplica  # what each node hosts per group
+
     def __init__(self, seed: int, params: FaultParams | None = None) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -134,7 +136,7 @@ class Simulator:
             n: SimNode(n, {g: (bootstrap, self.checkers[g], self.durables[g])
                            for g in self.groups},
                        hp, random.Random(self.rng.random()), self._send,
-                       Wiring(self._request_flush, self._request_load, self._answer))
+                       self._wiring(), self.replica_cls)
             for n in self.ids
         }
         self.epoch = dict.fromkeys(self.ids, 0)
@@ -245,6 +247,9 @@ class Simulator:
         self._schedule(rng.uniform(lo, hi), DELIVER, dst, packet)
         if rng.random() < self.duplicate:
             self._schedule(rng.uniform(lo, hi * 2), DELIVER, dst, packet)
+
+    def _wiring(self) -> Wiring:
+        return Wiring(self._request_flush, self._request_load, self._answer)
 
     def _request_flush(self, n: NodeId, g: GroupId) -> None:
         # Flush debouncing: one fsync covers every write made before it runs.
