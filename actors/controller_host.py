@@ -51,6 +51,13 @@ from redshank.actors.raft_peers import RaftPeers, decode_raft
 from redshank.actors.rpc import RpcServer
 from redshank.cluster.controller import Applied, Command, ControllerStm, decode_command
 from redshank.cluster.controller.controller_log import ControllerLog, ProposeReply, ProposeStatus
+from redshank.cluster.controller.controller_replica import (
+    READ_BYTES,
+    SNAPSHOT_KEY,
+    apply_batches,
+    committed_end,
+    restore_snapshot,
+)
 from redshank.cluster.kafka.producer_state import ProducerStateTable
 from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.partition.partition import Partition
@@ -68,8 +75,6 @@ __all__ = ["CONTROLLER_GROUP", "ControllerHost", "ControllerHostConfig", "Contro
            "ProposeFailed"]
 
 CONTROLLER_GROUP = GroupId(0)
-SNAPSHOT_KEY = b"controller/snapshot"  # in group 0's kvstore, next to Raft's keys
-READ_BYTES = 1 << 20
 CONTROLLER_LOG_CONFIG = LogConfig(segment_bytes=16 * 1024 * 1024, preallocate_step=1024 * 1024)
 
 T = TypeVar("T")
@@ -143,9 +148,7 @@ class ControllerHost:
         loop = asyncio.get_running_loop()
         log, kv, recovered = await loop.run_in_executor(self._executor, self._open)
         self._storage = (log, kv)
-        raw = kv.get(SNAPSHOT_KEY)
-        if raw is not None:
-            self.clog.stm.restore(raw)
+        restore_snapshot(kv, self.clog.stm)
         cfg = RaftConfig(id=self.node, rng=random.Random(self.seed),
                          election_ticks=self.config.election_ticks)
         self._part = Partition(log, kv, recovered, ProducerStateTable(), voters=self.voters,
@@ -437,8 +440,7 @@ class ControllerHost:
 
     def _committed_end(self) -> int:
         """The Kafka offset after the last entry both committed and durable here."""
-        part = self.part
-        return int(part.raft_log.offsets.end_offset(part.consensus.core.applied))
+        return committed_end(self.part)
 
     def _apply_committed(self) -> None:
         """Apply the committed batches from memory; a read the disk must serve goes to the
@@ -469,19 +471,16 @@ class ControllerHost:
                 return
 
     def _applied(self, data: bytes | memoryview, end: int) -> None:
-        before = self.clog.next_offset
-        resolved, bad = self.clog.apply(data, end)
-        for offset, why in bad:
+        done = apply_batches(self.clog, data, end, self.config.snapshot_every)
+        for offset, why in done.bad:
             self.log.error("controller_batch_skipped", offset=offset, error=why)
-        for r in resolved:
+        for r in done.resolved:
             fut = r.token
             assert isinstance(fut, asyncio.Future)
             if not fut.done():
                 fut.set_result(r.applied)
-        every = self.config.snapshot_every
-        after = self.clog.next_offset
-        if every and after // every > before // every:
-            snap = self.stm.snapshot()
+        snap = done.snapshot
+        if snap is not None:
             self._input(lambda: self._put_snapshot(snap))
         self._wake_applied()
 

@@ -3,8 +3,8 @@
 many seeds with faults and every checker (the controller's, Raft's and Kafka's), a determinism
 check, and planted bugs the checkers must catch.
 
-`REDSHANK_CONTROLLER_SIM_SEEDS` sets how many seeds the default run covers (default 1000, on a
-process pool of 2: about 1.5-2 minutes, ~9 seeds/s on a loaded 2-core machine);
+`REDSHANK_CONTROLLER_SIM_SEEDS` sets how many seeds the default run covers (default 600, on a
+process pool of 2: about 1-1.5 minutes, ~9 seeds/s on a loaded 2-core machine);
 `redshank sim --controller --seeds N [--start S]` runs any number, `--seed X` replays one.
 """
 
@@ -21,7 +21,7 @@ import pytest
 from redshank.cluster.raft.sim import SimResult
 from redshank.cluster.raft.sim.controller_sim import run_controller_seed
 
-SEEDS = int(os.environ.get("REDSHANK_CONTROLLER_SIM_SEEDS", "1000"))
+SEEDS = int(os.environ.get("REDSHANK_CONTROLLER_SIM_SEEDS", "600"))
 
 
 def _report(failed: list[SimResult]) -> str:
