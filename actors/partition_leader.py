@@ -308,6 +308,8 @@ class PartitionLeader(LoopActor):
         start = self.log.start_offset
         if self.reopening:
             return ReadResult(ErrorCode.KAFKA_STORAGE_ERROR, hw, start)
+        if not self.part.serves():  # a follower, or a leader whose term has not committed
+            return ReadResult(ErrorCode.NOT_LEADER_OR_FOLLOWER, hw, start)
         if (fenced := self.part.epoch_error(msg.leader_epoch)) != ErrorCode.NONE:
             return ReadResult(fenced, hw, start)
         if msg.offset < start or msg.offset > self.log.dirty_offset + 1:
@@ -349,6 +351,8 @@ class PartitionLeader(LoopActor):
 
     # -- list offsets --------------------------------------------------------------------------
     def _epoch_end(self, msg: EpochEnd) -> OffsetAnswer:
+        if not self.part.serves():
+            return OffsetAnswer(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if (fenced := self.part.epoch_error(msg.current_leader_epoch)) != ErrorCode.NONE:
             return OffsetAnswer(fenced)
         epoch, end = self.part.epoch_end(msg.leader_epoch)
@@ -361,6 +365,8 @@ class PartitionLeader(LoopActor):
         return OffsetAnswer(ErrorCode.NONE, offset, timestamp, epoch)
 
     def _query(self, msg: QueryOffset) -> OffsetAnswer | LoopFuture[OffsetAnswer]:
+        if not self.part.serves():
+            return OffsetAnswer(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if (fenced := self.part.epoch_error(msg.current_leader_epoch)) != ErrorCode.NONE:
             return OffsetAnswer(fenced)
         hw = self.high_watermark

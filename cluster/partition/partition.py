@@ -120,6 +120,11 @@ class Partition:
     def is_ready_leader(self) -> bool:
         return self.consensus.high_watermark() is not None
 
+    def serves(self) -> bool:
+        """Whether this replica may answer Kafka reads now: it leads, and an entry of its term
+        committed (cheap: no Ready is taken, unlike `is_ready_leader`)."""
+        return self.consensus.core.leader_ready()
+
     def epoch_error(self, current_leader_epoch: int) -> int:
         """The error for a request naming `current_leader_epoch` (KIP-320): none for -1 (the
         client does not know it) or this term, FENCED_LEADER_EPOCH for an older one (the client
