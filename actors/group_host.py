@@ -137,6 +137,7 @@ class GroupHost(LoopActor):
         self._next_token = 0
         self._timer: asyncio.TimerHandle | None = None
         self._logger = structlog.get_logger("redshank.groups").bind(partition=partition)
+        self._stopping = False
         self.host = PartitionHost(opened, flush, writer, loop, on_answer=self._answered,
                                   on_high_watermark=lambda _hw: None,
                                   on_flush_failed=self._flush_failed)
@@ -184,6 +185,8 @@ class GroupHost(LoopActor):
             self.loop.call_soon(self._persisted, append_id, ErrorCode.KAFKA_STORAGE_ERROR)
 
     def _answered(self, waiter: Hashable, result: PartitionResult) -> None:
+        if self._stopping:
+            return  # the host answers what waited as it stops; our callers are failed below
         append_id = int(waiter)  # type: ignore[call-overload]
         self._persisted(append_id, ErrorCode.NONE if result.error_code == 0
                         else ErrorCode.KAFKA_STORAGE_ERROR)
@@ -215,6 +218,7 @@ class GroupHost(LoopActor):
         self._apply(self.coordinator.tick(_now_ms()))
 
     def on_stop(self) -> None:
+        self._stopping = True
         self.host.stop()
         waiting, self._waiting = self._waiting, {}
         for fut in waiting.values():  # the caller answers NOT_COORDINATOR: clients retry

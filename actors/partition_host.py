@@ -182,7 +182,15 @@ class PartitionHost:
         for f in self._ready:
             f.fail(pykka.ActorDeadError("partition host stopped"))
         self._ready = []
-        self._backlog.clear()  # their owner stops with us: its futures go with it
+        # Produces still waiting get an answer (a retry goes to wherever the partition is
+        # next), never silence: an acks=all batch may still become durable, as after any
+        # NOT_LEADER_OR_FOLLOWER (idempotent producers are deduplicated).
+        gone = PartitionResult(ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, -1, "partition stopped")
+        while self._backlog:
+            self._on_answer(self._backlog.popleft()[1], gone)
+        self.part.fail_waiting(gone)
+        for waiter, result in self.part.take_answers():
+            self._on_answer(waiter, result)
 
     # ---- the loop turn ----------------------------------------------------------------------
 

@@ -245,6 +245,11 @@ class Partition:
         self._pending.clear()
         self._duplicates.clear()
 
+    def take_answers(self) -> list[tuple[Hashable, PartitionResult]]:
+        """Only the answers waiting in the next Io (a host stopping: nothing else is done)."""
+        answers, self._io.answers = self._io.answers, []
+        return answers
+
     def take_io(self) -> Io:
         self._drain()
         io, self._io = self._io, Io()

@@ -56,3 +56,29 @@ def test_a_burst_past_the_batcher_memory_waits_in_order(tmp_path: Path, acks: in
             await writer.stop(block=False)
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_stopping_answers_every_produce_still_waiting(tmp_path: Path) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        coordinator = FlushCoordinator()
+        writer = DiskWriter.start(coordinator, BatchCache(1 << 20))
+        answers: dict[Hashable, PartitionResult] = {}
+        try:
+            opened = await writer.ask(OpenPartition(str(tmp_path / "p"), LogConfig()),
+                                      block=False)
+            host = PartitionHost(opened, coordinator, writer, loop,
+                                 on_answer=answers.__setitem__,
+                                 on_high_watermark=lambda hw: None,
+                                 on_flush_failed=lambda exc: pytest.fail(repr(exc)))
+            while not host.part.is_ready_leader():
+                await asyncio.sleep(0.005)
+            for i in range(24):  # past the batcher's memory: some wait in the host's backlog
+                assert host.append(Append(batch(64 * 1024), -1, None), i) is None
+            host.stop()  # before any flush: every one is still waiting
+            assert sorted(answers) == list(range(24))
+            assert {a.error_code for a in answers.values()} == {6}  # NOT_LEADER_OR_FOLLOWER
+        finally:
+            await writer.stop(block=False)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
