@@ -3,22 +3,29 @@ leader, bootstrap one cluster and register every node (`cluster/controller.json`
 identity, `redshank cluster status`); when the leader's whole process group is killed the other
 two elect another, and the node restarted on its data dir catches up without a second
 bootstrap; a node whose data dir a controller assigned to another cluster is refused
-(`cluster_mismatch`)."""
+(`cluster_mismatch`); a restarted core 0 restarts the node's controller on its directory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from redshank.actors.node_rpc import NodeMethod
+from redshank.actors.rpc import RpcClient
+from redshank.cluster.controller.members_table import NetAddress
+from redshank.cluster.node_hello import Hello, decode_hello, encode_hello
+from redshank.cluster.raft.types import NodeId
 from redshank.tools.bench._broker import read_line
 from redshank.tools.cluster_cmd import plan_ports
 
@@ -28,8 +35,10 @@ T = TypeVar("T")
 class Node:
     """`redshank start` in a process group of its own (so the test can kill all of it)."""
 
-    def __init__(self, data_dir: Path, node_id: int, rpc: int, seeds: list[int]) -> None:
+    def __init__(self, data_dir: Path, node_id: int, rpc: int, seeds: list[int],
+                 cores: int = 1) -> None:
         self.data_dir = data_dir
+        self.cores = cores
         self.node_id = node_id
         self.rpc = rpc
         self.seeds = seeds
@@ -39,7 +48,7 @@ class Node:
     def spawn(self) -> None:
         cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--node-id",
                str(self.node_id), "--kafka-addr", "127.0.0.1:0", "--data-dir",
-               str(self.data_dir), "--cores", "1", "--no-pin",
+               str(self.data_dir), "--cores", str(self.cores), "--no-pin",
                "--rpc-addr", f"127.0.0.1:{self.rpc}",
                "--seeds", ",".join(f"127.0.0.1:{p}" for p in self.seeds)]
         with open(self.log_path, "ab") as log:
@@ -94,6 +103,16 @@ def _view(data_dir: Path) -> dict[str, Any] | None:
     return view
 
 
+def _hello(port: int) -> Hello:
+    caller = Hello(NodeId(99), uuid.uuid4(), None, 1, NetAddress("127.0.0.1", 1),
+                   NetAddress("127.0.0.1", 2))
+
+    async def call() -> Hello:
+        async with RpcClient("127.0.0.1", port, default_timeout_s=5) as client:
+            return decode_hello(await client.call(NodeMethod.HELLO, encode_hello(caller)))
+    return asyncio.run(asyncio.wait_for(call(), 10))
+
+
 def identity_cluster(data_dir: Path) -> str:
     return str(json.loads((data_dir / "cluster" / "node_identity.json").read_text())
                ["cluster_uuid"])
@@ -136,8 +155,10 @@ def status(data_dir: Path, *flags: str) -> str:
 
 @pytest.mark.timeout(150)
 def test_seeds_bootstrap_once_fail_over_and_rejoin(tmp_path: Path) -> None:
-    rpcs = [rpc for _kafka, rpc in plan_ports(4, 1, 0)]
-    nodes = [Node(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs[:3]) for i in (1, 2, 3)]
+    rpcs = [rpc for _kafka, rpc in plan_ports(4, 2, 0)]
+    # Node 3 has two cores: the cluster uuid reaches the HELLO of both.
+    nodes = [Node(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs[:3], cores=1 + (i == 3))
+             for i in (1, 2, 3)]
     # A node that bootstraps a cluster of its own (its only seed is itself), for the end.
     stranger = Node(tmp_path / "stranger", 7, rpcs[3], [rpcs[3]])
     everyone = [*nodes, stranger]
@@ -156,6 +177,10 @@ def test_seeds_bootstrap_once_fail_over_and_rejoin(tmp_path: Path) -> None:
             assert identity_cluster(node.data_dir) == cluster
         assert f"node 2: cluster {cluster}" in status(nodes[1].data_dir)
         assert json.loads(status(nodes[1].data_dir, "--json"))["cluster_uuid"] == cluster
+        for core in (0, 1):
+            hello = wait_for("node 3's hello with the cluster", lambda c=core: (
+                h if str((h := _hello(rpcs[2] + c)).cluster_uuid) == cluster else None), 10)
+            assert hello.node_id == 3
         other_cluster = wait_for("the stranger's own cluster",
                                  lambda: identity_cluster(stranger.data_dir) or None, 30)
         assert other_cluster != cluster
@@ -191,6 +216,21 @@ def test_seeds_bootstrap_once_fail_over_and_rejoin(tmp_path: Path) -> None:
         assert identity_cluster(victim.data_dir) == cluster
         logs = "".join(n.log_path.read_text() for n in nodes)
         assert logs.count('"event": "cluster_bootstrap_applied"') == 1
+
+        # Core 0 of a node dies alone: its supervisor starts it again, and with it the
+        # controller, over the same directory.
+        core0 = json.loads((nodes[0].data_dir / "node.json").read_text())["pids"][0]
+        killed = time.time()
+        os.kill(core0, signal.SIGKILL)
+
+        def core0_back() -> dict[str, Any] | None:
+            view = agreed(nodes, 3)
+            mine = nodes[0].view()
+            return view if view is not None and mine is not None \
+                and mine["written_at"] > killed else None
+
+        back = wait_for("core 0 of node 1 back in the cluster", core0_back, 30, detail)
+        assert back["cluster_uuid"] == cluster and back["applied"] == final["applied"]
 
         # The stranger's data dir belongs to another cluster: refused by this one's seeds.
         refused = subprocess.run(
