@@ -181,9 +181,12 @@ class ControllerService(LoopActor):
                                                            host.stm.cluster_uuid):
                 cluster = uuid.uuid4()
                 applied = await self._propose(host, bootstrap_command(cluster, self.voters))
-                if applied is not None:
-                    self.log.info("cluster_bootstrap_applied", cluster=str(cluster),
-                                  error=applied.error_code.name, message=applied.message)
+                if applied is not None and applied.ok:
+                    self.log.info("cluster_bootstrapped", cluster=str(cluster),
+                                  voters=[int(v.node_id) for v in self.voters])
+                elif applied is not None:  # decided at apply: another copy came first
+                    self.log.info("cluster_bootstrap_refused", error=applied.error_code.name,
+                                  message=applied.message)
             else:
                 await asyncio.sleep(0.05)
         cluster = host.stm.cluster_uuid

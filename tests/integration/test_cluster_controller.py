@@ -215,7 +215,8 @@ def test_seeds_bootstrap_once_fail_over_and_rejoin(tmp_path: Path) -> None:
         assert final["cluster_uuid"] == cluster
         assert identity_cluster(victim.data_dir) == cluster
         logs = "".join(n.log_path.read_text() for n in nodes)
-        assert logs.count('"event": "cluster_bootstrap_applied"') == 1
+        assert logs.count('"event": "cluster_bootstrapped"') == 1
+        assert '"event": "cluster_bootstrap_refused"' not in logs
 
         # Core 0 of a node dies alone: its supervisor starts it again, and with it the
         # controller, over the same directory.
