@@ -3,7 +3,8 @@ leader, bootstrap one cluster and register every node (`cluster/controller.json`
 identity, `redshank cluster status`); when the leader's whole process group is killed the other
 two elect another, and the node restarted on its data dir catches up without a second
 bootstrap; a node whose data dir a controller assigned to another cluster is refused
-(`cluster_mismatch`); a restarted core 0 restarts the node's controller on its directory."""
+(`cluster_mismatch`); a restarted core 0 restarts the node's controller on its directory; two of
+the three restarted after a full stop elect and apply the same cluster again."""
 
 from __future__ import annotations
 
@@ -251,3 +252,20 @@ def test_seeds_bootstrap_once_fail_over_and_rejoin(tmp_path: Path) -> None:
         text = node.log_path.read_text()
         assert text.rfind('"event": "controller_stopped"') < text.rfind('"event": "rpc_stopped"')
         assert '"clean": true' in text
+
+    # Everything stopped; two of the three come back (the third seed unreachable): they elect
+    # from their own logs and voters records, and apply the same cluster again.
+    again = nodes[:2]
+    try:
+        for node in again:
+            (node.data_dir / "cluster" / "controller.json").unlink(missing_ok=True)
+            node.spawn()
+        for node in again:
+            node.ready()
+        restored = wait_for("two nodes restored", lambda: agreed(again, 3), 30, detail)
+        assert restored["cluster_uuid"] == cluster and restored["applied"] >= final["applied"]
+    finally:
+        codes = {n.node_id: n.stop() for n in again}
+    assert codes == {1: 0, 2: 0}, "\n".join(n.tail() for n in again)
+    logs = "".join(n.log_path.read_text() for n in nodes)
+    assert logs.count('"event": "cluster_bootstrapped"') == 1
