@@ -2,7 +2,8 @@
 
 Concern: `setup_core`, the runtime's per-core setup: the disk writer, the partition manager, the
 topic cache and watermark watch, the topic controller on core 0, the core's RPC listener when the
-node has an RPC address (`node_rpc`), the core's `CoreServices` (the request paths of
+node has an RPC address (`node_rpc`) and, on core 0 of a node with seeds, its replica of the
+controller (`controller_service`), the core's `CoreServices` (the request paths of
 `actors/frontend`), and a `SO_REUSEPORT` listener on the Kafka port whose
 connections each get a kafka-session; and `BrokerConfig`, what a node is started with. Must not
 know: any request path (`actors/frontend`), the bytes of a connection (`kafka_session`),
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from redshank.actors.controller_service import start_controller_service
 from redshank.actors.disk_writer import DiskWriter, OpenKv
 from redshank.actors.frontend import CoreServices
 from redshank.actors.frontend.fetch import MAX_REMOTE_READ
@@ -118,7 +120,9 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
         ctx.router.register(CONTROLLER, controller)
     if config.rpc is not None:
         kafka = NetAddress(config.advertised_host, config.advertised_port)
-        await start_node_rpc(config.rpc, ctx, kafka, config.data_dir)
+        handle = await start_node_rpc(config.rpc, ctx, kafka, config.data_dir)
+        if ctx.core == 0 and config.rpc.identity.seeds:
+            start_controller_service(config.rpc, ctx, handle, config.data_dir)
     core = CoreServices(config, ctx, topics, watermarks, leaders)
     sock = _listen_socket(config.host, config.port)
     idle_s = config.connections_max_idle_ms / 1000 or None

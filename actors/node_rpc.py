@@ -12,9 +12,11 @@ with our node id but another incarnation (`duplicate_node_id`), or another clust
 one-line reason and sends SIGTERM to the supervisor, which stops every core (a core exiting on
 its own would only be restarted); `redshank start` then prints the reason and exits 1.
 
-Handlers for other methods (the controller's) are registered on `NodeRpc.server` by their hosts;
-method ids below 100 are this module's. Must not know: Raft, the controller's commands,
-partitions.
+Handlers for other methods (the controller's) are registered on the core's server by their hosts
+(`start_node_rpc` returns a `NodeRpcHandle`: the server, what HELLO learned of the seeds, and
+the closers its hosts add, each run before the server stops); method ids below 100 are this
+module's. Once the node belongs to a cluster, `ClusterAssigned` (told to every core) puts its
+uuid in the HELLO each core answers. Must not know: Raft, the controller's commands, partitions.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
+from redshank.actors.node_identity_store import load_identity
 from redshank.actors.rpc import Backoff, RpcClient, RpcError, RpcServer
 from redshank.actors.runtime import CoreContext, LoopActor
 from redshank.cluster.controller.members_table import NetAddress
@@ -44,9 +49,11 @@ from redshank.cluster.node_hello import (
     refusal_message,
 )
 from redshank.cluster.node_identity import NodeIdentity
+from redshank.cluster.node_join import VIEW_FILE
 
-__all__ = ["NODE_RPC", "PEERS_FILE", "REFUSAL_FILE", "NodeMethod", "NodeRpc", "NodeRpcConfig",
-           "clear_node_files", "read_refusal", "start_node_rpc"]
+__all__ = ["NODE_RPC", "PEERS_FILE", "REFUSAL_FILE", "ClusterAssigned", "NodeMethod", "NodeRpc",
+           "NodeRpcConfig", "NodeRpcHandle", "SeedAnswers", "clear_node_files", "read_refusal",
+           "start_node_rpc"]
 
 NODE_RPC = "node-rpc"
 PEERS_FILE = "cluster/peers.json"
@@ -73,6 +80,54 @@ class NodeRpcConfig:
     hello_attempts: int = 30
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterAssigned:
+    """Told to each core's `NodeRpc`: the node now belongs to this cluster (HELLO says so)."""
+
+    cluster_uuid: uuid.UUID
+
+
+class SeedAnswers:
+    """What HELLO learned of each seed on core 0 (this node's own answer included, when it is
+    a seed): filled by `NodeRpc`, read on the same loop by whoever waits for every seed."""
+
+    def __init__(self, seeds: tuple[NetAddress, ...]) -> None:
+        self.seeds = seeds
+        self.answers: dict[NetAddress, Hello] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def answered(self, seed: NetAddress, hello: Hello) -> None:
+        self.answers[seed] = hello
+        if self.complete:
+            for fut in self._waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            self._waiters = []
+
+    @property
+    def complete(self) -> bool:
+        return all(s in self.answers for s in self.seeds)
+
+    async def wait_all(self) -> dict[NetAddress, Hello]:
+        """Until every seed answered (forever if one never does: the caller bounds it)."""
+        if not self.complete:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            await fut
+        return dict(self.answers)
+
+
+@dataclass(slots=True)
+class NodeRpcHandle:
+    """What a core's setup gets back from `start_node_rpc`."""
+
+    server: RpcServer
+    me: Hello
+    seeds: SeedAnswers  # filled on core 0 only
+    # Run in order when the core stops, before its server stops (a host on the server closes).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
 def read_refusal(data_dir: str) -> str | None:
     """The reason core 0 gave for stopping this node, if it did (`redshank start` reads it)."""
     try:
@@ -83,25 +138,29 @@ def read_refusal(data_dir: str) -> str | None:
 
 
 def clear_node_files(data_dir: str) -> None:
-    """Forget the last run's view (peers, refusal); called before a node starts."""
-    for name in (PEERS_FILE, REFUSAL_FILE):
+    """Forget the last run's views (peers, refusal, controller); called before a node starts."""
+    for name in (PEERS_FILE, REFUSAL_FILE, VIEW_FILE):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(data_dir, name))
 
 
 async def start_node_rpc(config: NodeRpcConfig, ctx: CoreContext, kafka_addr: NetAddress,
-                         data_dir: str) -> RpcServer:
+                         data_dir: str) -> NodeRpcHandle:
     """Listen on this core's RPC port, answer HELLO, and on core 0 greet the seeds; returns the
-    core's server (other hosts register their methods on it). Raises OSError when the port
-    cannot be bound (the core's setup fails)."""
-    me = Hello(config.identity.node_id, config.identity.incarnation,
-               config.identity.cluster_uuid, ctx.ncores, kafka_addr, config.advertised)
+    core's server (other hosts register their methods on it) with the seeds' answers. Raises
+    OSError when the port cannot be bound (the core's setup fails)."""
+    # The identity as stored now: a core restarted after the node joined a cluster says so.
+    stored = await asyncio.get_running_loop().run_in_executor(None, load_identity, data_dir)
+    cluster = config.identity.cluster_uuid if stored is None else stored.cluster_uuid
+    me = Hello(config.identity.node_id, config.identity.incarnation, cluster, ctx.ncores,
+               kafka_addr, config.advertised)
     server = RpcServer.for_core(config.listen.host, config.listen.port, ctx.core)
     await server.start()
+    handle = NodeRpcHandle(server, me, SeedAnswers(config.identity.seeds))
     # No await from here to the registration: no request is read before HELLO has its handler.
-    ctx.router.register(NODE_RPC, NodeRpc.start(config, ctx.core, server, me, data_dir))
+    ctx.router.register(NODE_RPC, NodeRpc.start(config, ctx.core, handle, data_dir))
     _log.info("rpc_listening", core=ctx.core, host=config.listen.host, port=server.address[1])
-    return server
+    return handle
 
 
 class NodeRpc(LoopActor):
@@ -109,24 +168,34 @@ class NodeRpc(LoopActor):
     once its server listens; stopped with the core (`on_stop` stops the server and the
     greetings). On core 0 it also greets the seeds and keeps the peer view."""
 
-    def __init__(self, config: NodeRpcConfig, core: int, server: RpcServer, me: Hello,
+    def __init__(self, config: NodeRpcConfig, core: int, handle: NodeRpcHandle,
                  data_dir: str) -> None:
         super().__init__()
         self.config = config
         self.core = core
-        self.server = server
-        self.me = me
+        self.handle = handle
+        self.server = handle.server
+        self.me = handle.me
         self.data_dir = data_dir
         self.peers: dict[int, dict[str, Any]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.stopping: asyncio.Task[None] | None = None
-        self.log = _log.bind(core=core, node_id=me.node_id)
-        server.register(NodeMethod.HELLO, self.on_hello)
+        # The core's shutdown waits for it (bounded): hosts' closers, then the server's stop.
+        self.actor_closing: asyncio.Task[None] | None = None
+        self.log = _log.bind(core=core, node_id=self.me.node_id)
+        self.server.register(NodeMethod.HELLO, self.on_hello)
 
     def on_start(self) -> None:
         if self.core == 0:
             self.write_peers()
             self.greet_seeds()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ClusterAssigned):
+            if self.me.cluster_uuid != message.cluster_uuid:
+                self.me = replace(self.me, cluster_uuid=message.cluster_uuid)
+                self.log.info("hello_cluster_set", cluster=str(message.cluster_uuid))
+            return None
+        raise TypeError(f"unexpected message {type(message).__name__}")
 
     # -- HELLO, answered on every core ----------------------------------------------------------
     def on_hello(self, payload: memoryview) -> bytes:
@@ -149,9 +218,9 @@ class NodeRpc(LoopActor):
 
     async def _greet(self, seed: NetAddress) -> None:
         backoff = Backoff(base_s=0.1, cap_s=2.0, rng=random.Random())
-        payload = encode_hello(self.me)
         error = ""
         for _attempt in range(self.config.hello_attempts):
+            payload = encode_hello(self.me)
             timeout = self.config.hello_timeout_s
             try:
                 async with RpcClient(seed.host, seed.port, default_timeout_s=timeout,
@@ -170,8 +239,10 @@ class NodeRpc(LoopActor):
         verdict = check_peer(self.me, peer)
         if verdict is PeerVerdict.SELF:
             self.log.info("seed_is_self", seed=str(seed))
+            self.handle.seeds.answered(seed, peer)
         elif verdict is PeerVerdict.PEER:
             self.saw(peer, f"seed {seed}")
+            self.handle.seeds.answered(seed, peer)
         else:
             self.refuse(verdict, peer, seed)
 
@@ -225,8 +296,13 @@ class NodeRpc(LoopActor):
             task.cancel()
         # The core's shutdown goes on stopping its other actors (and its disk writer's last
         # flush) meanwhile: the listener closes within a loop turn, idle connections soon after.
-        self.stopping = asyncio.get_running_loop().create_task(self._stop_server())
+        self.actor_closing = asyncio.get_running_loop().create_task(self._stop_server())
 
     async def _stop_server(self) -> None:
+        for close in self.handle.closers:
+            try:
+                await close()
+            except Exception as exc:  # a host's close failing must not keep the port open
+                self.log.error("rpc_closer_failed", error=repr(exc))
         await self.server.stop()
         self.log.info("rpc_stopped")

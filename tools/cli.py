@@ -15,6 +15,8 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("start",), "redshank.tools.start", "start a broker node (single node on 127.0.0.1:9092)"),
     (("cluster", "start"), "redshank.tools.cluster_cmd",
      "start N nodes on this machine (node ids 1..N)"),
+    (("cluster", "status"), "redshank.tools.cluster_status",
+     "a node's view of the controller (cluster uuid, leader, members)"),
     (("actors",), "redshank.tools.actors_cmd", "show every core's mailboxes and actors"),
     (("sim",), "redshank.tools.sim", "run seeded Raft simulations"),
     (("bench", "codec"), "redshank.tools.bench.codec", "benchmark the Kafka codec"),

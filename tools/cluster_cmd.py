@@ -5,7 +5,8 @@
 Node i (1..N) runs `redshank start --node-id i` with its data in `D/node-i` and its log in
 `D/node-i.log`, Kafka on port P + i - 1 and internal RPC from port P + N + (i - 1) * C (core c of
 node i on that base + c); every node gets the same `--seeds`, the RPC addresses of the first
-min(N, 3) nodes. `--base-port 0` picks free ports. Prints one line per node, then
+min(N, 3) nodes, which thus run the controller (Raft group 0: see `redshank cluster status`).
+`--base-port 0` picks free ports. Prints one line per node, then
 `bootstrap=H:p1,H:p2,...` once all are ready. Ctrl-C or SIGTERM stops them all (SIGTERM to each,
 a bounded wait, then SIGKILL of what is left); a node that exits on its own is reported and the
 others are stopped (exit 1). Each node runs in a process group of its own, in this session: with

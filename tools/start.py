@@ -15,8 +15,11 @@ The data directory remembers the node's identity (`cluster/node_identity.json`: 
 uuid, seeds, cluster uuid): started again under another `--node-id` it is refused (exit 2).
 With `--rpc-addr HOST:PORT` every core c also listens for other nodes on PORT + c, and with
 `--seeds` the node greets each seed (HELLO) in the background; a seed that is another node with
-our id, or of another cluster, stops this node (exit 1, the reason on stderr). Without
-`--rpc-addr` the node is the single-node broker it always was.
+our id, or of another cluster, stops this node (exit 1, the reason on stderr). A node whose RPC
+address is among the seeds also runs its replica of the controller (Raft group 0) on core 0,
+in `<data>/controller` (`actors/controller_service.py`; its view in
+`cluster/controller.json`). Without `--rpc-addr` the node is the single-node broker it always
+was.
 """
 
 from __future__ import annotations

@@ -307,6 +307,8 @@ class _CoreHost:
             stops = [r.stop(block=False) for r in everyone if issubclass(r.actor_class, kind)]
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*(_awaitable(f) for f in stops)), 5.0)
+            if kind is LoopActor:
+                await _closing(everyone)
         self.router.fail_all("core stopping")
         self.transport._flush()
         with contextlib.suppress(Exception):
@@ -320,6 +322,18 @@ def _depth(inbox: Any) -> int | None:
         return len(inbox)
     qsize = getattr(inbox, "qsize", None)
     return int(qsize()) if qsize is not None else None
+
+
+async def _closing(refs: list[pykka.ActorRef[Any]]) -> None:
+    """Wait (bounded) for what loop actors' `on_stop` started and set as `actor_closing`: on_stop
+    is synchronous, and some close over awaits (an RPC server, the controller's files)."""
+    tasks = []
+    for ref in refs:
+        task = getattr(ref._actor_weakref(), "actor_closing", None)
+        if isinstance(task, asyncio.Future) and not task.done():
+            tasks.append(task)
+    if tasks:
+        await asyncio.wait(tasks, timeout=5.0)
 
 
 async def _awaitable(fut: pykka.Future[Any]) -> Any:

@@ -2,7 +2,8 @@
 HELLO on every core (again after a core restart), nodes started with seeds see each other
 (`cluster/peers.json`), a second node with a running node's id or of another cluster stops with
 the reason on stderr, a data dir refuses another node id, and `redshank cluster start -n 3`
-runs three brokers that each serve Kafka and all stop on SIGTERM."""
+runs three brokers that each serve Kafka, form one cluster (group 0: one uuid, one leader,
+three members) and all stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -225,6 +226,13 @@ def test_cluster_start_three_nodes_serve_and_stop_on_sigterm(tmp_path: Path) -> 
         for i in (1, 2, 3):  # each sees the other two (HELLO to the seeds)
             assert set(_peers(tmp_path / "c" / f"node-{i}", {1, 2, 3} - {i})) == \
                 {1, 2, 3} - {i}
+        # The three seeds run group 0: one cluster, one leader, three members, everywhere.
+        views = _controller_views([tmp_path / "c" / f"node-{i}" for i in (1, 2, 3)])
+        assert [m["node_id"] for m in views[0]["members"]] == [1, 2, 3]
+        for i in (1, 2, 3):
+            identity = json.loads((tmp_path / "c" / f"node-{i}" / "cluster" /
+                                   "node_identity.json").read_text())
+            assert identity["cluster_uuid"] == views[0]["cluster_uuid"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0, (tmp_path / "cluster.log").read_text()[-3000:]
     finally:
@@ -270,6 +278,27 @@ def test_cluster_start_stops_the_others_when_a_node_dies(tmp_path: Path) -> None
     while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive, f"node 1 processes left: {alive}"
+
+
+def _controller_views(dirs: list[Path], timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Each node's `cluster/controller.json`, once all name the same cluster and leader and
+    list every node as a member."""
+    deadline = time.monotonic() + timeout
+    while True:
+        views = []
+        for d in dirs:
+            try:
+                views.append(json.loads((d / "cluster" / "controller.json").read_text()))
+            except (FileNotFoundError, json.JSONDecodeError):
+                break
+        if len(views) == len(dirs) and views[0]["cluster_uuid"] \
+                and views[0]["leader"] is not None and len(views[0]["members"]) == len(dirs) \
+                and all((v["cluster_uuid"], v["leader"], len(v["members"]))
+                        == (views[0]["cluster_uuid"], views[0]["leader"], len(dirs))
+                        for v in views):
+            return views
+        assert time.monotonic() < deadline, f"no agreement on the controller: {views}"
+        time.sleep(0.1)
 
 
 def _alive(pid: int) -> bool:

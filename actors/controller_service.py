@@ -1,0 +1,250 @@
+"""A node's replica of the controller (Raft group 0), run on core 0 of a seed node.
+
+Concern: the glue between a node and its `ControllerHost`: which voters group 0 has (the seeds,
+as HELLO found them at the first start, then as `<data>/cluster/controller_voters.json`
+remembers them, so a restart needs no seed reachable), starting the host on core 0's RPC server
+with its log in `<data>/controller`, bootstrapping the cluster once and registering this node
+(the decisions are `cluster/node_join.py`'s), putting the cluster uuid in the node identity
+(durably) and in every core's HELLO, and writing this node's view of the controller to
+`<data>/cluster/controller.json` (atomically, when it changes, at most every `view_every_s`).
+
+    NodeRpc (core 0) --HELLO answers--> SeedAnswers --all seeds--> voters record (fsync)
+    ControllerHost(voters).start() --> leader --> lowest seed: propose BootstrapCluster
+      stm.cluster_uuid --> node_identity.json (fsync) + ClusterAssigned to each core's NodeRpc
+      RegisterNode if absent or changed;   every 0.2 s: controller.json if changed
+
+A node that is not a seed hosts no replica yet (it still greets the seeds). Must not know:
+Raft, how the host stores or replicates, Kafka requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from redshank.actors.controller_host import ControllerHost, ControllerHostConfig, ProposeFailed
+from redshank.actors.node_identity_store import load_identity, store_identity, write_durably
+from redshank.actors.node_rpc import NODE_RPC, ClusterAssigned, NodeRpcConfig, NodeRpcHandle
+from redshank.actors.runtime import CoreContext, LoopActor
+from redshank.cluster.controller import Applied, Command, RegisterNode
+from redshank.cluster.node_join import (
+    VIEW_FILE,
+    VOTERS_FILE,
+    bootstrap_command,
+    controller_view,
+    decode_voters,
+    encode_voters,
+    is_voter,
+    needs_register,
+    register_command,
+    should_bootstrap,
+)
+from redshank.cluster.raft.types import NO_NODE
+
+__all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "ControllerService",
+           "ControllerServiceConfig", "start_controller_service"]
+
+CONTROLLER_SERVICE = "controller-service"
+CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
+
+_log = structlog.get_logger("redshank.controller_service")
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerServiceConfig:
+    data_dir: str
+    voter: bool  # this node's RPC address is among the seeds
+    host: ControllerHostConfig = field(default_factory=ControllerHostConfig)
+    view_every_s: float = 0.2  # controller.json: checked this often, written when changed
+    retry_s: float = 0.5  # after a proposal failed (no leader yet, no quorum)
+
+
+def start_controller_service(rpc: NodeRpcConfig, ctx: CoreContext, handle: NodeRpcHandle,
+                             data_dir: str) -> None:
+    """On core 0 of a node with seeds: start the service and register it on the router."""
+    own = {rpc.advertised, rpc.listen}
+    config = ControllerServiceConfig(data_dir, is_voter(own, rpc.identity.seeds))
+
+    def assign(cluster: uuid.UUID) -> None:
+        for core in range(ctx.ncores):
+            with contextlib.suppress(Exception):  # a core down learns it at its restart
+                ctx.router.ref(core, NODE_RPC).tell(ClusterAssigned(cluster))
+
+    ctx.router.register(CONTROLLER_SERVICE, ControllerService.start(config, handle, assign))
+
+
+class ControllerService(LoopActor):
+    """One per node, on core 0's loop: started by the core's setup when the node has seeds,
+    stopped with the core (the host closes before the RPC server stops: `handle.closers`).
+    A restarted core 0 starts it again over the same directory (recovery, snapshot)."""
+
+    def __init__(self, config: ControllerServiceConfig, handle: NodeRpcHandle,
+                 assign: Callable[[uuid.UUID], None]) -> None:
+        super().__init__()
+        self.config = config
+        self.handle = handle
+        self.assign = assign
+        self.host: ControllerHost | None = None
+        self.voters: tuple[RegisterNode, ...] = ()
+        self.me = register_command(handle.me)
+        self.log = _log.bind(core=0, node=int(self.me.node_id))
+        self.tasks: list[asyncio.Task[None]] = []
+        self.actor_closing: asyncio.Task[None] | None = None  # awaited by the core's shutdown
+        self._closing: asyncio.Task[None] | None = None
+        self._last_view: dict[str, Any] | None = None
+        handle.closers.append(self.close)
+
+    def on_start(self) -> None:
+        self._spawn(self._run())
+
+    def on_stop(self) -> None:
+        self.actor_closing = asyncio.get_running_loop().create_task(self.close())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.append(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("controller_service_failed", error=repr(task.exception()))
+
+    async def close(self) -> None:
+        """Stop joining and writing the view, close the host (flushed). Idempotent."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await self._closing
+
+    async def _close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+        if self.host is not None:
+            await self.host.close()
+
+    # ---- starting the host --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        voters = await self._voters()
+        if voters is None:
+            return
+        ids = frozenset(v.node_id for v in voters)
+        if NO_NODE in ids:
+            self.log.error("controller_not_started", reason="node id 0 cannot vote in group 0 "
+                           "(Raft's ids start at 1)")
+            return
+        self.voters = voters
+        self.host = host = ControllerHost(
+            self.me.node_id, os.path.join(self.config.data_dir, CONTROLLER_DIR), ids,
+            {v.node_id: (v.rpc_addr.host, v.rpc_addr.port) for v in voters},
+            self.handle.server, config=self.config.host)
+        await host.start()
+        self._spawn(self._write_views())
+        await self._join(host)
+
+    async def _voters(self) -> tuple[RegisterNode, ...] | None:
+        """The voters record of an earlier start, else (a seed's first start) every seed's
+        HELLO answer, recorded durably before the host starts."""
+        loop = asyncio.get_running_loop()
+        path = os.path.join(self.config.data_dir, VOTERS_FILE)
+        raw = await loop.run_in_executor(None, _read, path)
+        if raw is not None:
+            return decode_voters(raw)
+        if not self.config.voter:
+            self.log.info("controller_not_hosted", reason="not a seed")
+            return None
+        self.log.info("controller_waiting_for_seeds",
+                      seeds=[str(s) for s in self.handle.seeds.seeds])
+        answers = await self.handle.seeds.wait_all()
+        voters = tuple({h.node_id: register_command(h) for h in answers.values()}.values())
+        await loop.run_in_executor(None, write_durably, path, encode_voters(voters))
+        return decode_voters(encode_voters(voters))
+
+    # ---- joining the cluster ------------------------------------------------------------------
+
+    async def _join(self, host: ControllerHost) -> None:
+        loop = asyncio.get_running_loop()
+        identity = await loop.run_in_executor(None, load_identity, self.config.data_dir)
+        stored = None if identity is None else identity.cluster_uuid
+        while host.stm.cluster_uuid is None:
+            if host.leader != NO_NODE and should_bootstrap(self.me.node_id, self.voters, stored,
+                                                           host.stm.cluster_uuid):
+                cluster = uuid.uuid4()
+                applied = await self._propose(host, bootstrap_command(cluster, self.voters))
+                if applied is not None and applied.ok:
+                    self.log.info("cluster_bootstrapped", cluster=str(cluster),
+                                  voters=[int(v.node_id) for v in self.voters])
+                elif applied is not None:  # decided at apply: another copy came first
+                    self.log.info("cluster_bootstrap_refused", error=applied.error_code.name,
+                                  message=applied.message)
+            else:
+                await asyncio.sleep(0.05)
+        cluster = host.stm.cluster_uuid
+        if stored is not None and stored != cluster:
+            self.log.error("cluster_mismatch", identity=str(stored), controller=str(cluster))
+            return
+        if identity is not None and stored is None:
+            await loop.run_in_executor(None, store_identity, self.config.data_dir,
+                                       replace(identity, cluster_uuid=cluster))
+            self.log.info("cluster_joined", cluster=str(cluster))
+        self.assign(cluster)
+        while needs_register(host.stm.members.get(self.me.node_id), self.me):
+            applied = await self._propose(host, self.me)
+            if applied is not None and not applied.ok:
+                # Decided at apply (another incarnation holds the id, fewer cores): the node
+                # serves on, unregistered; the reason is in the log.
+                self.log.warning("register_refused", error=applied.error_code.name,
+                                 message=applied.message)
+                return
+        self.log.info("node_registered", members=len(host.stm.members))
+
+    async def _propose(self, host: ControllerHost, command: Command) -> Applied | None:
+        try:
+            return await host.propose(command)
+        except ProposeFailed as exc:
+            self.log.warning("controller_propose_failed", command=type(command).__name__,
+                             error=str(exc))
+            await asyncio.sleep(self.config.retry_s)
+            return None
+
+    # ---- the view -----------------------------------------------------------------------------
+
+    async def _write_views(self) -> None:
+        host = self.host
+        assert host is not None
+        while True:
+            view = controller_view(self.me.node_id, self.voters, host.stm, host.leader,
+                                   host.term, host.clog.next_offset)
+            if view != self._last_view:
+                self._last_view = view
+                _write_atomically(os.path.join(self.config.data_dir, VIEW_FILE),
+                                  {**view, "written_at": time.time()})
+            await asyncio.sleep(self.config.view_every_s)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomically(path: str, record: dict[str, Any]) -> None:
+    # A view rebuilt while the node runs: atomic (rename), not durable (no fsync).
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+
