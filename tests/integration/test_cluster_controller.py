@@ -9,6 +9,7 @@ the three restarted after a full stop elect and apply the same cluster again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -269,3 +270,57 @@ def test_seeds_bootstrap_once_fail_over_and_rejoin(tmp_path: Path) -> None:
     assert codes == {1: 0, 2: 0}, "\n".join(n.tail() for n in again)
     logs = "".join(n.log_path.read_text() for n in nodes)
     assert logs.count('"event": "cluster_bootstrapped"') == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_paused_leader_steps_down_when_it_wakes(tmp_path: Path) -> None:
+    """SIGSTOP the controller leader's whole node: the other two elect another leader; SIGCONT:
+    the old leader hears the newer term, follows it and applies the same log (its view agrees
+    with theirs), and nothing it held while paused is applied anywhere twice."""
+    rpcs = [rpc for _kafka, rpc in plan_ports(3, 2, 0)]
+    nodes = [Node(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs) for i in (1, 2, 3)]
+    paused: Node | None = None
+    try:
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.ready()
+        detail = lambda: "\n".join(f"{n.node_id}: {n.view()}" for n in nodes)  # noqa: E731
+        first = wait_for("three nodes agreeing on one cluster", lambda: agreed(nodes, 3), 30,
+                         detail)
+        leader = first["leader"]
+        paused = nodes[leader - 1]
+        rest = [n for n in nodes if n is not paused]
+        assert paused.proc is not None
+        os.killpg(paused.proc.pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+
+        def new_leader() -> dict[str, Any] | None:
+            view = agreed(rest, 3)
+            return view if view is not None and view["leader"] != leader else None
+
+        after = wait_for("a leader while the old one is paused", new_leader, 20, detail)
+        print(f"controller failover (SIGSTOP): node {after['leader']} leads term "
+              f"{after['term']} {time.monotonic() - stopped_at:.2f} s after node {leader} "
+              f"was paused")
+        assert after["term"] > first["term"] and after["cluster_uuid"] == first["cluster_uuid"]
+        woke_at = time.time()
+        os.killpg(paused.proc.pid, signal.SIGCONT)
+
+        def rejoined() -> dict[str, Any] | None:
+            view = agreed(nodes, 3)
+            mine = paused.view() if paused is not None else None
+            return view if view is not None and mine is not None \
+                and mine["written_at"] > woke_at and view["leader"] != leader else None
+
+        final = wait_for("the woken node following the new leader", rejoined, 30, detail)
+        assert final["term"] >= after["term"] and final["applied"] >= after["applied"]
+        assert final["cluster_uuid"] == first["cluster_uuid"]
+        logs = "".join(n.log_path.read_text() for n in nodes)
+        assert logs.count('"event": "cluster_bootstrapped"') == 1
+    finally:
+        if paused is not None and paused.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(paused.proc.pid, signal.SIGCONT)  # never leave a stopped group
+        codes = {n.node_id: n.stop() for n in nodes}
+    assert codes == {1: 0, 2: 0, 3: 0}, "\n".join(n.tail() for n in nodes)
