@@ -31,11 +31,22 @@ from typing import Any
 
 import structlog
 
+from redshank.actors._async import spawn
+from redshank.actors.controller_backend import ControllerBackend
 from redshank.actors.controller_host import ControllerHost, ControllerHostConfig, ProposeFailed
 from redshank.actors.node_identity_store import load_identity, store_identity, write_durably
 from redshank.actors.node_rpc import NODE_RPC, ClusterAssigned, NodeRpcConfig, NodeRpcHandle
-from redshank.actors.runtime import CoreContext, LoopActor
-from redshank.cluster.controller import Applied, Command, RegisterNode
+from redshank.actors.runtime import CoreContext, CoreRouter, LoopActor
+from redshank.cluster.controller import (
+    Applied,
+    Command,
+    CreateTopic,
+    PlacementRefused,
+    RegisterNode,
+    place,
+)
+from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
 from redshank.cluster.node_join import (
     VIEW_FILE,
     VOTERS_FILE,
@@ -49,9 +60,10 @@ from redshank.cluster.node_join import (
     should_bootstrap,
 )
 from redshank.cluster.raft.types import NO_NODE
+from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "ControllerService",
-           "ControllerServiceConfig", "start_controller_service"]
+           "ControllerServiceConfig", "ProposeTopics", "start_controller_service"]
 
 CONTROLLER_SERVICE = "controller-service"
 CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
@@ -68,6 +80,16 @@ class ControllerServiceConfig:
     retry_s: float = 0.5  # after a proposal failed (no leader yet, no quorum)
 
 
+@dataclass(frozen=True, slots=True)
+class ProposeTopics:
+    """CreateTopics in cluster mode: each spec placed over the active members and proposed as a
+    `CreateTopic`; -> {name: CreateOutcome} from what applying it did (`Applied`)."""
+
+    specs: tuple[TopicSpec, ...]
+    replication_factors: tuple[int, ...]  # per spec; -1: the default (1)
+    validate_only: bool = False
+
+
 def start_controller_service(rpc: NodeRpcConfig, ctx: CoreContext, handle: NodeRpcHandle,
                              data_dir: str) -> None:
     """On core 0 of a node with seeds: start the service and register it on the router."""
@@ -79,7 +101,8 @@ def start_controller_service(rpc: NodeRpcConfig, ctx: CoreContext, handle: NodeR
             with contextlib.suppress(Exception):  # a core down learns it at its restart
                 ctx.router.ref(core, NODE_RPC).tell(ClusterAssigned(cluster))
 
-    ctx.router.register(CONTROLLER_SERVICE, ControllerService.start(config, handle, assign))
+    ctx.router.register(CONTROLLER_SERVICE,
+                        ControllerService.start(config, handle, assign, ctx.router))
 
 
 class ControllerService(LoopActor):
@@ -88,8 +111,10 @@ class ControllerService(LoopActor):
     A restarted core 0 starts it again over the same directory (recovery, snapshot)."""
 
     def __init__(self, config: ControllerServiceConfig, handle: NodeRpcHandle,
-                 assign: Callable[[uuid.UUID], None]) -> None:
+                 assign: Callable[[uuid.UUID], None], router: CoreRouter | None = None
+                 ) -> None:
         super().__init__()
+        self.router = router
         self.config = config
         self.handle = handle
         self.assign = assign
@@ -105,6 +130,47 @@ class ControllerService(LoopActor):
 
     def on_start(self) -> None:
         self._spawn(self._run())
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ProposeTopics):
+            return spawn(asyncio.get_running_loop(), self._create_topics(message))
+        raise TypeError(f"controller service got {type(message).__name__}")
+
+    async def _create_topics(self, message: ProposeTopics) -> dict[str, CreateOutcome]:
+        out: dict[str, CreateOutcome] = {}
+        for spec, rf in zip(message.specs, message.replication_factors, strict=True):
+            out[spec.name] = await self._create_topic(spec, 1 if rf == -1 else rf,
+                                                      message.validate_only)
+        return out
+
+    async def _create_topic(self, spec: TopicSpec, rf: int, validate_only: bool
+                            ) -> CreateOutcome:
+        host = self.host
+        if host is None or host.stm.cluster_uuid is None:
+            return CreateOutcome(ErrorCode.NOT_CONTROLLER, "the controller is not running here",
+                                 None)
+        stm = host.stm
+        if stm.topics.get(spec.name) is not None:
+            return CreateOutcome(ErrorCode.TOPIC_ALREADY_EXISTS,
+                                 f"topic {spec.name!r} already exists", None)
+        placed = place(spec.partitions, rf, stm.members.active_cores(),
+                       [a for _, a in stm.topics.assignments()])
+        if isinstance(placed, PlacementRefused):
+            return CreateOutcome(placed.error_code, placed.message, None)
+        if validate_only:
+            return CreateOutcome(ErrorCode.NONE, None, None)
+        topic_id = uuid.uuid4()
+        try:
+            applied = await host.propose(CreateTopic(spec.name, topic_id, spec.partitions, rf,
+                                                     spec.configs, placed))
+        except ProposeFailed as exc:
+            return CreateOutcome(ErrorCode.REQUEST_TIMED_OUT, str(exc), None)
+        if not applied.ok:
+            return CreateOutcome(applied.error_code, applied.message, None)
+        self.log.info("topic_created", topic=spec.name, partitions=spec.partitions, rf=rf)
+        cores = tuple(int(a[0].core) for a in placed)
+        return CreateOutcome(ErrorCode.NONE, None,
+                             TopicInfo(spec.name, topic_id, cores, spec.configs))
 
     def on_stop(self) -> None:
         self.actor_closing = asyncio.get_running_loop().create_task(self.close())
@@ -150,6 +216,8 @@ class ControllerService(LoopActor):
             self.handle.server, config=self.config.host)
         await host.start()
         self._spawn(self._write_views())
+        if self.router is not None:
+            self._spawn(ControllerBackend(self.me.node_id, host, self.router).run())
         await self._join(host)
 
     async def _voters(self) -> tuple[RegisterNode, ...] | None:

@@ -109,6 +109,8 @@ class CoreServices:
         self.leaders = LeadersTable() if leaders is None else leaders
         self.ensured: set[str] = set()
         self.cluster_id: str | None = None  # the controller's, from the last lookup it answered
+        # The node has seeds: topics are created through the controller (group 0).
+        self.cluster_mode = False
         self.broker = BrokerAddress(config.node_id, config.advertised_host,
                                     config.advertised_port)
         self.sessions = 0

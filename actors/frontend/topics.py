@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+from redshank.actors._async import resolve
+from redshank.actors.controller_service import CONTROLLER_SERVICE, ProposeTopics
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import UNREACHABLE, CoreServices
 from redshank.actors.partition_leader import partition_name
@@ -44,8 +46,17 @@ async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, vers
 @serves(ApiKey.CREATE_TOPICS)
 async def create_topics(core: CoreServices, request: m.create_topics.CreateTopicsRequest,
                         version: int) -> m.create_topics.CreateTopicsResponse:
-    specs, errors = h.create_topics.plan(request, core.config.default_partitions)
+    specs, errors = h.create_topics.plan(request, core.config.default_partitions,
+                                         replicated=core.cluster_mode)
     outcomes: dict[str, h.create_topics.CreateOutcome] = {}
+    if specs and core.cluster_mode:
+        # Cluster mode: the controller (group 0) places and creates; the node's own topic
+        # controller is not asked (the controller backend opens the replicas).
+        rf = {t.name: t.replication_factor for t in request.topics}
+        msg = ProposeTopics(tuple(specs), tuple(rf[s.name] for s in specs), request.validate_only)
+        answer = await resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(msg, block=False))
+        assert isinstance(answer, dict)
+        return h.create_topics.build(request, errors, answer)
     if specs:
         answer = await core.ask_controller(CreateTopics(tuple(specs), request.validate_only))
         assert isinstance(answer, dict)

@@ -1,0 +1,121 @@
+"""Replicated Kafka partitions across real node processes on 127.0.0.1 (the first slice of
+issue 14): three seed nodes; a topic of replication factor 3 created through a Kafka admin
+client on node 1 goes through the controller, and every node's controller backend opens its
+replicas (`cluster/replicas-core0.json`); each partition elects exactly one leader across the
+nodes; acks=all batches produced to the leader's node are read back from it, followers answer
+NOT_LEADER_OR_FOLLOWER; when the leader's whole process group is SIGKILLed another node leads
+and serves every acknowledged record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from poison import RawClient, batch
+from test_cluster_controller import Node, agreed, wait_for
+
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.records import iter_records
+from redshank.tools.bench._broker import read_line
+from redshank.tools.cluster_cmd import plan_ports
+
+TOPIC = "replicated"
+PARTITIONS = 2
+
+
+class KafkaNode(Node):
+    kafka = ""
+
+    def ready(self, timeout: float = 45.0) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = read_line(self.proc.stdout, timeout)
+        assert line.startswith("redshank ready "), (line, self.tail())
+        self.kafka = line.split("kafka=", 1)[1].split()[0]
+
+    def replicas(self) -> dict[int, dict[str, Any]]:
+        """Partition -> this node's replica view (core 0's file)."""
+        try:
+            view = json.loads((self.data_dir / "cluster" / "replicas-core0.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return {int(r["name"].rsplit("/", 1)[1]): r for r in view["replicas"]
+                if r["name"].split("/")[1] == TOPIC}
+
+
+def leaders(nodes: list[KafkaNode], partition: int) -> dict[str, Any] | None:
+    """The one leader of `partition` every node agrees on (node id, term), once it serves."""
+    views = [n.replicas().get(partition) for n in nodes]
+    if any(v is None for v in views):
+        return None
+    serving = [n for n, v in zip(nodes, views, strict=True) if v and v["serves"]]
+    terms = {(v["term"], v["leader"]) for v in views if v}
+    if len(serving) != 1 or len(terms) != 1:
+        return None
+    return {"node": serving[0], "term": views[0]["term"] if views[0] else -1}
+
+
+def values(records: bytes | memoryview | None) -> list[bytes]:
+    return [r.value or b"" for r in iter_records(bytes(records or b""), verify_crc=False)]
+
+
+@pytest.mark.timeout(180)
+def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path) -> None:
+    rpcs = [rpc for _kafka, rpc in plan_ports(3, 1, 0)]
+    nodes = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs) for i in (1, 2, 3)]
+    try:
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.ready()
+        wait_for("three nodes agreeing on one cluster", lambda: agreed(nodes, 3), 30)  # type: ignore[arg-type]
+
+        admin = AdminClient({"bootstrap.servers": nodes[0].kafka})
+        futures = admin.create_topics([NewTopic(TOPIC, PARTITIONS, 3)], operation_timeout=20)
+        futures[TOPIC].result(30)
+        detail = lambda: "\n".join(f"{n.node_id}: {n.replicas()}\n{n.tail(5)}"  # noqa: E731
+                                   for n in nodes)
+        led = [wait_for(f"one leader of partition {p}", lambda p=p: leaders(nodes, p), 30,
+                        detail) for p in range(PARTITIONS)]
+
+        acked: dict[int, list[bytes]] = {}
+        for p, lead in enumerate(led):
+            for node in nodes:
+                client = RawClient(node.kafka)
+                try:
+                    res = client.produce(TOPIC, p, batch(3, value=b"p%d-" % p))
+                finally:
+                    client.sock.close()
+                assert res is not None
+                if node is lead["node"]:
+                    assert res.error_code == ErrorCode.NONE, res
+                    acked[p] = values(batch(3, value=b"p%d-" % p))
+                else:
+                    assert res.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER, res
+            client = RawClient(lead["node"].kafka)
+            try:
+                got = client.fetch(TOPIC, p, 0)
+            finally:
+                client.sock.close()
+            assert got.error_code == ErrorCode.NONE
+            assert values(got.records) == acked[p]
+
+        # Partition 0's leader node dies whole; the others elect a leader that has the batch.
+        victim = led[0]["node"]
+        rest = [n for n in nodes if n is not victim]
+        victim.kill_group()
+        new = wait_for("a new leader of partition 0", lambda: (
+            got if (got := leaders(rest, 0)) is not None and got["term"] > led[0]["term"]
+            else None), 30, detail)
+        client = RawClient(new["node"].kafka)
+        try:
+            got = client.fetch(TOPIC, 0, 0)
+        finally:
+            client.sock.close()
+        assert got.error_code == ErrorCode.NONE
+        assert values(got.records) == acked[0]
+    finally:
+        for node in nodes:
+            node.stop()
