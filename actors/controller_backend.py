@@ -101,7 +101,7 @@ class ControllerBackend:
             if topic is not None:
                 infos[name] = TopicInfo(name, topic.topic_id,
                                         tuple(hosted.get(p, 0) for p in range(topic.partitions)),
-                                        topic.configs)
+                                        topic.configs, replicated=True)
         messages: list[object] = [TopicDeleted(info.name, info.topic_id)
                                   for name, info in self.announced.items() if name not in infos]
         messages += [TopicCreated(info) for name, info in infos.items()

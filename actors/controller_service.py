@@ -31,11 +31,13 @@ from typing import Any
 
 import structlog
 
-from redshank.actors._async import spawn
+from redshank.actors._async import resolve, spawn
 from redshank.actors.controller_backend import ControllerBackend
 from redshank.actors.controller_host import ControllerHost, ControllerHostConfig, ProposeFailed
 from redshank.actors.node_identity_store import load_identity, store_identity, write_durably
 from redshank.actors.node_rpc import NODE_RPC, ClusterAssigned, NodeRpcConfig, NodeRpcHandle
+from redshank.actors.partition_leader import partition_name
+from redshank.actors.partition_manager import MANAGER, ReplicaLeaders
 from redshank.actors.runtime import CoreContext, CoreRouter, LoopActor
 from redshank.cluster.controller import (
     Applied,
@@ -47,6 +49,12 @@ from redshank.cluster.controller import (
 )
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
+from redshank.cluster.kafka.handlers.metadata import (
+    BrokerAddress,
+    ClusterView,
+    ReplicatedPartition,
+    ReplicatedTopic,
+)
 from redshank.cluster.node_join import (
     VIEW_FILE,
     VOTERS_FILE,
@@ -63,7 +71,7 @@ from redshank.cluster.raft.types import NO_NODE
 from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "ControllerService",
-           "ControllerServiceConfig", "ProposeTopics", "start_controller_service"]
+           "ControllerServiceConfig", "DescribeTopics", "ProposeTopics", "start_controller_service"]
 
 CONTROLLER_SERVICE = "controller-service"
 CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
@@ -78,6 +86,13 @@ class ControllerServiceConfig:
     host: ControllerHostConfig = field(default_factory=ControllerHostConfig)
     view_every_s: float = 0.2  # controller.json: checked this often, written when changed
     retry_s: float = 0.5  # after a proposal failed (no leader yet, no quorum)
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeTopics:
+    """Metadata in cluster mode: -> `ClusterView` of `names` (None: every topic)."""
+
+    names: tuple[str, ...] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,8 @@ class ControllerService(LoopActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ProposeTopics):
             return spawn(asyncio.get_running_loop(), self._create_topics(message))
+        if isinstance(message, DescribeTopics):
+            return spawn(asyncio.get_running_loop(), self._describe(message.names))
         raise TypeError(f"controller service got {type(message).__name__}")
 
     async def _create_topics(self, message: ProposeTopics) -> dict[str, CreateOutcome]:
@@ -171,6 +188,39 @@ class ControllerService(LoopActor):
         cores = tuple(int(a[0].core) for a in placed)
         return CreateOutcome(ErrorCode.NONE, None,
                              TopicInfo(spec.name, topic_id, cores, spec.configs))
+
+    async def _describe(self, names: tuple[str, ...] | None) -> ClusterView:
+        """The controller's brokers and topics for Metadata; leaders as this node's replicas
+        know them (Raft's leader id, term; none while electing), else the preferred replica (a
+        client sent to a follower is told NOT_LEADER_OR_FOLLOWER and asks again)."""
+        host = self.host
+        if host is None or host.stm.cluster_uuid is None:
+            return ClusterView((), -1, {})
+        stm = host.stm
+        brokers = tuple(BrokerAddress(int(n.node_id), n.kafka_addr.host, n.kafka_addr.port)
+                        for n in stm.members if n.active)
+        wanted = [t for t in stm.topics if names is None or t.name in names]
+        cores = {int(r.core) for t in wanted for a in t.assignments for r in a
+                 if r.node_id == self.me.node_id}
+        known: dict[str, tuple[int, int]] = {}
+        if self.router is not None:
+            for core in sorted(cores):
+                with contextlib.suppress(Exception):  # that core down: preferred replicas
+                    known.update(await resolve(self.router.ref(core, MANAGER).ask(
+                        ReplicaLeaders(), block=False)))
+        topics = {}
+        for t in wanted:
+            parts = []
+            for p, a in enumerate(t.assignments):
+                here = known.get(partition_name(t.name, p))
+                if here is None:  # no replica here: the preferred one
+                    leader, term = int(a[0].node_id), -1
+                else:  # an election under way: LEADER_NOT_AVAILABLE (clients ask again)
+                    leader, term = (here[0], here[1]) if here[0] > 0 else (-1, -1)
+                parts.append(ReplicatedPartition(tuple(int(r.node_id) for r in a), leader,
+                                                 term))
+            topics[t.name] = ReplicatedTopic(t.topic_id, tuple(parts))
+        return ClusterView(brokers, int(host.leader), topics)
 
     def on_stop(self) -> None:
         self.actor_closing = asyncio.get_running_loop().create_task(self.close())

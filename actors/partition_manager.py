@@ -49,6 +49,7 @@ __all__ = [
     "EnsureReplica",
     "PartitionManager",
     "Reconfigure",
+    "ReplicaLeaders",
     "Routes",
     "TopicDeletedError",
     "apply_retention",
@@ -74,6 +75,12 @@ class AttachMessenger:
 
     messenger: RaftMessenger
     node: NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaLeaders:
+    """-> {partition name: (leader node id, term)} of the replicated partitions on this core,
+    as their Raft cores know them now (leader 0: none known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +244,8 @@ class PartitionManager(LoopActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, EnsureReplica):
             return self._ensure_replica(message.plan)
+        if isinstance(message, ReplicaLeaders):
+            return spawn(self.loop, self._replica_leaders())
         if isinstance(message, ControllerTopics):
             self.controller_topics = message.topic_ids
             return True
@@ -352,6 +361,19 @@ class PartitionManager(LoopActor):
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
+
+    async def _replica_leaders(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for name in list(self.groups):
+            ref = self.leaders.get(name)
+            if ref is None:
+                continue
+            try:
+                status = await ref.ask(ReplicaStatus(), block=False)
+            except pykka.ActorDeadError:
+                continue
+            out[name] = (int(status["leader"]), int(status["term"]))
+        return out
 
     def _view(self) -> None:
         """Every `REPLICAS_VIEW_EVERY_S` while replicas are hosted: their Raft view, written to

@@ -159,7 +159,9 @@ class CoreServices:
         gone = self.topics.keys() - result.topics.keys() if names is None else (
             n for n in names if n not in result.topics)
         for name in list(gone):
-            self.topics.pop(name, None)
+            known = self.topics.get(name)
+            if known is not None and not known.replicated:  # group 0's: not this table's
+                self.topics.pop(name, None)
         return result
 
     def _cached(self, names: tuple[str, ...] | None) -> LookupResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from redshank.actors._async import resolve
-from redshank.actors.controller_service import CONTROLLER_SERVICE, ProposeTopics
+from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics, ProposeTopics
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import UNREACHABLE, CoreServices
 from redshank.actors.partition_leader import partition_name
@@ -36,11 +36,21 @@ __all__: list[str] = []
 async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, version: int
                    ) -> m.metadata.MetadataResponse:
     q = h.metadata.query(request, version, core.config.auto_create_topics)
-    result = await core.lookup(q.names, q.create)
+    cluster: h.metadata.ClusterView | None = None
+    if core.cluster_mode:
+        # The controller's topics and brokers; the node's own topic table answers the rest.
+        try:
+            cluster = await asyncio.wait_for(resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(
+                DescribeTopics(q.names), block=False)), core.config.controller_timeout_s)
+        except UNREACHABLE:
+            cluster = None
+    local = q if cluster is None else h.metadata.local_query(q, cluster)
+    result = await core.lookup(local.names, local.create)
     # Partitions whose core is down (dead, or restarting) have no leader right now.
     offline = frozenset(c for c in range(core.router.ncores) if not core.ctx.core_up(c))
-    return h.metadata.build(request, version, core.broker, result.cluster_id or None, q,
-                            result.topics, result.not_ready, offline, core.leaders)
+    response = h.metadata.build(request, version, core.broker, result.cluster_id or None, local,
+                                result.topics, result.not_ready, offline, core.leaders)
+    return response if cluster is None else h.metadata.with_cluster(response, q, cluster)
 
 
 @serves(ApiKey.CREATE_TOPICS)

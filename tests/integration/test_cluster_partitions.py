@@ -3,8 +3,10 @@ issue 14): three seed nodes; a topic of replication factor 3 created through a K
 client on node 1 goes through the controller, and every node's controller backend opens its
 replicas (`cluster/replicas-core0.json`); each partition elects exactly one leader across the
 nodes; acks=all batches produced to the leader's node are read back from it, followers answer
-NOT_LEADER_OR_FOLLOWER; when the leader's whole process group is SIGKILLed another node leads
-and serves every acknowledged record."""
+NOT_LEADER_OR_FOLLOWER; Metadata from any node names every broker and each partition's leader,
+so a producer bootstrapped on a follower's node writes to the leader; when the leader's whole
+process group is SIGKILLed another node leads, serves every acknowledged record, and takes more
+from a client that found it through Metadata."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from poison import RawClient, batch
 from test_cluster_controller import Node, agreed, wait_for
 
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import iter_records
 from redshank.tools.bench._broker import read_line
 from redshank.tools.cluster_cmd import plan_ports
@@ -58,7 +62,9 @@ def leaders(nodes: list[KafkaNode], partition: int) -> dict[str, Any] | None:
 
 
 def values(records: bytes | memoryview | None) -> list[bytes]:
-    return [r.value or b"" for r in iter_records(bytes(records or b""), verify_crc=False)]
+    buf = bytes(records or b"")
+    return [r.value or b"" for pos, _ in iter_batches(buf)
+            for r in iter_records(buf, pos, verify_crc=False)]
 
 
 @pytest.mark.timeout(180)
@@ -102,6 +108,30 @@ def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path) -> None:
             assert got.error_code == ErrorCode.NONE
             assert values(got.records) == acked[p]
 
+        # Metadata from any node: every broker, each partition's leader and replicas.
+        for node in nodes:
+            md = AdminClient({"bootstrap.servers": node.kafka}).list_topics(TOPIC, timeout=10)
+            assert sorted(md.brokers) == [1, 2, 3]
+            assert {b.port for b in md.brokers.values()} == {
+                int(n.kafka.rsplit(":", 1)[1]) for n in nodes}
+            parts = md.topics[TOPIC].partitions
+            assert [parts[p].leader for p in range(PARTITIONS)] == [
+                lead["node"].node_id for lead in led]
+            assert all(sorted(parts[p].replicas) == [1, 2, 3] for p in range(PARTITIONS))
+        # A client bootstrapped on a node that does not lead partition 1 finds its leader.
+        other = next(n for n in nodes if n is not led[1]["node"])
+        producer = Producer({"bootstrap.servers": other.kafka, "acks": "all"})
+        for i in range(5):
+            producer.produce(TOPIC, value=b"c%d" % i, partition=1)
+        assert producer.flush(20) == 0
+        acked[1] += [b"c%d" % i for i in range(5)]
+        client = RawClient(led[1]["node"].kafka)
+        try:
+            got = client.fetch(TOPIC, 1, 0)
+        finally:
+            client.sock.close()
+        assert values(got.records) == acked[1]
+
         # Partition 0's leader node dies whole; the others elect a leader that has the batch.
         victim = led[0]["node"]
         rest = [n for n in nodes if n is not victim]
@@ -116,6 +146,16 @@ def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path) -> None:
             client.sock.close()
         assert got.error_code == ErrorCode.NONE
         assert values(got.records) == acked[0]
+        # Clients find the new leader through Metadata and write on.
+        producer = Producer({"bootstrap.servers": rest[0].kafka, "acks": "all"})
+        producer.produce(TOPIC, value=b"after", partition=0)
+        assert producer.flush(20) == 0
+        client = RawClient(new["node"].kafka)
+        try:
+            got = client.fetch(TOPIC, 0, 0)
+        finally:
+            client.sock.close()
+        assert values(got.records) == [*acked[0], b"after"]
     finally:
         for node in nodes:
             node.stop()
