@@ -1,7 +1,7 @@
 """Replicated Kafka partitions across real node processes on 127.0.0.1 (the first slice of
 issue 14): three seed nodes; a topic of replication factor 3 created through a Kafka admin
 client on node 1 goes through the controller, and every node's controller backend opens its
-replicas (`cluster/replicas-core0.json`); each partition elects exactly one leader across the
+replicas (`cluster/replicas-core<N>.json`); each partition elects exactly one leader across the
 nodes; acks=all batches produced to the leader's node are read back from it, followers answer
 NOT_LEADER_OR_FOLLOWER; Metadata from any node names every broker and each partition's leader,
 so a producer bootstrapped on a follower's node writes to the leader; when the leader's whole
@@ -40,13 +40,17 @@ class KafkaNode(Node):
         self.kafka = line.split("kafka=", 1)[1].split()[0]
 
     def replicas(self) -> dict[int, dict[str, Any]]:
-        """Partition -> this node's replica view (core 0's file)."""
-        try:
-            view = json.loads((self.data_dir / "cluster" / "replicas-core0.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-        return {int(r["name"].rsplit("/", 1)[1]): r for r in view["replicas"]
-                if r["name"].split("/")[1] == TOPIC}
+        """Partition -> this node's replica view (every core's file)."""
+        out = {}
+        for core in range(self.cores):
+            path = self.data_dir / "cluster" / f"replicas-core{core}.json"
+            try:
+                view = json.loads(path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue
+            out.update({int(r["name"].rsplit("/", 1)[1]): r for r in view["replicas"]
+                        if r["name"].split("/")[1] == TOPIC})
+        return out
 
 
 def leaders(nodes: list[KafkaNode], partition: int) -> dict[str, Any] | None:
@@ -68,9 +72,10 @@ def values(records: bytes | memoryview | None) -> list[bytes]:
 
 
 @pytest.mark.timeout(180)
-def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path) -> None:
-    rpcs = [rpc for _kafka, rpc in plan_ports(3, 1, 0)]
-    nodes = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs) for i in (1, 2, 3)]
+@pytest.mark.parametrize("cores", [1, 2])
+def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path, cores: int) -> None:
+    rpcs = [rpc for _kafka, rpc in plan_ports(3, cores, 0)]
+    nodes = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs, cores) for i in (1, 2, 3)]
     try:
         for node in nodes:
             node.spawn()
