@@ -95,7 +95,8 @@ class Ready:
 
 
 class ReplicaStatus:
-    """-> the replica's Raft view: {"role", "term", "leader", "serves", "high_watermark"}."""
+    """-> the replica's Raft view: {"role", "term", "leader", "serves", "high_watermark" (the
+    leader's; a follower's stays at its start), "log_end" (the offset after its last batch)}."""
 
 
 class PartitionLeader(LoopActor):
@@ -179,7 +180,8 @@ class PartitionLeader(LoopActor):
     def _status(self) -> dict[str, Any]:
         core = self.part.consensus.core
         return {"role": core.role.name.lower(), "term": int(core.term), "leader": int(core.lead),
-                "serves": self.part.serves(), "high_watermark": self.high_watermark}
+                "serves": self.part.serves(), "high_watermark": self.high_watermark,
+                "log_end": self.log.dirty_offset + 1}
 
     @property
     def producers(self) -> ProducerStateTable:

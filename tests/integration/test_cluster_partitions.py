@@ -6,7 +6,8 @@ nodes; acks=all batches produced to the leader's node are read back from it, fol
 NOT_LEADER_OR_FOLLOWER; Metadata from any node names every broker and each partition's leader,
 so a producer bootstrapped on a follower's node writes to the leader; when the leader's whole
 process group is SIGKILLed another node leads, serves every acknowledged record, and takes more
-from a client that found it through Metadata."""
+from a client that found it through Metadata; restarted, the killed node's replicas follow the
+new leader and catch up."""
 
 from __future__ import annotations
 
@@ -161,6 +162,16 @@ def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path, cores: int)
         finally:
             client.sock.close()
         assert values(got.records) == [*acked[0], b"after"]
+
+        # The killed node restarts on its data: its backend reopens its replicas, which follow
+        # the new leader and catch up to its high watermark.
+        victim.spawn()
+        victim.ready()
+        leader_id = new["node"].node_id
+        wait_for("the restarted node following and caught up", lambda: (
+            v if (v := victim.replicas().get(0)) is not None and v["role"] == "follower"
+            and v["leader"] == leader_id and v["log_end"] == len(acked[0]) + 1
+            else None), 30, detail)
     finally:
         for node in nodes:
             node.stop()
