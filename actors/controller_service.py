@@ -43,12 +43,14 @@ from redshank.cluster.controller import (
     Applied,
     Command,
     CreateTopic,
+    DeleteTopic,
     PlacementRefused,
     RegisterNode,
     place,
 )
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
+from redshank.cluster.kafka.handlers.delete_topics import DeleteOutcome, DeleteTarget
 from redshank.cluster.kafka.handlers.metadata import (
     BrokerAddress,
     ClusterView,
@@ -71,7 +73,8 @@ from redshank.cluster.raft.types import NO_NODE
 from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "ControllerService",
-           "ControllerServiceConfig", "DescribeTopics", "ProposeTopics", "start_controller_service"]
+           "ControllerServiceConfig", "DescribeTopics", "ProposeDeletes", "ProposeTopics",
+           "start_controller_service"]
 
 CONTROLLER_SERVICE = "controller-service"
 CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
@@ -86,6 +89,14 @@ class ControllerServiceConfig:
     host: ControllerHostConfig = field(default_factory=ControllerHostConfig)
     view_every_s: float = 0.2  # controller.json: checked this often, written when changed
     retry_s: float = 0.5  # after a proposal failed (no leader yet, no quorum)
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeDeletes:
+    """DeleteTopics in cluster mode: -> one `DeleteOutcome` per target the controller holds,
+    None for the others (the node's own topic table deletes those)."""
+
+    targets: tuple[DeleteTarget, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +160,8 @@ class ControllerService(LoopActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ProposeTopics):
             return spawn(asyncio.get_running_loop(), self._create_topics(message))
+        if isinstance(message, ProposeDeletes):
+            return spawn(asyncio.get_running_loop(), self._delete_topics(message.targets))
         if isinstance(message, DescribeTopics):
             return spawn(asyncio.get_running_loop(), self._describe(message.names))
         raise TypeError(f"controller service got {type(message).__name__}")
@@ -188,6 +201,33 @@ class ControllerService(LoopActor):
         cores = tuple(int(a[0].core) for a in placed)
         return CreateOutcome(ErrorCode.NONE, None,
                              TopicInfo(spec.name, topic_id, cores, spec.configs))
+
+    async def _delete_topics(self, targets: tuple[DeleteTarget, ...]
+                             ) -> list[DeleteOutcome | None]:
+        out: list[DeleteOutcome | None] = []
+        for target in targets:
+            host = self.host
+            topic = None
+            if host is not None and host.stm.cluster_uuid is not None:
+                topics = host.stm.topics
+                topic = (topics.get(target.name) if target.name is not None
+                         else topics.by_id(target.topic_id) if target.topic_id is not None
+                         else None)
+            if host is None or topic is None or (
+                    target.topic_id is not None and target.topic_id != topic.topic_id):
+                out.append(None)
+                continue
+            try:
+                applied = await host.propose(DeleteTopic(topic.name, topic.topic_id))
+            except ProposeFailed as exc:
+                out.append(DeleteOutcome(topic.name, topic.topic_id,
+                                         ErrorCode.REQUEST_TIMED_OUT, str(exc)))
+                continue
+            if applied.ok:
+                self.log.info("topic_deleted", topic=topic.name)
+            out.append(DeleteOutcome(topic.name, topic.topic_id, applied.error_code,
+                                     applied.message))
+        return out
 
     async def _describe(self, names: tuple[str, ...] | None) -> ClusterView:
         """The controller's brokers and topics for Metadata; leaders as this node's replicas

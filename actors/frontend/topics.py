@@ -12,7 +12,12 @@ from __future__ import annotations
 import asyncio
 
 from redshank.actors._async import resolve
-from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics, ProposeTopics
+from redshank.actors.controller_service import (
+    CONTROLLER_SERVICE,
+    DescribeTopics,
+    ProposeDeletes,
+    ProposeTopics,
+)
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import UNREACHABLE, CoreServices
 from redshank.actors.partition_leader import partition_name
@@ -78,8 +83,18 @@ async def create_topics(core: CoreServices, request: m.create_topics.CreateTopic
 async def delete_topics(core: CoreServices, request: m.delete_topics.DeleteTopicsRequest,
                         version: int) -> m.delete_topics.DeleteTopicsResponse:
     targets = h.delete_topics.plan(request, version)
-    outcomes = await core.ask_controller(DeleteTopics(tuple(targets)))
-    assert isinstance(outcomes, list)
+    ours: list[h.delete_topics.DeleteOutcome | None] = [None] * len(targets)
+    if core.cluster_mode:  # the controller deletes its topics; the node's table the others
+        ours = await resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(
+            ProposeDeletes(tuple(targets)), block=False))
+    rest = [t for t, o in zip(targets, ours, strict=True) if o is None]
+    answered: list[h.delete_topics.DeleteOutcome] = []
+    if rest:
+        answer = await core.ask_controller(DeleteTopics(tuple(rest)))
+        assert isinstance(answer, list)
+        answered = answer
+    local = iter(answered)
+    outcomes = [o if o is not None else next(local) for o in ours]
     for o in outcomes:
         if o.error_code == ErrorCode.NONE and o.name is not None:
             core.topics.pop(o.name, None)

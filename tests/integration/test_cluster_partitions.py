@@ -7,7 +7,7 @@ NOT_LEADER_OR_FOLLOWER; Metadata from any node names every broker and each parti
 so a producer bootstrapped on a follower's node writes to the leader; when the leader's whole
 process group is SIGKILLed another node leads, serves every acknowledged record, and takes more
 from a client that found it through Metadata; restarted, the killed node's replicas follow the
-new leader and catch up."""
+new leader and catch up; deleted, the topic's replicas close and their logs go on every node."""
 
 from __future__ import annotations
 
@@ -172,6 +172,13 @@ def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path, cores: int)
             v if (v := victim.replicas().get(0)) is not None and v["role"] == "follower"
             and v["leader"] == leader_id and v["log_end"] == len(acked[0]) + 1
             else None), 30, detail)
+
+        # Deleted through the controller: every node closes its replicas and removes their logs.
+        admin = AdminClient({"bootstrap.servers": rest[0].kafka})
+        admin.delete_topics([TOPIC], operation_timeout=20)[TOPIC].result(30)
+        wait_for("every replica closed and removed", lambda: all(
+            not n.replicas() and not list((n.data_dir / "kafka").glob(f"{TOPIC}-*"))
+            for n in nodes) or None, 30, detail)
     finally:
         for node in nodes:
             node.stop()
