@@ -6,7 +6,8 @@ Concern: on core 0 of a node that hosts a controller replica, after every change
 compared with the last plan: each new or changed one is sent to the partition manager of its
 assigned core (`EnsureReplica`, which also refreshes the group's routes there), each gone one is
 dropped there (`Drop`, its directory removed). A replica that could not be opened is retried at
-the next change or after `retry_s`. Cores learn the controller state only through these
+the next change or after `retry_s`; a core that restarted (a new incarnation) gets its replicas
+and the topics again within `check_s`. Cores learn the controller state only through these
 messages (one per replica per change): no core but 0 reads the stm.
 
     ControllerHost applies --> applied_future --> node_replicas(stm) --diff--> EnsureReplica/Drop
@@ -43,11 +44,13 @@ class ControllerBackend:
     run as one of its tasks (`run`), ended by cancelling that task when the service closes."""
 
     def __init__(self, node: NodeId, host: ControllerHost, router: CoreRouter,
-                 retry_s: float = 0.5) -> None:
+                 retry_s: float = 0.5, check_s: float = 1.0) -> None:
         self.node = node
+        self.check_s = check_s  # how soon a restarted core gets its replicas back
         self.host = host
         self.router = router
         self.retry_s = retry_s
+        self.generations: dict[int, int] = {}  # incarnation of each other core, last pass
         self.hosted: dict[GroupId, ReplicaPlan] = {}  # opened (or asked to open) and answered
         self.announced: dict[str, TopicInfo] = {}  # told to every core's topic cache
         self.controller_topics: frozenset[uuid.UUID] = frozenset()  # told to every manager
@@ -56,14 +59,28 @@ class ControllerBackend:
     async def run(self) -> None:
         while True:
             applied = self.host.clog.next_offset
+            self._forget_restarted_cores()
             complete = await self.reconcile()
             change = self.host.applied_future(applied + 1)
-            if complete:
-                await change
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(change), self.retry_s)
-                change.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(change),
+                                       self.check_s if complete else self.retry_s)
+            change.cancel()
+
+    def _forget_restarted_cores(self) -> None:
+        """A core restarted since the last pass (a new incarnation) lost its replicas, its
+        topic cache and its manager's list of controller topics: its replicas are opened again
+        and every core is told the topics again (both idempotent)."""
+        me = self.router.core
+        gens = {c: self.router.transport.generation(c) for c in range(self.router.ncores)
+                if c != me}
+        restarted = {c for c, g in gens.items() if self.generations.get(c, g) != g}
+        self.generations = gens
+        if restarted:
+            self.log.info("cores_restarted", cores=sorted(restarted))
+            self.hosted = {g: p for g, p in self.hosted.items() if p.core not in restarted}
+            self.announced = {}
+            self.controller_topics = frozenset()
 
     async def reconcile(self) -> bool:
         """One pass; True when every desired replica is open and every gone one dropped."""

@@ -12,6 +12,8 @@ new leader and catch up; deleted, the topic's replicas close and their logs go o
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +46,7 @@ class KafkaNode(Node):
         """Partition -> this node's replica view (every core's file)."""
         out = {}
         for core in range(self.cores):
-            path = self.data_dir / "cluster" / f"replicas-core{core}.json"
-            try:
-                view = json.loads(path.read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                continue
-            out.update({int(r["name"].rsplit("/", 1)[1]): r for r in view["replicas"]
-                        if r["name"].split("/")[1] == TOPIC})
+            out.update(_core_view(self, core))
         return out
 
 
@@ -70,6 +66,42 @@ def values(records: bytes | memoryview | None) -> list[bytes]:
     buf = bytes(records or b"")
     return [r.value or b"" for pos, _ in iter_batches(buf)
             for r in iter_records(buf, pos, verify_crc=False)]
+
+
+def restart_a_core(nodes: list[KafkaNode], detail: Any) -> None:
+    """SIGKILL core 1 of a node that hosts a replica there: the supervisor restarts it and the
+    node's controller backend opens the replica on it again, which rejoins its group."""
+    node, p = next((n, p) for n in nodes for p in range(PARTITIONS)
+                   if _core_view(n, 1).get(p) is not None)
+    pid = json.loads((node.data_dir / "node.json").read_text())["pids"][1]
+    os.kill(pid, signal.SIGKILL)
+    wait_for("core 1 gone", lambda: _gone(pid) or None, 10)
+    (node.data_dir / "cluster" / "replicas-core1.json").unlink(missing_ok=True)
+    wait_for("the replica open again on the restarted core", lambda: (
+        v if (v := _core_view(node, 1).get(p)) is not None and v["leader"] > 0 else None),
+        30, detail)
+
+
+def _core_view(node: KafkaNode, core: int) -> dict[int, dict[str, Any]]:
+    try:
+        view = json.loads((node.data_dir / "cluster" / f"replicas-core{core}.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {int(r["name"].rsplit("/", 1)[1]): r for r in view["replicas"]
+            if r["name"].split("/")[1] == TOPIC}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie until the supervisor reaps it.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
 
 
 @pytest.mark.timeout(180)
@@ -137,6 +169,10 @@ def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path, cores: int)
         finally:
             client.sock.close()
         assert values(got.records) == acked[1]
+
+        if cores > 1:
+            restart_a_core(nodes, detail)
+            led[0] = wait_for("one leader of partition 0", lambda: leaders(nodes, 0), 30, detail)
 
         # Partition 0's leader node dies whole; the others elect a leader that has the batch.
         victim = led[0]["node"]
