@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
+import pykka
 import structlog
 
 from redshank.actors.controller_service import start_controller_service
@@ -23,8 +25,15 @@ from redshank.actors.disk_writer import DiskWriter, OpenKv
 from redshank.actors.frontend import CoreServices
 from redshank.actors.frontend.fetch import MAX_REMOTE_READ
 from redshank.actors.kafka_session import KafkaSession
-from redshank.actors.node_rpc import NodeRpcConfig, start_node_rpc
-from redshank.actors.partition_manager import MANAGER, RETENTION_CHECK_S, PartitionManager
+from redshank.actors.node_rpc import NodeRpcConfig, NodeRpcHandle, start_node_rpc
+from redshank.actors.partition_manager import (
+    MANAGER,
+    RETENTION_CHECK_S,
+    AttachMessenger,
+    PartitionManager,
+    Routes,
+)
+from redshank.actors.raft_messenger import RaftMessenger
 from redshank.actors.runtime import CoreContext
 from redshank.actors.topic_cache import TOPIC_CACHE, TopicCache
 from redshank.actors.topic_controller import CONTROLLER, TopicController
@@ -32,6 +41,7 @@ from redshank.actors.watermarks import WATERMARKS, Watermarks, WatermarkWatch
 from redshank.cluster.controller.members_table import NetAddress
 from redshank.cluster.group import GroupConfig
 from redshank.cluster.kafka import LeadersTable, TopicInfo
+from redshank.cluster.raft.types import NodeId
 from redshank.storage import BatchCache, FlushCoordinator
 
 __all__ = ["REQUEST_MEMORY_BYTES", "RING_BYTES", "BrokerConfig", "setup_core"]
@@ -99,6 +109,17 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _start_messenger(rpc: NodeRpcConfig, ctx: CoreContext, handle: NodeRpcHandle,
+                     manager: pykka.ActorRef[Any], routes: Routes) -> None:
+    """Cluster mode: the core's Raft messenger for the replicas the controller backend opens
+    here; it finds a peer's replica through `routes` (filled by the partition manager)."""
+    node = NodeId(rpc.identity.node_id)
+    messenger = RaftMessenger(node, ctx.loop, handle.server,
+                              lambda group, dst: routes.get(group, {}).get(dst))
+    handle.closers.insert(0, messenger.close)
+    manager.tell(AttachMessenger(messenger, node))
+
+
 async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
     """The runtime's per-core setup (`functools.partial(setup_core, config)`)."""
     loop = ctx.loop
@@ -106,8 +127,9 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
     writer = DiskWriter.start(coordinator, BatchCache(config.batch_cache_bytes), ctx.fatal)
     ctx.router.register("disk-writer", writer)
     groups = GroupConfig(initial_rebalance_delay_ms=config.initial_rebalance_delay_ms)
+    routes: Routes = {}
     manager = PartitionManager.start(ctx.router, config.data_dir, coordinator, writer, loop,
-                                     groups, config.retention_check_s)
+                                     groups, config.retention_check_s, routes)
     ctx.router.register(MANAGER, manager)
     topics: dict[str, TopicInfo] = {}
     leaders = LeadersTable()
@@ -121,9 +143,12 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
     if config.rpc is not None:
         kafka = NetAddress(config.advertised_host, config.advertised_port)
         handle = await start_node_rpc(config.rpc, ctx, kafka, config.data_dir)
+        if config.rpc.identity.seeds:
+            _start_messenger(config.rpc, ctx, handle, manager, routes)
         if ctx.core == 0 and config.rpc.identity.seeds:
             start_controller_service(config.rpc, ctx, handle, config.data_dir)
     core = CoreServices(config, ctx, topics, watermarks, leaders)
+    core.cluster_mode = config.rpc is not None and bool(config.rpc.identity.seeds)
     sock = _listen_socket(config.host, config.port)
     idle_s = config.connections_max_idle_ms / 1000 or None
     await loop.create_server(lambda: KafkaSession(core, idle_s=idle_s), sock=sock)

@@ -31,11 +31,32 @@ from typing import Any
 
 import structlog
 
+from redshank.actors._async import resolve, spawn
+from redshank.actors.controller_backend import ControllerBackend
 from redshank.actors.controller_host import ControllerHost, ControllerHostConfig, ProposeFailed
 from redshank.actors.node_identity_store import load_identity, store_identity, write_durably
 from redshank.actors.node_rpc import NODE_RPC, ClusterAssigned, NodeRpcConfig, NodeRpcHandle
-from redshank.actors.runtime import CoreContext, LoopActor
-from redshank.cluster.controller import Applied, Command, RegisterNode
+from redshank.actors.partition_leader import partition_name
+from redshank.actors.partition_manager import MANAGER, ReplicaLeaders
+from redshank.actors.runtime import CoreContext, CoreRouter, LoopActor
+from redshank.cluster.controller import (
+    Applied,
+    Command,
+    CreateTopic,
+    DeleteTopic,
+    PlacementRefused,
+    RegisterNode,
+    place,
+)
+from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
+from redshank.cluster.kafka.handlers.delete_topics import DeleteOutcome, DeleteTarget
+from redshank.cluster.kafka.handlers.metadata import (
+    BrokerAddress,
+    ClusterView,
+    ReplicatedPartition,
+    ReplicatedTopic,
+)
 from redshank.cluster.node_join import (
     VIEW_FILE,
     VOTERS_FILE,
@@ -49,9 +70,11 @@ from redshank.cluster.node_join import (
     should_bootstrap,
 )
 from redshank.cluster.raft.types import NO_NODE
+from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "ControllerService",
-           "ControllerServiceConfig", "start_controller_service"]
+           "ControllerServiceConfig", "DescribeTopics", "ProposeDeletes", "ProposeTopics",
+           "start_controller_service"]
 
 CONTROLLER_SERVICE = "controller-service"
 CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
@@ -68,6 +91,31 @@ class ControllerServiceConfig:
     retry_s: float = 0.5  # after a proposal failed (no leader yet, no quorum)
 
 
+@dataclass(frozen=True, slots=True)
+class ProposeDeletes:
+    """DeleteTopics in cluster mode: -> one `DeleteOutcome` per target the controller holds,
+    None for the others (the node's own topic table deletes those)."""
+
+    targets: tuple[DeleteTarget, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeTopics:
+    """Metadata in cluster mode: -> `ClusterView` of `names` (None: every topic)."""
+
+    names: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeTopics:
+    """CreateTopics in cluster mode: each spec placed over the active members and proposed as a
+    `CreateTopic`; -> {name: CreateOutcome} from what applying it did (`Applied`)."""
+
+    specs: tuple[TopicSpec, ...]
+    replication_factors: tuple[int, ...]  # per spec; -1: the default (1)
+    validate_only: bool = False
+
+
 def start_controller_service(rpc: NodeRpcConfig, ctx: CoreContext, handle: NodeRpcHandle,
                              data_dir: str) -> None:
     """On core 0 of a node with seeds: start the service and register it on the router."""
@@ -79,7 +127,8 @@ def start_controller_service(rpc: NodeRpcConfig, ctx: CoreContext, handle: NodeR
             with contextlib.suppress(Exception):  # a core down learns it at its restart
                 ctx.router.ref(core, NODE_RPC).tell(ClusterAssigned(cluster))
 
-    ctx.router.register(CONTROLLER_SERVICE, ControllerService.start(config, handle, assign))
+    ctx.router.register(CONTROLLER_SERVICE,
+                        ControllerService.start(config, handle, assign, ctx.router))
 
 
 class ControllerService(LoopActor):
@@ -88,8 +137,10 @@ class ControllerService(LoopActor):
     A restarted core 0 starts it again over the same directory (recovery, snapshot)."""
 
     def __init__(self, config: ControllerServiceConfig, handle: NodeRpcHandle,
-                 assign: Callable[[uuid.UUID], None]) -> None:
+                 assign: Callable[[uuid.UUID], None], router: CoreRouter | None = None
+                 ) -> None:
         super().__init__()
+        self.router = router
         self.config = config
         self.handle = handle
         self.assign = assign
@@ -105,6 +156,111 @@ class ControllerService(LoopActor):
 
     def on_start(self) -> None:
         self._spawn(self._run())
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ProposeTopics):
+            return spawn(asyncio.get_running_loop(), self._create_topics(message))
+        if isinstance(message, ProposeDeletes):
+            return spawn(asyncio.get_running_loop(), self._delete_topics(message.targets))
+        if isinstance(message, DescribeTopics):
+            return spawn(asyncio.get_running_loop(), self._describe(message.names))
+        raise TypeError(f"controller service got {type(message).__name__}")
+
+    async def _create_topics(self, message: ProposeTopics) -> dict[str, CreateOutcome]:
+        out: dict[str, CreateOutcome] = {}
+        for spec, rf in zip(message.specs, message.replication_factors, strict=True):
+            out[spec.name] = await self._create_topic(spec, 1 if rf == -1 else rf,
+                                                      message.validate_only)
+        return out
+
+    async def _create_topic(self, spec: TopicSpec, rf: int, validate_only: bool
+                            ) -> CreateOutcome:
+        host = self.host
+        if host is None or host.stm.cluster_uuid is None:
+            return CreateOutcome(ErrorCode.NOT_CONTROLLER, "the controller is not running here",
+                                 None)
+        stm = host.stm
+        if stm.topics.get(spec.name) is not None:
+            return CreateOutcome(ErrorCode.TOPIC_ALREADY_EXISTS,
+                                 f"topic {spec.name!r} already exists", None)
+        placed = place(spec.partitions, rf, stm.members.active_cores(),
+                       [a for _, a in stm.topics.assignments()])
+        if isinstance(placed, PlacementRefused):
+            return CreateOutcome(placed.error_code, placed.message, None)
+        if validate_only:
+            return CreateOutcome(ErrorCode.NONE, None, None)
+        topic_id = uuid.uuid4()
+        try:
+            applied = await host.propose(CreateTopic(spec.name, topic_id, spec.partitions, rf,
+                                                     spec.configs, placed))
+        except ProposeFailed as exc:
+            return CreateOutcome(ErrorCode.REQUEST_TIMED_OUT, str(exc), None)
+        if not applied.ok:
+            return CreateOutcome(applied.error_code, applied.message, None)
+        self.log.info("topic_created", topic=spec.name, partitions=spec.partitions, rf=rf)
+        cores = tuple(int(a[0].core) for a in placed)
+        return CreateOutcome(ErrorCode.NONE, None,
+                             TopicInfo(spec.name, topic_id, cores, spec.configs))
+
+    async def _delete_topics(self, targets: tuple[DeleteTarget, ...]
+                             ) -> list[DeleteOutcome | None]:
+        out: list[DeleteOutcome | None] = []
+        for target in targets:
+            host = self.host
+            topic = None
+            if host is not None and host.stm.cluster_uuid is not None:
+                topics = host.stm.topics
+                topic = (topics.get(target.name) if target.name is not None
+                         else topics.by_id(target.topic_id) if target.topic_id is not None
+                         else None)
+            if host is None or topic is None or (
+                    target.topic_id is not None and target.topic_id != topic.topic_id):
+                out.append(None)
+                continue
+            try:
+                applied = await host.propose(DeleteTopic(topic.name, topic.topic_id))
+            except ProposeFailed as exc:
+                out.append(DeleteOutcome(topic.name, topic.topic_id,
+                                         ErrorCode.REQUEST_TIMED_OUT, str(exc)))
+                continue
+            if applied.ok:
+                self.log.info("topic_deleted", topic=topic.name)
+            out.append(DeleteOutcome(topic.name, topic.topic_id, applied.error_code,
+                                     applied.message))
+        return out
+
+    async def _describe(self, names: tuple[str, ...] | None) -> ClusterView:
+        """The controller's brokers and topics for Metadata; leaders as this node's replicas
+        know them (Raft's leader id, term; none while electing), else the preferred replica (a
+        client sent to a follower is told NOT_LEADER_OR_FOLLOWER and asks again)."""
+        host = self.host
+        if host is None or host.stm.cluster_uuid is None:
+            return ClusterView((), -1, {})
+        stm = host.stm
+        brokers = tuple(BrokerAddress(int(n.node_id), n.kafka_addr.host, n.kafka_addr.port)
+                        for n in stm.members if n.active)
+        wanted = [t for t in stm.topics if names is None or t.name in names]
+        cores = {int(r.core) for t in wanted for a in t.assignments for r in a
+                 if r.node_id == self.me.node_id}
+        known: dict[str, tuple[int, int]] = {}
+        if self.router is not None:
+            for core in sorted(cores):
+                with contextlib.suppress(Exception):  # that core down: preferred replicas
+                    known.update(await resolve(self.router.ref(core, MANAGER).ask(
+                        ReplicaLeaders(), block=False)))
+        topics = {}
+        for t in wanted:
+            parts = []
+            for p, a in enumerate(t.assignments):
+                here = known.get(partition_name(t.name, p))
+                if here is None:  # no replica here: the preferred one
+                    leader, term = int(a[0].node_id), -1
+                else:  # an election under way: LEADER_NOT_AVAILABLE (clients ask again)
+                    leader, term = (here[0], here[1]) if here[0] > 0 else (-1, -1)
+                parts.append(ReplicatedPartition(tuple(int(r.node_id) for r in a), leader,
+                                                 term))
+            topics[t.name] = ReplicatedTopic(t.topic_id, tuple(parts))
+        return ClusterView(brokers, int(host.leader), topics)
 
     def on_stop(self) -> None:
         self.actor_closing = asyncio.get_running_loop().create_task(self.close())
@@ -150,6 +306,8 @@ class ControllerService(LoopActor):
             self.handle.server, config=self.config.host)
         await host.start()
         self._spawn(self._write_views())
+        if self.router is not None:
+            self._spawn(ControllerBackend(self.me.node_id, host, self.router).run())
         await self._join(host)
 
     async def _voters(self) -> tuple[RegisterNode, ...] | None:

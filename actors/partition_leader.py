@@ -51,7 +51,7 @@ from redshank.actors.disk_writer import (
     ReadLog,
     ReopenPartition,
 )
-from redshank.actors.partition_host import PartitionHost
+from redshank.actors.partition_host import PartitionHost, Replicas
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
 from redshank.actors.watermarks import HighWatermark, Pushed, Watermarks
 from redshank.cluster.kafka import ProducerStateTable
@@ -73,11 +73,12 @@ from redshank.cluster.partition.api import (
     WaitForData,
 )
 from redshank.cluster.partition.partition import Partition
+from redshank.cluster.raft.types import Message
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["PartitionLeader", "Ready", "partition_name"]
+__all__ = ["PartitionLeader", "Ready", "ReplicaStatus", "partition_name"]
 
 RECOVER_MIN_S = 0.1
 RECOVER_MAX_S = 5.0
@@ -93,6 +94,11 @@ class Ready:
     """-> True once the leader serves (an entry of its term committed)."""
 
 
+class ReplicaStatus:
+    """-> the replica's Raft view: {"role", "term", "leader", "serves", "high_watermark" (the
+    leader's; a follower's stays at its start), "log_end" (the offset after its last batch)}."""
+
+
 class PartitionLeader(LoopActor):
     def __init__(self, topic: str, partition: int, opened: OpenedPartition,
                  coordinator: FlushCoordinator, writer: pykka.ActorRef[Any],
@@ -100,9 +106,12 @@ class PartitionLeader(LoopActor):
                  notify: Callable[[int, HighWatermark], None] | None = None,
                  topic_id: uuid.UUID | None = None,
                  on_reopened: Callable[[Log], None] | None = None,
-                 on_leader: Callable[[int], None] | None = None) -> None:
+                 on_leader: Callable[[int], None] | None = None,
+                 replicas: Replicas | None = None) -> None:
         """`on_leader(epoch)`: the partition serves in `epoch` (its Raft term) from now on,
-        once per term (the manager tells every core's leaders table)."""
+        once per term (the manager tells every core's leaders table). `replicas`: the
+        partition's Raft group across nodes (None: this replica alone); its peers' messages
+        arrive as `Message`s told to this actor."""
         super().__init__()
         # Set while the disk fails this partition (see the module docstring).
         self.storage_error: str | None = None
@@ -132,7 +141,8 @@ class PartitionLeader(LoopActor):
         self.host = PartitionHost(opened, coordinator, writer, loop, on_answer=_answer,
                                   on_high_watermark=self._advanced,
                                   on_flush_failed=self._flush_failed,
-                                  on_flushed=self._flushed, on_leader=on_leader)
+                                  on_flushed=self._flushed, on_leader=on_leader,
+                                  replicas=replicas)
 
     @property
     def log(self) -> Log:
@@ -160,7 +170,18 @@ class PartitionLeader(LoopActor):
             return True
         if isinstance(message, Ready):
             return self.host.when_ready()
+        if isinstance(message, Message):
+            self.host.step(message)
+            return None
+        if isinstance(message, ReplicaStatus):
+            return self._status()
         raise TypeError(f"partition leader got {type(message).__name__}")
+
+    def _status(self) -> dict[str, Any]:
+        core = self.part.consensus.core
+        return {"role": core.role.name.lower(), "term": int(core.term), "leader": int(core.lead),
+                "serves": self.part.serves(), "high_watermark": self.high_watermark,
+                "log_end": self.log.dirty_offset + 1}
 
     @property
     def producers(self) -> ProducerStateTable:

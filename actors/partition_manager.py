@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import shutil
 import uuid
@@ -22,23 +23,81 @@ import structlog
 from redshank.actors._async import resolve, spawn
 from redshank.actors.disk_writer import Blocking, OpenedPartition, OpenPartition
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
-from redshank.actors.partition_leader import PartitionLeader, Ready, partition_name
+from redshank.actors.partition_host import Replicas
+from redshank.actors.partition_leader import PartitionLeader, Ready, ReplicaStatus, partition_name
+from redshank.actors.raft_messenger import Address, RaftMessenger
 from redshank.actors.runtime import CoreDiedError, CoreRouter, LoopActor, LoopFuture
 from redshank.actors.topic_cache import TOPIC_CACHE, LeaderChanged
 from redshank.actors.watermarks import WATERMARKS, HighWatermark
+from redshank.cluster.controller.replica_plan import ReplicaPlan
 from redshank.cluster.group import GroupConfig
 from redshank.cluster.kafka.topic_configs import effective
 from redshank.cluster.partition.api import SetTimestampType
+from redshank.cluster.raft.heartbeat_manager import GroupId
+from redshank.cluster.raft.types import Message, NodeId
 from redshank.storage import FlushCoordinator, Log, LogConfig, StorageError
 
-__all__ = ["MANAGER", "RETENTION_CHECK_S", "Drop", "Ensure", "EnsureGroupHost", "PartitionManager",
-           "Reconfigure", "TopicDeletedError", "apply_retention", "log_config"]
+__all__ = [
+    "MANAGER",
+    "REPLICAS_VIEW",
+    "RETENTION_CHECK_S",
+    "AttachMessenger",
+    "ControllerTopics",
+    "Drop",
+    "Ensure",
+    "EnsureGroupHost",
+    "EnsureReplica",
+    "PartitionManager",
+    "Reconfigure",
+    "ReplicaLeaders",
+    "Routes",
+    "TopicDeletedError",
+    "apply_retention",
+    "log_config",
+]
 
 MANAGER = "partitions"
 # Kafka checks every 5 min (log.retention.check.interval.ms); a pass over closed-segment
 # metadata costs microseconds per log, so look more often and free disk sooner.
 RETENTION_CHECK_S = 30.0
 _log = structlog.get_logger("redshank.partitions")
+# The replicas this core hosts for the controller, with their Raft view (tools and tests).
+REPLICAS_VIEW = "cluster/replicas-core{core}.json"
+REPLICAS_VIEW_EVERY_S = 0.25
+# Group id -> voter node -> the RPC address of the core hosting its replica (the messenger's
+# `locate`); one per core, shared by the manager (which fills it) and the core's messenger.
+Routes = dict[GroupId, dict[NodeId, Address]]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachMessenger:
+    """The core's Raft messenger (cluster mode): replicated partitions send and receive with it."""
+
+    messenger: RaftMessenger
+    node: NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaLeaders:
+    """-> {partition name: (leader node id, term)} of the replicated partitions on this core,
+    as their Raft cores know them now (leader 0: none known)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerTopics:
+    """The ids of every topic the controller (group 0) holds: an `Ensure` of one of them is
+    refused unless the controller backend opened it here (node-local topics open as before)."""
+
+    topic_ids: frozenset[uuid.UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureReplica:
+    """Open this core's replica of a partition the controller assigned here (the controller
+    backend sends it after each change of the topics table), replicated over the messenger.
+    Idempotent; the reply comes once the replica runs (not once it leads)."""
+
+    plan: ReplicaPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +181,8 @@ class PartitionManager(LoopActor):
     def __init__(self, router: CoreRouter, data_dir: str, coordinator: FlushCoordinator,
                  writer: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop,
                  group_config: GroupConfig | None = None,
-                 retention_check_s: float = RETENTION_CHECK_S) -> None:
+                 retention_check_s: float = RETENTION_CHECK_S, routes: Routes | None = None
+                 ) -> None:
         super().__init__()
         self.router = router
         self.data_dir = data_dir
@@ -141,12 +201,21 @@ class PartitionManager(LoopActor):
         self._stopped = False
         # Group hosts whose log failed an fdatasync: reopened from the disk on next use.
         self._failed_logs: set[str] = set()
+        self.routes: Routes = routes if routes is not None else {}
+        self.messenger: RaftMessenger | None = None
+        self.node = NodeId(0)
+        self.groups: dict[str, GroupId] = {}  # replicated partitions hosted here, by name
+        self.controller_topics: frozenset[uuid.UUID] = frozenset()
+        self._view_timer: asyncio.TimerHandle | None = None
 
     def on_start(self) -> None:
         self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
 
     def on_stop(self) -> None:
         self._stopped = True
+        if self._view_timer is not None:
+            self._view_timer.cancel()
+            self._view_timer = None
         if self._retention_timer is not None:
             self._retention_timer.cancel()
             self._retention_timer = None
@@ -173,6 +242,17 @@ class PartitionManager(LoopActor):
         spawn(self.loop, run())
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, EnsureReplica):
+            return self._ensure_replica(message.plan)
+        if isinstance(message, ReplicaLeaders):
+            return spawn(self.loop, self._replica_leaders())
+        if isinstance(message, ControllerTopics):
+            self.controller_topics = message.topic_ids
+            return True
+        if isinstance(message, AttachMessenger):
+            self.messenger = message.messenger
+            self.node = message.node
+            return True
         if isinstance(message, EnsureGroupHost):
             return self._ensure_group_host(message)
         if isinstance(message, Drop):
@@ -190,6 +270,10 @@ class PartitionManager(LoopActor):
         known = self._open.get(name)
         if known is not None:
             return True if known.done() and known.exception() is None else known
+        if message.topic_id is not None and message.topic_id in self.controller_topics:
+            # A topic of the controller: only the backend opens its partitions (replicated);
+            # one not assigned to this core is not served here.
+            raise pykka.ActorDeadError(f"{name} has no replica on this core")
         fut: LoopFuture[bool] = LoopFuture(self.loop)
         self._open[name] = fut
         directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
@@ -226,6 +310,97 @@ class PartitionManager(LoopActor):
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
+
+    def _ensure_replica(self, plan: ReplicaPlan) -> LoopFuture[bool] | bool:
+        """Open (once) the replica `plan` names, replicated over the messenger; its routes are
+        refreshed on every call (a voter's address may change when it registers again)."""
+        messenger = self.messenger
+        if messenger is None:
+            raise pykka.ActorDeadError("no Raft messenger on this core (not in cluster mode)")
+        if plan.topic_id in self.dropped:
+            raise TopicDeletedError(f"topic {plan.topic!r} ({plan.topic_id}) was deleted")
+        self.routes[plan.group] = {n: (host, port) for n, host, port in plan.routes}
+        name = partition_name(plan.topic, plan.partition)
+        known = self._open.get(name)
+        if known is not None:
+            return True if known.done() and known.exception() is None else known
+        fut: LoopFuture[bool] = LoopFuture(self.loop)
+        self._open[name] = fut
+        directory = os.path.join(self.data_dir, "kafka", f"{plan.topic}-{plan.partition}")
+        configs = self._configs.get(name, plan.configs)
+        replicas = Replicas(self.node, plan.voters, messenger.sender(plan.group),
+                            seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF)
+
+        async def start() -> bool:
+            try:
+                part: OpenedPartition = await self.writer.ask(
+                    OpenPartition(directory, log_config(configs)), block=False)
+            except BaseException:
+                if self._open.get(name) is fut:
+                    del self._open[name]
+                raise
+            ref = PartitionLeader.start(plan.topic, plan.partition, part, self.coordinator,
+                                        self.writer, self.loop, log_append_time(configs),
+                                        self._tell_watermark, plan.topic_id,
+                                        functools.partial(self._reopened, name),
+                                        functools.partial(self._announce_leader, plan.topic,
+                                                          plan.partition, plan.topic_id),
+                                        replicas=replicas)
+            # Registered at once: a follower answers Kafka reads NOT_LEADER_OR_FOLLOWER itself.
+            self.leaders[name] = ref
+            self.logs[name] = part.log
+            self.groups[name] = plan.group
+            self.router.register(name, ref)
+            messenger.register(plan.group, lambda m: _step(ref, m))
+            _log.info("replica_opened", ntp=f"{plan.topic}/{plan.partition}",
+                      group=int(plan.group), voters=sorted(int(v) for v in plan.voters))
+            if self._view_timer is None and not self._stopped:
+                self._view_timer = self.loop.call_later(REPLICAS_VIEW_EVERY_S, self._view)
+            return True
+
+        spawn(self.loop, start()).add_done_callback(
+            lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
+        return fut
+
+    async def _replica_leaders(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for name in list(self.groups):
+            ref = self.leaders.get(name)
+            if ref is None:
+                continue
+            try:
+                status = await ref.ask(ReplicaStatus(), block=False)
+            except pykka.ActorDeadError:
+                continue
+            out[name] = (int(status["leader"]), int(status["term"]))
+        return out
+
+    def _view(self) -> None:
+        """Every `REPLICAS_VIEW_EVERY_S` while replicas are hosted: their Raft view, written to
+        `REPLICAS_VIEW` (atomically, no fsync: a view for tools and tests)."""
+        self._view_timer = None
+        names = sorted(self.groups)
+
+        async def run() -> None:
+            rows = []
+            for name in names:
+                ref = self.leaders.get(name)
+                if ref is None:
+                    continue
+                try:
+                    status = await ref.ask(ReplicaStatus(), block=False)
+                except pykka.ActorDeadError:
+                    continue
+                rows.append({"name": name, "group": int(self.groups.get(name, 0)), **status})
+            path = os.path.join(self.data_dir, REPLICAS_VIEW.format(core=self.router.core))
+            await self.loop.run_in_executor(None, _write_json, path,
+                                            {"node": int(self.node), "replicas": rows})
+
+        def again(_: Any) -> None:
+            if not self._stopped and self._view_timer is None:
+                self._view_timer = self.loop.call_later(REPLICAS_VIEW_EVERY_S, self._view)
+
+        spawn(self.loop, run()).add_done_callback(again)
 
     def _reopened(self, name: str, log: Log) -> None:
         """A leader reopened its log after a disk failure: retention and configs go to it."""
@@ -291,6 +466,11 @@ class PartitionManager(LoopActor):
             ref = self.leaders.pop(name, None)
             log = self.logs.pop(name, None)
             self.router.unregister(name)
+            group = self.groups.pop(name, None)
+            if group is not None:
+                self.routes.pop(group, None)
+                if self.messenger is not None:
+                    self.messenger.unregister(group)
             if ref is not None:
                 ref.stop(block=False)
 
@@ -355,3 +535,16 @@ def _close_failed(part: OpenedPartition) -> None:
             close()
         except StorageError as exc:
             _log.warning("close_failed_partition", log=part.log.dir, error=str(exc))
+
+
+def _step(ref: pykka.ActorRef[Any], message: Message) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):  # a replica stopping: Raft resends
+        ref.tell(message)
+
+
+def _write_json(path: str, record: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)

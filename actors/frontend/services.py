@@ -109,6 +109,8 @@ class CoreServices:
         self.leaders = LeadersTable() if leaders is None else leaders
         self.ensured: set[str] = set()
         self.cluster_id: str | None = None  # the controller's, from the last lookup it answered
+        # The node has seeds: topics are created through the controller (group 0).
+        self.cluster_mode = False
         self.broker = BrokerAddress(config.node_id, config.advertised_host,
                                     config.advertised_port)
         self.sessions = 0
@@ -157,7 +159,9 @@ class CoreServices:
         gone = self.topics.keys() - result.topics.keys() if names is None else (
             n for n in names if n not in result.topics)
         for name in list(gone):
-            self.topics.pop(name, None)
+            known = self.topics.get(name)
+            if known is not None and not known.replicated:  # group 0's: not this table's
+                self.topics.pop(name, None)
         return result
 
     def _cached(self, names: tuple[str, ...] | None) -> LookupResult:

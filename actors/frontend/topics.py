@@ -11,6 +11,13 @@ from __future__ import annotations
 
 import asyncio
 
+from redshank.actors._async import resolve
+from redshank.actors.controller_service import (
+    CONTROLLER_SERVICE,
+    DescribeTopics,
+    ProposeDeletes,
+    ProposeTopics,
+)
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import UNREACHABLE, CoreServices
 from redshank.actors.partition_leader import partition_name
@@ -34,18 +41,37 @@ __all__: list[str] = []
 async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, version: int
                    ) -> m.metadata.MetadataResponse:
     q = h.metadata.query(request, version, core.config.auto_create_topics)
-    result = await core.lookup(q.names, q.create)
+    cluster: h.metadata.ClusterView | None = None
+    if core.cluster_mode:
+        # The controller's topics and brokers; the node's own topic table answers the rest.
+        try:
+            cluster = await asyncio.wait_for(resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(
+                DescribeTopics(q.names), block=False)), core.config.controller_timeout_s)
+        except UNREACHABLE:
+            cluster = None
+    local = q if cluster is None else h.metadata.local_query(q, cluster)
+    result = await core.lookup(local.names, local.create)
     # Partitions whose core is down (dead, or restarting) have no leader right now.
     offline = frozenset(c for c in range(core.router.ncores) if not core.ctx.core_up(c))
-    return h.metadata.build(request, version, core.broker, result.cluster_id or None, q,
-                            result.topics, result.not_ready, offline, core.leaders)
+    response = h.metadata.build(request, version, core.broker, result.cluster_id or None, local,
+                                result.topics, result.not_ready, offline, core.leaders)
+    return response if cluster is None else h.metadata.with_cluster(response, q, cluster)
 
 
 @serves(ApiKey.CREATE_TOPICS)
 async def create_topics(core: CoreServices, request: m.create_topics.CreateTopicsRequest,
                         version: int) -> m.create_topics.CreateTopicsResponse:
-    specs, errors = h.create_topics.plan(request, core.config.default_partitions)
+    specs, errors = h.create_topics.plan(request, core.config.default_partitions,
+                                         replicated=core.cluster_mode)
     outcomes: dict[str, h.create_topics.CreateOutcome] = {}
+    if specs and core.cluster_mode:
+        # Cluster mode: the controller (group 0) places and creates; the node's own topic
+        # controller is not asked (the controller backend opens the replicas).
+        rf = {t.name: t.replication_factor for t in request.topics}
+        msg = ProposeTopics(tuple(specs), tuple(rf[s.name] for s in specs), request.validate_only)
+        answer = await resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(msg, block=False))
+        assert isinstance(answer, dict)
+        return h.create_topics.build(request, errors, answer)
     if specs:
         answer = await core.ask_controller(CreateTopics(tuple(specs), request.validate_only))
         assert isinstance(answer, dict)
@@ -57,8 +83,18 @@ async def create_topics(core: CoreServices, request: m.create_topics.CreateTopic
 async def delete_topics(core: CoreServices, request: m.delete_topics.DeleteTopicsRequest,
                         version: int) -> m.delete_topics.DeleteTopicsResponse:
     targets = h.delete_topics.plan(request, version)
-    outcomes = await core.ask_controller(DeleteTopics(tuple(targets)))
-    assert isinstance(outcomes, list)
+    ours: list[h.delete_topics.DeleteOutcome | None] = [None] * len(targets)
+    if core.cluster_mode:  # the controller deletes its topics; the node's table the others
+        ours = await resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(
+            ProposeDeletes(tuple(targets)), block=False))
+    rest = [t for t, o in zip(targets, ours, strict=True) if o is None]
+    answered: list[h.delete_topics.DeleteOutcome] = []
+    if rest:
+        answer = await core.ask_controller(DeleteTopics(tuple(rest)))
+        assert isinstance(answer, list)
+        answered = answer
+    local = iter(answered)
+    outcomes = [o if o is not None else next(local) for o in ours]
     for o in outcomes:
         if o.error_code == ErrorCode.NONE and o.name is not None:
             core.topics.pop(o.name, None)

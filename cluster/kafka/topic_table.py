@@ -52,6 +52,9 @@ class TopicInfo:
     # shard_table: partition index -> owning core, fixed at creation.
     cores: tuple[int, ...]
     configs: tuple[tuple[str, str], ...] = field(default=())
+    # A topic of the controller (group 0) in cluster mode: `cores` holds this node's cores of
+    # the partitions it hosts; the node's own topic table does not know it (never stored).
+    replicated: bool = False
 
     @property
     def partitions(self) -> int:

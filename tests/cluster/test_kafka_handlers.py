@@ -109,6 +109,39 @@ def test_metadata_build_errors_ids_and_operations() -> None:
         resp.encode(v)
 
 
+def test_metadata_with_the_cluster_keeps_order_and_answers_controller_topics() -> None:
+    rid = uuid.UUID(int=77)
+    cluster = metadata.ClusterView(
+        (metadata.BrokerAddress(1, "a", 1), metadata.BrokerAddress(2, "b", 2)), 2,
+        {"rep": metadata.ReplicatedTopic(rid, (
+            metadata.ReplicatedPartition((2, 1), 1, 4),
+            metadata.ReplicatedPartition((1, 2), -1, -1)))})
+    req = MetadataRequest(topics=(MetadataRequestTopic(name="rep"),
+                                  MetadataRequestTopic(name="t1")))
+    q = metadata.query(req, 12, True)
+    local = metadata.local_query(q, cluster)
+    assert local.names == ("t1",) and local.create == ("t1",)  # never created locally
+    resp = metadata.with_cluster(
+        metadata.build(req, 12, metadata.BrokerAddress(1, "a", 1), "cid", local, {"t1": T1}),
+        q, cluster)
+    assert [t.name for t in resp.topics] == ["rep", "t1"]
+    assert [(b.node_id, b.host) for b in resp.brokers] == [(1, "a"), (2, "b")]
+    assert resp.controller_id == 2 and resp.cluster_id == "cid"
+    rep = resp.topics[0]
+    assert rep.topic_id == rid
+    assert [(p.leader_id, p.leader_epoch, p.replica_nodes, p.error_code)
+            for p in rep.partitions] == [(1, 4, (2, 1), 0),
+                                         (-1, -1, (1, 2), ErrorCode.LEADER_NOT_AVAILABLE)]
+    q_all = metadata.query(MetadataRequest(topics=None), 12, True)
+    assert metadata.local_query(q_all, cluster) == q_all
+    every = metadata.with_cluster(
+        metadata.build(req, 12, metadata.BrokerAddress(1, "a", 1), "cid", q_all, {"t1": T1}),
+        q_all, cluster)
+    assert [t.name for t in every.topics] == ["rep", "t1"]
+    for v in range(13):
+        resp.encode(v)
+
+
 def test_metadata_while_the_table_is_unreachable_and_a_core_is_down() -> None:
     """Issue 12: a name the table could not be asked about is LEADER_NOT_AVAILABLE, never
     UNKNOWN_TOPIC_OR_PARTITION; a known topic keeps its partitions, those of a core that is

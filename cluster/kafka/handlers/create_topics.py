@@ -38,9 +38,11 @@ class CreateOutcome:
     info: TopicInfo | None
 
 
-def plan(request: CreateTopicsRequest, default_partitions: int
+def plan(request: CreateTopicsRequest, default_partitions: int, *, replicated: bool = False
          ) -> tuple[list[TopicSpec], dict[str, tuple[int, str]]]:
-    """(specs to create, errors by name). Duplicated names are all rejected, as Kafka does."""
+    """(specs to create, errors by name). Duplicated names are all rejected, as Kafka does.
+    `replicated`: the controller places replicas over the cluster's nodes (it checks the
+    replication factor); else this node is the only broker."""
     seen: dict[str, int] = {}
     for t in request.topics:
         seen[t.name] = seen.get(t.name, 0) + 1
@@ -60,7 +62,7 @@ def plan(request: CreateTopicsRequest, default_partitions: int
         if not 1 <= count <= MAX_PARTITIONS:
             errors[t.name] = (ErrorCode.INVALID_PARTITIONS, f"{count} partitions")
             continue
-        if t.replication_factor not in (-1, 1) and not t.assignments:
+        if not replicated and t.replication_factor not in (-1, 1) and not t.assignments:
             errors[t.name] = (
                 ErrorCode.INVALID_REPLICATION_FACTOR,
                 f"replication factor {t.replication_factor}: this node is the only broker",

@@ -28,7 +28,8 @@ from redshank.protocol.messages.metadata import (
     MetadataResponseTopic,
 )
 
-__all__ = ["BrokerAddress", "MetadataQuery", "build", "query"]
+__all__ = ["BrokerAddress", "ClusterView", "MetadataQuery", "ReplicatedPartition",
+           "ReplicatedTopic", "build", "local_query", "query", "with_cluster"]
 
 _NO_OPS = -2147483648  # INT32_MIN: authorized operations not computed (notes G14)
 _NO_ID = uuid.UUID(int=0)
@@ -47,6 +48,74 @@ class MetadataQuery:
 
     names: tuple[str, ...] | None
     create: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatedPartition:
+    replicas: tuple[int, ...]  # node ids, the preferred leader first
+    leader: int  # -1: no leader known
+    epoch: int  # the leader's Raft term (-1: unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatedTopic:
+    topic_id: uuid.UUID
+    partitions: tuple[ReplicatedPartition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What the controller (group 0) says for a Metadata request in cluster mode: every active
+    broker, the controller's leader, and the asked topics it holds (all of them when asked for
+    all), with their leaders as this node's replicas know them."""
+
+    brokers: tuple[BrokerAddress, ...]
+    controller_id: int
+    topics: Mapping[str, ReplicatedTopic]
+
+
+def local_query(q: MetadataQuery, cluster: ClusterView) -> MetadataQuery:
+    """The part of `q` the node's own topic table answers: the names the controller does not
+    hold (never auto-created locally under a controller topic's name)."""
+    if q.names is None:
+        return q
+    return MetadataQuery(tuple(n for n in q.names if n not in cluster.topics),
+                         tuple(n for n in q.create if n not in cluster.topics))
+
+
+def with_cluster(local: MetadataResponse, q: MetadataQuery, cluster: ClusterView
+                 ) -> MetadataResponse:
+    """The node-local answer (`build` over `local_query`) with the cluster's brokers and the
+    controller's topics, in the order asked (all topics: by name)."""
+    by_name = {t.name: t for t in local.topics if t.name is not None}
+    for name, topic in cluster.topics.items():
+        by_name[name] = _replicated(name, topic)
+    names = q.names if q.names is not None else tuple(sorted(by_name))
+    brokers = cluster.brokers or tuple(
+        BrokerAddress(b.node_id, b.host, b.port) for b in local.brokers)
+    return MetadataResponse(
+        brokers=tuple(MetadataResponseBroker(b.node_id, b.host, b.port, None) for b in brokers),
+        cluster_id=local.cluster_id,
+        controller_id=cluster.controller_id if cluster.controller_id > 0
+        else local.controller_id,
+        topics=tuple(by_name[n] for n in names if n in by_name),
+        cluster_authorized_operations=_NO_OPS,
+    )
+
+
+def _replicated(name: str, topic: ReplicatedTopic) -> MetadataResponseTopic:
+    partitions = tuple(
+        MetadataResponsePartition(
+            error_code=0 if p.leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
+            partition_index=i,
+            leader_id=p.leader,
+            leader_epoch=p.epoch,
+            replica_nodes=p.replicas,
+            isr_nodes=p.replicas,  # Raft has no ISR: every voter (KIP-966's ELR aside)
+            offline_replicas=(),
+        ) for i, p in enumerate(topic.partitions))
+    return MetadataResponseTopic(error_code=0, name=name, topic_id=topic.topic_id,
+                                 partitions=partitions, topic_authorized_operations=_NO_OPS)
 
 
 def query(request: MetadataRequest, version: int, auto_create: bool) -> MetadataQuery:

@@ -1,0 +1,145 @@
+"""The controller backend: opens on this node the partition replicas the controller assigned to
+it (Redpanda's `controller_backend`: it reconciles desired with actual).
+
+Concern: on core 0 of a node that hosts a controller replica, after every change this node's
+`ControllerStm` applies, the replicas this node must host (`replica_plan.node_replicas`) are
+compared with the last plan: each new or changed one is sent to the partition manager of its
+assigned core (`EnsureReplica`, which also refreshes the group's routes there), each gone one is
+dropped there (`Drop`, its directory removed). A replica that could not be opened is retried at
+the next change or after `retry_s`; a core that restarted (a new incarnation) gets its replicas
+and the topics again within `check_s`. Cores learn the controller state only through these
+messages (one per replica per change): no core but 0 reads the stm.
+
+    ControllerHost applies --> applied_future --> node_replicas(stm) --diff--> EnsureReplica/Drop
+                                                                          to (core, partitions)
+
+Must not know: Raft, how replicas replicate or store, Kafka requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import structlog
+
+from redshank.actors._async import resolve
+from redshank.actors.controller_host import ControllerHost
+from redshank.actors.partition_manager import MANAGER, ControllerTopics, Drop, EnsureReplica
+from redshank.actors.runtime import CoreRouter
+from redshank.actors.topic_cache import TOPIC_CACHE, TopicCreated, TopicDeleted
+from redshank.cluster.controller.replica_plan import ReplicaPlan, node_replicas
+from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.raft.heartbeat_manager import GroupId
+from redshank.cluster.raft.types import NodeId
+
+__all__ = ["ControllerBackend"]
+
+_log = structlog.get_logger("redshank.controller_backend")
+
+
+class ControllerBackend:
+    """One per node, on core 0's loop: created by the `ControllerService` once its host started,
+    run as one of its tasks (`run`), ended by cancelling that task when the service closes."""
+
+    def __init__(self, node: NodeId, host: ControllerHost, router: CoreRouter,
+                 retry_s: float = 0.5, check_s: float = 1.0) -> None:
+        self.node = node
+        self.check_s = check_s  # how soon a restarted core gets its replicas back
+        self.host = host
+        self.router = router
+        self.retry_s = retry_s
+        self.generations: dict[int, int] = {}  # incarnation of each other core, last pass
+        self.hosted: dict[GroupId, ReplicaPlan] = {}  # opened (or asked to open) and answered
+        self.announced: dict[str, TopicInfo] = {}  # told to every core's topic cache
+        self.controller_topics: frozenset[uuid.UUID] = frozenset()  # told to every manager
+        self.log = _log.bind(core=0, node=int(node))
+
+    async def run(self) -> None:
+        while True:
+            applied = self.host.clog.next_offset
+            self._forget_restarted_cores()
+            complete = await self.reconcile()
+            change = self.host.applied_future(applied + 1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(change),
+                                       self.check_s if complete else self.retry_s)
+            change.cancel()
+
+    def _forget_restarted_cores(self) -> None:
+        """A core restarted since the last pass (a new incarnation) lost its replicas, its
+        topic cache and its manager's list of controller topics: its replicas are opened again
+        and every core is told the topics again (both idempotent)."""
+        me = self.router.core
+        gens = {c: self.router.transport.generation(c) for c in range(self.router.ncores)
+                if c != me}
+        restarted = {c for c, g in gens.items() if self.generations.get(c, g) != g}
+        self.generations = gens
+        if restarted:
+            self.log.info("cores_restarted", cores=sorted(restarted))
+            self.hosted = {g: p for g, p in self.hosted.items() if p.core not in restarted}
+            self.announced = {}
+            self.controller_topics = frozenset()
+
+    async def reconcile(self) -> bool:
+        """One pass; True when every desired replica is open and every gone one dropped."""
+        stm = self.host.stm
+        want = node_replicas(stm.topics, stm.members, self.node)
+        complete = True
+        for group, plan in list(self.hosted.items()):
+            if group not in want:
+                if await self._ask(plan, Drop(plan.topic, plan.partition, plan.topic_id)):
+                    del self.hosted[group]
+                    self.log.info("replica_dropped", ntp=f"{plan.topic}/{plan.partition}")
+                else:
+                    complete = False
+        for group, plan in want.items():
+            if self.hosted.get(group) == plan:
+                continue
+            if await self._ask(plan, EnsureReplica(plan)):
+                self.hosted[group] = plan
+            else:
+                complete = False
+        self._announce(want)
+        return complete
+
+    def _announce(self, want: dict[GroupId, ReplicaPlan]) -> None:
+        """Every core's topic cache learns the topics this node hosts a replica of (the
+        produce and fetch paths find a partition's core there); a partition not hosted here
+        is given core 0, whose manager refuses to open it (NOT_LEADER_OR_FOLLOWER): every
+        core's manager is told the controller's topic ids (`ControllerTopics`)."""
+        cores: dict[str, dict[int, int]] = {}
+        for plan in want.values():
+            cores.setdefault(plan.topic, {})[plan.partition] = int(plan.core)
+        infos = {}
+        for name, hosted in cores.items():
+            topic = self.host.stm.topics.get(name)
+            if topic is not None:
+                infos[name] = TopicInfo(name, topic.topic_id,
+                                        tuple(hosted.get(p, 0) for p in range(topic.partitions)),
+                                        topic.configs, replicated=True)
+        messages: list[object] = [TopicDeleted(info.name, info.topic_id)
+                                  for name, info in self.announced.items() if name not in infos]
+        messages += [TopicCreated(info) for name, info in infos.items()
+                     if self.announced.get(name) != info]
+        self.announced = infos
+        ids = frozenset(t.topic_id for t in self.host.stm.topics)
+        if ids != self.controller_topics:
+            self.controller_topics = ids
+            for core in range(self.router.ncores):
+                with contextlib.suppress(Exception):  # a core down: told at the next change
+                    self.router.ref(core, MANAGER).tell(ControllerTopics(ids))
+        for message in messages:
+            for core in range(self.router.ncores):
+                with contextlib.suppress(Exception):  # a core down: seeded at its restart
+                    self.router.ref(core, TOPIC_CACHE).tell(message)
+
+    async def _ask(self, plan: ReplicaPlan, message: object) -> bool:
+        try:
+            await resolve(self.router.ref(plan.core, MANAGER).ask(message, block=False))
+        except Exception as exc:  # the core down, the disk failing: retried, loudly
+            self.log.warning("replica_not_reconciled", ntp=f"{plan.topic}/{plan.partition}",
+                             core=int(plan.core), error=repr(exc))
+            return False
+        return True

@@ -1,0 +1,72 @@
+"""Which partition replicas a node must host, derived from the controller's tables.
+
+Concern: a pure function of the topics and members tables and a node id: for every partition
+with a replica on that node, the core it is assigned to there, its Raft group id, its voters and
+where each voter's replica listens (the RPC address of its node, plus its core: `rpc_addr.port +
+core`). The controller backend diffs two such plans to open and close replicas.
+
+Group ids. A partition's Raft group id is the first 63 bits of
+blake2b-64(topic_id bytes || partition as u32 big-endian), with 0 excluded (group 0 is the
+controller): every node computes the same id from the replicated state alone, with no counter to
+replicate, and a recreated topic (new id) gets new groups, so stale traffic of the old one can
+never reach it. Must not know: actors, sockets, logs, how replicas are opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from redshank.cluster.controller.members_table import MembersTable
+from redshank.cluster.controller.topics_table import TopicsTable
+from redshank.cluster.kafka.topic_table import CoreId
+from redshank.cluster.raft.heartbeat_manager import GroupId
+from redshank.cluster.raft.types import NodeId
+
+__all__ = ["ReplicaPlan", "group_id", "node_replicas"]
+
+_GROUP_MASK = (1 << 63) - 1
+
+
+def group_id(topic_id: uuid.UUID, partition: int) -> GroupId:
+    """The Raft group id of a partition (module docstring)."""
+    digest = hashlib.blake2b(topic_id.bytes + partition.to_bytes(4, "big"), digest_size=8)
+    return GroupId(int.from_bytes(digest.digest(), "big") & _GROUP_MASK or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaPlan:
+    """One replica a node hosts: on `core`, in group `group` with `voters`; `routes` gives each
+    voter's replica RPC address (host, port), this node's own included."""
+
+    topic: str
+    partition: int
+    topic_id: uuid.UUID
+    configs: tuple[tuple[str, str], ...]
+    core: CoreId
+    group: GroupId
+    voters: frozenset[NodeId]
+    routes: tuple[tuple[NodeId, str, int], ...]
+
+
+def node_replicas(topics: TopicsTable, members: MembersTable, node: NodeId
+                  ) -> dict[GroupId, ReplicaPlan]:
+    """Every replica `node` hosts, by group. A voter whose node is not in the members table has
+    no route (its messages are dropped until it registers)."""
+    out: dict[GroupId, ReplicaPlan] = {}
+    for topic in topics:
+        for p, assignment in enumerate(topic.assignments):
+            mine = [r for r in assignment if r.node_id == node]
+            if not mine:
+                continue
+            routes = []
+            for r in assignment:
+                info = members.get(r.node_id)
+                if info is not None:
+                    routes.append((r.node_id, info.rpc_addr.host, info.rpc_addr.port + r.core))
+            group = group_id(topic.topic_id, p)
+            out[group] = ReplicaPlan(topic.name, p, topic.topic_id, topic.configs, mine[0].core,
+                                     group, frozenset(r.node_id for r in assignment),
+                                     tuple(routes))
+    return out
