@@ -36,7 +36,7 @@ from redshank.cluster.kafka import ProducerStateTable
 from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
 from redshank.cluster.partition.partition import FULL, Partition
 from redshank.cluster.partition.raft_log import EntryLoad, Loaded
-from redshank.cluster.raft.types import Message, NodeId
+from redshank.cluster.raft.types import NO_NODE, Message, NodeId
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
 from redshank.storage.errors import StorageError
@@ -47,13 +47,15 @@ __all__ = ["PartitionHost", "Replicas", "producer_table"]
 @dataclass(frozen=True, slots=True)
 class Replicas:
     """A replicated partition's group: this replica's node, the voters (this node included),
-    and where Raft's messages go (`send`, in order; whatever carries them to the peers)."""
+    where Raft's messages go (`send`, in order; whatever carries them to the peers), and the
+    replica leadership goes back to (`preferred`, NO_NODE: none; `Partition`'s balance)."""
 
     node: NodeId
     voters: frozenset[NodeId]
     send: Callable[[list[Message]], None]
     tick_s: float = 0.1
     seed: int = 0
+    preferred: NodeId = NO_NODE
 
 
 class PartitionHost:
@@ -107,7 +109,7 @@ class PartitionHost:
         else:
             self.part = Partition(opened.log, opened.kv, opened.recovered,
                                   producer_table(opened.producers), voters=r.voters,
-                                  node=r.node, seed=r.seed)
+                                  node=r.node, seed=r.seed, preferred=r.preferred)
             if len(r.voters) > 1 and self._tick is None:
                 self._tick = self.loop.call_later(r.tick_s, self._on_tick)
         self.part.start()

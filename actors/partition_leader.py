@@ -35,6 +35,7 @@ so no retry is acknowledged ahead of its original.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 import uuid
@@ -73,12 +74,12 @@ from redshank.cluster.partition.api import (
     WaitForData,
 )
 from redshank.cluster.partition.partition import Partition
-from redshank.cluster.raft.types import Message
+from redshank.cluster.raft.types import Message, NodeId
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["PartitionLeader", "Ready", "ReplicaStatus", "partition_name"]
+__all__ = ["PartitionLeader", "Ready", "ReplicaStatus", "SetPreferred", "partition_name"]
 
 RECOVER_MIN_S = 0.1
 RECOVER_MAX_S = 5.0
@@ -96,7 +97,16 @@ class Ready:
 
 class ReplicaStatus:
     """-> the replica's Raft view: {"role", "term", "leader", "serves", "high_watermark" (the
-    leader's; a follower's stays at its start), "log_end" (the offset after its last batch)}."""
+    leader's; a follower's stays at its start), "log_end" (the offset after its last batch),
+    "preferred" (the node leadership goes back to, 0: none)}."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetPreferred:
+    """The controller moved the partition's preferred replica to `node` (0: none): leadership
+    goes there (`Partition`'s balance), also after the partition is reopened."""
+
+    node: NodeId
 
 
 class PartitionLeader(LoopActor):
@@ -175,13 +185,19 @@ class PartitionLeader(LoopActor):
             return None
         if isinstance(message, ReplicaStatus):
             return self._status()
+        if isinstance(message, SetPreferred):
+            if self.host.replicas is not None:
+                self.host.replicas = dataclasses.replace(self.host.replicas,
+                                                         preferred=message.node)
+                self.part.preferred = message.node
+            return True
         raise TypeError(f"partition leader got {type(message).__name__}")
 
     def _status(self) -> dict[str, Any]:
         core = self.part.consensus.core
         return {"role": core.role.name.lower(), "term": int(core.term), "leader": int(core.lead),
                 "serves": self.part.serves(), "high_watermark": self.high_watermark,
-                "log_end": self.log.dirty_offset + 1}
+                "log_end": self.log.dirty_offset + 1, "preferred": int(self.part.preferred)}
 
     @property
     def producers(self) -> ProducerStateTable:

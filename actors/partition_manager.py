@@ -24,7 +24,13 @@ from redshank.actors._async import resolve, spawn
 from redshank.actors.disk_writer import Blocking, OpenedPartition, OpenPartition
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
 from redshank.actors.partition_host import Replicas
-from redshank.actors.partition_leader import PartitionLeader, Ready, ReplicaStatus, partition_name
+from redshank.actors.partition_leader import (
+    PartitionLeader,
+    Ready,
+    ReplicaStatus,
+    SetPreferred,
+    partition_name,
+)
 from redshank.actors.raft_messenger import Address, RaftMessenger
 from redshank.actors.runtime import CoreDiedError, CoreRouter, LoopActor, LoopFuture
 from redshank.actors.topic_cache import TOPIC_CACHE, LeaderChanged
@@ -205,6 +211,8 @@ class PartitionManager(LoopActor):
         self.messenger: RaftMessenger | None = None
         self.node = NodeId(0)
         self.groups: dict[str, GroupId] = {}  # replicated partitions hosted here, by name
+        # Their preferred replicas' nodes, as the controller's latest plan names them.
+        self.preferred: dict[str, NodeId] = {}
         self.controller_topics: frozenset[uuid.UUID] = frozenset()
         self._view_timer: asyncio.TimerHandle | None = None
 
@@ -323,13 +331,17 @@ class PartitionManager(LoopActor):
         name = partition_name(plan.topic, plan.partition)
         known = self._open.get(name)
         if known is not None:
+            if self.preferred.get(name, plan.preferred) != plan.preferred:
+                self.preferred[name] = plan.preferred
+                ref = self.leaders.get(name)
+                if ref is not None:  # else the open under way reads `self.preferred`
+                    ref.tell(SetPreferred(plan.preferred))
             return True if known.done() and known.exception() is None else known
         fut: LoopFuture[bool] = LoopFuture(self.loop)
         self._open[name] = fut
+        self.preferred[name] = plan.preferred
         directory = os.path.join(self.data_dir, "kafka", f"{plan.topic}-{plan.partition}")
         configs = self._configs.get(name, plan.configs)
-        replicas = Replicas(self.node, plan.voters, messenger.sender(plan.group),
-                            seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF)
 
         async def start() -> bool:
             try:
@@ -339,6 +351,9 @@ class PartitionManager(LoopActor):
                 if self._open.get(name) is fut:
                     del self._open[name]
                 raise
+            replicas = Replicas(self.node, plan.voters, messenger.sender(plan.group),
+                                seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF,
+                                preferred=self.preferred.get(name, plan.preferred))
             ref = PartitionLeader.start(plan.topic, plan.partition, part, self.coordinator,
                                         self.writer, self.loop, log_append_time(configs),
                                         self._tell_watermark, plan.topic_id,
@@ -466,6 +481,7 @@ class PartitionManager(LoopActor):
             ref = self.leaders.pop(name, None)
             log = self.logs.pop(name, None)
             self.router.unregister(name)
+            self.preferred.pop(name, None)
             group = self.groups.pop(name, None)
             if group is not None:
                 self.routes.pop(group, None)

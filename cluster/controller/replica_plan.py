@@ -38,7 +38,8 @@ def group_id(topic_id: uuid.UUID, partition: int) -> GroupId:
 @dataclass(frozen=True, slots=True)
 class ReplicaPlan:
     """One replica a node hosts: on `core`, in group `group` with `voters`; `routes` gives each
-    voter's replica RPC address (host, port), this node's own included."""
+    voter's replica RPC address (host, port), this node's own included; `preferred` is the
+    assignment's first replica's node, where leadership goes back to."""
 
     topic: str
     partition: int
@@ -48,6 +49,7 @@ class ReplicaPlan:
     group: GroupId
     voters: frozenset[NodeId]
     routes: tuple[tuple[NodeId, str, int], ...]
+    preferred: NodeId
 
 
 def node_replicas(topics: TopicsTable, members: MembersTable, node: NodeId
@@ -68,5 +70,5 @@ def node_replicas(topics: TopicsTable, members: MembersTable, node: NodeId
             group = group_id(topic.topic_id, p)
             out[group] = ReplicaPlan(topic.name, p, topic.topic_id, topic.configs, mine[0].core,
                                      group, frozenset(r.node_id for r in assignment),
-                                     tuple(routes))
+                                     tuple(routes), assignment[0].node_id)
     return out

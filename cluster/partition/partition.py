@@ -18,6 +18,15 @@ i.e. is fsynced on a majority; with one replica (the degenerate case: elected at
 = itself) that is this node's fsync. acks=0 and acks=1 are answered once the entry is appended
 on the leader and written (the flush may still run); acks=all once committed. Raft's own entries
 take no Kafka offset. Must not know sockets, threads, event loops or clocks (the host ticks).
+
+Leadership balance (Kafka's preferred replica, Redpanda's leader balancer reduced to it): a
+replicated partition may name a `preferred` replica (the controller's first of the assignment,
+placed so leaders spread evenly over nodes and cores). A brand-new group's preferred replica
+campaigns at once instead of after an election timeout; a leader that is not the preferred one,
+once it has served `balance_ticks` ticks, hands leadership over (Raft's transfer: the target must
+have every entry first) whenever the preferred replica is caught up and was heard from lately.
+So leaders go back to where placement put them after a failover, and never flap: only the
+preferred replica is ever a transfer target, and it never transfers away.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from redshank.cluster.raft.raft import RaftConfig, RaftCore
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.replicate_entries_stm import ReplicateResult
 from redshank.cluster.raft.types import (
+    NO_NODE,
     Config,
     Entry,
     EntryKind,
@@ -54,7 +64,7 @@ from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import parse_header, stamp_log_append_time
 from redshank.storage import KvStore, Log
 
-__all__ = ["FULL", "Io", "Partition"]
+__all__ = ["BALANCE_TICKS", "FULL", "Io", "Partition"]
 
 # `append`'s answer while the replicate batcher's memory units are all taken (backpressure:
 # Redpanda's batcher semaphore). Not an error for the producer: its host keeps the append, and
@@ -62,6 +72,10 @@ __all__ = ["FULL", "Io", "Partition"]
 FULL = PartitionResult(ErrorCode.NONE, -2, -2, "replicate batcher full")
 
 SELF = NodeId(1)  # a single replica's node id until the cluster assigns real ones
+# Ticks a leader serves before it hands leadership to the preferred replica (2 election
+# timeouts at the default 10 ticks each): a new leader settles first, a returning node gets
+# time to catch up, and a failing preferred node cannot make leadership bounce.
+BALANCE_TICKS = 20
 
 
 @dataclass(slots=True)
@@ -85,10 +99,12 @@ class Partition:
                  producers: ProducerStateTable, *, voters: frozenset[NodeId] = frozenset({SELF}),
                  node: NodeId = SELF, seed: int = 0, bootstrap: Config | None = None,
                  raft: RaftConfig | None = None,
-                 anchor_every: int = ANCHOR_FLUSH_ENTRIES) -> None:
+                 anchor_every: int = ANCHOR_FLUSH_ENTRIES, preferred: NodeId = NO_NODE,
+                 balance_ticks: int = BALANCE_TICKS) -> None:
         """`bootstrap` (the group's first configuration, learners included) defaults to
         `voters`; `raft` (timeouts, prevote, priorities) to the defaults for `node`;
-        `anchor_every`: entries between recovery anchors."""
+        `anchor_every`: entries between recovery anchors; `preferred`: the replica leadership
+        goes back to (module docstring; NO_NODE: none), after `balance_ticks` ticks."""
         self.raft_log = PartitionRaftLog(log, kv, recovered, anchor_every)
         self.producers = producers
         cfg = raft or RaftConfig(id=node, rng=random.Random(seed))
@@ -105,6 +121,9 @@ class Partition:
         self._next_id = 0
         self._io = Io()
         self._kv_dirty = False
+        self.preferred = preferred  # the host may change it (the controller moved it)
+        self.balance_ticks = balance_ticks
+        self._led_ticks = 0  # ticks served as leader in this term, for the balance
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -157,7 +176,10 @@ class Partition:
     def start(self) -> None:
         """A single replica elects itself at once (prevote and vote need only its own)."""
         core = self.consensus.core
-        if core.config.voters == frozenset({core.id}):
+        if core.config.voters == frozenset({core.id}) or (
+                core.id == self.preferred and core.term == 0 and core.log.last_index() == 0):
+            # A new group's preferred replica need not wait out an election timeout either:
+            # the others vote for it if they are up (else the timeouts elect someone).
             core.campaign()
         self._drain()
 
@@ -208,7 +230,27 @@ class Partition:
 
     def tick(self) -> None:
         self.consensus.tick()
+        self._balance()
         self._drain()
+
+    def _balance(self) -> None:
+        """Hand leadership to the preferred replica once this leader has served long enough
+        and the preferred one is caught up and alive (module docstring)."""
+        core = self.consensus.core
+        target = self.preferred
+        if (target == NO_NODE or target == core.id or target not in core.config.voters
+                or not core.leader_ready()):
+            self._led_ticks = 0
+            return
+        self._led_ticks += 1
+        if self._led_ticks < self.balance_ticks or core.lead_transferee != NO_NODE:
+            return
+        pr = core.progress.get(target)
+        if (pr is None or pr.recovery is not None or not pr.recent_active
+                or pr.match < core.log.last_index()):
+            return
+        self._led_ticks = 0  # a transfer that fails (aborted after a timeout) is tried again
+        self.consensus.transfer_leadership(target)
 
     def step(self, m: Message) -> None:
         self.consensus.step(m)
