@@ -4,7 +4,9 @@ Concern: getting one command batch into group 0's log and its result back to the
 loop of the node's controller host. The batch is appended on the leader: here if this node
 leads, else forwarded to the leader's controller (`ControllerMethod.PROPOSE`, with a deadline);
 a NOT_LEADER (or an unreachable leader) is retried once a leader change is heard of (or after a
-short wait), within the proposal's whole deadline. The caller's answer is what its own node's
+short wait), within the proposal's whole deadline. While this node knows no leader (a node not
+yet in group 0 hears no leader at all), each attempt asks the next voter, then the leader that
+voter names. The caller's answer is what its own node's
 `ControllerStm` made of the batch when it applied it (matched by `BatchId`), the same on every
 node, so a leader's reply only says where the batch went, never what it did.
 
@@ -61,6 +63,7 @@ class ControllerSeam(Protocol):
     """What the frontend needs of its controller host."""
 
     node: NodeId
+    voters: frozenset[NodeId]
     clog: ControllerLog
     peers: RaftPeers
 
@@ -86,6 +89,7 @@ class ControllerFrontend:
         self.resent = 0  # batches sent again (lost to a leader change, or slow)
         self.log = structlog.get_logger("redshank.controller").bind(node=int(host.node))
         self._last_ms = 0
+        self._probe = 0  # the voter the next attempt without a known leader asks
 
     async def propose(self, command: Command, *, timeout: float | None = None) -> Applied:
         """See `ControllerHost.propose`."""
@@ -135,7 +139,7 @@ class ControllerFrontend:
             if lead == host.node:
                 reply = await host.append_here(batch)
             elif lead == NO_NODE:
-                reply = ProposeReply(ProposeStatus.NOT_LEADER)
+                reply = await self._forward_to_a_voter(batch)
             else:
                 reply = await self._forward(lead, batch)
             if reply.status != ProposeStatus.NOT_LEADER:
@@ -144,6 +148,19 @@ class ControllerFrontend:
             news = host.leader_future()
             await asyncio.wait([news], timeout=NO_LEADER_WAIT_S)
             news.cancel()
+
+    async def _forward_to_a_voter(self, batch: bytes) -> ProposeReply:
+        """No leader known here: ask the next voter, and the leader it names, if any."""
+        others = sorted(n for n in self.host.voters if n != self.host.node)
+        if not others:
+            return ProposeReply(ProposeStatus.NOT_LEADER)
+        voter = others[self._probe % len(others)]
+        self._probe += 1
+        reply = await self._forward(voter, batch)
+        if reply.status == ProposeStatus.NOT_LEADER and reply.leader not in (
+                NO_NODE, voter, self.host.node):
+            reply = await self._forward(NodeId(reply.leader), batch)
+        return reply
 
     async def _forward(self, lead: NodeId, batch: bytes) -> ProposeReply:
         client = self.host.peers.client(lead)

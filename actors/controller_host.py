@@ -64,7 +64,7 @@ from redshank.cluster.partition.partition import Partition
 from redshank.cluster.partition.raft_log import EntryLoad, Loaded, RecoveredRaft, recover
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.raft import RaftConfig
-from redshank.cluster.raft.types import NO_NODE, NodeId, Notice, NoticeKind, Role
+from redshank.cluster.raft.types import NO_NODE, NodeId, Notice, NoticeKind, ProposeError, Role
 from redshank.cluster.raft.wire import RaftWireError
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
@@ -219,6 +219,31 @@ class ControllerHost:
     @property
     def term(self) -> int:
         return 0 if self._part is None else self._part.term
+
+    @property
+    def members(self) -> frozenset[NodeId]:
+        """Group 0's members in the configuration in force here: voters and learners."""
+        return frozenset() if self._part is None else \
+            self._part.consensus.core.config.members()
+
+    def route(self, node: NodeId, address: tuple[str, int]) -> None:
+        """Reach `node`'s controller at `address` (a member that registered, or moved)."""
+        if node != self.node:
+            self.peers.set_address(node, address)
+
+    def add_learners(self, nodes: frozenset[NodeId]) -> bool:
+        """On the leader: propose group 0's configuration with `nodes` as learners too (they
+        replicate the controller's log and apply it, and never vote). False when this node
+        cannot now (not the leader, not ready, a change under way): the caller tries again."""
+        if self._part is None or self._closed or self._flushing or not self.is_leader:
+            return False
+        core = self._part.consensus.core
+        config = core.config
+        if nodes <= config.members():
+            return True
+        result = self._part.consensus.propose_config(config.voters, config.learners | nodes)
+        self._turn()
+        return not isinstance(result, ProposeError)
 
     async def wait_applied(self, count: int, timeout: float | None = None) -> None:
         """Until this node applied the first `count` commands (`stm.last_applied >= count`:

@@ -12,9 +12,12 @@ with its log in `<data>/controller`, bootstrapping the cluster once and register
     ControllerHost(voters).start() --> leader --> lowest seed: propose BootstrapCluster
       stm.cluster_uuid --> node_identity.json (fsync) + ClusterAssigned to each core's NodeRpc
       RegisterNode if absent or changed;   every 0.2 s: controller.json if changed
+      every 0.2 s: route every member's controller; leader: members not in group 0 -> learners
 
-A node that is not a seed hosts no replica yet (it still greets the seeds). Must not know:
-Raft, how the host stores or replicates, Kafka requests.
+A node that is not a seed records the same voters, registers through a voter (its host knows
+no leader yet: the frontend asks the voters), and the leader, which watches the members table,
+adds it to group 0 as a learner: it replicates and applies the controller's log like a voter,
+and never votes. Must not know: Raft, how the host stores or replicates, Kafka requests.
 """
 
 from __future__ import annotations
@@ -306,21 +309,20 @@ class ControllerService(LoopActor):
             self.handle.server, config=self.config.host)
         await host.start()
         self._spawn(self._write_views())
+        self._spawn(self._admit_members(host))
         if self.router is not None:
             self._spawn(ControllerBackend(self.me.node_id, host, self.router).run())
         await self._join(host)
 
     async def _voters(self) -> tuple[RegisterNode, ...] | None:
-        """The voters record of an earlier start, else (a seed's first start) every seed's
-        HELLO answer, recorded durably before the host starts."""
+        """The voters record of an earlier start, else (a first start) every seed's HELLO
+        answer, recorded durably before the host starts. A node that is not a seed records the
+        same voters: it hosts group 0 as a learner once it registered (`_join`)."""
         loop = asyncio.get_running_loop()
         path = os.path.join(self.config.data_dir, VOTERS_FILE)
         raw = await loop.run_in_executor(None, _read, path)
         if raw is not None:
             return decode_voters(raw)
-        if not self.config.voter:
-            self.log.info("controller_not_hosted", reason="not a seed")
-            return None
         self.log.info("controller_waiting_for_seeds",
                       seeds=[str(s) for s in self.handle.seeds.seeds])
         answers = await self.handle.seeds.wait_all()
@@ -334,6 +336,15 @@ class ControllerService(LoopActor):
         loop = asyncio.get_running_loop()
         identity = await loop.run_in_executor(None, load_identity, self.config.data_dir)
         stored = None if identity is None else identity.cluster_uuid
+        if self.me.node_id not in {v.node_id for v in self.voters}:
+            # Not a voter: the leader adds this node to group 0 (a learner) once it is a
+            # member, so register first (proposed through a voter); the log then arrives.
+            while needs_register(host.stm.members.get(self.me.node_id), self.me):
+                applied = await self._propose(host, self.me)
+                if applied is not None and not applied.ok:
+                    self.log.warning("register_refused", error=applied.error_code.name,
+                                     message=applied.message)
+                    return
         while host.stm.cluster_uuid is None:
             if host.leader != NO_NODE and should_bootstrap(self.me.node_id, self.voters, stored,
                                                            host.stm.cluster_uuid):
@@ -374,6 +385,24 @@ class ControllerService(LoopActor):
                              error=str(exc))
             await asyncio.sleep(self.config.retry_s)
             return None
+
+    # ---- members of group 0 -------------------------------------------------------------------
+
+    async def _admit_members(self, host: ControllerHost) -> None:
+        """Every `view_every_s`: reach each registered node's controller at its current
+        address, and (on the leader) make every active member that is not in group 0 a learner,
+        so a node that joined later replicates and applies the controller's log."""
+        while True:
+            stm = host.stm
+            missing = set()
+            for n in stm.members:
+                host.route(n.node_id, (n.rpc_addr.host, n.rpc_addr.port))
+                if n.active and n.node_id not in host.members:
+                    missing.add(n.node_id)
+            if missing and stm.cluster_uuid is not None and host.add_learners(
+                    frozenset(missing)):
+                self.log.info("learners_proposed", nodes=sorted(int(n) for n in missing))
+            await asyncio.sleep(self.config.view_every_s)
 
     # ---- the view -----------------------------------------------------------------------------
 

@@ -65,13 +65,34 @@ class RaftPeers:
         self.dropped = 0  # messages not sent (peer unreachable, queue full)
         self.sent = 0
         self.log = log or _log
-        self._peers = {
-            node: _Peer(node, RpcClient(host, port, connect_timeout_s=connect_timeout_s,
-                                        default_timeout_s=send_timeout_s,
-                                        backoff=Backoff(base_s=0.05, cap_s=backoff_cap_s)))
-            for node, (host, port) in addresses.items()
-        }
+        self._connect_timeout_s = connect_timeout_s
+        self._backoff_cap_s = backoff_cap_s
+        self._peers = {node: self._peer(node, address) for node, address in addresses.items()}
+        self._addresses = dict(addresses)
+        self._retired: list[asyncio.Task[None]] = []
         self._closed = False
+
+    def _peer(self, node: NodeId, address: tuple[str, int]) -> _Peer:
+        host, port = address
+        return _Peer(node, RpcClient(host, port, connect_timeout_s=self._connect_timeout_s,
+                                     default_timeout_s=self.send_timeout_s,
+                                     backoff=Backoff(base_s=0.05, cap_s=self._backoff_cap_s)))
+
+    def set_address(self, node: NodeId, address: tuple[str, int]) -> None:
+        """Send to `node` at `address` from now on (a member that joined the group, or one
+        that came back at another address); what was queued for its old address is dropped
+        (Raft sends again)."""
+        if self._closed or self._addresses.get(node) == address:
+            return
+        old = self._peers.pop(node, None)
+        self._peers[node] = self._peer(node, address)
+        self._addresses[node] = address
+        if old is not None:
+            self.dropped += len(old.queue)
+            old.queue.clear()
+            if old.task is not None:
+                old.task.cancel()
+            self._retired.append(asyncio.get_running_loop().create_task(old.client.close()))
 
     def client(self, node: NodeId) -> RpcClient | None:
         peer = self._peers.get(node)
@@ -114,7 +135,7 @@ class RaftPeers:
         if self._closed:
             return
         self._closed = True
-        tasks = []
+        tasks = list(self._retired)
         for peer in self._peers.values():
             if peer.task is not None:
                 peer.task.cancel()
