@@ -7,7 +7,8 @@ NOT_LEADER_OR_FOLLOWER; Metadata from any node names every broker and each parti
 so a producer bootstrapped on a follower's node writes to the leader; when the leader's whole
 process group is SIGKILLed another node leads, serves every acknowledged record, and takes more
 from a client that found it through Metadata; restarted, the killed node's replicas follow the
-new leader and catch up, and a preferred replica among them leads again; deleted, the topic's replicas close and their logs go on every node."""
+new leader and catch up, and a preferred replica among them leads again; deleted, the topic's
+replicas close and their logs go on every node."""
 
 from __future__ import annotations
 
