@@ -3,7 +3,10 @@ topic of three partitions with replication factor 3. The controller's placement 
 preferred replicas (each partition's first) over the nodes, and each partition's leader is its
 preferred replica, so every node leads one partition. When a leader's node is SIGKILLed another
 replica leads its partition; once the node is back and caught up, leadership returns to it,
-without an acknowledged record lost or moved (the records acked while it was away included)."""
+without an acknowledged record lost or moved (the records acked while it was away included).
+ElectLeaders (kafka-python's admin client) answers what the groups do: no election needed
+where the preferred replica leads, PREFERRED_LEADER_NOT_AVAILABLE while it is down, and success
+once the returning node leads again."""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 from test_cluster_controller import agreed, wait_for
 from test_cluster_partitions import KafkaNode
 
@@ -51,6 +55,22 @@ def serving(nodes: list[KafkaNode]) -> dict[int, tuple[int, int]] | None:
             return None
         out[p] = (lead[0].node_id, rows[0][1]["preferred"])
     return out
+
+
+def elect(bootstrap: str, partition: int, timeout_s: float) -> int:
+    """ElectLeaders PREFERRED for one partition of TOPIC, from kafka-python's admin client (the
+    confluent-kafka 2.16 binding fails on its timeout arguments) -> its error code."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap,
+                             request_timeout_ms=int((timeout_s + 15) * 1000))
+    try:
+        resp = admin.elect_leaders(0, {TOPIC: [partition]}, timeout_ms=int(timeout_s * 1000),
+                                   raise_errors=False)
+    finally:
+        admin.close()
+    [(topic, [(got, code, _message)])] = [
+        (r[0], [tuple(x) for x in r[1]]) for r in resp.replica_election_results]
+    assert (topic, got) == (TOPIC, partition)
+    return int(code)
 
 
 def read_all(bootstrap: str, counts: dict[int, int]) -> dict[int, list[bytes]]:
@@ -93,6 +113,7 @@ def test_leaders_spread_over_the_nodes_and_return_to_a_node_that_comes_back(
                                                            in s.values()) else None),
             30, detail)
         assert sorted(lead for lead, _ in first.values()) == [1, 2, 3], first
+        assert elect(nodes[1].kafka, 0, 5) == KafkaError.ELECTION_NOT_NEEDED
 
         bootstrap = ",".join(n.kafka for n in nodes)
         producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
@@ -117,11 +138,13 @@ def test_leaders_spread_over_the_nodes_and_return_to_a_node_that_comes_back(
         moved = wait_for("a new leader of every partition", lambda: serving(rest), 30, detail)
         assert moved[0][0] != victim.node_id and moved[0][1] == victim.node_id
         produce("away")
+        assert elect(rest[0].kafka, 0, 1) == KafkaError.PREFERRED_LEADER_NOT_AVAILABLE
 
         # Back on its data: it catches up, then leads partition 0 again.
         victim.spawn()
         victim.ready()
         started = time.monotonic()
+        assert elect(rest[0].kafka, 0, 30) == 0  # answered once the preferred replica leads
         back = wait_for("leadership back on the restarted node", lambda: (
             s if (s := serving(nodes)) is not None and s[0][0] == victim.node_id else None),
             45, detail)
