@@ -10,8 +10,9 @@ controller's (created through it on the first FindCoordinator, replicated on
 min(3, active brokers) nodes); the controller backend opens each node's replicas with their
 hosts, the one leading a partition serves it (the others answer NOT_COORDINATOR themselves),
 and FindCoordinator names that leader as this node's replicas know it (`DescribeTopics`, as
-Metadata does). Must not know: the group protocol (`cluster/group`), the wire shapes
-(`cluster/kafka/handlers`), Raft.
+Metadata does: a node hosting no replica of the partition names its preferred replica, which
+answers NOT_COORDINATOR if it does not lead, and the client asks again). Must not know: the
+group protocol (`cluster/group`), the wire shapes (`cluster/kafka/handlers`), Raft.
 """
 
 from __future__ import annotations

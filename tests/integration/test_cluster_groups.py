@@ -7,11 +7,18 @@ assigned, disjoint, every partition) and read every record; their commits are ac
 committed on a majority. When the coordinator's node is SIGKILLed, another node leads the
 partition, replays it and coordinates: the consumers carry on with the new coordinator (the
 records produced after the kill reach them), and a new consumer of the group resumes each
-partition from the offsets committed before the kill."""
+partition from the offsets committed before the kill. A coordinator paused (SIGSTOP) while
+another node takes its partition over resigns when it wakes: it answers NOT_COORDINATOR (never
+its stale offsets) and names the new coordinator. kafka-python and aiokafka groups commit
+through one node and resume through another."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +30,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from poison import RawClient
 from test_cluster_controller import agreed, wait_for
 from test_cluster_partitions import KafkaNode
+from test_groups import HALF, TOTAL, _ak_take, _kp_take
 
 from redshank.cluster.group import partition_for
 from redshank.protocol.error_codes import ErrorCode
@@ -73,6 +81,12 @@ def one_leader(nodes: list[KafkaNode], topic: str, p: int, above_term: int = 0
     return (serving[0], term) if term > above_term else None
 
 
+def replicated(nodes: list[KafkaNode]) -> int | None:
+    """The partition count of `__consumer_offsets` once every node hosts each partition."""
+    counts = {len(replica_views(n, OFFSETS)) for n in nodes}
+    return counts.pop() if len(counts) == 1 and 0 not in counts else None
+
+
 def find_coordinator(node: KafkaNode) -> FindCoordinatorResponse:
     client = RawClient(node.kafka)
     try:
@@ -81,6 +95,24 @@ def find_coordinator(node: KafkaNode) -> FindCoordinatorResponse:
     finally:
         client.close()
     return response
+
+
+def commit(bootstrap: str, offsets: dict[int, int]) -> None:
+    """Commit `offsets` for the group as a consumer that assigns itself (no membership: Kafka's
+    generation -1 commit), through whichever node coordinates the group."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP,
+                         "enable.auto.commit": False})
+    try:
+        got = consumer.commit(offsets=[TopicPartition(TOPIC, q, o) for q, o in offsets.items()],
+                              asynchronous=False)
+        assert got is not None and all(tp.error is None for tp in got), got
+    finally:
+        consumer.close()
+
+
+def offsets_of(response: OffsetFetchResponse) -> list[tuple[int, int]]:
+    return sorted((pt.partition_index, pt.committed_offset)
+                  for t in response.topics for pt in t.partitions)
 
 
 def committed_at(node: KafkaNode) -> OffsetFetchResponse:
@@ -187,10 +219,8 @@ def test_one_group_across_nodes_survives_its_coordinator(tmp_path: Path) -> None
         # its partition has a leader the answer is COORDINATOR_NOT_AVAILABLE (clients retry).
         first = find_coordinator(nodes[1])
         assert first.error_code in (ErrorCode.NONE, ErrorCode.COORDINATOR_NOT_AVAILABLE), first
-        offsets_partitions = wait_for(f"{OFFSETS} replicated on every node", lambda: (
-            len(v) if all(len(replica_views(n, OFFSETS)) == len(v := replica_views(
-                nodes[0], OFFSETS)) > 0 for n in nodes) else None), 30, detail)
-        p = partition_for(GROUP, offsets_partitions)
+        p = partition_for(GROUP, wait_for(f"{OFFSETS} replicated on every node",
+                                          lambda: replicated(nodes), 30, detail))
         coordinator, term = wait_for("one leader of the group's partition",
                                      lambda: one_leader(nodes, OFFSETS, p), 30, detail)
         for node in nodes:  # every node names the leader
@@ -259,5 +289,96 @@ def test_one_group_across_nodes_survives_its_coordinator(tmp_path: Path) -> None
     finally:
         for m in members:
             m.consumer.close()
+        for node in nodes:
+            node.stop()
+
+
+@pytest.mark.timeout(180)
+def test_a_paused_coordinator_resigns_when_it_wakes(tmp_path: Path) -> None:
+    rpcs = [rpc for _kafka, rpc in plan_ports(3, 1, 0)]
+    nodes = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs, 1) for i in (1, 2, 3)]
+    paused: KafkaNode | None = None
+    try:
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.ready()
+        wait_for("three nodes agreeing on one cluster", lambda: agreed(nodes, 3), 30)  # type: ignore[arg-type]
+
+        def detail() -> str:
+            return "\n".join(f"{n.node_id}: {replica_views(n, OFFSETS)}\n{n.tail(8)}"
+                             for n in nodes)
+
+        admin = AdminClient({"bootstrap.servers": nodes[0].kafka})
+        admin.create_topics([NewTopic(TOPIC, PARTITIONS, 3)],
+                            operation_timeout=20)[TOPIC].result(30)
+        find_coordinator(nodes[0])  # creates the topic
+        p = partition_for(GROUP, wait_for(f"{OFFSETS} replicated on every node",
+                                          lambda: replicated(nodes), 30, detail))
+        paused, term = wait_for("one leader of the group's partition",
+                                lambda: one_leader(nodes, OFFSETS, p), 30, detail)
+        commit(nodes[0].kafka, {q: 1 for q in range(PARTITIONS)})
+        assert offsets_of(committed_at(paused)) == [(q, 1) for q in range(PARTITIONS)]
+
+        assert paused.proc is not None
+        os.killpg(paused.proc.pid, signal.SIGSTOP)
+        rest = [n for n in nodes if n is not paused]
+        new, new_term = wait_for("a new leader while the coordinator is paused",
+                                 lambda: one_leader(rest, OFFSETS, p, term), 30, detail)
+        commit(rest[0].kafka, {q: 2 for q in range(PARTITIONS)})
+        os.killpg(paused.proc.pid, signal.SIGCONT)
+        wait_for("the woken node following the new leader", lambda: (
+            v if (v := replica_views(paused, OFFSETS).get(p)) is not None
+            and v["leader"] == new.node_id and v["term"] >= new_term and not v["serves"]
+            else None), 30, detail)
+
+        stale = committed_at(paused)
+        assert stale.error_code == ErrorCode.NOT_COORDINATOR, stale
+        moved = find_coordinator(paused)
+        assert (moved.error_code, moved.node_id) == (ErrorCode.NONE, new.node_id), moved
+        assert offsets_of(committed_at(new)) == [(q, 2) for q in range(PARTITIONS)]
+        assert '"event": "group_coordinator_resigned"' in paused.log_path.read_text()
+    finally:
+        if paused is not None and paused.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(paused.proc.pid, signal.SIGCONT)  # never leave a stopped group
+        for node in nodes:
+            node.stop()
+
+
+@pytest.mark.timeout(180)
+def test_kafka_python_and_aiokafka_groups_resume_through_another_node(tmp_path: Path) -> None:
+    rpcs = [rpc for _kafka, rpc in plan_ports(3, 1, 0)]
+    nodes = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs, 1) for i in (1, 2, 3)]
+    try:
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.ready()
+        wait_for("three nodes agreeing on one cluster", lambda: agreed(nodes, 3), 30)  # type: ignore[arg-type]
+        admin = AdminClient({"bootstrap.servers": nodes[0].kafka})
+        topics = ["kp-topic", "ak-topic"]
+        for future in admin.create_topics([NewTopic(t, 1, 3) for t in topics],
+                                          operation_timeout=20).values():
+            future.result(30)
+        values = {t: [f"{t}-{i}".encode() for i in range(TOTAL)] for t in topics}
+        producer = Producer({"bootstrap.servers": nodes[0].kafka, "acks": "all"})
+        for t in topics:
+            for v in values[t]:
+                producer.produce(t, value=v, partition=0)
+        assert producer.flush(30) == 0
+
+        # Each takes half through node 2 and commits, then the rest through node 3 (the group's
+        # coordinator is wherever its partition leads: found through FindCoordinator).
+        assert _kp_take(nodes[1].kafka, "kp-topic", "kp-group", HALF) == values["kp-topic"][:HALF]
+        assert _kp_take(nodes[2].kafka, "kp-topic", "kp-group", HALF) == values["kp-topic"][HALF:]
+
+        async def aiokafka_halves() -> tuple[list[bytes], list[bytes]]:
+            first = await _ak_take(nodes[1].kafka, "ak-topic", "ak-group", HALF)
+            return first, await _ak_take(nodes[2].kafka, "ak-topic", "ak-group", HALF)
+
+        first, second = asyncio.run(asyncio.wait_for(aiokafka_halves(), 90))
+        assert (first, second) == (values["ak-topic"][:HALF], values["ak-topic"][HALF:])
+    finally:
         for node in nodes:
             node.stop()

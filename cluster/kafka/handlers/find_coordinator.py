@@ -37,8 +37,8 @@ def group_keys(request: FindCoordinatorRequest, version: int) -> tuple[str, ...]
 
 def locate_in(view: ClusterView, topic: str) -> Locate:
     """Cluster mode: a group's coordinator is the leader of its partition of `topic` (Kafka's
-    `partition_for`) as `view` knows it; none while that partition has no leader, or its
-    leader is not an active broker of `view`."""
+    `partition_for`) as `view` gives it (Metadata's leader); none while that partition has no
+    leader, or its leader is not an active broker of `view`."""
     brokers = {b.node_id: b for b in view.brokers}
     found = view.topics.get(topic)
     parts = () if found is None else found.partitions
