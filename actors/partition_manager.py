@@ -24,7 +24,14 @@ from redshank.actors._async import resolve, spawn
 from redshank.actors.disk_writer import Blocking, OpenedPartition, OpenPartition
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
 from redshank.actors.partition_host import Replicas
-from redshank.actors.partition_leader import PartitionLeader, Ready, ReplicaStatus, partition_name
+from redshank.actors.partition_leader import (
+    RECOVER_MAX_S,
+    RECOVER_MIN_S,
+    PartitionLeader,
+    Ready,
+    ReplicaStatus,
+    partition_name,
+)
 from redshank.actors.raft_messenger import Address, RaftMessenger
 from redshank.actors.runtime import CoreDiedError, CoreRouter, LoopActor, LoopFuture
 from redshank.actors.topic_cache import TOPIC_CACHE, LeaderChanged
@@ -212,6 +219,7 @@ class PartitionManager(LoopActor):
         self._view_timer: asyncio.TimerHandle | None = None
         # Replicated group hosts by name: what reopens one whose log failed.
         self._group_plans: dict[str, tuple[EnsureGroupHost, ReplicaPlan]] = {}
+        self._group_backoff: dict[str, tuple[float, float]] = {}  # (next delay, last failure)
 
     def on_start(self) -> None:
         self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
@@ -562,18 +570,48 @@ class PartitionManager(LoopActor):
         """A group host's log failed (it stops itself): forget it, close the log on the disk
         writer (before any reopen, which the writer runs after it), and let the next
         EnsureGroupHost open the partition again by recovery. A replica (cluster mode) is
-        opened again at once: the controller backend asks only when its plan changes."""
+        opened again here (after a backoff): the controller backend asks only when its plan
+        changes."""
         self._open.pop(name, None)
         self.leaders.pop(name, None)
         self.router.unregister(group_host_name(message.partition))
         self._failed_logs.add(name)
         self.writer.tell(Blocking(functools.partial(_close_failed, part)))
-        replicated = self._group_plans.get(name)
-        if replicated is not None:
+        if name in self._group_plans:
             group = self.groups.pop(name, None)
             if group is not None and self.messenger is not None:
                 self.messenger.unregister(group)
-            self._ensure_group_host(*replicated)
+            self._reopen_group_replica(name)
+
+    def _reopen_group_replica(self, name: str) -> None:
+        """Open a replicated group host's replica again after its log failed, after a backoff
+        (0.1 s doubling to 5 s per failure of it, back to 0.1 s a minute after the last; the
+        disk may still be failing, and a follower's next flush would fail it again at once);
+        a failed open is retried the same way. Ends once it opened, or was dropped."""
+        now = self.loop.time()
+        delay, last = self._group_backoff.get(name, (RECOVER_MIN_S, now))
+        if now - last > 60.0:
+            delay = RECOVER_MIN_S
+        self._group_backoff[name] = (min(delay * 2, RECOVER_MAX_S), now)
+
+        def reopen() -> None:
+            replicated = self._group_plans.get(name)
+            if self._stopped or replicated is None or name in self._open:
+                return  # stopping, dropped, or opened again meanwhile
+            try:
+                opened = self._ensure_group_host(*replicated)
+            except pykka.ActorDeadError as exc:
+                _log.error("group_replica_reopen_refused", name=name, error=repr(exc))
+                return
+            if isinstance(opened, LoopFuture):
+                opened.add_done_callback(again)
+
+        def again(f: LoopFuture[bool]) -> None:
+            if (exc := f.exception()) is not None:
+                _log.error("group_replica_reopen_failed", name=name, error=repr(exc))
+                self._reopen_group_replica(name)
+
+        self.loop.call_later(delay, reopen)
 
 
 def _close_failed(part: OpenedPartition) -> None:

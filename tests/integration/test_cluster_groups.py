@@ -9,8 +9,10 @@ partition, replays it and coordinates: the consumers carry on with the new coord
 records produced after the kill reach them), and a new consumer of the group resumes each
 partition from the offsets committed before the kill. A coordinator paused (SIGSTOP) while
 another node takes its partition over resigns when it wakes: it answers NOT_COORDINATOR (never
-its stale offsets) and names the new coordinator. kafka-python and aiokafka groups commit
-through one node and resume through another."""
+its stale offsets) and names the new coordinator. An fdatasync EIO on the coordinator's log of
+the partition: that replica fails and is opened again by recovery in the same process, rejoins
+its group, and commits work on. kafka-python and aiokafka groups commit through one node and
+resume through another."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from poison import RawClient
 from test_cluster_controller import agreed, wait_for
@@ -43,6 +45,7 @@ from redshank.protocol.messages.offset_fetch import (
     OffsetFetchRequestTopic,
     OffsetFetchResponse,
 )
+from redshank.storage.fault_files import ENV
 from redshank.tools.cluster_cmd import plan_ports
 
 TOPIC = "grouped"
@@ -108,6 +111,15 @@ def commit(bootstrap: str, offsets: dict[int, int]) -> None:
         assert got is not None and all(tp.error is None for tp in got), got
     finally:
         consumer.close()
+
+
+def try_commit(consumer: Consumer, offset: int) -> bool:
+    try:
+        got = consumer.commit(offsets=[TopicPartition(TOPIC, q, offset)
+                                       for q in range(PARTITIONS)], asynchronous=False)
+    except KafkaException:
+        return False
+    return bool(got) and all(tp.error is None for tp in got)
 
 
 def offsets_of(response: OffsetFetchResponse) -> list[tuple[int, int]]:
@@ -380,5 +392,68 @@ def test_kafka_python_and_aiokafka_groups_resume_through_another_node(tmp_path: 
         first, second = asyncio.run(asyncio.wait_for(aiokafka_halves(), 90))
         assert (first, second) == (values["ak-topic"][:HALF], values["ak-topic"][HALF:])
     finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.mark.timeout(180)
+def test_an_fsync_eio_on_the_coordinators_log_reopens_its_replica(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rpcs = [rpc for _kafka, rpc in plan_ports(3, 1, 0)]
+    nodes = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs, 1) for i in (1, 2, 3)]
+    controls = {n.node_id: tmp_path / f"faults-{n.node_id}.json" for n in nodes}
+    consumer: Consumer | None = None
+    try:
+        for node in nodes:  # each node reads its own fault control file
+            monkeypatch.setenv(ENV, str(controls[node.node_id]))
+            node.spawn()
+        for node in nodes:
+            node.ready()
+        wait_for("three nodes agreeing on one cluster", lambda: agreed(nodes, 3), 30)  # type: ignore[arg-type]
+
+        def detail() -> str:
+            return "\n".join(f"{n.node_id}: {replica_views(n, OFFSETS)}\n{n.tail(8)}"
+                             for n in nodes)
+
+        admin = AdminClient({"bootstrap.servers": nodes[0].kafka})
+        admin.create_topics([NewTopic(TOPIC, PARTITIONS, 3)],
+                            operation_timeout=20)[TOPIC].result(30)
+        find_coordinator(nodes[0])  # creates the topic
+        p = partition_for(GROUP, wait_for(f"{OFFSETS} replicated on every node",
+                                          lambda: replicated(nodes), 30, detail))
+        failing, _ = wait_for("one leader of the group's partition",
+                              lambda: one_leader(nodes, OFFSETS, p), 30, detail)
+        consumer = Consumer({"bootstrap.servers": nodes[0].kafka, "group.id": GROUP,
+                             "enable.auto.commit": False})
+        wait_for("a first commit", lambda: try_commit(consumer, 3) or None, 30, detail)
+        assert failing.proc is not None
+        pid = failing.proc.pid
+
+        control = controls[failing.node_id]
+        tmp = control.with_suffix(".tmp")  # written whole: the node reads it on each call
+        tmp.write_text(json.dumps({"match": f"kafka/{OFFSETS}-{p}/",
+                                   "fail": {"fdatasync": "EIO"}}))
+        tmp.replace(control)
+        try_commit(consumer, 4)  # its flush fails on the leader (a majority may still have it)
+        wait_for("the replica's log failed", lambda: (
+            "group_log_failed_reopening_on_next_use" in failing.log_path.read_text()) or None,
+            30, detail)
+        control.unlink()
+        wait_for("commits working again", lambda: try_commit(consumer, 5) or None, 30, detail)
+        leader, _ = wait_for("one leader", lambda: one_leader(nodes, OFFSETS, p), 30, detail)
+        assert offsets_of(committed_at(leader)) == [(q, 5) for q in range(PARTITIONS)]
+        # The failed replica was opened again in the same process and follows (or leads) its
+        # group, caught up with the others.
+        assert failing.proc is not None and failing.proc.poll() is None
+        assert failing.proc.pid == pid
+        wait_for("the reopened replica caught up", lambda: (
+            True if len({(v["term"], v["leader"], v["log_end"]) for n in nodes
+                         if (v := replica_views(n, OFFSETS).get(p)) is not None}) == 1
+            and all(p in replica_views(n, OFFSETS) for n in nodes) else None), 30, detail)
+    finally:
+        if consumer is not None:
+            consumer.close()
+        for control in controls.values():
+            control.unlink(missing_ok=True)
         for node in nodes:
             node.stop()
