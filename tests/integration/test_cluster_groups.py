@@ -373,6 +373,8 @@ def test_kafka_python_and_aiokafka_groups_resume_through_another_node(tmp_path: 
         for future in admin.create_topics([NewTopic(t, 1, 3) for t in topics],
                                           operation_timeout=20).values():
             future.result(30)
+        for t in topics:  # known (with a leader) on every node before any client asks for it
+            wait_for(f"a leader of {t}/0", lambda t=t: one_leader(nodes, t, 0), 30)
         values = {t: [f"{t}-{i}".encode() for i in range(TOTAL)] for t in topics}
         producer = Producer({"bootstrap.servers": nodes[0].kafka, "acks": "all"})
         for t in topics:
