@@ -97,7 +97,9 @@ class ControllerBackend:
         for group, plan in want.items():
             if self.hosted.get(group) == plan:
                 continue
-            if await self._ask(plan, EnsureReplica(plan)):
+            topic = stm.topics.get(plan.topic)
+            partitions = 0 if topic is None else topic.partitions
+            if await self._ask(plan, EnsureReplica(plan, partitions)):
                 self.hosted[group] = plan
             else:
                 complete = False

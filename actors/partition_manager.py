@@ -25,6 +25,8 @@ from redshank.actors.disk_writer import Blocking, OpenedPartition, OpenPartition
 from redshank.actors.group_host import GROUPS_TOPIC, GroupHost, group_host_name, read_group_records
 from redshank.actors.partition_host import Replicas
 from redshank.actors.partition_leader import (
+    RECOVER_MAX_S,
+    RECOVER_MIN_S,
     PartitionLeader,
     Ready,
     ReplicaStatus,
@@ -101,9 +103,12 @@ class ControllerTopics:
 class EnsureReplica:
     """Open this core's replica of a partition the controller assigned here (the controller
     backend sends it after each change of the topics table), replicated over the messenger.
-    Idempotent; the reply comes once the replica runs (not once it leads)."""
+    Idempotent; the reply comes once the replica runs (not once it leads). A replica of
+    `__consumer_offsets` runs its group coordinator (`GroupHost`), which needs the topic's
+    partition count (`partitions`) to own exactly its groups."""
 
     plan: ReplicaPlan
+    partitions: int = 0  # the topic's partition count (0: not known; needed for groups only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +220,9 @@ class PartitionManager(LoopActor):
         self.preferred: dict[str, NodeId] = {}
         self.controller_topics: frozenset[uuid.UUID] = frozenset()
         self._view_timer: asyncio.TimerHandle | None = None
+        # Replicated group hosts by name: what reopens one whose log failed.
+        self._group_plans: dict[str, tuple[EnsureGroupHost, ReplicaPlan]] = {}
+        self._group_backoff: dict[str, tuple[float, float]] = {}  # (next delay, last failure)
 
     def on_start(self) -> None:
         self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
@@ -251,6 +259,9 @@ class PartitionManager(LoopActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, EnsureReplica):
+            if message.plan.topic == GROUPS_TOPIC:  # its coordinator hosts it: one writer
+                return self._ensure_group_host(
+                    EnsureGroupHost(message.plan.partition, message.partitions), message.plan)
             return self._ensure_replica(message.plan)
         if isinstance(message, ReplicaLeaders):
             return spawn(self.loop, self._replica_leaders())
@@ -487,6 +498,9 @@ class PartitionManager(LoopActor):
                 self.routes.pop(group, None)
                 if self.messenger is not None:
                     self.messenger.unregister(group)
+            if message.topic == GROUPS_TOPIC:
+                self.router.unregister(group_host_name(message.partition))
+                self._group_plans.pop(name, None)
             if ref is not None:
                 ref.stop(block=False)
 
@@ -501,8 +515,23 @@ class PartitionManager(LoopActor):
 
         return spawn(self.loop, drop())
 
-    def _ensure_group_host(self, message: EnsureGroupHost) -> Any:
-        name = group_host_name(message.partition)
+    def _ensure_group_host(self, message: EnsureGroupHost, plan: ReplicaPlan | None = None
+                           ) -> Any:
+        """Start (once) the group coordinator of the partition: single node, over this core's
+        own log after replaying it (`plan` None); cluster mode, over this core's replica of it
+        as `plan` names (replicated like `_ensure_replica`'s, registered like one for the
+        messenger, the replicas view and Drop), replaying once it leads."""
+        messenger = self.messenger
+        if plan is not None:
+            if messenger is None:
+                raise pykka.ActorDeadError("no Raft messenger on this core (not in cluster mode)")
+            if plan.topic_id in self.dropped:
+                raise TopicDeletedError(f"topic {plan.topic!r} ({plan.topic_id}) was deleted")
+            if message.partitions <= plan.partition:
+                raise ValueError(f"{GROUPS_TOPIC} replica {plan.partition} without its count")
+            self.routes[plan.group] = {n: (host, port) for n, host, port in plan.routes}
+        name = (group_host_name(message.partition) if plan is None
+                else partition_name(GROUPS_TOPIC, message.partition))
         known = self._open.get(name)
         if known is not None:
             return True if known.done() and known.exception() is None else known
@@ -510,37 +539,92 @@ class PartitionManager(LoopActor):
         self._open[name] = fut
         directory = os.path.join(self.data_dir, "kafka", f"{GROUPS_TOPIC}-{message.partition}")
         distrust = name in self._failed_logs
+        replicas = None
+        if plan is not None and messenger is not None:
+            self._group_plans[name] = (message, plan)
+            # Coordinators spread with their partitions' preferred replicas (the balance).
+            replicas = Replicas(self.node, plan.voters, messenger.sender(plan.group),
+                                seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF,
+                                preferred=plan.preferred)
 
         async def start() -> bool:
             try:
                 part: OpenedPartition = await self.writer.ask(
                     OpenPartition(directory, LogConfig(), distrust_cache=distrust), block=False)
-                records = await self.writer.ask(
+                # Replicated: the leader replays when it starts to serve, not now.
+                records = [] if replicas is not None else await self.writer.ask(
                     Blocking(functools.partial(read_group_records, part.log)), block=False)
             except BaseException:
-                del self._open[name]
+                if self._open.get(name) is fut:  # a Drop may have forgotten it already
+                    del self._open[name]
                 raise
             self._failed_logs.discard(name)
             ref = GroupHost.start(message.partition, message.partitions, part, self.coordinator,
                                   self.writer, self.loop, self.group_config, records,
-                                  functools.partial(self._group_log_failed, name))
+                                  functools.partial(self._group_log_failed, name, message),
+                                  replicas=replicas)
             self.leaders[name] = ref
-            self.router.register(name, ref)
+            self.router.register(group_host_name(message.partition), ref)
+            if plan is not None and messenger is not None:
+                self.groups[name] = plan.group
+                messenger.register(plan.group, lambda m: _step(ref, m))
+                _log.info("replica_opened", ntp=f"{GROUPS_TOPIC}/{message.partition}",
+                          group=int(plan.group), voters=sorted(int(v) for v in plan.voters))
+                if self._view_timer is None and not self._stopped:
+                    self._view_timer = self.loop.call_later(REPLICAS_VIEW_EVERY_S, self._view)
             return True
 
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
 
-    def _group_log_failed(self, name: str, part: OpenedPartition) -> None:
+    def _group_log_failed(self, name: str, message: EnsureGroupHost, part: OpenedPartition
+                          ) -> None:
         """A group host's log failed (it stops itself): forget it, close the log on the disk
         writer (before any reopen, which the writer runs after it), and let the next
-        EnsureGroupHost open the partition again by recovery."""
+        EnsureGroupHost open the partition again by recovery. A replica (cluster mode) is
+        opened again here (after a backoff): the controller backend asks only when its plan
+        changes."""
         self._open.pop(name, None)
         self.leaders.pop(name, None)
-        self.router.unregister(name)
+        self.router.unregister(group_host_name(message.partition))
         self._failed_logs.add(name)
         self.writer.tell(Blocking(functools.partial(_close_failed, part)))
+        if name in self._group_plans:
+            group = self.groups.pop(name, None)
+            if group is not None and self.messenger is not None:
+                self.messenger.unregister(group)
+            self._reopen_group_replica(name)
+
+    def _reopen_group_replica(self, name: str) -> None:
+        """Open a replicated group host's replica again after its log failed, after a backoff
+        (0.1 s doubling to 5 s per failure of it, back to 0.1 s a minute after the last; the
+        disk may still be failing, and a follower's next flush would fail it again at once);
+        a failed open is retried the same way. Ends once it opened, or was dropped."""
+        now = self.loop.time()
+        delay, last = self._group_backoff.get(name, (RECOVER_MIN_S, now))
+        if now - last > 60.0:
+            delay = RECOVER_MIN_S
+        self._group_backoff[name] = (min(delay * 2, RECOVER_MAX_S), now)
+
+        def reopen() -> None:
+            replicated = self._group_plans.get(name)
+            if self._stopped or replicated is None or name in self._open:
+                return  # stopping, dropped, or opened again meanwhile
+            try:
+                opened = self._ensure_group_host(*replicated)
+            except pykka.ActorDeadError as exc:
+                _log.error("group_replica_reopen_refused", name=name, error=repr(exc))
+                return
+            if isinstance(opened, LoopFuture):
+                opened.add_done_callback(again)
+
+        def again(f: LoopFuture[bool]) -> None:
+            if (exc := f.exception()) is not None:
+                _log.error("group_replica_reopen_failed", name=name, error=repr(exc))
+                self._reopen_group_replica(name)
+
+        self.loop.call_later(delay, reopen)
 
 
 def _close_failed(part: OpenedPartition) -> None:

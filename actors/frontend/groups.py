@@ -1,22 +1,32 @@
 """The consumer-group APIs: each a call to the group's coordinator, with one fallback.
 
-Concern: finding a group's coordinator (the host of its `__consumer_offsets` partition, created
-on first use and opened on its owning core) and asking it: `call` answers the given
-NOT_COORDINATOR result when the coordinator cannot be reached (its core died, its host
-stopped), so clients look for the coordinator again. Every group API is then one call between
-its handler's `to_api` and `build`. Must not know: the group protocol (`cluster/group`), the
-wire shapes (`cluster/kafka/handlers`).
+Concern: finding a group's coordinator (the host of its `__consumer_offsets` partition) and
+asking it: `call` answers the given NOT_COORDINATOR result when the coordinator cannot be
+reached (its core died, its host stopped, no replica of it here), so clients look for the
+coordinator again. Every group API is then one call between its handler's `to_api` and
+`build`. Single node: the topic is the node's own (created on first use, a partition per core),
+each partition's host opened on its owning core on first use. Cluster mode: the topic is the
+controller's (created through it on the first FindCoordinator, replicated on
+min(3, active brokers) nodes); the controller backend opens each node's replicas with their
+hosts, the one leading a partition serves it (the others answer NOT_COORDINATOR themselves),
+and FindCoordinator names that leader as this node's replicas know it (`DescribeTopics`, as
+Metadata does: a node hosting no replica of the partition names its preferred replica, which
+answers NOT_COORDINATOR if it does not lead, and the client asks again). Must not know: the
+group protocol (`cluster/group`), the wire shapes (`cluster/kafka/handlers`), Raft.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 import pykka
+import structlog
 
 from redshank.actors._async import resolve
+from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics, ProposeTopics
 from redshank.actors.frontend._registry import serves
-from redshank.actors.frontend.services import OWNER_GONE, CoreServices
+from redshank.actors.frontend.services import OWNER_GONE, UNREACHABLE, CoreServices
 from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, GroupRequest, group_host_name
 from redshank.actors.partition_manager import MANAGER, EnsureGroupHost
 from redshank.actors.topic_controller import CreateTopics
@@ -43,10 +53,20 @@ from redshank.protocol import messages as m
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["call"]
+__all__ = ["CLUSTER_GROUPS_PARTITIONS", "GROUPS_MAX_REPLICATION", "call"]
 
 R = TypeVar("R", bound=GroupResult)
 _NOT_COORDINATOR = ErrorCode.NOT_COORDINATOR
+# `__consumer_offsets` in cluster mode (Kafka's offsets.topic.num.partitions is 50, Redpanda's
+# 16): each partition is a Raft group ticking on every node that hosts it even when idle (about
+# 0.4 % of a CPU per replica measured on an idle 3-node loopback cluster, noisy: 50 would cost
+# each node a fifth of a core doing nothing), and its leader replays it on each election; 8
+# still spreads the coordinators over the nodes (and cores) of a small cluster. Fixed once
+# created: groups are placed by it.
+CLUSTER_GROUPS_PARTITIONS = 8
+# Kafka's offsets.topic.replication.factor: 3, or every active broker when fewer.
+GROUPS_MAX_REPLICATION = 3
+_log = structlog.get_logger("redshank.groups")
 
 
 async def _groups_topic(core: CoreServices) -> TopicInfo:
@@ -83,9 +103,66 @@ async def _call_host(core: CoreServices, info: TopicInfo, p: int, request: Group
     return answer
 
 
+async def _call_replica(core: CoreServices, info: TopicInfo, p: int, request: GroupRequest,
+                        unavailable: R) -> R:
+    """Cluster mode: ask this node's replica of partition `p` (its host answers from its
+    coordinator's status: NOT_COORDINATOR unless it leads); `unavailable` if none is here."""
+    try:
+        answer: object = await resolve(core.router.ref(info.cores[p], group_host_name(p)).ask(
+            GroupCall(request), block=False))
+    except OWNER_GONE:  # no replica of `p` here (or its core is down)
+        return unavailable
+    assert isinstance(answer, type(unavailable))
+    return answer
+
+
+def _replicated_topic(core: CoreServices) -> TopicInfo | None:
+    """Cluster mode: `__consumer_offsets` as the controller backend told this core (None: this
+    node hosts no replica of it, or it does not exist yet)."""
+    info = core.topics.get(GROUPS_TOPIC)
+    return info if info is not None and info.replicated else None
+
+
+async def _groups_view(core: CoreServices) -> h.metadata.ClusterView | None:
+    """Cluster mode: the controller's view of `__consumer_offsets` with its partitions'
+    leaders; None while it cannot say, or the topic is still being created (through the
+    controller, here, on first use)."""
+    timeout = core.config.controller_timeout_s
+    service = core.router.ref(0, CONTROLLER_SERVICE)
+    try:
+        view = await asyncio.wait_for(resolve(service.ask(
+            DescribeTopics((GROUPS_TOPIC,)), block=False)), timeout)
+    except UNREACHABLE:
+        return None
+    assert isinstance(view, h.metadata.ClusterView)
+    if GROUPS_TOPIC in view.topics:
+        return view
+    if not view.brokers:  # no controller state here (yet): nothing to create it with
+        return None
+    rf = min(GROUPS_MAX_REPLICATION, len(view.brokers))
+    spec = h.create_topics.TopicSpec(GROUPS_TOPIC, CLUSTER_GROUPS_PARTITIONS, ())
+    try:
+        answer = await asyncio.wait_for(resolve(service.ask(
+            ProposeTopics((spec,), (rf,)), block=False)), timeout)
+    except UNREACHABLE:
+        return None
+    assert isinstance(answer, dict)
+    outcome = answer.get(GROUPS_TOPIC)
+    if outcome is not None and outcome.error_code == ErrorCode.NONE:
+        _log.info("groups_topic_created", partitions=CLUSTER_GROUPS_PARTITIONS,
+                  replication_factor=rf)
+    return None  # no leader yet: clients ask again (COORDINATOR_NOT_AVAILABLE)
+
+
 async def call(core: CoreServices, group_id: str, request: GroupRequest, unavailable: R) -> R:
     """The answer of `group_id`'s coordinator to `request`, or `unavailable` (carrying
     NOT_COORDINATOR) when it cannot be reached."""
+    if core.cluster_mode:
+        replicated = _replicated_topic(core)
+        if replicated is None:
+            return unavailable
+        return await _call_replica(core, replicated, partition_for(
+            group_id, replicated.partitions), request, unavailable)
     try:
         info = await _groups_topic(core)
     except OWNER_GONE:
@@ -95,9 +172,16 @@ async def call(core: CoreServices, group_id: str, request: GroupRequest, unavail
 
 
 @serves(ApiKey.FIND_COORDINATOR)
-def find_coordinator(core: CoreServices, request: m.find_coordinator.FindCoordinatorRequest,
-                     version: int) -> m.find_coordinator.FindCoordinatorResponse:
-    return h.find_coordinator.handle(request, version, core.broker)
+async def find_coordinator(core: CoreServices,
+                           request: m.find_coordinator.FindCoordinatorRequest, version: int
+                           ) -> m.find_coordinator.FindCoordinatorResponse:
+    if not core.cluster_mode or not h.find_coordinator.group_keys(request, version):
+        return h.find_coordinator.handle(request, version, core.broker)
+    view = await _groups_view(core)
+    return h.find_coordinator.handle(
+        request, version, core.broker,
+        (lambda _key: None) if view is None
+        else h.find_coordinator.locate_in(view, GROUPS_TOPIC))
 
 
 @serves(ApiKey.JOIN_GROUP, client_id=True)
@@ -169,8 +253,15 @@ async def describe_groups(core: CoreServices, request: m.describe_groups.Describ
 @serves(ApiKey.LIST_GROUPS)
 async def list_groups(core: CoreServices, request: m.list_groups.ListGroupsRequest,
                       version: int) -> m.list_groups.ListGroupsResponse:
-    """Every `__consumer_offsets` partition's coordinator lists its own groups."""
+    """Every `__consumer_offsets` partition's coordinator lists its own groups (cluster mode:
+    the ones this node leads; clients ask every broker)."""
     api = h.list_groups.to_api(request, version)
+    if core.cluster_mode:
+        info = _replicated_topic(core)
+        not_here = ListGroupsResult(_NOT_COORDINATOR)
+        listed = [] if info is None else [await _call_replica(core, info, p, api, not_here)
+                                          for p in range(info.partitions)]
+        return h.list_groups.build([r for r in listed if r.error != _NOT_COORDINATOR], version)
     unavailable = ListGroupsResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)
     try:
         info = await _groups_topic(core)

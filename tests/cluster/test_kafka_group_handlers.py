@@ -4,6 +4,8 @@ its default)."""
 
 from __future__ import annotations
 
+import uuid
+
 from redshank.cluster.group import (
     HeartbeatResult,
     JoinedMember,
@@ -15,6 +17,7 @@ from redshank.cluster.group import (
     PartitionError,
     PartitionOffset,
     SyncGroupResult,
+    partition_for,
 )
 from redshank.cluster.kafka.handlers import (
     find_coordinator,
@@ -31,6 +34,7 @@ from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import find_coordinator as fc_wire
 from redshank.protocol.messages import join_group as jg_wire
 from redshank.protocol.messages import leave_group as lg_wire
+from redshank.protocol.messages import metadata as md_wire
 from redshank.protocol.messages import offset_commit as oc_wire
 from redshank.protocol.messages import offset_fetch as of_wire
 
@@ -54,6 +58,39 @@ def test_find_coordinator_single_and_batched() -> None:
             assert (resp.node_id, resp.port, resp.error_code) == (0, 9092, 0)
     txn = find_coordinator.handle(fc_wire.FindCoordinatorRequest(key="t", key_type=1), 2, BROKER)
     assert txn.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+
+
+def test_find_coordinator_in_a_cluster_names_each_partition_leader() -> None:
+    """Cluster mode: a group's coordinator is the leader of its `__consumer_offsets` partition;
+    COORDINATOR_NOT_AVAILABLE while that partition has none (or it is not an active broker),
+    and while the topic is not known at all."""
+    brokers = (metadata.BrokerAddress(1, "a", 1), metadata.BrokerAddress(2, "b", 2))
+    parts = (metadata.ReplicatedPartition((1, 2), 2, 5),
+             metadata.ReplicatedPartition((2, 1), -1, -1),
+             metadata.ReplicatedPartition((1, 2), 3, 1))  # node 3: not an active broker
+    view = metadata.ClusterView(brokers, 1, {
+        "__consumer_offsets": metadata.ReplicatedTopic(uuid.UUID(int=1), parts)})
+    keys = {p: next(f"g{i}" for i in range(100) if partition_for(f"g{i}", 3) == p)
+            for p in range(3)}
+    req = fc_wire.FindCoordinatorRequest(coordinator_keys=tuple(keys.values()))
+    assert find_coordinator.group_keys(req, 4) == tuple(keys.values())
+    resp = find_coordinator.handle(req, 4, BROKER,
+                                   find_coordinator.locate_in(view, "__consumer_offsets"))
+    assert [(c.key, c.node_id, c.host, c.error_code) for c in resp.coordinators] == [
+        (keys[0], 2, "b", 0), (keys[1], -1, "", ErrorCode.COORDINATOR_NOT_AVAILABLE),
+        (keys[2], -1, "", ErrorCode.COORDINATOR_NOT_AVAILABLE)]
+    v3 = find_coordinator.handle(fc_wire.FindCoordinatorRequest(key=keys[0]), 3, BROKER,
+                                 find_coordinator.locate_in(view, "__consumer_offsets"))
+    assert (v3.node_id, v3.port, v3.error_code) == (2, 2, 0)
+    none = find_coordinator.locate_in(metadata.ClusterView(brokers, 1, {}), "__consumer_offsets")
+    assert none("g0") is None
+    assert find_coordinator.group_keys(
+        fc_wire.FindCoordinatorRequest(key="t", key_type=1), 3) == ()
+    # Metadata marks the controller's `__consumer_offsets` internal, as the node's own.
+    q = metadata.query(md_wire.MetadataRequest(topics=None), 12, False)
+    resp_md = metadata.with_cluster(metadata.build(md_wire.MetadataRequest(topics=None), 12,
+                                                   BROKER, "cid", q, {}), q, view)
+    assert [(t.name, t.is_internal) for t in resp_md.topics] == [("__consumer_offsets", True)]
 
 
 def test_join_group_mapping() -> None:

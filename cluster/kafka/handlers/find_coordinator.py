@@ -1,12 +1,18 @@
-"""FindCoordinator (10): every group's coordinator is this node (single node).
+"""FindCoordinator (10): which broker coordinates each group.
 
-Concern: the v0-3 single-key and v4+ batched shapes (notes G10); transaction coordinators are not
-offered (no transactions yet: COORDINATOR_NOT_AVAILABLE). Must not know: actors, sockets.
+Concern: the v0-3 single-key and v4+ batched shapes (notes G10), and the error per key: a group
+whose coordinator is not known now (cluster mode: no leader of its `__consumer_offsets`
+partition yet) is COORDINATOR_NOT_AVAILABLE, which clients retry; transaction coordinators are
+not offered (no transactions yet: COORDINATOR_NOT_AVAILABLE). Single node: every group's
+coordinator is this node. Must not know: actors, sockets, how the coordinator is found.
 """
 
 from __future__ import annotations
 
-from redshank.cluster.kafka.handlers.metadata import BrokerAddress
+from collections.abc import Callable
+
+from redshank.cluster.group import partition_for
+from redshank.cluster.kafka.handlers.metadata import BrokerAddress, ClusterView
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.find_coordinator import (
     Coordinator,
@@ -14,23 +20,52 @@ from redshank.protocol.messages.find_coordinator import (
     FindCoordinatorResponse,
 )
 
-__all__ = ["handle"]
+__all__ = ["Locate", "group_keys", "handle", "locate_in"]
 
 _GROUP = 0
+# A group id -> the broker that coordinates it now, None while none is known.
+Locate = Callable[[str], BrokerAddress | None]
 
 
-def handle(request: FindCoordinatorRequest, version: int, broker: BrokerAddress
-           ) -> FindCoordinatorResponse:
+def group_keys(request: FindCoordinatorRequest, version: int) -> tuple[str, ...]:
+    """The non-empty group ids asked (the ones whose coordinator must be located)."""
+    if request.key_type != _GROUP:
+        return ()
+    keys = request.coordinator_keys if version >= 4 else (request.key,)
+    return tuple(k for k in keys if k)
+
+
+def locate_in(view: ClusterView, topic: str) -> Locate:
+    """Cluster mode: a group's coordinator is the leader of its partition of `topic` (Kafka's
+    `partition_for`) as `view` gives it (Metadata's leader); none while that partition has no
+    leader, or its leader is not an active broker of `view`."""
+    brokers = {b.node_id: b for b in view.brokers}
+    found = view.topics.get(topic)
+    parts = () if found is None else found.partitions
+
+    def locate(key: str) -> BrokerAddress | None:
+        if not parts:
+            return None
+        leader = parts[partition_for(key, len(parts))].leader
+        return brokers.get(leader) if leader > 0 else None
+
+    return locate
+
+
+def handle(request: FindCoordinatorRequest, version: int, broker: BrokerAddress,
+           locate: Locate | None = None) -> FindCoordinatorResponse:
+    """`locate`: where each group's coordinator is (None: this node, `broker`, for all)."""
+    where: Locate = locate if locate is not None else (lambda _key: broker)
     if version >= 4:
         keys = request.coordinator_keys
-        coordinators = tuple(_one(key, request.key_type, broker) for key in keys)
+        coordinators = tuple(_one(key, request.key_type, where) for key in keys)
         return FindCoordinatorResponse(coordinators=coordinators)
-    c = _one(request.key, request.key_type, broker)
+    c = _one(request.key, request.key_type, where)
     return FindCoordinatorResponse(error_code=c.error_code, error_message=c.error_message,
                                    node_id=c.node_id, host=c.host, port=c.port)
 
 
-def _one(key: str, key_type: int, broker: BrokerAddress) -> Coordinator:
+def _one(key: str, key_type: int, locate: Locate) -> Coordinator:
     if key_type != _GROUP:
         return Coordinator(key=key, node_id=-1, host="", port=-1,
                            error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
@@ -38,5 +73,10 @@ def _one(key: str, key_type: int, broker: BrokerAddress) -> Coordinator:
     if not key:
         return Coordinator(key=key, node_id=-1, host="", port=-1,
                            error_code=ErrorCode.INVALID_GROUP_ID, error_message="empty group id")
+    broker = locate(key)
+    if broker is None:
+        return Coordinator(key=key, node_id=-1, host="", port=-1,
+                           error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                           error_message="the group's coordinator is not known yet")
     return Coordinator(key=key, node_id=broker.node_id, host=broker.host, port=broker.port,
                        error_code=0, error_message=None)

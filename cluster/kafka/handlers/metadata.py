@@ -115,6 +115,7 @@ def _replicated(name: str, topic: ReplicatedTopic) -> MetadataResponseTopic:
             offline_replicas=(),
         ) for i, p in enumerate(topic.partitions))
     return MetadataResponseTopic(error_code=0, name=name, topic_id=topic.topic_id,
+                                 is_internal=name == "__consumer_offsets",
                                  partitions=partitions, topic_authorized_operations=_NO_OPS)
 
 
