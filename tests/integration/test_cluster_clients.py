@@ -24,8 +24,15 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpPartition
+from poison import RawClient
 from test_cluster_controller import wait_for
 from test_confluent_kafka import consume_assigned
+
+from redshank.protocol.messages.metadata import (
+    MetadataRequest,
+    MetadataRequestTopic,
+    MetadataResponse,
+)
 
 PARTITIONS = 2
 COUNT = 60  # records per client run, alternating over the partitions
@@ -66,6 +73,24 @@ def _check(sent: list[tuple[int, str]], got: Read) -> None:
 
 
 def _check_metadata(nodes: list[FixedNode], topic: str, leads: list[FixedNode]) -> None:
+    terms = [wait_for(f"the term of {topic}/{p}", lambda p=p: (
+        lead[1] if (lead := leader_of(nodes, topic, p)) is not None else None), 30)
+        for p in range(PARTITIONS)]
+    for node in nodes:
+        # Metadata v12 as Java clients send it: the leader epoch is the leader's Raft term.
+        client = RawClient(node.kafka)
+        try:
+            md12 = client.call(MetadataRequest(topics=(MetadataRequestTopic(name=topic),)),
+                               12, MetadataResponse)
+        finally:
+            client.sock.close()
+        (t,) = md12.topics
+        assert t.error_code == 0
+        by_index = {p.partition_index: p for p in t.partitions}
+        for p in range(PARTITIONS):
+            assert by_index[p].leader_id == leads[p].node_id
+            assert by_index[p].leader_epoch == terms[p], (p, by_index[p])
+            assert sorted(by_index[p].replica_nodes) == [1, 2, 3]
     for node in nodes:
         md = AdminClient({"bootstrap.servers": node.kafka}).list_topics(topic, timeout=10)
         assert sorted(md.brokers) == [1, 2, 3]
