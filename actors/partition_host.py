@@ -5,12 +5,14 @@ Concern: doing what `cluster/partition/Partition` asks, in order, once per loop 
 to `on_answer(waiter, result)`, a moved high watermark to `on_high_watermark(hw)`, and a flush
 (the partition's kvstore, if written, and its log, in the core's next round of fdatasyncs: the
 flush coordinator run by the disk writer) ends in `flush_done`, or in `on_flush_failed(exc)`
-after the partition failed what was waiting. Appends happen inside the partition, without I/O.
-A replicated partition (`Replicas`: this node, the voters, how to send to them) is ticked every
-`tick_s`, sends what Raft sends through `Replicas.send` in order (votes and append responses
-only once what they depend on is durable: the partition holds them until `flush_done`), and
-steps what its peers send (`step`). With one replica there is nothing to send and no tick.
-Must not know: Kafka requests, what the owner does with answers, how messages travel.
+after the partition failed what was waiting (a flush that found the log cut below what it asked
+for, by a new leader's entries, is no disk failure: it is retried). Appends happen inside the
+partition, without I/O. A replicated partition (`Replicas`: this node, the voters, how to send
+to them) is ticked every `tick_s`, sends what Raft sends through `Replicas.send` in order (votes
+and append responses only once what they depend on is durable: the partition holds them until
+`flush_done`), and steps what its peers send (`step`). With one replica there is nothing to
+send and no tick. Must not know: Kafka requests, what the owner does with answers, how messages
+travel.
 
     owner.append --> PartitionHost.append --> Partition.append (Raft propose -> Log.append)
     call_soon    --> turn(): Partition.take_io -> answers, high watermark, send, start a flush
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
+import structlog
 
 from redshank.actors.disk_writer import Blocking, OpenedPartition, RunRound
 from redshank.actors.runtime import LoopFuture
@@ -42,6 +45,8 @@ from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
 from redshank.storage.errors import StorageError
 
 __all__ = ["PartitionHost", "Replicas", "producer_table"]
+
+_logger = structlog.get_logger("redshank.partition")
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +301,7 @@ class PartitionHost:
             targets.insert(0, (self.kv, self.kv.dirty_offset))
         left = [len(targets)]
         errors: list[BaseException] = []
-        gen = self._generation
+        gen, cuts = self._generation, self.part.cuts
 
         def on_loop(handle: FlushHandle) -> None:
             if gen != self._generation:
@@ -305,7 +310,7 @@ class PartitionHost:
                 errors.append(handle.error or RuntimeError("flush failed"))
             left[0] -= 1
             if left[0] == 0:
-                self._flushed(errors[0] if errors else None)
+                self._flushed(errors[0] if errors else None, truncated=self.part.cuts != cuts)
 
         def from_writer(handle: FlushHandle) -> None:  # runs on the disk-writer thread
             self.loop.call_soon_threadsafe(on_loop, handle)
@@ -319,9 +324,18 @@ class PartitionHost:
         if self.coordinator.claim_kick():  # else a round already asked for will take it
             self.writer.tell(RunRound())
 
-    def _flushed(self, error: BaseException | None) -> None:
+    def _flushed(self, error: BaseException | None, truncated: bool = False) -> None:
+        """`truncated`: the log was cut (a conflicting suffix) while the flush was on its way,
+        so it may have found less than it asked for (`flush reached N`) without any disk
+        fault: it is retried, as Raft's flush, instead of failing the partition. A real write
+        error is retried once more that way, and fails the next flush as usual (an fdatasync
+        failure marks the log or kvstore failed: never retried here)."""
         self.flushing = False
-        if error is not None:
+        if error is not None and truncated and not self.failed:
+            _logger.info("flush_retried_after_truncation", error=str(error),
+                         dirty_offset=self.log.dirty_offset)
+            self.part.flush_retry()
+        elif error is not None:
             self.part.flush_failed(PartitionResult(
                 ErrorCode.KAFKA_STORAGE_ERROR, -1, self.log.start_offset, str(error)))
             self._on_flush_failed(error)

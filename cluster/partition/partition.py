@@ -124,6 +124,9 @@ class Partition:
         self.preferred = preferred  # the host may change it (the controller moved it)
         self.balance_ticks = balance_ticks
         self._led_ticks = 0  # ticks served as leader in this term, for the balance
+        # How many times a conflicting suffix was cut from the log (the host tells a flush that
+        # found its offset truncated away from a failed one).
+        self.cuts = 0
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -280,6 +283,13 @@ class Partition:
         self.consensus.flush_failed()
         self.fail_waiting(failure)
 
+    def flush_retry(self) -> None:
+        """The flush did not reach what it was asked for because the log was cut below it
+        meanwhile (a new leader replaced the suffix; no disk failure): nothing is reported
+        durable, what it was to cover (messages held for it included) waits for the next
+        flush, which starts at once; produces keep waiting."""
+        self.consensus.flush_failed()
+
     def fail_waiting(self, failure: PartitionResult) -> None:
         """Answer every produce still waiting with `failure` (an error)."""
         self._io.answers += [(w, failure) for w in self._pending.values()]
@@ -313,6 +323,7 @@ class Partition:
         cut = self.raft_log.take_truncation()
         if cut is not None:
             self.producers.truncate(cut)
+            self.cuts += 1
         following = self.consensus.core.role != Role.LEADER
         for entries, hs in io.writes:
             if following:

@@ -156,3 +156,45 @@ def test_a_retry_of_a_batch_cut_by_the_next_leader_is_appended_again(tmp_path: P
         assert stored(one.log) == [(0, -1, -1), (1, 7, 0)]
     finally:
         hub.close()
+
+
+def test_a_replaced_suffix_keeps_the_producer_state_of_what_replaced_it(tmp_path: Path) -> None:
+    """A follower whose uncommitted suffix is cut and replaced by the new leader's batches of the
+    same producer keeps those batches' producer state (the cut is applied to the producer state
+    before the replacing batches are recorded): leading later, it still deduplicates retries of
+    them and takes the next sequence."""
+    hub = Hub(tmp_path)
+    try:
+        hub.elect(1)
+        one = hub.nodes[1]
+        hub.cut = {1}  # node 1 leads alone: what it appends never commits
+        assert one.part.append(Append(batch([b"lost"], 7, 0), -1, idem(7, 0, 1)), "w") is None
+        hub.settle()
+        hub.elect(2)
+        two = hub.nodes[2]
+        # The producer's retry of sequence 0 reaches the new leader, then its next batch.
+        assert two.part.append(Append(batch([b"again"], 7, 0), -1, idem(7, 0, 1)), "r") is None
+        assert two.part.append(Append(batch([b"next"], 7, 1), -1, idem(7, 1, 1)), "n") is None
+        hub.settle()
+        assert two.answers["r"] == PartitionResult(0, 0, 0)
+        assert two.answers["n"] == PartitionResult(0, 1, 0)
+        hub.cut = set()
+        for _ in range(30):  # node 1 hears the new leader: its suffix is replaced
+            two.part.tick()
+            hub.settle()
+            if one.part.consensus.core.role == Role.FOLLOWER and stored(one.log) == stored(
+                    two.log):
+                break
+        assert stored(one.log) == [(0, 7, 0), (1, 7, 1)]
+        hub.cut = {2}
+        hub.elect(1)  # node 1 leads again (with node 3): node 2's answers were lost
+        for seq, base in ((0, 0), (1, 1)):
+            retry = one.part.append(Append(batch([b"x"], 7, seq), -1, idem(7, seq, 1)), seq)
+            assert retry == PartitionResult(0, base, 0), seq  # the original's offset
+        assert stored(one.log) == [(0, 7, 0), (1, 7, 1)]
+        nxt = one.part.append(Append(batch([b"c"], 7, 2), -1, idem(7, 2, 1)), "c")
+        assert nxt is None
+        hub.settle()
+        assert one.answers["c"] == PartitionResult(0, 2, 0)
+    finally:
+        hub.close()
