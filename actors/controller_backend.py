@@ -89,7 +89,8 @@ class ControllerBackend:
         complete = True
         drops, ensures = replica_changes(self.hosted, want)
         for plan in drops:
-            if await self._ask(plan, Drop(plan.topic, plan.partition, plan.topic_id)):
+            if await self._ask(plan, Drop(plan.topic, plan.partition, plan.topic_id,
+                                           plan.directory)):
                 del self.hosted[plan.group]
                 self.log.info("replica_dropped", ntp=f"{plan.topic}/{plan.partition}")
             else:

@@ -127,6 +127,7 @@ class Drop:
     topic: str
     partition: int
     topic_id: uuid.UUID
+    directory: str | None = None  # under kafka/ (a controller replica's); None: <topic>-<p>
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +327,7 @@ class PartitionManager(LoopActor):
             return True if known.done() and known.exception() is None else known
         fut: LoopFuture[bool] = LoopFuture(self.loop)
         self._open[name] = fut
-        directory = os.path.join(self.data_dir, "kafka", f"{plan.topic}-{plan.partition}")
+        directory = os.path.join(self.data_dir, "kafka", plan.directory)
         configs = self._configs.get(name, plan.configs)
         replicas = Replicas(self.node, plan.voters, messenger.sender(plan.group),
                             seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF)
@@ -455,7 +456,8 @@ class PartitionManager(LoopActor):
         name = partition_name(message.topic, message.partition)
         self._configs.pop(name, None)
         opening = self._open.pop(name, None)
-        directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
+        directory = os.path.join(self.data_dir, "kafka", message.directory
+                                 or f"{message.topic}-{message.partition}")
 
         async def drop() -> bool:
             if opening is not None and not opening.done():

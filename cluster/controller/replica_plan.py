@@ -26,7 +26,7 @@ from redshank.cluster.kafka.topic_table import CoreId
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.types import NodeId
 
-__all__ = ["ReplicaPlan", "group_id", "node_replicas", "replica_changes"]
+__all__ = ["ReplicaPlan", "group_id", "node_replicas", "replica_changes", "replica_directory"]
 
 _GROUP_MASK = (1 << 63) - 1
 
@@ -35,6 +35,16 @@ def group_id(topic_id: uuid.UUID, partition: int) -> GroupId:
     """The Raft group id of a partition (module docstring)."""
     digest = hashlib.blake2b(topic_id.bytes + partition.to_bytes(4, "big"), digest_size=8)
     return GroupId(int.from_bytes(digest.digest(), "big") & _GROUP_MASK or 1)
+
+
+def replica_directory(topic: str, partition: int, topic_id: uuid.UUID) -> str:
+    """The name of a partition replica's directory (under the node's `kafka/`):
+    `<topic>-<partition>-<group id, 16 hex digits>`. The group id (so the topic id) is in the
+    name, as Redpanda puts the partition's revision in its: a replica of a topic created again
+    under the same name never opens what a replica of the deleted one left on this node (its
+    `Drop` missed while the node was down, or the removal undone by a power loss: a removed
+    directory is not fsynced). Stale directories are left, not reused."""
+    return f"{topic}-{partition}-{int(group_id(topic_id, partition)):016x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,11 @@ class ReplicaPlan:
     group: GroupId
     voters: frozenset[NodeId]
     routes: tuple[tuple[NodeId, str, int], ...]
+
+    @property
+    def directory(self) -> str:
+        """Its directory's name under the node's `kafka/` (`replica_directory`)."""
+        return replica_directory(self.topic, self.partition, self.topic_id)
 
 
 def node_replicas(topics: TopicsTable, members: MembersTable, node: NodeId

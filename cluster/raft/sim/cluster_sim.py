@@ -81,9 +81,9 @@ class GroupChecker(Checker):
 
 
 def replica_dir(node: NodeId, plan: ReplicaPlan) -> str:
-    """Where the node keeps the replica: as the partition manager names it (`kafka/<topic>-<p>`
-    under the node's data directory)."""
-    return f"/n{node}/kafka/{plan.topic}-{plan.partition}"
+    """Where the node keeps the replica: as the partition manager names it (`kafka/` and
+    `ReplicaPlan.directory` under the node's data directory)."""
+    return f"/n{node}/kafka/{plan.directory}"
 
 
 class ClusterSimulator(ControllerSimulator):
@@ -94,10 +94,13 @@ class ClusterSimulator(ControllerSimulator):
         self.topic_of: dict[GroupId, str] = {}
         self.group_checkers: dict[GroupId, GroupChecker] = {}
         self.removed: dict[tuple[NodeId, GroupId], Durable] = {}  # dropped replicas' shadows
+        self.last_dir: dict[tuple[NodeId, str, int], str] = {}  # a partition's last directory
+        self.produced_to: dict[int, GroupId] = {}  # produce request id -> its partition's group
         super().__init__(seed)
         self.hosted = {n: {} for n in self.ids}
         self.stats.update(dict.fromkeys(("opened", "reopened", "dropped", "partition_groups",
-                                         "reconciles", "after_delete", "resurrected"), 0))
+                                         "reconciles", "after_delete", "resurrected",
+                                         "stale_dirs"), 0))
 
     @staticmethod
     def draw_params(rng: random.Random) -> FaultParams:
@@ -155,6 +158,11 @@ class ClusterSimulator(ControllerSimulator):
         files = self.nodes[n].files
         held = files.exists(directory) and bool(files.listdir(directory))
         self.stats["reopened" if held else "opened"] += 1
+        before = self.last_dir.get((n, plan.topic, plan.partition), directory)
+        if before != directory and files.exists(before) and files.listdir(before):
+            # A deleted topic of the same name left its files here (a missed or undone Drop).
+            self.stats["stale_dirs"] += 1
+        self.last_dir[n, plan.topic, plan.partition] = directory
         self.nodes[n].host(g, Config(voters=plan.voters), self.checkers[g], self.durables[g],
                            directory=directory)
 
@@ -194,7 +202,10 @@ class ClusterSimulator(ControllerSimulator):
     def _kafka_client(self, leader: PartitionReplica) -> None:
         if leader.group == CONTROLLER:
             return
+        before = self.next_req
         super()._kafka_client(leader)
+        if self.next_req != before:  # a produce: its records belong to this partition only
+            self.produced_to[self.next_req] = leader.group
 
     # ---- faults -----------------------------------------------------------------------------
 
@@ -259,6 +270,25 @@ class ClusterSimulator(ControllerSimulator):
         super()._final_checks(g)
         if g == CONTROLLER:
             self._final_hosting()
+        else:
+            self._final_records(g)
+
+    def _final_records(self, g: GroupId) -> None:
+        """Every record a replica of a partition holds was produced to that partition (not to
+        a deleted topic whose files a replica of a new one opened)."""
+        for n, x in self.nodes.items():
+            r = x.replicas.get(g)
+            if r is None:
+                continue
+            end = int(r.part.raft_log.offsets.end_offset(r.core.commit))
+            for off, value in sorted(r.kafka_records(end).items()):
+                rid = int(value[1:].split(b".")[0])
+                if self.produced_to.get(rid) != g:
+                    other = self.produced_to.get(rid, CONTROLLER)
+                    self.checkers[g].fail(f"kafka: node {n} holds at offset {off} record "
+                                          f"{value!r} produced to {self.topic_of.get(other)} "
+                                          f"(group {other}), not to this partition")
+                    break
 
     def _final_hosting(self) -> None:
         """Every node hosts exactly the replicas the final controller state assigns to it (so
