@@ -6,10 +6,10 @@ like `actors/controller_backend.py`, after its controller state changed (a recon
 moment after an apply, the backend's task), the partition replicas that state assigns to it:
 `replica_plan.node_replicas` gives the plans, `replica_plan.replica_changes` what to drop (a
 deleted topic: the replica closed, its directory removed) and what to open (a `PartitionReplica`
-in the plan's group, bootstrapped with the plan's voters, on `/n<node>/kafka/<topic>-<p>` as the
-partition manager names it). A crash throws every replica away; at the restart the node reopens
-group 0 (log, kvstore, snapshot) and then, from the state it applied, its partition replicas
-from their files.
+in the plan's group, bootstrapped with the plan's voters, in `/n<node>/kafka/` +
+`ReplicaPlan.directory` as the partition manager names it). A crash throws every replica away;
+at the restart the node reopens group 0 (log, kvstore, snapshot) and then, from the state it
+applied, its partition replicas from their files.
 
 Workload: the controller seeds' proposals (bootstrap, RegisterNode, CreateTopic, DeleteTopic,
 CreatePartitions, AlterTopicConfigs, AllocateProducerIds) and, on the partitions' leaders, the
@@ -32,7 +32,7 @@ import random
 import traceback
 from typing import Any
 
-from redshank.cluster.controller import Command, CreatePartitions
+from redshank.cluster.controller import Applied, Command, ControllerStm, CreatePartitions
 from redshank.cluster.controller.replica_plan import ReplicaPlan, node_replicas, replica_changes
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.sim.checkers import Checker
@@ -108,8 +108,8 @@ class ClusterSimulator(ControllerSimulator):
 
     # ---- the backend ------------------------------------------------------------------------
 
-    def _on_applied(self, node: NodeId, index: int, command: Command, result: Any,
-                    stm: Any) -> None:
+    def _on_applied(self, node: NodeId, index: int, command: Command, result: Applied,
+                    stm: ControllerStm) -> None:
         super()._on_applied(node, index, command, result, stm)
         self._backend_wakes(node)
 
