@@ -29,7 +29,7 @@ from redshank.actors.controller_host import ControllerHost
 from redshank.actors.partition_manager import MANAGER, ControllerTopics, Drop, EnsureReplica
 from redshank.actors.runtime import CoreRouter
 from redshank.actors.topic_cache import TOPIC_CACHE, TopicCreated, TopicDeleted
-from redshank.cluster.controller.replica_plan import ReplicaPlan, node_replicas
+from redshank.cluster.controller.replica_plan import ReplicaPlan, node_replicas, replica_changes
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.types import NodeId
@@ -87,20 +87,19 @@ class ControllerBackend:
         stm = self.host.stm
         want = node_replicas(stm.topics, stm.members, self.node)
         complete = True
-        for group, plan in list(self.hosted.items()):
-            if group not in want:
-                if await self._ask(plan, Drop(plan.topic, plan.partition, plan.topic_id)):
-                    del self.hosted[group]
-                    self.log.info("replica_dropped", ntp=f"{plan.topic}/{plan.partition}")
-                else:
-                    complete = False
-        for group, plan in want.items():
-            if self.hosted.get(group) == plan:
-                continue
+        drops, ensures = replica_changes(self.hosted, want)
+        for plan in drops:
+            if await self._ask(plan, Drop(plan.topic, plan.partition, plan.topic_id,
+                                           plan.directory)):
+                del self.hosted[plan.group]
+                self.log.info("replica_dropped", ntp=f"{plan.topic}/{plan.partition}")
+            else:
+                complete = False
+        for plan in ensures:
             topic = stm.topics.get(plan.topic)
             partitions = 0 if topic is None else topic.partitions
             if await self._ask(plan, EnsureReplica(plan, partitions)):
-                self.hosted[group] = plan
+                self.hosted[plan.group] = plan
             else:
                 complete = False
         self._announce(want)

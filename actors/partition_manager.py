@@ -138,6 +138,7 @@ class Drop:
     topic: str
     partition: int
     topic_id: uuid.UUID
+    directory: str | None = None  # under kafka/ (a controller replica's); None: <topic>-<p>
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +352,7 @@ class PartitionManager(LoopActor):
         fut: LoopFuture[bool] = LoopFuture(self.loop)
         self._open[name] = fut
         self.preferred[name] = plan.preferred
-        directory = os.path.join(self.data_dir, "kafka", f"{plan.topic}-{plan.partition}")
+        directory = os.path.join(self.data_dir, "kafka", plan.directory)
         configs = self._configs.get(name, plan.configs)
 
         async def start() -> bool:
@@ -481,7 +482,8 @@ class PartitionManager(LoopActor):
         name = partition_name(message.topic, message.partition)
         self._configs.pop(name, None)
         opening = self._open.pop(name, None)
-        directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
+        directory = os.path.join(self.data_dir, "kafka", message.directory
+                                 or f"{message.topic}-{message.partition}")
 
         async def drop() -> bool:
             if opening is not None and not opening.done():
@@ -537,7 +539,8 @@ class PartitionManager(LoopActor):
             return True if known.done() and known.exception() is None else known
         fut: LoopFuture[bool] = LoopFuture(self.loop)
         self._open[name] = fut
-        directory = os.path.join(self.data_dir, "kafka", f"{GROUPS_TOPIC}-{message.partition}")
+        directory = os.path.join(self.data_dir, "kafka", f"{GROUPS_TOPIC}-{message.partition}"
+                                 if plan is None else plan.directory)
         distrust = name in self._failed_logs
         replicas = None
         if plan is not None and messenger is not None:

@@ -1,5 +1,7 @@
-"""`redshank sim [--controller] --seeds N [--start S] [--jobs J] [--seed X]`: run seeded
-simulations: partitions on Raft (default), or the controller, Raft group 0 (`--controller`).
+"""`redshank sim [--controller | --cluster] --seeds N [--start S] [--jobs J] [--seed X]`: run
+seeded simulations: partitions on Raft (default), the controller, Raft group 0
+(`--controller`), or a 3-node cluster hosting the controller and the partitions it creates
+(`--cluster`).
 
 Soak runs use any number of seeds; `--seed X` replays one seed and prints its parameters and every
 violation. The last line of output is one JSON object: seeds run, violations, seeds per second.
@@ -18,11 +20,14 @@ from concurrent.futures import ProcessPoolExecutor
 import structlog
 
 from redshank.cluster.raft.sim import SimResult, run_seed
+from redshank.cluster.raft.sim.cluster_sim import run_cluster_seed
 from redshank.cluster.raft.sim.controller_sim import run_controller_seed
 
+RUNS = {"raft": run_seed, "controller": run_controller_seed, "cluster": run_cluster_seed}
 
-def _run(seed: int, controller: bool = False) -> tuple[int, list[str], str, str, dict[str, int]]:
-    r: SimResult = run_controller_seed(seed) if controller else run_seed(seed)
+
+def _run(seed: int, kind: str = "raft") -> tuple[int, list[str], str, str, dict[str, int]]:
+    r: SimResult = RUNS[kind](seed)
     return r.seed, r.violations, r.trace_hash, r.describe(), {**r.stats, **r.acked,
                                                                "events": r.events}
 
@@ -32,10 +37,10 @@ def _quiet() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def _run_quiet(seed: int, controller: bool = False
+def _run_quiet(seed: int, kind: str = "raft"
                ) -> tuple[int, list[str], str, str, dict[str, int]]:
     _quiet()
-    return _run(seed, controller)
+    return _run(seed, kind)
 
 
 def main(argv: list[str]) -> int:
@@ -45,10 +50,15 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--start", type=int, default=0, help="first seed")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--seed", type=int, default=None, help="replay one seed verbosely")
-    ap.add_argument("--controller", action="store_true",
-                    help="controller seeds (Raft group 0 on 3 nodes) instead of partition seeds")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--controller", action="store_true",
+                       help="controller seeds (Raft group 0 on 3 nodes) instead of partition seeds")
+    which.add_argument("--cluster", action="store_true",
+                       help="cluster seeds: 3 nodes hosting the controller and the partitions it "
+                            "creates")
     args = ap.parse_args(argv)
-    kind = "--controller " if args.controller else ""
+    kind = "controller" if args.controller else "cluster" if args.cluster else "raft"
+    flag = "" if kind == "raft" else f"--{kind} "
     seeds = [args.seed] if args.seed is not None else list(range(args.start,
                                                                  args.start + args.seeds))
     t0 = time.perf_counter()
@@ -57,7 +67,7 @@ def main(argv: list[str]) -> int:
     totals: dict[str, int] = {}
     pool = ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 and len(seeds) > 1 else None
     try:
-        run = functools.partial(_run_quiet if pool else _run, controller=args.controller)
+        run = functools.partial(_run_quiet if pool else _run, kind=kind)
         results = pool.map(run, seeds, chunksize=16) if pool else map(run, seeds)
         for seed, bad, trace, text, counts in results:
             for k, v in counts.items():
@@ -65,7 +75,7 @@ def main(argv: list[str]) -> int:
             violations += len(bad)
             if bad:
                 failed.append(seed)
-                print(f"{text}\nreplay: redshank sim {kind}--seed {seed}", file=sys.stderr)
+                print(f"{text}\nreplay: redshank sim {flag}--seed {seed}", file=sys.stderr)
             elif args.seed is not None:
                 print(f"{text}\ntrace={trace} counts={counts}")
     finally:
@@ -77,7 +87,7 @@ def main(argv: list[str]) -> int:
         "violations": violations, "failed_seeds": failed[:100],
         "seeds_per_second": round(len(seeds) / elapsed, 1) if elapsed > 0 else None,
         "elapsed_s": round(elapsed, 2), "jobs": args.jobs, "totals": totals,
-        "kind": "controller" if args.controller else "raft",
+        "kind": kind,
     }))
     return 1 if failed else 0
 

@@ -3,7 +3,8 @@
 Concern: a pure function of the topics and members tables and a node id: for every partition
 with a replica on that node, the core it is assigned to there, its Raft group id, its voters and
 where each voter's replica listens (the RPC address of its node, plus its core: `rpc_addr.port +
-core`). The controller backend diffs two such plans to open and close replicas.
+core`). The controller backend diffs two such plans to open and close replicas
+(`replica_changes`; the simulator's cluster seeds call the same two functions).
 
 Group ids. A partition's Raft group id is the first 63 bits of
 blake2b-64(topic_id bytes || partition as u32 big-endian), with 0 excluded (group 0 is the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redshank.cluster.controller.members_table import MembersTable
@@ -24,7 +26,7 @@ from redshank.cluster.kafka.topic_table import CoreId
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.types import NodeId
 
-__all__ = ["ReplicaPlan", "group_id", "node_replicas"]
+__all__ = ["ReplicaPlan", "group_id", "node_replicas", "replica_changes", "replica_directory"]
 
 _GROUP_MASK = (1 << 63) - 1
 
@@ -33,6 +35,16 @@ def group_id(topic_id: uuid.UUID, partition: int) -> GroupId:
     """The Raft group id of a partition (module docstring)."""
     digest = hashlib.blake2b(topic_id.bytes + partition.to_bytes(4, "big"), digest_size=8)
     return GroupId(int.from_bytes(digest.digest(), "big") & _GROUP_MASK or 1)
+
+
+def replica_directory(topic: str, partition: int, topic_id: uuid.UUID) -> str:
+    """The name of a partition replica's directory (under the node's `kafka/`):
+    `<topic>-<partition>-<group id, 16 hex digits>`. The group id (so the topic id) is in the
+    name, as Redpanda puts the partition's revision in its: a replica of a topic created again
+    under the same name never opens what a replica of the deleted one left on this node (its
+    `Drop` missed while the node was down, or the removal undone by a power loss: a removed
+    directory is not fsynced). Stale directories are left, not reused."""
+    return f"{topic}-{partition}-{int(group_id(topic_id, partition)):016x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,11 @@ class ReplicaPlan:
     voters: frozenset[NodeId]
     routes: tuple[tuple[NodeId, str, int], ...]
     preferred: NodeId
+
+    @property
+    def directory(self) -> str:
+        """Its directory's name under the node's `kafka/` (`replica_directory`)."""
+        return replica_directory(self.topic, self.partition, self.topic_id)
 
 
 def node_replicas(topics: TopicsTable, members: MembersTable, node: NodeId
@@ -72,3 +89,13 @@ def node_replicas(topics: TopicsTable, members: MembersTable, node: NodeId
                                      group, frozenset(r.node_id for r in assignment),
                                      tuple(routes), assignment[0].node_id)
     return out
+
+
+def replica_changes(hosted: Mapping[GroupId, ReplicaPlan], want: Mapping[GroupId, ReplicaPlan]
+                    ) -> tuple[list[ReplicaPlan], list[ReplicaPlan]]:
+    """What reconciling `hosted` (the plans a node opened) with `want` (`node_replicas` now)
+    takes: the replicas to drop (their group gone: a deleted topic), then the ones to open or
+    refresh (new, or their plan changed: routes, configs), in a stable order."""
+    drops = [plan for group, plan in hosted.items() if group not in want]
+    ensures = [plan for group, plan in want.items() if hosted.get(group) != plan]
+    return drops, ensures

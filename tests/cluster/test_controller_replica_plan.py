@@ -16,7 +16,7 @@ from redshank.cluster.controller import (
     RegisterNode,
     Replica,
 )
-from redshank.cluster.controller.replica_plan import group_id, node_replicas
+from redshank.cluster.controller.replica_plan import group_id, node_replicas, replica_directory
 from redshank.cluster.kafka.topic_table import CoreId
 from redshank.cluster.raft.types import Index, NodeId
 
@@ -63,3 +63,22 @@ def test_group_ids_are_stable_distinct_and_never_the_controllers() -> None:
     ids = {group_id(uuid.UUID(int=t), p) for t in range(50) for p in range(50)}
     assert len(ids) == 2500
     assert 0 not in ids and all(0 < g < 1 << 63 for g in ids)
+
+
+def test_a_topic_created_again_gets_new_replica_directories() -> None:
+    # Cluster seeds 3 and 37 (`redshank sim --cluster`): a node down while "t" was deleted and
+    # created again opened the new topic's replica on the old one's files (same directory
+    # name), serving the deleted topic's records in the new one.
+    stm = stm_with_topic()
+    before = node_replicas(stm.topics, stm.members, NodeId(2))
+    assert stm.apply(Index(3), DeleteTopic("t", T1)).ok
+    again = ((rep(1, 0), rep(2, 1)), (rep(2, 0), rep(3, 1)))
+    assert stm.apply(Index(4), CreateTopic("t", uuid.UUID(int=2), 2, 2, (), again)).ok
+    after = node_replicas(stm.topics, stm.members, NodeId(2))
+    old = {(p.partition, p.directory) for p in before.values()}
+    new = {(p.partition, p.directory) for p in after.values()}
+    assert {p for p, _ in old} == {p for p, _ in new} == {0, 1}
+    assert not {d for _, d in old} & {d for _, d in new}
+    assert all(d.startswith(f"t-{p}-") for p, d in new)
+    assert next(iter(after.values())).directory == replica_directory(
+        "t", next(iter(after.values())).partition, uuid.UUID(int=2))

@@ -433,7 +433,7 @@ def test_an_fsync_eio_on_the_coordinators_log_reopens_its_replica(
 
         control = controls[failing.node_id]
         tmp = control.with_suffix(".tmp")  # written whole: the node reads it on each call
-        tmp.write_text(json.dumps({"match": f"kafka/{OFFSETS}-{p}/",
+        tmp.write_text(json.dumps({"match": f"kafka/{OFFSETS}-{p}-",  # -<group id hex>/
                                    "fail": {"fdatasync": "EIO"}}))
         tmp.replace(control)
         try_commit(consumer, 4)  # its flush fails on the leader (a majority may still have it)

@@ -75,7 +75,9 @@ class Durable:
         k = min(len(self.terms), last)
         while k >= first and self.terms[k - 1] != term_at(k):
             k -= 1
-        return range(k + 1, last + 1)
+        # A shadow shorter than the log's start (files this shadow never saw: a removed
+        # directory a power loss brought back) is extended from the start.
+        return range(max(k, first - 1) + 1, last + 1)
 
     def synced(self, last: int, changes: dict[int, int], hard_state: HardState) -> None:
         """An fsync covered the replica's log up to `last`, whose terms differ from these at
@@ -83,6 +85,7 @@ class Durable:
         `hard_state`."""
         start = min(changes) if changes else last + 1
         del self.terms[start - 1 :]
+        self.terms.extend([0] * (start - 1 - len(self.terms)))  # unknown below: never "has"
         self.terms.extend(changes[i] for i in range(start, last + 1))
         self.hard_state = hard_state
 

@@ -104,13 +104,32 @@ class SimNode:
         self._send = send
         self.up = True
         self.rng = rng
+        self.params = params
+        self.wiring = wiring
         self.files = PowerLossFiles()
         self.hb = HeartbeatManager(node)
-        self.replicas = {
-            g: replica_cls(node, g, boot, params, random.Random(rng.random()), checker,
-                                durables, self, self._emit, wiring)
-            for g, (boot, checker, durables) in groups.items()
-        }
+        self.replicas: dict[GroupId, PartitionReplica] = {}
+        for g, (boot, checker, durables) in groups.items():
+            self.host(g, boot, checker, durables, replica_cls)
+
+    def host(self, group: GroupId, bootstrap: Config, checker: Checker,
+             durables: dict[NodeId, Durable], replica: type[PartitionReplica] | None = None,
+             directory: str | None = None) -> PartitionReplica:
+        """Open (or reopen, from its files) this node's replica of `group`."""
+        r = (replica or PartitionReplica)(self.id, group, bootstrap, self.params,
+                                          random.Random(self.rng.random()), checker, durables,
+                                          self, self._emit, self.wiring, directory)
+        self.replicas[group] = r
+        return r
+
+    def unhost(self, group: GroupId) -> None:
+        """Close the replica of `group` and remove its files (the partition manager's `Drop`:
+        its directory removed, no fsync of the parent: a power loss may bring files back)."""
+        r = self.replicas.pop(group)
+        for d in (f"{r.dir}/raft", r.dir):
+            if self.files.exists(d):
+                for name in self.files.listdir(d):
+                    self.files.remove(f"{d}/{name}")
 
     def tick(self) -> None:
         for r in self.replicas.values():
@@ -121,8 +140,9 @@ class SimNode:
     def deliver(self, packet: Packet) -> None:
         if isinstance(packet, NodeHeartbeat):
             for g, m in packet.beats:
-                self.replicas[g].deliver(m)
-        else:
+                if g in self.replicas:  # a group not hosted (yet, or any more): dropped
+                    self.replicas[g].deliver(m)
+        elif packet.group in self.replicas:
             self.replicas[packet.group].deliver(packet.msg)
 
     def crash(self, power_loss: bool) -> None:
@@ -151,7 +171,8 @@ class PartitionReplica:
 
     def __init__(self, node: NodeId, group: GroupId, bootstrap: Config, params: HostParams,
                  rng: random.Random, checker: Checker, durables: dict[NodeId, Durable],
-                 owner: SimNode, emit: Emit, wiring: Wiring) -> None:
+                 owner: SimNode, emit: Emit, wiring: Wiring, directory: str | None = None
+                 ) -> None:
         self.id = node
         self.group = group
         self.bootstrap = bootstrap
@@ -161,7 +182,7 @@ class PartitionReplica:
         self.durables = durables
         self.durable = durables[node]
         self.owner = owner
-        self.dir = f"/n{node}/g{group}"
+        self.dir = directory or f"/n{node}/g{group}"
         self._emit_cb = emit
         self.wiring = wiring
         self.loads = 0  # entries read back from the files for a lagging follower
@@ -366,6 +387,8 @@ class LogView(Sequence[Entry]):
         self.log = replica.log
         self.checker = replica.checker
         self._n = int(self.rl.last_index())
+        self._before: dict[int, Entry] | None = None  # read once: before the anchor
+
 
     def __len__(self) -> int:
         return self._n
@@ -374,8 +397,12 @@ class LogView(Sequence[Entry]):
         if index < self.rl.first_index():
             # Before the recovery anchor: read as a lagging follower's leader would (the
             # index rebuilt from this replica's own files), else what was committed there.
-            got = self.rl.plan_load(Index(index), Index(index)).read(self.log).entries
-            return got[0] if got else self.checker.committed_entry(index)
+            if self._before is None:  # one read of them all (each alone rescans the files)
+                last = Index(int(self.rl.first_index()) - 1)
+                got = self.rl.plan_load(Index(1), last).read(self.log).entries
+                self._before = {int(e.index): e for e in got}
+            e = self._before.get(index)
+            return e if e is not None else self.checker.committed_entry(index)
         try:
             return self.rl.entry(Index(index))
         except EntriesUnavailable:

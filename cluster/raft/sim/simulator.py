@@ -200,8 +200,11 @@ class Simulator:
                 self._schedule(self.paused_until[n] - self.now, FLUSH, n, payload)
                 return
             self.flush_pending[n, g] = False
+            replica = self.nodes[n].replicas.get(g)
+            if replica is None:
+                return  # dropped since (a deleted topic's replica)
             self._trace.update(b"F%d:%d;" % (n, g))
-            self.nodes[n].replicas[g].flush()
+            replica.flush()
         elif kind == LOAD:
             epoch, g, load = payload
             if epoch != self.epoch[n] or not self.nodes[n].up:
@@ -209,9 +212,12 @@ class Simulator:
             if self.paused_until[n] > self.now:
                 self._schedule(self.paused_until[n] - self.now, LOAD, n, payload)
                 return
+            loader = self.nodes[n].replicas.get(g)
+            if loader is None:
+                return
             self._trace.update(b"L%d:%d;" % (n, g))
             self.stats["loads"] += 1
-            self.nodes[n].replicas[g].load_done(load)
+            loader.load_done(load)
         elif kind == CLIENT:
             self._client()
         elif kind == FAULT:
@@ -253,7 +259,7 @@ class Simulator:
 
     def _request_flush(self, n: NodeId, g: GroupId) -> None:
         # Flush debouncing: one fsync covers every write made before it runs.
-        if not self.flush_pending[n, g]:
+        if not self.flush_pending.get((n, g), False):
             self.flush_pending[n, g] = True
             delay = self.rng.uniform(0.5, self.params.flush_ms[n - 1])
             self._schedule(delay, FLUSH, n, (self.epoch[n], g))
@@ -279,8 +285,8 @@ class Simulator:
 
     def _leaders(self, group: GroupId | None = None) -> list[PartitionReplica]:
         groups = self.groups if group is None else [group]
-        return [x.replicas[g] for g in groups for x in self.nodes.values()
-                if x.up and x.replicas[g].core.role == Role.LEADER]
+        return [r for g in groups for x in self.nodes.values()
+                if x.up and (r := x.replicas.get(g)) is not None and r.core.role == Role.LEADER]
 
     def _client(self) -> None:
         if not self.faults_on:
@@ -289,7 +295,11 @@ class Simulator:
         leaders = self._leaders()
         if not leaders:
             return
-        leader = self.rng.choice(leaders)
+        self._kafka_client(self.rng.choice(leaders))
+
+    def _kafka_client(self, leader: PartitionReplica) -> None:
+        """One client action on a partition's leader: a transfer, a reconfiguration, a consumer
+        read or a produce at acks 0/1/all."""
         if self.paused_until[leader.id] > self.now:
             return
         roll = self.rng.random()
@@ -427,29 +437,37 @@ class Simulator:
             return None
         leader = leaders[0]
         for n in leader.core.config.members():
-            c = self.nodes[n].replicas[g].core
-            if c.term != leader.core.term or c.lead != leader.id:
+            r = self.nodes[n].replicas.get(g)
+            if r is None or r.core.term != leader.core.term or r.core.lead != leader.id:
                 return None
         return leader
 
+    def _live_groups(self) -> list[GroupId]:
+        """The groups the liveness phase waits for and the final checks read."""
+        return self.groups
+
     def _all_stable(self) -> bool:
-        return all(self._stable_leader(g) is not None for g in self.groups)
+        return all(self._stable_leader(g) is not None for g in self._live_groups())
 
     def _converged(self) -> bool:
-        for g in self.groups:
+        for g in self._live_groups():
             leader = self._stable_leader(g)
             if leader is None:
                 return False
             want = [idx for idx, _t in self.checkers[g].acked_all_index.values()]
             need = max(want, default=0)
             for n in leader.core.config.members():
-                c = self.nodes[n].replicas[g].core
+                c = self.nodes[n].replicas[g].core  # a member of a stable leader's group
                 if c.commit < max(need, leader.core.commit) or c.applied < c.commit:
                     return False
         return True
 
+    def _warm_up(self) -> None:
+        """Before the safety phase (faults on): a subclass may run until its workload set up."""
+
     def run(self) -> SimResult:
-        self._run_until(self.params.safety_ms)
+        self._warm_up()
+        self._run_until(self.now + self.params.safety_ms)
         self.heal()
         start = self.now
         first = self.checkers[self.groups[0]]
@@ -459,7 +477,7 @@ class Simulator:
             first.fail("liveness: acks=all entries not committed everywhere within 10 s\n"
                        + self.status())
         else:
-            for g in self.groups:
+            for g in self._live_groups():
                 self._final_checks(g)
         return self._result_now()
 
@@ -479,6 +497,8 @@ class Simulator:
         lines = []
         for g in self.groups:
             for n, x in self.nodes.items():
+                if g not in x.replicas:
+                    continue
                 c = x.replicas[g].core
                 prog = " ".join(f"{p}:{pr.match}/{pr.next}{pr.state.name[0]}"
                                 f"{int(pr.probe_sent)}{len(pr.inflight)}"
@@ -492,7 +512,7 @@ class Simulator:
     def _final_checks(self, g: GroupId) -> None:
         leader = self._stable_leader(g)
         assert leader is not None
-        replicas = {n: x.replicas[g] for n, x in self.nodes.items()}
+        replicas = {n: x.replicas[g] for n, x in self.nodes.items() if g in x.replicas}
         members = leader.core.config.members()
         logs = {n: list(r.entries()) for n, r in replicas.items()}
         commits = {n: replicas[n].core.commit for n in members}
