@@ -31,25 +31,29 @@ from typing import Any
 
 import structlog
 
-from redshank.actors._async import resolve, spawn
+from redshank.actors._async import spawn
+from redshank.actors.controller_admin import (
+    ADMIN_MESSAGES,
+    AllocateClusterProducerId,
+    ControllerAdmin,
+    ProposeConfigs,
+    ProposeGrows,
+    ProposeTopics,
+    TopicConfigs,
+)
 from redshank.actors.controller_backend import ControllerBackend
 from redshank.actors.controller_host import ControllerHost, ControllerHostConfig, ProposeFailed
+from redshank.actors.leader_views import LeaderViews
 from redshank.actors.node_identity_store import load_identity, store_identity, write_durably
 from redshank.actors.node_rpc import NODE_RPC, ClusterAssigned, NodeRpcConfig, NodeRpcHandle
 from redshank.actors.partition_leader import partition_name
-from redshank.actors.partition_manager import MANAGER, ReplicaLeaders
 from redshank.actors.runtime import CoreContext, CoreRouter, LoopActor
 from redshank.cluster.controller import (
     Applied,
     Command,
-    CreateTopic,
     DeleteTopic,
-    PlacementRefused,
     RegisterNode,
-    place,
 )
-from redshank.cluster.kafka import TopicInfo
-from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
 from redshank.cluster.kafka.handlers.delete_topics import DeleteOutcome, DeleteTarget
 from redshank.cluster.kafka.handlers.metadata import (
     BrokerAddress,
@@ -69,11 +73,12 @@ from redshank.cluster.node_join import (
     register_command,
     should_bootstrap,
 )
-from redshank.cluster.raft.types import NO_NODE
+from redshank.cluster.raft.types import NO_NODE, NodeId
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "ControllerService",
-           "ControllerServiceConfig", "DescribeTopics", "ProposeDeletes", "ProposeTopics",
+__all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "AllocateClusterProducerId",
+           "ControllerService", "ControllerServiceConfig", "DescribeTopics", "ProposeConfigs",
+           "ProposeDeletes", "ProposeGrows", "ProposeTopics", "TopicConfigs",
            "start_controller_service"]
 
 CONTROLLER_SERVICE = "controller-service"
@@ -104,16 +109,6 @@ class DescribeTopics:
     """Metadata in cluster mode: -> `ClusterView` of `names` (None: every topic)."""
 
     names: tuple[str, ...] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ProposeTopics:
-    """CreateTopics in cluster mode: each spec placed over the active members and proposed as a
-    `CreateTopic`; -> {name: CreateOutcome} from what applying it did (`Applied`)."""
-
-    specs: tuple[TopicSpec, ...]
-    replication_factors: tuple[int, ...]  # per spec; -1: the default (1)
-    validate_only: bool = False
 
 
 def start_controller_service(rpc: NodeRpcConfig, ctx: CoreContext, handle: NodeRpcHandle,
@@ -147,6 +142,8 @@ class ControllerService(LoopActor):
         self.host: ControllerHost | None = None
         self.voters: tuple[RegisterNode, ...] = ()
         self.me = register_command(handle.me)
+        self.admin = ControllerAdmin(self.me.node_id)
+        self.views = LeaderViews(self.me.node_id, router, handle.server)
         self.log = _log.bind(core=0, node=int(self.me.node_id))
         self.tasks: list[asyncio.Task[None]] = []
         self.actor_closing: asyncio.Task[None] | None = None  # awaited by the core's shutdown
@@ -155,52 +152,17 @@ class ControllerService(LoopActor):
         handle.closers.append(self.close)
 
     def on_start(self) -> None:
+        self.views.start()
         self._spawn(self._run())
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, ProposeTopics):
-            return spawn(asyncio.get_running_loop(), self._create_topics(message))
+        if isinstance(message, ADMIN_MESSAGES):
+            return spawn(asyncio.get_running_loop(), self.admin.serve(message))
         if isinstance(message, ProposeDeletes):
             return spawn(asyncio.get_running_loop(), self._delete_topics(message.targets))
         if isinstance(message, DescribeTopics):
             return spawn(asyncio.get_running_loop(), self._describe(message.names))
         raise TypeError(f"controller service got {type(message).__name__}")
-
-    async def _create_topics(self, message: ProposeTopics) -> dict[str, CreateOutcome]:
-        out: dict[str, CreateOutcome] = {}
-        for spec, rf in zip(message.specs, message.replication_factors, strict=True):
-            out[spec.name] = await self._create_topic(spec, 1 if rf == -1 else rf,
-                                                      message.validate_only)
-        return out
-
-    async def _create_topic(self, spec: TopicSpec, rf: int, validate_only: bool
-                            ) -> CreateOutcome:
-        host = self.host
-        if host is None or host.stm.cluster_uuid is None:
-            return CreateOutcome(ErrorCode.NOT_CONTROLLER, "the controller is not running here",
-                                 None)
-        stm = host.stm
-        if stm.topics.get(spec.name) is not None:
-            return CreateOutcome(ErrorCode.TOPIC_ALREADY_EXISTS,
-                                 f"topic {spec.name!r} already exists", None)
-        placed = place(spec.partitions, rf, stm.members.active_cores(),
-                       [a for _, a in stm.topics.assignments()])
-        if isinstance(placed, PlacementRefused):
-            return CreateOutcome(placed.error_code, placed.message, None)
-        if validate_only:
-            return CreateOutcome(ErrorCode.NONE, None, None)
-        topic_id = uuid.uuid4()
-        try:
-            applied = await host.propose(CreateTopic(spec.name, topic_id, spec.partitions, rf,
-                                                     spec.configs, placed))
-        except ProposeFailed as exc:
-            return CreateOutcome(ErrorCode.REQUEST_TIMED_OUT, str(exc), None)
-        if not applied.ok:
-            return CreateOutcome(applied.error_code, applied.message, None)
-        self.log.info("topic_created", topic=spec.name, partitions=spec.partitions, rf=rf)
-        cores = tuple(int(a[0].core) for a in placed)
-        return CreateOutcome(ErrorCode.NONE, None,
-                             TopicInfo(spec.name, topic_id, cores, spec.configs))
 
     async def _delete_topics(self, targets: tuple[DeleteTarget, ...]
                              ) -> list[DeleteOutcome | None]:
@@ -232,33 +194,42 @@ class ControllerService(LoopActor):
     async def _describe(self, names: tuple[str, ...] | None) -> ClusterView:
         """The controller's brokers and topics for Metadata; leaders as this node's replicas
         know them (Raft's leader id, term; none while electing), else the preferred replica (a
-        client sent to a follower is told NOT_LEADER_OR_FOLLOWER and asks again)."""
+        client sent to a follower is told NOT_LEADER_OR_FOLLOWER and asks again); in-sync
+        replicas as the leader reports them (here, or its node over RPC: `LeaderViews`),
+        unknown (None: the replicas are said) when it cannot be asked or is not known here."""
         host = self.host
         if host is None or host.stm.cluster_uuid is None:
             return ClusterView((), -1, {})
         stm = host.stm
+        me = self.me.node_id
         brokers = tuple(BrokerAddress(int(n.node_id), n.kafka_addr.host, n.kafka_addr.port)
                         for n in stm.members if n.active)
         wanted = [t for t in stm.topics if names is None or t.name in names]
         cores = {int(r.core) for t in wanted for a in t.assignments for r in a
-                 if r.node_id == self.me.node_id}
-        known: dict[str, tuple[int, int]] = {}
-        if self.router is not None:
-            for core in sorted(cores):
-                with contextlib.suppress(Exception):  # that core down: preferred replicas
-                    known.update(await resolve(self.router.ref(core, MANAGER).ask(
-                        ReplicaLeaders(), block=False)))
+                 if r.node_id == me}
+        known = await self.views.local(cores)
+        others = {NodeId(v[0]) for v in known.values() if v[0] > 0 and v[0] != me}
+        addrs = {n: (info.rpc_addr.host, info.rpc_addr.port) for n in others
+                 if (info := stm.members.get(n)) is not None}
+        reported = await self.views.remote(addrs) if addrs else {}
         topics = {}
         for t in wanted:
             parts = []
             for p, a in enumerate(t.assignments):
-                here = known.get(partition_name(t.name, p))
+                name = partition_name(t.name, p)
+                here = known.get(name)
+                isr: tuple[int, ...] | None = None
                 if here is None:  # no replica here: the preferred one
                     leader, term = int(a[0].node_id), -1
-                else:  # an election under way: LEADER_NOT_AVAILABLE (clients ask again)
-                    leader, term = (here[0], here[1]) if here[0] > 0 else (-1, -1)
+                elif here[0] <= 0:  # an election under way: LEADER_NOT_AVAILABLE (ask again)
+                    leader, term = -1, -1
+                else:
+                    leader, term = here[0], here[1]
+                    there = here if leader == me else reported.get(name)
+                    if there is not None and there[:2] == (leader, term) and there[2]:
+                        isr = there[2]
                 parts.append(ReplicatedPartition(tuple(int(r.node_id) for r in a), leader,
-                                                 term))
+                                                 term, isr))
             topics[t.name] = ReplicatedTopic(t.topic_id, tuple(parts))
         return ClusterView(brokers, int(host.leader), topics)
 
@@ -285,6 +256,7 @@ class ControllerService(LoopActor):
             task.cancel()
         if self.tasks:
             await asyncio.wait(self.tasks)
+        await self.views.close()
         if self.host is not None:
             await self.host.close()
 
@@ -307,7 +279,10 @@ class ControllerService(LoopActor):
         await host.start()
         self._spawn(self._write_views())
         if self.router is not None:
-            self._spawn(ControllerBackend(self.me.node_id, host, self.router).run())
+            backend = ControllerBackend(self.me.node_id, host, self.router)
+            self.admin.backend = backend
+            self._spawn(backend.run())
+        self.admin.host = host
         await self._join(host)
 
     async def _voters(self) -> tuple[RegisterNode, ...] | None:

@@ -55,6 +55,9 @@ class ReplicatedPartition:
     replicas: tuple[int, ...]  # node ids, the preferred leader first
     leader: int  # -1: no leader known
     epoch: int  # the leader's Raft term (-1: unknown)
+    # The replicas the leader sees caught up (`cluster/kafka/isr`); None: not known here (the
+    # replicas are said, as before Raft progress was asked).
+    isr: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,7 @@ def _replicated(name: str, topic: ReplicatedTopic) -> MetadataResponseTopic:
             leader_id=p.leader,
             leader_epoch=p.epoch,
             replica_nodes=p.replicas,
-            isr_nodes=p.replicas,  # Raft has no ISR: every voter (KIP-966's ELR aside)
+            isr_nodes=p.replicas if p.isr is None else p.isr,
             offline_replicas=(),
         ) for i, p in enumerate(topic.partitions))
     return MetadataResponseTopic(error_code=0, name=name, topic_id=topic.topic_id,
