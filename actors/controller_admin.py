@@ -45,11 +45,13 @@ from redshank.cluster.kafka.topic_configs import ConfigChange
 from redshank.cluster.raft.types import NodeId
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["ADMIN_MESSAGES", "AllocateClusterProducerId", "ControllerAdmin", "ProposeConfigs",
+__all__ = ["ADMIN_MESSAGES", "NOT_HOSTED", "AllocateClusterProducerId", "ControllerAdmin",
+           "ProposeConfigs",
            "ProposeGrows", "ProposeTopics", "TopicConfigs"]
 
 _log = structlog.get_logger("redshank.controller_admin")
 T = TypeVar("T")
+NOT_HOSTED = "no controller replica on this node: send it to the controller"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,9 @@ class ControllerAdmin:
     async def grow(self, message: ProposeGrows) -> list[GrowOutcome | None]:
         out: list[GrowOutcome | None] = []
         for grow in message.grows:
+            if self.host is None:  # no controller replica here: clients ask the controller
+                out.append(GrowOutcome(grow.name, ErrorCode.NOT_CONTROLLER, NOT_HOSTED))
+                continue
             host = self._ready()
             if host is None or host.stm.topics.get(grow.name) is None:
                 out.append(None)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +35,7 @@ import structlog
 from redshank.actors._async import spawn
 from redshank.actors.controller_admin import (
     ADMIN_MESSAGES,
+    NOT_HOSTED,
     AllocateClusterProducerId,
     ControllerAdmin,
     ProposeConfigs,
@@ -43,10 +45,16 @@ from redshank.actors.controller_admin import (
 )
 from redshank.actors.controller_backend import ControllerBackend
 from redshank.actors.controller_host import ControllerHost, ControllerHostConfig, ProposeFailed
-from redshank.actors.leader_views import LeaderViews
 from redshank.actors.node_identity_store import load_identity, store_identity, write_durably
 from redshank.actors.node_rpc import NODE_RPC, ClusterAssigned, NodeRpcConfig, NodeRpcHandle
 from redshank.actors.partition_leader import partition_name
+from redshank.actors.peer_views import (
+    ALTER_CONFIGS_METHOD,
+    DESCRIBE_METHOD,
+    PRODUCER_ID_METHOD,
+    TOPIC_CONFIGS_METHOD,
+    PeerViews,
+)
 from redshank.actors.runtime import CoreContext, CoreRouter, LoopActor
 from redshank.cluster.controller import (
     Applied,
@@ -54,13 +62,18 @@ from redshank.cluster.controller import (
     DeleteTopic,
     RegisterNode,
 )
+from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka.handlers._alter import AlterOutcome
 from redshank.cluster.kafka.handlers.delete_topics import DeleteOutcome, DeleteTarget
 from redshank.cluster.kafka.handlers.metadata import (
     BrokerAddress,
     ClusterView,
     ReplicatedPartition,
     ReplicatedTopic,
+    decode_view,
+    encode_view,
 )
+from redshank.cluster.kafka.topic_configs import ConfigChange, ConfigOp
 from redshank.cluster.node_join import (
     VIEW_FILE,
     VOTERS_FILE,
@@ -85,6 +98,7 @@ CONTROLLER_SERVICE = "controller-service"
 CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
 
 _log = structlog.get_logger("redshank.controller_service")
+_PID = struct.Struct(">q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +157,7 @@ class ControllerService(LoopActor):
         self.voters: tuple[RegisterNode, ...] = ()
         self.me = register_command(handle.me)
         self.admin = ControllerAdmin(self.me.node_id)
-        self.views = LeaderViews(self.me.node_id, router, handle.server)
+        self.views = PeerViews(self.me.node_id, router, handle.server)
         self.log = _log.bind(core=0, node=int(self.me.node_id))
         self.tasks: list[asyncio.Task[None]] = []
         self.actor_closing: asyncio.Task[None] | None = None  # awaited by the core's shutdown
@@ -153,9 +167,18 @@ class ControllerService(LoopActor):
 
     def on_start(self) -> None:
         self.views.start()
+        server = self.handle.server
+        server.register(DESCRIBE_METHOD, self._serve_describe)
+        server.register(PRODUCER_ID_METHOD, self._serve_producer_id)
+        server.register(TOPIC_CONFIGS_METHOD, self._serve_configs)
+        server.register(ALTER_CONFIGS_METHOD, self._serve_alter)
         self._spawn(self._run())
 
     def on_receive(self, message: Any) -> Any:
+        if self.host is None and isinstance(
+                message, TopicConfigs | AllocateClusterProducerId | ProposeConfigs):
+            # No controller replica here (not a seed): a seed's controller answers.
+            return spawn(asyncio.get_running_loop(), self._forward(message))
         if isinstance(message, ADMIN_MESSAGES):
             return spawn(asyncio.get_running_loop(), self.admin.serve(message))
         if isinstance(message, ProposeDeletes):
@@ -175,7 +198,11 @@ class ControllerService(LoopActor):
                 topic = (topics.get(target.name) if target.name is not None
                          else topics.by_id(target.topic_id) if target.topic_id is not None
                          else None)
-            if host is None or topic is None or (
+            if host is None:  # no controller replica here: clients ask the controller
+                out.append(DeleteOutcome(target.name, target.topic_id or uuid.UUID(int=0),
+                                         ErrorCode.NOT_CONTROLLER, NOT_HOSTED))
+                continue
+            if topic is None or (
                     target.topic_id is not None and target.topic_id != topic.topic_id):
                 out.append(None)
                 continue
@@ -191,14 +218,85 @@ class ControllerService(LoopActor):
                                      applied.message))
         return out
 
-    async def _describe(self, names: tuple[str, ...] | None) -> ClusterView:
+    # ---- a node without a controller replica: asks the seeds' ------------------------------
+
+    def _seeds(self) -> list[tuple[str, int]]:
+        return [(a.host, a.port) for a in self.handle.seeds.seeds if a != self.me.rpc_addr]
+
+    async def _forward(self, message: TopicConfigs | AllocateClusterProducerId | ProposeConfigs
+                       ) -> object:
+        if isinstance(message, AllocateClusterProducerId):
+            raw = await self.views.ask_any(self._seeds(), PRODUCER_ID_METHOD, b"")
+            return None if raw is None else _PID.unpack(raw)[0]
+        if isinstance(message, ProposeConfigs):
+            raw = await self.views.ask_any(self._seeds(), ALTER_CONFIGS_METHOD, json.dumps({
+                "validate": message.validate_only,
+                "changes": [[c.topic, [[int(op), k, v] for op, k, v in c.ops], c.replace]
+                            for c in message.changes]}).encode())
+            if raw is None:
+                return {c.topic: AlterOutcome(ErrorCode.NOT_CONTROLLER, NOT_HOSTED)
+                        for c in message.changes}
+            return {str(t): AlterOutcome(int(v[0]), v[1]) for t, v in json.loads(raw).items()}
+        raw = await self.views.ask_any(self._seeds(), TOPIC_CONFIGS_METHOD,
+                                       json.dumps(list(message.names)).encode())
+        if raw is None:
+            return {}
+        return {name: TopicInfo(name, uuid.UUID(v[0]), (0,) * int(v[1]),
+                                tuple((str(k), str(x)) for k, x in v[2]), replicated=True)
+                for name, v in json.loads(raw).items()}
+
+    async def _serve_describe(self, payload: memoryview) -> bytes:
+        """DESCRIBE_METHOD: this node's controller view (b"": none here either)."""
+        if self.host is None or self.host.stm.cluster_uuid is None:
+            return b""
+        names = json.loads(bytes(payload))
+        return encode_view(await self._describe(
+            None if names is None else tuple(str(n) for n in names), forward=False))
+
+    async def _serve_producer_id(self, payload: memoryview) -> bytes:
+        """PRODUCER_ID_METHOD: an id from this node's block (b"": none to give)."""
+        del payload
+        if self.host is None:
+            return b""
+        pid = await self.admin.producer_id()
+        return b"" if pid is None else _PID.pack(pid)
+
+    async def _serve_alter(self, payload: memoryview) -> bytes:
+        """ALTER_CONFIGS_METHOD: (Incremental)AlterConfigs of controller topics, proposed here."""
+        if self.host is None or self.host.stm.cluster_uuid is None:
+            return b""
+        d = json.loads(bytes(payload))
+        changes = tuple(ConfigChange(str(t), tuple((ConfigOp(int(op)), str(k), v)
+                                                   for op, k, v in ops), bool(replace))
+                        for t, ops, replace in d["changes"])
+        out = await self.admin.alter(ProposeConfigs(changes, bool(d["validate"])))
+        return json.dumps({t: [o.error_code, o.error_message] for t, o in out.items()}).encode()
+
+    async def _serve_configs(self, payload: memoryview) -> bytes:
+        """TOPIC_CONFIGS_METHOD: the named controller topics' ids, partitions and configs."""
+        if self.host is None or self.host.stm.cluster_uuid is None:
+            return b""
+        names = tuple(str(n) for n in json.loads(bytes(payload)))
+        found = self.admin.configs(names)
+        return json.dumps({n: [str(i.topic_id), i.partitions, [list(c) for c in i.configs]]
+                           for n, i in found.items()}).encode()
+
+    # ---- Metadata -----------------------------------------------------------------------------
+
+    async def _describe(self, names: tuple[str, ...] | None, forward: bool = True
+                        ) -> ClusterView:
         """The controller's brokers and topics for Metadata; leaders as this node's replicas
         know them (Raft's leader id, term; none while electing), else the preferred replica (a
         client sent to a follower is told NOT_LEADER_OR_FOLLOWER and asks again); in-sync
-        replicas as the leader reports them (here, or its node over RPC: `LeaderViews`),
+        replicas as the leader reports them (here, or its node over RPC: `PeerViews`),
         unknown (None: the replicas are said) when it cannot be asked or is not known here."""
         host = self.host
         if host is None or host.stm.cluster_uuid is None:
+            if host is None and forward:  # not a seed: the seeds' view
+                raw = await self.views.ask_any(self._seeds(), DESCRIBE_METHOD,
+                                               json.dumps(names).encode())
+                with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
+                    return ClusterView((), -1, {}) if raw is None else decode_view(raw)
             return ClusterView((), -1, {})
         stm = host.stm
         me = self.me.node_id
@@ -256,6 +354,9 @@ class ControllerService(LoopActor):
             task.cancel()
         if self.tasks:
             await asyncio.wait(self.tasks)
+        for method in (DESCRIBE_METHOD, PRODUCER_ID_METHOD, TOPIC_CONFIGS_METHOD,
+                       ALTER_CONFIGS_METHOD):
+            self.handle.server.unregister(method)
         await self.views.close()
         if self.host is not None:
             await self.host.close()

@@ -218,3 +218,63 @@ def test_admin_requests_go_through_the_controller(tmp_path: Path) -> None:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.timeout(240)
+def test_a_node_that_is_not_a_seed_answers_from_the_seeds_controller(tmp_path: Path) -> None:
+    """A fourth node started with `--seeds` but not among them hosts no controller replica:
+    its Metadata is the seeds' controller's (clients bootstrapped on it find every topic and
+    leader), admin requests it cannot serve send the client to the controller (NOT_CONTROLLER),
+    configs are described and altered through a seed, and its producer ids come from a seed's
+    block (never one handed out elsewhere)."""
+    rpcs = [rpc for _kafka, rpc in plan_ports(4, 1, 0)]
+    seeds = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs[:3], 1) for i in (1, 2, 3)]
+    other = KafkaNode(tmp_path / "node-4", 4, rpcs[3], rpcs[:3], 1)
+    nodes = [*seeds, other]
+    detail = lambda: "\n".join(f"{n.node_id}: {n.tail(8)}" for n in nodes)  # noqa: E731
+    try:
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.ready()
+        wait_for("three seeds agreeing on one cluster", lambda: agreed(seeds, 3), 30)  # type: ignore[arg-type]
+
+        # CreateTopics sent to node 4: NOT_CONTROLLER (Kafka clients then ask the controller).
+        got = _create(other, ct.CreatableTopic("direct", num_partitions=1, replication_factor=-1))
+        assert got["direct"].error_code == ErrorCode.NOT_CONTROLLER, got["direct"]
+        admin = AdminClient({"bootstrap.servers": other.kafka})
+        admin.create_topics([NewTopic("via4", 2)], operation_timeout=20)["via4"].result(30)
+        parts = wait_for("via4 has leaders, seen from node 4",
+                         lambda: _partitions(other, "via4"), 30, detail)
+        assert all(sorted(p.replicas) == [1, 2, 3] for p in parts.values())
+        wait_for("node 4 reports the ISR", lambda: (
+            got if (got := _isr(other, "via4", 0)) is not None and got[1] == (1, 2, 3)
+            else None), 30, detail)
+
+        res = ConfigResource("topic", "via4", incremental_configs=[
+            ConfigEntry("retention.ms", "654321", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([res])[res].result(30)
+        for node in nodes:
+            client = AdminClient({"bootstrap.servers": node.kafka})
+            described = ConfigResource("topic", "via4")
+            entries = client.describe_configs([described])[described].result(30)
+            assert entries["retention.ms"].value == "654321", node.node_id
+
+        ids = []
+        for node in (other, seeds[0], other, seeds[1]):
+            r = _call(node, ipi.InitProducerIdRequest(transactional_id=None,
+                                                      transaction_timeout_ms=60000), 4,
+                      ipi.InitProducerIdResponse)
+            assert r.error_code == ErrorCode.NONE, (node.node_id, r)
+            ids.append(r.producer_id)
+        assert len(set(ids)) == len(ids), ids
+
+        producer = Producer({"bootstrap.servers": other.kafka, "acks": "all",
+                             "enable.idempotence": True})
+        producer.produce("via4", value=b"from-4", partition=0)
+        assert producer.flush(30) == 0
+        leader = next(n for n in seeds if n.node_id == parts[0].leader)
+        assert [v for v, _ts, _lat in _values(leader, "via4", 0)] == [b"from-4"]
+    finally:
+        for node in nodes:
+            node.stop()

@@ -1,18 +1,21 @@
-"""Leader, term and in-sync replicas of the replicated partitions, on this node and as the other
-nodes' leaders report theirs: what Metadata needs in cluster mode.
+"""What other nodes know, asked over the internal RPC for Metadata and the admin paths in
+cluster mode: their partition leaders' views, and (for a node hosting no controller replica)
+the seeds' controller.
 
-Concern: on core 0 of a cluster-mode node, this node's view (`ReplicaLeaders` asked of its
-cores' partition managers: each replica's leader and term, the in-sync replicas where it
-leads), and the other nodes' views of the partitions they lead, asked of their core 0 over the
-internal RPC (`LEADERS_METHOD`) and cached `ttl_s` per node, so Metadata, which clients send
-often, costs at most one call per node per `ttl_s` (and none while the cache is fresh). A node
-that does not answer within `timeout_s` is left out (its partitions' in-sync replicas are then
-not known here). The payload is JSON: {partition name: [leader, term, [in-sync node ids]]}.
+Concern: on core 0 of a cluster-mode node, this node's view of its replicas (`ReplicaLeaders`
+asked of its cores' partition managers: each replica's leader and term, the in-sync replicas
+where it leads), the other nodes' views of the partitions they lead, asked of their core 0
+(`LEADERS_METHOD`) and cached `ttl_s` per node, so Metadata, which clients send often, costs at
+most one call per node per `ttl_s` (and none while the cache is fresh); and one call answered by
+the first seed that can (`ask_any`, starting from the one that answered last). A node that does
+not answer within `timeout_s` is left out (its partitions' in-sync replicas are then not known
+here). The leaders payload is JSON: {partition name: [leader, term, [in-sync node ids]]}.
 
     Metadata --> ControllerService._describe --> local(cores)  --ReplicaLeaders--> managers
                                              --> remote(nodes) --LEADERS_METHOD--> their core 0
+    (no controller replica here)             --> ask_any(seeds, DESCRIBE_METHOD, ...)
 
-Must not know: the controller's tables, Kafka's wire shapes, Raft.
+Must not know: the controller's tables, Kafka's wire shapes, Raft, what the other methods mean.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import pykka
 import structlog
@@ -33,17 +36,24 @@ from redshank.actors.rpc import RpcClient, RpcError, RpcServer
 from redshank.actors.runtime import CoreRouter
 from redshank.cluster.raft.types import NodeId
 
-__all__ = ["LEADERS_METHOD", "LeaderViews", "Leaders"]
+__all__ = ["ALTER_CONFIGS_METHOD", "DESCRIBE_METHOD", "LEADERS_METHOD", "PRODUCER_ID_METHOD",
+           "TOPIC_CONFIGS_METHOD",
+           "Leaders", "PeerViews"]
 
+# Methods of core 0 in cluster mode (the 0x03xx range: views for the Kafka request paths).
 LEADERS_METHOD = 0x0300  # call: b"" -> JSON of the partitions this node's replicas lead
+DESCRIBE_METHOD = 0x0301  # call: JSON names (null: all) -> the controller's `ClusterView`
+PRODUCER_ID_METHOD = 0x0302  # call: b"" -> int64 producer id from the answering node's block
+TOPIC_CONFIGS_METHOD = 0x0303  # call: JSON names -> JSON {name: [topic id, partitions, configs]}
+ALTER_CONFIGS_METHOD = 0x0304  # call: JSON config changes -> JSON {topic: [error code, message]}
 
 # Partition name -> (leader node id, term, in-sync node ids; () unless reported by the leader).
 Leaders = dict[str, tuple[int, int, tuple[int, ...]]]
 
-_log = structlog.get_logger("redshank.leader_views")
+_log = structlog.get_logger("redshank.peer_views")
 
 
-class LeaderViews:
+class PeerViews:
     """One per cluster-mode node, on core 0's loop: created and started by the node's
     `ControllerService`, closed with it (its clients closed, its method unregistered)."""
 
@@ -57,6 +67,7 @@ class LeaderViews:
         self._clients: dict[tuple[str, int], RpcClient] = {}
         self._cache: dict[NodeId, tuple[float, Leaders]] = {}
         self._asking: dict[NodeId, asyncio.Task[Leaders | None]] = {}
+        self._first = 0  # the seed `ask_any` tries first: the one that answered last
 
     def start(self) -> None:
         self.server.register(LEADERS_METHOD, self._serve)
@@ -110,17 +121,36 @@ class LeaderViews:
                     out.update(got)
         return out
 
+    async def ask_any(self, addrs: Sequence[tuple[str, int]], method: int, payload: bytes
+                      ) -> bytes | None:
+        """The answer of the first of `addrs` (core 0 RPC addresses) that gives one in time (an
+        empty payload is no answer: that node cannot say either)."""
+        for i in range(len(addrs)):
+            k = (self._first + i) % len(addrs)
+            try:
+                raw = await self._client(addrs[k]).call(method, payload, timeout=self.timeout_s)
+            except RpcError as exc:
+                _log.debug("peer_call_failed", method=method, peer=f"{addrs[k]}", error=str(exc))
+                continue
+            if raw:
+                self._first = k
+                return bytes(raw)
+        return None
+
+    def _client(self, addr: tuple[str, int]) -> RpcClient:
+        client = self._clients.get(addr)
+        if client is None:
+            client = self._clients[addr] = RpcClient(addr[0], addr[1],
+                                                     default_timeout_s=self.timeout_s)
+        return client
+
     def _asked(self, node: NodeId, task: asyncio.Task[Leaders | None]) -> None:
         if self._asking.get(node) is task:
             del self._asking[node]
 
     async def _ask(self, node: NodeId, addr: tuple[str, int]) -> Leaders | None:
-        client = self._clients.get(addr)
-        if client is None:
-            client = self._clients[addr] = RpcClient(addr[0], addr[1],
-                                                     default_timeout_s=self.timeout_s)
         try:
-            raw = await client.call(LEADERS_METHOD, b"", timeout=self.timeout_s)
+            raw = await self._client(addr).call(LEADERS_METHOD, b"", timeout=self.timeout_s)
             decoded = json.loads(bytes(raw))
             got: Leaders = {str(name): (int(v[0]), int(v[1]), tuple(int(x) for x in v[2]))
                             for name, v in decoded.items()}
