@@ -220,19 +220,27 @@ class ControllerService(LoopActor):
 
     # ---- a node without a controller replica: asks the seeds' ------------------------------
 
+    @property
+    def _proposal_s(self) -> float:
+        """How long a seed may take to answer a call that proposes: its proposal's deadline
+        and its backend's settling (`ControllerAdmin.settle_s`)."""
+        return self.config.host.propose_timeout_s + self.admin.settle_s
+
     def _seeds(self) -> list[tuple[str, int]]:
         return [(a.host, a.port) for a in self.handle.seeds.seeds if a != self.me.rpc_addr]
 
     async def _forward(self, message: TopicConfigs | AllocateClusterProducerId | ProposeConfigs
                        ) -> object:
         if isinstance(message, AllocateClusterProducerId):
-            raw = await self.views.ask_any(self._seeds(), PRODUCER_ID_METHOD, b"")
+            raw = await self.views.ask_any(self._seeds(), PRODUCER_ID_METHOD, b"",
+                                           timeout=self._proposal_s)
             return None if raw is None else _PID.unpack(raw)[0]
         if isinstance(message, ProposeConfigs):
             raw = await self.views.ask_any(self._seeds(), ALTER_CONFIGS_METHOD, json.dumps({
                 "validate": message.validate_only,
                 "changes": [[c.topic, [[int(op), k, v] for op, k, v in c.ops], c.replace]
-                            for c in message.changes]}).encode())
+                            for c in message.changes]}).encode(),
+                timeout=self._proposal_s, idempotent=False)
             if raw is None:
                 return {c.topic: AlterOutcome(ErrorCode.NOT_CONTROLLER, NOT_HOSTED)
                         for c in message.changes}

@@ -32,7 +32,7 @@ import structlog
 
 from redshank.actors._async import resolve
 from redshank.actors.partition_manager import MANAGER, ReplicaLeaders
-from redshank.actors.rpc import RpcClient, RpcError, RpcServer
+from redshank.actors.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
 from redshank.actors.runtime import CoreRouter
 from redshank.cluster.raft.types import NodeId
 
@@ -121,14 +121,23 @@ class PeerViews:
                     out.update(got)
         return out
 
-    async def ask_any(self, addrs: Sequence[tuple[str, int]], method: int, payload: bytes
-                      ) -> bytes | None:
-        """The answer of the first of `addrs` (core 0 RPC addresses) that gives one in time (an
-        empty payload is no answer: that node cannot say either)."""
+    async def ask_any(self, addrs: Sequence[tuple[str, int]], method: int, payload: bytes, *,
+                      timeout: float | None = None, idempotent: bool = True) -> bytes | None:
+        """The answer of the first of `addrs` (core 0 RPC addresses) that gives one within
+        `timeout` (default `timeout_s`; an empty payload is no answer: that node cannot say
+        either). Not `idempotent` (a proposal): after a timeout the call may still run there,
+        so no other node is asked."""
         for i in range(len(addrs)):
             k = (self._first + i) % len(addrs)
             try:
-                raw = await self._client(addrs[k]).call(method, payload, timeout=self.timeout_s)
+                raw = await self._client(addrs[k]).call(
+                    method, payload, timeout=self.timeout_s if timeout is None else timeout)
+            except RpcTimeout as exc:
+                _log.info("peer_call_timed_out", method=method, peer=f"{addrs[k]}",
+                          error=str(exc))
+                if not idempotent:
+                    return None
+                continue
             except RpcError as exc:
                 _log.debug("peer_call_failed", method=method, peer=f"{addrs[k]}", error=str(exc))
                 continue
@@ -156,7 +165,8 @@ class PeerViews:
                             for name, v in decoded.items()}
         except (RpcError, ValueError, TypeError, KeyError, IndexError) as exc:
             _log.debug("leader_view_unavailable", node=int(node), error=str(exc))
-            self._cache.pop(node, None)
+            # Not asked again within `ttl_s`: a paused node costs Metadata one timeout per ttl.
+            self._cache[node] = (time.monotonic(), {})
             return None
         self._cache[node] = (time.monotonic(), got)
         return got

@@ -75,6 +75,14 @@ def _isr(node: KafkaNode, topic: str, partition: int) -> tuple[int, tuple[int, .
     return None
 
 
+def _described(node: KafkaNode, topic: str, want: dict[str, str]) -> bool | None:
+    """True once the node's DescribeConfigs shows `want` for the topic."""
+    resource = ConfigResource("topic", topic)
+    client = AdminClient({"bootstrap.servers": node.kafka})
+    entries = client.describe_configs([resource])[resource].result(30)
+    return True if {k: entries[k].value for k in want} == want else None
+
+
 def _values(node: KafkaNode, topic: str, partition: int) -> list[tuple[bytes, int, bool]]:
     """(value, timestamp, log-append-time) of every record the node's replica serves."""
     client = RawClient(node.kafka)
@@ -160,13 +168,12 @@ def test_admin_requests_go_through_the_controller(tmp_path: Path) -> None:
         admin.incremental_alter_configs([res])[res].result(30)
         legacy = ConfigResource("topic", "named", set_config={"retention.bytes": "7777777"})
         admin.alter_configs([legacy])[legacy].result(30)
-        for node in nodes:
-            client = AdminClient({"bootstrap.servers": node.kafka})
-            for resource, want in ((ConfigResource("topic", "dflt"), {
-                    "retention.ms": "123456", "message.timestamp.type": "LogAppendTime"}),
-                    (ConfigResource("topic", "named"), {"retention.bytes": "7777777"})):
-                entries = client.describe_configs([resource])[resource].result(30)
-                assert {k: entries[k].value for k in want} == want, (node.node_id, resource)
+        for node in nodes:  # each node's controller replica applies the change in its time
+            for name, want in (("dflt", {"retention.ms": "123456",
+                                         "message.timestamp.type": "LogAppendTime"}),
+                               ("named", {"retention.bytes": "7777777"})):
+                wait_for(f"node {node.node_id} describing {name}'s new configs",
+                         lambda n=node, t=name, w=want: _described(n, t, w), 20, detail)
         before = int(time.time() * 1000)
         producer.produce("dflt", value=b"stamped", partition=2, timestamp=1000)
         assert producer.flush(30) == 0
@@ -255,10 +262,8 @@ def test_a_node_that_is_not_a_seed_answers_from_the_seeds_controller(tmp_path: P
             ConfigEntry("retention.ms", "654321", incremental_operation=AlterConfigOpType.SET)])
         admin.incremental_alter_configs([res])[res].result(30)
         for node in nodes:
-            client = AdminClient({"bootstrap.servers": node.kafka})
-            described = ConfigResource("topic", "via4")
-            entries = client.describe_configs([described])[described].result(30)
-            assert entries["retention.ms"].value == "654321", node.node_id
+            wait_for(f"node {node.node_id} describing via4's new configs", lambda n=node: (
+                _described(n, "via4", {"retention.ms": "654321"})), 20, detail)
 
         ids = []
         for node in (other, seeds[0], other, seeds[1]):
