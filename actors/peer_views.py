@@ -27,7 +27,6 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-import pykka
 import structlog
 
 from redshank.actors._async import resolve
@@ -86,7 +85,9 @@ class PeerViews:
         if self.router is None:
             return out
         for core in sorted(set(range(self.router.ncores) if cores is None else cores)):
-            with contextlib.suppress(pykka.ActorDeadError, Exception):
+            # That core down or restarting (dead actor, died core, a ring that failed): its
+            # replicas are left out, as the controller service always did.
+            with contextlib.suppress(Exception):
                 out.update(await resolve(self.router.ref(core, MANAGER).ask(
                     ReplicaLeaders(), block=False)))
         return out
@@ -115,10 +116,14 @@ class PeerViews:
                 task.add_done_callback(functools.partial(self._asked, node))
             waits.append(task)
         for task in waits:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 got = await asyncio.shield(task)
-                if got is not None:
-                    out.update(got)
+            except asyncio.CancelledError:
+                if not task.cancelled():  # the caller was cancelled, not the shared call
+                    raise
+                continue
+            if got is not None:
+                out.update(got)
         return out
 
     async def ask_any(self, addrs: Sequence[tuple[str, int]], method: int, payload: bytes, *,
