@@ -4,11 +4,14 @@ it (Redpanda's `controller_backend`: it reconciles desired with actual).
 Concern: on core 0 of a node that hosts a controller replica, after every change this node's
 `ControllerStm` applies, the replicas this node must host (`replica_plan.node_replicas`) are
 compared with the last plan: each new or changed one is sent to the partition manager of its
-assigned core (`EnsureReplica`, which also refreshes the group's routes there), each gone one is
-dropped there (`Drop`, its directory removed). A replica that could not be opened is retried at
-the next change or after `retry_s`; a core that restarted (a new incarnation) gets its replicas
-and the topics again within `check_s`. Cores learn the controller state only through these
-messages (one per replica per change): no core but 0 reads the stm.
+assigned core (`EnsureReplica`, which also refreshes the group's routes there; a hosted one
+whose topic's configs changed is first given them, `Reconfigure`, as the node-local topic
+controller does), each gone one is dropped there (`Drop`, its directory removed). A replica
+that could not be opened is retried at the next change or after `retry_s`; a core that
+restarted (a new incarnation) gets its replicas and the topics again within `check_s`. Cores
+learn the controller state only through these messages (one per replica per change): no core
+but 0 reads the stm. `reconciled(count)` tells the admin paths when a pass over the first
+`count` commands is done.
 
     ControllerHost applies --> applied_future --> node_replicas(stm) --diff--> EnsureReplica/Drop
                                                                           to (core, partitions)
@@ -26,7 +29,13 @@ import structlog
 
 from redshank.actors._async import resolve
 from redshank.actors.controller_host import ControllerHost
-from redshank.actors.partition_manager import MANAGER, ControllerTopics, Drop, EnsureReplica
+from redshank.actors.partition_manager import (
+    MANAGER,
+    ControllerTopics,
+    Drop,
+    EnsureReplica,
+    Reconfigure,
+)
 from redshank.actors.runtime import CoreRouter
 from redshank.actors.topic_cache import TOPIC_CACHE, TopicCreated, TopicDeleted
 from redshank.cluster.controller.replica_plan import ReplicaPlan, node_replicas, replica_changes
@@ -55,12 +64,38 @@ class ControllerBackend:
         self.announced: dict[str, TopicInfo] = {}  # told to every core's topic cache
         self.controller_topics: frozenset[uuid.UUID] = frozenset()  # told to every manager
         self.log = _log.bind(core=0, node=int(node))
+        self.passed = 0  # the commands the last finished pass had applied
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def reconciled(self, count: int) -> asyncio.Future[None]:
+        """Set once a pass that saw the first `count` commands applied is done (whether or not
+        every replica could be opened: a failed one is retried). Cancel it to give up."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.passed >= count:
+            fut.set_result(None)
+        else:
+            self._waiters = [(c, f) for c, f in self._waiters if not f.done()]
+            self._waiters.append((count, fut))
+        return fut
+
+    def _passed(self, count: int) -> None:
+        self.passed = count
+        still = []
+        for c, fut in self._waiters:
+            if fut.done():
+                continue
+            if c <= count:
+                fut.set_result(None)
+            else:
+                still.append((c, fut))
+        self._waiters = still
 
     async def run(self) -> None:
         while True:
             applied = self.host.clog.next_offset
             self._forget_restarted_cores()
             complete = await self.reconcile()
+            self._passed(applied)
             change = self.host.applied_future(applied + 1)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(change),
@@ -96,6 +131,11 @@ class ControllerBackend:
             else:
                 complete = False
         for plan in ensures:
+            known = self.hosted.get(plan.group)
+            if known is not None and known.configs != plan.configs and not await self._ask(
+                    plan, Reconfigure(plan.topic, plan.partition, plan.configs)):
+                complete = False
+                continue
             topic = stm.topics.get(plan.topic)
             partitions = 0 if topic is None else topic.partitions
             if await self._ask(plan, EnsureReplica(plan, partitions)):

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -34,32 +35,48 @@ from typing import Any
 
 import structlog
 
-from redshank.actors._async import resolve, spawn
+from redshank.actors._async import spawn
+from redshank.actors.controller_admin import (
+    ADMIN_MESSAGES,
+    NOT_HOSTED,
+    AllocateClusterProducerId,
+    ControllerAdmin,
+    ProposeConfigs,
+    ProposeGrows,
+    ProposeTopics,
+    TopicConfigs,
+)
 from redshank.actors.controller_backend import ControllerBackend
 from redshank.actors.controller_host import ControllerHost, ControllerHostConfig, ProposeFailed
 from redshank.actors.node_identity_store import load_identity, store_identity, write_durably
 from redshank.actors.node_rpc import NODE_RPC, ClusterAssigned, NodeRpcConfig, NodeRpcHandle
 from redshank.actors.partition_leader import partition_name
-from redshank.actors.partition_manager import MANAGER, ReplicaLeaders
+from redshank.actors.peer_views import (
+    ALTER_CONFIGS_METHOD,
+    DESCRIBE_METHOD,
+    PRODUCER_ID_METHOD,
+    TOPIC_CONFIGS_METHOD,
+    PeerViews,
+)
 from redshank.actors.runtime import CoreContext, CoreRouter, LoopActor
 from redshank.cluster.controller import (
     Applied,
     Command,
-    CreateTopic,
     DeleteTopic,
-    PlacementRefused,
     RegisterNode,
-    place,
 )
 from redshank.cluster.kafka import TopicInfo
-from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
+from redshank.cluster.kafka.handlers._alter import AlterOutcome
 from redshank.cluster.kafka.handlers.delete_topics import DeleteOutcome, DeleteTarget
 from redshank.cluster.kafka.handlers.metadata import (
     BrokerAddress,
     ClusterView,
     ReplicatedPartition,
     ReplicatedTopic,
+    decode_view,
+    encode_view,
 )
+from redshank.cluster.kafka.topic_configs import ConfigChange, ConfigOp
 from redshank.cluster.node_join import (
     VIEW_FILE,
     VOTERS_FILE,
@@ -72,17 +89,19 @@ from redshank.cluster.node_join import (
     register_command,
     should_bootstrap,
 )
-from redshank.cluster.raft.types import NO_NODE
+from redshank.cluster.raft.types import NO_NODE, NodeId
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "ControllerService",
-           "ControllerServiceConfig", "DescribeTopics", "ProposeDeletes", "ProposeTopics",
+__all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "AllocateClusterProducerId",
+           "ControllerService", "ControllerServiceConfig", "DescribeTopics", "ProposeConfigs",
+           "ProposeDeletes", "ProposeGrows", "ProposeTopics", "TopicConfigs",
            "start_controller_service"]
 
 CONTROLLER_SERVICE = "controller-service"
 CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
 
 _log = structlog.get_logger("redshank.controller_service")
+_PID = struct.Struct(">q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +126,6 @@ class DescribeTopics:
     """Metadata in cluster mode: -> `ClusterView` of `names` (None: every topic)."""
 
     names: tuple[str, ...] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ProposeTopics:
-    """CreateTopics in cluster mode: each spec placed over the active members and proposed as a
-    `CreateTopic`; -> {name: CreateOutcome} from what applying it did (`Applied`)."""
-
-    specs: tuple[TopicSpec, ...]
-    replication_factors: tuple[int, ...]  # per spec; -1: the default (1)
-    validate_only: bool = False
 
 
 def start_controller_service(rpc: NodeRpcConfig, ctx: CoreContext, handle: NodeRpcHandle,
@@ -150,6 +159,8 @@ class ControllerService(LoopActor):
         self.host: ControllerHost | None = None
         self.voters: tuple[RegisterNode, ...] = ()
         self.me = register_command(handle.me)
+        self.admin = ControllerAdmin(self.me.node_id)
+        self.views = PeerViews(self.me.node_id, router, handle.server)
         self.log = _log.bind(core=0, node=int(self.me.node_id))
         self.tasks: list[asyncio.Task[None]] = []
         self.actor_closing: asyncio.Task[None] | None = None  # awaited by the core's shutdown
@@ -158,52 +169,26 @@ class ControllerService(LoopActor):
         handle.closers.append(self.close)
 
     def on_start(self) -> None:
+        self.views.start()
+        server = self.handle.server
+        server.register(DESCRIBE_METHOD, self._serve_describe)
+        server.register(PRODUCER_ID_METHOD, self._serve_producer_id)
+        server.register(TOPIC_CONFIGS_METHOD, self._serve_configs)
+        server.register(ALTER_CONFIGS_METHOD, self._serve_alter)
         self._spawn(self._run())
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, ProposeTopics):
-            return spawn(asyncio.get_running_loop(), self._create_topics(message))
+        if self.host is None and isinstance(
+                message, TopicConfigs | AllocateClusterProducerId | ProposeConfigs):
+            # No controller replica here (not a seed): a seed's controller answers.
+            return spawn(asyncio.get_running_loop(), self._forward(message))
+        if isinstance(message, ADMIN_MESSAGES):
+            return spawn(asyncio.get_running_loop(), self.admin.serve(message))
         if isinstance(message, ProposeDeletes):
             return spawn(asyncio.get_running_loop(), self._delete_topics(message.targets))
         if isinstance(message, DescribeTopics):
             return spawn(asyncio.get_running_loop(), self._describe(message.names))
         raise TypeError(f"controller service got {type(message).__name__}")
-
-    async def _create_topics(self, message: ProposeTopics) -> dict[str, CreateOutcome]:
-        out: dict[str, CreateOutcome] = {}
-        for spec, rf in zip(message.specs, message.replication_factors, strict=True):
-            out[spec.name] = await self._create_topic(spec, 1 if rf == -1 else rf,
-                                                      message.validate_only)
-        return out
-
-    async def _create_topic(self, spec: TopicSpec, rf: int, validate_only: bool
-                            ) -> CreateOutcome:
-        host = self.host
-        if host is None or host.stm.cluster_uuid is None:
-            return CreateOutcome(ErrorCode.NOT_CONTROLLER, "the controller is not running here",
-                                 None)
-        stm = host.stm
-        if stm.topics.get(spec.name) is not None:
-            return CreateOutcome(ErrorCode.TOPIC_ALREADY_EXISTS,
-                                 f"topic {spec.name!r} already exists", None)
-        placed = place(spec.partitions, rf, stm.members.active_cores(),
-                       [a for _, a in stm.topics.assignments()])
-        if isinstance(placed, PlacementRefused):
-            return CreateOutcome(placed.error_code, placed.message, None)
-        if validate_only:
-            return CreateOutcome(ErrorCode.NONE, None, None)
-        topic_id = uuid.uuid4()
-        try:
-            applied = await host.propose(CreateTopic(spec.name, topic_id, spec.partitions, rf,
-                                                     spec.configs, placed))
-        except ProposeFailed as exc:
-            return CreateOutcome(ErrorCode.REQUEST_TIMED_OUT, str(exc), None)
-        if not applied.ok:
-            return CreateOutcome(applied.error_code, applied.message, None)
-        self.log.info("topic_created", topic=spec.name, partitions=spec.partitions, rf=rf)
-        cores = tuple(int(a[0].core) for a in placed)
-        return CreateOutcome(ErrorCode.NONE, None,
-                             TopicInfo(spec.name, topic_id, cores, spec.configs))
 
     async def _delete_topics(self, targets: tuple[DeleteTarget, ...]
                              ) -> list[DeleteOutcome | None]:
@@ -216,7 +201,11 @@ class ControllerService(LoopActor):
                 topic = (topics.get(target.name) if target.name is not None
                          else topics.by_id(target.topic_id) if target.topic_id is not None
                          else None)
-            if host is None or topic is None or (
+            if host is None:  # no controller replica here: clients ask the controller
+                out.append(DeleteOutcome(target.name, target.topic_id or uuid.UUID(int=0),
+                                         ErrorCode.NOT_CONTROLLER, NOT_HOSTED))
+                continue
+            if topic is None or (
                     target.topic_id is not None and target.topic_id != topic.topic_id):
                 out.append(None)
                 continue
@@ -232,36 +221,124 @@ class ControllerService(LoopActor):
                                      applied.message))
         return out
 
-    async def _describe(self, names: tuple[str, ...] | None) -> ClusterView:
+    # ---- a node without a controller replica: asks the seeds' ------------------------------
+
+    @property
+    def _proposal_s(self) -> float:
+        """How long a seed may take to answer a call that proposes: its proposal's deadline
+        and its backend's settling (`ControllerAdmin.settle_s`)."""
+        return self.config.host.propose_timeout_s + self.admin.settle_s
+
+    def _seeds(self) -> list[tuple[str, int]]:
+        return [(a.host, a.port) for a in self.handle.seeds.seeds if a != self.me.rpc_addr]
+
+    async def _forward(self, message: TopicConfigs | AllocateClusterProducerId | ProposeConfigs
+                       ) -> object:
+        if isinstance(message, AllocateClusterProducerId):
+            raw = await self.views.ask_any(self._seeds(), PRODUCER_ID_METHOD, b"",
+                                           timeout=self._proposal_s)
+            return None if raw is None else _PID.unpack(raw)[0]
+        if isinstance(message, ProposeConfigs):
+            raw = await self.views.ask_any(self._seeds(), ALTER_CONFIGS_METHOD, json.dumps({
+                "validate": message.validate_only,
+                "changes": [[c.topic, [[int(op), k, v] for op, k, v in c.ops], c.replace]
+                            for c in message.changes]}).encode(),
+                timeout=self._proposal_s, idempotent=False)
+            if raw is None:
+                return {c.topic: AlterOutcome(ErrorCode.NOT_CONTROLLER, NOT_HOSTED)
+                        for c in message.changes}
+            return {str(t): AlterOutcome(int(v[0]), v[1]) for t, v in json.loads(raw).items()}
+        raw = await self.views.ask_any(self._seeds(), TOPIC_CONFIGS_METHOD,
+                                       json.dumps(list(message.names)).encode())
+        if raw is None:
+            return {}
+        return {name: TopicInfo(name, uuid.UUID(v[0]), (0,) * int(v[1]),
+                                tuple((str(k), str(x)) for k, x in v[2]), replicated=True)
+                for name, v in json.loads(raw).items()}
+
+    async def _serve_describe(self, payload: memoryview) -> bytes:
+        """DESCRIBE_METHOD: this node's controller view (b"": none here either)."""
+        if self.host is None or self.host.stm.cluster_uuid is None:
+            return b""
+        names = json.loads(bytes(payload))
+        return encode_view(await self._describe(
+            None if names is None else tuple(str(n) for n in names), forward=False))
+
+    async def _serve_producer_id(self, payload: memoryview) -> bytes:
+        """PRODUCER_ID_METHOD: an id from this node's block (b"": none to give)."""
+        del payload
+        if self.host is None:
+            return b""
+        pid = await self.admin.producer_id()
+        return b"" if pid is None else _PID.pack(pid)
+
+    async def _serve_alter(self, payload: memoryview) -> bytes:
+        """ALTER_CONFIGS_METHOD: (Incremental)AlterConfigs of controller topics, proposed here."""
+        if self.host is None or self.host.stm.cluster_uuid is None:
+            return b""
+        d = json.loads(bytes(payload))
+        changes = tuple(ConfigChange(str(t), tuple((ConfigOp(int(op)), str(k), v)
+                                                   for op, k, v in ops), bool(replace))
+                        for t, ops, replace in d["changes"])
+        out = await self.admin.alter(ProposeConfigs(changes, bool(d["validate"])))
+        return json.dumps({t: [o.error_code, o.error_message] for t, o in out.items()}).encode()
+
+    async def _serve_configs(self, payload: memoryview) -> bytes:
+        """TOPIC_CONFIGS_METHOD: the named controller topics' ids, partitions and configs."""
+        if self.host is None or self.host.stm.cluster_uuid is None:
+            return b""
+        names = tuple(str(n) for n in json.loads(bytes(payload)))
+        found = self.admin.configs(names)
+        return json.dumps({n: [str(i.topic_id), i.partitions, [list(c) for c in i.configs]]
+                           for n, i in found.items()}).encode()
+
+    # ---- Metadata -----------------------------------------------------------------------------
+
+    async def _describe(self, names: tuple[str, ...] | None, forward: bool = True
+                        ) -> ClusterView:
         """The controller's brokers and topics for Metadata; leaders as this node's replicas
         know them (Raft's leader id, term; none while electing), else the preferred replica (a
-        client sent to a follower is told NOT_LEADER_OR_FOLLOWER and asks again)."""
+        client sent to a follower is told NOT_LEADER_OR_FOLLOWER and asks again); in-sync
+        replicas as the leader reports them (here, or its node over RPC: `PeerViews`),
+        unknown (None: the replicas are said) when it cannot be asked or is not known here."""
         host = self.host
         if host is None or host.stm.cluster_uuid is None:
+            if host is None and forward:  # not a seed: the seeds' view
+                raw = await self.views.ask_any(self._seeds(), DESCRIBE_METHOD,
+                                               json.dumps(names).encode())
+                with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
+                    return ClusterView((), -1, {}) if raw is None else decode_view(raw)
             return ClusterView((), -1, {})
         stm = host.stm
+        me = self.me.node_id
         brokers = tuple(BrokerAddress(int(n.node_id), n.kafka_addr.host, n.kafka_addr.port)
                         for n in stm.members if n.active)
         wanted = [t for t in stm.topics if names is None or t.name in names]
         cores = {int(r.core) for t in wanted for a in t.assignments for r in a
-                 if r.node_id == self.me.node_id}
-        known: dict[str, tuple[int, int]] = {}
-        if self.router is not None:
-            for core in sorted(cores):
-                with contextlib.suppress(Exception):  # that core down: preferred replicas
-                    known.update(await resolve(self.router.ref(core, MANAGER).ask(
-                        ReplicaLeaders(), block=False)))
+                 if r.node_id == me}
+        known = await self.views.local(cores)
+        others = {NodeId(v[0]) for v in known.values() if v[0] > 0 and v[0] != me}
+        addrs = {n: (info.rpc_addr.host, info.rpc_addr.port) for n in others
+                 if (info := stm.members.get(n)) is not None}
+        reported = await self.views.remote(addrs) if addrs else {}
         topics = {}
         for t in wanted:
             parts = []
             for p, a in enumerate(t.assignments):
-                here = known.get(partition_name(t.name, p))
+                name = partition_name(t.name, p)
+                here = known.get(name)
+                isr: tuple[int, ...] | None = None
                 if here is None:  # no replica here: the preferred one
                     leader, term = int(a[0].node_id), -1
-                else:  # an election under way: LEADER_NOT_AVAILABLE (clients ask again)
-                    leader, term = (here[0], here[1]) if here[0] > 0 else (-1, -1)
+                elif here[0] <= 0:  # an election under way: LEADER_NOT_AVAILABLE (ask again)
+                    leader, term = -1, -1
+                else:
+                    leader, term = here[0], here[1]
+                    there = here if leader == me else reported.get(name)
+                    if there is not None and there[:2] == (leader, term) and there[2]:
+                        isr = there[2]
                 parts.append(ReplicatedPartition(tuple(int(r.node_id) for r in a), leader,
-                                                 term))
+                                                 term, isr))
             topics[t.name] = ReplicatedTopic(t.topic_id, tuple(parts))
         return ClusterView(brokers, int(host.leader), topics)
 
@@ -288,6 +365,10 @@ class ControllerService(LoopActor):
             task.cancel()
         if self.tasks:
             await asyncio.wait(self.tasks)
+        for method in (DESCRIBE_METHOD, PRODUCER_ID_METHOD, TOPIC_CONFIGS_METHOD,
+                       ALTER_CONFIGS_METHOD):
+            self.handle.server.unregister(method)
+        await self.views.close()
         if self.host is not None:
             await self.host.close()
 
@@ -311,7 +392,10 @@ class ControllerService(LoopActor):
         self._spawn(self._write_views())
         self._spawn(self._admit_members(host))
         if self.router is not None:
-            self._spawn(ControllerBackend(self.me.node_id, host, self.router).run())
+            backend = ControllerBackend(self.me.node_id, host, self.router)
+            self.admin.backend = backend
+            self._spawn(backend.run())
+        self.admin.host = host
         await self._join(host)
 
     async def _voters(self) -> tuple[RegisterNode, ...] | None:

@@ -56,6 +56,7 @@ from redshank.actors.partition_host import PartitionHost, Replicas
 from redshank.actors.runtime import LoopActor, LoopFuture, Staged
 from redshank.actors.watermarks import HighWatermark, Pushed, Watermarks
 from redshank.cluster.kafka import ProducerStateTable
+from redshank.cluster.kafka.isr import in_sync
 from redshank.cluster.partition.api import (
     EARLIEST,
     HIGH_WATERMARK,
@@ -74,7 +75,7 @@ from redshank.cluster.partition.api import (
     WaitForData,
 )
 from redshank.cluster.partition.partition import Partition
-from redshank.cluster.raft.types import Message, NodeId
+from redshank.cluster.raft.types import Message, NodeId, Role
 from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
@@ -98,7 +99,8 @@ class Ready:
 class ReplicaStatus:
     """-> the replica's Raft view: {"role", "term", "leader", "serves", "high_watermark" (the
     leader's; a follower's stays at its start), "log_end" (the offset after its last batch),
-    "preferred" (the node leadership goes back to, 0: none)}."""
+    "preferred" (the node leadership goes back to, 0: none), "in_sync" (the leader's: its
+    in-sync replicas by `cluster/kafka/isr`; [] elsewhere)}."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ class PartitionLeader(LoopActor):
         self.coordinator = coordinator
         self.writer = writer
         self.loop = loop
+        self._heard: dict[int, float] = {}  # peer node -> loop time of its last Raft message
         self._parked: list[tuple[int, LoopFuture[bool], asyncio.TimerHandle]] = []
         self._logger = structlog.get_logger("redshank.partition").bind(
             ntp=f"{topic}/{partition}")
@@ -181,6 +184,7 @@ class PartitionLeader(LoopActor):
         if isinstance(message, Ready):
             return self.host.when_ready()
         if isinstance(message, Message):
+            self._heard[int(message.src)] = self.loop.time()
             self.host.step(message)
             return None
         if isinstance(message, ReplicaStatus):
@@ -195,9 +199,16 @@ class PartitionLeader(LoopActor):
 
     def _status(self) -> dict[str, Any]:
         core = self.part.consensus.core
+        isr: tuple[int, ...] = ()
+        if core.role == Role.LEADER:
+            now = self.loop.time()
+            isr = in_sync(int(core.id), int(core.last_index()),
+                          {int(n): int(pr.match) for n, pr in core.progress.items()},
+                          {n: now - t for n, t in self._heard.items()})
         return {"role": core.role.name.lower(), "term": int(core.term), "leader": int(core.lead),
                 "serves": self.part.serves(), "high_watermark": self.high_watermark,
-                "log_end": self.log.dirty_offset + 1, "preferred": int(self.part.preferred)}
+                "log_end": self.log.dirty_offset + 1, "preferred": int(self.part.preferred),
+                "in_sync": list(isr)}
 
     @property
     def producers(self) -> ProducerStateTable:

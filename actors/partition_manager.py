@@ -87,8 +87,9 @@ class AttachMessenger:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaLeaders:
-    """-> {partition name: (leader node id, term)} of the replicated partitions on this core,
-    as their Raft cores know them now (leader 0: none known)."""
+    """-> {partition name: (leader node id, term, in-sync node ids)} of the replicated
+    partitions on this core, as their Raft cores know them now (leader 0: none known; in-sync
+    replicas only where this replica leads, else ())."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +390,7 @@ class PartitionManager(LoopActor):
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
 
-    async def _replica_leaders(self) -> dict[str, tuple[int, int]]:
+    async def _replica_leaders(self) -> dict[str, tuple[int, int, tuple[int, ...]]]:
         out = {}
         for name in list(self.groups):
             ref = self.leaders.get(name)
@@ -399,7 +400,8 @@ class PartitionManager(LoopActor):
                 status = await ref.ask(ReplicaStatus(), block=False)
             except pykka.ActorDeadError:
                 continue
-            out[name] = (int(status["leader"]), int(status["term"]))
+            out[name] = (int(status["leader"]), int(status["term"]),
+                         tuple(status.get("in_sync", ())))
         return out
 
     def _view(self) -> None:

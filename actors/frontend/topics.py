@@ -3,8 +3,12 @@
 Concern: the request paths answered by the node's topic controller (core 0) and this core's
 topic cache: what is asked of the controller, what the cache forgets once the controller has
 answered (a deleted or grown topic is looked up again), and what is answered while the
-controller cannot be reached. Must not know: topic records and how they are stored
-(`actors/topic_controller`), the wire shapes (`cluster/kafka/handlers`).
+controller cannot be reached. In cluster mode the controller's topics (Raft group 0, through
+the node's `ControllerService` on core 0) are created, auto-created, grown, reconfigured and
+described there, producer ids come from its blocks, and the node's own topic controller answers
+only for the names group 0 does not hold (it never auto-creates one). Must not know: topic
+records and how they are stored (`actors/topic_controller`, `cluster/controller`), the wire
+shapes (`cluster/kafka/handlers`).
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import asyncio
 from redshank.actors._async import resolve
 from redshank.actors.controller_service import (
     CONTROLLER_SERVICE,
+    AllocateClusterProducerId,
     DescribeTopics,
+    ProposeConfigs,
     ProposeDeletes,
+    ProposeGrows,
     ProposeTopics,
+    TopicConfigs,
 )
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import UNREACHABLE, CoreServices
@@ -28,6 +36,7 @@ from redshank.actors.topic_controller import (
     CreateTopics,
     DeleteTopics,
 )
+from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka import handlers as h
 from redshank.cluster.kafka.topic_configs import ConfigChange
 from redshank.protocol import messages as m
@@ -37,6 +46,23 @@ from redshank.protocol.error_codes import ErrorCode
 __all__: list[str] = []
 
 
+async def _service(core: CoreServices, msg: object, timeout: float | None = None) -> object:
+    """Ask the node's controller service (core 0); `timeout`: raise TimeoutError past it."""
+    ask = resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(msg, block=False))
+    answer: object = await (ask if timeout is None else asyncio.wait_for(ask, timeout))
+    return answer
+
+
+async def _describe(core: CoreServices, names: tuple[str, ...] | None
+                    ) -> h.metadata.ClusterView | None:
+    try:
+        view = await _service(core, DescribeTopics(names), core.config.controller_timeout_s)
+    except UNREACHABLE:
+        return None
+    assert isinstance(view, h.metadata.ClusterView)
+    return view
+
+
 @serves(ApiKey.METADATA)
 async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, version: int
                    ) -> m.metadata.MetadataResponse:
@@ -44,18 +70,37 @@ async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, vers
     cluster: h.metadata.ClusterView | None = None
     if core.cluster_mode:
         # The controller's topics and brokers; the node's own topic table answers the rest.
-        try:
-            cluster = await asyncio.wait_for(resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(
-                DescribeTopics(q.names), block=False)), core.config.controller_timeout_s)
-        except UNREACHABLE:
-            cluster = None
+        cluster = await _describe(core, q.names)
+        if cluster is not None and await _auto_create(core, q, cluster):
+            cluster = await _describe(core, q.names)
     local = q if cluster is None else h.metadata.local_query(q, cluster)
+    if core.cluster_mode:  # auto-created by the controller only, never in the node's table
+        local = h.metadata.MetadataQuery(local.names, ())
     result = await core.lookup(local.names, local.create)
     # Partitions whose core is down (dead, or restarting) have no leader right now.
     offline = frozenset(c for c in range(core.router.ncores) if not core.ctx.core_up(c))
     response = h.metadata.build(request, version, core.broker, result.cluster_id or None, local,
                                 result.topics, result.not_ready, offline, core.leaders)
     return response if cluster is None else h.metadata.with_cluster(response, q, cluster)
+
+
+async def _auto_create(core: CoreServices, q: h.metadata.MetadataQuery,
+                       cluster: h.metadata.ClusterView) -> bool:
+    """Cluster mode: propose the missing topics Metadata may auto-create (at most
+    `auto_create_topics_per_request`), with the default partitions and replication factor.
+    True if any was created (the view is then asked again)."""
+    missing = [n for n in q.create if n not in cluster.topics]
+    missing = missing[:core.config.auto_create_topics_per_request]
+    if not missing:
+        return False
+    specs = tuple(h.create_topics.TopicSpec(n, core.config.default_partitions, ())
+                  for n in missing)
+    try:
+        answer = await _service(core, ProposeTopics(specs, (-1,) * len(specs)))
+    except UNREACHABLE:
+        return False
+    assert isinstance(answer, dict)
+    return any(o.error_code == ErrorCode.NONE for o in answer.values())
 
 
 @serves(ApiKey.CREATE_TOPICS)
@@ -69,7 +114,7 @@ async def create_topics(core: CoreServices, request: m.create_topics.CreateTopic
         # controller is not asked (the controller backend opens the replicas).
         rf = {t.name: t.replication_factor for t in request.topics}
         msg = ProposeTopics(tuple(specs), tuple(rf[s.name] for s in specs), request.validate_only)
-        answer = await resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(msg, block=False))
+        answer = await _service(core, msg)
         assert isinstance(answer, dict)
         return h.create_topics.build(request, errors, answer)
     if specs:
@@ -108,14 +153,22 @@ async def create_partitions(core: CoreServices,
                             request: m.create_partitions.CreatePartitionsRequest, version: int
                             ) -> m.create_partitions.CreatePartitionsResponse:
     grows, refused = h.create_partitions.plan(request)
+    ours: list[h.create_partitions.GrowOutcome | None] = [None] * len(grows)
+    if grows and core.cluster_mode:  # the controller grows its topics; the node's table the rest
+        answer = await _service(core, ProposeGrows(tuple(grows), request.validate_only))
+        assert isinstance(answer, list)
+        ours = answer
+    rest = [g for g, o in zip(grows, ours, strict=True) if o is None]
     outcomes: list[h.create_partitions.GrowOutcome] = []
-    if grows:
+    if rest:
         answer = await core.ask_controller(
-            CreatePartitions(tuple(grows), request.validate_only, core.broker.node_id))
+            CreatePartitions(tuple(rest), request.validate_only, core.broker.node_id))
         assert isinstance(answer, list)
         outcomes = answer
-    for o in outcomes:
-        core.topics.pop(o.name, None)  # looked up again with its new partitions
+        for o in outcomes:
+            core.topics.pop(o.name, None)  # looked up again with its new partitions
+    # The controller's grown topics reach every core's cache from the controller backend.
+    outcomes += [o for o in ours if o is not None]
     return h.create_partitions.build(refused + outcomes, version)
 
 
@@ -124,8 +177,18 @@ async def describe_configs(core: CoreServices,
                            request: m.describe_configs.DescribeConfigsRequest, version: int
                            ) -> m.describe_configs.DescribeConfigsResponse:
     names = h.describe_configs.topic_names(request)
+    found: dict[str, TopicInfo] = {}
+    if names and core.cluster_mode:  # the controller's topics: as its state machine has them
+        try:
+            answer = await _service(core, TopicConfigs(names), core.config.controller_timeout_s)
+        except UNREACHABLE:
+            answer = {}
+        assert isinstance(answer, dict)
+        found.update(answer)
+    rest = tuple(n for n in names if n not in found)
     # Asked of the controller, not this core's cache: configs change under it.
-    found = (await core.lookup(names)).topics if names else {}
+    if rest:
+        found.update((await core.lookup(rest)).topics)
     return h.describe_configs.build(request, version, {n: found.get(n) for n in names})
 
 
@@ -149,11 +212,17 @@ async def incremental_alter_configs(
 
 async def _alter(core: CoreServices, changes: list[ConfigChange], validate_only: bool
                  ) -> dict[str, h.alter_configs.AlterOutcome]:
-    if not changes:
-        return {}
-    answer = await core.ask_controller(AlterTopicConfigs(tuple(changes), validate_only))
-    assert isinstance(answer, dict)
-    return answer
+    out: dict[str, h.alter_configs.AlterOutcome] = {}
+    if changes and core.cluster_mode:  # the controller's topics; the node's table the rest
+        answer = await _service(core, ProposeConfigs(tuple(changes), validate_only))
+        assert isinstance(answer, dict)
+        out.update(answer)
+    rest = tuple(c for c in changes if c.topic not in out)
+    if rest:
+        answer = await core.ask_controller(AlterTopicConfigs(rest, validate_only))
+        assert isinstance(answer, dict)
+        out.update(answer)
+    return out
 
 
 @serves(ApiKey.INIT_PRODUCER_ID)
@@ -163,9 +232,13 @@ async def init_producer_id(core: CoreServices,
     if not h.init_producer_id.wants_id(request):
         return h.init_producer_id.build(request, None)
     try:
-        pid = await asyncio.wait_for(core.ask_controller(AllocateProducerId()),
-                                     core.config.controller_timeout_s)
+        if core.cluster_mode:  # from the node's block, cut by the controller: unique cluster-wide
+            pid = await _service(core, AllocateClusterProducerId(),
+                                 core.config.controller_timeout_s)
+        else:
+            pid = await asyncio.wait_for(core.ask_controller(AllocateProducerId()),
+                                         core.config.controller_timeout_s)
     except UNREACHABLE:  # core 0 restarting: COORDINATOR_NOT_AVAILABLE, clients retry
         return h.init_producer_id.build(request, None)
-    assert isinstance(pid, int)
+    assert pid is None or isinstance(pid, int)
     return h.init_producer_id.build(request, pid)

@@ -20,7 +20,13 @@ from .commands import (
 )
 from .controller_stm import Applied, ControllerStm
 from .members_table import MembersTable, NetAddress, NodeInfo, NodeState
-from .placement import PlacementRefused, check_assignments, place
+from .placement import (
+    PlacementRefused,
+    check_assignments,
+    default_replication_factor,
+    place,
+    place_explicit,
+)
 from .snapshot import SNAPSHOT_VERSION, ControllerSnapshot, decode_snapshot, encode_snapshot
 from .topics_table import TopicMetadata, TopicsTable
 from .types import Assignment, Replica
@@ -55,7 +61,9 @@ __all__ = [
     "check_assignments",
     "decode_command",
     "decode_snapshot",
+    "default_replication_factor",
     "encode_command",
     "encode_snapshot",
     "place",
+    "place_explicit",
 ]

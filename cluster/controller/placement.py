@@ -32,7 +32,12 @@ from redshank.cluster.kafka.topic_table import CoreId
 from redshank.cluster.raft.types import NodeId
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["PlacementRefused", "check_assignments", "place"]
+__all__ = ["PlacementRefused", "check_assignments", "default_replication_factor", "place",
+           "place_explicit"]
+
+# Redpanda's `default_topic_replications`, as issue 14 asks: 3 replicas once there are three
+# nodes to hold them, else 1 (a 2-node cluster would lose writes with either node gone).
+DEFAULT_REPLICATION_FACTOR = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,46 @@ def place(count: int, replication_factor: int, nodes: Mapping[NodeId, int],
     out = []
     for _ in range(count):
         assignment = _place_one(replication_factor, nodes, load)
+        load.add(assignment)
+        out.append(assignment)
+    return tuple(out)
+
+
+def default_replication_factor(active_nodes: int) -> int:
+    """The replication factor of a topic created without one (rf -1, auto-create)."""
+    return DEFAULT_REPLICATION_FACTOR if active_nodes >= DEFAULT_REPLICATION_FACTOR else 1
+
+
+def place_explicit(brokers: Sequence[Sequence[int]], nodes: Mapping[NodeId, int],
+                   existing: Iterable[Sequence[Replica]] = ()
+                   ) -> tuple[Assignment, ...] | PlacementRefused:
+    """Replicas for new partitions whose nodes the client named (CreateTopics' `assignments`,
+    CreatePartitions'), in order, the first the preferred leader: each list non-empty, every
+    list as long as the first, no node twice in one list, every node an active member
+    (INVALID_REPLICA_ASSIGNMENT otherwise). Only the cores are chosen here, by rule 4."""
+    if not brokers:
+        return PlacementRefused(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "no replica lists given")
+    rf = len(brokers[0])
+    for p, ids in enumerate(brokers):
+        if not ids or len(ids) != rf:
+            return PlacementRefused(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"partition {p} lists {len(ids)} replicas; every partition needs the same "
+                f"number ({rf}), at least one")
+        if len(set(ids)) != len(ids):
+            return PlacementRefused(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                    f"partition {p} names a broker more than once: {list(ids)}")
+        unknown = [b for b in ids if b not in nodes]
+        if unknown:
+            return PlacementRefused(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                    f"partition {p} names unknown broker(s) {unknown}")
+    load = _Load(Counter(), Counter(), Counter(), Counter())
+    for assignment in existing:
+        load.add([r for r in assignment if r.node_id in nodes and 0 <= r.core < nodes[r.node_id]])
+    out = []
+    for ids in brokers:
+        assignment = tuple(_core_for(NodeId(b), nodes[NodeId(b)], load, leader=i == 0)
+                           for i, b in enumerate(ids))
         load.add(assignment)
         out.append(assignment)
     return tuple(out)

@@ -1,7 +1,9 @@
 """CreateTopics (19): validate each topic spec, then answer from what the topic table did.
 
-Concern: checking names, partition counts, replication factor (one replica on a single node) and
-configs before anything is created, and building the per-topic results. Must not know: how or
+Concern: checking names, partition counts, replication factor (one replica on a single node),
+explicit replica assignments (cluster mode: their shape here, the brokers by the controller's
+placement) and configs before anything is created, and building the per-topic results (the
+partition count and replication factor the topic really got). Must not know: how or
 where topics are stored, sockets, actors.
 """
 
@@ -14,6 +16,7 @@ from redshank.cluster.kafka.topic_configs import TOPIC_CONFIGS, invalid_value
 from redshank.cluster.kafka.topic_table import TopicInfo, validate_topic_name
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.create_topics import (
+    CreatableTopic,
     CreatableTopicResult,
     CreateTopicsRequest,
     CreateTopicsResponse,
@@ -29,6 +32,9 @@ class TopicSpec:
     name: str
     partitions: int
     configs: tuple[tuple[str, str], ...]
+    # Cluster mode: the broker ids of each partition's replicas as the client named them, by
+    # partition (None: the controller places them).
+    assignments: tuple[tuple[int, ...], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,7 @@ class CreateOutcome:
     error_code: int
     message: str | None
     info: TopicInfo | None
+    replication_factor: int = 1  # what the topic got (a single node: always 1)
 
 
 def plan(request: CreateTopicsRequest, default_partitions: int, *, replicated: bool = False
@@ -56,6 +63,11 @@ def plan(request: CreateTopicsRequest, default_partitions: int, *, replicated: b
         if why is not None:
             errors[t.name] = (ErrorCode.INVALID_TOPIC_EXCEPTION, why)
             continue
+        if replicated and t.assignments:
+            refused = _bad_assignments(t)
+            if refused is not None:
+                errors[t.name] = refused
+                continue
         count = len(t.assignments) if t.assignments else t.num_partitions
         if count == -1:
             count = default_partitions
@@ -73,8 +85,27 @@ def plan(request: CreateTopicsRequest, default_partitions: int, *, replicated: b
             errors[t.name] = (ErrorCode.INVALID_CONFIG, bad)
             continue
         configs = tuple((c.name, c.value) for c in t.configs if c.value is not None)
-        specs.append(TopicSpec(t.name, count, configs))
+        assignments = None
+        if replicated and t.assignments:
+            ordered = sorted(t.assignments, key=lambda a: a.partition_index)
+            assignments = tuple(tuple(a.broker_ids) for a in ordered)
+        specs.append(TopicSpec(t.name, count, configs, assignments))
     return specs, errors
+
+
+def _bad_assignments(t: CreatableTopic) -> tuple[int, str] | None:
+    """Why a topic's explicit assignments are refused before placement: Kafka's rules (both a
+    count and assignments -> INVALID_REQUEST; partitions not 0..n-1 ->
+    INVALID_REPLICA_ASSIGNMENT). Brokers and equal lengths are placement's to check."""
+    if t.num_partitions != -1 or t.replication_factor != -1:
+        return (ErrorCode.INVALID_REQUEST, "both numPartitions or replicationFactor and "
+                "replicasAssignments were set; both cannot be used at the same time")
+    indices = sorted(a.partition_index for a in t.assignments)
+    if indices != list(range(len(indices))):
+        return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"partitions {indices}: assignments must cover partitions 0 to "
+                f"{len(indices) - 1} once each")
+    return None
 
 
 def _bad_config(configs: tuple[object, ...]) -> str | None:
@@ -114,7 +145,7 @@ def build(
                 error_code=out.error_code,
                 error_message=out.message,
                 num_partitions=info.partitions if info is not None else -1,
-                replication_factor=1 if info is not None else -1,
+                replication_factor=out.replication_factor if info is not None else -1,
                 configs=None if info is None else (),
             )
         )

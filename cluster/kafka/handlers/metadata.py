@@ -13,6 +13,7 @@ an offline partition. Must not know: how topics are stored or created, sockets, 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from redshank.protocol.messages.metadata import (
 )
 
 __all__ = ["BrokerAddress", "ClusterView", "MetadataQuery", "ReplicatedPartition",
-           "ReplicatedTopic", "build", "local_query", "query", "with_cluster"]
+           "ReplicatedTopic", "build", "decode_view", "encode_view", "local_query", "query",
+           "with_cluster"]
 
 _NO_OPS = -2147483648  # INT32_MIN: authorized operations not computed (notes G14)
 _NO_ID = uuid.UUID(int=0)
@@ -55,6 +57,9 @@ class ReplicatedPartition:
     replicas: tuple[int, ...]  # node ids, the preferred leader first
     leader: int  # -1: no leader known
     epoch: int  # the leader's Raft term (-1: unknown)
+    # The replicas the leader sees caught up (`cluster/kafka/isr`); None: not known here (the
+    # replicas are said, as before Raft progress was asked).
+    isr: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,28 @@ class ClusterView:
     brokers: tuple[BrokerAddress, ...]
     controller_id: int
     topics: Mapping[str, ReplicatedTopic]
+
+
+def encode_view(view: ClusterView) -> bytes:
+    """A `ClusterView` as a node sends it to a node that hosts no controller replica (JSON)."""
+    return json.dumps({
+        "brokers": [[b.node_id, b.host, b.port] for b in view.brokers],
+        "controller": view.controller_id,
+        "topics": {name: [str(t.topic_id), [
+            [list(p.replicas), p.leader, p.epoch, None if p.isr is None else list(p.isr)]
+            for p in t.partitions]] for name, t in view.topics.items()},
+    }, separators=(",", ":")).encode()
+
+
+def decode_view(raw: bytes) -> ClusterView:
+    """`encode_view`'s bytes back; raises ValueError (or KeyError, TypeError) on bad ones."""
+    d = json.loads(raw)
+    topics = {str(name): ReplicatedTopic(uuid.UUID(t[0]), tuple(
+        ReplicatedPartition(tuple(int(r) for r in p[0]), int(p[1]), int(p[2]),
+                            None if p[3] is None else tuple(int(n) for n in p[3]))
+        for p in t[1])) for name, t in d["topics"].items()}
+    return ClusterView(tuple(BrokerAddress(int(b[0]), str(b[1]), int(b[2]))
+                             for b in d["brokers"]), int(d["controller"]), topics)
 
 
 def local_query(q: MetadataQuery, cluster: ClusterView) -> MetadataQuery:
@@ -111,7 +138,7 @@ def _replicated(name: str, topic: ReplicatedTopic) -> MetadataResponseTopic:
             leader_id=p.leader,
             leader_epoch=p.epoch,
             replica_nodes=p.replicas,
-            isr_nodes=p.replicas,  # Raft has no ISR: every voter (KIP-966's ELR aside)
+            isr_nodes=p.replicas if p.isr is None else p.isr,
             offline_replicas=(),
         ) for i, p in enumerate(topic.partitions))
     return MetadataResponseTopic(error_code=0, name=name, topic_id=topic.topic_id,

@@ -1,0 +1,177 @@
+"""What other nodes know, asked over the internal RPC for Metadata and the admin paths in
+cluster mode: their partition leaders' views, and (for a node hosting no controller replica)
+the seeds' controller.
+
+Concern: on core 0 of a cluster-mode node, this node's view of its replicas (`ReplicaLeaders`
+asked of its cores' partition managers: each replica's leader and term, the in-sync replicas
+where it leads), the other nodes' views of the partitions they lead, asked of their core 0
+(`LEADERS_METHOD`) and cached `ttl_s` per node, so Metadata, which clients send often, costs at
+most one call per node per `ttl_s` (and none while the cache is fresh); and one call answered by
+the first seed that can (`ask_any`, starting from the one that answered last). A node that does
+not answer within `timeout_s` is left out (its partitions' in-sync replicas are then not known
+here). The leaders payload is JSON: {partition name: [leader, term, [in-sync node ids]]}.
+
+    Metadata --> ControllerService._describe --> local(cores)  --ReplicaLeaders--> managers
+                                             --> remote(nodes) --LEADERS_METHOD--> their core 0
+    (no controller replica here)             --> ask_any(seeds, DESCRIBE_METHOD, ...)
+
+Must not know: the controller's tables, Kafka's wire shapes, Raft, what the other methods mean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+import structlog
+
+from redshank.actors._async import resolve
+from redshank.actors.partition_manager import MANAGER, ReplicaLeaders
+from redshank.actors.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
+from redshank.actors.runtime import CoreRouter
+from redshank.cluster.raft.types import NodeId
+
+__all__ = ["ALTER_CONFIGS_METHOD", "DESCRIBE_METHOD", "LEADERS_METHOD", "PRODUCER_ID_METHOD",
+           "TOPIC_CONFIGS_METHOD",
+           "Leaders", "PeerViews"]
+
+# Methods of core 0 in cluster mode (the 0x03xx range: views for the Kafka request paths).
+LEADERS_METHOD = 0x0300  # call: b"" -> JSON of the partitions this node's replicas lead
+DESCRIBE_METHOD = 0x0301  # call: JSON names (null: all) -> the controller's `ClusterView`
+PRODUCER_ID_METHOD = 0x0302  # call: b"" -> int64 producer id from the answering node's block
+TOPIC_CONFIGS_METHOD = 0x0303  # call: JSON names -> JSON {name: [topic id, partitions, configs]}
+ALTER_CONFIGS_METHOD = 0x0304  # call: JSON config changes -> JSON {topic: [error code, message]}
+
+# Partition name -> (leader node id, term, in-sync node ids; () unless reported by the leader).
+Leaders = dict[str, tuple[int, int, tuple[int, ...]]]
+
+_log = structlog.get_logger("redshank.peer_views")
+
+
+class PeerViews:
+    """One per cluster-mode node, on core 0's loop: created and started by the node's
+    `ControllerService`, closed with it (its clients closed, its method unregistered)."""
+
+    def __init__(self, me: NodeId, router: CoreRouter | None, server: RpcServer,
+                 ttl_s: float = 1.0, timeout_s: float = 0.5) -> None:
+        self.me = me
+        self.router = router
+        self.server = server
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self._clients: dict[tuple[str, int], RpcClient] = {}
+        self._cache: dict[NodeId, tuple[float, Leaders]] = {}
+        self._asking: dict[NodeId, asyncio.Task[Leaders | None]] = {}
+        self._first = 0  # the seed `ask_any` tries first: the one that answered last
+
+    def start(self) -> None:
+        self.server.register(LEADERS_METHOD, self._serve)
+
+    async def close(self) -> None:
+        self.server.unregister(LEADERS_METHOD)
+        for task in self._asking.values():
+            task.cancel()
+        for client in self._clients.values():
+            await client.close()
+        self._clients = {}
+
+    async def local(self, cores: Iterable[int] | None = None) -> Leaders:
+        """This node's replicas (of `cores`; None: every core). A core that is down is left out."""
+        out: Leaders = {}
+        if self.router is None:
+            return out
+        for core in sorted(set(range(self.router.ncores) if cores is None else cores)):
+            # That core down or restarting (dead actor, died core, a ring that failed): its
+            # replicas are left out, as the controller service always did.
+            with contextlib.suppress(Exception):
+                out.update(await resolve(self.router.ref(core, MANAGER).ask(
+                    ReplicaLeaders(), block=False)))
+        return out
+
+    async def _serve(self, payload: memoryview) -> bytes:
+        del payload
+        led = {n: [v[0], v[1], list(v[2])] for n, v in (await self.local()).items()
+               if v[0] == self.me}
+        return json.dumps(led, separators=(",", ":")).encode()
+
+    async def remote(self, nodes: Mapping[NodeId, tuple[str, int]]) -> Leaders:
+        """What each of `nodes` (node id -> its core 0's RPC address) says it leads, fresh
+        within `ttl_s`; a node asked already is not asked twice at once."""
+        now = time.monotonic()
+        out: Leaders = {}
+        waits: list[asyncio.Task[Leaders | None]] = []
+        for node, addr in nodes.items():
+            cached = self._cache.get(node)
+            if cached is not None and now - cached[0] < self.ttl_s:
+                out.update(cached[1])
+                continue
+            task = self._asking.get(node)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._ask(node, addr))
+                self._asking[node] = task
+                task.add_done_callback(functools.partial(self._asked, node))
+            waits.append(task)
+        for task in waits:
+            try:
+                got = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():  # the caller was cancelled, not the shared call
+                    raise
+                continue
+            if got is not None:
+                out.update(got)
+        return out
+
+    async def ask_any(self, addrs: Sequence[tuple[str, int]], method: int, payload: bytes, *,
+                      timeout: float | None = None, idempotent: bool = True) -> bytes | None:
+        """The answer of the first of `addrs` (core 0 RPC addresses) that gives one within
+        `timeout` (default `timeout_s`; an empty payload is no answer: that node cannot say
+        either). Not `idempotent` (a proposal): after a timeout the call may still run there,
+        so no other node is asked."""
+        for i in range(len(addrs)):
+            k = (self._first + i) % len(addrs)
+            try:
+                raw = await self._client(addrs[k]).call(
+                    method, payload, timeout=self.timeout_s if timeout is None else timeout)
+            except RpcTimeout as exc:
+                _log.info("peer_call_timed_out", method=method, peer=f"{addrs[k]}",
+                          error=str(exc))
+                if not idempotent:
+                    return None
+                continue
+            except RpcError as exc:
+                _log.debug("peer_call_failed", method=method, peer=f"{addrs[k]}", error=str(exc))
+                continue
+            if raw:
+                self._first = k
+                return bytes(raw)
+        return None
+
+    def _client(self, addr: tuple[str, int]) -> RpcClient:
+        client = self._clients.get(addr)
+        if client is None:
+            client = self._clients[addr] = RpcClient(addr[0], addr[1],
+                                                     default_timeout_s=self.timeout_s)
+        return client
+
+    def _asked(self, node: NodeId, task: asyncio.Task[Leaders | None]) -> None:
+        if self._asking.get(node) is task:
+            del self._asking[node]
+
+    async def _ask(self, node: NodeId, addr: tuple[str, int]) -> Leaders | None:
+        try:
+            raw = await self._client(addr).call(LEADERS_METHOD, b"", timeout=self.timeout_s)
+            decoded = json.loads(bytes(raw))
+            got: Leaders = {str(name): (int(v[0]), int(v[1]), tuple(int(x) for x in v[2]))
+                            for name, v in decoded.items()}
+        except (RpcError, ValueError, TypeError, KeyError, IndexError) as exc:
+            _log.debug("leader_view_unavailable", node=int(node), error=str(exc))
+            # Not asked again within `ttl_s`: a paused node costs Metadata one timeout per ttl.
+            self._cache[node] = (time.monotonic(), {})
+            return None
+        self._cache[node] = (time.monotonic(), got)
+        return got
