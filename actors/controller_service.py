@@ -73,6 +73,7 @@ from redshank.cluster.kafka.handlers.metadata import (
     ClusterView,
     ReplicatedPartition,
     ReplicatedTopic,
+    cluster_id,
     decode_view,
     encode_view,
 )
@@ -318,6 +319,9 @@ class ControllerService(LoopActor):
                  if r.node_id == me}
         known = await self.views.local(cores)
         others = {NodeId(v[0]) for v in known.values() if v[0] > 0 and v[0] != me}
+        # A partition with no replica here: its replicas' nodes say which of them leads.
+        others |= {r.node_id for t in wanted for p, a in enumerate(t.assignments)
+                   if partition_name(t.name, p) not in known for r in a if r.node_id != me}
         addrs = {n: (info.rpc_addr.host, info.rpc_addr.port) for n in others
                  if (info := stm.members.get(n)) is not None}
         reported = await self.views.remote(addrs) if addrs else {}
@@ -328,8 +332,12 @@ class ControllerService(LoopActor):
                 name = partition_name(t.name, p)
                 here = known.get(name)
                 isr: tuple[int, ...] | None = None
-                if here is None:  # no replica here: the preferred one
-                    leader, term = int(a[0].node_id), -1
+                if here is None:  # no replica here: what its leader reports, else the
+                    there = reported.get(name)  # preferred replica (epoch unknown)
+                    leader, term = (there[0], there[1]) if there is not None and there[0] > 0 \
+                        else (int(a[0].node_id), -1)
+                    if there is not None and there[0] > 0 and there[2]:
+                        isr = there[2]
                 elif here[0] <= 0:  # an election under way: LEADER_NOT_AVAILABLE (ask again)
                     leader, term = -1, -1
                 else:
@@ -340,7 +348,9 @@ class ControllerService(LoopActor):
                 parts.append(ReplicatedPartition(tuple(int(r.node_id) for r in a), leader,
                                                  term, isr))
             topics[t.name] = ReplicatedTopic(t.topic_id, tuple(parts))
-        return ClusterView(brokers, int(host.leader), topics)
+        uid = stm.cluster_uuid
+        return ClusterView(brokers, int(host.leader), topics,
+                           None if uid is None else cluster_id(uid))
 
     def on_stop(self) -> None:
         self.actor_closing = asyncio.get_running_loop().create_task(self.close())

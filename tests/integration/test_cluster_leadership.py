@@ -6,7 +6,8 @@ replica leads its partition; once the node is back and caught up, leadership ret
 without an acknowledged record lost or moved (the records acked while it was away included).
 ElectLeaders (kafka-python's admin client) answers what the groups do: no election needed
 where the preferred replica leads, PREFERRED_LEADER_NOT_AVAILABLE while it is down, and success
-once the returning node leads again."""
+once the returning node leads again. Every node gives the same cluster id (Metadata and
+DescribeCluster) and DescribeCluster lists every broker."""
 
 from __future__ import annotations
 
@@ -114,6 +115,15 @@ def test_leaders_spread_over_the_nodes_and_return_to_a_node_that_comes_back(
             30, detail)
         assert sorted(lead for lead, _ in first.values()) == [1, 2, 3], first
         assert elect(nodes[1].kafka, 0, 5) == KafkaError.ELECTION_NOT_NEEDED
+        # One cluster, whichever node is asked: its id (Metadata, DescribeCluster), brokers.
+        ids = {AdminClient({"bootstrap.servers": n.kafka}).list_topics(timeout=10).cluster_id
+               for n in nodes}
+        assert len(ids) == 1, ids
+        for n in nodes:
+            desc = AdminClient({"bootstrap.servers": n.kafka}).describe_cluster(
+                request_timeout=10).result(15)
+            assert desc.cluster_id in ids and sorted(b.id for b in desc.nodes) == [1, 2, 3]
+            assert desc.controller is not None and desc.controller.id in (1, 2, 3)
 
         bootstrap = ",".join(n.kafka for n in nodes)
         producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",

@@ -1,6 +1,8 @@
-"""DescribeCluster (60): this node as the cluster's only broker and its controller.
+"""DescribeCluster (60): the cluster's brokers, its controller and its id.
 
-Concern: answering DescribeCluster from the node's address and cluster id. Only the broker
+Concern: answering DescribeCluster from the brokers given (a single node: itself, also the
+controller; cluster mode: every active member and group 0's leader, from the controller's
+view), and the cluster id. Only the broker
 endpoint type exists here: asking for controllers (v1 `endpoint_type` 2) gets
 UNSUPPORTED_ENDPOINT_TYPE as from a Kafka broker. `cluster_authorized_operations` stays INT32_MIN
 (no ACLs, notes G14). Must not know: actors, sockets.
@@ -19,13 +21,17 @@ UNSUPPORTED_ENDPOINT_TYPE = 119
 
 
 def handle(request: wire.DescribeClusterRequest, version: int, broker: BrokerAddress,
-           cluster_id: str) -> wire.DescribeClusterResponse:
+           cluster_id: str, brokers: tuple[BrokerAddress, ...] = (), controller_id: int = -1
+           ) -> wire.DescribeClusterResponse:
+    """`brokers` (empty: `broker` alone) and `controller_id` (-1: `broker`'s)."""
     if version >= 1 and request.endpoint_type != BROKER_ENDPOINT:
         return wire.DescribeClusterResponse(
             error_code=UNSUPPORTED_ENDPOINT_TYPE,
             error_message=f"endpoint type {request.endpoint_type} is not served: this node "
                           f"only has broker endpoints (type {BROKER_ENDPOINT})",
             cluster_id=cluster_id)
+    listed = brokers or (broker,)
     return wire.DescribeClusterResponse(
-        cluster_id=cluster_id, controller_id=broker.node_id,
-        brokers=(wire.DescribeClusterBroker(broker.node_id, broker.host, broker.port),))
+        cluster_id=cluster_id, controller_id=controller_id if controller_id >= 0
+        else broker.node_id,
+        brokers=tuple(wire.DescribeClusterBroker(b.node_id, b.host, b.port) for b in listed))

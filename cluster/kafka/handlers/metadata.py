@@ -30,8 +30,8 @@ from redshank.protocol.messages.metadata import (
 )
 
 __all__ = ["BrokerAddress", "ClusterView", "MetadataQuery", "ReplicatedPartition",
-           "ReplicatedTopic", "build", "decode_view", "encode_view", "local_query", "query",
-           "with_cluster"]
+           "ReplicatedTopic", "build", "cluster_id", "decode_view", "encode_view", "local_query",
+           "query", "with_cluster"]
 
 _NO_OPS = -2147483648  # INT32_MIN: authorized operations not computed (notes G14)
 _NO_ID = uuid.UUID(int=0)
@@ -77,6 +77,13 @@ class ClusterView:
     brokers: tuple[BrokerAddress, ...]
     controller_id: int
     topics: Mapping[str, ReplicatedTopic]
+    # The cluster's id, the same from every node (`cluster_id`); None: not known yet.
+    cluster_id: str | None = None
+
+
+def cluster_id(cluster_uuid: uuid.UUID) -> str:
+    """The id Metadata and DescribeCluster give for the cluster the controller bootstrapped."""
+    return f"redshank-{cluster_uuid}"
 
 
 def encode_view(view: ClusterView) -> bytes:
@@ -84,6 +91,7 @@ def encode_view(view: ClusterView) -> bytes:
     return json.dumps({
         "brokers": [[b.node_id, b.host, b.port] for b in view.brokers],
         "controller": view.controller_id,
+        "cluster_id": view.cluster_id,
         "topics": {name: [str(t.topic_id), [
             [list(p.replicas), p.leader, p.epoch, None if p.isr is None else list(p.isr)]
             for p in t.partitions]] for name, t in view.topics.items()},
@@ -97,8 +105,10 @@ def decode_view(raw: bytes) -> ClusterView:
         ReplicatedPartition(tuple(int(r) for r in p[0]), int(p[1]), int(p[2]),
                             None if p[3] is None else tuple(int(n) for n in p[3]))
         for p in t[1])) for name, t in d["topics"].items()}
+    cid = d.get("cluster_id")
     return ClusterView(tuple(BrokerAddress(int(b[0]), str(b[1]), int(b[2]))
-                             for b in d["brokers"]), int(d["controller"]), topics)
+                             for b in d["brokers"]), int(d["controller"]), topics,
+                       None if cid is None else str(cid))
 
 
 def local_query(q: MetadataQuery, cluster: ClusterView) -> MetadataQuery:
@@ -122,7 +132,7 @@ def with_cluster(local: MetadataResponse, q: MetadataQuery, cluster: ClusterView
         BrokerAddress(b.node_id, b.host, b.port) for b in local.brokers)
     return MetadataResponse(
         brokers=tuple(MetadataResponseBroker(b.node_id, b.host, b.port, None) for b in brokers),
-        cluster_id=local.cluster_id,
+        cluster_id=cluster.cluster_id or local.cluster_id,
         controller_id=cluster.controller_id if cluster.controller_id > 0
         else local.controller_id,
         topics=tuple(by_name[n] for n in names if n in by_name),
