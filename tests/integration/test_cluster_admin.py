@@ -228,12 +228,12 @@ def test_admin_requests_go_through_the_controller(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_a_node_that_is_not_a_seed_answers_from_the_seeds_controller(tmp_path: Path) -> None:
-    """A fourth node started with `--seeds` but not among them hosts no controller replica:
-    its Metadata is the seeds' controller's (clients bootstrapped on it find every topic and
-    leader), admin requests it cannot serve send the client to the controller (NOT_CONTROLLER),
-    configs are described and altered through a seed, and its producer ids come from a seed's
-    block (never one handed out elsewhere)."""
+def test_a_node_that_is_not_a_seed_serves_admin_requests(tmp_path: Path) -> None:
+    """A fourth node started with `--seeds` but not among them joins group 0 as a learner
+    (test_cluster_join.py): admin requests sent to it go through the controller like a seed's
+    (CreateTopics with the default replication factor, placed over all four nodes), its
+    Metadata names every topic's leaders and in-sync replicas, configs altered through it are
+    described alike by every node, and its producer ids are never handed out elsewhere."""
     rpcs = [rpc for _kafka, rpc in plan_ports(4, 1, 0)]
     seeds = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs[:3], 1) for i in (1, 2, 3)]
     other = KafkaNode(tmp_path / "node-4", 4, rpcs[3], rpcs[:3], 1)
@@ -244,18 +244,20 @@ def test_a_node_that_is_not_a_seed_answers_from_the_seeds_controller(tmp_path: P
             node.spawn()
         for node in nodes:
             node.ready()
-        wait_for("three seeds agreeing on one cluster", lambda: agreed(seeds, 3), 30)  # type: ignore[arg-type]
+        wait_for("four nodes agreeing on one cluster", lambda: agreed(nodes, 4), 30, detail)  # type: ignore[arg-type]
 
-        # CreateTopics sent to node 4: NOT_CONTROLLER (Kafka clients then ask the controller).
+        # CreateTopics sent to node 4 itself: created through the controller, RF 3 by default.
         got = _create(other, ct.CreatableTopic("direct", num_partitions=1, replication_factor=-1))
-        assert got["direct"].error_code == ErrorCode.NOT_CONTROLLER, got["direct"]
+        assert got["direct"].error_code == ErrorCode.NONE, got["direct"]
         admin = AdminClient({"bootstrap.servers": other.kafka})
         admin.create_topics([NewTopic("via4", 2)], operation_timeout=20)["via4"].result(30)
         parts = wait_for("via4 has leaders, seen from node 4",
                          lambda: _partitions(other, "via4"), 30, detail)
-        assert all(sorted(p.replicas) == [1, 2, 3] for p in parts.values())
+        assert all(len(set(p.replicas)) == 3 and set(p.replicas) <= {1, 2, 3, 4}
+                   for p in parts.values()), parts
+        want_isr = tuple(sorted(parts[0].replicas))
         wait_for("node 4 reports the ISR", lambda: (
-            got if (got := _isr(other, "via4", 0)) is not None and got[1] == (1, 2, 3)
+            got if (got := _isr(other, "via4", 0)) is not None and got[1] == want_isr
             else None), 30, detail)
 
         res = ConfigResource("topic", "via4", incremental_configs=[
@@ -278,7 +280,8 @@ def test_a_node_that_is_not_a_seed_answers_from_the_seeds_controller(tmp_path: P
                              "enable.idempotence": True})
         producer.produce("via4", value=b"from-4", partition=0)
         assert producer.flush(30) == 0
-        leader = next(n for n in seeds if n.node_id == parts[0].leader)
+        now = wait_for("partition 0's leader now", lambda: _isr(other, "via4", 0), 30, detail)
+        leader = next(n for n in nodes if n.node_id == now[0])
         assert [v for v, _ts, _lat in _values(leader, "via4", 0)] == [b"from-4"]
     finally:
         for node in nodes:

@@ -120,8 +120,8 @@ def test_leaders_spread_over_the_nodes_and_return_to_a_node_that_comes_back(
                for n in nodes}
         assert len(ids) == 1, ids
         for n in nodes:
-            desc = AdminClient({"bootstrap.servers": n.kafka}).describe_cluster(
-                request_timeout=10).result(15)
+            asker = AdminClient({"bootstrap.servers": n.kafka})  # kept alive for its future
+            desc = asker.describe_cluster(request_timeout=10).result(15)
             assert desc.cluster_id in ids and sorted(b.id for b in desc.nodes) == [1, 2, 3]
             assert desc.controller is not None and desc.controller.id in (1, 2, 3)
 
