@@ -23,6 +23,8 @@ VALUE = os.urandom(1024)
 TEXT_VALUE = os.urandom(512).hex().encode()
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 TARGETS = {"produce_msg_per_s_acks_all": 100_000}
+# `--nodes N`: RF=min(3, N) acks=all on a local cluster, against one broker in the same run.
+CLUSTER_TARGETS = {"cluster_vs_single_msg_per_s_min": 0.35}
 
 
 def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str = "all",
@@ -78,7 +80,8 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
 
 def main(argv: list[str]) -> int:
     return run_bench("produce", argv, _measure, TARGETS, {"messages": 200_000, "seconds": 20.0},
-                     _options)
+                     _options,
+                     cluster_targets=CLUSTER_TARGETS)
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
