@@ -58,6 +58,8 @@ ANCHOR_KEY = b"anchor"
 # A new recovery anchor is written once this many entries past the last one.
 ANCHOR_FLUSH_ENTRIES = 4096
 META_PREFIX = b"m/"
+# What one disk read of an `EntryLoad` asks the log for.
+LOAD_CHUNK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +133,23 @@ class EntryLoad:
         batches: dict[int, memoryview] = {}
         if data_slots:
             first, last = data_slots[0][4], data_slots[-1][5] - 1
-            try:
-                raw = log.read(first, 1 << 62, last) if first >= log.start_offset else b""
-            except OffsetOutOfRangeError:
-                raw = b""
-            view = memoryview(raw)
-            for pos, h in iter_batches(raw, verify_crc=False):
-                batches[h.base_offset] = view[pos : pos + h.size]
+            # In chunks of about LOAD_CHUNK_BYTES: a read asked for "everything up to `last`"
+            # reads the segment to its end (the log knows offsets, not where `last` ends).
+            at = first
+            while at <= last:
+                try:
+                    raw = log.read(at, LOAD_CHUNK_BYTES, last) if at >= log.start_offset \
+                        else b""
+                except OffsetOutOfRangeError:
+                    raw = b""
+                view = memoryview(raw)
+                after = at
+                for pos, h in iter_batches(raw, verify_crc=False):
+                    batches[h.base_offset] = view[pos : pos + h.size]
+                    after = h.last_offset + 1
+                if after == at:
+                    break  # nothing more (trimmed or truncated meanwhile)
+                at = after
         out: list[Entry] = []
         for index, term, kind, config, base, end in slots:
             if kind != EntryKind.DATA:
