@@ -47,6 +47,9 @@ SEND_TIMEOUT_S = 1.0  # a one-way frame not handed to its connection by then is 
 # A MESSAGES frame closes once it holds this many bytes (a turn of appends to one peer can carry
 # far more than one RPC frame may: 64 MiB); a single larger message still goes alone.
 FRAME_BYTES = 1 << 20
+# Bytes a peer's connection may hold unsent or unanswered before sends wait: a recovery's window
+# of appends (RaftConfig: max_recovery_inflight x max_append_bytes, 32 MiB) plus replication's.
+PEER_INFLIGHT_BYTES = 48 << 20
 _log = structlog.get_logger("redshank.raft_messenger")
 
 
@@ -179,7 +182,8 @@ class RaftMessenger:
             return
         client = self._clients.get(addr)
         if client is None:
-            client = self._clients[addr] = RpcClient(*addr)
+            client = self._clients[addr] = RpcClient(*addr,
+                                                     max_inflight_bytes=PEER_INFLIGHT_BYTES)
         task = self.loop.create_task(self._deliver(client, method, payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -130,7 +130,9 @@ class EntryLoad:
     def _read(log: Log, slots: tuple[tuple[Index, Term, EntryKind, Config | None, int, int],
                                      ...]) -> list[Entry]:
         data_slots = [s for s in slots if s[2] == EntryKind.DATA and s[5] > s[4]]
-        batches: dict[int, memoryview] = {}
+        # Base offset -> batch; read from the disk, a slice of the bytes read (no one else holds
+        # them); from the log's memory, a view to copy.
+        batches: dict[int, tuple[memoryview, bool]] = {}
         if data_slots:
             first, last = data_slots[0][4], data_slots[-1][5] - 1
             # In chunks of about LOAD_CHUNK_BYTES: a read asked for "everything up to `last`"
@@ -143,9 +145,10 @@ class EntryLoad:
                 except OffsetOutOfRangeError:
                     raw = b""
                 view = memoryview(raw)
+                owned = isinstance(raw, bytes)
                 after = at
                 for pos, h in iter_batches(raw, verify_crc=False):
-                    batches[h.base_offset] = view[pos : pos + h.size]
+                    batches[h.base_offset] = (view[pos : pos + h.size], owned)
                     after = h.last_offset + 1
                 if after == at:
                     break  # nothing more (trimmed or truncated meanwhile)
@@ -155,12 +158,13 @@ class EntryLoad:
             if kind != EntryKind.DATA:
                 out.append(Entry(term, index, kind, b"", config))
                 continue
-            batch = batches.get(base)
-            if batch is None or batch_span(batch) != end - base:
+            got = batches.get(base)
+            if got is None or batch_span(got[0]) != end - base:
                 break
+            batch, owned = got
             if parse_header(batch).partition_leader_epoch != term:
                 break
-            out.append(Entry(term, index, EntryKind.DATA, bytes(batch)))
+            out.append(Entry(term, index, EntryKind.DATA, batch if owned else bytes(batch)))
         return out
 
 

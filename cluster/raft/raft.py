@@ -67,7 +67,7 @@ class RaftConfig:
     max_inflight: int = 16
     # A recovery pipelines this many appends once the follower's log is known to match (see
     # recovery_stm.py); it asks the host to load that many appends' entries at a time.
-    max_recovery_inflight: int = 4
+    max_recovery_inflight: int = 8
     # Priority voting (Redpanda): a node whose priority is below the target does not start an
     # election; the target decays each silent election timeout so an absent preferred node cannot
     # block elections. Missing nodes have priority 1.

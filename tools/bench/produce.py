@@ -40,6 +40,7 @@ def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str
     value = VALUE if compression == "none" else TEXT_VALUE
     delivered = 0
     failed = 0
+    errors: dict[str, int] = {}
 
     def report(err: KafkaError | None, _msg: Message) -> None:
         nonlocal delivered, failed
@@ -47,6 +48,7 @@ def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str
             delivered += 1
         else:
             failed += 1
+            errors[err.name()] = errors.get(err.name(), 0) + 1
 
     start = time.perf_counter()
     deadline = start + seconds
@@ -65,7 +67,7 @@ def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str
     return {"sent": sent, "produced": delivered, "failed": failed, "undelivered": left,
             "seconds": round(elapsed, 3), "msg_per_s": round(delivered / elapsed),
             "mb_per_s": round(delivered * len(value) / elapsed / 1e6, 1),
-            "compression": compression}
+            "compression": compression, **({"errors": errors} if errors else {})}
 
 
 def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespace
