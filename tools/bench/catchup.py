@@ -44,6 +44,20 @@ def _core_pids(node: ClusterNode) -> list[int]:
     return [int(p) for p in meta.get("pids", [])] or [node.pid]
 
 
+def _committed_end(live: list[ClusterNode]) -> tuple[ClusterNode, int] | None:
+    """The serving leader among `live` nodes, once they agree on it, and its log end once its
+    high watermark covers it."""
+    views = [(n, n.replicas(TOPIC).get(0)) for n in live]
+    if any(v is None for _n, v in views):
+        return None
+    if len({(v["term"], v["leader"]) for _n, v in views if v is not None}) != 1:
+        return None
+    for n, v in views:
+        if v is not None and v["serves"] and v["high_watermark"] >= v["log_end"]:
+            return n, int(v["log_end"])
+    return None
+
+
 def _fill(bootstrap: str, total: int, acks: str, seconds: float) -> dict[str, object]:
     from confluent_kafka import KafkaError, Message, Producer
 
@@ -107,9 +121,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             follower.kill()
         try:
             filled = _fill(others, args.bytes, args.acks, args.seconds)
-            target = wait_for("the leader's log end", lambda: (
-                v["log_end"] if (v := leader.replicas(TOPIC).get(0)) is not None
-                and v["high_watermark"] >= v["log_end"] else None), 60)
+            live = [n for n in cluster.nodes if n is not follower]
+            now_leader, target = wait_for("the leader's log end, all committed",
+                                          lambda: _committed_end(live), 60)
             behind = (follower.replicas(TOPIC).get(0) or {}).get("log_end", 0)
         except BaseException:
             if args.mode == "stop" and follower.proc is not None:
@@ -130,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             follower.ready()
             ready_s = time.perf_counter() - start
         if args.profile:
-            spies = (_profile(Path(args.profile), "leader", _core_pids(leader),
+            spies = (_profile(Path(args.profile), "leader", _core_pids(now_leader),
                               args.profile_seconds)
                      + _profile(Path(args.profile), "follower", _core_pids(follower),
                                 args.profile_seconds))
@@ -148,6 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     assert isinstance(value_bytes, int)
     result: dict[str, object] = {
         "mode": args.mode, "acks": args.acks, **filled,
+        "leader_moved_while_producing": now_leader is not leader,
         "log_end_offset": target,
         "follower_log_end_before": behind,
         "catchup_seconds": round(took, 3),
