@@ -47,6 +47,9 @@ SEND_TIMEOUT_S = 1.0  # a one-way frame not handed to its connection by then is 
 # A MESSAGES frame closes once it holds this many bytes (a turn of appends to one peer can carry
 # far more than one RPC frame may: 64 MiB); a single larger message still goes alone.
 FRAME_BYTES = 1 << 20
+# Bytes a peer's connection may hold unsent or unanswered before sends wait: a recovery's window
+# of appends (RaftConfig: max_recovery_inflight x max_append_bytes, 32 MiB) plus replication's.
+PEER_INFLIGHT_BYTES = 48 << 20
 _log = structlog.get_logger("redshank.raft_messenger")
 
 
@@ -89,7 +92,9 @@ class RaftMessenger:
         self.probe = MessengerProbe()
         self._steps: dict[GroupId, Callable[[Message], None]] = {}
         self._clients: dict[Address, RpcClient] = {}
-        self._out: dict[Address, list[bytes]] = {}
+        # Per destination, each message as the parts `encode_message` gives (batches uncopied):
+        # the frame's payload is joined once, in `_send_messages`.
+        self._out: dict[Address, list[list[bytes | memoryview]]] = {}
         self._beats: dict[Address, HeartbeatManager] = {}
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,8 +128,7 @@ class RaftMessenger:
                 continue
             if m.type == MessageType.APPEND:
                 self._heartbeats(addr).collect(group, [m])  # suppresses this interval's beat
-            encoded = b"".join(encode_message(group, m))
-            self._out.setdefault(addr, []).append(encoded)
+            self._out.setdefault(addr, []).append(encode_message(group, m))
         if self._out and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -141,21 +145,24 @@ class RaftMessenger:
         self._flush_scheduled = False
         out, self._out = self._out, {}
         for addr, encoded in out.items():
-            frame: list[bytes] = []
+            frame: list[tuple[int, list[bytes | memoryview]]] = []
             size = 0
             for e in encoded:
-                if frame and size + len(e) > FRAME_BYTES:
+                length = sum(len(p) for p in e)
+                if frame and size + length > FRAME_BYTES:
                     self._send_messages(addr, frame)
                     frame, size = [], 0
-                frame.append(e)
-                size += len(e) + _LEN.size
+                frame.append((length, e))
+                size += length + _LEN.size
             if frame:
                 self._send_messages(addr, frame)
 
-    def _send_messages(self, addr: Address, encoded: list[bytes]) -> None:
-        parts = [_LEN.pack(len(encoded))]
-        for e in encoded:
-            parts += (_LEN.pack(len(e)), e)
+    def _send_messages(self, addr: Address,
+                       encoded: list[tuple[int, list[bytes | memoryview]]]) -> None:
+        parts: list[bytes | memoryview] = [_LEN.pack(len(encoded))]
+        for length, e in encoded:
+            parts.append(_LEN.pack(length))
+            parts += e
         self.probe.frames_out += 1
         self.probe.messages_out += len(encoded)
         self._send(addr, RaftMethod.MESSAGES, b"".join(parts))
@@ -175,7 +182,8 @@ class RaftMessenger:
             return
         client = self._clients.get(addr)
         if client is None:
-            client = self._clients[addr] = RpcClient(*addr)
+            client = self._clients[addr] = RpcClient(*addr,
+                                                     max_inflight_bytes=PEER_INFLIGHT_BYTES)
         task = self.loop.create_task(self._deliver(client, method, payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -235,9 +243,11 @@ class RaftMessenger:
         self._clients.clear()
 
 
-def _split(payload: memoryview) -> list[bytes]:
-    """The encoded messages of a MESSAGES frame, each copied out of the RPC buffer (the
-    replica may keep a DATA entry's batch past this handler)."""
+def _split(payload: memoryview) -> list[memoryview]:
+    """The encoded messages of a MESSAGES frame, as slices of it, not copies: the RPC decoder
+    hands each frame over in a buffer of its own that nothing writes again, so a replica may
+    keep a DATA entry's batch past this handler (a follower's log copies it into a writable
+    buffer when it appends)."""
     end = len(payload)
     if end < _LEN.size:
         raise ValueError("raft messages frame truncated")
@@ -253,7 +263,7 @@ def _split(payload: memoryview) -> list[bytes]:
         pos += _LEN.size
         if size > end - pos:
             raise ValueError("raft message longer than its frame")
-        out.append(bytes(payload[pos:pos + size]))
+        out.append(payload[pos:pos + size])
         pos += size
     if pos != end:
         raise ValueError(f"raft messages frame has {end - pos} trailing bytes")

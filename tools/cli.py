@@ -27,6 +27,8 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("bench", "produce"), "redshank.tools.bench.produce", "benchmark produce against a broker"),
     (("bench", "consume"), "redshank.tools.bench.consume", "benchmark consume against a broker"),
     (("bench", "e2e"), "redshank.tools.bench.e2e", "benchmark end-to-end latency"),
+    (("bench", "catchup"), "redshank.tools.bench.catchup",
+     "benchmark a lagging follower's catch-up on a 3-node cluster"),
 )
 
 

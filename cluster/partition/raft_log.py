@@ -58,6 +58,8 @@ ANCHOR_KEY = b"anchor"
 # A new recovery anchor is written once this many entries past the last one.
 ANCHOR_FLUSH_ENTRIES = 4096
 META_PREFIX = b"m/"
+# What one disk read of an `EntryLoad` asks the log for.
+LOAD_CHUNK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,27 +130,41 @@ class EntryLoad:
     def _read(log: Log, slots: tuple[tuple[Index, Term, EntryKind, Config | None, int, int],
                                      ...]) -> list[Entry]:
         data_slots = [s for s in slots if s[2] == EntryKind.DATA and s[5] > s[4]]
-        batches: dict[int, memoryview] = {}
+        # Base offset -> batch; read from the disk, a slice of the bytes read (no one else holds
+        # them); from the log's memory, a view to copy.
+        batches: dict[int, tuple[memoryview, bool]] = {}
         if data_slots:
             first, last = data_slots[0][4], data_slots[-1][5] - 1
-            try:
-                raw = log.read(first, 1 << 62, last) if first >= log.start_offset else b""
-            except OffsetOutOfRangeError:
-                raw = b""
-            view = memoryview(raw)
-            for pos, h in iter_batches(raw, verify_crc=False):
-                batches[h.base_offset] = view[pos : pos + h.size]
+            # In chunks of about LOAD_CHUNK_BYTES: a read asked for "everything up to `last`"
+            # reads the segment to its end (the log knows offsets, not where `last` ends).
+            at = first
+            while at <= last:
+                try:
+                    raw = log.read(at, LOAD_CHUNK_BYTES, last) if at >= log.start_offset \
+                        else b""
+                except OffsetOutOfRangeError:
+                    raw = b""
+                view = memoryview(raw)
+                owned = isinstance(raw, bytes)
+                after = at
+                for pos, h in iter_batches(raw, verify_crc=False):
+                    batches[h.base_offset] = (view[pos : pos + h.size], owned)
+                    after = h.last_offset + 1
+                if after == at:
+                    break  # nothing more (trimmed or truncated meanwhile)
+                at = after
         out: list[Entry] = []
         for index, term, kind, config, base, end in slots:
             if kind != EntryKind.DATA:
                 out.append(Entry(term, index, kind, b"", config))
                 continue
-            batch = batches.get(base)
-            if batch is None or batch_span(batch) != end - base:
+            got = batches.get(base)
+            if got is None or batch_span(got[0]) != end - base:
                 break
+            batch, owned = got
             if parse_header(batch).partition_leader_epoch != term:
                 break
-            out.append(Entry(term, index, EntryKind.DATA, bytes(batch)))
+            out.append(Entry(term, index, EntryKind.DATA, batch if owned else bytes(batch)))
         return out
 
 

@@ -1,11 +1,14 @@
-"""What a leader knows about each follower: recovering (a `RecoveryStm`, one append in flight)
-or replicating (appends pipelined as entries are appended), over one shared cursor.
+"""What a leader knows about each follower: recovering (a `RecoveryStm`: one append in flight
+until the logs are known to match, then up to its window) or replicating (appends pipelined as
+entries are appended), over one shared cursor.
 
 `next` is the follower's "last sent offset + 1", shared by both paths so they never send
 overlapping appends:
 
-    recovering (`recovery` is set, etcd's PROBE): the `RecoveryStm` holds the one-in-flight rule
-        and decides when the follower has caught up; it then hands the cursor to replication.
+    recovering (`recovery` is set, etcd's PROBE): the `RecoveryStm` holds the in-flight rule
+        (one probe; once matched, up to `recovery_window` pipelined appends listed in
+        `inflight`) and decides when the follower has caught up; it then hands the cursor to
+        replication.
     replicating (`recovery` is None, etcd's REPLICATE): new entries are dispatched as they are
         appended (in parallel with the leader's own flush), up to `max_inflight` appends in
         flight; a rejection starts a new recovery from `match + 1`.
@@ -37,12 +40,14 @@ class Progress:
     next: Index
     # Set while the follower is being recovered; None while replicating.
     recovery: RecoveryStm | None = None
-    # Replicating: last index of each append in flight, oldest first.
+    # Replicating (or recovering, pipelined): last index of each append in flight, oldest first.
     inflight: list[Index] = field(default_factory=list)
     # Heard from since the last CheckQuorum round.
     recent_active: bool = False
     # `match` at the previous heartbeat response: no change while behind means a lost append.
     match_at_beat: Index = _ZERO
+    # Appends a recovery keeps in flight once the follower's log is known to match.
+    recovery_window: int = 1
 
     @property
     def state(self) -> ProgressState:
@@ -54,12 +59,12 @@ class Progress:
 
     def paused(self, max_inflight: int) -> bool:
         if self.recovery is not None:
-            return not self.recovery.may_send()
+            return not self.recovery.may_send(len(self.inflight))
         return len(self.inflight) >= max_inflight
 
     def sent(self, last: Index, count: int) -> None:
         """An append ending at `last` with `count` entries left for this follower."""
-        if self.recovery is not None:
+        if self.recovery is not None and not self.recovery.pipelined:
             self.recovery.sent()
         elif count:
             self.next = Index(last + 1)
@@ -75,7 +80,10 @@ class Progress:
         while self.inflight and self.inflight[0] <= index:
             self.inflight.pop(0)
         if self.recovery is not None and self.recovery.acked(self.match, self.next):
-            self.become_replicate()
+            if self.recovery.pipelined:
+                self.recovery = None  # `next` and `inflight` mean the same to replication
+            else:
+                self.become_replicate()
         return advanced
 
     def rejected(self, rejected: Index, hint: Index, last: Index) -> bool:
@@ -91,15 +99,24 @@ class Progress:
         if retry_at is None:
             return False
         self.next = retry_at
+        self.inflight.clear()
         return True
 
     def heartbeat_answered(self) -> None:
-        if self.recovery is not None:
+        if self.recovery is None:
+            return
+        if not self.recovery.pipelined:
             self.recovery.retry()
+        elif self.inflight and self.match == self.match_at_beat:
+            # No progress over a heartbeat interval with appends in flight: one of them or its
+            # answer was lost (the later ones are rejected or wait for it). Probe again.
+            self.recovery.reset()
+            self.next = Index(self.match + 1)
+            self.inflight.clear()
 
     def become_probe(self, last: Index) -> None:
         """Start recovering the follower from its acknowledged `match` up to `last`."""
-        self.recovery = RecoveryStm(target=last)
+        self.recovery = RecoveryStm(target=last, window=self.recovery_window)
         self.next = Index(self.match + 1)
         self.inflight.clear()
 

@@ -62,7 +62,12 @@ class RaftConfig:
     prevote: bool = True
     check_quorum: bool = True
     max_append_entries: int = 32
+    # An append carries at most this many batch bytes (at least one entry).
+    max_append_bytes: int = 4 << 20
     max_inflight: int = 16
+    # A recovery pipelines this many appends once the follower's log is known to match (see
+    # recovery_stm.py); it asks the host to load that many appends' entries at a time.
+    max_recovery_inflight: int = 8
     # Priority voting (Redpanda): a node whose priority is below the target does not start an
     # election; the target decays each silent election timeout so an absent preferred node cannot
     # block elections. Missing nodes have priority 1.
@@ -197,7 +202,7 @@ class RaftCore(Elections):
             self._loads_open = False
             for peer in sorted(waiting):
                 if peer in self.progress:
-                    self._send_append(peer)
+                    self._send_appends(peer)
             self._loads_open = True
         self._loaded.clear()
 
@@ -355,14 +360,14 @@ class RaftCore(Elections):
                 while hint > floor and self.log.term(hint) > m.log_term:
                     hint = Index(hint - 1)
                 if pr.rejected(m.index, hint, self.log.last_index()):
-                    self._send_append(m.src)
+                    self._send_appends(m.src)
                 return
             if pr.acked(m.index):
                 self._maybe_commit()
                 if self.lead_transferee == m.src and pr.match == self.log.last_index():
                     self._send(m.src, MT.TIMEOUT_NOW)
             if self.role == Role.LEADER and m.src in self.progress:
-                self._send_append(m.src)
+                self._send_appends(m.src)
         elif m.type == MT.HEARTBEAT_RESPONSE:
             pr.recent_active = True
             pr.heartbeat_answered()
@@ -440,10 +445,12 @@ class RaftCore(Elections):
         last = self.log.last_index()
         old = self.progress
         self.progress = {}
+        window = self.cfg.max_recovery_inflight
         for peer in sorted(self.config.members() - {self.id}):
             self.progress[peer] = old.get(peer) or Progress(
-                match=Index(0), next=Index(last + 1), recovery=RecoveryStm(target=last),
-                recent_active=True)
+                match=Index(0), next=Index(last + 1),
+                recovery=RecoveryStm(target=last, window=window), recent_active=True,
+                recovery_window=window)
 
     # ---- log and commit ---------------------------------------------------------------------
 
@@ -505,37 +512,52 @@ class RaftCore(Elections):
 
     # ---- output -----------------------------------------------------------------------------
 
-    def _send_append(self, peer: NodeId) -> None:
+    def _send_appends(self, peer: NodeId) -> None:
+        """One append to `peer`, or, to a pipelined recovery, as many as its window takes."""
+        while self._send_append(peer):
+            pr = self.progress.get(peer)
+            if pr is None or pr.recovery is None or not pr.recovery.pipelined:
+                return
+
+    def _send_append(self, peer: NodeId) -> bool:
+        """Send `peer` its next append if it may have one; returns whether one left."""
         pr = self.progress[peer]
         if pr.paused(self.cfg.max_inflight):
-            return
+            return False
         last = self.log.last_index()
         prev = Index(pr.next - 1)
         hi = Index(min(last, prev + self.cfg.max_append_entries))
+        pipelined = pr.recovery is not None and pr.recovery.pipelined
         entries: tuple[Entry, ...] = ()
         if pr.next <= last:
-            got = self._entries(peer, pr.next, hi)
+            # A pipelined recovery asks the host for its whole window's entries at once.
+            ahead = Index(min(last, prev + self.cfg.max_append_entries
+                              * pr.recovery.window)) if pr.recovery and pipelined else hi
+            got = self._entries(peer, pr.next, hi, ahead)
             if got is None:
-                return  # sent once the host has loaded them (`entries_loaded`)
-            entries = got
+                return False  # sent once the host has loaded them (`entries_loaded`)
+            entries = _bounded(got, self.cfg.max_append_bytes)
             hi = Index(prev + len(entries))
         if prev < self.log.first_index() - 1:
             # Before the log's first index (a partition's log begins after its recovery
             # anchor) and not rebuilt by the host: only a snapshot could catch it up.
-            return
-        if not entries and pr.state == ProgressState.REPLICATE:
-            return
+            return False
+        if not entries and (pr.state == ProgressState.REPLICATE or pipelined):
+            return False
         self._send(peer, MT.APPEND, index=prev, log_term=self.log.term(prev), entries=entries,
                    commit=self.commit)
         pr.sent(hi, len(entries))
+        return True
 
-    def _entries(self, peer: NodeId, lo: Index, hi: Index) -> tuple[Entry, ...] | None:
+    def _entries(self, peer: NodeId, lo: Index, hi: Index, ahead: Index
+                 ) -> tuple[Entry, ...] | None:
         """Entries lo..hi for `peer`: from the log, else from what the host just loaded (a
-        prefix is enough), else None after asking the host to load them (once per follower)."""
+        prefix is enough), else None after asking the host to load lo..ahead (once per
+        follower)."""
         try:
             return tuple(self.log.slice(lo, hi))
         except EntriesUnavailable as exc:
-            missing = (Index(max(lo, exc.lo)), Index(min(hi, exc.hi)))
+            missing = (Index(max(lo, exc.lo)), Index(max(min(hi, exc.hi), ahead)))
         got: list[Entry] = []
         for i in range(lo, hi + 1):
             e = self._loaded.get(Index(i))
@@ -567,3 +589,13 @@ class RaftCore(Elections):
 
     def _notice(self, kind: NoticeKind, index: Index = _I0, leader: NodeId = NO_NODE) -> None:
         self._notices.append(Notice(kind, self.term, index, leader))
+
+
+def _bounded(entries: tuple[Entry, ...], max_bytes: int) -> tuple[Entry, ...]:
+    """The longest prefix of `entries` within `max_bytes` of batches (at least one entry)."""
+    total = 0
+    for k, e in enumerate(entries):
+        total += len(e.batch)
+        if total > max_bytes and k:
+            return entries[:k]
+    return entries

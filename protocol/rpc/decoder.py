@@ -124,6 +124,15 @@ class FrameDecoder:
             # One frame per read, or a large frame that arrived alone: hand the buffer over.
             frame, self._buf = self._buf, bytearray()
             self._pos = 0
+        elif len(self._buf) - end < end - start:
+            # A frame followed by less than itself (a stream of large frames): hand the buffer
+            # over and copy the tail, not the frame. Nothing writes the old buffer again.
+            whole, self._buf = self._buf, bytearray()
+            with memoryview(whole) as view:
+                self._buf += view[end:]
+                frame_view = view[start:end].toreadonly()
+            self._pos = 0
+            return self._frame(frame_view)
         else:
             with memoryview(self._buf) as view:
                 frame = bytes(view[start:end])

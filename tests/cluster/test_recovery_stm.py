@@ -1,6 +1,8 @@
-"""recovery_stm: one lagging follower recovered with one append in flight, handed over to
-replication through the last-sent cursor without overlapping appends; restarted after a
-rejection; surviving the follower's crash mid-recovery. The unit alone, then inside the core."""
+"""recovery_stm: one lagging follower recovered with one append in flight until one is
+acknowledged, then with its window of pipelined appends, handed over to replication through the
+last-sent cursor without overlapping appends; restarted after a rejection; a lost pipelined
+append probed again; surviving the follower's crash mid-recovery. The unit alone, then inside
+the core."""
 
 from __future__ import annotations
 
@@ -61,6 +63,34 @@ def test_unit_retry_after_a_lost_append() -> None:
     assert r.may_send()
 
 
+def test_unit_pipelines_once_matched_and_probes_again_after_a_rejection() -> None:
+    r = RecoveryStm(target=Index(100), window=3)
+    assert r.may_send() and not r.pipelined
+    r.sent()
+    assert not r.may_send()  # the probe: one in flight until answered
+    assert not r.acked(Index(32), Index(33))
+    assert r.pipelined and r.may_send(2) and not r.may_send(3)
+    assert r.rejected(Index(97), Index(32), Index(20), Index(0)) is None  # at/below match: stale
+    assert r.rejected(Index(97), Index(32), Index(64), Index(40)) == 33  # from match + 1
+    assert not r.pipelined and r.may_send() and not r.in_flight
+
+
+def test_progress_pipelined_recovery_moves_the_cursor_and_resets_on_a_lost_append() -> None:
+    pr = Progress(match=Index(0), next=Index(1), recovery=RecoveryStm(target=Index(100),
+                                                                       window=2),
+                  recovery_window=2)
+    pr.sent(Index(32), 32)
+    assert pr.paused(16) and pr.next == 1  # the probe does not move the cursor
+    pr.acked(Index(32))
+    pr.match_at_beat = pr.match
+    pr.sent(Index(64), 32)
+    pr.sent(Index(96), 32)
+    assert pr.paused(16) and pr.next == 97 and pr.inflight == [64, 96]
+    pr.heartbeat_answered()  # no progress over an interval: an append or its answer was lost
+    assert pr.recovery is not None and not pr.recovery.pipelined
+    assert pr.next == 33 and pr.inflight == [] and not pr.paused(16)
+
+
 def test_progress_starts_recovery_on_rejection_and_hands_over_at_the_target() -> None:
     pr = Progress(match=Index(7), next=Index(11))
     pr.inflight = [9, 10]
@@ -82,8 +112,8 @@ def _entries(n: int) -> list[Entry]:
     return [Entry(Term(1), Index(i), EntryKind.DATA, (b"r%d" % i,)) for i in range(1, n + 1)]
 
 
-def _core(node: NodeId, log: list[Entry], hs: HardState) -> RaftCore:
-    cfg = RaftConfig(id=node, rng=random.Random(node))
+def _core(node: NodeId, log: list[Entry], hs: HardState, window: int = 4) -> RaftCore:
+    cfg = RaftConfig(id=node, rng=random.Random(node), max_recovery_inflight=window)
     return RaftCore(cfg, MemoryLog(log), hs, Config(voters=VOTERS))
 
 
@@ -91,10 +121,10 @@ class Net:
     """Persists every Ready at once; delivers messages in rounds; records every append sent to
     the lagging follower with whether the leader was recovering it when it left."""
 
-    def __init__(self, lag_log: int) -> None:
+    def __init__(self, lag_log: int, window: int = 4) -> None:
         hs = HardState(Term(1), NodeId(1), Index(0))
         full = _entries(100)
-        self.cores = {NodeId(1): _core(NodeId(1), full, hs),
+        self.cores = {NodeId(1): _core(NodeId(1), full, hs, window),
                       LAG: _core(LAG, full[:lag_log], hs),
                       NodeId(3): _core(NodeId(3), full, hs)}
         self.down: set[NodeId] = set()
@@ -102,6 +132,7 @@ class Net:
         self.outstanding = 0  # appends to LAG sent in recovery and not yet answered
         self.max_outstanding = 0
         self.targets: list[int] = []  # recovery target when each recovery append left
+        self.outstanding_at_first_ack = -1  # recovery appends in flight at LAG's first ack
         self.drop_appends = 0  # lose the next N appends to LAG
 
     @property
@@ -133,6 +164,8 @@ class Net:
                 self.drop_appends -= 1
                 continue
             if m.type == MT.APPEND_RESPONSE and m.src == LAG and self.outstanding:
+                if not m.reject and self.outstanding_at_first_ack < 0:
+                    self.outstanding_at_first_ack = self.outstanding
                 self.outstanding -= 1
             self.cores[m.dst].step(m)
         return bool(msgs)
@@ -150,8 +183,8 @@ class Net:
         self.cores[node] = _core(node, log, old.hard_state())
 
 
-def _elected(lag_log: int) -> Net:
-    net = Net(lag_log)
+def _elected(lag_log: int, window: int = 4) -> Net:
+    net = Net(lag_log, window)
     net.leader.campaign()
     for _ in range(10):  # prevote, then vote
         if net.leader.role == Role.LEADER:
@@ -162,12 +195,40 @@ def _elected(lag_log: int) -> Net:
 
 
 def test_lagging_follower_recovered_with_one_request_in_flight() -> None:
-    net = _elected(lag_log=0)
+    net = _elected(lag_log=0, window=1)
     assert net.leader.progress[LAG].recovery is not None
     net.run()
     assert net.max_outstanding == 1
     recovering = [a for a in net.appends if a[2]]
     assert len(recovering) >= 4  # 101 entries at 32 per append, one round trip each
+    assert net.cores[LAG].log.slice(Index(1), Index(101)) == \
+        net.leader.log.slice(Index(1), Index(101))
+
+
+def test_lagging_follower_recovered_with_a_window_once_matched() -> None:
+    net = _elected(lag_log=0, window=3)
+    net.run()
+    assert net.outstanding_at_first_ack == 1  # the probe alone until the logs matched
+    assert net.max_outstanding == 3  # then the window
+    recovering = [(lo, hi) for lo, hi, rec in net.appends if rec]
+    sent = [i for lo, hi in recovering[1:] for i in range(lo, hi + 1)]  # after the rejected probe
+    assert sent == list(range(1, 102))  # each entry once, in order
+    assert net.leader.progress[LAG].recovery is None
+    assert net.cores[LAG].log.slice(Index(1), Index(101)) == \
+        net.leader.log.slice(Index(1), Index(101))
+
+
+def test_lost_pipelined_append_is_probed_again() -> None:
+    net = _elected(lag_log=0, window=3)
+    while not any(a[2] and a[0] == 33 for a in net.appends):
+        net.round()  # the rejected probe, the probe from 1, then the pipeline from 33
+    net.drop_appends = 1  # 65..96 is lost: 97..101 leaves a gap and is rejected
+    net.run()
+    for _ in range(3):
+        net.leader.tick()
+        net.run()
+    pr = net.leader.progress[LAG]
+    assert pr.recovery is None and pr.match == net.leader.last_index() == 101
     assert net.cores[LAG].log.slice(Index(1), Index(101)) == \
         net.leader.log.slice(Index(1), Index(101))
 

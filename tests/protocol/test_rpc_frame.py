@@ -130,6 +130,22 @@ def test_payload_outlives_later_feeds() -> None:
     assert bytes(first.payload) == b"first" and bytes(second.payload) == b"sec"
 
 
+def test_large_frame_with_a_partial_tail_is_handed_over_whole() -> None:
+    # A large frame followed by the start of the next (a stream of appends): the frame is
+    # handed out without a copy, the tail carries on in a new buffer.
+    big, small = bytes(range(256)) * 4096, b"next frame"
+    second = encode_frame(ONE, 2, 0, small)
+    dec = FrameDecoder()
+    dec.feed(encode_frame(ONE, 1, 0, big) + second[:7])
+    first = dec.next_frame()
+    assert first is not None and first.payload.readonly and bytes(first.payload) == big
+    assert dec.next_frame() is None and dec.buffered_bytes == 7
+    dec.feed(second[7:] + b"\0" * 3)
+    got = dec.next_frame()
+    assert got is not None and (got.method, bytes(got.payload)) == (2, small)
+    assert bytes(first.payload) == big and dec.buffered_bytes == 3
+
+
 def test_too_large_is_rejected_from_the_header_alone() -> None:
     dec = FrameDecoder(max_frame_bytes=1000)
     header = encode_header(REQ, 1, 1, b"x" * 1001)

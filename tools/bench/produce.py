@@ -23,6 +23,8 @@ VALUE = os.urandom(1024)
 TEXT_VALUE = os.urandom(512).hex().encode()
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 TARGETS = {"produce_msg_per_s_acks_all": 100_000}
+# `--nodes N`: RF=min(3, N) acks=all on a local cluster, against one broker in the same run.
+CLUSTER_TARGETS = {"cluster_vs_single_msg_per_s_min": 0.35}
 
 
 def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str = "all",
@@ -38,6 +40,7 @@ def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str
     value = VALUE if compression == "none" else TEXT_VALUE
     delivered = 0
     failed = 0
+    errors: dict[str, int] = {}
 
     def report(err: KafkaError | None, _msg: Message) -> None:
         nonlocal delivered, failed
@@ -45,6 +48,7 @@ def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str
             delivered += 1
         else:
             failed += 1
+            errors[err.name()] = errors.get(err.name(), 0) + 1
 
     start = time.perf_counter()
     deadline = start + seconds
@@ -63,7 +67,7 @@ def produce(topic: str, bootstrap: str, messages: int, seconds: float, acks: str
     return {"sent": sent, "produced": delivered, "failed": failed, "undelivered": left,
             "seconds": round(elapsed, 3), "msg_per_s": round(delivered / elapsed),
             "mb_per_s": round(delivered * len(value) / elapsed / 1e6, 1),
-            "compression": compression}
+            "compression": compression, **({"errors": errors} if errors else {})}
 
 
 def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespace
@@ -78,7 +82,8 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
 
 def main(argv: list[str]) -> int:
     return run_bench("produce", argv, _measure, TARGETS, {"messages": 200_000, "seconds": 20.0},
-                     _options)
+                     _options,
+                     cluster_targets=CLUSTER_TARGETS)
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
