@@ -2,7 +2,8 @@
 
 Concern: on core 0 of a node hosting a controller replica, the request paths' side of the
 controller: CreateTopics (and auto-creation), CreatePartitions, AlterConfigs and
-IncrementalAlterConfigs of the controller's topics become commands (decided by
+IncrementalAlterConfigs of the controller's topics, and reorders of a partition's replicas
+(its preferred leader: `SetPreferredReplica`) become commands (decided by
 `cluster/controller/kafka_admin.py` against this node's `ControllerStm`, proposed through the
 host, answered with what applying them did); DescribeConfigs reads the stm; InitProducerId hands
 out ids from blocks the controller cut for this node (`AllocateProducerIds`: unique across the
@@ -30,7 +31,13 @@ import structlog
 
 from redshank.actors.controller_backend import ControllerBackend
 from redshank.actors.controller_host import ControllerHost, ProposeFailed
-from redshank.cluster.controller import AllocateProducerIds, Applied, Command, CreateTopic
+from redshank.cluster.controller import (
+    AllocateProducerIds,
+    Applied,
+    Command,
+    CreateTopic,
+    SetPreferredReplica,
+)
 from redshank.cluster.controller.kafka_admin import (
     alter_command,
     create_command,
@@ -41,13 +48,14 @@ from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers._alter import AlterOutcome
 from redshank.cluster.kafka.handlers.create_partitions import Grow, GrowOutcome
 from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSpec
+from redshank.cluster.kafka.handlers.reassignments import Move
 from redshank.cluster.kafka.topic_configs import ConfigChange
 from redshank.cluster.raft.types import NodeId
 from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["ADMIN_MESSAGES", "NOT_HOSTED", "AllocateClusterProducerId", "ControllerAdmin",
-           "ProposeConfigs",
-           "ProposeGrows", "ProposeTopics", "TopicConfigs"]
+           "ProposeConfigs", "ProposeGrows", "ProposePreferred", "ProposeTopics",
+           "ReplicaOrders", "TopicConfigs"]
 
 _log = structlog.get_logger("redshank.controller_admin")
 T = TypeVar("T")
@@ -92,13 +100,29 @@ class TopicConfigs:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaOrders:
+    """AlterPartitionReassignments in cluster mode: -> {topic: each partition's replicas (node
+    ids, preferred first)} of the named controller topics."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProposePreferred:
+    """Make each move's node its partition's first replica (`SetPreferredReplica`): leadership
+    follows (the partitions' balance). -> one (error code, message) per move."""
+
+    moves: tuple[Move, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AllocateClusterProducerId:
     """InitProducerId in cluster mode: -> a producer id unique in the cluster, or None when the
     controller cannot cut a block now (no leader, no quorum, not hosted here)."""
 
 
 ADMIN_MESSAGES = (ProposeTopics, ProposeGrows, ProposeConfigs, TopicConfigs,
-                  AllocateClusterProducerId)
+                  AllocateClusterProducerId, ReplicaOrders, ProposePreferred)
 
 
 class ControllerAdmin:
@@ -130,6 +154,10 @@ class ControllerAdmin:
             return self.configs(message.names)
         if isinstance(message, AllocateClusterProducerId):
             return await self.producer_id()
+        if isinstance(message, ReplicaOrders):
+            return self.replica_orders(message.names)
+        if isinstance(message, ProposePreferred):
+            return await self.prefer(message.moves)
         raise TypeError(f"controller admin got {type(message).__name__}")
 
     async def _propose(self, host: ControllerHost, command: Command) -> Applied:
@@ -143,6 +171,38 @@ class ControllerAdmin:
                 await asyncio.wait_for(asyncio.shield(done), self.settle_s)
             done.cancel()
         return applied
+
+    # ---- preferred replicas (AlterPartitionReassignments that reorder) ------------------------
+
+    def replica_orders(self, names: tuple[str, ...]) -> dict[str, list[list[int]]]:
+        host = self._ready()
+        if host is None:
+            return {}
+        out = {}
+        for name in names:
+            topic = host.stm.topics.get(name)
+            if topic is not None:
+                out[name] = [[int(r.node_id) for r in a] for a in topic.assignments]
+        return out
+
+    async def prefer(self, moves: tuple[Move, ...]) -> list[tuple[int, str | None]]:
+        host = self._ready()
+        out: list[tuple[int, str | None]] = []
+        for move in moves:
+            if host is None:
+                out.append((ErrorCode.NOT_CONTROLLER, NOT_HOSTED))
+                continue
+            try:
+                applied = await self._propose(host, SetPreferredReplica(
+                    move.topic, move.partition, NodeId(move.node)))
+            except ProposeFailed as exc:
+                out.append((ErrorCode.REQUEST_TIMED_OUT, str(exc)))
+                continue
+            if applied.ok:
+                self.log.info("preferred_replica_moved", topic=move.topic,
+                              partition=move.partition, node=move.node)
+            out.append((applied.error_code, applied.message))
+        return out
 
     # ---- CreateTopics -------------------------------------------------------------------------
 

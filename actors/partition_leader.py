@@ -193,7 +193,7 @@ class PartitionLeader(LoopActor):
             if self.host.replicas is not None:
                 self.host.replicas = dataclasses.replace(self.host.replicas,
                                                          preferred=message.node)
-                self.part.preferred = message.node
+                self.part.prefer(message.node)
             return True
         raise TypeError(f"partition leader got {type(message).__name__}")
 

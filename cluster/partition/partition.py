@@ -231,6 +231,14 @@ class Partition:
             self.max_timestamp = (ts, last)
         return None  # the Ready is built once per turn, at `take_io`
 
+    def prefer(self, node: NodeId) -> None:
+        """The preferred replica moved (the controller's assignment changed, e.g. a transfer
+        asked for): a leader elsewhere hands over at its next tick, without first serving
+        `balance_ticks` (if the new one is caught up)."""
+        if node != self.preferred:
+            self.preferred = node
+            self._led_ticks = max(self._led_ticks, self.balance_ticks)
+
     def tick(self) -> None:
         self.consensus.tick()
         self._balance()

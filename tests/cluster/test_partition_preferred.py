@@ -91,3 +91,20 @@ def test_no_transfer_before_balance_ticks_nor_without_a_preferred_replica(
         assert leader(hub) == 3
     finally:
         hub.close()
+
+
+def test_a_moved_preferred_replica_takes_over_at_the_next_tick(tmp_path: Path) -> None:
+    hub = Hub(tmp_path)
+    try:
+        preferring(hub, 1, balance_ticks=1000)
+        hub.elect(1)
+        tick_all(hub, 5)  # caught up everywhere
+        for r in hub.nodes.values():
+            r.part.prefer(NodeId(3))  # what the controller's new assignment tells each replica
+        for _ in range(10):
+            tick_all(hub, 1)
+            if leader(hub) == 3:
+                break
+        assert leader(hub) == 3  # within a few ticks, not after 1000
+    finally:
+        hub.close()

@@ -6,8 +6,10 @@ replica leads its partition; once the node is back and caught up, leadership ret
 without an acknowledged record lost or moved (the records acked while it was away included).
 ElectLeaders (kafka-python's admin client) answers what the groups do: no election needed
 where the preferred replica leads, PREFERRED_LEADER_NOT_AVAILABLE while it is down, and success
-once the returning node leads again. Every node gives the same cluster id (Metadata and
-DescribeCluster) and DescribeCluster lists every broker."""
+once the returning node leads again. Reordering a partition's replicas
+(AlterPartitionReassignments, kafka-python) moves its leadership to the new first replica, and
+moving replicas to other brokers is refused with the reason. Every node gives the same cluster
+id (Metadata and DescribeCluster) and DescribeCluster lists every broker."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import TopicPartition as KTP
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaConnectionError
 from test_cluster_controller import agreed, wait_for
 from test_cluster_partitions import KafkaNode
 
@@ -60,14 +64,22 @@ def serving(nodes: list[KafkaNode]) -> dict[int, tuple[int, int]] | None:
 
 def elect(bootstrap: str, partition: int, timeout_s: float) -> int:
     """ElectLeaders PREFERRED for one partition of TOPIC, from kafka-python's admin client (the
-    confluent-kafka 2.16 binding fails on its timeout arguments) -> its error code."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap,
-                             request_timeout_ms=int((timeout_s + 15) * 1000))
-    try:
-        resp = admin.elect_leaders(0, {TOPIC: [partition]}, timeout_ms=int(timeout_s * 1000),
-                                   raise_errors=False)
-    finally:
-        admin.close()
+    confluent-kafka 2.16 binding fails on its timeout arguments) -> its error code. The client
+    sends it to Metadata's controller (group 0's leader), which may be the node just killed
+    until group 0 elects another: a refused connection is tried again (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap,
+                                 request_timeout_ms=int((timeout_s + 15) * 1000))
+        try:
+            resp = admin.elect_leaders(0, {TOPIC: [partition]},
+                                       timeout_ms=int(timeout_s * 1000), raise_errors=False)
+            break
+        except KafkaConnectionError:
+            assert time.monotonic() < deadline, "no controller reachable within 30 s"
+            time.sleep(0.2)
+        finally:
+            admin.close()
     [(topic, [(got, code, _message)])] = [
         (r[0], [tuple(x) for x in r[1]]) for r in resp.replica_election_results]
     assert (topic, got) == (TOPIC, partition)
@@ -154,13 +166,38 @@ def test_leaders_spread_over_the_nodes_and_return_to_a_node_that_comes_back(
         victim.spawn()
         victim.ready()
         started = time.monotonic()
-        assert elect(rest[0].kafka, 0, 30) == 0  # answered once the preferred replica leads
+        port = int(victim.kafka.rsplit(":", 1)[1])  # a new one: its Kafka port is ephemeral
+        for n in nodes:
+            asker = AdminClient({"bootstrap.servers": n.kafka})
+            wait_for(f"node {n.node_id} naming the restarted node's new port", lambda a=asker: (
+                True if (b := a.list_topics(timeout=5).brokers.get(victim.node_id)) is not None
+                and b.port == port else None), 30, detail)
+        # Answered once the preferred replica leads (NONE), or it already did (not needed).
+        assert elect(rest[0].kafka, 0, 30) in (0, KafkaError.ELECTION_NOT_NEEDED)
         back = wait_for("leadership back on the restarted node", lambda: (
             s if (s := serving(nodes)) is not None and s[0][0] == victim.node_id else None),
             45, detail)
         print(f"leadership returned {time.monotonic() - started:.2f} s after the restart")
         assert all(lead == pref for lead, pref in back.values()), back
         produce("after")
+
+        # Transfer: partition 1's replicas reordered, the new first one leads within seconds.
+        target = next(n for n in (1, 2, 3) if n != back[1][0])
+        admin_py = KafkaAdminClient(bootstrap_servers=nodes[0].kafka, request_timeout_ms=30000)
+        try:
+            order = [target, *(n for n in (1, 2, 3) if n != target)]
+            done = admin_py.alter_partition_reassignments({KTP(TOPIC, 1): order})
+            assert done == {KTP(TOPIC, 1): None}, done
+            refused = admin_py.alter_partition_reassignments({KTP(TOPIC, 2): [1, 2, 4]})
+            assert refused[KTP(TOPIC, 2)] is not None  # moving replicas: not yet
+        finally:
+            admin_py.close()
+        started = time.monotonic()
+        wait_for("partition 1 led by the new first replica", lambda: (
+            s if (s := serving(nodes)) is not None and s[1] == (target, target) else None),
+            30, detail)
+        print(f"leadership transferred {time.monotonic() - started:.2f} s after the reorder")
+        produce("moved")
         got = read_all(bootstrap, {p: len(v) for p, v in acked.items()})
         assert got == acked
         producer.flush(10)

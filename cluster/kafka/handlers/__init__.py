@@ -26,6 +26,7 @@ from . import (
     offset_fetch,
     offset_for_leader_epoch,
     produce,
+    reassignments,
     sync_group,
 )
 from ._unsure import not_leader_if_unsure
@@ -57,5 +58,6 @@ __all__ = [
     "offset_fetch",
     "offset_for_leader_epoch",
     "produce",
+    "reassignments",
     "sync_group",
 ]
