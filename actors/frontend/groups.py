@@ -220,10 +220,40 @@ async def leave_group(core: CoreServices, request: m.leave_group.LeaveGroupReque
 @serves(ApiKey.OFFSET_COMMIT)
 async def offset_commit(core: CoreServices, request: m.offset_commit.OffsetCommitRequest,
                         version: int) -> m.offset_commit.OffsetCommitResponse:
-    api = h.offset_commit.to_api(request, version)
+    asked = h.offset_commit.to_api(request, version)
+    counts = await _partition_counts(core, sorted({p.topic for p in asked.partitions}))
+    api, unknown = h.offset_commit.split_unknown(asked, counts)
+    if not api.partitions:  # nothing left to commit: Kafka answers without the coordinator
+        return h.offset_commit.build(request, OffsetCommitResult(()), unknown)
     result = await call(core, request.group_id, api, OffsetCommitResult(tuple(
         PartitionError(p.topic, p.partition, _NOT_COORDINATOR) for p in api.partitions)))
-    return h.offset_commit.build(request, result)
+    return h.offset_commit.build(request, result, unknown)
+
+
+async def _partition_counts(core: CoreServices, names: list[str]) -> dict[str, int | None]:
+    """Each topic's partition count, 0 when it does not exist, None when that is not known now
+    (cluster mode: the controller's topics first, as Metadata answers; the node's own topic
+    table for the rest)."""
+    counts: dict[str, int | None] = {}
+    rest = names
+    if core.cluster_mode and names:
+        try:
+            view = await asyncio.wait_for(resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(
+                DescribeTopics(tuple(names)), block=False)), core.config.controller_timeout_s)
+        except UNREACHABLE:
+            return dict.fromkeys(names)
+        assert isinstance(view, h.metadata.ClusterView)
+        if not view.brokers:  # no controller state here yet: it cannot say
+            return dict.fromkeys(names)
+        for name, topic in view.topics.items():
+            counts[name] = len(topic.partitions)
+        rest = [n for n in names if n not in counts]
+    if rest:
+        infos, unsure = await core.topic_infos(rest)
+        for name in rest:
+            info = infos.get(name)
+            counts[name] = None if name in unsure else 0 if info is None else info.partitions
+    return counts
 
 
 @serves(ApiKey.OFFSET_FETCH)

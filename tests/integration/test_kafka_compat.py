@@ -1,0 +1,92 @@
+"""Kafka's documented answers where clients' own conformance suites check them (issue 17), with
+real clients against a real broker: OffsetCommit and AlterConsumerGroupOffsets to a topic or
+partition that does not exist answer UNKNOWN_TOPIC_OR_PARTITION for that partition (the others
+of the same request are committed); a transactional producer's `init_transactions()` fails at
+once with a fatal error (no transactions yet) instead of waiting its whole timeout."""
+
+from __future__ import annotations
+
+import pytest
+from broker_proc import BrokerProcess, create_topic
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+_UNKNOWN = KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def _committed(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
+    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+    listed = futures[group].result(20)
+    return {(tp.topic, tp.partition): tp.offset for tp in listed.topic_partitions}
+
+
+@pytest.mark.timeout(90)
+def test_alter_group_offsets_answers_unknown_topic_or_partition_per_partition(
+        broker: BrokerProcess) -> None:
+    create_topic(broker.bootstrap, "compat-alter", 2)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    group = "compat-alter-group"
+    asked = [TopicPartition("compat-alter", 0, 5), TopicPartition("compat-alter", 1, 7),
+             TopicPartition("compat-alter", 2, 3),  # past the topic's 2 partitions
+             TopicPartition("compat-no-such-topic", 0, 1)]
+    futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, asked)])
+    answered = futures[group].result(20)
+    errors = {(tp.topic, tp.partition): None if tp.error is None else tp.error.code()
+              for tp in answered.topic_partitions}
+    assert errors == {("compat-alter", 0): None, ("compat-alter", 1): None,
+                      ("compat-alter", 2): _UNKNOWN, ("compat-no-such-topic", 0): _UNKNOWN}
+    # The partitions that exist were committed; the others left nothing behind.
+    assert _committed(admin, group) == {("compat-alter", 0): 5, ("compat-alter", 1): 7}
+
+
+@pytest.mark.timeout(90)
+def test_consumer_commit_to_an_unknown_topic_fails_with_unknown_topic_or_partition(
+        broker: BrokerProcess) -> None:
+    create_topic(broker.bootstrap, "compat-commit", 1)
+    group = "compat-commit-group"
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        with pytest.raises(KafkaException) as raised:
+            consumer.commit(offsets=[TopicPartition("compat-commit", 0, 4),
+                                     TopicPartition("compat-commit-missing", 0, 1)],
+                            asynchronous=False)
+        assert raised.value.args[0].code() == _UNKNOWN
+        committed = consumer.committed([TopicPartition("compat-commit", 0),
+                                        TopicPartition("compat-commit-missing", 0)], timeout=20)
+        assert [(tp.topic, tp.offset) for tp in committed] == [
+            ("compat-commit", 4), ("compat-commit-missing", -1001)]  # -1001: OFFSET_INVALID
+        # A commit of existing partitions only succeeds as before.
+        done = consumer.commit(offsets=[TopicPartition("compat-commit", 0, 9)],
+                               asynchronous=False)
+        assert done is not None and [(tp.offset, tp.error) for tp in done] == [(9, None)]
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(90)
+def test_init_transactions_fails_fatally_instead_of_timing_out(broker: BrokerProcess) -> None:
+    """No transactions yet: the answer is a fatal error, not the retriable _TIMED_OUT a 60 s
+    timeout would end in (the error code proves the call did not wait for its timeout)."""
+    producer = Producer({"bootstrap.servers": broker.bootstrap,
+                         "transactional.id": "compat-txn", "log_level": 0})
+    with pytest.raises(KafkaException) as raised:
+        producer.init_transactions(60)
+    error = raised.value.args[0]
+    assert error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, error
+    assert error.fatal() and not error.retriable()
+    # An idempotent producer (a producer id without a transactional id) is served as before.
+    idempotent = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    create_topic(broker.bootstrap, "compat-idem", 1)
+    delivered: list[KafkaError | None] = []
+    idempotent.produce("compat-idem", b"v", partition=0,
+                       on_delivery=lambda err, _msg: delivered.append(err))
+    assert idempotent.flush(30) == 0
+    assert delivered == [None]
