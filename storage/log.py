@@ -34,7 +34,7 @@ from collections.abc import Iterator
 
 import structlog
 
-from redshank.protocol.errors import CorruptBatchError
+from redshank.protocol.errors import CorruptBatchError, DecodeError
 from redshank.protocol.record_batch import (
     BatchHeader,
     iter_batches,
@@ -43,6 +43,7 @@ from redshank.protocol.record_batch import (
     set_leader_epoch,
     validate_batch,
 )
+from redshank.protocol.records import record_timestamps
 from redshank.storage.batch_cache import BatchCache
 from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
 from redshank.storage.file_io import FileLayer, OsFiles
@@ -446,6 +447,33 @@ class Log:
             if max_ts >= timestamp:
                 return Offset(max(base, start))
         return None
+
+    def record_in_batch(self, offset: int, timestamp: int) -> tuple[Offset, int] | None:
+        """In the batch holding `offset`: the first record at or after the log start whose
+        timestamp is >= `timestamp`, as (its offset, its timestamp); None if none there (or the
+        batch cannot be decoded). Reads that one batch's record timestamps, not its records:
+        ListOffsets answers per record from the batch the time index names. Writer thread."""
+        start = self.start_offset
+        data = self.read(max(offset, start), 1)
+        if not data:
+            return None
+        try:
+            for at, ts in record_timestamps(data):
+                if at >= start and ts >= timestamp:
+                    return Offset(at), ts
+        except DecodeError:
+            _log.warning("record_timestamps_unreadable", offset=offset)
+        return None
+
+    def timestamp_to_record(self, timestamp: int) -> tuple[Offset, int] | None:
+        """Kafka's ListOffsets by time: the first record whose timestamp is >= `timestamp`, as
+        (offset, timestamp); None if there is none. The time index finds the batch, its record
+        timestamps the record (a batch whose records cannot be read: its base offset and
+        `timestamp`, the batch-granular answer). Writer thread."""
+        found = self.timestamp_to_offset(timestamp)
+        if found is None:
+            return None
+        return self.record_in_batch(found, timestamp) or (found, timestamp)
 
     # -- truncation, retention, close (writer thread) ------------------------------------------
     def truncate(self, offset: int) -> Offset:

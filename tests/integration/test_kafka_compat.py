@@ -2,7 +2,9 @@
 real clients against a real broker: OffsetCommit and AlterConsumerGroupOffsets to a topic or
 partition that does not exist answer UNKNOWN_TOPIC_OR_PARTITION for that partition (the others
 of the same request are committed); a transactional producer's `init_transactions()` fails at
-once with a fatal error (no transactions yet) instead of waiting its whole timeout."""
+once with a fatal error (no transactions yet) instead of waiting its whole timeout; ListOffsets
+answers per record, not per batch: by time, the first record whose timestamp is at or after the
+target (and that record's timestamp); MAX_TIMESTAMP, the record carrying the largest."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 _UNKNOWN = KafkaError.UNKNOWN_TOPIC_OR_PART
 
@@ -90,3 +92,41 @@ def test_init_transactions_fails_fatally_instead_of_timing_out(broker: BrokerPro
                        on_delivery=lambda err, _msg: delivered.append(err))
     assert idempotent.flush(30) == 0
     assert delivered == [None]
+
+
+# One producer batch each (linger), timestamps not monotonic, as real producers send them.
+_STAMPS = [1000, 3000, 2000, 5000, 4000]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_list_offsets_answers_per_record(broker: BrokerProcess, codec: str) -> None:
+    topic = f"compat-times-{codec}"
+    create_topic(broker.bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1000,
+                         "compression.type": codec, "acks": "all"})
+    for i, ts in enumerate(_STAMPS):
+        producer.produce(topic, value=b"r%d" % i, partition=0, timestamp=ts)
+    assert producer.flush(30) == 0
+    producer.produce(topic, value=b"later", partition=0, timestamp=1500)  # offset 5
+    assert producer.flush(30) == 0
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def ask(spec: OffsetSpec) -> tuple[int, int]:
+        tp = TopicPartition(topic, 0)
+        info = admin.list_offsets({tp: spec}, request_timeout=20)[tp].result(20)
+        return info.offset, info.timestamp
+
+    # The record of the largest timestamp (offset 3), not the batch's last offset (4).
+    assert ask(OffsetSpec.max_timestamp()) == (3, 5000)
+    # The first record at or after the time, with its own timestamp (not the batch's base).
+    assert ask(OffsetSpec.for_timestamp(2500)) == (1, 3000)
+    assert ask(OffsetSpec.for_timestamp(4001)) == (3, 5000)
+    assert ask(OffsetSpec.for_timestamp(1200)) == (1, 3000)  # the batch of 1000-5000 first
+    assert ask(OffsetSpec.for_timestamp(5001)) == (-1, -1)  # none: no offset
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"{topic}-g"})
+    try:
+        found = consumer.offsets_for_times([TopicPartition(topic, 0, 2500)], timeout=20)
+        assert [tp.offset for tp in found] == [1]
+    finally:
+        consumer.close()
