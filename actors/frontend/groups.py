@@ -70,14 +70,26 @@ _log = structlog.get_logger("redshank.groups")
 
 
 async def _groups_topic(core: CoreServices) -> TopicInfo:
+    """Single node: `__consumer_offsets`, created on first use. A request that arrives while
+    another core's request is creating it waits (up to the controller timeout) for the topic
+    instead of answering NOT_COORDINATOR: a client told that backs off before it joins again
+    (librdkafka: ~3 s, so a second consumer started with the first missed its generation)."""
     info = core.topics.get(GROUPS_TOPIC)
-    if info is None:
-        spec = h.create_topics.TopicSpec(GROUPS_TOPIC, core.router.ncores, ())
-        await core.ask_controller(CreateTopics((spec,), False))
-        info = (await core.topic_infos([GROUPS_TOPIC]))[0][GROUPS_TOPIC]
-    if info is None:
-        raise pykka.ActorDeadError(f"{GROUPS_TOPIC} does not exist")
-    return info
+    if info is not None:
+        return info
+    spec = h.create_topics.TopicSpec(GROUPS_TOPIC, core.router.ncores, ())
+    await core.ask_controller(CreateTopics((spec,), False))
+    deadline = asyncio.get_running_loop().time() + core.config.controller_timeout_s
+    delay = 0.005
+    while True:
+        infos, unsure = await core.topic_infos([GROUPS_TOPIC])
+        found = infos[GROUPS_TOPIC]
+        if found is not None:
+            return found
+        if GROUPS_TOPIC not in unsure or asyncio.get_running_loop().time() + delay > deadline:
+            raise pykka.ActorDeadError(f"{GROUPS_TOPIC} does not exist")
+        await asyncio.sleep(delay)  # being created by another core's request: ready in ms
+        delay = min(delay * 2, 0.1)
 
 
 async def _call_host(core: CoreServices, info: TopicInfo, p: int, request: GroupRequest,

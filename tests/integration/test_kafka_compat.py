@@ -8,6 +8,9 @@ target (and that record's timestamp); MAX_TIMESTAMP, the record carrying the lar
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 from broker_proc import BrokerProcess, create_topic
 from confluent_kafka import (
@@ -130,3 +133,59 @@ def test_list_offsets_answers_per_record(broker: BrokerProcess, codec: str) -> N
         assert [tp.offset for tp in found] == [1]
     finally:
         consumer.close()
+
+
+class _Member:
+    """A confluent-kafka consumer with a static instance id, recording its rebalance callbacks."""
+
+    def __init__(self, bootstrap: str, group: str, instance: str, topic: str) -> None:
+        self.assigns: list[set[int]] = []
+        self.revokes = 0
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group, "group.instance.id": instance,
+            "session.timeout.ms": 30000, "enable.auto.commit": False,
+            "partition.assignment.strategy": "range"})
+        self.consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
+
+    def _assigned(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        self.assigns.append({tp.partition for tp in parts})
+
+    def _revoked(self, _c: Consumer, _parts: list[TopicPartition]) -> None:
+        self.revokes += 1
+
+
+def _poll_until(members: list[_Member], done: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, [(m.assigns, m.revokes) for m in members]
+        for m in members:
+            m.consumer.poll(0.05)
+
+
+@pytest.mark.timeout(120)
+def test_static_members_join_one_generation_and_keep_their_assignment_across_a_restart(
+        broker: BrokerProcess) -> None:
+    """KIP-345. Two static members joining together are both in the first generation (neither
+    is revoked: a later generation would revoke the first member's partitions first); a member
+    restarted with the same instance id gets its partitions back with no rebalance: the other
+    member, polled all along, is never revoked (an eager rebalance revokes every member before
+    it can rejoin, so none happened by the time the restarted member is assigned)."""
+    topic = "compat-static"
+    create_topic(broker.bootstrap, topic, 4)
+    group = "compat-static-group"
+    a = _Member(broker.bootstrap, group, "instance-a", topic)
+    b = _Member(broker.bootstrap, group, "instance-b", topic)
+    try:
+        _poll_until([a, b], lambda: bool(a.assigns and a.assigns[-1] and b.assigns
+                                         and b.assigns[-1]), 60)
+        assert (len(a.assigns), a.revokes, len(b.assigns), b.revokes) == (1, 0, 1, 0)
+        assert a.assigns[0] | b.assigns[0] == {0, 1, 2, 3} and not a.assigns[0] & b.assigns[0]
+        kept = a.assigns[0]
+        a.consumer.close()  # a static member leaves no LeaveGroup: its place is kept
+        a = _Member(broker.bootstrap, group, "instance-a", topic)
+        _poll_until([a, b], lambda: bool(a.assigns), 60)
+        assert a.assigns == [kept]
+        assert (len(b.assigns), b.revokes) == (1, 0)
+    finally:
+        a.consumer.close()
+        b.consumer.close()
