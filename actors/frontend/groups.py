@@ -41,6 +41,7 @@ from redshank.cluster.group import (
     LeaveGroupResult,
     ListGroupsResult,
     OffsetCommitResult,
+    OffsetDeleteResult,
     OffsetFetchGroupResult,
     OffsetFetchResult,
     PartitionError,
@@ -324,3 +325,14 @@ async def delete_groups(core: CoreServices, request: m.delete_groups.DeleteGroup
             (GroupDeletion(group_id, _NOT_COORDINATOR),)))
         results.append(result.results[0])
     return h.delete_groups.build(results, version)
+
+
+@serves(ApiKey.OFFSET_DELETE)
+async def offset_delete(core: CoreServices, request: m.offset_delete.OffsetDeleteRequest,
+                        version: int) -> m.offset_delete.OffsetDeleteResponse:
+    del version
+    counts = await _partition_counts(core, sorted({t.name for t in request.topics}))
+    api, unknown = h.offset_delete.to_api(
+        request, {name: None if n is None else n > 0 for name, n in counts.items()})
+    result = await call(core, request.group_id, api, OffsetDeleteResult(_NOT_COORDINATOR))
+    return h.offset_delete.build(request, result, unknown)

@@ -4,7 +4,9 @@ partition that does not exist answer UNKNOWN_TOPIC_OR_PARTITION for that partiti
 of the same request are committed); a transactional producer's `init_transactions()` fails at
 once with a fatal error (no transactions yet) instead of waiting its whole timeout; ListOffsets
 answers per record, not per batch: by time, the first record whose timestamp is at or after the
-target (and that record's timestamp); MAX_TIMESTAMP, the record carrying the largest."""
+target (and that record's timestamp); MAX_TIMESTAMP, the record carrying the largest; static
+members (KIP-345) join one generation and keep their partitions across a restart; OffsetDelete
+(KIP-496) deletes a group's offsets except those of topics its members subscribe to."""
 
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from kafka.admin import KafkaAdminClient
+from kafka.errors import GroupIdNotFoundError
+from kafka.structs import TopicPartition as KpTopicPartition
 
 _UNKNOWN = KafkaError.UNKNOWN_TOPIC_OR_PART
 
@@ -189,3 +194,50 @@ def test_static_members_join_one_generation_and_keep_their_assignment_across_a_r
     finally:
         a.consumer.close()
         b.consumer.close()
+
+
+
+def _delete_offsets(admin: KafkaAdminClient, group: str, parts: list[tuple[str, int]]
+                    ) -> dict[tuple[str, int], str]:
+    answered = admin.delete_group_offsets(group, [KpTopicPartition(t, p) for t, p in parts])
+    return {(tp.topic, tp.partition): error.__name__ for tp, error in answered.items()}
+
+
+@pytest.mark.timeout(120)
+def test_offset_delete(broker: BrokerProcess) -> None:
+    """KIP-496 with kafka-python's KafkaAdminClient.delete_group_offsets (confluent-kafka's
+    Python AdminClient does not expose it): an Empty group's offsets are deleted (also of
+    partitions it never committed); a topic that does not exist answers
+    UNKNOWN_TOPIC_OR_PARTITION; a live consumer group keeps the offsets of the topics its
+    members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC) and deletes the others; a group that does
+    not exist is GROUP_ID_NOT_FOUND."""
+    create_topic(broker.bootstrap, "compat-odel", 2)
+    create_topic(broker.bootstrap, "compat-odel-other", 1)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    kp_admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    group = "compat-odel-group"
+    try:
+        admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [
+            TopicPartition("compat-odel", 0, 5), TopicPartition("compat-odel", 1, 6),
+            TopicPartition("compat-odel-other", 0, 7)])])[group].result(20)
+        assert _delete_offsets(kp_admin, group, [
+            ("compat-odel", 0), ("compat-odel-other", 9), ("compat-odel-missing", 0)]) == {
+            ("compat-odel", 0): "NoError", ("compat-odel-other", 9): "NoError",
+            ("compat-odel-missing", 0): "UnknownTopicOrPartitionError"}
+        assert _committed(admin, group) == {("compat-odel", 1): 6,
+                                            ("compat-odel-other", 0): 7}
+        # A live member subscribed to compat-odel: its offsets stay, compat-odel-other's go.
+        member = _Member(broker.bootstrap, group, "odel-instance", "compat-odel")
+        try:
+            _poll_until([member], lambda: bool(member.assigns and member.assigns[-1]), 60)
+            assert _delete_offsets(kp_admin, group, [
+                ("compat-odel", 1), ("compat-odel-other", 0)]) == {
+                ("compat-odel", 1): "GroupSubscribedToTopicError",
+                ("compat-odel-other", 0): "NoError"}
+            assert _committed(admin, group) == {("compat-odel", 1): 6}
+        finally:
+            member.consumer.close()
+        with pytest.raises(GroupIdNotFoundError):
+            _delete_offsets(kp_admin, "compat-odel-no-group", [("compat-odel", 0)])
+    finally:
+        kp_admin.close()
