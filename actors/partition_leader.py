@@ -419,8 +419,8 @@ class PartitionLeader(LoopActor):
                 return self._on_writer(
                     Blocking(functools.partial(self.log.record_in_batch, last, ts)),
                     hw, (last, ts))
-            # Not tracked since this leader started (or not yet durable): the last offset.
-            return self._found(hw - 1 if hw > self.log.start_offset else -1)
+            # Not tracked since this leader started (a restart): the log's time indexes.
+            return self._on_writer(Blocking(self.log.max_timestamp_record), hw, None)
         return self._on_writer(FindTimestamp(self.log, msg.timestamp), hw, None)
 
     def _on_writer(self, ask: object, hw: int, fallback: tuple[int, int] | None

@@ -475,6 +475,17 @@ class Log:
             return None
         return self.record_in_batch(found, timestamp) or (found, timestamp)
 
+    def max_timestamp_record(self) -> tuple[Offset, int] | None:
+        """ListOffsets MAX_TIMESTAMP from the log itself (a leader that has not tracked it since
+        it started): the first record carrying the largest timestamp of any batch (the segments'
+        time indexes and the batches in memory give it, the time lookup finds its record); None
+        for a log without a timestamped record. Writer thread."""
+        with self._lock:
+            tops = [s.index.max_timestamp for s in self._segments]
+            tops += [max_ts for _b, _l, _t, max_ts, _x in self._inflight + self._pending]
+        top = max(tops, default=-1)
+        return None if top < 0 else self.timestamp_to_record(top)
+
     # -- truncation, retention, close (writer thread) ------------------------------------------
     def truncate(self, offset: int) -> Offset:
         """Remove the batch containing `offset` and all later ones (Raft log conflicts).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from broker_proc import BrokerProcess, create_topic
@@ -138,6 +139,37 @@ def test_list_offsets_answers_per_record(broker: BrokerProcess, codec: str) -> N
         assert [tp.offset for tp in found] == [1]
     finally:
         consumer.close()
+
+
+@pytest.mark.timeout(120)
+def test_list_offsets_max_timestamp_after_a_broker_restart(tmp_path: Path) -> None:
+    """A restarted leader has not seen the batches: MAX_TIMESTAMP comes from the log."""
+    proc = BrokerProcess(tmp_path / "data", cores=1)
+    proc.start()
+    try:
+        topic = "compat-times-restart"
+        create_topic(proc.bootstrap, topic, 1)
+        producer = Producer({"bootstrap.servers": proc.bootstrap, "linger.ms": 1000,
+                             "acks": "all"})
+        for i, ts in enumerate(_STAMPS):
+            producer.produce(topic, value=b"r%d" % i, partition=0, timestamp=ts)
+        assert producer.flush(30) == 0
+        assert proc.stop() == 0
+        proc.start()
+        admin = AdminClient({"bootstrap.servers": proc.bootstrap})
+        tp = TopicPartition(topic, 0)
+        deadline = time.monotonic() + 30
+        while True:  # the partition is opened on first use after the restart
+            try:
+                info = admin.list_offsets({tp: OffsetSpec.max_timestamp()},
+                                          request_timeout=10)[tp].result(15)
+                break
+            except KafkaException:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert (info.offset, info.timestamp) == (3, 5000)
+    finally:
+        proc.stop()
 
 
 class _Member:

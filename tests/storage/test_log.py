@@ -266,10 +266,21 @@ def test_timestamp_to_record_refines_inside_the_batch(tmp_path: Path) -> None:
         assert log.record_in_batch(4, 5000) == (3, 5000)  # any offset of the batch names it
         assert log.record_in_batch(7, 7000) == (6, 7000)
         assert log.record_in_batch(2, 9000) is None
+        assert log.max_timestamp_record() == (6, 7000)  # the first record of the largest
         log.truncate_prefix(2)
         assert log.timestamp_to_record(2500) == (3, 5000)  # offset 1 is below the log start
     finally:
         log.close()
+    reopened = Log.open(str(tmp_path), LogConfig(segment_bytes=4096, index_interval=1024))
+    try:  # from the segments' time indexes alone
+        assert reopened.max_timestamp_record() == (6, 7000)
+    finally:
+        reopened.close()
+    empty = Log.open(str(tmp_path / "empty"), LogConfig())
+    try:
+        assert empty.max_timestamp_record() is None
+    finally:
+        empty.close()
 
 
 def test_retention_by_size_and_time_never_the_active_segment(tmp_path: Path) -> None:
