@@ -6,7 +6,9 @@ once with a fatal error (no transactions yet) instead of waiting its whole timeo
 answers per record, not per batch: by time, the first record whose timestamp is at or after the
 target (and that record's timestamp); MAX_TIMESTAMP, the record carrying the largest; static
 members (KIP-345) join one generation and keep their partitions across a restart; OffsetDelete
-(KIP-496) deletes a group's offsets except those of topics its members subscribe to."""
+(KIP-496) deletes a group's offsets except those of topics its members subscribe to. The
+commit and delete answers hold in cluster mode too (three nodes, `__consumer_offsets` and the
+topic replicated, asked through nodes that do not coordinate the group)."""
 
 from __future__ import annotations
 
@@ -24,10 +26,15 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 from kafka.admin import KafkaAdminClient
 from kafka.errors import GroupIdNotFoundError
 from kafka.structs import TopicPartition as KpTopicPartition
+from test_cluster_controller import agreed, wait_for
+from test_cluster_groups import one_leader
+from test_cluster_partitions import KafkaNode
+
+from redshank.tools.cluster_cmd import plan_ports
 
 _UNKNOWN = KafkaError.UNKNOWN_TOPIC_OR_PART
 
@@ -273,3 +280,38 @@ def test_offset_delete(broker: BrokerProcess) -> None:
             _delete_offsets(kp_admin, "compat-odel-no-group", [("compat-odel", 0)])
     finally:
         kp_admin.close()
+
+
+@pytest.mark.timeout(180)
+def test_commit_and_offset_delete_answers_in_cluster_mode(tmp_path: Path) -> None:
+    rpcs = [rpc for _kafka, rpc in plan_ports(3, 1, 0)]
+    nodes = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs, 1) for i in (1, 2, 3)]
+    try:
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.ready()
+        wait_for("three nodes agreeing on one cluster", lambda: agreed(nodes, 3), 30)  # type: ignore[arg-type]
+        admin = AdminClient({"bootstrap.servers": nodes[1].kafka})
+        admin.create_topics([NewTopic("cc-topic", 2, 3)])["cc-topic"].result(30)
+        for p in (0, 1):
+            wait_for(f"a leader of cc-topic/{p}", lambda p=p: one_leader(nodes, "cc-topic", p), 30)
+        group = "cc-group"
+        futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [
+            TopicPartition("cc-topic", 0, 3), TopicPartition("cc-topic", 1, 4),
+            TopicPartition("cc-topic", 2, 5), TopicPartition("cc-missing", 0, 1)])])
+        answered = futures[group].result(60)
+        assert {(tp.topic, tp.partition): None if tp.error is None else tp.error.code()
+                for tp in answered.topic_partitions} == {
+            ("cc-topic", 0): None, ("cc-topic", 1): None, ("cc-topic", 2): _UNKNOWN,
+            ("cc-missing", 0): _UNKNOWN}
+        kp_admin = KafkaAdminClient(bootstrap_servers=nodes[2].kafka)
+        try:
+            assert _delete_offsets(kp_admin, group, [("cc-topic", 0), ("cc-missing", 0)]) == {
+                ("cc-topic", 0): "NoError", ("cc-missing", 0): "UnknownTopicOrPartitionError"}
+        finally:
+            kp_admin.close()
+        assert _committed(admin, group) == {("cc-topic", 1): 4}
+    finally:
+        for node in nodes:
+            node.stop()
