@@ -178,7 +178,7 @@ class DiskWriter(ThreadActor):
         if isinstance(message, ReadLog):
             return bytes(message.log.read(message.offset, message.max_bytes, message.max_offset))
         if isinstance(message, FindTimestamp):
-            return message.log.timestamp_to_offset(message.timestamp)
+            return message.log.timestamp_to_record(message.timestamp)
         if isinstance(message, OpenLog):
             log = Log.open(message.directory, message.config, files=self.files,
                            cache=self.cache, distrust_cache=message.distrust_cache)

@@ -58,6 +58,7 @@ from redshank.cluster.group import (
     LeaveGroupRequest,
     ListGroupsRequest,
     OffsetCommitRequest,
+    OffsetDeleteRequest,
     OffsetFetchRequest,
     Output,
     SyncGroupRequest,
@@ -90,6 +91,7 @@ GroupRequest: TypeAlias = (
     | DescribeGroupsRequest
     | ListGroupsRequest
     | DeleteGroupsRequest
+    | OffsetDeleteRequest
 )
 # Each request's step of the coordinator, by the request's type.
 _STEPS: dict[type, Callable[[GroupCoordinator, Any, int], Output]] = {
@@ -102,6 +104,7 @@ _STEPS: dict[type, Callable[[GroupCoordinator, Any, int], Output]] = {
     DescribeGroupsRequest: GroupCoordinator.describe_groups,
     ListGroupsRequest: GroupCoordinator.list_groups,
     DeleteGroupsRequest: GroupCoordinator.delete_groups,
+    OffsetDeleteRequest: GroupCoordinator.offset_delete,
 }
 
 

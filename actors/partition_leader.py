@@ -424,23 +424,34 @@ class PartitionLeader(LoopActor):
             return self._found(hw)
         if msg.timestamp == MAX_TIMESTAMP:
             if self.max_timestamp is not None and self.max_timestamp[1] < hw:
-                return self._found(self.max_timestamp[1], self.max_timestamp[0])
-            # Not tracked since this leader started (or not yet durable): the last offset.
-            return self._found(hw - 1 if hw > self.log.start_offset else -1)
-        fut: LoopFuture[int | None] = self.writer.ask(  # type: ignore[assignment]
-            FindTimestamp(self.log, msg.timestamp), block=False)
-        out: LoopFuture[OffsetAnswer] = LoopFuture(self.loop)
-        ts = msg.timestamp
+                # The batch's last offset is tracked; the record is the batch's first one
+                # carrying its max timestamp (Kafka: the offset of that record, KAFKA-16310).
+                ts, last = self.max_timestamp
+                return self._on_writer(
+                    Blocking(functools.partial(self.log.record_in_batch, last, ts)),
+                    hw, (last, ts))
+            # Not tracked since this leader started (a restart): the log's time indexes.
+            return self._on_writer(Blocking(self.log.max_timestamp_record), hw, None)
+        return self._on_writer(FindTimestamp(self.log, msg.timestamp), hw, None)
 
-        def done(f: LoopFuture[int | None]) -> None:
+    def _on_writer(self, ask: object, hw: int, fallback: tuple[int, int] | None
+                   ) -> LoopFuture[OffsetAnswer]:
+        """The answer of a record lookup run on the disk writer ((offset, timestamp) or None):
+        that record if it is below the high watermark, `fallback` if the lookup found none,
+        else no offset (-1)."""
+        fut: LoopFuture[tuple[int, int] | None] = self.writer.ask(  # type: ignore[assignment]
+            ask, block=False)
+        out: LoopFuture[OffsetAnswer] = LoopFuture(self.loop)
+
+        def done(f: LoopFuture[tuple[int, int] | None]) -> None:
             exc = f.exception()
-            found = None if exc is not None else f.result()
+            found = None if exc is not None else f.result() or fallback
             if exc is not None:
                 out.set(OffsetAnswer(ErrorCode.KAFKA_STORAGE_ERROR))
-            elif found is None or found >= hw:
+            elif found is None or found[0] >= hw:
                 out.set(OffsetAnswer(0, -1, -1))
             else:
-                out.set(self._found(found, ts))
+                out.set(self._found(found[0], found[1]))
 
         fut.add_done_callback(done)
         return out

@@ -10,7 +10,8 @@ bits say so:
 Lengths of -1 mean null (keys, values, header values; never header keys).
 
 This is for tools and tests (our producer, consumers' checks, fuzzing): the broker keeps batches
-opaque and never decodes records on the hot path (ARCHITECTURE.md section 3).
+opaque and never decodes records on the hot path (ARCHITECTURE.md section 3); off it, ListOffsets
+reads one batch's record timestamps (`record_timestamps`) to answer per record.
 
 Must not know: I/O, clocks (callers pass timestamps), partitions, or the message codec.
 """
@@ -64,6 +65,7 @@ __all__ = [
     "build_control_batch",
     "iter_records",
     "parse_control_record",
+    "record_timestamps",
 ]
 
 Buffer = bytes | bytearray | memoryview
@@ -194,6 +196,41 @@ def _records(data: Buffer, pos: int, end: int, header: BatchHeader) -> Iterator[
         raise CorruptRecordError(f"record field malformed: {exc}") from None
     if pos != end:
         raise CorruptRecordError(f"{end - pos} bytes left after the batch's last record")
+
+
+def record_timestamps(buf: Buffer, pos: int = 0, *,
+                      max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE
+                      ) -> Iterator[tuple[int, int]]:
+    """(offset, timestamp) of each record of the complete batch at `pos`, in order, reading
+    only each record's length and deltas (keys, values and headers are skipped, not copied; no
+    CRC check: the batch was checked when it was stored). A LOG_APPEND_TIME batch's records all
+    carry its max timestamp. Raises the DecodeError family."""
+    header = parse_header(buf, pos)
+    if len(buf) - pos < header.size:
+        raise CorruptBatchError(f"record batch at {pos} truncated")
+    data, start, end = records_section(buf, pos, header,
+                                       max_decompressed_size=max_decompressed_size)
+    return _timestamps(data, start, end, header)
+
+
+def _timestamps(data: Buffer, pos: int, end: int, header: BatchHeader
+                ) -> Iterator[tuple[int, int]]:
+    append_time = header.max_timestamp if header.attributes & _TIMESTAMP_TYPE_BIT else None
+    try:
+        for _ in range(header.record_count):
+            length, pos = decode_varint(data, pos)
+            record_end = pos + length
+            if length < MIN_RECORD_SIZE - 1 or record_end > end:
+                raise CorruptRecordError(f"record length {length} invalid at {pos}")
+            delta, at = decode_varlong(data, pos + 1)  # after the attributes byte
+            offset_delta, _ = decode_varint(data, at)
+            timestamp = header.base_timestamp + delta if append_time is None else append_time
+            yield header.base_offset + offset_delta, timestamp
+            pos = record_end
+    except CorruptRecordError:
+        raise
+    except DecodeError as exc:
+        raise CorruptRecordError(f"record field malformed: {exc}") from None
 
 
 def parse_control_record(record: Record) -> ControlRecord:

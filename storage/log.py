@@ -34,7 +34,7 @@ from collections.abc import Iterator
 
 import structlog
 
-from redshank.protocol.errors import CorruptBatchError
+from redshank.protocol.errors import CorruptBatchError, DecodeError
 from redshank.protocol.record_batch import (
     BatchHeader,
     iter_batches,
@@ -43,6 +43,7 @@ from redshank.protocol.record_batch import (
     set_leader_epoch,
     validate_batch,
 )
+from redshank.protocol.records import record_timestamps
 from redshank.storage.batch_cache import BatchCache
 from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
 from redshank.storage.file_io import FileLayer, OsFiles
@@ -446,6 +447,44 @@ class Log:
             if max_ts >= timestamp:
                 return Offset(max(base, start))
         return None
+
+    def record_in_batch(self, offset: int, timestamp: int) -> tuple[Offset, int] | None:
+        """In the batch holding `offset`: the first record at or after the log start whose
+        timestamp is >= `timestamp`, as (its offset, its timestamp); None if none there (or the
+        batch cannot be decoded). Reads that one batch's record timestamps, not its records:
+        ListOffsets answers per record from the batch the time index names. Writer thread."""
+        start = self.start_offset
+        data = self.read(max(offset, start), 1)
+        if not data:
+            return None
+        try:
+            for at, ts in record_timestamps(data):
+                if at >= start and ts >= timestamp:
+                    return Offset(at), ts
+        except DecodeError:
+            _log.warning("record_timestamps_unreadable", offset=offset)
+        return None
+
+    def timestamp_to_record(self, timestamp: int) -> tuple[Offset, int] | None:
+        """Kafka's ListOffsets by time: the first record whose timestamp is >= `timestamp`, as
+        (offset, timestamp); None if there is none. The time index finds the batch, its record
+        timestamps the record (a batch whose records cannot be read: its base offset and
+        `timestamp`, the batch-granular answer). Writer thread."""
+        found = self.timestamp_to_offset(timestamp)
+        if found is None:
+            return None
+        return self.record_in_batch(found, timestamp) or (found, timestamp)
+
+    def max_timestamp_record(self) -> tuple[Offset, int] | None:
+        """ListOffsets MAX_TIMESTAMP from the log itself (a leader that has not tracked it since
+        it started): the first record carrying the largest timestamp of any batch (the segments'
+        time indexes and the batches in memory give it, the time lookup finds its record); None
+        for a log without a timestamped record. Writer thread."""
+        with self._lock:
+            tops = [s.index.max_timestamp for s in self._segments]
+            tops += [max_ts for _b, _l, _t, max_ts, _x in self._inflight + self._pending]
+        top = max(tops, default=-1)
+        return None if top < 0 else self.timestamp_to_record(top)
 
     # -- truncation, retention, close (writer thread) ------------------------------------------
     def truncate(self, offset: int) -> Offset:

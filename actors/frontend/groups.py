@@ -41,6 +41,7 @@ from redshank.cluster.group import (
     LeaveGroupResult,
     ListGroupsResult,
     OffsetCommitResult,
+    OffsetDeleteResult,
     OffsetFetchGroupResult,
     OffsetFetchResult,
     PartitionError,
@@ -70,14 +71,26 @@ _log = structlog.get_logger("redshank.groups")
 
 
 async def _groups_topic(core: CoreServices) -> TopicInfo:
+    """Single node: `__consumer_offsets`, created on first use. A request that arrives while
+    another core's request is creating it waits (up to the controller timeout) for the topic
+    instead of answering NOT_COORDINATOR: a client told that backs off before it joins again
+    (librdkafka: ~3 s, so a second consumer started with the first missed its generation)."""
     info = core.topics.get(GROUPS_TOPIC)
-    if info is None:
-        spec = h.create_topics.TopicSpec(GROUPS_TOPIC, core.router.ncores, ())
-        await core.ask_controller(CreateTopics((spec,), False))
-        info = (await core.topic_infos([GROUPS_TOPIC]))[0][GROUPS_TOPIC]
-    if info is None:
-        raise pykka.ActorDeadError(f"{GROUPS_TOPIC} does not exist")
-    return info
+    if info is not None:
+        return info
+    spec = h.create_topics.TopicSpec(GROUPS_TOPIC, core.router.ncores, ())
+    await core.ask_controller(CreateTopics((spec,), False))
+    deadline = asyncio.get_running_loop().time() + core.config.controller_timeout_s
+    delay = 0.005
+    while True:
+        infos, unsure = await core.topic_infos([GROUPS_TOPIC])
+        found = infos[GROUPS_TOPIC]
+        if found is not None:
+            return found
+        if GROUPS_TOPIC not in unsure or asyncio.get_running_loop().time() + delay > deadline:
+            raise pykka.ActorDeadError(f"{GROUPS_TOPIC} does not exist")
+        await asyncio.sleep(delay)  # being created by another core's request: ready in ms
+        delay = min(delay * 2, 0.1)
 
 
 async def _call_host(core: CoreServices, info: TopicInfo, p: int, request: GroupRequest,
@@ -220,10 +233,40 @@ async def leave_group(core: CoreServices, request: m.leave_group.LeaveGroupReque
 @serves(ApiKey.OFFSET_COMMIT)
 async def offset_commit(core: CoreServices, request: m.offset_commit.OffsetCommitRequest,
                         version: int) -> m.offset_commit.OffsetCommitResponse:
-    api = h.offset_commit.to_api(request, version)
+    asked = h.offset_commit.to_api(request, version)
+    counts = await _partition_counts(core, sorted({p.topic for p in asked.partitions}))
+    api, unknown = h.offset_commit.split_unknown(asked, counts)
+    if not api.partitions:  # nothing left to commit: Kafka answers without the coordinator
+        return h.offset_commit.build(request, OffsetCommitResult(()), unknown)
     result = await call(core, request.group_id, api, OffsetCommitResult(tuple(
         PartitionError(p.topic, p.partition, _NOT_COORDINATOR) for p in api.partitions)))
-    return h.offset_commit.build(request, result)
+    return h.offset_commit.build(request, result, unknown)
+
+
+async def _partition_counts(core: CoreServices, names: list[str]) -> dict[str, int | None]:
+    """Each topic's partition count, 0 when it does not exist, None when that is not known now
+    (cluster mode: the controller's topics first, as Metadata answers; the node's own topic
+    table for the rest)."""
+    counts: dict[str, int | None] = {}
+    rest = names
+    if core.cluster_mode and names:
+        try:
+            view = await asyncio.wait_for(resolve(core.router.ref(0, CONTROLLER_SERVICE).ask(
+                DescribeTopics(tuple(names)), block=False)), core.config.controller_timeout_s)
+        except UNREACHABLE:
+            return dict.fromkeys(names)
+        assert isinstance(view, h.metadata.ClusterView)
+        if not view.brokers:  # no controller state here yet: it cannot say
+            return dict.fromkeys(names)
+        for name, topic in view.topics.items():
+            counts[name] = len(topic.partitions)
+        rest = [n for n in names if n not in counts]
+    if rest:
+        infos, unsure = await core.topic_infos(rest)
+        for name in rest:
+            info = infos.get(name)
+            counts[name] = None if name in unsure else 0 if info is None else info.partitions
+    return counts
 
 
 @serves(ApiKey.OFFSET_FETCH)
@@ -282,3 +325,14 @@ async def delete_groups(core: CoreServices, request: m.delete_groups.DeleteGroup
             (GroupDeletion(group_id, _NOT_COORDINATOR),)))
         results.append(result.results[0])
     return h.delete_groups.build(results, version)
+
+
+@serves(ApiKey.OFFSET_DELETE)
+async def offset_delete(core: CoreServices, request: m.offset_delete.OffsetDeleteRequest,
+                        version: int) -> m.offset_delete.OffsetDeleteResponse:
+    del version
+    counts = await _partition_counts(core, sorted({t.name for t in request.topics}))
+    api, unknown = h.offset_delete.to_api(
+        request, {name: None if n is None else n > 0 for name, n in counts.items()})
+    result = await call(core, request.group_id, api, OffsetDeleteResult(_NOT_COORDINATOR))
+    return h.offset_delete.build(request, result, unknown)

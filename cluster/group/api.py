@@ -62,6 +62,8 @@ __all__ = [
     "OffsetCommitPartition",
     "OffsetCommitRequest",
     "OffsetCommitResult",
+    "OffsetDeleteRequest",
+    "OffsetDeleteResult",
     "OffsetFetchGroup",
     "OffsetFetchGroupResult",
     "OffsetFetchRequest",
@@ -213,6 +215,15 @@ class DeleteGroupsRequest:
     group_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class OffsetDeleteRequest:
+    """OffsetDelete (KIP-496): drop the group's committed offsets of these partitions."""
+
+    token: Token
+    group_id: str
+    partitions: tuple[TopicPartition, ...]
+
+
 # ---------------------------------------------------------------------------------------------
 # Results.
 
@@ -347,6 +358,14 @@ class DeleteGroupsResult:
     results: tuple[GroupDeletion, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class OffsetDeleteResult:
+    """A group-level error (then no partitions), or one answer per asked partition."""
+
+    error: ErrorCode
+    partitions: tuple[PartitionError, ...] = ()
+
+
 GroupResult: TypeAlias = (
     JoinGroupResult
     | SyncGroupResult
@@ -357,6 +376,7 @@ GroupResult: TypeAlias = (
     | DescribeGroupsResult
     | ListGroupsResult
     | DeleteGroupsResult
+    | OffsetDeleteResult
 )
 
 

@@ -47,6 +47,8 @@ from redshank.cluster.group.api import (
     ListGroupsRequest,
     ListGroupsResult,
     OffsetCommitRequest,
+    OffsetDeleteRequest,
+    OffsetDeleteResult,
     OffsetFetchGroupResult,
     OffsetFetchRequest,
     OffsetFetchResult,
@@ -333,6 +335,20 @@ class GroupCoordinator:
             self._fx.append(records, lambda error, _now: answer(error))
         else:
             answer(_E.NONE)
+        return self._drain()
+
+    def offset_delete(self, req: OffsetDeleteRequest, now_ms: int) -> Output:
+        error = self._status_error(req.group_id, needs_id=True)
+        group = self._groups.get(req.group_id)
+        if error is None and (group is None or group.state is GroupState.DEAD):
+            error = _E.GROUP_ID_NOT_FOUND
+        if error is not None or group is None:
+            self._fx.complete(req.token, OffsetDeleteResult(error or _E.GROUP_ID_NOT_FOUND))
+            return self._drain()
+        self._fx.touch(group)
+        result = self._offsets.delete(group, req)
+        if result is not None:
+            self._fx.complete(req.token, result)
         return self._drain()
 
     # -- host callbacks --------------------------------------------------------------------

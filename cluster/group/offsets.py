@@ -9,6 +9,8 @@ Must not know: coordinator status and routing (the caller validated), the wire f
 
 from __future__ import annotations
 
+import struct
+
 from redshank.cluster.group._effects import Effects, append_error
 from redshank.cluster.group.api import (
     NO_OFFSET,
@@ -17,6 +19,8 @@ from redshank.cluster.group.api import (
     OffsetCommitPartition,
     OffsetCommitRequest,
     OffsetCommitResult,
+    OffsetDeleteRequest,
+    OffsetDeleteResult,
     OffsetFetchGroup,
     OffsetFetchGroupResult,
     PartitionError,
@@ -28,9 +32,12 @@ from redshank.cluster.group.config import GroupConfig
 from redshank.cluster.group.group_records import OffsetKey, OffsetValue, offset_record
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["OffsetManager", "commit_failed"]
+__all__ = ["OffsetManager", "commit_failed", "subscribed_topics"]
 
 _E = ErrorCode
+_CONSUMER = "consumer"
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
 
 
 class OffsetManager:
@@ -143,6 +150,41 @@ class OffsetManager:
             del group.offsets[tp]
         return [offset_record(OffsetKey(group.group_id, t, p), None) for t, p in expired]
 
+    def delete(self, group: ClassicGroup, req: OffsetDeleteRequest) -> OffsetDeleteResult | None:
+        """OffsetDelete (Kafka's handleDeleteOffsets): a consumer group's partitions of topics
+        a member subscribes to answer GROUP_SUBSCRIBED_TO_TOPIC; the others are deleted (NONE,
+        also where nothing was committed). A group of another protocol type deletes only while
+        Empty (else NON_EMPTY_GROUP). Returns the result at once when there is nothing to
+        write, else appends the tombstones and answers once they are persisted (None)."""
+        if group.protocol_type == _CONSUMER:
+            subscribed = subscribed_topics(group)
+        elif group.state is GroupState.EMPTY:
+            subscribed = frozenset()
+        else:
+            return OffsetDeleteResult(_E.NON_EMPTY_GROUP)
+        results: dict[int, PartitionError] = {}
+        gone: list[tuple[int, TopicPartition]] = []
+        for i, tp in enumerate(req.partitions):
+            if subscribed is None or tp[0] in subscribed:
+                results[i] = PartitionError(tp[0], tp[1], _E.GROUP_SUBSCRIBED_TO_TOPIC)
+            elif group.offsets.pop(tp, None) is not None:
+                gone.append((i, tp))
+            else:
+                results[i] = PartitionError(tp[0], tp[1], _E.NONE)
+        if not gone:
+            return _deleted(results)
+        records = [offset_record(OffsetKey(group.group_id, tp[0], tp[1]), None) for _, tp in gone]
+        token = req.token
+
+        def persisted(error: ErrorCode, _now: int) -> None:
+            mapped = append_error(error, offsets=True)
+            for i, tp in gone:
+                results[i] = PartitionError(tp[0], tp[1], mapped)
+            self._fx.complete(token, _deleted(results))
+
+        self._fx.append(records, persisted)
+        return None
+
     def tombstones(self, group: ClassicGroup) -> list[GroupRecord]:
         """Delete every offset of the group now (DeleteGroups)."""
         records = [offset_record(OffsetKey(group.group_id, t, p), None) for t, p in group.offsets]
@@ -160,3 +202,31 @@ def commit_failed(partitions: tuple[OffsetCommitPartition, ...],
 
 def _ordered(results: dict[int, PartitionError]) -> OffsetCommitResult:
     return OffsetCommitResult(tuple(results[i] for i in sorted(results)))
+
+
+def _deleted(results: dict[int, PartitionError]) -> OffsetDeleteResult:
+    return OffsetDeleteResult(_E.NONE, tuple(results[i] for i in sorted(results)))
+
+
+def subscribed_topics(group: ClassicGroup) -> frozenset[str] | None:
+    """The topics a consumer group's members subscribe to, from their ConsumerProtocol
+    subscriptions (v0-3 start with version int16 and the topic array); None if one cannot be
+    read (then every topic counts as subscribed, as Kafka's `isSubscribedToTopic`)."""
+    topics: set[str] = set()
+    for member in group.members.values():
+        data = member.metadata_for(group.protocol_name)
+        try:
+            count = _I32.unpack_from(data, _I16.size)[0]
+            pos = _I16.size + _I32.size
+            if count < 0:
+                return None
+            for _ in range(count):
+                size = _I16.unpack_from(data, pos)[0]
+                pos += _I16.size
+                if size < 0 or pos + size > len(data):
+                    return None
+                topics.add(str(data[pos:pos + size], "utf-8"))
+                pos += size
+        except (struct.error, UnicodeDecodeError):
+            return None
+    return frozenset(topics)

@@ -1,9 +1,10 @@
 """Offsets and persistence: commit only after the append, fetch, reload from `__consumer_offsets`
-records, retention, DeleteGroups, DescribeGroups and ListGroups."""
+records, retention, DeleteGroups, OffsetDelete, DescribeGroups and ListGroups."""
 
 from __future__ import annotations
 
 import random
+import struct
 
 from redshank.cluster.group import (
     NO_OFFSET,
@@ -25,6 +26,8 @@ from redshank.cluster.group import (
     OffsetCommitPartition,
     OffsetCommitRequest,
     OffsetCommitResult,
+    OffsetDeleteRequest,
+    OffsetDeleteResult,
     OffsetFetchGroup,
     OffsetFetchRequest,
     OffsetFetchResult,
@@ -82,12 +85,12 @@ def fetch(host: MemoryHost, group: str,
 
 
 def stable_member(host: MemoryHost, group: str = "g",
-                  session_ms: int = 10_000) -> tuple[str, int]:
+                  session_ms: int = 10_000, metadata: bytes = b"meta") -> tuple[str, int]:
     """A one-member group through the real handshake: returns (member id, generation)."""
     def join(member_id: str) -> JoinGroupResult:
         token = host.token()
         host.call(host.coordinator.join_group, JoinGroupRequest(
-            token, group, member_id, "consumer", (Protocol("range", b"meta"),), session_ms, 20_000,
+            token, group, member_id, "consumer", (Protocol("range", metadata),), session_ms, 20_000,
             client_id="c"))
         res = host.result(token)
         assert isinstance(res, JoinGroupResult)
@@ -299,3 +302,51 @@ def test_an_emptied_group_without_offsets_dies_at_the_next_retention_check() -> 
     assert host.log[-1] == GroupRecord(host.log[-1].key, None)
     assert decode_key(host.log[-1].key) == GroupKey("g")
     assert new_host(host.log).coordinator.group_ids() == []
+
+
+def delete_offsets(host: MemoryHost, group: str, *parts: tuple[str, int]) -> OffsetDeleteResult:
+    token = host.token()
+    host.call(host.coordinator.offset_delete, OffsetDeleteRequest(token, group, parts))
+    res = host.result(token)
+    assert isinstance(res, OffsetDeleteResult)
+    return res
+
+
+def _subscription(*topics: str) -> bytes:
+    """A ConsumerProtocolSubscription v0: version, topics, user data (null)."""
+    out = struct.pack(">hi", 0, len(topics))
+    for t in topics:
+        out += struct.pack(">h", len(t)) + t.encode()
+    return out + struct.pack(">i", -1)
+
+
+def test_offset_delete_of_an_empty_group_answers_after_the_tombstones() -> None:
+    host = new_host(auto_persist=False)
+    commit(host, "simple", {("a", 0): 1, ("a", 1): 2, ("b", 0): 3})
+    host.persist_all()
+    token = host.token()
+    host.call(host.coordinator.offset_delete,
+              OffsetDeleteRequest(token, "simple", (("a", 0), ("b", 0), ("c", 5))))
+    assert host.result(token) is None  # not before the tombstones are persisted
+    host.persist_all()
+    res = host.result(token)
+    assert isinstance(res, OffsetDeleteResult) and res.error is E.NONE
+    assert [(p.topic, p.partition, p.error) for p in res.partitions] == [
+        ("a", 0, E.NONE), ("b", 0, E.NONE), ("c", 5, E.NONE)]
+    assert fetch(host, "simple") == {("a", 1): (2, 3, "m")}
+    assert fetch(new_host(host.log, now_ms=host.now_ms), "simple") == {("a", 1): (2, 3, "m")}
+    assert delete_offsets(host, "nobody", ("a", 0)).error is E.GROUP_ID_NOT_FOUND
+
+
+def test_offset_delete_keeps_the_topics_a_live_consumer_group_subscribes_to() -> None:
+    host = new_host()
+    member, generation = stable_member(host, metadata=_subscription("a"))
+    commit(host, "g", {("a", 0): 1, ("b", 0): 2}, generation, member)
+    res = delete_offsets(host, "g", ("a", 0), ("b", 0))
+    assert [(p.topic, p.error) for p in res.partitions] == [
+        ("a", E.GROUP_SUBSCRIBED_TO_TOPIC), ("b", E.NONE)]
+    assert fetch(host, "g") == {("a", 0): (1, 3, "m")}
+    # A subscription that cannot be read counts every topic as subscribed (Kafka's rule).
+    other, gen2 = stable_member(host, "h")
+    commit(host, "h", {("b", 0): 2}, gen2, other)
+    assert delete_offsets(host, "h", ("b", 0)).partitions[0].error is E.GROUP_SUBSCRIBED_TO_TOPIC

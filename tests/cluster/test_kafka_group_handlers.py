@@ -56,8 +56,15 @@ def test_find_coordinator_single_and_batched() -> None:
             assert all(c.port == 9092 and c.error_code == 0 for c in resp.coordinators)
         else:
             assert (resp.node_id, resp.port, resp.error_code) == (0, 9092, 0)
+    # A transactional id: this node, which refuses its InitProducerId at once (no transactions).
     txn = find_coordinator.handle(fc_wire.FindCoordinatorRequest(key="t", key_type=1), 2, BROKER)
-    assert txn.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert (txn.error_code, txn.node_id, txn.port) == (0, 0, 9092)
+    batched = find_coordinator.handle(
+        fc_wire.FindCoordinatorRequest(key_type=1, coordinator_keys=("t", "")), 4, BROKER)
+    assert [(c.key, c.error_code) for c in batched.coordinators] == [
+        ("t", 0), ("", ErrorCode.INVALID_REQUEST)]
+    other = find_coordinator.handle(fc_wire.FindCoordinatorRequest(key="s", key_type=2), 3, BROKER)
+    assert other.error_code == ErrorCode.INVALID_REQUEST
 
 
 def test_find_coordinator_in_a_cluster_names_each_partition_leader() -> None:

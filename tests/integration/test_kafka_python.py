@@ -84,8 +84,8 @@ def test_offset_lookups(broker: BrokerProcess) -> None:
         assert consumer.beginning_offsets([tp]) == {tp: 0}
         assert consumer.end_offsets([tp]) == {tp: 5}
         found = consumer.offsets_for_times({tp: 1003})[tp]
-        # Batch granularity: the offset of the first batch holding a timestamp >= 1003.
-        assert found is not None and found.offset <= 3
+        # The first record whose timestamp is >= 1003, with its own timestamp.
+        assert found is not None and (found.offset, found.timestamp) == (3, 1003)
         assert consumer.offsets_for_times({tp: 10**12})[tp] is None
     finally:
         consumer.close()

@@ -12,6 +12,7 @@ cores, ~4 minutes on a loaded shared 2-core machine); `redshank sim --cluster --
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -58,8 +59,10 @@ REGRESSION = {
     # loss) opened the replica of the topic created again under the same name on the deleted
     # one's files: the new partition served the old records. Fixed by the group id in the
     # directory name (`replica_plan.replica_directory`).
-    3: "stale_dirs",
-    37: "stale_dirs",
+    # (Found as seeds 3 and 37; the pipelined recovery of lagging followers changed every
+    # trace since, and these are the seeds where the scenario happens now.)
+    11: "stale_dirs",
+    150: "stale_dirs",
 }
 
 
@@ -141,8 +144,7 @@ def test_checkers_catch_replicas_bootstrapped_alone(monkeypatch: pytest.MonkeyPa
     real = replica_plan.node_replicas
 
     def alone(topics, members, node):  # type: ignore[no-untyped-def]
-        return {g: replica_plan.ReplicaPlan(p.topic, p.partition, p.topic_id, p.configs, p.core,
-                                            p.group, frozenset({node}), p.routes)
+        return {g: dataclasses.replace(p, voters=frozenset({node}))
                 for g, p in real(topics, members, node).items()}
 
     monkeypatch.setattr(cluster_sim, "node_replicas", alone)

@@ -249,6 +249,40 @@ def test_timestamp_to_offset(tmp_path: Path) -> None:
         log.close()
 
 
+def test_timestamp_to_record_refines_inside_the_batch(tmp_path: Path) -> None:
+    """Per record, as Kafka: the first record whose timestamp is >= the target (the time index
+    names the batch, its record timestamps the record), on disk and in memory; the record of a
+    batch's max timestamp; a log start inside a batch skips the records below it."""
+    log = Log.open(str(tmp_path), LogConfig(segment_bytes=4096, index_interval=1024))
+    try:
+        log.append(make_batch([b"a"] * 5, timestamps=[1000, 3000, 2000, 5000, 4000]), 1)
+        log.flush()  # offsets 0-4 on disk
+        log.append(make_batch([b"b"] * 3, timestamps=[100, 7000, 7000]), 1)  # 5-7 in memory
+        assert log.timestamp_to_record(0) == (0, 1000)
+        assert log.timestamp_to_record(2500) == (1, 3000)
+        assert log.timestamp_to_record(4500) == (3, 5000)
+        assert log.timestamp_to_record(5001) == (6, 7000)  # the first batch's max is 5000
+        assert log.timestamp_to_record(7001) is None
+        assert log.record_in_batch(4, 5000) == (3, 5000)  # any offset of the batch names it
+        assert log.record_in_batch(7, 7000) == (6, 7000)
+        assert log.record_in_batch(2, 9000) is None
+        assert log.max_timestamp_record() == (6, 7000)  # the first record of the largest
+        log.truncate_prefix(2)
+        assert log.timestamp_to_record(2500) == (3, 5000)  # offset 1 is below the log start
+    finally:
+        log.close()
+    reopened = Log.open(str(tmp_path), LogConfig(segment_bytes=4096, index_interval=1024))
+    try:  # from the segments' time indexes alone
+        assert reopened.max_timestamp_record() == (6, 7000)
+    finally:
+        reopened.close()
+    empty = Log.open(str(tmp_path / "empty"), LogConfig())
+    try:
+        assert empty.max_timestamp_record() is None
+    finally:
+        empty.close()
+
+
 def test_retention_by_size_and_time_never_the_active_segment(tmp_path: Path) -> None:
     log = Log.open(str(tmp_path), LogConfig(segment_bytes=4096, retention_bytes=10_000))
     try:

@@ -2,9 +2,12 @@
 
 Concern: the v0-3 single-key and v4+ batched shapes (notes G10), and the error per key: a group
 whose coordinator is not known now (cluster mode: no leader of its `__consumer_offsets`
-partition yet) is COORDINATOR_NOT_AVAILABLE, which clients retry; transaction coordinators are
-not offered (no transactions yet: COORDINATOR_NOT_AVAILABLE). Single node: every group's
-coordinator is this node. Must not know: actors, sockets, how the coordinator is found.
+partition yet) is COORDINATOR_NOT_AVAILABLE, which clients retry. A transactional id
+(key_type 1) is answered with this node, which refuses it at once with a fatal error
+(InitProducerId, `init_producer_id`): librdkafka retries every FindCoordinator error but the
+authorization ones, so answering COORDINATOR_NOT_AVAILABLE here (as before) made
+`init_transactions()` wait its whole timeout. Single node: every group's coordinator is this
+node. Must not know: actors, sockets, how the coordinator is found.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from redshank.protocol.messages.find_coordinator import (
 __all__ = ["Locate", "group_keys", "handle", "locate_in"]
 
 _GROUP = 0
+_TRANSACTION = 1
 # A group id -> the broker that coordinates it now, None while none is known.
 Locate = Callable[[str], BrokerAddress | None]
 
@@ -58,22 +62,28 @@ def handle(request: FindCoordinatorRequest, version: int, broker: BrokerAddress,
     where: Locate = locate if locate is not None else (lambda _key: broker)
     if version >= 4:
         keys = request.coordinator_keys
-        coordinators = tuple(_one(key, request.key_type, where) for key in keys)
+        coordinators = tuple(_one(key, request.key_type, where, broker) for key in keys)
         return FindCoordinatorResponse(coordinators=coordinators)
-    c = _one(request.key, request.key_type, where)
+    c = _one(request.key, request.key_type, where, broker)
     return FindCoordinatorResponse(error_code=c.error_code, error_message=c.error_message,
                                    node_id=c.node_id, host=c.host, port=c.port)
 
 
-def _one(key: str, key_type: int, locate: Locate) -> Coordinator:
-    if key_type != _GROUP:
+def _one(key: str, key_type: int, locate: Locate, this: BrokerAddress) -> Coordinator:
+    if key_type not in (_GROUP, _TRANSACTION) or (key_type == _TRANSACTION and not key):
         return Coordinator(key=key, node_id=-1, host="", port=-1,
-                           error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
-                           error_message="transactions are not supported")
-    if not key:
+                           error_code=ErrorCode.INVALID_REQUEST,
+                           error_message="empty transactional id" if key_type == _TRANSACTION
+                           else f"unknown key type {key_type}")
+    if key_type == _TRANSACTION:
+        # No transaction coordinator exists: this node answers the transactional id's
+        # InitProducerId with a non-retriable refusal, so clients fail fast.
+        broker: BrokerAddress | None = this
+    elif not key:
         return Coordinator(key=key, node_id=-1, host="", port=-1,
                            error_code=ErrorCode.INVALID_GROUP_ID, error_message="empty group id")
-    broker = locate(key)
+    else:
+        broker = locate(key)
     if broker is None:
         return Coordinator(key=key, node_id=-1, host="", port=-1,
                            error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
