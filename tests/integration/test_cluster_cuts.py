@@ -214,8 +214,8 @@ def _round(lab: NetnsLab, nodes: list[NsNode], load: Load, history: History, fau
     rest = [n for n in nodes if n is not victim]
     assert isinstance(victim, NsNode)
     dropped_before = {n.node_id: lab.dropped(n.node_id) for n in nodes}
-    at = time.monotonic()
     drops = _cut(lab, victim.node_id, [n.node_id for n in rest], fault)
+    at = time.monotonic()  # every filter in place: what is sent from now on is dropped
     before = sum(dropped_before[n.node_id] for n in rest) if fault == "peers to leader" \
         else dropped_before[victim.node_id]
     probe = CutProbe(lab, victim, p, rnd, history)
