@@ -96,7 +96,7 @@ from redshank.protocol.error_codes import ErrorCode
 __all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "AllocateClusterProducerId",
            "ControllerService", "ControllerServiceConfig", "DescribeTopics", "ProposeConfigs",
            "ProposeDeletes", "ProposeGrows", "ProposeTopics", "TopicConfigs",
-           "start_controller_service"]
+           "metadata_leader", "start_controller_service"]
 
 CONTROLLER_SERVICE = "controller-service"
 CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
@@ -297,11 +297,10 @@ class ControllerService(LoopActor):
 
     async def _describe(self, names: tuple[str, ...] | None, forward: bool = True
                         ) -> ClusterView:
-        """The controller's brokers and topics for Metadata; leaders as this node's replicas
-        know them (Raft's leader id, term; none while electing), else the preferred replica (a
-        client sent to a follower is told NOT_LEADER_OR_FOLLOWER and asks again); in-sync
-        replicas as the leader reports them (here, or its node over RPC: `PeerViews`),
-        unknown (None: the replicas are said) when it cannot be asked or is not known here."""
+        """The controller's brokers and topics for Metadata; each partition's leader as
+        `metadata_leader` picks it from this node's replica and what the other replicas' nodes
+        report (`PeerViews`); in-sync replicas as the leader reports them, unknown (None: the
+        replicas are said) when it cannot be asked or is not known here."""
         host = self.host
         if host is None or host.stm.cluster_uuid is None:
             if host is None and forward:  # not a seed: the seeds' view
@@ -319,9 +318,11 @@ class ControllerService(LoopActor):
                  if r.node_id == me}
         known = await self.views.local(cores)
         others = {NodeId(v[0]) for v in known.values() if v[0] > 0 and v[0] != me}
-        # A partition with no replica here: its replicas' nodes say which of them leads.
+        # A partition with no replica here, or whose replica here knows no leader (an election,
+        # or this node cut off from its group): its replicas' nodes say which of them leads.
         others |= {r.node_id for t in wanted for p, a in enumerate(t.assignments)
-                   if partition_name(t.name, p) not in known for r in a if r.node_id != me}
+                   if (v := known.get(partition_name(t.name, p))) is None or v[0] <= 0
+                   for r in a if r.node_id != me}
         addrs = {n: (info.rpc_addr.host, info.rpc_addr.port) for n in others
                  if (info := stm.members.get(n)) is not None}
         reported = await self.views.remote(addrs) if addrs else {}
@@ -330,21 +331,9 @@ class ControllerService(LoopActor):
             parts = []
             for p, a in enumerate(t.assignments):
                 name = partition_name(t.name, p)
-                here = known.get(name)
-                isr: tuple[int, ...] | None = None
-                if here is None:  # no replica here: what its leader reports, else the
-                    there = reported.get(name)  # preferred replica (epoch unknown)
-                    leader, term = (there[0], there[1]) if there is not None and there[0] > 0 \
-                        else (int(a[0].node_id), -1)
-                    if there is not None and there[0] > 0 and there[2]:
-                        isr = there[2]
-                elif here[0] <= 0:  # an election under way: LEADER_NOT_AVAILABLE (ask again)
-                    leader, term = -1, -1
-                else:
-                    leader, term = here[0], here[1]
-                    there = here if leader == me else reported.get(name)
-                    if there is not None and there[:2] == (leader, term) and there[2]:
-                        isr = there[2]
+                leader, term, isr = metadata_leader(
+                    tuple(int(r.node_id) for r in a), int(me), known.get(name),
+                    reported.get(name))
                 parts.append(ReplicatedPartition(tuple(int(r.node_id) for r in a), leader,
                                                  term, isr))
             topics[t.name] = ReplicatedTopic(t.topic_id, tuple(parts))
@@ -511,6 +500,32 @@ class ControllerService(LoopActor):
                 _write_atomically(os.path.join(self.config.data_dir, VIEW_FILE),
                                   {**view, "written_at": time.time()})
             await asyncio.sleep(self.config.view_every_s)
+
+
+def metadata_leader(replicas: tuple[int, ...], me: int,
+                    here: tuple[int, int, tuple[int, ...]] | None,
+                    there: tuple[int, int, tuple[int, ...]] | None
+                    ) -> tuple[int, int, tuple[int, ...] | None]:
+    """(leader, leader epoch, in-sync replicas or None) Metadata gives for a partition of
+    `replicas`, from this node's replica's view `here` (None: no replica here) and `there`, what
+    another replica's node reports it leads (None: nobody answered or claims it). A leader this
+    replica knows wins; else the one reported; else a replica other than this node, epoch
+    unknown, rather than LEADER_NOT_AVAILABLE: a replica that knows no leader may be cut off
+    from its group, and librdkafka asks Metadata again of the connection it used last (this
+    node), so "no leader" would keep its producer here for as long as the cut lasts, while a
+    follower named as leader answers NOT_LEADER_OR_FOLLOWER and the client asks that node
+    (Redpanda's metadata handler does the same). Only a partition whose one replica is here and
+    knows no leader is LEADER_NOT_AVAILABLE (-1)."""
+    if here is not None and here[0] > 0:
+        reports = here if here[0] == me else there
+        isr = reports[2] if reports is not None and reports[:2] == here[:2] and reports[2] \
+            else None
+        return here[0], here[1], isr
+    if there is not None and there[0] > 0:
+        return there[0], there[1], there[2] or None
+    if here is None and replicas:  # no replica here: the preferred one
+        return replicas[0], -1, None
+    return next((r for r in replicas if r != me), -1), -1, None
 
 
 def _read(path: str) -> bytes | None:
