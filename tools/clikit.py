@@ -198,3 +198,30 @@ def parse_kv(pairs: Sequence[str], what: str = "config") -> Mapping[str, str]:
 
 def env_default(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def cluster_metadata(client: Any, brokers: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+    """Metadata for every topic from any confluent-kafka client (AdminClient, Producer,
+    Consumer); CliError(EXIT_UNREACHABLE) when no broker answers within `timeout_s`."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        return client.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        unreachable = (KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                       KafkaError._ALL_BROKERS_DOWN)
+        if isinstance(err, KafkaError) and err.code() in unreachable:
+            raise CliError(f"cannot reach a broker at {brokers}: {_kafka_error_text(exc)}",
+                           EXIT_UNREACHABLE) from exc
+        raise CliError(f"metadata: {_kafka_error_text(exc)}", EXIT_ERROR) from exc
+
+
+def topic_metadata(client: Any, name: str, brokers: str,
+                   timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+    """A topic's metadata (TopicMetadata), or CliError(EXIT_NOT_FOUND). Asks for every topic:
+    a Metadata request naming a missing topic may auto-create it."""
+    tmd = cluster_metadata(client, brokers, timeout_s).topics.get(name)
+    if tmd is None or (tmd.error is not None and tmd.error.code() != 0):
+        raise CliError(f"topic {name!r} does not exist", EXIT_NOT_FOUND)
+    return tmd
