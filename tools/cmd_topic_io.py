@@ -455,8 +455,11 @@ class _Session:
             if commit and self.stored:
                 self.consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            raise CliError(f"consume {self.topic}: commit failed: {exc.args[0].name()}",
-                           EXIT_ERROR) from exc
+            from confluent_kafka import KafkaError
+
+            if exc.args[0].code() != KafkaError._NO_OFFSET:  # auto-commit got there first
+                raise CliError(f"consume {self.topic}: commit failed: {exc.args[0].name()}",
+                               EXIT_ERROR) from exc
         finally:
             self.consumer.close()
 
