@@ -130,12 +130,10 @@ def list_topics(internal: bool, brokers: str, timeout: float, as_json: bool) -> 
 
 @topic.command("describe")
 @click.argument("name")
-@click.option("-a", "--all-configs", is_flag=True,
-              help="(default) every config; kept for rpk's muscle memory")
 @brokers_option
 @timeout_option
 @json_option
-def describe(name: str, all_configs: bool, brokers: str, timeout: float, as_json: bool) -> None:
+def describe(name: str, brokers: str, timeout: float, as_json: bool) -> None:
     """A topic's summary, configs (with their source) and partitions (leader, replicas, ISR,
     log start offset, high watermark)."""
     from confluent_kafka import TopicPartition

@@ -296,7 +296,8 @@ def consume(topic_name: str, offset_text: str, partitions: tuple[int, ...], grou
         tmd = topic_metadata(consumer, topic_name, brokers, timeout)
         if group is not None:
             session.group_stop = offsets.stop == "end"
-            consumer.subscribe([topic_name], on_assign=session.on_assign)
+            consumer.subscribe([topic_name], on_assign=session.on_assign,
+                               on_revoke=session.on_revoke, on_lost=session.on_revoke)
         else:
             chosen = sorted(set(partitions) or tmd.partitions)
             missing = [p for p in chosen if p not in tmd.partitions]
@@ -363,6 +364,10 @@ class _Session:
         end-of-partition event (the group's own offsets decide where reading starts)."""
         if self.group_stop:
             self.open = (self.open or set()) | {tp.partition for tp in tps}
+
+    def on_revoke(self, consumer: Any, tps: list[Any]) -> None:
+        if self.group_stop and self.open is not None:
+            self.open -= {tp.partition for tp in tps}
 
     def _watermarks(self, partition: int) -> tuple[int, int]:
         from confluent_kafka import KafkaException, TopicPartition
