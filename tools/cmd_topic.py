@@ -6,7 +6,7 @@
     redshank topic delete NAME...
     redshank topic alter-config NAME --set k=v --delete k   IncrementalAlterConfigs
     redshank topic add-partitions NAME -n TOTAL
-    redshank topic trim-prefix NAME -o OFFSET [-p P ...]    DeleteRecords (default: all partitions)
+    redshank topic trim-prefix NAME -o OFFSET (-p P | --all-partitions)  DeleteRecords
     redshank topic produce TOPIC [-f '%k %v\\n']            records from stdin
     redshank topic consume TOPIC [-o start|end|N|-N|@MS[:end|:N]] [-g GROUP] [-n N] [-f FMT]
 
@@ -57,26 +57,27 @@ def _ka() -> Any:
     return importlib.import_module("confluent_kafka.admin")
 
 
-def _each(futures: dict[Any, Any], what: str, timeout: float) -> tuple[list[str], CliError | None]:
-    """Wait for every per-topic future: the names that succeeded, and the first failure (each
-    failure is printed as one line on stderr as it is met, so several are all reported)."""
+def _each(futures: dict[Any, Any], what: str, timeout: float
+          ) -> tuple[list[str], list[CliError]]:
+    """Wait for every per-topic future: the names that succeeded, and the failures in order."""
     done: list[str] = []
-    first: CliError | None = None
+    failed: list[CliError] = []
     for key, fut in futures.items():
-        name = getattr(key, "topic", None) or getattr(key, "name", None) or str(key)
+        name = str(key)
         try:
             kafka_call(fut, f"{what} {name}", timeout)
             done.append(name)
         except CliError as exc:
-            if first is not None:
-                click.echo(f"redshank: {exc.message}", err=True)
-            first = first or exc
-    return done, first
+            failed.append(exc)
+    return done, failed
 
 
-def _finish(first: CliError | None) -> None:
-    if first is not None:
-        raise first
+def _finish(failed: list[CliError]) -> None:
+    """One line per failed topic on stderr; the exit code is the first failure's."""
+    for exc in failed[:-1]:
+        click.echo(f"redshank: {exc.message}", err=True)
+    if failed:
+        raise CliError(failed[-1].message, failed[0].code)
 
 
 @topic.command("create")
@@ -100,12 +101,12 @@ def create(names: tuple[str, ...], partitions: int, replicas: int, configs: tupl
     futures = admin.create_topics(
         [NewTopic(n, num_partitions=partitions, replication_factor=replicas, config=config)
          for n in names], request_timeout=timeout, validate_only=dry_run)
-    done, first = _each(futures, "create", timeout)
+    done, failed = _each(futures, "create", timeout)
     verb = "valid" if dry_run else "created"
     if done or as_json:
         emit({"created" if not dry_run else "valid": done}, as_json=as_json,
              columns=("TOPIC", "STATUS"), rows=[(n, verb) for n in done])
-    _finish(first)
+    _finish(failed)
 
 
 @topic.command("list")
@@ -199,12 +200,12 @@ def _offsets(admin: Any, name: str, ids: Sequence[int], spec: Any, tp_cls: Any,
 def delete(names: tuple[str, ...], brokers: str, timeout: float, as_json: bool) -> None:
     """Delete topics (and all their records)."""
     admin = admin_client(brokers, timeout)
-    done, first = _each(admin.delete_topics(list(names), request_timeout=timeout), "delete",
+    done, failed = _each(admin.delete_topics(list(names), request_timeout=timeout), "delete",
                         timeout)
     if done or as_json:
         emit({"deleted": done}, as_json=as_json, columns=("TOPIC", "STATUS"),
              rows=[(n, "deleted") for n in done])
-    _finish(first)
+    _finish(failed)
 
 
 @topic.command("alter-config")
@@ -260,36 +261,48 @@ def add_partitions(name: str, total: int, brokers: str, timeout: float, as_json:
 
 @topic.command("trim-prefix")
 @click.argument("name")
-@click.option("-o", "--offset", required=True, metavar="OFFSET|end",
-              help="delete records before OFFSET ('end': before the high watermark)")
+@click.option("-o", "--offset", required=True, metavar="OFFSET|@TIMESTAMP_MS|end",
+              help="delete the records before OFFSET, before the first record at or after a"
+                   " timestamp, or before the high watermark ('end': all of them)")
 @click.option("-p", "--partition", "partitions", type=click.IntRange(min=0), multiple=True,
-              help="partition to trim, repeatable (default: all of them)")
+              help="partition to trim, repeatable")
+@click.option("--all-partitions", is_flag=True, help="trim every partition of the topic")
 @brokers_option
 @timeout_option
 @json_option
-def trim_prefix(name: str, offset: str, partitions: tuple[int, ...], brokers: str,
-                timeout: float, as_json: bool) -> None:
-    """Delete the records before an offset (DeleteRecords): the log start offset moves there."""
+def trim_prefix(name: str, offset: str, partitions: tuple[int, ...], all_partitions: bool,
+                brokers: str, timeout: float, as_json: bool) -> None:
+    """Delete the records before an offset (DeleteRecords): the log start offset moves there.
+
+    \b
+    redshank topic trim-prefix t1 -p 0 -o 1000
+    redshank topic trim-prefix t1 --all-partitions -o @1700000000000
+    """
     from confluent_kafka import OFFSET_END, TopicPartition
 
-    if offset == "end":
-        target = OFFSET_END
-    else:
-        try:
-            target = int(offset)
-        except ValueError:
-            raise CliError(f"trim-prefix: offset {offset!r} is not a number or 'end'",
-                           EXIT_USAGE) from None
+    if bool(partitions) == all_partitions:
+        raise CliError("trim-prefix: name the partitions (-p P ...) or give --all-partitions",
+                       EXIT_USAGE)
+    if not (offset == "end" or offset.isdigit()
+            or (offset.startswith("@") and offset[1:].isdigit())):
+        raise CliError(f"trim-prefix: offset {offset!r}: expected a number, @TIMESTAMP_MS or"
+                       " end", EXIT_USAGE)
     admin = admin_client(brokers, timeout)
     known = topic_metadata(admin, name, brokers, timeout).partitions
-    chosen = sorted(set(partitions) or known)
+    chosen = sorted(known) if all_partitions else sorted(set(partitions))
     missing = [p for p in chosen if p not in known]
     if missing:
         raise CliError(f"trim-prefix: {name} has no partition {missing[0]}", EXIT_NOT_FOUND)
-    futs = admin.delete_records([TopicPartition(name, p, target) for p in chosen],
+    if offset.startswith("@"):
+        # The first offset at or after the time; -1 (none that late) is the end.
+        spec = _ka().OffsetSpec.for_timestamp(int(offset[1:]))
+        found = _offsets(admin, name, chosen, spec, TopicPartition, timeout)
+        targets = {p: o if o >= 0 else OFFSET_END for p, o in found.items()}
+    else:
+        targets = {p: OFFSET_END if offset == "end" else int(offset) for p in chosen}
+    futs = admin.delete_records([TopicPartition(name, p, targets[p]) for p in chosen],
                                 request_timeout=timeout)
-    rows = [(tp.partition, kafka_call(f, f"trim-prefix {name}/{tp.partition}", timeout)
-             .low_watermark) for tp, f in futs.items()]
-    rows.sort()
+    rows = sorted((tp.partition, kafka_call(f, f"trim-prefix {name}/{tp.partition}", timeout)
+                   .low_watermark) for tp, f in futs.items())
     emit([{"partition": p, "log_start_offset": lw} for p, lw in rows], as_json=as_json,
          columns=("PARTITION", "LOG-START"), rows=rows)

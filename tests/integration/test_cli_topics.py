@@ -169,6 +169,13 @@ def test_add_partitions_trim_prefix_and_delete(node: BrokerProcess,
     assert (p0["log_start_offset"], p0["high_watermark"]) == (2, 4)
     code, out = cli(node, capsys, "consume", "grow", "-p", "0", "-o", ":end", "-f", r"%o=%v\n")
     assert (code, out) == (0, "2=c\n3=d\n")
+    # Every partition, to the end: nothing is left to read anywhere.
+    assert main(["topic", "trim-prefix", "grow", "-o", "end", "--brokers", node.bootstrap]) == 2
+    capsys.readouterr()  # neither -p nor --all-partitions: a usage error, not a guess
+    assert cli(node, capsys, "trim-prefix", "grow", "--all-partitions", "-o", "end")[0] == 0
+    assert [(p["log_start_offset"], p["high_watermark"])
+            for p in describe(node, capsys, "grow")["partitions"]] == [  # type: ignore[attr-defined]
+        (4, 4), (0, 0), (0, 0)]
 
     assert cli(node, capsys, "delete", "grow")[0] == 0
     assert "grow" not in [t["name"] for t in cli_json(node, capsys, "list")]  # type: ignore[attr-defined]
