@@ -30,6 +30,7 @@ from redshank.tools.clikit import (
     client_config,
     emit,
     json_option,
+    parse_kv,
     timeout_option,
     topic_metadata,
 )
@@ -41,7 +42,6 @@ from redshank.tools.record_format import (
     RecordReader,
     Template,
     compile_format,
-    parse_headers,
 )
 
 __all__ = ["Offsets", "consume", "parse_offsets", "produce"]
@@ -86,7 +86,7 @@ def produce(topic_name: str, fmt: str, key: str | None, headers: tuple[str, ...]
         reader = RecordReader(compile_format(fmt, INPUT_FIELDS))
     except FormatError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    fixed_headers = parse_headers(b",".join(h.encode() for h in headers))
+    fixed_headers = [(k, v.encode()) for k, v in parse_kv(headers, "header").items()]
     producer = Producer(client_config(brokers, timeout, **{
         "acks": acks, "compression.type": compression, "linger.ms": 5,
         "message.timeout.ms": max(1000, int(timeout * 1000)),
@@ -96,9 +96,12 @@ def produce(topic_name: str, fmt: str, key: str | None, headers: tuple[str, ...]
         raise CliError(f"topic {topic_name!r} has no partition {partition}", EXIT_NOT_FOUND)
     tally = _Tally(verbose and not as_json)
     fixed_key = key.encode() if key is not None else None
+    typed = sys.stdin.isatty()
     try:
         for record in _read_records(reader, sys.stdin.buffer):
             _send(producer, topic_name, record, fixed_key, partition, fixed_headers, tally)
+            if typed:  # someone types records: acknowledge each before the next line
+                producer.flush(timeout + 5)
             if tally.errors:
                 break  # the first failure says it all; no point sending thousands more
     except FormatError as exc:
@@ -127,6 +130,8 @@ class _Tally:
             return
         self.acked += 1
         p, o = msg.partition(), msg.offset()
+        if o is None or o < 0:  # acks=0: no offset comes back
+            return
         lo_hi = self.ranges.setdefault(p, [o, o])
         lo_hi[0], lo_hi[1] = min(lo_hi[0], o), max(lo_hi[1], o)
         if self.verbose:
@@ -156,14 +161,14 @@ class _Tally:
 
 
 def _send(producer: Any, topic: str, record: InputRecord, key: bytes | None,
-          partition: int | None, headers: list[tuple[str, bytes | None]], tally: _Tally) -> None:
+          partition: int | None, headers: list[tuple[str, bytes]], tally: _Tally) -> None:
     kwargs: dict[str, Any] = {"value": record.value, "key": record.key or key,
                               "on_delivery": tally.delivered}
     part = record.partition if record.partition is not None else partition
     if part is not None:
         kwargs["partition"] = part
     if record.headers or headers:
-        kwargs["headers"] = headers + record.headers
+        kwargs["headers"] = [*headers, *record.headers]
     while True:
         try:
             producer.produce(topic, **kwargs)

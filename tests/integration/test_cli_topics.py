@@ -123,6 +123,12 @@ def test_produce_then_consume_with_a_format_and_n(node: BrokerProcess,
     record = json.loads(out)
     assert (record["offset"], record["key"], record["headers"]) == (1, "k2", [["app", "b"]])
 
+    # acks=0 (no offsets come back) and compression: counted, not placed.
+    done = run(node, "produce", "lines", "--acks", "0", "-z", "lz4", "-H", "h=1,2", "--json",
+               stdin=b"x\ny\n")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["produced"] == 2
+
 
 def test_consume_in_a_group_commits_what_it_printed(node: BrokerProcess,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
