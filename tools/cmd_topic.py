@@ -80,7 +80,7 @@ def _finish(failed: list[CliError]) -> None:
         raise CliError(failed[-1].message, failed[0].code)
 
 
-@topic.command("create")
+@topic.command("create", short_help="create topics (partitions, replicas, configs)")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("-p", "--partitions", type=int, default=-1, show_default=True,
               help="partitions per topic (-1: the broker's default)")
@@ -109,7 +109,7 @@ def create(names: tuple[str, ...], partitions: int, replicas: int, configs: tupl
     _finish(failed)
 
 
-@topic.command("list")
+@topic.command("list", short_help="list topics: name, partitions, replicas")
 @click.option("-i", "--internal", is_flag=True, help="include internal topics (__*)")
 @brokers_option
 @timeout_option
@@ -129,7 +129,7 @@ def list_topics(internal: bool, brokers: str, timeout: float, as_json: bool) -> 
          columns=("NAME", "PARTITIONS", "REPLICAS"), rows=rows)
 
 
-@topic.command("describe")
+@topic.command("describe", short_help="summary, configs with their source, partitions with offsets")
 @click.argument("name")
 @brokers_option
 @timeout_option
@@ -192,7 +192,7 @@ def _offsets(admin: Any, name: str, ids: Sequence[int], spec: Any, tp_cls: Any,
             for tp, f in futs.items()}
 
 
-@topic.command("delete")
+@topic.command("delete", short_help="delete topics")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @brokers_option
 @timeout_option
@@ -208,7 +208,7 @@ def delete(names: tuple[str, ...], brokers: str, timeout: float, as_json: bool) 
     _finish(failed)
 
 
-@topic.command("alter-config")
+@topic.command("alter-config", short_help="set or delete topic configs (incremental)")
 @click.argument("name")
 @click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="set a config, repeatable")
@@ -241,7 +241,7 @@ def alter_config(name: str, sets: tuple[str, ...], deletes: tuple[str, ...], dry
          as_json=as_json, columns=("KEY", "VALUE", "CHANGE"), rows=rows)
 
 
-@topic.command("add-partitions")
+@topic.command("add-partitions", short_help="grow a topic to N partitions")
 @click.argument("name")
 @click.option("-n", "--total", type=click.IntRange(min=1), required=True,
               help="the topic's partition count afterwards")
@@ -259,7 +259,7 @@ def add_partitions(name: str, total: int, brokers: str, timeout: float, as_json:
          text=f"{name}: {before} -> {total} partitions")
 
 
-@topic.command("trim-prefix")
+@topic.command("trim-prefix", short_help="delete the records before an offset (DeleteRecords)")
 @click.argument("name")
 @click.option("-o", "--offset", required=True, metavar="OFFSET|@TIMESTAMP_MS|end",
               help="delete the records before OFFSET, before the first record at or after a"

@@ -51,7 +51,7 @@ _CHUNK = 64 * 1024
 
 # ---------------------------------------------------------------------------------------- produce
 
-@click.command("produce")
+@click.command("produce", short_help="produce records read from stdin (rpk-style -f format)")
 @click.argument("topic_name", metavar="TOPIC")
 @click.option("-f", "--format", "fmt", default="%v\\n", show_default=True,
               help="how to read a record from stdin: %k key, %v value, %h headers (k=v,k=v),"
@@ -247,7 +247,7 @@ def parse_offsets(text: str) -> Offsets:
     return Offsets(start, stop)
 
 
-@click.command("consume")
+@click.command("consume", short_help="print records: from offsets or times, in a group or not")
 @click.argument("topic_name", metavar="TOPIC")
 @click.option("-o", "--offset", "offset_text", default="start", show_default=True,
               metavar="START[:STOP]",
@@ -269,6 +269,10 @@ def consume(topic_name: str, offset_text: str, partitions: tuple[int, ...], grou
             num: int | None, stop_at_end: bool, fmt: str, brokers: str, timeout: float,
             as_json: bool) -> None:
     """Consume records from TOPIC and print them, one per format.
+
+    Without -n, --end or ':STOP' it follows the topic until Ctrl-C; with one of them, --timeout
+    seconds without a record ends it with exit 1. In a group (-g) the offsets of the printed
+    records are committed.
 
     \b
     redshank topic consume t1 -n 10
