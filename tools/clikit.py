@@ -198,3 +198,39 @@ def parse_kv(pairs: Sequence[str], what: str = "config") -> Mapping[str, str]:
 
 def env_default(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+# --- Raw requests (tools/kafka_raw.py) for what confluent-kafka's binding lacks -------------
+
+def raw_connection(addresses: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+    """A `kafka_raw.RawConnection` to the first of `addresses` (host:port,...) that accepts one,
+    or CliError(EXIT_UNREACHABLE)."""
+    from redshank.tools.kafka_raw import RawConnection
+
+    errors = []
+    for address in (a.strip() for a in addresses.split(",") if a.strip()):
+        try:
+            return RawConnection(address, timeout_s)
+        except (OSError, ValueError) as exc:
+            errors.append(f"{address}: {exc.strerror or exc}"
+                          if isinstance(exc, OSError) else f"{address}: {exc}")
+    raise CliError(f"cannot reach a broker at {addresses}: {'; '.join(errors)}",
+                   EXIT_UNREACHABLE)
+
+
+def error_name(code: int) -> str:
+    """A Kafka error code's name (`NOT_CONTROLLER`), or the number if we do not know it."""
+    from redshank.protocol.error_codes import ErrorCode
+
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error {code}"
+
+
+def kafka_admin_module() -> Any:
+    """`confluent_kafka.admin`, untyped: its stubs do not re-export ConfigResource, OffsetSpec,
+    ... (mypy --strict refuses them), and they are used as plain values here anyway."""
+    import confluent_kafka.admin
+
+    return confluent_kafka.admin
