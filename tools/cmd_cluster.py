@@ -226,9 +226,15 @@ def config() -> None:
 
 
 def _broker_id(admin: Any, broker: int | None, timeout: float) -> int:
-    if broker is not None:
-        return broker
-    return int(_metadata(admin, timeout).orig_broker_id)
+    """`broker`, or the broker that answered Metadata; CliError(EXIT_NOT_FOUND) if Metadata
+    lists no such broker (librdkafka would wait out the timeout for it)."""
+    metadata = _metadata(admin, timeout)
+    if broker is None:
+        return int(metadata.orig_broker_id)
+    if broker not in metadata.brokers:
+        raise CliError(f"no broker {broker} (brokers {_ids(sorted(metadata.brokers))})",
+                       EXIT_NOT_FOUND)
+    return broker
 
 
 @config.command("get")
@@ -326,7 +332,8 @@ def _elect_preferred(admin: Any, topic: str, partition: int, timeout: float) -> 
         result = admin.elect_leaders(ElectionType.PREFERRED,
                                      [TopicPartition(topic, partition)]).result(timeout + 5)
     except KafkaException as exc:
-        return str(exc.args[0] if exc.args else exc)
+        err = exc.args[0] if exc.args else None
+        return f"{err.name()}: {err.str()}" if isinstance(err, KafkaError) else str(exc)
     except TimeoutError:
         return "no answer"
     for err in result.values():
@@ -359,6 +366,10 @@ def transfer_leadership(topic: str, partition: int, to: int, wait: float, broker
     if to not in row["replicas"]:
         raise CliError(f"{topic}/{partition}: broker {to} is not one of its replicas "
                        f"{_ids(row['replicas'])} (leadership moves only between replicas)",
+                       EXIT_ERROR)
+    if to not in row["isr"]:
+        raise CliError(f"{topic}/{partition}: broker {to} is not in sync (ISR "
+                       f"{_ids(row['isr'])}): it cannot lead until it has caught up",
                        EXIT_ERROR)
     before = row["leader"]
     started = time.monotonic()

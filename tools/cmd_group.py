@@ -164,6 +164,15 @@ def describe_group(admin: Any, group_id: str, description: Any, timeout: float
             "partitions": partitions, "total_lag": total}
 
 
+def _assignments(assigned: Sequence[dict[str, Any]]) -> str:
+    """`orders:0,1,2 audit:0`: partitions by topic, the shortest text that says them all."""
+    by_topic: dict[str, list[int]] = {}
+    for a in assigned:
+        by_topic.setdefault(a["topic"], []).append(a["partition"])
+    return " ".join(f"{t}:{','.join(str(p) for p in sorted(ps))}"
+                    for t, ps in sorted(by_topic.items())) or "-"
+
+
 def _print_group(g: dict[str, Any]) -> None:
     head = [("GROUP", g["group"]), ("COORDINATOR", _node_text(g["coordinator"])),
             ("STATE", g["state"]), ("PROTOCOL", g["protocol"] or "-"),
@@ -173,7 +182,7 @@ def _print_group(g: dict[str, Any]) -> None:
         click.echo()
         print_table(("MEMBER-ID", "CLIENT-ID", "HOST", "INSTANCE-ID", "ASSIGNMENTS"), [
             (m["member_id"], m["client_id"], m["host"] or "-", m["instance_id"],
-             ", ".join(f"{a['topic']}/{a['partition']}" for a in m["assignments"]) or "-")
+             _assignments(m["assignments"]))
             for m in g["members"]])
     if g["partitions"]:
         click.echo()
