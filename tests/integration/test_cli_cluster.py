@@ -92,3 +92,28 @@ def test_partitions_health_and_transfer_leadership(nodes: list[FixedNode],
     code, out, err = run(capsys, "cluster", "transfer-leadership", TOPIC, "0", "--to", "99",
                          "-X", servers)
     assert code == 1 and out == "" and "not one of its replicas" in err
+
+
+@pytest.mark.timeout(90)
+def test_health_is_unhealthy_with_a_node_down(nodes: list[FixedNode],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # Runs last in the module: the node stays down.
+    servers = bootstrap(nodes)
+    victim = nodes[-1]
+    victim.kill_group()
+
+    def unhealthy() -> dict[str, Any] | None:
+        code, out, err = run(capsys, "cluster", "health", "--json", "-X", servers)
+        assert code in (0, 1), err
+        report: dict[str, Any] = json.loads(out)
+        assert report["healthy"] is (code == 0)
+        return report if report["under_replicated_partitions"] else None
+
+    report = wait_for("partitions under-replicated with a node down", unhealthy, 30)
+    assert report["healthy"] is False
+    assert victim.node_id in {u["id"] for u in report["unreachable_brokers"]} | set(
+        report["down_brokers"]), report
+    rows = run_json(capsys, "cluster", "partitions", "--topic", TOPIC, "-X", servers)
+    shrunk = [r for r in rows if r["state"] == "under-replicated"]
+    assert all(victim.node_id not in r["isr"] and victim.node_id in r["replicas"]
+               for r in shrunk), rows
