@@ -269,6 +269,13 @@ def config_get(key: str | None, broker: int | None, brokers: str, timeout: float
 
 
 def _source(source: Any) -> str:
+    """DescribeConfigs' config_source as Kafka names it (DEFAULT, STATIC_BROKER, ...); the
+    binding gives an int or its ConfigSource enum."""
+    if isinstance(source, int):
+        try:
+            source = kafka_admin_module().ConfigSource(int(source))
+        except ValueError:
+            return str(source)
     name = getattr(source, "name", str(source))
     return str(name).removesuffix("_CONFIG")
 
