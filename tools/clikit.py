@@ -169,7 +169,9 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*("-" if v is None else str(v) for v in row))
-    Console(soft_wrap=True).print(table)
+    # Piped output (grep, scripts) is never folded at rich's default 80 columns.
+    width = None if sys.stdout.isatty() else 100_000
+    Console(soft_wrap=True, width=width).print(table)
 
 
 def emit(data: Any, *, as_json: bool, columns: Sequence[str] = (),
@@ -225,3 +227,39 @@ def topic_metadata(client: Any, name: str, brokers: str,
     if tmd is None or (tmd.error is not None and tmd.error.code() != 0):
         raise CliError(f"topic {name!r} does not exist", EXIT_NOT_FOUND)
     return tmd
+
+
+# --- Raw requests (tools/kafka_raw.py) for what confluent-kafka's binding lacks -------------
+
+def raw_connection(addresses: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+    """A `kafka_raw.RawConnection` to the first of `addresses` (host:port,...) that accepts one,
+    or CliError(EXIT_UNREACHABLE)."""
+    from redshank.tools.kafka_raw import RawConnection
+
+    errors = []
+    for address in (a.strip() for a in addresses.split(",") if a.strip()):
+        try:
+            return RawConnection(address, timeout_s)
+        except (OSError, ValueError) as exc:
+            errors.append(f"{address}: {exc.strerror or exc}"
+                          if isinstance(exc, OSError) else f"{address}: {exc}")
+    raise CliError(f"cannot reach a broker at {addresses}: {'; '.join(errors)}",
+                   EXIT_UNREACHABLE)
+
+
+def error_name(code: int) -> str:
+    """A Kafka error code's name (`NOT_CONTROLLER`), or the number if we do not know it."""
+    from redshank.protocol.error_codes import ErrorCode
+
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error {code}"
+
+
+def kafka_admin_module() -> Any:
+    """`confluent_kafka.admin`, untyped: its stubs do not re-export ConfigResource, OffsetSpec,
+    ... (mypy --strict refuses them), and they are used as plain values here anyway."""
+    import confluent_kafka.admin
+
+    return confluent_kafka.admin
