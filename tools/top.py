@@ -71,11 +71,16 @@ class Source:
             raise NodeNotRunningError(f"{url} answered something not JSON: {exc}") from None
         return doc
 
-    def capacity_fn(self, stats: dict[str, Any], default: int) -> Callable[..., int | None]:
+    def capacity_fn(self, stats: dict[str, Any]) -> Callable[..., int | None]:
         """A ring's capacity: its shared-memory segment's size when the node is local (each
-        ring is one segment), else `default` (the broker's ring size)."""
+        ring is one segment), else the broker's ring size."""
         prefix = stats.get("prefix")
         local = self.node_dir is not None and isinstance(prefix, str)
+        default = 0
+        if not local:  # imported only here: the broker's modules take a while to import
+            from redshank.actors.broker import RING_BYTES
+
+            default = RING_BYTES
 
         def capacity(core: int, peer: int, gen: Any, peer_gen: Any) -> int | None:
             if local:
@@ -189,8 +194,6 @@ def main(argv: list[str]) -> int:
         print("redshank top: --interval must be > 0, --rows and --count >= 1", file=sys.stderr)
         return 2
     source = Source(args.node_dir, args.admin_url)
-    from redshank.actors.broker import RING_BYTES
-
     tracker = RateTracker(history=SPARK_WIDTH, fill_fraction=args.fill,
                           depth_warn=args.depth_warn)
     console = Console()
@@ -198,7 +201,7 @@ def main(argv: list[str]) -> int:
     def sample() -> None:
         stats = source.read()
         if tracker.capacity is None:
-            tracker.capacity = source.capacity_fn(stats, RING_BYTES)
+            tracker.capacity = source.capacity_fn(stats)
         tracker.update(stats)
 
     def view() -> Group:
