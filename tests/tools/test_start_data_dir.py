@@ -51,14 +51,16 @@ def test_a_read_only_filesystem(tmp_path: Path) -> None:
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "-m", "sh", "-c", mount], capture_output=True, timeout=10).returncode:
         pytest.skip("cannot mount a read-only tmpfs here (needs unshare -m and mount rights)")
-    for data_dir in (ro, ro / "data"):
-        script = (f"{mount} && exec {sys.executable} -m redshank.tools.start "
-                  f"--kafka-addr 127.0.0.1:0 --data-dir {data_dir}")
-        done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
-                              text=True, timeout=30, env=dict(os.environ))
-        assert done.returncode == 2, done.stderr
-        assert done.stderr == (f"redshank start: --data-dir {data_dir}: cannot create or write "
-                               "it: Read-only file system\n")
+    code = ("import sys; from redshank.tools import start\n"
+            "for d in sys.argv[1:]:\n"
+            "    print(start.main(['--kafka-addr', '127.0.0.1:0', '--data-dir', d]))")
+    script = f'{mount} && exec {sys.executable} -c "$0" {ro} {ro / "data"}'
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, code], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ))
+    assert done.stdout.split() == ["2", "2"], done.stderr
+    assert done.stderr.splitlines() == [
+        f"redshank start: --data-dir {d}: cannot create or write it: Read-only file system"
+        for d in (ro, ro / "data")]
 
 
 def test_more_cores_than_cpus_is_a_warning() -> None:
