@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -118,13 +119,17 @@ def main(argv: list[str]) -> int:
         except NodeNotRunningError as exc:
             print(f"redshank actors: {exc}", file=sys.stderr)
             return 1
-        if args.json:
-            print(json.dumps(stats), flush=True)
-        elif args.watch is None:
-            print(render(stats), flush=True)
-        else:
-            tracker.update(stats)
-            print("\x1b[2J\x1b[H" + render_rates(tracker, args.sort), flush=True)
+        try:
+            if args.json:
+                print(json.dumps(stats), flush=True)
+            elif args.watch is None:
+                print(render(stats), flush=True)
+            else:
+                tracker.update(stats)
+                print("\x1b[2J\x1b[H" + render_rates(tracker, args.sort), flush=True)
+        except BrokenPipeError:  # `redshank actors | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         shown += 1
         if args.watch is None or (args.count is not None and shown >= args.count):
             return 0
