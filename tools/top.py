@@ -7,8 +7,9 @@ Reads the same per-core stats `redshank actors` reads: from the node's directory
 shared-memory stats blocks, `read_node_stats`), or from a node's admin API (`GET /v1/actors`
 answers the same JSON). Rates per second come from successive samples (`tools/actor_rates.py`);
 each table puts the busiest first, with a sparkline of the last samples, and marks a mailbox that
-is filling up (`▲ filling`: a ring past `--fill` of its capacity, frames waiting in overflow, or
-a depth that rose in each of the last 3 samples). `--once` prints one view (two samples apart)
+is filling up (`▲ filling` next to its depth: a ring past `--fill` of its capacity, frames
+waiting in overflow, or a depth that rose in each of the last 3 samples; an actor's inbox at
+`--depth-warn` messages or rising so). `--once` prints one view (two samples apart)
 and exits; `--count N` prints N views; without them the view updates in place until Ctrl-C.
 Exit 1 if the node is down or cannot be reached.
 """
@@ -136,21 +137,21 @@ def render(tracker: RateTracker, source_label: str, sort: str, rows: int) -> Gro
                       _num(c.in_bytes_rate), _num(c.out_bytes_rate), _num(c.wakeups_rate),
                       sparkline(c.history, SPARK_WIDTH))
     boxes = _table("mailboxes (ring from core to peer)",
-                   ("core", "peer", "depth", "fill", "overflow", "frames/s", "B/s",
-                    "B/s history", ""), ("B/s history", ""))
+                   ("core", "peer", "depth", "fill", "", "overflow", "frames/s", "B/s",
+                    "B/s history"), ("B/s history", ""))
     for m in tracker.mailboxes(sort)[:rows]:
         fill = f"{m.fill:.0%}" if m.fill is not None else "-"
         boxes.add_row(str(m.core), str(m.peer) + ("" if m.alive else " (down)"),
-                      _num(m.depth, "B"), fill, str(m.overflow), _num(m.frames_rate),
-                      _num(m.bytes_rate), sparkline(m.history, SPARK_WIDTH), _marker(m.filling))
+                      _num(m.depth, "B"), fill, _marker(m.filling), str(m.overflow),
+                      _num(m.frames_rate), _num(m.bytes_rate), sparkline(m.history, SPARK_WIDTH))
     actors = tracker.actors(sort)
     acts = _table(f"actors (busiest first, by {sort})",
-                  ("core", "actor", "depth", "msg/s", "busy ms/s", "us/msg", "fail", "status",
-                   "msg/s history", ""), ("actor", "status", "msg/s history", ""))
+                  ("core", "actor", "depth", "", "msg/s", "busy ms/s", "us/msg", "fail",
+                   "status", "msg/s history"), ("actor", "status", "msg/s history", ""))
     for a in actors[:rows]:
-        acts.add_row(str(a.core), a.name, str(a.depth), _num(a.rate),
+        acts.add_row(str(a.core), a.name, str(a.depth), _marker(a.filling), _num(a.rate),
                      _num(a.handler_ms_s), _num(a.avg_handler_us), str(a.failures), a.status,
-                     sparkline(a.history, SPARK_WIDTH), _marker(a.filling))
+                     sparkline(a.history, SPARK_WIDTH))
     parts: list[Any] = [head, cores, boxes, acts]
     partitions = sorted((a for a in actors if a.name.startswith("partition/")),
                         key=lambda a: (-(a.rate or 0.0), -(a.handler_ms_s or 0.0), a.name))

@@ -19,10 +19,13 @@ import time
 import pytest
 from broker_proc import BrokerProcess, create_topic
 
+from redshank.tools.top import FILLING
+
 pytestmark = pytest.mark.timeout(150)
 
 TOPIC = "top-load"
 _SUFFIX = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9}
+_MARK = rf"(?:{FILLING}\s+)?"  # a filling inbox's marker, right after its depth
 
 
 def _load(bootstrap: str, stop: threading.Event, counts: list[int]) -> None:
@@ -49,8 +52,8 @@ def _load(bootstrap: str, stop: threading.Event, counts: list[int]) -> None:
 def _partition_rates(screen: str) -> dict[str, float]:
     """msg/s of each `partition/top-load/N` row of the actors table on the screen."""
     rates = {}
-    for m in re.finditer(
-            rf"^\s*\d+\s+(partition/{TOPIC}/\d+)\s+\d+\s+([\d.]+)([kMG]?)\s", screen, re.M):
+    row = rf"^\s*\d+\s+(partition/{TOPIC}/\d+)\s+\d+\s+{_MARK}([\d.]+)([kMG]?)\s"
+    for m in re.finditer(row, screen, re.M):
         rates[m.group(1)] = float(m.group(2)) * _SUFFIX[m.group(3)]
     return rates
 
@@ -59,8 +62,8 @@ def _actor_rates(screen: str) -> list[float]:
     """msg/s of every row of the actors table, top to bottom (`-`, not known yet: 0)."""
     section = screen.split("actors (busiest first", 1)[1].split("busiest partitions", 1)[0]
     return [float(m.group(1)) * _SUFFIX[m.group(2)] if m.group(1) else 0.0
-            for m in re.finditer(r"^\s*\d+\s+\S+\s+\d+\s+(?:([\d.]+)([kMG]?)|-)\s", section,
-                                 re.M)]
+            for m in re.finditer(rf"^\s*\d+\s+\S+\s+\d+\s+{_MARK}(?:([\d.]+)([kMG]?)|-)\s",
+                                 section, re.M)]
 
 
 def _tmux(sock: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -88,10 +91,13 @@ def test_top_shows_actor_rows_and_rates_under_load(broker: BrokerProcess) -> Non
     screen = ""
     try:
         deadline = time.monotonic() + 45
+        previous = None
         while True:
             screen = _tmux(sock, "capture-pane", "-p", "-t", "top").stdout
             rates = _partition_rates(screen)
-            if (rates and max(rates.values()) > 0 and "disk-writer" in screen
+            # Two equal captures in a row: a whole frame, not one caught while being redrawn.
+            stable, previous = screen == previous, screen
+            if (stable and rates and max(rates.values()) > 0 and "disk-writer" in screen
                     and re.search(r"^\s*1\s+\d+\s+1\s+\d+s", screen, re.M)):
                 break
             assert "top-exited" not in screen, screen
