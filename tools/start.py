@@ -4,12 +4,17 @@
                    [--data-dir DIR] [--cores N] [--node-id N] [--connections-max-idle-ms MS]
                    [--auto-create-topics-per-request N]
                    [--rpc-addr HOST:PORT [--advertise-rpc-addr HOST:PORT] [--seeds H:P,...]]
+                   [--log-format json|console] [--log-level debug|info|warning|error]
 
 Prints one line on stdout when every core serves the Kafka port
-(`redshank ready kafka=HOST:PORT cores=N ...`); structured logs go to stderr. Every core listens
-on the port with SO_REUSEPORT. A port already in use, or a data directory held by a running node,
-fails at once with a clear message (exit code 2). Port 0 picks a free port: the supervisor holds
-it with a bound, non-listening SO_REUSEPORT socket, so the cores share that one port.
+(`redshank ready kafka=HOST:PORT cores=N ...`); structured logs go to stderr, one record per line
+(`--log-format json`, the default, or `console` for people; every core logs alike). Every core
+listens on the port with SO_REUSEPORT. A port already in use, a data directory held by a running
+node, or one that cannot be created or written (a file in the way, a read-only filesystem, a
+parent that cannot be made) fails at once with one clear line (exit code 2). More cores than the
+CPUs this process may run on start with a warning (`cores_exceed_cpus`). Port 0 picks a free
+port: the supervisor holds it with a bound, non-listening SO_REUSEPORT socket, so the cores share
+that one port.
 
 The data directory remembers the node's identity (`cluster/node_identity.json`: node id, node
 uuid, seeds, cluster uuid): started again under another `--node-id` it is refused (exit 2).
@@ -31,7 +36,10 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
+
+import structlog
 
 from redshank.actors.broker import REQUEST_MEMORY_BYTES, RING_BYTES, BrokerConfig, setup_core
 from redshank.actors.node_identity_store import settle_identity
@@ -44,6 +52,7 @@ from redshank.actors.runtime import (
     Supervisor,
     configure_logging,
 )
+from redshank.actors.runtime.log_setup import LOG_FORMATS, LOG_LEVELS
 from redshank.cluster.controller.members_table import NetAddress
 from redshank.cluster.node_identity import (
     MAX_NODE_ID,
@@ -142,7 +151,40 @@ def _parser() -> argparse.ArgumentParser:
                    help="topics one Metadata request may auto-create; its other new names are "
                         "answered UNKNOWN_TOPIC_OR_PARTITION and created by later requests "
                         f"(default {defaults.auto_create_topics_per_request})")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default=None,
+                   help="json: one object per line (default); console: for people")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=None, help="default info")
     return p
+
+
+def check_data_dir(data_dir: str) -> str | None:
+    """Create the data directory (with its parents) and prove it writable: None, or what is
+    wrong as one line for stderr."""
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        return f"--data-dir {data_dir}: not a directory (a file is in the way)"
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".redshank-write-probe-", dir=data_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = ""
+        if isinstance(exc, NotADirectoryError):
+            parent = os.path.dirname(data_dir)
+            while parent and not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            where = f" ({parent} is a file)"
+        elif exc.filename and not str(exc.filename).startswith(data_dir):
+            where = f" ({exc.filename})"
+        return f"--data-dir {data_dir}: cannot create or write it: {exc.strerror}{where}"
+    return None
+
+
+def cores_warning(cores: int) -> dict[str, int] | None:
+    """More cores than CPUs this process may run on: they share CPUs (and pinned ones double
+    up), worth a warning; None if not."""
+    cpus = len(os.sched_getaffinity(0))
+    return {"cores": cores, "cpus": cpus} if cores > cpus else None
 
 
 def check_args(args: argparse.Namespace) -> str | None:
@@ -215,6 +257,10 @@ def main(argv: list[str]) -> int:
     if problem is not None:
         print(f"redshank start: {problem}", file=sys.stderr)
         return 2
+    problem = check_data_dir(os.path.abspath(args.data_dir))
+    if problem is not None:
+        print(f"redshank start: {problem}", file=sys.stderr)
+        return 2
     host, port = args.kafka_addr
     if args.rpc_addr is not None:
         rpc_host, rpc_base = args.rpc_addr
@@ -255,7 +301,14 @@ def _run(args: argparse.Namespace, port: int) -> int:
             adv_rpc = NetAddress(adv_rpc.host, listen.port)
         rpc = NodeRpcConfig(listen, adv_rpc, identity, os.getpid())
         rpc_field = f" rpc={adv_rpc}"
-    configure_logging(None)  # process-wide: only once nothing can be refused any more
+    # process-wide: only once nothing can be refused any more; the cores inherit the settings
+    configure_logging(None, args.log_level, args.log_format)
+    oversubscribed = cores_warning(args.cores)
+    if oversubscribed is not None:
+        structlog.get_logger("redshank.start").warning(
+            "cores_exceed_cpus", **oversubscribed,
+            detail="cores share CPUs: expect less throughput and more latency than with "
+                   "--cores <= cpus")
     config = BrokerConfig(host=host, port=port, advertised_host=adv_host,
                           advertised_port=adv_port, data_dir=data_dir, node_id=args.node_id,
                           retention_check_s=args.retention_check_ms / 1000,

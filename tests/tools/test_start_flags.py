@@ -20,7 +20,7 @@ from redshank.tools import start
 def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     # structlog's configuration is process-wide and would keep printing to this test's
     # captured (later closed) stderr: a refusal must come before it anyway.
-    def refuse(_core: int | None) -> None:
+    def refuse(*_args: object) -> None:
         raise AssertionError("logging configured before the flags were all checked")
     monkeypatch.setattr(start, "configure_logging", refuse)
 
