@@ -38,6 +38,7 @@ COMMANDS: dict[str, _Entry | tuple[str, dict[str, _Entry]]] = {
     "cluster": ("redshank.tools.cmd_cluster:cluster",
                 "cluster info, health, configs, partitions, leadership; start N local nodes"),
     "actors": ("redshank.tools.actors_cmd", "show every core's mailboxes and actors"),
+    "top": ("redshank.tools.top", "a live view of a node's cores, actors and mailboxes"),
     "sim": ("redshank.tools.sim", "run seeded Raft simulations"),
     "bench": ("benchmarks (JSON output)", {
         "codec": ("redshank.tools.bench.codec", "benchmark the Kafka codec"),
