@@ -31,6 +31,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import structlog
 
@@ -45,6 +46,7 @@ from redshank.protocol.record_batch import (
 )
 from redshank.protocol.records import record_timestamps
 from redshank.storage.batch_cache import BatchCache
+from redshank.storage.compaction import KeyMap, clean_batch, latest_offsets
 from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
 from redshank.storage.file_io import FileLayer, OsFiles
 from redshank.storage.log_config import AppendResult, LogConfig
@@ -53,7 +55,7 @@ from redshank.storage.retention import SegmentInfo, retention_start
 from redshank.storage.segment import BatchMeta, Segment
 from redshank.storage.types import Offset, Term
 
-__all__ = ["AppendResult", "Log", "LogConfig"]
+__all__ = ["AppendResult", "CompactResult", "Log", "LogConfig"]
 
 _log = structlog.get_logger("redshank.storage")
 
@@ -64,6 +66,21 @@ _Entry = tuple[int, int, int, int, memoryview]
 
 def _entry_base(e: _Entry) -> int:
     return e[0]
+
+
+_NO_TOMBSTONE = (1 << 63) - 1
+_COMPACT_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CompactResult:
+    """One compaction pass: segments rewritten, bytes of the cleanable segments read (the pass's
+    cost), and their size before and after."""
+
+    rewritten: int = 0
+    bytes_read: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
 
 
 class Log:
@@ -101,6 +118,10 @@ class Log:
         self._last_term = segments[-1].term if segments else 0
         self._failed: BaseException | None = None
         self._closed = False
+        # Compaction: segments swapped out, closed at the next pass or at close (a reader may
+        # still hold one it snapshotted); (end offset, oldest tombstone kept) of the last pass.
+        self._retired: list[Segment] = []
+        self._cleaned: tuple[int, int] | None = None
         self._logger = _log.bind(log=directory)
 
     @classmethod
@@ -574,6 +595,80 @@ class Log:
         self.truncate_prefix(start)
         return before - len(self._segments)
 
+    def compact(self, now_ms: int | None = None, max_offset: int | None = None
+                ) -> CompactResult:
+        """Compact the closed segments (`compaction` has the rules) that end at or below
+        `max_offset` (the high watermark: never an uncommitted entry) and the flushed offset,
+        and whose newest timestamp is older than `min_compaction_lag_ms`. Never the active
+        segment. A no-op unless `config.compact`, and when nothing changed since the last pass
+        and no kept tombstone has expired. Writer thread."""
+        if not self.config.compact:
+            return CompactResult()
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._flush_lock:
+            with self._lock:
+                self._check_usable()
+                closed = self._segments[:-1]
+                limit = self._flushed if max_offset is None else min(self._flushed, max_offset)
+            retired, self._retired = self._retired, []
+            for old in retired:  # swapped out a pass ago: no read still holds them
+                old.close()
+            lag_horizon = now_ms - self.config.min_compaction_lag_ms
+            cleanable: list[Segment] = []
+            for seg in closed:
+                if seg.last_offset > limit or seg.index.max_timestamp > lag_horizon:
+                    break
+                cleanable.append(seg)
+            tombstone_horizon = now_ms - self.config.delete_retention_ms
+            if not cleanable or (self._cleaned is not None
+                                 and self._cleaned[0] == cleanable[-1].next_offset
+                                 and self._cleaned[1] >= tombstone_horizon):
+                return CompactResult()
+            latest: KeyMap = {}
+            for seg in cleanable:
+                latest_offsets(self._segment_batches(seg), latest)
+            rewritten, before, after = 0, 0, 0
+            oldest_tombstone = _NO_TOMBSTONE
+            for seg in cleanable:
+                batches: list[bytes | memoryview] = []
+                changed = False
+                for batch in self._segment_batches(seg):
+                    out, oldest = clean_batch(batch, latest, tombstone_horizon)
+                    if out is not batch:
+                        changed = True
+                        out = bytes(out)  # the chunk it came from is a segment's worth
+                    batches.append(out)
+                    oldest_tombstone = min(oldest_tombstone, oldest)
+                if not changed:
+                    continue
+                new = seg.rewritten(batches)
+                with self._lock:
+                    self._segments[self._segments.index(seg)] = new
+                    key = self._cache_key
+                # Readers of the cache see the cleaned batches from now on, as disk readers do.
+                for out in batches:
+                    self._cache.replace(key, parse_header(out).base_offset, out)
+                self._retired.append(seg)
+                rewritten, before, after = rewritten + 1, before + seg.size, after + new.size
+            self._cleaned = (cleanable[-1].next_offset, oldest_tombstone)
+        if rewritten:
+            self._logger.info("log_compacted", segments=rewritten, bytes_before=before,
+                              bytes_after=after, keys=len(latest))
+        return CompactResult(rewritten, sum(s.size for s in cleanable), before, after)
+
+    @staticmethod
+    def _segment_batches(seg: Segment) -> Iterator[memoryview]:
+        """Every batch of a sealed segment, read in chunks."""
+        offset = seg.base_offset
+        while offset < seg.next_offset:
+            data, after = seg.read_from(offset, _COMPACT_CHUNK, seg.size)
+            if not data:
+                return
+            view = memoryview(data)
+            for pos, h in iter_batches(view, verify_crc=False):
+                yield view[pos : pos + h.size]
+            offset = after
+
     def segments(self) -> list[tuple[int, int, int]]:
         """(base offset, term, bytes) per segment, oldest first (for tools and tests)."""
         with self._lock:
@@ -594,7 +689,7 @@ class Log:
         finally:
             with self._lock:
                 self._closed = True
-            for seg in self._segments:
+            for seg in self._segments + self._retired:
                 seg.close()
 
     def __repr__(self) -> str:

@@ -234,6 +234,45 @@ class Segment:
         for p, h in BatchScanner(self._file, restart, pos, verify_crc=False):
             self.index.add(h.base_offset, h.last_offset, p, h.size, h.max_timestamp)
 
+    def rewritten(self, batches: Sequence[Buffer]) -> Segment:
+        """A sealed segment of the same name holding `batches` (compaction), swapped in crash-
+        safely; this segment's handle stays open (readers may hold it) until the caller closes
+        it. The batches must span exactly this segment's offsets.
+
+        Order: the new log and index are written to `*.clean.tmp` and fdatasynced; the old
+        index goes (dir fsync); the new log is renamed over the old, then the new index into
+        place (dir fsync). A crash at any step leaves either the old or the new log, each whole
+        and valid: recovery removes `*.tmp` files and rescans a log without a matching index,
+        and both logs span the same offsets, so the segments around it still follow on."""
+        tmp_log = self.path + ".clean.tmp"
+        tmp_index = self.index_path + ".clean.tmp"
+        index = SegmentIndex(self.base_offset, self.index.interval)
+        pos = 0
+        for batch in batches:
+            h = parse_header(batch)
+            index.add(h.base_offset, h.last_offset, pos, h.size, h.max_timestamp)
+            pos += h.size
+        if index.next_offset != self.next_offset:
+            raise ValueError(f"{self.path}: rewrite ends at {index.next_offset}, "
+                             f"not {self.next_offset}")
+        for path, blobs in ((tmp_log, batches), (tmp_index, [index.encode(pos)])):
+            handle = self._files.open(path, create=True)
+            try:
+                handle.truncate(0)
+                handle.pwrite(blobs, 0)
+                handle.fdatasync()
+            finally:
+                handle.close()
+        self._files.remove(self.index_path)
+        self._files.fsync_dir(self.dir)
+        self._files.rename(tmp_log, self.path)
+        self._files.rename(tmp_index, self.index_path)
+        self._files.fsync_dir(self.dir)
+        seg = Segment(self._files, self.dir, self._files.open(self.path), self.base_offset,
+                      self.term, index, pos, pos, self.preallocate_step)
+        seg.sealed = True
+        return seg
+
     def close(self) -> None:
         self._file.close()
 
