@@ -8,6 +8,7 @@ concurrent ensures of one partition share one open. Must not know: Kafka request
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -62,6 +63,7 @@ __all__ = [
     "Routes",
     "TopicDeletedError",
     "apply_retention",
+    "compact_logs",
     "log_config",
 ]
 
@@ -209,15 +211,9 @@ class CompactCursor:
         return ordered[cut:] + ordered[:cut]
 
 
-def apply_retention(logs: list[Log], high_watermarks: dict[str, int] | None = None,
-                    cursor: CompactCursor | None = None,
-                    compact_budget: int = COMPACT_BYTES_PER_PASS) -> int:
-    """Retention, then compaction, over `logs` (disk-writer thread): segments removed in all.
-    A log closed since the list was taken is skipped; one whose disk fails is logged and
-    skipped, the others go on. Compaction (logs with `config.compact`) stays below each log's
-    high watermark in `high_watermarks` (by directory; a log not named there is not compacted:
-    nothing committed is known of it) and the pass stops once it has read `compact_budget`
-    bytes; the next pass starts after the last log compacted (`cursor`)."""
+def apply_retention(logs: list[Log]) -> int:
+    """Retention over `logs` (disk-writer thread): segments removed in all. A log closed since
+    the list was taken is skipped; one whose disk fails is logged and skipped, the others go on."""
     removed = 0
     for log in logs:
         if log.closed or log.failed:
@@ -226,22 +222,32 @@ def apply_retention(logs: list[Log], high_watermarks: dict[str, int] | None = No
             removed += log.apply_retention()
         except StorageError as exc:
             _log.error("retention_failed", log=log.dir, error=repr(exc))
-    hws = high_watermarks or {}
-    cursor = cursor or CompactCursor()
-    spent = 0
+    return removed
+
+
+def compact_logs(logs: list[Log], high_watermarks: dict[str, int], cursor: CompactCursor,
+                 budget: int = COMPACT_BYTES_PER_PASS) -> int:
+    """One compaction pass (the core's cleaner thread): the logs with `config.compact`, each
+    below its high watermark in `high_watermarks` (by directory; a log not named there is
+    skipped: nothing committed is known of it), until the pass has read `budget` bytes; the
+    next pass starts after the last log compacted (`cursor`). Returns segments rewritten. A
+    log whose disk fails (or that closes meanwhile) is logged and skipped."""
+    spent = rewritten = 0
     for log in cursor.order(logs):
-        hw = hws.get(log.dir)
-        if spent >= compact_budget:
+        hw = high_watermarks.get(log.dir)
+        if spent >= budget:
             break
         if hw is None or log.closed or log.failed or not log.config.compact:
             continue
         try:
             # The high watermark is the offset after the last committed one.
-            spent += log.compact(max_offset=hw - 1).bytes_read
+            result = log.compact(max_offset=hw - 1)
+            spent += result.bytes_read
+            rewritten += result.rewritten
         except StorageError as exc:
             _log.error("compaction_failed", log=log.dir, error=repr(exc))
         cursor.last = log.dir
-    return removed
+    return rewritten
 
 
 class PartitionManager(LoopActor):
@@ -266,6 +272,8 @@ class PartitionManager(LoopActor):
         self.retention_check_s = retention_check_s
         self._retention_timer: asyncio.TimerHandle | None = None
         self._compact_cursor = CompactCursor()
+        # The log cleaner's thread: a pass reads and rewrites segments for as long as it takes.
+        self._cleaner = concurrent.futures.ThreadPoolExecutor(1, "cleaner")
         self._stopped = False
         # Group hosts whose log failed an fdatasync: reopened from the disk on next use.
         self._failed_logs: set[str] = set()
@@ -286,6 +294,7 @@ class PartitionManager(LoopActor):
 
     def on_stop(self) -> None:
         self._stopped = True
+        self._cleaner.shutdown(wait=False, cancel_futures=True)
         if self._view_timer is not None:
             self._view_timer.cancel()
             self._view_timer = None
@@ -294,16 +303,19 @@ class PartitionManager(LoopActor):
             self._retention_timer = None
 
     def _retain(self) -> None:
-        """Every `retention_check_s`: one pass of retention and compaction over this core's logs
-        on the disk writer (Kafka's log.retention.check.interval.ms and its log cleaner), the
-        next pass after this one ends."""
+        """Every `retention_check_s`: one pass of retention over this core's logs on the disk
+        writer (Kafka's log.retention.check.interval.ms), then one of compaction on the
+        cleaner thread (Kafka's log cleaner), the next pass after this one ends."""
         logs = list(self.logs.values())
 
         async def run() -> None:
             try:
+                await self.writer.ask(Blocking(functools.partial(apply_retention, logs)),
+                                      block=False)
                 hws = await self._high_watermarks()
-                await self.writer.ask(Blocking(functools.partial(
-                    apply_retention, logs, hws, self._compact_cursor)), block=False)
+                if hws:  # off the disk writer: a pass must not hold up the core's flushes
+                    await self.loop.run_in_executor(self._cleaner, functools.partial(
+                        compact_logs, logs, hws, self._compact_cursor))
             except pykka.ActorDeadError:
                 return  # the core is stopping
             except Exception as exc:  # a bug in a pass must not end retention for good

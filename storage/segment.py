@@ -234,18 +234,10 @@ class Segment:
         for p, h in BatchScanner(self._file, restart, pos, verify_crc=False):
             self.index.add(h.base_offset, h.last_offset, p, h.size, h.max_timestamp)
 
-    def rewritten(self, batches: Sequence[Buffer]) -> Segment:
-        """A sealed segment of the same name holding `batches` (compaction), swapped in crash-
-        safely; this segment's handle stays open (readers may hold it) until the caller closes
-        it. The batches must span exactly this segment's offsets.
-
-        Order: the new log and index are written to `*.clean.tmp` and fdatasynced; the old
-        index goes (dir fsync); the new log is renamed over the old, then the new index into
-        place (dir fsync). A crash at any step leaves either the old or the new log, each whole
-        and valid: recovery removes `*.tmp` files and rescans a log without a matching index,
-        and both logs span the same offsets, so the segments around it still follow on."""
-        tmp_log = self.path + ".clean.tmp"
-        tmp_index = self.index_path + ".clean.tmp"
+    def write_clean(self, batches: Sequence[Buffer]) -> tuple[SegmentIndex, int]:
+        """Write `batches` (which must span exactly this segment's offsets) and their index to
+        `*.clean.tmp` files, fdatasynced; returns what `swap_clean` needs. Touches nothing
+        of this segment: may run while others read or flush it."""
         index = SegmentIndex(self.base_offset, self.index.interval)
         pos = 0
         for batch in batches:
@@ -255,7 +247,8 @@ class Segment:
         if index.next_offset != self.next_offset:
             raise ValueError(f"{self.path}: rewrite ends at {index.next_offset}, "
                              f"not {self.next_offset}")
-        for path, blobs in ((tmp_log, batches), (tmp_index, [index.encode(pos)])):
+        for path, blobs in ((self._clean_paths[0], batches),
+                            (self._clean_paths[1], [index.encode(pos)])):
             handle = self._files.open(path, create=True)
             try:
                 handle.truncate(0)
@@ -263,13 +256,35 @@ class Segment:
                 handle.fdatasync()
             finally:
                 handle.close()
+        return index, pos
+
+    @property
+    def _clean_paths(self) -> tuple[str, str]:
+        return self.path + ".clean.tmp", self.index_path + ".clean.tmp"
+
+    def discard_clean(self) -> None:
+        """Remove what `write_clean` wrote (the segment went meanwhile)."""
+        for path in self._clean_paths:
+            self._files.remove(path)
+
+    def swap_clean(self, index: SegmentIndex, size: int) -> Segment:
+        """Swap the files `write_clean` wrote in; returns the new sealed segment. This one's
+        handle stays open (readers may hold it: they read the old, unlinked file) until the
+        caller closes it.
+
+        Order: the old index goes (dir fsync); the new log is renamed over the old, then the
+        new index into place (dir fsync). A crash at any step leaves either the old or the new
+        log, each whole and valid: recovery removes `*.tmp` files and rescans a log without a
+        matching index, and both logs span the same offsets, so the segments around it still
+        follow on."""
+        tmp_log, tmp_index = self._clean_paths
         self._files.remove(self.index_path)
         self._files.fsync_dir(self.dir)
         self._files.rename(tmp_log, self.path)
         self._files.rename(tmp_index, self.index_path)
         self._files.fsync_dir(self.dir)
         seg = Segment(self._files, self.dir, self._files.open(self.path), self.base_offset,
-                      self.term, index, pos, pos, self.preallocate_step)
+                      self.term, index, size, size, self.preallocate_step)
         seg.sealed = True
         return seg
 

@@ -1,7 +1,8 @@
 """The partition manager's retention pass (`apply_retention`, run on the disk writer): every open
 log loses its expired closed segments; a log closed (dropped) since the pass was scheduled is
-skipped, not touched; compacted logs are cleaned below their high watermark, within a byte
-budget per pass, resuming after the last log cleaned."""
+skipped, not touched. The compaction pass (`compact_logs`, the cleaner thread) cleans compacted
+logs below their high watermark, within a byte budget per pass, resuming after the last log
+cleaned."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from redshank.actors.partition_manager import (
     CompactCursor,
     apply_retention,
+    compact_logs,
     log_append_time,
     log_config,
 )
@@ -75,17 +77,17 @@ def _values(log: Log) -> list[bytes | None]:
 
 def test_compaction_stays_below_the_high_watermark_and_the_budget(tmp_path: Path) -> None:
     a, b = _keyed(tmp_path / "a"), _keyed(tmp_path / "b")
+    cursor = CompactCursor()
     # No high watermark known for a log: not compacted.
-    apply_retention([a, b], {})
+    assert compact_logs([a, b], {}, cursor) == 0
     assert _values(a) == _values(b) == [b"v0", b"v1", b"v2", b"v3"]
     # Committed below offset 2: only the first two segments are cleanable.
-    cursor = CompactCursor()
-    apply_retention([a, b], {a.dir: 2, b.dir: 2}, cursor, compact_budget=1)
+    compact_logs([a, b], {a.dir: 2, b.dir: 2}, cursor, budget=1)
     assert _values(a) == [b"v1", b"v2", b"v3"] and _values(b) == [b"v0", b"v1", b"v2", b"v3"]
     # The budget ran out after `a`: the next pass starts with `b`.
-    apply_retention([a, b], {a.dir: 4, b.dir: 4}, cursor, compact_budget=1)
+    compact_logs([a, b], {a.dir: 4, b.dir: 4}, cursor, budget=1)
     assert _values(b) == [b"v2", b"v3"] and _values(a) == [b"v1", b"v2", b"v3"]
-    apply_retention([a, b], {a.dir: 4, b.dir: 4}, cursor)
+    compact_logs([a, b], {a.dir: 4, b.dir: 4}, cursor)
     assert _values(a) == _values(b) == [b"v2", b"v3"]
     a.close()
     b.close()
