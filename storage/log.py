@@ -641,6 +641,7 @@ class Log:
             for seg in cleanable:
                 batches: list[bytes | memoryview] = []
                 changed = False
+                was = seg.size
                 for batch in self._batches_of(seg):
                     out, oldest = clean_batch(batch, latest, tombstone_horizon)
                     if out is not batch:
@@ -648,7 +649,7 @@ class Log:
                         out = bytes(out)  # the chunk it came from is a segment's worth
                     batches.append(out)
                     oldest_tombstone = min(oldest_tombstone, oldest)
-                if changed and self._swap(seg, batches):
+                if changed and self._swap(seg, batches, was):
                     rewritten, before = rewritten + 1, before + seg.size
                     after += sum(len(b) for b in batches)
             self._cleaned = (cleanable[-1].next_offset, oldest_tombstone)
@@ -657,13 +658,15 @@ class Log:
                               bytes_after=after, keys=len(latest))
         return CompactResult(rewritten, sum(s.size for s in cleanable), before, after)
 
-    def _swap(self, seg: Segment, batches: list[bytes | memoryview]) -> bool:
-        """Put the cleaned copy of `seg` in its place; False if `seg` went meanwhile."""
+    def _swap(self, seg: Segment, batches: list[bytes | memoryview], was: int) -> bool:
+        """Put the cleaned copy of `seg` (read when it held `was` bytes) in its place; False
+        if `seg` went or changed meanwhile."""
         index, size = seg.write_clean(batches)
         with self._flush_lock:
             with self._lock:
                 present = not self._closed and any(s is seg for s in self._segments)
-            if not present:  # deleted by retention or DeleteRecords, or the log closed
+            if not present or seg.size != was:
+                # Deleted by retention or DeleteRecords, truncated, or the log closed.
                 seg.discard_clean()
                 return False
             new = seg.swap_clean(index, size)
