@@ -8,6 +8,7 @@ concurrent ensures of one partition share one open. Must not know: Kafka request
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -50,6 +51,7 @@ __all__ = [
     "REPLICAS_VIEW",
     "RETENTION_CHECK_S",
     "AttachMessenger",
+    "CompactCursor",
     "ControllerTopics",
     "Drop",
     "Ensure",
@@ -61,6 +63,7 @@ __all__ = [
     "Routes",
     "TopicDeletedError",
     "apply_retention",
+    "compact_logs",
     "log_config",
 ]
 
@@ -68,6 +71,9 @@ MANAGER = "partitions"
 # Kafka checks every 5 min (log.retention.check.interval.ms); a pass over closed-segment
 # metadata costs microseconds per log, so look more often and free disk sooner.
 RETENTION_CHECK_S = 30.0
+# Bytes of closed segments one compaction pass may read (the log cleaner shares the disk
+# writer with flushes: a pass must not hold it for long).
+COMPACT_BYTES_PER_PASS = 256 * 1024 * 1024
 _log = structlog.get_logger("redshank.partitions")
 # The replicas this core hosts for the controller, with their Raft view (tools and tests).
 REPLICAS_VIEW = "cluster/replicas-core{core}.json"
@@ -164,16 +170,45 @@ def log_config(configs: tuple[tuple[str, str], ...]) -> LogConfig:
         return None if raw is None or int(raw) < 0 else int(raw)
 
     segment_bytes = num("segment.bytes")
+    policy = {p.strip() for p in effective(values, "cleanup.policy").split(",")}
+    # Size and time retention belong to the delete policy (Kafka: a compact-only topic keeps
+    # every key's latest record however old).
+    delete = "delete" in policy
+    defaults = LogConfig()
     return LogConfig(
-        segment_bytes=segment_bytes if segment_bytes else LogConfig().segment_bytes,
+        segment_bytes=segment_bytes if segment_bytes else defaults.segment_bytes,
         segment_ms=num("segment.ms"),
-        retention_bytes=num("retention.bytes"),
-        retention_ms=num("retention.ms"),
+        retention_bytes=num("retention.bytes") if delete else None,
+        retention_ms=num("retention.ms") if delete else None,
+        compact="compact" in policy,
+        delete_retention_ms=_or(num("delete.retention.ms"), defaults.delete_retention_ms),
+        min_compaction_lag_ms=_or(num("min.compaction.lag.ms"),
+                                  defaults.min_compaction_lag_ms),
     )
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def log_append_time(configs: tuple[tuple[str, str], ...]) -> bool:
     return effective(dict(configs), "message.timestamp.type") == "LogAppendTime"
+
+
+class CompactCursor:
+    """Where the last compaction pass stopped (the directory of the last log it compacted): the
+    next pass starts after it, so a budget-bound pass never starves the logs at the end of the
+    list. One per core; touched by its disk-writer thread only."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def order(self, logs: list[Log]) -> list[Log]:
+        ordered = sorted(logs, key=lambda log: log.dir)
+        cut = next((i + 1 for i, log in enumerate(ordered) if log.dir == self.last), 0)
+        return ordered[cut:] + ordered[:cut]
 
 
 def apply_retention(logs: list[Log]) -> int:
@@ -188,6 +223,31 @@ def apply_retention(logs: list[Log]) -> int:
         except StorageError as exc:
             _log.error("retention_failed", log=log.dir, error=repr(exc))
     return removed
+
+
+def compact_logs(logs: list[Log], high_watermarks: dict[str, int], cursor: CompactCursor,
+                 budget: int = COMPACT_BYTES_PER_PASS) -> int:
+    """One compaction pass (the core's cleaner thread): the logs with `config.compact`, each
+    below its high watermark in `high_watermarks` (by directory; a log not named there is
+    skipped: nothing committed is known of it), until the pass has read `budget` bytes; the
+    next pass starts after the last log compacted (`cursor`). Returns segments rewritten. A
+    log whose disk fails (or that closes meanwhile) is logged and skipped."""
+    spent = rewritten = 0
+    for log in cursor.order(logs):
+        hw = high_watermarks.get(log.dir)
+        if spent >= budget:
+            break
+        if hw is None or log.closed or log.failed or not log.config.compact:
+            continue
+        try:
+            # The high watermark is the offset after the last committed one.
+            result = log.compact(max_offset=hw - 1)
+            spent += result.bytes_read
+            rewritten += result.rewritten
+        except StorageError as exc:
+            _log.error("compaction_failed", log=log.dir, error=repr(exc))
+        cursor.last = log.dir
+    return rewritten
 
 
 class PartitionManager(LoopActor):
@@ -211,6 +271,9 @@ class PartitionManager(LoopActor):
         self.group_config = group_config or GroupConfig()
         self.retention_check_s = retention_check_s
         self._retention_timer: asyncio.TimerHandle | None = None
+        self._compact_cursor = CompactCursor()
+        # The log cleaner's thread: a pass reads and rewrites segments for as long as it takes.
+        self._cleaner = concurrent.futures.ThreadPoolExecutor(1, "cleaner")
         self._stopped = False
         # Group hosts whose log failed an fdatasync: reopened from the disk on next use.
         self._failed_logs: set[str] = set()
@@ -231,6 +294,7 @@ class PartitionManager(LoopActor):
 
     def on_stop(self) -> None:
         self._stopped = True
+        self._cleaner.shutdown(wait=False, cancel_futures=True)
         if self._view_timer is not None:
             self._view_timer.cancel()
             self._view_timer = None
@@ -240,13 +304,18 @@ class PartitionManager(LoopActor):
 
     def _retain(self) -> None:
         """Every `retention_check_s`: one pass of retention over this core's logs on the disk
-        writer (Kafka's log.retention.check.interval.ms), the next pass after this one ends."""
+        writer (Kafka's log.retention.check.interval.ms), then one of compaction on the
+        cleaner thread (Kafka's log cleaner), the next pass after this one ends."""
         logs = list(self.logs.values())
 
         async def run() -> None:
             try:
                 await self.writer.ask(Blocking(functools.partial(apply_retention, logs)),
                                       block=False)
+                hws = await self._high_watermarks()
+                if hws:  # off the disk writer: a pass must not hold up the core's flushes
+                    await self.loop.run_in_executor(self._cleaner, functools.partial(
+                        compact_logs, logs, hws, self._compact_cursor))
             except pykka.ActorDeadError:
                 return  # the core is stopping
             except Exception as exc:  # a bug in a pass must not end retention for good
@@ -258,6 +327,21 @@ class PartitionManager(LoopActor):
 
         self._retention_timer = None
         spawn(self.loop, run())
+
+    async def _high_watermarks(self) -> dict[str, int]:
+        """The high watermark of each compacted log here, by directory, as its partition
+        actor knows it (a follower's: where it started, a safe lower bound of its commit)."""
+        out: dict[str, int] = {}
+        for name, log in list(self.logs.items()):
+            ref = self.leaders.get(name)
+            if ref is None or not log.config.compact:
+                continue
+            try:
+                status = await ref.ask(ReplicaStatus(), block=False)
+            except pykka.ActorDeadError:
+                continue
+            out[log.dir] = int(status["high_watermark"])
+        return out
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, EnsureReplica):

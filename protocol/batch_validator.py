@@ -107,12 +107,16 @@ def walk_headers(data: Buffer, pos: int, record_end: int, out: list[Header] | No
 
 
 def check_producer_batch(buf: Buffer, header: BatchHeader, pos: int = 0, *,
-                         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE) -> None:
+                         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+                         null_keys: list[int] | None = None) -> None:
     """Prove the complete, CRC-checked batch at `pos` (`header` from `validate_batch`) holds
     what its header says, as a producer must send it: `recordCount` >= 1 records with offset
     deltas 0..n-1 and `lastOffsetDelta == n - 1`. Raises CorruptBatchError (header fields that
     contradict each other), UnknownCompressionError, DecompressionError,
-    DecompressionBombError, or CorruptRecordError (the records themselves)."""
+    DecompressionBombError, or CorruptRecordError (the records themselves).
+
+    `null_keys` (a compacted topic, whose records need keys): the index of every record
+    without a key is appended to it, from the records section the check just decompressed."""
     count = header.record_count
     if count <= 0:
         raise CorruptBatchError(f"record count {count} is not positive")
@@ -124,6 +128,20 @@ def check_producer_batch(buf: Buffer, header: BatchHeader, pos: int = 0, *,
     data, start, end = records_section(buf, pos, header,
                                        max_decompressed_size=max_decompressed_size)
     _walk(data, start, end, count)
+    if null_keys is not None:
+        _null_keys(data, start, count, null_keys)
+
+
+def _null_keys(data: Buffer, pos: int, count: int, out: list[int]) -> None:
+    """Append the index of each record whose key is null (the records were walked already)."""
+    for index in range(count):
+        length, at = decode_varint(data, pos)
+        record_end = at + length
+        at = decode_varlong(data, at + 1)[1]  # attributes, timestampDelta
+        at = decode_varint(data, at)[1]  # offsetDelta
+        if decode_varint(data, at)[0] < 0:
+            out.append(index)
+        pos = record_end
 
 
 def _walk(data: Buffer, pos: int, end: int, count: int) -> None:

@@ -10,7 +10,7 @@ from redshank.storage.errors import (
 from redshank.storage.file_io import FileHandle, FileLayer, OsFiles
 from redshank.storage.flush_coordinator import Flushable, FlushCoordinator, FlushHandle
 from redshank.storage.kvstore import KvStore
-from redshank.storage.log import AppendResult, Log, LogConfig
+from redshank.storage.log import AppendResult, CompactResult, Log, LogConfig
 from redshank.storage.segment_index import SegmentIndex
 from redshank.storage.sim_files import PowerLossFiles
 from redshank.storage.types import Offset, Term
@@ -19,6 +19,7 @@ __all__ = [
     "AppendResult",
     "BatchCache",
     "CacheStats",
+    "CompactResult",
     "FileHandle",
     "FileLayer",
     "FlushCoordinator",

@@ -66,6 +66,16 @@ class BatchCache:
                 self._bytes -= len(evicted)
                 self._evictions += 1
 
+    def replace(self, key: CacheKey, base_offset: int, data: bytes | memoryview) -> None:
+        """Swap the bytes of a cached batch (compaction rewrote it; same offsets), leaving
+        its place in the LRU order; nothing if it is not cached."""
+        full = (*key, base_offset)
+        with self._lock:
+            old = self._entries.get(full)
+            if old is not None:
+                self._entries[full] = (old[0], data)
+                self._bytes += len(data) - len(old[1])
+
     def get(self, key: CacheKey, base_offset: int) -> _Cached | None:
         """(last offset, bytes) of the cached batch starting at `base_offset`, if any."""
         full = (*key, base_offset)

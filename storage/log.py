@@ -11,6 +11,8 @@ per core):
     offsets, term_at, last_term                 read(offset, n) (may hit the disk)
                                                 truncate, truncate_prefix, apply_retention,
                                                 timestamp_to_offset, close
+                                                (a cleaner thread: compact, which locks only
+                                                 to swap one cleaned segment in)
 
 `append` never does I/O: the bytes are readable at once from `_pending`/`_inflight` and the
 batch cache, and the writer picks them up at its next flush. One short lock (`_lock`) guards the
@@ -31,11 +33,13 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import structlog
 
 from redshank.protocol.errors import CorruptBatchError, DecodeError
 from redshank.protocol.record_batch import (
+    HEADER_SIZE,
     BatchHeader,
     iter_batches,
     parse_header,
@@ -45,6 +49,7 @@ from redshank.protocol.record_batch import (
 )
 from redshank.protocol.records import record_timestamps
 from redshank.storage.batch_cache import BatchCache
+from redshank.storage.compaction import KeyMap, clean_batch, latest_offsets
 from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
 from redshank.storage.file_io import FileLayer, OsFiles
 from redshank.storage.log_config import AppendResult, LogConfig
@@ -53,7 +58,7 @@ from redshank.storage.retention import SegmentInfo, retention_start
 from redshank.storage.segment import BatchMeta, Segment
 from redshank.storage.types import Offset, Term
 
-__all__ = ["AppendResult", "Log", "LogConfig"]
+__all__ = ["AppendResult", "CompactResult", "Log", "LogConfig"]
 
 _log = structlog.get_logger("redshank.storage")
 
@@ -64,6 +69,21 @@ _Entry = tuple[int, int, int, int, memoryview]
 
 def _entry_base(e: _Entry) -> int:
     return e[0]
+
+
+_NO_TOMBSTONE = (1 << 63) - 1
+_COMPACT_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CompactResult:
+    """One compaction pass: segments rewritten, bytes of the cleanable segments read (the pass's
+    cost), and their size before and after."""
+
+    rewritten: int = 0
+    bytes_read: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
 
 
 class Log:
@@ -101,6 +121,11 @@ class Log:
         self._last_term = segments[-1].term if segments else 0
         self._failed: BaseException | None = None
         self._closed = False
+        # Compaction: segments swapped out, closed at the next pass or at close (a reader may
+        # still hold one it snapshotted); (end offset, oldest tombstone kept) of the last pass.
+        self._retired: list[Segment] = []
+        self._cleaned: tuple[int, int] | None = None
+        self._compact_lock = threading.Lock()  # one pass at a time
         self._logger = _log.bind(log=directory)
 
     @classmethod
@@ -574,6 +599,116 @@ class Log:
         self.truncate_prefix(start)
         return before - len(self._segments)
 
+    def compact(self, now_ms: int | None = None, max_offset: int | None = None
+                ) -> CompactResult:
+        """Compact the closed segments (`compaction` has the rules) that end at or below
+        `max_offset` (the high watermark: never an uncommitted entry) and the flushed offset,
+        and whose newest timestamp is older than `min_compaction_lag_ms`. Never the active
+        segment. A no-op unless `config.compact`, and when nothing changed since the last pass
+        and no kept tombstone has expired.
+
+        Any thread that may block (a cleaner thread: a pass reads every cleanable segment
+        twice). It reads sealed segments through handles of its own and writes their cleaned
+        copies without a lock; only each swap holds `_flush_lock` (so a flush of this log waits
+        for one swap, never for a pass), and a segment deleted meanwhile is not swapped."""
+        if not self.config.compact:
+            return CompactResult()
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._compact_lock:
+            with self._lock:
+                self._check_usable()
+                closed = self._segments[:-1]
+                limit = self._flushed if max_offset is None else min(self._flushed, max_offset)
+                retired, self._retired = self._retired, []
+            for old in retired:  # swapped out a pass ago: no read still holds them
+                old.close()
+            lag_horizon = now_ms - self.config.min_compaction_lag_ms
+            cleanable: list[Segment] = []
+            for seg in closed:
+                if seg.last_offset > limit or seg.index.max_timestamp > lag_horizon:
+                    break
+                cleanable.append(seg)
+            tombstone_horizon = now_ms - self.config.delete_retention_ms
+            if not cleanable or (self._cleaned is not None
+                                 and self._cleaned[0] == cleanable[-1].next_offset
+                                 and self._cleaned[1] >= tombstone_horizon):
+                return CompactResult()
+            latest: KeyMap = {}
+            for seg in cleanable:
+                latest_offsets(self._batches_of(seg), latest)
+            rewritten, before, after = 0, 0, 0
+            oldest_tombstone = _NO_TOMBSTONE
+            for seg in cleanable:
+                batches: list[bytes | memoryview] = []
+                changed = False
+                was = seg.size
+                for batch in self._batches_of(seg):
+                    out, oldest = clean_batch(batch, latest, tombstone_horizon)
+                    if out is not batch:
+                        changed = True
+                        out = bytes(out)  # the chunk it came from is a segment's worth
+                    batches.append(out)
+                    oldest_tombstone = min(oldest_tombstone, oldest)
+                if changed and self._swap(seg, batches, was):
+                    rewritten, before = rewritten + 1, before + seg.size
+                    after += sum(len(b) for b in batches)
+            self._cleaned = (cleanable[-1].next_offset, oldest_tombstone)
+        if rewritten:
+            self._logger.info("log_compacted", segments=rewritten, bytes_before=before,
+                              bytes_after=after, keys=len(latest))
+        return CompactResult(rewritten, sum(s.size for s in cleanable), before, after)
+
+    def _swap(self, seg: Segment, batches: list[bytes | memoryview], was: int) -> bool:
+        """Put the cleaned copy of `seg` (read when it held `was` bytes) in its place; False
+        if `seg` went or changed meanwhile."""
+        index, size = seg.write_clean(batches)
+        with self._flush_lock:
+            with self._lock:
+                present = not self._closed and any(s is seg for s in self._segments)
+            if not present or seg.size != was:
+                # Deleted by retention or DeleteRecords, truncated, or the log closed.
+                seg.discard_clean()
+                return False
+            new = seg.swap_clean(index, size)
+            with self._lock:
+                self._segments[self._segments.index(seg)] = new
+                self._retired.append(seg)
+                key = self._cache_key
+        # Readers of the cache see the cleaned batches from now on, as disk readers do.
+        for out in batches:
+            self._cache.replace(key, parse_header(out).base_offset, out)
+        return True
+
+    def _batches_of(self, seg: Segment) -> Iterator[memoryview]:
+        """Every batch of a sealed segment, read in chunks through a handle of its own: were
+        the segment deleted meanwhile, its file stays readable (or it is not found and yields
+        nothing), never a closed or reused descriptor."""
+        try:
+            handle = self._files.open(seg.path)
+        except StorageError:
+            with self._lock:
+                if any(s is seg for s in self._segments):
+                    raise
+            return  # deleted by retention or DeleteRecords meanwhile: nothing to clean there
+        try:
+            pos = 0
+            while pos < seg.size:
+                data = memoryview(handle.pread(min(_COMPACT_CHUNK, seg.size - pos), pos))
+                used = 0
+                while used + HEADER_SIZE <= len(data):
+                    h = parse_header(data, used)
+                    if used + h.size > len(data):
+                        break
+                    yield data[used : used + h.size]
+                    used += h.size
+                if used == 0:  # one batch larger than the chunk
+                    h = parse_header(data)
+                    yield memoryview(handle.pread(h.size, pos))
+                    used = h.size
+                pos += used
+        finally:
+            handle.close()
+
     def segments(self) -> list[tuple[int, int, int]]:
         """(base offset, term, bytes) per segment, oldest first (for tools and tests)."""
         with self._lock:
@@ -592,9 +727,10 @@ class Log:
                 if seal and self._segments and not self._segments[-1].is_empty():
                     self._segments[-1].seal()
         finally:
-            with self._lock:
+            with self._flush_lock, self._lock:  # a compaction swap in flight ends first
                 self._closed = True
-            for seg in self._segments:
+                gone = self._segments + self._retired
+            for seg in gone:
                 seg.close()
 
     def __repr__(self) -> str:

@@ -19,6 +19,12 @@ class LogConfig:
     # Retention, at segment granularity, never touching the active segment (None: keep all).
     retention_bytes: int | None = None
     retention_ms: int | None = None
+    # Compaction (cleanup.policy=compact): the latest record per key kept in closed segments;
+    # tombstones dropped once older than `delete_retention_ms`; segments whose newest record is
+    # younger than `min_compaction_lag_ms` wait (Kafka's defaults: one day, 0).
+    compact: bool = False
+    delete_retention_ms: int = 86_400_000
+    min_compaction_lag_ms: int = 0
     index_interval: int = DEFAULT_INDEX_INTERVAL
     preallocate_step: int = DEFAULT_PREALLOCATE_STEP
 

@@ -108,6 +108,9 @@ class PartitionResult:
     base_offset: int = -1
     log_start_offset: int = -1
     error_message: str | None = None
+    # ProduceResponse v8+ record_errors: (batch index, message) per rejected record. Only the
+    # produce handler's own refusals carry them (never sent between cores).
+    record_errors: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

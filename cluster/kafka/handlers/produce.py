@@ -19,6 +19,7 @@ from redshank.protocol.batch_validator import check_producer_batch
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError, DecompressionBombError
 from redshank.protocol.messages.produce import (
+    BatchIndexAndErrorMessage,
     PartitionProduceResponse,
     ProduceRequest,
     ProduceResponse,
@@ -65,7 +66,8 @@ def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None]
             if info is None or core is None:
                 done[tp] = PartitionResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
                 continue
-            checked = check_records(p.records, info.max_message_bytes)
+            checked = check_records(p.records, info.max_message_bytes,
+                                    tp if _compacted(info) else None)
             if isinstance(checked, PartitionResult):
                 done[tp] = checked
                 continue
@@ -74,7 +76,15 @@ def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None]
     return writes, done
 
 
-def check_records(records: bytes | memoryview | None, max_message_bytes: int
+def _compacted(info: TopicInfo) -> bool:
+    for key, value in info.configs:
+        if key == "cleanup.policy":
+            return "compact" in value
+    return False
+
+
+def check_records(records: bytes | memoryview | None, max_message_bytes: int,
+                  compacted: TopicPartition | None = None
                   ) -> ProducerBatch | PartitionResult | None:
     """The batch's idempotence fields, or the error result that rejects it.
 
@@ -86,7 +96,11 @@ def check_records(records: bytes | memoryview | None, max_message_bytes: int
     retriable) when the producer signed bytes that break the rules (a header that lies about
     its records, malformed records, an unknown codec, a compressed section that does not
     decompress). A section that decompresses past the cap is MESSAGE_TOO_LARGE, as for a batch
-    over `max.message.bytes` (a Java producer splits the batch and retries)."""
+    over `max.message.bytes` (a Java producer splits the batch and retries).
+
+    `compacted`: the partition, when its topic is compacted: a record without a key is refused
+    with INVALID_RECORD and one record error per such record (LogValidator.validateRecord,
+    KIP-467), and nothing of the batch is stored."""
     if not records:
         return _invalid("no record batch")
     if len(records) > MAGIC_AT and records[MAGIC_AT] != MAGIC_V2:  # Produce v3+ carries magic 2
@@ -109,12 +123,15 @@ def check_records(records: bytes | memoryview | None, max_message_bytes: int
         return _invalid("transactions are not supported")
     if h.base_offset != 0:
         return _invalid(f"a producer's batch must have baseOffset 0, not {h.base_offset}")
+    null_keys: list[int] | None = [] if compacted is not None else None
     try:
-        check_producer_batch(records, h)
+        check_producer_batch(records, h, null_keys=null_keys)
     except DecompressionBombError as exc:
         return PartitionResult(ErrorCode.MESSAGE_TOO_LARGE, error_message=str(exc))
     except DecodeError as exc:
         return _invalid(str(exc))
+    if null_keys and compacted is not None:
+        return _keyless(null_keys, compacted)
     if h.producer_id < 0:
         return None
     if h.base_sequence < 0:
@@ -125,6 +142,21 @@ def check_records(records: bytes | memoryview | None, max_message_bytes: int
 
 def _invalid(message: str) -> PartitionResult:
     return PartitionResult(ErrorCode.INVALID_RECORD, error_message=message)
+
+
+def _keyless(indexes: list[int], tp: TopicPartition) -> PartitionResult:
+    """Kafka's words: the record error per keyless record, and the partition's message naming
+    how many there are and the first three (LogValidator.processRecordErrors)."""
+    text = ("Compacted topic cannot accept message without key in topic partition "
+            f"{tp[0]}-{tp[1]}.")
+    errors = tuple((i, text) for i in indexes)
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{text}')" for i in indexes[:3])
+    return PartitionResult(
+        ErrorCode.INVALID_RECORD,
+        error_message=f"One or more records have been rejected due to {len(errors)} record "
+                      f"errors in total, and only showing the first three errors at most: "
+                      f"[{shown}]",
+        record_errors=errors)
 
 
 def build(request: ProduceRequest, results: Mapping[TopicPartition, PartitionResult]
@@ -144,6 +176,8 @@ def build(request: ProduceRequest, results: Mapping[TopicPartition, PartitionRes
                     base_offset=r.base_offset,
                     log_start_offset=r.log_start_offset,
                     error_message=r.error_message,
+                    record_errors=tuple(BatchIndexAndErrorMessage(i, m)
+                                        for i, m in r.record_errors) if r.record_errors else (),
                 )
             )
         topics.append(TopicProduceResponse(name=t.name, partition_responses=tuple(parts)))
