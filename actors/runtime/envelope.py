@@ -30,6 +30,7 @@ __all__ = [
     "Envelope",
     "EnvelopeError",
     "Kind",
+    "UnpicklableMessageError",
     "decode",
     "decode_fields",
     "detach",
@@ -67,6 +68,12 @@ class Encoding(enum.IntEnum):
 class EnvelopeError(Exception):
     """A frame that does not decode (a bug in a peer core: the mailbox itself is checksummed
     by its framing)."""
+
+
+class UnpicklableMessageError(TypeError):
+    """A message (or a reply) that is neither bytes, None, an int nor a registered codec's type,
+    and that pickle cannot encode (a lambda, a lock, an open file, a local class). Raised by the
+    `tell`/`ask` that tried to send it, before anything reaches the mailbox."""
 
 
 class Envelope(NamedTuple):
@@ -176,7 +183,7 @@ def encode(
     else:
         packed = _pack(cls, message)
         if packed is None:
-            enc, body = Encoding.PICKLE, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            enc, body = Encoding.PICKLE, _pickle(message)
         else:
             enc, (head, body) = Encoding.CODEC, packed
     raw_name = _name_bytes.get(name)
@@ -187,6 +194,15 @@ def encode(
     if raw_name:
         return _pack_header(kind, enc, len(raw_name), corr) + raw_name + head, body
     return _pack_header(kind, enc, 0, corr) + head, body
+
+
+def _pickle(message: Any) -> bytes:
+    try:
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise UnpicklableMessageError(
+            f"cannot send a {type(message).__qualname__} to another core: {exc}"
+        ) from exc
 
 
 def _pack(cls: type, message: Any) -> tuple[bytes, bytes | bytearray | memoryview] | None:
