@@ -35,6 +35,8 @@ from redshank.actors.runtime import (
     CoreState,
     HostedCore,
     LoopBlockingError,
+    NodeBusyError,
+    NodeDir,
     Supervisor,
     UnpicklableMessageError,
     read_node_stats,
@@ -44,6 +46,29 @@ from ._agent import AGENT, SpawnEntry, check_actor_class, core_setup, write_tabl
 from ._errors import RuntimeStoppedError, SpawnError
 
 __all__ = ["Ref", "Runtime"]
+
+
+_TEMP_PREFIX = "redshank-embed-"
+
+
+def _sweep_stale_temp_nodes(log: Any) -> None:
+    """Remove what killed programs left of their temporary nodes (shared memory, directory).
+    Stale means: `node.json` is there (written once the supervisor holds the lock, removed at a
+    clean stop) and nobody holds the lock any more."""
+    for path in Path(tempfile.gettempdir()).glob(_TEMP_PREFIX + "*"):
+        if not (path / "node.json").exists():
+            continue  # starting (lock not taken yet) or already clean
+        node = NodeDir(path)
+        try:
+            node.lock()
+        except (NodeBusyError, OSError):
+            continue  # a running program's node
+        try:
+            removed = node.remove_segments()
+            log.warning("embed_stale_node_removed", node_dir=str(path), segments=removed)
+        finally:
+            node.unlock()
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _logger(level: int) -> Any:
@@ -115,7 +140,8 @@ class Runtime:
         if self._sup is not None:
             raise RuntimeError("the runtime is already started")
         if self._node_dir is None:
-            self._tmp = tempfile.mkdtemp(prefix="redshank-embed-")
+            _sweep_stale_temp_nodes(self._log)
+            self._tmp = tempfile.mkdtemp(prefix=_TEMP_PREFIX)
             self._node_dir = Path(self._tmp)
         self._node_dir.mkdir(parents=True, exist_ok=True)
         write_table(self._node_dir, [])

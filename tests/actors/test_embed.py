@@ -227,3 +227,24 @@ def test_cores_die_with_a_killed_program(tmp_path: Path) -> None:
     with embed.Runtime(cores=1, node_dir=tmp_path / "node"):
         pass  # ...the next runtime on its directory does
     assert node.segments() == []
+
+
+def test_a_killed_programs_temporary_node_is_swept_by_the_next_runtime(tmp_path: Path) -> None:
+    script = tmp_path / "program.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal
+        from redshank.actors import embed
+
+        if __name__ == "__main__":
+            rt = embed.Runtime(cores=1).start()
+            print(rt.node_dir, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ})
+    assert proc.returncode == -9, proc.stderr
+    left = NodeDir(proc.stdout.strip())  # its lock died with it (a flock)
+    assert left.segments() != []
+    with embed.Runtime(cores=1) as rt:
+        assert rt.node_dir != left.path
+    assert not left.path.exists() and left.segments() == []
