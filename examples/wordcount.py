@@ -7,7 +7,7 @@ hands its partial counts to the owning aggregators (cross-core asks), and the pr
     program --lines (round robin)--> Splitter@0 ... Splitter@N-1
     Splitter@k --partial counts, by crc32(word) % N--> Aggregator@0 ... Aggregator@N-1
 
-Run: python3 examples/wordcount.py [--cores N] [--lines L]
+Run: python3 examples/wordcount.py [--cores N] [--lines L] [--node-dir DIR]
 """
 
 from __future__ import annotations
@@ -71,12 +71,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--lines", type=int, default=20_000)
+    parser.add_argument("--node-dir", help="watch it with `redshank actors --node-dir DIR`")
     args = parser.parse_args()
     rng = random.Random(7)
     lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))
              for _ in range(args.lines)]
 
-    with embed.Runtime(cores=args.cores) as rt:
+    with embed.Runtime(cores=args.cores, node_dir=args.node_dir) as rt:
         splitters = [rt.spawn(c, "splitter", Splitter, args.cores) for c in range(args.cores)]
         aggregators = [rt.spawn(c, "aggregator", Aggregator) for c in range(args.cores)]
         chunk = 500
