@@ -64,7 +64,7 @@ class Worker(embed.LoopActor):
     def on_receive(self, message: Any) -> Any:
         _, n = message
         queue = embed.ref(0, "queue")
-        out = embed.LoopFuture(self.actor_loop)
+        out: embed.LoopFuture[list[tuple[int, str]]] = embed.LoopFuture(self.actor_loop)
 
         def done(jobs: embed.LoopFuture[Any]) -> None:
             results = [(off, hashlib.sha256(job).hexdigest()[:8]) for off, job in jobs.result()]

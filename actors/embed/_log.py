@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from types import TracebackType
+from typing import overload
 
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import BatchBuilder, Record, iter_records
@@ -172,6 +173,12 @@ class OffsetStore:
         except BaseException:
             os.close(fd)
             raise
+
+    @overload
+    def get(self, name: str) -> int | None: ...
+
+    @overload
+    def get(self, name: str, default: int) -> int: ...
 
     def get(self, name: str, default: int | None = None) -> int | None:
         """The offset last committed under `name`, else `default`."""
