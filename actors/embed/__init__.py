@@ -25,6 +25,7 @@ from redshank.actors.runtime import (
     RemoteError,
     Staged,
     ThreadActor,
+    UndecodableMessageError,
     UnpicklableMessageError,
 )
 from redshank.actors.runtime.router import LocalRef, RemoteRef
@@ -56,6 +57,7 @@ __all__ = [
     "SpawnError",
     "Staged",
     "ThreadActor",
+    "UndecodableMessageError",
     "UnpicklableMessageError",
     "current_core",
     "ref",

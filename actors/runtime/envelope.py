@@ -30,6 +30,7 @@ __all__ = [
     "Envelope",
     "EnvelopeError",
     "Kind",
+    "UndecodableMessageError",
     "UnpicklableMessageError",
     "decode",
     "decode_fields",
@@ -74,6 +75,23 @@ class UnpicklableMessageError(TypeError):
     """A message (or a reply) that is neither bytes, None, an int nor a registered codec's type,
     and that pickle cannot encode (a lambda, a lock, an open file, a local class). Raised by the
     `tell`/`ask` that tried to send it, before anything reaches the mailbox."""
+
+
+class UndecodableMessageError(EnvelopeError):
+    """A sound frame whose pickled message does not unpickle on the receiving core (its class is
+    not importable there): the sender's mistake, not a broken mailbox. The router answers the
+    asker with it (or counts an undeliverable tell) and the core carries on."""
+
+    def __init__(self, kind: int, corr: int, name: str, detail: str) -> None:
+        super().__init__(f"a message to {name or 'a reply'!r} does not unpickle on the receiving "
+                         f"core (is its class importable there?): {detail}")
+        self.kind = kind
+        self.corr = corr
+        self.name = name
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (UndecodableMessageError, (self.kind, self.corr, self.name, self.detail))
 
 
 class Envelope(NamedTuple):
@@ -251,7 +269,10 @@ def decode_fields(frame: memoryview, *, copy: bool = True) -> tuple[int, int, st
         elif enc == _INTENC:
             message = _unpack_int(frame, start)[0]
         elif enc == _PICKLE:
-            message = pickle.loads(frame[start:])
+            try:
+                message = pickle.loads(frame[start:])
+            except Exception as exc:
+                raise UndecodableMessageError(kind, corr, name, repr(exc)) from exc
         elif enc == _CODEC:
             codec = _by_id[frame[start]]
             message = codec.decode(frame[start + 1 :])

@@ -3,9 +3,19 @@ directory on sys.path (multiprocess hands sys.path to every core)."""
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 from redshank.actors import embed
+
+
+def module_here_only(name: str) -> types.ModuleType:
+    """A module (with a class `Thing`) that exists in the calling process only."""
+    module = types.ModuleType(name)
+    exec("class Thing:\n    pass\n", module.__dict__)
+    sys.modules[name] = module
+    return module
 
 
 class Echo(embed.LoopActor):
@@ -14,6 +24,8 @@ class Echo(embed.LoopActor):
             raise ValueError("boom")
         if message == "where":
             return embed.current_core().core
+        if message == "alien":  # an answer the program cannot unpickle
+            return module_here_only("core_only").Thing()
         return message
 
 

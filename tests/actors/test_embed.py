@@ -99,6 +99,17 @@ def test_an_unpicklable_message_raises_at_the_call(rt: embed.Runtime) -> None:
     assert echo.ask("still fine") == "still fine"
 
 
+def test_a_message_a_core_cannot_unpickle_fails_the_ask_not_the_core(rt: embed.Runtime) -> None:
+    echo = rt.ref(1, "echo")
+    generation = rt.generation(1)
+    with pytest.raises(embed.UndecodableMessageError, match="parent_only"):
+        echo.ask(embed_actors.module_here_only("parent_only").Thing())
+    with pytest.raises(embed.UndecodableMessageError, match="core_only"):
+        echo.ask("alien")  # the answer does not unpickle here
+    assert echo.ask("still here") == "still here"
+    assert rt.generation(1) == generation  # no core was restarted
+
+
 def test_a_blocking_ask_on_a_cores_loop_raises_instead_of_freezing_it(
     rt: embed.Runtime,
 ) -> None:
