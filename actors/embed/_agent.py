@@ -25,7 +25,15 @@ from redshank.actors.runtime import CoreContext, LoopActor, ThreadActor
 
 from ._errors import SpawnError
 
-__all__ = ["AGENT", "SpawnEntry", "core_setup", "current_context", "read_table", "write_table"]
+__all__ = [
+    "AGENT",
+    "TABLE",
+    "SpawnEntry",
+    "core_setup",
+    "current_context",
+    "read_table",
+    "write_table",
+]
 
 AGENT = "redshank.embed.agent"
 TABLE = "embed-actors.pickle"
@@ -132,6 +140,8 @@ def core_setup(ctx: CoreContext, log_level: int = logging.WARNING) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(log_level))
     ctx.router.register(AGENT, Agent.start(ctx))
+    if ctx.generation == 1:
+        return  # a first start: the table is the parent's to write (it may be a stale one)
     for entry in read_table(ctx.node_dir):
         if entry.core == ctx.core:
             try:  # a restarted core: start the user's actors again

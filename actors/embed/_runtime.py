@@ -42,7 +42,7 @@ from redshank.actors.runtime import (
     read_node_stats,
 )
 
-from ._agent import AGENT, SpawnEntry, check_actor_class, core_setup, write_table
+from ._agent import AGENT, TABLE, SpawnEntry, check_actor_class, core_setup, write_table
 from ._errors import RuntimeStoppedError, SpawnError
 
 __all__ = ["Ref", "Runtime"]
@@ -144,7 +144,6 @@ class Runtime:
             self._tmp = tempfile.mkdtemp(prefix=_TEMP_PREFIX)
             self._node_dir = Path(self._tmp)
         self._node_dir.mkdir(parents=True, exist_ok=True)
-        write_table(self._node_dir, [])
         self._stopping.clear()
         sup = Supervisor(
             self._node_dir,
@@ -155,9 +154,15 @@ class Runtime:
             external_cores=1,
         )
         sup.log = self._log
-        sup.start()  # NodeBusyError if another supervisor holds node_dir
+        try:
+            sup.start()  # NodeBusyError if another supervisor holds node_dir
+        except BaseException:
+            self._remove_temp_dir()
+            raise
         self._sup = sup
         try:
+            # Only now that node_dir is ours (first-generation cores do not read the table).
+            write_table(self._node_dir, [])
             spec = CoreSpec(
                 core=self.parent_core,
                 ncores=self.cores + 1,
@@ -206,11 +211,16 @@ class Runtime:
             sup.stop()
             self._sup = self._hosted = self._monitor = None
             self._table.clear()
-            if self._tmp is not None:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-                self._tmp = None
-                self._node_dir = None
+            if self._node_dir is not None:
+                (self._node_dir / TABLE).unlink(missing_ok=True)
+            self._remove_temp_dir()
             atexit.unregister(self.stop)
+
+    def _remove_temp_dir(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+            self._node_dir = None
 
     def __enter__(self) -> Runtime:
         return self.start()

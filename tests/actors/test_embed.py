@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from redshank.actors import embed
+from redshank.actors.embed._agent import read_table
 from redshank.actors.runtime.node_dir import NodeDir
 from redshank.tools import actors_cmd
 
@@ -259,3 +260,12 @@ def test_a_killed_programs_temporary_node_is_swept_by_the_next_runtime(tmp_path:
     with embed.Runtime(cores=1) as rt:
         assert rt.node_dir != left.path
     assert not left.path.exists() and left.segments() == []
+
+
+def test_one_runtime_per_node_dir(rt: embed.Runtime) -> None:
+    table = read_table(rt.node_dir)
+    assert {(e.core, e.name) for e in table} >= {(0, "echo"), (1, "echo"), (0, "relay")}
+    with pytest.raises(embed.NodeBusyError):
+        embed.Runtime(cores=1, node_dir=rt.node_dir).start()
+    assert read_table(rt.node_dir) == table  # what a restarted core respawns is untouched
+    assert rt.ref(1, "echo").ask("unharmed") == "unharmed"
