@@ -41,6 +41,7 @@ from redshank.actors.runtime import (
     UnpicklableMessageError,
     read_node_stats,
 )
+from redshank.actors.runtime.envelope import Kind, encode
 
 from ._agent import AGENT, TABLE, SpawnEntry, check_actor_class, core_setup, write_table
 from ._errors import RuntimeStoppedError, SpawnError
@@ -49,6 +50,9 @@ __all__ = ["Ref", "Runtime"]
 
 
 _TEMP_PREFIX = "redshank-embed-"
+# Tells from the program not yet in a mailbox (queued for the hosted loop, or waiting for ring
+# room) before `Ref.tell` waits: bounds the program's memory when a core falls behind.
+TELLS_IN_FLIGHT = 4096
 
 
 def _sweep_stale_temp_nodes(log: Any) -> None:
@@ -121,6 +125,7 @@ class Runtime:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._table: dict[tuple[int, str], SpawnEntry] = {}
+        self._tell_credit = threading.BoundedSemaphore(TELLS_IN_FLIGHT)
         self._tmp: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -360,11 +365,37 @@ class Ref:
             raise RuntimeStoppedError(str(exc)) from exc
 
     def tell(self, message: Any) -> None:
-        """Send without a reply; returns once the message is in the core's mailbox (waits while
-        it is full: backpressure). UnpicklableMessageError, CoreDiedError (the core is down)."""
+        """Send without a reply. Encoded here (UnpicklableMessageError at once), then queued in
+        order with this thread's other calls; waits while `TELLS_IN_FLIGHT` tells from the
+        program are not in a mailbox yet (backpressure). CoreDiedError if the core is down."""
         hosted = self._hosted()
         router = hosted.router
-        _result(hosted.call(lambda: router.ref(self.core, self.name).tell(message)), None)
+        transport: Any = router.transport
+        first, second = encode(Kind.TELL, 0, self.name, message)
+        if not transport.alive(self.core):
+            raise CoreDiedError(self.core, "not running")
+        credit = self.runtime._tell_credit
+        if not credit.acquire(blocking=asyncio._get_running_loop() is None):
+            raise LoopBlockingError("a tell waiting for mailbox room on an event-loop thread")
+        core = self.core
+
+        def send() -> None:
+            try:
+                sent = transport.send(core, first, second)
+            except CoreDiedError:
+                credit.release()  # lost with the core, like the messages in its mailbox
+                return
+            router.probe.tells_out += 1
+            if sent is None:
+                credit.release()
+            else:
+                sent.add_done_callback(lambda _f: credit.release())
+
+        try:
+            hosted.submit(send)
+        except RuntimeError as exc:
+            credit.release()
+            raise RuntimeStoppedError(str(exc)) from exc
 
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
         """The actor's answer (its exception is raised here), or with `block=False` a future of

@@ -5,8 +5,9 @@ background thread of a process that also runs other code, so that code can `tell
 the cores with the broker's own refs. The supervisor starts it as one of its `external_cores`
 (creates its doorbell and rings, marks it RUNNING with its own pid); the host marks it ready,
 publishes its stats block (it shows up in `redshank actors`), and stops on `stop()`. Other threads
-reach the loop only through `call` (the router is not thread-safe). Must not know what the cores
-run.
+reach the loop only through `call`/`submit` (the router is not thread-safe): one FIFO queue of
+callables, drained on the loop, so what one thread submits runs in its order, and a burst of
+submissions costs one loop wake-up, not one each. Must not know what the cores run.
 
     user thread                 hosted loop thread              core process
     call(fn) --call_soon_threadsafe--> fn(): router.ask(...) --ring--> actor
@@ -19,6 +20,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -47,6 +49,10 @@ class HostedCore:
         self._thread = threading.Thread(
             target=self._run, name=f"redshank-hosted-core-{spec.core}", daemon=True
         )
+        self._queue: deque[Callable[[], None]] = deque()
+        # True while a drain is scheduled: a submitter appends first, then reads the flag; the
+        # drain clears it before popping, so an append is either drained or schedules a drain.
+        self._drain_scheduled = False
 
     @property
     def router(self) -> CoreRouter:
@@ -115,11 +121,31 @@ class HostedCore:
             else:
                 out.set_result(value)
 
+        self.submit(run)
+        return out
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run `fn()` on the hosted loop, after everything submitted before it (it must not
+        raise). RuntimeError if the core is stopped."""
         loop = self._loop
         if loop is None or loop.is_closed() or not self._thread.is_alive():
             raise RuntimeError(f"hosted core {self.core} is not running")
-        loop.call_soon_threadsafe(run)
-        return out
+        self._queue.append(fn)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        queue = self._queue
+        while queue:
+            fn = queue.popleft()
+            try:
+                fn()
+            except Exception as exc:  # boundary: one bad callable must not strand the rest
+                self.loop.call_exception_handler(
+                    {"message": "hosted core callable failed", "exception": exc}
+                )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loop (pending requests fail with CoreDiedError) and wait for the thread."""

@@ -59,6 +59,22 @@ class Owner(embed.LoopActor):
         return embed.Staged(("sequenced", message, self.seq), acked)
 
 
+class Counter(embed.LoopActor):
+    """Checks that the ints it is told arrive in order, once each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next = 0
+        self.out_of_order = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "count":
+            return (self.next, self.out_of_order)
+        self.out_of_order += message != self.next
+        self.next = message + 1
+        return None
+
+
 class Silent(embed.LoopActor):
     """Never answers an ask."""
 

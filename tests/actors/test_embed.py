@@ -65,6 +65,15 @@ def test_tell_and_ask_from_the_program(rt: embed.Runtime) -> None:
     assert fut.result(10) == 42
 
 
+def test_tells_from_the_program_arrive_in_order_before_its_next_ask(rt: embed.Runtime) -> None:
+    counter = rt.spawn(1, "counter", embed_actors.Counter)
+    n = 20_000  # more than TELLS_IN_FLIGHT: the program waits for mailbox room on the way
+    for i in range(n):
+        counter.tell(i)
+    assert counter.ask("count") == (n, 0)
+    rt.stop_actor(1, "counter")
+
+
 def test_actors_ask_and_tell_each_other_across_cores(rt: embed.Runtime) -> None:
     relay = rt.ref(0, "relay")
     assert relay.ask(("relay", 1, "echo", "where")) == 1  # core 0 asks core 1
