@@ -150,6 +150,7 @@ class Runtime:
             self._node_dir = Path(self._tmp)
         self._node_dir.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
+        self._tell_credit = threading.BoundedSemaphore(TELLS_IN_FLIGHT)  # none left in flight
         sup = Supervisor(
             self._node_dir,
             self.cores + 1,

@@ -278,3 +278,12 @@ def test_one_runtime_per_node_dir(rt: embed.Runtime) -> None:
         embed.Runtime(cores=1, node_dir=rt.node_dir).start()
     assert read_table(rt.node_dir) == table  # what a restarted core respawns is untouched
     assert rt.ref(1, "echo").ask("unharmed") == "unharmed"
+
+
+def test_a_runtime_starts_again_after_a_stop(tmp_path: Path) -> None:
+    rt = embed.Runtime(cores=1, node_dir=tmp_path / "node")
+    for round_ in range(2):
+        with rt:
+            echo = rt.spawn(0, "echo", embed_actors.Echo)  # the name is free again
+            echo.tell("x")
+            assert echo.ask(round_) == round_
