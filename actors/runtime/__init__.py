@@ -3,7 +3,13 @@ shared-memory SPSC mailboxes, remote references. Imports no other project code."
 
 from .control_block import ControlBlock, CoreState
 from .core_process import CoreContext, CoreSetup, CoreSpec, new_event_loop
-from .envelope import EnvelopeError, register_codec
+from .envelope import (
+    EnvelopeError,
+    UndecodableMessageError,
+    UnpicklableMessageError,
+    register_codec,
+)
+from .hosted_core import HostedCore
 from .log_setup import configure_logging
 from .loop_actor import ActorProbe, LoopActor, ThreadActor, use_loop
 from .loop_future import LoopBlockingError, LoopFuture, bind_loop, current_loop
@@ -35,6 +41,7 @@ __all__ = [
     "CoreSpec",
     "CoreState",
     "EnvelopeError",
+    "HostedCore",
     "LocalRef",
     "LoopActor",
     "LoopBlockingError",
@@ -55,6 +62,8 @@ __all__ = [
     "Supervisor",
     "ThreadActor",
     "Transport",
+    "UndecodableMessageError",
+    "UnpicklableMessageError",
     "VirtualClockLoop",
     "bind_loop",
     "configure_logging",

@@ -153,8 +153,16 @@ def core_main(spec: CoreSpec) -> None:
 
 class _CoreHost:
     def __init__(
-        self, spec: CoreSpec, loop: asyncio.AbstractEventLoop, doorbells: list[int]
+        self,
+        spec: CoreSpec,
+        loop: asyncio.AbstractEventLoop,
+        doorbells: list[int],
+        *,
+        hosted: bool = False,
     ) -> None:
+        # hosted: the loop runs on a thread of a process that is not ours alone (an embedding
+        # program, hosted_core.py): no signal handlers, and stopping stops only our actors.
+        self.hosted = hosted
         self.spec = spec
         self.loop = loop
         self.node = NodeDir(spec.node_dir)
@@ -221,8 +229,9 @@ class _CoreHost:
         self.transport.attach(peer, gen, RingProducer(out), RingConsumer(inbound))
 
     async def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self.stop)
+        if not self.hosted:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(sig, self.stop)
         self._check_peers()
         self.transport.start()
         self._publish_stats()
@@ -302,7 +311,8 @@ class _CoreHost:
         # Loop actors first, then the thread actors that do their blocking work (the disk
         # writer): a thread actor's on_stop (final flush, sealing logs) must run after the last
         # loop actor that could hand it work has stopped.
-        everyone = pykka.ActorRegistry.get_all()
+        everyone = (list(self.router.actors().values()) if self.hosted
+                    else pykka.ActorRegistry.get_all())
         for kind in (LoopActor, ThreadActor):
             stops = [r.stop(block=False) for r in everyone if issubclass(r.actor_class, kind)]
             with contextlib.suppress(Exception):

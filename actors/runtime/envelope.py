@@ -30,6 +30,8 @@ __all__ = [
     "Envelope",
     "EnvelopeError",
     "Kind",
+    "UndecodableMessageError",
+    "UnpicklableMessageError",
     "decode",
     "decode_fields",
     "detach",
@@ -67,6 +69,29 @@ class Encoding(enum.IntEnum):
 class EnvelopeError(Exception):
     """A frame that does not decode (a bug in a peer core: the mailbox itself is checksummed
     by its framing)."""
+
+
+class UnpicklableMessageError(TypeError):
+    """A message (or a reply) that is neither bytes, None, an int nor a registered codec's type,
+    and that pickle cannot encode (a lambda, a lock, an open file, a local class). Raised by the
+    `tell`/`ask` that tried to send it, before anything reaches the mailbox."""
+
+
+class UndecodableMessageError(EnvelopeError):
+    """A sound frame whose pickled message does not unpickle on the receiving core (its class is
+    not importable there): the sender's mistake, not a broken mailbox. The router answers the
+    asker with it (or counts an undeliverable tell) and the core carries on."""
+
+    def __init__(self, kind: int, corr: int, name: str, detail: str) -> None:
+        super().__init__(f"a message to {name or 'a reply'!r} does not unpickle on the receiving "
+                         f"core (is its class importable there?): {detail}")
+        self.kind = kind
+        self.corr = corr
+        self.name = name
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (UndecodableMessageError, (self.kind, self.corr, self.name, self.detail))
 
 
 class Envelope(NamedTuple):
@@ -176,7 +201,7 @@ def encode(
     else:
         packed = _pack(cls, message)
         if packed is None:
-            enc, body = Encoding.PICKLE, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            enc, body = Encoding.PICKLE, _pickle(message)
         else:
             enc, (head, body) = Encoding.CODEC, packed
     raw_name = _name_bytes.get(name)
@@ -187,6 +212,15 @@ def encode(
     if raw_name:
         return _pack_header(kind, enc, len(raw_name), corr) + raw_name + head, body
     return _pack_header(kind, enc, 0, corr) + head, body
+
+
+def _pickle(message: Any) -> bytes:
+    try:
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise UnpicklableMessageError(
+            f"cannot send a {type(message).__qualname__} to another core: {exc}"
+        ) from exc
 
 
 def _pack(cls: type, message: Any) -> tuple[bytes, bytes | bytearray | memoryview] | None:
@@ -235,7 +269,10 @@ def decode_fields(frame: memoryview, *, copy: bool = True) -> tuple[int, int, st
         elif enc == _INTENC:
             message = _unpack_int(frame, start)[0]
         elif enc == _PICKLE:
-            message = pickle.loads(frame[start:])
+            try:
+                message = pickle.loads(frame[start:])
+            except Exception as exc:
+                raise UndecodableMessageError(kind, corr, name, repr(exc)) from exc
         elif enc == _CODEC:
             codec = _by_id[frame[start]]
             message = codec.decode(frame[start + 1 :])

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import pykka
 
-from .envelope import EnvelopeError, Kind, decode_fields, detach, encode
+from .envelope import EnvelopeError, Kind, UndecodableMessageError, decode_fields, detach, encode
 from .loop_actor import LoopActor
 from .loop_future import LoopFuture, done_future
 
@@ -207,7 +207,11 @@ class CoreRouter:
 
     def on_frame(self, src: int, frame: memoryview) -> None:
         """Handle one frame from `src` (called by the transport, in ring order)."""
-        kind, corr, name, message = decode_fields(frame, copy=False)
+        try:
+            kind, corr, name, message = decode_fields(frame, copy=False)
+        except UndecodableMessageError as exc:
+            self._on_undecodable(src, exc)
+            return
         if kind == _REPLY:
             self._on_reply(kind, corr, message)
         elif kind == _ASK:
@@ -218,6 +222,17 @@ class CoreRouter:
             self._on_ask(src, corr, name, message, True)
         else:
             self._on_reply(kind, corr, message)
+
+    def _on_undecodable(self, src: int, exc: UndecodableMessageError) -> None:
+        """A message whose class this core cannot import: fail the request it belongs to."""
+        if exc.kind in (_ASK, _ASK_TWO_PHASE):
+            self._reply_error(src, exc.corr, exc)
+        elif exc.kind == _TELL:
+            self.probe.undeliverable += 1
+        else:  # a reply: fail the request that was waiting for it
+            entry = self._pending.pop(exc.corr, None)
+            if entry is not None:
+                _fail_entry(entry, exc)
 
     def _on_tell(self, src: int, name: str, message: Any) -> None:
         self.probe.tells_in += 1

@@ -15,6 +15,10 @@ it (PR_SET_PDEATHSIG) and the next start on the same node directory removes the 
 
 Run as a process: `python -m redshank.actors.runtime.supervisor --node-dir D --cores N
 [--setup module:function]`. Must not know what the cores run (`setup` is pluggable).
+
+`external_cores=K` (the embedding API, `hosted_core.py`): the last K cores are not started here but
+hosted on threads of the supervising process; the supervisor creates their doorbells and rings,
+marks them RUNNING with its own pid, and never restarts or stops them (their host does).
 """
 
 from __future__ import annotations
@@ -86,13 +90,17 @@ class Supervisor:
         backoff_max_s: float = 5.0,
         stable_s: float = 10.0,
         stop_timeout_s: float = 5.0,
+        external_cores: int = 0,
     ) -> None:
         if ncores < 1:
             raise ValueError("ncores must be >= 1")
+        if not 0 <= external_cores < ncores:
+            raise ValueError("external_cores must leave at least one core to start")
         self.node = NodeDir(node_dir)
         self.ncores = ncores
         self.setup = setup
         self.ring_capacity = ring_capacity
+        self.external_cores = external_cores
         self._ctx = multiprocess.get_context(start_method)
         if start_method == "forkserver":
             # Preload the runtime (not __main__) in the fork server: cores fork from a clean,
@@ -137,7 +145,11 @@ class Supervisor:
                 for dst in range(self.ncores):
                     if src != dst:
                         self._create_ring(src, dst)
-            for core in range(self.ncores):
+            for core in range(self.ncores - self.external_cores, self.ncores):
+                # Hosted by this process: RUNNING before any core starts, so every core
+                # attaches to its rings at once; its host marks it ready.
+                self.control.set_core(core, 1, CoreState.RUNNING, os.getpid())
+            for core in range(self.ncores - self.external_cores):
                 self._spawn(core)
             self._write_info()
         except BaseException:
@@ -183,6 +195,11 @@ class Supervisor:
         self._ring_all()
         self.log.info("core_spawned", core=core, generation=self._gens[core], pid=proc.pid)
 
+    @property
+    def doorbells(self) -> list[int]:
+        """Every core's eventfd doorbell (a hosted core's host needs them all)."""
+        return list(self._doorbells)
+
     def _ring_all(self) -> None:
         for fd in self._doorbells:
             ring_doorbell(fd)
@@ -192,7 +209,11 @@ class Supervisor:
             {
                 "supervisor_pid": os.getpid(),
                 "ncores": self.ncores,
-                "pids": [p.pid if p is not None else None for p in self._procs],
+                "pids": [
+                    os.getpid() if c >= self.ncores - self.external_cores
+                    else p.pid if p is not None else None
+                    for c, p in enumerate(self._procs)
+                ],
                 "generations": list(self._gens),
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from redshank.actors.runtime.envelope import (
     Encoding,
     EnvelopeError,
     Kind,
+    UndecodableMessageError,
+    UnpicklableMessageError,
     decode,
     decode_fields,
     detach,
@@ -169,3 +172,22 @@ def test_a_value_the_codec_cannot_pack_goes_by_pickle() -> None:
         first, _ = encode(Kind.TELL, 0, "n", message)
         assert first[1] == Encoding.PICKLE
         assert roundtrip(Kind.TELL, 0, "n", message) == message
+
+
+def test_a_message_pickle_cannot_encode_raises_unpicklable_message_error() -> None:
+    with pytest.raises(UnpicklableMessageError, match="another core") as info:
+        encode(Kind.TELL, 0, "actor", lambda: None)
+    assert isinstance(info.value, TypeError)
+
+
+def test_a_body_that_does_not_unpickle_here_says_which_request_it_was() -> None:
+    first, second = encode(Kind.ASK, 7, "actor", {"x": 1})
+    frame = bytearray(first + bytes(second))
+    frame[-2:] = b"\x00."  # the pickle's tail: still a sound frame, no longer a valid pickle
+    with pytest.raises(UndecodableMessageError) as info:
+        decode_fields(memoryview(frame))
+    err = info.value
+    assert (err.kind, err.corr, err.name) == (int(Kind.ASK), 7, "actor")
+    assert isinstance(err, EnvelopeError)
+    copy = pickle.loads(pickle.dumps(err))  # it travels back to the asker
+    assert (copy.kind, copy.corr, copy.name, str(copy)) == (err.kind, err.corr, err.name, str(err))
