@@ -58,7 +58,14 @@ async def fetch(core: CoreServices, request: FetchRequest, version: int) -> Fetc
     while True:
         todo = op.start_round()
         if op.together:
-            await asyncio.gather(*(_read(core, op, r) for r in todo))
+            # What the watermark board answers is read here, in order; only the reads that
+            # wait for an owner run as tasks (one task per partition per round was most of
+            # a fetch's cost when a consumer's fetches each wake for one new batch).
+            rest = [r for r in todo if not _read_from_board(core, op, r)]
+            if len(rest) == 1:
+                await _read(core, op, rest[0], board=False)
+            elif rest:
+                await asyncio.gather(*(_read(core, op, r, board=False) for r in rest))
         else:
             for r in todo:
                 await _read(core, op, r)
@@ -70,12 +77,27 @@ async def fetch(core: CoreServices, request: FetchRequest, version: int) -> Fetc
         op.moved(core.watermarks.known)
 
 
-async def _read(core: CoreServices, op: FetchOperation, r: fetch_h.PartitionRead) -> None:
+async def _read(core: CoreServices, op: FetchOperation, r: fetch_h.PartitionRead,
+                board: bool = True) -> None:
+    """`board=False`: the board was asked already (`_read_from_board`), and had no answer."""
     limit = op.limit(r)
-    res = _from_board(core, r, limit) if r.core != core.router.core else None
+    res = _from_board(core, r, limit) if board and r.core != core.router.core else None
     if res is None:
         res = await _read_partition(core, r, limit)
     op.on_result(r, res)
+
+
+def _read_from_board(core: CoreServices, op: FetchOperation, r: fetch_h.PartitionRead
+                     ) -> bool:
+    """`_read` of a remote partition whose answer the board holds, done now; False: `r` is
+    local or the board has no answer (asking it again would find none either)."""
+    if r.core == core.router.core:
+        return False
+    res = _from_board(core, r, op.limit(r))
+    if res is None:
+        return False
+    op.on_result(r, res)
+    return True
 
 
 def _from_board(core: CoreServices, r: fetch_h.PartitionRead, limit: int) -> ReadResult | None:

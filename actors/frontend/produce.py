@@ -10,6 +10,7 @@ shape (`cluster/kafka/handlers/produce`), what the owner does with an append.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import OWNER_GONE, CoreServices
@@ -47,7 +48,7 @@ async def produce(core: CoreServices, request: ProduceRequest, version: int
     except BaseException:
         core.produce_memory.release(size)
         raise
-    return asyncio.ensure_future(produce_acked(core, request, results, acked, size))
+    return produce_acked(core, request, results, acked, size)
 
 
 async def route_writes(core: CoreServices, request: ProduceRequest,
@@ -71,17 +72,47 @@ async def route_writes(core: CoreServices, request: ProduceRequest,
     return acked
 
 
-async def produce_acked(core: CoreServices, request: ProduceRequest,
-                        results: dict[TopicPartition, PartitionResult], acked: Acked,
-                        size: int) -> ProduceResponse:
+def produce_acked(core: CoreServices, request: ProduceRequest,
+                  results: dict[TopicPartition, PartitionResult], acked: Acked,
+                  size: int) -> asyncio.Future[ProduceResponse]:
     """Phase 2: every routed append's answer (or NOT_LEADER_OR_FOLLOWER: its owner went away),
-    then the response; the request's produce memory is released either way."""
-    try:
-        for tp, ack in acked:
-            try:
-                results[tp] = await ack
-            except OWNER_GONE as exc:
-                results[tp] = core.owner_gone(tp, exc)  # reopened on the next request
-    finally:
+    then the response; the request's produce memory is released either way (at the first
+    unexpected failure, which fails the response, or with the last answer). Completed by the
+    answers' callbacks, not a task (a task per produce request, each await wrapped in a waiter
+    future: measured 12.2-12.9 us of CPU per one-partition request against 7.6-8.1 us with
+    callbacks, response built included). A response future cancelled meanwhile (the
+    connection went) still releases the memory with the last answer; answers always come
+    (the owner's, or its core's death)."""
+    out: asyncio.Future[ProduceResponse] = core.loop.create_future()
+    left = len(acked)
+    if left == 0:
         core.produce_memory.release(size)
-    return produce_h.build(request, results)
+        out.set_result(produce_h.build(request, results))
+        return out
+
+    def one(tp: TopicPartition, ack: LoopFuture[PartitionResult]) -> None:
+        nonlocal left
+        if left < 0:
+            return  # failed already: memory released, the response failed
+        try:
+            results[tp] = ack.result()
+        except OWNER_GONE as exc:
+            results[tp] = core.owner_gone(tp, exc)  # reopened on the next request
+        except BaseException as exc:
+            left = -1
+            core.produce_memory.release(size)
+            if not out.done():
+                out.set_exception(exc)
+            return
+        left -= 1
+        if left == 0:
+            core.produce_memory.release(size)
+            if not out.done():
+                try:
+                    out.set_result(produce_h.build(request, results))
+                except Exception as exc:  # a response we cannot build: the session fails it
+                    out.set_exception(exc)
+
+    for tp, ack in acked:
+        ack.add_done_callback(functools.partial(one, tp))
+    return out

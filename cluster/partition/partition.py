@@ -170,8 +170,8 @@ class Partition:
         """The leader epoch of the batch at `offset` (-1 before any)."""
         return self.raft_log.epochs.epoch_at(offset)
 
-    def _visible(self) -> int:
-        hw = self.consensus.high_watermark()
+    def _visible(self, drained: bool = False) -> int:
+        hw = self.consensus.high_watermark(drained=drained)
         return self.log.start_offset if hw is None else max(int(hw), self.log.start_offset)
 
     # ---- inputs -----------------------------------------------------------------------------
@@ -345,7 +345,10 @@ class Partition:
         for r in io.results:
             self._answer(r)
         self.raft_log.release(self.consensus.core.applied)
-        hw = self._visible()
+        # Raft's state is as `take_io` left it: persisting, answering and releasing above
+        # touch only the storage log, the kvstore and the answers (the translator is the
+        # storage log's), so nothing became ready since.
+        hw = self._visible(drained=True)
         if hw > self.high_watermark:
             self.high_watermark = hw
             self._io.high_watermark = hw

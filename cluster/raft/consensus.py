@@ -118,12 +118,16 @@ class Consensus:
     def config(self) -> Config:
         return self.core.config
 
-    def high_watermark(self) -> Offset | None:
+    def high_watermark(self, *, drained: bool = False) -> Offset | None:
         """What a leader may serve to Kafka clients: the majority-committed offset, and only
-        once an entry of its term committed (Redpanda #5025, #14794)."""
+        once an entry of its term committed (Redpanda #5025, #14794). `drained`: the caller
+        has just taken this input's Io (`take_io`) and changed nothing since, so there is
+        nothing to drain first (a host's drain calls this after every `take_io`: the second
+        drain found nothing, and cost as much as the first)."""
         if not self.core.leader_ready():
             return None
-        self._drain()
+        if not drained:
+            self._drain()
         return self.translator.end_offset(self.core.commit)
 
     # ---- flushes ----------------------------------------------------------------------------

@@ -148,10 +148,14 @@ class RaftCore(Elections):
     # ---- host interface ---------------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        # Called several times per append by the hosts' drain loops: the hard state is compared
+        # field by field (`hard_state() != self._hs_sent` built a HardState and compared
+        # tuples each call).
+        sent = self._hs_sent
         return bool(
             self._out or self._out_late or self._notices or self._to_load
             or self._unstable <= self.log.last_index()
-            or self.hard_state() != self._hs_sent
+            or self.term != sent.term or self.vote != sent.vote or self.commit != sent.commit
             or self.applied < min(self.commit, self.persisted)
         )
 
