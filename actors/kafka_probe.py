@@ -10,8 +10,9 @@ objects per request, nothing logged. Must not know: sessions, partitions, HTTP.
            [.., + APIS * HIST_WORDS)        latency per api key: BUCKETS counts, then the sum (ns)
            [.., + HIST_WORDS)               disk-writer flush rounds: BUCKETS counts, then sum (ns)
 
-A request's error code is its response's top-level `error_code`, or for Produce (which has none)
-the first partition's error that is not NONE: the one a client acts on.
+A request's error code is its response's top-level `error_code`; for Produce (which has none)
+the first partition's error that is not NONE, for the others without one (Metadata, CreateTopics,
+DeleteTopics, DescribeGroups, ...) the first such error of their topics, results or groups.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _LATENCY_AT = APIS * ERROR_SLOTS
 _FLUSH_AT = _LATENCY_AT + APIS * HIST_WORDS
 _END = _FLUSH_AT + HIST_WORDS
 assert _END <= COUNTER_WORDS
+_ITEM_LISTS = ("topics", "results", "groups", "responses")
 
 
 def _error_of(api_key: int, response: Any) -> int:
@@ -47,7 +49,15 @@ def _error_of(api_key: int, response: Any) -> int:
                 if part.error_code:
                     return int(part.error_code)
         return 0
-    return int(getattr(response, "error_code", 0) or 0)
+    code = getattr(response, "error_code", None)
+    if code is not None:
+        return int(code)
+    for name in _ITEM_LISTS:  # per-topic (per-group, ...) errors of the admin APIs
+        items = getattr(response, name, None)
+        if items is not None:
+            return next((int(i.error_code) for i in items
+                         if getattr(i, "error_code", 0)), 0)
+    return 0
 
 
 class KafkaProbe:

@@ -71,14 +71,16 @@ def _peers(data_dir: Path, want: set[int], timeout: float = 20.0) -> dict[int, d
 
 
 def _start_and_wait(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "redshank.tools.cli", "start", *args],
+    return subprocess.run([sys.executable, "-m", "redshank.tools.cli", "start",
+                           "--admin-addr", "127.0.0.1:0", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
 def _start_all(*argvs: list[str], timeout: float = 60.0
                ) -> list[subprocess.CompletedProcess[str]]:
     """Run several `redshank start` at once, each until it exits (killed past `timeout`)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "redshank.tools.cli", "start", *argv],
+    procs = [subprocess.Popen([sys.executable, "-m", "redshank.tools.cli", "start",
+                               "--admin-addr", "127.0.0.1:0", *argv],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for argv in argvs]
     done = []
