@@ -121,10 +121,8 @@ def decode_counters(words: list[int]) -> KafkaCounters:
     """A copy of a core's counter words (empty: no block) as numbers."""
     if len(words) < _END:
         return KafkaCounters({}, {}, Histogram((0,) * _NBUCKETS, 0.0))
-    requests = {}
-    for i in range(_LATENCY_AT):
-        if words[i]:
-            requests[(i // ERROR_SLOTS, i % ERROR_SLOTS - 1)] = words[i]
+    requests = {(i // ERROR_SLOTS, i % ERROR_SLOTS - 1): n
+                for i, n in enumerate(words[:_LATENCY_AT]) if n}
     latency = {}
     for api in {api for api, _ in requests}:
         latency[api] = _histogram(words, _LATENCY_AT + api * HIST_WORDS)
