@@ -16,7 +16,7 @@ from typing import Any
 import pykka
 
 from redshank.actors.partition_leader import PartitionLeader
-from redshank.actors.runtime.stats_block import publish_tables
+from redshank.actors.runtime import publish_tables
 
 __all__ = ["PUBLISH_EVERY_S", "partition_rows", "publish_partitions"]
 
@@ -57,4 +57,7 @@ def partition_rows(leaders: list[pykka.ActorRef[Any]]) -> list[dict[str, Any]]:
 
 
 def publish_partitions(core: int, leaders: list[pykka.ActorRef[Any]]) -> None:
-    publish_tables({"core": core, "partitions": partition_rows(leaders)})
+    """Publish this core's rows; past the tables region's room (about 10k partitions on a
+    core) an empty table that says so, rather than a stale one."""
+    if not publish_tables({"core": core, "partitions": partition_rows(leaders)}):
+        publish_tables({"core": core, "partitions": [], "truncated": True})

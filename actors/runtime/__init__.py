@@ -22,7 +22,7 @@ from .router import (
 )
 from .sched import DEFAULT_LOOP_SLICE_US, set_thread_slice
 from .sim_loop import SimCores, SimulationStalledError, VirtualClockLoop
-from .stats_block import COUNTER_WORDS, process_counters
+from .stats_block import COUNTER_WORDS, process_counters, publish_tables
 from .supervisor import Supervisor
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "current_loop",
     "new_event_loop",
     "process_counters",
+    "publish_tables",
     "read_core_blocks",
     "read_node_stats",
     "register_codec",
