@@ -35,7 +35,13 @@ from redshank.actors.partition_leader import (
 )
 from redshank.actors.partition_probe import PUBLISH_EVERY_S, publish_partitions
 from redshank.actors.raft_messenger import Address, RaftMessenger
-from redshank.actors.runtime import CoreDiedError, CoreRouter, LoopActor, LoopFuture
+from redshank.actors.runtime import (
+    CoreDiedError,
+    CoreRouter,
+    LoopActor,
+    LoopFuture,
+    has_stats_block,
+)
 from redshank.actors.topic_cache import TOPIC_CACHE, LeaderChanged
 from redshank.actors.watermarks import WATERMARKS, HighWatermark
 from redshank.cluster.controller.replica_plan import ReplicaPlan
@@ -230,7 +236,8 @@ class PartitionManager(LoopActor):
 
     def on_start(self) -> None:
         self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
-        self._publish()
+        if has_stats_block():  # a core process: nobody reads the table elsewhere (simulator)
+            self._publish()
 
     def _publish(self) -> None:
         """Every `PUBLISH_EVERY_S`: this core's partitions table for the admin API."""

@@ -22,7 +22,7 @@ from .router import (
 )
 from .sched import DEFAULT_LOOP_SLICE_US, set_thread_slice
 from .sim_loop import SimCores, SimulationStalledError, VirtualClockLoop
-from .stats_block import COUNTER_WORDS, process_counters, publish_tables
+from .stats_block import COUNTER_WORDS, has_stats_block, process_counters, publish_tables
 from .supervisor import Supervisor
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "bind_loop",
     "configure_logging",
     "current_loop",
+    "has_stats_block",
     "new_event_loop",
     "process_counters",
     "publish_tables",

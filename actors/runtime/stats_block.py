@@ -24,7 +24,8 @@ from typing import Any
 
 import posix_ipc
 
-__all__ = ["COUNTER_WORDS", "StatsReader", "StatsWriter", "process_counters", "publish_tables"]
+__all__ = ["COUNTER_WORDS", "StatsReader", "StatsWriter", "has_stats_block", "process_counters",
+           "publish_tables"]
 
 STATS_SIZE = 1 << 18
 COUNTER_WORDS = 1 << 14
@@ -48,6 +49,11 @@ def process_counters() -> memoryview:
     if _private_counters is None:
         _private_counters = memoryview(bytearray(COUNTER_WORDS * 8)).cast("Q")
     return _private_counters
+
+
+def has_stats_block() -> bool:
+    """True in a core process (its stats block exists); False in tests and the simulator."""
+    return _process_writer is not None
 
 
 def publish_tables(document: dict[str, Any]) -> bool:
