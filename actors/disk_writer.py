@@ -12,6 +12,7 @@ Kafka requests, sessions.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -19,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from redshank.actors.kafka_probe import kafka_probe
 from redshank.actors.runtime import ThreadActor
 from redshank.cluster.partition.raft_log import RecoveredRaft, recover
 from redshank.protocol.record_batch import iter_batches
@@ -163,6 +165,7 @@ class DiskWriter(ThreadActor):
         self.files = files_from_env()
         # Everything opened here is sealed and closed here when the core stops.
         self._opened: list[Log | KvStore] = []
+        self._probe = kafka_probe()  # flush latency into the core's stats block
 
     def on_failure(self, exception_type: type[BaseException] | None,
                    exception_value: BaseException | None, traceback: TracebackType | None
@@ -174,7 +177,10 @@ class DiskWriter(ThreadActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, RunRound):
-            return self.coordinator.run_round()
+            started = time.perf_counter_ns()
+            result = self.coordinator.run_round()
+            self._probe.flush(time.perf_counter_ns() - started)
+            return result
         if isinstance(message, ReadLog):
             return bytes(message.log.read(message.offset, message.max_bytes, message.max_offset))
         if isinstance(message, FindTimestamp):

@@ -21,11 +21,13 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
+from time import perf_counter_ns
 from typing import Any, Protocol, cast
 
 import structlog
 
 from redshank.actors._log_summary import LogSummary
+from redshank.actors.kafka_probe import kafka_probe
 from redshank.protocol.connection import (
     NEED_DATA,
     ApiVersionsFallback,
@@ -110,6 +112,7 @@ class KafkaSession(asyncio.Protocol):
         self._tasks: set[asyncio.Future[Any]] = set()
         self._counted = 0  # this connection's bytes in the core's request memory
         self._memory_wait = False  # reading stopped until the core's request memory frees
+        self._probe = kafka_probe()  # requests and latency into the core's stats block
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -293,7 +296,7 @@ class KafkaSession(asyncio.Protocol):
             self._update_reading()
 
     async def _start(self, event: RequestReceived) -> None:
-        key, core = event.api_key, self.core
+        key, core, started = event.api_key, self.core, perf_counter_ns()
         if key not in core.served:
             self._abort(f"api {key} not served")
             return
@@ -306,13 +309,13 @@ class KafkaSession(asyncio.Protocol):
             except Exception as exc:
                 self._fail(event, exc)
                 return
-            self._track(event, response)
+            self._track(event, response, started)
         elif inspect.isawaitable(answer):
-            self._track(event, asyncio.ensure_future(answer))
+            self._track(event, asyncio.ensure_future(answer), started)
         else:
-            self._respond(event, answer)
+            self._respond(event, answer, started)
 
-    def _track(self, event: RequestReceived, fut: asyncio.Future[Any]) -> None:
+    def _track(self, event: RequestReceived, fut: asyncio.Future[Any], started: int) -> None:
         self._tasks.add(fut)
 
         def done(f: asyncio.Future[Any]) -> None:
@@ -323,13 +326,14 @@ class KafkaSession(asyncio.Protocol):
             if exc is not None:
                 self._fail(event, exc)
             else:
-                self._respond(event, f.result())
+                self._respond(event, f.result(), started)
 
         fut.add_done_callback(done)
 
-    def _respond(self, event: RequestReceived, response: Any) -> None:
+    def _respond(self, event: RequestReceived, response: Any, started: int) -> None:
         if self._closed:
             return
+        self._probe.request(event.api_key, response, started)
         if not event.expects_response:
             # acks=0: never a response (notes G4); a failed write closes the connection instead.
             if any(p.error_code for t in response.responses for p in t.partition_responses):

@@ -34,8 +34,15 @@ from redshank.actors.partition_leader import (
     SetPreferred,
     partition_name,
 )
+from redshank.actors.partition_probe import PUBLISH_EVERY_S, publish_partitions
 from redshank.actors.raft_messenger import Address, RaftMessenger
-from redshank.actors.runtime import CoreDiedError, CoreRouter, LoopActor, LoopFuture
+from redshank.actors.runtime import (
+    CoreDiedError,
+    CoreRouter,
+    LoopActor,
+    LoopFuture,
+    has_stats_block,
+)
 from redshank.actors.topic_cache import TOPIC_CACHE, LeaderChanged
 from redshank.actors.watermarks import WATERMARKS, HighWatermark
 from redshank.cluster.controller.replica_plan import ReplicaPlan
@@ -274,6 +281,7 @@ class PartitionManager(LoopActor):
         self._compact_cursor = CompactCursor()
         # The log cleaner's thread: a pass reads and rewrites segments for as long as it takes.
         self._cleaner = concurrent.futures.ThreadPoolExecutor(1, "cleaner")
+        self._probe_timer: asyncio.TimerHandle | None = None
         self._stopped = False
         # Group hosts whose log failed an fdatasync: reopened from the disk on next use.
         self._failed_logs: set[str] = set()
@@ -291,10 +299,23 @@ class PartitionManager(LoopActor):
 
     def on_start(self) -> None:
         self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
+        if has_stats_block():  # a core process: nobody reads the table elsewhere (simulator)
+            self._publish()
+
+    def _publish(self) -> None:
+        """Every `PUBLISH_EVERY_S`: this core's partitions table for the admin API."""
+        try:
+            publish_partitions(self.router.core, list(self.leaders.values()))
+        except Exception as exc:  # figures for tools: never worth a partition manager
+            _log.error("partitions_publish_failed", error=repr(exc))
+        self._probe_timer = self.loop.call_later(PUBLISH_EVERY_S, self._publish)
 
     def on_stop(self) -> None:
         self._stopped = True
         self._cleaner.shutdown(wait=False, cancel_futures=True)
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
         if self._view_timer is not None:
             self._view_timer.cancel()
             self._view_timer = None

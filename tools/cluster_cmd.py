@@ -1,12 +1,14 @@
 """`redshank cluster start`: N broker nodes on this machine, as child processes, until Ctrl-C.
 
     redshank cluster start [-n N] [--data-dir D] [--cores C] [--base-port P] [--host H]
+                           [--admin-base-port A]
 
 Node i (1..N) runs `redshank start --node-id i` with its data in `D/node-i` and its log in
 `D/node-i.log`, Kafka on port P + i - 1 and internal RPC from port P + N + (i - 1) * C (core c of
 node i on that base + c); every node gets the same `--seeds`, the RPC addresses of the first
 min(N, 3) nodes, which thus run the controller (Raft group 0: see `redshank cluster status`).
-`--base-port 0` picks free ports. Prints one line per node, then
+Its admin HTTP API listens on port A + i - 1 (default 9644; 0: free ports, the default with
+`--base-port 0`). `--base-port 0` picks free ports. Prints one line per node, then
 `bootstrap=H:p1,H:p2,...` once all are ready. Ctrl-C or SIGTERM stops them all (SIGTERM to each,
 a bounded wait, then SIGKILL of what is left); a node that exits on its own is reported and the
 others are stopped (exit 1). Each node runs in a process group of its own, in this session: with
@@ -94,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="Kafka port of node 1 (default 9092); node i: base + i - 1; RPC ports "
                         "follow the Kafka ports; 0 picks free ports")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--admin-base-port", type=int, default=None,
+                   help="admin HTTP API port of node 1 (default 9644, or 0 with --base-port 0); "
+                        "node i: base + i - 1; 0 picks free ports")
     return p
 
 
@@ -134,14 +139,25 @@ def _check(args: argparse.Namespace) -> str | None:
     last = args.base_port + args.nodes + args.nodes * args.cores - 1
     if args.base_port < 0 or (args.base_port and last > 65535):
         return f"--base-port {args.base_port}: the ports needed pass 65535"
+    if args.admin_base_port is not None and not (
+            args.admin_base_port == 0 or 0 < args.admin_base_port + args.nodes - 1 <= 65535):
+        return f"--admin-base-port {args.admin_base_port}: the ports needed pass 65535"
     return None
+
+
+def _admin_port(node_id: int, args: argparse.Namespace) -> int:
+    base = args.admin_base_port
+    if base is None:
+        base = 0 if args.base_port == 0 else 9644
+    return 0 if base == 0 else base + node_id - 1
 
 
 def _spawn(node: _Node, args: argparse.Namespace, seeds: str) -> None:
     cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--node-id", str(node.node_id),
            "--kafka-addr", f"{args.host}:{node.kafka_port}",
            "--rpc-addr", f"{args.host}:{node.rpc_port}", "--seeds", seeds,
-           "--data-dir", node.data_dir, "--cores", str(args.cores), "--no-pin"]
+           "--data-dir", node.data_dir, "--cores", str(args.cores), "--no-pin",
+           "--admin-addr", f"{args.host}:{_admin_port(node.node_id, args)}"]
     with open(node.log_path, "ab") as log:
         # Own process group (signals from the terminal reach only us), same session (one
         # autogroup with whatever drives the cluster from this terminal).
@@ -153,7 +169,8 @@ def _supervise(nodes: list[_Node], host: str, stop: list[int]) -> int:
     if not _wait_ready(nodes, stop):
         return 1 if not stop else 0
     for node in nodes:
-        print(f"node {node.node_id} kafka={host}:{node.kafka_port} "
+        admin = node.ready.split(" admin=", 1)[1].split()[0] if " admin=" in node.ready else "-"
+        print(f"node {node.node_id} kafka={host}:{node.kafka_port} admin={admin} "
               f"rpc={host}:{node.rpc_port} data_dir={node.data_dir} log={node.log_path}")
     print("bootstrap=" + ",".join(f"{host}:{n.kafka_port}" for n in nodes), flush=True)
     while not stop:

@@ -5,6 +5,7 @@
                    [--auto-create-topics-per-request N]
                    [--rpc-addr HOST:PORT [--advertise-rpc-addr HOST:PORT] [--seeds H:P,...]]
                    [--log-format json|console] [--log-level debug|info|warning|error]
+                   [--admin-addr HOST:PORT|none]
 
 Prints one line on stdout when every core serves the Kafka port
 (`redshank ready kafka=HOST:PORT cores=N ...`); structured logs go to stderr, one record per line
@@ -25,6 +26,10 @@ address is among the seeds also runs its replica of the controller (Raft group 0
 in `<data>/controller` (`actors/controller_service.py`; its view in
 `cluster/controller.json`). Without `--rpc-addr` the node is the single-node broker it always
 was.
+
+The admin HTTP API (`tools/admin`: readiness, node, health, partitions, actors, Prometheus
+`/metrics`) listens on `--admin-addr` (default 127.0.0.1:9644; port 0: any; `none`: off), served
+by a thread of this supervisor process; the ready line names it (`admin=HOST:PORT`).
 """
 
 from __future__ import annotations
@@ -60,10 +65,12 @@ from redshank.cluster.node_identity import (
     IdentityRefused,
     NodeIdentity,
 )
+from redshank.tools.admin import AdminConfig, AdminServer, bind_admin_socket
 
-__all__ = ["check_args", "main", "parse_addr", "parse_seeds"]
+__all__ = ["check_args", "main", "parse_addr", "parse_admin_addr", "parse_seeds"]
 
 READY_TIMEOUT_S = 60.0
+ADMIN_ADDR = ("127.0.0.1", 9644)  # Redpanda's admin API port
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -71,6 +78,11 @@ def parse_addr(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def parse_admin_addr(text: str) -> tuple[str, int] | None:
+    """`HOST:PORT`, or `none` (no admin API)."""
+    return None if text.strip().lower() == "none" else parse_addr(text)
 
 
 def parse_seeds(text: str) -> tuple[NetAddress, ...]:
@@ -111,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--advertise-kafka-addr", type=parse_addr, default=None,
                    help="HOST:PORT given to clients in Metadata (default: the listen address)")
     p.add_argument("--data-dir", default="./redshank-data", help="default ./redshank-data")
+    p.add_argument("--admin-addr", type=parse_admin_addr, default=ADMIN_ADDR,
+                   help="HOST:PORT of the admin HTTP API and /metrics (default 127.0.0.1:9644; "
+                        "port 0: any; none: no admin API)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1,
                    help="core processes (default: CPU count)")
     p.add_argument("--node-id", type=int, default=0,
@@ -274,14 +289,28 @@ def main(argv: list[str]) -> int:
         print(f"redshank start: cannot listen on {host}:{port}: {exc.strerror} "
               "(another broker running?)", file=sys.stderr)
         return 2
+    admin_sock = None
+    if args.admin_addr is not None:
+        admin_host, admin_port = args.admin_addr
+        try:
+            admin_sock = bind_admin_socket(admin_host, admin_port)
+        except OSError as exc:
+            holder.close()
+            print(f"redshank start: cannot listen for the admin API on {admin_host}:"
+                  f"{admin_port}: {exc.strerror} (another node running? --admin-addr none "
+                  "turns it off)", file=sys.stderr)
+            return 2
     try:
-        return _run(args, port)
+        return _run(args, port, admin_sock)
     finally:
         with contextlib.suppress(OSError):
             holder.close()
+        if admin_sock is not None:
+            with contextlib.suppress(OSError):
+                admin_sock.close()
 
 
-def _run(args: argparse.Namespace, port: int) -> int:
+def _run(args: argparse.Namespace, port: int, admin_sock: socket.socket | None = None) -> int:
     host = args.kafka_addr[0]
     adv_host, adv_port = args.advertise_kafka_addr or (host, port)
     if adv_port == 0:
@@ -327,13 +356,30 @@ def _run(args: argparse.Namespace, port: int) -> int:
         print(f"redshank start: data directory {data_dir} is used by a running node",
               file=sys.stderr)
         return 2
+    admin: AdminServer | None = None
+    if admin_sock is not None:
+        admin = AdminServer(AdminConfig(args.node_id, data_dir, args.cores,
+                                        f"{adv_host}:{adv_port}",
+                                        None if rpc is None else str(rpc.advertised),
+                                        sup.all_ready), admin_sock)
+        admin.start()
+    try:
+        return _serve(sup, args, data_dir, f"kafka={adv_host}:{adv_port}"
+                      + ("" if admin is None else f" admin={admin.address}"), rpc_field)
+    finally:
+        if admin is not None:
+            admin.stop()
+
+
+def _serve(sup: Supervisor, args: argparse.Namespace, data_dir: str, listeners: str,
+           rpc_field: str) -> int:
     if not _wait_ready(sup):
         sup.stop()
         refused = read_refusal(data_dir)
         print(f"redshank start: {refused or 'a core failed to start (see the log above)'}",
               file=sys.stderr)
         return 1
-    print(f"redshank ready kafka={adv_host}:{adv_port} cores={args.cores} "
+    print(f"redshank ready {listeners} cores={args.cores} "
           f"node_id={args.node_id}{rpc_field} data_dir={data_dir}", flush=True)
     code = sup.run_forever()
     refused = read_refusal(data_dir)

@@ -15,7 +15,7 @@ from .loop_actor import ActorProbe, LoopActor, ThreadActor, use_loop
 from .loop_future import LoopBlockingError, LoopFuture, bind_loop, current_loop
 from .mailbox import RingTransport
 from .node_dir import NodeBusyError, NodeDir
-from .node_stats import NodeNotRunningError, read_node_stats
+from .node_stats import CoreBlock, NodeNotRunningError, read_core_blocks, read_node_stats
 from .ring import RingConsumer, RingCorruptError, RingProducer, RingSegment
 from .router import (
     CoreDiedError,
@@ -28,12 +28,15 @@ from .router import (
 )
 from .sched import DEFAULT_LOOP_SLICE_US, set_thread_slice
 from .sim_loop import SimCores, SimulationStalledError, VirtualClockLoop
+from .stats_block import COUNTER_WORDS, has_stats_block, process_counters, publish_tables
 from .supervisor import Supervisor
 
 __all__ = [
+    "COUNTER_WORDS",
     "DEFAULT_LOOP_SLICE_US",
     "ActorProbe",
     "ControlBlock",
+    "CoreBlock",
     "CoreContext",
     "CoreDiedError",
     "CoreRouter",
@@ -68,7 +71,11 @@ __all__ = [
     "bind_loop",
     "configure_logging",
     "current_loop",
+    "has_stats_block",
     "new_event_loop",
+    "process_counters",
+    "publish_tables",
+    "read_core_blocks",
     "read_node_stats",
     "register_codec",
     "set_thread_slice",

@@ -1,7 +1,8 @@
-"""Reading a running node's stats from outside it (`redshank actors`).
+"""Reading a running node's stats from outside it (`redshank actors`, the admin API).
 
 Concern: finding a node through `<node_dir>/node.json` and reading every core's stats block
-(read-only shared memory, see stats_block.py). Must not know how cores produce the numbers.
+(read-only shared memory, see stats_block.py): its snapshot, its tables and its counter words.
+Must not know how cores produce the numbers.
 
 A node killed with SIGKILL leaves its `node.json` and its shared memory behind (the next start
 removes them): the stats blocks still hold its last numbers. So the processes are checked too:
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import posix_ipc
@@ -21,7 +23,8 @@ import posix_ipc
 from .node_dir import NodeDir
 from .stats_block import StatsReader
 
-__all__ = ["NodeNotRunningError", "process_alive", "read_node_stats"]
+__all__ = ["CoreBlock", "NodeNotRunningError", "process_alive", "read_core_blocks",
+           "read_node_stats"]
 
 
 class NodeNotRunningError(RuntimeError):
@@ -107,3 +110,36 @@ def read_node_stats(path: str | os.PathLike[str]) -> dict[str, Any]:
         "supervisor_pid": info.get("supervisor_pid"),
         "cores": cores,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class CoreBlock:
+    """One core's stats block as read now: its snapshot document (None: down or not yet
+    published), its tables document, and a copy of its counter words (empty: no block)."""
+
+    core: int
+    stats: dict[str, Any] | None
+    tables: dict[str, Any] | None
+    counters: list[int]
+
+
+def read_core_blocks(path: str | os.PathLike[str], ncores: int | None = None) -> list[CoreBlock]:
+    """Every core's block of the node in `path` (`ncores` from node.json when not given)."""
+    node = NodeDir(path)
+    if ncores is None:
+        info = node.read_info()
+        if info is None:
+            raise NodeNotRunningError(f"no running node in {node.path} (no node.json)")
+        ncores = int(info["ncores"])
+    blocks = []
+    for core in range(ncores):
+        try:
+            reader = StatsReader(node.stats_name(core))
+        except (posix_ipc.ExistentialError, ValueError):
+            blocks.append(CoreBlock(core, None, None, []))
+            continue
+        try:
+            blocks.append(CoreBlock(core, reader.read(), reader.read_tables(), reader.counters()))
+        finally:
+            reader.close()
+    return blocks

@@ -20,8 +20,11 @@ __all__ = ["BrokerProcess", "consume_aiokafka", "create_topic", "free_port", "re
 
 class BrokerProcess:
     def __init__(self, data_dir: Path, *, cores: int = 2, port: int = 0,
-                 ready_timeout: float = 45.0, extra_args: tuple[str, ...] = ()) -> None:
+                 ready_timeout: float = 45.0, extra_args: tuple[str, ...] = (),
+                 admin_addr: str = "127.0.0.1:0") -> None:
         self.data_dir = Path(data_dir)
+        # Any free port by default: tests run many brokers, never on the fixed 9644.
+        self.admin_addr = admin_addr
         self.extra_args = extra_args
         self.cores = cores
         self.port = port
@@ -29,12 +32,15 @@ class BrokerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.bootstrap = ""
         self.ready_line = ""
+        self.admin_url: str | None = None  # http://HOST:PORT of the admin API, from the ready line
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "redshank.tools.cli", "start",
                 "--kafka-addr", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
-                "--cores", str(self.cores), *self.extra_args]
+                "--cores", str(self.cores),
+                *(() if "--admin-addr" in self.extra_args else ("--admin-addr", self.admin_addr)),
+                *self.extra_args]
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -61,6 +67,7 @@ class BrokerProcess:
         self.ready_line = line
         fields = dict(f.split("=", 1) for f in line.split()[2:])
         self.bootstrap = fields["kafka"]
+        self.admin_url = f"http://{fields['admin']}" if "admin" in fields else None
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code (negative if killed)."""

@@ -50,7 +50,7 @@ class FixedNode(KafkaNode):
         cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--node-id",
                str(self.node_id), "--kafka-addr", self.kafka, "--data-dir",
                str(self.data_dir), "--cores", str(self.cores), "--no-pin",
-               "--rpc-addr", f"127.0.0.1:{self.rpc}",
+               "--admin-addr", "127.0.0.1:0", "--rpc-addr", f"127.0.0.1:{self.rpc}",
                "--seeds", ",".join(f"127.0.0.1:{p}" for p in self.seeds)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,

@@ -51,7 +51,7 @@ class Node:
         cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--node-id",
                str(self.node_id), "--kafka-addr", "127.0.0.1:0", "--data-dir",
                str(self.data_dir), "--cores", str(self.cores), "--no-pin",
-               "--rpc-addr", f"127.0.0.1:{self.rpc}",
+               "--admin-addr", "127.0.0.1:0", "--rpc-addr", f"127.0.0.1:{self.rpc}",
                "--seeds", ",".join(f"127.0.0.1:{p}" for p in self.seeds)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
@@ -239,7 +239,8 @@ def test_seeds_bootstrap_once_fail_over_and_rejoin(tmp_path: Path) -> None:
         refused = subprocess.run(
             [sys.executable, "-m", "redshank.tools.cli", "start", "--node-id", "7",
              "--kafka-addr", "127.0.0.1:0", "--data-dir", str(stranger.data_dir),
-             "--cores", "1", "--no-pin", "--rpc-addr", f"127.0.0.1:{rpcs[3]}",
+             "--cores", "1", "--no-pin", "--admin-addr", "none",
+             "--rpc-addr", f"127.0.0.1:{rpcs[3]}",
              "--seeds", ",".join(f"127.0.0.1:{p}" for p in rpcs[:3])],
             capture_output=True, text=True, timeout=60)
         assert refused.returncode == 1, refused.stderr[-3000:]

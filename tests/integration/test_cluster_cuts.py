@@ -84,7 +84,8 @@ class NsNode(FixedNode):
             self.proc = self.lab.run(self.node_id, [
                 sys.executable, "-m", "redshank.tools.cli", "start", "--node-id",
                 str(self.node_id), "--kafka-addr", f"{addr}:{KAFKA_PORT}", "--data-dir",
-                str(self.data_dir), "--cores", str(self.cores), "--no-pin", "--rpc-addr",
+                str(self.data_dir), "--cores", str(self.cores), "--no-pin",
+                "--admin-addr", "none", "--rpc-addr",
                 f"{addr}:{RPC_PORT}", "--seeds", seeds],
                 stdout=subprocess.PIPE, stderr=log, env=os.environ)
 

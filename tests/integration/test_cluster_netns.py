@@ -51,7 +51,8 @@ def test_the_controller_leader_cut_off_loses_the_lead_and_rejoins(tmp_path: Path
                     procs[n] = lab.run(n, [
                         sys.executable, "-m", "redshank.tools.cli", "start", "--node-id", str(n),
                         "--kafka-addr", f"{lab.addr(n)}:9092", "--data-dir", str(dirs[n]),
-                        "--cores", "1", "--no-pin", "--rpc-addr", f"{lab.addr(n)}:{RPC_PORT}",
+                        "--cores", "1", "--no-pin", "--admin-addr", "none",
+                        "--rpc-addr", f"{lab.addr(n)}:{RPC_PORT}",
                         "--seeds", seeds], stdout=subprocess.PIPE, stderr=log, env=os.environ)
             for n, proc in procs.items():
                 assert proc.stdout is not None

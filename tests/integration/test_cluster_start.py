@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -71,14 +72,16 @@ def _peers(data_dir: Path, want: set[int], timeout: float = 20.0) -> dict[int, d
 
 
 def _start_and_wait(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "redshank.tools.cli", "start", *args],
+    return subprocess.run([sys.executable, "-m", "redshank.tools.cli", "start",
+                           "--admin-addr", "127.0.0.1:0", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
 def _start_all(*argvs: list[str], timeout: float = 60.0
                ) -> list[subprocess.CompletedProcess[str]]:
     """Run several `redshank start` at once, each until it exits (killed past `timeout`)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "redshank.tools.cli", "start", *argv],
+    procs = [subprocess.Popen([sys.executable, "-m", "redshank.tools.cli", "start",
+                               "--admin-addr", "127.0.0.1:0", *argv],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for argv in argvs]
     done = []
@@ -233,6 +236,8 @@ def test_cluster_start_three_nodes_serve_and_stop_on_sigterm(tmp_path: Path) -> 
             identity = json.loads((tmp_path / "c" / f"node-{i}" / "cluster" /
                                    "node_identity.json").read_text())
             assert identity["cluster_uuid"] == views[0]["cluster_uuid"]
+        _check_admin_api([ln.split()[3].removeprefix("admin=") for ln in lines[:3]],
+                         views[0]["leader"])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0, (tmp_path / "cluster.log").read_text()[-3000:]
     finally:
@@ -311,3 +316,25 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _check_admin_api(admins: list[str], leader: int) -> None:
+    """Each node's admin API (tools/admin) knows the cluster; the leading replica of a
+    partition reports its records (the partitions table is republished every second)."""
+    for admin in admins:
+        with urllib.request.urlopen(f"http://{admin}/v1/cluster/health", timeout=10) as resp:
+            health = json.loads(resp.read())
+        assert health["mode"] == "cluster" and health["all_nodes"] == [1, 2, 3], health
+        assert health["controller_id"] == leader and health["is_healthy"] is True, health
+    deadline = time.monotonic() + 15
+    while True:
+        rows = []
+        for admin in admins:
+            with urllib.request.urlopen(f"http://{admin}/v1/partitions", timeout=10) as resp:
+                rows += [r for r in json.loads(resp.read())["partitions"]
+                         if r["topic"] == "node-1-only" and r["role"] == "leader"]
+        if (rows and rows[0]["high_watermark"] == 5) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # until the next publish of the table
+    assert len(rows) == 1 and rows[0]["high_watermark"] == 5, rows
+    assert rows[0]["leader"] in rows[0]["replicas"] and set(rows[0]["replicas"]) <= {1, 2, 3}

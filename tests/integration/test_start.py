@@ -19,7 +19,8 @@ from redshank.protocol.record_batch import iter_batches
 
 
 def _run_start(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "redshank.tools.cli", "start", *args],
+    return subprocess.run([sys.executable, "-m", "redshank.tools.cli", "start",
+                           "--admin-addr", "127.0.0.1:0", *args],
                           capture_output=True, text=True, timeout=60)
 
 

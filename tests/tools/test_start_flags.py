@@ -95,7 +95,8 @@ def test_a_busy_rpc_port_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
         busy.listen()
         port = busy.getsockname()[1]
         code = start.main(["--kafka-addr", "127.0.0.1:0", "--data-dir", str(tmp_path),
-                           "--rpc-addr", f"127.0.0.1:{port - 1}", "--cores", "2"])
+                           "--rpc-addr", f"127.0.0.1:{port - 1}", "--cores", "2",
+                           "--admin-addr", "none"])
     assert code == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith(f"redshank start: cannot listen for RPC on 127.0.0.1:{port} (core 1):")
@@ -106,7 +107,7 @@ def test_a_data_dir_of_another_node_is_refused(tmp_path: Path,
     stored = NodeIdentity(NodeId(3), uuid.uuid4())
     store_identity(str(tmp_path), stored)
     code = start.main(["--kafka-addr", "127.0.0.1:0", "--data-dir", str(tmp_path),
-                       "--node-id", "5"])
+                       "--node-id", "5", "--admin-addr", "none"])
     assert code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"redshank start: data dir {tmp_path} belongs to node 3, started as node 5")
@@ -117,7 +118,8 @@ def test_a_damaged_identity_is_refused(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / IDENTITY_FILE).parent.mkdir()
     (tmp_path / IDENTITY_FILE).write_text("{")
-    code = start.main(["--kafka-addr", "127.0.0.1:0", "--data-dir", str(tmp_path)])
+    code = start.main(["--kafka-addr", "127.0.0.1:0", "--data-dir", str(tmp_path),
+                       "--admin-addr", "none"])
     assert code == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith(
         f"redshank start: data dir {tmp_path}: damaged cluster/node_identity.json: not JSON")

@@ -87,12 +87,15 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
 class BenchBroker:
     """`with BenchBroker("redshank") as b:` ... `b.bootstrap`, `b.pid`; kind "tansu" needs
-    `tansu_path`."""
+    `tansu_path`. `admin_addr` is redshank's --admin-addr (default none: the admin API off;
+    "127.0.0.1:0" serves it on a free port, then `b.admin_url`)."""
 
     def __init__(self, kind: str, *, cores: int = 2, tansu_path: str | None = None,
                  pin: bool = True, loop_slice_us: int | None = None,
-                 own_session: bool = False) -> None:
+                 own_session: bool = False, admin_addr: str = "none") -> None:
         self.kind = kind
+        self.admin_addr = admin_addr
+        self.admin_url: str | None = None
         self.own_session = own_session
         self.cores = cores
         self.pin = pin
@@ -126,7 +129,8 @@ class BenchBroker:
             if self.kind == "redshank":
                 cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--kafka-addr",
                        self.bootstrap, "--data-dir", str(self.tmp / "data"), "--cores",
-                       str(self.cores), *(() if self.pin else ("--no-pin",)),
+                       str(self.cores), "--admin-addr", self.admin_addr,
+                       *(() if self.pin else ("--no-pin",)),
                        *(() if self.loop_slice_us is None
                          else ("--loop-slice-us", str(self.loop_slice_us)))]
             else:
@@ -153,6 +157,8 @@ class BenchBroker:
             line = read_line(self.proc.stdout, READY_TIMEOUT)
             if not line.startswith("redshank ready "):
                 raise RuntimeError(f"redshank not ready: {line!r}; log:\n{self.log_tail()}")
+            if " admin=" in line:
+                self.admin_url = "http://" + line.split(" admin=", 1)[1].split()[0]
         else:
             self._wait_port()
 

@@ -69,7 +69,8 @@ class ClusterNode:
         cmd = [sys.executable, "-m", "redshank.tools.cli", "start", "--node-id",
                str(self.node_id), "--kafka-addr", f"127.0.0.1:{self.kafka_port()}",
                "--rpc-addr", f"127.0.0.1:{self.rpc_port}", "--seeds", self.seeds,
-               "--data-dir", str(self.data_dir), "--cores", str(self.cores), "--no-pin"]
+               "--data-dir", str(self.data_dir), "--cores", str(self.cores), "--no-pin",
+               "--admin-addr", "none"]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
                                          env=dict(os.environ), process_group=0)

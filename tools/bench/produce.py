@@ -6,15 +6,24 @@ Prints one JSON object as the last line: msg/s, MB/s and the broker's CPU micros
 produced message (its whole process tree, from /proc). Each run is bounded by `--messages` and
 `--seconds`. `--compression gzip|snappy|lz4|zstd` makes the producer compress its batches
 (`compression.type`), with values of 1 KiB hex text (about 2:1) instead of random bytes, so the
-broker decompresses real work. Knows nothing of the broker's internals: it is a Kafka client."""
+broker decompresses real work. Knows nothing of the broker's internals: it is a Kafka client.
+
+`--admin-overhead`: the cost of the admin API (issue 15) instead: rounds of the same produce run
+on a broker with `--admin-addr none` and on one serving it while this command scrapes `/metrics`
+every `--scrape-every` seconds, interleaved (off, on, on, off, ...) in one run; reports each
+run's msg/s, the medians and their ratio (target: on >= 0.97 x off)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import threading
 import time
+import urllib.request
 
-from redshank.tools.bench._broker import run_bench
+from redshank.tools.bench._broker import BenchBroker, create_topic, run_bench, tree_cpu_seconds
 
 __all__ = ["main", "produce"]
 
@@ -81,6 +90,8 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
 
 
 def main(argv: list[str]) -> int:
+    if "--admin-overhead" in argv:
+        return _admin_overhead(argv)
     return run_bench("produce", argv, _measure, TARGETS, {"messages": 200_000, "seconds": 20.0},
                      _options,
                      cluster_targets=CLUSTER_TARGETS)
@@ -89,3 +100,113 @@ def main(argv: list[str]) -> int:
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression", choices=CODECS, default="none",
                         help="the producer's compression.type (values become hex text)")
+    parser.add_argument("--admin-overhead", action="store_true",
+                        help="measure the admin API instead: off vs on and scraped every "
+                             "second, same run (its own flags: --admin-overhead --help)")
+
+
+ADMIN_TARGETS = {"admin_on_scraped_vs_off_msg_per_s_min": 0.97}
+
+
+class _Scraper:
+    """GET `url` every `every` seconds on a thread until `stop()`; counts, sizes, durations."""
+
+    def __init__(self, url: str, every: float) -> None:
+        self.url = url
+        self.every = every
+        self.durations_ms: list[float] = []
+        self.bytes = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            start = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as resp:
+                    self.bytes = len(resp.read())
+            except OSError:
+                self.failures += 1
+                continue
+            self.durations_ms.append((time.perf_counter() - start) * 1e3)
+
+    def stop(self) -> dict[str, object]:
+        self._stop.set()
+        self._thread.join(10)
+        d = sorted(self.durations_ms)
+        return {"scrapes": len(d), "scrape_failures": self.failures,
+                "scrape_ms_p50": round(d[len(d) // 2], 2) if d else None,
+                "scrape_ms_max": round(d[-1], 2) if d else None, "metrics_bytes": self.bytes}
+
+
+def _admin_run(admin: bool, round_no: int, args: argparse.Namespace) -> dict[str, object]:
+    with BenchBroker("redshank", cores=args.cores, pin=not args.no_pin,
+                     admin_addr="127.0.0.1:0" if admin else "none") as broker:
+        topic = f"bench-admin-{round_no}"
+        create_topic(broker.bootstrap, topic, args.partitions)
+        scraper = None
+        if admin:
+            assert broker.admin_url is not None
+            scraper = _Scraper(broker.admin_url + "/metrics", args.scrape_every)
+        cpu0, sup0 = tree_cpu_seconds(broker.pid), _own_cpu_seconds(broker.pid)
+        try:
+            result = produce(topic, broker.bootstrap, args.messages, args.seconds)
+        finally:
+            scraped = scraper.stop() if scraper is not None else {}
+        cpu, sup = tree_cpu_seconds(broker.pid) - cpu0, _own_cpu_seconds(broker.pid) - sup0
+        produced = result["produced"]
+        assert isinstance(produced, int)
+        # The supervisor process alone: where the admin API runs (cores are its children).
+        return {"round": round_no, **result, **scraped, "broker_cpu_s": round(cpu, 3),
+                "broker_cpu_us_per_msg": round(cpu / max(produced, 1) * 1e6, 2),
+                "supervisor_cpu_s": round(sup, 3)}
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _admin_overhead(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="redshank bench produce --admin-overhead")
+    parser.add_argument("--admin-overhead", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each (default 3)")
+    # Bounded by time: a run must last several scrapes.
+    parser.add_argument("--messages", type=int, default=10_000_000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="bound on each run")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--cores", type=int, default=2, help="redshank --cores")
+    parser.add_argument("--no-pin", action="store_true", help="redshank --no-pin")
+    parser.add_argument("--scrape-every", type=float, default=1.0, help="seconds (default 1)")
+    args = parser.parse_args(argv)
+    runs: dict[str, list[dict[str, object]]] = {"off": [], "on": []}
+    for r in range(args.rounds):
+        for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+            runs[mode].append(_admin_run(mode == "on", r, args))
+
+    def median(mode: str) -> float:
+        return statistics.median(float(str(x["msg_per_s"])) for x in runs[mode])
+
+    off, on = median("off"), median("on")
+    cpu = {mode: statistics.median(float(str(x["broker_cpu_us_per_msg"])) for x in runs[mode])
+           for mode in runs}
+    print(json.dumps({
+        "bench": "produce --admin-overhead", "record_bytes": 1024, "client": "confluent-kafka",
+        "acks": "all", "partitions": args.partitions, "cores": args.cores,
+        "pinned": not args.no_pin, "scrape_every_s": args.scrape_every,
+        "machine_note": ("2-core machine shared with other jobs, client, broker and scraper on "
+                         "the same CPUs: runs are interleaved, compare the medians"),
+        "targets": ADMIN_TARGETS,
+        "admin_off": {"median_msg_per_s": round(off), "runs": runs["off"]},
+        "admin_on_scraped": {"median_msg_per_s": round(on), "runs": runs["on"]},
+        "on_vs_off": round(on / off, 3) if off else None,
+        # Less noisy than msg/s on shared CPUs: the broker's CPU per message, medians.
+        "broker_cpu_us_per_msg": {"off": cpu["off"], "on": cpu["on"],
+                                  "on_vs_off": round(cpu["on"] / cpu["off"], 3)
+                                  if cpu["off"] else None},
+    }))
+    return 0

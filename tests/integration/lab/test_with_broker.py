@@ -116,7 +116,8 @@ def test_idempotent_producer_across_a_namespace_cut(tmp_path: Path) -> None:
         try:
             proc = lab.run(1, [sys.executable, "-m", "redshank.tools.cli", "start",
                                "--kafka-addr", f"{lab.addr(1)}:9092", "--data-dir",
-                               str(tmp_path / "data"), "--cores", "1", "--no-pin"],
+                               str(tmp_path / "data"), "--cores", "1", "--no-pin",
+                               "--admin-addr", "none"],
                            stdout=subprocess.PIPE, stderr=log, env=os.environ)
         finally:
             log.close()
