@@ -130,6 +130,17 @@ def test_status_node_health_and_actors(broker: BrokerProcess) -> None:
     assert status == 404
 
 
+def test_top_reads_the_admin_api(broker: BrokerProcess) -> None:
+    """`redshank top --admin-url` against the real admin server: one view of both cores."""
+    assert broker.admin_url is not None
+    done = subprocess.run([sys.executable, "-m", "redshank.tools.cli", "top", "--admin-url",
+                           broker.admin_url, "--once", "--interval", "0.2"],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env=dict(os.environ, COLUMNS="160"))
+    assert done.returncode == 0, done.stderr
+    assert "partitions" in done.stdout and done.stderr == ""
+
+
 def test_metrics_and_partitions_move_with_traffic(broker: BrokerProcess) -> None:
     before = _samples(broker)
     assert _total(before, "redshank_core_up") == 2
