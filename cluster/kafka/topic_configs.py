@@ -248,6 +248,7 @@ TOPIC_CONFIGS: frozenset[str] = frozenset(_SPECS)
 DEFAULTS: dict[str, tuple[str, ConfigType]] = {n: (s.default, s.kind) for n, s in _SPECS.items()}
 _INTS = {_T.INT: (-(2**31), _INT32_MAX), _T.SHORT: (-(2**15), 2**15 - 1),
          _T.LONG: (-_INT64_MAX - 1, _INT64_MAX)}
+_BITS = {_T.INT: 32, _T.SHORT: 16, _T.LONG: 64}  # Kafka's "Expected value to be a 32-bit integer"
 _INTEGER = re.compile(r"^[+-]?\d+$")
 
 
@@ -290,7 +291,7 @@ def _invalid_typed(name: str, value: str, spec: _Spec) -> str | None:
     if spec.kind in _INTS:
         lo, hi = _INTS[spec.kind]
         if not _INTEGER.match(value) or not lo <= int(value) <= hi:
-            return f"{name} must be a {spec.kind.name.lower()} ({lo} to {hi}), got {value!r}"
+            return f"{name} must be a {_BITS[spec.kind]}-bit integer, got {value!r}"
         return _out_of_range(name, int(value), spec)
     if spec.kind == _T.DOUBLE:
         try:

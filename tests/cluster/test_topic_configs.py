@@ -61,11 +61,11 @@ def test_valid_values(name: str, value: str) -> None:
 
 @pytest.mark.parametrize(("name", "value", "why"), [
     ("retention.ms", "-2", "retention.ms must be in [-1,"),
-    ("retention.ms", "1h", "retention.ms must be a long"),
-    ("retention.ms", "1_000", "retention.ms must be a long"),
-    ("retention.ms", str(2**63), "retention.ms must be a long"),
+    ("retention.ms", "1h", "retention.ms must be a 64-bit integer"),
+    ("retention.ms", "1_000", "retention.ms must be a 64-bit integer"),
+    ("retention.ms", str(2**63), "retention.ms must be a 64-bit integer"),
     ("segment.bytes", "13", "segment.bytes must be in [14,"),
-    ("segment.bytes", str(2**31), "segment.bytes must be a int"),
+    ("segment.bytes", str(2**31), "segment.bytes must be a 32-bit integer"),
     ("segment.ms", "0", "segment.ms must be in [1,"),
     ("max.message.bytes", "-1", "max.message.bytes must be in [0,"),
     ("cleanup.policy", "", "cleanup.policy needs at least one"),
