@@ -86,6 +86,19 @@ async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, vers
     return response if cluster is None else h.metadata.with_cluster(response, q, cluster)
 
 
+@serves(ApiKey.DESCRIBE_TOPIC_PARTITIONS)
+async def describe_topic_partitions(
+        core: CoreServices,
+        request: m.describe_topic_partitions.DescribeTopicPartitionsRequest, version: int
+        ) -> m.describe_topic_partitions.DescribeTopicPartitionsResponse:
+    """KIP-966, answered from what Metadata answers (never auto-creating), paged."""
+    dtp = h.describe_topic_partitions
+    if dtp.refused(request) is not None:
+        return dtp.invalid(request)
+    answer = await metadata(core, dtp.metadata_request(request), dtp.METADATA_VERSION)
+    return dtp.build(request, answer)
+
+
 async def _auto_create(core: CoreServices, q: h.metadata.MetadataQuery,
                        cluster: h.metadata.ClusterView) -> bool:
     """Cluster mode: propose the missing topics Metadata may auto-create (at most

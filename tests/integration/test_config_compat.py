@@ -335,3 +335,27 @@ def test_created_partitions_serve_at_once_on_every_core(node: BrokerProcess,
                   on_delivery=lambda err, _msg: errors.append(err))
         assert p.flush(TIMEOUT) == 0
     assert errors == [None] * 4
+
+
+@pytest.mark.timeout(60)
+def test_kafka_python_describe_topic_partitions_pages(node: BrokerProcess,
+                                                      admin: AdminClient) -> None:
+    _create(admin, NewTopic("compat-dtp-a", 3))
+    _create(admin, NewTopic("compat-dtp-b", 2))
+    kp = KafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=TIMEOUT * 1000)
+    try:
+        names = ["compat-dtp-b", "compat-dtp-a", "compat-dtp-none"]
+        first = kp.describe_topic_partitions(names, response_partition_limit=4)
+        got = [(t["name"], t["error_code"], [p["partition_index"] for p in t["partitions"]])
+               for t in first["topics"]]
+        assert got == [("compat-dtp-a", 0, [0, 1, 2]), ("compat-dtp-b", 0, [0])]
+        assert first["next_cursor"] == {"topic_name": "compat-dtp-b", "partition_index": 1}
+        rest = kp.describe_topic_partitions(names, cursor=first["next_cursor"])
+        got = [(t["name"], t["error_code"], [p["partition_index"] for p in t["partitions"]])
+               for t in rest["topics"]]
+        assert got == [("compat-dtp-b", 0, [1]), ("compat-dtp-none", 3, [])]
+        assert rest["next_cursor"] is None
+        part = rest["topics"][0]["partitions"][0]
+        assert (part["leader_id"], part["replica_nodes"], part["isr_nodes"]) == (0, [0], [0])
+    finally:
+        kp.close()
