@@ -64,6 +64,12 @@ class BrokerConfig:
     node_id: int = 0
     auto_create_topics: bool = True
     default_partitions: int = 1
+    # Kafka's default.replication.factor for auto-created topics and CreateTopics asking -1;
+    # None: 1 on a single node, the cluster's rule in cluster mode (3 once 3 nodes are active).
+    default_replication_factor: int | None = None
+    # The Kafka names of the broker configs a start flag set (DescribeConfigs shows them as
+    # STATIC_BROKER_CONFIG even when equal to Kafka's default).
+    explicit_configs: frozenset[str] = frozenset()
     batch_cache_bytes: int = 64 * 1024 * 1024
     # A lone consumer should get its first records within a second or two (issue 5), so the
     # first rebalance of an empty group waits less than Kafka's 3 s.

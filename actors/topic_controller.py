@@ -125,6 +125,9 @@ class TopicController(LoopActor):
         self._pid_next = int(kv.get(_PID_LIMIT) or b"0")
         self._pid_limit = self._pid_next
         self._creating: dict[str, LoopFuture[CreateOutcome]] = {}
+        # Topics being grown: lookups wait for them, so Metadata shows new partitions only once
+        # they are open and every core's cache has them (issue 17).
+        self._growing: dict[str, LoopFuture[None]] = {}
         self._log = structlog.get_logger("redshank.topics")
 
     def on_receive(self, message: Any) -> Any:
@@ -173,6 +176,8 @@ class TopicController(LoopActor):
             if out.error_code != 0 and out.info is not None:
                 not_ready.add(out.info.name)
         names = msg.names if msg.names is not None else self.table.names()
+        for growing in [self._growing[n] for n in names if n in self._growing]:
+            await growing
         topics = {n: t for n in names if (t := self.table.get(n)) is not None}
         not_ready.update(n for n in topics if n in self._creating)
         return LookupResult(self.cluster_id, topics, frozenset(not_ready))
@@ -227,11 +232,14 @@ class TopicController(LoopActor):
 
     async def _grow_many(self, msg: CreatePartitions) -> list[GrowOutcome]:
         """Write each grown record (durably), then open the new partitions on their cores before
-        answering, as a create does."""
+        answering, as a create does. Lookups of the topic wait meanwhile: Metadata shows the new
+        partitions only once produce and ListOffsets on any core can use them."""
         out: list[GrowOutcome] = []
         for grow in msg.grows:
             if grow.name in self._creating:
                 await resolve(self._creating[grow.name])
+            while grow.name in self._growing:  # another request grows it: decide after it
+                await self._growing[grow.name]
             info = self.table.get(grow.name)
             refused = decide_grow(grow, info, msg.node_id, frozenset({GROUPS_TOPIC}))
             if refused is not None or info is None:
@@ -241,23 +249,32 @@ class TopicController(LoopActor):
                 out.append(GrowOutcome(grow.name, ErrorCode.NONE))
                 continue
             bigger = grown(info, grow.count, self.router.ncores)
-            self.table.add(bigger)
-            self.kv.put(topic_key(bigger.name), encode_topic(bigger))
+            growing: LoopFuture[None] = LoopFuture(self.loop)
+            self._growing[grow.name] = growing
             try:
-                await self.durable()
-                opens = [self.router.ref(bigger.cores[p], MANAGER).ask(
-                    Ensure(bigger.name, p, bigger.configs, bigger.topic_id), block=False)
-                    for p in range(info.partitions, bigger.partitions)]
-                for fut in opens:
-                    await resolve(fut)
-            except Exception as exc:  # a core died or the disk failed: retriable for the client
-                self._log.error("topic_grow_failed", topic=info.name, error=repr(exc))
-                out.append(GrowOutcome(grow.name, ErrorCode.LEADER_NOT_AVAILABLE, str(exc)))
-                continue
-            await self._tell_caches(TopicCreated(bigger))
-            self._log.info("topic_grown", topic=info.name, partitions=bigger.partitions)
-            out.append(GrowOutcome(grow.name, ErrorCode.NONE))
+                out.append(await self._grow(info, bigger))
+            finally:
+                del self._growing[grow.name]
+                growing.set(None)
         return out
+
+    async def _grow(self, info: TopicInfo, bigger: TopicInfo) -> GrowOutcome:
+        """Store `bigger`, open its new partitions and tell every core's cache."""
+        self.table.add(bigger)
+        self.kv.put(topic_key(bigger.name), encode_topic(bigger))
+        try:
+            await self.durable()
+            opens = [self.router.ref(bigger.cores[p], MANAGER).ask(
+                Ensure(bigger.name, p, bigger.configs, bigger.topic_id), block=False)
+                for p in range(info.partitions, bigger.partitions)]
+            for fut in opens:
+                await resolve(fut)
+        except Exception as exc:  # a core died or the disk failed: retriable for the client
+            self._log.error("topic_grow_failed", topic=info.name, error=repr(exc))
+            return GrowOutcome(info.name, ErrorCode.LEADER_NOT_AVAILABLE, str(exc))
+        await self._tell_caches(TopicCreated(bigger))
+        self._log.info("topic_grown", topic=info.name, partitions=bigger.partitions)
+        return GrowOutcome(info.name, ErrorCode.NONE)
 
     async def _delete_many(self, msg: DeleteTopics) -> list[DeleteOutcome]:
         """Remove each topic's record (durably) before answering, then drop its partitions on

@@ -58,6 +58,7 @@ class ApiKey(enum.IntEnum):
     LIST_PARTITION_REASSIGNMENTS = 46
     OFFSET_DELETE = 47
     DESCRIBE_CLUSTER = 60
+    DESCRIBE_TOPIC_PARTITIONS = 75
 
 
 API_VERSIONS_KEY = ApiKey.API_VERSIONS
@@ -95,6 +96,8 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.LIST_PARTITION_REASSIGNMENTS: (0, 0),
     ApiKey.OFFSET_DELETE: (0, 0),
     ApiKey.DESCRIBE_CLUSTER: (0, 1),
+    # kafka-python's describe_topic_partitions (KIP-966); librdkafka does not send it.
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: (0, 0),
 }
 
 # librdkafka uses these whenever advertised (notes G11): never offer them.

@@ -43,6 +43,7 @@ import socket
 import sys
 import tempfile
 import time
+from typing import Any
 
 import structlog
 
@@ -169,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=LOG_FORMATS, default=None,
                    help="json: one object per line (default); console: for people")
     p.add_argument("--log-level", choices=LOG_LEVELS, default=None, help="default info")
+    p.add_argument("--default-partitions", type=int, default=None,
+                   help="partitions of an auto-created topic or of a CreateTopics asking -1 "
+                        "(Kafka's num.partitions; default 1)")
+    p.add_argument("--default-replication-factor", type=int, default=None,
+                   help="replicas of an auto-created topic or of a CreateTopics asking -1 "
+                        "(Kafka's default.replication.factor; default 1 on a single node, 3 in "
+                        "a cluster of 3 or more nodes)")
     return p
 
 
@@ -202,6 +210,31 @@ def cores_warning(cores: int) -> dict[str, int] | None:
     return {"cores": cores, "cpus": cpus} if cores > cpus else None
 
 
+
+def _defaults_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with --default-partitions / --default-replication-factor, if anything."""
+    if args.default_partitions is not None and args.default_partitions < 1:
+        return "--default-partitions must be >= 1"
+    rf = args.default_replication_factor
+    if rf is not None and rf < 1:
+        return "--default-replication-factor must be >= 1"
+    if rf is not None and rf > 1 and args.rpc_addr is None:
+        return "--default-replication-factor above 1 needs a cluster (--rpc-addr)"
+    return None
+
+
+def _defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """BrokerConfig fields of --default-partitions / --default-replication-factor."""
+    explicit = frozenset(name for name, flag in (
+        ("num.partitions", args.default_partitions),
+        ("default.replication.factor", args.default_replication_factor)) if flag is not None)
+    out: dict[str, Any] = {"default_replication_factor": args.default_replication_factor,
+                           "explicit_configs": explicit}
+    if args.default_partitions is not None:
+        out["default_partitions"] = args.default_partitions
+    return out
+
+
 def check_args(args: argparse.Namespace) -> str | None:
     """The first thing wrong with the parsed flags, as one line for stderr; None if none."""
     ranges = (("--cores", args.cores, 1, None), ("--node-id", args.node_id, 0, MAX_NODE_ID),
@@ -212,6 +245,9 @@ def check_args(args: argparse.Namespace) -> str | None:
               ("--connections-max-idle-ms", args.connections_max_idle_ms, 0, None),
               ("--auto-create-topics-per-request", args.auto_create_topics_per_request, 1,
                None))
+    defaults = _defaults_problem(args)
+    if defaults is not None:
+        return defaults
     for flag, value, low, high in ranges:
         if high is None and value < low:
             return f"{flag} must be >= {low}"
@@ -344,7 +380,7 @@ def _run(args: argparse.Namespace, port: int, admin_sock: socket.socket | None =
                           request_memory_bytes=args.queued_max_request_bytes,
                           connections_max_idle_ms=args.connections_max_idle_ms,
                           auto_create_topics_per_request=args.auto_create_topics_per_request,
-                          rpc=rpc)
+                          rpc=rpc, **_defaults(args))
     sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
                      ring_capacity=RING_BYTES, pin=not args.no_pin,
                      spin_s=args.spin_us / 1e6, loop_slice_us=args.loop_slice_us)

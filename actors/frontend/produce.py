@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend.services import OWNER_GONE, CoreServices
@@ -39,7 +40,7 @@ async def produce(core: CoreServices, request: ProduceRequest, version: int
     future of the response (phase 2, when the requested acks level is reached)."""
     del version  # plan and build read every version's fields alike
     infos, unsure = await core.topic_infos([t.name for t in request.topic_data])
-    writes, results = produce_h.plan(request, infos)
+    writes, results = produce_h.plan(request, infos, int(time.time() * 1000))
     not_leader_if_unsure(results, unsure, _not_leader)
     size = sum(len(w.records) for w in writes)
     await core.produce_memory.acquire(size)

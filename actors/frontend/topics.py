@@ -36,8 +36,10 @@ from redshank.actors.topic_controller import (
     CreateTopics,
     DeleteTopics,
 )
+from redshank.cluster.controller.placement import DEFAULT_REPLICATION_FACTOR
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka import handlers as h
+from redshank.cluster.kafka.broker_configs import BrokerSettings
 from redshank.cluster.kafka.topic_configs import ConfigChange
 from redshank.protocol import messages as m
 from redshank.protocol.api_versions import ApiKey
@@ -84,6 +86,19 @@ async def metadata(core: CoreServices, request: m.metadata.MetadataRequest, vers
     return response if cluster is None else h.metadata.with_cluster(response, q, cluster)
 
 
+@serves(ApiKey.DESCRIBE_TOPIC_PARTITIONS)
+async def describe_topic_partitions(
+        core: CoreServices,
+        request: m.describe_topic_partitions.DescribeTopicPartitionsRequest, version: int
+        ) -> m.describe_topic_partitions.DescribeTopicPartitionsResponse:
+    """KIP-966, answered from what Metadata answers (never auto-creating), paged."""
+    dtp = h.describe_topic_partitions
+    if dtp.refused(request) is not None:
+        return dtp.invalid(request)
+    answer = await metadata(core, dtp.metadata_request(request), dtp.METADATA_VERSION)
+    return dtp.build(request, answer)
+
+
 async def _auto_create(core: CoreServices, q: h.metadata.MetadataQuery,
                        cluster: h.metadata.ClusterView) -> bool:
     """Cluster mode: propose the missing topics Metadata may auto-create (at most
@@ -96,11 +111,19 @@ async def _auto_create(core: CoreServices, q: h.metadata.MetadataQuery,
     specs = tuple(h.create_topics.TopicSpec(n, core.config.default_partitions, ())
                   for n in missing)
     try:
-        answer = await _service(core, ProposeTopics(specs, (-1,) * len(specs)))
+        rf = (_replication(core, -1),) * len(specs)
+        answer = await _service(core, ProposeTopics(specs, rf))
     except UNREACHABLE:
         return False
     assert isinstance(answer, dict)
     return any(o.error_code == ErrorCode.NONE for o in answer.values())
+
+
+def _replication(core: CoreServices, asked: int) -> int:
+    """The replication factor of a new controller topic: `asked`, or (-1) the node's
+    default.replication.factor when set (else -1: the controller's rule)."""
+    configured = core.config.default_replication_factor
+    return configured if asked == -1 and configured is not None else asked
 
 
 @serves(ApiKey.CREATE_TOPICS)
@@ -112,7 +135,7 @@ async def create_topics(core: CoreServices, request: m.create_topics.CreateTopic
     if specs and core.cluster_mode:
         # Cluster mode: the controller (group 0) places and creates; the node's own topic
         # controller is not asked (the controller backend opens the replicas).
-        rf = {t.name: t.replication_factor for t in request.topics}
+        rf = {t.name: _replication(core, t.replication_factor) for t in request.topics}
         msg = ProposeTopics(tuple(specs), tuple(rf[s.name] for s in specs), request.validate_only)
         answer = await _service(core, msg)
         assert isinstance(answer, dict)
@@ -189,13 +212,32 @@ async def describe_configs(core: CoreServices,
     # Asked of the controller, not this core's cache: configs change under it.
     if rest:
         found.update((await core.lookup(rest)).topics)
-    return h.describe_configs.build(request, version, {n: found.get(n) for n in names})
+    return h.describe_configs.build(request, version, {n: found.get(n) for n in names},
+                                    _settings(core))
+
+
+def _settings(core: CoreServices) -> BrokerSettings:
+    """This node's settings under their Kafka names (DescribeConfigs of a broker)."""
+    c = core.config
+    rf = c.default_replication_factor
+    if rf is None:
+        rf = DEFAULT_REPLICATION_FACTOR if core.cluster_mode else 1
+    return BrokerSettings(
+        node_id=core.broker.node_id, listener=f"{c.host}:{c.port}",
+        advertised=f"{c.advertised_host}:{c.advertised_port}", data_dir=c.data_dir,
+        default_partitions=c.default_partitions, default_replication_factor=rf,
+        auto_create_topics=c.auto_create_topics,
+        connections_max_idle_ms=c.connections_max_idle_ms,
+        queued_max_request_bytes=c.request_memory_bytes,
+        retention_check_ms=round(c.retention_check_s * 1000),
+        initial_rebalance_delay_ms=c.initial_rebalance_delay_ms,
+        fetch_session_slots=c.fetch_session_slots, explicit=c.explicit_configs)
 
 
 @serves(ApiKey.ALTER_CONFIGS)
 async def alter_configs(core: CoreServices, request: m.alter_configs.AlterConfigsRequest,
                         version: int) -> m.alter_configs.AlterConfigsResponse:
-    changes, decided = h.alter_configs.plan(request)
+    changes, decided = h.alter_configs.plan(request, core.broker.node_id)
     by_topic = await _alter(core, changes, request.validate_only)
     return h.alter_configs.build(request, decided, by_topic)
 
@@ -205,7 +247,7 @@ async def incremental_alter_configs(
         core: CoreServices,
         request: m.incremental_alter_configs.IncrementalAlterConfigsRequest, version: int
         ) -> m.incremental_alter_configs.IncrementalAlterConfigsResponse:
-    changes, decided = h.incremental_alter_configs.plan(request)
+    changes, decided = h.incremental_alter_configs.plan(request, core.broker.node_id)
     by_topic = await _alter(core, changes, request.validate_only)
     return h.incremental_alter_configs.build(request, decided, by_topic)
 

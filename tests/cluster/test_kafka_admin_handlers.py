@@ -14,6 +14,7 @@ from redshank.cluster.group import (
     GroupListing,
     ListGroupsResult,
 )
+from redshank.cluster.kafka.broker_configs import BrokerSettings
 from redshank.cluster.kafka.handlers import (
     create_partitions,
     delete_groups,
@@ -189,6 +190,14 @@ def test_delete_topics_build_every_version() -> None:
         assert back.responses[1].error_message == ("no b" if v >= 5 else None)
 
 
+BROKER = BrokerSettings(
+    node_id=0, listener="127.0.0.1:9092", advertised="127.0.0.1:9092", data_dir="/d",
+    default_partitions=4, default_replication_factor=1, auto_create_topics=True,
+    connections_max_idle_ms=600000, queued_max_request_bytes=1 << 26, retention_check_ms=1000,
+    initial_rebalance_delay_ms=500, fetch_session_slots=1000,
+    explicit=frozenset({"num.partitions"}))
+
+
 def test_describe_configs_topics_brokers_every_version() -> None:
     info = TopicInfo("t", uuid.uuid4(), (0,), (("retention.ms", "1000"),))
     req = dcf_wire.DescribeConfigsRequest(resources=(
@@ -201,7 +210,7 @@ def test_describe_configs_topics_brokers_every_version() -> None:
     for v in _versions(ApiKey.DESCRIBE_CONFIGS):
         back_req = dcf_wire.DescribeConfigsRequest.decode(req.encode(v), v)
         assert describe_configs.topic_names(back_req) == ("t", "missing")
-        resp = describe_configs.build(back_req, v, {"t": info, "missing": None})
+        resp = describe_configs.build(back_req, v, {"t": info, "missing": None}, BROKER)
         full, one, missing, broker, logger = dcf_wire.DescribeConfigsResponse.decode(
             resp.encode(v), v).results
         values = {c.name: (c.value, c.config_source) for c in full.configs}
@@ -210,12 +219,47 @@ def test_describe_configs_topics_brokers_every_version() -> None:
         assert values["retention.ms"] == ("1000", source.DYNAMIC_TOPIC_CONFIG)
         assert values["cleanup.policy"] == ("delete", source.DEFAULT_CONFIG)
         assert values["max.message.bytes"][0] == "1048588"
+        # Kafka 3.9's whole set, ours where the broker applies its own default.
+        assert values["compression.type"] == ("producer", source.DEFAULT_CONFIG)
+        assert values["segment.ms"] == (str(2**63 - 1), source.STATIC_BROKER_CONFIG)
+        assert all(not c.read_only and not c.synonyms for c in full.configs)
         types = {c.name: c.config_type for c in full.configs}
         assert types["retention.ms"] == (describe_configs.ConfigType.LONG if v >= 3 else 0)
         assert [c.name for c in one.configs] == ["segment.bytes"]
         assert missing.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and not missing.configs
-        assert (broker.error_code, broker.configs) == (0, ())
+        listed = {c.name: (c.value, c.config_source, c.read_only) for c in broker.configs}
+        assert listed["num.partitions"] == ("4", source.STATIC_BROKER_CONFIG, True)
+        assert listed["default.replication.factor"] == ("1", source.DEFAULT_CONFIG, True)
+        assert listed["log.retention.ms"] == ("-1", source.STATIC_BROKER_CONFIG, True)
+        assert listed["message.max.bytes"] == ("1048588", source.DEFAULT_CONFIG, True)
         assert logger.error_code == ErrorCode.INVALID_REQUEST
+
+
+def test_describe_configs_synonyms_documentation_and_other_brokers() -> None:
+    info = TopicInfo("t", uuid.uuid4(), (0,), (("retention.ms", "1000"),))
+    req = dcf_wire.DescribeConfigsRequest(resources=(
+        dcf_wire.DescribeConfigsResource(2, "t", ("retention.ms", "cleanup.policy")),
+        dcf_wire.DescribeConfigsResource(4, "9", None),
+        dcf_wire.DescribeConfigsResource(4, "", None),
+    ))
+    source = describe_configs.ConfigSource
+    for v in _versions(ApiKey.DESCRIBE_CONFIGS):
+        asked = dataclasses.replace(req, include_synonyms=v >= 1, include_documentation=v >= 3)
+        back_req = dcf_wire.DescribeConfigsRequest.decode(asked.encode(v), v)
+        resp = describe_configs.build(back_req, v, {"t": info}, BROKER)
+        topic, other, default = dcf_wire.DescribeConfigsResponse.decode(resp.encode(v), v).results
+        retention, policy = topic.configs
+        if v >= 1:
+            assert [(s.name, s.value, s.source) for s in retention.synonyms] == [
+                ("retention.ms", "1000", source.DYNAMIC_TOPIC_CONFIG),
+                ("log.retention.ms", "-1", source.STATIC_BROKER_CONFIG),
+                ("log.retention.ms", "604800000", source.DEFAULT_CONFIG)]
+            assert [(s.name, s.value, s.source) for s in policy.synonyms] == [
+                ("log.cleanup.policy", "delete", source.DEFAULT_CONFIG)]
+        assert (policy.documentation or "").startswith("delete:") == (v >= 3)
+        assert policy.is_default == (v == 0)
+        assert other.error_code == ErrorCode.INVALID_REQUEST
+        assert (default.error_code, default.configs) == (0, ())
 
 
 def test_create_partitions_plan_decide_grow() -> None:

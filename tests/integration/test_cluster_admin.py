@@ -3,10 +3,11 @@
 nodes) and says so in its response; explicit replica assignments are placed as named and bad
 ones refused (INVALID_REPLICA_ASSIGNMENT); CreatePartitions adds partitions that elect a leader
 and take records; (Incremental)AlterConfigs changes are seen by DescribeConfigs on every node
-and applied by the leader's log (LogAppendTime); Metadata auto-creates a topic through the
-controller with the default replication factor; InitProducerId never hands out one id twice
-across the nodes; Metadata's ISR drops a SIGKILLed follower and takes it back once it restarted
-and caught up."""
+and applied by the leader's log (LogAppendTime), a value out of Kafka's bounds is refused by the
+controller, every Kafka topic config is described and a node describes its broker settings;
+Metadata auto-creates a topic through the controller with the default replication factor;
+InitProducerId never hands out one id twice across the nodes; Metadata's ISR drops a SIGKILLed
+follower and takes it back once it restarted and caught up."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewPartitions,
     NewTopic,
 )
@@ -185,6 +187,20 @@ def test_admin_requests_go_through_the_controller(tmp_path: Path) -> None:
                                ("named", {"retention.bytes": "7777777"})):
                 wait_for(f"node {node.node_id} describing {name}'s new configs",
                          lambda n=node, t=name, w=want: _described(n, t, w), 20, detail)
+        # The controller validates as a single node does (topic_configs), and describes every
+        # Kafka 3.9 topic config; a node describes its own broker settings.
+        bad = ConfigResource("topic", "dflt", incremental_configs=[ConfigEntry(
+            "min.cleanable.dirty.ratio", "2", incremental_operation=AlterConfigOpType.SET)])
+        with pytest.raises(KafkaException) as refused:
+            admin.incremental_alter_configs([bad])[bad].result(30)
+        assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
+        described = admin.describe_configs([ConfigResource("topic", "dflt")])
+        entries = next(iter(described.values())).result(30)
+        assert len(entries) == 36 and entries["retention.ms"].value == "123456"
+        assert entries["min.insync.replicas"].source == ConfigSource.DEFAULT_CONFIG.value
+        described = admin.describe_configs([ConfigResource("broker", "2")])
+        broker = next(iter(described.values())).result(30)
+        assert (broker["node.id"].value, broker["default.replication.factor"].value) == ("2", "3")
         before = int(time.time() * 1000)
         producer.produce("dflt", value=b"stamped", partition=2, timestamp=1000)
         assert producer.flush(30) == 0

@@ -166,16 +166,20 @@ def test_incremental_alter_set_append_delete_and_describe(node: BrokerProcess,
                                                           admin: AdminClient) -> None:
     _create(admin, "cfg-inc", 2)
     dynamic, default = ConfigSource.DYNAMIC_TOPIC_CONFIG.value, ConfigSource.DEFAULT_CONFIG.value
+    # The defaults this broker applies instead of Kafka's, as a broker whose server.properties
+    # sets log.segment.bytes / log.retention.ms.
+    static = ConfigSource.STATIC_BROKER_CONFIG.value
     _alter(admin, "cfg-inc", ("retention.ms", "86400000", SET),
            ("cleanup.policy", "compact", APPEND))
     seen = _described(admin, "cfg-inc")
     assert seen["retention.ms"] == ("86400000", dynamic)
     assert seen["cleanup.policy"] == ("delete,compact", dynamic)
-    assert seen["segment.bytes"] == (str(128 * 1024 * 1024), default)
+    assert seen["segment.bytes"] == (str(128 * 1024 * 1024), static)
+    assert seen["retention.bytes"] == ("-1", default)
 
     _alter(admin, "cfg-inc", ("retention.ms", None, DELETE), ("segment.ms", "3600000", SET))
     seen = _described(admin, "cfg-inc")
-    assert seen["retention.ms"] == ("-1", default)
+    assert seen["retention.ms"] == ("-1", static)
     assert seen["segment.ms"] == ("3600000", dynamic)
     assert seen["cleanup.policy"] == ("delete,compact", dynamic)
 
@@ -191,7 +195,7 @@ def test_incremental_alter_refusals(node: BrokerProcess, admin: AdminClient) -> 
                        ("no.such.config", "1", SET))
     assert unknown.code() == KafkaError.INVALID_CONFIG and "no.such.config" in unknown.str()
     bad = _refused(admin, "cfg-bad", ("segment.bytes", "ten", SET))
-    assert bad.code() == KafkaError.INVALID_CONFIG and "integer" in bad.str()
+    assert bad.code() == KafkaError.INVALID_CONFIG and "32-bit integer" in bad.str()
     not_list = _refused(admin, "cfg-bad", ("retention.ms", "5", APPEND))
     assert not_list.code() == KafkaError.INVALID_CONFIG
     missing = _refused(admin, "cfg-no-such-topic", ("retention.ms", "5", SET))
@@ -238,8 +242,8 @@ def test_legacy_alter_configs_replaces_the_whole_set(node: BrokerProcess,
             fut.result(TIMEOUT)
     seen = _described(admin, "cfg-replace")
     assert seen["max.message.bytes"] == ("50000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
-    assert seen["retention.ms"] == ("-1", ConfigSource.DEFAULT_CONFIG.value)
-    assert seen["segment.ms"] == (str(2**63 - 1), ConfigSource.DEFAULT_CONFIG.value)
+    assert seen["retention.ms"] == ("-1", ConfigSource.STATIC_BROKER_CONFIG.value)
+    assert seen["segment.ms"] == (str(2**63 - 1), ConfigSource.STATIC_BROKER_CONFIG.value)
 
 
 @pytest.mark.timeout(90)

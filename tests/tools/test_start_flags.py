@@ -123,3 +123,25 @@ def test_a_damaged_identity_is_refused(tmp_path: Path,
     assert code == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith(
         f"redshank start: data dir {tmp_path}: damaged cluster/node_identity.json: not JSON")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--default-partitions", "0"), "--default-partitions must be >= 1"),
+    (("--default-replication-factor", "0"), "--default-replication-factor must be >= 1"),
+    (("--default-replication-factor", "3"),
+     "--default-replication-factor above 1 needs a cluster (--rpc-addr)"),
+    (("--default-partitions", "4"), None),
+    (("--default-replication-factor", "1"), None),
+    (("--default-replication-factor", "3", "--rpc-addr", "127.0.0.1:33145"), None),
+])
+def test_default_partitions_and_replication_factor(argv: tuple[str, ...],
+                                                   message: str | None) -> None:
+    assert _problem(*argv) == message
+
+
+def test_default_flags_reach_the_broker_config_as_kafka_names() -> None:
+    given = start._defaults(start._parser().parse_args(["--default-partitions", "4"]))
+    assert given == {"default_partitions": 4, "default_replication_factor": None,
+                     "explicit_configs": frozenset({"num.partitions"})}
+    assert start._defaults(start._parser().parse_args([])) == {
+        "default_replication_factor": None, "explicit_configs": frozenset()}

@@ -4,7 +4,9 @@ deciding one topic's change against its record, and the per-resource outcome.
 Concern: resource-level rules as Kafka applies them: a resource named twice is refused whole
 (INVALID_REQUEST), so is a config key named twice within one resource; topic resources become
 `ConfigChange`s for the topic controller; broker resources accept no change (this node's configs
-are its start flags); other resource types are INVALID_REQUEST. Must not know: actors, sockets,
+are its start flags: INVALID_REQUEST naming them, as Kafka answers a config it cannot update
+dynamically; another node's id is INVALID_REQUEST too); other resource types are
+INVALID_REQUEST. Must not know: actors, sockets,
 where topic records live.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from redshank.cluster.kafka.broker_configs import refusal
 from redshank.cluster.kafka.topic_configs import (
     ConfigChange,
     ConfigOp,
@@ -55,8 +58,10 @@ R = TypeVar("R", bound=Resource)
 
 
 def plan_resources(resources: Sequence[R], ops_of: Callable[[R], Ops | ConfigRefused],
-                   replace: bool) -> tuple[list[ConfigChange], dict[int, AlterOutcome]]:
-    """(topic changes for the controller, outcomes already decided by resource index)."""
+                   replace: bool, node_id: int
+                   ) -> tuple[list[ConfigChange], dict[int, AlterOutcome]]:
+    """(topic changes for the controller, outcomes already decided by resource index);
+    `node_id`: this node's, the broker resource it answers for."""
     named = Counter((r.resource_type, r.resource_name) for r in resources)
     changes: list[ConfigChange] = []
     decided: dict[int, AlterOutcome] = {}
@@ -75,15 +80,21 @@ def plan_resources(resources: Sequence[R], ops_of: Callable[[R], Ops | ConfigRef
             else:
                 changes.append(ConfigChange(r.resource_name, ops, replace))
         elif r.resource_type == ResourceType.BROKER:
-            decided[i] = (AlterOutcome(ErrorCode.NONE) if not r.configs else AlterOutcome(
-                ErrorCode.INVALID_CONFIG,
-                f"broker configs {sorted(keys)} are not dynamic here: set them with "
-                "`redshank start` flags"))
+            decided[i] = _broker(r.resource_name, sorted(keys), node_id)
         else:
             decided[i] = AlterOutcome(
                 ErrorCode.INVALID_REQUEST,
                 f"resource type {r.resource_type} has no alterable configs here")
     return changes, decided
+
+
+def _broker(name: str, keys: list[str], node_id: int) -> AlterOutcome:
+    if name and name != str(node_id):
+        return AlterOutcome(ErrorCode.INVALID_REQUEST,
+                            f"Unexpected broker id, expected {node_id}, but received {name}")
+    if not keys:
+        return AlterOutcome(ErrorCode.NONE)
+    return AlterOutcome(ErrorCode.INVALID_REQUEST, refusal(keys))
 
 
 def decide(change: ConfigChange, info: TopicInfo | None, internal: frozenset[str]

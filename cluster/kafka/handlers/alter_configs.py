@@ -25,9 +25,9 @@ def _ops(resource: wire.AlterConfigsResource) -> Ops | ConfigRefused:
     return tuple((ConfigOp.SET, c.name, c.value) for c in configs if c.value is not None)
 
 
-def plan(request: wire.AlterConfigsRequest
+def plan(request: wire.AlterConfigsRequest, node_id: int
          ) -> tuple[list[ConfigChange], dict[int, AlterOutcome]]:
-    return plan_resources(request.resources, _ops, replace=True)
+    return plan_resources(request.resources, _ops, replace=True, node_id=node_id)
 
 
 def build(request: wire.AlterConfigsRequest, decided: dict[int, AlterOutcome],

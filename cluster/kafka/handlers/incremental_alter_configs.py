@@ -32,9 +32,9 @@ def _ops(resource: wire.AlterConfigsResource) -> Ops | ConfigRefused:
     return tuple((ConfigOp(c.config_operation), c.name, c.value) for c in configs)
 
 
-def plan(request: wire.IncrementalAlterConfigsRequest
+def plan(request: wire.IncrementalAlterConfigsRequest, node_id: int
          ) -> tuple[list[ConfigChange], dict[int, AlterOutcome]]:
-    return plan_resources(request.resources, _ops, replace=False)
+    return plan_resources(request.resources, _ops, replace=False, node_id=node_id)
 
 
 def build(request: wire.IncrementalAlterConfigsRequest, decided: dict[int, AlterOutcome],

@@ -3,8 +3,10 @@
 Concern: everything about a produce request that needs no log: acks, topic and partition
 existence, batch validation (one batch per partition, header, magic 2, CRC32C, sizes, no
 client-sent control batches, `max.message.bytes`, records walked for count and offset deltas),
-the idempotence fields of the batch, and the response from per-partition results. Batches stay
-opaque: records are walked, never decoded. Must not know: logs, actors, sockets.
+the idempotence fields of the batch, the topic's timestamp window (message.timestamp.before/
+after.max.ms) and stored codec (compression.type: a batch in another codec is recompressed),
+and the response from per-partition results. Batches stay opaque: records are walked, never
+decoded. Must not know: logs, actors, sockets.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
+from redshank.cluster.kafka.topic_configs import (
+    stored_codec,
+    timestamp_refusal,
+    timestamp_window,
+)
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import PartitionResult, ProducerBatch
+from redshank.protocol.batch_recompress import recompress
 from redshank.protocol.batch_validator import check_producer_batch
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError, DecompressionBombError
@@ -25,7 +33,14 @@ from redshank.protocol.messages.produce import (
     ProduceResponse,
     TopicProduceResponse,
 )
-from redshank.protocol.record_batch import MAGIC_AT, MAGIC_V2, validate_batch
+from redshank.protocol.record_batch import (
+    MAGIC_AT,
+    MAGIC_V2,
+    Compression,
+    parse_header,
+    validate_batch,
+)
+from redshank.protocol.records import record_timestamps
 
 __all__ = ["PartitionWrite", "build", "plan"]
 
@@ -49,9 +64,11 @@ class PartitionWrite:
 
 
 
-def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None]
+def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None],
+         now_ms: int | None = None
          ) -> tuple[list[PartitionWrite], dict[TopicPartition, PartitionResult]]:
-    """(writes to route to the partitions' owners, results already known)."""
+    """(writes to route to the partitions' owners, results already known). `now_ms`: the
+    broker's clock, for message.timestamp.before/after.max.ms (None: not checked)."""
     writes: list[PartitionWrite] = []
     done: dict[TopicPartition, PartitionResult] = {}
     acks_ok = request.acks in (-1, 0, 1)
@@ -72,7 +89,11 @@ def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None]
                 done[tp] = checked
                 continue
             assert p.records is not None
-            writes.append(PartitionWrite(tp, core, p.records, checked))
+            late = None if now_ms is None else _timestamps_refused(info, p.records, now_ms)
+            if late is not None:
+                done[tp] = late
+                continue
+            writes.append(PartitionWrite(tp, core, _as_stored(info, p.records), checked))
     return writes, done
 
 
@@ -138,6 +159,34 @@ def check_records(records: bytes | memoryview | None, max_message_bytes: int,
         return _invalid(f"idempotent batch with base sequence {h.base_sequence}")
     return ProducerBatch(h.producer_id, h.producer_epoch, h.base_sequence,
                          h.base_sequence + h.last_offset_delta)
+
+
+def _timestamps_refused(info: TopicInfo, records: bytes | memoryview, now_ms: int
+                        ) -> PartitionResult | None:
+    """INVALID_TIMESTAMP when a record's timestamp lies outside the topic's window (Kafka's
+    LogValidator.validateTimestamp, per record). Only topics that set a window pay the walk."""
+    window = timestamp_window(info.configs)
+    if window is None:
+        return None
+    stamps = tuple(ts for _offset, ts in record_timestamps(records))
+    why = timestamp_refusal(window, stamps, now_ms)
+    return None if why is None else PartitionResult(ErrorCode.INVALID_TIMESTAMP,
+                                                    error_message=why)
+
+
+_CODECS = {"uncompressed": Compression.NONE, "gzip": Compression.GZIP,
+           "snappy": Compression.SNAPPY, "lz4": Compression.LZ4, "zstd": Compression.ZSTD}
+
+
+def _as_stored(info: TopicInfo, records: bytes | memoryview) -> bytes | memoryview:
+    """The batch in the codec the topic's compression.type names (Kafka recompresses a batch
+    whose codec differs; `producer`, the default, keeps it as sent)."""
+    wanted = stored_codec(info.configs)
+    if wanted is None:
+        return records
+    codec, level = _CODECS[wanted[0]], wanted[1]
+    h = parse_header(records)
+    return records if h.compression == codec else recompress(records, h, codec, level)
 
 
 def _invalid(message: str) -> PartitionResult:
