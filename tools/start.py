@@ -177,6 +177,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="replicas of an auto-created topic or of a CreateTopics asking -1 "
                         "(Kafka's default.replication.factor; default 1 on a single node, 3 in "
                         "a cluster of 3 or more nodes)")
+    p.add_argument("--group-initial-rebalance-delay-ms", type=int, default=None,
+                   help="how long an empty consumer group's first rebalance waits for more "
+                        "members (Kafka's group.initial.rebalance.delay.ms, whose default is "
+                        "3000; default here 500, so a lone consumer reads within a second)")
     return p
 
 
@@ -210,7 +214,6 @@ def cores_warning(cores: int) -> dict[str, int] | None:
     return {"cores": cores, "cpus": cpus} if cores > cpus else None
 
 
-
 def _defaults_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with --default-partitions / --default-replication-factor, if anything."""
     if args.default_partitions is not None and args.default_partitions < 1:
@@ -220,18 +223,26 @@ def _defaults_problem(args: argparse.Namespace) -> str | None:
         return "--default-replication-factor must be >= 1"
     if rf is not None and rf > 1 and args.rpc_addr is None:
         return "--default-replication-factor above 1 needs a cluster (--rpc-addr)"
+    delay = args.group_initial_rebalance_delay_ms
+    if delay is not None and not 0 <= delay <= 300_000:
+        return "--group-initial-rebalance-delay-ms must be in [0, 300000]"
     return None
 
 
 def _defaults(args: argparse.Namespace) -> dict[str, Any]:
-    """BrokerConfig fields of --default-partitions / --default-replication-factor."""
+    """BrokerConfig fields of --default-partitions / --default-replication-factor /
+    --group-initial-rebalance-delay-ms."""
     explicit = frozenset(name for name, flag in (
         ("num.partitions", args.default_partitions),
-        ("default.replication.factor", args.default_replication_factor)) if flag is not None)
+        ("default.replication.factor", args.default_replication_factor),
+        ("group.initial.rebalance.delay.ms", args.group_initial_rebalance_delay_ms))
+        if flag is not None)
     out: dict[str, Any] = {"default_replication_factor": args.default_replication_factor,
                            "explicit_configs": explicit}
     if args.default_partitions is not None:
         out["default_partitions"] = args.default_partitions
+    if args.group_initial_rebalance_delay_ms is not None:
+        out["initial_rebalance_delay_ms"] = args.group_initial_rebalance_delay_ms
     return out
 
 

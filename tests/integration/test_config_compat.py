@@ -58,7 +58,8 @@ KAFKA_TOPIC_CONFIGS = {
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     proc = BrokerProcess(tmp_path_factory.mktemp("compat") / "data", cores=2,
-                         extra_args=("--default-partitions", "3"))
+                         extra_args=("--default-partitions", "3",
+                                     "--group-initial-rebalance-delay-ms", "200"))
     proc.start()
     try:
         yield proc
@@ -188,12 +189,14 @@ def test_broker_configs_described_and_alters_refused(node: BrokerProcess,
     static, default = ConfigSource.STATIC_BROKER_CONFIG.value, ConfigSource.DEFAULT_CONFIG.value
     got = {n: (seen[n].value, seen[n].source) for n in (
         "num.partitions", "default.replication.factor", "auto.create.topics.enable",
-        "message.max.bytes", "log.retention.ms", "log.segment.bytes", "compression.type")}
+        "message.max.bytes", "log.retention.ms", "log.segment.bytes", "compression.type",
+        "group.initial.rebalance.delay.ms")}
     assert got == {
         "num.partitions": ("3", static), "default.replication.factor": ("1", default),
         "auto.create.topics.enable": ("true", default), "message.max.bytes": ("1048588", default),
         "log.retention.ms": ("-1", static), "log.segment.bytes": (str(128 << 20), static),
-        "compression.type": ("producer", default)}
+        "compression.type": ("producer", default),
+        "group.initial.rebalance.delay.ms": ("200", static)}
     assert all(e.is_read_only for e in seen.values())
     assert seen["listeners"].value == f"PLAINTEXT://{node.bootstrap}"
 

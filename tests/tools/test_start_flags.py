@@ -133,6 +133,9 @@ def test_a_damaged_identity_is_refused(tmp_path: Path,
     (("--default-partitions", "4"), None),
     (("--default-replication-factor", "1"), None),
     (("--default-replication-factor", "3", "--rpc-addr", "127.0.0.1:33145"), None),
+    (("--group-initial-rebalance-delay-ms", "-1"),
+     "--group-initial-rebalance-delay-ms must be in [0, 300000]"),
+    (("--group-initial-rebalance-delay-ms", "3000"), None),
 ])
 def test_default_partitions_and_replication_factor(argv: tuple[str, ...],
                                                    message: str | None) -> None:
@@ -145,3 +148,7 @@ def test_default_flags_reach_the_broker_config_as_kafka_names() -> None:
                      "explicit_configs": frozenset({"num.partitions"})}
     assert start._defaults(start._parser().parse_args([])) == {
         "default_replication_factor": None, "explicit_configs": frozenset()}
+    delay = start._defaults(start._parser().parse_args(
+        ["--group-initial-rebalance-delay-ms", "3000"]))
+    assert delay == {"initial_rebalance_delay_ms": 3000, "default_replication_factor": None,
+                     "explicit_configs": frozenset({"group.initial.rebalance.delay.ms"})}
