@@ -43,10 +43,54 @@ def test_reads_that_could_shrink_each_other_run_one_by_one_on_what_is_left() -> 
     todo = op.start_round()
     assert not op.together
     assert op.limit(todo[0]) == 100
-    op.on_result(todo[0], ReadResult(0, 9, 0, b"x" * 100))
+    op.on_result(todo[0], ReadResult(0, 9, 0, _batches(100)))
     assert op.limit(todo[1]) == 50
-    op.on_result(todo[1], ReadResult(0, 9, 0, b"x" * 60))  # the first batch goes whole (KIP-74)
-    assert op.limit(todo[2]) == 0  # spent: the read only learns the watermark
+    op.on_result(todo[1], ReadResult(0, 9, 0, _batches(30)))
+    assert op.limit(todo[2]) == 20
+    op.on_result(todo[2], ReadResult(0, 9, 0, _batches(20)))
+    assert op.finish_round(now=1.0) is None  # 150 bytes: spent
+
+
+def _batches(*sizes: int) -> bytes:
+    """Record batches as the log frames them: base offset, length, then length bytes."""
+    return b"".join(i.to_bytes(8, "big") + (n - 12).to_bytes(4, "big") + b"b" * (n - 12)
+                    for i, n in enumerate(sizes))
+
+
+def test_only_the_first_non_empty_partition_may_exceed_what_it_was_asked() -> None:
+    op = _op(max_bytes=150)
+    todo = op.start_round()
+    assert op.limit(todo[0]) == 100
+    op.on_result(todo[0], ReadResult(0, 9, 0, _batches(40, 40)))
+    assert op.limit(todo[1]) == 70
+    op.on_result(todo[1], ReadResult(0, 9, 0, _batches(30, 30, 30)))  # past 70: cut to 60
+    assert op.limit(todo[2]) == 10
+    op.on_result(todo[2], ReadResult(0, 9, 0, _batches(50)))  # larger than 10: nothing
+    assert op.finish_round(now=1.0) is None
+    assert [len(op.results[tp].records or b"") for tp in (A, B, C)] == [80, 60, 0]
+
+    first = _op(max_bytes=150)  # A is empty: B is the first non-empty and keeps its big batch
+    todo = first.start_round()
+    first.limit(todo[0])
+    first.on_result(todo[0], _empty())
+    assert first.limit(todo[1]) == 100
+    first.on_result(todo[1], ReadResult(0, 9, 0, _batches(400)))
+    assert first.limit(todo[2]) == 0
+    first.on_result(todo[2], _empty())
+    assert first.finish_round(now=1.0) is None
+    assert [len(first.results[tp].records or b"") for tp in (A, B, C)] == [0, 400, 0]
+
+
+def test_reads_together_are_cut_to_their_partition_limit_after_the_first_non_empty() -> None:
+    op = _op(max_bytes=1000, part_max=100)
+    todo = op.start_round()
+    assert op.together
+    for r in todo:
+        op.limit(r)
+    for r in reversed(todo):  # answers in any order: "first" is the request's order
+        op.on_result(r, ReadResult(0, 9, 0, _batches(300)))
+    assert op.finish_round(now=1.0) is None
+    assert [len(op.results[tp].records or b"") for tp in (A, B, C)] == [300, 0, 0]
 
 
 def test_answers_once_min_bytes_arrived() -> None:
