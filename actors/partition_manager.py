@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ from redshank.actors.runtime import (
     LoopFuture,
     has_stats_block,
 )
+from redshank.actors.startup_recovery import StartupRecovery, owned_partition_dirs
 from redshank.actors.topic_cache import TOPIC_CACHE, LeaderChanged
 from redshank.actors.watermarks import WATERMARKS, HighWatermark
 from redshank.cluster.controller.replica_plan import ReplicaPlan
@@ -296,8 +298,13 @@ class PartitionManager(LoopActor):
         # Replicated group hosts by name: what reopens one whose log failed.
         self._group_plans: dict[str, tuple[EnsureGroupHost, ReplicaPlan]] = {}
         self._group_backoff: dict[str, tuple[float, float]] = {}  # (next delay, last failure)
+        # The partitions found on disk at start: their opens are the core's recovery (logged).
+        self.recovery = StartupRecovery(
+            _log.bind(core=router.core),
+            owned_partition_dirs(os.path.join(data_dir, "kafka"), router.core, router.ncores))
 
     def on_start(self) -> None:
+        self.recovery.start()
         self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
         if has_stats_block():  # a core process: nobody reads the table elsewhere (simulator)
             self._publish()
@@ -404,6 +411,7 @@ class PartitionManager(LoopActor):
         self._open[name] = fut
         directory = os.path.join(self.data_dir, "kafka", f"{message.topic}-{message.partition}")
         configs = self._configs.get(name, message.configs)
+        asked = time.monotonic()
         opened: LoopFuture[OpenedPartition] = self.writer.ask(  # type: ignore[assignment]
             OpenPartition(directory, log_config(configs)), block=False)
 
@@ -411,6 +419,7 @@ class PartitionManager(LoopActor):
             ref: pykka.ActorRef[Any] | None = None
             try:
                 part: OpenedPartition = await opened
+                self._opened(directory, part, asked)
                 ref = PartitionLeader.start(message.topic, message.partition, part,
                                             self.coordinator, self.writer, self.loop,
                                             log_append_time(configs), self._tell_watermark,
@@ -463,8 +472,10 @@ class PartitionManager(LoopActor):
 
         async def start() -> bool:
             try:
+                asked = time.monotonic()
                 part: OpenedPartition = await self.writer.ask(
                     OpenPartition(directory, log_config(configs)), block=False)
+                self._opened(directory, part, asked)
             except BaseException:
                 if self._open.get(name) is fut:
                     del self._open[name]
@@ -494,6 +505,10 @@ class PartitionManager(LoopActor):
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
+
+    def _opened(self, directory: str, part: OpenedPartition, asked: float) -> None:
+        size = sum(seg_bytes for _base, _term, seg_bytes in part.log.segments())
+        self.recovery.opened(directory, size, time.monotonic() - asked)
 
     async def _replica_leaders(self) -> dict[str, tuple[int, int, tuple[int, ...]]]:
         out = {}
@@ -659,8 +674,10 @@ class PartitionManager(LoopActor):
 
         async def start() -> bool:
             try:
+                asked = time.monotonic()
                 part: OpenedPartition = await self.writer.ask(
                     OpenPartition(directory, LogConfig(), distrust_cache=distrust), block=False)
+                self._opened(directory, part, asked)
                 # Replicated: the leader replays when it starts to serve, not now.
                 records = [] if replicas is not None else await self.writer.ask(
                     Blocking(functools.partial(read_group_records, part.log)), block=False)
