@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from redshank.tools.bench._progress import Phases, phase
+
 __all__ = ["BenchBroker", "create_topic", "find_tansu", "free_port", "ratios", "read_line",
            "run_bench", "tree_cpu_seconds"]
 
@@ -124,6 +126,7 @@ class BenchBroker:
         self.close()
 
     def _start(self) -> None:
+        phase(f"starting {self.kind}")
         log = open(self.tmp / "broker.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
             if self.kind == "redshank":
@@ -186,6 +189,7 @@ class BenchBroker:
         proc, self.proc = self.proc, None
         if proc is not None:
             if proc.poll() is None:
+                phase(f"stopping {self.kind}")
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(20)
@@ -252,18 +256,44 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
     parser.add_argument("--no-single-node", action="store_true",
                         help="with --nodes N > 1: skip the single-node run (and the ratio)")
     args = parser.parse_args(argv)
+    _check_args(parser, args)
     parts = [int(p) for p in args.partitions.split(",")]
-    if args.nodes > 1:
-        return _run_cluster_bench(name, args, parts, measure, cluster_targets or targets)
+    with Phases(f"bench {name}"):
+        if args.nodes > 1:
+            return _run_cluster_bench(name, args, parts, measure, cluster_targets or targets)
+        return _run_single(name, args, parts, measure, targets)
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse what would fail later with a traceback (argparse's one usage error instead)."""
+    for flag in ("cores", "messages", "nodes", "node_cores"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.seconds <= 0:
+        parser.error("--seconds must be positive")
+    try:
+        parts = [int(p) for p in args.partitions.split(",")]
+    except ValueError:
+        parts = []
+    if not parts or min(parts) < 1:
+        parser.error(f"--partitions {args.partitions!r}: a comma-separated list of counts >= 1")
+
+
+def _run_single(name: str, args: argparse.Namespace, parts: list[int],
+                measure: Callable[[str, str, int, argparse.Namespace], dict[str, object]],
+                targets: Mapping[str, float]) -> int:
+    """One broker (and Tansu, if found): each partition count measured in turn."""
 
     def on(kind: str, tansu: str | None) -> dict[str, object]:
         out: dict[str, object] = {}
         with BenchBroker(kind, cores=args.cores, tansu_path=tansu, pin=not args.no_pin,
                          loop_slice_us=args.loop_slice_us,
                          own_session=args.own_session) as broker:
-            for n in parts:
+            for i, n in enumerate(parts, 1):
                 topic = f"bench-{name}-p{n}"
+                phase(f"{kind}: creating {topic}")
                 create_topic(broker.bootstrap, topic, n)
+                phase(f"{kind}: run {i}/{len(parts)}, {n} partitions: measuring")
                 cpu0 = tree_cpu_seconds(broker.pid)
                 result = measure(topic, broker.bootstrap, n, args)
                 cpu = tree_cpu_seconds(broker.pid) - cpu0
@@ -307,9 +337,11 @@ def _on_cluster(name: str, args: argparse.Namespace, parts: list[int],
                               "cores_per_node": args.node_cores, "pinned": False,
                               "storage": "disk", "acks_all_fsync_on_majority": True}
     with BenchCluster(args.nodes, cores=args.node_cores) as cluster:
-        for n in parts:
+        for i, n in enumerate(parts, 1):
             topic = f"bench-{name}-p{n}"
+            phase(f"cluster: creating {topic}")
             cluster.create_topic(topic, n, rf)
+            phase(f"cluster: run {i}/{len(parts)}, {n} partitions: measuring")
             cpu0 = cluster.cpu_seconds()
             result = measure(topic, cluster.bootstrap, n, args)
             cpu = cluster.cpu_seconds() - cpu0
@@ -355,9 +387,11 @@ def _run_cluster_bench(name: str, args: argparse.Namespace, parts: list[int],
         with BenchBroker("redshank", cores=args.cores, pin=not args.no_pin,
                          loop_slice_us=args.loop_slice_us,
                          own_session=args.own_session) as broker:
-            for n in parts:
+            for i, n in enumerate(parts, 1):
                 topic = f"bench-{name}-p{n}"
+                phase(f"single node: creating {topic}")
                 create_topic(broker.bootstrap, topic, n)
+                phase(f"single node: run {i}/{len(parts)}, {n} partitions: measuring")
                 single[f"partitions_{n}"] = measure(topic, broker.bootstrap, n, args)
         report["single_node"] = single
         compared = {key: ratios(cluster, single, key) for key in ("msg_per_s", "p50_ms", "p99_ms")}

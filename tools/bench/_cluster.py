@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from redshank.tools.bench._broker import read_line, tree_cpu_seconds
+from redshank.tools.bench._progress import phase
 from redshank.tools.cluster_cmd import plan_ports
 
 __all__ = ["BenchCluster", "ClusterNode", "wait_for"]
@@ -159,10 +160,12 @@ class BenchCluster:
 
     def __enter__(self) -> BenchCluster:
         try:
+            phase(f"starting {len(self.nodes)} nodes")
             for node in self.nodes:
                 node.spawn()
             for node in self.nodes:
                 node.ready()
+            phase("waiting for the nodes to agree on one cluster")
             wait_for("the nodes agreeing on one cluster", self._agreed, 60)
         except BaseException:
             self.close()
@@ -210,6 +213,8 @@ class BenchCluster:
         return sum(tree_cpu_seconds(n.pid) for n in self.nodes if n.proc is not None)
 
     def close(self) -> None:
+        if any(node.proc is not None for node in self.nodes):
+            phase(f"stopping {len(self.nodes)} nodes")
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 node.stop()

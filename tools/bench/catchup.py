@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from redshank.tools.bench._cluster import BenchCluster, ClusterNode, wait_for
+from redshank.tools.bench._progress import Phases, phase
 from redshank.tools.bench.produce import VALUE
 
 __all__ = ["main"]
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         else:
             follower.kill()
         try:
+            phase(f"producing {args.bytes / 1e6:.0f} MB while node {follower.node_id} is "
+                  f"{'paused' if args.mode == 'stop' else 'down'}")
             filled = _fill(others, args.bytes, args.acks, args.seconds)
             live = [n for n in cluster.nodes if n is not follower]
             now_leader, target = wait_for("the leader's log end, all committed",
@@ -133,6 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         spies: list[subprocess.Popen[bytes]] = []
         start = time.perf_counter()
         ready_s = None
+        phase(f"node {follower.node_id} catching up")
         if args.mode == "stop":
             follower.signal_group(signal.SIGCONT)
         else:
@@ -189,6 +193,10 @@ def main(argv: list[str]) -> int:
                         help="py-spy record the leader's and follower's cores into DIR")
     parser.add_argument("--profile-seconds", type=int, default=20)
     args = parser.parse_args(argv)
+    if args.bytes < len(VALUE):
+        parser.error(f"--bytes must be at least {len(VALUE)}")
+    if args.node_cores < 1 or args.seconds <= 0:
+        parser.error("--node-cores must be at least 1 and --seconds positive")
     args.bytes = int(args.bytes)
     report = {
         "bench": "catchup", "record_bytes": len(VALUE), "client": "confluent-kafka",
@@ -196,8 +204,9 @@ def main(argv: list[str]) -> int:
                          "client share the CPUs: figures are noisy"),
         "targets": TARGETS, "cluster": {"nodes": 3, "replication_factor": 3,
                                         "cores_per_node": args.node_cores},
-        **run(args),
     }
+    with Phases("bench catchup"):
+        report.update(run(args))
     report["vs_target"] = round(float(report["catchup_mb_per_s"])  # type: ignore[arg-type]
                                 / TARGETS["catchup_mb_per_s"], 3)
     print(json.dumps(report))

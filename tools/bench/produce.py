@@ -24,6 +24,7 @@ import time
 import urllib.request
 
 from redshank.tools.bench._broker import BenchBroker, create_topic, run_bench, tree_cpu_seconds
+from redshank.tools.bench._progress import Phases, phase
 
 __all__ = ["main", "produce"]
 
@@ -151,6 +152,7 @@ def _admin_run(admin: bool, round_no: int, args: argparse.Namespace) -> dict[str
             assert broker.admin_url is not None
             scraper = _Scraper(broker.admin_url + "/metrics", args.scrape_every)
         cpu0, sup0 = tree_cpu_seconds(broker.pid), _own_cpu_seconds(broker.pid)
+        phase(f"round {round_no + 1}: admin {'on' if admin else 'off'}: measuring")
         try:
             result = produce(topic, broker.bootstrap, args.messages, args.seconds)
         finally:
@@ -184,9 +186,11 @@ def _admin_overhead(argv: list[str]) -> int:
     parser.add_argument("--scrape-every", type=float, default=1.0, help="seconds (default 1)")
     args = parser.parse_args(argv)
     runs: dict[str, list[dict[str, object]]] = {"off": [], "on": []}
-    for r in range(args.rounds):
-        for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
-            runs[mode].append(_admin_run(mode == "on", r, args))
+    with Phases("bench produce --admin-overhead"):
+        for r in range(args.rounds):
+            for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                phase(f"round {r + 1}/{args.rounds}: admin {mode}")
+                runs[mode].append(_admin_run(mode == "on", r, args))
 
     def median(mode: str) -> float:
         return statistics.median(float(str(x["msg_per_s"])) for x in runs[mode])

@@ -37,6 +37,7 @@ import structlog
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import BatchBuilder
 from redshank.storage import BatchCache, Log, LogConfig, SegmentIndex
+from redshank.tools.bench._progress import Phases, phase
 
 __all__ = ["main"]
 
@@ -250,6 +251,34 @@ def _log_at_scale(directory: str, batches: int, lookups: int) -> dict[str, float
             "random_read_us": round(per_read * 1e6, 1)}
 
 
+def _run(quick: bool, parent: str | None) -> dict[str, object]:
+    directory = tempfile.mkdtemp(prefix="redshank-bench-storage-", dir=parent)
+    try:
+        sizes = {"16KiB": (16 * KIB, 2 * MIB if quick else 8 * MIB),
+                 "256KiB": (256 * KIB, 4 * MIB if quick else 96 * MIB),
+                 "1MiB": (MIB, 4 * MIB if quick else 128 * MIB)}
+        blocks = 2 if quick else 16
+        appends = {}
+        for name, (b, total) in sizes.items():
+            phase(f"append+flush, {name} batches")
+            appends[name] = _append_flush(directory, b, total, blocks)
+        phase("sequential reads")
+        reads = _reads(directory, 8 * MIB if quick else 128 * MIB)
+        phase("recovery scans")
+        recovery = {"16KiB": _recovery(directory, 16 * KIB, 4 * MIB if quick else 128 * MIB),
+                    "1MiB": _recovery(directory, MIB, 4 * MIB if quick else 128 * MIB)}
+        phase("index lookups")
+        index = _index(10_000 if quick else 1_000_000, 10_000 if quick else 200_000)
+        phase("a log of 1M batches")
+        scale = _log_at_scale(directory, 10_000 if quick else 1_000_000,
+                              1_000 if quick else 5_000)
+        phase("cleaning up")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return {"append_flush": appends, "read": reads, "recovery_scan": recovery,
+            "index_lookup": index, "log_at_1m_batches": scale}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="redshank bench storage", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds, for tests)")
@@ -257,29 +286,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     # Storage logs (segment_rolled...) go to stderr: stdout carries the JSON only.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    quick = args.quick
-    directory = tempfile.mkdtemp(prefix="redshank-bench-storage-", dir=args.dir)
+    if args.dir is not None and not os.path.isdir(args.dir):
+        parser.error(f"--dir {args.dir}: no such directory")
     started = time.perf_counter()
-    try:
-        sizes = {"16KiB": (16 * KIB, 2 * MIB if quick else 8 * MIB),
-                 "256KiB": (256 * KIB, 4 * MIB if quick else 96 * MIB),
-                 "1MiB": (MIB, 4 * MIB if quick else 128 * MIB)}
-        blocks = 2 if quick else 16
-        result: dict[str, object] = {
-            "append_flush": {name: _append_flush(directory, b, total, blocks)
-                             for name, (b, total) in sizes.items()},
-            "read": _reads(directory, 8 * MIB if quick else 128 * MIB),
-            "recovery_scan": {
-                "16KiB": _recovery(directory, 16 * KIB, 4 * MIB if quick else 128 * MIB),
-                "1MiB": _recovery(directory, MIB, 4 * MIB if quick else 128 * MIB),
-            },
-            "index_lookup": _index(10_000 if quick else 1_000_000,
-                                   10_000 if quick else 200_000),
-            "log_at_1m_batches": _log_at_scale(directory, 10_000 if quick else 1_000_000,
-                                               1_000 if quick else 5_000),
-        }
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with Phases("bench storage"):
+        result = _run(args.quick, args.dir)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["note"] = ("ratios matter: 2 shared cores and other work on the machine; raw = "
                       "os.write+os.fdatasync into a pre-allocated file, same bytes, same run")
