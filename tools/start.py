@@ -392,17 +392,21 @@ def _run(args: argparse.Namespace, port: int, admin_sock: socket.socket | None =
                           connections_max_idle_ms=args.connections_max_idle_ms,
                           auto_create_topics_per_request=args.auto_create_topics_per_request,
                           rpc=rpc, **_defaults(args))
-    sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
-                     ring_capacity=RING_BYTES, pin=not args.no_pin,
-                     spin_s=args.spin_us / 1e6, loop_slice_us=args.loop_slice_us)
-    signal.signal(signal.SIGTERM, sup.request_stop)
-    signal.signal(signal.SIGINT, sup.request_stop)
     try:
+        sup = Supervisor(data_dir, args.cores, functools.partial(setup_core, config),
+                         ring_capacity=RING_BYTES, pin=not args.no_pin,
+                         spin_s=args.spin_us / 1e6, loop_slice_us=args.loop_slice_us)
+        signal.signal(signal.SIGTERM, sup.request_stop)
+        signal.signal(signal.SIGINT, sup.request_stop)
         sup.start()
     except NodeBusyError:
         print(f"redshank start: data directory {data_dir} is used by a running node",
               file=sys.stderr)
         return 2
+    except OSError as exc:  # out of file descriptors or shared memory for this many cores
+        print(f"redshank start: cannot start {args.cores} cores: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     admin: AdminServer | None = None
     if admin_sock is not None:
         admin = AdminServer(AdminConfig(args.node_id, data_dir, args.cores,

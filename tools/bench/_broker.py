@@ -24,12 +24,20 @@ from types import TracebackType
 from typing import IO
 
 from redshank.tools.bench._progress import Phases, phase
+from redshank.tools.clikit import EXIT_ERROR, CliError
 
-__all__ = ["BenchBroker", "create_topic", "find_tansu", "free_port", "ratios", "read_line",
-           "run_bench", "tree_cpu_seconds"]
+__all__ = ["BenchBroker", "create_topic", "find_tansu", "free_port", "not_started", "ratios",
+           "read_line", "run_bench", "tree_cpu_seconds"]
 
 READY_TIMEOUT = 60.0
 TANSU_ENV = "REDSHANK_TANSU"
+
+
+def not_started(what: str, line: str, log_tail: str) -> CliError:
+    """The one line `redshank bench` prints when a broker it started did not come up: the
+    last line of its log (the broker's own error, e.g. a refused flag), else its stdout."""
+    last = next((t.strip() for t in reversed(log_tail.splitlines()) if t.strip()), "")
+    return CliError(f"bench: {what} did not start: {last or repr(line) or 'no output'}", EXIT_ERROR)
 
 
 def free_port() -> int:
@@ -159,7 +167,7 @@ class BenchBroker:
             assert self.proc.stdout is not None
             line = read_line(self.proc.stdout, READY_TIMEOUT)
             if not line.startswith("redshank ready "):
-                raise RuntimeError(f"redshank not ready: {line!r}; log:\n{self.log_tail()}")
+                raise not_started("redshank", line, self.log_tail())
             if " admin=" in line:
                 self.admin_url = "http://" + line.split(" admin=", 1)[1].split()[0]
         else:
@@ -170,7 +178,7 @@ class BenchBroker:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"tansu exited {self.proc.returncode}:\n{self.log_tail()}")
+                raise not_started(f"tansu (exit {self.proc.returncode})", "", self.log_tail())
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from redshank.tools.bench._broker import read_line, tree_cpu_seconds
+from redshank.tools.bench._broker import not_started, read_line, tree_cpu_seconds
 from redshank.tools.bench._progress import phase
 from redshank.tools.cluster_cmd import plan_ports
 
@@ -84,7 +84,7 @@ class ClusterNode:
         assert self.proc is not None and self.proc.stdout is not None
         line = read_line(self.proc.stdout, timeout)
         if not line.startswith("redshank ready "):
-            raise RuntimeError(f"node {self.node_id} not ready: {line!r}\n{self.tail()}")
+            raise not_started(f"node {self.node_id}", line, self.tail())
         self.kafka = line.split("kafka=", 1)[1].split()[0]
 
     def signal_group(self, sig: signal.Signals) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from redshank.tools.bench._cluster import BenchCluster, ClusterNode, wait_for
 from redshank.tools.bench._progress import Phases, phase
 from redshank.tools.bench.produce import VALUE
+from redshank.tools.clikit import EXIT_USAGE, CliError
 
 __all__ = ["main"]
 
@@ -99,7 +100,7 @@ def _profile(out_dir: Path, label: str, pids: list[int], seconds: int
              ) -> list[subprocess.Popen[bytes]]:
     spy = shutil.which("py-spy")
     if spy is None:
-        raise RuntimeError("--profile needs py-spy on PATH (pip install py-spy)")
+        raise CliError("--profile needs py-spy on PATH (pip install py-spy)", EXIT_USAGE)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [subprocess.Popen([spy, "record", "-r", "100", "--nonblocking", "--format", "raw",
                               "-d", str(seconds), "-p", str(pid), "-o",

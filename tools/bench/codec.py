@@ -83,6 +83,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--number", type=int, default=2000, help="operations per repeat")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.number < 1 or args.repeat < 1:
+        parser.error("--number and --repeat must be at least 1")
     number, repeat = args.number, args.repeat
 
     batch = build_batch()

@@ -252,6 +252,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=0,
                         help="also time this many appends and fetches (CPU per operation)")
     args = parser.parse_args(argv)
+    if args.size < 1 or args.rounds < 0:
+        parser.error("--size must be at least 1 and --rounds at least 0")
     result = measure(args.size, session_copy=args.session_copy, read_copy=args.read_copy,
                      busy=args.busy)
     if args.rounds:

@@ -13,6 +13,7 @@ a 16-record batch, uncompressed and compressed, next to the header+CRC check alo
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 
@@ -67,7 +68,11 @@ def _produce_check(number: int, repeat: int) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    repeat, number = (3, 20) if "--quick" in argv else (7, 100)
+    parser = argparse.ArgumentParser(prog="redshank bench records", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (for tests)")
+    args = parser.parse_args(argv)
+    repeat, number = (3, 20) if args.quick else (7, 100)
     batch = _batch()
     result: dict[str, object] = {"batch_bytes": len(batch), "records": 100, "record_bytes": 1024}
 
