@@ -35,6 +35,7 @@ import asyncio
 import functools
 import os
 import random
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -146,7 +147,9 @@ class ControllerHost:
         """Open and recover the log (executor thread), restore the snapshot, register the RPC
         handlers, start ticking."""
         loop = asyncio.get_running_loop()
+        opening = time.monotonic()
         log, kv, recovered = await loop.run_in_executor(self._executor, self._open)
+        opened_s = time.monotonic() - opening
         self._storage = (log, kv)
         restore_snapshot(kv, self.clog.stm)
         cfg = RaftConfig(id=self.node, rng=random.Random(self.seed),
@@ -157,7 +160,10 @@ class ControllerHost:
         self.server.register(ControllerMethod.PROPOSE, self._on_propose)
         self.log.info("controller_started", voters=sorted(self.voters),
                       applied_from_snapshot=self.clog.next_offset,
-                      committed_end=self._committed_end())
+                      committed_end=self._committed_end(),
+                      # the startup recovery of group 0's log and kvstore (issue 15)
+                      log_mb=round(sum(b for _o, _t, b in log.segments()) / (1 << 20), 1),
+                      recovery_s=round(opened_s, 3))
         self._part.start()
         self._turn()
         self._tick_task = loop.create_task(self._ticker())
