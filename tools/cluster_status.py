@@ -61,9 +61,12 @@ def main(argv: list[str]) -> int:
     try:
         with open(path) as f:
             view = json.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         print(f"redshank cluster status: no controller view in {args.node_dir} (not a seed, "
               "or its controller has not started)", file=sys.stderr)
+        return 1
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        print(f"redshank cluster status: {path}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except json.JSONDecodeError as exc:
         print(f"redshank cluster status: {path}: {exc}", file=sys.stderr)

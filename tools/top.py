@@ -17,6 +17,7 @@ Exit 1 if the node is down or cannot be reached.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -68,6 +69,9 @@ class Source:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise NodeNotRunningError(f"cannot reach the admin API at {url}: {reason}") from None
+        except (ValueError, http.client.InvalidURL) as exc:  # no http://, a port not a number
+            raise NodeNotRunningError(f"--admin-url {self.admin_url!r}: {exc} "
+                                      "(expected http://HOST:PORT)") from None
         except json.JSONDecodeError as exc:
             raise NodeNotRunningError(f"{url} answered something not JSON: {exc}") from None
         return doc
