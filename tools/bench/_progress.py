@@ -1,9 +1,10 @@
 """Progress of long tool runs on stderr, only when stderr is a terminal (issue 15).
 
 Two shapes:
-- `Phases("bench produce")` as a context, then `phase("warm-up")` from anywhere below it (the
-  shared broker and cluster helpers call it too): a spinner with the current phase and its
-  seconds, and one dim line per finished phase;
+- `Phases("bench produce")` as a context, then `phase("run 1/2, 8 partitions")` from anywhere
+  below it (the shared broker and cluster helpers call it too) and `step("warm-up")` within a
+  phase (a bench's own measure): a spinner with the current phase, and one dim line with the
+  seconds of each finished one;
 - `counted("seeds", total)`: a bar of done / total with a note (violations, rate) and the ETA.
 
 Off a terminal (tests, CI, `| jq`) both do nothing: stdout carries the one JSON result, and
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Phases", "counted", "phase"]
+__all__ = ["Phases", "counted", "phase", "step"]
 
 _current: Phases | None = None
 
@@ -35,6 +36,7 @@ class Phases:
         self.title = title
         self.enabled = _terminal() if enabled is None else enabled
         self.name: str | None = None
+        self.base = ""  # the last phase(): what a step() is part of
         self.since = time.monotonic()
         self._status: Any = None
         self._console: Any = None
@@ -74,8 +76,8 @@ class Phases:
             self._spinner.update(text=f"{self.title}: {name}")
 
     def _finish_phase(self) -> None:
-        if self.name is not None and self._console is not None:
-            took = time.monotonic() - self.since
+        took = time.monotonic() - self.since
+        if self.name is not None and self._console is not None and took >= 0.05:
             self._console.print(f"[dim]{self.title}: {self.name} ({took:.1f} s)[/dim]")
         self.name = None
 
@@ -83,7 +85,14 @@ class Phases:
 def phase(name: str) -> None:
     """The run under way (if any, on a terminal) is now in phase `name`."""
     if _current is not None:
+        _current.base = name
         _current.set(name)
+
+
+def step(name: str) -> None:
+    """A step of the current phase: shown as `<phase>: <name>`."""
+    if _current is not None:
+        _current.set(f"{_current.base}: {name}" if _current.base else name)
 
 
 @contextmanager

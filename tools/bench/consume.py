@@ -12,7 +12,7 @@ import argparse
 import time
 
 from redshank.tools.bench._broker import run_bench
-from redshank.tools.bench._progress import phase
+from redshank.tools.bench._progress import step
 from redshank.tools.bench.produce import produce
 
 __all__ = ["main"]
@@ -24,7 +24,7 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
              ) -> dict[str, object]:
     from confluent_kafka import Consumer, TopicPartition
 
-    phase(f"{partitions} partitions: loading the topic")
+    step("loading the topic")
     loaded = produce(topic, bootstrap, args.messages, args.seconds)
     total = loaded["produced"]
     assert isinstance(total, int)
@@ -36,7 +36,7 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
     size = 0
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        phase(f"{partitions} partitions: measuring consume")
+        step("measuring consume")
         start = time.perf_counter()
         deadline = start + args.seconds
         while count < total and time.perf_counter() < deadline:

@@ -17,7 +17,7 @@ import threading
 import time
 
 from redshank.tools.bench._broker import run_bench
-from redshank.tools.bench._progress import phase
+from redshank.tools.bench._progress import step
 
 __all__ = ["main"]
 
@@ -61,12 +61,12 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
             delivered.append((time.perf_counter_ns() - sent) / 1e6)
 
     # Warm up: metadata and connections on both sides before timing (bounded).
-    phase(f"{partitions} partitions: warm-up")
+    step("warm-up")
     producer.list_topics(topic, timeout=10)
     consumer.list_topics(topic, timeout=10)
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
-    phase(f"{partitions} partitions: measuring ({total} records at {RATE:g}/s)")
+    step(f"measuring ({total} records at {RATE:g}/s)")
     start = time.perf_counter()
     try:
         for i in range(total):

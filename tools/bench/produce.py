@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 from redshank.tools.bench._broker import BenchBroker, create_topic, run_bench, tree_cpu_seconds
-from redshank.tools.bench._progress import Phases, phase
+from redshank.tools.bench._progress import Phases, phase, step
 
 __all__ = ["main", "produce"]
 
@@ -152,7 +152,7 @@ def _admin_run(admin: bool, round_no: int, args: argparse.Namespace) -> dict[str
             assert broker.admin_url is not None
             scraper = _Scraper(broker.admin_url + "/metrics", args.scrape_every)
         cpu0, sup0 = tree_cpu_seconds(broker.pid), _own_cpu_seconds(broker.pid)
-        phase(f"round {round_no + 1}: admin {'on' if admin else 'off'}: measuring")
+        step("measuring")
         try:
             result = produce(topic, broker.bootstrap, args.messages, args.seconds)
         finally:
