@@ -298,7 +298,10 @@ def test_commit_and_offset_delete_answers_in_cluster_mode(tmp_path: Path) -> Non
             wait_for(f"a leader of cc-topic/{p}", lambda p=p: one_leader(nodes, "cc-topic", p), 30)
         group = "cc-group"
         def alter() -> dict[tuple[str, int], int | None]:
-            futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [
+            # A new client each time: librdkafka caches the group's coordinator and does not
+            # forget it on a per-partition NOT_COORDINATOR.
+            fresh = AdminClient({"bootstrap.servers": nodes[1].kafka})
+            futures = fresh.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [
                 TopicPartition("cc-topic", 0, 3), TopicPartition("cc-topic", 1, 4),
                 TopicPartition("cc-topic", 2, 5), TopicPartition("cc-missing", 0, 1)])])
             answered = futures[group].result(60)
