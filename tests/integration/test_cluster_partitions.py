@@ -7,7 +7,7 @@ NOT_LEADER_OR_FOLLOWER; Metadata from any node names every broker and each parti
 so a producer bootstrapped on a follower's node writes to the leader; when the leader's whole
 process group is SIGKILLed another node leads, serves every acknowledged record, and takes more
 from a client that found it through Metadata; restarted, the killed node's replicas follow the
-new leader and catch up, and a preferred replica among them leads again; deleted, the topic's
+partition's leader and catch up, and the preferred replica leads again; deleted, the topic's
 replicas close and their logs go on every node."""
 
 from __future__ import annotations
@@ -201,27 +201,33 @@ def test_replicas_open_elect_replicate_and_fail_over(tmp_path: Path, cores: int)
         assert values(got.records) == [*acked[0], b"after"]
 
         # The killed node restarts on its data: its backend reopens its replicas, which follow
-        # the new leader and catch up to its high watermark; the preferred replica then leads
-        # again (leadership balance), with the same records.
+        # the partition's leader and catch up to its high watermark; the preferred replica then
+        # leads again (leadership balance), with the same records. The leader the restarted
+        # replica follows is whichever one all three nodes agree on, not necessarily `new`:
+        # when `new` is not the preferred replica, the balance hands leadership on to the
+        # preferred one (the victim, or the other survivor) in a later term, possibly before
+        # the victim is back.
         victim.spawn()
         victim.ready()
-        leader_id = new["node"].node_id
         caught_up = wait_for("the restarted node caught up", lambda: (
             v if (v := victim.replicas().get(0)) is not None
             and v["log_end"] == len(acked[0]) + 1 and v["term"] >= new["term"]
-            and (v["leader"] == leader_id or v["preferred"] == victim.node_id)
+            and (lead := leaders(nodes, 0)) is not None
+            and v["leader"] == lead["node"].node_id
             else None), 30, detail)
-        if caught_up["preferred"] == victim.node_id:
-            wait_for("the preferred replica leading again", lambda: (
-                got if (got := leaders(nodes, 0)) is not None and got["node"] is victim
-                else None), 30, detail)
-            client = RawClient(victim.kafka)
-            try:
-                got = client.fetch(TOPIC, 0, 0)
-            finally:
-                client.sock.close()
-            assert got.error_code == ErrorCode.NONE
-            assert values(got.records) == [*acked[0], b"after"]
+        assert caught_up["preferred"] in [n.node_id for n in nodes], caught_up
+        preferred = next(n for n in nodes if n.node_id == caught_up["preferred"])
+        back = wait_for("the preferred replica leading again", lambda: (
+            got if (got := leaders(nodes, 0)) is not None and got["node"] is preferred
+            else None), 30, detail)
+        assert back["term"] >= new["term"]
+        client = RawClient(preferred.kafka)
+        try:
+            got = client.fetch(TOPIC, 0, 0)
+        finally:
+            client.sock.close()
+        assert got.error_code == ErrorCode.NONE
+        assert values(got.records) == [*acked[0], b"after"]
 
         # Deleted through the controller: every node closes its replicas and removes their logs.
         admin = AdminClient({"bootstrap.servers": rest[0].kafka})
