@@ -76,6 +76,11 @@ SELF = NodeId(1)  # a single replica's node id until the cluster assigns real on
 # timeouts at the default 10 ticks each): a new leader settles first, a returning node gets
 # time to catch up, and a failing preferred node cannot make leadership bounce.
 BALANCE_TICKS = 20
+# Ticks a new group's preferred replica campaigns again while it knows no leader: the replicas
+# of a new topic open on their nodes tens of milliseconds apart, and a first campaign that
+# reached none of them would leave the lead to an election timeout (a non-preferred winner, and
+# a transfer 20 ticks later). Prevote first, so a leader elected meanwhile is not disturbed.
+EARLY_CAMPAIGN_TICKS = 5
 
 
 @dataclass(slots=True)
@@ -124,6 +129,7 @@ class Partition:
         self.preferred = preferred  # the host may change it (the controller moved it)
         self.balance_ticks = balance_ticks
         self._led_ticks = 0  # ticks served as leader in this term, for the balance
+        self._early_campaigns = 0  # ticks left to campaign again as a new group's preferred
         # How many times a conflicting suffix was cut from the log (the host tells a flush that
         # found its offset truncated away from a failed one).
         self.cuts = 0
@@ -184,6 +190,8 @@ class Partition:
             # A new group's preferred replica need not wait out an election timeout either:
             # the others vote for it if they are up (else the timeouts elect someone).
             core.campaign()
+            if core.config.voters != frozenset({core.id}):
+                self._early_campaigns = EARLY_CAMPAIGN_TICKS
         self._drain()
 
     def append(self, msg: Append, waiter: Hashable, now_ms: int = -1) -> PartitionResult | None:
@@ -241,8 +249,21 @@ class Partition:
 
     def tick(self) -> None:
         self.consensus.tick()
+        self._campaign_early()
         self._balance()
         self._drain()
+
+    def _campaign_early(self) -> None:
+        """A new group's preferred replica campaigns again on its first ticks while it knows
+        no leader and has no entry (see EARLY_CAMPAIGN_TICKS)."""
+        if self._early_campaigns <= 0:
+            return
+        self._early_campaigns -= 1
+        core = self.consensus.core
+        if core.role == Role.LEADER or core.lead != NO_NODE or core.log.last_index() != 0:
+            self._early_campaigns = 0
+            return
+        core.campaign()
 
     def _balance(self) -> None:
         """Hand leadership to the preferred replica once this leader has served long enough
