@@ -309,11 +309,14 @@ def test_commit_and_offset_delete_answers_in_cluster_mode(tmp_path: Path) -> Non
                     for tp in answered.topic_partitions}
 
         # The group's coordinator is the leader of its __consumer_offsets partition, created by
-        # this first request: while that partition's leadership settles on its preferred
-        # replica, the node asked may answer NOT_COORDINATOR (retriable; an application asks
-        # again, as librdkafka does not for this admin call).
+        # this first request: while that partition elects its leader, loads and settles on
+        # its preferred replica, the node asked may answer COORDINATOR_LOAD_IN_PROGRESS or
+        # NOT_COORDINATOR (retriable; an application asks again, as librdkafka does not for
+        # this admin call).
         deadline = time.monotonic() + 30
-        while (codes := alter()) and KafkaError.NOT_COORDINATOR in codes.values() \
+        settling = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                    KafkaError.COORDINATOR_NOT_AVAILABLE}
+        while (codes := alter()) and settling & set(codes.values()) \
                 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert codes == {

@@ -182,7 +182,8 @@ def test_kafka_checker_catches_a_leader_local_high_watermark(
     from redshank.cluster.partition.partition import Partition
     from redshank.cluster.raft.types import Role
 
-    def flushed(self: Partition) -> int:
+    def flushed(self: Partition, drained: bool = False) -> int:
+        del drained
         if self.consensus.core.role == Role.LEADER:
             return int(self.log.flushed_offset) + 1
         return int(self.log.start_offset)
