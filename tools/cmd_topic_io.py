@@ -28,6 +28,7 @@ from redshank.tools.clikit import (
     CliError,
     brokers_option,
     client_config,
+    cluster_metadata,
     emit,
     json_option,
     parse_kv,
@@ -67,12 +68,15 @@ _CHUNK = 64 * 1024
               default="none", show_default=True)
 @click.option("-v", "--verbose", is_flag=True,
               help="print each record's partition and offset as it is acknowledged")
+@click.option("--no-create", is_flag=True,
+              help="fail (exit 4) if TOPIC does not exist, instead of letting the broker "
+                   "auto-create it as any Kafka producer does")
 @brokers_option
 @timeout_option
 @json_option
 def produce(topic_name: str, fmt: str, key: str | None, headers: tuple[str, ...],
-            partition: int | None, acks: str, compression: str, verbose: bool, brokers: str,
-            timeout: float, as_json: bool) -> None:
+            partition: int | None, acks: str, compression: str, verbose: bool, no_create: bool,
+            brokers: str, timeout: float, as_json: bool) -> None:
     """Produce records read from stdin (one per line by default) to TOPIC.
 
     \b
@@ -90,8 +94,9 @@ def produce(topic_name: str, fmt: str, key: str | None, headers: tuple[str, ...]
     producer = Producer(client_config(brokers, timeout, **{
         "acks": acks, "compression.type": compression, "linger.ms": 5,
         "message.timeout.ms": max(1000, int(timeout * 1000)),
-        "allow.auto.create.topics": False}))
-    tmd = topic_metadata(producer, topic_name, brokers, timeout)
+        "allow.auto.create.topics": not no_create}))
+    tmd = (topic_metadata(producer, topic_name, brokers, timeout) if no_create
+           else _auto_created(producer, topic_name, brokers, timeout))
     if partition is not None and partition not in tmd.partitions:
         raise CliError(f"topic {topic_name!r} has no partition {partition}", EXIT_NOT_FOUND)
     tally = _Tally(verbose and not as_json)
@@ -110,6 +115,25 @@ def produce(topic_name: str, fmt: str, key: str | None, headers: tuple[str, ...]
                        EXIT_ERROR) from None
     left = producer.flush(timeout + 5)
     tally.report(topic_name, left, as_json)
+
+
+def _auto_created(producer: Any, name: str, brokers: str, timeout: float) -> Any:
+    """The topic's metadata, asking for it by name as a Kafka producer does (a broker with
+    auto.create.topics.enable creates it); CliError(EXIT_NOT_FOUND) if the broker will not."""
+    from confluent_kafka import KafkaError
+
+    cluster_metadata(producer, brokers, timeout)  # unreachable: exit 3, as for every command
+    deadline = time.monotonic() + timeout
+    while True:
+        tmd = producer.list_topics(topic=name, timeout=timeout).topics.get(name)
+        code = None if tmd is None or tmd.error is None else tmd.error.code()
+        if tmd is not None and code in (None, 0) and tmd.partitions:
+            return tmd
+        if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_EXCEPTION) \
+                or time.monotonic() > deadline:
+            raise CliError(f"topic {name!r} does not exist and the broker did not create it",
+                           EXIT_NOT_FOUND)
+        time.sleep(0.1)  # being created (LEADER_NOT_AVAILABLE): ask again
 
 
 @dataclass

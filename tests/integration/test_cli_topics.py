@@ -194,13 +194,22 @@ def test_add_partitions_trim_prefix_and_delete(node: BrokerProcess,
     ("delete", "no-such-topic"),
     ("alter-config", "no-such-topic", "--set", "retention.ms=1"),
     ("consume", "no-such-topic", "-n", "1"),
-    ("produce", "no-such-topic"),
+    ("produce", "no-such-topic", "--no-create"),
 ])
 def test_missing_topic_exits_4_with_one_line(node: BrokerProcess, args: tuple[str, ...]
                                              ) -> None:
     done = run(node, *args, stdin=b"x\n")
     assert done.returncode == 4, done.stderr
     assert "no-such-topic" in one_line_error(done) or "UNKNOWN_TOPIC" in done.stderr.decode()
+
+
+def test_produce_to_a_new_topic_lets_the_broker_create_it(node: BrokerProcess) -> None:
+    """As any Kafka producer: the broker auto-creates the topic (auto.create.topics.enable)."""
+    done = run(node, "produce", "made-by-produce", stdin=b"hello\nworld\n")
+    assert done.returncode == 0, done.stderr
+    done = run(node, "consume", "made-by-produce", "-o", ":end")
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == [b"hello", b"world"]
 
 
 @pytest.mark.parametrize("args", [("list",), ("produce", "t"), ("consume", "t", "-n", "1")])
