@@ -336,3 +336,13 @@ async def offset_delete(core: CoreServices, request: m.offset_delete.OffsetDelet
         request, {name: None if n is None else n > 0 for name, n in counts.items()})
     result = await call(core, request.group_id, api, OffsetDeleteResult(_NOT_COORDINATOR))
     return h.offset_delete.build(request, result, unknown)
+
+
+async def write_txn_marker(core: CoreServices, partition: int, producer_id: int,
+                           producer_epoch: int, committed: bool, coordinator_epoch: int
+                           ) -> ErrorCode:
+    """CONTRACT STUB (transactions work in progress): append a COMMIT/ABORT control batch for
+    `producer_id` to `__consumer_offsets` partition `partition` through its group host, which
+    then makes that producer's pending transactional offsets visible (commit) or drops them
+    (abort). NOT_LEADER_OR_FOLLOWER / NOT_COORDINATOR when this node does not lead it."""
+    return ErrorCode.NOT_COORDINATOR
