@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import selectors
 import signal
 import socket
@@ -63,17 +64,38 @@ def plan_ports(n: int, cores: int, base_port: int) -> list[tuple[int, int]]:
 
 
 def _free_run(count: int, taken: set[int]) -> int:
-    """A port p with p..p+count-1 free now (and not handed out before)."""
+    """A port p with p..p+count-1 free now (and not handed out before).
+
+    Drawn below the kernel's ephemeral range (`ip_local_port_range`): a port the kernel hands
+    out to an outgoing connection (any client running meanwhile) is never one of these, so the
+    run stays free between this check and the node's bind. (A port the kernel picked for a bind
+    to 0 and released at once could go to the next connect before the node binds it: seen as a
+    node's core failing to start with its RPC port in use.) Falls back to the kernel's choice
+    when the range leaves no room below it."""
+    low, high = 10_000, _ephemeral_low() - count
+    rng = random.SystemRandom()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
+        if high > low:
+            base = rng.randrange(low, high)
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                base = int(s.getsockname()[1])
         ports = range(base, base + count)
         if base + count - 1 <= 65535 and not taken.intersection(ports) \
-                and all(_bindable(p) for p in ports[1:]):
+                and all(_bindable(p) for p in ports):
             taken.update(ports)
             return base
     raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 where it cannot be read)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def _bindable(port: int) -> bool:

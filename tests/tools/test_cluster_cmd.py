@@ -16,6 +16,8 @@ def test_free_port_plan_is_distinct() -> None:
     plan = cluster_cmd.plan_ports(3, 2, 0)
     ports = [p for kafka, rpc in plan for p in (kafka, rpc, rpc + 1)]
     assert len(set(ports)) == len(ports) == 9
+    # Below the kernel's ephemeral range: no outgoing connection can take one before the bind.
+    assert max(ports) < cluster_cmd._ephemeral_low()
 
 
 @pytest.mark.parametrize(("argv", "message"), [
