@@ -242,3 +242,25 @@ def test_wire_mapping_v0_and_v3() -> None:
         (0, 0), (7, E.UNKNOWN_TOPIC_OR_PARTITION)]
     for version in range(5):
         wire.TxnOffsetCommitResponse.decode(resp.encode(version), version)
+
+
+def test_stale_producer_epochs_and_coordinator_epochs_are_fenced_also_after_replay() -> None:
+    host = new_host()
+    token = host.token()
+    host.call(host.coordinator.txn_marker, TxnMarkerRequest(token, TxnMarker(P1, 4, False, 7)))
+    assert host.result(token) == TxnMarkerResult(E.NONE)  # InitProducerId's abort, epoch 4
+    for h in (host, new_host(host.log)):
+        # The zombie (epoch 3) commits after its transaction was aborted: fenced, not pending.
+        assert txn_commit(h, "g", P1, {("t", 0): 9}) == {("t", 0): E.INVALID_PRODUCER_EPOCH}
+        assert h.coordinator.snapshot("g") is None
+        stale = [TxnMarker(P1, 3, True, 7), TxnMarker(P1, 4, True, 6)]
+        results = []
+        for m in stale:
+            token = h.token()
+            h.call(h.coordinator.txn_marker, TxnMarkerRequest(token, m))
+            results.append(h.result(token))
+        assert results == [TxnMarkerResult(E.INVALID_PRODUCER_EPOCH),
+                           TxnMarkerResult(E.TRANSACTION_COORDINATOR_FENCED)]
+        token = h.token()
+        h.call(h.coordinator.txn_marker, TxnMarkerRequest(token, TxnMarker(P1, 4, True, 8)))
+        assert h.result(token) == TxnMarkerResult(E.NONE)
