@@ -346,7 +346,7 @@ class TxnHost(LoopActor):
             if io is not None:
                 try:
                     errors = await io.write_markers(markers, tuple(pending))
-                except (pykka.ActorDeadError, OSError, TimeoutError) as exc:
+                except Exception as exc:  # the request paths' boundary: logged, asked again
                     self._logger.warning("txn_markers_attempt_failed", error=repr(exc))
             if gen != self._load_gen or self._stopping:
                 return
