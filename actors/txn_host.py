@@ -46,6 +46,7 @@ from redshank.actors.group_host import read_group_records
 from redshank.actors.partition_host import PartitionHost, Replicas
 from redshank.actors.partition_leader import ReplicaStatus
 from redshank.actors.runtime import LoopActor, LoopFuture
+from redshank.cluster.group import GroupRecord
 from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.raft.types import Message
@@ -121,8 +122,10 @@ _MARKER_FINAL = frozenset({
 
 
 def read_txn_records(log: Log, end: int | None = None) -> list[TxnRecord]:
-    """Every record of the partition, in log order (writer thread: reads the disk)."""
-    return [TxnRecord(r.key, r.value) for r in read_group_records(log, end)]
+    """Every record of the partition, in log order (writer thread: reads the disk). The
+    coordinator writes no transactional or control batch here: only plain records count."""
+    return [TxnRecord(r.key, r.value) for r in read_group_records(log, end)
+            if isinstance(r, GroupRecord)]
 
 
 def _append_error(result: PartitionResult) -> ErrorCode:
