@@ -31,10 +31,12 @@ def _producer(broker: BrokerProcess | str, txn_id: str) -> Producer:
                      "linger.ms": 5, "log_level": 0})
 
 
-def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str,
+def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str, expect: int,
                  timeout_s: float = 30.0) -> list[bytes]:
     """Every value of `topic` up to the end each partition has for `isolation` (the last
-    stable offset for read_committed), in partition then offset order."""
+    stable offset for read_committed), in partition then offset order, once there are at least
+    `expect` (a commit returns once the coordinator decided it; its markers, which move the
+    last stable offset, land just after)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-{isolation}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "isolation.level": isolation, "enable.partition.eof": True,
@@ -44,7 +46,7 @@ def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str,
         got: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
         at_end: set[int] = set()
         deadline = time.monotonic() + timeout_s
-        while len(at_end) < partitions:
+        while len(at_end) < partitions or sum(map(len, got.values())) < expect:
             assert time.monotonic() < deadline, f"not at the end of {topic}: {got}"
             msg = consumer.poll(0.5)
             if msg is None:
@@ -55,6 +57,7 @@ def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str,
                 at_end.add(msg.partition())
                 continue
             got[msg.partition()].append(msg.value())
+            at_end.discard(msg.partition())
         return [v for p in range(partitions) for v in got[p]]
     finally:
         consumer.close()
@@ -85,11 +88,12 @@ def test_committed_records_reach_read_committed_and_aborted_ones_never(
     _send(producer, topic, committed[4:])
     producer.commit_transaction(30)
 
-    read = _consume_all(broker.bootstrap, topic, 2, "read_committed")
+    read = _consume_all(broker.bootstrap, topic, 2, "read_committed", len(committed))
     assert sorted(read) == sorted(committed)
     # Offsets order within a partition: the committed records as produced.
     assert [v for v in read if v in committed[0::2]] == committed[0::2]
-    uncommitted = _consume_all(broker.bootstrap, topic, 2, "read_uncommitted")
+    uncommitted = _consume_all(broker.bootstrap, topic, 2, "read_uncommitted",
+                               len(committed) + len(aborted))
     assert sorted(uncommitted) == sorted(committed + aborted)
 
 
@@ -115,7 +119,7 @@ def test_a_second_producer_with_the_same_id_fences_the_zombie(broker: BrokerProc
     assert error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
                             KafkaError.INVALID_PRODUCER_EPOCH), error
 
-    read = _consume_all(broker.bootstrap, topic, 2, "read_committed")
+    read = _consume_all(broker.bootstrap, topic, 2, "read_committed", 2)
     assert sorted(read) == [b"next-0", b"next-1"]
 
 
@@ -198,7 +202,7 @@ def test_offsets_sent_to_a_transaction_commit_with_it(broker: BrokerProcess) -> 
         step(2, commit=False)
         committed = consumer.committed([TopicPartition(source, 0)], 30)
         assert [tp.offset for tp in committed] == [4]
-        assert sorted(_consume_all(broker.bootstrap, sink, 2, "read_committed")) == [
+        assert sorted(_consume_all(broker.bootstrap, sink, 2, "read_committed", 4)) == [
             f"out-{i}".encode() for i in range(4)]
     finally:
         consumer.close()
@@ -233,7 +237,7 @@ def test_markers_reach_partitions_led_by_other_nodes(tmp_path: Path) -> None:
         for p in range(partitions):
             producer.produce(topic, f"dropped-{p}".encode(), partition=p)
         producer.abort_transaction(60)
-        got = _consume_all(nodes[1].kafka, topic, partitions, "read_committed", 60)
+        got = _consume_all(nodes[1].kafka, topic, partitions, "read_committed", partitions, 60)
         assert got == [f"kept-{p}".encode() for p in range(partitions)], leaders
     finally:
         for node in nodes:
