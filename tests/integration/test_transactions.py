@@ -253,3 +253,32 @@ def test_markers_reach_partitions_led_by_other_nodes(tmp_path: Path) -> None:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_transaction_left_open_by_a_restart_is_aborted_after_its_timeout(
+        tmp_path: Path) -> None:
+    topic = "txn-restart"
+    proc = BrokerProcess(tmp_path / "data", cores=2)
+    proc.start()
+    try:
+        create_topic(proc.bootstrap, topic, 1)
+        opened = Producer({"bootstrap.servers": proc.bootstrap, "log_level": 0,
+                           "transactional.id": "txn-restart-open",
+                           "transaction.timeout.ms": 2000})
+        opened.init_transactions(30)
+        opened.begin_transaction()
+        opened.produce(topic, b"never-committed", partition=0)
+        assert opened.flush(30) == 0
+        proc.stop()
+        proc.port = int(proc.bootstrap.rsplit(":", 1)[1])
+        proc.start()
+        plain = Producer({"bootstrap.servers": proc.bootstrap, "log_level": 0})
+        plain.produce(topic, b"after", partition=0)
+        assert plain.flush(30) == 0
+        # Held back by the open transaction until the coordinator aborts it (its timeout, then
+        # Kafka's 10 s check for timed-out transactions).
+        read = _consume_all(proc.bootstrap, topic, 1, "read_committed", 1, 60)
+        assert read == [b"after"]
+    finally:
+        proc.stop()
