@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from broker_proc import BrokerProcess, create_topic
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import describe_producers as dp
@@ -52,22 +53,23 @@ class Writer:
         self.conn, self.pid, self.epoch = conn, r.producer_id, r.producer_epoch
         self.seq: dict[int, int] = {}
 
-    def send(self, partition: int, values: list[bytes], transactional: bool = True) -> int:
+    def send(self, partition: int, values: list[bytes], transactional: bool = True,
+             topic: str = TOPIC) -> int:
         seq = self.seq.get(partition, 0)
         b = BatchBuilder(producer_id=self.pid, producer_epoch=self.epoch, base_sequence=seq,
                          is_transactional=transactional)
         for v in values:
             b.append(v, timestamp=int(time.time() * 1000))
         self.seq[partition] = seq + len(values)
-        return produce(self.conn, partition, b.build())
+        return produce(self.conn, partition, b.build(), topic)
 
-    def end(self, partition: int, commit: bool) -> int:
-        return end_txn(self.conn, self.pid, self.epoch, partition, commit)
+    def end(self, partition: int, commit: bool, topic: str = TOPIC) -> int:
+        return end_txn(self.conn, self.pid, self.epoch, partition, commit, topic=topic)
 
 
-def produce(conn: RawConnection, partition: int, batch: bytes) -> int:
+def produce(conn: RawConnection, partition: int, batch: bytes, topic: str = TOPIC) -> int:
     req = pr.ProduceRequest(transactional_id="txn-part-test", acks=-1, timeout_ms=10000,
-                            topic_data=(pr.TopicProduceData(TOPIC, (
+                            topic_data=(pr.TopicProduceData(topic, (
                                 pr.PartitionProduceData(partition, batch),)),))
     resp = conn.call(req, 9, pr.ProduceResponse)
     p = resp.responses[0].partition_responses[0]
@@ -75,32 +77,32 @@ def produce(conn: RawConnection, partition: int, batch: bytes) -> int:
     return int(p.base_offset)
 
 
-def plain(conn: RawConnection, partition: int, value: bytes) -> int:
+def plain(conn: RawConnection, partition: int, value: bytes, topic: str = TOPIC) -> int:
     b = BatchBuilder()
     b.append(value, timestamp=int(time.time() * 1000))
-    return produce(conn, partition, b.build())
+    return produce(conn, partition, b.build(), topic)
 
 
 def end_txn(conn: RawConnection, pid: int, epoch: int, partition: int, commit: bool,
-            coordinator_epoch: int = 0) -> int:
+            coordinator_epoch: int = 0, topic: str = TOPIC) -> int:
     req = wtm.WriteTxnMarkersRequest(markers=(wtm.WritableTxnMarker(
         producer_id=pid, producer_epoch=epoch, transaction_result=commit,
-        topics=(wtm.WritableTxnMarkerTopic(TOPIC, (partition,)),),
+        topics=(wtm.WritableTxnMarkerTopic(topic, (partition,)),),
         coordinator_epoch=coordinator_epoch),))
     resp = conn.call(req, 1, wtm.WriteTxnMarkersResponse)
     return int(resp.markers[0].topics[0].partitions[0].error_code)
 
 
-def latest(conn: RawConnection, partition: int, isolation: int) -> int:
+def latest(conn: RawConnection, partition: int, isolation: int, topic: str = TOPIC) -> int:
     req = lo.ListOffsetsRequest(replica_id=-1, isolation_level=isolation, topics=(
-        lo.ListOffsetsTopic(TOPIC, (lo.ListOffsetsPartition(partition, -1, -1),)),))
+        lo.ListOffsetsTopic(topic, (lo.ListOffsetsPartition(partition, -1, -1),)),))
     p = conn.call(req, 7, lo.ListOffsetsResponse).topics[0].partitions[0]
     assert p.error_code == 0, p
     return int(p.offset)
 
 
 def consume_to_end(bootstrap: str, partition: int, isolation: str,
-                   timeout: float = 20.0) -> list[bytes]:
+                   timeout: float = 20.0, topic: str = TOPIC) -> list[bytes]:
     """Every value from offset 0 until the partition's end (librdkafka's EOF: the LSO under
     read_committed, the high watermark under read_uncommitted)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{isolation}",
@@ -108,7 +110,7 @@ def consume_to_end(bootstrap: str, partition: int, isolation: str,
                          "isolation.level": isolation, "fetch.wait.max.ms": 100})
     got: list[bytes] = []
     try:
-        consumer.assign([TopicPartition(TOPIC, partition, 0)])
+        consumer.assign([TopicPartition(topic, partition, 0)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg = consumer.poll(0.2)
@@ -164,8 +166,10 @@ def test_read_committed_sees_committed_records_only_and_survives_a_restart(
             assert consume_to_end(broker.bootstrap, p, "read_committed") == [b"b0", b"plain0"]
     _woken_by_the_marker(broker, 0)
     expected = [b"b0", b"plain0", b"c0", b"plain1"]
+    segmented = _transactions_over_many_segments(broker)
     broker.stop()
     broker.start()
+    assert segmented == _segmented_state(broker)
     for p in range(PARTITIONS):
         lso, hw, producers = txn_state(broker.bootstrap, p)
         assert (lso, hw) == ((10, 10) if p == 0 else (7, 9))
@@ -197,3 +201,35 @@ def _woken_by_the_marker(broker: BrokerProcess, partition: int) -> None:
         assert got == [b"c0", b"plain1"]
     finally:
         consumer.close()
+
+
+SEGMENTED = "txn-part-segments"
+
+
+def _transactions_over_many_segments(broker: BrokerProcess) -> tuple[int, list[bytes]]:
+    """A topic rolling a segment every batch: an aborted transaction and an open one span
+    many segments, so after a restart their state comes from the segment snapshots the
+    partition leader stored, not from a replay of the last two segments."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(SEGMENTED, 1, 1, config={"segment.bytes": "100"})],
+                        operation_timeout=10)[SEGMENTED].result(timeout=20)
+    with RawConnection(broker.bootstrap, 10) as conn:
+        a, b = Writer(conn), Writer(conn)
+        a.send(0, [b"a0"], topic=SEGMENTED)                                  # 0
+        for i in range(4):
+            plain(conn, 0, b"p%d" % i, topic=SEGMENTED)                      # 1-4
+        assert a.end(0, commit=False, topic=SEGMENTED) == ErrorCode.NONE     # 5
+        assert b.send(0, [b"b0"], topic=SEGMENTED) == 6                      # open
+        for i in range(4, 8):
+            plain(conn, 0, b"p%d" % i, topic=SEGMENTED)                      # 7-10
+    state = _segmented_state(broker)
+    assert state == (6, [b"p0", b"p1", b"p2", b"p3"])
+    snapshots = list((broker.data_dir / "kafka" / f"{SEGMENTED}-0").glob("*.txnindex"))
+    assert len(snapshots) >= 5, snapshots  # sealed segments, each with its snapshot
+    return state
+
+
+def _segmented_state(broker: BrokerProcess) -> tuple[int, list[bytes]]:
+    with RawConnection(broker.bootstrap, 10) as conn:
+        lso = latest(conn, 0, 1, SEGMENTED)
+    return lso, consume_to_end(broker.bootstrap, 0, "read_committed", topic=SEGMENTED)
