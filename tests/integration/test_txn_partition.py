@@ -5,7 +5,9 @@ coordinator send them), then confluent-kafka consumers: read_committed sees comm
 non-transactional records only, stops at the last stable offset while a transaction is open and
 is woken when its marker moves it; read_uncommitted sees everything up to the high watermark;
 ListOffsets latest answers the LSO under read_committed; DescribeProducers lists the open
-transaction; and after a broker restart the aborted transactions and the LSO are the same."""
+transaction; after a broker restart the aborted transactions and the LSO are the same (also
+when they span many segments: the segment snapshots); and on three nodes the markers replicate
+and a new leader answers the same LSO."""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from pathlib import Path
 
 import pytest
 from broker_proc import BrokerProcess, create_topic
+from cluster_load import bootstrap, cluster, leader_of
+from cluster_load import create_topic as create_rf3
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from test_cluster_controller import wait_for
 
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import describe_producers as dp
@@ -233,3 +238,39 @@ def _segmented_state(broker: BrokerProcess) -> tuple[int, list[bytes]]:
     with RawConnection(broker.bootstrap, 10) as conn:
         lso = latest(conn, 0, 1, SEGMENTED)
     return lso, consume_to_end(broker.bootstrap, 0, "read_committed", topic=SEGMENTED)
+
+
+REPLICATED = "txn-part-rf3"
+
+
+@pytest.mark.timeout(180)
+def test_rf3_markers_replicate_and_a_new_leader_has_the_same_lso(tmp_path: Path) -> None:
+    """On three nodes: an aborted transaction and an open one written on the leader; the leader
+    is killed; the new leader answers the same LSO, its read_committed readers skip the aborted
+    records and stop at the open transaction, and it takes the commit marker that ends it."""
+    with cluster(tmp_path) as nodes:
+        create_rf3(nodes, REPLICATED, 1)
+        found = wait_for("a leader", lambda: leader_of(nodes, REPLICATED, 0), 30)
+        assert found is not None
+        leader, term = found
+        with RawConnection(leader.kafka, 10) as conn:
+            a, b = Writer(conn), Writer(conn)
+            assert a.send(0, [b"a0", b"a1"], topic=REPLICATED) == 0
+            assert plain(conn, 0, b"p0", topic=REPLICATED) == 2
+            assert a.end(0, commit=False, topic=REPLICATED) == ErrorCode.NONE  # 3
+            assert b.send(0, [b"b0"], topic=REPLICATED) == 4                   # open
+            assert plain(conn, 0, b"p1", topic=REPLICATED) == 5
+            assert latest(conn, 0, 1, REPLICATED) == 4
+        leader.kill_group()
+        rest = [n for n in nodes if n is not leader]
+        found = wait_for("a new leader", lambda: leader_of(rest, REPLICATED, 0, term), 30)
+        assert found is not None
+        new = found[0]
+        with RawConnection(new.kafka, 10) as conn:
+            assert latest(conn, 0, 1, REPLICATED) == 4 and latest(conn, 0, 0, REPLICATED) == 6
+            assert consume_to_end(bootstrap(rest), 0, "read_committed",
+                                  topic=REPLICATED) == [b"p0"]
+            assert end_txn(conn, b.pid, b.epoch, 0, True, topic=REPLICATED) == ErrorCode.NONE
+            assert latest(conn, 0, 1, REPLICATED) == 7
+        assert consume_to_end(bootstrap(rest), 0, "read_committed", topic=REPLICATED) == [
+            b"p0", b"b0", b"p1"]
