@@ -40,8 +40,8 @@ from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import BatchHeader, iter_batches
 from redshank.protocol.records import ControlType, iter_records, parse_control_record
 
-__all__ = ["WINDOW", "CompletedTxn", "Duplicate", "ProducerStateTable", "SequenceError",
-           "marker_of"]
+__all__ = ["RECENT_MAX", "WINDOW", "CompletedTxn", "Duplicate", "ProducerStateTable",
+           "SequenceError", "marker_of"]
 
 WINDOW = 5  # clients keep at most 5 requests in flight per partition
 _INT32_MAX = 2**31 - 1
@@ -213,6 +213,10 @@ class ProducerStateTable:
         state.txn_first = -1
         del self._ongoing[m.producer_id]
         self._unstable.append(done)
+        if len(self._unstable) > RECENT_MAX:
+            # A follower's high watermark does not move (`stable` is a leader's): its oldest
+            # go, as a new leader commits everything before it serves anyway.
+            del self._unstable[:len(self._unstable) // 2]
         self._recent.append(done)
         if len(self._recent) > RECENT_MAX:
             cut = len(self._recent) // 2
@@ -224,11 +228,20 @@ class ProducerStateTable:
 
     # ---- reads ----------------------------------------------------------------------------
 
+    def stable(self, high_watermark: int) -> None:
+        """The high watermark moved: completed transactions whose marker is below it no
+        longer hold the LSO back (markers come in log order: the oldest go first)."""
+        unstable = self._unstable
+        i = 0
+        while i < len(unstable) and unstable[i].last_offset < high_watermark:
+            i += 1
+        if i:
+            del unstable[:i]
+
     def last_stable_offset(self, high_watermark: int) -> int:
         """Below it every transaction is decided and its marker readable: min(first offset of
         the ongoing and not yet stably completed transactions, high watermark)."""
-        if self._unstable:
-            self._unstable = [t for t in self._unstable if t.last_offset >= high_watermark]
+        self.stable(high_watermark)
         lso = high_watermark
         for first in self._ongoing.values():
             lso = min(lso, first)

@@ -15,7 +15,7 @@ from test_partition_replicas import Hub, stored
 
 from redshank.actors.disk_writer import scan_producers
 from redshank.cluster.kafka.handlers.write_txn_markers import MarkerWrite, control_batch
-from redshank.cluster.kafka.producer_state import ProducerStateTable
+from redshank.cluster.kafka.producer_state import RECENT_MAX, ProducerStateTable
 from redshank.cluster.partition.api import Append, AppendMarker, ProducerBatch
 from redshank.cluster.raft.types import Role
 from redshank.protocol.error_codes import ErrorCode
@@ -258,3 +258,16 @@ def test_segment_snapshots_keep_what_retention_cut_and_spare_the_replay(tmp_path
     replayed.replay(log.read(log.start_offset, 1 << 20), log.start_offset)
     assert replayed.aborted(first_kept, hw) == ()
     log.close()
+
+
+def test_completed_transactions_are_not_kept_forever() -> None:
+    """A follower's table (no high watermark moving, no snapshot taken) stays bounded."""
+    t = ProducerStateTable()
+    for i in range(3 * RECENT_MAX):
+        t.record(ProducerBatch(P1, 0, i, i, True), 2 * i, 2 * i)
+        t.end_txn(AppendMarker(P1, 0, 0, True), 2 * i + 1)
+    assert len(t._unstable) <= RECENT_MAX and len(t._recent) <= RECENT_MAX
+    t.stable(6 * RECENT_MAX)
+    assert t._unstable == [] and t.last_stable_offset(6 * RECENT_MAX) == 6 * RECENT_MAX
+    # The snapshot of a segment ending before what was forgotten is not taken (replayed).
+    assert t.segment_state(0, 10) is None
