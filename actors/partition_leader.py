@@ -291,6 +291,8 @@ class PartitionLeader(LoopActor):
         time (on the disk writer; a failed or missing one only means a longer replay at the
         next open: `scan_producers`)."""
         sealed = self.log.sealed_since(self._snapshot_from)
+        if sealed:  # aborted transactions of segments retention deleted go too
+            self.part.producers.trim(self.log.start_offset)
         for base, end in sealed:
             payload = self.part.producers.segment_state(base, end)
             if payload is None:

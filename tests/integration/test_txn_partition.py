@@ -11,6 +11,7 @@ and a new leader answers the same LSO."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,6 +183,33 @@ def test_read_committed_sees_committed_records_only_and_survives_a_restart(
             expected if p == 0 else expected[:2])
         assert consume_to_end(broker.bootstrap, p, "read_uncommitted") == [
             b"a0", b"a1", b"b0", b"plain0", b"c0", b"plain1"]
+    # Another client's reader of the aborted-transactions list: aiokafka's read_committed (the
+    # aborted records come first in the log, so any leak shows in the first four).
+    assert _aiokafka_committed(broker.bootstrap, 0, 4) == expected
+
+
+def _aiokafka_committed(bootstrap: str, partition: int, total: int) -> list[bytes]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as AioTopicPartition
+
+    async def run() -> list[bytes]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    fetch_max_wait_ms=100, isolation_level="read_committed")
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            tp = AioTopicPartition(TOPIC, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, 0)
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(got) < total and asyncio.get_running_loop().time() < deadline:
+                for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                    got += [m.value or b"" for m in msgs]
+        finally:
+            await consumer.stop()
+        return got
+
+    return asyncio.run(asyncio.wait_for(run(), 40))
 
 
 def _woken_by_the_marker(broker: BrokerProcess, partition: int) -> None:
