@@ -7,6 +7,7 @@ coordinator."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -282,3 +283,44 @@ def test_a_transaction_left_open_by_a_restart_is_aborted_after_its_timeout(
         assert read == [b"after"]
     finally:
         proc.stop()
+
+
+@pytest.mark.timeout(90)
+def test_aiokafka_and_kafka_python_transactional_producers(broker: BrokerProcess) -> None:
+    from aiokafka import AIOKafkaProducer
+    from kafka import KafkaProducer
+
+    topic = "txn-other-clients"
+    create_topic(broker.bootstrap, topic, 2)
+
+    async def aiokafka_flow() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
+                                    transactional_id="txn-aiokafka-id")
+        await producer.start()
+        try:
+            async with producer.transaction():
+                for i in range(2):
+                    await producer.send_and_wait(topic, f"ak-kept-{i}".encode(), partition=i)
+            await producer.begin_transaction()
+            for i in range(2):
+                await producer.send_and_wait(topic, f"ak-dropped-{i}".encode(), partition=i)
+            await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(asyncio.wait_for(aiokafka_flow(), 60))
+    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="txn-kp-id")
+    try:
+        kp.init_transactions()
+        kp.begin_transaction()
+        for i in range(2):
+            kp.send(topic, f"kp-dropped-{i}".encode(), partition=i)
+        kp.abort_transaction()
+        kp.begin_transaction()
+        for i in range(2):
+            kp.send(topic, f"kp-kept-{i}".encode(), partition=i)
+        kp.commit_transaction()
+    finally:
+        kp.close(10)
+    read = _consume_all(broker.bootstrap, topic, 2, "read_committed", 4)
+    assert read == [b"ak-kept-0", b"kp-kept-0", b"ak-kept-1", b"kp-kept-1"]
