@@ -469,11 +469,13 @@ class PartitionLeader(LoopActor):
         if (fenced := self.part.epoch_error(msg.current_leader_epoch)) != ErrorCode.NONE:
             return OffsetAnswer(fenced)
         hw = self.high_watermark
+        if msg.isolation == READ_COMMITTED:
+            # KIP-98: nothing at or past the last stable offset is found (Kafka's
+            # lastFetchableOffset): LATEST answers it, lookups stop below it.
+            hw = self.part.producers.last_stable_offset(hw)
         if msg.timestamp == EARLIEST:
             return self._found(self.log.start_offset)
         if msg.timestamp == LATEST:
-            if msg.isolation == READ_COMMITTED:  # KIP-98: the last stable offset
-                return self._found(self.part.producers.last_stable_offset(hw))
             return self._found(hw)
         if msg.timestamp == MAX_TIMESTAMP:
             if self.max_timestamp is not None and self.max_timestamp[1] < hw:
