@@ -62,10 +62,13 @@ from redshank.cluster.partition.api import (
     HIGH_WATERMARK,
     LATEST,
     MAX_TIMESTAMP,
+    READ_COMMITTED,
     Append,
+    DescribeProducers,
     EpochEnd,
     OffsetAnswer,
     PartitionResult,
+    ProducersAnswer,
     QueryOffset,
     Read,
     ReadResult,
@@ -77,6 +80,7 @@ from redshank.cluster.partition.api import (
 from redshank.cluster.partition.partition import Partition
 from redshank.cluster.raft.types import Message, NodeId, Role
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.record_batch import iter_batches
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
@@ -151,6 +155,9 @@ class PartitionLeader(LoopActor):
         self._logger = structlog.get_logger("redshank.partition").bind(
             ntp=f"{topic}/{partition}")
         self.high_watermark: int = opened.log.start_offset
+        # Segments sealed from here on get a producer snapshot (`_snapshot_sealed`).
+        self._snapshot_from = _active_base(opened.log)
+        self._cuts_seen = 0  # Partition.cuts when `_snapshot_from` was last checked
         self.host = PartitionHost(opened, coordinator, writer, loop, on_answer=_answer,
                                   on_high_watermark=self._advanced,
                                   on_flush_failed=self._flush_failed,
@@ -178,6 +185,8 @@ class PartitionLeader(LoopActor):
             return self._epoch_end(message)
         if isinstance(message, TrimPrefix):
             return self._trim(message)
+        if isinstance(message, DescribeProducers):
+            return self._producers()
         if isinstance(message, SetTimestampType):
             self.log_append_time = message.log_append_time
             return True
@@ -278,7 +287,35 @@ class PartitionLeader(LoopActor):
             return None
         return Pushed(self.topic_id, offset, hw, self.log.start_offset, bytes(data))
 
+    def _snapshot_sealed(self) -> None:
+        """Store the producer/transaction snapshot of each segment sealed since the last
+        time (on the disk writer; a failed or missing one only means a longer replay at the
+        next open: `scan_producers`)."""
+        if self.part.cuts != self._cuts_seen:
+            # A truncation may have reopened sealed segments: they get a snapshot when sealed
+            # again (storage removed the stale ones).
+            self._cuts_seen = self.part.cuts
+            self._snapshot_from = min(self._snapshot_from, _active_base(self.log))
+        sealed = self.log.sealed_since(self._snapshot_from)
+        if sealed:  # aborted transactions of segments retention deleted go too
+            self.part.producers.trim(self.log.start_offset)
+        for base, end in sealed:
+            payload = self.part.producers.segment_state(base, end)
+            if payload is None:
+                continue
+            fut: LoopFuture[bool] = self.writer.ask(  # type: ignore[assignment]
+                Blocking(functools.partial(self.log.write_segment_state, base, payload)),
+                block=False)
+            fut.add_done_callback(self._snapshot_written)
+        if sealed:
+            self._snapshot_from = sealed[-1][1]
+
+    def _snapshot_written(self, f: LoopFuture[bool]) -> None:
+        if (exc := f.exception()) is not None:
+            self._logger.warning("segment_snapshot_failed", error=repr(exc))
+
     def _flushed(self) -> None:
+        self._snapshot_sealed()
         if self.storage_error is not None and not self.reopening \
                 and self.log.flushed_offset >= self.log.dirty_offset:
             # A flush retried after a failed write reached everything appended.
@@ -339,6 +376,8 @@ class PartitionLeader(LoopActor):
         self.host.paused = False
         self._backoff = RECOVER_MIN_S
         self.host.install(opened)
+        self._snapshot_from = _active_base(opened.log)
+        self._cuts_seen = 0
         end = opened.log.dirty_offset + 1
         if end < old_hw:  # never: only committed (fsynced) batches were below it
             self._logger.error("reopen_lost_committed", high_watermark=old_hw, recovered_end=end)
@@ -362,16 +401,20 @@ class PartitionLeader(LoopActor):
             return ReadResult(fenced, hw, start)
         if msg.offset < start or msg.offset > self.log.dirty_offset + 1:
             return ReadResult(ErrorCode.OFFSET_OUT_OF_RANGE, hw, start)
-        if msg.offset >= hw or msg.max_bytes <= 0:
-            res = ReadResult(0, hw, start, b"")
+        lso = self.part.producers.last_stable_offset(hw)
+        # read_committed reads below the last stable offset only (KIP-98).
+        bound = lso if msg.isolation == READ_COMMITTED else hw
+        if msg.offset >= bound or msg.max_bytes <= 0:
+            res = ReadResult(0, hw, start, b"", lso)
             if (core := Watermarks.arming_core(msg, res)) is not None:
                 self.armed[core] = msg.offset
             return res
-        data = self.log.read_cached(msg.offset, msg.max_bytes, hw - 1)
+        data = self.log.read_cached(msg.offset, msg.max_bytes, bound - 1)
         if data is not None:
-            return ReadResult(0, hw, start, data)  # a view: the ring copies it (partition_codecs)
+            # A view: the ring copies it (partition_codecs).
+            return self._read_result(msg, hw, start, data, lso)
         fut: LoopFuture[bytes] = self.writer.ask(  # type: ignore[assignment]
-            ReadLog(self.log, msg.offset, msg.max_bytes, hw - 1), block=False)
+            ReadLog(self.log, msg.offset, msg.max_bytes, bound - 1), block=False)
         out: LoopFuture[ReadResult] = LoopFuture(self.loop)
 
         def done(f: LoopFuture[bytes]) -> None:
@@ -379,10 +422,20 @@ class PartitionLeader(LoopActor):
             if exc is not None:
                 out.set(ReadResult(ErrorCode.KAFKA_STORAGE_ERROR, hw, start))
             else:
-                out.set(ReadResult(0, hw, start, f.result()))
+                out.set(self._read_result(msg, hw, start, f.result(), lso))
 
         fut.add_done_callback(done)
         return out
+
+    def _read_result(self, msg: Read, hw: int, start: int, data: bytes | memoryview, lso: int
+                     ) -> ReadResult:
+        """A read's answer; read_committed gets the aborted transactions its batches overlap."""
+        if msg.isolation != READ_COMMITTED or not data:
+            return ReadResult(0, hw, start, data, lso)
+        upper = msg.offset
+        for _pos, h in iter_batches(data, verify_crc=False):
+            upper = h.last_offset + 1
+        return ReadResult(0, hw, start, data, lso, self.part.aborted(msg.offset, upper))
 
     def _wait(self, msg: WaitForData) -> bool | LoopFuture[bool]:
         if msg.offset < self.high_watermark or msg.timeout_ms <= 0:
@@ -396,6 +449,11 @@ class PartitionLeader(LoopActor):
         self._parked = [p for p in self._parked if p[1] is not fut]
         if not fut.done():
             fut.set(False)
+
+    def _producers(self) -> ProducersAnswer:
+        if not self.part.serves():
+            return ProducersAnswer(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        return ProducersAnswer(ErrorCode.NONE, tuple(self.part.producers.describe()))
 
     # -- list offsets --------------------------------------------------------------------------
     def _epoch_end(self, msg: EpochEnd) -> OffsetAnswer:
@@ -418,6 +476,10 @@ class PartitionLeader(LoopActor):
         if (fenced := self.part.epoch_error(msg.current_leader_epoch)) != ErrorCode.NONE:
             return OffsetAnswer(fenced)
         hw = self.high_watermark
+        if msg.isolation == READ_COMMITTED:
+            # KIP-98: nothing at or past the last stable offset is found (Kafka's
+            # lastFetchableOffset): LATEST answers it, lookups stop below it.
+            hw = self.part.producers.last_stable_offset(hw)
         if msg.timestamp == EARLIEST:
             return self._found(self.log.start_offset)
         if msg.timestamp == LATEST:
@@ -490,6 +552,12 @@ class PartitionLeader(LoopActor):
                 fut.set(False)
         self._parked = []
         self.host.stop()
+
+
+def _active_base(log: Log) -> int:
+    """The base offset of the log's active segment (0 for an empty log)."""
+    segments = log.segments()
+    return segments[-1][0] if segments else 0
 
 
 def _answer(waiter: Hashable, result: PartitionResult) -> None:

@@ -26,10 +26,12 @@ import structlog
 from redshank.actors._async import resolve
 from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics, ProposeTopics
 from redshank.actors.frontend._registry import serves
+from redshank.actors.frontend._txn_coordinators import txn_view
 from redshank.actors.frontend.services import OWNER_GONE, UNREACHABLE, CoreServices
 from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, GroupRequest, group_host_name
 from redshank.actors.partition_manager import MANAGER, EnsureGroupHost
 from redshank.actors.topic_controller import CreateTopics
+from redshank.actors.txn_host import TXN_TOPIC
 from redshank.cluster.group import (
     DeleteGroupsResult,
     DescribedGroup,
@@ -192,13 +194,20 @@ async def call(core: CoreServices, group_id: str, request: GroupRequest, unavail
 async def find_coordinator(core: CoreServices,
                            request: m.find_coordinator.FindCoordinatorRequest, version: int
                            ) -> m.find_coordinator.FindCoordinatorResponse:
-    if not core.cluster_mode or not h.find_coordinator.group_keys(request, version):
+    """Single node: this node coordinates every group and transactional id. Cluster mode: the
+    leader of the key's `__consumer_offsets` (groups) or `__transaction_state` (transactional
+    ids) partition, the topic created through the controller on first use."""
+    if not core.cluster_mode:
         return h.find_coordinator.handle(request, version, core.broker)
-    view = await _groups_view(core)
+    if h.find_coordinator.group_keys(request, version):
+        view, topic = await _groups_view(core), GROUPS_TOPIC
+    elif h.find_coordinator.txn_keys(request, version):
+        view, topic = await txn_view(core), TXN_TOPIC
+    else:
+        return h.find_coordinator.handle(request, version, core.broker)
     return h.find_coordinator.handle(
         request, version, core.broker,
-        (lambda _key: None) if view is None
-        else h.find_coordinator.locate_in(view, GROUPS_TOPIC))
+        (lambda _key: None) if view is None else h.find_coordinator.locate_in(view, topic))
 
 
 @serves(ApiKey.JOIN_GROUP, client_id=True)

@@ -19,6 +19,14 @@ i.e. is fsynced on a majority; with one replica (the degenerate case: elected at
 on the leader and written (the flush may still run); acks=all once committed. Raft's own entries
 take no Kafka offset. Must not know sockets, threads, event loops or clocks (the host ticks).
 
+Transactions (KIP-98) ride the same path: a transactional batch opens its producer's
+transaction in the producer table; a COMMIT/ABORT marker (WriteTxnMarkers) is an `Append` of a
+control batch, checked against the producer's epochs, taking one offset and ending the
+transaction once appended (a follower does the same from the batches it is sent; a truncation
+undoes it). `last_stable_offset` (min of the undecided transactions' first offsets and the
+high watermark) bounds read_committed reads; `aborted` lists the aborted transactions a read
+overlaps.
+
 Leadership balance (Kafka's preferred replica, Redpanda's leader balancer reduced to it): a
 replicated partition may name a `preferred` replica (the controller's first of the assignment,
 placed so leaders spread evenly over nodes and cores). A brand-new group's preferred replica
@@ -35,8 +43,13 @@ import random
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from redshank.cluster.kafka.producer_state import Duplicate, ProducerStateTable, SequenceError
-from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
+from redshank.cluster.kafka.producer_state import (
+    Duplicate,
+    ProducerStateTable,
+    SequenceError,
+    marker_of,
+)
+from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.partition.raft_log import (
     ANCHOR_FLUSH_ENTRIES,
     EntryLoad,
@@ -172,6 +185,16 @@ class Partition:
         rl = self.raft_log
         return rl.epochs.end_of(epoch, int(rl.offsets.next_offset()))
 
+    def last_stable_offset(self) -> int:
+        """Below it every transaction is decided (KIP-98): what read_committed reads."""
+        return self.producers.last_stable_offset(self.high_watermark)
+
+    def aborted(self, fetch_offset: int, upper: int) -> tuple[tuple[int, int], ...]:
+        """The aborted transactions a read_committed read of [fetch_offset, upper) overlaps
+        ((producer id, first offset)); those ended below the log start went with it."""
+        self.producers.trim(self.log.start_offset)
+        return self.producers.aborted(fetch_offset, upper)
+
     def epoch_at(self, offset: int) -> int:
         """The leader epoch of the batch at `offset` (-1 before any)."""
         return self.raft_log.epochs.epoch_at(offset)
@@ -195,8 +218,9 @@ class Partition:
         self._drain()
 
     def append(self, msg: Append, waiter: Hashable, now_ms: int = -1) -> PartitionResult | None:
-        """Append one produce's batch. Answered now (errors, duplicates already committed) or
-        later in `Io.answers` under `waiter`. `msg.records` must be a writable buffer the log
+        """Append one produce's batch (or a transaction marker's control batch). Answered now
+        (errors, duplicates already committed) or later in `Io.answers` under `waiter`.
+        `msg.records` must be a writable buffer the log
         may keep (offsets and leader epoch are rewritten in place); `now_ms` >= 0 stamps it
         with LogAppendTime. `FULL` (compare with `is`): not appended for lack of memory; append
         it again later, before any later append."""
@@ -204,6 +228,17 @@ class Partition:
         start = self.log.start_offset
         if core.role != Role.LEADER:
             return PartitionResult(ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, start)
+        try:
+            header = parse_header(msg.records)
+            if now_ms >= 0:
+                stamp_log_append_time(msg.records, 0, header, now_ms)  # type: ignore[arg-type]
+        except DecodeError as exc:
+            return PartitionResult(ErrorCode.CORRUPT_MESSAGE, -1, start, str(exc))
+        marker = marker_of(msg.records, 0, header) if header.is_control else None
+        if marker is not None:  # a WriteTxnMarkers append (clients' control batches are refused)
+            refused = self.producers.check_marker(marker)
+            if refused is not None:
+                return PartitionResult(refused.error_code, -1, start, refused.message)
         producer = msg.producer
         if producer is not None:
             seen = self.producers.check(producer)
@@ -216,12 +251,6 @@ class Partition:
                 return None
             if isinstance(seen, SequenceError):
                 return PartitionResult(seen.error_code, -1, start, seen.message)
-        try:
-            header = parse_header(msg.records)
-            if now_ms >= 0:
-                stamp_log_append_time(msg.records, 0, header, now_ms)  # type: ignore[arg-type]
-        except DecodeError as exc:
-            return PartitionResult(ErrorCode.CORRUPT_MESSAGE, -1, start, str(exc))
         self._next_id += 1
         rid = self._next_id
         acks = Acks.ALL if msg.acks == -1 else Acks.LEADER if msg.acks == 1 else Acks.NONE
@@ -232,9 +261,11 @@ class Partition:
             return FULL  # a leader's batcher is out of memory: the host retries it, in order
         # Appended (sequenced): a retry from here on is a duplicate of this batch.
         last = base + header.last_offset_delta
-        if producer is not None:
-            self.producers.record(producer, base, last)
         ts = now_ms if now_ms >= 0 else header.max_timestamp
+        if producer is not None:
+            self.producers.record(producer, base, last, ts)
+        elif marker is not None:
+            self.producers.end_txn(marker, base, ts)
         if self.max_timestamp is None or ts > self.max_timestamp[0]:
             self.max_timestamp = (ts, last)
         return None  # the Ready is built once per turn, at `take_io`
@@ -374,6 +405,7 @@ class Partition:
             self.high_watermark = hw
             self._io.high_watermark = hw
             self._answer_duplicates()
+            self.producers.stable(hw)
 
     def _record_producers(self, entries: list[Entry]) -> None:
         """A follower keeps the producer state of the batches it is sent, as the leader did
@@ -384,13 +416,8 @@ class Partition:
             if e.kind != EntryKind.DATA or not e.batch:
                 continue
             h = parse_header(e.batch)
-            if h.producer_id < 0:
-                continue
-            base = int(offsets.to_kafka(e.index))
-            self.producers.record(ProducerBatch(h.producer_id, h.producer_epoch,
-                                                h.base_sequence,
-                                                h.base_sequence + h.last_offset_delta),
-                                  base, base + h.last_offset_delta)
+            if h.producer_id >= 0:
+                self.producers.apply(e.batch, 0, h, int(offsets.to_kafka(e.index)))
 
     def _answer(self, r: ReplicateResult) -> None:
         waiter = self._pending.pop(r.id, None)
