@@ -24,12 +24,14 @@ from redshank.actors.controller_service import start_controller_service
 from redshank.actors.disk_writer import DiskWriter, OpenKv
 from redshank.actors.frontend import CoreServices
 from redshank.actors.frontend.fetch import MAX_REMOTE_READ
+from redshank.actors.frontend.transactions import CoreTxnIO
 from redshank.actors.kafka_session import KafkaSession
 from redshank.actors.node_rpc import NodeRpcConfig, NodeRpcHandle, start_node_rpc
 from redshank.actors.partition_manager import (
     MANAGER,
     RETENTION_CHECK_S,
     AttachMessenger,
+    AttachTxnIO,
     PartitionManager,
     Routes,
 )
@@ -155,6 +157,8 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
             start_controller_service(config.rpc, ctx, handle, config.data_dir)
     core = CoreServices(config, ctx, topics, watermarks, leaders)
     core.cluster_mode = config.rpc is not None and bool(config.rpc.identity.seeds)
+    # The core's transaction hosts write markers and get producer ids through its frontends.
+    manager.tell(AttachTxnIO(CoreTxnIO(core)))
     sock = _listen_socket(config.host, config.port)
     idle_s = config.connections_max_idle_ms / 1000 or None
     await loop.create_server(lambda: KafkaSession(core, idle_s=idle_s), sock=sock)

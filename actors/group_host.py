@@ -8,6 +8,13 @@ is committed (one replica: this node's fdatasync; flushes coalesce per loop turn
 request's future when its completion comes out, and ticking at the coordinator's next deadline
 (session timeouts, rebalance waits). Must not know: the Kafka wire format (handlers map it).
 
+Transactions (KIP-98): an `Append` naming a producer is written as a transactional batch (the
+header carries the producer id and epoch), one carrying a `TxnMarker` as Kafka's control batch
+(control + transactional attributes, one record: key version 0 + type 0 abort / 1 commit,
+value version 0 + coordinator epoch); the replay reads both back in log order
+(`read_group_records`), so offsets of a transaction with no marker yet stay pending after a
+restart, and the marker settles them as it did live.
+
 Replicated (cluster mode, `replicas` given): the partition is one replica of a Raft group and
 the coordinator serves only while this replica leads and an entry of its term committed. On
 becoming such a leader (`on_leader(term)`, or the watch every `tick_s`) it replays the log (all
@@ -46,6 +53,7 @@ from redshank.actors.disk_writer import Blocking, OpenedPartition
 from redshank.actors.partition_host import PartitionHost, Replicas
 from redshank.actors.partition_leader import ReplicaStatus
 from redshank.actors.runtime import LoopActor, LoopFuture
+from redshank.cluster.group import Append as GroupAppend
 from redshank.cluster.group import (
     CoordinatorStatus,
     DeleteGroupsRequest,
@@ -62,12 +70,22 @@ from redshank.cluster.group import (
     OffsetFetchRequest,
     Output,
     SyncGroupRequest,
+    TxnMarker,
+    TxnMarkerRequest,
+    TxnOffsetCommitRequest,
 )
 from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.raft.types import Message
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.record_batch import iter_batches
-from redshank.protocol.records import Record, build_batch, iter_records
+from redshank.protocol.records import (
+    ControlType,
+    Record,
+    build_batch,
+    build_control_batch,
+    iter_records,
+    parse_control_record,
+)
 from redshank.storage import FlushCoordinator, Log
 
 __all__ = ["GROUPS_TOPIC", "GroupCall", "GroupHost", "GroupRequest", "group_host_name",
@@ -92,6 +110,8 @@ GroupRequest: TypeAlias = (
     | ListGroupsRequest
     | DeleteGroupsRequest
     | OffsetDeleteRequest
+    | TxnOffsetCommitRequest
+    | TxnMarkerRequest
 )
 # Each request's step of the coordinator, by the request's type.
 _STEPS: dict[type, Callable[[GroupCoordinator, Any, int], Output]] = {
@@ -105,6 +125,8 @@ _STEPS: dict[type, Callable[[GroupCoordinator, Any, int], Output]] = {
     ListGroupsRequest: GroupCoordinator.list_groups,
     DeleteGroupsRequest: GroupCoordinator.delete_groups,
     OffsetDeleteRequest: GroupCoordinator.offset_delete,
+    TxnOffsetCommitRequest: GroupCoordinator.txn_offset_commit,
+    TxnMarkerRequest: GroupCoordinator.txn_marker,
 }
 
 
@@ -116,10 +138,16 @@ class GroupCall:
     request: GroupRequest
 
 
-def read_group_records(log: Log, end: int | None = None) -> list[GroupRecord]:
-    """Every record of the partition, in log order, up to the batch ending at `end` (None: the
-    log's end) (writer thread: reads the disk)."""
-    out: list[GroupRecord] = []
+# What a replay reads: the records and transaction markers of the partition, in log order.
+Replayed: TypeAlias = list[GroupRecord | TxnMarker]
+
+
+def read_group_records(log: Log, end: int | None = None) -> Replayed:
+    """Every record and transaction marker of the partition, in log order, up to the batch
+    ending at `end` (None: the log's end) (writer thread: reads the disk). A record of a
+    transactional batch carries its producer id; a control batch's COMMIT/ABORT record is a
+    `TxnMarker` (other control records mean nothing to groups)."""
+    out: Replayed = []
     offset: int = log.start_offset
     end = log.dirty_offset if end is None else end
     while offset <= end:
@@ -131,10 +159,19 @@ def read_group_records(log: Log, end: int | None = None) -> list[GroupRecord]:
             if h.base_offset > end:
                 break
             last = h.last_offset
+            if h.is_control:
+                for r in iter_records(chunk, pos):
+                    control = parse_control_record(r)
+                    if control.coordinator_epoch is not None:  # COMMIT or ABORT
+                        out.append(TxnMarker(h.producer_id, h.producer_epoch,
+                                             control.kind == ControlType.COMMIT,
+                                             control.coordinator_epoch))
+                continue
+            producer_id = h.producer_id if h.is_transactional else -1
             for r in iter_records(chunk, pos):
                 if r.key is not None:
                     out.append(GroupRecord(bytes(r.key), None if r.value is None
-                                           else bytes(r.value)))
+                                           else bytes(r.value), producer_id))
         if last < offset:
             break
         offset = last + 1
@@ -165,7 +202,7 @@ class GroupHost(LoopActor):
     def __init__(self, partition: int, num_partitions: int, opened: OpenedPartition,
                  flush: FlushCoordinator, writer: pykka.ActorRef[Any],
                  loop: asyncio.AbstractEventLoop, config: GroupConfig,
-                 records: list[GroupRecord],
+                 records: Replayed,
                  on_log_failed: Callable[[OpenedPartition], None] | None = None,
                  replicas: Replicas | None = None) -> None:
         """`replicas`: the partition's Raft group (cluster mode; `records` unused: the leader
@@ -273,11 +310,11 @@ class GroupHost(LoopActor):
         self._load_gen += 1
         gen = self._load_gen
         started = time.monotonic()
-        fut: LoopFuture[list[GroupRecord]] = self.writer.ask(  # type: ignore[assignment]
+        fut: LoopFuture[Replayed] = self.writer.ask(  # type: ignore[assignment]
             Blocking(functools.partial(read_group_records, self.log, self.log.dirty_offset)),
             block=False)
 
-        def done(f: LoopFuture[list[GroupRecord]]) -> None:
+        def done(f: LoopFuture[Replayed]) -> None:
             if gen != self._load_gen or self._stopping:
                 return  # resigned meanwhile (a newer term loads on its own)
             exc = f.exception()
@@ -304,16 +341,26 @@ class GroupHost(LoopActor):
             if fut is not None:
                 fut.set(c.result)
         for append in out.appends:
-            self._append(append.append_id, append.records)
+            self._append(append)
         self._schedule()
 
-    def _append(self, append_id: int, records: tuple[GroupRecord, ...]) -> None:
-        if not records:
+    def _append(self, append: GroupAppend) -> None:
+        append_id, records, marker = append.append_id, append.records, append.marker
+        if not records and marker is None:
             self.loop.call_soon(self._persisted, append_id, ErrorCode.NONE)
             return
         now = _now_ms()
-        buf = bytearray(build_batch(
-            [Record(i, now, r.key, r.value) for i, r in enumerate(records)]))
+        if marker is not None:
+            buf = bytearray(build_control_batch(
+                ControlType.COMMIT if marker.committed else ControlType.ABORT,
+                producer_id=marker.producer_id, producer_epoch=marker.producer_epoch,
+                coordinator_epoch=marker.coordinator_epoch, timestamp=now))
+        else:
+            # A TxnOffsetCommit's batch is transactional, with no sequence (as Kafka's).
+            buf = bytearray(build_batch(
+                [Record(i, now, r.key, r.value) for i, r in enumerate(records)],
+                producer_id=append.producer_id, producer_epoch=append.producer_epoch,
+                is_transactional=append.producer_id >= 0))
         # acks=all: answered once committed (one replica: durable here; replicated: on a
         # majority), so no group answer rests on a write a new leader could lose.
         res = self.host.append(Append(buf, -1, None), append_id)

@@ -46,6 +46,7 @@ from redshank.actors.runtime import (
 )
 from redshank.actors.startup_recovery import StartupRecovery, owned_partition_dirs
 from redshank.actors.topic_cache import TOPIC_CACHE, LeaderChanged
+from redshank.actors.txn_host import TXN_TOPIC, TxnHost, TxnIO, WhenServing, txn_host_name
 from redshank.actors.watermarks import WATERMARKS, HighWatermark
 from redshank.cluster.controller.replica_plan import ReplicaPlan
 from redshank.cluster.group import GroupConfig
@@ -53,6 +54,7 @@ from redshank.cluster.kafka.topic_configs import effective
 from redshank.cluster.partition.api import SetTimestampType
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.types import Message, NodeId
+from redshank.cluster.txn.coordinator import TxnConfig
 from redshank.storage import FlushCoordinator, Log, LogConfig, StorageError
 
 __all__ = [
@@ -60,12 +62,14 @@ __all__ = [
     "REPLICAS_VIEW",
     "RETENTION_CHECK_S",
     "AttachMessenger",
+    "AttachTxnIO",
     "CompactCursor",
     "ControllerTopics",
     "Drop",
     "Ensure",
     "EnsureGroupHost",
     "EnsureReplica",
+    "EnsureTxnHost",
     "PartitionManager",
     "Reconfigure",
     "ReplicaLeaders",
@@ -134,6 +138,21 @@ class EnsureGroupHost:
 
     partition: int
     partitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureTxnHost:
+    """Start the transaction coordinator of `__transaction_state` partition `partition` on
+    this core; single node: the reply comes once it serves (its log replayed)."""
+
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttachTxnIO:
+    """The core's request paths for the transaction hosts (markers, producer ids)."""
+
+    io: TxnIO
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +315,8 @@ class PartitionManager(LoopActor):
         self.controller_topics: frozenset[uuid.UUID] = frozenset()
         self._view_timer: asyncio.TimerHandle | None = None
         # Replicated group hosts by name: what reopens one whose log failed.
-        self._group_plans: dict[str, tuple[EnsureGroupHost, ReplicaPlan]] = {}
+        self._group_plans: dict[str, tuple[EnsureGroupHost | EnsureTxnHost, ReplicaPlan]] = {}
+        self.txn_io: TxnIO | None = None  # attached by the core's request paths
         self._group_backoff: dict[str, tuple[float, float]] = {}  # (next delay, last failure)
         # The partitions found on disk at start: their opens are the core's recovery (logged).
         self.recovery = StartupRecovery(
@@ -305,9 +325,22 @@ class PartitionManager(LoopActor):
 
     def on_start(self) -> None:
         self.recovery.start()
+        self._reopen_txn_hosts()
         self._retention_timer = self.loop.call_later(self.retention_check_s, self._retain)
         if has_stats_block():  # a core process: nobody reads the table elsewhere (simulator)
             self._publish()
+
+    def _reopen_txn_hosts(self) -> None:
+        """Single node: start the transaction coordinators whose logs this core holds, as
+        Kafka loads every `__transaction_state` partition at start: a transaction a restart
+        left in PrepareCommit/PrepareAbort gets its markers without waiting for a client (the
+        last stable offsets of its partitions wait on them)."""
+        for directory in sorted(self.recovery.pending):
+            topic, _, part = os.path.basename(directory).rpartition("-")
+            if topic == TXN_TOPIC:
+                fut = self._ensure_txn_host(EnsureTxnHost(int(part)))
+                if isinstance(fut, LoopFuture):
+                    fut.add_done_callback(_log_txn_open_failure)
 
     def _publish(self) -> None:
         """Every `PUBLISH_EVERY_S`: this core's partitions table for the admin API."""
@@ -376,6 +409,8 @@ class PartitionManager(LoopActor):
             if message.plan.topic == GROUPS_TOPIC:  # its coordinator hosts it: one writer
                 return self._ensure_group_host(
                     EnsureGroupHost(message.plan.partition, message.partitions), message.plan)
+            if message.plan.topic == TXN_TOPIC:  # likewise its transaction coordinator's
+                return self._ensure_txn_host(EnsureTxnHost(message.plan.partition), message.plan)
             return self._ensure_replica(message.plan)
         if isinstance(message, ReplicaLeaders):
             return spawn(self.loop, self._replica_leaders())
@@ -388,15 +423,20 @@ class PartitionManager(LoopActor):
             return True
         if isinstance(message, EnsureGroupHost):
             return self._ensure_group_host(message)
+        if isinstance(message, EnsureTxnHost):
+            return self._ensure_txn_host(message)
+        if isinstance(message, AttachTxnIO):
+            self.txn_io = message.io
+            return True
         if isinstance(message, Drop):
             return self._drop(message)
         if isinstance(message, Reconfigure):
             return self._reconfigure(message)
         if not isinstance(message, Ensure):
             raise TypeError(f"partition manager got {type(message).__name__}")
-        if message.topic == GROUPS_TOPIC:
-            # Its log belongs to the group host; one writer per log.
-            raise pykka.ActorDeadError(f"{GROUPS_TOPIC} is served by the group coordinator")
+        if message.topic in (GROUPS_TOPIC, TXN_TOPIC):
+            # Its log belongs to the group (transaction) host; one writer per log.
+            raise pykka.ActorDeadError(f"{message.topic} is served by its coordinator")
         if message.topic_id is not None and message.topic_id in self.dropped:
             raise TopicDeletedError(f"topic {message.topic!r} ({message.topic_id}) was deleted")
         name = partition_name(message.topic, message.partition)
@@ -622,8 +662,10 @@ class PartitionManager(LoopActor):
                 self.routes.pop(group, None)
                 if self.messenger is not None:
                     self.messenger.unregister(group)
-            if message.topic == GROUPS_TOPIC:
-                self.router.unregister(group_host_name(message.partition))
+            if message.topic in (GROUPS_TOPIC, TXN_TOPIC):
+                self.router.unregister(group_host_name(message.partition)
+                                       if message.topic == GROUPS_TOPIC
+                                       else txn_host_name(message.partition))
                 self._group_plans.pop(name, None)
             if ref is not None:
                 ref.stop(block=False)
@@ -739,7 +781,9 @@ class PartitionManager(LoopActor):
             if self._stopped or replicated is None or name in self._open:
                 return  # stopping, dropped, or opened again meanwhile
             try:
-                opened = self._ensure_group_host(*replicated)
+                ask, plan = replicated
+                opened = (self._ensure_group_host(ask, plan) if isinstance(ask, EnsureGroupHost)
+                          else self._ensure_txn_host(ask, plan))
             except pykka.ActorDeadError as exc:
                 _log.error("group_replica_reopen_refused", name=name, error=repr(exc))
                 return
@@ -752,6 +796,84 @@ class PartitionManager(LoopActor):
                 self._reopen_group_replica(name)
 
         self.loop.call_later(delay, reopen)
+
+
+    def _ensure_txn_host(self, message: EnsureTxnHost, plan: ReplicaPlan | None = None) -> Any:
+        """Start (once) the transaction coordinator of the partition, as `_ensure_group_host`
+        does the group coordinator's: single node over this core's own log (the reply once it
+        serves), cluster mode over this core's replica `plan` names (serving once it leads)."""
+        messenger = self.messenger
+        if plan is not None:
+            if messenger is None:
+                raise pykka.ActorDeadError("no Raft messenger on this core (not in cluster mode)")
+            if plan.topic_id in self.dropped:
+                raise TopicDeletedError(f"topic {plan.topic!r} ({plan.topic_id}) was deleted")
+            self.routes[plan.group] = {n: (host, port) for n, host, port in plan.routes}
+        name = partition_name(TXN_TOPIC, message.partition)
+        known = self._open.get(name)
+        if known is not None:
+            return True if known.done() and known.exception() is None else known
+        fut: LoopFuture[bool] = LoopFuture(self.loop)
+        self._open[name] = fut
+        directory = os.path.join(self.data_dir, "kafka", f"{TXN_TOPIC}-{message.partition}"
+                                 if plan is None else plan.directory)
+        distrust = name in self._failed_logs
+        replicas = None
+        if plan is not None and messenger is not None:
+            self._group_plans[name] = (message, plan)
+            replicas = Replicas(self.node, plan.voters, messenger.sender(plan.group),
+                                seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF,
+                                preferred=plan.preferred)
+
+        async def start() -> bool:
+            try:
+                asked = time.monotonic()
+                part: OpenedPartition = await self.writer.ask(
+                    OpenPartition(directory, LogConfig(), distrust_cache=distrust), block=False)
+                self._opened(directory, part, asked)
+            except BaseException:
+                if self._open.get(name) is fut:
+                    del self._open[name]
+                raise
+            self._failed_logs.discard(name)
+            ref = TxnHost.start(message.partition, part, self.coordinator, self.writer,
+                                self.loop, TxnConfig(), lambda: self.txn_io,
+                                functools.partial(self._txn_log_failed, name, message),
+                                replicas=replicas)
+            self.leaders[name] = ref
+            self.router.register(txn_host_name(message.partition), ref)
+            if plan is not None and messenger is not None:
+                self.groups[name] = plan.group
+                messenger.register(plan.group, lambda m: _step(ref, m))
+                _log.info("replica_opened", ntp=f"{TXN_TOPIC}/{message.partition}",
+                          group=int(plan.group), voters=sorted(int(v) for v in plan.voters))
+                if self._view_timer is None and not self._stopped:
+                    self._view_timer = self.loop.call_later(REPLICAS_VIEW_EVERY_S, self._view)
+                return True
+            return bool(await resolve(ref.ask(WhenServing(), block=False)))
+
+        spawn(self.loop, start()).add_done_callback(
+            lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
+        return fut
+
+    def _txn_log_failed(self, name: str, message: EnsureTxnHost, part: OpenedPartition
+                        ) -> None:
+        """As `_group_log_failed`, for a transaction host."""
+        self._open.pop(name, None)
+        self.leaders.pop(name, None)
+        self.router.unregister(txn_host_name(message.partition))
+        self._failed_logs.add(name)
+        self.writer.tell(Blocking(functools.partial(_close_failed, part)))
+        if name in self._group_plans:
+            group = self.groups.pop(name, None)
+            if group is not None and self.messenger is not None:
+                self.messenger.unregister(group)
+            self._reopen_group_replica(name)
+
+
+def _log_txn_open_failure(f: LoopFuture[bool]) -> None:
+    if (exc := f.exception()) is not None:  # the next transactional request opens it again
+        _log.error("txn_host_open_failed", error=repr(exc))
 
 
 def _close_failed(part: OpenedPartition) -> None:

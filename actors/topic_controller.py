@@ -26,9 +26,17 @@ import structlog
 from redshank.actors._async import resolve, spawn
 from redshank.actors.disk_writer import RunRound
 from redshank.actors.group_host import GROUPS_TOPIC
-from redshank.actors.partition_manager import MANAGER, Drop, Ensure, EnsureGroupHost, Reconfigure
+from redshank.actors.partition_manager import (
+    MANAGER,
+    Drop,
+    Ensure,
+    EnsureGroupHost,
+    EnsureTxnHost,
+    Reconfigure,
+)
 from redshank.actors.runtime import CoreRouter, LoopActor, LoopFuture
 from redshank.actors.topic_cache import TOPIC_CACHE, TopicChanged, TopicCreated, TopicDeleted
+from redshank.actors.txn_host import TXN_TOPIC
 from redshank.cluster.kafka import (
     TopicInfo,
     TopicTable,
@@ -54,6 +62,8 @@ CONTROLLER = "topics"
 _CLUSTER_ID = b"cluster_id"
 _PID_LIMIT = b"producer_id_limit"
 _PID_BLOCK = 1000
+# The coordinators' topics: their partition counts and configs are the broker's.
+_INTERNAL = frozenset({GROUPS_TOPIC, TXN_TOPIC})
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +225,7 @@ class TopicController(LoopActor):
             opens = [
                 self.router.ref(core, MANAGER).ask(
                     EnsureGroupHost(p, info.partitions) if info.name == GROUPS_TOPIC
+                    else EnsureTxnHost(p) if info.name == TXN_TOPIC
                     else Ensure(info.name, p, info.configs, info.topic_id), block=False)
                 for p, core in enumerate(info.cores)
             ]
@@ -241,7 +252,7 @@ class TopicController(LoopActor):
             while grow.name in self._growing:  # another request grows it: decide after it
                 await self._growing[grow.name]
             info = self.table.get(grow.name)
-            refused = decide_grow(grow, info, msg.node_id, frozenset({GROUPS_TOPIC}))
+            refused = decide_grow(grow, info, msg.node_id, _INTERNAL)
             if refused is not None or info is None:
                 out.append(refused or GrowOutcome(grow.name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
                 continue
@@ -283,7 +294,7 @@ class TopicController(LoopActor):
         for target in msg.targets:
             if target.name is not None and target.name in self._creating:
                 await resolve(self._creating[target.name])
-            found = decide(target, self.table, frozenset({GROUPS_TOPIC}))
+            found = decide(target, self.table, _INTERNAL)
             if isinstance(found, DeleteOutcome):
                 out.append(found)
                 continue
@@ -313,7 +324,7 @@ class TopicController(LoopActor):
             if change.topic in self._creating:
                 await resolve(self._creating[change.topic])
             info = self.table.get(change.topic)
-            after = decide_alter(change, info, frozenset({GROUPS_TOPIC}))
+            after = decide_alter(change, info, _INTERNAL)
             if isinstance(after, AlterOutcome) or info is None:
                 out[change.topic] = after if isinstance(after, AlterOutcome) else AlterOutcome(
                     ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)

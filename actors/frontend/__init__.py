@@ -15,7 +15,16 @@ its import here. Must not know: the bytes of a connection (`actors/kafka_session
 
 from __future__ import annotations
 
-from redshank.actors.frontend import fetch, groups, leadership, node, offsets, produce, topics
+from redshank.actors.frontend import (
+    fetch,
+    groups,
+    leadership,
+    node,
+    offsets,
+    produce,
+    topics,
+    transactions,
+)
 from redshank.actors.frontend._registry import REGISTRY, Handler, serves
 from redshank.actors.frontend.services import CoreServices, FrontendConfig
 
@@ -23,5 +32,5 @@ __all__ = ["FRONTENDS", "REGISTRY", "SERVED", "CoreServices", "FrontendConfig", 
            "serves"]
 
 # The frontend modules, each registering its APIs when imported.
-FRONTENDS = (fetch, groups, leadership, node, offsets, produce, topics)
+FRONTENDS = (fetch, groups, leadership, node, offsets, produce, topics, transactions)
 SERVED: frozenset[int] = frozenset(REGISTRY)

@@ -26,10 +26,12 @@ import structlog
 from redshank.actors._async import resolve
 from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics, ProposeTopics
 from redshank.actors.frontend._registry import serves
+from redshank.actors.frontend._txn_coordinators import txn_view
 from redshank.actors.frontend.services import OWNER_GONE, UNREACHABLE, CoreServices
 from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, GroupRequest, group_host_name
 from redshank.actors.partition_manager import MANAGER, EnsureGroupHost
 from redshank.actors.topic_controller import CreateTopics
+from redshank.actors.txn_host import TXN_TOPIC
 from redshank.cluster.group import (
     DeleteGroupsResult,
     DescribedGroup,
@@ -46,15 +48,19 @@ from redshank.cluster.group import (
     OffsetFetchResult,
     PartitionError,
     SyncGroupResult,
+    TxnMarker,
+    TxnMarkerRequest,
+    TxnMarkerResult,
     partition_for,
 )
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka import handlers as h
+from redshank.cluster.kafka.handlers import txn_offset_commit as h_txn_offset_commit
 from redshank.protocol import messages as m
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["CLUSTER_GROUPS_PARTITIONS", "GROUPS_MAX_REPLICATION", "call"]
+__all__ = ["CLUSTER_GROUPS_PARTITIONS", "GROUPS_MAX_REPLICATION", "call", "write_txn_marker"]
 
 R = TypeVar("R", bound=GroupResult)
 _NOT_COORDINATOR = ErrorCode.NOT_COORDINATOR
@@ -188,13 +194,20 @@ async def call(core: CoreServices, group_id: str, request: GroupRequest, unavail
 async def find_coordinator(core: CoreServices,
                            request: m.find_coordinator.FindCoordinatorRequest, version: int
                            ) -> m.find_coordinator.FindCoordinatorResponse:
-    if not core.cluster_mode or not h.find_coordinator.group_keys(request, version):
+    """Single node: this node coordinates every group and transactional id. Cluster mode: the
+    leader of the key's `__consumer_offsets` (groups) or `__transaction_state` (transactional
+    ids) partition, the topic created through the controller on first use."""
+    if not core.cluster_mode:
         return h.find_coordinator.handle(request, version, core.broker)
-    view = await _groups_view(core)
+    if h.find_coordinator.group_keys(request, version):
+        view, topic = await _groups_view(core), GROUPS_TOPIC
+    elif h.find_coordinator.txn_keys(request, version):
+        view, topic = await txn_view(core), TXN_TOPIC
+    else:
+        return h.find_coordinator.handle(request, version, core.broker)
     return h.find_coordinator.handle(
         request, version, core.broker,
-        (lambda _key: None) if view is None
-        else h.find_coordinator.locate_in(view, GROUPS_TOPIC))
+        (lambda _key: None) if view is None else h.find_coordinator.locate_in(view, topic))
 
 
 @serves(ApiKey.JOIN_GROUP, client_id=True)
@@ -338,11 +351,45 @@ async def offset_delete(core: CoreServices, request: m.offset_delete.OffsetDelet
     return h.offset_delete.build(request, result, unknown)
 
 
+@serves(ApiKey.TXN_OFFSET_COMMIT)
+async def txn_offset_commit(core: CoreServices,
+                            request: m.txn_offset_commit.TxnOffsetCommitRequest, version: int
+                            ) -> m.txn_offset_commit.TxnOffsetCommitResponse:
+    """KIP-98: the group's coordinator writes the offsets pending under the producer id; the
+    transaction's marker on the group's partition (`write_txn_marker`) settles them."""
+    asked = h_txn_offset_commit.to_api(request, version)
+    counts = await _partition_counts(core, sorted({p.topic for p in asked.partitions}))
+    api, unknown = h_txn_offset_commit.split_unknown(asked, counts)
+    if not api.partitions:
+        return h_txn_offset_commit.build(request, OffsetCommitResult(()), unknown)
+    result = await call(core, request.group_id, api, OffsetCommitResult(tuple(
+        PartitionError(p.topic, p.partition, _NOT_COORDINATOR) for p in api.partitions)))
+    return h_txn_offset_commit.build(request, result, unknown)
+
+
 async def write_txn_marker(core: CoreServices, partition: int, producer_id: int,
                            producer_epoch: int, committed: bool, coordinator_epoch: int
                            ) -> ErrorCode:
-    """CONTRACT STUB (transactions work in progress): append a COMMIT/ABORT control batch for
-    `producer_id` to `__consumer_offsets` partition `partition` through its group host, which
-    then makes that producer's pending transactional offsets visible (commit) or drops them
-    (abort). NOT_LEADER_OR_FOLLOWER / NOT_COORDINATOR when this node does not lead it."""
-    return ErrorCode.NOT_COORDINATOR
+    """WriteTxnMarkers for `__consumer_offsets` partition `partition` (KIP-98): its group host
+    appends the COMMIT/ABORT control batch (acks=all), then makes `producer_id`'s pending
+    transactional offsets the committed ones (commit) or drops them (abort), in every group of
+    the partition. NONE once done; NOT_LEADER_OR_FOLLOWER when this node does not serve the
+    partition (no replica here, a follower, still replaying), UNKNOWN_TOPIC_OR_PARTITION for
+    a partition the topic does not have, or the append's error (all retriable)."""
+    request = TxnMarkerRequest(0, TxnMarker(producer_id, producer_epoch, committed,
+                                            coordinator_epoch))
+    unavailable = TxnMarkerResult(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    if core.cluster_mode:
+        info = _replicated_topic(core)
+        if info is None:
+            return unavailable.error
+        if not 0 <= partition < info.partitions:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return (await _call_replica(core, info, partition, request, unavailable)).error
+    try:
+        info = await _groups_topic(core)
+    except OWNER_GONE:
+        return unavailable.error
+    if not 0 <= partition < info.partitions:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    return (await _call_host(core, info, partition, request, unavailable)).error

@@ -27,6 +27,7 @@ from redshank.actors.controller_service import (
     TopicConfigs,
 )
 from redshank.actors.frontend._registry import serves
+from redshank.actors.frontend._txn_coordinators import call as txn_call
 from redshank.actors.frontend.services import UNREACHABLE, CoreServices
 from redshank.actors.partition_leader import partition_name
 from redshank.actors.topic_controller import (
@@ -41,11 +42,12 @@ from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka import handlers as h
 from redshank.cluster.kafka.broker_configs import BrokerSettings
 from redshank.cluster.kafka.topic_configs import ConfigChange
+from redshank.cluster.txn.api import InitProducerIdResult
 from redshank.protocol import messages as m
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 
-__all__: list[str] = []
+__all__ = ["allocate_producer_id"]
 
 
 async def _service(core: CoreServices, msg: object, timeout: float | None = None) -> object:
@@ -271,8 +273,22 @@ async def _alter(core: CoreServices, changes: list[ConfigChange], validate_only:
 async def init_producer_id(core: CoreServices,
                            request: m.init_producer_id.InitProducerIdRequest, version: int
                            ) -> m.init_producer_id.InitProducerIdResponse:
+    """An idempotent producer's id from the controller; a transactional id's from its
+    transaction coordinator (which fences the previous producer of that id)."""
     if not h.init_producer_id.wants_id(request):
-        return h.init_producer_id.build(request, None)
+        asked = h.init_producer_id.to_api(request, version)
+        if isinstance(asked, InitProducerIdResult):  # malformed: answered at once
+            return h.init_producer_id.build_txn(asked, version)
+        assert request.transactional_id
+        result = await txn_call(core, request.transactional_id, asked,
+                                InitProducerIdResult(ErrorCode.NOT_COORDINATOR))
+        return h.init_producer_id.build_txn(result, version)
+    return h.init_producer_id.build(request, await allocate_producer_id(core))
+
+
+async def allocate_producer_id(core: CoreServices) -> int | None:
+    """A producer id unique in the cluster (single node: in the node), or None while the
+    controller cannot give one (core 0 restarting: COORDINATOR_NOT_AVAILABLE, clients retry)."""
     try:
         if core.cluster_mode:  # from the node's block, cut by the controller: unique cluster-wide
             pid = await _service(core, AllocateClusterProducerId(),
@@ -280,7 +296,7 @@ async def init_producer_id(core: CoreServices,
         else:
             pid = await asyncio.wait_for(core.ask_controller(AllocateProducerId()),
                                          core.config.controller_timeout_s)
-    except UNREACHABLE:  # core 0 restarting: COORDINATOR_NOT_AVAILABLE, clients retry
-        return h.init_producer_id.build(request, None)
+    except UNREACHABLE:
+        return None
     assert pid is None or isinstance(pid, int)
-    return h.init_producer_id.build(request, pid)
+    return pid

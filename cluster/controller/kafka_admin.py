@@ -34,8 +34,9 @@ from redshank.protocol.error_codes import ErrorCode
 __all__ = ["INTERNAL_TOPICS", "alter_command", "create_command", "grow_command",
            "replication_factor", "topic_info"]
 
-# Topics whose partition count and configs belong to the broker (the group coordinator's).
-INTERNAL_TOPICS = frozenset({"__consumer_offsets"})
+# Topics whose partition count and configs belong to the broker (the group and transaction
+# coordinators').
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
 
 def replication_factor(asked: int, stm: ControllerStm) -> int:

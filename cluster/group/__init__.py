@@ -5,6 +5,7 @@ from redshank.cluster.group.api import (
     NO_GENERATION,
     NO_LEADER_EPOCH,
     NO_OFFSET,
+    NO_PRODUCER_ID,
     Append,
     Completion,
     DeleteGroupsRequest,
@@ -46,6 +47,10 @@ from redshank.cluster.group.api import (
     SyncGroupResult,
     Token,
     TopicPartition,
+    TxnMarker,
+    TxnMarkerRequest,
+    TxnMarkerResult,
+    TxnOffsetCommitRequest,
 )
 from redshank.cluster.group.config import GroupConfig
 from redshank.cluster.group.coordinator import CoordinatorStatus, GroupCoordinator, GroupSnapshot
@@ -58,6 +63,7 @@ __all__ = [
     "NO_GENERATION",
     "NO_LEADER_EPOCH",
     "NO_OFFSET",
+    "NO_PRODUCER_ID",
     "Append",
     "Completion",
     "CoordinatorStatus",
@@ -106,6 +112,10 @@ __all__ = [
     "SyncGroupResult",
     "Token",
     "TopicPartition",
+    "TxnMarker",
+    "TxnMarkerRequest",
+    "TxnMarkerResult",
+    "TxnOffsetCommitRequest",
     "java_string_hash",
     "partition_for",
 ]

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from redshank.cluster.group.api import (
+    NO_PRODUCER_ID,
     Append,
     Completion,
     GroupRecord,
     GroupResult,
     Output,
     Token,
+    TxnMarker,
 )
 from redshank.cluster.group.classic_group import ClassicGroup
 from redshank.protocol.error_codes import ErrorCode
@@ -52,21 +54,30 @@ class Effects:
         # Invariant: every append handed out and not yet reported is a key here.
         self._waiting: dict[int, AppendCallback | None] = {}
         self._next_append_id = 1
+        # The log order of the last append reported persisted (replay: of the last record
+        # read): a later write of the same offset key wins over an earlier one (Kafka compares
+        # record offsets when a transaction's offsets meet regular commits).
+        self.position = 0
         self.dirty: dict[int, ClassicGroup] = {}
 
     def complete(self, token: Token, result: GroupResult) -> None:
         self._completions.append(Completion(token, result))
 
-    def append(self, records: list[GroupRecord], callback: AppendCallback | None) -> int:
+    def append(self, records: list[GroupRecord], callback: AppendCallback | None, *,
+               producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1,
+               marker: TxnMarker | None = None) -> int:
         append_id = self._next_append_id
         self._next_append_id += 1
-        self._appends.append(Append(append_id, tuple(records)))
+        self._appends.append(Append(append_id, tuple(records), producer_id, producer_epoch,
+                                    marker))
         self._waiting[append_id] = callback
         return append_id
 
     def persisted(self, append_id: int, error: ErrorCode, now_ms: int) -> None:
         if append_id not in self._waiting:
             return  # already failed by a resign, or never ours
+        if error == ErrorCode.NONE:
+            self.position += 1  # reported in append order: this is the log order
         callback = self._waiting.pop(append_id)
         if callback is not None:
             callback(error, now_ms)

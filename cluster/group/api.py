@@ -19,6 +19,10 @@ Version mapping notes for the handlers (what each field means for old versions):
 - OffsetCommit results come per partition in request order; the handler regroups them by topic.
 - Multi-group requests (OffsetFetch v8+, DescribeGroups, DeleteGroups) and ListGroups span
   coordinators: split by `partition_for(group_id, n)`, ask each owner, merge the answers.
+- TxnOffsetCommit (v0-4; KIP-98) answers like OffsetCommit (`OffsetCommitResult`); v0-2 carry
+  no generation, member or instance id (the defaults: not checked). Its offsets stay pending
+  per producer id until a `TxnMarkerRequest` (the WriteTxnMarkers COMMIT/ABORT marker for this
+  `__consumer_offsets` partition) settles them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "NO_GENERATION",
     "NO_LEADER_EPOCH",
     "NO_OFFSET",
+    "NO_PRODUCER_ID",
     "Append",
     "Completion",
     "DeleteGroupsRequest",
@@ -76,6 +81,10 @@ __all__ = [
     "SyncGroupResult",
     "Token",
     "TopicPartition",
+    "TxnMarker",
+    "TxnMarkerRequest",
+    "TxnMarkerResult",
+    "TxnOffsetCommitRequest",
 ]
 
 # Chosen by the caller (e.g. (connection id, correlation id)); the coordinator only hands it back.
@@ -84,6 +93,7 @@ Token: TypeAlias = Hashable
 NO_GENERATION = -1  # OffsetCommit from a group not managed by the coordinator ("simple" commit)
 NO_OFFSET = -1  # OffsetFetch answer for a partition with no committed offset
 NO_LEADER_EPOCH = -1
+NO_PRODUCER_ID = -1  # a record of no transaction (Kafka's RecordBatch.NO_PRODUCER_ID)
 
 
 class GroupState(enum.Enum):
@@ -193,7 +203,9 @@ class OffsetFetchGroup:
 class OffsetFetchRequest:
     token: Token
     groups: tuple[OffsetFetchGroup, ...]
-    require_stable: bool = False  # v7+; no transactions yet, so nothing is ever unstable
+    # v7+ (KIP-447): a partition with pending transactional offsets answers
+    # UNSTABLE_OFFSET_COMMIT instead of its last committed offset (the client retries).
+    require_stable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +234,45 @@ class OffsetDeleteRequest:
     token: Token
     group_id: str
     partitions: tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOffsetCommitRequest:
+    """TxnOffsetCommit (KIP-98): offsets committed as part of `producer_id`'s transaction,
+    written at once (a transactional batch) but pending, invisible to OffsetFetch, until the
+    marker on this partition commits them (or drops them: abort)."""
+
+    token: Token
+    transactional_id: str
+    group_id: str
+    producer_id: int
+    producer_epoch: int
+    partitions: tuple[OffsetCommitPartition, ...]
+    generation_id: int = NO_GENERATION  # v3+
+    member_id: str = ""  # v3+
+    group_instance_id: str | None = None  # v3+
+
+
+@dataclass(frozen=True, slots=True)
+class TxnMarker:
+    """A COMMIT or ABORT control record of `producer_id`'s transaction on this partition: in an
+    `Append` the marker to write, in a replay the marker read (its place in log order decides
+    which of the producer's pending offsets it settles: those written before it)."""
+
+    producer_id: int
+    producer_epoch: int
+    committed: bool
+    coordinator_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxnMarkerRequest:
+    """WriteTxnMarkers for this `__consumer_offsets` partition: append the marker (acks=all),
+    then settle `producer_id`'s pending offsets in every group of the partition. A retried
+    marker with nothing pending is appended again and settles nothing (as Kafka)."""
+
+    token: Token
+    marker: TxnMarker
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +417,15 @@ class OffsetDeleteResult:
     partitions: tuple[PartitionError, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class TxnMarkerResult:
+    """NONE once the marker is committed and applied; NOT_LEADER_OR_FOLLOWER when this replica
+    does not serve the partition (or is still replaying it), or the append's error (retriable:
+    the transaction coordinator writes the marker again)."""
+
+    error: ErrorCode
+
+
 GroupResult: TypeAlias = (
     JoinGroupResult
     | SyncGroupResult
@@ -377,6 +437,7 @@ GroupResult: TypeAlias = (
     | ListGroupsResult
     | DeleteGroupsResult
     | OffsetDeleteResult
+    | TxnMarkerResult
 )
 
 
@@ -386,10 +447,15 @@ GroupResult: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class GroupRecord:
-    """One `__consumer_offsets` record: the latest value per key wins; None = tombstone."""
+    """One `__consumer_offsets` record: the latest value per key wins; None = tombstone.
+
+    `producer_id` is set on replay for a record read from a transactional batch (a
+    TxnOffsetCommit: pending until that producer's marker); an `Append` names its batch's
+    producer itself."""
 
     key: bytes
     value: bytes | None
+    producer_id: int = NO_PRODUCER_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,11 +463,17 @@ class Append:
     """Records to append to the group's `__consumer_offsets` partition as one batch, in order.
 
     The host appends every Append in the order returned and reports each outcome with
-    `on_persisted(append_id, error, now_ms)`, in the same order.
+    `on_persisted(append_id, error, now_ms)`, in the same order. With `producer_id` set the
+    batch is transactional (its header carries the producer id and epoch, no sequence); with
+    `marker` set (and no records) it is that marker's control batch (transactional + control
+    attributes, the marker's producer id and epoch, one control record).
     """
 
     append_id: int
     records: tuple[GroupRecord, ...]
+    producer_id: int = NO_PRODUCER_ID
+    producer_epoch: int = -1
+    marker: TxnMarker | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,15 @@ from redshank.cluster.group.api import (
 )
 from redshank.cluster.group.group_records import GroupValue, MemberValue, OffsetValue
 
-__all__ = ["ClassicGroup", "Member", "Waiter"]
+__all__ = ["ClassicGroup", "Member", "PendingOffset", "Waiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOffset:
+    """A transactional offset written and not yet settled by its producer's marker."""
+
+    position: int  # its record's place in log order (see `ClassicGroup.offset_positions`)
+    value: OffsetValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +111,22 @@ class ClassicGroup:
     # A leader's SyncGroup is being persisted: followers wait, repeats do not store again.
     assignment_in_flight: bool = False
     offsets: dict[TopicPartition, OffsetValue] = field(default_factory=dict)
+    # The log position of each committed offset's record: a transaction's offset that is
+    # committed replaces it only if written later (Kafka keeps the most recent record).
+    # Entries may outlive their offset; they are read only for keys in `offsets`.
+    offset_positions: dict[TopicPartition, int] = field(default_factory=dict)
+    # Appends of offsets (regular or transactional) not yet persisted, per partition.
     pending_commits: Counter[TopicPartition] = field(default_factory=Counter)
+    # KIP-98: offsets of open transactions, per producer id, persisted but invisible to
+    # OffsetFetch until the producer's COMMIT marker (dropped by its ABORT marker).
+    pending_txn: dict[int, dict[TopicPartition, PendingOffset]] = field(default_factory=dict)
     # The deadline currently queued in the coordinator's heap (to skip stale heap entries).
     scheduled_deadline_ms: int | None = None
+
+    def has_pending_txn(self, tp: TopicPartition) -> bool:
+        """Some open transaction holds an offset of `tp` (OffsetFetch: unstable; retention:
+        not expired)."""
+        return any(tp in offsets for offsets in self.pending_txn.values())
 
     # -- membership ------------------------------------------------------------------------
 

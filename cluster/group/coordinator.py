@@ -14,6 +14,15 @@ reads a clock, sleeps or does I/O; `next_deadline_ms()` says when `tick` has wor
     timer at next_deadline    ->  tick(now)             ->  Output
     lost leadership           ->  resign()              ->  Output (waiters get NOT_COORDINATOR)
 
+Transactions (KIP-98): TxnOffsetCommit writes its offsets as a transactional batch and holds
+them pending per producer id; the transaction coordinator's marker for this partition comes in
+as `txn_marker`, which appends the control batch and, once it is committed, settles that
+producer's pending offsets in every group here (`group_stm.settle_txn`, the rule replay uses).
+
+    TxnOffsetCommit(pid)  ->  Append(txn batch, pid)  ->  persisted: group.pending_txn[pid]
+    txn_marker(pid, C/A)  ->  Append(control batch)   ->  persisted: commit -> offsets, abort
+                                                          -> dropped; then TxnMarkerResult
+
 Must not know: sockets, actors, event loops, clocks, the Kafka wire format, how records are stored.
 """
 
@@ -23,7 +32,7 @@ import enum
 import heapq
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redshank.cluster.group._effects import Effects, append_error
 from redshank.cluster.group.api import (
@@ -56,11 +65,15 @@ from redshank.cluster.group.api import (
     SyncGroupRequest,
     SyncGroupResult,
     TopicPartition,
+    TxnMarker,
+    TxnMarkerRequest,
+    TxnMarkerResult,
+    TxnOffsetCommitRequest,
 )
 from redshank.cluster.group.classic_group import ClassicGroup
 from redshank.cluster.group.config import GroupConfig
 from redshank.cluster.group.group_records import group_record
-from redshank.cluster.group.group_stm import GroupStm
+from redshank.cluster.group.group_stm import GroupStm, settle_txn
 from redshank.cluster.group.offsets import OffsetManager, commit_failed
 from redshank.cluster.group.partitioning import partition_for
 from redshank.cluster.group.rebalance import Rebalancer
@@ -91,6 +104,8 @@ class GroupSnapshot:
     static_members: tuple[tuple[str, str], ...]
     pending_members: tuple[str, ...]
     offsets: tuple[tuple[TopicPartition, int], ...]
+    # Open transactions' offsets: (producer id, partition, offset), not visible to fetches.
+    pending_txn: tuple[tuple[int, TopicPartition, int], ...] = field(default=())
 
 
 class GroupCoordinator:
@@ -132,8 +147,9 @@ class GroupCoordinator:
         self._status = CoordinatorStatus.LOADING
         self._stm = GroupStm()
 
-    def load(self, records: Iterable[GroupRecord]) -> None:
-        """Apply replayed records in log order; raises GroupRecordError on a damaged record."""
+    def load(self, records: Iterable[GroupRecord | TxnMarker]) -> None:
+        """Apply replayed records and transaction markers in log order; raises
+        GroupRecordError on a damaged record."""
         if self._stm is None:
             raise RuntimeError("load outside begin_loading/finish_loading")
         self._stm.apply_all(records)
@@ -149,8 +165,11 @@ class GroupCoordinator:
                 else ClassicGroup.from_value(group_id, value, now_ms)
             )
             group.offsets = dict(stm.offsets.get(group_id, {}))
+            group.offset_positions = dict(stm.positions.get(group_id, {}))
+            group.pending_txn = stm.pending_of(group_id)
             self._groups[group_id] = group
             self._fx.touch(group)
+        self._fx.position = max(self._fx.position, stm.applied)
         self._status = CoordinatorStatus.ACTIVE
         self._retention_deadline_ms = now_ms + self.config.offsets_retention_check_interval_ms
         return self._drain()
@@ -257,6 +276,43 @@ class GroupCoordinator:
         self._offsets.commit(self._group(req.group_id, now_ms), req, now_ms)
         return self._drain()
 
+    def txn_offset_commit(self, req: TxnOffsetCommitRequest, now_ms: int) -> Output:
+        """TxnOffsetCommit: answered once written; the offsets stay pending until the marker."""
+        error = self._status_error(req.group_id, needs_id=False)
+        group = self._groups.get(req.group_id)
+        if error is None and group is None and req.generation_id >= 0:
+            error = _E.ILLEGAL_GENERATION  # as OffsetCommit: a generation this group never had
+        if error is not None:
+            self._fx.complete(req.token, commit_failed(req.partitions, error))
+            return self._drain()
+        self._offsets.commit(self._group(req.group_id, now_ms), req, now_ms)
+        return self._drain()
+
+    def txn_marker(self, req: TxnMarkerRequest, now_ms: int) -> Output:
+        """Append the transaction's marker; once committed, settle the producer's pending
+        offsets in every group of this partition. NOT_LEADER_OR_FOLLOWER while not serving
+        (inactive, or replaying: the transaction coordinator retries it)."""
+        if self._status is not CoordinatorStatus.ACTIVE:
+            self._fx.complete(req.token, TxnMarkerResult(_E.NOT_LEADER_OR_FOLLOWER))
+            return self._drain()
+        marker, token = req.marker, req.token
+
+        def persisted(error: ErrorCode, _now: int) -> None:
+            if error == _E.NONE:
+                self._settle(marker)
+            self._fx.complete(token, TxnMarkerResult(error))
+
+        self._fx.append([], persisted, producer_id=marker.producer_id,
+                        producer_epoch=marker.producer_epoch, marker=marker)
+        return self._drain()
+
+    def _settle(self, marker: TxnMarker) -> None:
+        for group in self._groups.values():
+            pending = group.pending_txn.pop(marker.producer_id, None)
+            if pending is not None:
+                settle_txn(group.offsets, group.offset_positions, pending, marker.committed)
+                self._fx.touch(group)
+
     def offset_fetch(self, req: OffsetFetchRequest, now_ms: int) -> Output:
         results = []
         for g in req.groups:
@@ -264,7 +320,8 @@ class GroupCoordinator:
             if error is not None:
                 results.append(OffsetFetchGroupResult(g.group_id, error))
             else:
-                results.append(self._offsets.fetch(self._groups.get(g.group_id), g))
+                results.append(self._offsets.fetch(self._groups.get(g.group_id), g,
+                                                   req.require_stable))
         self._fx.complete(req.token, OffsetFetchResult(tuple(results)))
         return self._drain()
 
@@ -405,6 +462,8 @@ class GroupCoordinator:
             g.group_id, g.state, g.generation_id, g.protocol_type, g.protocol_name, g.leader_id,
             tuple(g.members), tuple(sorted(g.static_members.items())), tuple(g.pending_members),
             tuple(sorted((tp, v.offset) for tp, v in g.offsets.items())),
+            tuple(sorted((pid, tp, p.value.offset) for pid, pending in g.pending_txn.items()
+                         for tp, p in pending.items())),
         )
 
     def appends_in_flight(self) -> int:
@@ -453,6 +512,7 @@ def _pristine(group: ClassicGroup) -> bool:
         and not group.pending_members
         and not group.offsets
         and not group.pending_commits
+        and not group.pending_txn  # an open transaction keeps its group (Kafka)
     )
 
 

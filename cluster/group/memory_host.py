@@ -10,10 +10,11 @@ Must not know: real clocks, storage, sockets.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TypeVar
 
-from redshank.cluster.group.api import Append, GroupRecord, GroupResult, Output, Token
+from redshank.cluster.group.api import Append, GroupRecord, GroupResult, Output, Token, TxnMarker
 from redshank.cluster.group.coordinator import GroupCoordinator
 from redshank.protocol.error_codes import ErrorCode
 
@@ -28,7 +29,9 @@ class MemoryHost:
         self.coordinator = coordinator
         self.now_ms = now_ms
         self.auto_persist = auto_persist
-        self.log: list[GroupRecord] = []  # the partition: every record persisted, in order
+        # The partition as a replay reads it: every record (with its transactional batch's
+        # producer id) and marker persisted, in order.
+        self.log: list[GroupRecord | TxnMarker] = []
         self.unpersisted: list[Append] = []  # handed out, not yet reported
         self.results: dict[Token, list[GroupResult]] = {}
         self._next_token = 0
@@ -52,7 +55,10 @@ class MemoryHost:
     def persist_next(self, error: ErrorCode = ErrorCode.NONE) -> None:
         append = self.unpersisted.pop(0)
         if error is ErrorCode.NONE:
-            self.log.extend(append.records)
+            self.log.extend(dataclasses.replace(r, producer_id=append.producer_id)
+                            for r in append.records)
+            if append.marker is not None:
+                self.log.append(append.marker)
         self.apply(self.coordinator.on_persisted(append.append_id, error, self.now_ms))
 
     def persist_all(self, error: ErrorCode = ErrorCode.NONE) -> None:

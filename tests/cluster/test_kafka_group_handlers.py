@@ -56,7 +56,7 @@ def test_find_coordinator_single_and_batched() -> None:
             assert all(c.port == 9092 and c.error_code == 0 for c in resp.coordinators)
         else:
             assert (resp.node_id, resp.port, resp.error_code) == (0, 9092, 0)
-    # A transactional id: this node, which refuses its InitProducerId at once (no transactions).
+    # A transactional id: single node, this node coordinates every one.
     txn = find_coordinator.handle(fc_wire.FindCoordinatorRequest(key="t", key_type=1), 2, BROKER)
     assert (txn.error_code, txn.node_id, txn.port) == (0, 0, 9092)
     batched = find_coordinator.handle(

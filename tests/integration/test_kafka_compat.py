@@ -1,8 +1,8 @@
 """Kafka's documented answers where clients' own conformance suites check them (issue 17), with
 real clients against a real broker: OffsetCommit and AlterConsumerGroupOffsets to a topic or
 partition that does not exist answer UNKNOWN_TOPIC_OR_PARTITION for that partition (the others
-of the same request are committed); a transactional producer's `init_transactions()` fails at
-once with a fatal error (no transactions yet) instead of waiting its whole timeout; ListOffsets
+of the same request are committed); an idempotent producer gets a producer id (transactional
+ones: test_transactions.py); ListOffsets
 answers per record, not per batch: by time, the first record whose timestamp is at or after the
 target (and that record's timestamp); MAX_TIMESTAMP, the record carrying the largest; static
 members (KIP-345) join one generation and keep their partitions across a restart; OffsetDelete
@@ -90,17 +90,7 @@ def test_consumer_commit_to_an_unknown_topic_fails_with_unknown_topic_or_partiti
 
 
 @pytest.mark.timeout(90)
-def test_init_transactions_fails_fatally_instead_of_timing_out(broker: BrokerProcess) -> None:
-    """No transactions yet: the answer is a fatal error, not the retriable _TIMED_OUT a 60 s
-    timeout would end in (the error code proves the call did not wait for its timeout)."""
-    producer = Producer({"bootstrap.servers": broker.bootstrap,
-                         "transactional.id": "compat-txn", "log_level": 0})
-    with pytest.raises(KafkaException) as raised:
-        producer.init_transactions(60)
-    error = raised.value.args[0]
-    assert error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, error
-    assert error.fatal() and not error.retriable()
-    # An idempotent producer (a producer id without a transactional id) is served as before.
+def test_an_idempotent_producer_gets_a_producer_id(broker: BrokerProcess) -> None:
     idempotent = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
     create_topic(broker.bootstrap, "compat-idem", 1)
     delivered: list[KafkaError | None] = []

@@ -1,6 +1,8 @@
 """Kafka API handlers, one module per API, sans-IO: plan a request, build its response."""
 
 from . import (
+    add_offsets_to_txn,
+    add_partitions_to_txn,
     alter_configs,
     api_versions,
     create_partitions,
@@ -12,7 +14,9 @@ from . import (
     describe_configs,
     describe_groups,
     describe_topic_partitions,
+    describe_transactions,
     elect_leaders,
+    end_txn,
     fetch,
     find_coordinator,
     heartbeat,
@@ -22,6 +26,7 @@ from . import (
     leave_group,
     list_groups,
     list_offsets,
+    list_transactions,
     metadata,
     offset_commit,
     offset_delete,
@@ -34,6 +39,8 @@ from . import (
 from ._unsure import not_leader_if_unsure
 
 __all__ = [
+    "add_offsets_to_txn",
+    "add_partitions_to_txn",
     "alter_configs",
     "api_versions",
     "create_partitions",
@@ -45,7 +52,9 @@ __all__ = [
     "describe_configs",
     "describe_groups",
     "describe_topic_partitions",
+    "describe_transactions",
     "elect_leaders",
+    "end_txn",
     "fetch",
     "find_coordinator",
     "heartbeat",
@@ -55,6 +64,7 @@ __all__ = [
     "leave_group",
     "list_groups",
     "list_offsets",
+    "list_transactions",
     "metadata",
     "not_leader_if_unsure",
     "offset_commit",

@@ -35,6 +35,8 @@ __all__ = ["BrokerAddress", "ClusterView", "MetadataQuery", "ReplicatedPartition
 
 _NO_OPS = -2147483648  # INT32_MIN: authorized operations not computed (notes G14)
 _NO_ID = uuid.UUID(int=0)
+# The coordinators' topics, which Metadata marks internal (as Kafka does).
+_INTERNAL = frozenset({"__consumer_offsets", "__transaction_state"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,7 @@ def _replicated(name: str, topic: ReplicatedTopic) -> MetadataResponseTopic:
             offline_replicas=(),
         ) for i, p in enumerate(topic.partitions))
     return MetadataResponseTopic(error_code=0, name=name, topic_id=topic.topic_id,
-                                 is_internal=name == "__consumer_offsets",
+                                 is_internal=name in _INTERNAL,
                                  partitions=partitions, topic_authorized_operations=_NO_OPS)
 
 
@@ -222,7 +224,7 @@ def _topic(name: str, info: TopicInfo | None, node_id: int, not_ready: bool,
         error_code=0,
         name=name,
         topic_id=info.topic_id,
-        is_internal=name == "__consumer_offsets",
+        is_internal=name in _INTERNAL,
         partitions=partitions,
         topic_authorized_operations=_NO_OPS,
     )

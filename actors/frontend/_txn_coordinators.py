@@ -1,0 +1,151 @@
+"""Finding and asking the transaction coordinators: the hosts of `__transaction_state`.
+
+Concern: the topic (created on first use, as `__consumer_offsets` is: single node a partition
+per core, each partition's host opened on its owning core on first use; cluster mode a small
+fixed count through the controller, replicated on min(3, active brokers) nodes, each node's
+replicas opened with their hosts by the controller backend, the leader serving) and `call`:
+the answer of a transactional id's coordinator (the host of partition
+`partition_for(transactional_id)`, Kafka's rule), or the given NOT_COORDINATOR result when it
+cannot be reached here, so clients look for the coordinator again. A support module of the
+frontends (FindCoordinator in `groups`, the transaction APIs in `transactions`). Must not know:
+the transaction protocol (`cluster/txn`), the wire shapes, Raft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeVar
+
+import pykka
+import structlog
+
+from redshank.actors._async import resolve
+from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics, ProposeTopics
+from redshank.actors.frontend.services import OWNER_GONE, UNREACHABLE, CoreServices
+from redshank.actors.partition_manager import MANAGER, EnsureTxnHost
+from redshank.actors.topic_controller import CreateTopics
+from redshank.actors.txn_host import TXN_TOPIC, TxnCall, txn_host_name
+from redshank.cluster.group import partition_for
+from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka import handlers as h
+from redshank.cluster.txn.api import TxnRequest, TxnResult
+from redshank.protocol.error_codes import ErrorCode
+
+__all__ = ["CLUSTER_TXN_PARTITIONS", "TXN_MAX_REPLICATION", "call", "call_all", "txn_view"]
+
+R = TypeVar("R", bound=TxnResult)
+# `__transaction_state` in cluster mode (Kafka's transaction.state.log.num.partitions is 50):
+# each partition is a Raft group ticking on every node hosting it even when idle, as for
+# `__consumer_offsets` (CLUSTER_GROUPS_PARTITIONS); 4 still spreads the coordinators over a
+# small cluster. Fixed once created: transactional ids are placed by it.
+CLUSTER_TXN_PARTITIONS = 4
+# Kafka's transaction.state.log.replication.factor: 3, or every active broker when fewer.
+TXN_MAX_REPLICATION = 3
+_log = structlog.get_logger("redshank.txn")
+
+
+async def _txn_topic(core: CoreServices) -> TopicInfo:
+    """Single node: `__transaction_state`, created on first use (a request arriving while
+    another core's creates it waits for it, as for `__consumer_offsets`)."""
+    info = core.topics.get(TXN_TOPIC)
+    if info is not None:
+        return info
+    spec = h.create_topics.TopicSpec(TXN_TOPIC, core.router.ncores, ())
+    await core.ask_controller(CreateTopics((spec,), False))
+    deadline = asyncio.get_running_loop().time() + core.config.controller_timeout_s
+    delay = 0.005
+    while True:
+        infos, unsure = await core.topic_infos([TXN_TOPIC])
+        found = infos[TXN_TOPIC]
+        if found is not None:
+            return found
+        if TXN_TOPIC not in unsure or asyncio.get_running_loop().time() + delay > deadline:
+            raise pykka.ActorDeadError(f"{TXN_TOPIC} does not exist")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+async def txn_view(core: CoreServices) -> h.metadata.ClusterView | None:
+    """Cluster mode: the controller's view of `__transaction_state` with its partitions'
+    leaders; None while it cannot say, or the topic is still being created (through the
+    controller, here, on first use)."""
+    timeout = core.config.controller_timeout_s
+    service = core.router.ref(0, CONTROLLER_SERVICE)
+    try:
+        view = await asyncio.wait_for(resolve(service.ask(
+            DescribeTopics((TXN_TOPIC,)), block=False)), timeout)
+    except UNREACHABLE:
+        return None
+    assert isinstance(view, h.metadata.ClusterView)
+    if TXN_TOPIC in view.topics:
+        return view
+    if not view.brokers:
+        return None
+    rf = min(TXN_MAX_REPLICATION, len(view.brokers))
+    spec = h.create_topics.TopicSpec(TXN_TOPIC, CLUSTER_TXN_PARTITIONS, ())
+    try:
+        answer = await asyncio.wait_for(resolve(service.ask(
+            ProposeTopics((spec,), (rf,)), block=False)), timeout)
+    except UNREACHABLE:
+        return None
+    assert isinstance(answer, dict)
+    outcome = answer.get(TXN_TOPIC)
+    if outcome is not None and outcome.error_code == ErrorCode.NONE:
+        _log.info("txn_topic_created", partitions=CLUSTER_TXN_PARTITIONS, replication_factor=rf)
+    return None  # no leader yet: clients ask again (COORDINATOR_NOT_AVAILABLE)
+
+
+async def _ask(core: CoreServices, info: TopicInfo, p: int, request: TxnRequest,
+               unavailable: R) -> R:
+    """Ask the coordinator of partition `p` (single node: opened on its core on first use;
+    cluster mode: this node's replica, NOT_COORDINATOR unless it leads); `unavailable` if
+    it cannot answer."""
+    owner = info.cores[p]
+    name = txn_host_name(p)
+    try:
+        if not info.replicated and name not in core.ensured:
+            await resolve(core.router.ref(owner, MANAGER).ask(EnsureTxnHost(p), block=False))
+            core.ensured.add(name)
+        try:
+            answer: object = await resolve(core.router.ref(owner, name).ask(
+                TxnCall(request), block=False))
+        except pykka.ActorDeadError:
+            core.ensured.discard(name)
+            raise
+    except OWNER_GONE:
+        return unavailable
+    assert isinstance(answer, type(unavailable)), answer
+    return answer
+
+
+async def _topic(core: CoreServices) -> TopicInfo | None:
+    """The topic as this core knows it (cluster mode: None when this node hosts no replica
+    of it, or it does not exist yet; single node: created on first use)."""
+    if core.cluster_mode:
+        info = core.topics.get(TXN_TOPIC)
+        return info if info is not None and info.replicated else None
+    try:
+        return await _txn_topic(core)
+    except OWNER_GONE:
+        return None
+
+
+async def call(core: CoreServices, transactional_id: str, request: TxnRequest,
+               unavailable: R) -> R:
+    """The answer of `transactional_id`'s coordinator to `request`, or `unavailable` (carrying
+    NOT_COORDINATOR) when it cannot be reached here."""
+    info = await _topic(core)
+    if info is None:
+        return unavailable
+    return await _ask(core, info, partition_for(transactional_id, info.partitions), request,
+                      unavailable)
+
+
+async def call_all(core: CoreServices, request: TxnRequest, unavailable: R) -> list[R]:
+    """The answers of every coordinator hosted here (cluster mode: the ones this node's
+    replicas lead answer; the others NOT_COORDINATOR), or [`unavailable`] if none can be."""
+    info = await _topic(core)
+    if info is None:
+        return [unavailable]
+    return list(await asyncio.gather(*(_ask(core, info, p, request, unavailable)
+                                       for p in range(info.partitions))))
