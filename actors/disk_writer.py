@@ -22,8 +22,8 @@ import structlog
 
 from redshank.actors.kafka_probe import kafka_probe
 from redshank.actors.runtime import ThreadActor
+from redshank.cluster.kafka.producer_state import ProducerStateTable
 from redshank.cluster.partition.raft_log import RecoveredRaft, recover
-from redshank.protocol.record_batch import iter_batches
 from redshank.storage import BatchCache, FlushCoordinator, KvStore, Log, LogConfig
 from redshank.storage.errors import StorageError
 from redshank.storage.fault_files import files_from_env
@@ -62,9 +62,7 @@ class FindTimestamp:
 
 @dataclass(frozen=True, slots=True)
 class ScanProducers:
-    """Idempotent batches of the log's tail (the last two segments), oldest first, as
-    (producer id, epoch, first sequence, last sequence, base offset): the producer state a
-    leader rebuilds when it opens the log."""
+    """The producer state a leader rebuilds when it opens the log (`scan_producers`)."""
 
     log: Log
 
@@ -100,38 +98,33 @@ class ReopenPartition:
     kv: KvStore
 
 
-ProducerRecord = tuple[int, int, int, int, int]
-
-
 @dataclass(frozen=True, slots=True)
 class OpenedPartition:
     log: Log
     kv: KvStore
     recovered: RecoveredRaft
-    producers: list[ProducerRecord]
+    producers: ProducerStateTable
+
+
 SCAN_CHUNK = 1 << 20
 
 
-def scan_producers(log: Log) -> list[ProducerRecord]:
-    segments = log.segments()
-    start = max(log.start_offset, segments[-2][0] if len(segments) > 1 else log.start_offset)
+def scan_producers(log: Log) -> ProducerStateTable:
+    """The producer state the log holds: every batch from the log start replayed (the whole
+    log, for the transactions: an ongoing one may start anywhere, and the aborted ones make
+    the aborted-transactions index; idempotence alone needed the last two segments)."""
+    table = ProducerStateTable()
+    offset = int(log.start_offset)
     end = log.dirty_offset
-    out: list[ProducerRecord] = []
-    offset = start
     while offset <= end:
         chunk = log.read(offset, SCAN_CHUNK)
         if not chunk:
             break
-        last = offset - 1
-        for _pos, h in iter_batches(chunk, verify_crc=False):
-            last = h.last_offset
-            if h.producer_id >= 0 and h.base_offset >= offset:
-                out.append((h.producer_id, h.producer_epoch, h.base_sequence,
-                            h.base_sequence + h.last_offset_delta, h.base_offset))
-        if last < offset:
+        after = table.replay(chunk, offset)
+        if after <= offset:
             break
-        offset = last + 1
-    return out
+        offset = after
+    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +217,7 @@ class DiskWriter(ThreadActor):
         recovered = recover(log, kv)
         return OpenedPartition(log, kv, recovered, scan_producers(log))
 
-    def _reopen(self, old: Log) -> tuple[Log, list[ProducerRecord]]:
+    def _reopen(self, old: Log) -> tuple[Log, ProducerStateTable]:
         try:
             old.close(seal=False)
         except StorageError as exc:  # a failed log closes its files whatever happens

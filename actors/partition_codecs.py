@@ -5,9 +5,12 @@ watermark push `HighWatermark` (watermarks.py) as envelope codecs, so a batch cr
 frame's raw tail instead of a pickle (design review section 2.1). Must not know: actors, Kafka
 requests, logs.
 
-    Append           <q acks> <B has producer> <q id> <q epoch> <q first seq> <q last seq> | records
+    Append           <q acks> <B producer: 0 none, 1 idempotent, 2 transactional> <q id>
+                     <q epoch> <q first seq> <q last seq> | records
     Read             <q offset> <q max bytes> <q leader epoch> <B copy> <B has sub> <q subscriber>
-    ReadResult       <q error> <q high watermark> <q log start> <B has records> | records
+                     <B isolation>
+    ReadResult       <q error> <q high watermark> <q log start> <B has records> <q LSO>
+                     <I aborted count> [<q producer id> <q first offset>]... | records
     PartitionResult  <q error> <q base offset> <q log start> <B has message> message (utf-8)
     HighWatermark    <q partition> <q high watermark> <H topic length> <B has push> topic (utf-8)
                      [<16s topic id> <q base offset> <q high watermark> <q log start> | records]
@@ -29,6 +32,7 @@ has the same codecs on both ends of its rings. Ids 32-36; tests and benches use 
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import uuid
 from typing import Final
@@ -72,8 +76,9 @@ HIGH_WATERMARK_ID: Final = 36
 Buffer = bytes | bytearray | memoryview
 
 _APPEND: Final = struct.Struct("<qBqqqq")
-_READ: Final = struct.Struct("<qqqBBq")
-_READ_RESULT: Final = struct.Struct("<qqqB")
+_READ: Final = struct.Struct("<qqqBBqB")
+_READ_RESULT: Final = struct.Struct("<qqqBqI")
+_ABORTED: Final = struct.Struct("<qq")
 _PARTITION_RESULT: Final = struct.Struct("<qqqB")
 _HW: Final = struct.Struct("<qqHB")
 _PUSHED: Final = struct.Struct("<16sqqq")
@@ -86,13 +91,13 @@ def encode_append(m: Append) -> tuple[bytes, Buffer]:
     p = m.producer
     if p is None:
         return _APPEND.pack(m.acks, 0, *_NO_PRODUCER), m.records
-    return _APPEND.pack(m.acks, 1, p.producer_id, p.producer_epoch, p.first_sequence,
-                        p.last_sequence), m.records
+    return _APPEND.pack(m.acks, 2 if p.transactional else 1, p.producer_id, p.producer_epoch,
+                        p.first_sequence, p.last_sequence), m.records
 
 
 def decode_append(v: memoryview) -> Append:
     acks, has_producer, pid, epoch, first, last = _APPEND.unpack_from(v)
-    producer = ProducerBatch(pid, epoch, first, last) if has_producer else None
+    producer = ProducerBatch(pid, epoch, first, last, has_producer == 2) if has_producer else None
     return Append(v[_APPEND.size:].toreadonly(), acks, producer)
 
 
@@ -106,12 +111,13 @@ def detach_append(m: Append) -> Append:
 def encode_read(m: Read) -> bytes:
     sub = m.subscriber
     return _READ.pack(m.offset, m.max_bytes, m.leader_epoch, m.copy, sub is not None,
-                      0 if sub is None else sub)
+                      0 if sub is None else sub, m.isolation)
 
 
 def decode_read(v: memoryview) -> Read:
-    offset, max_bytes, leader_epoch, copy, has_sub, sub = _READ.unpack_from(v)
-    return Read(offset, max_bytes, leader_epoch, bool(copy), sub if has_sub else None)
+    offset, max_bytes, leader_epoch, copy, has_sub, sub, isolation = _READ.unpack_from(v)
+    return Read(offset, max_bytes, leader_epoch, bool(copy), sub if has_sub else None,
+                isolation)
 
 
 # ---- ReadResult -----------------------------------------------------------------------------
@@ -119,20 +125,25 @@ def decode_read(v: memoryview) -> Read:
 def encode_read_result(m: ReadResult) -> tuple[bytes, Buffer]:
     records = m.records
     head = _READ_RESULT.pack(m.error_code, m.high_watermark, m.log_start_offset,
-                             records is not None)
+                             records is not None, m.last_stable_offset, len(m.aborted))
+    if m.aborted:
+        head += b"".join(_ABORTED.pack(pid, first) for pid, first in m.aborted)
     return head, b"" if records is None else records
 
 
 def decode_read_result(v: memoryview) -> ReadResult:
-    error_code, hw, log_start, has_records = _READ_RESULT.unpack_from(v)
-    records = v[_READ_RESULT.size:].toreadonly() if has_records else None
-    return ReadResult(error_code, hw, log_start, records)
+    error_code, hw, log_start, has_records, lso, n = _READ_RESULT.unpack_from(v)
+    at = _READ_RESULT.size
+    aborted = tuple(_ABORTED.unpack_from(v, at + i * _ABORTED.size) for i in range(n))
+    at += n * _ABORTED.size
+    records = v[at:].toreadonly() if has_records else None
+    return ReadResult(error_code, hw, log_start, records, lso, aborted)
 
 
 def detach_read_result(m: ReadResult) -> ReadResult:
     if type(m.records) is not memoryview:
         return m
-    return ReadResult(m.error_code, m.high_watermark, m.log_start_offset, bytes(m.records))
+    return dataclasses.replace(m, records=bytes(m.records))
 
 
 # ---- PartitionResult ------------------------------------------------------------------------

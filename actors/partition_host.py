@@ -35,8 +35,7 @@ import structlog
 
 from redshank.actors.disk_writer import Blocking, OpenedPartition, RunRound
 from redshank.actors.runtime import LoopFuture
-from redshank.cluster.kafka import ProducerStateTable
-from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
+from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.partition.partition import FULL, Partition
 from redshank.cluster.partition.raft_log import EntryLoad, Loaded
 from redshank.cluster.raft.types import NO_NODE, Message, NodeId
@@ -44,7 +43,7 @@ from redshank.protocol.error_codes import ErrorCode
 from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
 from redshank.storage.errors import StorageError
 
-__all__ = ["PartitionHost", "Replicas", "producer_table"]
+__all__ = ["PartitionHost", "Replicas"]
 
 _logger = structlog.get_logger("redshank.partition")
 
@@ -110,10 +109,10 @@ class PartitionHost:
         r = self.replicas
         if r is None:
             self.part = Partition(opened.log, opened.kv, opened.recovered,
-                                  producer_table(opened.producers))
+                                  opened.producers)
         else:
             self.part = Partition(opened.log, opened.kv, opened.recovered,
-                                  producer_table(opened.producers), voters=r.voters,
+                                  opened.producers, voters=r.voters,
                                   node=r.node, seed=r.seed, preferred=r.preferred)
             if len(r.voters) > 1 and self._tick is None:
                 self._tick = self.loop.call_later(r.tick_s, self._on_tick)
@@ -349,12 +348,3 @@ class PartitionHost:
     def failed(self) -> bool:
         """The log or the kvstore failed an fdatasync: only a reopen recovers it."""
         return self.log.failed or self.kv.failed
-
-
-def producer_table(records: list[tuple[int, int, int, int, int]]) -> ProducerStateTable:
-    """The producer state of the log's tail: (pid, epoch, first seq, last seq, base offset)
-    per idempotent batch, oldest first (one batch per request: offsets follow sequences)."""
-    table = ProducerStateTable()
-    for pid, epoch, first, last, base in records:
-        table.record(ProducerBatch(pid, epoch, first, last), base, base + (last - first))
-    return table

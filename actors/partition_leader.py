@@ -62,10 +62,13 @@ from redshank.cluster.partition.api import (
     HIGH_WATERMARK,
     LATEST,
     MAX_TIMESTAMP,
+    READ_COMMITTED,
     Append,
+    DescribeProducers,
     EpochEnd,
     OffsetAnswer,
     PartitionResult,
+    ProducersAnswer,
     QueryOffset,
     Read,
     ReadResult,
@@ -77,6 +80,7 @@ from redshank.cluster.partition.api import (
 from redshank.cluster.partition.partition import Partition
 from redshank.cluster.raft.types import Message, NodeId, Role
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.record_batch import iter_batches
 from redshank.storage import FlushCoordinator, Log
 from redshank.storage.errors import StorageError
 
@@ -178,6 +182,8 @@ class PartitionLeader(LoopActor):
             return self._epoch_end(message)
         if isinstance(message, TrimPrefix):
             return self._trim(message)
+        if isinstance(message, DescribeProducers):
+            return self._producers()
         if isinstance(message, SetTimestampType):
             self.log_append_time = message.log_append_time
             return True
@@ -362,16 +368,20 @@ class PartitionLeader(LoopActor):
             return ReadResult(fenced, hw, start)
         if msg.offset < start or msg.offset > self.log.dirty_offset + 1:
             return ReadResult(ErrorCode.OFFSET_OUT_OF_RANGE, hw, start)
-        if msg.offset >= hw or msg.max_bytes <= 0:
-            res = ReadResult(0, hw, start, b"")
+        lso = self.part.producers.last_stable_offset(hw)
+        # read_committed reads below the last stable offset only (KIP-98).
+        bound = lso if msg.isolation == READ_COMMITTED else hw
+        if msg.offset >= bound or msg.max_bytes <= 0:
+            res = ReadResult(0, hw, start, b"", lso)
             if (core := Watermarks.arming_core(msg, res)) is not None:
                 self.armed[core] = msg.offset
             return res
-        data = self.log.read_cached(msg.offset, msg.max_bytes, hw - 1)
+        data = self.log.read_cached(msg.offset, msg.max_bytes, bound - 1)
         if data is not None:
-            return ReadResult(0, hw, start, data)  # a view: the ring copies it (partition_codecs)
+            # A view: the ring copies it (partition_codecs).
+            return self._read_result(msg, hw, start, data, lso)
         fut: LoopFuture[bytes] = self.writer.ask(  # type: ignore[assignment]
-            ReadLog(self.log, msg.offset, msg.max_bytes, hw - 1), block=False)
+            ReadLog(self.log, msg.offset, msg.max_bytes, bound - 1), block=False)
         out: LoopFuture[ReadResult] = LoopFuture(self.loop)
 
         def done(f: LoopFuture[bytes]) -> None:
@@ -379,10 +389,20 @@ class PartitionLeader(LoopActor):
             if exc is not None:
                 out.set(ReadResult(ErrorCode.KAFKA_STORAGE_ERROR, hw, start))
             else:
-                out.set(ReadResult(0, hw, start, f.result()))
+                out.set(self._read_result(msg, hw, start, f.result(), lso))
 
         fut.add_done_callback(done)
         return out
+
+    def _read_result(self, msg: Read, hw: int, start: int, data: bytes | memoryview, lso: int
+                     ) -> ReadResult:
+        """A read's answer; read_committed gets the aborted transactions its batches overlap."""
+        if msg.isolation != READ_COMMITTED or not data:
+            return ReadResult(0, hw, start, data, lso)
+        upper = msg.offset
+        for _pos, h in iter_batches(data, verify_crc=False):
+            upper = h.last_offset + 1
+        return ReadResult(0, hw, start, data, lso, self.part.aborted(msg.offset, upper))
 
     def _wait(self, msg: WaitForData) -> bool | LoopFuture[bool]:
         if msg.offset < self.high_watermark or msg.timeout_ms <= 0:
@@ -396,6 +416,11 @@ class PartitionLeader(LoopActor):
         self._parked = [p for p in self._parked if p[1] is not fut]
         if not fut.done():
             fut.set(False)
+
+    def _producers(self) -> ProducersAnswer:
+        if not self.part.serves():
+            return ProducersAnswer(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        return ProducersAnswer(ErrorCode.NONE, tuple(self.part.producers.describe()))
 
     # -- list offsets --------------------------------------------------------------------------
     def _epoch_end(self, msg: EpochEnd) -> OffsetAnswer:
@@ -421,6 +446,8 @@ class PartitionLeader(LoopActor):
         if msg.timestamp == EARLIEST:
             return self._found(self.log.start_offset)
         if msg.timestamp == LATEST:
+            if msg.isolation == READ_COMMITTED:  # KIP-98: the last stable offset
+                return self._found(self.part.producers.last_stable_offset(hw))
             return self._found(hw)
         if msg.timestamp == MAX_TIMESTAMP:
             if self.max_timestamp is not None and self.max_timestamp[1] < hw:

@@ -22,8 +22,10 @@ from redshank.actors.frontend import (
     node,
     offsets,
     produce,
+    producers,
     topics,
     transactions,
+    txn_markers,
 )
 from redshank.actors.frontend._registry import REGISTRY, Handler, serves
 from redshank.actors.frontend.services import CoreServices, FrontendConfig
@@ -32,5 +34,6 @@ __all__ = ["FRONTENDS", "REGISTRY", "SERVED", "CoreServices", "FrontendConfig", 
            "serves"]
 
 # The frontend modules, each registering its APIs when imported.
-FRONTENDS = (fetch, groups, leadership, node, offsets, produce, topics, transactions)
+FRONTENDS = (fetch, groups, leadership, node, offsets, produce, producers, topics,
+             transactions, txn_markers)
 SERVED: frozenset[int] = frozenset(REGISTRY)

@@ -21,7 +21,7 @@ from redshank.cluster.kafka.fetch_op import FetchOperation
 from redshank.cluster.kafka.fetch_session import SessionError
 from redshank.cluster.kafka.handlers import fetch as fetch_h
 from redshank.cluster.kafka.handlers import not_leader_if_unsure
-from redshank.cluster.partition.api import Read, ReadResult
+from redshank.cluster.partition.api import READ_COMMITTED, Read, ReadResult
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.fetch import FetchRequest, FetchResponse
@@ -52,7 +52,8 @@ async def fetch(core: CoreServices, request: FetchRequest, version: int) -> Fetc
     if isinstance(ctx, SessionError):
         return fetch_h.session_error(ctx.error_code)
     infos, unsure = await core.topic_infos(list({p.tp.topic for p in ctx.partitions}))
-    reads, results = fetch_h.plan(ctx.partitions, infos, core.config.fetch_partition_max_bytes)
+    reads, results = fetch_h.plan(ctx.partitions, infos, core.config.fetch_partition_max_bytes,
+                                  request.isolation_level)
     not_leader_if_unsure(results, unsure, _not_leader)
     op = FetchOperation(request, reads, results, now() + max(request.max_wait_ms, 0) / 1000)
     while True:
@@ -91,7 +92,7 @@ def _read_from_board(core: CoreServices, op: FetchOperation, r: fetch_h.Partitio
                      ) -> bool:
     """`_read` of a remote partition whose answer the board holds, done now; False: `r` is
     local or the board has no answer (asking it again would find none either)."""
-    if r.core == core.router.core:
+    if r.core == core.router.core or r.isolation == READ_COMMITTED:
         return False
     res = _from_board(core, r, op.limit(r))
     if res is None:
@@ -104,7 +105,9 @@ def _from_board(core: CoreServices, r: fetch_h.PartitionRead, limit: int) -> Rea
     """A remote partition's answer without a round trip to its core, when the watermark
     board has it: the batches its leader pushed after our last read armed it, or, while it
     stays armed at this offset, nothing new (see watermarks.py)."""
-    if r.topic_id is None or limit <= 0 or _epoch_unsure(core, r):
+    if r.topic_id is None or limit <= 0 or _epoch_unsure(core, r) or r.isolation:
+        # read_committed asks the leader: the board knows the high watermark, not the LSO
+        # nor the aborted transactions.
         return None
     board = core.watermarks
     pushed = board.take(r.tp, r.offset, r.topic_id)
@@ -124,7 +127,7 @@ async def _read_partition(core: CoreServices, r: fetch_h.PartitionRead, limit: i
     # The reply crosses a shared-memory ring: keep it well inside one frame.
     limit = min(limit, MAX_REMOTE_READ) if remote else limit
     generation = core.router.transport.generation(r.core) if remote else 0
-    read = Read(r.offset, limit, r.leader_epoch, remote, core.router.core)
+    read = Read(r.offset, limit, r.leader_epoch, remote, core.router.core, r.isolation)
     res = await core.ask_partition(r.tp, r.core, read)
     if res is READ_OWNER_GONE:
         return res

@@ -37,8 +37,8 @@ async def list_offsets(core: CoreServices, request: m.list_offsets.ListOffsetsRe
     not_leader_if_unsure(results, unsure, lambda _tp: OffsetAnswer(_NOT_LEADER))
     for q in queries:
         tp = TopicPartition(q.topic, q.partition)
-        results[tp] = await core.ask_partition(tp, q.core, QueryOffset(q.timestamp,
-                                                                       q.current_leader_epoch))
+        results[tp] = await core.ask_partition(tp, q.core, QueryOffset(
+            q.timestamp, q.current_leader_epoch, q.isolation))
     return h.list_offsets.build(request, version, results)
 
 

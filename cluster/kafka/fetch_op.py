@@ -125,7 +125,7 @@ class FetchOperation:
     def response(self, ctx: FetchContext, now: float) -> FetchResponse:
         """The answer: the partitions the fetch session says to include (KIP-227)."""
         session_id, include = ctx.respond(self.results, now)
-        return build(self.results, include, session_id)
+        return build(self.results, include, session_id, self.request.isolation_level)
 
 
 def _whole_batches_within(records: bytes | memoryview, limit: int) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EARLIEST", "HIGH_WATERMARK", "LATEST", "MAX_TIMESTAMP", "Append", "EpochEnd",
-           "OffsetAnswer", "PartitionResult", "ProducerBatch", "QueryOffset", "Read", "ReadResult",
-           "SetTimestampType", "TrimPrefix", "TrimResult", "WaitForData"]
+__all__ = ["EARLIEST", "HIGH_WATERMARK", "LATEST", "MAX_TIMESTAMP", "READ_COMMITTED", "Append",
+           "AppendMarker", "DescribeProducers", "EpochEnd", "OffsetAnswer", "PartitionResult",
+           "ProducerBatch", "ProducerInfo", "ProducersAnswer", "QueryOffset", "Read",
+           "ReadResult", "SetTimestampType", "TrimPrefix", "TrimResult", "WaitForData"]
 
 # ListOffsets timestamps with a special meaning.
 LATEST = -1
@@ -21,6 +22,8 @@ EARLIEST = -2
 MAX_TIMESTAMP = -3
 # DeleteRecords: trim up to the high watermark.
 HIGH_WATERMARK = -1
+# Fetch and ListOffsets isolation_level: 1 reads only below the last stable offset (KIP-98).
+READ_COMMITTED = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class ProducerBatch:
     producer_epoch: int
     first_sequence: int
     last_sequence: int
+    transactional: bool = False  # part of a transaction (KIP-98): it holds the LSO back
 
 
 # ---- inputs ---------------------------------------------------------------------------------
@@ -57,6 +61,23 @@ class Read:
     copy: bool  # True when the reply crosses cores (the ring copies it; a remote reader)
     # The core whose watermark watch should hear of every advance from now on (fetch).
     subscriber: int | None = None
+    isolation: int = 0  # READ_COMMITTED: below the last stable offset, aborted txns listed
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMarker:
+    """WriteTxnMarkers: append a COMMIT (`commit`) or ABORT control batch for the producer's
+    transaction, acks=all; -> `PartitionResult` once committed (KIP-98)."""
+
+    producer_id: int
+    producer_epoch: int
+    coordinator_epoch: int
+    commit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeProducers:
+    """DescribeProducers: the partition's active producers; -> `ProducersAnswer`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +95,7 @@ class QueryOffset:
 
     timestamp: int
     current_leader_epoch: int = -1  # the client's (-1: not known, not checked)
+    isolation: int = 0  # READ_COMMITTED: LATEST answers the last stable offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +141,10 @@ class ReadResult:
     high_watermark: int = -1
     log_start_offset: int = -1
     records: bytes | memoryview | None = None
+    last_stable_offset: int = -1  # -1: not known (the high watermark is reported)
+    # READ_COMMITTED: (producer id, first offset) of the aborted transactions the records
+    # overlap (FetchResponse aborted_transactions); () otherwise.
+    aborted: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +159,21 @@ class OffsetAnswer:
 class TrimResult:
     error_code: int
     low_watermark: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerInfo:
+    """One active producer of a partition (DescribeProducers)."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp: int
+    coordinator_epoch: int
+    current_txn_start_offset: int  # -1: no ongoing transaction
+
+
+@dataclass(frozen=True, slots=True)
+class ProducersAnswer:
+    error_code: int
+    producers: tuple[ProducerInfo, ...] = ()

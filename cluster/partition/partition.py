@@ -35,8 +35,13 @@ import random
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from redshank.cluster.kafka.producer_state import Duplicate, ProducerStateTable, SequenceError
-from redshank.cluster.partition.api import Append, PartitionResult, ProducerBatch
+from redshank.cluster.kafka.producer_state import (
+    Duplicate,
+    ProducerStateTable,
+    SequenceError,
+    marker_of,
+)
+from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.partition.raft_log import (
     ANCHOR_FLUSH_ENTRIES,
     EntryLoad,
@@ -172,6 +177,16 @@ class Partition:
         rl = self.raft_log
         return rl.epochs.end_of(epoch, int(rl.offsets.next_offset()))
 
+    def last_stable_offset(self) -> int:
+        """Below it every transaction is decided (KIP-98): what read_committed reads."""
+        return self.producers.last_stable_offset(self.high_watermark)
+
+    def aborted(self, fetch_offset: int, upper: int) -> tuple[tuple[int, int], ...]:
+        """The aborted transactions a read_committed read of [fetch_offset, upper) overlaps
+        ((producer id, first offset)); those ended below the log start went with it."""
+        self.producers.trim(self.log.start_offset)
+        return self.producers.aborted(fetch_offset, upper)
+
     def epoch_at(self, offset: int) -> int:
         """The leader epoch of the batch at `offset` (-1 before any)."""
         return self.raft_log.epochs.epoch_at(offset)
@@ -204,6 +219,17 @@ class Partition:
         start = self.log.start_offset
         if core.role != Role.LEADER:
             return PartitionResult(ErrorCode.NOT_LEADER_OR_FOLLOWER, -1, start)
+        try:
+            header = parse_header(msg.records)
+            if now_ms >= 0:
+                stamp_log_append_time(msg.records, 0, header, now_ms)  # type: ignore[arg-type]
+        except DecodeError as exc:
+            return PartitionResult(ErrorCode.CORRUPT_MESSAGE, -1, start, str(exc))
+        marker = marker_of(msg.records, 0, header) if header.is_control else None
+        if marker is not None:  # a WriteTxnMarkers append (clients' control batches are refused)
+            refused = self.producers.check_marker(marker)
+            if refused is not None:
+                return PartitionResult(refused.error_code, -1, start, refused.message)
         producer = msg.producer
         if producer is not None:
             seen = self.producers.check(producer)
@@ -216,12 +242,6 @@ class Partition:
                 return None
             if isinstance(seen, SequenceError):
                 return PartitionResult(seen.error_code, -1, start, seen.message)
-        try:
-            header = parse_header(msg.records)
-            if now_ms >= 0:
-                stamp_log_append_time(msg.records, 0, header, now_ms)  # type: ignore[arg-type]
-        except DecodeError as exc:
-            return PartitionResult(ErrorCode.CORRUPT_MESSAGE, -1, start, str(exc))
         self._next_id += 1
         rid = self._next_id
         acks = Acks.ALL if msg.acks == -1 else Acks.LEADER if msg.acks == 1 else Acks.NONE
@@ -232,9 +252,11 @@ class Partition:
             return FULL  # a leader's batcher is out of memory: the host retries it, in order
         # Appended (sequenced): a retry from here on is a duplicate of this batch.
         last = base + header.last_offset_delta
-        if producer is not None:
-            self.producers.record(producer, base, last)
         ts = now_ms if now_ms >= 0 else header.max_timestamp
+        if producer is not None:
+            self.producers.record(producer, base, last, ts)
+        elif marker is not None:
+            self.producers.end_txn(marker, base, ts)
         if self.max_timestamp is None or ts > self.max_timestamp[0]:
             self.max_timestamp = (ts, last)
         return None  # the Ready is built once per turn, at `take_io`
@@ -384,13 +406,8 @@ class Partition:
             if e.kind != EntryKind.DATA or not e.batch:
                 continue
             h = parse_header(e.batch)
-            if h.producer_id < 0:
-                continue
-            base = int(offsets.to_kafka(e.index))
-            self.producers.record(ProducerBatch(h.producer_id, h.producer_epoch,
-                                                h.base_sequence,
-                                                h.base_sequence + h.last_offset_delta),
-                                  base, base + h.last_offset_delta)
+            if h.producer_id >= 0:
+                self.producers.apply(e.batch, 0, h, int(offsets.to_kafka(e.index)))
 
     def _answer(self, r: ReplicateResult) -> None:
         waiter = self._pending.pop(r.id, None)

@@ -18,13 +18,13 @@ from redshank.protocol.messages import REQUESTS, RESPONSES
 # defines; only admin clients send them), OffsetDelete 0 (issue 17: the only version;
 # AdminClient's delete_consumer_group_offsets), DescribeTopicPartitions 0 (issue 17: the only
 # version; kafka-python's describe_topic_partitions), and the transaction APIs (issue 18:
-# every version Kafka 3.9 defines).
+# every version Kafka 3.9 defines; WriteTxnMarkers and DescribeProducers from the partition side).
 EXPECTED = {0: (3, 9), 1: (4, 12), 2: (1, 7), 3: (0, 12), 8: (2, 9), 9: (1, 9), 10: (0, 6),
             11: (0, 7), 12: (0, 4), 13: (0, 5), 14: (0, 5), 15: (0, 5), 16: (0, 5), 17: (0, 1),
             18: (0, 4), 19: (2, 7), 20: (1, 6), 21: (0, 2), 22: (0, 5), 23: (2, 4), 24: (0, 5),
-            25: (0, 4), 26: (0, 4), 28: (0, 4), 32: (1, 4),
+            25: (0, 4), 26: (0, 4), 27: (0, 1), 28: (0, 4), 32: (1, 4),
             33: (0, 2), 36: (0, 2), 37: (0, 3), 42: (0, 2), 43: (0, 2), 44: (0, 1), 45: (0, 0),
-            46: (0, 0), 47: (0, 0), 60: (0, 1), 65: (0, 0), 66: (0, 1), 75: (0, 0)}
+            46: (0, 0), 47: (0, 0), 60: (0, 1), 61: (0, 0), 65: (0, 0), 66: (0, 1), 75: (0, 0)}
 
 
 def test_table_is_the_measured_one() -> None:

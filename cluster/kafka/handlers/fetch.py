@@ -3,8 +3,9 @@
 Concern: whether the partitions a fetch reads exist (which ones it reads, with or without a
 fetch session, is `cluster/kafka/fetch_session`'s), the byte budget (per partition and per
 request, the first batch always returned, KIP-74), when a fetch has enough to answer
-(min_bytes), and the response: the partitions the session says to include, grouped by topic
-(no transactions: last stable offset = high watermark, no aborted transactions, notes G16).
+(min_bytes), and the response: the partitions the session says to include, grouped by topic,
+with the last stable offset and, for read_committed, the aborted transactions the records
+overlap (KIP-98; a result that knows no LSO reports the high watermark).
 Must not know: logs, long-poll mechanics, actors, sockets.
 """
 
@@ -19,6 +20,7 @@ from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import ReadResult
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.fetch import (
+    AbortedTransaction,
     FetchableTopicResponse,
     FetchRequest,
     FetchResponse,
@@ -39,6 +41,7 @@ class PartitionRead:
     max_bytes: int
     leader_epoch: int
     topic_id: uuid.UUID | None = None
+    isolation: int = 0  # the request's isolation_level (1: read_committed)
 
     @property
     def topic(self) -> str:
@@ -51,7 +54,7 @@ class PartitionRead:
 
 
 def plan(partitions: Iterable[SessionPartition], topics: Mapping[str, TopicInfo | None],
-         partition_cap: int | None = None
+         partition_cap: int | None = None, isolation: int = 0
          ) -> tuple[list[PartitionRead], dict[TopicPartition, ReadResult]]:
     """`partitions`: what the fetch reads (its fetch context's), in read order.
     `partition_cap`: the most this broker returns of one partition per fetch, whatever the
@@ -69,7 +72,7 @@ def plan(partitions: Iterable[SessionPartition], topics: Mapping[str, TopicInfo 
         if partition_cap is not None:
             limit = min(limit, partition_cap)
         reads.append(PartitionRead(p.tp, core, p.fetch_offset, limit, p.current_leader_epoch,
-                                   info.topic_id))
+                                   info.topic_id, isolation))
     return reads, done
 
 
@@ -118,20 +121,26 @@ class FetchBudget:
 
 
 def build(results: Mapping[TopicPartition, ReadResult], include: Iterable[TopicPartition],
-          session_id: int = 0) -> FetchResponse:
+          session_id: int = 0, isolation: int = 0) -> FetchResponse:
     """The response carrying the partitions in `include` (all of a full fetch's, the changed
-    ones of an incremental fetch), each topic once, in order of first appearance."""
+    ones of an incremental fetch), each topic once, in order of first appearance.
+    `isolation` 1 (read_committed): each partition lists its aborted transactions (none to
+    a read_uncommitted fetch: an empty list, as before transactions, rather than Kafka's null,
+    which every client reads alike)."""
     by_topic: dict[str, list[PartitionData]] = {}
     for tp in include:
         r = results[tp]
+        lso = r.last_stable_offset if r.last_stable_offset >= 0 else r.high_watermark
+        aborted = tuple(AbortedTransaction(pid, first) for pid, first in r.aborted) \
+            if isolation == 1 else ()
         by_topic.setdefault(tp[0], []).append(
             PartitionData(
                 partition_index=tp[1],
                 error_code=r.error_code,
                 high_watermark=r.high_watermark,
-                last_stable_offset=r.high_watermark,
+                last_stable_offset=lso,
                 log_start_offset=r.log_start_offset,
-                aborted_transactions=(),
+                aborted_transactions=aborted,
                 records=r.records if r.records is not None else b"",
             )
         )

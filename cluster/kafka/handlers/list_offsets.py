@@ -1,7 +1,7 @@
 """ListOffsets (2): split the request per partition and build the response.
 
 Concern: which partitions exist and what each query means: -2 earliest, -1 latest (the high
-watermark: with no transactions the last stable offset is the same, notes G15/G16), -3 the
+watermark; under isolation_level 1, read_committed, the last stable offset: KIP-98), -3 the
 offset of the max timestamp, t >= 0 the first batch with a timestamp >= t. Must not know: logs,
 actors, sockets.
 """
@@ -32,6 +32,7 @@ class OffsetQuery:
     core: int
     timestamp: int
     current_leader_epoch: int = -1
+    isolation: int = 0  # the request's isolation_level
 
 
 
@@ -51,7 +52,7 @@ def plan(request: ListOffsetsRequest, version: int, topics: Mapping[str, TopicIn
                 done[tp] = OffsetAnswer(ErrorCode.UNSUPPORTED_VERSION)
             else:
                 queries.append(OffsetQuery(t.name, p.partition_index, core, p.timestamp,
-                                           p.current_leader_epoch))
+                                           p.current_leader_epoch, request.isolation_level))
     return queries, done
 
 

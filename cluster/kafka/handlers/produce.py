@@ -2,7 +2,8 @@
 
 Concern: everything about a produce request that needs no log: acks, topic and partition
 existence, batch validation (one batch per partition, header, magic 2, CRC32C, sizes, no
-client-sent control batches, `max.message.bytes`, records walked for count and offset deltas),
+client-sent control batches, transactional batches with a producer id and epoch,
+`max.message.bytes`, records walked for count and offset deltas),
 the idempotence fields of the batch, the topic's timestamp window (message.timestamp.before/
 after.max.ms) and stored codec (compression.type: a batch in another codec is recompressed),
 and the response from per-partition results. Batches stay opaque: records are walked, never
@@ -140,8 +141,10 @@ def check_records(records: bytes | memoryview | None, max_message_bytes: int,
         )
     if h.is_control:
         return _invalid("clients may not send control batches")
-    if h.is_transactional:
-        return _invalid("transactions are not supported")
+    if h.is_transactional and (h.producer_id < 0 or h.producer_epoch < 0):
+        # KIP-98: a transaction's batches belong to a producer id and epoch (the partition
+        # tracks its ongoing transaction by them, and fences older epochs).
+        return _invalid("transactional batch without a producer id and epoch")
     if h.base_offset != 0:
         return _invalid(f"a producer's batch must have baseOffset 0, not {h.base_offset}")
     null_keys: list[int] | None = [] if compacted is not None else None
@@ -158,7 +161,7 @@ def check_records(records: bytes | memoryview | None, max_message_bytes: int,
     if h.base_sequence < 0:
         return _invalid(f"idempotent batch with base sequence {h.base_sequence}")
     return ProducerBatch(h.producer_id, h.producer_epoch, h.base_sequence,
-                         h.base_sequence + h.last_offset_delta)
+                         h.base_sequence + h.last_offset_delta, h.is_transactional)
 
 
 def _timestamps_refused(info: TopicInfo, records: bytes | memoryview, now_ms: int
