@@ -99,8 +99,8 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.ADD_PARTITIONS_TO_TXN: (0, 5),
     ApiKey.ADD_OFFSETS_TO_TXN: (0, 4),
     ApiKey.END_TXN: (0, 4),
-    ApiKey.TXN_OFFSET_COMMIT: (0, 4),
     ApiKey.WRITE_TXN_MARKERS: (0, 1),  # KIP-98: the transaction coordinator's markers
+    ApiKey.TXN_OFFSET_COMMIT: (0, 4),
     ApiKey.DESCRIBE_CONFIGS: (1, 4),
     ApiKey.ALTER_CONFIGS: (0, 2),
     ApiKey.SASL_AUTHENTICATE: (0, 2),
@@ -112,9 +112,9 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.LIST_PARTITION_REASSIGNMENTS: (0, 0),
     ApiKey.OFFSET_DELETE: (0, 0),
     ApiKey.DESCRIBE_CLUSTER: (0, 1),
+    ApiKey.DESCRIBE_PRODUCERS: (0, 0),  # KIP-664: a partition's active producers
     ApiKey.DESCRIBE_TRANSACTIONS: (0, 0),
     ApiKey.LIST_TRANSACTIONS: (0, 1),
-    ApiKey.DESCRIBE_PRODUCERS: (0, 0),  # KIP-664: a partition's active producers
     # kafka-python's describe_topic_partitions (KIP-966); librdkafka does not send it.
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: (0, 0),
 }

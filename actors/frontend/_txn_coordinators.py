@@ -104,7 +104,10 @@ async def _ask(core: CoreServices, info: TopicInfo, p: int, request: TxnRequest,
     name = txn_host_name(p)
     try:
         if not info.replicated and name not in core.ensured:
-            await resolve(core.router.ref(owner, MANAGER).ask(EnsureTxnHost(p), block=False))
+            # Answered once the host serves (its log replayed); bounded: a replay that keeps
+            # failing answers NOT_COORDINATOR meanwhile, and clients ask again.
+            await asyncio.wait_for(resolve(core.router.ref(owner, MANAGER).ask(
+                EnsureTxnHost(p), block=False)), core.config.controller_timeout_s)
             core.ensured.add(name)
         try:
             answer: object = await resolve(core.router.ref(owner, name).ask(
@@ -112,20 +115,23 @@ async def _ask(core: CoreServices, info: TopicInfo, p: int, request: TxnRequest,
         except pykka.ActorDeadError:
             core.ensured.discard(name)
             raise
-    except OWNER_GONE:
+    except (*OWNER_GONE, TimeoutError):
         return unavailable
     assert isinstance(answer, type(unavailable)), answer
     return answer
 
 
-async def _topic(core: CoreServices) -> TopicInfo | None:
+async def _topic(core: CoreServices, create: bool = True) -> TopicInfo | None:
     """The topic as this core knows it (cluster mode: None when this node hosts no replica
-    of it, or it does not exist yet; single node: created on first use)."""
+    of it, or it does not exist yet; single node: created on first use if `create`)."""
     if core.cluster_mode:
         info = core.topics.get(TXN_TOPIC)
         return info if info is not None and info.replicated else None
     try:
-        return await _txn_topic(core)
+        if create:
+            return await _txn_topic(core)
+        infos, _unsure = await core.topic_infos([TXN_TOPIC])
+        return infos[TXN_TOPIC]
     except OWNER_GONE:
         return None
 
@@ -143,9 +149,10 @@ async def call(core: CoreServices, transactional_id: str, request: TxnRequest,
 
 async def call_all(core: CoreServices, request: TxnRequest, unavailable: R) -> list[R]:
     """The answers of every coordinator hosted here (cluster mode: the ones this node's
-    replicas lead answer; the others NOT_COORDINATOR), or [`unavailable`] if none can be."""
-    info = await _topic(core)
+    replicas lead answer; the others NOT_COORDINATOR); none before the topic exists (single
+    node: nothing is created to list nothing)."""
+    info = await _topic(core, create=False)
     if info is None:
-        return [unavailable]
+        return []
     return list(await asyncio.gather(*(_ask(core, info, p, request, unavailable)
                                        for p in range(info.partitions))))

@@ -18,7 +18,8 @@ from redshank.protocol.messages import REQUESTS, RESPONSES
 # defines; only admin clients send them), OffsetDelete 0 (issue 17: the only version;
 # AdminClient's delete_consumer_group_offsets), DescribeTopicPartitions 0 (issue 17: the only
 # version; kafka-python's describe_topic_partitions), and the transaction APIs (issue 18:
-# every version Kafka 3.9 defines; WriteTxnMarkers and DescribeProducers from the partition side).
+# every version Kafka 3.9 defines; WriteTxnMarkers for the transaction coordinator,
+# DescribeProducers/Transactions and ListTransactions for admin clients).
 EXPECTED = {0: (3, 9), 1: (4, 12), 2: (1, 7), 3: (0, 12), 8: (2, 9), 9: (1, 9), 10: (0, 6),
             11: (0, 7), 12: (0, 4), 13: (0, 5), 14: (0, 5), 15: (0, 5), 16: (0, 5), 17: (0, 1),
             18: (0, 4), 19: (2, 7), 20: (1, 6), 21: (0, 2), 22: (0, 5), 23: (2, 4), 24: (0, 5),
