@@ -110,11 +110,28 @@ SCAN_CHUNK = 1 << 20
 
 
 def scan_producers(log: Log) -> ProducerStateTable:
-    """The producer state the log holds: every batch from the log start replayed (the whole
-    log, for the transactions: an ongoing one may start anywhere, and the aborted ones make
-    the aborted-transactions index; idempotence alone needed the last two segments)."""
-    table = ProducerStateTable()
+    """The producer state the log holds (transactions included): the snapshot stored with
+    the newest sealed segment before the last two (`Log.segment_states`, written by the
+    partition leader at each roll) when every older segment has one too, else nothing; then
+    every batch after it replayed (at least the last two segments, which the idempotence
+    windows need; the whole log when no snapshot applies)."""
+    states = log.segment_states()
+    table: ProducerStateTable | None = None
     offset = int(log.start_offset)
+    usable = 0
+    for _base, _end, payload in states[:-2]:
+        if payload is None:
+            break
+        usable += 1
+    while usable and table is None:
+        end = states[usable - 1][1]
+        table = ProducerStateTable.restore([p for _b, _e, p in states[:usable]
+                                            if p is not None], end)
+        if table is not None:
+            offset = max(offset, end)
+        usable -= 1 if table is None else 0
+    if table is None:
+        table = ProducerStateTable()
     end = log.dirty_offset
     while offset <= end:
         chunk = log.read(offset, SCAN_CHUNK)

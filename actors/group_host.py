@@ -178,14 +178,23 @@ def read_group_records(log: Log, end: int | None = None) -> Replayed:
     return out
 
 
+# A partition that checks transactional batches (producer state) may refuse ours with these:
+# the coordinator passes them on (a fenced producer, a stale marker), never as a disk error.
+_TXN_REFUSALS = frozenset({ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.PRODUCER_FENCED,
+                           ErrorCode.TRANSACTION_COORDINATOR_FENCED, ErrorCode.INVALID_TXN_STATE})
+
+
 def _append_error(result: PartitionResult) -> ErrorCode:
     """The partition's answer to an append, as the coordinator maps it (`append_error`): a
     replica that no longer leads says NOT_LEADER_OR_FOLLOWER (the client is told
-    NOT_COORDINATOR); any other failure is the storage's."""
+    NOT_COORDINATOR), a transactional refusal passes as it is; any other failure is the
+    storage's."""
     if result.error_code == ErrorCode.NONE:
         return ErrorCode.NONE
     if result.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
         return ErrorCode.NOT_LEADER_OR_FOLLOWER
+    if result.error_code in _TXN_REFUSALS:
+        return ErrorCode(result.error_code)
     return ErrorCode.KAFKA_STORAGE_ERROR
 
 

@@ -155,6 +155,8 @@ class PartitionLeader(LoopActor):
         self._logger = structlog.get_logger("redshank.partition").bind(
             ntp=f"{topic}/{partition}")
         self.high_watermark: int = opened.log.start_offset
+        # Segments sealed from here on get a producer snapshot (`_snapshot_sealed`).
+        self._snapshot_from = _active_base(opened.log)
         self.host = PartitionHost(opened, coordinator, writer, loop, on_answer=_answer,
                                   on_high_watermark=self._advanced,
                                   on_flush_failed=self._flush_failed,
@@ -284,7 +286,30 @@ class PartitionLeader(LoopActor):
             return None
         return Pushed(self.topic_id, offset, hw, self.log.start_offset, bytes(data))
 
+    def _snapshot_sealed(self) -> None:
+        """Store the producer/transaction snapshot of each segment sealed since the last
+        time (on the disk writer; a failed or missing one only means a longer replay at the
+        next open: `scan_producers`)."""
+        sealed = self.log.sealed_since(self._snapshot_from)
+        if sealed:  # aborted transactions of segments retention deleted go too
+            self.part.producers.trim(self.log.start_offset)
+        for base, end in sealed:
+            payload = self.part.producers.segment_state(base, end)
+            if payload is None:
+                continue
+            fut: LoopFuture[bool] = self.writer.ask(  # type: ignore[assignment]
+                Blocking(functools.partial(self.log.write_segment_state, base, payload)),
+                block=False)
+            fut.add_done_callback(self._snapshot_written)
+        if sealed:
+            self._snapshot_from = sealed[-1][1]
+
+    def _snapshot_written(self, f: LoopFuture[bool]) -> None:
+        if (exc := f.exception()) is not None:
+            self._logger.warning("segment_snapshot_failed", error=repr(exc))
+
     def _flushed(self) -> None:
+        self._snapshot_sealed()
         if self.storage_error is not None and not self.reopening \
                 and self.log.flushed_offset >= self.log.dirty_offset:
             # A flush retried after a failed write reached everything appended.
@@ -345,6 +370,7 @@ class PartitionLeader(LoopActor):
         self.host.paused = False
         self._backoff = RECOVER_MIN_S
         self.host.install(opened)
+        self._snapshot_from = _active_base(opened.log)
         end = opened.log.dirty_offset + 1
         if end < old_hw:  # never: only committed (fsynced) batches were below it
             self._logger.error("reopen_lost_committed", high_watermark=old_hw, recovered_end=end)
@@ -517,6 +543,12 @@ class PartitionLeader(LoopActor):
                 fut.set(False)
         self._parked = []
         self.host.stop()
+
+
+def _active_base(log: Log) -> int:
+    """The base offset of the log's active segment (0 for an empty log)."""
+    segments = log.segments()
+    return segments[-1][0] if segments else 0
 
 
 def _answer(waiter: Hashable, result: PartitionResult) -> None:

@@ -71,6 +71,7 @@ MARKER_GONE = ErrorCode.UNKNOWN_TOPIC_ID
 # Backoff between rounds of marker writes to partitions that answered a retriable error.
 _MARKER_RETRY_MIN_S = 0.02
 _MARKER_RETRY_MAX_S = 1.0
+_MARKER_ATTEMPT_S = 30.0
 # How often an idle single-node host checks its leadership (cluster mode: Raft's tick).
 _WATCH_S = 0.5
 
@@ -348,7 +349,11 @@ class TxnHost(LoopActor):
             errors: dict[TopicPartition, int] = {}
             if io is not None:
                 try:
-                    errors = await io.write_markers(markers, tuple(pending))
+                    # Bounded: a partition whose append hangs (a leader cut off from its
+                    # followers) is asked again, as Kafka's request timeout does; a marker
+                    # written twice is harmless (the second finds no open transaction).
+                    errors = await asyncio.wait_for(
+                        io.write_markers(markers, tuple(pending)), _MARKER_ATTEMPT_S)
                 except Exception as exc:  # the request paths' boundary: logged, asked again
                     self._logger.warning("txn_markers_attempt_failed", error=repr(exc))
             if gen != self._load_gen or self._stopping:

@@ -12,7 +12,9 @@ Rules (Kafka's `LogCleaner.shouldRetainRecord`, KIP-534 without the delete-horiz
 - a tombstone (null value) that is the latest of its key survives until its timestamp is
   older than `delete.retention.ms`, so consumers reading from the start see the delete first;
 - a record without a key is dropped (Kafka counts it as invalid; produce refuses new ones);
-- control batches and transactional batches are kept whole (no transactions here yet).
+- control batches and transactional batches are kept whole: the producer state, the last stable
+  offset and the aborted-transactions index are rebuilt from them (Kafka's cleaner also drops
+  aborted records and, past the delete horizon, markers: not done here).
 
 Offsets are preserved, and so is every batch: a batch keeps its baseOffset, lastOffsetDelta,
 partitionLeaderEpoch, producer fields and codec, and loses only records. A batch left without

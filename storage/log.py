@@ -56,6 +56,7 @@ from redshank.storage.log_config import AppendResult, LogConfig
 from redshank.storage.log_dir import open_segments, read_start_offset, write_start_offset
 from redshank.storage.retention import SegmentInfo, retention_start
 from redshank.storage.segment import BatchMeta, Segment
+from redshank.storage.segment_state import read_state, state_path, write_state
 from redshank.storage.types import Offset, Term
 
 __all__ = ["AppendResult", "CompactResult", "Log", "LogConfig"]
@@ -541,6 +542,8 @@ class Log:
                     self._files.fsync_dir(self.dir)
                 if self._segments:
                     self._segments[-1].truncate(offset)
+                    # It is the active segment again: its state (as of its old end) goes.
+                    self._files.remove(state_path(self._segments[-1].path))
             except StorageError as exc:
                 # Memory and disk may now disagree: only a reopen (recovery) can tell.
                 self._fail(exc)
@@ -708,6 +711,40 @@ class Log:
                 pos += used
         finally:
             handle.close()
+
+    # -- segment state files (writer thread) ----------------------------------------------------
+    def write_segment_state(self, base_offset: int, payload: bytes) -> bool:
+        """Store `payload` as the state of the sealed segment starting at `base_offset`
+        (`segment_state`); False if there is no such segment, or it is the active one."""
+        with self._flush_lock:  # no truncation or compaction swap meanwhile
+            with self._lock:
+                found = [s for s in self._segments[:-1] if s.base_offset == base_offset]
+            if not found:
+                return False
+            write_state(self._files, found[0].path, payload)
+            return True
+
+    def sealed_since(self, base_offset: int) -> list[tuple[int, int]]:
+        """(base offset, next offset) of the sealed segments starting at or after
+        `base_offset`, oldest first (cheap: walks back from the active segment)."""
+        out: list[tuple[int, int]] = []
+        with self._lock:
+            for seg in reversed(self._segments[:-1]):
+                if seg.base_offset < base_offset:
+                    break
+                out.append((seg.base_offset, seg.next_offset))
+        out.reverse()
+        return out
+
+    def segment_states(self) -> list[tuple[int, int, bytes | None]]:
+        """(base offset, next offset, state payload or None) per segment, oldest first; the
+        active segment never has one."""
+        with self._flush_lock:
+            with self._lock:
+                segs = list(self._segments)
+            return [(s.base_offset, s.next_offset,
+                     read_state(self._files, s.path) if i < len(segs) - 1 else None)
+                    for i, s in enumerate(segs)]
 
     def segments(self) -> list[tuple[int, int, int]]:
         """(base offset, term, bytes) per segment, oldest first (for tools and tests)."""

@@ -20,6 +20,7 @@ import structlog
 
 from redshank.storage.file_io import FileLayer
 from redshank.storage.segment import Segment, parse_segment_name
+from redshank.storage.segment_state import STATE_SUFFIX
 
 __all__ = ["open_segments", "read_start_offset", "write_start_offset"]
 
@@ -37,7 +38,9 @@ def open_segments(
     for name in names:
         path = os.path.join(directory, name)
         orphan_index = name.endswith(".index") and name[: -len(".index")] + ".log" not in names
-        if name.endswith(".tmp") or orphan_index:
+        orphan_state = (name.endswith(STATE_SUFFIX)
+                        and name[: -len(STATE_SUFFIX)] + ".log" not in names)
+        if name.endswith(".tmp") or orphan_index or orphan_state:
             files.remove(path)
         else:
             parsed = parse_segment_name(name)

@@ -23,6 +23,7 @@ from redshank.storage.batch_scan import BatchScanner
 from redshank.storage.errors import StorageError
 from redshank.storage.file_io import Buffer, FileHandle, FileLayer
 from redshank.storage.segment_index import DEFAULT_INDEX_INTERVAL, SegmentIndex
+from redshank.storage.segment_state import state_path
 
 __all__ = [
     "DEFAULT_PREALLOCATE_STEP", "BatchMeta", "Segment", "parse_segment_name", "segment_name",
@@ -228,6 +229,7 @@ class Segment:
         pos = self.locate(offset, self.size)
         if pos is None:
             return
+        self._files.remove(state_path(self.path))  # its end moves: the state is stale
         if self.sealed:
             self._files.remove(self.index_path)
             self._files.fsync_dir(self.dir)
@@ -297,10 +299,11 @@ class Segment:
         self._file.close()
 
     def delete(self) -> None:
-        """Close and remove both files (the caller fsyncs the directory)."""
+        """Close and remove its files (the caller fsyncs the directory)."""
         self._file.close()
         self._files.remove(self.path)
         self._files.remove(self.index_path)
+        self._files.remove(state_path(self.path))
 
     # -- reading (any thread, below a snapshotted limit) -------------------------------------
     def locate(self, offset: int, limit: int) -> int | None:

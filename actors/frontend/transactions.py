@@ -183,7 +183,8 @@ class CoreTxnIO:
 
     async def _write_here(self, markers: WriteMarkers, partitions: tuple[TopicPartition, ...]
                           ) -> dict[TopicPartition, int]:
-        """Single node: every partition is this node's; a topic deleted since is gone."""
+        """Every partition this node's own (single node: all of them); a topic deleted since
+        is gone."""
         infos, unsure = await self.core.topic_infos(sorted({tp.topic for tp in partitions}))
         out: dict[TopicPartition, int] = {}
         asked = []
@@ -209,7 +210,8 @@ class CoreTxnIO:
                                 ) -> dict[TopicPartition, int]:
         """Cluster mode: each partition to its leader as the controller knows it (this node:
         in-process; another: over the wire); no leader known yet: NOT_LEADER_OR_FOLLOWER (the
-        host asks again)."""
+        host asks again). A topic the controller does not hold is the node's own (written
+        here) or deleted (gone)."""
         core = self.core
         names = tuple(sorted({tp.topic for tp in partitions}))
         try:
@@ -222,13 +224,17 @@ class CoreTxnIO:
         out: dict[TopicPartition, int] = {}
         here: list[TopicPartition] = []
         remote: dict[BrokerAddress, list[TopicPartition]] = defaultdict(list)
+        not_controllers: list[TopicPartition] = []
         for tp in partitions:
             topic = view.topics.get(tp.topic)
-            if topic is None and view.brokers:
-                out[tp] = MARKER_GONE  # the controller holds no such topic (deleted)
+            if topic is None:
+                if view.brokers:  # not the controller's: maybe the node's own, maybe deleted
+                    not_controllers.append(tp)
+                else:  # no controller state here yet: it cannot say
+                    out[tp] = _NOT_LEADER
                 continue
-            if topic is None or tp.partition >= len(topic.partitions):
-                out[tp] = MARKER_GONE if topic is not None else _NOT_LEADER
+            if tp.partition >= len(topic.partitions):
+                out[tp] = MARKER_GONE
                 continue
             leader = topic.partitions[tp.partition].leader
             if leader == core.broker.node_id:
@@ -238,6 +244,8 @@ class CoreTxnIO:
             else:
                 out[tp] = _NOT_LEADER
         jobs = [self._local(markers, tuple(here))] if here else []
+        if not_controllers:
+            jobs.append(self._write_here(markers, tuple(not_controllers)))
         jobs += [self._remote(b, markers, tuple(tps)) for b, tps in remote.items()]
         for answer in await asyncio.gather(*jobs):
             out.update(answer)

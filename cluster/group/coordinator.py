@@ -77,6 +77,7 @@ from redshank.cluster.group.group_stm import GroupStm, settle_txn
 from redshank.cluster.group.offsets import OffsetManager, commit_failed
 from redshank.cluster.group.partitioning import partition_for
 from redshank.cluster.group.rebalance import Rebalancer
+from redshank.cluster.group.txn_fences import ProducerFences
 from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["CoordinatorStatus", "GroupCoordinator", "GroupSnapshot"]
@@ -129,6 +130,7 @@ class GroupCoordinator:
         self._status = CoordinatorStatus.INACTIVE
         self._groups: dict[str, ClassicGroup] = {}
         self._stm: GroupStm | None = None
+        self._fences = ProducerFences()
         # (deadline, seq, group id); stale entries are skipped (ClassicGroup.scheduled_deadline_ms)
         self._heap: list[tuple[int, int, str]] = []
         self._seq = 0
@@ -170,6 +172,7 @@ class GroupCoordinator:
             self._groups[group_id] = group
             self._fx.touch(group)
         self._fx.position = max(self._fx.position, stm.applied)
+        self._fences = stm.fences
         self._status = CoordinatorStatus.ACTIVE
         self._retention_deadline_ms = now_ms + self.config.offsets_retention_check_interval_ms
         return self._drain()
@@ -180,6 +183,7 @@ class GroupCoordinator:
         for group in self._groups.values():
             self._rebalance.fail_waiters(group, _E.NOT_COORDINATOR)
         self._groups.clear()
+        self._fences = ProducerFences()
         self._heap.clear()
         self._fx.take_dirty()
         self._stm = None
@@ -282,6 +286,8 @@ class GroupCoordinator:
         group = self._groups.get(req.group_id)
         if error is None and group is None and req.generation_id >= 0:
             error = _E.ILLEGAL_GENERATION  # as OffsetCommit: a generation this group never had
+        if error is None:
+            error = self._fences.check(req.producer_id, req.producer_epoch)
         if error is not None:
             self._fx.complete(req.token, commit_failed(req.partitions, error))
             return self._drain()
@@ -291,14 +297,21 @@ class GroupCoordinator:
     def txn_marker(self, req: TxnMarkerRequest, now_ms: int) -> Output:
         """Append the transaction's marker; once committed, settle the producer's pending
         offsets in every group of this partition. NOT_LEADER_OR_FOLLOWER while not serving
-        (inactive, or replaying: the transaction coordinator retries it)."""
+        (inactive, or replaying: the transaction coordinator retries it); a stale marker is
+        refused (`ProducerFences`)."""
         if self._status is not CoordinatorStatus.ACTIVE:
             self._fx.complete(req.token, TxnMarkerResult(_E.NOT_LEADER_OR_FOLLOWER))
             return self._drain()
         marker, token = req.marker, req.token
+        fenced = self._fences.check(marker.producer_id, marker.producer_epoch,
+                                    marker.coordinator_epoch)
+        if fenced is not None:
+            self._fx.complete(token, TxnMarkerResult(fenced))
+            return self._drain()
 
         def persisted(error: ErrorCode, _now: int) -> None:
             if error == _E.NONE:
+                self._fences.record(marker)
                 self._settle(marker)
             self._fx.complete(token, TxnMarkerResult(error))
 

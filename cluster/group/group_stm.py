@@ -26,6 +26,7 @@ from redshank.cluster.group.group_records import (
     decode_key,
     decode_offset_value,
 )
+from redshank.cluster.group.txn_fences import ProducerFences
 
 __all__ = ["GroupStm", "settle_txn"]
 
@@ -53,6 +54,7 @@ class GroupStm:
         self.positions: dict[str, dict[TopicPartition, int]] = {}
         # Open transactions: producer id -> group id -> offsets written, no marker yet.
         self.pending: dict[int, dict[str, dict[TopicPartition, PendingOffset]]] = {}
+        self.fences = ProducerFences()  # the epochs of the markers applied
         self.applied = 0
 
     def apply(self, record: GroupRecord | TxnMarker) -> None:
@@ -101,6 +103,7 @@ class GroupStm:
                         del self.pending[producer_id]
 
     def _end_txn(self, marker: TxnMarker) -> None:
+        self.fences.record(marker)
         for group_id, pending in self.pending.pop(marker.producer_id, {}).items():
             if marker.committed:
                 settle_txn(self.offsets.setdefault(group_id, {}),

@@ -28,6 +28,7 @@ transaction's data before the marker that says whether it was aborted is readabl
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator
@@ -39,11 +40,21 @@ from redshank.protocol.errors import DecodeError
 from redshank.protocol.record_batch import BatchHeader, iter_batches
 from redshank.protocol.records import ControlType, iter_records, parse_control_record
 
-__all__ = ["WINDOW", "CompletedTxn", "Duplicate", "ProducerStateTable", "SequenceError",
-           "marker_of"]
+__all__ = ["RECENT_MAX", "WINDOW", "CompletedTxn", "Duplicate", "ProducerStateTable",
+           "SequenceError", "marker_of"]
 
 WINDOW = 5  # clients keep at most 5 requests in flight per partition
 _INT32_MAX = 2**31 - 1
+# Completed transactions kept for the next segment snapshots; past it the oldest half goes
+# (and a snapshot that would need them is not taken: its segment is replayed at open).
+RECENT_MAX = 4096
+# Segment snapshot payload: version, then the aborted transactions ended in the segment, then
+# every producer as of the segment's end.
+_SNAP_VERSION = 1
+_COUNT = struct.Struct(">hI")
+_N = struct.Struct(">I")
+_ABORTED = struct.Struct(">qqq")  # producer id, first offset, last (marker) offset
+_PRODUCER = struct.Struct(">qhiqq")  # id, epoch, coordinator epoch, last timestamp, txn start
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +119,10 @@ class ProducerStateTable:
         self._unstable: list[CompletedTxn] = []
         # The aborted-transactions index, by marker offset (appended in log order).
         self._aborted: list[CompletedTxn] = []
+        # Completed transactions whose marker is at or after `_recent_floor` (what a snapshot
+        # at a segment's end needs to tell which transactions were still open there).
+        self._recent: list[CompletedTxn] = []
+        self._recent_floor = 0
 
     def __len__(self) -> int:
         return len(self._producers)
@@ -198,17 +213,35 @@ class ProducerStateTable:
         state.txn_first = -1
         del self._ongoing[m.producer_id]
         self._unstable.append(done)
+        if len(self._unstable) > RECENT_MAX:
+            # A follower's high watermark does not move (`stable` is a leader's): its oldest
+            # go, as a new leader commits everything before it serves anyway.
+            del self._unstable[:len(self._unstable) // 2]
+        self._recent.append(done)
+        if len(self._recent) > RECENT_MAX:
+            cut = len(self._recent) // 2
+            self._recent_floor = max(self._recent_floor, self._recent[cut - 1].last_offset + 1)
+            del self._recent[:cut]
         if done.aborted:
             self._aborted.append(done)
         return done
 
     # ---- reads ----------------------------------------------------------------------------
 
+    def stable(self, high_watermark: int) -> None:
+        """The high watermark moved: completed transactions whose marker is below it no
+        longer hold the LSO back (markers come in log order: the oldest go first)."""
+        unstable = self._unstable
+        i = 0
+        while i < len(unstable) and unstable[i].last_offset < high_watermark:
+            i += 1
+        if i:
+            del unstable[:i]
+
     def last_stable_offset(self, high_watermark: int) -> int:
         """Below it every transaction is decided and its marker readable: min(first offset of
         the ongoing and not yet stably completed transactions, high watermark)."""
-        if self._unstable:
-            self._unstable = [t for t in self._unstable if t.last_offset >= high_watermark]
+        self.stable(high_watermark)
         lso = high_watermark
         for first in self._ongoing.values():
             lso = min(lso, first)
@@ -249,14 +282,14 @@ class ProducerStateTable:
         cut marker reopens its transaction, a cut first batch unstarts it). A producer left
         with no batch and no transaction is forgotten (any sequence is accepted from it, as
         for an expired producer)."""
-        kept: list[CompletedTxn] = []
-        for t in self._unstable:
-            if t.last_offset < offset:
-                kept.append(t)
-            elif t.first_offset < offset and t.producer_id in self._producers:
+        cut = {(t.producer_id, t.last_offset): t for t in self._unstable + self._recent
+               if t.last_offset >= offset}
+        for t in sorted(cut.values(), key=lambda t: t.last_offset):
+            if t.first_offset < offset and t.producer_id in self._producers:
                 self._producers[t.producer_id].txn_first = t.first_offset
                 self._ongoing[t.producer_id] = t.first_offset
-        self._unstable = kept
+        self._unstable = [t for t in self._unstable if t.last_offset < offset]
+        self._recent = [t for t in self._recent if t.last_offset < offset]
         i = bisect_left(self._aborted, offset, key=lambda t: t.last_offset)
         del self._aborted[i:]
         for pid in list(self._producers):
@@ -268,6 +301,64 @@ class ProducerStateTable:
                 state.batches.pop()
             if not state.batches and state.txn_first < 0:
                 del self._producers[pid]
+
+    # ---- segment snapshots (durable: storage/segment_state) ---------------------------------
+
+    def segment_state(self, start: int, end: int) -> bytes | None:
+        """The payload of the sealed segment [start, end): the aborted transactions whose
+        marker it holds and every producer as of `end` (the transactions open there); None
+        when what it needs was forgotten. Call in log order: completions before `end` are
+        forgotten after it."""
+        if end < self._recent_floor:
+            return None
+        open_at: dict[int, int] = {pid: first for pid, first in self._ongoing.items()
+                                   if first < end}
+        for t in self._recent:
+            if t.first_offset < end <= t.last_offset:
+                open_at[t.producer_id] = t.first_offset
+        lo = bisect_left(self._aborted, start, key=lambda t: t.last_offset)
+        hi = bisect_left(self._aborted, end, key=lambda t: t.last_offset)
+        aborted = self._aborted[lo:hi]
+        out = [_COUNT.pack(_SNAP_VERSION, len(aborted))]
+        out += [_ABORTED.pack(t.producer_id, t.first_offset, t.last_offset) for t in aborted]
+        out.append(_N.pack(len(self._producers)))
+        out += [_PRODUCER.pack(pid, s.epoch, s.coordinator_epoch, s.last_timestamp,
+                               open_at.get(pid, -1)) for pid, s in self._producers.items()]
+        self._recent = [t for t in self._recent if t.last_offset >= end]
+        self._recent_floor = max(self._recent_floor, end)
+        return b"".join(out)
+
+    @classmethod
+    def restore(cls, payloads: list[bytes], end: int) -> ProducerStateTable | None:
+        """The table as of `end`, the end of the segment whose payload is last: the aborted
+        transactions of every payload (oldest segment first, each once), the producers of the
+        last. None if a payload does not decode (the caller replays the log instead)."""
+        table = cls()
+        try:
+            producers = b""
+            for p in payloads:
+                version, n = _COUNT.unpack_from(p, 0)
+                if version != _SNAP_VERSION:
+                    return None
+                at = _COUNT.size
+                for _ in range(n):
+                    pid, first, last = _ABORTED.unpack_from(p, at)
+                    table._aborted.append(CompletedTxn(pid, first, last, True))
+                    at += _ABORTED.size
+                producers = p[at:]
+            (n,) = _N.unpack_from(producers, 0)
+            for i in range(n):
+                pid, epoch, coordinator_epoch, last_ts, first = _PRODUCER.unpack_from(
+                    producers, _N.size + i * _PRODUCER.size)
+                table._producers[pid] = _Producer(epoch, txn_first=first,
+                                                  coordinator_epoch=coordinator_epoch,
+                                                  last_timestamp=last_ts)
+                if first >= 0:
+                    table._ongoing[pid] = first
+        except struct.error:
+            return None
+        table._recent_floor = end
+        return table
 
     # ---- rebuilt from the log -------------------------------------------------------------
 

@@ -396,6 +396,7 @@ class Partition:
             self.high_watermark = hw
             self._io.high_watermark = hw
             self._answer_duplicates()
+            self.producers.stable(hw)
 
     def _record_producers(self, entries: list[Entry]) -> None:
         """A follower keeps the producer state of the batches it is sent, as the leader did

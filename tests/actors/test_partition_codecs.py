@@ -30,10 +30,12 @@ RECORDS = st.one_of(
     st.binary(max_size=2048).map(memoryview),
     st.binary(max_size=2048).map(bytearray),
 )
-PRODUCERS = st.one_of(st.none(), st.builds(ProducerBatch, I64, I64, I64, I64))
+PRODUCERS = st.one_of(st.none(), st.builds(ProducerBatch, I64, I64, I64, I64, st.booleans()))
 APPENDS = st.builds(Append, RECORDS, I64, PRODUCERS)
-READS = st.builds(Read, I64, I64, I64, st.booleans(), st.one_of(st.none(), I64))
-READ_RESULTS = st.builds(ReadResult, I64, I64, I64, st.one_of(st.none(), RECORDS))
+READS = st.builds(Read, I64, I64, I64, st.booleans(), st.one_of(st.none(), I64),
+                  st.integers(min_value=0, max_value=1))
+READ_RESULTS = st.builds(ReadResult, I64, I64, I64, st.one_of(st.none(), RECORDS), I64,
+                         st.lists(st.tuples(I64, I64), max_size=4).map(tuple))
 PARTITION_RESULTS = st.builds(PartitionResult, I64, I64, I64, st.one_of(st.none(), st.text()))
 PUSHES = st.builds(Pushed, st.uuids(), I64, I64, I64, st.binary(max_size=2048))
 HIGH_WATERMARKS = st.builds(HighWatermark, st.text(max_size=249), I64, I64,

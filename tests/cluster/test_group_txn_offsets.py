@@ -242,3 +242,69 @@ def test_wire_mapping_v0_and_v3() -> None:
         (0, 0), (7, E.UNKNOWN_TOPIC_OR_PARTITION)]
     for version in range(5):
         wire.TxnOffsetCommitResponse.decode(resp.encode(version), version)
+
+
+def test_stale_producer_epochs_and_coordinator_epochs_are_fenced_also_after_replay() -> None:
+    host = new_host()
+    token = host.token()
+    host.call(host.coordinator.txn_marker, TxnMarkerRequest(token, TxnMarker(P1, 4, False, 7)))
+    assert host.result(token) == TxnMarkerResult(E.NONE)  # InitProducerId's abort, epoch 4
+    for h in (host, new_host(host.log)):
+        # The zombie (epoch 3) commits after its transaction was aborted: fenced, not pending.
+        assert txn_commit(h, "g", P1, {("t", 0): 9}) == {("t", 0): E.INVALID_PRODUCER_EPOCH}
+        assert h.coordinator.snapshot("g") is None
+        stale = [TxnMarker(P1, 3, True, 7), TxnMarker(P1, 4, True, 6)]
+        results = []
+        for m in stale:
+            token = h.token()
+            h.call(h.coordinator.txn_marker, TxnMarkerRequest(token, m))
+            results.append(h.result(token))
+        assert results == [TxnMarkerResult(E.INVALID_PRODUCER_EPOCH),
+                           TxnMarkerResult(E.TRANSACTION_COORDINATOR_FENCED)]
+        token = h.token()
+        h.call(h.coordinator.txn_marker, TxnMarkerRequest(token, TxnMarker(P1, 4, True, 8)))
+        assert h.result(token) == TxnMarkerResult(E.NONE)
+
+
+def _state(host: MemoryHost) -> dict[str, object]:
+    """Each group's committed and pending offsets (a group left with neither, e.g. one whose
+    only transaction aborted, waits for the retention purge: as if it were gone)."""
+    out: dict[str, object] = {}
+    for g in ("g1", "g2"):
+        snap = host.coordinator.snapshot(g)
+        state = None if snap is None else (snap.offsets, snap.pending_txn)
+        out[g] = None if state == ((), ()) else state
+    return out
+
+
+def test_random_runs_live_state_equals_the_replay_of_its_log() -> None:
+    """Seeded random TxnOffsetCommits, regular commits, markers (in flight or not) and
+    restarts: whenever nothing is in flight, the live groups' offsets and pending offsets are
+    what a replay of the log builds (the marker settles exactly what was written before it)."""
+    for seed in range(150):
+        rng = random.Random(seed)
+        host = new_host(auto_persist=False)
+        for _ in range(60):
+            op = rng.random()
+            group, tp = rng.choice(("g1", "g2")), ("t", rng.randrange(2))
+            pid, offset = rng.choice((P1, P2)), rng.randrange(100)
+            if op < 0.35:
+                token = host.token()
+                host.call(host.coordinator.txn_offset_commit, TxnOffsetCommitRequest(
+                    token, "tx", group, pid, 3, (OffsetCommitPartition(*tp, offset),)))
+            elif op < 0.5:
+                token = host.token()
+                host.call(host.coordinator.offset_commit, OffsetCommitRequest(
+                    token, group, (OffsetCommitPartition(*tp, offset),)))
+            elif op < 0.7:
+                token = host.token()
+                host.call(host.coordinator.txn_marker, TxnMarkerRequest(
+                    token, TxnMarker(pid, 3, rng.random() < 0.6, 1)))
+            elif op < 0.95 and host.unpersisted:
+                host.persist_next()
+            elif not host.unpersisted:
+                host = new_host(host.log, auto_persist=False)  # a restart: replay the log
+            if not host.unpersisted:
+                assert _state(host) == _state(new_host(host.log)), seed
+        host.persist_all()
+        assert _state(host) == _state(new_host(host.log)), seed

@@ -1,187 +1,106 @@
-"""The transaction APIs' handlers (cluster/kafka/handlers): wire <-> the coordinator's types, for
-every advertised version, with each version's error codes as Kafka 3.9 answers them."""
+"""The sans-IO Kafka handlers' side of transactions (KIP-98): Produce takes transactional
+batches of a producer id (and refuses one without), WriteTxnMarkers splits markers per
+partition and builds Kafka's end-transaction control batch, Fetch under read_committed carries
+the last stable offset and the aborted transactions, DescribeProducers answers per partition."""
 
 from __future__ import annotations
 
 import uuid
 
-from redshank.cluster.group import partition_for
-from redshank.cluster.kafka import TopicPartition
-from redshank.cluster.kafka.handlers import (
-    add_offsets_to_txn,
-    add_partitions_to_txn,
-    describe_transactions,
-    end_txn,
-    find_coordinator,
-    init_producer_id,
-    list_transactions,
-    metadata,
+from redshank.cluster.kafka import TopicInfo
+from redshank.cluster.kafka.handlers import describe_producers, fetch, produce, write_txn_markers
+from redshank.cluster.kafka.producer_state import marker_of
+from redshank.cluster.kafka.topic_table import TopicPartition
+from redshank.cluster.partition.api import (
+    AppendMarker,
+    ProducerBatch,
+    ProducerInfo,
+    ProducersAnswer,
+    ReadResult,
 )
-from redshank.cluster.txn.api import (
-    AddOffsetsResult,
-    AddPartitionsResult,
-    DescribedTransaction,
-    EndTxnResult,
-    InitProducerIdRequest,
-    InitProducerIdResult,
-    ListTransactionsResult,
-    TransactionListing,
-    TxnState,
-)
-from redshank.protocol.api_versions import ADVERTISED, ApiKey
 from redshank.protocol.error_codes import ErrorCode
-from redshank.protocol.messages import add_offsets_to_txn as ao_wire
-from redshank.protocol.messages import add_partitions_to_txn as ap_wire
-from redshank.protocol.messages import describe_transactions as dt_wire
-from redshank.protocol.messages import end_txn as et_wire
-from redshank.protocol.messages import find_coordinator as fc_wire
-from redshank.protocol.messages import init_producer_id as ip_wire
-from redshank.protocol.messages import list_transactions as lt_wire
+from redshank.protocol.messages import describe_producers as dp
+from redshank.protocol.messages import write_txn_markers as wtm
+from redshank.protocol.messages.produce import (
+    PartitionProduceData,
+    ProduceRequest,
+    TopicProduceData,
+)
+from redshank.protocol.record_batch import parse_header
+from redshank.protocol.records import BatchBuilder
 
-_FENCED = ErrorCode.PRODUCER_FENCED
-_EPOCH = ErrorCode.INVALID_PRODUCER_EPOCH
-
-
-def _versions(key: ApiKey) -> range:
-    lo, hi = ADVERTISED[key]
-    return range(lo, hi + 1)
+T = TopicInfo("t", uuid.UUID(int=1), (0, 1), ())
+TOPICS: dict[str, TopicInfo | None] = {"t": T, "gone": None}
 
 
-def test_init_producer_id_goes_to_the_coordinator_and_fenced_is_new_in_v4() -> None:
-    for v in _versions(ApiKey.INIT_PRODUCER_ID):
-        req = ip_wire.InitProducerIdRequest(transactional_id="t", transaction_timeout_ms=6000,
-                                            producer_id=7, producer_epoch=2)
-        assert not init_producer_id.wants_id(req)
-        # v3+ carry the id and epoch a producer re-initialising had (KIP-360).
-        assert init_producer_id.to_api(req, v) == InitProducerIdRequest(
-            "t", 6000, *((7, 2) if v >= 3 else (-1, -1)))
-        resp = init_producer_id.build_txn(InitProducerIdResult(_FENCED), v)
-        resp.encode(v)
-        assert (resp.error_code, resp.producer_id) == (_FENCED if v >= 4 else _EPOCH, -1)
-        ok = init_producer_id.build_txn(InitProducerIdResult(ErrorCode.NONE, 9, 3), v)
-        assert (ok.error_code, ok.producer_id, ok.producer_epoch) == (0, 9, 3)
-    half = ip_wire.InitProducerIdRequest(transactional_id="t", producer_id=7, producer_epoch=-1)
-    assert init_producer_id.to_api(half, 4) == InitProducerIdResult(ErrorCode.INVALID_REQUEST)
-    assert init_producer_id.wants_id(ip_wire.InitProducerIdRequest(transactional_id=None))
+def _produce(batch: bytes) -> ProduceRequest:
+    return ProduceRequest(transactional_id="tx", acks=-1, timeout_ms=1000, topic_data=(
+        TopicProduceData("t", (PartitionProduceData(0, batch),)),))
 
 
-def test_add_partitions_single_and_batched_shapes() -> None:
-    topics = (ap_wire.AddPartitionsToTxnTopic("a", (0, 1)),
-              ap_wire.AddPartitionsToTxnTopic("b", (0,)))
-    for v in _versions(ApiKey.ADD_PARTITIONS_TO_TXN):
-        if v < 4:
-            req = ap_wire.AddPartitionsToTxnRequest(
-                v3_and_below_transactional_id="t", v3_and_below_producer_id=5,
-                v3_and_below_producer_epoch=1, v3_and_below_topics=topics)
-        else:
-            req = ap_wire.AddPartitionsToTxnRequest(transactions=(
-                ap_wire.AddPartitionsToTxnTransaction("t", 5, 1, False, topics),
-                ap_wire.AddPartitionsToTxnTransaction("u", 6, 0, True, topics[:1])))
-        asked = add_partitions_to_txn.to_api(req, v)
-        assert asked[0].partitions == (TopicPartition("a", 0), TopicPartition("a", 1),
-                                       TopicPartition("b", 0))
-        assert (asked[0].transactional_id, asked[0].producer_id, asked[0].producer_epoch) == (
-            "t", 5, 1)
-        results = [AddPartitionsResult(tuple((tp, _FENCED) for tp in r.partitions))
-                   for r in asked]
-        resp = add_partitions_to_txn.build(asked, results, v)
-        resp.encode(v)
-        want = _FENCED if v >= 2 else _EPOCH
-        if v < 4:
-            assert len(asked) == 1
-            assert [(t.name, [(p.partition_index, p.partition_error_code)
-                              for p in t.results_by_partition])
-                    for t in resp.results_by_topic_v3_and_below] == [
-                ("a", [(0, want), (1, want)]), ("b", [(0, want)])]
-        else:
-            assert [r.verify_only for r in asked] == [False, True]
-            assert [r.transactional_id for r in resp.results_by_transaction] == ["t", "u"]
-            assert resp.error_code == 0
+def _batch(pid: int, epoch: int = 0, seq: int = 0) -> bytes:
+    b = BatchBuilder(producer_id=pid, producer_epoch=epoch, base_sequence=seq,
+                     is_transactional=True)
+    b.append(b"v", timestamp=1)
+    b.append(b"w", timestamp=2)
+    return b.build()
 
 
-def test_add_partitions_naming_a_missing_partition_adds_none() -> None:
-    req = add_partitions_to_txn.to_api(ap_wire.AddPartitionsToTxnRequest(
-        v3_and_below_transactional_id="t", v3_and_below_topics=(
-            ap_wire.AddPartitionsToTxnTopic("a", (0, 3)),
-            ap_wire.AddPartitionsToTxnTopic("gone", (0,)))), 0)[0]
-    assert add_partitions_to_txn.topics((req,)) == ["a", "gone"]
-    refused = add_partitions_to_txn.refuse_unknown(req, {"a": 2, "gone": 0})
-    assert refused is not None and refused.errors == (
-        (TopicPartition("a", 0), ErrorCode.OPERATION_NOT_ATTEMPTED),
-        (TopicPartition("a", 3), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
-        (TopicPartition("gone", 0), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
-    # Not known now (the controller cannot say): the coordinator adds it.
-    assert add_partitions_to_txn.refuse_unknown(req, {"a": 4, "gone": None}) is None
+def test_produce_takes_transactional_batches_of_a_producer() -> None:
+    writes, done = produce.plan(_produce(_batch(7, 2, 5)), TOPICS)
+    assert done == {} and writes[0].producer == ProducerBatch(7, 2, 5, 6, True)
+    writes, done = produce.plan(_produce(_batch(-1, -1, -1)), TOPICS)
+    (r,) = done.values()
+    assert writes == [] and r.error_code == ErrorCode.INVALID_RECORD
+    assert "producer id" in (r.error_message or "")
 
 
-def test_add_offsets_names_the_groups_partition_and_end_txn_maps_fenced() -> None:
-    for v in _versions(ApiKey.ADD_OFFSETS_TO_TXN):
-        api = add_offsets_to_txn.to_api(ao_wire.AddOffsetsToTxnRequest("t", 5, 1, "grp"), v,
-                                        "__consumer_offsets", 8)
-        assert api.offsets_partition == TopicPartition("__consumer_offsets",
-                                                       partition_for("grp", 8))
-        resp = add_offsets_to_txn.build(AddOffsetsResult(_FENCED), v)
-        resp.encode(v)
-        assert resp.error_code == (_FENCED if v >= 2 else _EPOCH)
-    for v in _versions(ApiKey.END_TXN):
-        api = end_txn.to_api(et_wire.EndTxnRequest("t", 5, 1, True), v)
-        assert (api.transactional_id, api.producer_id, api.producer_epoch, api.committed) == (
-            "t", 5, 1, True)
-        resp = end_txn.build(EndTxnResult(_FENCED), v)
-        resp.encode(v)
-        assert resp.error_code == (_FENCED if v >= 2 else _EPOCH)
-        assert end_txn.build(EndTxnResult(ErrorCode.CONCURRENT_TRANSACTIONS), v).error_code == 51
+def test_write_txn_markers_plan_batch_and_build() -> None:
+    req = wtm.WriteTxnMarkersRequest(markers=(
+        wtm.WritableTxnMarker(7, 3, True, (wtm.WritableTxnMarkerTopic("t", (0, 1, 9)),
+                                           wtm.WritableTxnMarkerTopic("gone", (0,))), 4),
+        wtm.WritableTxnMarker(8, 0, False, (wtm.WritableTxnMarkerTopic("t", (1,)),), 4),
+    ))
+    writes, done = write_txn_markers.plan(req, TOPICS)
+    assert [(w.index, w.tp, w.core, w.producer_id, w.commit) for w in writes] == [
+        (0, ("t", 0), 0, 7, True), (0, ("t", 1), 1, 7, True), (1, ("t", 1), 1, 8, False)]
+    assert done == {(0, "t", 9): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    (0, "gone", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
+    batch = write_txn_markers.control_batch(writes[0], 1234)
+    h = parse_header(batch)
+    assert h.is_control and h.is_transactional and (h.producer_id, h.producer_epoch) == (7, 3)
+    assert h.last_offset_delta == 0  # one record: the marker takes one offset
+    assert marker_of(batch, 0, h) == AppendMarker(7, 3, 4, True)
+    results = dict(done)
+    results.update({(w.index, w.tp[0], w.tp[1]): ErrorCode.NONE for w in writes})
+    resp = write_txn_markers.build(req, results)
+    assert [(m.producer_id, [(t.name, [(p.partition_index, p.error_code) for p in t.partitions])
+                             for t in m.topics]) for m in resp.markers] == [
+        (7, [("t", [(0, 0), (1, 0), (9, 3)]), ("gone", [(0, 3)])]), (8, [("t", [(1, 0)])])]
 
 
-def test_list_transactions_merges_coordinators_and_describe_keeps_request_order() -> None:
-    req = list_transactions.to_api(lt_wire.ListTransactionsRequest(
-        state_filters=("Ongoing", "Bogus"), duration_filter=5000), 1)
-    assert req.duration_filter_ms == 5000
-    assert list_transactions.to_api(lt_wire.ListTransactionsRequest(duration_filter=5), 0
-                                    ).duration_filter_ms == -1
-    listed = list_transactions.build(req, [
-        ListTransactionsResult(ErrorCode.NONE, (TransactionListing("t", 5, TxnState.ONGOING),)),
-        ListTransactionsResult(ErrorCode.NOT_COORDINATOR),
-        ListTransactionsResult(ErrorCode.NONE, (TransactionListing("u", 6, TxnState.ONGOING),))])
-    listed.encode(1)
-    assert listed.error_code == 0 and listed.unknown_state_filters == ("Bogus",)
-    assert [(t.transactional_id, t.transaction_state) for t in listed.transaction_states] == [
-        ("t", "Ongoing"), ("u", "Ongoing")]
-    loading = list_transactions.build(req, [
-        ListTransactionsResult(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)])
-    assert loading.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
-
-    asked = describe_transactions.to_api(dt_wire.DescribeTransactionsRequest(("t", "x")), 0)
-    assert [a.transactional_ids for a in asked] == [("t",), ("x",)]
-    resp = describe_transactions.build([
-        DescribedTransaction("t", ErrorCode.NONE, TxnState.ONGOING, 5, 1, 60000, 1234,
-                             (TopicPartition("a", 0), TopicPartition("a", 1))),
-        describe_transactions.not_coordinator("x")], 0)
-    resp.encode(0)
-    ours, other = resp.transaction_states
-    assert (ours.transaction_state, ours.producer_id, ours.transaction_start_time_ms) == (
-        "Ongoing", 5, 1234)
-    assert [(t.topic, t.partitions) for t in ours.topics] == [("a", (0, 1))]
-    assert (other.transactional_id, other.error_code) == ("x", ErrorCode.NOT_COORDINATOR)
+def test_fetch_read_committed_carries_lso_and_aborted_transactions() -> None:
+    tp = TopicPartition("t", 0)
+    results = {tp: ReadResult(0, 10, 0, b"", 6, ((7, 2),))}
+    committed = fetch.build(results, [tp], 0, isolation=1).responses[0].partitions[0]
+    assert committed.last_stable_offset == 6 and committed.high_watermark == 10
+    assert [(a.producer_id, a.first_offset) for a in committed.aborted_transactions or ()] == [
+        (7, 2)]
+    plain = fetch.build(results, [tp], 0).responses[0].partitions[0]
+    assert plain.last_stable_offset == 6 and plain.aborted_transactions == ()
+    unknown = fetch.build({tp: ReadResult(0, 10, 0, b"")}, [tp]).responses[0].partitions[0]
+    assert unknown.last_stable_offset == 10  # no LSO known (the board's answer): the HW
 
 
-def test_find_coordinator_of_a_transactional_id_is_its_partitions_leader() -> None:
-    broker = metadata.BrokerAddress(0, "localhost", 9092)
-    brokers = (metadata.BrokerAddress(1, "a", 1), metadata.BrokerAddress(2, "b", 2))
-    parts = (metadata.ReplicatedPartition((1, 2), 2, 5),
-             metadata.ReplicatedPartition((2, 1), -1, -1))
-    view = metadata.ClusterView(brokers, 1, {
-        "__transaction_state": metadata.ReplicatedTopic(uuid.UUID(int=1), parts)})
-    keys = {p: next(f"t{i}" for i in range(100) if partition_for(f"t{i}", 2) == p)
-            for p in range(2)}
-    req = fc_wire.FindCoordinatorRequest(key_type=1, coordinator_keys=(keys[0], keys[1], ""))
-    assert find_coordinator.txn_keys(req, 4) == (keys[0], keys[1])
-    assert find_coordinator.group_keys(req, 4) == ()
-    resp = find_coordinator.handle(req, 4, broker,
-                                   find_coordinator.locate_in(view, "__transaction_state"))
-    assert [(c.node_id, c.error_code) for c in resp.coordinators] == [
-        (2, 0), (-1, ErrorCode.COORDINATOR_NOT_AVAILABLE), (-1, ErrorCode.INVALID_REQUEST)]
-    # Single node: this node, for every transactional id.
-    single = find_coordinator.handle(fc_wire.FindCoordinatorRequest(key="t", key_type=1), 1,
-                                     broker)
-    assert (single.error_code, single.node_id, single.port) == (0, 0, 9092)
+def test_describe_producers_plan_and_build() -> None:
+    req = dp.DescribeProducersRequest(topics=(dp.TopicRequest("t", (1, 5)),
+                                              dp.TopicRequest("gone", (0,))))
+    asks, done = describe_producers.plan(req, TOPICS)
+    assert asks == [(("t", 1), 1)]
+    done[TopicPartition("t", 1)] = ProducersAnswer(0, (ProducerInfo(7, 1, 4, 99, 2, 10),))
+    resp = describe_producers.build(req, done)
+    parts = {(t.name, p.partition_index): p for t in resp.topics for p in t.partitions}
+    assert parts[("t", 5)].error_code == parts[("gone", 0)].error_code == 3
+    (s,) = parts[("t", 1)].active_producers
+    assert (s.producer_id, s.producer_epoch, s.last_sequence, s.last_timestamp,
+            s.coordinator_epoch, s.current_txn_start_offset) == (7, 1, 4, 99, 2, 10)

@@ -20,7 +20,7 @@ from redshank.cluster.raft.types import EntryKind, Index, Term
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import BatchBuilder, iter_records
-from redshank.storage import KvStore, Log
+from redshank.storage import KvStore, Log, LogConfig
 
 
 def batch(n: int, producer: ProducerBatch | None = None) -> bytearray:
@@ -35,12 +35,14 @@ def batch(n: int, producer: ProducerBatch | None = None) -> bytearray:
 class Host:
     """What the partition-leader actor does, synchronously: flush kvstore then log."""
 
-    def __init__(self, root: Path, anchor_every: int = raft_log.ANCHOR_FLUSH_ENTRIES) -> None:
+    def __init__(self, root: Path, anchor_every: int = raft_log.ANCHOR_FLUSH_ENTRIES,
+                 config: LogConfig | None = None,
+                 producers: ProducerStateTable | None = None) -> None:
         self.root = root
-        self.log = Log.open(str(root / "log"))
+        self.log = Log.open(str(root / "log"), config)
         self.kv = KvStore.open(str(root / "raft"))
-        self.part = Partition(self.log, self.kv, recover(self.log, self.kv), ProducerStateTable(),
-                              anchor_every=anchor_every)
+        self.part = Partition(self.log, self.kv, recover(self.log, self.kv),
+                              producers or ProducerStateTable(), anchor_every=anchor_every)
         self.answers: dict[Hashable, PartitionResult] = {}
         self.owed = False
         self.part.start()

@@ -15,11 +15,12 @@ from test_partition_replicas import Hub, stored
 
 from redshank.actors.disk_writer import scan_producers
 from redshank.cluster.kafka.handlers.write_txn_markers import MarkerWrite, control_batch
-from redshank.cluster.kafka.producer_state import ProducerStateTable
+from redshank.cluster.kafka.producer_state import RECENT_MAX, ProducerStateTable
 from redshank.cluster.partition.api import Append, AppendMarker, ProducerBatch
 from redshank.cluster.raft.types import Role
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.records import BatchBuilder
+from redshank.storage import LogConfig
 
 P1, P2, P3 = 1001, 1002, 1003
 
@@ -209,3 +210,64 @@ def test_a_cut_marker_reopens_its_transaction_on_the_old_leader(tmp_path: Path) 
                 for p in one.part.producers.describe()} == {P1: 0}
     finally:
         hub.close()
+
+
+def _snapshot_sealed(h: Host, since: int) -> int:
+    """What the partition leader does after each flush (`_snapshot_sealed`)."""
+    for base, end in h.log.sealed_since(since):
+        payload = h.part.producers.segment_state(base, end)
+        assert payload is not None
+        assert h.log.write_segment_state(base, payload)
+        since = end
+    return since
+
+
+def test_segment_snapshots_keep_what_retention_cut_and_spare_the_replay(tmp_path: Path) -> None:
+    """An aborted transaction whose first batch was deleted by retention stays in the aborted
+    index after a restart (its segment snapshot says so; a replay of what is left could not
+    know), and so does a transaction open since a segment older than the last two."""
+    config = LogConfig(segment_bytes=400)
+    h = Host(tmp_path, anchor_every=1, config=config)
+    h.run()
+    part, since = h.part, 0
+    part.append(txn(P1, 0, 4), 1)      # 0-3: aborted below
+    part.append(txn(P2, 0), 2)         # 4: open for good
+    h.run()
+    for i in range(6):
+        part.append(plain(2), ("p", i))
+        h.run()
+        since = _snapshot_sealed(h, since)
+    part.append(marker(P1, False), 3)
+    h.run()
+    for i in range(6):
+        part.append(plain(2), ("q", i))
+        h.run()
+        since = _snapshot_sealed(h, since)
+    hw = part.high_watermark
+    first_kept = h.log.segments()[1][0]
+    assert h.log.truncate_prefix(first_kept) == first_kept  # P1's first batches are gone
+    assert len(h.log.segments()) >= 3  # a snapshot is used below the last two segments
+    h.close()
+    reopened = Host(tmp_path, config=config)
+    table = scan_producers(reopened.log)
+    assert table.last_stable_offset(hw) == 4
+    assert table.aborted(first_kept, hw) == ((P1, 0),)
+    reopened.close()
+    replayed = ProducerStateTable()  # what a replay alone would know
+    log = Host(tmp_path, config=config).log
+    replayed.replay(log.read(log.start_offset, 1 << 20), log.start_offset)
+    assert replayed.aborted(first_kept, hw) == ()
+    log.close()
+
+
+def test_completed_transactions_are_not_kept_forever() -> None:
+    """A follower's table (no high watermark moving, no snapshot taken) stays bounded."""
+    t = ProducerStateTable()
+    for i in range(3 * RECENT_MAX):
+        t.record(ProducerBatch(P1, 0, i, i, True), 2 * i, 2 * i)
+        t.end_txn(AppendMarker(P1, 0, 0, True), 2 * i + 1)
+    assert len(t._unstable) <= RECENT_MAX and len(t._recent) <= RECENT_MAX
+    t.stable(6 * RECENT_MAX)
+    assert t._unstable == [] and t.last_stable_offset(6 * RECENT_MAX) == 6 * RECENT_MAX
+    # The snapshot of a segment ending before what was forgotten is not taken (replayed).
+    assert t.segment_state(0, 10) is None

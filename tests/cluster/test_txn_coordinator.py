@@ -362,3 +362,166 @@ def test_resign_answers_waiters_not_coordinator_and_forgets() -> None:
     assert host.coordinator.transactional_ids() == []
     assert host.coordinator.next_deadline_ms() is None
     assert init(host).error is E.NOT_COORDINATOR
+
+
+def restarted(host: MemoryHost, coordinator_epoch: int = 2, **cfg: int) -> MemoryHost:
+    """A new coordinator (another broker, or this one after a crash) loading what `host`
+    persisted so far; it keeps the clock and the marker history."""
+    new = MemoryHost(TxnCoordinator(0, TxnConfig(**cfg)), now_ms=host.now_ms,
+                     auto_markers=host.auto_markers)
+    new.log = list(host.log)
+    new.written = list(host.written)
+    new.give_ids(9000, 100)
+    new.start(coordinator_epoch)
+    return new
+
+
+def test_restart_in_the_middle_of_prepare_commit_resends_markers_and_completes() -> None:
+    host = new_host()
+    host.auto_markers = False
+    p = init(host)
+    add(host, p, TP0, TP1)
+    assert end(host, p, committed=True) is E.NONE
+    assert host.unwritten  # the old coordinator dies before its markers are written
+    host.resign()
+    new = restarted(host, coordinator_epoch=7)
+    assert state(new) is S.PREPARE_COMMIT
+    (markers,) = new.unwritten
+    assert markers.committed and markers.partitions == (TP0, TP1)
+    assert (markers.producer_id, markers.producer_epoch, markers.coordinator_epoch) == (
+        p.producer_id, p.producer_epoch, 7)
+    # The client retries its EndTxn at the new coordinator meanwhile.
+    assert end(new, p, committed=True) is E.CONCURRENT_TRANSACTIONS
+    new.write_all()
+    assert state(new) is S.COMPLETE_COMMIT
+    assert logged_states(new)[-2:] == [S.PREPARE_COMMIT, S.COMPLETE_COMMIT]
+    assert end(new, p, committed=True) is E.NONE
+    # The producer goes on with the same epoch at the new coordinator.
+    assert add(new, p, TP0) == {TP0: E.NONE}
+
+
+def test_restart_after_a_fence_resends_abort_markers_with_the_bumped_epoch() -> None:
+    host = new_host()
+    host.auto_markers = False
+    old = init(host)
+    add(host, old, TP0)
+    assert init(host).error is E.CONCURRENT_TRANSACTIONS
+    host.resign()
+    new = restarted(host)
+    (markers,) = new.unwritten
+    assert not markers.committed and markers.producer_epoch == old.producer_epoch + 1
+    new.write_all()
+    p = init(new)
+    assert (p.producer_id, p.producer_epoch) == (old.producer_id, old.producer_epoch + 2)
+
+
+def test_load_replays_latest_value_per_id_and_tombstones() -> None:
+    host = new_host(transactional_id_expiration_ms=60_000, remove_expired_check_ms=1_000)
+    a = init(host, tid="a", timeout=900_000)
+    assert add(host, a, TP0, tid="a") == {TP0: E.NONE}
+    init(host, tid="b")
+    host.advance(61_000)  # "b" idles out; "a" is Ongoing: it does not expire
+    assert host.coordinator.snapshot("b") is None
+    assert host.log[-1].value is None and decode_key(host.log[-1].key) == "b"
+    new = restarted(host)
+    assert new.coordinator.transactional_ids() == ["a"]
+    assert state(new, "a") is S.ONGOING
+    assert add(new, a, TP0, tid="a") == {TP0: E.NONE}
+
+
+def test_ongoing_transaction_times_out_keeps_start_time_across_restart_and_fences() -> None:
+    host = new_host(abort_timed_out_check_ms=1_000)
+    p = init(host, timeout=10_000)
+    add(host, p, TP0)
+    start = host.now_ms
+    host.advance(5_000)
+    assert state(host) is S.ONGOING
+    new = restarted(host, abort_timed_out_check_ms=1_000)
+    snap = new.coordinator.snapshot("tx")
+    assert snap is not None and snap.start_ms == start
+    new.advance(4_000)
+    assert state(new) is S.ONGOING  # 9 s in
+    new.advance(2_000)  # past 10 s, at the next check
+    assert state(new) is S.COMPLETE_ABORT
+    (_, markers), = new.written[-1:]
+    assert not markers.committed and markers.producer_epoch == p.producer_epoch + 1
+    # The zombie's next calls are fenced (the handler says INVALID_PRODUCER_EPOCH before v2).
+    assert end(new, p, committed=True) is E.PRODUCER_FENCED
+    assert add(new, p, TP1) == {TP1: E.PRODUCER_FENCED}
+    assert init(new, pid=p.producer_id, epoch=p.producer_epoch).error is E.PRODUCER_FENCED
+    fresh = init(new)
+    assert fresh.producer_epoch == p.producer_epoch + 2
+
+
+def test_timeout_check_runs_at_its_interval() -> None:
+    host = new_host(abort_timed_out_check_ms=10_000)
+    p = init(host, timeout=1_000)
+    add(host, p, TP0)
+    assert host.coordinator.next_deadline_ms() == 1_000 + 10_000
+    host.advance(9_000)
+    assert state(host) is S.ONGOING  # timed out, but the check has not run yet
+    host.advance(1_000)
+    assert state(host) is S.COMPLETE_ABORT
+
+
+def test_timeout_skips_a_transaction_with_an_append_in_flight() -> None:
+    host = new_host(abort_timed_out_check_ms=1_000)
+    p = init(host, timeout=1_000)
+    add(host, p, TP0)
+    host.auto_persist = False
+    t = host.send(AddPartitionsRequest("tx", p.producer_id, p.producer_epoch, (TP1,)))
+    host.advance(2_000)
+    assert host.coordinator.in_flight() == (1, 0)  # only the AddPartitions append
+    host.persist_all()
+    assert res(host, t) == AddPartitionsResult(((TP1, E.NONE),))
+    host.auto_persist = True
+    host.advance(1_000)
+    assert state(host) is S.COMPLETE_ABORT
+
+
+def test_expiration_only_for_idle_empty_or_complete() -> None:
+    host = new_host(transactional_id_expiration_ms=10_000, remove_expired_check_ms=1_000,
+                    abort_timed_out_check_ms=1_000_000)
+    init(host, tid="idle")
+    busy = init(host, tid="busy", timeout=900_000)
+    add(host, busy, TP0, tid="busy")
+    host.auto_persist = False
+    host.advance(11_000)
+    assert host.coordinator.in_flight() == (1, 0)
+    host.persist_next(E.REQUEST_TIMED_OUT)  # the tombstone fails: "idle" stays
+    assert host.coordinator.snapshot("idle") is not None
+    host.auto_persist = True
+    host.advance(1_000)
+    assert host.coordinator.transactional_ids() == ["busy"]
+    # An expired id starts again from scratch with a new producer id.
+    again = init(host, tid="idle")
+    assert again.producer_epoch == 0 and again.producer_id == 1002
+
+
+def test_list_and_describe_transactions() -> None:
+    host = new_host()
+    a = init(host, tid="a")
+    b = init(host, tid="b")
+    add(host, b, TP0, tid="b")
+    host.now_ms += 1_000
+    r = res(host, host.send(ListTransactionsRequest()))
+    assert isinstance(r, ListTransactionsResult) and r.error is E.NONE
+    assert {(t.transactional_id, t.state) for t in r.transactions} == {
+        ("a", S.EMPTY), ("b", S.ONGOING)}
+    r = res(host, host.send(ListTransactionsRequest(("Ongoing", "Bogus"))))
+    assert isinstance(r, ListTransactionsResult)
+    assert [t.transactional_id for t in r.transactions] == ["b"]
+    assert r.unknown_state_filters == ("Bogus",)
+    r = res(host, host.send(ListTransactionsRequest(producer_id_filters=(a.producer_id,))))
+    assert isinstance(r, ListTransactionsResult)
+    assert [t.transactional_id for t in r.transactions] == ["a"]
+    r = res(host, host.send(ListTransactionsRequest(("Ongoing",), duration_filter_ms=5_000)))
+    assert isinstance(r, ListTransactionsResult) and r.transactions == ()
+    r = res(host, host.send(DescribeTransactionsRequest(("b", "nope", ""))))
+    assert isinstance(r, DescribeTransactionsResult)
+    got_b, nope, empty = r.transactions
+    assert (got_b.error, got_b.state, got_b.producer_id, got_b.partitions) == (
+        E.NONE, S.ONGOING, b.producer_id, (TP0,))
+    assert got_b.transaction_start_time_ms == 1_000 and got_b.transaction_timeout_ms == 60_000
+    assert nope.error is E.TRANSACTIONAL_ID_NOT_FOUND
+    assert empty.error is E.INVALID_REQUEST

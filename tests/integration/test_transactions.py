@@ -7,6 +7,7 @@ coordinator."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -31,10 +32,12 @@ def _producer(broker: BrokerProcess | str, txn_id: str) -> Producer:
                      "linger.ms": 5, "log_level": 0})
 
 
-def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str,
+def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str, expect: int,
                  timeout_s: float = 30.0) -> list[bytes]:
     """Every value of `topic` up to the end each partition has for `isolation` (the last
-    stable offset for read_committed), in partition then offset order."""
+    stable offset for read_committed), in partition then offset order, once there are at least
+    `expect` (a commit returns once the coordinator decided it; its markers, which move the
+    last stable offset, land just after)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-{isolation}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "isolation.level": isolation, "enable.partition.eof": True,
@@ -44,7 +47,7 @@ def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str,
         got: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
         at_end: set[int] = set()
         deadline = time.monotonic() + timeout_s
-        while len(at_end) < partitions:
+        while len(at_end) < partitions or sum(map(len, got.values())) < expect:
             assert time.monotonic() < deadline, f"not at the end of {topic}: {got}"
             msg = consumer.poll(0.5)
             if msg is None:
@@ -55,6 +58,7 @@ def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str,
                 at_end.add(msg.partition())
                 continue
             got[msg.partition()].append(msg.value())
+            at_end.discard(msg.partition())
         return [v for p in range(partitions) for v in got[p]]
     finally:
         consumer.close()
@@ -85,11 +89,12 @@ def test_committed_records_reach_read_committed_and_aborted_ones_never(
     _send(producer, topic, committed[4:])
     producer.commit_transaction(30)
 
-    read = _consume_all(broker.bootstrap, topic, 2, "read_committed")
+    read = _consume_all(broker.bootstrap, topic, 2, "read_committed", len(committed))
     assert sorted(read) == sorted(committed)
     # Offsets order within a partition: the committed records as produced.
     assert [v for v in read if v in committed[0::2]] == committed[0::2]
-    uncommitted = _consume_all(broker.bootstrap, topic, 2, "read_uncommitted")
+    uncommitted = _consume_all(broker.bootstrap, topic, 2, "read_uncommitted",
+                               len(committed) + len(aborted))
     assert sorted(uncommitted) == sorted(committed + aborted)
 
 
@@ -115,7 +120,7 @@ def test_a_second_producer_with_the_same_id_fences_the_zombie(broker: BrokerProc
     assert error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
                             KafkaError.INVALID_PRODUCER_EPOCH), error
 
-    read = _consume_all(broker.bootstrap, topic, 2, "read_committed")
+    read = _consume_all(broker.bootstrap, topic, 2, "read_committed", 2)
     assert sorted(read) == [b"next-0", b"next-1"]
 
 
@@ -198,7 +203,7 @@ def test_offsets_sent_to_a_transaction_commit_with_it(broker: BrokerProcess) -> 
         step(2, commit=False)
         committed = consumer.committed([TopicPartition(source, 0)], 30)
         assert [tp.offset for tp in committed] == [4]
-        assert sorted(_consume_all(broker.bootstrap, sink, 2, "read_committed")) == [
+        assert sorted(_consume_all(broker.bootstrap, sink, 2, "read_committed", 4)) == [
             f"out-{i}".encode() for i in range(4)]
     finally:
         consumer.close()
@@ -223,6 +228,9 @@ def test_markers_reach_partitions_led_by_other_nodes(tmp_path: Path) -> None:
         leaders = {p: wait_for(f"a leader of {topic}/{p}",
                                lambda p=p: one_leader(nodes, topic, p), 30)[0].node_id
                    for p in range(partitions)}
+        # Leaders on two nodes or more: whichever node coordinates, some partition's leader
+        # is another node.
+        assert len(set(leaders.values())) > 1, leaders
         producer = _producer(nodes[0].kafka, "txn-cluster-id")
         producer.init_transactions(60)
         producer.begin_transaction()
@@ -233,8 +241,86 @@ def test_markers_reach_partitions_led_by_other_nodes(tmp_path: Path) -> None:
         for p in range(partitions):
             producer.produce(topic, f"dropped-{p}".encode(), partition=p)
         producer.abort_transaction(60)
-        got = _consume_all(nodes[1].kafka, topic, partitions, "read_committed", 60)
-        assert got == [f"kept-{p}".encode() for p in range(partitions)], leaders
+        # A last transaction: read_committed reaches its records only past the aborted ones,
+        # once every partition has the abort's marker as well as the commits'.
+        producer.begin_transaction()
+        for p in range(partitions):
+            producer.produce(topic, f"last-{p}".encode(), partition=p)
+        producer.commit_transaction(60)
+        got = _consume_all(nodes[1].kafka, topic, partitions, "read_committed",
+                           2 * partitions, 60)
+        assert got == [v.encode() for p in range(partitions)
+                       for v in (f"kept-{p}", f"last-{p}")], leaders
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_transaction_left_open_by_a_restart_is_aborted_after_its_timeout(
+        tmp_path: Path) -> None:
+    topic = "txn-restart"
+    proc = BrokerProcess(tmp_path / "data", cores=2)
+    proc.start()
+    try:
+        create_topic(proc.bootstrap, topic, 1)
+        opened = Producer({"bootstrap.servers": proc.bootstrap, "log_level": 0,
+                           "transactional.id": "txn-restart-open",
+                           "transaction.timeout.ms": 2000})
+        opened.init_transactions(30)
+        opened.begin_transaction()
+        opened.produce(topic, b"never-committed", partition=0)
+        assert opened.flush(30) == 0
+        proc.stop()
+        proc.port = int(proc.bootstrap.rsplit(":", 1)[1])
+        proc.start()
+        plain = Producer({"bootstrap.servers": proc.bootstrap, "log_level": 0})
+        plain.produce(topic, b"after", partition=0)
+        assert plain.flush(30) == 0
+        # Held back by the open transaction until the coordinator aborts it (its timeout, then
+        # Kafka's 10 s check for timed-out transactions).
+        read = _consume_all(proc.bootstrap, topic, 1, "read_committed", 1, 60)
+        assert read == [b"after"]
+    finally:
+        proc.stop()
+
+
+@pytest.mark.timeout(90)
+def test_aiokafka_and_kafka_python_transactional_producers(broker: BrokerProcess) -> None:
+    from aiokafka import AIOKafkaProducer
+    from kafka import KafkaProducer
+
+    topic = "txn-other-clients"
+    create_topic(broker.bootstrap, topic, 2)
+
+    async def aiokafka_flow() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
+                                    transactional_id="txn-aiokafka-id")
+        await producer.start()
+        try:
+            async with producer.transaction():
+                for i in range(2):
+                    await producer.send_and_wait(topic, f"ak-kept-{i}".encode(), partition=i)
+            await producer.begin_transaction()
+            for i in range(2):
+                await producer.send_and_wait(topic, f"ak-dropped-{i}".encode(), partition=i)
+            await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(asyncio.wait_for(aiokafka_flow(), 60))
+    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="txn-kp-id")
+    try:
+        kp.init_transactions()
+        kp.begin_transaction()
+        for i in range(2):
+            kp.send(topic, f"kp-dropped-{i}".encode(), partition=i)
+        kp.abort_transaction()
+        kp.begin_transaction()
+        for i in range(2):
+            kp.send(topic, f"kp-kept-{i}".encode(), partition=i)
+        kp.commit_transaction()
+    finally:
+        kp.close(10)
+    read = _consume_all(broker.bootstrap, topic, 2, "read_committed", 4)
+    assert read == [b"ak-kept-0", b"kp-kept-0", b"ak-kept-1", b"kp-kept-1"]
