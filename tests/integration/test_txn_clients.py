@@ -13,11 +13,37 @@ import time
 
 import pytest
 from broker_proc import BrokerProcess, create_topic
-from confluent_kafka import Consumer, Producer, TopicPartition
-from test_transactions import _consume_all
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 COMMITTED = [f"c{i}".encode() for i in range(6)]
 ABORTED = [f"a{i}".encode() for i in range(4)]
+
+
+def _consume_all(bootstrap: str, topic: str, partitions: int, isolation: str) -> list[bytes]:
+    """Every value up to each partition's end for `isolation` (the last stable offset under
+    read_committed), in partition then offset order."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-{isolation}",
+                         "isolation.level": isolation, "enable.partition.eof": True,
+                         "enable.auto.commit": False, "log_level": 0})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        got: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+        at_end: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(at_end) < partitions:
+            assert time.monotonic() < deadline, f"{topic} {isolation}: not at the end: {got}"
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                assert err.code() == KafkaError._PARTITION_EOF, err
+                at_end.add(msg.partition())
+            else:
+                got[msg.partition()].append(msg.value())
+        return [v for p in range(partitions) for v in got[p]]
+    finally:
+        consumer.close()
 
 
 def _settled(bootstrap: str, topic: str, partitions: int) -> None:
@@ -52,7 +78,7 @@ def test_aiokafka_transactional_producer(broker: BrokerProcess) -> None:
 
     async def run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
-                                    transactional_id="txn-aiokafka-id")
+                                    transactional_id="txn-clients-aiokafka-id")
         await producer.start()  # InitProducerId with the transactional id
         try:
             async def send(values: list[bytes], first: int) -> None:
@@ -81,7 +107,7 @@ def test_kafka_python_transactional_producer(broker: BrokerProcess) -> None:
     topic = "txn-kafka-python"
     create_topic(broker.bootstrap, topic, 2)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap,
-                             transactional_id="txn-kafka-python-id")
+                             transactional_id="txn-clients-kafka-python-id")
     try:
         def send(values: list[bytes], first: int) -> None:
             for i, v in enumerate(values, first):

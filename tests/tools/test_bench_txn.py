@@ -23,10 +23,12 @@ def test_transactional_bench_prints_one_json_object(tmp_path: Path) -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert list(tmp_path.iterdir()) == []  # the broker's temp dir is gone
     row = result["partitions_1"]
-    assert row["idempotent"]["produced"] == 2000 and "transactions" not in row["idempotent"]
+    assert row["idempotent"]["produced"] > 0 and "transactions" not in row["idempotent"]
     for size in (100, 1000):
         txn = row[f"txn_{size}"]
-        assert (txn["produced"], txn["transactions"], txn["failed"]) == (2000, 2000 // size, 0)
+        # Bounded by --seconds too: a loaded machine may commit fewer, never a partial one.
+        assert txn["transactions"] >= 1 and txn["failed"] == 0
+        assert txn["produced"] == txn["transactions"] * size
         assert {"msg_per_s", "txn_per_s", "broker_cpu_us_per_msg"} <= set(txn)
         assert f"txn_{size}_vs_idempotent" in row
 
