@@ -123,13 +123,12 @@ def scan_producers(log: Log) -> ProducerStateTable:
         if payload is None:
             break
         usable += 1
-    while usable and table is None:
+    if usable:  # (a payload that does not decode: the whole log is replayed)
         end = states[usable - 1][1]
         table = ProducerStateTable.restore([p for _b, _e, p in states[:usable]
                                             if p is not None], end)
         if table is not None:
             offset = max(offset, end)
-        usable -= 1 if table is None else 0
     if table is None:
         table = ProducerStateTable()
     end = log.dirty_offset

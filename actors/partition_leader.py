@@ -157,6 +157,7 @@ class PartitionLeader(LoopActor):
         self.high_watermark: int = opened.log.start_offset
         # Segments sealed from here on get a producer snapshot (`_snapshot_sealed`).
         self._snapshot_from = _active_base(opened.log)
+        self._cuts_seen = 0  # Partition.cuts when `_snapshot_from` was last checked
         self.host = PartitionHost(opened, coordinator, writer, loop, on_answer=_answer,
                                   on_high_watermark=self._advanced,
                                   on_flush_failed=self._flush_failed,
@@ -290,6 +291,11 @@ class PartitionLeader(LoopActor):
         """Store the producer/transaction snapshot of each segment sealed since the last
         time (on the disk writer; a failed or missing one only means a longer replay at the
         next open: `scan_producers`)."""
+        if self.part.cuts != self._cuts_seen:
+            # A truncation may have reopened sealed segments: they get a snapshot when sealed
+            # again (storage removed the stale ones).
+            self._cuts_seen = self.part.cuts
+            self._snapshot_from = min(self._snapshot_from, _active_base(self.log))
         sealed = self.log.sealed_since(self._snapshot_from)
         if sealed:  # aborted transactions of segments retention deleted go too
             self.part.producers.trim(self.log.start_offset)
@@ -371,6 +377,7 @@ class PartitionLeader(LoopActor):
         self._backoff = RECOVER_MIN_S
         self.host.install(opened)
         self._snapshot_from = _active_base(opened.log)
+        self._cuts_seen = 0
         end = opened.log.dirty_offset + 1
         if end < old_hw:  # never: only committed (fsynced) batches were below it
             self._logger.error("reopen_lost_committed", high_watermark=old_hw, recovered_end=end)
@@ -469,11 +476,13 @@ class PartitionLeader(LoopActor):
         if (fenced := self.part.epoch_error(msg.current_leader_epoch)) != ErrorCode.NONE:
             return OffsetAnswer(fenced)
         hw = self.high_watermark
+        if msg.isolation == READ_COMMITTED:
+            # KIP-98: nothing at or past the last stable offset is found (Kafka's
+            # lastFetchableOffset): LATEST answers it, lookups stop below it.
+            hw = self.part.producers.last_stable_offset(hw)
         if msg.timestamp == EARLIEST:
             return self._found(self.log.start_offset)
         if msg.timestamp == LATEST:
-            if msg.isolation == READ_COMMITTED:  # KIP-98: the last stable offset
-                return self._found(self.part.producers.last_stable_offset(hw))
             return self._found(hw)
         if msg.timestamp == MAX_TIMESTAMP:
             if self.max_timestamp is not None and self.max_timestamp[1] < hw:

@@ -91,6 +91,11 @@ _log = structlog.get_logger("redshank.partitions")
 # The replicas this core hosts for the controller, with their Raft view (tools and tests).
 REPLICAS_VIEW = "cluster/replicas-core{core}.json"
 REPLICAS_VIEW_EVERY_S = 0.25
+# Kafka's transaction settings, but timed-out transactions are looked for every second (Kafka:
+# transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s): a pass over one
+# partition's transactions in memory costs microseconds, and an abandoned transaction holds
+# back every read_committed reader of its partitions until it is aborted.
+_TXN_CONFIG = TxnConfig(abort_timed_out_check_ms=1_000)
 # Group id -> voter node -> the RPC address of the core hosting its replica (the messenger's
 # `locate`); one per core, shared by the manager (which fills it) and the core's messenger.
 Routes = dict[GroupId, dict[NodeId, Address]]
@@ -837,7 +842,7 @@ class PartitionManager(LoopActor):
                 raise
             self._failed_logs.discard(name)
             ref = TxnHost.start(message.partition, part, self.coordinator, self.writer,
-                                self.loop, TxnConfig(), lambda: self.txn_io,
+                                self.loop, _TXN_CONFIG, lambda: self.txn_io,
                                 functools.partial(self._txn_log_failed, name, message),
                                 replicas=replicas)
             self.leaders[name] = ref

@@ -217,7 +217,7 @@ class TxnHost(LoopActor):
                 "coordinator": self.coordinator.status.value}
 
     def _when_serving(self) -> bool | LoopFuture[bool]:
-        if self.coordinator.status is CoordinatorStatus.ACTIVE:
+        if self.coordinator.status is CoordinatorStatus.ACTIVE and not self._asking_ids:
             return True
         fut: LoopFuture[bool] = LoopFuture(self.loop)
         self._serving_waiters.append(fut)
@@ -278,9 +278,8 @@ class TxnHost(LoopActor):
             self._apply(self.coordinator.finish_loading(_now_ms(), term))
             self._logger.info("txn_coordinator_serving", term=term,
                               replay_s=round(time.monotonic() - started, 3))
-            waiters, self._serving_waiters = self._serving_waiters, []
-            for w in waiters:
-                w.set(True)
+            if not self._asking_ids:  # else once the first ids came (see `_release_serving`)
+                self._release_serving()
             self._check()  # the term may have moved while the replay ran
 
         fut.add_done_callback(done)
@@ -384,6 +383,17 @@ class TxnHost(LoopActor):
         # A block that comes after a resign is dropped: ids are never reused, only skipped.
         if block is not None and gen == self._load_gen and not self._stopping:
             self._apply(self.coordinator.add_producer_ids(block, _now_ms()))
+        if self.coordinator.status is CoordinatorStatus.ACTIVE:
+            self._release_serving()
+
+    def _release_serving(self) -> None:
+        """Tell who waits for the coordinator to serve (the first request's EnsureTxnHost) that
+        it does: once ACTIVE with its first producer ids asked for, so a new transactional id's
+        InitProducerId is not answered COORDINATOR_LOAD_IN_PROGRESS for want of one (librdkafka
+        then waits ~0.5 s before it asks again)."""
+        waiters, self._serving_waiters = self._serving_waiters, []
+        for w in waiters:
+            w.set(True)
 
     # ---- failures, timers, stop --------------------------------------------------------------
 

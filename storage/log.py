@@ -729,7 +729,9 @@ class Log:
         `base_offset`, oldest first (cheap: walks back from the active segment)."""
         out: list[tuple[int, int]] = []
         with self._lock:
-            for seg in reversed(self._segments[:-1]):
+            segments = self._segments
+            for i in range(len(segments) - 2, -1, -1):  # no copy: called after every flush
+                seg = segments[i]
                 if seg.base_offset < base_offset:
                     break
                 out.append((seg.base_offset, seg.next_offset))

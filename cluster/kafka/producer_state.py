@@ -290,6 +290,9 @@ class ProducerStateTable:
                 self._ongoing[t.producer_id] = t.first_offset
         self._unstable = [t for t in self._unstable if t.last_offset < offset]
         self._recent = [t for t in self._recent if t.last_offset < offset]
+        # Every completion from `offset` on is gone from the log: none is missing from
+        # `_recent` there (a segment ending past the cut can be snapshotted again).
+        self._recent_floor = min(self._recent_floor, offset)
         i = bisect_left(self._aborted, offset, key=lambda t: t.last_offset)
         del self._aborted[i:]
         for pid in list(self._producers):

@@ -19,6 +19,14 @@ i.e. is fsynced on a majority; with one replica (the degenerate case: elected at
 on the leader and written (the flush may still run); acks=all once committed. Raft's own entries
 take no Kafka offset. Must not know sockets, threads, event loops or clocks (the host ticks).
 
+Transactions (KIP-98) ride the same path: a transactional batch opens its producer's
+transaction in the producer table; a COMMIT/ABORT marker (WriteTxnMarkers) is an `Append` of a
+control batch, checked against the producer's epochs, taking one offset and ending the
+transaction once appended (a follower does the same from the batches it is sent; a truncation
+undoes it). `last_stable_offset` (min of the undecided transactions' first offsets and the
+high watermark) bounds read_committed reads; `aborted` lists the aborted transactions a read
+overlaps.
+
 Leadership balance (Kafka's preferred replica, Redpanda's leader balancer reduced to it): a
 replicated partition may name a `preferred` replica (the controller's first of the assignment,
 placed so leaders spread evenly over nodes and cores). A brand-new group's preferred replica
@@ -210,8 +218,9 @@ class Partition:
         self._drain()
 
     def append(self, msg: Append, waiter: Hashable, now_ms: int = -1) -> PartitionResult | None:
-        """Append one produce's batch. Answered now (errors, duplicates already committed) or
-        later in `Io.answers` under `waiter`. `msg.records` must be a writable buffer the log
+        """Append one produce's batch (or a transaction marker's control batch). Answered now
+        (errors, duplicates already committed) or later in `Io.answers` under `waiter`.
+        `msg.records` must be a writable buffer the log
         may keep (offsets and leader epoch are rewritten in place); `now_ms` >= 0 stamps it
         with LogAppendTime. `FULL` (compare with `is`): not appended for lack of memory; append
         it again later, before any later append."""

@@ -271,3 +271,16 @@ def test_completed_transactions_are_not_kept_forever() -> None:
     assert t._unstable == [] and t.last_stable_offset(6 * RECENT_MAX) == 6 * RECENT_MAX
     # The snapshot of a segment ending before what was forgotten is not taken (replayed).
     assert t.segment_state(0, 10) is None
+
+
+def test_a_segment_reopened_by_truncation_can_be_snapshotted_again() -> None:
+    t = ProducerStateTable()
+    t.record(ProducerBatch(P1, 0, 0, 0, True), 2, 2)
+    assert t.segment_state(0, 10) is not None  # sealed at 10
+    t.truncate(6)  # a new leader's suffix replaced [6, ...): the segment is active again
+    t.end_txn(AppendMarker(P1, 0, 0, False), 6)
+    payload = t.segment_state(0, 8)  # sealed again, at 8
+    assert payload is not None
+    restored = ProducerStateTable.restore([payload], 8)
+    assert restored is not None and restored.aborted(0, 8) == ((P1, 2),)
+    assert restored.last_stable_offset(8) == 8

@@ -272,8 +272,7 @@ def test_a_transaction_left_open_by_a_restart_is_aborted_after_its_timeout(
         opened.produce(topic, b"never-committed", partition=0)
         assert opened.flush(30) == 0
         proc.stop()
-        proc.port = int(proc.bootstrap.rsplit(":", 1)[1])
-        proc.start()
+        proc.start()  # on a new port: the clients below are new ones
         plain = Producer({"bootstrap.servers": proc.bootstrap, "log_level": 0})
         plain.produce(topic, b"after", partition=0)
         assert plain.flush(30) == 0
