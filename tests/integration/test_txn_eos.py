@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 PARTITIONS = 3
-PER_PARTITION = 2_000
+PER_PARTITION = 1_000  # 3 x 1,000 ids, 15 transactions of 200: seconds, not minutes
 COMMIT_EVERY = 200
 TXN_ID = "eos-loop"
 GROUP = "eos-group"
