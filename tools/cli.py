@@ -35,6 +35,8 @@ COMMANDS: dict[str, _Entry | tuple[str, dict[str, _Entry]]] = {
               "create, list, describe, delete, configure, produce to and consume topics"),
     "group": ("redshank.tools.cmd_group:group",
               "consumer groups: list, describe (members, offsets, lag), delete, seek"),
+    "transaction": ("redshank.tools.cmd_txn:transaction",
+                    "transactions: list, describe, and the producers of a topic's partitions"),
     "cluster": ("redshank.tools.cmd_cluster:cluster",
                 "cluster info, health, configs, partitions, leadership; start N local nodes"),
     "transform": ("redshank.tools.cmd_transform:transform",

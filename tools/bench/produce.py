@@ -11,7 +11,13 @@ broker decompresses real work. Knows nothing of the broker's internals: it is a 
 `--admin-overhead`: the cost of the admin API (issue 15) instead: rounds of the same produce run
 on a broker with `--admin-addr none` and on one serving it while this command scrapes `/metrics`
 every `--scrape-every` seconds, interleaved (off, on, on, off, ...) in one run; reports each
-run's msg/s, the medians and their ratio (target: on >= 0.97 x off)."""
+run's msg/s, the medians and their ratio (target: on >= 0.97 x off).
+
+`--transactional`: the cost of transactions (KIP-98, issue 18) instead: on one broker, per
+partition count, an idempotent acks=all run (the non-transactional figure), then a transactional
+producer committing every `--txn-sizes` records (default 100 and 1,000), each run bounded by
+`--messages` and `--seconds`; reports committed msg/s, transactions/s, the broker's CPU per
+record and each size's ratio to the idempotent figure from the same run."""
 
 from __future__ import annotations
 
@@ -93,6 +99,8 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
 def main(argv: list[str]) -> int:
     if "--admin-overhead" in argv:
         return _admin_overhead(argv)
+    if "--transactional" in argv:
+        return _transactional(argv)
     return run_bench("produce", argv, _measure, TARGETS, {"messages": 200_000, "seconds": 20.0},
                      _options,
                      cluster_targets=CLUSTER_TARGETS)
@@ -104,6 +112,10 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-overhead", action="store_true",
                         help="measure the admin API instead: off vs on and scraped every "
                              "second, same run (its own flags: --admin-overhead --help)")
+    parser.add_argument("--transactional", action="store_true",
+                        help="measure transactions instead: commits every 100 and 1,000 "
+                             "records vs idempotent acks=all, same run (its own flags: "
+                             "--transactional --help)")
 
 
 ADMIN_TARGETS = {"admin_on_scraped_vs_off_msg_per_s_min": 0.97}
@@ -214,3 +226,132 @@ def _admin_overhead(argv: list[str]) -> int:
                                   if cpu["off"] else None},
     }))
     return 0
+
+
+# --- --transactional ---------------------------------------------------------------------------
+
+def produce_transactional(topic: str, bootstrap: str, messages: int, seconds: float,
+                          txn_size: int | None, txn_id: str) -> dict[str, object]:
+    """Produce up to `messages` 1 KiB records (at most `seconds` of producing, plus the last
+    commit or flush): in transactions of `txn_size` records, each committed, or with
+    `txn_size` None idempotently (acks=all), flushed at the end. Both warm up first (metadata,
+    producer id, one record) outside the measured time, so the two compare like for like."""
+    from confluent_kafka import KafkaError, Message, Producer
+
+    config: dict[str, object] = {
+        "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+        "linger.ms": 5, "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
+        "queue.buffering.max.kbytes": 1_048_576, "log_level": 0}
+    if txn_size is not None:
+        config["transactional.id"] = txn_id
+    producer = Producer(config)
+    delivered = failed = 0
+
+    def report(err: KafkaError | None, _msg: Message) -> None:
+        nonlocal delivered, failed
+        if err is None:
+            delivered += 1
+        else:
+            failed += 1
+
+    def send(n: int) -> None:
+        sent = 0
+        while sent < n:
+            try:
+                producer.produce(topic, VALUE, on_delivery=report)
+                sent += 1
+            except BufferError:
+                producer.poll(0.01)  # queue full: let deliveries drain it
+            if sent % 1000 == 0:
+                producer.poll(0)
+
+    if txn_size is not None:
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        send(1)
+        producer.commit_transaction(30)
+    else:
+        send(1)
+        producer.flush(30)
+    delivered = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    sent = transactions = 0
+    step_size = txn_size or 10_000
+    while sent < messages and time.perf_counter() < deadline:
+        n = min(step_size, messages - sent)
+        if txn_size is not None:
+            producer.begin_transaction()
+            send(n)
+            producer.commit_transaction(30)  # flushes the transaction's records first
+            transactions += 1
+        else:
+            send(n)
+        sent += n
+    left = producer.flush(30)
+    elapsed = time.perf_counter() - start
+    out: dict[str, object] = {
+        "produced": delivered, "failed": failed, "undelivered": left,
+        "seconds": round(elapsed, 3), "msg_per_s": round(delivered / elapsed),
+        "mb_per_s": round(delivered * len(VALUE) / elapsed / 1e6, 1)}
+    if txn_size is not None:
+        out.update(txn_size=txn_size, transactions=transactions,
+                   txn_per_s=round(transactions / elapsed, 1))
+    return out
+
+
+def _transactional(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="redshank bench produce --transactional")
+    parser.add_argument("--transactional", action="store_true")
+    parser.add_argument("--txn-sizes", default="100,1000",
+                        help="records per transaction, comma-separated (default 100,1000)")
+    parser.add_argument("--messages", type=int, default=200_000, help="bound on each run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="bound on each run")
+    parser.add_argument("--partitions", default="1,8", help="partition counts (default 1,8)")
+    parser.add_argument("--cores", type=int, default=2, help="redshank --cores")
+    parser.add_argument("--no-pin", action="store_true", help="redshank --no-pin")
+    args = parser.parse_args(argv)
+    try:
+        sizes = [int(x) for x in args.txn_sizes.split(",")]
+        parts = [int(x) for x in args.partitions.split(",")]
+    except ValueError:
+        parser.error("--txn-sizes and --partitions: comma-separated counts")
+    if min(sizes) < 1 or min(parts) < 1 or args.messages < 1 or args.seconds <= 0:
+        parser.error("sizes, partitions and --messages at least 1, --seconds positive")
+    report: dict[str, object] = {
+        "bench": "produce --transactional", "record_bytes": 1024, "client": "confluent-kafka",
+        "acks": "all", "cores": args.cores, "pinned": not args.no_pin,
+        "machine_note": ("2-core machine shared with other jobs, client and broker on the "
+                         "same CPUs: compare the ratios within one run"),
+    }
+    with Phases("bench produce --transactional"), BenchBroker(
+            "redshank", cores=args.cores, pin=not args.no_pin) as broker:
+        for n in parts:
+            row: dict[str, object] = {}
+            modes: list[tuple[str, int | None]] = [("idempotent", None)]
+            modes += [(f"txn_{size}", size) for size in sizes]
+            for name, size in modes:
+                topic = f"bench-txn-p{n}-{name}"
+                phase(f"{n} partitions: creating {topic}")
+                create_topic(broker.bootstrap, topic, n)
+                phase(f"{n} partitions: {name.replace('_', ' ')}")
+                cpu0 = tree_cpu_seconds(broker.pid)
+                result = produce_transactional(topic, broker.bootstrap, args.messages,
+                                               args.seconds, size, f"bench-txn-{n}-{name}")
+                cpu = tree_cpu_seconds(broker.pid) - cpu0
+                produced = result["produced"]
+                assert isinstance(produced, int)
+                result["broker_cpu_us_per_msg"] = round(cpu / max(produced, 1) * 1e6, 2)
+                row[name] = result
+            base = _rate(row["idempotent"])
+            for size in sizes:
+                row[f"txn_{size}_vs_idempotent"] = (
+                    round(_rate(row[f"txn_{size}"]) / base, 3) if base else None)
+            report[f"partitions_{n}"] = row
+    print(json.dumps(report))
+    return 0
+
+
+def _rate(result: object) -> float:
+    assert isinstance(result, dict)
+    return float(result["msg_per_s"])
