@@ -269,6 +269,16 @@ def recover(log: Log, kv: KvStore) -> RecoveredRaft:
                 base_config = (Index(index), config)
             epochs.begin(m_term, position)
     metas.sort(key=lambda m: m[0])
+    while metas and metas[0][3] < anchor.end_offset:
+        # Trimmed past these (DeleteRecords, retention, with no anchor since them): Raft's
+        # entries before the log start count as before the anchor, whose term is the last of
+        # them, the term the batch at the start was written in (else that batch would look
+        # like one whose term's no-op was lost, and the whole log would be cut).
+        m_index, m_term, kind, position, config = metas.pop(0)
+        if kind == EntryKind.CONFIG and config is not None:
+            base_config = (m_index, config)
+        epochs.begin(m_term, position)
+        anchor = Anchor(Index(max(anchor.index, m_index)), m_term, anchor.end_offset)
 
     slots: list[tuple[_Slot, int]] = []
     index, term, offset = anchor.index, anchor.term, anchor.end_offset

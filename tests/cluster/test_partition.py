@@ -304,3 +304,35 @@ def test_leader_epochs_drop_a_truncated_term() -> None:
     assert e.entries == [(1, 0), (2, 6)] and e.latest() == 2
     e.begin(5, 7)
     assert e.end_of(2, 20) == (2, 7) and e.end_of(3, 20) == (2, 7) and e.end_of(5, 20) == (5, 20)
+
+
+def test_a_log_trimmed_past_its_anchor_and_no_ops_keeps_its_batches_on_restart(
+        tmp_path: Path) -> None:
+    """DeleteRecords (or retention) past every recovery anchor and past the no-op of the term
+    the remaining batches were written in: recovery numbers on from the log start in that
+    term, instead of taking the first batch for one whose no-op was lost and cutting the whole
+    log (it did: every batch gone after a restart)."""
+    config = LogConfig(segment_bytes=400)
+    h = Host(tmp_path, config=config)
+    h.run()
+    h.part.append(Append(batch(2), -1, None), "a")
+    h.run()
+    h.close()
+    h = Host(tmp_path, config=config)  # term 2: its no-op sits at offset 2
+    h.run()
+    for i in range(20):
+        h.part.append(Append(batch(2), -1, None), i)
+        h.run()
+    end = h.log.dirty_offset
+    start = h.log.segments()[2][0]
+    assert start > 2 and h.log.truncate_prefix(start) == start
+    h.close()
+    h = Host(tmp_path, config=config)
+    assert (h.log.start_offset, h.log.dirty_offset) == (start, end)
+    h.run()
+    assert h.part.term == 3 and h.part.high_watermark == end + 1
+    h.part.append(Append(batch(1), -1, None), "next")
+    h.run()
+    assert h.answers["next"].base_offset == end + 1
+    assert h.part.epoch_at(start) == 2
+    h.close()
