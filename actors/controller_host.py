@@ -137,6 +137,9 @@ class ControllerHost:
         self._leader_waiters: list[asyncio.Future[None]] = []
         self._seen_leader: tuple[int, int] = (-1, -1)  # (term, leader) last reported
         self._tick_task: asyncio.Task[None] | None = None
+        # The Kafka offset after the last command this node's log held at start: what it
+        # replays before its state says what to host (`replay_end`).
+        self._replay_end = 0
         self.leader_changes = 0
         self.flushes = 0  # run on the host's thread
         self.flushes_skipped = 0  # nothing was left to write
@@ -156,6 +159,7 @@ class ControllerHost:
                          election_ticks=self.config.election_ticks)
         self._part = Partition(log, kv, recovered, ProducerStateTable(), voters=self.voters,
                                node=self.node, raft=cfg)
+        self._replay_end = int(self._part.raft_log.offsets.next_offset())
         self.server.register(ControllerMethod.RAFT, self._on_raft)
         self.server.register(ControllerMethod.PROPOSE, self._on_propose)
         self.log.info("controller_started", voters=sorted(self.voters),
@@ -264,6 +268,19 @@ class ControllerHost:
         else:
             self._applied_waiters.append((count, fut))
         return fut
+
+    @property
+    def replay_end(self) -> int:
+        """The Kafka offset after the last command in this node's log at start. Until it applied
+        that far, `stm` may be an old snapshot's state or a replay midway (a topic deleted since
+        still listed): the state to host replicas from is the one after it. An uncommitted tail
+        a new leader truncates is replaced by other commands, so the count is still reached."""
+        return self._replay_end
+
+    @property
+    def replayed(self) -> bool:
+        """This node applied every command its log held at start (`replay_end`)."""
+        return self.clog.next_offset >= self._replay_end
 
     @property
     def closed(self) -> bool:
