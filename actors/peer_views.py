@@ -110,6 +110,7 @@ class PeerViews:
         core 0's RPC address; this node is skipped)."""
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._pings(members))
+            self._watch.add_done_callback(self._watch_ended)
 
     def offline(self, nodes: Iterable[int]) -> frozenset[int]:
         """Those of `nodes` (other than this one) not heard from within `dead_after_s`; a node
@@ -130,6 +131,12 @@ class PeerViews:
                 self._pinging[node] = task
                 task.add_done_callback(functools.partial(self._pinged, node))
             await asyncio.sleep(self.ping_every_s)
+
+    def _watch_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Liveness is no longer known: no node is said offline for it.
+            self._heard.clear()
+            _log.error("liveness_watch_failed", error=repr(task.exception()))
 
     async def _ping(self, node: NodeId, addr: tuple[str, int]) -> None:
         try:
