@@ -17,9 +17,11 @@ but 0 reads the stm. `reconciled(count)` tells the admin paths when a pass over 
                                                                           to (core, partitions)
 
 Startup order (a restart): the first pass waits until the host replayed every command its log
-held at start (`ControllerHost.replay_end`, bounded by `replay_timeout_s`): the restored
-snapshot, or a replay midway, may still list a topic deleted since, whose replicas must not
-open again (and recreate their directories) only to be dropped a moment later. Once replayed,
+held at start (`ControllerHost.replay_end`), then until it applied as many commands as the
+leader had when asked (`ControllerHost.leader_applied`), bounded by `replay_timeout_s`: the
+restored snapshot, a replay midway, or the log as it was when this node went down may still list
+a topic deleted since, whose replicas must not open again (and recreate their directories) only
+to be dropped a moment later. Once replayed,
 replica directories under `<data>/kafka/` that no replica of the current state (nor one still
 hosted) names are removed (`remove_stale_replicas`): a topic deleted while this node was down,
 or whose delete it applied before its first pass, has no `Drop` to send (its replicas were never
@@ -87,6 +89,9 @@ class ControllerBackend:
         self.retry_s = retry_s
         self.generations: dict[int, int] = {}  # incarnation of each other core, last pass
         self.hosted: dict[GroupId, ReplicaPlan] = {}  # opened (or asked to open) and answered
+        # Asked to open, not answered (the ask failed or timed out: the core may have opened it
+        # all the same): dropped like a hosted one when the controller no longer wants it.
+        self.tried: dict[GroupId, ReplicaPlan] = {}
         self.announced: dict[str, TopicInfo] = {}  # told to every core's topic cache
         self.controller_topics: frozenset[uuid.UUID] = frozenset()  # told to every manager
         self.log = _log.bind(core=0, node=int(node))
@@ -130,30 +135,41 @@ class ControllerBackend:
             change.cancel()
 
     async def _replayed(self) -> None:
-        """Until the host replayed its log as it was at start (module docstring); past
+        """At a restart (a log to replay), until the host replayed its log as it was at start,
+        then applied as many commands as the leader had (module docstring); past
         `replay_timeout_s` (no quorum to learn what committed) the passes start from the state
-        so far, as they always did, and the sweep waits."""
+        so far, as they always did, and the sweep waits for the replay."""
         host = self.host
-        if host.replayed:
-            return
-        change = host.applied_future(host.replay_end)
+        if host.replay_end == 0:
+            return  # a first start: nothing was hosted here before
         try:
-            await asyncio.wait_for(asyncio.shield(change), self.replay_timeout_s)
+            await asyncio.wait_for(self._catch_up(), self.replay_timeout_s)
         except TimeoutError:
             self.log.warning("controller_replay_slow", applied=host.clog.next_offset,
                              replay_end=host.replay_end, waited_s=self.replay_timeout_s)
-        finally:
-            change.cancel()
+
+    async def _catch_up(self) -> None:
+        host = self.host
+        await _until(host.applied_future(host.replay_end))
+        # What this node missed while it was down (a topic deleted then) is in the leader's
+        # state: reach it before the first pass, rather than open its replicas and drop them.
+        while not host.is_leader:
+            target = await host.leader_applied(timeout=self.retry_s)
+            if target is not None:
+                await _until(host.applied_future(target))
+                return
+            await asyncio.wait([host.leader_future()], timeout=self.retry_s)
 
     async def _sweep(self, want: dict[GroupId, ReplicaPlan]) -> None:
-        """Remove the replica directories no replica of `want` or `hosted` names, once the host
-        replayed its log (before, an older state could miss a topic created since), and again
-        whenever `want`'s replicas change."""
+        """Remove the replica directories no replica of `want`, `hosted` or `tried` names, once
+        the host replayed its log (before, an older state could miss a topic created since), and
+        again whenever `want`'s replicas change."""
         groups = frozenset(want)
         if self.kafka_dir is None or not self.host.replayed or groups == self._swept:
             return
         self._swept = groups
-        keep = frozenset(p.directory for p in (*want.values(), *self.hosted.values()))
+        keep = frozenset(p.directory for p in (*want.values(), *self.hosted.values(),
+                                               *self.tried.values()))
         try:
             gone = await asyncio.get_running_loop().run_in_executor(
                 None, remove_stale_replicas, self.kafka_dir, keep)
@@ -176,6 +192,7 @@ class ControllerBackend:
         if restarted:
             self.log.info("cores_restarted", cores=sorted(restarted))
             self.hosted = {g: p for g, p in self.hosted.items() if p.core not in restarted}
+            self.tried = {g: p for g, p in self.tried.items() if p.core not in restarted}
             self.announced = {}
             self.controller_topics = frozenset()
 
@@ -185,10 +202,12 @@ class ControllerBackend:
         want = node_replicas(stm.topics, stm.members, self.node)
         complete = True
         drops, ensures = replica_changes(self.hosted, want)
+        drops += [p for g, p in self.tried.items() if g not in want and g not in self.hosted]
         for plan in drops:
             if await self._ask(plan, Drop(plan.topic, plan.partition, plan.topic_id,
                                            plan.directory)):
-                del self.hosted[plan.group]
+                self.hosted.pop(plan.group, None)
+                self.tried.pop(plan.group, None)
                 self.log.info("replica_dropped", ntp=f"{plan.topic}/{plan.partition}")
             else:
                 complete = False
@@ -200,8 +219,10 @@ class ControllerBackend:
                 continue
             topic = stm.topics.get(plan.topic)
             partitions = 0 if topic is None else topic.partitions
+            self.tried[plan.group] = plan
             if await self._ask(plan, EnsureReplica(plan, partitions)):
                 self.hosted[plan.group] = plan
+                del self.tried[plan.group]
             else:
                 complete = False
         self._announce(want)
@@ -247,6 +268,14 @@ class ControllerBackend:
                              core=int(plan.core), error=repr(exc))
             return False
         return True
+
+
+async def _until(fut: asyncio.Future[None]) -> None:
+    """Wait for `fut`; cancelled with the waiter (the host keeps no abandoned waits)."""
+    try:
+        await fut
+    finally:
+        fut.cancel()
 
 
 def remove_stale_replicas(kafka_dir: str, keep: frozenset[str]) -> list[str]:

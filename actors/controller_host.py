@@ -35,6 +35,7 @@ import asyncio
 import functools
 import os
 import random
+import struct
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,7 @@ from redshank.actors.controller_frontend import (
     ProposeFailed,
 )
 from redshank.actors.raft_peers import RaftPeers, decode_raft
-from redshank.actors.rpc import RpcServer
+from redshank.actors.rpc import RpcError, RpcServer
 from redshank.cluster.controller import Applied, Command, ControllerStm, decode_command
 from redshank.cluster.controller.controller_log import ControllerLog, ProposeReply, ProposeStatus
 from redshank.cluster.controller.controller_replica import (
@@ -79,6 +80,7 @@ CONTROLLER_GROUP = GroupId(0)
 CONTROLLER_LOG_CONFIG = LogConfig(segment_bytes=16 * 1024 * 1024, preallocate_step=1024 * 1024)
 
 T = TypeVar("T")
+_COUNT = struct.Struct(">q")
 _log = structlog.get_logger("redshank.controller")
 
 
@@ -162,6 +164,7 @@ class ControllerHost:
         self._replay_end = int(self._part.raft_log.offsets.next_offset())
         self.server.register(ControllerMethod.RAFT, self._on_raft)
         self.server.register(ControllerMethod.PROPOSE, self._on_propose)
+        self.server.register(ControllerMethod.APPLIED, self._on_applied)
         self.log.info("controller_started", voters=sorted(self.voters),
                       applied_from_snapshot=self.clog.next_offset,
                       committed_end=self._committed_end(),
@@ -276,6 +279,24 @@ class ControllerHost:
         still listed): the state to host replicas from is the one after it. An uncommitted tail
         a new leader truncates is replaced by other commands, so the count is still reached."""
         return self._replay_end
+
+    async def leader_applied(self, timeout: float) -> int | None:
+        """How many commands the leader applied (so committed: a state this node reaches by
+        applying as many), asked of it; None when no other node is known to lead or it does
+        not answer within `timeout`."""
+        leader = self.leader
+        client = None if leader in (NO_NODE, self.node) else self.peers.client(leader)
+        if client is None:
+            return None
+        try:
+            raw = await client.call(ControllerMethod.APPLIED, b"", timeout=timeout)
+        except RpcError:
+            return None
+        return _COUNT.unpack(raw)[0] if len(raw) == _COUNT.size else None
+
+    def _on_applied(self, payload: memoryview) -> bytes:
+        del payload
+        return _COUNT.pack(self.clog.next_offset) if self.is_leader else b""
 
     @property
     def replayed(self) -> bool:

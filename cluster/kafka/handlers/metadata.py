@@ -60,7 +60,7 @@ class ReplicatedPartition:
     # The replicas the leader sees caught up (`cluster/kafka/isr`); None: not known here (the
     # replicas are said, as before Raft progress was asked).
     isr: tuple[int, ...] | None = None
-    # Replicas on nodes not heard from lately (`PeerViews.offline`): Metadata v5+'s
+    # Replicas on nodes not heard from lately (the node's liveness view): Metadata v5+'s
     # `offline_replicas`, and never in the ISR (Kafka's rule for a replica on a dead broker).
     offline: tuple[int, ...] = ()
 
