@@ -1,13 +1,15 @@
 """Node liveness and replica clean-up across real node processes on 127.0.0.1 (issue 14's known
 gaps), on one 3-node cluster for the module: Metadata v12 from the live nodes lists a SIGKILLed
 or SIGSTOPped node's replicas in `offline_replicas` and leaves them out of the ISR within a few
-seconds, and takes them back once the node returns and catches up; a topic deleted while a node
+seconds (`redshank cluster health` then counts every partition under-replicated), and takes
+them back once the node returns and catches up; a topic deleted while a node
 was down leaves no replica directory on that node after it rejoins, its replicas never opened
 again; a node restarted from a controller snapshot taken before a topic's deletion (the delete
 in its log after it) never opens that topic's replicas again."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -21,6 +23,7 @@ from poison import RawClient
 from test_cluster_controller import agreed, wait_for
 
 from redshank.protocol.messages import metadata as md
+from redshank.tools.cli import main
 
 TOPIC = "alive"
 PARTITIONS = 3  # with preferred leaders spread, every node leads one and follows two
@@ -86,7 +89,18 @@ def _restart(node: FixedNode, nodes: list[FixedNode]) -> None:
              30)
 
 
-def test_a_dead_node_is_offline_and_out_of_the_isr(nodes: list[FixedNode]) -> None:
+def _health(capsys: pytest.CaptureFixture[str], nodes: list[FixedNode]) -> dict[str, Any]:
+    """`redshank cluster health --json` against the live nodes."""
+    capsys.readouterr()
+    code = main(["cluster", "health", "--json", "-X", ",".join(n.kafka for n in nodes if n.proc)])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), err
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+def test_a_dead_node_is_offline_and_out_of_the_isr(nodes: list[FixedNode],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     detail = _detail(nodes)
     for n in nodes:
         wait_for(f"node {n.node_id}: all in sync", lambda n=n: _shows(n, None), 30, detail)
@@ -97,7 +111,15 @@ def test_a_dead_node_is_offline_and_out_of_the_isr(nodes: list[FixedNode]) -> No
     for n in rest:
         wait_for(f"node {n.node_id} shows node {victim.node_id} offline",
                  lambda n=n: _shows(n, victim.node_id), 15, detail)
-    print(f"killed node offline in Metadata after {time.monotonic() - started:.1f} s")
+    took = time.monotonic() - started
+    # The health command reads the same Metadata: every partition of the topic under-replicated
+    # (the ones the dead node led included).
+    report = _health(capsys, nodes)
+    assert not report["healthy"]
+    assert {f"{TOPIC}/{p}" for p in range(PARTITIONS)} <= set(
+        report["under_replicated_partitions"]), report
+    with capsys.disabled():
+        print(f"killed node offline in Metadata after {took:.1f} s")
     _restart(victim, nodes)
     for n in nodes:
         wait_for(f"node {n.node_id}: all back in sync", lambda n=n: _shows(n, None), 60, detail)
