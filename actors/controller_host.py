@@ -276,8 +276,9 @@ class ControllerHost:
     def replay_end(self) -> int:
         """The Kafka offset after the last command in this node's log at start. Until it applied
         that far, `stm` may be an old snapshot's state or a replay midway (a topic deleted since
-        still listed): the state to host replicas from is the one after it. An uncommitted tail
-        a new leader truncates is replaced by other commands, so the count is still reached."""
+        still listed): the state to host replicas from is the one after it. (An uncommitted
+        tail a new leader truncates is replaced by other commands: the count is reached once as
+        many commit, which is why the controller backend's wait for it is bounded.)"""
         return self._replay_end
 
     async def leader_applied(self, timeout: float) -> int | None:
