@@ -153,12 +153,11 @@ class ControllerBackend:
         await _until(host.applied_future(host.replay_end))
         # What this node missed while it was down (a topic deleted then) is in the leader's
         # state: reach it before the first pass, rather than open its replicas and drop them.
-        while not host.is_leader:
-            target = await host.leader_applied(timeout=self.retry_s)
-            if target is not None:
-                await _until(host.applied_future(target))
-                return
-            await asyncio.wait([host.leader_future()], timeout=self.retry_s)
+        # No leader answering at once (the whole cluster restarting, an election): nothing
+        # newer to wait for now; what arrives later is reconciled like any change.
+        target = await host.leader_applied(timeout=self.retry_s)
+        if target is not None:
+            await _until(host.applied_future(target))
 
     async def _sweep(self, want: dict[GroupId, ReplicaPlan]) -> None:
         """Remove the replica directories no replica of `want`, `hosted` or `tried` names, once

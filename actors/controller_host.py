@@ -50,7 +50,7 @@ from redshank.actors.controller_frontend import (
     ProposeFailed,
 )
 from redshank.actors.raft_peers import RaftPeers, decode_raft
-from redshank.actors.rpc import RpcError, RpcServer
+from redshank.actors.rpc import RpcClient, RpcError, RpcServer
 from redshank.cluster.controller import Applied, Command, ControllerStm, decode_command
 from redshank.cluster.controller.controller_log import ControllerLog, ProposeReply, ProposeStatus
 from redshank.cluster.controller.controller_replica import (
@@ -283,12 +283,26 @@ class ControllerHost:
 
     async def leader_applied(self, timeout: float) -> int | None:
         """How many commands the leader applied (so committed: a state this node reaches by
-        applying as many), asked of it; None when no other node is known to lead or it does
-        not answer within `timeout`."""
-        leader = self.leader
-        client = None if leader in (NO_NODE, self.node) else self.peers.client(leader)
-        if client is None:
+        applying as many), asked of every other voter at once (only a leader answers with a
+        count; this node need not know which one leads: a restarted node learns it from the
+        leader's next message, which can wait out that client's reconnect backoff); None when
+        no voter answers with one within `timeout` (no leader now: an election, a full
+        restart)."""
+        calls = [asyncio.ensure_future(self._ask_applied(client, timeout))
+                 for n in sorted(self.voters) if n != self.node
+                 and (client := self.peers.client(n)) is not None]
+        try:
+            for next_done in asyncio.as_completed(calls):
+                count = await next_done
+                if count is not None:
+                    return count
             return None
+        finally:
+            for call in calls:
+                call.cancel()
+
+    @staticmethod
+    async def _ask_applied(client: RpcClient, timeout: float) -> int | None:
         try:
             raw = await client.call(ControllerMethod.APPLIED, b"", timeout=timeout)
         except RpcError:
