@@ -52,6 +52,7 @@ class ControllerMethod(enum.IntEnum):
 
     RAFT = 0x0100  # one-way: one Raft message of group 0 (`cluster/raft/wire.py`)
     PROPOSE = 0x0101  # call: a command batch -> `ProposeReply` (appended on the leader, or not)
+    APPLIED = 0x0102  # call: b"" -> int64 commands the leader applied (b"": not the leader)
 
 
 class ProposeFailed(Exception):

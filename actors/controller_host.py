@@ -35,6 +35,7 @@ import asyncio
 import functools
 import os
 import random
+import struct
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,7 @@ from redshank.actors.controller_frontend import (
     ProposeFailed,
 )
 from redshank.actors.raft_peers import RaftPeers, decode_raft
-from redshank.actors.rpc import RpcServer
+from redshank.actors.rpc import RpcClient, RpcError, RpcServer
 from redshank.cluster.controller import Applied, Command, ControllerStm, decode_command
 from redshank.cluster.controller.controller_log import ControllerLog, ProposeReply, ProposeStatus
 from redshank.cluster.controller.controller_replica import (
@@ -79,6 +80,7 @@ CONTROLLER_GROUP = GroupId(0)
 CONTROLLER_LOG_CONFIG = LogConfig(segment_bytes=16 * 1024 * 1024, preallocate_step=1024 * 1024)
 
 T = TypeVar("T")
+_COUNT = struct.Struct(">q")
 _log = structlog.get_logger("redshank.controller")
 
 
@@ -137,6 +139,9 @@ class ControllerHost:
         self._leader_waiters: list[asyncio.Future[None]] = []
         self._seen_leader: tuple[int, int] = (-1, -1)  # (term, leader) last reported
         self._tick_task: asyncio.Task[None] | None = None
+        # The Kafka offset after the last command this node's log held at start: what it
+        # replays before its state says what to host (`replay_end`).
+        self._replay_end = 0
         self.leader_changes = 0
         self.flushes = 0  # run on the host's thread
         self.flushes_skipped = 0  # nothing was left to write
@@ -156,8 +161,10 @@ class ControllerHost:
                          election_ticks=self.config.election_ticks)
         self._part = Partition(log, kv, recovered, ProducerStateTable(), voters=self.voters,
                                node=self.node, raft=cfg)
+        self._replay_end = int(self._part.raft_log.offsets.next_offset())
         self.server.register(ControllerMethod.RAFT, self._on_raft)
         self.server.register(ControllerMethod.PROPOSE, self._on_propose)
+        self.server.register(ControllerMethod.APPLIED, self._on_applied)
         self.log.info("controller_started", voters=sorted(self.voters),
                       applied_from_snapshot=self.clog.next_offset,
                       committed_end=self._committed_end(),
@@ -264,6 +271,52 @@ class ControllerHost:
         else:
             self._applied_waiters.append((count, fut))
         return fut
+
+    @property
+    def replay_end(self) -> int:
+        """The Kafka offset after the last command in this node's log at start. Until it applied
+        that far, `stm` may be an old snapshot's state or a replay midway (a topic deleted since
+        still listed): the state to host replicas from is the one after it. (An uncommitted
+        tail a new leader truncates is replaced by other commands: the count is reached once as
+        many commit, which is why the controller backend's wait for it is bounded.)"""
+        return self._replay_end
+
+    async def leader_applied(self, timeout: float) -> int | None:
+        """How many commands the leader applied (so committed: a state this node reaches by
+        applying as many), asked of every other voter at once (only a leader answers with a
+        count; this node need not know which one leads: a restarted node learns it from the
+        leader's next message, which can wait out that client's reconnect backoff); None when
+        no voter answers with one within `timeout` (no leader now: an election, a full
+        restart)."""
+        calls = [asyncio.ensure_future(self._ask_applied(client, timeout))
+                 for n in sorted(self.voters) if n != self.node
+                 and (client := self.peers.client(n)) is not None]
+        try:
+            for next_done in asyncio.as_completed(calls):
+                count = await next_done
+                if count is not None:
+                    return count
+            return None
+        finally:
+            for call in calls:
+                call.cancel()
+
+    @staticmethod
+    async def _ask_applied(client: RpcClient, timeout: float) -> int | None:
+        try:
+            raw = await client.call(ControllerMethod.APPLIED, b"", timeout=timeout)
+        except RpcError:
+            return None
+        return _COUNT.unpack(raw)[0] if len(raw) == _COUNT.size else None
+
+    def _on_applied(self, payload: memoryview) -> bytes:
+        del payload
+        return _COUNT.pack(self.clog.next_offset) if self.is_leader else b""
+
+    @property
+    def replayed(self) -> bool:
+        """This node applied every command its log held at start (`replay_end`)."""
+        return self.clog.next_offset >= self._replay_end
 
     @property
     def closed(self) -> bool:

@@ -326,6 +326,7 @@ class ControllerService(LoopActor):
         addrs = {n: (info.rpc_addr.host, info.rpc_addr.port) for n in others
                  if (info := stm.members.get(n)) is not None}
         reported = await self.views.remote(addrs) if addrs else {}
+        dead = self.views.offline(int(n.node_id) for n in stm.members)
         topics = {}
         for t in wanted:
             parts = []
@@ -335,7 +336,7 @@ class ControllerService(LoopActor):
                     tuple(int(r.node_id) for r in a), int(me), known.get(name),
                     reported.get(name))
                 parts.append(ReplicatedPartition(tuple(int(r.node_id) for r in a), leader,
-                                                 term, isr))
+                                                 term, isr).without(dead))
             topics[t.name] = ReplicatedTopic(t.topic_id, tuple(parts))
         uid = stm.cluster_uuid
         return ClusterView(brokers, int(host.leader), topics,
@@ -388,10 +389,13 @@ class ControllerService(LoopActor):
             {v.node_id: (v.rpc_addr.host, v.rpc_addr.port) for v in voters},
             self.handle.server, config=self.config.host)
         await host.start()
+        self.views.watch(lambda: {n.node_id: (n.rpc_addr.host, n.rpc_addr.port)
+                                  for n in host.stm.members if n.active})
         self._spawn(self._write_views())
         self._spawn(self._admit_members(host))
         if self.router is not None:
-            backend = ControllerBackend(self.me.node_id, host, self.router)
+            backend = ControllerBackend(self.me.node_id, host, self.router,
+                                        data_dir=self.config.data_dir)
             self.admin.backend = backend
             self._spawn(backend.run())
         self.admin.host = host

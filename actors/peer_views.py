@@ -11,6 +11,14 @@ the first seed that can (`ask_any`, starting from the one that answered last). A
 not answer within `timeout_s` is left out (its partitions' in-sync replicas are then not known
 here). The leaders payload is JSON: {partition name: [leader, term, [in-sync node ids]]}.
 
+Node liveness (Redpanda's `node_status_backend`: one small call per node pair per interval, the
+time of each peer's last answer kept): `watch(members)` pings every other member's core 0
+(`PING_METHOD`) every `ping_every_s`, one call in flight per peer; `offline(nodes)` is the nodes
+not heard from within `dead_after_s`, a dictionary lookup per node, no call. Metadata lists their
+replicas in `offline_replicas` and leaves them out of the ISR (Kafka's rule for a replica on a
+dead broker). A peer first watched gets `dead_after_s` of grace; a paused one (SIGSTOP) stops
+answering like a dead one; one that returns is online at its first answer.
+
     Metadata --> ControllerService._describe --> local(cores)  --ReplicaLeaders--> managers
                                              --> remote(nodes) --LEADERS_METHOD--> their core 0
     (no controller replica here)             --> ask_any(seeds, DESCRIBE_METHOD, ...)
@@ -25,18 +33,18 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import structlog
 
 from redshank.actors._async import resolve
 from redshank.actors.partition_manager import MANAGER, ReplicaLeaders
-from redshank.actors.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
+from redshank.actors.rpc import RpcClient, RpcError, RpcRemoteError, RpcServer, RpcTimeout
 from redshank.actors.runtime import CoreRouter
 from redshank.cluster.raft.types import NodeId
 
-__all__ = ["ALTER_CONFIGS_METHOD", "DESCRIBE_METHOD", "LEADERS_METHOD", "PRODUCER_ID_METHOD",
-           "TOPIC_CONFIGS_METHOD",
+__all__ = ["ALTER_CONFIGS_METHOD", "DEAD_AFTER_S", "DESCRIBE_METHOD", "LEADERS_METHOD",
+           "PING_METHOD", "PRODUCER_ID_METHOD", "TOPIC_CONFIGS_METHOD",
            "Leaders", "PeerViews"]
 
 # Methods of core 0 in cluster mode (the 0x03xx range: views for the Kafka request paths).
@@ -45,6 +53,12 @@ DESCRIBE_METHOD = 0x0301  # call: JSON names (null: all) -> the controller's `Cl
 PRODUCER_ID_METHOD = 0x0302  # call: b"" -> int64 producer id from the answering node's block
 TOPIC_CONFIGS_METHOD = 0x0303  # call: JSON names -> JSON {name: [topic id, partitions, configs]}
 ALTER_CONFIGS_METHOD = 0x0304  # call: JSON config changes -> JSON {topic: [error code, message]}
+PING_METHOD = 0x0305  # call: b"" -> b"" (node liveness)
+
+PING_EVERY_S = 0.25
+# A peer silent this long is offline: eight missed pings, past a busy loop's hiccup on a shared
+# 2-CPU machine, and under Raft's election timeout plus a client's metadata refresh.
+DEAD_AFTER_S = 2.0
 
 # Partition name -> (leader node id, term, in-sync node ids; () unless reported by the leader).
 Leaders = dict[str, tuple[int, int, tuple[int, ...]]]
@@ -57,7 +71,8 @@ class PeerViews:
     `ControllerService`, closed with it (its clients closed, its method unregistered)."""
 
     def __init__(self, me: NodeId, router: CoreRouter | None, server: RpcServer,
-                 ttl_s: float = 1.0, timeout_s: float = 0.5) -> None:
+                 ttl_s: float = 1.0, timeout_s: float = 0.5, ping_every_s: float = PING_EVERY_S,
+                 dead_after_s: float = DEAD_AFTER_S) -> None:
         self.me = me
         self.router = router
         self.server = server
@@ -67,17 +82,79 @@ class PeerViews:
         self._cache: dict[NodeId, tuple[float, Leaders]] = {}
         self._asking: dict[NodeId, asyncio.Task[Leaders | None]] = {}
         self._first = 0  # the seed `ask_any` tries first: the one that answered last
+        self.ping_every_s = ping_every_s
+        self.dead_after_s = dead_after_s
+        self._heard: dict[NodeId, float] = {}  # peer -> monotonic time of its last answer
+        self._pinging: dict[NodeId, asyncio.Task[None]] = {}
+        self._watch: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.server.register(LEADERS_METHOD, self._serve)
+        self.server.register(PING_METHOD, _pong)
 
     async def close(self) -> None:
         self.server.unregister(LEADERS_METHOD)
-        for task in self._asking.values():
+        self.server.unregister(PING_METHOD)
+        if self._watch is not None:
+            self._watch.cancel()
+        for task in [*self._asking.values(), *self._pinging.values()]:
             task.cancel()
         for client in self._clients.values():
             await client.close()
         self._clients = {}
+
+    # ---- liveness -------------------------------------------------------------------------
+
+    def watch(self, members: Callable[[], Mapping[NodeId, tuple[str, int]]]) -> None:
+        """Ping, every `ping_every_s` until `close`, each node `members()` gives (node id -> its
+        core 0's RPC address; this node is skipped)."""
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._pings(members))
+            self._watch.add_done_callback(self._watch_ended)
+
+    def offline(self, nodes: Iterable[int]) -> frozenset[int]:
+        """Those of `nodes` (other than this one) not heard from within `dead_after_s`; a node
+        never watched is not said offline (nothing is known of it)."""
+        limit = time.monotonic() - self.dead_after_s
+        return frozenset(n for n in nodes if n != self.me
+                         and (heard := self._heard.get(NodeId(n))) is not None and heard < limit)
+
+    async def _pings(self, members: Callable[[], Mapping[NodeId, tuple[str, int]]]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = time.monotonic()
+            for node, addr in members().items():
+                if node == self.me or node in self._pinging:
+                    continue
+                self._heard.setdefault(node, now)  # grace: not offline before it could answer
+                task = loop.create_task(self._ping(node, addr))
+                self._pinging[node] = task
+                task.add_done_callback(functools.partial(self._pinged, node))
+            await asyncio.sleep(self.ping_every_s)
+
+    def _watch_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Liveness is no longer known: no node is said offline for it.
+            self._heard.clear()
+            _log.error("liveness_watch_failed", error=repr(task.exception()))
+
+    async def _ping(self, node: NodeId, addr: tuple[str, int]) -> None:
+        try:
+            await self._client(addr).call(PING_METHOD, b"", timeout=self.dead_after_s)
+        except RpcRemoteError:
+            pass  # it answered (a node that does not know the method is alive all the same)
+        except RpcError:
+            # Refused, reset or timed out: not heard. Not asked again before the next round
+            # (the client's reconnect backoff paces a dead peer's connects).
+            await asyncio.sleep(self.ping_every_s)
+            return
+        self._heard[node] = time.monotonic()
+
+    def _pinged(self, node: NodeId, task: asyncio.Task[None]) -> None:
+        if self._pinging.get(node) is task:
+            del self._pinging[node]
+
+    # ---- leaders views ----------------------------------------------------------------------
 
     async def local(self, cores: Iterable[int] | None = None) -> Leaders:
         """This node's replicas (of `cores`; None: every core). A core that is down is left out."""
@@ -175,3 +252,8 @@ class PeerViews:
             return None
         self._cache[node] = (time.monotonic(), got)
         return got
+
+
+async def _pong(payload: memoryview) -> bytes:
+    del payload
+    return b""

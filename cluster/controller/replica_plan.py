@@ -16,6 +16,7 @@ never reach it. Must not know: actors, sockets, logs, how replicas are opened.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ from redshank.cluster.kafka.topic_table import CoreId
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.types import NodeId
 
-__all__ = ["ReplicaPlan", "group_id", "node_replicas", "replica_changes", "replica_directory"]
+__all__ = ["ReplicaPlan", "group_id", "is_replica_directory", "node_replicas", "replica_changes",
+           "replica_directory"]
 
 _GROUP_MASK = (1 << 63) - 1
+_REPLICA_DIR = re.compile(r"-\d+-[0-9a-f]{16}$")
 
 
 def group_id(topic_id: uuid.UUID, partition: int) -> GroupId:
@@ -45,6 +48,12 @@ def replica_directory(topic: str, partition: int, topic_id: uuid.UUID) -> str:
     `Drop` missed while the node was down, or the removal undone by a power loss: a removed
     directory is not fsynced). Stale directories are left, not reused."""
     return f"{topic}-{partition}-{int(group_id(topic_id, partition)):016x}"
+
+
+def is_replica_directory(name: str) -> bool:
+    """`name` (under a node's `kafka/`) is a replica's directory as `replica_directory` names
+    them (a single-node partition's is `<topic>-<partition>`)."""
+    return _REPLICA_DIR.search(name) is not None
 
 
 @dataclass(frozen=True, slots=True)

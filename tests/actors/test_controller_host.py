@@ -354,3 +354,31 @@ def test_power_loss_of_every_node_keeps_every_answered_proposal(tmp_path: Path) 
             await c.close()
 
     _run(main)
+
+
+def test_a_restarted_follower_knows_what_to_replay_and_the_leaders_count(tmp_path: Path) -> None:
+    """`replay_end`: the commands its log held at start (0 at a first start); `leader_applied`:
+    the leader's applied count, asked over RPC (None on the leader itself)."""
+
+    async def main() -> None:
+        c = Cluster(tmp_path)
+        try:
+            await c.start()
+            assert all(h.replay_end == 0 and h.replayed for h in c.hosts.values())
+            leader = await c.leader()
+            assert await leader.leader_applied(1.0) is None
+            count = await bootstrap(c, leader)
+            await c.all_applied(count)
+            follower = c.follower()
+            await c.stop(follower.node)
+            assert (await leader.propose(create(leader, "missed"))).ok  # while it is down
+            host = await c.restart(follower.node)
+            assert host.replay_end == count
+            await c.leader()
+            assert await host.leader_applied(1.0) == count + 1
+            await host.wait_applied(count + 1, 5.0)
+            assert host.replayed and host.stm.topics.get("missed") is not None
+        finally:
+            await c.close()
+
+    _run(main)

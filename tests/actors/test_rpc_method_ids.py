@@ -10,6 +10,7 @@ from redshank.actors.peer_views import (
     ALTER_CONFIGS_METHOD,
     DESCRIBE_METHOD,
     LEADERS_METHOD,
+    PING_METHOD,
     PRODUCER_ID_METHOD,
     TOPIC_CONFIGS_METHOD,
 )
@@ -20,7 +21,7 @@ from redshank.actors.rpc import RpcServer
 def test_method_ids_are_distinct_and_in_their_ranges() -> None:
     ids = [int(m) for enum in (NodeMethod, ControllerMethod, RaftMethod) for m in enum]
     views = [LEADERS_METHOD, DESCRIBE_METHOD, PRODUCER_ID_METHOD, TOPIC_CONFIGS_METHOD,
-             ALTER_CONFIGS_METHOD]
+             ALTER_CONFIGS_METHOD, PING_METHOD]
     ids += views
     assert len(ids) == len(set(ids))
     assert all(1 <= int(m) <= 99 for m in NodeMethod)

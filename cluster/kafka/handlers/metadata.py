@@ -62,6 +62,19 @@ class ReplicatedPartition:
     # The replicas the leader sees caught up (`cluster/kafka/isr`); None: not known here (the
     # replicas are said, as before Raft progress was asked).
     isr: tuple[int, ...] | None = None
+    # Replicas on nodes not heard from lately (the node's liveness view): Metadata v5+'s
+    # `offline_replicas`, and never in the ISR (Kafka's rule for a replica on a dead broker).
+    offline: tuple[int, ...] = ()
+
+    def without(self, dead: frozenset[int]) -> ReplicatedPartition:
+        """This partition with the replicas on `dead` nodes offline and out of the ISR (an ISR
+        not known here becomes the live replicas)."""
+        off = tuple(r for r in self.replicas if r in dead)
+        if not off:
+            return self
+        isr = tuple(r for r in (self.replicas if self.isr is None else self.isr)
+                    if r not in dead)
+        return ReplicatedPartition(self.replicas, self.leader, self.epoch, isr, off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +108,8 @@ def encode_view(view: ClusterView) -> bytes:
         "controller": view.controller_id,
         "cluster_id": view.cluster_id,
         "topics": {name: [str(t.topic_id), [
-            [list(p.replicas), p.leader, p.epoch, None if p.isr is None else list(p.isr)]
+            [list(p.replicas), p.leader, p.epoch, None if p.isr is None else list(p.isr),
+             list(p.offline)]
             for p in t.partitions]] for name, t in view.topics.items()},
     }, separators=(",", ":")).encode()
 
@@ -105,7 +119,8 @@ def decode_view(raw: bytes) -> ClusterView:
     d = json.loads(raw)
     topics = {str(name): ReplicatedTopic(uuid.UUID(t[0]), tuple(
         ReplicatedPartition(tuple(int(r) for r in p[0]), int(p[1]), int(p[2]),
-                            None if p[3] is None else tuple(int(n) for n in p[3]))
+                            None if p[3] is None else tuple(int(n) for n in p[3]),
+                            tuple(int(n) for n in p[4]) if len(p) > 4 else ())
         for p in t[1])) for name, t in d["topics"].items()}
     cid = d.get("cluster_id")
     return ClusterView(tuple(BrokerAddress(int(b[0]), str(b[1]), int(b[2]))
@@ -151,7 +166,7 @@ def _replicated(name: str, topic: ReplicatedTopic) -> MetadataResponseTopic:
             leader_epoch=p.epoch,
             replica_nodes=p.replicas,
             isr_nodes=p.replicas if p.isr is None else p.isr,
-            offline_replicas=(),
+            offline_replicas=p.offline,
         ) for i, p in enumerate(topic.partitions))
     return MetadataResponseTopic(error_code=0, name=name, topic_id=topic.topic_id,
                                  is_internal=name in _INTERNAL,
