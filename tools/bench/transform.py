@@ -183,9 +183,8 @@ def _broker_transform(broker: BenchBroker, source: str, sink: str) -> Iterator[_
 def _cli(broker: BenchBroker, cwd: str, *args: str) -> str:
     cmd = [sys.executable, "-m", "redshank.tools.cli", "transform", *args,
            "--brokers", broker.bootstrap]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                              p for p in (cwd, os.environ.get("PYTHONPATH")) if p)})
+    # `module:Class` is found from the current directory, as `python -c "import module"`.
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"redshank transform {args[0]} failed ({proc.returncode}): "
                            f"{(proc.stderr or proc.stdout).strip()[-500:]}")
