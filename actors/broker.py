@@ -37,6 +37,7 @@ from redshank.actors.raft_messenger import RaftMessenger
 from redshank.actors.runtime import CoreContext
 from redshank.actors.topic_cache import TOPIC_CACHE, TopicCache
 from redshank.actors.topic_controller import CONTROLLER, TopicController
+from redshank.actors.transform_manager import TRANSFORMS, TransformManager
 from redshank.actors.watermarks import WATERMARKS, Watermarks, WatermarkWatch
 from redshank.cluster.controller.members_table import NetAddress
 from redshank.cluster.group import GroupConfig
@@ -155,6 +156,7 @@ async def setup_core(config: BrokerConfig, ctx: CoreContext) -> None:
             start_controller_service(config.rpc, ctx, handle, config.data_dir)
     core = CoreServices(config, ctx, topics, watermarks, leaders)
     core.cluster_mode = config.rpc is not None and bool(config.rpc.identity.seeds)
+    ctx.router.register(TRANSFORMS, TransformManager.start(core))  # data transforms
     sock = _listen_socket(config.host, config.port)
     idle_s = config.connections_max_idle_ms / 1000 or None
     await loop.create_server(lambda: KafkaSession(core, idle_s=idle_s), sock=sock)

@@ -565,6 +565,9 @@ class PartitionManager(LoopActor):
                 self.router.ref(core, TOPIC_CACHE).tell(message)
             except (pykka.ActorDeadError, CoreDiedError):
                 pass  # that core is down: when it restarts it reports the epoch as unknown
+        # This core's transform manager starts the partition's transform instances here.
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.router.ref(self.router.core, "transforms").tell(message)
 
     def _tell_watermark(self, core: int, message: HighWatermark) -> None:
         try:

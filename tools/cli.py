@@ -37,6 +37,8 @@ COMMANDS: dict[str, _Entry | tuple[str, dict[str, _Entry]]] = {
               "consumer groups: list, describe (members, offsets, lag), delete, seek"),
     "cluster": ("redshank.tools.cmd_cluster:cluster",
                 "cluster info, health, configs, partitions, leadership; start N local nodes"),
+    "transform": ("redshank.tools.cmd_transform:transform",
+                  "data transforms: deploy a Python class next to a topic's partitions"),
     "actors": ("redshank.tools.actors_cmd", "show every core's mailboxes and actors"),
     "top": ("redshank.tools.top", "a live view of a node's cores, actors and mailboxes"),
     "sim": ("redshank.tools.sim", "run seeded Raft simulations"),

@@ -11,7 +11,8 @@ One import, semver-stable (see docs/embedding.md for what is stable and what is 
 
 Everything a user needs is re-exported here: the runtime (`Runtime`, `Ref`), what runs on the
 cores (`LoopActor`, `ThreadActor`, `LoopFuture`, `Staged`, `current_core`, `ref`), the log
-(`Log`, `OffsetStore`, `Record`) and every documented exception.
+(`Log`, `OffsetStore`, `Record`), data transforms (`Transform`, `InputRecord`, `Output`,
+`TransformContext`: docs/transforms.md) and every documented exception.
 """
 
 from pykka import ActorDeadError
@@ -35,12 +36,14 @@ from ._agent import current_context
 from ._errors import EmbedError, LogBusyError, NotOnACoreError, RuntimeStoppedError, SpawnError
 from ._log import Log, OffsetStore, Record
 from ._runtime import Ref, Runtime
+from .transform import InputRecord, Output, Transform, TransformContext
 
 __all__ = [
     "ActorDeadError",
     "CoreContext",
     "CoreDiedError",
     "EmbedError",
+    "InputRecord",
     "LocalRef",
     "Log",
     "LogBusyError",
@@ -50,6 +53,7 @@ __all__ = [
     "NodeBusyError",
     "NotOnACoreError",
     "OffsetStore",
+    "Output",
     "Record",
     "Ref",
     "RemoteError",
@@ -59,6 +63,8 @@ __all__ = [
     "SpawnError",
     "Staged",
     "ThreadActor",
+    "Transform",
+    "TransformContext",
     "UndecodableMessageError",
     "UnpicklableMessageError",
     "current_core",

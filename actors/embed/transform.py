@@ -1,0 +1,204 @@
+"""Data transforms: a Python class the broker runs next to each partition of its input topic.
+
+The public, semver-stable surface (re-exported from `redshank.actors.embed`):
+
+    from redshank.actors.embed.transform import Transform, InputRecord, Output
+
+    class Upper(Transform):
+        def process(self, record: InputRecord) -> Iterable[Output] | None:
+            yield Output(value=record.value.upper(), key=record.key)
+
+deployed with `redshank transform deploy --name upper --input in --output out mod:Upper`.
+The broker runs one instance of the class per input partition, on the core leading that
+partition, feeds it the partition's committed records in order, and appends what `process`
+yields to the output topic(s) through the normal produce path (acks=all). At-least-once: the
+input offset is committed only once the output is durable, so after a crash some records may be
+processed (and written) again.
+
+Also here, for the broker's side: `records_of` (the lazily decoded records of fetched batches)
+and `load_transform` (a deployment's class from its shipped source). Must not know: partitions,
+cores, the produce path.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from redshank.protocol.batch_validator import Header, records_section, walk_headers
+from redshank.protocol.errors import CorruptRecordError
+from redshank.protocol.record_batch import iter_batches
+from redshank.protocol.varint import decode_varint, decode_varlong
+
+__all__ = [
+    "InputRecord",
+    "Output",
+    "Transform",
+    "TransformContext",
+    "TransformLoadError",
+    "load_transform",
+    "module_name",
+    "records_of",
+]
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class TransformContext:
+    """What `Transform.setup` is told: the deployment's name, the input topic and the partition
+    this instance serves, and the output topics (the first is the default of `Output.topic`)."""
+
+    name: str
+    input_topic: str
+    partition: int
+    output_topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to write. `topic` None: the first output topic; `timestamp` None: the time it is
+    produced (milliseconds since the epoch otherwise). The partition is the input's partition
+    number when the output topic has it, else the key's murmur2 hash (Kafka's default
+    partitioner), else (no key) the input partition modulo the output's partition count."""
+
+    value: bytes | None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    topic: str | None = None
+    timestamp: int | None = None
+
+
+class InputRecord:
+    """One committed record of the input partition. `offset` and `timestamp` (ms) are read
+    when the record is handed over; `key`, `value` and `headers` are parsed from the fetched
+    bytes only when first read."""
+
+    __slots__ = ("_data", "_end", "_headers", "_key", "_pos", "_value", "offset",
+                 "partition", "timestamp", "topic")
+
+    def __init__(self, topic: str, partition: int, offset: int, timestamp: int,
+                 data: Buffer, pos: int, end: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self._data: Buffer | None = data
+        self._pos = pos  # the key's length varint
+        self._end = end  # the record's end
+        self._key: bytes | None = None
+        self._value: bytes | None = None
+        self._headers: tuple[Header, ...] = ()
+
+    def _parse(self) -> None:
+        data = self._data
+        if data is None:
+            return
+        pos, end = self._pos, self._end
+        size, pos = decode_varint(data, pos)
+        if size >= 0:
+            self._key = bytes(data[pos:pos + size])
+            pos += size
+        size, pos = decode_varint(data, pos)
+        if size >= 0:
+            self._value = bytes(data[pos:pos + size])
+            pos += size
+        if pos < end and data[pos] != 0:
+            read: list[Header] = []
+            walk_headers(data, pos, end, read)
+            self._headers = tuple(read)
+        self._data = None  # parsed: the batch's buffer is no longer held by this record
+
+    @property
+    def key(self) -> bytes | None:
+        self._parse()
+        return self._key
+
+    @property
+    def value(self) -> bytes | None:
+        self._parse()
+        return self._value
+
+    @property
+    def headers(self) -> tuple[tuple[str, bytes | None], ...]:
+        self._parse()
+        return self._headers
+
+    def __repr__(self) -> str:
+        return (f"InputRecord(topic={self.topic!r}, partition={self.partition}, "
+                f"offset={self.offset}, timestamp={self.timestamp})")
+
+
+class Transform:
+    """Subclass and override `process` (and `setup` if the instance needs state). One instance
+    per input partition; its methods run on the broker core leading that partition, so they
+    must not block for long (the core serves other partitions meanwhile). An exception from
+    `process` makes the broker retry the whole chunk of records with backoff (the instance shows
+    `failing` in `redshank transform list`); it never stops the core."""
+
+    def setup(self, ctx: TransformContext) -> None:
+        """Called once, before the first `process`, on the core the instance runs on."""
+
+    def process(self, record: InputRecord) -> Iterable[Output] | None:
+        """The records to write for `record` (None or empty: none)."""
+        raise NotImplementedError
+
+
+def records_of(topic: str, partition: int, data: Buffer, start: int = 0
+               ) -> Iterator[InputRecord]:
+    """The data records of the whole batches in `data` at offsets >= `start` (control batches
+    skipped), decoded lazily: the batch is decompressed and each record's offset and timestamp
+    read as it is reached; key, value and headers when the transform reads them."""
+    for pos, header in iter_batches(data, verify_crc=False):
+        if header.is_control or header.last_offset < start:
+            continue
+        section, rpos, end = records_section(data, pos, header)
+        log_append = header.max_timestamp if header.timestamp_type == 1 else None
+        for _ in range(header.record_count):
+            length, rpos = decode_varint(section, rpos)
+            record_end = rpos + length
+            if length <= 0 or record_end > end:
+                raise CorruptRecordError(f"record length {length} invalid at {rpos}")
+            ts_delta, p = decode_varlong(section, rpos + 1)  # +1: the attributes byte
+            offset_delta, p = decode_varint(section, p)
+            offset = header.base_offset + offset_delta
+            if offset >= start:
+                ts = header.base_timestamp + ts_delta if log_append is None else log_append
+                yield InputRecord(topic, partition, offset, ts, section, p, record_end)
+            rpos = record_end
+
+
+class TransformLoadError(Exception):
+    """A deployment's source does not compile or import, or does not define the class as a
+    `Transform` subclass."""
+
+
+def module_name(deployment: str) -> str:
+    """The module name a deployment's source is loaded under (one per deployment, so two
+    deployments of files with the same name do not collide)."""
+    safe = "".join(c if c.isalnum() else "_" for c in deployment)
+    return f"redshank_transform_{safe}"
+
+
+def load_transform(deployment: str, source: str, filename: str, class_name: str
+                   ) -> type[Transform]:
+    """Compile and execute `source` as module `module_name(deployment)` and return its class
+    `class_name`; TransformLoadError (with the cause) if that fails."""
+    name = module_name(deployment)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    try:
+        code = compile(source, filename, "exec")
+        sys.modules[name] = module  # dataclasses and pickling look classes up by module
+        exec(code, module.__dict__)
+    except BaseException as exc:
+        sys.modules.pop(name, None)
+        raise TransformLoadError(f"{filename}: {type(exc).__name__}: {exc}") from exc
+    cls = getattr(module, class_name, None)
+    # A subclass of Transform, or any class with a `process` (duck-typed).
+    if not (isinstance(cls, type) and callable(getattr(cls, "process", None))):
+        raise TransformLoadError(f"{filename} defines no Transform class {class_name!r}")
+    return cls
+

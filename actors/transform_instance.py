@@ -1,0 +1,393 @@
+"""A transform instance: one deployment's user class running next to one input partition.
+
+Concern: the instance's loop, on the core that leads its input partition:
+
+    resume   OffsetFetch(__transform.NAME) -> the next input offset (none: the log start)
+    read     Read(offset, READ_BYTES) from the partition leader (committed batches only:
+             below the high watermark); nothing new: WaitForData long-poll (1 s)
+    process  the user's `process` per record (decoded lazily); one that raises is retried
+             from that record with backoff (0.1 s doubling to 5 s), the instance `failing`
+    produce  the outputs through the Produce path (acks=all), flushed every
+             OUTPUT_FLUSH_BYTES; a partition that fails is produced again with backoff
+    commit   OffsetCommit(next offset, status as metadata) once every output before it is
+             acknowledged, i.e. durable (at-least-once); the next chunk is read meanwhile
+
+The instance pulls at its own pace, so a slow transform only falls behind (its lag grows); the
+producers of the input never wait for it. What it holds: one input chunk (at most READ_BYTES,
+or one larger batch) and at most OUTPUT_FLUSH_BYTES of unsent output (plus one record's).
+
+Lives on the core of its input partition; created and stopped by that core's transform
+manager (`transform_manager`). Must not know: where deployments are stored, other partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import pykka
+import structlog
+
+from redshank.actors._async import resolve
+from redshank.actors.embed.transform import (
+    InputRecord,
+    Output,
+    Transform,
+    TransformContext,
+    records_of,
+)
+from redshank.actors.frontend import groups as groups_fe
+from redshank.actors.frontend import produce as produce_fe
+from redshank.actors.frontend.services import CoreServices
+from redshank.actors.partition_leader import partition_name
+from redshank.actors.runtime import CoreDiedError, LoopActor
+from redshank.actors.transform_spec import (
+    HEARTBEAT_S,
+    OUTPUT_FLUSH_BYTES,
+    READ_BYTES,
+    STATUS_EVERY_S,
+    Deployment,
+    Status,
+    backoff,
+    group_of,
+    output_partition,
+)
+from redshank.cluster.kafka import TopicPartition
+from redshank.cluster.partition.api import Read, WaitForData
+from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.messages import offset_commit as oc
+from redshank.protocol.messages import offset_fetch as of
+from redshank.protocol.messages import produce as pm
+from redshank.protocol.record_batch import iter_batches
+from redshank.protocol.records import BatchBuilder, Record
+
+__all__ = ["Describe", "TransformInstance", "instance_name"]
+
+WAIT_MS = 1000
+PRODUCE_TIMEOUT_MS = 30_000
+_PRODUCE_VERSION = 9
+_COMMIT_VERSION = 8
+_FETCH_VERSION = 7
+
+
+def instance_name(name: str, partition: int) -> str:
+    return f"transform/{name}/{partition}"
+
+
+class Describe:
+    """-> the instance's report: {"name", "partition", "core", "state", "offset" (the next
+    input offset), "processed", "failed", "error"}."""
+
+
+class TransformInstance(LoopActor):
+    """Runs `dep`'s class over input partition `partition` from its committed offset. Lives on
+    core `core.ctx.core` (the partition's); started by the transform manager, ended by it (the
+    deployment deleted or changed, the partition no longer led here) or by the core's stop."""
+
+    def __init__(self, core: CoreServices, dep: Deployment, cls: type[Transform] | None,
+                 partition: int, load_error: str | None = None) -> None:
+        super().__init__()
+        self.core = core
+        self.dep = dep
+        self.cls = cls
+        self.partition = partition
+        self.tp = TopicPartition(dep.input, partition)
+        self.group = group_of(dep.name)
+        self.offset = -1  # the next input offset to process (-1: not resumed yet)
+        self.committed = -1
+        self.processed = 0
+        self.failed = 0
+        self.error: str | None = load_error
+        self.state = "failing" if load_error else "running"
+        self._reported: tuple[str, int, str | None] = ("", -1, None)
+        self._reported_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._commit: asyncio.Task[bool] | None = None
+        self._log = structlog.get_logger("redshank.transforms").bind(
+            transform=dep.name, ntp=f"{dep.input}/{partition}", core=core.ctx.core)
+
+    # -- actor -----------------------------------------------------------------------------------
+    def on_start(self) -> None:
+        self._task = self.core.loop.create_task(self._run())
+
+    def on_stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._commit is not None:
+            self._commit.cancel()
+        if self.committed >= 0:
+            # Best effort: `transform list` shows it stopped (a killed core's stays as it was).
+            self.state = "stopped"
+            self.core.loop.create_task(self._commit_offset(self.committed, force=True))
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Describe):
+            return {"name": self.dep.name, "partition": self.partition,
+                    "core": self.core.ctx.core, "state": self.state, "offset": self.offset,
+                    "processed": self.processed, "failed": self.failed, "error": self.error}
+        raise TypeError(f"transform instance got {type(message).__name__}")
+
+    @property
+    def actor_status(self) -> str:
+        """What `redshank actors` shows for the instance."""
+        if self.state == "failing":
+            return f"failing ({self.failed} failed): {self.error}"
+        return f"{self.state}: offset {self.offset}, {self.processed} processed"
+
+    # -- the loop --------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            if self.cls is None:
+                self._log.error("transform_load_failed", error=self.error)
+                while True:  # shown failing until the deployment is replaced or deleted
+                    await self._report()
+                    await asyncio.sleep(HEARTBEAT_S)
+            user = self.cls()
+            await self._setup(user)
+            self.offset = await self._resume()
+            self._log.info("transform_started", offset=self.offset)
+            while True:
+                await self._step(user)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here: shown, never the core's death
+            self.state = "failing"
+            self.error = f"instance stopped: {exc!r}"
+            self._log.exception("transform_instance_failed")
+
+    async def _setup(self, user: Transform) -> None:
+        ctx = TransformContext(self.dep.name, self.dep.input, self.partition, self.dep.outputs)
+        attempt = 0
+        while True:
+            try:
+                user.setup(ctx)
+                return
+            except Exception as exc:
+                attempt += 1
+                await self._failed(f"setup: {exc!r}", attempt)
+
+    async def _resume(self) -> int:
+        attempt = 0
+        while True:
+            found = await self._fetch_committed()
+            if found is not None:
+                self.committed = found
+                return found
+            attempt += 1
+            await asyncio.sleep(backoff(attempt))
+
+    async def _fetch_committed(self) -> int | None:
+        """The committed offset (0 when none: from the log start), None if not known now."""
+        req = of.OffsetFetchRequest(group_id=self.group, topics=(
+            of.OffsetFetchRequestTopic(self.dep.input, (self.partition,)),))
+        try:
+            resp = await groups_fe.offset_fetch(self.core, req, _FETCH_VERSION)
+        except (pykka.ActorDeadError, CoreDiedError, TimeoutError):
+            return None
+        if resp.error_code != ErrorCode.NONE:
+            return None
+        for t in resp.topics:
+            for p in t.partitions:
+                if p.error_code != ErrorCode.NONE:
+                    return None
+                last = Status.decode(p.metadata)
+                if last is not None:  # the counts go on from the last report
+                    self.processed, self.failed = last.processed, last.failed
+                return max(p.committed_offset, 0)
+        return 0
+
+    async def _step(self, user: Transform) -> None:
+        owner = self.core.ctx.core
+        res = await self.core.ask_partition(self.tp, owner,
+                                            Read(self.offset, READ_BYTES, -1, False))
+        if res.error_code == ErrorCode.OFFSET_OUT_OF_RANGE and self.offset < res.log_start_offset:
+            # Retention removed what was never processed: skip to the log start, loudly.
+            self._log.warning("transform_input_trimmed", skipped_to=res.log_start_offset,
+                              offset=self.offset)
+            self.offset = res.log_start_offset
+            return
+        if res.error_code != ErrorCode.NONE:
+            await asyncio.sleep(backoff(1))
+            return
+        if not res.records:
+            await self._report()
+            await self._wait(owner)
+            return
+        # A copy: the records are decoded lazily, after the leader may have reused its cache.
+        data = bytes(res.records)
+        end = self.offset
+        for _pos, header in iter_batches(data, verify_crc=False):
+            end = max(end, header.last_offset + 1)
+        records = list(records_of(self.dep.input, self.partition, data, self.offset))
+        del data, res
+        await self._process(user, records)
+        self.offset = end
+        # Committed once every output is acknowledged (done above); one commit in flight.
+        if self._commit is not None:
+            await self._commit
+        self._commit = self.core.loop.create_task(self._commit_offset(end))
+
+    async def _wait(self, owner: int) -> None:
+        name = partition_name(self.dep.input, self.partition)
+        try:
+            await resolve(self.core.router.ref(owner, name).ask(
+                WaitForData(self.offset, WAIT_MS), block=False))
+        except (pykka.ActorDeadError, CoreDiedError):
+            await asyncio.sleep(backoff(1))
+
+    async def _process(self, user: Transform, records: list[InputRecord]) -> None:
+        pending: list[tuple[int, Output]] = []
+        size = 0
+        i = 0
+        attempt = 0
+        while i < len(records):
+            record = records[i]
+            try:
+                outs = _outputs(user.process(record))
+            except Exception as exc:
+                attempt += 1
+                self.failed += 1
+                await self._failed(f"offset {record.offset}: {exc!r}", attempt)
+                continue  # the same record again
+            if attempt:
+                attempt = 0
+                self._recovered()
+            for out in outs:
+                pending.append((record.partition, out))
+                size += len(out.value or b"") + len(out.key or b"") + 64
+            self.processed += 1
+            i += 1
+            if size >= OUTPUT_FLUSH_BYTES:
+                await self._produce(pending)
+                pending, size = [], 0
+        if pending:
+            await self._produce(pending)
+
+    async def _failed(self, error: str, attempt: int) -> None:
+        if self.state != "failing":
+            self._log.warning("transform_failing", error=error)
+        self.state = "failing"
+        self.error = error
+        await self._report()
+        await asyncio.sleep(backoff(attempt))
+
+    def _recovered(self) -> None:
+        if self.state == "failing":
+            self._log.info("transform_recovered", failed=self.failed)
+        self.state = "running"
+
+    # -- output ----------------------------------------------------------------------------------
+    async def _produce(self, pending: list[tuple[int, Output]]) -> None:
+        """Every output acknowledged (acks=all), retrying the partitions that fail."""
+        attempt = 0
+        while pending:
+            batches, unknown = await self._batches(pending)
+            failed: list[tuple[int, Output]] = []
+            error: str | None = None
+            if unknown:
+                error = f"output topic(s) {', '.join(sorted(unknown))} not found"
+                failed = [po for po in pending if (po[1].topic or self.dep.outputs[0]) in unknown]
+            if batches:
+                codes = await self._send(batches)
+                for (topic, part), (code, outs) in zip(batches, codes, strict=True):
+                    if code != ErrorCode.NONE:
+                        error = f"produce to {topic}/{part}: {ErrorCode(code).name}"
+                        failed.extend(outs)
+            if not failed:
+                if attempt:
+                    self._recovered()
+                return
+            attempt += 1
+            self.failed += 1
+            await self._failed(error or "produce failed", attempt)
+            pending = failed
+
+    async def _batches(self, pending: list[tuple[int, Output]]) -> tuple[
+            dict[tuple[str, int], list[tuple[int, Output]]], set[str]]:
+        topics = {out.topic or self.dep.outputs[0] for _p, out in pending}
+        infos, _unsure = await self.core.topic_infos(sorted(topics))
+        unknown = {t for t in topics if infos.get(t) is None}
+        grouped: dict[tuple[str, int], list[tuple[int, Output]]] = {}
+        for part, out in pending:
+            topic = out.topic or self.dep.outputs[0]
+            info = infos.get(topic)
+            if info is None:
+                continue
+            target = output_partition(part, out.key, info.partitions)
+            grouped.setdefault((topic, target), []).append((part, out))
+        return grouped, unknown
+
+    async def _send(self, batches: dict[tuple[str, int], list[tuple[int, Output]]]
+                    ) -> list[tuple[int, list[tuple[int, Output]]]]:
+        now = int(time.time() * 1000)
+        by_topic: dict[str, list[pm.PartitionProduceData]] = {}
+        for (topic, part), outs in batches.items():
+            builder = BatchBuilder()
+            for i, (_p, out) in enumerate(outs):
+                ts = now if out.timestamp is None else out.timestamp
+                builder.add(Record(i, ts, out.key, out.value, tuple(out.headers)))
+            by_topic.setdefault(topic, []).append(pm.PartitionProduceData(part, builder.build()))
+        req = pm.ProduceRequest(acks=-1, timeout_ms=PRODUCE_TIMEOUT_MS, topic_data=tuple(
+            pm.TopicProduceData(t, tuple(parts)) for t, parts in by_topic.items()))
+        codes: dict[tuple[str, int], int] = {}
+        try:
+            fut = await produce_fe.produce(self.core, req, _PRODUCE_VERSION)
+            resp = await fut
+            for t in resp.responses:
+                for p in t.partition_responses:
+                    codes[(t.name, p.index)] = p.error_code
+        except (pykka.ActorDeadError, CoreDiedError) as exc:
+            self.error = repr(exc)
+        return [(codes.get(key, ErrorCode.NOT_LEADER_OR_FOLLOWER), outs)
+                for key, outs in batches.items()]
+
+    # -- progress and status ---------------------------------------------------------------------
+    async def _commit_offset(self, offset: int, force: bool = False) -> bool:
+        """Commit `offset` with the status; retried with backoff until it is (True), or not
+        retried when only reporting (`force`)."""
+        attempt = 0
+        while True:
+            status = self._status()
+            req = oc.OffsetCommitRequest(group_id=self.group, topics=(
+                oc.OffsetCommitRequestTopic(self.dep.input, (oc.OffsetCommitRequestPartition(
+                    self.partition, offset, committed_metadata=status.encode()),)),))
+            code: int = ErrorCode.COORDINATOR_NOT_AVAILABLE
+            with contextlib.suppress(pykka.ActorDeadError, CoreDiedError, TimeoutError):
+                resp = await groups_fe.offset_commit(self.core, req, _COMMIT_VERSION)
+                code = resp.topics[0].partitions[0].error_code if resp.topics else code
+            if code == ErrorCode.NONE:
+                self.committed = max(self.committed, offset)
+                self._reported = (self.state, self.processed, self.error)
+                self._reported_at = time.monotonic()
+                return True
+            if force:
+                return False
+            attempt += 1
+            await asyncio.sleep(backoff(attempt))
+
+    async def _report(self) -> None:
+        """Commit the status again (the committed offset unchanged) when it changed, at most
+        every STATUS_EVERY_S, and every HEARTBEAT_S regardless (`transform list` sees a
+        report older than a few heartbeats as a stopped instance)."""
+        if self.committed < 0 or (self._commit is not None and not self._commit.done()):
+            return
+        since = time.monotonic() - self._reported_at
+        changed = self._reported != (self.state, self.processed, self.error)
+        if (changed and since >= STATUS_EVERY_S) or since >= HEARTBEAT_S:
+            await self._commit_offset(self.committed, force=True)
+
+    def _status(self) -> Status:
+        return Status(self.state, self.processed, self.failed, self.error,
+                      int(time.time() * 1000), self.core.ctx.core)
+
+
+def _outputs(result: Iterable[Output] | None) -> list[Output]:
+    """What `process` returned, as a list (a generator runs here, inside the caller's try)."""
+    if result is None:
+        return []
+    if isinstance(result, Output):
+        return [result]
+    return list(result)

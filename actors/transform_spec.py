@@ -1,0 +1,158 @@
+"""Data transforms, the sans-IO rules: what a deployment is and how it is stored, where an
+output record goes, how a failing chunk is retried, what an instance reports.
+
+Where deployments live: the compacted topic `__transforms` (one partition), key = the
+deployment's name, value = `Deployment.encode()` (JSON, the transform's source inside), a null
+value deletes it. The CLI writes it with an ordinary producer (acks=all); every core's
+transform manager follows it. The node's durable metadata is thus the same log machinery as any
+topic (as Kafka Connect keeps its connector configs in a compacted topic).
+
+Progress and status: each instance commits its next input offset in the consumer group
+`group_of(name)` ("__transform.NAME") of `__consumer_offsets`, only once the output of the
+records before it is durable (at-least-once); the commit's metadata carries the instance's
+`Status` (JSON), committed again at most every `STATUS_EVERY_S` while it changes and every
+`HEARTBEAT_S` while idle, so `redshank transform list` reads status, counts and lag with
+ordinary Kafka requests, and `redshank group describe __transform.NAME` shows the lag.
+
+Must not know: cores, actors, I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+__all__ = [
+    "BACKOFF_MAX_S",
+    "BACKOFF_MIN_S",
+    "HEARTBEAT_S",
+    "OUTPUT_FLUSH_BYTES",
+    "READ_BYTES",
+    "STATUS_EVERY_S",
+    "TRANSFORMS_TOPIC",
+    "Deployment",
+    "Status",
+    "backoff",
+    "group_of",
+    "murmur2",
+    "output_partition",
+]
+
+TRANSFORMS_TOPIC = "__transforms"
+# One chunk of input: the most an instance reads at once (plus one batch larger than this,
+# served whole as Fetch does). With the output of the chunk, what an instance holds.
+READ_BYTES = 1024 * 1024
+# Pending output is produced (and awaited) once it reaches this, within a chunk.
+OUTPUT_FLUSH_BYTES = 1024 * 1024
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 5.0
+STATUS_EVERY_S = 1.0
+HEARTBEAT_S = 5.0
+# The status's error text is cut to this (commit metadata is at most 4096 bytes by default).
+ERROR_CHARS = 500
+
+
+def group_of(name: str) -> str:
+    return f"__transform.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A deployed transform: `cls` of the module whose single source file `filename` holds
+    `source`, fed from `input`, writing to `outputs` (the first is the default)."""
+
+    name: str
+    input: str
+    outputs: tuple[str, ...]
+    cls: str
+    filename: str
+    source: str
+
+    def encode(self) -> bytes:
+        doc = asdict(self)
+        doc["outputs"] = list(self.outputs)
+        doc["version"] = 1
+        return json.dumps(doc).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Deployment:
+        doc = json.loads(raw)
+        return cls(str(doc["name"]), str(doc["input"]), tuple(str(t) for t in doc["outputs"]),
+                   str(doc["cls"]), str(doc["filename"]), str(doc["source"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """An instance's report, carried in its offset commit's metadata. `state`: running,
+    failing (process or the output keeps failing: retried with backoff), stopped (stopped
+    cleanly: deleted, or its partition moved away). `at`: ms since the epoch of the report."""
+
+    state: str
+    processed: int
+    failed: int
+    error: str | None
+    at: int
+    core: int = -1
+
+    def encode(self) -> str:
+        doc = asdict(self)
+        if self.error is not None:
+            doc["error"] = self.error[:ERROR_CHARS]
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: str | None) -> Status | None:
+        if not raw:
+            return None
+        try:
+            doc = json.loads(raw)
+            return cls(str(doc["state"]), int(doc["processed"]), int(doc["failed"]),
+                       doc.get("error"), int(doc["at"]), int(doc.get("core", -1)))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before retry number `attempt` (1, 2, ...): 0.1 s doubling, capped at 5 s."""
+    return float(min(BACKOFF_MIN_S * (2 ** max(attempt - 1, 0)), BACKOFF_MAX_S))
+
+
+def output_partition(input_partition: int, key: bytes | None, partitions: int) -> int:
+    """The output partition of a record: the input's partition number when the output topic has
+    it (a 1:1 mapping keeps each input partition's order), else by the key's murmur2 hash like
+    Kafka's default partitioner, else (no key) the input partition modulo the count."""
+    if input_partition < partitions:
+        return input_partition
+    if key is not None:
+        return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return input_partition % partitions
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's `Utils.murmur2` (signed 32-bit result), the default partitioner's hash."""
+    length = len(data)
+    seed = 0x9747B28C
+    m = 0x5BD1E995
+    r = 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    n4 = length // 4
+    for i in range(n4):
+        k = int.from_bytes(data[i * 4:i * 4 + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    rest = length & 3
+    tail = n4 * 4
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
