@@ -35,7 +35,7 @@ from pathlib import Path
 
 from redshank.tools.bench import _transform_worker as worker
 from redshank.tools.bench._broker import BenchBroker, create_topic, read_line, tree_cpu_seconds
-from redshank.tools.bench._progress import Phases, phase, step
+from redshank.tools.bench._progress import Phases, phase
 
 __all__ = ["main"]
 
@@ -118,30 +118,40 @@ def _side(kind: str, broker: BenchBroker, args: argparse.Namespace) -> dict[str,
     written = _write_backlog(broker.bootstrap, source, args)
     phase(f"{kind}: draining the backlog")
     starter = _process_transform if kind == "process" else _broker_transform
-    with starter(broker, source, sink) as running:
-        cpu0 = tree_cpu_seconds(broker.pid), running.cpu_seconds()
-        backlog = _drain(broker.bootstrap, sink, args.partitions, written, args.timeout)
-        cpu_broker = tree_cpu_seconds(broker.pid) - cpu0[0]
-        cpu_process = running.cpu_seconds() - cpu0[1]
-        backlog["broker_cpu_s"] = round(cpu_broker, 3)
-        if kind == "process":
-            backlog["process_cpu_s"] = round(cpu_process, 3)
-        backlog["cpu_us_per_record"] = round((cpu_broker + cpu_process) / written * 1e6, 1)
-        phase(f"{kind}: steady {args.rate:g} records/s for {args.seconds:g} s")
-        steady = _steady(broker.bootstrap, source, sink, args)
+    # Watching before the transform starts: its first output falls between two polls.
+    watch = _Watch(broker.bootstrap, sink, args.partitions, written)
+    cpu0 = tree_cpu_seconds(broker.pid)
+    try:
+        with starter(broker, source, sink) as running:
+            backlog = watch.wait(args.timeout)
+            watch.close()
+            cpu_broker = tree_cpu_seconds(broker.pid) - cpu0
+            cpu_process = running.cpu_seconds()
+            backlog["broker_cpu_s"] = round(cpu_broker, 3)
+            if kind == "process":
+                backlog["process_cpu_s"] = round(cpu_process, 3)
+            backlog["cpu_us_per_record"] = round((cpu_broker + cpu_process) / written * 1e6, 1)
+            phase(f"{kind}: steady {args.rate:g} records/s for {args.seconds:g} s")
+            steady = _steady(broker.bootstrap, source, sink, args)
+    finally:
+        watch.close()
     return {"backlog": backlog, "steady": steady, "transform": running.stats}
 
 
 class _Running:
-    """A transform under way: its CPU (the separate process's; 0 for one inside the broker,
-    counted in the broker's) and, once stopped, what it reported."""
+    """A transform under way: its CPU since it was ready (the separate process's, less what its
+    start-up took; 0 for one inside the broker, counted in the broker's) and, once stopped,
+    what it reported."""
 
-    def __init__(self, pid: int | None) -> None:
+    def __init__(self, pid: int | None, cpu_at_ready: float = 0.0) -> None:
         self.pid = pid
+        self.cpu_at_ready = cpu_at_ready
         self.stats: object = None
 
     def cpu_seconds(self) -> float:
-        return tree_cpu_seconds(self.pid) if self.pid is not None else 0.0
+        if self.pid is None:
+            return 0.0
+        return tree_cpu_seconds(self.pid) - self.cpu_at_ready
 
 
 @contextmanager
@@ -149,12 +159,12 @@ def _process_transform(broker: BenchBroker, source: str, sink: str) -> Iterator[
     cmd = [sys.executable, "-m", "redshank.tools.bench._transform_worker", "--bootstrap",
            broker.bootstrap, "--input", source, "--output", sink, "--group", f"{source}-group"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    running = _Running(proc.pid)
     try:
         assert proc.stdout is not None
         line = read_line(proc.stdout, 60)
-        if line != "ready":
+        if not line.startswith("ready "):
             raise RuntimeError(f"transform process not ready: {line!r}")
+        running = _Running(proc.pid, float(line.split()[1]))
         yield running
         proc.terminate()
         out, _err = proc.communicate(timeout=40)
@@ -174,8 +184,10 @@ def _broker_transform(broker: BenchBroker, source: str, sink: str) -> Iterator[_
         running = _Running(None)
         try:
             yield running
-            listed = json.loads(_cli(broker, tmp, "list", "--json"))
-            running.stats = listed
+            try:
+                running.stats = json.loads(_cli(broker, tmp, "list", "--json"))
+            except RuntimeError as exc:  # the figures stand without the transform's own counts
+                running.stats = {"list_error": str(exc)}
         finally:
             _cli(broker, tmp, "delete", "--name", TRANSFORM_NAME)
 
@@ -217,43 +229,60 @@ def _write_backlog(bootstrap: str, topic: str, args: argparse.Namespace) -> int:
     return acked
 
 
-def _drain(bootstrap: str, topic: str, partitions: int, records: int, timeout: float
-           ) -> dict[str, object]:
-    """Poll the output's size until it holds `records` (or `timeout`): the rate from the last
-    poll that saw it empty to the one that saw it full, and the start-up before."""
-    from confluent_kafka import Consumer, TopicPartition
+class _Watch:
+    """Polls the output's size (the sum of its partitions' high watermarks) every POLL_S on a
+    thread, from before the transform starts until it holds `records`."""
 
-    watch = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-watch"})
-    start = time.perf_counter()
-    deadline = start + timeout
-    last_empty = start  # the last poll that saw no output: processing began after it
-    first: float | None = None
-    count = 0
-    try:
-        while count < records and time.perf_counter() < deadline:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, records: int) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic, self.partitions, self.records = topic, partitions, records
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-watch"})
+        self.start = time.perf_counter()
+        self.last_empty: float | None = None  # the last poll that saw no output
+        self.full: float | None = None  # the first poll that saw it all
+        self.count = 0
+        self._stop = threading.Event()
+        self._polled_once = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._polled_once.wait(30)  # an empty output seen before the transform may start
+
+    def _run(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        while not self._stop.is_set():
             polled = time.perf_counter()
-            count = sum(hi - lo for lo, hi in (
-                watch.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=False)
-                for p in range(partitions)))
-            if count == 0:
-                last_empty = polled
-            elif first is None:
-                first = time.perf_counter()
-                step("first output record")
-            if count < records:
-                time.sleep(POLL_S)  # polling the output's size: the watch costs one request
-        done = time.perf_counter()
-    finally:
-        watch.close()
-    out: dict[str, object] = {"written": records, "output_records": count,
-                              "drained": count >= records}
-    if first is not None:
-        # From the last empty poll to the full one: a little longer than the drain, on both
-        # sides alike (a poll takes a few milliseconds), so never flattering.
-        out["startup_s"] = round(last_empty - start, 3)
-        out["drain_s"] = round(done - last_empty, 3)
-        out["records_per_s"] = round(count / (done - last_empty))
-    return out
+            self.count = sum(hi - lo for lo, hi in (
+                self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5,
+                                                    cached=False)
+                for p in range(self.partitions)))
+            if self.count == 0:
+                self.last_empty = polled
+            self._polled_once.set()
+            if self.count >= self.records:
+                self.full = time.perf_counter()
+                return
+            self._stop.wait(POLL_S)  # polling the output's size: each poll is one request
+
+    def wait(self, timeout: float) -> dict[str, object]:
+        """Until the output holds every record (or `timeout`): the rate from the last poll that
+        saw it empty to the one that saw it full (a little longer than the drain, on both
+        sides alike, so never flattering) and the start-up before."""
+        self._thread.join(timeout)
+        out: dict[str, object] = {"written": self.records, "output_records": self.count,
+                                  "drained": self.full is not None}
+        if self.full is not None and self.last_empty is not None:
+            out["startup_s"] = round(self.last_empty - self.start, 3)
+            out["drain_s"] = round(self.full - self.last_empty, 3)
+            out["records_per_s"] = round(self.count / (self.full - self.last_empty))
+        return out
+
+    def close(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(10)
+            self.consumer.close()
 
 
 def _steady(bootstrap: str, source: str, sink: str, args: argparse.Namespace
@@ -331,7 +360,8 @@ def _ratios(in_broker: dict[str, object] | None, process: dict[str, object] | No
 
     out: dict[str, object] = {}
     for name, phase_name, key in (("throughput", "backlog", "records_per_s"),
-                                  ("p50", "steady", "p50_ms"), ("p99", "steady", "p99_ms")):
+                                  ("p50", "steady", "p50_ms"), ("p99", "steady", "p99_ms"),
+                                  ("added_p50", "steady", "added_p50_ms")):
         a, b = get(in_broker, phase_name, key), get(process, phase_name, key)
         out[name] = round(a / b, 3) if a is not None and b else None
     thr, p50 = out["throughput"], out["p50"]
