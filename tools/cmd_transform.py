@@ -47,9 +47,11 @@ from redshank.tools.clikit import (
     client_config,
     cluster_metadata,
     emit,
+    error_name,
     json_option,
     kafka_admin_module,
     kafka_call,
+    raw_connection,
     timeout_option,
 )
 
@@ -137,7 +139,7 @@ def read_deployments(brokers: str, timeout: float) -> dict[str, Deployment]:
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     consumer = Consumer(client_config(brokers, timeout, **{
-        "group.id": "__transform.cli", "enable.auto.commit": False,
+        "group.id": "redshank-cli-transforms", "enable.auto.commit": False,
         "enable.partition.eof": True, "isolation.level": "read_uncommitted"}))
     try:
         md = cluster_metadata(consumer, brokers, timeout)
@@ -222,29 +224,50 @@ def delete(name: str, brokers: str, timeout: float, as_json: bool) -> None:
     emit({"deleted": name}, as_json=as_json, text=f"deleted {name}")
 
 
+def _committed(brokers: str, timeout: float, group: str, topic: str, partitions: int
+               ) -> dict[int, tuple[int, str | None]]:
+    """partition -> (committed offset, metadata) of `group`, by OffsetFetch from our own codec:
+    confluent-kafka 2.x's binding reads a committed offset's metadata past its end (as a
+    NUL-terminated string), which garbles the instances' status."""
+    from redshank.protocol.messages import find_coordinator as fc
+    from redshank.protocol.messages import offset_fetch as of
+
+    with raw_connection(brokers, timeout) as conn:
+        found = conn.call(fc.FindCoordinatorRequest(key=group, key_type=0), 3,
+                          fc.FindCoordinatorResponse)
+    if found.error_code:
+        raise CliError(f"find the coordinator of {group}: {error_name(found.error_code)}")
+    with raw_connection(f"{found.host}:{found.port}", timeout) as conn:
+        answer = conn.call(of.OffsetFetchRequest(group_id=group, topics=(
+            of.OffsetFetchRequestTopic(topic, tuple(range(partitions))),)), 7,
+            of.OffsetFetchResponse)
+    if answer.error_code:
+        raise CliError(f"offsets of {group}: {error_name(answer.error_code)}")
+    return {p.partition_index: (p.committed_offset, p.metadata)
+            for t in answer.topics for p in t.partitions if p.error_code == 0}
+
+
 def _instances(brokers: str, timeout: float, dep: Deployment, partitions: int
                ) -> list[dict[str, Any]]:
     from confluent_kafka import Consumer, TopicPartition
 
+    committed = _committed(brokers, timeout, group_of(dep.name), dep.input, partitions)
     consumer = Consumer(client_config(brokers, timeout, **{
-        "group.id": group_of(dep.name), "enable.auto.commit": False}))
+        "group.id": "redshank-cli-transforms", "enable.auto.commit": False}))
     try:
-        tps = [TopicPartition(dep.input, p) for p in range(partitions)]
-        committed = {tp.partition: tp for tp in consumer.committed(tps, timeout=timeout)}
         now_ms = time.time() * 1000
         rows = []
         for p in range(partitions):
             _lo, hi = consumer.get_watermark_offsets(TopicPartition(dep.input, p),
                                                      timeout=timeout)
-            tp = committed.get(p)
-            offset = tp.offset if tp is not None and tp.offset >= 0 else None
-            status = Status.decode(getattr(tp, "metadata", None) if tp is not None else None)
+            offset, metadata = committed.get(p, (-1, None))
+            status = Status.decode(metadata)
             state = "starting" if status is None else status.state
             if status is not None and state != "stopped" and now_ms - status.at > STALE_S * 1000:
                 state = "stopped"
             rows.append({
-                "partition": p, "status": state, "offset": offset,
-                "lag": hi - (offset or 0), "high_watermark": hi,
+                "partition": p, "status": state, "offset": offset if offset >= 0 else None,
+                "lag": hi - max(offset, 0), "high_watermark": hi,
                 "processed": None if status is None else status.processed,
                 "failed": None if status is None else status.failed,
                 "error": None if status is None else status.error,

@@ -1,0 +1,349 @@
+"""Data transforms with real clients: `redshank transform deploy/list/delete` against a broker,
+records produced and consumed with confluent-kafka.
+
+One two-core broker for the module (the restart test has its own, on a fixed port): an
+upper-casing transform's exact output; a transform that raises (retried, shown failing, then
+recovers); a module that does not import is refused; list and delete; and a SIGKILL of the
+broker mid-stream, after which every input record is in the output at least once
+(duplicates counted and printed: at-least-once allows them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from broker_proc import BrokerProcess, create_topic, free_port
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+TRANSFORMS_PY = '''
+import os
+from redshank.actors.embed.transform import Output, Transform
+
+class Upper(Transform):
+    def process(self, record):
+        yield Output(value=record.value.upper(), key=record.key)
+
+class Ident(Transform):
+    def process(self, record):
+        return [Output(value=record.value, key=record.key)]
+
+class TwiceFails(Transform):
+    """Raises the first 2 times it sees b"boom", then passes."""
+    def setup(self, ctx):
+        self.calls = 0
+    def process(self, record):
+        if record.value == b"boom":
+            self.calls += 1
+            if self.calls <= 2:
+                raise ValueError(f"boom {self.calls}")
+        yield Output(value=record.value)
+
+class UntilMarker(Transform):
+    """Raises on b"wait" until the file named by the record's key exists."""
+    def process(self, record):
+        if record.value == b"wait" and not os.path.exists(record.key.decode()):
+            raise RuntimeError("marker missing")
+        yield Output(value=record.value)
+'''
+
+
+def cli(cwd: Path, bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "redshank.tools.cli", "transform", *args, "--brokers",
+         bootstrap, "--timeout", "10"],
+        cwd=cwd, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+
+
+def listed(cwd: Path, bootstrap: str) -> dict[str, Any]:
+    out = cli(cwd, bootstrap, "list", "--json")
+    assert out.returncode == 0, out.stderr
+    return {t["name"]: t for t in json.loads(out.stdout)}
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def consume_all(bootstrap: str, topic: str, partitions: int, timeout: float = 20.0
+                ) -> list[tuple[int, bytes | None, bytes | None]]:
+    """Every record of `topic` up to its high watermarks: (partition, key, value)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{topic}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    got: list[tuple[int, bytes | None, bytes | None]] = []
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(partitions)}
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions) if ends[p]])
+        pos = dict.fromkeys(range(partitions), 0)
+        deadline = time.monotonic() + timeout
+        while any(pos[p] < ends[p] for p in pos):
+            assert time.monotonic() < deadline, f"{topic}: read {pos} of {ends}"
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            assert msg.error() is None, f"consumer error: {msg.error()}"
+            p, offset = msg.partition(), msg.offset()
+            assert p is not None and offset is not None
+            if offset < ends[p]:
+                got.append((p, msg.key(), msg.value()))
+            pos[p] = offset + 1
+    finally:
+        consumer.close()
+    return got
+
+
+def written(bootstrap: str, topic: str, partitions: int) -> int:
+    """The sum of `topic`'s high watermarks."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"hw-{topic}"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                   for p in range(partitions))
+    finally:
+        consumer.close()
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]],
+            partition: int | None = None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5})
+    errors: list[KafkaError] = []
+
+    def report(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            errors.append(err)
+
+    for key, value in records:
+        if partition is None:
+            producer.produce(topic, value=value, key=key, on_delivery=report)
+        else:
+            producer.produce(topic, value=value, key=key, partition=partition,
+                             on_delivery=report)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert errors == []
+
+
+def caught_up(cwd: Path, bootstrap: str, name: str, partitions: int) -> bool:
+    t = listed(cwd, bootstrap).get(name)
+    return t is not None and len(t["instances"]) == partitions and all(
+        i["status"] == "running" and i["lag"] == 0 for i in t["instances"])
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    proc = BrokerProcess(tmp_path_factory.mktemp("xform") / "data", cores=2)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cwd = tmp_path_factory.mktemp("xform-src")
+    (cwd / "xforms.py").write_text(TRANSFORMS_PY)
+    return cwd
+
+
+@pytest.mark.timeout(120)
+def test_upper_transform_exact_output(node: BrokerProcess, workdir: Path) -> None:
+    create_topic(node.bootstrap, "up-in", 3)
+    create_topic(node.bootstrap, "up-out", 3)
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "upper", "--input", "up-in",
+              "--output", "up-out", "xforms:Upper")
+    assert out.returncode == 0, out.stderr
+    n = 600
+    records = [(b"k%d" % i, b"value-%d" % i) for i in range(n)]
+    produce(node.bootstrap, "up-in", records)
+    wait_for("the transform to catch up", lambda: caught_up(workdir, node.bootstrap,
+                                                              "upper", 3))
+    got = consume_all(node.bootstrap, "up-out", 3)
+    inputs = consume_all(node.bootstrap, "up-in", 3)
+    # Exactly the expected records, each in the partition of its input (same count: 3).
+    assert Counter(got) == Counter((p, k, v.upper() if v else v) for p, k, v in inputs)
+    assert len(got) == n
+    listing = listed(workdir, node.bootstrap)["upper"]
+    assert sum(i["processed"] for i in listing["instances"]) == n
+    assert all(i["failed"] == 0 for i in listing["instances"])
+
+
+@pytest.mark.timeout(120)
+def test_raising_transform_is_retried_then_passes(node: BrokerProcess, workdir: Path) -> None:
+    create_topic(node.bootstrap, "fail-in", 1)
+    create_topic(node.bootstrap, "fail-out", 1)
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "twice", "--input", "fail-in",
+              "--output", "fail-out", "xforms:TwiceFails")
+    assert out.returncode == 0, out.stderr
+    produce(node.bootstrap, "fail-in", [(None, b"a"), (None, b"boom"), (None, b"c")])
+    wait_for("the retries to pass", lambda: caught_up(workdir, node.bootstrap, "twice", 1))
+    assert [v for _p, _k, v in consume_all(node.bootstrap, "fail-out", 1)] == [
+        b"a", b"boom", b"c"]
+    (inst,) = listed(workdir, node.bootstrap)["twice"]["instances"]
+    assert (inst["processed"], inst["failed"]) == (3, 2)
+    assert "ValueError('boom 2')" in inst["error"]
+
+
+@pytest.mark.timeout(120)
+def test_failing_transform_shows_failing_and_recovers(node: BrokerProcess, workdir: Path,
+                                                      tmp_path: Path) -> None:
+    create_topic(node.bootstrap, "wait-in", 1)
+    create_topic(node.bootstrap, "wait-out", 1)
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "marker", "--input", "wait-in",
+              "--output", "wait-out", "xforms:UntilMarker")
+    assert out.returncode == 0, out.stderr
+    marker = tmp_path / "marker"
+    produce(node.bootstrap, "wait-in", [(None, b"one"), (str(marker).encode(), b"wait"),
+                                        (None, b"three")])
+
+    def failing() -> bool:
+        (inst,) = listed(workdir, node.bootstrap)["marker"]["instances"] or [None]
+        return inst is not None and inst["status"] == "failing" and inst["failed"] >= 1 \
+            and "marker missing" in (inst["error"] or "")
+
+    wait_for("the instance to show failing", failing)
+    marker.write_text("")
+    wait_for("the instance to recover", lambda: caught_up(workdir, node.bootstrap, "marker", 1))
+    assert [v for _p, _k, v in consume_all(node.bootstrap, "wait-out", 1)] == [
+        b"one", b"wait", b"three"]
+
+
+@pytest.mark.timeout(60)
+def test_deploy_refuses_what_does_not_load(node: BrokerProcess, workdir: Path) -> None:
+    (workdir / "broken.py").write_text("import no_such_module_anywhere\n")
+    (workdir / "pkg").mkdir(exist_ok=True)
+    (workdir / "pkg" / "__init__.py").write_text("")
+    create_topic(node.bootstrap, "bad-in", 1)
+    cases = {"broken:X": "No module named 'no_such_module_anywhere'",
+             "xforms:Missing": "defines no Transform class 'Missing'",
+             "pkg:X": "packages and multi-file modules are not supported",
+             "nowhere:X": "cannot find module 'nowhere'"}
+    for target, why in cases.items():
+        out = cli(workdir, node.bootstrap, "deploy", "--name", "bad", "--input", "bad-in",
+                  "--output", "bad-in-out", target)
+        assert out.returncode == 1, (target, out.stdout, out.stderr)
+        assert why in out.stderr, (target, out.stderr)
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "bad", "--input", "bad-in",
+              "--output", "no-such-topic", "xforms:Ident")
+    assert out.returncode == 4, out.stderr
+    assert "bad" not in listed(workdir, node.bootstrap)
+
+
+@pytest.mark.timeout(60)
+def test_list_and_delete(node: BrokerProcess, workdir: Path) -> None:
+    create_topic(node.bootstrap, "del-in", 2)
+    create_topic(node.bootstrap, "del-out", 1)
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "gone", "--input", "del-in",
+              "--output", "del-out", "xforms:Ident")
+    assert out.returncode == 0, out.stderr
+    wait_for("two running instances", lambda: caught_up(workdir, node.bootstrap, "gone", 2))
+    t = listed(workdir, node.bootstrap)["gone"]
+    assert (t["input"], t["outputs"], t["class"]) == ("del-in", ["del-out"], "xforms.py:Ident")
+    assert sorted(i["partition"] for i in t["instances"]) == [0, 1]
+    stats = subprocess.run([sys.executable, "-m", "redshank.tools.cli", "actors",
+                            "--node-dir", str(node.data_dir), "--json"],
+                           capture_output=True, text=True, timeout=30)
+    assert "transform/gone/0" in stats.stdout and "transform/gone/1" in stats.stdout
+    out = cli(workdir, node.bootstrap, "delete", "--name", "gone")
+    assert out.returncode == 0, out.stderr
+    assert "gone" not in listed(workdir, node.bootstrap)
+    assert cli(workdir, node.bootstrap, "delete", "--name", "gone").returncode == 4
+
+    def stopped() -> bool:
+        stats = subprocess.run([sys.executable, "-m", "redshank.tools.cli", "actors",
+                                "--node-dir", str(node.data_dir), "--json"],
+                               capture_output=True, text=True, timeout=30)
+        return "transform/gone/" not in stats.stdout
+
+    wait_for("the instances to stop", stopped)
+
+
+def _restart(data_dir: Path, port: int) -> BrokerProcess:
+    """Start on the same port; the killed node's cores may take a moment to release it."""
+    deadline = time.monotonic() + 20
+    while True:
+        node = BrokerProcess(data_dir, cores=2, port=port, ready_timeout=30)
+        try:
+            node.start()
+            return node
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, workdir: Path) -> None:
+    port = free_port()
+    node = _restart(tmp_path / "data", port)
+    try:
+        create_topic(node.bootstrap, "kill-in", 3)
+        create_topic(node.bootstrap, "kill-out", 3)
+        out = cli(workdir, node.bootstrap, "deploy", "--name", "ident", "--input", "kill-in",
+                  "--output", "kill-out", "xforms:Ident")
+        assert out.returncode == 0, out.stderr
+        total = 3000
+        producer = Producer({
+            "bootstrap.servers": node.bootstrap, "acks": "all", "enable.idempotence": True,
+            "linger.ms": 5, "message.timeout.ms": 90000, "reconnect.backoff.ms": 50,
+            "reconnect.backoff.max.ms": 300, "retry.backoff.ms": 50})
+        failed: list[KafkaError] = []
+
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failed.append(err)
+
+        produced = threading.Event()
+
+        def run() -> None:  # ~1,000 records/s for 3 s, whatever the broker does meanwhile
+            for i in range(total):
+                while True:
+                    try:
+                        producer.produce("kill-in", value=b"%06d" % i, key=b"%d" % i,
+                                         on_delivery=report)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                producer.poll(0)
+                if i % 10 == 9:
+                    time.sleep(0.01)
+            produced.set()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        # Mid-stream: once the transform has written part of it.
+        wait_for("some output", lambda: written(node.bootstrap, "kill-out", 3) >= 300, 30)
+        node.kill()
+        time.sleep(0.3)
+        node = _restart(tmp_path / "data", port)
+        thread.join(60)
+        assert produced.is_set()
+        assert producer.flush(60) == 0
+        assert failed == [], f"delivery failures: {failed[:5]}"
+        wait_for("the transform to catch up", lambda: caught_up(
+            workdir, node.bootstrap, "ident", 3), 60)
+        inputs = consume_all(node.bootstrap, "kill-in", 3)
+        outputs = consume_all(node.bootstrap, "kill-out", 3)
+        assert sorted(v for _p, _k, v in inputs) == [b"%06d" % i for i in range(total)]
+        seen = Counter(v for _p, _k, v in outputs)
+        missing = [v for _p, _k, v in inputs if v not in seen]
+        assert not missing, f"{len(missing)} input records never reached the output"
+        duplicates = sum(c - 1 for c in seen.values())
+        print(f"\ntransform restart: {total} records, {duplicates} duplicated in the output "
+              f"(at-least-once)")
+        # Each output record sits in its input's partition (3 and 3 partitions).
+        assert set(outputs) <= set(inputs)
+    finally:
+        node.stop()
