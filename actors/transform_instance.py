@@ -13,8 +13,10 @@ Concern: the instance's loop, on the core that leads its input partition:
              acknowledged, i.e. durable (at-least-once); the next chunk is read meanwhile
 
 The instance pulls at its own pace, so a slow transform only falls behind (its lag grows); the
-producers of the input never wait for it. What it holds: one input chunk (at most READ_BYTES,
-or one larger batch) and at most OUTPUT_FLUSH_BYTES of unsent output (plus one record's).
+producers of the input never wait for it. Memory per instance: one input chunk (at most
+READ_BYTES = 1 MiB, or one batch larger than that, as Fetch serves it), the decompressed
+records of one batch of it at a time, and at most OUTPUT_FLUSH_BYTES = 1 MiB of output not yet
+acknowledged (plus one record's outputs).
 
 Lives on the core of its input partition; created and stopped by that core's transform
 manager (`transform_manager`). Must not know: where deployments are stored, other partitions.
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pykka
@@ -118,10 +120,8 @@ class TransformInstance(LoopActor):
             self._task.cancel()
         if self._commit is not None:
             self._commit.cancel()
-        if self.committed >= 0:
-            # Best effort: `transform list` shows it stopped (a killed core's stays as it was).
-            self.state = "stopped"
-            self.core.loop.create_task(self._commit_offset(self.committed, force=True))
+        # No last report: a late commit could undo a successor's (a redeployment's). Without
+        # reports, `transform list` shows the instance stopped after a few heartbeats.
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Describe):
@@ -203,11 +203,13 @@ class TransformInstance(LoopActor):
         owner = self.core.ctx.core
         res = await self.core.ask_partition(self.tp, owner,
                                             Read(self.offset, READ_BYTES, -1, False))
-        if res.error_code == ErrorCode.OFFSET_OUT_OF_RANGE and self.offset < res.log_start_offset:
-            # Retention removed what was never processed: skip to the log start, loudly.
-            self._log.warning("transform_input_trimmed", skipped_to=res.log_start_offset,
-                              offset=self.offset)
-            self.offset = res.log_start_offset
+        if res.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
+            # Below the log start: retention removed what was never processed (or a new
+            # deployment starts there). Above the log end: the topic was recreated. Either
+            # way, from the log start (Kafka's auto.offset.reset=earliest), loudly.
+            self._log.warning("transform_offset_reset", to=res.log_start_offset,
+                              offset=self.offset, high_watermark=res.high_watermark)
+            self.offset = max(res.log_start_offset, 0)
             return
         if res.error_code != ErrorCode.NONE:
             await asyncio.sleep(backoff(1))
@@ -221,9 +223,9 @@ class TransformInstance(LoopActor):
         end = self.offset
         for _pos, header in iter_batches(data, verify_crc=False):
             end = max(end, header.last_offset + 1)
-        records = list(records_of(self.dep.input, self.partition, data, self.offset))
+        # One batch decompressed at a time, its records decoded as `process` reads them.
+        await self._process(user, records_of(self.dep.input, self.partition, data, self.offset))
         del data, res
-        await self._process(user, records)
         self.offset = end
         # Committed once every output is acknowledged (done above); one commit in flight.
         if self._commit is not None:
@@ -238,28 +240,27 @@ class TransformInstance(LoopActor):
         except (pykka.ActorDeadError, CoreDiedError):
             await asyncio.sleep(backoff(1))
 
-    async def _process(self, user: Transform, records: list[InputRecord]) -> None:
+    async def _process(self, user: Transform, records: Iterator[InputRecord]) -> None:
+        """Every record through `process`, in order; one that raises is retried (alone: the
+        outputs of the records before it stand) until it passes."""
         pending: list[tuple[int, Output]] = []
         size = 0
-        i = 0
-        attempt = 0
-        while i < len(records):
-            record = records[i]
-            try:
-                outs = _outputs(user.process(record))
-            except Exception as exc:
-                attempt += 1
-                self.failed += 1
-                await self._failed(f"offset {record.offset}: {exc!r}", attempt)
-                continue  # the same record again
+        for record in records:
+            attempt = 0
+            while True:
+                try:
+                    outs = _outputs(user.process(record))
+                    break
+                except Exception as exc:
+                    attempt += 1
+                    self.failed += 1
+                    await self._failed(f"offset {record.offset}: {exc!r}", attempt)
             if attempt:
-                attempt = 0
                 self._recovered()
             for out in outs:
                 pending.append((record.partition, out))
                 size += len(out.value or b"") + len(out.key or b"") + 64
             self.processed += 1
-            i += 1
             if size >= OUTPUT_FLUSH_BYTES:
                 await self._produce(pending)
                 pending, size = [], 0

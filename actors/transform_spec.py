@@ -83,9 +83,12 @@ class Deployment:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """An instance's report, carried in its offset commit's metadata. `state`: running,
-    failing (process or the output keeps failing: retried with backoff), stopped (stopped
-    cleanly: deleted, or its partition moved away). `at`: ms since the epoch of the report."""
+    """An instance's report, carried in its offset commit's metadata. `state`: running, or
+    failing (`process`, its setup or the output keeps failing: retried with backoff); a reader
+    shows an instance whose last report is older than a few HEARTBEAT_S as stopped (its
+    deployment deleted, its core or broker gone). `at`: ms since the epoch of the report;
+    `processed`/`failed`: counts since the deployment's first instance (carried over
+    restarts); `error`: the last one, also after a recovery."""
 
     state: str
     processed: int
