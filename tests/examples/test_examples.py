@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -93,24 +94,27 @@ def test_json_transform_keeps_and_reshapes_big_orders() -> None:
         got = _read(broker.bootstrap, want)
         assert got == want
         # Exactly: the transform has committed the whole input, and nothing more was written.
-        done = Consumer({"bootstrap.servers": broker.bootstrap,
-                         "group.id": "__transform.big-orders"})
+        ends = {p: sum(1 for q, _ in ORDERS if q == p) for p in (0, 1)}
+        deadline = time.monotonic() + 30
+        while True:
+            listed = subprocess.run([*cli, "list", "--json", "--brokers", broker.bootstrap],
+                                    capture_output=True, text=True, timeout=60)
+            assert listed.returncode == 0, listed.stderr
+            (dep,) = json.loads(listed.stdout)
+            committed = {i["partition"]: i["offset"] for i in dep["instances"]}
+            if committed == ends or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # the instances commit once their output is acknowledged
+        assert committed == ends
+        assert all(i["failed"] == 0 and i["lag"] == 0 for i in dep["instances"]), dep
+        watch = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "example-watch"})
         try:
-            ends = {p: sum(1 for q, _ in ORDERS if q == p) for p in (0, 1)}
-            deadline = time.monotonic() + 30
-            while True:
-                committed = {tp.partition: tp.offset for tp in done.committed(
-                    [TopicPartition("orders", p) for p in (0, 1)], timeout=10)}
-                if committed == ends or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)  # the instances commit at most every second
-            assert committed == ends
             for (topic, p), rows in want.items():
-                lo, hi = done.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
-                                                    cached=False)
+                lo, hi = watch.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
+                                                     cached=False)
                 assert hi - lo == len(rows), (topic, p)
         finally:
-            done.close()
+            watch.close()
         subprocess.run([*cli, "delete", "--brokers", broker.bootstrap, "--name", "big-orders"],
                        check=True, capture_output=True, timeout=60)
 

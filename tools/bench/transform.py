@@ -13,6 +13,9 @@ to consumable on the output (p50/p99) and, for the same records, on the input al
 difference is what the transform adds. The ratios in-broker / separate process: throughput (the
 target: at least 2) and p50 (the target: below 1).
 
+`--rounds N` repeats both sides (on new topics), alternating which goes first, and reports the
+medians next to every round: on a shared machine the load drifts within a run.
+
 Prints one JSON object as the last line. Bounded: each drain by `--timeout`, each steady phase by
 `--seconds` plus a bounded wait. A Kafka client plus the `redshank transform` CLI: knows nothing of
 the broker's internals."""
@@ -67,6 +70,9 @@ def _options() -> argparse.ArgumentParser:
                         help="bound on each backlog drain, seconds")
     parser.add_argument("--cores", type=int, default=2, help="redshank --cores")
     parser.add_argument("--no-pin", action="store_true", help="redshank --no-pin")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat both sides, alternating which goes first; report the "
+                             "medians (and every round)")
     parser.add_argument("--only", choices=("process", "broker"), default=None,
                         help="run one side only (no ratio)")
     return parser
@@ -75,7 +81,7 @@ def _options() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = _options()
     args = parser.parse_args(argv)
-    for flag in ("records", "partitions", "cores"):
+    for flag in ("records", "partitions", "cores", "rounds"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
     if args.record_size < 16:
@@ -96,21 +102,48 @@ def main(argv: list[str]) -> int:
                              "commit_every_s": worker.COMMIT_EVERY_S,
                              "output_partition": "same number as the input's"},
     }
+    kinds = [k for k in ("process", "broker") if args.only in (None, k)]
+    rounds: list[dict[str, object]] = []
     with Phases("bench transform"), \
             BenchBroker("redshank", cores=args.cores, pin=not args.no_pin) as broker:
-        sides: dict[str, dict[str, object] | None] = {"process": None, "in_broker": None}
-        if args.only != "broker":
-            sides["process"] = _side("process", broker, args)
-        if args.only != "process":
-            sides["in_broker"] = _side("broker", broker, args)
-    report.update(sides)
-    report["in_broker_vs_process"] = _ratios(sides["in_broker"], sides["process"])
+        for r in range(args.rounds):
+            # Alternating which goes first: on a shared machine the load drifts within a run.
+            order = kinds if r % 2 == 0 else kinds[::-1]
+            done = {k: _side(k, broker, args, r) for k in order}
+            rounds.append({"order": order, "process": done.get("process"),
+                           "in_broker": done.get("broker"),
+                           "in_broker_vs_process": _ratios(done.get("broker"),
+                                                           done.get("process"))})
+    if args.rounds == 1:
+        report.update(rounds[0])
+    else:
+        process, in_broker = _medians(rounds, "process"), _medians(rounds, "in_broker")
+        report.update(process=process, in_broker=in_broker,
+                      in_broker_vs_process=_ratios(in_broker, process), rounds=rounds)
     print(json.dumps(report))
     return 0
 
 
-def _side(kind: str, broker: BenchBroker, args: argparse.Namespace) -> dict[str, object]:
-    source, sink = f"xf-{kind}-in", f"xf-{kind}-out"
+SUMMARY = (("backlog", "records_per_s"), ("backlog", "cpu_us_per_record"),
+           ("steady", "p50_ms"), ("steady", "p99_ms"), ("steady", "added_p50_ms"))
+
+
+def _medians(rounds: list[dict[str, object]], side: str) -> dict[str, object] | None:
+    """The median over the rounds of each figure the ratios use, in the shape of one side."""
+    runs = [run for r in rounds if isinstance(run := r.get(side), dict)]
+    if not runs:
+        return None
+    out: dict[str, dict[str, object]] = {"backlog": {}, "steady": {}}
+    for phase_name, key in SUMMARY:
+        values = [float(v) for run in runs if isinstance(block := run.get(phase_name), dict)
+                  and isinstance(v := block.get(key), int | float)]
+        out[phase_name][key] = round(statistics.median(values), 3) if values else None
+    return {"median_of_rounds": len(runs), **out}
+
+
+def _side(kind: str, broker: BenchBroker, args: argparse.Namespace, round_no: int
+          ) -> dict[str, object]:
+    source, sink = f"xf-{kind}-r{round_no}-in", f"xf-{kind}-r{round_no}-out"
     phase(f"{kind}: creating {source} and {sink}")
     create_topic(broker.bootstrap, source, args.partitions)
     create_topic(broker.bootstrap, sink, args.partitions)
@@ -122,7 +155,7 @@ def _side(kind: str, broker: BenchBroker, args: argparse.Namespace) -> dict[str,
     watch = _Watch(broker.bootstrap, sink, args.partitions, written)
     cpu0 = tree_cpu_seconds(broker.pid)
     try:
-        with starter(broker, source, sink) as running:
+        with starter(broker, source, sink, f"{TRANSFORM_NAME}-r{round_no}") as running:
             backlog = watch.wait(args.timeout)
             watch.close()
             cpu_broker = tree_cpu_seconds(broker.pid) - cpu0
@@ -155,9 +188,10 @@ class _Running:
 
 
 @contextmanager
-def _process_transform(broker: BenchBroker, source: str, sink: str) -> Iterator[_Running]:
+def _process_transform(broker: BenchBroker, source: str, sink: str, name: str
+                       ) -> Iterator[_Running]:
     cmd = [sys.executable, "-m", "redshank.tools.bench._transform_worker", "--bootstrap",
-           broker.bootstrap, "--input", source, "--output", sink, "--group", f"{source}-group"]
+           broker.bootstrap, "--input", source, "--output", sink, "--group", name]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -176,10 +210,11 @@ def _process_transform(broker: BenchBroker, source: str, sink: str) -> Iterator[
 
 
 @contextmanager
-def _broker_transform(broker: BenchBroker, source: str, sink: str) -> Iterator[_Running]:
+def _broker_transform(broker: BenchBroker, source: str, sink: str, name: str
+                      ) -> Iterator[_Running]:
     with tempfile.TemporaryDirectory(prefix="redshank-bench-transform-") as tmp:
         Path(tmp, "bench_identity.py").write_text(IDENTITY_SOURCE)
-        _cli(broker, tmp, "deploy", "--name", TRANSFORM_NAME, "--input", source, "--output",
+        _cli(broker, tmp, "deploy", "--name", name, "--input", source, "--output",
              sink, "bench_identity:Identity")
         running = _Running(None)
         try:
@@ -189,7 +224,7 @@ def _broker_transform(broker: BenchBroker, source: str, sink: str) -> Iterator[_
             except RuntimeError as exc:  # the figures stand without the transform's own counts
                 running.stats = {"list_error": str(exc)}
         finally:
-            _cli(broker, tmp, "delete", "--name", TRANSFORM_NAME)
+            _cli(broker, tmp, "delete", "--name", name)
 
 
 def _cli(broker: BenchBroker, cwd: str, *args: str) -> str:
