@@ -54,6 +54,7 @@ from redshank.actors.transform_spec import (
     Deployment,
     Status,
     backoff,
+    encode_batch,
     group_of,
     output_partition,
 )
@@ -64,7 +65,6 @@ from redshank.protocol.messages import offset_commit as oc
 from redshank.protocol.messages import offset_fetch as of
 from redshank.protocol.messages import produce as pm
 from redshank.protocol.record_batch import iter_batches
-from redshank.protocol.records import BatchBuilder, Record
 
 __all__ = ["Describe", "TransformInstance", "instance_name"]
 
@@ -326,11 +326,9 @@ class TransformInstance(LoopActor):
         now = int(time.time() * 1000)
         by_topic: dict[str, list[pm.PartitionProduceData]] = {}
         for (topic, part), outs in batches.items():
-            builder = BatchBuilder()
-            for i, (_p, out) in enumerate(outs):
-                ts = now if out.timestamp is None else out.timestamp
-                builder.add(Record(i, ts, out.key, out.value, tuple(out.headers)))
-            by_topic.setdefault(topic, []).append(pm.PartitionProduceData(part, builder.build()))
+            batch = encode_batch([(o.key, o.value, o.headers, now if o.timestamp is None
+                                   else o.timestamp) for _p, o in outs])
+            by_topic.setdefault(topic, []).append(pm.PartitionProduceData(part, batch))
         req = pm.ProduceRequest(acks=-1, timeout_ms=PRODUCE_TIMEOUT_MS, topic_data=tuple(
             pm.TopicProduceData(t, tuple(parts)) for t, parts in by_topic.items()))
         codes: dict[tuple[str, int], int] = {}

@@ -67,6 +67,7 @@ class TransformManager(LoopActor):
         # (deployment name, partition) -> (the deployment it runs, its actor)
         self.running: dict[tuple[str, int], tuple[Deployment, pykka.ActorRef[Any]]] = {}
         self._wake = asyncio.Event()
+        self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def on_start(self) -> None:
@@ -147,6 +148,10 @@ class TransformManager(LoopActor):
         wanted: dict[tuple[str, int], Deployment] = {}
         for dep in self.deployments.values():
             info = infos.get(dep.input)
+            if info is not None and info.replicated and dep.name not in self._warned:
+                self._warned.add(dep.name)  # (once per deployment and core)
+                _log.warning("transform_not_run", transform=dep.name, input=dep.input,
+                             reason="controller topics (cluster mode) are not supported yet")
             if info is None or info.replicated:
                 continue
             for p in range(info.partitions):

@@ -20,6 +20,7 @@ from redshank.actors.transform_spec import (
     Deployment,
     Status,
     backoff,
+    encode_batch,
     group_of,
     murmur2,
     output_partition,
@@ -123,3 +124,16 @@ def test_load_transform_runs_the_source_under_its_own_module() -> None:
 def test_load_transform_errors(source: str, cls: str, why: str) -> None:
     with pytest.raises(TransformLoadError, match=why):
         load_transform("bad", source, "bad.py", cls)
+
+
+@pytest.mark.parametrize("records", [
+    [(b"k", b"v", (), 1000)],
+    [(None, None, (), 5), (b"k" * 300, b"v" * 20000, (("h", b"x"), ("n", None)), 3),
+     (b"", b"", (), 10**12)],
+    [(b"%d" % i, b"x" * (i % 200), (), 1700000000000 + i) for i in range(500)],
+])
+def test_encode_batch_is_what_batch_builder_builds(
+        records: list[tuple[bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...],
+                            int]]) -> None:
+    expected = build_batch([Record(i, ts, k, v, h) for i, (k, v, h, ts) in enumerate(records)])
+    assert encode_batch(records) == expected

@@ -5,12 +5,14 @@ One two-core broker for the module (the restart test has its own, on a fixed por
 upper-casing transform's exact output; a transform that raises (retried, shown failing, then
 recovers); a module that does not import is refused; list and delete; and a SIGKILL of the
 broker mid-stream, after which every input record is in the output at least once
-(duplicates counted and printed: at-least-once allows them)."""
+(duplicates counted and printed: at-least-once allows them), and after a SIGKILLed core
+restarts its instances resume."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -345,5 +347,15 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, workdir: Path) -> None
               f"(at-least-once)")
         # Each output record sits in its input's partition (3 and 3 partitions).
         assert set(outputs) <= set(inputs)
+
+        # One core SIGKILLed: the supervisor restarts it, its instances resume.
+        info = json.loads((node.data_dir / "node.json").read_text())
+        os.kill(info["pids"][1], signal.SIGKILL)
+        more = [(b"%d" % i, b"%06d" % i) for i in range(total, total + 300)]
+        produce(node.bootstrap, "kill-in", more)
+        wait_for("the transform to catch up after the core restart", lambda: caught_up(
+            workdir, node.bootstrap, "ident", 3), 60)
+        seen = Counter(v for _p, _k, v in consume_all(node.bootstrap, "kill-out", 3))
+        assert all(seen[v] for _k, v in more)
     finally:
         node.stop()
