@@ -139,32 +139,37 @@ class TransformInstance(LoopActor):
 
     # -- the loop --------------------------------------------------------------------------------
     async def _run(self) -> None:
-        try:
-            if self.cls is None:
-                self._log.error("transform_load_failed", error=self.error)
-                while True:  # shown failing until the deployment is replaced or deleted
-                    await self._report()
-                    await asyncio.sleep(HEARTBEAT_S)
-            user = self.cls()
-            await self._setup(user)
-            self.offset = await self._resume()
-            self._log.info("transform_started", offset=self.offset)
-            while True:
-                await self._step(user)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug here: shown, never the core's death
-            self.state = "failing"
-            self.error = f"instance stopped: {exc!r}"
-            self._log.exception("transform_instance_failed")
+        attempt = 0
+        while True:
+            try:
+                self.offset = await self._resume()
+                if self.cls is None:
+                    self._log.error("transform_load_failed", error=self.error)
+                    while True:  # shown failing until the deployment is replaced or deleted
+                        await self._report()
+                        await asyncio.sleep(HEARTBEAT_S)
+                user = await self._setup(self.cls)
+                self._log.info("transform_started", offset=self.offset)
+                while True:
+                    await self._step(user)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here: shown and started over, never the core's
+                attempt += 1
+                self._log.exception("transform_instance_failed")
+                await self._failed(f"instance restarted: {exc!r}", attempt)
 
-    async def _setup(self, user: Transform) -> None:
+    async def _setup(self, cls: type[Transform]) -> Transform:
+        """A new instance of the user's class, set up; retried with backoff until it is."""
         ctx = TransformContext(self.dep.name, self.dep.input, self.partition, self.dep.outputs)
         attempt = 0
         while True:
             try:
+                user = cls()
                 user.setup(ctx)
-                return
+                if attempt:
+                    self._recovered()
+                return user
             except Exception as exc:
                 attempt += 1
                 await self._failed(f"setup: {exc!r}", attempt)
@@ -194,7 +199,7 @@ class TransformInstance(LoopActor):
                 if p.error_code != ErrorCode.NONE:
                     return None
                 last = Status.decode(p.metadata)
-                if last is not None:  # the counts go on from the last report
+                if last is not None and self.committed < 0:  # counts go on from the last report
                     self.processed, self.failed = last.processed, last.failed
                 return max(p.committed_offset, 0)
         return 0
@@ -249,7 +254,7 @@ class TransformInstance(LoopActor):
             attempt = 0
             while True:
                 try:
-                    outs = _outputs(user.process(record))
+                    outs = _outputs(user.process(record), self.dep.outputs)
                     break
                 except Exception as exc:
                     attempt += 1
@@ -383,10 +388,23 @@ class TransformInstance(LoopActor):
                       int(time.time() * 1000), self.core.ctx.core)
 
 
-def _outputs(result: Iterable[Output] | None) -> list[Output]:
-    """What `process` returned, as a list (a generator runs here, inside the caller's try)."""
+def _outputs(result: Iterable[Output] | None, outputs: tuple[str, ...]) -> list[Output]:
+    """What `process` returned, as a list of checked outputs (a generator runs here, inside
+    the caller's try; a wrong output raises TypeError there, a failure of `process`)."""
     if result is None:
         return []
     if isinstance(result, Output):
-        return [result]
-    return list(result)
+        result = (result,)
+    outs = []
+    for out in result:
+        if not isinstance(out, Output):
+            raise TypeError(f"process produced {type(out).__name__}, not Output")
+        for field in (out.value, out.key):
+            if field is not None and not isinstance(field, bytes):
+                raise TypeError(f"Output value and key must be bytes or None, not "
+                                f"{type(field).__name__}")
+        if out.topic is not None and out.topic not in outputs:
+            raise TypeError(f"Output topic {out.topic!r} is not an output of this transform "
+                            f"({', '.join(outputs)})")
+        outs.append(out)
+    return outs

@@ -137,3 +137,16 @@ def test_encode_batch_is_what_batch_builder_builds(
                             int]]) -> None:
     expected = build_batch([Record(i, ts, k, v, h) for i, (k, v, h, ts) in enumerate(records)])
     assert encode_batch(records) == expected
+
+
+def test_outputs_are_checked() -> None:
+    from redshank.actors.transform_instance import _outputs
+
+    outs = ("a", "b")
+    assert _outputs(None, outs) == []
+    assert _outputs(Output(b"v"), outs) == [Output(b"v")]
+    assert _outputs(iter([Output(b"v", topic="b")]), outs) == [Output(b"v", topic="b")]
+    for bad, why in [([b"raw"], "not Output"), ([Output("text")], "bytes or None"),  # type: ignore[arg-type]
+                     ([Output(b"v", topic="c")], "not an output")]:
+        with pytest.raises(TypeError, match=why):
+            _outputs(bad, outs)  # type: ignore[arg-type]

@@ -26,6 +26,8 @@ import pytest
 from broker_proc import BrokerProcess, create_topic, free_port
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from redshank.actors.transform_spec import TRANSFORMS_TOPIC, Deployment
+
 TRANSFORMS_PY = '''
 import os
 from redshank.actors.embed.transform import Output, Transform
@@ -241,6 +243,29 @@ def test_deploy_refuses_what_does_not_load(node: BrokerProcess, workdir: Path) -
               "--output", "no-such-topic", "xforms:Ident")
     assert out.returncode == 4, out.stderr
     assert "bad" not in listed(workdir, node.bootstrap)
+
+
+@pytest.mark.timeout(60)
+def test_source_failing_in_the_broker_shows_failing(node: BrokerProcess, workdir: Path) -> None:
+    """A deployment whose source does not load in the broker (written to __transforms without
+    the CLI's check) runs no user code and shows failing with the error."""
+    create_topic(node.bootstrap, "noload-in", 1)
+    create_topic(node.bootstrap, "noload-out", 1)
+    # The topic exists once a deploy ran; here a valid deploy first, then the broken record.
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "noload", "--input", "noload-in",
+              "--output", "noload-out", "xforms:Ident")
+    assert out.returncode == 0, out.stderr
+    dep = Deployment("noload", "noload-in", ("noload-out",), "X", "gone.py",
+                     "import not_on_the_broker_path\n")
+    produce(node.bootstrap, TRANSFORMS_TOPIC, [(b"noload", dep.encode())], partition=0)
+
+    def failing() -> bool:
+        t = listed(workdir, node.bootstrap)["noload"]
+        return t["class"] == "gone.py:X" and [i["status"] for i in t["instances"]] == [
+            "failing"] and "not_on_the_broker_path" in (t["instances"][0]["error"] or "")
+
+    wait_for("the load error to show", failing)
+    assert cli(workdir, node.bootstrap, "delete", "--name", "noload").returncode == 0
 
 
 @pytest.mark.timeout(60)
