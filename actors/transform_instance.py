@@ -300,7 +300,7 @@ class TransformInstance(LoopActor):
                 codes = await self._send(batches)
                 for (topic, part), (code, outs) in zip(batches, codes, strict=True):
                     if code != ErrorCode.NONE:
-                        error = f"produce to {topic}/{part}: {ErrorCode(code).name}"
+                        error = f"produce to {topic}/{part}: {_code_name(code)}"
                         failed.extend(outs)
             if not failed:
                 if attempt:
@@ -363,6 +363,8 @@ class TransformInstance(LoopActor):
                 resp = await groups_fe.offset_commit(self.core, req, _COMMIT_VERSION)
                 code = resp.topics[0].partitions[0].error_code if resp.topics else code
             if code == ErrorCode.NONE:
+                if attempt >= 3:
+                    self._recovered()
                 self.committed = max(self.committed, offset)
                 self._reported = (self.state, self.processed, self.error)
                 self._reported_at = time.monotonic()
@@ -370,6 +372,10 @@ class TransformInstance(LoopActor):
             if force:
                 return False
             attempt += 1
+            if attempt == 3:  # shown (in `redshank actors`: the commit itself is what fails)
+                self.state = "failing"
+                self.error = f"offset commit: {_code_name(code)}"
+                self._log.warning("transform_commit_failing", error=self.error)
             await asyncio.sleep(backoff(attempt))
 
     async def _report(self) -> None:
@@ -408,3 +414,10 @@ def _outputs(result: Iterable[Output] | None, outputs: tuple[str, ...]) -> list[
                             f"({', '.join(outputs)})")
         outs.append(out)
     return outs
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error {code}"
