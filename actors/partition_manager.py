@@ -567,6 +567,7 @@ class PartitionManager(LoopActor):
                 pass  # that core is down: when it restarts it reports the epoch as unknown
         # This core's transform manager starts the partition's transform instances here.
         with contextlib.suppress(pykka.ActorDeadError):
+            # "transforms": transform_manager.TRANSFORMS (not imported: a cycle)
             self.router.ref(self.router.core, "transforms").tell(message)
 
     def _tell_watermark(self, core: int, message: HighWatermark) -> None:

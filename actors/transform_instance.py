@@ -7,10 +7,15 @@ Concern: the instance's loop, on the core that leads its input partition:
              below the high watermark); nothing new: WaitForData long-poll (1 s)
     process  the user's `process` per record (decoded lazily); one that raises is retried
              from that record with backoff (0.1 s doubling to 5 s), the instance `failing`
-    produce  the outputs through the Produce path (acks=all), flushed every
-             OUTPUT_FLUSH_BYTES; a partition that fails is produced again with backoff
+    produce  the outputs through the Produce path (acks=all, not idempotent: an answer lost
+             after the write means the records are written twice, as at-least-once allows),
+             flushed every OUTPUT_FLUSH_BYTES; a partition that fails is produced again with
+             backoff
     commit   OffsetCommit(next offset, status as metadata) once every output before it is
              acknowledged, i.e. durable (at-least-once); the next chunk is read meanwhile
+
+Transactional input is read as read_uncommitted: every record below the high watermark,
+those of aborted transactions included (control batches are skipped).
 
 The instance pulls at its own pace, so a slow transform only falls behind (its lag grows); the
 producers of the input never wait for it. Memory per instance: one input chunk (at most
