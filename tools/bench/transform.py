@@ -39,6 +39,7 @@ from pathlib import Path
 from redshank.tools.bench import _transform_worker as worker
 from redshank.tools.bench._broker import BenchBroker, create_topic, read_line, tree_cpu_seconds
 from redshank.tools.bench._progress import Phases, phase
+from redshank.tools.clikit import EXIT_ERROR, CliError
 
 __all__ = ["main"]
 
@@ -197,7 +198,10 @@ def _process_transform(broker: BenchBroker, source: str, sink: str, name: str
         assert proc.stdout is not None
         line = read_line(proc.stdout, 60)
         if not line.startswith("ready "):
-            raise RuntimeError(f"transform process not ready: {line!r}")
+            _out, err = proc.communicate(timeout=10) if proc.poll() is not None else (b"", b"")
+            last = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
+            raise CliError(f"bench: the transform process did not start: {line!r} {last}",
+                           EXIT_ERROR)
         running = _Running(proc.pid, float(line.split()[1]))
         yield running
         proc.terminate()
@@ -221,7 +225,7 @@ def _broker_transform(broker: BenchBroker, source: str, sink: str, name: str
             yield running
             try:
                 running.stats = json.loads(_cli(broker, tmp, "list", "--json"))
-            except RuntimeError as exc:  # the figures stand without the transform's own counts
+            except CliError as exc:  # the figures stand without the transform's own counts
                 running.stats = {"list_error": str(exc)}
         finally:
             _cli(broker, tmp, "delete", "--name", name)
@@ -233,8 +237,8 @@ def _cli(broker: BenchBroker, cwd: str, *args: str) -> str:
     # `module:Class` is found from the current directory, as `python -c "import module"`.
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
-        raise RuntimeError(f"redshank transform {args[0]} failed ({proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+        raise CliError(f"bench: redshank transform {args[0]} failed ({proc.returncode}): "
+                       f"{(proc.stderr or proc.stdout).strip()[-500:]}", EXIT_ERROR)
     return proc.stdout
 
 
