@@ -53,6 +53,8 @@ COMMANDS: dict[str, _Entry | tuple[str, dict[str, _Entry]]] = {
         "produce": ("redshank.tools.bench.produce", "benchmark produce against a broker"),
         "consume": ("redshank.tools.bench.consume", "benchmark consume against a broker"),
         "e2e": ("redshank.tools.bench.e2e", "benchmark end-to-end latency"),
+        "transform": ("redshank.tools.bench.transform",
+                      "benchmark an in-broker transform against a separate process"),
         "catchup": ("redshank.tools.bench.catchup",
                     "benchmark a lagging follower's catch-up on a 3-node cluster"),
     }),
