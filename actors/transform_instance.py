@@ -32,7 +32,11 @@ instance yields to its core's loop (`asyncio.sleep(0)`), so a request of another
 this core waits at most about one slice, not the whole chunk.
 
 Transactional input is read as read_uncommitted: every record below the high watermark,
-those of aborted transactions included (control batches are skipped).
+those of aborted transactions included (control batches are skipped). `records_of` already
+skips aborted transactions given their list; what is missing is the partition's
+read_committed read (branch txn-part, not merged): once it is, the read here becomes
+`Read(..., isolation=READ_COMMITTED)` (below the last stable offset) and its answer's
+`aborted` goes to `records_of(..., aborted=res.aborted)`; the chunk's end is then the LSO.
 
 The instance pulls at its own pace, so a slow transform only falls behind (its lag grows); the
 producers of the input never wait for it. Memory per instance: one input chunk (at most
@@ -89,7 +93,7 @@ from redshank.protocol.messages import offset_fetch as of
 from redshank.protocol.messages import produce as pm
 from redshank.protocol.record_batch import iter_batches
 
-__all__ = ["Describe", "TransformInstance", "instance_name"]
+__all__ = ["Describe", "Refresh", "TransformInstance", "instance_name"]
 
 WAIT_MS = 1000
 PRODUCE_TIMEOUT_MS = 30_000
@@ -105,6 +109,11 @@ _NOT_HERE = (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_NOT_AVAILABLE)
 
 def instance_name(name: str, partition: int) -> str:
     return f"transform/{name}/{partition}"
+
+
+class Refresh:
+    """To the transform manager: read the deployments and reconcile now (not at its next
+    round); told by an instance whose input is no longer led here."""
 
 
 class Describe:
@@ -290,8 +299,6 @@ class TransformInstance(LoopActor):
             self._log.info("transform_input_moved", offset=self.offset,
                            committed=self.committed)
             if self.manager is not None:
-                from redshank.actors.transform_manager import Refresh  # (a cycle otherwise)
-
                 with contextlib.suppress(pykka.ActorDeadError):
                     self.manager.tell(Refresh())
         await asyncio.sleep(backoff(3))

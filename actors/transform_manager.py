@@ -50,7 +50,12 @@ from redshank.actors.partition_leader import ReplicaStatus, partition_name
 from redshank.actors.runtime import CoreDiedError, LoopActor
 from redshank.actors.topic_cache import LeaderChanged
 from redshank.actors.transform_client import WireClient
-from redshank.actors.transform_instance import Describe, TransformInstance, instance_name
+from redshank.actors.transform_instance import (
+    Describe,
+    Refresh,
+    TransformInstance,
+    instance_name,
+)
 from redshank.actors.transform_spec import TRANSFORMS_TOPIC, Deployment
 from redshank.cluster.kafka import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import Read
@@ -63,10 +68,6 @@ TRANSFORMS = "transforms"
 FOLLOW_S = 1.0
 _READ_BYTES = 4 * 1024 * 1024
 _log = structlog.get_logger("redshank.transforms")
-
-
-class Refresh:
-    """Read the deployments and reconcile now (not at the next `FOLLOW_S`)."""
 
 
 class TransformManager(LoopActor):

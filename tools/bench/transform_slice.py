@@ -58,7 +58,9 @@ def _latencies(bootstrap: str, samples: int) -> list[float]:
 def _summary(name: str, ms: list[float]) -> str:
     ms = sorted(ms)
     p50, p99 = ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    return f"{name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {ms[-1]:.2f} ms ({len(ms)} samples)"
+    slow = sum(1 for m in ms if m > 100)
+    return (f"{name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {ms[-1]:.2f} ms, {slow} of "
+            f"{len(ms)} over 100 ms")
 
 
 def main(argv: list[str] | None = None) -> None:
