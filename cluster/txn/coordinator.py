@@ -147,6 +147,9 @@ class TxnCoordinator:
         # EndTxn answers held until the transaction's Complete* is durable, or the deadline:
         # at most one per id (its pending state refuses a second EndTxn meanwhile).
         self._end_waiting: dict[str, tuple[_Answer, int]] = {}
+        # Complete* transitions waiting for the one in flight to be reported (group commit).
+        self._completing: list[tuple[TxnMetadata, Transit]] = []
+        self._completes_in_flight = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -186,9 +189,11 @@ class TxnCoordinator:
     def resign(self, now_ms: int) -> Output:
         """Leadership moved: answer every waiting request with NOT_COORDINATOR, drop all state
         (markers being written are forgotten: the next coordinator sends them again)."""
+        self._completing.clear()  # first: a failed Complete* append must not start the next
         self._fx.fail_all(_E.NOT_LEADER_OR_FOLLOWER, now_ms)
         self._fx.drop_markers()
         self._answer_ended(list(self._end_waiting))  # decided and durable: NONE, as Kafka
+        self._completes_in_flight = False
         self._txns.clear()
         self._complete_retry.clear()
         self._stm = None
@@ -458,24 +463,38 @@ class TxnCoordinator:
         )
 
     def _complete(self, meta: TxnMetadata, now_ms: int) -> None:
+        """Markers written: Prepare* -> Complete*. Group commit: while one Complete* append is
+        in flight, the transactions completed meanwhile wait and go out together in the next
+        (one batch, one fsync), as soon as it is reported."""
         if self._txns.get(meta.transactional_id) is not meta or meta.state not in _PREPARE:
             return
         state = _S.COMPLETE_COMMIT if meta.state is _S.PREPARE_COMMIT else _S.COMPLETE_ABORT
-        transit = meta.transit(state=state, partitions=(), last_update_ms=now_ms)
         meta.pending = state
-        tid = meta.transactional_id
+        self._completing.append((meta, meta.transit(state=state, partitions=(),
+                                                    last_update_ms=now_ms)))
+        if not self._completes_in_flight:
+            self._append_completes()
+
+    def _append_completes(self) -> None:
+        batch, self._completing = self._completing, []
+        self._completes_in_flight = True
 
         def done(error: ErrorCode, now: int) -> None:
-            if self._txns.get(tid) is not meta:
-                return
-            if error is _E.NONE:
-                meta.pending = None
-                meta.apply(transit)
-                self._answer_ended([tid])
-            else:  # still Prepare*, still locked: try again shortly (Kafka's marker manager)
-                self._complete_retry[tid] = now + self.config.complete_retry_backoff_ms
+            self._completes_in_flight = False
+            for meta, transit in batch:
+                tid = meta.transactional_id
+                if self._txns.get(tid) is not meta:
+                    continue
+                if error is _E.NONE:
+                    meta.pending = None
+                    meta.apply(transit)
+                    self._answer_ended([tid])
+                else:  # still Prepare*, still locked: try again shortly (Kafka's marker manager)
+                    self._complete_retry[tid] = now + self.config.complete_retry_backoff_ms
+            if self._completing:
+                self._append_completes()
 
-        self._fx.append([txn_record(tid, transit.value())], done)
+        self._fx.append([txn_record(m.transactional_id, t.value()) for m, t in batch], done)
 
     def _answer_ended(self, tids: Iterable[str]) -> None:
         """Give the held EndTxn answers of `tids` (their outcome is durable): NONE."""

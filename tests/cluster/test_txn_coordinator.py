@@ -570,3 +570,39 @@ def test_list_and_describe_transactions() -> None:
     assert got_b.transaction_start_time_ms == 1_000 and got_b.transaction_timeout_ms == 60_000
     assert nope.error is E.TRANSACTIONAL_ID_NOT_FOUND
     assert empty.error is E.INVALID_REQUEST
+
+
+def test_complete_records_ready_together_share_one_append() -> None:
+    """Group commit: transactions whose markers are written while a Complete* append is in
+    flight go out together in the next append, once it is reported."""
+    host = new_host()
+    host.auto_markers = False
+    ps = {tid: init(host, tid) for tid in ("a", "b", "c")}
+    ends = {}
+    for tid, p in ps.items():
+        add(host, p, TP0, tid=tid)
+        ends[tid] = host.send(EndTxnRequest(tid, p.producer_id, p.producer_epoch, True))
+    host.auto_persist = False
+    host.write_next()  # a: its CompleteCommit is appended
+    host.write_all()  # b, c: wait for it
+    assert [len(a.records) for a in host.unpersisted] == [1]
+    host.persist_next()
+    assert res(host, ends["a"]) == EndTxnResult(E.NONE)
+    assert [len(a.records) for a in host.unpersisted] == [2]  # b and c in one batch
+    host.persist_next()
+    assert all(res(host, t) == EndTxnResult(E.NONE) for t in ends.values())
+    assert [state(host, tid) for tid in ps] == [S.COMPLETE_COMMIT] * 3
+
+
+def test_resign_with_complete_records_waiting_appends_nothing() -> None:
+    host = new_host()
+    host.auto_markers = False
+    ps = {tid: init(host, tid) for tid in ("a", "b")}
+    for tid, p in ps.items():
+        add(host, p, TP0, tid=tid)
+        host.send(EndTxnRequest(tid, p.producer_id, p.producer_epoch, True))
+    host.auto_persist = False
+    host.write_all()  # a's CompleteCommit in flight, b's waiting
+    host.unpersisted.clear()
+    out = host.coordinator.resign(host.now_ms)
+    assert out.appends == ()  # the next coordinator completes both from their PrepareCommit
