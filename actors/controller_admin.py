@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -117,8 +117,12 @@ class ProposePreferred:
 
 @dataclass(frozen=True, slots=True)
 class AllocateClusterProducerId:
-    """InitProducerId in cluster mode: -> a producer id unique in the cluster, or None when the
-    controller cannot cut a block now (no leader, no quorum, not hosted here)."""
+    """InitProducerId in cluster mode: -> a range of producer ids unique in the cluster (up to
+    `count`, contiguous: fewer when this node's block runs out first; a transaction host asks for
+    many), or None when the controller cannot cut a block now (no leader, no quorum, not hosted
+    here)."""
+
+    count: int = 1
 
 
 ADMIN_MESSAGES = (ProposeTopics, ProposeGrows, ProposeConfigs, TopicConfigs,
@@ -135,7 +139,7 @@ class ControllerAdmin:
         self.settle_s = settle_s
         self.host: ControllerHost | None = None
         self.backend: ControllerBackend | None = None
-        self._pids: Iterator[int] = iter(())
+        self._pids = range(0)  # the rest of this node's block
         self._pid_lock = asyncio.Lock()
         self.log = _log.bind(core=0, node=int(me))
 
@@ -153,7 +157,7 @@ class ControllerAdmin:
         if isinstance(message, TopicConfigs):
             return self.configs(message.names)
         if isinstance(message, AllocateClusterProducerId):
-            return await self.producer_id()
+            return await self.producer_ids(message.count)
         if isinstance(message, ReplicaOrders):
             return self.replica_orders(message.names)
         if isinstance(message, ProposePreferred):
@@ -297,26 +301,34 @@ class ControllerAdmin:
 
     # ---- InitProducerId -----------------------------------------------------------------------
 
-    async def producer_id(self) -> int | None:
-        """The next id of this node's block; a new block from the controller when it is used
-        up (one proposal per `PRODUCER_ID_BLOCK` ids; a restarted node starts a new block)."""
+    async def producer_ids(self, count: int = 1) -> range | None:
+        """The next `count` ids of this node's block (fewer if it has fewer left); a new block
+        from the controller when it is used up (one proposal per `PRODUCER_ID_BLOCK` ids; a
+        restarted node starts a new block: the rest of the old one is skipped, never reused)."""
         async with self._pid_lock:
-            pid = next(self._pids, None)
-            if pid is not None:
-                return pid
-            host = self._ready()
-            if host is None:
-                return None
-            try:
-                applied = await host.propose(AllocateProducerIds(self.me))
-            except ProposeFailed as exc:
-                self.log.warning("producer_ids_not_allocated", error=str(exc))
-                return None
-            if not applied.ok or applied.producer_ids is None:
-                self.log.warning("producer_ids_refused", error=applied.error_code.name,
-                                 message=applied.message)
-                return None
-            self.log.info("producer_ids_allocated", first=applied.producer_ids.start,
-                          end=applied.producer_ids.stop)
-            self._pids = iter(applied.producer_ids)
-            return next(self._pids)
+            if not self._pids:
+                block = await self._new_block()
+                if block is None:
+                    return None
+                self._pids = block
+            got = self._pids[:max(1, count)]
+            self._pids = self._pids[len(got):]
+            return got
+
+    async def _new_block(self) -> range | None:
+        """A new block from the controller (called under the lock)."""
+        host = self._ready()
+        if host is None:
+            return None
+        try:
+            applied = await host.propose(AllocateProducerIds(self.me))
+        except ProposeFailed as exc:
+            self.log.warning("producer_ids_not_allocated", error=str(exc))
+            return None
+        if not applied.ok or applied.producer_ids is None:
+            self.log.warning("producer_ids_refused", error=applied.error_code.name,
+                             message=applied.message)
+            return None
+        self.log.info("producer_ids_allocated", first=applied.producer_ids.start,
+                      end=applied.producer_ids.stop)
+        return applied.producer_ids

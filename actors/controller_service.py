@@ -103,6 +103,7 @@ CONTROLLER_DIR = "controller"  # group 0's log and kvstore, under the data dir
 
 _log = structlog.get_logger("redshank.controller_service")
 _PID = struct.Struct(">q")
+_PID_COUNT = struct.Struct(">i")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,9 +237,16 @@ class ControllerService(LoopActor):
     async def _forward(self, message: TopicConfigs | AllocateClusterProducerId | ProposeConfigs
                        ) -> object:
         if isinstance(message, AllocateClusterProducerId):
-            raw = await self.views.ask_any(self._seeds(), PRODUCER_ID_METHOD, b"",
+            # Payload: the count wanted (empty: one); answer: the first id, then how many
+            # (absent: one, as a node before blocks answers).
+            raw = await self.views.ask_any(self._seeds(), PRODUCER_ID_METHOD,
+                                           _PID_COUNT.pack(message.count),
                                            timeout=self._proposal_s)
-            return None if raw is None else _PID.unpack(raw)[0]
+            if raw is None:
+                return None
+            first = _PID.unpack_from(raw)[0]
+            n = _PID_COUNT.unpack_from(raw, _PID.size)[0] if len(raw) > _PID.size else 1
+            return range(first, first + n)
         if isinstance(message, ProposeConfigs):
             raw = await self.views.ask_any(self._seeds(), ALTER_CONFIGS_METHOD, json.dumps({
                 "validate": message.validate_only,
@@ -266,12 +274,15 @@ class ControllerService(LoopActor):
             None if names is None else tuple(str(n) for n in names), forward=False))
 
     async def _serve_producer_id(self, payload: memoryview) -> bytes:
-        """PRODUCER_ID_METHOD: an id from this node's block (b"": none to give)."""
-        del payload
+        """PRODUCER_ID_METHOD: ids from this node's block, as many as asked (payload: the count,
+        empty: one) or fewer (b"": none to give)."""
         if self.host is None:
             return b""
-        pid = await self.admin.producer_id()
-        return b"" if pid is None else _PID.pack(pid)
+        count = _PID_COUNT.unpack_from(payload)[0] if len(payload) >= _PID_COUNT.size else 1
+        pids = await self.admin.producer_ids(count)
+        if not pids:
+            return b""
+        return _PID.pack(pids.start) + _PID_COUNT.pack(len(pids))
 
     async def _serve_alter(self, payload: memoryview) -> bytes:
         """ALTER_CONFIGS_METHOD: (Incremental)AlterConfigs of controller topics, proposed here."""

@@ -93,7 +93,10 @@ class CreateTopics:
 
 @dataclass(frozen=True, slots=True)
 class AllocateProducerId:
-    pass
+    """-> range: `count` producer ids, contiguous, never handed out before (a transaction
+    host asks for many at once; an idempotent producer for one)."""
+
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,7 @@ class TopicController(LoopActor):
         self.cluster_id = raw.decode()
         self._pid_next = int(kv.get(_PID_LIMIT) or b"0")
         self._pid_limit = self._pid_next
+        self._pid_durable = self._pid_limit  # the limit known to be on disk
         self._creating: dict[str, LoopFuture[CreateOutcome]] = {}
         # Topics being grown: lookups wait for them, so Metadata shows new partitions only once
         # they are open and every core's cache has them (issue 17).
@@ -152,7 +156,7 @@ class TopicController(LoopActor):
         if isinstance(message, AlterTopicConfigs):
             return spawn(self.loop, self._alter_many(message))
         if isinstance(message, AllocateProducerId):
-            return spawn(self.loop, self._allocate_pid())
+            return spawn(self.loop, self._allocate_pids(max(1, message.count)))
         raise TypeError(f"topic controller got {type(message).__name__}")
 
     async def durable(self) -> None:
@@ -367,11 +371,17 @@ class TopicController(LoopActor):
             with contextlib.suppress(pykka.ActorDeadError):
                 await resolve(fut)
 
-    async def _allocate_pid(self) -> int:
-        if self._pid_next >= self._pid_limit:
+    async def _allocate_pids(self, count: int) -> range:
+        """The limit is durable before any id below it is handed out: a restart starts at the
+        limit (skipping the rest of the block, never reusing an id)."""
+        first = self._pid_next
+        self._pid_next += count
+        if self._pid_next > self._pid_limit:
             self._pid_limit = self._pid_next + _PID_BLOCK
             self.kv.put(_PID_LIMIT, str(self._pid_limit).encode())
+        # Also when another call raised the limit and still waits for it to be durable.
+        while self._pid_durable < self._pid_next:
+            limit = self._pid_limit
             await self.durable()
-        pid = self._pid_next
-        self._pid_next += 1
-        return pid
+            self._pid_durable = max(self._pid_durable, limit)
+        return range(first, first + count)

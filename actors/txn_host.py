@@ -15,7 +15,8 @@ What the coordinator's `Output` asks is done here, in order:
     Completion  --> the request's future is set
     Append      --> one record batch appended acks=all --> on_persisted(id, error)
     WriteMarkers --> TxnIO.write_markers, partitions retried with backoff --> on_markers_written
-    wants_producer_ids --> TxnIO.producer_ids (one ask at a time) --> add_producer_ids
+    wants_producer_ids --> TxnIO.producer_ids(PRODUCER_ID_ASK) (one ask at a time)
+                   --> add_producer_ids
     next_deadline_ms --> a timer --> tick (transaction timeouts)
 
 The I/O that needs the Kafka request paths (writing COMMIT/ABORT markers to partitions of any
@@ -62,8 +63,8 @@ from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.records import Record, build_batch
 from redshank.storage import FlushCoordinator, Log
 
-__all__ = ["MARKER_GONE", "TXN_TOPIC", "TxnCall", "TxnHost", "TxnIO", "WhenServing",
-           "marker_retriable", "read_txn_records", "txn_host_name"]
+__all__ = ["MARKER_GONE", "PRODUCER_ID_ASK", "TXN_TOPIC", "TxnCall", "TxnHost", "TxnIO",
+           "WhenServing", "marker_retriable", "read_txn_records", "txn_host_name"]
 
 TXN_TOPIC = "__transaction_state"
 # A marker's partition that no longer exists (its topic was deleted): nothing to write there.
@@ -74,6 +75,9 @@ _MARKER_RETRY_MAX_S = 1.0
 _MARKER_ATTEMPT_S = 30.0
 # How often an idle single-node host checks its leadership (cluster mode: Raft's tick).
 _WATCH_S = 0.5
+# Producer ids asked of the controller at a time: one round trip (and one fsync of the
+# controller's limit) per block instead of per id; a restart skips the rest of a block.
+PRODUCER_ID_ASK = 1_000
 
 
 def txn_host_name(partition: int) -> str:
@@ -101,8 +105,9 @@ class TxnIO(Protocol):
         its leader is): the error of each (NONE: written; `MARKER_GONE`: no such partition)."""
         ...
 
-    async def producer_ids(self) -> ProducerIdBlock | None:
-        """Producer ids from the controller (unique in the cluster); None: none now."""
+    async def producer_ids(self, count: int) -> ProducerIdBlock | None:
+        """Up to `count` producer ids from the controller (unique in the cluster, contiguous;
+        fewer when the node's block runs out first); None: none now."""
         ...
 
 
@@ -375,7 +380,7 @@ class TxnHost(LoopActor):
             block = None
             if io is not None:
                 try:
-                    block = await io.producer_ids()
+                    block = await io.producer_ids(PRODUCER_ID_ASK)
                 except (pykka.ActorDeadError, OSError, TimeoutError) as exc:
                     self._logger.warning("txn_producer_ids_failed", error=repr(exc))
         finally:

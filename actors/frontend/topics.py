@@ -47,7 +47,7 @@ from redshank.protocol import messages as m
 from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 
-__all__ = ["allocate_producer_id"]
+__all__ = ["allocate_producer_id", "allocate_producer_ids"]
 
 
 async def _service(core: CoreServices, msg: object, timeout: float | None = None) -> object:
@@ -289,14 +289,21 @@ async def init_producer_id(core: CoreServices,
 async def allocate_producer_id(core: CoreServices) -> int | None:
     """A producer id unique in the cluster (single node: in the node), or None while the
     controller cannot give one (core 0 restarting: COORDINATOR_NOT_AVAILABLE, clients retry)."""
+    pids = await allocate_producer_ids(core, 1)
+    return None if not pids else pids.start
+
+
+async def allocate_producer_ids(core: CoreServices, count: int) -> range | None:
+    """Up to `count` contiguous producer ids unique in the cluster (fewer in cluster mode when
+    the node's block runs out first), or None while the controller cannot give any."""
     try:
         if core.cluster_mode:  # from the node's block, cut by the controller: unique cluster-wide
-            pid = await _service(core, AllocateClusterProducerId(),
-                                 core.config.controller_timeout_s)
+            pids = await _service(core, AllocateClusterProducerId(count),
+                                  core.config.controller_timeout_s)
         else:
-            pid = await asyncio.wait_for(core.ask_controller(AllocateProducerId()),
-                                         core.config.controller_timeout_s)
+            pids = await asyncio.wait_for(core.ask_controller(AllocateProducerId(count)),
+                                          core.config.controller_timeout_s)
     except UNREACHABLE:
         return None
-    assert pid is None or isinstance(pid, int)
-    return pid
+    assert pids is None or isinstance(pids, range)
+    return pids

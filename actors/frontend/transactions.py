@@ -32,7 +32,7 @@ from redshank.actors.frontend.groups import (
     _partition_counts,
 )
 from redshank.actors.frontend.services import OWNER_GONE, UNREACHABLE, CoreServices
-from redshank.actors.frontend.topics import allocate_producer_id
+from redshank.actors.frontend.topics import allocate_producer_ids
 from redshank.actors.frontend.txn_markers import write_txn_markers
 from redshank.actors.group_host import GROUPS_TOPIC
 from redshank.actors.txn_host import MARKER_GONE
@@ -169,11 +169,9 @@ class CoreTxnIO:
     def __init__(self, core: CoreServices) -> None:
         self.core = core
 
-    async def producer_ids(self) -> ProducerIdBlock | None:
-        # Single ids as the controller hands them to idempotent producers (a block of one):
-        # only a transactional id's first InitProducerId needs one.
-        pid = await allocate_producer_id(self.core)
-        return None if pid is None else ProducerIdBlock(pid, 1)
+    async def producer_ids(self, count: int) -> ProducerIdBlock | None:
+        pids = await allocate_producer_ids(self.core, count)
+        return None if not pids else ProducerIdBlock(pids.start, len(pids))
 
     async def write_markers(self, markers: WriteMarkers, partitions: tuple[TopicPartition, ...]
                             ) -> dict[TopicPartition, int]:

@@ -20,12 +20,13 @@ A transaction's life (KIP-98), each arrow one `__transaction_state` record, appl
 once durable:
 
     InitProducerId -> Empty --AddPartitions/AddOffsets--> Ongoing --EndTxn--> PrepareCommit
-       (epoch + 1)                                          |                  |  answer NONE,
-                                                            |                  |  WriteMarkers,
-                                        EndTxn(abort), timeout, InitProducerId |  markers written
-                                        (the last two bump the epoch: fence)   v
-                                                            +--> PrepareAbort  CompleteCommit
+       (epoch + 1)                                          |                  |  WriteMarkers,
+                                                            |                  |  markers written
+                                        EndTxn(abort), timeout, InitProducerId v
+                                        (the last two bump the epoch: fence)   CompleteCommit:
+                                                            +--> PrepareAbort  EndTxn answered
                                                                      ... -> CompleteAbort
+    (EndTxn is held until Complete* is durable, at most `end_txn_wait_ms`: README "EndTxn".)
 
 Must not know: sockets, actors, event loops, clocks, the Kafka wire format, how records are stored.
 """
@@ -77,6 +78,8 @@ _PREPARE = (_S.PREPARE_COMMIT, _S.PREPARE_ABORT)
 _COMPLETE = (_S.COMPLETE_COMMIT, _S.COMPLETE_ABORT)
 # AddPartitions/EndTxn answer: the error alone, given to the caller.
 _Answer = Callable[[ErrorCode], None]
+# An append's outcome and the host's clock.
+_Timed = Callable[[ErrorCode, int], None]
 
 
 class CoordinatorStatus(enum.Enum):
@@ -90,18 +93,22 @@ class TxnConfig:
 
     `remove_expired_check_ms` is Kafka's transactional.id expiration check interval;
     `complete_retry_backoff_ms` is how long a failed Complete* append waits before it is tried
-    again (Kafka's marker manager retries it too)."""
+    again (Kafka's marker manager retries it too). `end_txn_wait_ms` bounds how long an EndTxn
+    whose Prepare* is durable waits for its markers and Complete* before it is answered NONE
+    anyway (as Kafka answers it at once: the outcome is decided; see README "EndTxn")."""
 
     def __init__(self, *, max_timeout_ms: int = 900_000,
                  transactional_id_expiration_ms: int = 604_800_000,
                  abort_timed_out_check_ms: int = 10_000,
                  remove_expired_check_ms: int = 3_600_000,
-                 complete_retry_backoff_ms: int = 100) -> None:
+                 complete_retry_backoff_ms: int = 100,
+                 end_txn_wait_ms: int = 5_000) -> None:
         self.max_timeout_ms = max_timeout_ms
         self.transactional_id_expiration_ms = transactional_id_expiration_ms
         self.abort_timed_out_check_ms = abort_timed_out_check_ms
         self.remove_expired_check_ms = remove_expired_check_ms
         self.complete_retry_backoff_ms = complete_retry_backoff_ms
+        self.end_txn_wait_ms = end_txn_wait_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +144,12 @@ class TxnCoordinator:
         self._expire_check_ms: int | None = None
         # Transactions whose Complete* append failed: retried at the deadline.
         self._complete_retry: dict[str, int] = {}
+        # EndTxn answers held until the transaction's Complete* is durable, or the deadline:
+        # at most one per id (its pending state refuses a second EndTxn meanwhile).
+        self._end_waiting: dict[str, tuple[_Answer, int]] = {}
+        # Complete* transitions waiting for the one in flight to be reported (group commit).
+        self._completing: list[tuple[TxnMetadata, Transit]] = []
+        self._completes_in_flight = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -176,8 +189,11 @@ class TxnCoordinator:
     def resign(self, now_ms: int) -> Output:
         """Leadership moved: answer every waiting request with NOT_COORDINATOR, drop all state
         (markers being written are forgotten: the next coordinator sends them again)."""
+        self._completing.clear()  # first: a failed Complete* append must not start the next
         self._fx.fail_all(_E.NOT_LEADER_OR_FOLLOWER, now_ms)
         self._fx.drop_markers()
+        self._answer_ended(list(self._end_waiting))  # decided and durable: NONE, as Kafka
+        self._completes_in_flight = False
         self._txns.clear()
         self._complete_retry.clear()
         self._stm = None
@@ -266,7 +282,7 @@ class TxnCoordinator:
         if isinstance(transit, ErrorCode):
             return answer(transit)
 
-        def persisted(error: ErrorCode) -> None:
+        def persisted(error: ErrorCode, _now: int) -> None:
             if error is _E.NONE:
                 answer(_E.NONE, meta.producer_id, meta.producer_epoch)
             else:
@@ -375,7 +391,7 @@ class TxnCoordinator:
             state=_S.ONGOING, partitions=tuple(dict.fromkeys((*meta.partitions, *partitions))),
             start_ms=start_ms, last_update_ms=now_ms,
         )
-        self._persist(meta, transit, answer)
+        self._persist(meta, transit, lambda error, _now: answer(error))
         return None
 
     # EndTxn (TransactionCoordinator.endTransaction) ------------------------------------------
@@ -395,7 +411,7 @@ class TxnCoordinator:
         state = meta.state
         if state is _S.ONGOING:
             return self._end(meta, committed=req.committed, fence=False, now_ms=now_ms,
-                             answer=answer)
+                             answer=answer, wait=True)
         same = (state in (_S.COMPLETE_COMMIT, _S.PREPARE_COMMIT)) == req.committed
         if state in _COMPLETE and same:
             return answer(_E.NONE)  # a retry of the EndTxn that finished it
@@ -404,8 +420,11 @@ class TxnCoordinator:
         return answer(_E.INVALID_TXN_STATE)  # Empty, or the opposite outcome
 
     def _end(self, meta: TxnMetadata, *, committed: bool, fence: bool, now_ms: int,
-             answer: _Answer | None) -> None:
-        """Ongoing -> Prepare*: persisted, then answered, then the markers. `fence` (an
+             answer: _Answer | None, wait: bool = False) -> None:
+        """Ongoing -> Prepare*: persisted, then the markers, then Complete*. `answer` is given
+        once Prepare* is durable, or (`wait`: a client's EndTxn) once Complete* is, at most
+        `end_txn_wait_ms` later: the client's next AddPartitionsToTxn then finds the id
+        Complete* instead of answering CONCURRENT_TRANSACTIONS (README "EndTxn"). `fence` (an
         InitProducerId or a timeout aborting it) bumps the epoch so that the producer of the
         open transaction is fenced; that epoch is never given to a client."""
         epoch = min(meta.producer_epoch + 1, MAX_EPOCH) if fence else meta.producer_epoch
@@ -415,11 +434,14 @@ class TxnCoordinator:
             last_update_ms=now_ms,
         )
 
-        def persisted(error: ErrorCode) -> None:
-            if answer is not None:
+        def persisted(error: ErrorCode, now: int) -> None:
+            if answer is not None and wait and error is _E.NONE:
+                self._end_waiting[meta.transactional_id] = (
+                    answer, now + self.config.end_txn_wait_ms)
+            elif answer is not None:
                 answer(error)
             if error is _E.NONE:
-                self._send_markers(meta, now_ms)
+                self._send_markers(meta, now)
 
         self._persist(meta, transit, persisted)
 
@@ -441,23 +463,45 @@ class TxnCoordinator:
         )
 
     def _complete(self, meta: TxnMetadata, now_ms: int) -> None:
+        """Markers written: Prepare* -> Complete*. Group commit: while one Complete* append is
+        in flight, the transactions completed meanwhile wait and go out together in the next
+        (one batch, one fsync), as soon as it is reported."""
         if self._txns.get(meta.transactional_id) is not meta or meta.state not in _PREPARE:
             return
         state = _S.COMPLETE_COMMIT if meta.state is _S.PREPARE_COMMIT else _S.COMPLETE_ABORT
-        transit = meta.transit(state=state, partitions=(), last_update_ms=now_ms)
         meta.pending = state
-        tid = meta.transactional_id
+        self._completing.append((meta, meta.transit(state=state, partitions=(),
+                                                    last_update_ms=now_ms)))
+        if not self._completes_in_flight:
+            self._append_completes()
+
+    def _append_completes(self) -> None:
+        batch, self._completing = self._completing, []
+        self._completes_in_flight = True
 
         def done(error: ErrorCode, now: int) -> None:
-            if self._txns.get(tid) is not meta:
-                return
-            if error is _E.NONE:
-                meta.pending = None
-                meta.apply(transit)
-            else:  # still Prepare*, still locked: try again shortly (Kafka's marker manager)
-                self._complete_retry[tid] = now + self.config.complete_retry_backoff_ms
+            self._completes_in_flight = False
+            for meta, transit in batch:
+                tid = meta.transactional_id
+                if self._txns.get(tid) is not meta:
+                    continue
+                if error is _E.NONE:
+                    meta.pending = None
+                    meta.apply(transit)
+                    self._answer_ended([tid])
+                else:  # still Prepare*, still locked: try again shortly (Kafka's marker manager)
+                    self._complete_retry[tid] = now + self.config.complete_retry_backoff_ms
+            if self._completing:
+                self._append_completes()
 
-        self._fx.append([txn_record(tid, transit.value())], done)
+        self._fx.append([txn_record(m.transactional_id, t.value()) for m, t in batch], done)
+
+    def _answer_ended(self, tids: Iterable[str]) -> None:
+        """Give the held EndTxn answers of `tids` (their outcome is durable): NONE."""
+        for tid in tids:
+            held = self._end_waiting.pop(tid, None)
+            if held is not None:
+                held[0](_E.NONE)
 
     # ListTransactions, DescribeTransactions --------------------------------------------------
 
@@ -486,22 +530,23 @@ class TxnCoordinator:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def _persist(self, meta: TxnMetadata, transit: Transit, answer: _Answer) -> None:
-        """Append the transition; apply it once durable. On failure the metadata is as before
-        (an id created by this request and never persisted is forgotten again)."""
+    def _persist(self, meta: TxnMetadata, transit: Transit, answer: _Timed) -> None:
+        """Append the transition; apply it once durable, then call `answer(error, now_ms)`.
+        On failure the metadata is as before (an id created by this request and never
+        persisted is forgotten again)."""
         meta.pending = transit.state
         tid = meta.transactional_id
 
-        def done(error: ErrorCode, _now: int) -> None:
+        def done(error: ErrorCode, now: int) -> None:
             if self._txns.get(tid) is not meta:
-                answer(_E.NOT_COORDINATOR)
+                answer(_E.NOT_COORDINATOR, now)
                 return
             meta.pending = None
             if error is _E.NONE:
                 meta.apply(transit)
             elif not meta.persisted:
                 del self._txns[tid]
-            answer(append_error(error))
+            answer(append_error(error), now)
 
         self._fx.append([txn_record(tid, transit.value())], done)
 
@@ -523,9 +568,12 @@ class TxnCoordinator:
 
     def tick(self, now_ms: int) -> Output:
         """Abort transactions past their timeout (every `abort_timed_out_check_ms`), expire idle
-        transactional ids (every `remove_expired_check_ms`), retry failed Complete* appends."""
+        transactional ids (every `remove_expired_check_ms`), retry failed Complete* appends,
+        answer EndTxns held past `end_txn_wait_ms`."""
         if self._status is not CoordinatorStatus.ACTIVE:
             return self._drain()
+        self._answer_ended([tid for tid, (_a, deadline) in self._end_waiting.items()
+                            if deadline <= now_ms])
         for tid, deadline in list(self._complete_retry.items()):
             if deadline <= now_ms:
                 del self._complete_retry[tid]
@@ -546,6 +594,7 @@ class TxnCoordinator:
             return None
         candidates = [d for d in (self._abort_check_ms, self._expire_check_ms) if d is not None]
         candidates += self._complete_retry.values()
+        candidates += (deadline for _a, deadline in self._end_waiting.values())
         return min(candidates, default=None)
 
     def _abort_timed_out(self, now_ms: int) -> None:

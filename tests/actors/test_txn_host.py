@@ -14,7 +14,14 @@ import pykka
 
 from redshank.actors._async import resolve
 from redshank.actors.disk_writer import Blocking, DiskWriter, OpenedPartition, OpenPartition
-from redshank.actors.txn_host import MARKER_GONE, TxnCall, TxnHost, WhenServing, marker_retriable
+from redshank.actors.txn_host import (
+    MARKER_GONE,
+    PRODUCER_ID_ASK,
+    TxnCall,
+    TxnHost,
+    WhenServing,
+    marker_retriable,
+)
 from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.txn.api import (
     AddPartitionsRequest,
@@ -46,10 +53,12 @@ class ScriptedIO:
     def __init__(self) -> None:
         self.attempts: list[tuple[bool, tuple[TopicPartition, ...]]] = []
         self.next_id = 1000
+        self.id_asks: list[int] = []
 
-    async def producer_ids(self) -> ProducerIdBlock | None:
-        self.next_id += 1
-        return ProducerIdBlock(self.next_id - 1, 1)
+    async def producer_ids(self, count: int) -> ProducerIdBlock | None:
+        self.id_asks.append(count)
+        self.next_id += count
+        return ProducerIdBlock(self.next_id - count, count)
 
     async def write_markers(self, markers: WriteMarkers, partitions: tuple[TopicPartition, ...]
                             ) -> dict[TopicPartition, int]:
@@ -107,6 +116,7 @@ def test_a_transaction_through_the_host_and_a_restart(tmp_path: Path) -> None:
             host, opened = await start()
             init = await ask(host, InitProducerIdRequest("t", 60_000))
             assert init == InitProducerIdResult(E.NONE, 1000, 0)
+            assert io.id_asks == [PRODUCER_ID_ASK]  # one block, not one id per ask
             added = await ask(host, AddPartitionsRequest("t", 1000, 0, (A0, A1, GONE)))
             assert added == AddPartitionsResult(((A0, E.NONE), (A1, E.NONE), (GONE, E.NONE)))
             assert (await described(host)).state is TxnState.ONGOING
@@ -122,6 +132,10 @@ def test_a_transaction_through_the_host_and_a_restart(tmp_path: Path) -> None:
             host, opened = await start()
             again = await described(host)
             assert (again.state, again.producer_id) == (TxnState.COMPLETE_COMMIT, 1000)
+            # The restarted host skips the rest of its block: the next new id is a new block's.
+            assert io.id_asks == [PRODUCER_ID_ASK] * 2
+            other = await ask(host, InitProducerIdRequest("u", 60_000))
+            assert other == InitProducerIdResult(E.NONE, 1000 + PRODUCER_ID_ASK, 0)
             # The id is the transactional id's: a new epoch of it, not a new id.
             assert await ask(host, InitProducerIdRequest("t", 60_000)) == InitProducerIdResult(
                 E.NONE, 1000, 1)

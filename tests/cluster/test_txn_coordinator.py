@@ -98,7 +98,7 @@ def test_init_new_id_gets_a_producer_id_at_epoch_0_once_persisted() -> None:
     assert (again.producer_id, again.producer_epoch) == (1000, 1)
 
 
-def test_commit_flow_persists_prepare_answers_then_markers_then_complete() -> None:
+def test_commit_flow_persists_prepare_then_markers_then_complete_then_answers() -> None:
     host = new_host()
     host.auto_markers = False
     p = init(host)
@@ -109,15 +109,24 @@ def test_commit_flow_persists_prepare_answers_then_markers_then_complete() -> No
     n = len(host.log)
     assert add(host, p, TP0) == {TP0: E.NONE}  # already in: nothing persisted
     assert len(host.log) == n
-    assert end(host, p, committed=True) is E.NONE  # answered after PrepareCommit is durable
+    t = host.send(EndTxnRequest("tx", p.producer_id, p.producer_epoch, True))
     assert state(host) is S.PREPARE_COMMIT
+    # Held until the transaction is complete, so that the producer's next AddPartitions
+    # finds CompleteCommit rather than CONCURRENT_TRANSACTIONS.
+    assert host.result(t) is None
     (markers,) = host.unwritten
     assert markers.committed and markers.partitions == (TP0, TP1, OFFSETS)
     assert (markers.producer_id, markers.producer_epoch) == (p.producer_id, p.producer_epoch)
     assert markers.coordinator_epoch == 1
     host.write_all()
     assert state(host) is S.COMPLETE_COMMIT
+    assert res(host, t) == EndTxnResult(E.NONE)
+    assert add(host, p, TP0) == {TP0: E.NONE}  # the next transaction starts at once
+    t = host.send(EndTxnRequest("tx", p.producer_id, p.producer_epoch, True))
+    host.write_all()
+    assert res(host, t) == EndTxnResult(E.NONE)
     assert logged_states(host) == [S.EMPTY, S.ONGOING, S.ONGOING, S.PREPARE_COMMIT,
+                                   S.COMPLETE_COMMIT, S.ONGOING, S.PREPARE_COMMIT,
                                    S.COMPLETE_COMMIT]
     assert end(host, p, committed=True) is E.NONE  # a retry of the finished EndTxn
     assert end(host, p, committed=False) is E.INVALID_TXN_STATE
@@ -129,15 +138,17 @@ def test_abort_flow_and_end_txn_state_errors() -> None:
     p = init(host)
     assert end(host, p, committed=True) is E.INVALID_TXN_STATE  # Empty
     add(host, p, TP0)
-    assert end(host, p, committed=False) is E.NONE
+    first = host.send(EndTxnRequest("tx", p.producer_id, p.producer_epoch, False))
     assert host.unwritten[0].committed is False
-    # Markers in flight: another EndTxn, either outcome, is told to retry.
+    # Markers in flight: another EndTxn (a client's retry), either outcome, is told to retry.
     assert end(host, p, committed=False) is E.CONCURRENT_TRANSACTIONS
     assert end(host, p, committed=True) is E.CONCURRENT_TRANSACTIONS
     assert add(host, p, TP1) == {TP1: E.CONCURRENT_TRANSACTIONS}
     assert init(host).error is E.CONCURRENT_TRANSACTIONS
+    assert host.result(first) is None
     host.write_all()
     assert state(host) is S.COMPLETE_ABORT
+    assert res(host, first) == EndTxnResult(E.NONE)
     assert end(host, p, committed=False) is E.NONE
     assert end(host, p, committed=True) is E.INVALID_TXN_STATE
     # The next transaction starts from CompleteAbort with a new start time.
@@ -338,14 +349,47 @@ def test_failed_complete_append_is_retried() -> None:
     host.auto_persist = False
     t = host.send(EndTxnRequest("tx", p.producer_id, p.producer_epoch, True))
     host.persist_next()  # PrepareCommit
-    assert res(host, t) == EndTxnResult(E.NONE)
     host.persist_next(E.REQUEST_TIMED_OUT)  # CompleteCommit fails
     assert state(host) is S.PREPARE_COMMIT
+    assert host.result(t) is None  # still held: the outcome is not complete
     assert end(host, p, committed=True) is E.CONCURRENT_TRANSACTIONS
     host.auto_persist = True
     host.advance(TxnConfig().complete_retry_backoff_ms)
     assert state(host) is S.COMPLETE_COMMIT
+    assert res(host, t) == EndTxnResult(E.NONE)
     assert len(host.written) == 1  # markers are not written again
+
+
+def test_end_txn_held_past_its_bound_is_answered_none() -> None:
+    """Markers that take long (a partition without a leader): the EndTxn is answered NONE
+    after `end_txn_wait_ms`, as Kafka answers it once Prepare* is durable; the next
+    AddPartitions is told to retry until the transaction is complete."""
+    host = new_host(end_txn_wait_ms=1_000)
+    host.auto_markers = False
+    p = init(host)
+    add(host, p, TP0)
+    t = host.send(EndTxnRequest("tx", p.producer_id, p.producer_epoch, True))
+    assert host.coordinator.next_deadline_ms() == host.now_ms + 1_000
+    host.advance(999)
+    assert host.result(t) is None
+    host.advance(1)
+    assert res(host, t) == EndTxnResult(E.NONE)
+    assert add(host, p, TP0) == {TP0: E.CONCURRENT_TRANSACTIONS}
+    host.write_all()
+    assert add(host, p, TP0) == {TP0: E.NONE}
+
+
+def test_resign_answers_a_held_end_txn_none() -> None:
+    """Prepare* is durable (committed on a majority): the next coordinator completes it, so
+    a held EndTxn is answered NONE when this one resigns, not NOT_COORDINATOR."""
+    host = new_host()
+    host.auto_markers = False
+    p = init(host)
+    add(host, p, TP0)
+    t = host.send(EndTxnRequest("tx", p.producer_id, p.producer_epoch, True))
+    assert host.result(t) is None
+    host.resign()
+    assert res(host, t) == EndTxnResult(E.NONE)
 
 
 def test_resign_answers_waiters_not_coordinator_and_forgets() -> None:
@@ -381,9 +425,10 @@ def test_restart_in_the_middle_of_prepare_commit_resends_markers_and_completes()
     host.auto_markers = False
     p = init(host)
     add(host, p, TP0, TP1)
-    assert end(host, p, committed=True) is E.NONE
+    t = host.send(EndTxnRequest("tx", p.producer_id, p.producer_epoch, True))
     assert host.unwritten  # the old coordinator dies before its markers are written
     host.resign()
+    assert res(host, t) == EndTxnResult(E.NONE)
     new = restarted(host, coordinator_epoch=7)
     assert state(new) is S.PREPARE_COMMIT
     (markers,) = new.unwritten
@@ -525,3 +570,39 @@ def test_list_and_describe_transactions() -> None:
     assert got_b.transaction_start_time_ms == 1_000 and got_b.transaction_timeout_ms == 60_000
     assert nope.error is E.TRANSACTIONAL_ID_NOT_FOUND
     assert empty.error is E.INVALID_REQUEST
+
+
+def test_complete_records_ready_together_share_one_append() -> None:
+    """Group commit: transactions whose markers are written while a Complete* append is in
+    flight go out together in the next append, once it is reported."""
+    host = new_host()
+    host.auto_markers = False
+    ps = {tid: init(host, tid) for tid in ("a", "b", "c")}
+    ends = {}
+    for tid, p in ps.items():
+        add(host, p, TP0, tid=tid)
+        ends[tid] = host.send(EndTxnRequest(tid, p.producer_id, p.producer_epoch, True))
+    host.auto_persist = False
+    host.write_next()  # a: its CompleteCommit is appended
+    host.write_all()  # b, c: wait for it
+    assert [len(a.records) for a in host.unpersisted] == [1]
+    host.persist_next()
+    assert res(host, ends["a"]) == EndTxnResult(E.NONE)
+    assert [len(a.records) for a in host.unpersisted] == [2]  # b and c in one batch
+    host.persist_next()
+    assert all(res(host, t) == EndTxnResult(E.NONE) for t in ends.values())
+    assert [state(host, tid) for tid in ps] == [S.COMPLETE_COMMIT] * 3
+
+
+def test_resign_with_complete_records_waiting_appends_nothing() -> None:
+    host = new_host()
+    host.auto_markers = False
+    ps = {tid: init(host, tid) for tid in ("a", "b")}
+    for tid, p in ps.items():
+        add(host, p, TP0, tid=tid)
+        host.send(EndTxnRequest(tid, p.producer_id, p.producer_epoch, True))
+    host.auto_persist = False
+    host.write_all()  # a's CompleteCommit in flight, b's waiting
+    host.unpersisted.clear()
+    out = host.coordinator.resign(host.now_ms)
+    assert out.appends == ()  # the next coordinator completes both from their PrepareCommit
