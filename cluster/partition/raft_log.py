@@ -60,6 +60,10 @@ ANCHOR_FLUSH_ENTRIES = 4096
 META_PREFIX = b"m/"
 # What one disk read of an `EntryLoad` asks the log for.
 LOAD_CHUNK_BYTES = 4 << 20
+# A load reads at most about this much (a recovery's window: RaftConfig max_recovery_inflight x
+# max_append_bytes) and hands back that prefix: a leader keeps what it loaded until sent (it
+# reads the next window ahead while one is in flight), so this bounds its memory per follower.
+LOAD_MAX_BYTES = 32 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +141,8 @@ class EntryLoad:
             first, last = data_slots[0][4], data_slots[-1][5] - 1
             # In chunks of about LOAD_CHUNK_BYTES: a read asked for "everything up to `last`"
             # reads the segment to its end (the log knows offsets, not where `last` ends).
-            at = first
-            while at <= last:
+            at, read = first, 0
+            while at <= last and read < LOAD_MAX_BYTES:
                 try:
                     raw = log.read(at, LOAD_CHUNK_BYTES, last) if at >= log.start_offset \
                         else b""
@@ -146,6 +150,7 @@ class EntryLoad:
                     raw = b""
                 view = memoryview(raw)
                 owned = isinstance(raw, bytes)
+                read += len(view)
                 after = at
                 for pos, h in iter_batches(raw, verify_crc=False):
                     batches[h.base_offset] = (view[pos : pos + h.size], owned)

@@ -204,11 +204,19 @@ class RaftCore(Elections):
             # A follower still not covered asks again at its next trigger (a heartbeat
             # response), not now: a host answering "nothing" must not spin the loop.
             self._loads_open = False
+            sent_to = []
             for peer in sorted(waiting):
                 if peer in self.progress:
+                    before = self.progress[peer].next
                     self._send_appends(peer)
+                    if self.progress[peer].next != before:
+                        sent_to.append(peer)
             self._loads_open = True
-        self._loaded.clear()
+            for peer in sent_to:  # progress made: reading ahead cannot spin
+                self._load_ahead(peer)
+            self._prune_loaded()
+        else:
+            self._loaded.clear()
 
     # ---- proposals --------------------------------------------------------------------------
 
@@ -443,6 +451,7 @@ class RaftCore(Elections):
         self.lead_transferee = NO_NODE
         self.progress = {}
         self._waiting_load = {}
+        self._loaded.clear()
 
     def _rebuild_progress(self) -> None:
         # A new follower's log is unknown: recover it up to our log's end.
@@ -517,11 +526,42 @@ class RaftCore(Elections):
     # ---- output -----------------------------------------------------------------------------
 
     def _send_appends(self, peer: NodeId) -> None:
-        """One append to `peer`, or, to a pipelined recovery, as many as its window takes."""
+        """One append to `peer`, or, to a pipelined recovery, as many as its window takes; a
+        pipelined recovery whose window is full then loads its next window's entries ahead
+        (read while these appends are on their way, kept in `_loaded` until sent)."""
         while self._send_append(peer):
             pr = self.progress.get(peer)
             if pr is None or pr.recovery is None or not pr.recovery.pipelined:
                 return
+        self._load_ahead(peer)
+        self._prune_loaded()
+
+    def _load_ahead(self, peer: NodeId) -> None:
+        """A pipelined recovery with its window full: ask the host for the next window's
+        entries now, so the disk read overlaps the appends in flight instead of following
+        their acks."""
+        pr = self.progress.get(peer)
+        if pr is None or pr.recovery is None or not pr.recovery.pipelined:
+            return
+        last = self.log.last_index()
+        if self._loads_open and pr.next <= last and pr.paused(self.cfg.max_inflight) \
+                and pr.next not in self._loaded:
+            ahead = Index(min(last, pr.next - 1
+                              + self.cfg.max_append_entries * pr.recovery.window))
+            self._entries(peer, pr.next, pr.next, ahead)
+
+    def _prune_loaded(self) -> None:
+        """Drop loaded entries no recovering follower will be sent again (below every
+        recovering follower's cursor): at most about a window per follower stays."""
+        if not self._loaded:
+            return
+        floor = min((pr.next for n, pr in self.progress.items()
+                     if n != self.id and pr.recovery is not None), default=None)
+        if floor is None:
+            self._loaded.clear()
+            return
+        for i in [i for i in self._loaded if i < floor]:
+            del self._loaded[i]
 
     def _send_append(self, peer: NodeId) -> bool:
         """Send `peer` its next append if it may have one; returns whether one left."""

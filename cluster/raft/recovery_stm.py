@@ -8,7 +8,10 @@ match the leader's up to its acknowledged index, and recovery pipelines up to `w
 (each from where the previous one ended). It ends once the follower has acknowledged
 everything up to `target`, the leader's last index when recovery started (entries appended
 since then ride along in recovery's appends): with nothing left in flight when probing; when
-pipelined, its appends still in flight become replication's (same cursor, same list).
+pipelined, its appends still in flight become replication's (same cursor, same list). Entries
+the leader's log holds only on disk are loaded by the host a window at a time; while a pipelined
+recovery's window is full, the leader asks for the next window's entries, so the disk read
+overlaps the appends in flight, and keeps what a load brought until it is sent (`RaftCore`).
 
 Hand-off with replication (`Progress.next`, the follower's "last sent offset + 1"): while
 probing, recovery never moves the cursor optimistically (the append may be rejected); only an

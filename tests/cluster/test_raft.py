@@ -358,3 +358,44 @@ def test_a_load_that_finds_nothing_is_asked_again_at_the_next_trigger_only() -> 
     assert not leader.has_ready()
     leader.step(Message(MT.HEARTBEAT_RESPONSE, NodeId(3), NodeId(1), Term(1)))
     assert leader.ready().load == [(2, 2)]
+
+
+def test_a_pipelined_recovery_loads_its_next_window_while_appends_are_in_flight() -> None:
+    cold = ColdLog([])
+    cfg = RaftConfig(id=NodeId(1), rng=random.Random(1), max_append_entries=2,
+                     max_recovery_inflight=2)
+    net = Net(RaftCore(cfg, cold, HardState(), Config(voters=ids(1, 2, 3))), make(2), make(3))
+    leader = net.elect(1)
+    net.down.add(NodeId(3))
+    for i in range(20):
+        leader.propose(batch_of((b"v%d" % i,)))
+    net.stabilize()
+    cold.cold = leader.log.last_index()  # 21 entries, all on disk only
+    net.down.clear()
+    follower = net.cores[NodeId(3)]
+    loads: list[tuple[int, int]] = []
+    prefetched = 0
+    rd = beat_until_load(leader)
+    for _ in range(100):
+        in_flight = [m for m in rd.messages if m.dst == 3 and m.type == MT.APPEND]
+        leader.on_persisted(rd.mark)
+        for lo, hi in rd.load:
+            loads.append((lo, hi))
+            prefetched += bool(in_flight)  # asked while appends are on their way
+            leader.entries_loaded(MemoryLog.slice(cold, Index(lo), Index(hi)))
+        for m in in_flight:
+            follower.step(m)
+        while follower.has_ready():
+            frd = follower.ready()
+            follower.on_persisted(frd.mark)
+            for r in frd.messages + frd.messages_after_persist:
+                leader.step(r)
+        if leader.progress[NodeId(3)].match == leader.log.last_index():
+            break
+        rd = leader.ready()
+    assert follower.log.last_index() == 21
+    assert values_of(follower.log.entry(Index(21)).batch) == (b"v19",)
+    assert prefetched  # the next window was read while the previous one was in flight
+    # Every entry read once: what a load read and the window could not take yet is kept.
+    assert sum(hi - lo + 1 for lo, hi in loads) == 20
+    assert not leader._loaded  # nothing kept once recovery is over
