@@ -5,8 +5,10 @@ Concern: the instance's loop, on the core that leads its input partition:
     resume   OffsetFetch(__transform.NAME) -> the next input offset (none: the log start)
     read     Read(offset, READ_BYTES) from the partition leader (committed batches only:
              below the high watermark); nothing new: WaitForData long-poll (1 s)
-    process  the user's `process` per record (decoded lazily); one that raises is retried
-             from that record with backoff (0.1 s doubling to 5 s), the instance `failing`
+    process  the user's `process` per record (decoded lazily), in slices of at most
+             SLICE_S of `process` time, the loop served between two slices; one that raises
+             is retried from that record with backoff (0.1 s doubling to 5 s), the instance
+             `failing`
     produce  the outputs through the Produce path (acks=all, not idempotent: an answer lost
              after the write means the records are written twice, as at-least-once allows),
              flushed every OUTPUT_FLUSH_BYTES; a partition that fails is produced again with
@@ -14,8 +16,27 @@ Concern: the instance's loop, on the core that leads its input partition:
     commit   OffsetCommit(next offset, status as metadata) once every output before it is
              acknowledged, i.e. durable (at-least-once); the next chunk is read meanwhile
 
+Cluster mode (the input a controller topic, `wire` given): the instance runs on the core whose
+replica leads the input partition. Its reads are that replica's, below the high watermark,
+which there covers the majority-replicated entries only. A read answered
+NOT_LEADER_OR_FOLLOWER means leadership moved: the instance stops reading and asks its manager
+to reconcile (it is stopped; the new leader's manager has started, or starts, the successor,
+which resumes from the committed offset: at-least-once across the move, the records after the
+last commit processed again). Output partitions and the group's coordinator may be on other
+nodes: what the core's own paths answer NOT_LEADER_OR_FOLLOWER / NOT_COORDINATOR goes over
+Kafka's wire to the leader / coordinator (`transform_client`), retried with backoff while
+leadership moves.
+
+A slow `process`: the records of a chunk run in slices (SLICE_S of `process` time), then the
+instance yields to its core's loop (`asyncio.sleep(0)`), so a request of another partition of
+this core waits at most about one slice, not the whole chunk.
+
 Transactional input is read as read_uncommitted: every record below the high watermark,
-those of aborted transactions included (control batches are skipped).
+those of aborted transactions included (control batches are skipped). `records_of` already
+skips aborted transactions given their list; what is missing is the partition's
+read_committed read (branch txn-part, not merged): once it is, the read here becomes
+`Read(..., isolation=READ_COMMITTED)` (below the last stable offset) and its answer's
+`aborted` goes to `records_of(..., aborted=res.aborted)`; the chunk's end is then the LSO.
 
 The instance pulls at its own pace, so a slow transform only falls behind (its lag grows); the
 producers of the input never wait for it. Memory per instance: one input chunk (at most
@@ -51,6 +72,7 @@ from redshank.actors.frontend import produce as produce_fe
 from redshank.actors.frontend.services import CoreServices
 from redshank.actors.partition_leader import partition_name
 from redshank.actors.runtime import CoreDiedError, LoopActor
+from redshank.actors.transform_client import WireClient
 from redshank.actors.transform_spec import (
     HEARTBEAT_S,
     OUTPUT_FLUSH_BYTES,
@@ -71,17 +93,27 @@ from redshank.protocol.messages import offset_fetch as of
 from redshank.protocol.messages import produce as pm
 from redshank.protocol.record_batch import iter_batches
 
-__all__ = ["Describe", "TransformInstance", "instance_name"]
+__all__ = ["Describe", "Refresh", "TransformInstance", "instance_name"]
 
 WAIT_MS = 1000
 PRODUCE_TIMEOUT_MS = 30_000
 _PRODUCE_VERSION = 9
 _COMMIT_VERSION = 8
 _FETCH_VERSION = 7
+# The most `process` time between two turns of the core's loop.
+SLICE_S = 0.002
+# Local answers that mean: another node leads / coordinates (cluster mode: ask it by wire).
+_ELSEWHERE = (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+_NOT_HERE = (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_NOT_AVAILABLE)
 
 
 def instance_name(name: str, partition: int) -> str:
     return f"transform/{name}/{partition}"
+
+
+class Refresh:
+    """To the transform manager: read the deployments and reconcile now (not at its next
+    round); told by an instance whose input is no longer led here."""
 
 
 class Describe:
@@ -95,9 +127,16 @@ class TransformInstance(LoopActor):
     deployment deleted or changed, the partition no longer led here) or by the core's stop."""
 
     def __init__(self, core: CoreServices, dep: Deployment, cls: type[Transform] | None,
-                 partition: int, load_error: str | None = None) -> None:
+                 partition: int, load_error: str | None = None,
+                 wire: WireClient | None = None, manager: pykka.ActorRef[Any] | None = None
+                 ) -> None:
+        """`wire`: cluster mode's client for other nodes' leaders and coordinators;
+        `manager`: told `Refresh` when the input partition is no longer led here."""
         super().__init__()
         self.core = core
+        self.wire = wire
+        self.manager = manager
+        self.moved = False  # the input's leadership left this replica: nothing more is read
         self.dep = dep
         self.cls = cls
         self.partition = partition
@@ -193,11 +232,12 @@ class TransformInstance(LoopActor):
         """The committed offset (0 when none: from the log start), None if not known now."""
         req = of.OffsetFetchRequest(group_id=self.group, topics=(
             of.OffsetFetchRequestTopic(self.dep.input, (self.partition,)),))
-        try:
+        resp: of.OffsetFetchResponse | None = None
+        with contextlib.suppress(pykka.ActorDeadError, CoreDiedError, TimeoutError):
             resp = await groups_fe.offset_fetch(self.core, req, _FETCH_VERSION)
-        except (pykka.ActorDeadError, CoreDiedError, TimeoutError):
-            return None
-        if resp.error_code != ErrorCode.NONE:
+        if self.wire is not None and (resp is None or resp.error_code in _NOT_HERE):
+            resp = await self.wire.offset_fetch(req)  # coordinated by another node
+        if resp is None or resp.error_code != ErrorCode.NONE:
             return None
         for t in resp.topics:
             for p in t.partitions:
@@ -221,8 +261,16 @@ class TransformInstance(LoopActor):
                               offset=self.offset, high_watermark=res.high_watermark)
             self.offset = max(res.log_start_offset, 0)
             return
+        if res.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER and self.wire is not None:
+            await self._moved()
+            return
         if res.error_code != ErrorCode.NONE:
             await asyncio.sleep(backoff(1))
+            return
+        if self.moved:  # led here again before the manager stopped it: from the commit
+            self.moved = False
+            self.state = "running"
+            self.offset = await self._resume()
             return
         if not res.records:
             await self._report()
@@ -242,6 +290,19 @@ class TransformInstance(LoopActor):
             await self._commit
         self._commit = self.core.loop.create_task(self._commit_offset(end))
 
+    async def _moved(self) -> None:
+        """Leadership of the input left this replica: stop (the manager stops this actor;
+        the successor on the new leader resumes from the committed offset)."""
+        if not self.moved:
+            self.moved = True
+            self.state = "moved"
+            self._log.info("transform_input_moved", offset=self.offset,
+                           committed=self.committed)
+            if self.manager is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    self.manager.tell(Refresh())
+        await asyncio.sleep(backoff(3))
+
     async def _wait(self, owner: int) -> None:
         name = partition_name(self.dep.input, self.partition)
         try:
@@ -255,9 +316,14 @@ class TransformInstance(LoopActor):
         outputs of the records before it stand) until it passes."""
         pending: list[tuple[int, Output]] = []
         size = 0
+        clock = time.perf_counter
+        slice_end = clock() + SLICE_S
         for record in records:
             attempt = 0
             while True:
+                if clock() >= slice_end:  # this core's other work goes first, then on
+                    await asyncio.sleep(0)
+                    slice_end = clock() + SLICE_S
                 try:
                     outs = _outputs(user.process(record), self.dep.outputs)
                     break
@@ -350,6 +416,17 @@ class TransformInstance(LoopActor):
                     codes[(t.name, p.index)] = p.error_code
         except (pykka.ActorDeadError, CoreDiedError) as exc:
             self.error = repr(exc)
+        if self.wire is not None:  # led by other nodes: to their leaders, over the wire
+            elsewhere = []
+            for td in req.topic_data:
+                for data in td.partition_data:
+                    key = (td.name, data.index)
+                    if codes.get(key, ErrorCode.NOT_LEADER_OR_FOLLOWER) in _ELSEWHERE:
+                        elsewhere.append((key, data.records))
+            sent = await asyncio.gather(*(
+                self.wire.produce(topic, part, bytes(records or b""), PRODUCE_TIMEOUT_MS)
+                for (topic, part), records in elsewhere))
+            codes.update(zip((key for key, _r in elsewhere), sent, strict=True))
         return [(codes.get(key, ErrorCode.NOT_LEADER_OR_FOLLOWER), outs)
                 for key, outs in batches.items()]
 
@@ -367,6 +444,8 @@ class TransformInstance(LoopActor):
             with contextlib.suppress(pykka.ActorDeadError, CoreDiedError, TimeoutError):
                 resp = await groups_fe.offset_commit(self.core, req, _COMMIT_VERSION)
                 code = resp.topics[0].partitions[0].error_code if resp.topics else code
+            if code in _NOT_HERE and self.wire is not None:  # coordinated by another node
+                code = await self.wire.offset_commit(req)
             if code == ErrorCode.NONE:
                 if attempt >= 3:
                     self._recovered()
@@ -396,7 +475,7 @@ class TransformInstance(LoopActor):
 
     def _status(self) -> Status:
         return Status(self.state, self.processed, self.failed, self.error,
-                      int(time.time() * 1000), self.core.ctx.core)
+                      int(time.time() * 1000), self.core.ctx.core, self.core.config.node_id)
 
 
 def _outputs(result: Iterable[Output] | None, outputs: tuple[str, ...]) -> list[Output]:

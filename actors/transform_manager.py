@@ -11,8 +11,19 @@ announces itself on this core (`LeaderChanged`, told by the partition manager's 
 hook) or a deployment appears.
 
 Which partitions this core leads: single node, the topic's shard table (`TopicInfo.core_of`,
-the one replica is the leader once it serves). Topics of the controller (cluster mode,
-`TopicInfo.replicated`) are not run yet.
+the one replica is the leader once it serves). Cluster mode (a controller topic,
+`TopicInfo.replicated`): the partitions whose replica on this core (`core_of`) is its Raft
+leader and serves, as that replica says (`ReplicaStatus`). Leadership moves are heard from the
+partition itself: a replica that starts to serve announces it through the partition manager's
+leadership hook (`_announce_leader` -> `LeaderChanged` to this manager: the instance starts
+at once); a replica that loses it answers the instance's next read NOT_LEADER_OR_FOLLOWER (the
+instance stops reading and asks for a `Refresh`: it is stopped here). The reconcile every
+`FOLLOW_S` catches whatever a hook missed (a core restarted meanwhile).
+
+Cluster mode, the deployments: `__transforms` is an ordinary controller topic (created by the
+CLI with the cluster's default replication factor), so it is replicated like any topic and
+survives the loss of a node; a core reads it from its replica on this node when that replica
+leads, else from its leader over Kafka's wire (`transform_client`).
 
 Lives on every core; created by `setup_core` after the core's `CoreServices`, ends with the
 core. Must not know: what an instance does with its partition.
@@ -27,6 +38,7 @@ from typing import Any
 import pykka
 import structlog
 
+from redshank.actors._async import resolve
 from redshank.actors.embed.transform import (
     Transform,
     TransformLoadError,
@@ -34,11 +46,18 @@ from redshank.actors.embed.transform import (
     records_of,
 )
 from redshank.actors.frontend.services import CoreServices
+from redshank.actors.partition_leader import ReplicaStatus, partition_name
 from redshank.actors.runtime import CoreDiedError, LoopActor
 from redshank.actors.topic_cache import LeaderChanged
-from redshank.actors.transform_instance import Describe, TransformInstance, instance_name
+from redshank.actors.transform_client import WireClient
+from redshank.actors.transform_instance import (
+    Describe,
+    Refresh,
+    TransformInstance,
+    instance_name,
+)
 from redshank.actors.transform_spec import TRANSFORMS_TOPIC, Deployment
-from redshank.cluster.kafka import TopicPartition
+from redshank.cluster.kafka import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import Read
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.record_batch import iter_batches
@@ -49,10 +68,6 @@ TRANSFORMS = "transforms"
 FOLLOW_S = 1.0
 _READ_BYTES = 4 * 1024 * 1024
 _log = structlog.get_logger("redshank.transforms")
-
-
-class Refresh:
-    """Read the deployments and reconcile now (not at the next `FOLLOW_S`)."""
 
 
 class TransformManager(LoopActor):
@@ -67,8 +82,9 @@ class TransformManager(LoopActor):
         # (deployment name, partition) -> (the deployment it runs, its actor)
         self.running: dict[tuple[str, int], tuple[Deployment, pykka.ActorRef[Any]]] = {}
         self._wake = asyncio.Event()
-        self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        # Cluster mode: what the core's own paths cannot reach (created on first use).
+        self._wire: WireClient | None = None
 
     def on_start(self) -> None:
         self._task = self.core.loop.create_task(self._follow())
@@ -78,6 +94,15 @@ class TransformManager(LoopActor):
             self._task.cancel()
         for key in list(self.running):
             self._stop_instance(key)
+        if self._wire is not None:
+            self.core.loop.create_task(self._wire.close())
+
+    @property
+    def wire(self) -> WireClient | None:
+        """The wire client of a cluster-mode node (None on a single node)."""
+        if self._wire is None and self.core.cluster_mode:
+            self._wire = WireClient((self.core.config.host, self.core.config.port))
+        return self._wire
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, LeaderChanged | Refresh):
@@ -111,19 +136,25 @@ class TransformManager(LoopActor):
         if info is None:
             return
         owner = info.core_of(0)
-        if owner is None:
-            return
         tp = TopicPartition(TRANSFORMS_TOPIC, 0)
         while True:
-            res = await self.core.ask_partition(tp, owner, Read(self.offset, _READ_BYTES, -1,
-                                                                owner != self.core.ctx.core))
-            if res.error_code == ErrorCode.OFFSET_OUT_OF_RANGE \
-                    and self.offset < res.log_start_offset:
-                self.offset = res.log_start_offset
+            code: int = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            start, data = -1, b""
+            if owner is not None and owner >= 0:
+                res = await self.core.ask_partition(
+                    tp, owner, Read(self.offset, _READ_BYTES, -1, owner != self.core.ctx.core))
+                code, start = res.error_code, res.log_start_offset
+                data = bytes(res.records) if res.records else b""
+            wire = self.wire if info.replicated else None
+            if code == ErrorCode.NOT_LEADER_OR_FOLLOWER and wire is not None:
+                # Led by another node: read it there (committed records only, as here).
+                code, start, data = await wire.fetch(TRANSFORMS_TOPIC, 0, self.offset,
+                                                     _READ_BYTES)
+            if code == ErrorCode.OFFSET_OUT_OF_RANGE and self.offset < start:
+                self.offset = start
                 continue
-            if res.error_code != ErrorCode.NONE or not res.records:
+            if code != ErrorCode.NONE or not data:
                 return
-            data = bytes(res.records)
             for record in records_of(TRANSFORMS_TOPIC, 0, data, self.offset):
                 self._apply(record.key, record.value)
             for _pos, header in iter_batches(data, verify_crc=False):
@@ -144,25 +175,39 @@ class TransformManager(LoopActor):
     async def _reconcile(self) -> None:
         inputs = sorted({d.input for d in self.deployments.values()})
         infos, _unsure = await self.core.topic_infos(inputs) if inputs else ({}, frozenset())
-        me = self.core.ctx.core
         wanted: dict[tuple[str, int], Deployment] = {}
+        leading: dict[str, set[int]] = {}
         for dep in self.deployments.values():
             info = infos.get(dep.input)
-            if info is not None and info.replicated and dep.name not in self._warned:
-                self._warned.add(dep.name)  # (once per deployment and core)
-                _log.warning("transform_not_run", transform=dep.name, input=dep.input,
-                             reason="controller topics (cluster mode) are not supported yet")
-            if info is None or info.replicated:
+            if info is None:
                 continue
-            for p in range(info.partitions):
-                if info.core_of(p) == me:
-                    wanted[(dep.name, p)] = dep
+            if dep.input not in leading:
+                leading[dep.input] = await self._leading(info)
+            for p in leading[dep.input]:
+                wanted[(dep.name, p)] = dep
         for key, (dep, _ref) in list(self.running.items()):
             if wanted.get(key) != dep:
                 self._stop_instance(key)
         for key, dep in wanted.items():
             if key not in self.running:
                 self._start_instance(dep, key[1])
+
+    async def _leading(self, info: TopicInfo) -> set[int]:
+        """The partitions of `info` this core leads: single node, those it owns; cluster mode,
+        those whose replica here is the serving Raft leader (as the replica says)."""
+        me = self.core.ctx.core
+        mine = {p for p in range(info.partitions) if info.core_of(p) == me}
+        if not info.replicated:
+            return mine
+        out = set()
+        for p in mine:
+            name = partition_name(info.name, p)
+            with contextlib.suppress(pykka.ActorDeadError, CoreDiedError):
+                status = await resolve(self.core.router.ref(me, name).ask(
+                    ReplicaStatus(), block=False))
+                if status["role"] == "leader" and status["serves"]:
+                    out.add(p)
+        return out
 
     def _class(self, dep: Deployment) -> tuple[type[Transform] | None, str | None]:
         known = self.classes.get(dep.name)
@@ -179,7 +224,8 @@ class TransformManager(LoopActor):
 
     def _start_instance(self, dep: Deployment, partition: int) -> None:
         cls, error = self._class(dep)
-        ref = TransformInstance.start(self.core, dep, cls, partition, error)
+        ref = TransformInstance.start(self.core, dep, cls, partition, error, self.wire,
+                                      self.actor_ref)
         self.core.router.register(instance_name(dep.name, partition), ref)
         self.running[(dep.name, partition)] = (dep, ref)
         _log.info("transform_instance_started", transform=dep.name, partition=partition,

@@ -103,6 +103,7 @@ class Status:
     error: str | None
     at: int
     core: int = -1
+    node: int = -1  # the broker's node id (cluster mode: the input partition's leader)
 
     def encode(self) -> str:
         doc = asdict(self)
@@ -117,7 +118,8 @@ class Status:
         try:
             doc = json.loads(raw)
             return cls(str(doc["state"]), int(doc["processed"]), int(doc["failed"]),
-                       doc.get("error"), int(doc["at"]), int(doc.get("core", -1)))
+                       doc.get("error"), int(doc["at"]), int(doc.get("core", -1)),
+                       int(doc.get("node", -1)))
         except (ValueError, KeyError, TypeError):
             return None
 

@@ -16,8 +16,9 @@ module must be ONE source file (packages and modules importing sibling files are
 yet): the file is read here and shipped to the broker, which loads it under its own module name
 without the user's path. Before deploying, the file is compiled and executed the same way (the
 current directory not on the path) and the class looked up: a file that fails is refused (exit
-1) with the error. Single node only: deploying to a cluster of several brokers is refused
-(cluster mode is not supported yet). Exit codes: tools/clikit.py.
+1) with the error. On a cluster, `__transforms` is a replicated topic like any other (the
+cluster's default replication factor), each instance runs on the node and core leading its
+input partition, and `list` shows that node. Exit codes: tools/clikit.py.
 """
 
 from __future__ import annotations
@@ -197,11 +198,7 @@ def deploy(name: str, input_topic: str, outputs: str, target: str, brokers: str,
         raise CliError(f"bad transform name {name!r}", EXIT_USAGE)
     filename, source, cls = load_source(target)
     admin = admin_client(brokers, timeout)
-    md = cluster_metadata(admin, brokers, timeout)
-    if len(md.brokers) > 1:
-        raise CliError("transforms run on a single node only for now (this cluster has "
-                       f"{len(md.brokers)} brokers)", EXIT_ERROR)
-    topics = md.topics
+    topics = cluster_metadata(admin, brokers, timeout).topics
     for topic in (input_topic, *outs):
         if topic not in topics:
             raise CliError(f"topic {topic!r} does not exist", EXIT_NOT_FOUND)
@@ -277,6 +274,7 @@ def _instances(brokers: str, timeout: float, dep: Deployment, partitions: int
                 "failed": None if status is None else status.failed,
                 "error": None if status is None else status.error,
                 "core": None if status is None else status.core,
+                "node": None if status is None else status.node,
             })
         return rows
     finally:

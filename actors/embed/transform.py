@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from redshank.protocol.batch_validator import Header, records_section, walk_headers
@@ -146,13 +146,26 @@ class Transform:
         raise NotImplementedError
 
 
-def records_of(topic: str, partition: int, data: Buffer, start: int = 0
-               ) -> Iterator[InputRecord]:
+def records_of(topic: str, partition: int, data: Buffer, start: int = 0,
+               aborted: Sequence[tuple[int, int]] = ()) -> Iterator[InputRecord]:
     """The data records of the whole batches in `data` at offsets >= `start` (control batches
     skipped), decoded lazily: the batch is decompressed and each record's offset and timestamp
-    read as it is reached; key, value and headers when the transform reads them."""
+    read as it is reached; key, value and headers when the transform reads them.
+
+    `aborted`: read_committed's (producer id, first offset) of the aborted transactions the
+    batches overlap (FetchResponse's aborted_transactions, KIP-98): their records are skipped,
+    as Kafka's consumer does (a producer's batches are aborted from its transaction's first
+    offset until its next control batch, the ABORT marker)."""
+    pending = sorted(aborted, key=lambda a: a[1])
+    active: set[int] = set()  # producers inside an aborted transaction here
     for pos, header in iter_batches(data, verify_crc=False):
-        if header.is_control or header.last_offset < start:
+        while pending and pending[0][1] <= header.last_offset:
+            active.add(pending.pop(0)[0])
+        if header.is_control:
+            active.discard(header.producer_id)  # its marker ends the transaction
+            continue
+        if header.last_offset < start or (header.is_transactional
+                                           and header.producer_id in active):
             continue
         section, rpos, end = records_section(data, pos, header)
         log_append = header.max_timestamp if header.timestamp_type == 1 else None
