@@ -53,7 +53,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import pykka
@@ -73,6 +74,7 @@ from redshank.actors.frontend.services import CoreServices
 from redshank.actors.partition_leader import partition_name
 from redshank.actors.runtime import CoreDiedError, LoopActor
 from redshank.actors.transform_client import WireClient
+from redshank.actors.transform_output import PendingOutput, checked
 from redshank.actors.transform_spec import (
     HEARTBEAT_S,
     OUTPUT_FLUSH_BYTES,
@@ -81,9 +83,7 @@ from redshank.actors.transform_spec import (
     Deployment,
     Status,
     backoff,
-    encode_batch,
     group_of,
-    output_partition,
 )
 from redshank.cluster.kafka import TopicPartition
 from redshank.cluster.partition.api import Read, WaitForData
@@ -97,11 +97,12 @@ __all__ = ["Describe", "Refresh", "TransformInstance", "instance_name"]
 
 WAIT_MS = 1000
 PRODUCE_TIMEOUT_MS = 30_000
-_PRODUCE_VERSION = 9
 _COMMIT_VERSION = 8
 _FETCH_VERSION = 7
 # The most `process` time between two turns of the core's loop.
 SLICE_S = 0.002
+# Output flushes sent and not yet acknowledged (and offset commits pending), per instance.
+MAX_IN_FLIGHT = 2
 # Local answers that mean: another node leads / coordinates (cluster mode: ask it by wire).
 _ELSEWHERE = (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
 _NOT_HERE = (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_NOT_AVAILABLE)
@@ -151,7 +152,9 @@ class TransformInstance(LoopActor):
         self._reported: tuple[str, int, str | None] = ("", -1, None)
         self._reported_at = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._commit: asyncio.Task[bool] | None = None
+        self._commit: asyncio.Task[bool] | None = None  # the last one
+        self._commits: deque[asyncio.Task[bool]] = deque()  # pending, oldest first
+        self._inflight: deque[asyncio.Task[None]] = deque()  # output flushes, oldest first
         self._log = structlog.get_logger("redshank.transforms").bind(
             transform=dep.name, ntp=f"{dep.input}/{partition}", core=core.ctx.core)
 
@@ -162,10 +165,16 @@ class TransformInstance(LoopActor):
     def on_stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self._commit is not None:
-            self._commit.cancel()
+        self._cancel_pending()
         # No last report: a late commit could undo a successor's (a redeployment's). Without
         # reports, `transform list` shows the instance stopped after a few heartbeats.
+
+    def _cancel_pending(self) -> None:
+        for task in (*self._inflight, *self._commits):
+            task.cancel()
+        self._inflight.clear()
+        self._commits.clear()
+        self._commit = None
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Describe):
@@ -200,6 +209,7 @@ class TransformInstance(LoopActor):
                 raise
             except Exception as exc:  # a bug here: shown and started over, never the core's
                 attempt += 1
+                self._cancel_pending()  # from the committed offset again
                 self._log.exception("transform_instance_failed")
                 await self._failed(f"instance restarted: {exc!r}", attempt)
 
@@ -285,10 +295,22 @@ class TransformInstance(LoopActor):
         await self._process(user, records_of(self.dep.input, self.partition, data, self.offset))
         del data, res
         self.offset = end
-        # Committed once every output is acknowledged (done above); one commit in flight.
-        if self._commit is not None:
-            await self._commit
-        self._commit = self.core.loop.create_task(self._commit_offset(end))
+        # Committed once every output before it is acknowledged: after the flushes in flight
+        # now (the chunk's last ones), and after the previous commit. At most two commits
+        # pending; meanwhile the next chunk is read and processed.
+        if len(self._commits) >= MAX_IN_FLIGHT:
+            await self._commits.popleft()
+        self._commit = self.core.loop.create_task(
+            self._commit_after(tuple(self._inflight), self._commit, end))
+        self._commits.append(self._commit)
+
+    async def _commit_after(self, flushes: tuple[asyncio.Task[None], ...],
+                            previous: asyncio.Task[bool] | None, offset: int) -> bool:
+        for flush in flushes:
+            await flush
+        if previous is not None:
+            await previous
+        return await self._commit_offset(offset)
 
     async def _moved(self) -> None:
         """Leadership of the input left this replica: stop (the manager stops this actor;
@@ -313,9 +335,11 @@ class TransformInstance(LoopActor):
 
     async def _process(self, user: Transform, records: Iterator[InputRecord]) -> None:
         """Every record through `process`, in order; one that raises is retried (alone: the
-        outputs of the records before it stand) until it passes."""
-        pending: list[tuple[int, Output]] = []
-        size = 0
+        outputs of the records before it stand) until it passes. The outputs are encoded as
+        they come (`PendingOutput`) and flushed every OUTPUT_FLUSH_BYTES without waiting for
+        the answer (`_flush`)."""
+        buf = PendingOutput(self.dep.outputs, await self._counts(), int(time.time() * 1000))
+        outputs = self.dep.outputs
         clock = time.perf_counter
         slice_end = clock() + SLICE_S
         for record in records:
@@ -325,7 +349,7 @@ class TransformInstance(LoopActor):
                     await asyncio.sleep(0)
                     slice_end = clock() + SLICE_S
                 try:
-                    outs = _outputs(user.process(record), self.dep.outputs)
+                    outs = checked(user.process(record), outputs)
                     break
                 except Exception as exc:
                     attempt += 1
@@ -334,14 +358,16 @@ class TransformInstance(LoopActor):
             if attempt:
                 self._recovered()
             for out in outs:
-                pending.append((record.partition, out))
-                size += len(out.value or b"") + len(out.key or b"") + 64
+                buf.put(record.partition, out)
             self.processed += 1
-            if size >= OUTPUT_FLUSH_BYTES:
-                await self._produce(pending)
-                pending, size = [], 0
-        if pending:
-            await self._produce(pending)
+            if buf.size >= OUTPUT_FLUSH_BYTES:
+                await self._flush(buf)
+        await self._flush(buf)
+
+    async def _counts(self) -> dict[str, int | None]:
+        """Each output topic's partition count (None: not found), from the core's cache."""
+        infos, _unsure = await self.core.topic_infos(list(self.dep.outputs))
+        return {t: None if info is None else info.partitions for t, info in infos.items()}
 
     async def _failed(self, error: str, attempt: int) -> None:
         if self.state != "failing":
@@ -357,78 +383,98 @@ class TransformInstance(LoopActor):
         self.state = "running"
 
     # -- output ----------------------------------------------------------------------------------
-    async def _produce(self, pending: list[tuple[int, Output]]) -> None:
-        """Every output acknowledged (acks=all), retrying the partitions that fail."""
+    # Pipelined: a flush's appends are enqueued at their owners in order (phase 1 of the
+    # produce path, awaited here), then its acknowledgement (acks=all: durable) and any retry
+    # run in a task while the instance goes on; at most MAX_IN_FLIGHT flushes unanswered.
+    # Without failures the output keeps each input partition's order (the owners' FIFOs fix
+    # it); a batch that fails and is produced again lands after the flushes sent meanwhile.
+    async def _flush(self, buf: PendingOutput) -> None:
+        if not buf.size:
+            return
+        batches, unknown = buf.take()
+        while len(self._inflight) >= MAX_IN_FLIGHT:
+            await self._inflight.popleft()
+        sent = await self._send_start(batches) if batches else None
+        self._inflight.append(self.core.loop.create_task(
+            self._produce(batches, unknown, sent)))
+
+    async def _produce(self, batches: list[tuple[tuple[str, int], bytes]],
+                       unknown: list[tuple[int, Output]],
+                       sent: asyncio.Future[pm.ProduceResponse] | None) -> None:
+        """Every output acknowledged (acks=all), producing again with backoff the partitions
+        that fail and the outputs of topics not found."""
         attempt = 0
-        while pending:
-            batches, unknown = await self._batches(pending)
-            failed: list[tuple[int, Output]] = []
+        while True:
             error: str | None = None
-            if unknown:
-                error = f"output topic(s) {', '.join(sorted(unknown))} not found"
-                failed = [po for po in pending if (po[1].topic or self.dep.outputs[0]) in unknown]
-            if batches:
-                codes = await self._send(batches)
-                for (topic, part), (code, outs) in zip(batches, codes, strict=True):
+            if unknown:  # looked up again: created meanwhile?
+                retry = PendingOutput(self.dep.outputs, await self._counts(),
+                                      int(time.time() * 1000))
+                for part, out in unknown:
+                    retry.put(part, out)
+                found, unknown = retry.take()
+                batches += found
+                if unknown:
+                    missing = {out.topic or self.dep.outputs[0] for _p, out in unknown}
+                    error = f"output topic(s) {', '.join(sorted(missing))} not found"
+            # One batch per partition a request: a second one waits for the next round.
+            now: dict[tuple[str, int], bytes] = {}
+            later: list[tuple[tuple[str, int], bytes]] = []
+            for key, batch in batches:
+                if key in now:
+                    later.append((key, batch))
+                else:
+                    now[key] = batch
+            failed = later
+            if now:
+                if sent is None:
+                    sent = await self._send_start(list(now.items()))
+                codes = await self._send_finish(list(now.items()), sent)
+                sent = None
+                for (key, batch), code in zip(now.items(), codes, strict=True):
                     if code != ErrorCode.NONE:
-                        error = f"produce to {topic}/{part}: {_code_name(code)}"
-                        failed.extend(outs)
-            if not failed:
+                        error = f"produce to {key[0]}/{key[1]}: {_code_name(code)}"
+                        failed.append((key, batch))
+            if error is None and not failed and not unknown:
                 if attempt:
                     self._recovered()
                 return
-            attempt += 1
-            self.failed += 1
-            await self._failed(error or "produce failed", attempt)
-            pending = failed
+            if error is not None:
+                attempt += 1
+                self.failed += 1
+                await self._failed(error, attempt)
+            batches = failed
 
-    async def _batches(self, pending: list[tuple[int, Output]]) -> tuple[
-            dict[tuple[str, int], list[tuple[int, Output]]], set[str]]:
-        topics = {out.topic or self.dep.outputs[0] for _p, out in pending}
-        infos, _unsure = await self.core.topic_infos(sorted(topics))
-        unknown = {t for t in topics if infos.get(t) is None}
-        grouped: dict[tuple[str, int], list[tuple[int, Output]]] = {}
-        for part, out in pending:
-            topic = out.topic or self.dep.outputs[0]
-            info = infos.get(topic)
-            if info is None:
-                continue
-            target = output_partition(part, out.key, info.partitions)
-            grouped.setdefault((topic, target), []).append((part, out))
-        return grouped, unknown
-
-    async def _send(self, batches: dict[tuple[str, int], list[tuple[int, Output]]]
-                    ) -> list[tuple[int, list[tuple[int, Output]]]]:
-        now = int(time.time() * 1000)
-        by_topic: dict[str, list[pm.PartitionProduceData]] = {}
-        for (topic, part), outs in batches.items():
-            batch = encode_batch([(o.key, o.value, o.headers, now if o.timestamp is None
-                                   else o.timestamp) for _p, o in outs])
-            by_topic.setdefault(topic, []).append(pm.PartitionProduceData(part, batch))
-        req = pm.ProduceRequest(acks=-1, timeout_ms=PRODUCE_TIMEOUT_MS, topic_data=tuple(
-            pm.TopicProduceData(t, tuple(parts)) for t, parts in by_topic.items()))
-        codes: dict[tuple[str, int], int] = {}
+    async def _send_start(self, batches: list[tuple[tuple[str, int], bytes]]
+                          ) -> asyncio.Future[pm.ProduceResponse] | None:
+        """Phase 1: the batches' appends in their owners' FIFOs; -> the response's future
+        (None: the local path failed, every partition answered NOT_LEADER_OR_FOLLOWER)."""
         try:
-            fut = await produce_fe.produce(self.core, req, _PRODUCE_VERSION)
-            resp = await fut
-            for t in resp.responses:
-                for p in t.partition_responses:
-                    codes[(t.name, p.index)] = p.error_code
+            return await produce_fe.produce_built(self.core, _request(batches))
         except (pykka.ActorDeadError, CoreDiedError) as exc:
             self.error = repr(exc)
+            return None
+
+    async def _send_finish(self, batches: list[tuple[tuple[str, int], bytes]],
+                           sent: asyncio.Future[pm.ProduceResponse] | None) -> list[int]:
+        """Phase 2: each batch's error code, once acknowledged; in cluster mode, those led by
+        other nodes produced to them over the wire."""
+        codes: dict[tuple[str, int], int] = {}
+        if sent is not None:
+            try:
+                resp = await sent
+                for t in resp.responses:
+                    for p in t.partition_responses:
+                        codes[(t.name, p.index)] = p.error_code
+            except (pykka.ActorDeadError, CoreDiedError) as exc:
+                self.error = repr(exc)
         if self.wire is not None:  # led by other nodes: to their leaders, over the wire
-            elsewhere = []
-            for td in req.topic_data:
-                for data in td.partition_data:
-                    key = (td.name, data.index)
-                    if codes.get(key, ErrorCode.NOT_LEADER_OR_FOLLOWER) in _ELSEWHERE:
-                        elsewhere.append((key, data.records))
-            sent = await asyncio.gather(*(
-                self.wire.produce(topic, part, bytes(records or b""), PRODUCE_TIMEOUT_MS)
-                for (topic, part), records in elsewhere))
-            codes.update(zip((key for key, _r in elsewhere), sent, strict=True))
-        return [(codes.get(key, ErrorCode.NOT_LEADER_OR_FOLLOWER), outs)
-                for key, outs in batches.items()]
+            elsewhere = [(key, batch) for key, batch in batches
+                         if codes.get(key, ErrorCode.NOT_LEADER_OR_FOLLOWER) in _ELSEWHERE]
+            answers = await asyncio.gather(*(
+                self.wire.produce(topic, part, batch, PRODUCE_TIMEOUT_MS)
+                for (topic, part), batch in elsewhere))
+            codes.update(zip((key for key, _b in elsewhere), answers, strict=True))
+        return [codes.get(key, ErrorCode.NOT_LEADER_OR_FOLLOWER) for key, _b in batches]
 
     # -- progress and status ---------------------------------------------------------------------
     async def _commit_offset(self, offset: int, force: bool = False) -> bool:
@@ -478,26 +524,12 @@ class TransformInstance(LoopActor):
                       int(time.time() * 1000), self.core.ctx.core, self.core.config.node_id)
 
 
-def _outputs(result: Iterable[Output] | None, outputs: tuple[str, ...]) -> list[Output]:
-    """What `process` returned, as a list of checked outputs (a generator runs here, inside
-    the caller's try; a wrong output raises TypeError there, a failure of `process`)."""
-    if result is None:
-        return []
-    if isinstance(result, Output):
-        result = (result,)
-    outs = []
-    for out in result:
-        if not isinstance(out, Output):
-            raise TypeError(f"process produced {type(out).__name__}, not Output")
-        for field in (out.value, out.key):
-            if field is not None and not isinstance(field, bytes):
-                raise TypeError(f"Output value and key must be bytes or None, not "
-                                f"{type(field).__name__}")
-        if out.topic is not None and out.topic not in outputs:
-            raise TypeError(f"Output topic {out.topic!r} is not an output of this transform "
-                            f"({', '.join(outputs)})")
-        outs.append(out)
-    return outs
+def _request(batches: list[tuple[tuple[str, int], bytes]]) -> pm.ProduceRequest:
+    by_topic: dict[str, list[pm.PartitionProduceData]] = {}
+    for (topic, part), batch in batches:
+        by_topic.setdefault(topic, []).append(pm.PartitionProduceData(part, batch))
+    return pm.ProduceRequest(acks=-1, timeout_ms=PRODUCE_TIMEOUT_MS, topic_data=tuple(
+        pm.TopicProduceData(t, tuple(parts)) for t, parts in by_topic.items()))
 
 
 def _code_name(code: int) -> str:
