@@ -9,12 +9,17 @@ Concern: the instance's loop, on the core that leads its input partition:
              SLICE_S of `process` time, the loop served between two slices; one that raises
              is retried from that record with backoff (0.1 s doubling to 5 s), the instance
              `failing`
-    produce  the outputs through the Produce path (acks=all, not idempotent: an answer lost
-             after the write means the records are written twice, as at-least-once allows),
-             flushed every OUTPUT_FLUSH_BYTES; a partition that fails is produced again with
-             backoff
+    produce  the outputs, encoded into their partitions' batches as `process` returns them
+             (`transform_output`), through the Produce path's entry for broker-built
+             batches (`produce_built`: acks=all, the same appends, no record walk; not
+             idempotent: an answer lost after the write means the records are written twice,
+             as at-least-once allows), flushed every OUTPUT_FLUSH_BYTES, pipelined: a flush
+             is enqueued at the partitions' owners in order, then acknowledged in a task
+             while the instance processes on (at most MAX_IN_FLIGHT = 2 flushes unanswered);
+             a partition that fails is produced again with backoff
     commit   OffsetCommit(next offset, status as metadata) once every output before it is
-             acknowledged, i.e. durable (at-least-once); the next chunk is read meanwhile
+             acknowledged, i.e. durable (at-least-once), in a task after those flushes (at
+             most 2 pending); the next chunk is read and processed meanwhile
 
 Cluster mode (the input a controller topic, `wire` given): the instance runs on the core whose
 replica leads the input partition. Its reads are that replica's, below the high watermark,
@@ -41,8 +46,9 @@ read_committed read (branch txn-part, not merged): once it is, the read here bec
 The instance pulls at its own pace, so a slow transform only falls behind (its lag grows); the
 producers of the input never wait for it. Memory per instance: one input chunk (at most
 READ_BYTES = 1 MiB, or one batch larger than that, as Fetch serves it), the decompressed
-records of one batch of it at a time, and at most OUTPUT_FLUSH_BYTES = 1 MiB of output not yet
-acknowledged (plus one record's outputs).
+records of one batch of it at a time, and at most (MAX_IN_FLIGHT + 1) x OUTPUT_FLUSH_BYTES =
+3 MiB of output not yet acknowledged (two flushes in flight and the one being built, each
+plus one record's outputs).
 
 Lives on the core of its input partition; created and stopped by that core's transform
 manager (`transform_manager`). Must not know: where deployments are stored, other partitions.
