@@ -6,10 +6,14 @@
     redshank group seek GROUP --to start|end|OFFSET|@TIMESTAMP_MS [--topics T,...]
     redshank group offset-delete GROUP --topic T [--partitions 0,1]
 
-Lag is Kafka's: the partition's log end offset (high watermark) minus the group's committed
-offset; a partition with no committed offset has no lag to show. `seek` commits new offsets for
-the group (AlterConsumerGroupOffsets); Kafka only lets that happen to a group with no members,
-and its refusal is printed as it comes. `offset-delete` sends OffsetDelete (47) with our own
+Lag is what a read_committed consumer can still read (issue 18): the partition's last stable
+offset minus the group's committed offset, as librdkafka's consumer_lag for read_committed; a
+partition with no committed offset has no lag to show. The last stable offset is ListOffsets
+LATEST at isolation level READ_COMMITTED (KIP-98: the first offset of the oldest open
+transaction, else the high watermark): the records of an open transaction are past it, not lag
+yet. LOG-END stays the log end offset (the high watermark). `seek` commits new offsets for the
+group (AlterConsumerGroupOffsets); Kafka only lets that happen to a group with no members, and
+its refusal is printed as it comes. `offset-delete` sends OffsetDelete (47) with our own
 codec (`tools/kafka_raw.py`): the Python binding has no call for it.
 """
 
@@ -112,15 +116,17 @@ def _committed(admin: Any, group_id: str, timeout: float) -> dict[tuple[str, int
             if tp.error is None and tp.offset >= 0}
 
 
-def _offsets(admin: Any, tps: Iterable[tuple[str, int]], spec: Any, timeout: float
-             ) -> dict[tuple[str, int], int]:
-    """ListOffsets for each partition (`spec`: an OffsetSpec); -1 where Kafka has none."""
-    from confluent_kafka import TopicPartition
+def _offsets(admin: Any, tps: Iterable[tuple[str, int]], spec: Any, timeout: float,
+             committed: bool = False) -> dict[tuple[str, int], int]:
+    """ListOffsets for each partition (`spec`: an OffsetSpec); -1 where Kafka has none.
+    `committed`: at isolation level READ_COMMITTED (LATEST is then the last stable offset)."""
+    from confluent_kafka import IsolationLevel, TopicPartition
 
     asked = {TopicPartition(t, p): spec for t, p in tps}
     if not asked:
         return {}
-    futures = admin.list_offsets(asked, request_timeout=timeout)
+    isolation = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+    futures = admin.list_offsets(asked, isolation_level=isolation, request_timeout=timeout)
     return {(tp.topic, tp.partition): kafka_call(f, f"offsets of {tp.topic}/{tp.partition}",
                                                  timeout).offset
             for tp, f in futures.items()}
@@ -129,7 +135,7 @@ def _offsets(admin: Any, tps: Iterable[tuple[str, int]], spec: Any, timeout: flo
 def describe_group(admin: Any, group_id: str, description: Any, timeout: float
                    ) -> dict[str, Any]:
     """One group as a JSON-able dict: members, and per partition committed offset, log end
-    offset and lag (None where nothing is committed)."""
+    offset, last stable offset and lag against it (None where nothing is committed)."""
     OffsetSpec = kafka_admin_module().OffsetSpec
     members = []
     owner: dict[tuple[str, int], Any] = {}
@@ -144,16 +150,17 @@ def describe_group(admin: Any, group_id: str, description: Any, timeout: float
     committed = _committed(admin, group_id, timeout)
     tps = sorted(set(committed) | set(owner))
     ends = _offsets(admin, tps, OffsetSpec.latest(), timeout)
+    stable = _offsets(admin, tps, OffsetSpec.latest(), timeout, committed=True)
     partitions = []
     total = 0
     for tp in tps:
-        offset, end = committed.get(tp), ends.get(tp)
-        lag = None if offset is None or end is None or end < 0 else max(0, end - offset)
+        offset, end, lso = committed.get(tp), _known(ends.get(tp)), _known(stable.get(tp))
+        lag = None if offset is None or lso is None else max(0, lso - offset)
         total += lag or 0
         m = owner.get(tp)
         partitions.append({
             "topic": tp[0], "partition": tp[1], "committed": offset,
-            "log_end": end if end is not None and end >= 0 else None, "lag": lag,
+            "log_end": end, "last_stable": lso, "lag": lag,
             "member_id": m.member_id if m is not None else None,
             "client_id": m.client_id if m is not None else None,
             "host": m.host if m is not None else None})
@@ -162,6 +169,10 @@ def describe_group(admin: Any, group_id: str, description: Any, timeout: float
             "protocol": description.partition_assignor,
             "coordinator": _node(description.coordinator), "members": members,
             "partitions": partitions, "total_lag": total}
+
+
+def _known(offset: int | None) -> int | None:
+    return offset if offset is not None and offset >= 0 else None
 
 
 def _assignments(assigned: Sequence[dict[str, Any]]) -> str:
@@ -186,9 +197,10 @@ def _print_group(g: dict[str, Any]) -> None:
             for m in g["members"]])
     if g["partitions"]:
         click.echo()
-        print_table(("TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "CLIENT-ID"), [
-            (p["topic"], p["partition"], p["committed"], p["log_end"], p["lag"],
-             p["client_id"]) for p in g["partitions"]])
+        print_table(("TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAST-STABLE", "LAG",
+                     "CLIENT-ID"), [
+            (p["topic"], p["partition"], p["committed"], p["log_end"], p["last_stable"],
+             p["lag"], p["client_id"]) for p in g["partitions"]])
 
 
 @group.command("describe")

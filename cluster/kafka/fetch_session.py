@@ -1,13 +1,13 @@
 """Incremental fetch sessions (KIP-227): which partitions a fetch reads, and which it answers.
 
 Concern: one core's cache of fetch sessions: what a request's (session_id, session_epoch) asks
-for, the partitions a session holds (the request parameters, and the high watermark, log start
-offset and error the client last heard), which partitions an incremental response must carry,
-new session ids, and bounded memory (at most `slots` sessions holding at most `max_partitions`
-partitions in all; an idle session is evicted, least recently used first; a session that would
-pass the partition bound is not created, or is closed). Time comes in as `now`, randomness as
-a `random.Random`. Must not know: logs, whether topics exist, byte budgets, actors, sockets,
-clocks.
+for, the partitions a session holds (the request parameters, and the high watermark, last stable
+offset, log start offset and error the client last heard), which partitions an incremental
+response must carry, new session ids, and bounded memory (at most `slots` sessions holding at
+most `max_partitions` partitions in all; an idle session is evicted, least recently used first;
+a session that would pass the partition bound is not created, or is closed). Time comes in as
+`now`, randomness as a `random.Random`. Must not know: logs, whether topics exist, byte
+budgets, actors, sockets, clocks.
 
     request (id, epoch)   meaning (KIP-227, "FetchRequest Metadata meaning")
     (0, -1)               full fetch, no session
@@ -72,6 +72,8 @@ class PartitionOutcome(Protocol):
     @property
     def log_start_offset(self) -> int: ...
     @property
+    def last_stable_offset(self) -> int: ...
+    @property
     def records(self) -> bytes | memoryview | None: ...
 
 
@@ -87,16 +89,25 @@ class _Cached:
     current_leader_epoch: int
     # What the client last heard; None until a response carried the partition (so it must).
     high_watermark: int | None = None
+    last_stable_offset: int | None = None
     log_start_offset: int | None = None
     error_code: int = 0
 
     def must_send(self, out: PartitionOutcome) -> bool:
         """Whether the response must carry this partition; remembers what it will say. Records
-        and errors always go; so do a changed high watermark or log start offset, and a cleared
-        error (Kafka resets its cached high watermark on an error for the same reason)."""
-        heard = (self.high_watermark, self.log_start_offset, self.error_code)
-        told = (out.high_watermark, out.log_start_offset, out.error_code)
-        self.high_watermark, self.log_start_offset, self.error_code = told
+        and errors always go; so do a changed high watermark, last stable offset or log start
+        offset, and a cleared error (Kafka resets its cached high watermark on an error for the
+        same reason). The last stable offset is Kafka's too (KIP-227's
+        CachedPartition.maybeUpdateResponseData): a read_committed consumer reads up to it, and
+        one not told that it moved would not know that its next fetch finds records. -1 (not
+        known: the response reports the high watermark) is compared as it is; the high
+        watermark is compared anyway."""
+        heard = (self.high_watermark, self.last_stable_offset, self.log_start_offset,
+                 self.error_code)
+        told = (out.high_watermark, out.last_stable_offset, out.log_start_offset,
+                out.error_code)
+        (self.high_watermark, self.last_stable_offset, self.log_start_offset,
+         self.error_code) = told
         return bool(out.records) or out.error_code != 0 or told != heard
 
 

@@ -39,8 +39,9 @@ def _req(sid: int = 0, epoch: int = -1, parts: Iterable[tuple[str, int, int]] = 
     )
 
 
-def _ok(hw: int = 10, lso: int = 0, records: bytes | None = None) -> ReadResult:
-    return ReadResult(0, hw, lso, records)
+def _ok(hw: int = 10, start: int = 0, records: bytes | None = None, stable: int = -1
+        ) -> ReadResult:
+    return ReadResult(0, hw, start, records, stable)
 
 
 def _ctx(cache: FetchSessionCache, req: FetchRequest, now: float = 0.0) -> FetchContext:
@@ -88,10 +89,23 @@ def test_incremental_fetch_reads_the_whole_session_and_answers_only_what_changed
     # a0 has records, a1 a new high watermark, b0 a new log start offset.
     out = {A0: _ok(records=b"x"), A1: _ok(hw=11), B0: _ok()}
     assert ctx.respond(out, 1.0) == (sid, [A0, A1])
-    out = {A0: _ok(records=b""), A1: _ok(hw=11), B0: _ok(lso=3)}
+    out = {A0: _ok(records=b""), A1: _ok(hw=11), B0: _ok(start=3)}
     assert _ctx(cache, _req(sid, 2), 2.0).respond(out, 2.0) == (sid, [B0])
-    out = {A0: _ok(), A1: _ok(hw=11), B0: _ok(lso=3)}
+    out = {A0: _ok(), A1: _ok(hw=11), B0: _ok(start=3)}
     assert _ctx(cache, _req(sid, 3), 3.0).respond(out, 3.0) == (sid, [])
+
+
+def test_incremental_fetch_answers_a_moved_last_stable_offset() -> None:
+    # A read_committed consumer at the last stable offset (an open transaction holds it at 4,
+    # below the high watermark 10) must hear that it moved, even with the high watermark
+    # where it was: only then does it know its next fetch finds records (KIP-98, KIP-227).
+    cache = _cache()
+    sid = _session(cache, {A1: _ok(stable=4)})
+    out = {A0: _ok(), A1: _ok(stable=4), B0: _ok()}
+    assert _ctx(cache, _req(sid, 1)).respond(out, 0.0) == (sid, [])
+    out = {A0: _ok(), A1: _ok(stable=10), B0: _ok()}
+    assert _ctx(cache, _req(sid, 2)).respond(out, 0.0) == (sid, [A1])
+    assert _ctx(cache, _req(sid, 3)).respond(out, 0.0) == (sid, [])
 
 
 def test_incremental_request_updates_a_partition_in_place() -> None:

@@ -3,8 +3,9 @@ broker), run in-process through `cli.main` (exit code, stdout, stderr as a user 
 a confluent-kafka consumer in a group consumes part of a topic and commits, and `group describe`
 shows its member, committed offsets and lag; `seek` is refused while the consumer is a member
 and moves the committed offsets once it has left; `offset-delete` and `delete`; `cluster info`,
-`health`, `config get` and `partitions` on a healthy node; an unknown group exits 4 and an
-unreachable broker exits 3, each with one line on stderr."""
+`health`, `config get` and `partitions` on a healthy node; lag counts only up to the last
+stable offset while a transaction is open; an unknown group exits 4 and an unreachable broker
+exits 3, each with one line on stderr."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from broker_proc import BrokerProcess, free_port
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from redshank.tools.cli import main
@@ -124,6 +125,49 @@ def test_group_lag_seek_offset_delete_and_delete(broker: BrokerProcess,
     assert GROUP not in {r["group"] for r in run_json(capsys, "group", "list", "-X", b)}
     code, out, err = run(capsys, "group", "describe", GROUP, "-X", b)
     assert code == 4 and out == "" and "no such group" in one_line_error(err)
+
+
+@pytest.mark.timeout(60)
+def test_group_lag_counts_only_up_to_the_last_stable_offset(
+        broker: BrokerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 18: lag is what a read_committed consumer can reach. 5 plain records, the group
+    # committed at 2, then a transaction holds 3 records open: the log end is 8, the last stable
+    # offset 5, the lag 3. After the commit (and its marker at 8) both are 9 and the lag 7.
+    b = broker.bootstrap
+    topic, group_id = "cli-lag-lso", "cli-lag-lso-group"
+    admin = AdminClient({"bootstrap.servers": b})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(20)
+    plain = Producer({"bootstrap.servers": b})
+    for i in range(5):
+        plain.produce(topic, value=f"p{i}".encode(), partition=0)
+    assert plain.flush(20) == 0
+    admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(
+        group_id, [TopicPartition(topic, 0, 2)])])[group_id].result(20)
+    txn = Producer({"bootstrap.servers": b, "transactional.id": "cli-lag-lso-txn",
+                    "log_level": 0})
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    for i in range(3):
+        txn.produce(topic, value=f"t{i}".encode(), partition=0)
+    assert txn.flush(20) == 0
+
+    [g] = run_json(capsys, "group", "describe", group_id, "-X", b)
+    [row] = g["partitions"]
+    assert (row["committed"], row["log_end"], row["last_stable"], row["lag"]) == (2, 8, 5, 3)
+    assert g["total_lag"] == 3
+    code, out, _err = run(capsys, "group", "describe", group_id, "-X", b)
+    assert code == 0 and "LAST-STABLE" in out and "TOTAL-LAG    3" in out
+
+    txn.commit_transaction(30)
+    deadline = time.monotonic() + 20
+    while True:  # EndTxn answers before the marker is written; the LSO follows it
+        [g] = run_json(capsys, "group", "describe", group_id, "-X", b)
+        [row] = g["partitions"]
+        if row["last_stable"] == 9:
+            break
+        assert row["last_stable"] == 5 and time.monotonic() < deadline, row
+        time.sleep(0.05)
+    assert (row["log_end"], row["lag"], g["total_lag"]) == (9, 7, 7)
 
 
 @pytest.mark.timeout(60)

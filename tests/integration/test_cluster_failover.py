@@ -244,6 +244,20 @@ def _read(node: FixedNode, topic: str) -> list[tuple[int, bytes]]:
             for r in iter_records(buf, pos, verify_crc=False)]
 
 
+def _views_written_since(nodes: list[FixedNode], since: float) -> bool:
+    """Every replica view file of every node (`cluster/replicas-core<N>.json`, rewritten
+    atomically every 0.25 s while the node runs) was written at or after `since`."""
+    for node in nodes:
+        for core in range(node.cores):
+            path = node.data_dir / "cluster" / f"replicas-core{core}.json"
+            try:
+                if path.stat().st_mtime < since:
+                    return False
+            except FileNotFoundError:
+                return False
+    return True
+
+
 @pytest.mark.timeout(150)
 def test_idempotent_retries_after_failover_and_full_restart_are_deduplicated(
         tmp_path: Path) -> None:
@@ -284,12 +298,17 @@ def test_idempotent_retries_after_failover_and_full_restart_are_deduplicated(
         for node in rest:
             node.stop()
         first.stop()
+        restarted = time.time()  # wall clock, as file modification times are
         for node in nodes:
             node.spawn()
         for node in nodes:
             node.ready()
-        leader, _ = wait_for("a leader after the restart", lambda: leader_of(nodes, topic, 0),
-                             45, lambda: _detail(nodes))
+        # The view files outlive the processes: until each node has rewritten its own, they
+        # still agree on the leader from before the stop, which may not lead (yet) now.
+        leader, _ = wait_for(
+            "a leader after the restart, in views written since",
+            lambda: leader_of(nodes, topic, 0) if _views_written_since(nodes, restarted)
+            else None, 45, lambda: _detail(nodes))
         for batch_, base in ((one, 0), (two, 3), (three, 5)):
             assert _produce(leader, topic, batch_) == (ErrorCode.NONE, base)
         assert _read(leader, topic) == want

@@ -6,7 +6,9 @@ of the session but carries only those that changed, and its long-poll wakes on a
 request did not name; a forgotten partition is no longer read; a wrong epoch gets
 INVALID_FETCH_SESSION_EPOCH and the session goes on; an unknown or closed session gets
 FETCH_SESSION_ID_NOT_FOUND. kafka-python, the client that opens sessions (notes G17), consumes
-two partitions on both cores through one and reads every record exactly once."""
+two partitions on both cores through one and reads every record exactly once. A read_committed
+session at an open transaction carries none of its records; the commit wakes its long-poll,
+which carries them and the moved last stable offset."""
 
 from __future__ import annotations
 
@@ -64,14 +66,15 @@ class _Conn:
 
 
 def _request(session_id: int, epoch: int, parts: dict[int, int], topic: str,
-             forget: tuple[int, ...] = (), max_wait_ms: int = 0) -> FetchRequest:
+             forget: tuple[int, ...] = (), max_wait_ms: int = 0, isolation: int = 0
+             ) -> FetchRequest:
     topics = (FetchTopic(topic, partitions=tuple(
         FetchPartition(p, fetch_offset=o, partition_max_bytes=1 << 20)
         for p, o in parts.items())),) if parts else ()
     forgotten = (ForgottenTopic(topic, partitions=forget),) if forget else ()
     return FetchRequest(max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=50 << 20,
-                        session_id=session_id, session_epoch=epoch, topics=topics,
-                        forgotten_topics_data=forgotten)
+                        isolation_level=isolation, session_id=session_id,
+                        session_epoch=epoch, topics=topics, forgotten_topics_data=forgotten)
 
 
 def _carried(resp: FetchResponse) -> dict[int, list[bytes | None]]:
@@ -151,6 +154,54 @@ def test_session_life_on_raw_requests(broker: BrokerProcess) -> None:
         assert (closed.error_code, closed.session_id, _carried(closed)) == (0, 0, {0: []})
         gone = conn.fetch(_request(sid, 5, {}, topic))
         assert gone.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(60)
+def test_read_committed_session_is_woken_and_told_by_a_commit(broker: BrokerProcess) -> None:
+    # A read_committed fetch session (raw requests: librdkafka opens none, notes G17) at the
+    # start of an open transaction: its records are past the last stable offset, so nothing is
+    # carried; the commit (made while an incremental fetch long-polls) wakes the fetch, which
+    # carries the records and the moved last stable offset.
+    topic = "fs-read-committed"
+    create_topic(broker.bootstrap, topic, 1)
+    txn = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "fs-rc-txn",
+                    "log_level": 0})
+    txn.init_transactions(TIMEOUT)
+    txn.begin_transaction()
+    for i in range(3):
+        txn.produce(topic, value=b"t%d" % i, partition=0)
+    assert txn.flush(TIMEOUT) == 0
+    conn = _Conn(broker.bootstrap)
+    try:
+        full = conn.fetch(_request(0, 0, {0: 0}, topic, isolation=1))
+        sid = full.session_id
+        [[part]] = [t.partitions for t in full.responses]
+        assert (sid != 0, part.high_watermark, part.last_stable_offset) == (True, 3, 0)
+        assert _carried(full) == {0: []}
+        quiet = conn.fetch(_request(sid, 1, {}, topic, isolation=1))
+        assert (quiet.session_id, _carried(quiet)) == (sid, {})
+
+        started = time.monotonic()
+        failed: list[BaseException] = []
+
+        def commit_later() -> None:
+            time.sleep(0.3)
+            try:
+                txn.commit_transaction(TIMEOUT)
+            except BaseException as exc:  # reported below
+                failed.append(exc)
+
+        commit = threading.Thread(target=commit_later, daemon=True)
+        commit.start()
+        woken = conn.fetch(_request(sid, 2, {}, topic, max_wait_ms=10_000, isolation=1))
+        commit.join(TIMEOUT)
+        assert not commit.is_alive() and not failed, failed
+        assert time.monotonic() - started < 9  # woken by the commit, not the 10 s wait
+        assert (woken.session_id, _carried(woken)) == (sid, {0: [b"t0", b"t1", b"t2"]})
+        [[part]] = [t.partitions for t in woken.responses]
+        assert (part.high_watermark, part.last_stable_offset) == (4, 4)  # after the marker
     finally:
         conn.close()
 

@@ -157,8 +157,12 @@ class BenchBroker:
             # thread's group slice: measured with `bench e2e --partitions 8`, interleaved, p99
             # 71-78 ms with the broker in its own session against 13-24 ms in the client's.
             # `--own-session` measures that placement (a broker started from another terminal).
+            # cwd: the broker's own temp dir. `python -m` puts its cwd first on sys.path, so a
+            # script in the bench's cwd named like a module the broker imports (a scratch
+            # `timeit.py` in /tmp) would run inside the broker (seen: it started a bench there,
+            # which started a broker there, ...).
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
-                                         env=dict(os.environ),
+                                         env=dict(os.environ), cwd=self.tmp,
                                          start_new_session=self.own_session,
                                          process_group=None if self.own_session else 0)
         finally:

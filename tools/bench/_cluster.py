@@ -73,8 +73,10 @@ class ClusterNode:
                "--data-dir", str(self.data_dir), "--cores", str(self.cores), "--no-pin",
                "--admin-addr", "none"]
         with open(self.log_path, "ab") as log:
+            # cwd: the node's data dir's parent, never the bench's cwd (see _broker.py).
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
-                                         env=dict(os.environ), process_group=0)
+                                         env=dict(os.environ), process_group=0,
+                                         cwd=self.data_dir.parent)
 
     def kafka_port(self) -> int:
         # The same port on a restart, so clients' metadata stays right.

@@ -55,6 +55,16 @@ def _latencies(bootstrap: str, samples: int) -> list[float]:
     return out
 
 
+def _written(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-hw"})
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)[1])
+    finally:
+        consumer.close()
+
+
 def _summary(name: str, ms: list[float]) -> str:
     ms = sorted(ms)
     p50, p99 = ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.99))]
@@ -93,9 +103,11 @@ def main(argv: list[str] | None = None) -> None:
         assert feed.flush(60) == 0
         time.sleep(0.5)  # the transform picks the records up (its first chunk)
         busy = _latencies(broker.bootstrap, args.samples)
+        out = _written(broker.bootstrap, "slow-out")  # the samples ran while it worked?
         print(_summary("other partition, no transform", alone))
         print(_summary(f"other partition, next to a {args.busy_ms:g} ms/record transform",
                        busy))
+        print(f"the transform's output when the sampling ended: {out} of {args.records}")
 
 
 if __name__ == "__main__":
