@@ -36,14 +36,20 @@ def checked(result: object, outputs: tuple[str, ...]) -> list[Output]:
     for out in outs:
         if not isinstance(out, Output):
             raise TypeError(f"process produced {type(out).__name__}, not Output")
-        for field in (out.value, out.key):
-            if field is not None and not isinstance(field, bytes):
-                raise TypeError(f"Output value and key must be bytes or None, not "
-                                f"{type(field).__name__}")
+        value: object = out.value
+        if value is not None and not isinstance(value, bytes):
+            raise _not_bytes(value)
+        key: object = out.key
+        if key is not None and not isinstance(key, bytes):
+            raise _not_bytes(key)
         if out.topic is not None and out.topic not in outputs:
             raise TypeError(f"Output topic {out.topic!r} is not an output of this transform "
                             f"({', '.join(outputs)})")
     return cast(list[Output], outs)
+
+
+def _not_bytes(field: object) -> TypeError:
+    return TypeError(f"Output value and key must be bytes or None, not {type(field).__name__}")
 
 
 class PendingOutput:

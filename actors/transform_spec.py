@@ -178,6 +178,7 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _HEADER_SIZE = 61
 _CRC_POS = 17
 _CRC_START = 21
+_SMALL_N = 1 << 14
 _SMALL = [encode_varlong(v >> 1 if not v & 1 else -((v + 1) >> 1)) for v in range(1 << 14)]
 
 OutputRecord = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes | None]], int]
@@ -220,32 +221,42 @@ class OutputBatch:
             self._base_ts = self._max_ts = ts
         elif ts > self._max_ts:
             self._max_ts = ts
+        # The varints inline for the common small values (a call each costs as much).
+        small = _SMALL
         d = ts - self._base_ts
-        ts_delta = _uvar(d << 1 if d >= 0 else ((-d) << 1) - 1)
-        offset_delta = _uvar(self.count << 1)
+        raw = d << 1 if d >= 0 else ((-d) << 1) - 1
+        ts_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
+        raw = self.count << 1
+        offset_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
         if key is None:
             key_len, key = b"\x01", b""
         else:
-            key_len = _uvar(len(key) << 1)
+            raw = len(key) << 1
+            key_len = small[raw] if raw < _SMALL_N else _uvar(raw)
         if value is None:
             value_len, value = b"\x01", b""
         else:
-            value_len = _uvar(len(value) << 1)
-        count = _uvar(len(headers) << 1)
+            raw = len(value) << 1
+            value_len = small[raw] if raw < _SMALL_N else _uvar(raw)
         size = (1 + len(ts_delta) + len(offset_delta) + len(key_len) + len(key) + len(value_len)
-                + len(value) + len(count))
-        tail: list[bytes] = []
-        for hkey, hvalue in headers:
-            raw = hkey.encode()
-            hv = b"" if hvalue is None else hvalue
-            tail += (_uvar(len(raw) << 1), raw, _len(hvalue), hv)
-        for part in tail:
-            size += len(part)
-        prefix = _uvar(size << 1)
-        self._parts += (prefix, b"\x00", ts_delta, offset_delta, key_len, key, value_len, value,
-                        count)
-        if tail:
-            self._parts += tail
+                + len(value) + 1)
+        parts = self._parts
+        if headers:
+            tail: list[bytes] = [_uvar(len(headers) << 1)]
+            for hkey, hvalue in headers:
+                name = hkey.encode()
+                tail += (_uvar(len(name) << 1), name, _len(hvalue),
+                         b"" if hvalue is None else hvalue)
+            for part in tail:
+                size += len(part)
+            size -= 1  # the count is in `tail`
+            prefix = _uvar(size << 1)
+            parts += (prefix, b"\x00", ts_delta, offset_delta, key_len, key, value_len, value)
+            parts += tail
+        else:
+            prefix = _uvar(size << 1)
+            parts += (prefix, b"\x00", ts_delta, offset_delta, key_len, key, value_len, value,
+                      b"\x00")
         self.count += 1
         size += len(prefix)
         self.size += size
