@@ -102,6 +102,8 @@ from redshank.protocol.record_batch import iter_batches
 __all__ = ["Describe", "Refresh", "TransformInstance", "instance_name"]
 
 WAIT_MS = 1000
+# Encoded output batches, each with its (topic, partition).
+Batches = list[tuple[tuple[str, int], bytes]]
 PRODUCE_TIMEOUT_MS = 30_000
 _COMMIT_VERSION = 8
 _FETCH_VERSION = 7
@@ -403,57 +405,48 @@ class TransformInstance(LoopActor):
         batches, unknown = buf.take()
         while len(self._inflight) >= MAX_IN_FLIGHT:
             await self._inflight.popleft()
-        sent = await self._send_start(batches) if batches else None
-        self._inflight.append(self.core.loop.create_task(
-            self._produce(batches, unknown, sent)))
+        sent = [(r, await self._send_start(r)) for r in _rounds(batches)]
+        self._inflight.append(self.core.loop.create_task(self._produce(sent, unknown)))
 
-    async def _produce(self, batches: list[tuple[tuple[str, int], bytes]],
-                       unknown: list[tuple[int, Output]],
-                       sent: asyncio.Future[pm.ProduceResponse] | None) -> None:
-        """Every output acknowledged (acks=all), producing again with backoff the partitions
-        that fail and the outputs of topics not found."""
+    async def _produce(self, sent: list[tuple[Batches, asyncio.Future[pm.ProduceResponse] | None]],
+                       unknown: list[tuple[int, Output]]) -> None:
+        """Every output acknowledged (acks=all): `sent`'s requests, enqueued already, then,
+        with backoff, the partitions that failed and the outputs of topics not found."""
         attempt = 0
+        pending = list(sent)
+        retry: Batches = []
         while True:
             error: str | None = None
             if unknown:  # looked up again: created meanwhile?
-                retry = PendingOutput(self.dep.outputs, await self._counts(),
+                again = PendingOutput(self.dep.outputs, await self._counts(),
                                       int(time.time() * 1000))
                 for part, out in unknown:
-                    retry.put(part, out)
-                found, unknown = retry.take()
-                batches += found
+                    again.put(part, out)
+                found, unknown = again.take()
+                retry += found
                 if unknown:
                     missing = {out.topic or self.dep.outputs[0] for _p, out in unknown}
                     error = f"output topic(s) {', '.join(sorted(missing))} not found"
-            # One batch per partition a request: a second one waits for the next round.
-            now: dict[tuple[str, int], bytes] = {}
-            later: list[tuple[tuple[str, int], bytes]] = []
-            for key, batch in batches:
-                if key in now:
-                    later.append((key, batch))
-                else:
-                    now[key] = batch
-            failed = later
-            if now:
-                if sent is None:
-                    sent = await self._send_start(list(now.items()))
-                codes = await self._send_finish(list(now.items()), sent)
-                sent = None
-                for (key, batch), code in zip(now.items(), codes, strict=True):
+            pending += [(r, None) for r in _rounds(retry)]
+            retry = []
+            for batches, fut in pending:
+                if fut is None:
+                    fut = await self._send_start(batches)
+                codes = await self._send_finish(batches, fut)
+                for (key, batch), code in zip(batches, codes, strict=True):
                     if code != ErrorCode.NONE:
                         error = f"produce to {key[0]}/{key[1]}: {_code_name(code)}"
-                        failed.append((key, batch))
-            if error is None and not failed and not unknown:
+                        retry.append((key, batch))
+            pending = []
+            if error is None:
                 if attempt:
                     self._recovered()
                 return
-            if error is not None:
-                attempt += 1
-                self.failed += 1
-                await self._failed(error, attempt)
-            batches = failed
+            attempt += 1
+            self.failed += 1
+            await self._failed(error, attempt)
 
-    async def _send_start(self, batches: list[tuple[tuple[str, int], bytes]]
+    async def _send_start(self, batches: Batches
                           ) -> asyncio.Future[pm.ProduceResponse] | None:
         """Phase 1: the batches' appends in their owners' FIFOs; -> the response's future
         (None: the local path failed, every partition answered NOT_LEADER_OR_FOLLOWER)."""
@@ -463,7 +456,7 @@ class TransformInstance(LoopActor):
             self.error = repr(exc)
             return None
 
-    async def _send_finish(self, batches: list[tuple[tuple[str, int], bytes]],
+    async def _send_finish(self, batches: Batches,
                            sent: asyncio.Future[pm.ProduceResponse] | None) -> list[int]:
         """Phase 2: each batch's error code, once acknowledged; in cluster mode, those led by
         other nodes produced to them over the wire."""
@@ -533,7 +526,21 @@ class TransformInstance(LoopActor):
                       int(time.time() * 1000), self.core.ctx.core, self.core.config.node_id)
 
 
-def _request(batches: list[tuple[tuple[str, int], bytes]]) -> pm.ProduceRequest:
+def _rounds(batches: Batches) -> list[Batches]:
+    """`batches` as requests of one batch per partition each (a request carries one per
+    partition), in order: a partition's n-th batch goes in the n-th request."""
+    rounds: list[Batches] = []
+    seen: dict[tuple[str, int], int] = {}
+    for key, batch in batches:
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append((key, batch))
+    return rounds
+
+
+def _request(batches: Batches) -> pm.ProduceRequest:
     by_topic: dict[str, list[pm.PartitionProduceData]] = {}
     for (topic, part), batch in batches:
         by_topic.setdefault(topic, []).append(pm.PartitionProduceData(part, batch))

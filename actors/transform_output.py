@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import cast
 
 from redshank.actors.embed.transform import Output
-from redshank.actors.transform_spec import OutputBatch, output_partition
+from redshank.actors.transform_spec import OUTPUT_BATCH_BYTES, OutputBatch, output_partition
 
 __all__ = ["PendingOutput", "checked"]
 
@@ -54,11 +54,13 @@ def _not_bytes(field: object) -> TypeError:
 
 class PendingOutput:
     """The outputs of the records processed since the last `take`, one `OutputBatch` per output
-    (topic, partition); outputs of a topic whose partition count is not known (not found)
-    kept as they are. `counts`: each output topic's partition count (None: not found); `now`:
-    the timestamp (ms) of outputs that set none."""
+    (topic, partition), or more when one would pass OUTPUT_BATCH_BYTES; outputs of a topic
+    whose partition count is not known (not found) kept as they are. `counts`: each output
+    topic's partition count (None: not found); `now`: the timestamp (ms) of outputs that set
+    none."""
 
-    __slots__ = ("_batches", "_counts", "_default", "_now", "_outputs", "size", "unknown")
+    __slots__ = ("_batches", "_counts", "_default", "_full", "_now", "_outputs", "size",
+                 "unknown")
 
     def __init__(self, outputs: tuple[str, ...], counts: Mapping[str, int | None],
                  now: int) -> None:
@@ -67,6 +69,8 @@ class PendingOutput:
         self._counts = counts
         self._now = now
         self._batches: dict[tuple[str, int], OutputBatch] = {}
+        # Batches of a partition that reached OUTPUT_BATCH_BYTES, in the order they filled.
+        self._full: list[tuple[tuple[str, int], bytes]] = []
         self.unknown: list[tuple[int, Output]] = []
         self.size = 0  # bytes pending (encoded, or estimated for the unknown)
 
@@ -90,13 +94,26 @@ class PendingOutput:
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = OutputBatch()
+        elif batch.size + _bound(out) > OUTPUT_BATCH_BYTES:
+            self._full.append((key, batch.encode()))  # sent before the partition's next one
+            batch = self._batches[key] = OutputBatch()
         self.size += batch.add(out.key, out.value, out.headers,
                                self._now if out.timestamp is None else out.timestamp)
 
     def take(self) -> tuple[list[tuple[tuple[str, int], bytes]], list[tuple[int, Output]]]:
         """(each output partition's encoded batch, the outputs of topics not found); the
         buffer is empty after."""
-        batches = [(key, batch.encode()) for key, batch in self._batches.items()]
+        batches = self._full
+        batches += [(key, batch.encode()) for key, batch in self._batches.items()]
         unknown = self.unknown
-        self._batches, self.unknown, self.size = {}, [], 0
+        self._batches, self._full, self.unknown, self.size = {}, [], [], 0
         return batches, unknown
+
+
+def _bound(out: Output) -> int:
+    """At least the bytes `out` takes in a batch (each varint at most 5 bytes, 10 for the
+    timestamp delta; the attributes byte)."""
+    size = len(out.value or b"") + len(out.key or b"") + 31
+    for hkey, hvalue in out.headers:
+        size += len(hkey.encode()) + len(hvalue or b"") + 10
+    return size

@@ -32,6 +32,7 @@ __all__ = [
     "BACKOFF_MAX_S",
     "BACKOFF_MIN_S",
     "HEARTBEAT_S",
+    "OUTPUT_BATCH_BYTES",
     "OUTPUT_FLUSH_BYTES",
     "READ_BYTES",
     "STATUS_EVERY_S",
@@ -52,6 +53,10 @@ TRANSFORMS_TOPIC = "__transforms"
 READ_BYTES = 1024 * 1024
 # Pending output is produced (and awaited) once it reaches this, within a chunk.
 OUTPUT_FLUSH_BYTES = 1024 * 1024
+# The most bytes of one output batch: under Kafka's default max.message.bytes (1048588), so an
+# output partition's batch is never refused as too large; a record that would take a batch
+# past this starts the next batch of that partition.
+OUTPUT_BATCH_BYTES = 1024 * 1024
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 STATUS_EVERY_S = 1.0

@@ -76,3 +76,26 @@ def test_built_batches_skip_the_walk_but_not_the_topics_rules() -> None:
     # A compacted topic's keys are still walked: a keyless record is refused.
     _w, done = produce.plan(_request("table", small), topics, built=True)
     assert [r.error_code for r in done.values()] == [ErrorCode.INVALID_RECORD]
+
+
+def test_a_partitions_batch_never_passes_output_batch_bytes() -> None:
+    from redshank.actors.transform_spec import OUTPUT_BATCH_BYTES
+
+    buf = PendingOutput(("a",), {"a": 1}, NOW)
+    value = b"v" * 100_000
+    for _ in range(25):  # 2.5 MB to one partition, taken at once
+        buf.add(0, Output(value, headers=(("h", b"x" * 50),)))
+    batches, _unknown = buf.take()
+    assert [key for key, _b in batches] == [("a", 0)] * 3
+    assert all(len(b) <= OUTPUT_BATCH_BYTES for _k, b in batches)
+    assert [len(b) for _k, b in batches][:2] == [len(encode_batch(
+        [(None, value, (("h", b"x" * 50),), NOW)] * 10))] * 2
+
+
+def test_a_flush_goes_as_requests_of_one_batch_per_partition_in_order() -> None:
+    from redshank.actors.transform_instance import _rounds
+
+    a, b = ("t", 0), ("t", 1)
+    assert _rounds([(a, b"1"), (b, b"2"), (a, b"3"), (a, b"4")]) == [
+        [(a, b"1"), (b, b"2")], [(a, b"3")], [(a, b"4")]]
+    assert _rounds([]) == []
