@@ -32,11 +32,13 @@ __all__ = [
     "BACKOFF_MAX_S",
     "BACKOFF_MIN_S",
     "HEARTBEAT_S",
+    "OUTPUT_BATCH_BYTES",
     "OUTPUT_FLUSH_BYTES",
     "READ_BYTES",
     "STATUS_EVERY_S",
     "TRANSFORMS_TOPIC",
     "Deployment",
+    "OutputBatch",
     "Status",
     "backoff",
     "encode_batch",
@@ -51,6 +53,10 @@ TRANSFORMS_TOPIC = "__transforms"
 READ_BYTES = 1024 * 1024
 # Pending output is produced (and awaited) once it reaches this, within a chunk.
 OUTPUT_FLUSH_BYTES = 1024 * 1024
+# The most bytes of one output batch: under Kafka's default max.message.bytes (1048588), so an
+# output partition's batch is never refused as too large; a record that would take a batch
+# past this starts the next batch of that partition.
+OUTPUT_BATCH_BYTES = 1024 * 1024
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 STATUS_EVERY_S = 1.0
@@ -174,8 +180,10 @@ def murmur2(data: bytes) -> int:
 # What `protocol.records.BatchBuilder` builds (a test checks the bytes are the same), without
 # its per-record generality: an identity transform spent half its time there.
 _HEADER = struct.Struct(">qiibIhiqqqhii")
+_HEADER_SIZE = 61
 _CRC_POS = 17
 _CRC_START = 21
+_SMALL_N = 1 << 14
 _SMALL = [encode_varlong(v >> 1 if not v & 1 else -((v + 1) >> 1)) for v in range(1 << 14)]
 
 OutputRecord = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes | None]], int]
@@ -197,27 +205,83 @@ def _len(data: bytes | None) -> bytes:
     return b"\x01" if data is None else _uvar(len(data) << 1)
 
 
+class OutputBatch:
+    """One output partition's batch, built as records come: each record is encoded when it is
+    added (its parts appended to the batch's, no per-record join), the header and CRC when the
+    batch is taken. Offset deltas 0..n-1; timestamps relative to the first record's."""
+
+    __slots__ = ("_base_ts", "_max_ts", "_parts", "count", "size")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._base_ts = 0
+        self._max_ts = 0
+        self.count = 0
+        self.size = _HEADER_SIZE  # bytes of the batch so far
+
+    def add(self, key: bytes | None, value: bytes | None,
+            headers: Sequence[tuple[str, bytes | None]], ts: int) -> int:
+        """Append one record; -> its size in bytes."""
+        if self.count == 0:
+            self._base_ts = self._max_ts = ts
+        elif ts > self._max_ts:
+            self._max_ts = ts
+        # The varints inline for the common small values (a call each costs as much).
+        small = _SMALL
+        d = ts - self._base_ts
+        raw = d << 1 if d >= 0 else ((-d) << 1) - 1
+        ts_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
+        raw = self.count << 1
+        offset_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
+        if key is None:
+            key_len, key = b"\x01", b""
+        else:
+            raw = len(key) << 1
+            key_len = small[raw] if raw < _SMALL_N else _uvar(raw)
+        if value is None:
+            value_len, value = b"\x01", b""
+        else:
+            raw = len(value) << 1
+            value_len = small[raw] if raw < _SMALL_N else _uvar(raw)
+        size = (1 + len(ts_delta) + len(offset_delta) + len(key_len) + len(key) + len(value_len)
+                + len(value) + 1)
+        parts = self._parts
+        if headers:
+            tail: list[bytes] = [_uvar(len(headers) << 1)]
+            for hkey, hvalue in headers:
+                name = hkey.encode()
+                tail += (_uvar(len(name) << 1), name, _len(hvalue),
+                         b"" if hvalue is None else hvalue)
+            for part in tail:
+                size += len(part)
+            size -= 1  # the count is in `tail`
+            prefix = _uvar(size << 1)
+            parts += (prefix, b"\x00", ts_delta, offset_delta, key_len, key, value_len, value)
+            parts += tail
+        else:
+            prefix = _uvar(size << 1)
+            parts += (prefix, b"\x00", ts_delta, offset_delta, key_len, key, value_len, value,
+                      b"\x00")
+        self.count += 1
+        size += len(prefix)
+        self.size += size
+        return size
+
+    def encode(self) -> bytes:
+        """The batch (base offset 0, no producer, uncompressed, magic 2), CRC32C set."""
+        body = b"".join(self._parts)
+        header = bytearray(_HEADER_SIZE)
+        _HEADER.pack_into(header, 0, 0, _HEADER_SIZE + len(body) - 12, -1, 2, 0, 0,
+                          self.count - 1, self._base_ts, self._max_ts, -1, -1, -1, self.count)
+        crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
+        struct.pack_into(">I", header, _CRC_POS, crc)
+        return b"".join((header, body))
+
+
 def encode_batch(records: Sequence[OutputRecord]) -> bytes:
     """One uncompressed magic-2 batch (base offset 0, no producer) of (key, value, headers,
     timestamp ms) records, at offset deltas 0..n-1."""
-    base_ts = records[0][3]
-    max_ts = base_ts
-    parts: list[bytes] = []
-    for delta, (key, value, headers, ts) in enumerate(records):
-        if ts > max_ts:
-            max_ts = ts
-        d = ts - base_ts
-        body = [b"\x00", _uvar(d << 1 if d >= 0 else ((-d) << 1) - 1), _uvar(delta << 1),
-                _len(key), key or b"", _len(value), value or b"", _uvar(len(headers) << 1)]
-        for hkey, hvalue in headers:
-            raw = hkey.encode()
-            body += (_uvar(len(raw) << 1), raw, _len(hvalue), hvalue or b"")
-        record = b"".join(body)
-        parts.append(_uvar(len(record) << 1))
-        parts.append(record)
-    out = bytearray(61)
-    out += b"".join(parts)
-    _HEADER.pack_into(out, 0, 0, len(out) - 12, -1, 2, 0, 0, len(records) - 1, base_ts, max_ts,
-                      -1, -1, -1, len(records))
-    struct.pack_into(">I", out, _CRC_POS, _crc32c.crc32c(memoryview(out)[_CRC_START:]))
-    return bytes(out)
+    batch = OutputBatch()
+    for key, value, headers, ts in records:
+        batch.add(key, value, headers, ts)
+    return batch.encode()

@@ -24,7 +24,7 @@ from redshank.protocol.api_versions import ApiKey
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.produce import ProduceRequest, ProduceResponse
 
-__all__ = ["produce", "produce_acked", "route_writes"]
+__all__ = ["produce", "produce_acked", "produce_built", "route_writes"]
 
 Acked = list[tuple[TopicPartition, LoopFuture[PartitionResult]]]
 
@@ -39,8 +39,22 @@ async def produce(core: CoreServices, request: ProduceRequest, version: int
     """Phase 1: every partition's append is in its owner's FIFO (order fixed); returns the
     future of the response (phase 2, when the requested acks level is reached)."""
     del version  # plan and build read every version's fields alike
+    return await _produce(core, request, built=False)
+
+
+async def produce_built(core: CoreServices, request: ProduceRequest
+                        ) -> asyncio.Future[ProduceResponse]:
+    """`produce` for batches the broker encoded itself (a transform's output): the same
+    routing, produce memory, appends and acks, without re-walking the records a client's
+    batch needs walked (`produce_h.plan`'s `built`). Never reachable from a connection: only
+    the broker's own code calls it, with bytes from `transform_spec.OutputBatch`."""
+    return await _produce(core, request, built=True)
+
+
+async def _produce(core: CoreServices, request: ProduceRequest, built: bool
+                   ) -> asyncio.Future[ProduceResponse]:
     infos, unsure = await core.topic_infos([t.name for t in request.topic_data])
-    writes, results = produce_h.plan(request, infos, int(time.time() * 1000))
+    writes, results = produce_h.plan(request, infos, int(time.time() * 1000), built=built)
     not_leader_if_unsure(results, unsure, _not_leader)
     size = sum(len(w.records) for w in writes)
     await core.produce_memory.acquire(size)

@@ -140,7 +140,7 @@ def test_encode_batch_is_what_batch_builder_builds(
 
 
 def test_outputs_are_checked() -> None:
-    from redshank.actors.transform_instance import _outputs
+    from redshank.actors.transform_output import checked as _outputs
 
     outs = ("a", "b")
     assert _outputs(None, outs) == []

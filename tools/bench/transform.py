@@ -6,7 +6,10 @@ broker this command starts, each on topics of its own.
 For each: a backlog of `--records` records is written to the input first, then the transform
 starts; throughput is the output's growth (sum of its high watermarks, polled every POLL_S) from
 the last poll that saw it empty to the one that saw it full, so neither side's start-up (a group
-join, an instance spawn) counts.
+join, an instance spawn) counts. The CPU per record is over the same window: the broker's
+process tree and the separate process, read from /proc at those two polls
+(`cpu_us_per_record_with_startup`: from before the transform starts, which counts the in-broker
+side's deployment and spawn but not the separate process's own start-up).
 Then, with the transform running, `--rate` records/s for `--seconds`, each carrying its send time:
 one consumer assigned at the end of both the input and the output gives the latency from produce
 to consumable on the output (p50/p99) and, for the same records, on the input alone; their
@@ -153,10 +156,11 @@ def _side(kind: str, broker: BenchBroker, args: argparse.Namespace, round_no: in
     phase(f"{kind}: draining the backlog")
     starter = _process_transform if kind == "process" else _broker_transform
     # Watching before the transform starts: its first output falls between two polls.
-    watch = _Watch(broker.bootstrap, sink, args.partitions, written)
+    pids = _tree_pids(broker.pid)  # the separate process's pid is added once it is started
+    watch = _Watch(broker.bootstrap, sink, args.partitions, written, pids)
     cpu0 = tree_cpu_seconds(broker.pid)
     try:
-        with starter(broker, source, sink, f"{TRANSFORM_NAME}-r{round_no}") as running:
+        with starter(broker, source, sink, f"{TRANSFORM_NAME}-r{round_no}", pids) as running:
             backlog = watch.wait(args.timeout)
             watch.close()
             cpu_broker = tree_cpu_seconds(broker.pid) - cpu0
@@ -164,7 +168,11 @@ def _side(kind: str, broker: BenchBroker, args: argparse.Namespace, round_no: in
             backlog["broker_cpu_s"] = round(cpu_broker, 3)
             if kind == "process":
                 backlog["process_cpu_s"] = round(cpu_process, 3)
-            backlog["cpu_us_per_record"] = round((cpu_broker + cpu_process) / written * 1e6, 1)
+            # From before the transform starts: the in-broker side's start-up (deployment
+            # written and followed, module loaded, instances spawned) counted, the separate
+            # process's own start-up not (its broker-side group join is).
+            backlog["cpu_us_per_record_with_startup"] = round(
+                (cpu_broker + cpu_process) / written * 1e6, 1)
             phase(f"{kind}: steady {args.rate:g} records/s for {args.seconds:g} s")
             steady = _steady(broker.bootstrap, source, sink, args)
     finally:
@@ -189,11 +197,12 @@ class _Running:
 
 
 @contextmanager
-def _process_transform(broker: BenchBroker, source: str, sink: str, name: str
-                       ) -> Iterator[_Running]:
+def _process_transform(broker: BenchBroker, source: str, sink: str, name: str,
+                       pids: list[int]) -> Iterator[_Running]:
     cmd = [sys.executable, "-m", "redshank.tools.bench._transform_worker", "--bootstrap",
            broker.bootstrap, "--input", source, "--output", sink, "--group", name]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pids.append(proc.pid)  # before it can write any output: the drain's CPU counts it
     try:
         assert proc.stdout is not None
         line = read_line(proc.stdout, 60)
@@ -214,8 +223,9 @@ def _process_transform(broker: BenchBroker, source: str, sink: str, name: str
 
 
 @contextmanager
-def _broker_transform(broker: BenchBroker, source: str, sink: str, name: str
-                      ) -> Iterator[_Running]:
+def _broker_transform(broker: BenchBroker, source: str, sink: str, name: str,
+                      pids: list[int]) -> Iterator[_Running]:
+    del pids  # the broker's, already watched
     with tempfile.TemporaryDirectory(prefix="redshank-bench-transform-") as tmp:
         Path(tmp, "bench_identity.py").write_text(IDENTITY_SOURCE)
         _cli(broker, tmp, "deploy", "--name", name, "--input", source, "--output",
@@ -272,10 +282,14 @@ class _Watch:
     """Polls the output's size (the sum of its partitions' high watermarks) every POLL_S on a
     thread, from before the transform starts until it holds `records`."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, records: int) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, records: int,
+                 pids: list[int]) -> None:
         from confluent_kafka import Consumer
 
         self.topic, self.partitions, self.records = topic, partitions, records
+        self.pids = pids  # whose CPU the drain counts (read at each poll: may grow)
+        self.cpu_empty: float | None = None  # their CPU seconds at the last empty poll
+        self.cpu_full: float | None = None  # and at the full one
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-watch"})
         self.start = time.perf_counter()
         self.last_empty: float | None = None  # the last poll that saw no output
@@ -298,9 +312,11 @@ class _Watch:
                 for p in range(self.partitions)))
             if self.count == 0:
                 self.last_empty = polled
+                self.cpu_empty = _cpu_seconds(self.pids)
             self._polled_once.set()
             if self.count >= self.records:
                 self.full = time.perf_counter()
+                self.cpu_full = _cpu_seconds(self.pids)
                 return
             self._stop.wait(POLL_S)  # polling the output's size: each poll is one request
 
@@ -315,13 +331,51 @@ class _Watch:
             out["startup_s"] = round(self.last_empty - self.start, 3)
             out["drain_s"] = round(self.full - self.last_empty, 3)
             out["records_per_s"] = round(self.count / (self.full - self.last_empty))
+        if self.cpu_full is not None and self.cpu_empty is not None and self.count:
+            # The same window as the rate: neither side's start-up counted.
+            out["drain_cpu_s"] = round(self.cpu_full - self.cpu_empty, 3)
+            out["cpu_us_per_record"] = round((self.cpu_full - self.cpu_empty) / self.count
+                                             * 1e6, 1)
         return out
+
 
     def close(self) -> None:
         if not self._stop.is_set():
             self._stop.set()
             self._thread.join(10)
             self.consumer.close()
+
+
+def _tree_pids(root: int) -> list[int]:
+    """`root` and its descendants now (the broker's cores do not change during a run)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(raw[raw.rindex(")") + 2:].split()[1])
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return out
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU seconds of these processes (all their threads), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in list(pids):
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def _steady(bootstrap: str, source: str, sink: str, args: argparse.Namespace

@@ -66,10 +66,17 @@ class PartitionWrite:
 
 
 def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None],
-         now_ms: int | None = None
+         now_ms: int | None = None, *, built: bool = False
          ) -> tuple[list[PartitionWrite], dict[TopicPartition, PartitionResult]]:
     """(writes to route to the partitions' owners, results already known). `now_ms`: the
-    broker's clock, for message.timestamp.before/after.max.ms (None: not checked)."""
+    broker's clock, for message.timestamp.before/after.max.ms (None: not checked).
+
+    `built`: the batches come from the broker's own encoder (a transform's output,
+    `actors.transform_spec.OutputBatch`), not a client: one uncompressed magic-2 batch each,
+    without producer, framed and CRC'd by construction, so the CRC re-check and the record
+    walk (which exist because client bytes cannot be trusted) are skipped. The topic's own
+    rules still apply: max.message.bytes, a compacted topic's keys (walked), the timestamp
+    window, compression.type."""
     writes: list[PartitionWrite] = []
     done: dict[TopicPartition, PartitionResult] = {}
     acks_ok = request.acks in (-1, 0, 1)
@@ -84,8 +91,11 @@ def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None],
             if info is None or core is None:
                 done[tp] = PartitionResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
                 continue
-            checked = check_records(p.records, info.max_message_bytes,
-                                    tp if _compacted(info) else None)
+            compacted = _compacted(info)
+            checked = (_check_built(p.records, info.max_message_bytes)
+                       if built and not compacted else
+                       check_records(p.records, info.max_message_bytes,
+                                     tp if compacted else None))
             if isinstance(checked, PartitionResult):
                 done[tp] = checked
                 continue
@@ -96,6 +106,20 @@ def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None],
                 continue
             writes.append(PartitionWrite(tp, core, _as_stored(info, p.records), checked))
     return writes, done
+
+
+def _check_built(records: bytes | memoryview | None, max_message_bytes: int
+                 ) -> PartitionResult | None:
+    """A broker-built batch's one check that depends on the topic: its size."""
+    if not records:
+        return _invalid("no record batch")
+    if len(records) > max_message_bytes:
+        return PartitionResult(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            error_message=f"batch of {len(records)} bytes above max.message.bytes "
+                          f"{max_message_bytes}",
+        )
+    return None
 
 
 def _compacted(info: TopicInfo) -> bool:
