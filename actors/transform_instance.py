@@ -36,12 +36,11 @@ A slow `process`: the records of a chunk run in slices (SLICE_S of `process` tim
 instance yields to its core's loop (`asyncio.sleep(0)`), so a request of another partition of
 this core waits at most about one slice, not the whole chunk.
 
-Transactional input is read as read_uncommitted: every record below the high watermark,
-those of aborted transactions included (control batches are skipped). `records_of` already
-skips aborted transactions given their list; what is missing is the partition's
-read_committed read (branch txn-part, not merged): once it is, the read here becomes
-`Read(..., isolation=READ_COMMITTED)` (below the last stable offset) and its answer's
-`aborted` goes to `records_of(..., aborted=res.aborted)`; the chunk's end is then the LSO.
+Transactional input is read as read_committed (KIP-98): below the last stable offset, and the
+records of aborted transactions skipped (`records_of` with the read's `aborted` list; control
+batches are never handed to `process`). While a transaction is open the read stops at its
+first offset; the instance then waits for the high watermark to move past what it was (a
+marker or more data), not for it to pass the instance's offset, which it already has.
 
 The instance pulls at its own pace, so a slow transform only falls behind (its lag grows); the
 producers of the input never wait for it. Memory per instance: one input chunk (at most
@@ -92,7 +91,7 @@ from redshank.actors.transform_spec import (
     group_of,
 )
 from redshank.cluster.kafka import TopicPartition
-from redshank.cluster.partition.api import Read, WaitForData
+from redshank.cluster.partition.api import READ_COMMITTED, Read, WaitForData
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages import offset_commit as oc
 from redshank.protocol.messages import offset_fetch as of
@@ -273,7 +272,8 @@ class TransformInstance(LoopActor):
     async def _step(self, user: Transform) -> None:
         owner = self.core.ctx.core
         res = await self.core.ask_partition(self.tp, owner,
-                                            Read(self.offset, READ_BYTES, -1, False))
+                                            Read(self.offset, READ_BYTES, -1, False,
+                                                 isolation=READ_COMMITTED))
         if res.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
             # Below the log start: retention removed what was never processed (or a new
             # deployment starts there). Above the log end: the topic was recreated. Either
@@ -295,7 +295,9 @@ class TransformInstance(LoopActor):
             return
         if not res.records:
             await self._report()
-            await self._wait(owner)
+            # Caught up (the high watermark is our offset), or held at the last stable offset
+            # by an open transaction (the high watermark is past it): wait for it to move on.
+            await self._wait(owner, max(self.offset, res.high_watermark))
             return
         # A copy: the records are decoded lazily, after the leader may have reused its cache.
         data = bytes(res.records)
@@ -303,7 +305,8 @@ class TransformInstance(LoopActor):
         for _pos, header in iter_batches(data, verify_crc=False):
             end = max(end, header.last_offset + 1)
         # One batch decompressed at a time, its records decoded as `process` reads them.
-        await self._process(user, records_of(self.dep.input, self.partition, data, self.offset))
+        await self._process(user, records_of(self.dep.input, self.partition, data, self.offset,
+                                             res.aborted))
         del data, res
         self.offset = end
         # Committed once every output before it is acknowledged: after the flushes in flight
@@ -336,11 +339,12 @@ class TransformInstance(LoopActor):
                     self.manager.tell(Refresh())
         await asyncio.sleep(backoff(3))
 
-    async def _wait(self, owner: int) -> None:
+    async def _wait(self, owner: int, offset: int) -> None:
+        """Until the high watermark passes `offset` (or WAIT_MS)."""
         name = partition_name(self.dep.input, self.partition)
         try:
             await resolve(self.core.router.ref(owner, name).ask(
-                WaitForData(self.offset, WAIT_MS), block=False))
+                WaitForData(offset, WAIT_MS), block=False))
         except (pykka.ActorDeadError, CoreDiedError):
             await asyncio.sleep(backoff(1))
 

@@ -384,3 +384,51 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, workdir: Path) -> None
         assert all(seen[v] for _k, v in more)
     finally:
         node.stop()
+
+
+@pytest.mark.timeout(120)
+def test_transactional_input_is_read_committed(node: BrokerProcess, workdir: Path) -> None:
+    """Committed transactions and plain records go through; an aborted transaction's records
+    never do; an open transaction holds the instance at its first offset (the last stable
+    offset) until it commits."""
+    create_topic(node.bootstrap, "txin", 1)
+    create_topic(node.bootstrap, "txout", 1)
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "txident", "--input", "txin",
+              "--output", "txout", "xforms:Ident")
+    assert out.returncode == 0, out.stderr
+    txp = Producer({"bootstrap.servers": node.bootstrap, "transactional.id": "xform-txin"})
+    txp.init_transactions(30)
+    txp.begin_transaction()
+    for v in (b"a1", b"a2"):
+        txp.produce("txin", value=v, partition=0)
+    txp.commit_transaction(30)  # a1 0, a2 1, COMMIT 2
+    txp.begin_transaction()
+    for v in (b"b1", b"b2"):
+        txp.produce("txin", value=v, partition=0)
+    assert txp.flush(30) == 0  # written, so that the abort has records to hide
+    txp.abort_transaction(30)  # b1 3, b2 4, ABORT 5
+    produce(node.bootstrap, "txin", [(None, b"c1")], partition=0)  # 6
+    txp.begin_transaction()
+    txp.produce("txin", value=b"d1", partition=0)  # 7, open
+    assert txp.flush(30) == 0
+
+    def held() -> bool:
+        # `transform list` counts lag up to the last stable offset (its high_watermark).
+        t = listed(workdir, node.bootstrap).get("txident")
+        return t is not None and len(t["instances"]) == 1 and \
+            t["instances"][0]["processed"] == 3 and t["instances"][0]["offset"] == 7
+
+    wait_for("the instance to stop at the open transaction", held)
+    reader = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "txin-hw",
+                       "isolation.level": "read_uncommitted"})
+    try:  # d1 is written (the high watermark is past it) but not handed to the transform
+        assert reader.get_watermark_offsets(TopicPartition("txin", 0), timeout=10)[1] == 8
+    finally:
+        reader.close()
+    assert [v for _p, _k, v in consume_all(node.bootstrap, "txout", 1)] == [
+        b"a1", b"a2", b"c1"]
+    txp.commit_transaction(30)  # COMMIT 8
+    wait_for("the committed transaction to go through",
+             lambda: caught_up(workdir, node.bootstrap, "txident", 1))
+    assert [v for _p, _k, v in consume_all(node.bootstrap, "txout", 1)] == [
+        b"a1", b"a2", b"c1", b"d1"]
