@@ -11,11 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from redshank.tools.bench._broker import create_topic, free_port, read_line
 
-__all__ = ["BrokerProcess", "consume_aiokafka", "create_topic", "free_port", "recv_exact"]
+__all__ = [
+    "BrokerProcess", "consume_aiokafka", "create_topic", "free_port", "recv_exact", "start_on",
+]
 
 
 class BrokerProcess:
@@ -94,6 +97,22 @@ class BrokerProcess:
         if proc is not None and proc.stdout is not None:
             proc.stdout.close()
         self.proc = None
+
+
+def start_on(data_dir: Path, port: int = 0, *, cores: int = 2, within: float = 20.0,
+             ready_timeout: float = 30.0) -> BrokerProcess:
+    """A broker on `port` and `data_dir`, retried for `within` seconds: after a kill -9 the
+    old cores may take a moment to release the port."""
+    deadline = time.monotonic() + within
+    while True:
+        node = BrokerProcess(data_dir, cores=cores, port=port, ready_timeout=ready_timeout)
+        try:
+            node.start()
+            return node
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
 
 
 def expected_records(prefix: str, partitions: int, per_partition: int

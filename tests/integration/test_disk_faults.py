@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker_proc import BrokerProcess, create_topic, free_port, recv_exact
+from broker_proc import BrokerProcess, create_topic, free_port, recv_exact, start_on
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -79,19 +79,6 @@ def faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faults]:
     control.clear()
 
 
-def _start(data_dir: Path, port: int = 0, cores: int = 2) -> BrokerProcess:
-    """Start on `port`; after a kill -9 the old cores may take a moment to release it."""
-    deadline = time.monotonic() + 20
-    while True:
-        node = BrokerProcess(data_dir, cores=cores, port=port, ready_timeout=30)
-        try:
-            node.start()
-            return node
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
 
 def _kill9(node: BrokerProcess) -> None:
     """SIGKILL the supervisor and every core at once, and wait until all are gone."""
@@ -141,7 +128,7 @@ def test_idempotent_retry_is_not_acked_before_the_flush_of_its_original(
         tmp_path: Path, faults: Faults) -> None:
     events = tmp_path / "syncs"
     faults.set(match="kafka/slow-0", delay_ms={"fdatasync": 500}, events=str(events))
-    node = _start(tmp_path / "data", cores=1)
+    node = start_on(tmp_path / "data", cores=1)
     try:
         create_topic(node.bootstrap, "slow", 1)
         host, port = node.bootstrap.rsplit(":", 1)
@@ -242,7 +229,7 @@ class _Load:
 def test_disk_full_then_kill9_loses_no_acknowledged_record(
         tmp_path: Path, faults: Faults) -> None:
     port = free_port()
-    node = _start(tmp_path / "data", port)
+    node = start_on(tmp_path / "data", port)
     try:
         create_topic(node.bootstrap, "full", PARTITIONS)
         load = _Load(node.bootstrap, "full")
@@ -259,7 +246,7 @@ def test_disk_full_then_kill9_loses_no_acknowledged_record(
         load.run(1.0)
         _kill9(node)  # while still full: no core may flush on its way out
         faults.clear()
-        node = _start(tmp_path / "data", port)
+        node = start_on(tmp_path / "data", port)
         load.run(0.5)
         load.finish()
         load.check_stored(node.bootstrap)
@@ -279,7 +266,7 @@ def _partition_status(node: BrokerProcess, topic: str) -> list[str]:
                          ids=["fsync-eio", "disk-full"])
 def test_disk_fault_window_then_acks_resume_without_a_restart(
         tmp_path: Path, faults: Faults, fail: dict[str, str]) -> None:
-    node = _start(tmp_path / "data")
+    node = start_on(tmp_path / "data")
     try:
         pid = node.proc.pid if node.proc is not None else -1
         cores = json.loads((node.data_dir / "node.json").read_text())["pids"]
@@ -320,7 +307,7 @@ def test_offset_commits_resume_after_an_fsync_eio_on_the_group_log(
     """The `__consumer_offsets` partition's fdatasync fails: commits fail meanwhile, the group
     host reopens its log from disk on the next request, and commits work again in the same
     broker process, the durable ones kept."""
-    node = _start(tmp_path / "data", cores=1)
+    node = start_on(tmp_path / "data", cores=1)
     consumer = None
     try:
         pid = node.proc.pid if node.proc is not None else -1

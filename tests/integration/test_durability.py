@@ -11,26 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from broker_proc import BrokerProcess, create_topic, free_port
+from broker_proc import BrokerProcess, create_topic, free_port, start_on
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from test_confluent_kafka import consume_assigned
 
 ROUNDS = int(os.environ.get("BROKER_KILL_ROUNDS", "3"))
 PARTITIONS = 2
 
-
-def _restart(data_dir: Path, port: int) -> BrokerProcess:
-    """Start on the same port; the killed node's cores may take a moment to release it."""
-    deadline = time.monotonic() + 20
-    while True:
-        node = BrokerProcess(data_dir, cores=2, port=port, ready_timeout=30)
-        try:
-            node.start()
-            return node
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
 
 
 def _high_watermarks(bootstrap: str, topic: str) -> list[int]:
@@ -46,7 +33,7 @@ def _high_watermarks(bootstrap: str, topic: str) -> list[int]:
 def test_acked_records_survive_sigkill_exactly_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
-    node = _restart(data_dir, port)
+    node = start_on(data_dir, port)
     try:
         topic = "durable"
         create_topic(node.bootstrap, topic, PARTITIONS)
@@ -86,7 +73,7 @@ def test_acked_records_survive_sigkill_exactly_once(tmp_path: Path) -> None:
             produce_for(1.0)
             node.kill()
             produce_for(0.3)  # the producer keeps going (and retrying) while the node is down
-            node = _restart(data_dir, port)
+            node = start_on(data_dir, port)
         produce_for(0.5)
         left = producer.flush(60)
         assert left == 0, f"{left} records never acknowledged"

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from test_cluster_controller import agreed
 from test_cluster_controller import wait_for as wait_value
 from test_cluster_partitions import KafkaNode
-from test_transforms import TRANSFORMS_PY, cli, listed, wait_for
+from transform_helpers import TRANSFORMS_PY, cli, consume_all, listed, produce, wait_for
 
 from redshank.tools.cluster_cmd import plan_ports
 
@@ -90,50 +90,6 @@ def caught_up(cwd: Path, bootstrap: str, name: str, topic: str, partitions: int)
                for i in t["instances"])
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                         "enable.idempotence": True, "linger.ms": 5})
-    errors: list[KafkaError] = []
-
-    def report(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            errors.append(err)
-
-    for key, value in records:
-        producer.produce(topic, value=value, key=key, on_delivery=report)
-        producer.poll(0)
-    assert producer.flush(30) == 0
-    assert errors == []
-
-
-def consume_all(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0
-                ) -> list[tuple[int, bytes | None, bytes | None]]:
-    """Every record of `topic` up to its high watermarks: (partition, key, value)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{topic}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 100})
-    got: list[tuple[int, bytes | None, bytes | None]] = []
-    try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(partitions)}
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions) if ends[p]])
-        pos = dict.fromkeys(range(partitions), 0)
-        deadline = time.monotonic() + timeout
-        while any(pos[p] < ends[p] for p in pos):
-            assert time.monotonic() < deadline, f"{topic}: read {pos} of {ends}"
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            assert msg.error() is None, f"consumer error: {msg.error()}"
-            p, offset = msg.partition(), msg.offset()
-            assert p is not None and offset is not None
-            if offset < ends[p]:
-                got.append((p, msg.key(), msg.value()))
-            pos[p] = offset + 1
-    finally:
-        consumer.close()
-    return got
-
-
 @pytest.mark.timeout(150)
 def test_upper_transform_on_three_nodes(cluster: Cluster, workdir: Path) -> None:
     create(cluster.bootstrap, "cup-in", 3)
@@ -145,8 +101,8 @@ def test_upper_transform_on_three_nodes(cluster: Cluster, workdir: Path) -> None
     produce(cluster.bootstrap, "cup-in", [(b"k%d" % i, b"value-%d" % i) for i in range(n)])
     wait_for("the transform to catch up on every leader", lambda: caught_up(
         workdir, cluster.bootstrap, "cupper", "cup-in", 3), 60)
-    got = consume_all(cluster.bootstrap, "cup-out", 3)
-    inputs = consume_all(cluster.bootstrap, "cup-in", 3)
+    got = consume_all(cluster.bootstrap, "cup-out", 3, timeout=30)
+    inputs = consume_all(cluster.bootstrap, "cup-in", 3, timeout=30)
     assert Counter(got) == Counter((p, k, v.upper() if v else v) for p, k, v in inputs)
     assert len(got) == n
     t = listed(workdir, cluster.bootstrap)["cupper"]
@@ -217,8 +173,8 @@ def test_leadership_moves_mid_stream_nothing_lost(cluster: Cluster, workdir: Pat
     assert leaders(cluster.bootstrap, "cmv-in")[0] == target
     wait_for("the transform to catch up, partition 0's instance on its new leader",
              lambda: caught_up(workdir, cluster.bootstrap, "cident", "cmv-in", 3), 60)
-    inputs = consume_all(cluster.bootstrap, "cmv-in", 3)
-    outputs = consume_all(cluster.bootstrap, "cmv-out", 3)
+    inputs = consume_all(cluster.bootstrap, "cmv-in", 3, timeout=30)
+    outputs = consume_all(cluster.bootstrap, "cmv-out", 3, timeout=30)
     assert sorted(v for _p, _k, v in inputs) == [b"%06d" % i for i in range(total)]
     seen = Counter(v for _p, _k, v in outputs)
     missing = [v for _p, _k, v in inputs if v not in seen]

@@ -114,7 +114,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["loop"]:
 # --- The test ----------------------------------------------------------------------------------
 
 import pytest  # noqa: E402
-from broker_proc import BrokerProcess, create_topic, free_port  # noqa: E402
+from broker_proc import BrokerProcess, create_topic, free_port, start_on  # noqa: E402
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 
 LOOP_LINE_TIMEOUT = 30.0
@@ -166,20 +166,6 @@ class Loop:
             if f is not None:
                 f.close()
 
-
-def _restart(data_dir: Path, port: int) -> BrokerProcess:
-    """The broker again on the same port and data dir (the killed one's cores may take a
-    moment to release the port)."""
-    deadline = time.monotonic() + 60
-    while True:
-        node = BrokerProcess(data_dir, cores=2, port=port, ready_timeout=60)
-        try:
-            node.start()
-            return node
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
 
 
 def _prefill(bootstrap: str) -> set[bytes]:
@@ -246,7 +232,7 @@ def test_consume_transform_produce_is_exactly_once_across_kill_9(tmp_path: Path)
         loop.wait_for("hang")
         broker.kill()
         kills["broker, loop carries on"] += 1
-        broker = _restart(data_dir, port)
+        broker = start_on(data_dir, port, within=60, ready_timeout=60)
         loop.go()
         outcome = loop.wait_for("committed", "failed", "exit", timeout=60)
         if not outcome.startswith("committed"):  # failed across the restart: start it again
