@@ -20,16 +20,14 @@ import pykka
 import structlog
 
 from redshank.actors._async import resolve
-from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics, ProposeTopics
-from redshank.actors.frontend.services import OWNER_GONE, UNREACHABLE, CoreServices
+from redshank.actors.frontend._internal_topics import cluster_view, local_topic
+from redshank.actors.frontend.services import OWNER_GONE, CoreServices
 from redshank.actors.partition_manager import MANAGER, EnsureTxnHost
-from redshank.actors.topic_controller import CreateTopics
 from redshank.actors.txn_host import TXN_TOPIC, TxnCall, txn_host_name
 from redshank.cluster.group import partition_for
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka import handlers as h
 from redshank.cluster.txn.api import TxnRequest, TxnResult
-from redshank.protocol.error_codes import ErrorCode
 
 __all__ = ["CLUSTER_TXN_PARTITIONS", "TXN_MAX_REPLICATION", "call", "call_all", "txn_view"]
 
@@ -45,54 +43,16 @@ _log = structlog.get_logger("redshank.txn")
 
 
 async def _txn_topic(core: CoreServices) -> TopicInfo:
-    """Single node: `__transaction_state`, created on first use (a request arriving while
-    another core's creates it waits for it, as for `__consumer_offsets`)."""
-    info = core.topics.get(TXN_TOPIC)
-    if info is not None:
-        return info
-    spec = h.create_topics.TopicSpec(TXN_TOPIC, core.router.ncores, ())
-    await core.ask_controller(CreateTopics((spec,), False))
-    deadline = asyncio.get_running_loop().time() + core.config.controller_timeout_s
-    delay = 0.005
-    while True:
-        infos, unsure = await core.topic_infos([TXN_TOPIC])
-        found = infos[TXN_TOPIC]
-        if found is not None:
-            return found
-        if TXN_TOPIC not in unsure or asyncio.get_running_loop().time() + delay > deadline:
-            raise pykka.ActorDeadError(f"{TXN_TOPIC} does not exist")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    """Single node: `__transaction_state`, created on first use."""
+    return await local_topic(core, TXN_TOPIC)
 
 
 async def txn_view(core: CoreServices) -> h.metadata.ClusterView | None:
     """Cluster mode: the controller's view of `__transaction_state` with its partitions'
     leaders; None while it cannot say, or the topic is still being created (through the
     controller, here, on first use)."""
-    timeout = core.config.controller_timeout_s
-    service = core.router.ref(0, CONTROLLER_SERVICE)
-    try:
-        view = await asyncio.wait_for(resolve(service.ask(
-            DescribeTopics((TXN_TOPIC,)), block=False)), timeout)
-    except UNREACHABLE:
-        return None
-    assert isinstance(view, h.metadata.ClusterView)
-    if TXN_TOPIC in view.topics:
-        return view
-    if not view.brokers:
-        return None
-    rf = min(TXN_MAX_REPLICATION, len(view.brokers))
-    spec = h.create_topics.TopicSpec(TXN_TOPIC, CLUSTER_TXN_PARTITIONS, ())
-    try:
-        answer = await asyncio.wait_for(resolve(service.ask(
-            ProposeTopics((spec,), (rf,)), block=False)), timeout)
-    except UNREACHABLE:
-        return None
-    assert isinstance(answer, dict)
-    outcome = answer.get(TXN_TOPIC)
-    if outcome is not None and outcome.error_code == ErrorCode.NONE:
-        _log.info("txn_topic_created", partitions=CLUSTER_TXN_PARTITIONS, replication_factor=rf)
-    return None  # no leader yet: clients ask again (COORDINATOR_NOT_AVAILABLE)
+    return await cluster_view(core, TXN_TOPIC, CLUSTER_TXN_PARTITIONS, TXN_MAX_REPLICATION,
+                              _log, "txn_topic_created")
 
 
 async def _ask(core: CoreServices, info: TopicInfo, p: int, request: TxnRequest,

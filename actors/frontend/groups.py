@@ -24,13 +24,13 @@ import pykka
 import structlog
 
 from redshank.actors._async import resolve
-from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics, ProposeTopics
+from redshank.actors.controller_service import CONTROLLER_SERVICE, DescribeTopics
+from redshank.actors.frontend._internal_topics import cluster_view, local_topic
 from redshank.actors.frontend._registry import serves
 from redshank.actors.frontend._txn_coordinators import txn_view
 from redshank.actors.frontend.services import OWNER_GONE, UNREACHABLE, CoreServices
 from redshank.actors.group_host import GROUPS_TOPIC, GroupCall, GroupRequest, group_host_name
 from redshank.actors.partition_manager import MANAGER, EnsureGroupHost
-from redshank.actors.topic_controller import CreateTopics
 from redshank.actors.txn_host import TXN_TOPIC
 from redshank.cluster.group import (
     DeleteGroupsResult,
@@ -77,26 +77,8 @@ _log = structlog.get_logger("redshank.groups")
 
 
 async def _groups_topic(core: CoreServices) -> TopicInfo:
-    """Single node: `__consumer_offsets`, created on first use. A request that arrives while
-    another core's request is creating it waits (up to the controller timeout) for the topic
-    instead of answering NOT_COORDINATOR: a client told that backs off before it joins again
-    (librdkafka: ~3 s, so a second consumer started with the first missed its generation)."""
-    info = core.topics.get(GROUPS_TOPIC)
-    if info is not None:
-        return info
-    spec = h.create_topics.TopicSpec(GROUPS_TOPIC, core.router.ncores, ())
-    await core.ask_controller(CreateTopics((spec,), False))
-    deadline = asyncio.get_running_loop().time() + core.config.controller_timeout_s
-    delay = 0.005
-    while True:
-        infos, unsure = await core.topic_infos([GROUPS_TOPIC])
-        found = infos[GROUPS_TOPIC]
-        if found is not None:
-            return found
-        if GROUPS_TOPIC not in unsure or asyncio.get_running_loop().time() + delay > deadline:
-            raise pykka.ActorDeadError(f"{GROUPS_TOPIC} does not exist")
-        await asyncio.sleep(delay)  # being created by another core's request: ready in ms
-        delay = min(delay * 2, 0.1)
+    """Single node: `__consumer_offsets`, created on first use."""
+    return await local_topic(core, GROUPS_TOPIC)
 
 
 async def _call_host(core: CoreServices, info: TopicInfo, p: int, request: GroupRequest,
@@ -143,34 +125,9 @@ def _replicated_topic(core: CoreServices) -> TopicInfo | None:
 
 
 async def _groups_view(core: CoreServices) -> h.metadata.ClusterView | None:
-    """Cluster mode: the controller's view of `__consumer_offsets` with its partitions'
-    leaders; None while it cannot say, or the topic is still being created (through the
-    controller, here, on first use)."""
-    timeout = core.config.controller_timeout_s
-    service = core.router.ref(0, CONTROLLER_SERVICE)
-    try:
-        view = await asyncio.wait_for(resolve(service.ask(
-            DescribeTopics((GROUPS_TOPIC,)), block=False)), timeout)
-    except UNREACHABLE:
-        return None
-    assert isinstance(view, h.metadata.ClusterView)
-    if GROUPS_TOPIC in view.topics:
-        return view
-    if not view.brokers:  # no controller state here (yet): nothing to create it with
-        return None
-    rf = min(GROUPS_MAX_REPLICATION, len(view.brokers))
-    spec = h.create_topics.TopicSpec(GROUPS_TOPIC, CLUSTER_GROUPS_PARTITIONS, ())
-    try:
-        answer = await asyncio.wait_for(resolve(service.ask(
-            ProposeTopics((spec,), (rf,)), block=False)), timeout)
-    except UNREACHABLE:
-        return None
-    assert isinstance(answer, dict)
-    outcome = answer.get(GROUPS_TOPIC)
-    if outcome is not None and outcome.error_code == ErrorCode.NONE:
-        _log.info("groups_topic_created", partitions=CLUSTER_GROUPS_PARTITIONS,
-                  replication_factor=rf)
-    return None  # no leader yet: clients ask again (COORDINATOR_NOT_AVAILABLE)
+    """Cluster mode: the controller's view of `__consumer_offsets`, created on first use."""
+    return await cluster_view(core, GROUPS_TOPIC, CLUSTER_GROUPS_PARTITIONS,
+                              GROUPS_MAX_REPLICATION, _log, "groups_topic_created")
 
 
 async def call(core: CoreServices, group_id: str, request: GroupRequest, unavailable: R) -> R:
