@@ -23,7 +23,7 @@ from redshank.protocol.api_versions import ADVERTISED, ApiKey
 from redshank.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 
 # Modules of the package that serve no API themselves.
-_SUPPORT = {"_registry", "_txn_coordinators", "services"}
+_SUPPORT = {"_internal_topics", "_registry", "_txn_coordinators", "services"}
 
 
 def _core() -> CoreServices:
