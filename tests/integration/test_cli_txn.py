@@ -7,31 +7,15 @@ transaction completes and no partition has an open one. An unknown id or topic e
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 import pytest
 from broker_proc import BrokerProcess, create_topic
 from confluent_kafka import Producer
-
-from redshank.tools.cli import main
+from test_cli_groups import run, run_json
 
 TOPIC = "cli-txn"
 TXN_ID = "cli-txn-id"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
-    code, out, err = run(capsys, *args, "--json")
-    assert code == 0, (args, code, err)
-    return json.loads(out)
 
 
 @pytest.mark.timeout(90)

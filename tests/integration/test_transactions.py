@@ -7,22 +7,20 @@ coordinator."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 import pytest
 from broker_proc import BrokerProcess, create_topic
+from cluster_load import cluster
+from cluster_load import create_topic as create_cluster_topic
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-from test_cluster_controller import agreed, wait_for
+from test_cluster_controller import wait_for
 from test_cluster_groups import one_leader
-from test_cluster_partitions import KafkaNode
 
 from redshank.protocol.messages import describe_transactions as dt
 from redshank.protocol.messages import find_coordinator as fc
 from redshank.protocol.messages import list_transactions as lt
-from redshank.tools.cluster_cmd import plan_ports
 from redshank.tools.kafka_raw import RawConnection
 
 
@@ -213,18 +211,9 @@ def test_offsets_sent_to_a_transaction_commit_with_it(broker: BrokerProcess) -> 
 def test_markers_reach_partitions_led_by_other_nodes(tmp_path: Path) -> None:
     """Three nodes: the topic's partitions lead on several of them, so the coordinator writes
     some markers in-process and the others over the wire to their leaders."""
-    rpcs = [rpc for _kafka, rpc in plan_ports(3, 1, 0)]
-    nodes = [KafkaNode(tmp_path / f"node-{i}", i, rpcs[i - 1], rpcs, 1) for i in (1, 2, 3)]
     topic, partitions = "txn-cluster", 3
-    try:
-        for node in nodes:
-            node.spawn()
-        for node in nodes:
-            node.ready()
-        wait_for("three nodes agreeing on one cluster", lambda: agreed(nodes, 3), 30)  # type: ignore[arg-type]
-        admin = AdminClient({"bootstrap.servers": nodes[0].kafka})
-        admin.create_topics([NewTopic(topic, partitions, 3)],
-                            operation_timeout=20)[topic].result(30)
+    with cluster(tmp_path) as nodes:
+        create_cluster_topic(nodes, topic, partitions)
         leaders = {p: wait_for(f"a leader of {topic}/{p}",
                                lambda p=p: one_leader(nodes, topic, p), 30)[0].node_id
                    for p in range(partitions)}
@@ -251,9 +240,6 @@ def test_markers_reach_partitions_led_by_other_nodes(tmp_path: Path) -> None:
                            2 * partitions, 60)
         assert got == [v.encode() for p in range(partitions)
                        for v in (f"kept-{p}", f"last-{p}")], leaders
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 @pytest.mark.timeout(120)
@@ -283,43 +269,3 @@ def test_a_transaction_left_open_by_a_restart_is_aborted_after_its_timeout(
     finally:
         proc.stop()
 
-
-@pytest.mark.timeout(90)
-def test_aiokafka_and_kafka_python_transactional_producers(broker: BrokerProcess) -> None:
-    from aiokafka import AIOKafkaProducer
-    from kafka import KafkaProducer
-
-    topic = "txn-other-clients"
-    create_topic(broker.bootstrap, topic, 2)
-
-    async def aiokafka_flow() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
-                                    transactional_id="txn-aiokafka-id")
-        await producer.start()
-        try:
-            async with producer.transaction():
-                for i in range(2):
-                    await producer.send_and_wait(topic, f"ak-kept-{i}".encode(), partition=i)
-            await producer.begin_transaction()
-            for i in range(2):
-                await producer.send_and_wait(topic, f"ak-dropped-{i}".encode(), partition=i)
-            await producer.abort_transaction()
-        finally:
-            await producer.stop()
-
-    asyncio.run(asyncio.wait_for(aiokafka_flow(), 60))
-    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="txn-kp-id")
-    try:
-        kp.init_transactions()
-        kp.begin_transaction()
-        for i in range(2):
-            kp.send(topic, f"kp-dropped-{i}".encode(), partition=i)
-        kp.abort_transaction()
-        kp.begin_transaction()
-        for i in range(2):
-            kp.send(topic, f"kp-kept-{i}".encode(), partition=i)
-        kp.commit_transaction()
-    finally:
-        kp.close(10)
-    read = _consume_all(broker.bootstrap, topic, 2, "read_committed", 4)
-    assert read == [b"ak-kept-0", b"kp-kept-0", b"ak-kept-1", b"kp-kept-1"]
