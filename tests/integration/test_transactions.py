@@ -268,4 +268,3 @@ def test_a_transaction_left_open_by_a_restart_is_aborted_after_its_timeout(
         assert read == [b"after"]
     finally:
         proc.stop()
-
