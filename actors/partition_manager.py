@@ -718,10 +718,7 @@ class PartitionManager(LoopActor):
         replicas = None
         if plan is not None and messenger is not None:
             self._group_plans[name] = (message, plan)
-            # Coordinators spread with their partitions' preferred replicas (the balance).
-            replicas = Replicas(self.node, plan.voters, messenger.sender(plan.group),
-                                seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF,
-                                preferred=plan.preferred)
+            replicas = self._coordinator_replicas(plan, messenger)
 
         async def start() -> bool:
             try:
@@ -739,33 +736,30 @@ class PartitionManager(LoopActor):
             self._failed_logs.discard(name)
             ref = GroupHost.start(message.partition, message.partitions, part, self.coordinator,
                                   self.writer, self.loop, self.group_config, records,
-                                  functools.partial(self._group_log_failed, name, message),
+                                  functools.partial(self._coordinator_log_failed, name,
+                                                    group_host_name(message.partition)),
                                   replicas=replicas)
             self.leaders[name] = ref
             self.router.register(group_host_name(message.partition), ref)
             if plan is not None and messenger is not None:
-                self.groups[name] = plan.group
-                messenger.register(plan.group, lambda m: _step(ref, m))
-                _log.info("replica_opened", ntp=f"{GROUPS_TOPIC}/{message.partition}",
-                          group=int(plan.group), voters=sorted(int(v) for v in plan.voters))
-                if self._view_timer is None and not self._stopped:
-                    self._view_timer = self.loop.call_later(REPLICAS_VIEW_EVERY_S, self._view)
+                self._serve_coordinator_replica(name, ref, plan, messenger,
+                                                f"{GROUPS_TOPIC}/{message.partition}")
             return True
 
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
 
-    def _group_log_failed(self, name: str, message: EnsureGroupHost, part: OpenedPartition
-                          ) -> None:
-        """A group host's log failed (it stops itself): forget it, close the log on the disk
-        writer (before any reopen, which the writer runs after it), and let the next
-        EnsureGroupHost open the partition again by recovery. A replica (cluster mode) is
-        opened again here (after a backoff): the controller backend asks only when its plan
-        changes."""
+    def _coordinator_log_failed(self, name: str, host_name: str, part: OpenedPartition
+                                ) -> None:
+        """A coordinator host's log failed (a group or a transaction host; it stops itself):
+        forget it, close the log on the disk writer (before any reopen, which the writer runs
+        after it), and let the next EnsureGroupHost / EnsureTxnHost open the partition again
+        by recovery. A replica (cluster mode) is opened again here (after a backoff): the
+        controller backend asks only when its plan changes."""
         self._open.pop(name, None)
         self.leaders.pop(name, None)
-        self.router.unregister(group_host_name(message.partition))
+        self.router.unregister(host_name)
         self._failed_logs.add(name)
         self.writer.tell(Blocking(functools.partial(_close_failed, part)))
         if name in self._group_plans:
@@ -773,6 +767,24 @@ class PartitionManager(LoopActor):
             if group is not None and self.messenger is not None:
                 self.messenger.unregister(group)
             self._reopen_group_replica(name)
+
+    def _coordinator_replicas(self, plan: ReplicaPlan, messenger: RaftMessenger) -> Replicas:
+        """The Raft replica set of a coordinator partition's replica (cluster mode).
+        Coordinators spread with their partitions' preferred replicas (the balance)."""
+        return Replicas(self.node, plan.voters, messenger.sender(plan.group),
+                        seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF,
+                        preferred=plan.preferred)
+
+    def _serve_coordinator_replica(self, name: str, ref: pykka.ActorRef[Any], plan: ReplicaPlan,
+                                   messenger: RaftMessenger, ntp: str) -> None:
+        """Register a coordinator host's replica like any replica: for the messenger, the
+        replicas view and Drop."""
+        self.groups[name] = plan.group
+        messenger.register(plan.group, lambda m: _step(ref, m))
+        _log.info("replica_opened", ntp=ntp, group=int(plan.group),
+                  voters=sorted(int(v) for v in plan.voters))
+        if self._view_timer is None and not self._stopped:
+            self._view_timer = self.loop.call_later(REPLICAS_VIEW_EVERY_S, self._view)
 
     def _reopen_group_replica(self, name: str) -> None:
         """Open a replicated group host's replica again after its log failed, after a backoff
@@ -830,9 +842,7 @@ class PartitionManager(LoopActor):
         replicas = None
         if plan is not None and messenger is not None:
             self._group_plans[name] = (message, plan)
-            replicas = Replicas(self.node, plan.voters, messenger.sender(plan.group),
-                                seed=(int(plan.group) ^ int(self.node)) & 0xFFFFFFFF,
-                                preferred=plan.preferred)
+            replicas = self._coordinator_replicas(plan, messenger)
 
         async def start() -> bool:
             try:
@@ -847,37 +857,20 @@ class PartitionManager(LoopActor):
             self._failed_logs.discard(name)
             ref = TxnHost.start(message.partition, part, self.coordinator, self.writer,
                                 self.loop, _TXN_CONFIG, lambda: self.txn_io,
-                                functools.partial(self._txn_log_failed, name, message),
+                                functools.partial(self._coordinator_log_failed, name,
+                                                  txn_host_name(message.partition)),
                                 replicas=replicas)
             self.leaders[name] = ref
             self.router.register(txn_host_name(message.partition), ref)
             if plan is not None and messenger is not None:
-                self.groups[name] = plan.group
-                messenger.register(plan.group, lambda m: _step(ref, m))
-                _log.info("replica_opened", ntp=f"{TXN_TOPIC}/{message.partition}",
-                          group=int(plan.group), voters=sorted(int(v) for v in plan.voters))
-                if self._view_timer is None and not self._stopped:
-                    self._view_timer = self.loop.call_later(REPLICAS_VIEW_EVERY_S, self._view)
+                self._serve_coordinator_replica(name, ref, plan, messenger,
+                                                f"{TXN_TOPIC}/{message.partition}")
                 return True
             return bool(await resolve(ref.ask(WhenServing(), block=False)))
 
         spawn(self.loop, start()).add_done_callback(
             lambda f: fut.fail(e) if (e := f.exception()) is not None else fut.set(True))
         return fut
-
-    def _txn_log_failed(self, name: str, message: EnsureTxnHost, part: OpenedPartition
-                        ) -> None:
-        """As `_group_log_failed`, for a transaction host."""
-        self._open.pop(name, None)
-        self.leaders.pop(name, None)
-        self.router.unregister(txn_host_name(message.partition))
-        self._failed_logs.add(name)
-        self.writer.tell(Blocking(functools.partial(_close_failed, part)))
-        if name in self._group_plans:
-            group = self.groups.pop(name, None)
-            if group is not None and self.messenger is not None:
-                self.messenger.unregister(group)
-            self._reopen_group_replica(name)
 
 
 def _log_txn_open_failure(f: LoopFuture[bool]) -> None:
