@@ -12,8 +12,9 @@ requests, logs.
     ReadResult       <q error> <q high watermark> <q log start> <B has records> <q LSO>
                      <I aborted count> [<q producer id> <q first offset>]... | records
     PartitionResult  <q error> <q base offset> <q log start> <B has message> message (utf-8)
-    HighWatermark    <q partition> <q high watermark> <H topic length> <B has push> topic (utf-8)
+    HighWatermark    <q partition> <q high watermark> <H topic length> <B push> topic (utf-8)
                      [<16s topic id> <q base offset> <q high watermark> <q log start> | records]
+                     (push: 0 none, 1 a push, 3 a stable push: read_committed may take it)
 
 `| records` is the tail: the sender's buffer (the request frame's view, the log cache's view) is
 written into the ring as is, the one copy on the way out, and the receiver decodes it as a
@@ -166,7 +167,8 @@ def decode_partition_result(v: memoryview) -> PartitionResult:
 def encode_high_watermark(m: HighWatermark) -> bytes | tuple[bytes, Buffer]:
     topic = m.topic.encode()
     p = m.pushed
-    head = _HW.pack(m.partition, m.high_watermark, len(topic), p is not None) + topic
+    push = 0 if p is None else 3 if p.stable else 1
+    head = _HW.pack(m.partition, m.high_watermark, len(topic), push) + topic
     if p is None:
         return head
     return head + _PUSHED.pack(p.topic_id.bytes, p.base_offset, p.high_watermark,
@@ -184,7 +186,8 @@ def decode_high_watermark(v: memoryview) -> HighWatermark:
     # batches), so a view could not outlive the frame anyway.
     records = v[at + _PUSHED.size:].tobytes()
     return HighWatermark(topic, partition, hw,
-                         Pushed(uuid.UUID(bytes=topic_id), base, push_hw, log_start, records))
+                         Pushed(uuid.UUID(bytes=topic_id), base, push_hw, log_start, records,
+                                has_push == 3))
 
 
 register_codec(APPEND_ID, Append, encode_append, decode_append, detach=detach_append)

@@ -285,7 +285,10 @@ class PartitionLeader(LoopActor):
             return None
         if not data or len(data) > PUSH_MAX_BYTES:
             return None
-        return Pushed(self.topic_id, offset, hw, self.log.start_offset, bytes(data))
+        # Stable: read_committed fetches on that core may take it too (most partitions never
+        # see a transaction: no undecided one, no aborted one in the range).
+        stable = self.part.last_stable_offset() >= hw and not self.part.aborted(offset, hw)
+        return Pushed(self.topic_id, offset, hw, self.log.start_offset, bytes(data), stable)
 
     def _snapshot_sealed(self) -> None:
         """Store the producer/transaction snapshot of each segment sealed since the last

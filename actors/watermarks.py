@@ -61,13 +61,18 @@ class _Armed:
 
 @dataclass(frozen=True, slots=True)
 class Pushed:
-    """Durable batches from `base_offset` up to `high_watermark`, as the leader stored them."""
+    """Durable batches from `base_offset` up to `high_watermark`, as the leader stored them.
+
+    `stable`: a read_committed read of them would get the same (KIP-98): no undecided
+    transaction below the high watermark (the last stable offset is the high watermark) and no
+    aborted one overlapping the range, so a read_committed fetch may take them too."""
 
     topic_id: uuid.UUID
     base_offset: int
     high_watermark: int
     log_start_offset: int
     records: bytes
+    stable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,7 @@ def _read_from_board(core: CoreServices, op: FetchOperation, r: fetch_h.Partitio
                      ) -> bool:
     """`_read` of a remote partition whose answer the board holds, done now; False: `r` is
     local or the board has no answer (asking it again would find none either)."""
-    if r.core == core.router.core or r.isolation == READ_COMMITTED:
+    if r.core == core.router.core:
         return False
     res = _from_board(core, r, op.limit(r))
     if res is None:
@@ -105,15 +105,20 @@ def _from_board(core: CoreServices, r: fetch_h.PartitionRead, limit: int) -> Rea
     """A remote partition's answer without a round trip to its core, when the watermark
     board has it: the batches its leader pushed after our last read armed it, or, while it
     stays armed at this offset, nothing new (see watermarks.py)."""
-    if r.topic_id is None or limit <= 0 or _epoch_unsure(core, r) or r.isolation:
-        # read_committed asks the leader: the board knows the high watermark, not the LSO
-        # nor the aborted transactions.
+    if r.topic_id is None or limit <= 0 or _epoch_unsure(core, r):
         return None
     board = core.watermarks
+    committed = r.isolation == READ_COMMITTED
     pushed = board.take(r.tp, r.offset, r.topic_id)
-    if pushed is not None:
+    if pushed is not None and (pushed.stable or not committed):
+        # A stable push: its last stable offset is its high watermark (reported as such) and
+        # no aborted transaction overlaps it.
         return ReadResult(0, pushed.high_watermark, pushed.log_start_offset,
                           fetch_h.clip(pushed.records, limit))
+    if committed:
+        # Otherwise read_committed asks the leader: the board knows the high watermark, not
+        # the last stable offset nor the aborted transactions.
+        return None
     start = board.armed(r.tp, r.offset, r.topic_id,
                         core.router.transport.generation(r.core), core.loop.time())
     if start is None:

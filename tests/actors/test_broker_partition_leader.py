@@ -126,6 +126,7 @@ def test_a_remote_read_at_the_end_arms_one_push_of_the_new_batches(tmp_path: Pat
     pushed = to_one[0].pushed
     assert pushed is not None and to_one[1].pushed is None  # once per arming read
     assert (pushed.topic_id, pushed.base_offset, pushed.high_watermark) == (topic_id, 0, 2)
+    assert pushed.stable  # no transaction: a read_committed fetch may take it too
     assert [r.value for r in iter_records(pushed.records)] == [b"a", b"b"]
     assert all(m.pushed is None for core, m in told if core == 0)
 

@@ -127,6 +127,9 @@ def test_a_push_carries_its_batches_and_topic_id() -> None:
     push = HighWatermark("orders", 3, 120, Pushed(tid, 100, 120, 7, b"batches" * 100))
     out = decode(memoryview(frame_of(push, Kind.TELL, "watermarks")), copy=False).message
     assert out == push and type(out.pushed.records) is bytes
+    assert out.pushed is not None and not out.pushed.stable
+    stable = HighWatermark("orders", 3, 120, Pushed(tid, 100, 120, 7, b"x", stable=True))
+    assert decode(memoryview(frame_of(stable, Kind.TELL, "watermarks"))).message == stable
 
 
 @pytest.mark.parametrize("busy", [False, True])
