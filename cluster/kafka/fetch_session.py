@@ -99,13 +99,14 @@ class _Cached:
         offset, and a cleared error (Kafka resets its cached high watermark on an error for the
         same reason). The last stable offset is Kafka's too (KIP-227's
         CachedPartition.maybeUpdateResponseData): a read_committed consumer reads up to it, and
-        one not told that it moved would not know that its next fetch finds records. -1 (not
-        known: the response reports the high watermark) is compared as it is; the high
-        watermark is compared anyway."""
+        one not told that it moved would not know that its next fetch finds records. It is
+        compared as the response says it: -1 (not known, as the watermark board answers) is
+        the high watermark there, so a board answer and a leader's saying the same are the
+        same (compared raw, every switch between the two re-sent an unchanged partition)."""
         heard = (self.high_watermark, self.last_stable_offset, self.log_start_offset,
                  self.error_code)
-        told = (out.high_watermark, out.last_stable_offset, out.log_start_offset,
-                out.error_code)
+        lso = out.last_stable_offset if out.last_stable_offset >= 0 else out.high_watermark
+        told = (out.high_watermark, lso, out.log_start_offset, out.error_code)
         (self.high_watermark, self.last_stable_offset, self.log_start_offset,
          self.error_code) = told
         return bool(out.records) or out.error_code != 0 or told != heard

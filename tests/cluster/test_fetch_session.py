@@ -108,6 +108,18 @@ def test_incremental_fetch_answers_a_moved_last_stable_offset() -> None:
     assert _ctx(cache, _req(sid, 3)).respond(out, 0.0) == (sid, [])
 
 
+def test_a_board_answer_and_a_leader_answer_saying_the_same_are_unchanged() -> None:
+    # The watermark board answers without a last stable offset (-1: the response says the
+    # high watermark); the leader answers with it. Same words to the client: nothing to send
+    # (compared raw, every switch between the two re-sent the partition, empty).
+    cache = _cache()
+    sid = _session(cache)
+    assert _ctx(cache, _req(sid, 1)).respond(
+        {A0: _ok(stable=10), A1: _ok(), B0: _ok(stable=10)}, 0.0) == (sid, [])
+    assert _ctx(cache, _req(sid, 2)).respond(
+        {A0: _ok(), A1: _ok(stable=10), B0: _ok()}, 0.0) == (sid, [])
+
+
 def test_incremental_request_updates_a_partition_in_place() -> None:
     cache = _cache()
     sid = _session(cache)
