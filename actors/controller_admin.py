@@ -60,6 +60,10 @@ __all__ = ["ADMIN_MESSAGES", "NOT_HOSTED", "AllocateClusterProducerId", "Control
 _log = structlog.get_logger("redshank.controller_admin")
 T = TypeVar("T")
 NOT_HOSTED = "no controller replica on this node: send it to the controller"
+# `ControllerAdmin.caught_up`: at most this for a ready leader's answer (an election), then for
+# applying that far; asked again this often while none answers.
+BARRIER_S = 3.0
+BARRIER_RETRY_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +151,30 @@ class ControllerAdmin:
         host = self.host
         return host if host is not None and host.stm.cluster_uuid is not None else None
 
+    async def caught_up(self) -> None:
+        """On a node that does not lead the controller: until it applied what the leader had
+        committed when asked (`BARRIER_S` for each), so a change another node answered
+        is seen here: Metadata names the node asked as the controller (`admin_id`), and a
+        client's next admin request after its CreateTopics may go to any node (KRaft gets
+        the same by forwarding every admin request to the active controller). No leader
+        answering by then: decided on this node's state."""
+        host = self._ready()
+        if host is None or host.is_leader:
+            return
+        deadline = asyncio.get_running_loop().time() + BARRIER_S
+        target = await host.leader_applied(timeout=BARRIER_S)
+        while target is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(BARRIER_RETRY_S)  # non-leaders answer at once: no spinning
+            target = await host.leader_applied(timeout=BARRIER_S)
+        if target is not None:
+            fut = host.applied_future(target)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fut), BARRIER_S)
+            fut.cancel()
+
     async def serve(self, message: object) -> object:
+        if not isinstance(message, AllocateClusterProducerId):
+            await self.caught_up()
         if isinstance(message, ProposeTopics):
             return await self.create_topics(message)
         if isinstance(message, ProposeGrows):

@@ -282,8 +282,8 @@ class ControllerHost:
         return self._replay_end
 
     async def leader_applied(self, timeout: float) -> int | None:
-        """How many commands the leader applied (so committed: a state this node reaches by
-        applying as many), asked of every other voter at once (only a leader answers with a
+        """How many commands the leader committed (a state this node reaches by applying as
+        many), asked of every other voter at once (only a leader answers with a
         count; this node need not know which one leads: a restarted node learns it from the
         leader's next message, which can wait out that client's reconnect backoff); None when
         no voter answers with one within `timeout` (no leader now: an election, a full
@@ -311,7 +311,12 @@ class ControllerHost:
 
     def _on_applied(self, payload: memoryview) -> bytes:
         del payload
-        return _COUNT.pack(self.clog.next_offset) if self.is_leader else b""
+        # What it committed (at least what it applied: a change another node answered once it
+        # applied it is committed here, not always applied yet), once an entry of its term is
+        # committed: before that a new leader's commit may be short of its predecessor's.
+        if self._part is None or not self._part.consensus.core.leader_ready():
+            return b""
+        return _COUNT.pack(max(self.clog.next_offset, self._committed_end()))
 
     @property
     def replayed(self) -> bool:

@@ -195,6 +195,7 @@ class ControllerService(LoopActor):
     async def _delete_topics(self, targets: tuple[DeleteTarget, ...]
                              ) -> list[DeleteOutcome | None]:
         out: list[DeleteOutcome | None] = []
+        await self.admin.caught_up()
         for target in targets:
             host = self.host
             topic = None
@@ -351,7 +352,7 @@ class ControllerService(LoopActor):
             topics[t.name] = ReplicatedTopic(t.topic_id, tuple(parts))
         uid = stm.cluster_uuid
         return ClusterView(brokers, int(host.leader), topics,
-                           None if uid is None else cluster_id(uid))
+                           None if uid is None else cluster_id(uid), int(me))
 
     def on_stop(self) -> None:
         self.actor_closing = asyncio.get_running_loop().create_task(self.close())

@@ -221,3 +221,24 @@ def test_a_restart_from_an_older_snapshot_never_opens_a_deleted_topic(
     wait_for("node 1 caught up", lambda: _applied(node) > before or None, 30)
     assert not _opened(node, mark, "old"), _opened(node, mark, "old")
     assert not _dirs(node, "old")
+
+
+def test_an_admin_request_just_after_the_controller_leader_died_is_served(
+        nodes: list[FixedNode]) -> None:
+    """Metadata names the node asked as the controller (it proposes to the leader for the
+    client, as KRaft brokers forward): an admin client that asks while the live nodes still
+    know a dead leader is served once a new one is elected, instead of waiting on a dead node
+    until its next metadata refresh (five minutes in librdkafka)."""
+    view = wait_for("the cluster agreeing", lambda: agreed(nodes, len(nodes)), 30)  # type: ignore
+    leader = next(n for n in nodes if n.node_id == view["leader"])
+    create_topic(nodes, "late", 1)
+    leader.kill_group()
+    try:
+        started = time.monotonic()
+        _delete(nodes, "late")
+        took = time.monotonic() - started
+        print(f"topic deleted {took:.1f} s after the controller leader was killed")
+    finally:
+        _restart(leader, nodes)
+    wait_for("late's replica dirs removed on every node",
+             lambda: all(not _dirs(n, "late") for n in nodes) or None, 15)

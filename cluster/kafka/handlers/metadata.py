@@ -94,6 +94,11 @@ class ClusterView:
     topics: Mapping[str, ReplicatedTopic]
     # The cluster's id, the same from every node (`cluster_id`); None: not known yet.
     cluster_id: str | None = None
+    # The node Metadata names controller, where Kafka clients send admin requests: a node with
+    # a controller replica names itself (it proposes to the leader for them, as KRaft brokers
+    # forward), so a client never waits on a leader that died after it asked; -1: the leader.
+    # DescribeCluster keeps `controller_id`, the leader, for operators.
+    admin_id: int = -1
 
 
 def cluster_id(cluster_uuid: uuid.UUID) -> str:
@@ -107,6 +112,7 @@ def encode_view(view: ClusterView) -> bytes:
         "brokers": [[b.node_id, b.host, b.port] for b in view.brokers],
         "controller": view.controller_id,
         "cluster_id": view.cluster_id,
+        "admin": view.admin_id,
         "topics": {name: [str(t.topic_id), [
             [list(p.replicas), p.leader, p.epoch, None if p.isr is None else list(p.isr),
              list(p.offline)]
@@ -125,7 +131,7 @@ def decode_view(raw: bytes) -> ClusterView:
     cid = d.get("cluster_id")
     return ClusterView(tuple(BrokerAddress(int(b[0]), str(b[1]), int(b[2]))
                              for b in d["brokers"]), int(d["controller"]), topics,
-                       None if cid is None else str(cid))
+                       None if cid is None else str(cid), int(d.get("admin", -1)))
 
 
 def local_query(q: MetadataQuery, cluster: ClusterView) -> MetadataQuery:
@@ -150,8 +156,8 @@ def with_cluster(local: MetadataResponse, q: MetadataQuery, cluster: ClusterView
     return MetadataResponse(
         brokers=tuple(MetadataResponseBroker(b.node_id, b.host, b.port, None) for b in brokers),
         cluster_id=cluster.cluster_id or local.cluster_id,
-        controller_id=cluster.controller_id if cluster.controller_id > 0
-        else local.controller_id,
+        controller_id=cluster.admin_id if cluster.admin_id > 0
+        else cluster.controller_id if cluster.controller_id > 0 else local.controller_id,
         topics=tuple(by_name[n] for n in names if n in by_name),
         cluster_authorized_operations=_NO_OPS,
     )
