@@ -293,6 +293,7 @@ class ControllerService(LoopActor):
         changes = tuple(ConfigChange(str(t), tuple((ConfigOp(int(op)), str(k), v)
                                                    for op, k, v in ops), bool(replace))
                         for t, ops, replace in d["changes"])
+        await self.admin.caught_up()
         out = await self.admin.alter(ProposeConfigs(changes, bool(d["validate"])))
         return json.dumps({t: [o.error_code, o.error_message] for t, o in out.items()}).encode()
 
@@ -301,6 +302,7 @@ class ControllerService(LoopActor):
         if self.host is None or self.host.stm.cluster_uuid is None:
             return b""
         names = tuple(str(n) for n in json.loads(bytes(payload)))
+        await self.admin.caught_up()
         found = self.admin.configs(names)
         return json.dumps({n: [str(i.topic_id), i.partitions, [list(c) for c in i.configs]]
                            for n, i in found.items()}).encode()
