@@ -267,12 +267,16 @@ class OutputBatch:
         self.size += size
         return size
 
-    def encode(self) -> bytes:
-        """The batch (base offset 0, no producer, uncompressed, magic 2), CRC32C set."""
+    def encode(self, producer_id: int = -1, producer_epoch: int = -1,
+               base_sequence: int = -1) -> bytes:
+        """The batch (base offset 0, uncompressed, magic 2), CRC32C set; with a producer id,
+        an idempotent producer's batch (KIP-98: its records numbered from `base_sequence`),
+        else none (-1)."""
         body = b"".join(self._parts)
         header = bytearray(_HEADER_SIZE)
         _HEADER.pack_into(header, 0, 0, _HEADER_SIZE + len(body) - 12, -1, 2, 0, 0,
-                          self.count - 1, self._base_ts, self._max_ts, -1, -1, -1, self.count)
+                          self.count - 1, self._base_ts, self._max_ts, producer_id,
+                          producer_epoch, base_sequence, self.count)
         crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
         struct.pack_into(">I", header, _CRC_POS, crc)
         return b"".join((header, body))
