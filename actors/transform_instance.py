@@ -78,7 +78,7 @@ from redshank.actors.frontend.topics import allocate_producer_id
 from redshank.actors.partition_leader import partition_name
 from redshank.actors.runtime import CoreDiedError, LoopActor
 from redshank.actors.transform_client import WireClient
-from redshank.actors.transform_output import OutputSequencer, PendingOutput, checked
+from redshank.actors.transform_output import OutputSequencer, PendingOutput
 from redshank.actors.transform_spec import (
     HEARTBEAT_S,
     OUTPUT_FLUSH_BYTES,
@@ -101,7 +101,7 @@ __all__ = ["Describe", "Refresh", "TransformInstance", "instance_name"]
 
 WAIT_MS = 1000
 # Encoded output batches, each with its (topic, partition).
-Batches = list[tuple[tuple[str, int], bytes]]
+Batches = list[tuple[tuple[str, int], memoryview]]
 PRODUCE_TIMEOUT_MS = 30_000
 _COMMIT_VERSION = 8
 _FETCH_VERSION = 7
@@ -381,7 +381,9 @@ class TransformInstance(LoopActor):
         they come (`PendingOutput`) and flushed every OUTPUT_FLUSH_BYTES without waiting for
         the answer (`_flush`)."""
         buf = PendingOutput(self.dep.outputs, await self._counts(), int(time.time() * 1000))
-        outputs = self.dep.outputs
+        add = buf.add
+        process = user.process
+        partition = self.partition
         clock = time.perf_counter
         slice_end = clock() + SLICE_S
         for record in records:
@@ -390,8 +392,8 @@ class TransformInstance(LoopActor):
                 if clock() >= slice_end:  # this core's other work goes first, then on
                     await asyncio.sleep(0)
                     slice_end = clock() + SLICE_S
-                try:
-                    outs = checked(user.process(record), outputs)
+                try:  # checked before anything is added: a failure adds nothing
+                    add(partition, process(record))
                     break
                 except Exception as exc:
                     attempt += 1
@@ -399,8 +401,6 @@ class TransformInstance(LoopActor):
                     await self._failed(f"offset {record.offset}: {exc!r}", attempt)
             if attempt:
                 self._recovered()
-            for out in outs:
-                buf.put(record.partition, out)
             self.processed += 1
             if buf.size >= OUTPUT_FLUSH_BYTES:
                 await self._flush(buf)
