@@ -386,10 +386,13 @@ class TransformInstance(LoopActor):
         partition = self.partition
         clock = time.perf_counter
         slice_end = clock() + SLICE_S
+        done = 0  # processed since `self.processed` was last updated (before each await)
         for record in records:
             attempt = 0
             while True:
                 if clock() >= slice_end:  # this core's other work goes first, then on
+                    self.processed += done
+                    done = 0
                     await asyncio.sleep(0)
                     slice_end = clock() + SLICE_S
                 try:  # checked before anything is added: a failure adds nothing
@@ -398,12 +401,17 @@ class TransformInstance(LoopActor):
                 except Exception as exc:
                     attempt += 1
                     self.failed += 1
+                    self.processed += done
+                    done = 0
                     await self._failed(f"offset {record.offset}: {exc!r}", attempt)
             if attempt:
                 self._recovered()
-            self.processed += 1
+            done += 1
             if buf.size >= OUTPUT_FLUSH_BYTES:
+                self.processed += done
+                done = 0
                 await self._flush(buf)
+        self.processed += done
         await self._flush(buf)
 
     async def _counts(self) -> dict[str, int | None]:

@@ -20,7 +20,7 @@ produces what `take` returns).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import cast
+from typing import Any, cast
 
 from redshank.actors.embed.transform import Output
 from redshank.actors.transform_spec import OUTPUT_BATCH_BYTES, OutputBatch, output_partition
@@ -130,7 +130,7 @@ class PendingOutput:
         self.unknown: list[tuple[int, Output]] = []
         self.size = 0  # bytes pending (encoded, or estimated for the unknown)
 
-    def add(self, partition: int, result: object) -> int:
+    def add(self, partition: int, result: Any) -> int:
         """`process`'s result for a record of input `partition`, checked first (TypeError:
         nothing of it is added; a generator runs here, so what it raises comes from here
         too); -> how many outputs.
@@ -143,7 +143,7 @@ class PendingOutput:
         if isinstance(result, Output):
             out = result
         else:
-            outs = list(cast(Iterable[object], result))
+            outs: list[object] = list(result)  # (not `cast`: a call per record)
             if len(outs) != 1 or type(outs[0]) is not Output:
                 checked_outs = checked(outs, self._outputs)
                 for one in checked_outs:

@@ -254,16 +254,18 @@ class OutputBatch:
             key_len, key = b"\x01", b""
             size += 1
         else:
-            raw = len(key) << 1
+            n = len(key)
+            raw = n << 1
             key_len = small[raw] if raw < _SMALL_N else _uvar(raw)
-            size += len(key) + (1 if raw < 128 else len(key_len))
+            size += n + (1 if raw < 128 else len(key_len))
         if value is None:
             value_len, value = b"\x01", b""
             size += 1
         else:
-            raw = len(value) << 1
+            n = len(value)
+            raw = n << 1
             value_len = small[raw] if raw < _SMALL_N else _uvar(raw)
-            size += len(value) + (1 if raw < 128 else len(value_len))
+            size += n + (1 if raw < 128 else 2 if raw < _SMALL_N else len(value_len))
         parts = self._parts
         if headers:
             tail: list[bytes] = [_uvar(len(headers) << 1)]

@@ -107,15 +107,17 @@ class InputRecord:
         self._data: Buffer | None = data
         self._pos = pos  # the key's length varint
         self._end = end  # the record's end
-        self._key: bytes | None = None
-        self._value: bytes | None = None
-        self._headers: tuple[Header, ...] = ()
+        # _key, _value, _headers: set by `_parse` (unset until then: three stores per record
+        # saved, read only through the accessors, which parse first).
 
     def _parse(self) -> None:
         data = self._data
         if data is None:
             return
         pos, end = self._pos, self._end
+        self._key: bytes | None = None
+        self._value: bytes | None = None
+        self._headers: tuple[Header, ...] = ()
         # The lengths' one-byte forms inline (a null key, a key below 64 bytes), the rest a
         # call: per record, a call is as much as the copy of a 1 KiB value.
         raw = data[pos] if pos < end else 0x80  # past the end: the call says so
@@ -236,6 +238,9 @@ def records_of(topic: str, partition: int, data: Buffer, start: int = 0,
             raw = section[p] if p < record_end else 0x80
             if raw < 0x80:
                 offset_delta, p = (raw >> 1) ^ -(raw & 1), p + 1
+            elif p + 1 < record_end and section[p + 1] < 0x80:  # 64 to 8191: most of a batch
+                raw = (raw & 0x7F) | (section[p + 1] << 7)
+                offset_delta, p = (raw >> 1) ^ -(raw & 1), p + 2
             else:
                 offset_delta, p = decode_varint(section, p)
             offset = base_offset + offset_delta
