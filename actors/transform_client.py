@@ -152,7 +152,8 @@ class WireClient:
         return self._coordinators.get(group)
 
     # -- requests ---------------------------------------------------------------------------------
-    async def produce(self, topic: str, partition: int, batch: bytes, timeout_ms: int) -> int:
+    async def produce(self, topic: str, partition: int, batch: bytes | memoryview,
+                      timeout_ms: int) -> int:
         """One batch to the partition's leader, acks=all: its error code."""
         address = await self.leader(topic, partition)
         if address is None:

@@ -11,12 +11,10 @@ Concern: the instance's loop, on the core that leads its input partition:
              `failing`
     produce  the outputs, encoded into their partitions' batches as `process` returns them
              (`transform_output`), through the Produce path's entry for broker-built
-             batches (`produce_built`: acks=all, the same appends, no record walk; not
-             idempotent: an answer lost after the write means the records are written twice,
-             as at-least-once allows), flushed every OUTPUT_FLUSH_BYTES, pipelined: a flush
-             is enqueued at the partitions' owners in order, then acknowledged in a task
-             while the instance processes on (at most MAX_IN_FLIGHT = 4 flushes unanswered);
-             a partition that fails is produced again with backoff
+             batches (`produce_built`: acks=all, the same appends, no record walk), flushed
+             every OUTPUT_FLUSH_BYTES, pipelined: a flush is enqueued at the partitions'
+             owners in order, then acknowledged in a task while the instance processes on
+             (at most MAX_IN_FLIGHT = 4 flushes unanswered); idempotent (see `_flush`)
     commit   OffsetCommit(next offset, status as metadata) once every output before it is
              acknowledged, i.e. durable (at-least-once), in a task after those flushes (at
              most MAX_IN_FLIGHT pending); the next chunk is read and processed meanwhile
@@ -76,10 +74,11 @@ from redshank.actors.embed.transform import (
 from redshank.actors.frontend import groups as groups_fe
 from redshank.actors.frontend import produce as produce_fe
 from redshank.actors.frontend.services import CoreServices
+from redshank.actors.frontend.topics import allocate_producer_id
 from redshank.actors.partition_leader import partition_name
 from redshank.actors.runtime import CoreDiedError, LoopActor
 from redshank.actors.transform_client import WireClient
-from redshank.actors.transform_output import PendingOutput, checked
+from redshank.actors.transform_output import OutputSequencer, PendingOutput
 from redshank.actors.transform_spec import (
     HEARTBEAT_S,
     OUTPUT_FLUSH_BYTES,
@@ -102,7 +101,7 @@ __all__ = ["Describe", "Refresh", "TransformInstance", "instance_name"]
 
 WAIT_MS = 1000
 # Encoded output batches, each with its (topic, partition).
-Batches = list[tuple[tuple[str, int], bytes]]
+Batches = list[tuple[tuple[str, int], memoryview]]
 PRODUCE_TIMEOUT_MS = 30_000
 _COMMIT_VERSION = 8
 _FETCH_VERSION = 7
@@ -116,6 +115,13 @@ MAX_IN_FLIGHT = 4
 # Local answers that mean: another node leads / coordinates (cluster mode: ask it by wire).
 _ELSEWHERE = (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
 _NOT_HERE = (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+
+
+class OutputSequenceLost(Exception):
+    """A batch produced again, after every earlier one of its partition was acknowledged, was
+    refused as out of sequence: the partition no longer holds what this producer wrote (its
+    log truncated or its producer state gone). Not recoverable by retrying: the instance
+    starts over from its committed offset at a new epoch."""
 
 
 def instance_name(name: str, partition: int) -> str:
@@ -165,6 +171,8 @@ class TransformInstance(LoopActor):
         self._commit: asyncio.Task[bool] | None = None  # the last one
         self._commits: deque[asyncio.Task[bool]] = deque()  # pending, oldest first
         self._inflight: deque[asyncio.Task[None]] = deque()  # output flushes, oldest first
+        self._last_flush: asyncio.Task[None] | None = None  # the newest, done or not
+        self._seq: OutputSequencer | None = None  # the output's producer id, epoch, sequences
         self._log = structlog.get_logger("redshank.transforms").bind(
             transform=dep.name, ntp=f"{dep.input}/{partition}", core=core.ctx.core)
 
@@ -185,6 +193,7 @@ class TransformInstance(LoopActor):
         self._inflight.clear()
         self._commits.clear()
         self._commit = None
+        self._last_flush = None
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Describe):
@@ -206,6 +215,7 @@ class TransformInstance(LoopActor):
         while True:
             try:
                 self.offset = await self._resume()
+                await self._new_producer()
                 if self.cls is None:
                     self._log.error("transform_load_failed", error=self.error)
                     while True:  # shown failing until the deployment is replaced or deleted
@@ -222,6 +232,23 @@ class TransformInstance(LoopActor):
                 self._cancel_pending()  # from the committed offset again
                 self._log.exception("transform_instance_failed")
                 await self._failed(f"instance restarted: {exc!r}", attempt)
+
+    async def _new_producer(self) -> None:
+        """The output's producer for this run from the committed offset: the instance's first
+        run allocates a producer id (as InitProducerId does, from the node's block); each run
+        after it (the instance started over) takes the next epoch, so what the last run still
+        had in flight is refused (INVALID_PRODUCER_EPOCH) once the new epoch has written to a
+        partition, and sequences start at 0 again."""
+        if self._seq is not None and self._seq.new_epoch():
+            return
+        attempt = 0
+        while True:
+            pid = await allocate_producer_id(self.core)
+            if pid is not None:
+                self._seq = OutputSequencer(pid)
+                return
+            attempt += 1
+            await asyncio.sleep(backoff(attempt))
 
     async def _setup(self, cls: type[Transform]) -> Transform:
         """A new instance of the user's class, set up; retried with backoff until it is."""
@@ -354,29 +381,37 @@ class TransformInstance(LoopActor):
         they come (`PendingOutput`) and flushed every OUTPUT_FLUSH_BYTES without waiting for
         the answer (`_flush`)."""
         buf = PendingOutput(self.dep.outputs, await self._counts(), int(time.time() * 1000))
-        outputs = self.dep.outputs
+        add = buf.add
+        process = user.process
+        partition = self.partition
         clock = time.perf_counter
         slice_end = clock() + SLICE_S
+        done = 0  # processed since `self.processed` was last updated (before each await)
         for record in records:
             attempt = 0
             while True:
                 if clock() >= slice_end:  # this core's other work goes first, then on
+                    self.processed += done
+                    done = 0
                     await asyncio.sleep(0)
                     slice_end = clock() + SLICE_S
-                try:
-                    outs = checked(user.process(record), outputs)
+                try:  # checked before anything is added: a failure adds nothing
+                    add(partition, process(record))
                     break
                 except Exception as exc:
                     attempt += 1
                     self.failed += 1
+                    self.processed += done
+                    done = 0
                     await self._failed(f"offset {record.offset}: {exc!r}", attempt)
             if attempt:
                 self._recovered()
-            for out in outs:
-                buf.put(record.partition, out)
-            self.processed += 1
+            done += 1
             if buf.size >= OUTPUT_FLUSH_BYTES:
+                self.processed += done
+                done = 0
                 await self._flush(buf)
+        self.processed += done
         await self._flush(buf)
 
     async def _counts(self) -> dict[str, int | None]:
@@ -401,32 +436,57 @@ class TransformInstance(LoopActor):
     # Pipelined: a flush's appends are enqueued at their owners in order (phase 1 of the
     # produce path, awaited here), then its acknowledgement (acks=all: durable) and any retry
     # run in a task while the instance goes on; at most MAX_IN_FLIGHT flushes unanswered.
-    # Without failures the output keeps each input partition's order (the owners' FIFOs fix
-    # it); a batch that fails and is produced again lands after the flushes sent meanwhile.
+    #
+    # Idempotent, as a client's idempotent producer with several requests in flight (KIP-98):
+    # each batch carries the instance's producer id, epoch and its partition's next sequence
+    # (`OutputSequencer`). When flush k's batch to a partition fails (not appended), flush
+    # k+1's to it is refused OUT_OF_ORDER_SEQUENCE_NUMBER rather than appended after the gap;
+    # a flush with failures first waits for the flush before it to be acknowledged (its own
+    # retries done), then produces its failed batches again, the same bytes: in sequence now,
+    # or, when the first attempt was in fact written (an answer lost), answered as a
+    # duplicate without writing it twice. So each partition's output keeps its order and
+    # holds each batch once. Two cases hold the pipeline back for one flush's answer: a
+    # partition's first batch at an epoch (the table takes an unknown epoch at any sequence,
+    # so a later batch must not overtake it) and outputs of topics not found (looked up and
+    # sequenced when the topic exists, which must come before the next flush's).
+    #
+    #   flush k   P: seq 10-19  --X (NOT_LEADER)              ...retry 10-19 -> appended
+    #   flush k+1 P: seq 20-29  --> OUT_OF_ORDER (expects 10) ...waits for k, retry -> appended
     async def _flush(self, buf: PendingOutput) -> None:
         if not buf.size:
             return
-        batches, unknown = buf.take()
+        seq = self._seq
+        assert seq is not None  # set before the first record is processed
+        batches, unknown = buf.take(seq)
         while len(self._inflight) >= MAX_IN_FLIGHT:
             await self._inflight.popleft()
         sent = [(r, await self._send_start(r)) for r in _rounds(batches)]
-        self._inflight.append(self.core.loop.create_task(self._produce(sent, unknown)))
+        task = self.core.loop.create_task(self._produce(sent, unknown, self._last_flush))
+        self._inflight.append(task)
+        self._last_flush = task
+        if seq.take_opening() or unknown:
+            await task
 
     async def _produce(self, sent: list[tuple[Batches, asyncio.Future[pm.ProduceResponse] | None]],
-                       unknown: list[tuple[int, Output]]) -> None:
+                       unknown: list[tuple[int, Output]],
+                       previous: asyncio.Task[None] | None) -> None:
         """Every output acknowledged (acks=all): `sent`'s requests, enqueued already, then,
-        with backoff, the partitions that failed and the outputs of topics not found."""
+        with backoff and once `previous` (the flush before) is acknowledged, the partitions
+        that failed and the outputs of topics not found."""
         attempt = 0
         pending = list(sent)
         retry: Batches = []
         while True:
             error: str | None = None
+            if attempt and previous is not None:  # earlier sequences first
+                await previous
+                previous = None
             if unknown:  # looked up again: created meanwhile?
                 again = PendingOutput(self.dep.outputs, await self._counts(),
                                       int(time.time() * 1000))
                 for part, out in unknown:
                     again.put(part, out)
-                found, unknown = again.take()
+                found, unknown = again.take(self._seq)
                 retry += found
                 if unknown:
                     missing = {out.topic or self.dep.outputs[0] for _p, out in unknown}
@@ -438,9 +498,14 @@ class TransformInstance(LoopActor):
                     fut = await self._send_start(batches)
                 codes = await self._send_finish(batches, fut)
                 for (key, batch), code in zip(batches, codes, strict=True):
-                    if code != ErrorCode.NONE:
-                        error = f"produce to {key[0]}/{key[1]}: {_code_name(code)}"
-                        retry.append((key, batch))
+                    if code == ErrorCode.NONE:
+                        continue
+                    if (code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER and attempt
+                            and all(k != key for k, _b in retry)):
+                        raise OutputSequenceLost(f"produce to {key[0]}/{key[1]}: "
+                                                 f"{_code_name(code)}")
+                    error = f"produce to {key[0]}/{key[1]}: {_code_name(code)}"
+                    retry.append((key, batch))
             pending = []
             if error is None:
                 if attempt:

@@ -2,9 +2,11 @@
 partitions this core leads.
 
 Concern: following the deployments (the compacted topic `__transforms`, `transform_spec`:
-read from its leader every `FOLLOW_S`, or at once when told `Refresh`), loading each
-deployment's class from its shipped source (one module per deployment), and reconciling: one
-`TransformInstance` per (deployment, input partition led by this core), registered under
+read from its leader every `FOLLOW_S`, or at once when told `Refresh`: by an instance, or by
+another core's manager that read a change, so a deployment starts on every core together),
+loading each deployment's class from its shipped source (one module per deployment), and
+reconciling: one `TransformInstance`
+per (deployment, input partition led by this core), registered under
 `instance_name` (so it shows up in `redshank actors`); stopped when the deployment is deleted
 or replaced, or the partition is no longer led here; started when a partition's leader
 announces itself on this core (`LeaderChanged`, told by the partition manager's leadership
@@ -119,7 +121,8 @@ class TransformManager(LoopActor):
     async def _follow(self) -> None:
         while True:
             try:
-                await self._read()
+                if await self._read():
+                    self._tell_peers()
                 await self._reconcile()
             except asyncio.CancelledError:
                 raise
@@ -129,12 +132,24 @@ class TransformManager(LoopActor):
                 await asyncio.wait_for(self._wake.wait(), FOLLOW_S)
             self._wake.clear()
 
-    async def _read(self) -> None:
-        """Apply the records of `__transforms` after `self.offset`."""
+    def _tell_peers(self) -> None:
+        """This core read a change of the deployments: the other cores' managers read too, now
+        rather than at their next round (each core's round has its own phase: a deployment's
+        instances on two cores started up to a round apart, 0.5 s measured, and a drain then
+        waited for the late core's half)."""
+        me = self.core.ctx.core
+        for core in range(self.core.router.ncores):
+            if core != me:
+                with contextlib.suppress(pykka.ActorDeadError, CoreDiedError):
+                    self.core.router.ref(core, TRANSFORMS).tell(Refresh())
+
+    async def _read(self) -> bool:
+        """Apply the records of `__transforms` after `self.offset`; -> whether there were."""
         infos, _unsure = await self.core.topic_infos([TRANSFORMS_TOPIC])
         info = infos.get(TRANSFORMS_TOPIC)
         if info is None:
-            return
+            return False
+        start_offset = self.offset
         owner = info.core_of(0)
         tp = TopicPartition(TRANSFORMS_TOPIC, 0)
         while True:
@@ -154,7 +169,7 @@ class TransformManager(LoopActor):
                 self.offset = start
                 continue
             if code != ErrorCode.NONE or not data:
-                return
+                return self.offset > start_offset
             for record in records_of(TRANSFORMS_TOPIC, 0, data, self.offset):
                 self._apply(record.key, record.value)
             for _pos, header in iter_batches(data, verify_crc=False):

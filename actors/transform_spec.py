@@ -183,6 +183,7 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _HEADER_SIZE = 61
 _CRC_POS = 17
 _CRC_START = 21
+_NO_HEADER = bytes(_HEADER_SIZE)
 _SMALL_N = 1 << 14
 _SMALL = [encode_varlong(v >> 1 if not v & 1 else -((v + 1) >> 1)) for v in range(1 << 14)]
 
@@ -213,7 +214,7 @@ class OutputBatch:
     __slots__ = ("_base_ts", "_max_ts", "_parts", "count", "size")
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._parts: list[bytes] = [_NO_HEADER]
         self._base_ts = 0
         self._max_ts = 0
         self.count = 0
@@ -222,29 +223,49 @@ class OutputBatch:
     def add(self, key: bytes | None, value: bytes | None,
             headers: Sequence[tuple[str, bytes | None]], ts: int) -> int:
         """Append one record; -> its size in bytes."""
-        if self.count == 0:
-            self._base_ts = self._max_ts = ts
-        elif ts > self._max_ts:
-            self._max_ts = ts
-        # The varints inline for the common small values (a call each costs as much).
+        # Per record, each call and len() shows: the varints inline for the small values,
+        # their sizes known from the value (one byte below 64, after zigzag below 128).
         small = _SMALL
-        d = ts - self._base_ts
-        raw = d << 1 if d >= 0 else ((-d) << 1) - 1
-        ts_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
-        raw = self.count << 1
-        offset_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
+        count = self.count
+        if count:
+            if ts > self._max_ts:
+                self._max_ts = ts
+            d = ts - self._base_ts
+        else:
+            self._base_ts = self._max_ts = ts
+            d = 0
+        # `size`: the record's bytes after its length prefix (attributes, the deltas, key,
+        # value, the headers' count), counted as they are chosen.
+        if 0 <= d < 64:
+            ts_delta = small[d << 1]
+            size = 3
+        else:
+            raw = d << 1 if d >= 0 else ((-d) << 1) - 1
+            ts_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
+            size = 2 + len(ts_delta)
+        if count < 64:
+            offset_delta = small[count << 1]
+            size += 1
+        else:
+            raw = count << 1
+            offset_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
+            size += len(offset_delta)
         if key is None:
             key_len, key = b"\x01", b""
+            size += 1
         else:
-            raw = len(key) << 1
+            n = len(key)
+            raw = n << 1
             key_len = small[raw] if raw < _SMALL_N else _uvar(raw)
+            size += n + (1 if raw < 128 else len(key_len))
         if value is None:
             value_len, value = b"\x01", b""
+            size += 1
         else:
-            raw = len(value) << 1
+            n = len(value)
+            raw = n << 1
             value_len = small[raw] if raw < _SMALL_N else _uvar(raw)
-        size = (1 + len(ts_delta) + len(offset_delta) + len(key_len) + len(key) + len(value_len)
-                + len(value) + 1)
+            size += n + (1 if raw < 128 else 2 if raw < _SMALL_N else len(value_len))
         parts = self._parts
         if headers:
             tail: list[bytes] = [_uvar(len(headers) << 1)]
@@ -255,27 +276,35 @@ class OutputBatch:
             for part in tail:
                 size += len(part)
             size -= 1  # the count is in `tail`
-            prefix = _uvar(size << 1)
+            raw = size << 1
+            prefix = small[raw] if raw < _SMALL_N else _uvar(raw)
             parts += (prefix, b"\x00", ts_delta, offset_delta, key_len, key, value_len, value)
             parts += tail
         else:
-            prefix = _uvar(size << 1)
+            raw = size << 1
+            prefix = small[raw] if raw < _SMALL_N else _uvar(raw)
             parts += (prefix, b"\x00", ts_delta, offset_delta, key_len, key, value_len, value,
                       b"\x00")
-        self.count += 1
-        size += len(prefix)
+        self.count = count + 1
+        size += 1 if raw < 128 else len(prefix)
         self.size += size
         return size
 
-    def encode(self) -> bytes:
-        """The batch (base offset 0, no producer, uncompressed, magic 2), CRC32C set."""
-        body = b"".join(self._parts)
-        header = bytearray(_HEADER_SIZE)
-        _HEADER.pack_into(header, 0, 0, _HEADER_SIZE + len(body) - 12, -1, 2, 0, 0,
-                          self.count - 1, self._base_ts, self._max_ts, -1, -1, -1, self.count)
-        crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
-        struct.pack_into(">I", header, _CRC_POS, crc)
-        return b"".join((header, body))
+    def encode(self, producer_id: int = -1, producer_epoch: int = -1,
+               base_sequence: int = -1) -> memoryview:
+        """The batch (base offset 0, uncompressed, magic 2), CRC32C set; with a producer id,
+        an idempotent producer's batch (KIP-98: its records numbered from `base_sequence`),
+        else none (-1); a read-only view of the bytes. One join of the header's place and
+        the records, the header and CRC written into it: a second 1 MiB copy (header + body)
+        and the transient second buffer cost 0.15-0.6 us per record (the 1 MiB allocations'
+        page faults included)."""
+        out = bytearray().join(self._parts)  # parts[0]: the header's place
+        _HEADER.pack_into(out, 0, 0, len(out) - 12, -1, 2, 0, 0, self.count - 1,
+                          self._base_ts, self._max_ts, producer_id, producer_epoch,
+                          base_sequence, self.count)
+        with memoryview(out) as view:
+            struct.pack_into(">I", out, _CRC_POS, _crc32c.crc32c(view[_CRC_START:]))
+        return memoryview(out).toreadonly()
 
 
 def encode_batch(records: Sequence[OutputRecord]) -> bytes:
@@ -284,4 +313,4 @@ def encode_batch(records: Sequence[OutputRecord]) -> bytes:
     batch = OutputBatch()
     for key, value, headers, ts in records:
         batch.add(key, value, headers, ts)
-    return batch.encode()
+    return bytes(batch.encode())

@@ -107,23 +107,44 @@ class InputRecord:
         self._data: Buffer | None = data
         self._pos = pos  # the key's length varint
         self._end = end  # the record's end
-        self._key: bytes | None = None
-        self._value: bytes | None = None
-        self._headers: tuple[Header, ...] = ()
+        # _key, _value, _headers: set by `_parse` (unset until then: three stores per record
+        # saved, read only through the accessors, which parse first).
 
     def _parse(self) -> None:
         data = self._data
         if data is None:
             return
         pos, end = self._pos, self._end
-        size, pos = decode_varint(data, pos)
-        if size >= 0:
-            self._key = bytes(data[pos:pos + size])
-            pos += size
-        size, pos = decode_varint(data, pos)
-        if size >= 0:
-            self._value = bytes(data[pos:pos + size])
-            pos += size
+        self._key: bytes | None = None
+        self._value: bytes | None = None
+        self._headers: tuple[Header, ...] = ()
+        # The lengths' one-byte forms inline (a null key, a key below 64 bytes), the rest a
+        # call: per record, a call is as much as the copy of a 1 KiB value.
+        raw = data[pos] if pos < end else 0x80  # past the end: the call says so
+        if raw == 1:  # null
+            pos += 1
+        else:
+            if raw < 0x80:
+                size, pos = (raw >> 1) ^ -(raw & 1), pos + 1
+            else:
+                size, pos = decode_varint(data, pos)
+            if size >= 0:
+                self._key = bytes(data[pos:pos + size])
+                pos += size
+        raw = data[pos] if pos < end else 0x80  # past the end: the call says so
+        if raw == 1:
+            pos += 1
+        else:
+            if raw < 0x80:
+                size, pos = (raw >> 1) ^ -(raw & 1), pos + 1
+            elif pos + 1 < end and data[pos + 1] < 0x80:  # 64 to 8191 bytes
+                raw = (raw & 0x7F) | (data[pos + 1] << 7)
+                size, pos = (raw >> 1) ^ -(raw & 1), pos + 2
+            else:
+                size, pos = decode_varint(data, pos)
+            if size >= 0:
+                self._value = bytes(data[pos:pos + size])
+                pos += size
         if pos < end and data[pos] != 0:
             read: list[Header] = []
             walk_headers(data, pos, end, read)
@@ -195,7 +216,14 @@ def records_of(topic: str, partition: int, data: Buffer, start: int = 0,
         log_append = header.max_timestamp if header.timestamp_type == 1 else None
         base_offset, base_ts = header.base_offset, header.base_timestamp
         for _ in range(header.record_count):
-            length, rpos = decode_varint(section, rpos)
+            raw = section[rpos] if rpos < end else 0x80  # (past the end: the call says so)
+            if raw < 0x80:
+                length, rpos = (raw >> 1) ^ -(raw & 1), rpos + 1
+            elif rpos + 1 < end and section[rpos + 1] < 0x80:  # 64 to 8191 bytes
+                raw = (raw & 0x7F) | (section[rpos + 1] << 7)
+                length, rpos = (raw >> 1) ^ -(raw & 1), rpos + 2
+            else:
+                length, rpos = decode_varint(section, rpos)
             record_end = rpos + length
             if length <= 0 or record_end > end:
                 raise CorruptRecordError(f"record length {length} invalid at {rpos}")
@@ -210,6 +238,9 @@ def records_of(topic: str, partition: int, data: Buffer, start: int = 0,
             raw = section[p] if p < record_end else 0x80
             if raw < 0x80:
                 offset_delta, p = (raw >> 1) ^ -(raw & 1), p + 1
+            elif p + 1 < record_end and section[p + 1] < 0x80:  # 64 to 8191: most of a batch
+                raw = (raw & 0x7F) | (section[p + 1] << 7)
+                offset_delta, p = (raw >> 1) ^ -(raw & 1), p + 2
             else:
                 offset_delta, p = decode_varint(section, p)
             offset = base_offset + offset_delta

@@ -5,15 +5,19 @@ rules."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 
+from redshank.actors._async import resolve
 from redshank.actors.embed.transform import Output
-from redshank.actors.transform_output import PendingOutput
+from redshank.actors.transform_output import OutputSequencer, PendingOutput
 from redshank.actors.transform_spec import encode_batch, output_partition
 from redshank.cluster.kafka import TopicInfo
 from redshank.cluster.kafka.handlers import produce
+from redshank.cluster.partition.api import ProducerBatch
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.messages.produce import (
     PartitionProduceData,
@@ -99,3 +103,101 @@ def test_a_flush_goes_as_requests_of_one_batch_per_partition_in_order() -> None:
     assert _rounds([(a, b"1"), (b, b"2"), (a, b"3"), (a, b"4")]) == [
         [(a, b"1"), (b, b"2")], [(a, b"3")], [(a, b"4")]]
     assert _rounds([]) == []
+
+
+def _flushes(seq: OutputSequencer, values: list[list[bytes]]) -> list[ProduceRequest]:
+    """Each list of values as one flush to t/0, taken (and numbered) in order by `seq`."""
+    out = []
+    for flush in values:
+        buf = PendingOutput(("t",), {"t": 1}, NOW)
+        for v in flush:
+            buf.add(0, Output(v))
+        batches, _unknown = buf.take(seq)
+        assert [k for k, _b in batches] == [("t", 0)]
+        out.append(_request("t", batches[0][1]))
+    return out
+
+
+def test_a_failed_flush_cannot_land_after_the_next_one(tmp_path: Path) -> None:
+    """Flush k's append is lost (as when its produce fails), flush k+1's is sent meanwhile:
+    the partition (the real leader actor, its producer-state table and log) refuses k+1 as out
+    of sequence instead of appending it after the gap; k produced again lands first, then k+1;
+    k produced once more (an answer lost after the write) is a duplicate, not written twice."""
+    from redshank.actors.disk_writer import DiskWriter, OpenPartition
+    from redshank.actors.partition_leader import PartitionLeader, Ready
+    from redshank.cluster.partition.api import Append, Read
+    from redshank.protocol.records import iter_records
+    from redshank.storage import BatchCache, FlushCoordinator, LogConfig
+
+    seq = OutputSequencer(producer_id=4242)
+    first, lost, after = _flushes(seq, [[b"a", b"b"], [b"c", b"d", b"e"], [b"f"]])
+    assert seq.take_opening() and not seq.take_opening()  # only t/0's first batch opens
+    info = TopicInfo("t", uuid.UUID(int=3), (0,), ())
+
+    def append(req: ProduceRequest) -> Append:
+        writes, done = produce.plan(req, {"t": info}, built=True)
+        assert done == {} and writes[0].producer is not None
+        return Append(writes[0].records, -1, writes[0].producer)
+
+    async def main() -> list[bytes | None]:
+        coordinator = FlushCoordinator()
+        writer = DiskWriter.start(coordinator, BatchCache(1 << 20))
+        opened = await writer.ask(OpenPartition(str(tmp_path / "p0"), LogConfig()), block=False)
+        leader = PartitionLeader.start("t", 0, opened, coordinator, writer,
+                                       asyncio.get_running_loop())
+        assert await resolve(leader.ask(Ready(), block=False)) is True
+
+        async def produce_(req: ProduceRequest) -> tuple[int, int]:
+            r = await (await leader.ask(append(req), block=False)).acked
+            return r.error_code, r.base_offset
+
+        try:
+            assert await produce_(first) == (ErrorCode.NONE, 0)
+            # `lost` failed: not appended. The next flush must not land after the gap.
+            code, _o = await produce_(after)
+            assert code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+            assert await produce_(lost) == (ErrorCode.NONE, 2)  # the retry, in order
+            assert await produce_(after) == (ErrorCode.NONE, 5)
+            assert await produce_(lost) == (ErrorCode.NONE, 2)  # a duplicate: its offset
+            values: list[bytes | None] = []
+            while len(values) < 6:  # a read may stop at a batch boundary
+                read = await resolve(leader.ask(Read(len(values), 1 << 20, -1, False, 0),
+                                                block=False))
+                assert read.records
+                values += [r.value for r in iter_records(read.records)]
+            end = await resolve(leader.ask(Read(6, 1 << 20, -1, False, 0), block=False))
+            assert (end.high_watermark, end.records) == (6, b"")  # nothing written twice
+            return values
+        finally:
+            await leader.stop(block=False)
+            await writer.stop(block=False)
+
+    values = asyncio.run(asyncio.wait_for(main(), 30))
+    assert values == [b"a", b"b", b"c", b"d", b"e", b"f"]
+
+
+def test_a_new_epoch_numbers_from_zero_and_fences_the_old_one() -> None:
+    from redshank.cluster.kafka import ProducerStateTable, SequenceError
+
+    seq = OutputSequencer(producer_id=7)
+    info = {"t": TopicInfo("t", uuid.UUID(int=4), (0,), ())}
+    old_a, old_b = _flushes(seq, [[b"a"], [b"b"]])
+    assert seq.new_epoch() and seq.epoch == 1
+    new, = _flushes(seq, [[b"c"]])
+    assert seq.take_opening()  # t/0's first batch at the new epoch
+    table = ProducerStateTable()
+
+    def batch(req: ProduceRequest) -> ProducerBatch:
+        writes, _done = produce.plan(req, info, built=True)
+        assert writes[0].producer is not None
+        return writes[0].producer
+
+    assert batch(old_b) == ProducerBatch(7, 0, 1, 1)
+    assert batch(new) == ProducerBatch(7, 1, 0, 0)
+    table.record(batch(old_a), 0, 0)
+    table.record(batch(new), 1, 1)
+    refused = table.check(batch(old_b))  # still in flight from the run before: fenced
+    assert isinstance(refused, SequenceError)
+    assert refused.error_code == ErrorCode.INVALID_PRODUCER_EPOCH
+    exhausted = OutputSequencer(producer_id=8, epoch=2**15 - 1)
+    assert not exhausted.new_epoch()

@@ -6,7 +6,8 @@ upper-casing transform's exact output; a transform that raises (retried, shown f
 recovers); a module that does not import is refused; list and delete; and a SIGKILL of the
 broker mid-stream, after which every input record is in the output at least once
 (duplicates counted and printed: at-least-once allows them), and after a SIGKILLed core
-restarts its instances resume."""
+restarts its instances resume; an output batch refused while later flushes are in flight
+does not reorder the output (idempotent output: the later ones wait for it)."""
 
 from __future__ import annotations
 
@@ -317,3 +318,38 @@ def test_transactional_input_is_read_committed(node: BrokerProcess, workdir: Pat
              lambda: caught_up(workdir, node.bootstrap, "txident", 1))
     assert [v for _p, _k, v in consume_all(node.bootstrap, "txout", 1)] == [
         b"a1", b"a2", b"c1", b"d1"]
+
+
+@pytest.mark.timeout(120)
+def test_a_refused_flush_does_not_reorder_the_output(node: BrokerProcess, workdir: Path
+                                                     ) -> None:
+    """One output batch is refused (above the output topic's max.message.bytes) while the
+    flushes after it are in flight, until the topic is altered to take it: the output is an
+    idempotent producer's, so the later batches are refused as out of sequence rather than
+    written before it, and once it lands they follow. Every record exactly once, in input
+    order (before: the records after the refused batch were written first)."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    create_topic(node.bootstrap, "ro-in", 1)
+    create_topic(node.bootstrap, "ro-out", 1)
+    n, big_at = 3000, 1500  # about 3 MiB of output: several flushes after the refused one
+    values = [b"big" if i == big_at else b"%06d" % i + b"." * 1018 for i in range(n)]
+    produce(node.bootstrap, "ro-in", [(None, v) for v in values])
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "ro", "--input", "ro-in",
+              "--output", "ro-out", "xforms:Big")
+    assert out.returncode == 0, out.stderr
+    # The records before the big one are written; it is refused (MESSAGE_TOO_LARGE, retried
+    # with backoff) and the flushes after it are sent meanwhile.
+    wait_for("the records before the refused batch", lambda: written(
+        node.bootstrap, "ro-out", 1) >= big_at)
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    resource = ConfigResource("topic", "ro-out", incremental_configs=[ConfigEntry(
+        "max.message.bytes", "2000000", incremental_operation=AlterConfigOpType.SET)])
+    for fut in admin.incremental_alter_configs([resource], request_timeout=15).values():
+        fut.result(20)
+    wait_for("the transform to catch up", lambda: caught_up(workdir, node.bootstrap, "ro", 1),
+             timeout=60)
+    got = [v for _p, _k, v in consume_all(node.bootstrap, "ro-out", 1)]
+    expected = [b"B" * 1_200_000 if v == b"big" else v for v in values]
+    assert len(got) == n
+    assert got == expected

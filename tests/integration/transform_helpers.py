@@ -40,6 +40,14 @@ class TwiceFails(Transform):
                 raise ValueError(f"boom {self.calls}")
         yield Output(value=record.value)
 
+class Big(Transform):
+    """Each value as it is, but b"big" becomes 1.2 MB: a batch above the output topic's
+    default max.message.bytes, refused until that is raised."""
+    def process(self, record):
+        if record.value == b"big":
+            return Output(value=b"B" * 1_200_000)
+        return Output(value=record.value)
+
 class UntilMarker(Transform):
     """Raises on b"wait" until the file named by the record's key exists."""
     def process(self, record):

@@ -12,6 +12,7 @@ decoded. Must not know: logs, actors, sockets.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -45,6 +46,11 @@ from redshank.protocol.records import record_timestamps
 
 __all__ = ["PartitionWrite", "build", "plan"]
 
+# Batch header fields (magic 2) at their offsets: lastOffsetDelta at 23; producerId,
+# producerEpoch, baseSequence at 43.
+_LAST_OFFSET_DELTA = struct.Struct(">i")
+_PRODUCER = struct.Struct(">qhi")
+
 
 
 
@@ -73,7 +79,7 @@ def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None],
 
     `built`: the batches come from the broker's own encoder (a transform's output,
     `actors.transform_spec.OutputBatch`), not a client: one uncompressed magic-2 batch each,
-    without producer, framed and CRC'd by construction, so the CRC re-check and the record
+    non-transactional, framed and CRC'd by construction, so the CRC re-check and the record
     walk (which exist because client bytes cannot be trusted) are skipped. The topic's own
     rules still apply: max.message.bytes, a compacted topic's keys (walked), the timestamp
     window, compression.type."""
@@ -109,8 +115,10 @@ def plan(request: ProduceRequest, topics: Mapping[str, TopicInfo | None],
 
 
 def _check_built(records: bytes | memoryview | None, max_message_bytes: int
-                 ) -> PartitionResult | None:
-    """A broker-built batch's one check that depends on the topic: its size."""
+                 ) -> ProducerBatch | PartitionResult | None:
+    """A broker-built batch's one check that depends on the topic: its size; -> its
+    idempotence fields (a transform's output is an idempotent producer's), as
+    `check_records` returns them."""
     if not records:
         return _invalid("no record batch")
     if len(records) > max_message_bytes:
@@ -119,7 +127,11 @@ def _check_built(records: bytes | memoryview | None, max_message_bytes: int
             error_message=f"batch of {len(records)} bytes above max.message.bytes "
                           f"{max_message_bytes}",
         )
-    return None
+    last_delta, = _LAST_OFFSET_DELTA.unpack_from(records, 23)
+    producer_id, epoch, base_sequence = _PRODUCER.unpack_from(records, 43)
+    if producer_id < 0:
+        return None
+    return ProducerBatch(producer_id, epoch, base_sequence, base_sequence + last_delta)
 
 
 def _compacted(info: TopicInfo) -> bool:
