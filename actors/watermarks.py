@@ -57,6 +57,9 @@ class _Armed:
     generation: int  # of the owning core
     log_start_offset: int
     until: float
+    # The arming read's last stable offset was its high watermark (no undecided transaction):
+    # read_committed fetches may wait here too (they see nothing new either).
+    stable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +155,23 @@ class Watermarks:
         return None
 
     def arm(self, tp: TopicPartition, offset: int, topic_id: uuid.UUID, generation: int,
-            log_start_offset: int, now: float) -> None:
-        """A remote read at `offset` found nothing new: its leader armed (partition_leader)."""
+            log_start_offset: int, now: float, stable: bool = False) -> None:
+        """A remote read at `offset` found nothing new: its leader armed (partition_leader).
+        `stable`: no undecided transaction below its high watermark then."""
         self._armed[tp] = _Armed(offset, topic_id, generation, log_start_offset,
-                                 now + ARM_TRUST_S)
+                                 now + ARM_TRUST_S, stable)
 
     def armed(self, tp: TopicPartition, offset: int, topic_id: uuid.UUID, generation: int,
-              now: float) -> int | None:
+              now: float, committed: bool = False) -> int | None:
         """The log start offset the arming read gave, if a read of `tp` at `offset` would
-        find nothing new and only re-arm what is armed: no need to ask. Else None."""
+        find nothing new and only re-arm what is armed: no need to ask. Else None. A
+        read_committed read (`committed`) only when the arming read was stable: its last
+        stable offset, reported as the high watermark, is then right too (a transaction begun
+        since comes with the next push, unstable: that read asks the leader)."""
         a = self._armed.get(tp)
         if a is None or (a.offset, a.topic_id, a.generation) != (offset, topic_id, generation):
+            return None
+        if committed and not a.stable:
             return None
         if now >= a.until:
             del self._armed[tp]

@@ -115,12 +115,12 @@ def _from_board(core: CoreServices, r: fetch_h.PartitionRead, limit: int) -> Rea
         # no aborted transaction overlaps it.
         return ReadResult(0, pushed.high_watermark, pushed.log_start_offset,
                           fetch_h.clip(pushed.records, limit))
-    if committed:
+    if committed and pushed is not None:
         # Otherwise read_committed asks the leader: the board knows the high watermark, not
         # the last stable offset nor the aborted transactions.
         return None
     start = board.armed(r.tp, r.offset, r.topic_id,
-                        core.router.transport.generation(r.core), core.loop.time())
+                        core.router.transport.generation(r.core), core.loop.time(), committed)
     if start is None:
         return None
     return ReadResult(0, board.known.get(r.tp, r.offset), start, b"")
@@ -141,5 +141,6 @@ async def _read_partition(core: CoreServices, r: fetch_h.PartitionRead, limit: i
     if r.topic_id is not None and Watermarks.arming_core(read, res) is not None:
         # The leader armed for this core (the same rule): until it pushes, fetches at this
         # offset are answered from the board.
-        board.arm(r.tp, r.offset, r.topic_id, generation, res.log_start_offset, core.loop.time())
+        board.arm(r.tp, r.offset, r.topic_id, generation, res.log_start_offset, core.loop.time(),
+                  res.last_stable_offset >= res.high_watermark)
     return res

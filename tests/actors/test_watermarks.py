@@ -98,6 +98,19 @@ def test_an_arming_stands_for_reads_at_its_offset_until_any_word_or_its_time() -
     assert board.armed(tp, 5, tid, 1, 300.1) is None
 
 
+def test_read_committed_reads_wait_on_an_arming_only_when_it_was_stable() -> None:
+    board = Watermarks()
+    tid = uuid.uuid4()
+    tp = ("t", 0)
+    board.arm(tp, 5, tid, 1, 2, now=100.0)  # an undecided transaction below the watermark then
+    assert board.armed(tp, 5, tid, 1, 100.5) == 2
+    assert board.armed(tp, 5, tid, 1, 100.5, committed=True) is None  # ask the leader
+    board.arm(tp, 5, tid, 1, 2, now=200.0, stable=True)
+    assert board.armed(tp, 5, tid, 1, 200.5, committed=True) == 2  # nothing new either way
+    board.advance(tp, 7, Pushed(tid, 5, 7, 2, b"x", stable=False))  # a transaction began
+    assert board.armed(tp, 5, tid, 1, 200.6, committed=True) is None
+
+
 def test_the_one_arming_rule_arms_only_a_remote_read_that_found_nothing_new() -> None:
     from redshank.cluster.partition.api import Read, ReadResult
     from redshank.protocol.error_codes import ErrorCode
