@@ -152,25 +152,36 @@ class ControllerAdmin:
         return host if host is not None and host.stm.cluster_uuid is not None else None
 
     async def caught_up(self) -> None:
-        """On a node that does not lead the controller: until it applied what the leader had
-        committed when asked (`BARRIER_S` for each), so a change another node answered
-        is seen here: Metadata names the node asked as the controller (`admin_id`), and a
-        client's next admin request after its CreateTopics may go to any node (KRaft gets
-        the same by forwarding every admin request to the active controller). No leader
-        answering by then: decided on this node's state."""
+        """Until this node applied what the controller leader had committed when asked (at
+        most `BARRIER_S` for the answer, then as long for applying), so a change another
+        node answered is seen here: Metadata names the node asked as the controller
+        (`admin_id`), and a client's next admin request after its CreateTopics may go to
+        any node (KRaft gets the same by forwarding every admin request to the active
+        controller). No leader answering by then: decided on this node's state."""
         host = self._ready()
-        if host is None or host.is_leader:
+        if host is None:
             return
-        deadline = asyncio.get_running_loop().time() + BARRIER_S
-        target = await host.leader_applied(timeout=BARRIER_S)
-        while target is None and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BARRIER_S
+        target = await self._leader_committed(host, BARRIER_S)
+        while target is None and loop.time() < deadline:
             await asyncio.sleep(BARRIER_RETRY_S)  # non-leaders answer at once: no spinning
-            target = await host.leader_applied(timeout=BARRIER_S)
+            target = await self._leader_committed(host, max(deadline - loop.time(),
+                                                            BARRIER_RETRY_S))
         if target is not None:
             fut = host.applied_future(target)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fut), BARRIER_S)
             fut.cancel()
+
+    @staticmethod
+    async def _leader_committed(host: ControllerHost, timeout: float) -> int | None:
+        """The leader's committed count: this node's own when it leads (once an entry of its
+        term committed: a new leader may not have applied its predecessor's last commands
+        yet), else asked of the voters."""
+        if host.is_leader:
+            return host.committed_count
+        return await host.leader_applied(timeout=timeout)
 
     async def serve(self, message: object) -> object:
         if not isinstance(message, AllocateClusterProducerId):

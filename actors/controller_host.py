@@ -230,6 +230,16 @@ class ControllerHost:
         return self._part is not None and self._part.consensus.core.role == Role.LEADER
 
     @property
+    def committed_count(self) -> int | None:
+        """On a leader that committed an entry of its term: how many commands it committed
+        (at least what it applied: a change another node answered once it applied it is
+        committed here, not always applied yet). None otherwise: before that, a new leader's
+        commit may be short of its predecessor's."""
+        if self._part is None or not self._part.consensus.core.leader_ready():
+            return None
+        return max(self.clog.next_offset, self._committed_end())
+
+    @property
     def term(self) -> int:
         return 0 if self._part is None else self._part.term
 
@@ -311,12 +321,8 @@ class ControllerHost:
 
     def _on_applied(self, payload: memoryview) -> bytes:
         del payload
-        # What it committed (at least what it applied: a change another node answered once it
-        # applied it is committed here, not always applied yet), once an entry of its term is
-        # committed: before that a new leader's commit may be short of its predecessor's.
-        if self._part is None or not self._part.consensus.core.leader_ready():
-            return b""
-        return _COUNT.pack(max(self.clog.next_offset, self._committed_end()))
+        count = self.committed_count
+        return b"" if count is None else _COUNT.pack(count)
 
     @property
     def replayed(self) -> bool:

@@ -358,7 +358,8 @@ def test_power_loss_of_every_node_keeps_every_answered_proposal(tmp_path: Path) 
 
 def test_a_restarted_follower_knows_what_to_replay_and_the_leaders_count(tmp_path: Path) -> None:
     """`replay_end`: the commands its log held at start (0 at a first start); `leader_applied`:
-    the leader's applied count, asked over RPC (None on the leader itself)."""
+    the leader's committed count, asked over RPC (None on the leader itself), which is its
+    `committed_count` (None on a follower)."""
 
     async def main() -> None:
         c = Cluster(tmp_path)
@@ -374,8 +375,9 @@ def test_a_restarted_follower_knows_what_to_replay_and_the_leaders_count(tmp_pat
             assert (await leader.propose(create(leader, "missed"))).ok  # while it is down
             host = await c.restart(follower.node)
             assert host.replay_end == count
-            await c.leader()
+            leader = await c.leader()
             assert await host.leader_applied(1.0) == count + 1
+            assert leader.committed_count == count + 1 and host.committed_count is None
             await host.wait_applied(count + 1, 5.0)
             assert host.replayed and host.stm.topics.get("missed") is not None
         finally:
