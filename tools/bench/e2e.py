@@ -18,6 +18,7 @@ import time
 
 from redshank.tools.bench._broker import run_bench
 from redshank.tools.bench._progress import step
+from redshank.tools.bench._timing import wait_until
 
 __all__ = ["main"]
 
@@ -71,8 +72,7 @@ def _measure(topic: str, bootstrap: str, partitions: int, args: argparse.Namespa
     try:
         for i in range(total):
             due = start + i / RATE
-            while (now := time.perf_counter()) < due:
-                producer.poll(min(due - now, 0.001))
+            wait_until(due, producer)
             producer.produce(topic, struct.pack(">q", time.perf_counter_ns()) + PAD,
                              on_delivery=acked)
             producer.poll(0)

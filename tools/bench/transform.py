@@ -42,6 +42,7 @@ from pathlib import Path
 from redshank.tools.bench import _transform_worker as worker
 from redshank.tools.bench._broker import BenchBroker, create_topic, read_line, tree_cpu_seconds
 from redshank.tools.bench._progress import Phases, phase
+from redshank.tools.bench._timing import wait_until
 from redshank.tools.clikit import EXIT_ERROR, CliError
 
 __all__ = ["main"]
@@ -412,8 +413,7 @@ def _steady(bootstrap: str, source: str, sink: str, args: argparse.Namespace
     try:
         for i in range(total):
             due = start + i / args.rate
-            while (now := time.perf_counter()) < due:
-                producer.poll(min(due - now, 0.001))
+            wait_until(due, producer)
             producer.produce(source, struct.pack(">q", time.perf_counter_ns()) + pad,
                              partition=i % args.partitions)
             producer.poll(0)
