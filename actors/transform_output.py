@@ -2,7 +2,10 @@
 partition and encoded there and then into that partition's batch.
 
 Per record, the work a transform's own output costs the broker is: check each `Output`, pick its
-partition (`output_partition`), append its encoded parts to that partition's `OutputBatch`. No
+partition (`output_partition`), append its encoded parts to that partition's `OutputBatch`. An
+`InputRecord` in the result is that record forwarded: unless it was parsed, its key, value and
+headers are copied into the batch as the input stores them (`OutputBatch.add_raw`), not decoded
+and encoded again. No
 intermediate list of outputs per flush, no regrouping, no second pass to encode: the batch
 bytes are ready when the buffer is taken (profiled: the regrouping and the encode pass were a
 quarter of an identity transform's Python time).
@@ -22,8 +25,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from redshank.actors.embed.transform import Output
+from redshank.actors.embed.transform import InputRecord, Output
 from redshank.actors.transform_spec import OUTPUT_BATCH_BYTES, OutputBatch, output_partition
+from redshank.protocol.varint import decode_varint
+
+Buffer = bytes | bytearray | memoryview
 
 OutputKey = tuple[str, int]
 _EPOCH_MAX = 2**15 - 1  # int16 on the wire
@@ -35,17 +41,21 @@ __all__ = ["OutputSequencer", "PendingOutput", "checked"]
 _OVERHEAD = 64
 
 
-def checked(result: object, outputs: tuple[str, ...]) -> list[Output]:
-    """What `process` returned (an iterable of `Output`, one `Output`, or None), as checked
-    outputs (a generator runs here, inside the caller's try; a wrong output raises TypeError
-    there, a failure of `process`)."""
+def checked(result: object, outputs: tuple[str, ...]) -> list[Output | InputRecord]:
+    """What `process` returned (an iterable of `Output` or `InputRecord`, one of them, or None),
+    as checked outputs (a generator runs here, inside the caller's try; a wrong output raises
+    TypeError there, a failure of `process`). An `InputRecord`: that record, forwarded."""
     if result is None:
         return []
     outs: list[object] = (
-        [result] if isinstance(result, Output) else list(cast(Iterable[object], result)))
+        [result] if isinstance(result, Output | InputRecord)
+        else list(cast(Iterable[object], result)))
     for out in outs:
+        if isinstance(out, InputRecord):
+            continue
         if not isinstance(out, Output):
-            raise TypeError(f"process produced {type(out).__name__}, not Output")
+            raise TypeError(
+                f"process produced {type(out).__name__}, not an Output or InputRecord")
         value: object = out.value
         if value is not None and not isinstance(value, bytes):
             raise _not_bytes(value)
@@ -55,7 +65,7 @@ def checked(result: object, outputs: tuple[str, ...]) -> list[Output]:
         if out.topic is not None and out.topic not in outputs:
             raise TypeError(f"Output topic {out.topic!r} is not an output of this transform "
                             f"({', '.join(outputs)})")
-    return cast(list[Output], outs)
+    return cast(list[Output | InputRecord], outs)
 
 
 def _not_bytes(field: object) -> TypeError:
@@ -137,14 +147,19 @@ class PendingOutput:
 
         The per-record path of every transform: `checked` and `put` inline for the common
         result of one `Output` of known topic (their calls and `_bound`'s were a tenth of an
-        identity transform's CPU); anything else through them."""
+        identity transform's CPU), `forward` for one `InputRecord` (returned or yielded);
+        anything else through them."""
         if result is None:
             return 0
         if isinstance(result, Output):
             out = result
+        elif type(result) is InputRecord:
+            return self.forward(partition, result)
         else:
             outs: list[object] = list(result)  # (not `cast`: a call per record)
             if len(outs) != 1 or type(outs[0]) is not Output:
+                if len(outs) == 1 and type(outs[0]) is InputRecord:
+                    return self.forward(partition, outs[0])
                 checked_outs = checked(outs, self._outputs)
                 for one in checked_outs:
                     self.put(partition, one)
@@ -179,8 +194,43 @@ class PendingOutput:
         self.size += batch.add(key, value, headers, self._now if ts is None else ts)
         return 1
 
-    def put(self, partition: int, out: Output) -> None:
-        """One checked output of a record of input `partition`."""
+    def forward(self, partition: int, record: InputRecord) -> int:
+        """`record` of input `partition` forwarded (its key, value, headers and timestamp, to
+        the first output topic); -> 1. Not parsed when it was not read: its encoded key, value
+        and headers are copied into the batch as they are (the copy drops the record's hold on
+        the input chunk's bytes, as `_parse` does); a record already parsed, or one that goes
+        to a topic not found, is encoded from its fields."""
+        data = record._data
+        topic = self._default
+        count = self._counts.get(topic)
+        if data is None or count is None:
+            self.put(partition, record)
+            return 1
+        pos = record._pos
+        if partition < count:
+            target = (topic, partition)
+        else:  # by the key (not parsed: its bytes only, as `_parse` would read them)
+            target = (topic, output_partition(partition, _key_at(data, pos), count))
+        tail = data[pos:record._end]  # a copy (`data` is bytes; else copied below)
+        if type(tail) is not bytes:  # (a memoryview's slice would hold the chunk)
+            tail = bytes(tail)
+        batch = self._batches.get(target)
+        if batch is None:
+            batch = self._batches[target] = OutputBatch()
+        elif batch.size + len(tail) + 21 > OUTPUT_BATCH_BYTES:  # + the varints, attributes
+            self._full.append((target, batch))  # sent before the partition's next one
+            batch = self._batches[target] = OutputBatch()
+        self.size += batch.add_raw(tail, record.timestamp)
+        return 1
+
+    def put(self, partition: int, out: Output | InputRecord) -> None:
+        """One checked output of a record of input `partition` (an `InputRecord`: forwarded)."""
+        if isinstance(out, InputRecord):
+            if out._data is not None and self._counts.get(self._default) is not None:
+                self.forward(partition, out)
+                return
+            # Its fields: parsed (if it was not yet), the input's timestamp kept.
+            out = Output(out.value, out.key, out.headers, None, out.timestamp)
         topic = out.topic or self._default
         count = self._counts.get(topic)
         if count is None:
@@ -212,6 +262,13 @@ class PendingOutput:
         unknown = self.unknown
         self._batches, self._full, self.unknown, self.size = {}, [], [], 0
         return batches, unknown
+
+
+def _key_at(data: Buffer, pos: int) -> bytes | None:
+    """The key of the record whose key length varint is at `pos` (as `InputRecord._parse`
+    reads it: a negative length is a null key)."""
+    size, pos = decode_varint(data, pos)
+    return bytes(data[pos:pos + size]) if size >= 0 else None
 
 
 def _bound(out: Output) -> int:

@@ -290,6 +290,46 @@ class OutputBatch:
         self.size += size
         return size
 
+    def add_raw(self, tail: bytes, ts: int) -> int:
+        """Append one record whose key, value and headers are `tail`, already encoded as a
+        record stores them (the bytes from the key's length varint to the record's end: a
+        forwarded input record's, copied as they are); -> its size in bytes. Its length
+        prefix, attributes, timestamp delta and offset delta are this batch's."""
+        small = _SMALL
+        count = self.count
+        if count:
+            if ts > self._max_ts:
+                self._max_ts = ts
+            d = ts - self._base_ts
+        else:
+            self._base_ts = self._max_ts = ts
+            d = 0
+        # `size`: the record's bytes after its length prefix (attributes, the deltas, tail).
+        if 0 <= d < 64:
+            ts_delta = small[d << 1]
+            size = 3 + len(tail)
+        else:
+            raw = d << 1 if d >= 0 else ((-d) << 1) - 1
+            ts_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
+            size = 2 + len(ts_delta) + len(tail)
+        if count < 64:
+            offset_delta = small[count << 1]
+        else:
+            raw = count << 1
+            offset_delta = small[raw] if raw < _SMALL_N else _uvar(raw)
+            size += len(offset_delta) - 1
+        raw = size << 1
+        if raw < _SMALL_N:  # below 8192 bytes: a 1 KiB record's
+            prefix = small[raw]
+            size += 1 if raw < 128 else 2
+        else:
+            prefix = _uvar(raw)
+            size += len(prefix)
+        self._parts += (prefix, b"\x00", ts_delta, offset_delta, tail)
+        self.count = count + 1
+        self.size += size
+        return size
+
     def encode(self, producer_id: int = -1, producer_epoch: int = -1,
                base_sequence: int = -1) -> memoryview:
         """The batch (base offset 0, uncompressed, magic 2), CRC32C set; with a producer id,

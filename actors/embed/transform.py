@@ -15,6 +15,16 @@ yields to the output topic(s) through the normal produce path (acks=all). At-lea
 input offset is committed only once the output is durable, so after a crash some records may be
 processed (and written) again.
 
+`process` may also return or yield the `InputRecord` itself (as Redpanda's
+`w.Write(e.Record())`): that record, unchanged (key, value, headers and its timestamp, the
+input's), to the first output topic. One whose key, value and headers were not read is not
+parsed at all: its stored bytes are copied into the output batch.
+
+    class Keep(Transform):
+        def process(self, record: InputRecord) -> Iterable[Output | InputRecord] | None:
+            if record.offset % 2 == 0:
+                yield record
+
 Also here, for the broker's side: `records_of` (the lazily decoded records of fetched batches)
 and `load_transform` (a deployment's class from its shipped source). Must not know: partitions,
 cores, the produce path.
@@ -93,7 +103,8 @@ _set_timestamp = Output.__dict__["timestamp"].__set__
 class InputRecord:
     """One committed record of the input partition. `offset` and `timestamp` (ms) are read
     when the record is handed over; `key`, `value` and `headers` are parsed from the fetched
-    bytes only when first read."""
+    bytes only when first read. Returned or yielded by `process`: written as it is (a record
+    never read, as its stored bytes: `transform_output.PendingOutput.forward`)."""
 
     __slots__ = ("_data", "_end", "_headers", "_key", "_pos", "_value", "offset",
                  "partition", "timestamp", "topic")
@@ -186,8 +197,11 @@ class Transform:
     def setup(self, ctx: TransformContext) -> None:
         """Called once, before the first `process`, on the core the instance runs on."""
 
-    def process(self, record: InputRecord) -> Iterable[Output] | None:
-        """The records to write for `record` (None or empty: none)."""
+    def process(self, record: InputRecord
+                ) -> Iterable[Output | InputRecord] | Output | InputRecord | None:
+        """The records to write for `record` (None or empty: none); an `InputRecord` among
+        them (`record` itself, typically): that record forwarded as it came, its timestamp
+        kept."""
         raise NotImplementedError
 
 

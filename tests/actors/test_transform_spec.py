@@ -146,7 +146,7 @@ def test_outputs_are_checked() -> None:
     assert _outputs(None, outs) == []
     assert _outputs(Output(b"v"), outs) == [Output(b"v")]
     assert _outputs(iter([Output(b"v", topic="b")]), outs) == [Output(b"v", topic="b")]
-    for bad, why in [([b"raw"], "not Output"), ([Output("text")], "bytes or None"),  # type: ignore[arg-type]
+    for bad, why in [([b"raw"], "not an Output"), ([Output("text")], "bytes or None"),  # type: ignore[arg-type]
                      ([Output(b"v", topic="c")], "not an output")]:
         with pytest.raises(TypeError, match=why):
             _outputs(bad, outs)  # type: ignore[arg-type]

@@ -2,7 +2,9 @@
 records produced and consumed with confluent-kafka.
 
 One two-core broker for the module (the restart test has its own, on a fixed port): an
-upper-casing transform's exact output; a transform that raises (retried, shown failing, then
+upper-casing transform's exact output; a transform that forwards its input records (key, value,
+headers and timestamp as they came, partitioned by key into a smaller output); a transform
+that raises (retried, shown failing, then
 recovers); a module that does not import is refused; list and delete; and a SIGKILL of the
 broker mid-stream, after which every input record is in the output at least once
 (duplicates counted and printed: at-least-once allows them), and after a SIGKILLed core
@@ -35,7 +37,7 @@ from transform_helpers import (
     written,
 )
 
-from redshank.actors.transform_spec import TRANSFORMS_TOPIC, Deployment
+from redshank.actors.transform_spec import TRANSFORMS_TOPIC, Deployment, output_partition
 
 
 def caught_up(cwd: Path, bootstrap: str, name: str, partitions: int) -> bool:
@@ -80,6 +82,62 @@ def test_upper_transform_exact_output(node: BrokerProcess, workdir: Path) -> Non
     assert len(got) == n
     listing = listed(workdir, node.bootstrap)["upper"]
     assert sum(i["processed"] for i in listing["instances"]) == n
+    assert all(i["failed"] == 0 for i in listing["instances"])
+
+
+@pytest.mark.timeout(120)
+def test_forwarded_records_keep_key_value_headers_and_timestamp(node: BrokerProcess,
+                                                                workdir: Path) -> None:
+    """`process` returning or yielding the input record: the output holds the record as it
+    came, its timestamp the input's (an hour ago here, not the time of the output), in the
+    output partition an `Output` would go to (input partition 2 of 3 into 2: by the key's
+    hash, or 2 % 2 without one)."""
+    create_topic(node.bootstrap, "fwd-in", 3)
+    create_topic(node.bootstrap, "fwd-out", 2)
+    out = cli(workdir, node.bootstrap, "deploy", "--name", "forward", "--input", "fwd-in",
+              "--output", "fwd-out", "xforms:Forward")
+    assert out.returncode == 0, out.stderr
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    Sent = tuple[int, bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int]
+    sent: list[Sent] = []
+    for i in range(90):
+        key = None if i % 4 == 0 else b"key-%d" % i
+        value = None if i % 9 == 0 else b"%d" % i * (1 + i * 37 % 3000)  # up to 12 KB
+        headers = (("h", b"%d" % i), ("none", None)) if i % 2 else ()
+        sent.append((i % 3, key, value, headers, hour_ago + i * 10))
+    producer = Producer({"bootstrap.servers": node.bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5})
+    for part, key, value, headers, ts in sent:
+        producer.produce("fwd-in", value=value, key=key, partition=part,
+                         headers=list(headers) or None, timestamp=ts)
+    assert producer.flush(30) == 0
+    wait_for("the transform to catch up", lambda: caught_up(workdir, node.bootstrap,
+                                                              "forward", 3))
+    got: list[Sent] = []
+    consumer = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "check-fwd-out",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    try:
+        consumer.assign([TopicPartition("fwd-out", p, 0) for p in range(2)])
+        deadline = time.monotonic() + 20
+        while len(got) < len(sent):
+            assert time.monotonic() < deadline, f"read {len(got)} of {len(sent)}"
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            tstype, ts = msg.timestamp()
+            assert tstype == 1  # CreateTime
+            part = msg.partition()
+            assert part is not None
+            got.append((part, msg.key(), msg.value(), tuple(msg.headers() or ()), ts))
+    finally:
+        consumer.close()
+    assert Counter(got) == Counter(
+        (output_partition(p, key, 2), key, value, headers, ts)
+        for p, key, value, headers, ts in sent)
+    assert {p for p, *_rest in got} == {0, 1}
+    listing = listed(workdir, node.bootstrap)["forward"]
+    assert sum(i["processed"] for i in listing["instances"]) == len(sent)
     assert all(i["failed"] == 0 for i in listing["instances"])
 
 

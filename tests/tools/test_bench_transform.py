@@ -23,6 +23,7 @@ def test_bench_transform_prints_both_sides(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["bench"] == "transform" and result["records"] == 500
+    assert result["identity"] == "forward"  # the in-broker identity forwards the record
     assert result["process_settings"]["producer"]["acks"] == "all"
     for side in ("process", "in_broker"):
         backlog, steady = result[side]["backlog"], result[side]["steady"]

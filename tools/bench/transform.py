@@ -3,6 +3,14 @@ deploy`, on the core owning each input partition) next to the same transform as 
 confluent-kafka consume-transform-produce process (`_transform_worker`), in one run against one
 broker this command starts, each on topics of its own.
 
+The in-broker identity (`--identity`, in the JSON as `identity`): `forward` (the default) yields
+the input record itself, as Redpanda's identity transform writes the input record
+(`w.Write(e.Record())`), so the broker copies its stored bytes without parsing them; `copy`
+yields an `Output` of its key, value and headers (each parsed, then encoded again; its
+timestamp the time of the output), the cost of a transform that builds what it writes. The
+separate process is the same in both: it consumes each record and produces its key, value and
+headers.
+
 For each: a backlog of `--records` records is written to the input first, then the transform
 starts; throughput is the output's growth (sum of its high watermarks, polled every POLL_S) from
 the last poll that saw it empty to the one that saw it full, so neither side's start-up (a group
@@ -37,6 +45,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from redshank.tools.bench import _transform_worker as worker
@@ -50,16 +59,24 @@ __all__ = ["main"]
 TARGETS = {"in_broker_vs_process_throughput_min": 2.0, "in_broker_vs_process_p50_max": 1.0}
 POLL_S = 0.01
 TRANSFORM_NAME = "bench-identity"
-# Shipped to the broker as the transform's single source file.
+# Shipped to the broker as the transform's single source file; `--identity` picks the class.
 IDENTITY_SOURCE = '''\
-"""The identity transform of `redshank bench transform`: each record, unchanged."""
+"""The identity transforms of `redshank bench transform`: each record, unchanged."""
 from redshank.actors.embed.transform import Output, Transform
 
 
-class Identity(Transform):
+class Forward(Transform):
+    """The input record itself (as Redpanda's identity writes it): copied as it is stored."""
+    def process(self, record):
+        yield record
+
+
+class Copy(Transform):
+    """A new record of the input's key, value and headers (parsed, encoded again)."""
     def process(self, record):
         yield Output(value=record.value, key=record.key, headers=record.headers)
 '''
+IDENTITIES = {"forward": "Forward", "copy": "Copy"}
 
 
 def _options() -> argparse.ArgumentParser:
@@ -80,6 +97,9 @@ def _options() -> argparse.ArgumentParser:
                              "medians (and every round)")
     parser.add_argument("--only", choices=("process", "broker"), default=None,
                         help="run one side only (no ratio)")
+    parser.add_argument("--identity", choices=tuple(IDENTITIES), default="forward",
+                        help="the in-broker identity: yield the input record itself "
+                             "(forward, as Redpanda's) or an Output copy of it (copy)")
     return parser
 
 
@@ -97,6 +117,7 @@ def main(argv: list[str]) -> int:
         "bench": "transform", "records": args.records, "partitions": args.partitions,
         "record_bytes": args.record_size, "rate_records_per_s": args.rate,
         "steady_seconds": args.seconds, "client": "confluent-kafka",
+        "identity": args.identity,
         "machine_note": ("2-core machine shared with other jobs; broker, transform process and "
                          "client on the same CPUs: compare the ratios, not the absolute figures"),
         "targets": TARGETS,
@@ -155,7 +176,8 @@ def _side(kind: str, broker: BenchBroker, args: argparse.Namespace, round_no: in
     phase(f"{kind}: writing a backlog of {args.records} records")
     written = _write_backlog(broker.bootstrap, source, args)
     phase(f"{kind}: draining the backlog")
-    starter = _process_transform if kind == "process" else _broker_transform
+    starter = (_process_transform if kind == "process"
+               else partial(_broker_transform, identity=args.identity))
     # Watching before the transform starts: its first output falls between two polls.
     pids = _tree_pids(broker.pid)  # the separate process's pid is added once it is started
     watch = _Watch(broker.bootstrap, sink, args.partitions, written, pids)
@@ -225,12 +247,12 @@ def _process_transform(broker: BenchBroker, source: str, sink: str, name: str,
 
 @contextmanager
 def _broker_transform(broker: BenchBroker, source: str, sink: str, name: str,
-                      pids: list[int]) -> Iterator[_Running]:
+                      pids: list[int], identity: str = "forward") -> Iterator[_Running]:
     del pids  # the broker's, already watched
     with tempfile.TemporaryDirectory(prefix="redshank-bench-transform-") as tmp:
         Path(tmp, "bench_identity.py").write_text(IDENTITY_SOURCE)
         _cli(broker, tmp, "deploy", "--name", name, "--input", source, "--output",
-             sink, "bench_identity:Identity")
+             sink, f"bench_identity:{IDENTITIES[identity]}")
         running = _Running(None)
         try:
             yield running
