@@ -197,9 +197,9 @@ class PendingOutput:
     def forward(self, partition: int, record: InputRecord) -> int:
         """`record` of input `partition` forwarded (its key, value, headers and timestamp, to
         the first output topic); -> 1. Not parsed when it was not read: its encoded key, value
-        and headers are copied into the batch as they are (the copy drops the record's hold on
-        the input chunk's bytes, as `_parse` does); a record already parsed, or one that goes
-        to a topic not found, is encoded from its fields."""
+        and headers are copied into the batch as they are (a copy: the batch never holds the
+        input chunk); a record already parsed, or one that goes to a topic not found, is
+        encoded from its fields."""
         data = record._data
         topic = self._default
         count = self._counts.get(topic)
