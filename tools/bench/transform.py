@@ -9,7 +9,8 @@ the input record itself, as Redpanda's identity transform writes the input recor
 yields an `Output` of its key, value and headers (each parsed, then encoded again; its
 timestamp the time of the output), the cost of a transform that builds what it writes. The
 separate process is the same in both: it consumes each record and produces its key, value and
-headers.
+headers (timestamped when it produces them; the latency is measured from the send time each
+value carries, not from timestamps).
 
 For each: a backlog of `--records` records is written to the input first, then the transform
 starts; throughput is the output's growth (sum of its high watermarks, polled every POLL_S) from
