@@ -17,7 +17,8 @@ Concern: the instance's loop, on the core that leads its input partition:
              (at most MAX_IN_FLIGHT = 4 flushes unanswered); idempotent (see `_flush`)
     commit   OffsetCommit(next offset, status as metadata) once every output before it is
              acknowledged, i.e. durable (at-least-once), in a task after those flushes (at
-             most MAX_IN_FLIGHT pending); the next chunk is read and processed meanwhile
+             most MAX_IN_FLIGHT pending); the next chunk is read and processed meanwhile;
+             at most every COMMIT_EVERY_S (0.1 s): the offset reached by then
 
 Cluster mode (the input a controller topic, `wire` given): the instance runs on the core whose
 replica leads the input partition. Its reads are that replica's, below the high watermark,
@@ -112,6 +113,13 @@ SLICE_S = 0.002
 # instance mostly waited for acks=all (cores about 25% busy, 72-82k records/s), with 4 or 8
 # 85-153k records/s at the same CPU per record; 4 keeps the memory bound lower.
 MAX_IN_FLIGHT = 4
+# The most often an instance commits its input offset (Redpanda's data transforms commit every
+# data_transforms_commit_interval_ms, 3 s by default). A commit is an OffsetCommit through the
+# group coordinator, a write and an fsync of __consumer_offsets: one per chunk made a transform
+# fed 1k records/s (chunks of one record) commit 1k times a second, on the core of its input,
+# which then served that input's producers and consumers late (bench transform, steady phase).
+# The price: after a crash, up to this much more input is processed again (at-least-once).
+COMMIT_EVERY_S = 0.1
 # Local answers that mean: another node leads / coordinates (cluster mode: ask it by wire).
 _ELSEWHERE = (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
 _NOT_HERE = (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_NOT_AVAILABLE)
@@ -172,6 +180,9 @@ class TransformInstance(LoopActor):
         self._commits: deque[asyncio.Task[bool]] = deque()  # pending, oldest first
         self._inflight: deque[asyncio.Task[None]] = deque()  # output flushes, oldest first
         self._last_flush: asyncio.Task[None] | None = None  # the newest, done or not
+        self._commit_timer: asyncio.TimerHandle | None = None  # the next commit, when due
+        self._commit_at = 0.0  # monotonic time the next commit may start
+        self._commit_to = -1  # the offset the last commit started commits
         self._seq: OutputSequencer | None = None  # the output's producer id, epoch, sequences
         self._log = structlog.get_logger("redshank.transforms").bind(
             transform=dep.name, ntp=f"{dep.input}/{partition}", core=core.ctx.core)
@@ -188,6 +199,10 @@ class TransformInstance(LoopActor):
         # reports, `transform list` shows the instance stopped after a few heartbeats.
 
     def _cancel_pending(self) -> None:
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+        self._commit_to = -1
         for task in (*self._inflight, *self._commits):
             task.cancel()
         self._inflight.clear()
@@ -336,13 +351,34 @@ class TransformInstance(LoopActor):
                                              res.aborted))
         del data, res
         self.offset = end
-        # Committed once every output before it is acknowledged: after the flushes in flight
-        # now (the chunk's last ones), and after the previous commit. At most MAX_IN_FLIGHT
-        # commits pending; meanwhile the next chunk is read and processed.
-        if len(self._commits) >= MAX_IN_FLIGHT:
+        # At most MAX_IN_FLIGHT commits pending; meanwhile the next chunk is read and processed.
+        while len(self._commits) >= MAX_IN_FLIGHT:
             await self._commits.popleft()
+        self._commit_soon()
+
+    def _commit_soon(self) -> None:
+        """Commit `self.offset` now, or at COMMIT_EVERY_S after the last commit started (the
+        offset reached by then; `_commit_due`)."""
+        # (`!=`: an offset reset to the log start, the topic recreated, is committed too)
+        if self._commit_timer is not None or self.offset == self._commit_to:
+            return
+        delay = self._commit_at - time.monotonic()
+        if delay > 0:
+            self._commit_timer = self.core.loop.call_later(delay, self._commit_due)
+        else:
+            self._commit_due()
+
+    def _commit_due(self) -> None:
+        """Start the commit of `self.offset`: once every output before it is acknowledged, i.e.
+        after the flushes in flight now (the last chunk's last ones, perhaps some of the chunk
+        being processed: waited for too) and after the previous commit."""
+        self._commit_timer = None
+        if self.offset == self._commit_to:
+            return
+        self._commit_to = self.offset
+        self._commit_at = time.monotonic() + COMMIT_EVERY_S
         self._commit = self.core.loop.create_task(
-            self._commit_after(tuple(self._inflight), self._commit, end))
+            self._commit_after(tuple(self._inflight), self._commit, self.offset))
         self._commits.append(self._commit)
 
     async def _commit_after(self, flushes: tuple[asyncio.Task[None], ...],
@@ -583,7 +619,10 @@ class TransformInstance(LoopActor):
         """Commit the status again (the committed offset unchanged) when it changed, at most
         every STATUS_EVERY_S, and every HEARTBEAT_S regardless (`transform list` sees a
         report older than a few heartbeats as a stopped instance)."""
-        if self.committed < 0 or (self._commit is not None and not self._commit.done()):
+        # Not while a commit is pending or due (it carries the status; this one, of an older
+        # offset, could land after it). `_step` awaits this: no commit is scheduled meanwhile.
+        if self.committed < 0 or self._commit_timer is not None or (
+                self._commit is not None and not self._commit.done()):
             return
         since = time.monotonic() - self._reported_at
         changed = self._reported != (self.state, self.processed, self.error)
