@@ -295,6 +295,8 @@ class OutputBatch:
         record stores them (the bytes from the key's length varint to the record's end: a
         forwarded input record's, copied as they are); -> its size in bytes. Its length
         prefix, attributes, timestamp delta and offset delta are this batch's."""
+        # The deltas as `add` chooses them, inlined again rather than shared: a call per
+        # record is a tenth of the forwarding path's time.
         small = _SMALL
         count = self.count
         if count:
