@@ -19,11 +19,15 @@ import sys
 
 __all__ = ["DEFAULT_LOOP_SLICE_US", "set_thread_slice"]
 
-# `redshank bench e2e [--loop-slice-us 0]` on a 2-core machine shared with the client, 30 pairs of
-# interleaved runs: the 8-partition p50 passed 3.5 ms in 1 run with 100 us loop slices (5.4 ms),
-# in 10 without (up to 24 ms: a connection that falls behind its sequencing round trips stays
-# behind). The cost: peak produce 5-15% lower (2 runs each).
-DEFAULT_LOOP_SLICE_US = 100
+# Off by default (0: the kernel's slices). 100 us slices were the default while `bench e2e`
+# paced its producer with a spinning poll(0) loop that kept a CPU busy: then the 8-partition
+# p50 passed 3.5 ms in 1 run of 10 without them, 10 with. With the bench's producer sleeping
+# between sends (2026-12-07) they only cost: 3 interleaved runs each, 8 partitions, single node
+# pinned: p50 1.63-1.78 ms without, 1.64-2.17 with; 1 partition: p99 2.2-2.4 against 2.9-3.6;
+# a 3-node cluster on the same 2 CPUs (`--nodes 3`): 1 partition p50 5.7-6.8 against 8.0-9.4,
+# 8 partitions (5 runs) median 14.3 against 21.8. Peak produce was also 5-15% lower with them
+# (2 runs each). `--loop-slice-us` keeps them for CPUs shared with a client that spins.
+DEFAULT_LOOP_SLICE_US = 0
 
 _SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(platform.machine())
 _SCHED_OTHER = 0

@@ -1,6 +1,7 @@
 """`redshank start` as a process: the ready line, refusing a used data dir or port with a clear
-message, each core's loop thread on short scheduler slices and its other threads (the disk
-writer) on the default, clean exit on SIGTERM, and data that survives a restart."""
+message, each core's loop thread on short scheduler slices when asked (`--loop-slice-us`; the
+kernel's by default) and its other threads (the disk writer) on the default, clean exit on
+SIGTERM, and data that survives a restart."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def _run_start(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(120)
 def test_lifecycle_busy_refusals_sigterm_and_restart(tmp_path: Path) -> None:
-    node = BrokerProcess(tmp_path / "data", cores=1)
+    # Short slices are off by default; asked for, the loop thread (only) gets them.
+    node = BrokerProcess(tmp_path / "data", cores=1, extra_args=("--loop-slice-us", "100"))
     node.start()
     try:
         assert node.ready_line.startswith("redshank ready kafka=127.0.0.1:")
@@ -63,17 +65,27 @@ def test_lifecycle_busy_refusals_sigterm_and_restart(tmp_path: Path) -> None:
     again.start()
     try:
         check_consumed(expected, consume_assigned(again.bootstrap, topic, 1, 50))
+        _assert_default_slices(again.data_dir)
     finally:
         assert again.stop() == 0
 
 
 def _assert_loop_slices(data_dir: Path) -> None:
-    """Every core's loop (its main thread) asked for 100 us slices; the threads started after
-    it (the disk writer, which has fdatasynced by now) went back to the kernel's default."""
+    """Every core's loop (its main thread) asked for 100 us slices (`--loop-slice-us 100`); the
+    threads started after it (the disk writer, which has fdatasynced by now) went back to the
+    kernel's default."""
     for pid in json.loads((data_dir / "node.json").read_text())["pids"]:
         slices = {int(tid): _slice_ns(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
         assert slices.pop(pid) == 100_000, slices
         assert slices and 100_000 not in slices.values(), slices
+
+
+def _assert_default_slices(data_dir: Path) -> None:
+    """Without `--loop-slice-us` no thread of a core asks for a slice: all have the kernel's."""
+    for pid in json.loads((data_dir / "node.json").read_text())["pids"]:
+        slices = {int(tid): _slice_ns(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+        assert len(slices) > 1 and len(set(slices.values())) == 1, slices
+        assert 100_000 not in slices.values(), slices
 
 
 def _slice_ns(pid: int, tid: int) -> int:
