@@ -9,8 +9,11 @@ carrying every group's (Redpanda's node-level heartbeats, per pair of cores here
 core has its own RPC port; `HeartbeatManager` also drops a group's heartbeat to a peer that got
 an append in the same interval). Inbound frames are decoded (`cluster/raft/wire.py`) and each
 message is stepped into the replica registered for its group; messages for a group not hosted
-here are dropped and counted (Raft retries). Sending is best effort: a peer that cannot be
-reached loses the frame (the RPC client reconnects with backoff; Raft resends).
+here are dropped and counted (Raft retries). A frame goes into the peer's connection at once
+when it is up and nothing to that peer waits before it (`RpcClient.send_now`), else in a task
+that waits for the connection or the peer's backpressure, the frames after it queued behind it
+so they keep their order. Sending is best effort: a peer that cannot be reached loses the frame
+(the RPC client reconnects with backoff; Raft resends).
 Must not know: what a group holds, Kafka, logs, how replicas are placed (it is told `locate`).
 
     replica.send(msgs) --> collect per destination --(next loop turn)--> MESSAGES frame
@@ -21,6 +24,7 @@ Must not know: what a group holds, Kafka, logs, how replicas are placed (it is t
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import struct
 from collections.abc import Callable
@@ -98,6 +102,9 @@ class RaftMessenger:
         self._beats: dict[Address, HeartbeatManager] = {}
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Frames to a peer that could not go at once, oldest first, each with when it was sent;
+        # present while a `_drain` task sends them.
+        self._backlog: dict[Address, collections.deque[tuple[int, bytes, float]]] = {}
         self._closed = False
         self._server = server
         server.register(RaftMethod.MESSAGES, self._on_messages)
@@ -184,17 +191,50 @@ class RaftMessenger:
         if client is None:
             client = self._clients[addr] = RpcClient(*addr,
                                                      max_inflight_bytes=PEER_INFLIGHT_BYTES)
-        task = self.loop.create_task(self._deliver(client, method, payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        backlog = self._backlog.get(addr)
+        if backlog is None:
+            # Connected, nothing to this peer waiting before it: into the connection now. (A
+            # task per frame cost two more loop turns per hop, the task's first step and the
+            # writer's cork to the end of the turn, each behind whatever else the busy loop
+            # had ready: 3-node e2e at 8 partitions, 1k msg/s, 4 interleaved runs: p50 median
+            # 13.9 ms against 15.9, lower in each pair.)
+            try:
+                if client.send_now(method, payload):
+                    return
+            except Exception as exc:
+                self._send_failed(exc, payload)
+                return
+            backlog = self._backlog[addr] = collections.deque()
+            task = self.loop.create_task(self._drain(addr, client, backlog))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        backlog.append((method, payload, self.loop.time()))
 
-    async def _deliver(self, client: RpcClient, method: int, payload: bytes) -> None:
+    async def _drain(self, addr: Address, client: RpcClient,
+                     backlog: collections.deque[tuple[int, bytes, float]]) -> None:
+        """Send what waits for `addr` (the connection, the peer's backpressure) in order, one
+        frame at a time: frames sent meanwhile queue behind, never overtaking. A frame that
+        waited SEND_TIMEOUT_S is dropped unsent, so a peer that stopped reading holds at most
+        that long's frames."""
         try:
-            await client.send(method, payload, timeout=SEND_TIMEOUT_S)
-        except (RpcError, OSError):
-            self.probe.dropped_send_failed += 1  # Raft sends again (heartbeat, retry, probe)
-        except Exception as exc:  # e.g. a frame the transport refuses: count it, loudly
-            self.probe.dropped_send_failed += 1
+            while backlog:
+                method, payload, since = backlog[0]
+                left = since + SEND_TIMEOUT_S - self.loop.time()
+                if left <= 0:
+                    self.probe.dropped_send_failed += 1
+                else:
+                    try:
+                        await client.send(method, payload, timeout=left)
+                    except Exception as exc:
+                        self._send_failed(exc, payload)
+                backlog.popleft()
+        finally:
+            if self._backlog.get(addr) is backlog:
+                del self._backlog[addr]
+
+    def _send_failed(self, exc: Exception, payload: bytes) -> None:
+        self.probe.dropped_send_failed += 1  # Raft sends again (heartbeat, retry, probe)
+        if not isinstance(exc, RpcError | OSError):  # e.g. a frame the transport refuses: loudly
             _log.error("raft_send_failed", error=repr(exc), bytes=len(payload))
 
     # ---- in ---------------------------------------------------------------------------------

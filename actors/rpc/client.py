@@ -189,6 +189,21 @@ class RpcClient:
             raise RpcTimeout(f"rpc send {method} to {self.peer}: not sent within {t:g} s",
                              method=method, timeout=t) from None
 
+    def send_now(self, method: int, payload: Buffer = b"") -> bool:
+        """`send` without waiting, for a caller that gathered this loop turn's messages itself:
+        True once the frame is in the transport (handed over now, not corked to the end of the
+        turn); False, nothing sent, if the connection is not up, frames wait before this one, or
+        the transport is full: then `send`, which waits for those. Raises as `send` does for a
+        payload too large or a closed client."""
+        self._check_size(payload)
+        conn = self._conn
+        if conn is None or conn.gone or self._waiters or not self._fits(0):
+            return False
+        self._write_now(FrameKind.ONE_WAY, method, payload, 0, None)
+        if conn.writer is not None:
+            conn.writer.flush()
+        return True
+
     async def connect(self, timeout: float | None = None) -> None:
         """Connect now, waiting out the backoff between attempts, within the deadline."""
         t = self._timeout(timeout)

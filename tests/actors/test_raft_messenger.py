@@ -218,6 +218,45 @@ def test_a_turn_of_appends_past_one_frame_leaves_in_several(tmp_path: Path) -> N
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+def test_frames_keep_their_order_while_and_after_the_connection_opens(tmp_path: Path) -> None:
+    """The first frames wait in tasks for the connection; the ones after them queue behind
+    them, never overtaking once it is up; then a frame leaves at once, with no task."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        servers = [RpcServer("127.0.0.1", 0), RpcServer("127.0.0.1", 0)]
+        for s in servers:
+            await s.start()
+        peer = servers[1].address
+        a = RaftMessenger(NodeId(1), loop, servers[0], lambda g, n: peer)
+        b = RaftMessenger(NodeId(2), loop, servers[1], lambda g, n: None)
+        got: list[Message] = []
+        b.register(GroupId(1), got.append)
+
+        def append(i: int) -> Message:
+            return Message(MessageType.APPEND, NodeId(1), NodeId(2), Term(1), Index(i), Term(1),
+                           (), Index(0))
+
+        try:
+            for i in range(40):
+                a.send(GroupId(1), [append(i)])
+                await asyncio.sleep(0)  # a frame per loop turn, from before the connection on
+            await wait_for("40 appends", lambda: len(got) == 40)
+            assert [int(m.index) for m in got] == list(range(40))
+            assert a.probe.frames_out >= 2 and a.probe.dropped_send_failed == 0
+            await wait_for("the queued deliveries ended", lambda: not a._tasks)
+            a.send(GroupId(1), [append(40)])
+            await asyncio.sleep(0)  # the frame's turn ends: written, no task started for it
+            assert not a._tasks
+            await wait_for("the 41st append", lambda: len(got) == 41)
+        finally:
+            await a.close()
+            await b.close()
+            for s in servers:
+                await s.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
 def test_bad_frames_are_counted_and_dropped(tmp_path: Path) -> None:
     async def main() -> None:
         server = RpcServer("127.0.0.1", 0)

@@ -490,6 +490,47 @@ def test_backpressure_from_a_peer_that_stops_reading(loop: str) -> None:
     _run(main, loop, limit=9.0)
 
 
+def test_send_now_only_on_an_open_unblocked_connection_and_in_order(loop: str) -> None:
+    async def main() -> None:
+        srv = _Server()
+        async with srv as server, _client(server) as client:
+            # No connection yet: nothing sent (the caller falls back to `send`).
+            assert not client.send_now(NOTE, b"early")
+            await client.send(NOTE, b"1")
+            # Connected: in the transport before returning, after what `send` wrote, even
+            # with the loop never yielding in between.
+            assert client.send_now(NOTE, b"2") and client.send_now(NOTE, b"3")
+            assert client.buffered_bytes == 0  # not corked to the end of the turn
+            await _until(lambda: len(srv.notes) == 3)
+            assert srv.notes == [b"1", b"2", b"3"]
+            with pytest.raises(LocalProtocolError, match="max_frame_bytes"):
+                client.send_now(NOTE, bytes(client.max_frame_bytes + 1))
+        with pytest.raises(RpcClosed):
+            client.send_now(NOTE, b"closed")
+
+    _run(main, loop)
+
+
+def test_send_now_refuses_while_the_peer_does_not_read(loop: str) -> None:
+    async def main() -> None:
+        raw = await _deaf_peer()
+        client = RpcClient("127.0.0.1", raw.sockets[0].getsockname()[1],
+                           max_inflight_bytes=64 * 1024, send_buffer_bytes=32 * 1024)
+        await client.connect()
+        payload, sent = bytes(1000), 0
+        while client.send_now(NOTE, payload):  # never yields: stops once the transport is full
+            sent += 1
+            assert sent < 100_000
+        assert sent > 0 and client.buffered_bytes > 64 * 1024
+        # Refused, not queued: the same frame with `send` waits for the peer (here, in vain).
+        with pytest.raises(RpcTimeout, match="not sent within"):
+            await client.send(NOTE, payload, timeout=0.2)
+        await client.close()
+        await _close_deaf_peer(raw)
+
+    _run(main, loop)
+
+
 def test_one_way_sends_wait_while_the_peer_does_not_read(loop: str) -> None:
     async def main() -> None:
         raw = await _deaf_peer()
