@@ -10,10 +10,10 @@ core has its own RPC port; `HeartbeatManager` also drops a group's heartbeat to 
 an append in the same interval). Inbound frames are decoded (`cluster/raft/wire.py`) and each
 message is stepped into the replica registered for its group; messages for a group not hosted
 here are dropped and counted (Raft retries). A frame goes into the peer's connection at once
-when it is up and nothing to that peer waits before it (`RpcClient.send_now`), else in a task
-that waits for the connection or the peer's backpressure, the frames after it queued behind it
-so they keep their order. Sending is best effort: a peer that cannot be reached loses the frame
-(the RPC client reconnects with backoff; Raft resends).
+when it is up and nothing to that peer waits before it (`RpcClient.send_now`), else into the
+peer's backlog, which one task sends in order as the connection and the peer's backpressure
+allow. Sending is best effort: a peer that cannot be reached loses the frame (the RPC client
+reconnects with backoff; a frame that waited SEND_TIMEOUT_S is dropped; Raft resends).
 Must not know: what a group holds, Kafka, logs, how replicas are placed (it is told `locate`).
 
     replica.send(msgs) --> collect per destination --(next loop turn)--> MESSAGES frame
