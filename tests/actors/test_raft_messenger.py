@@ -7,15 +7,17 @@ stop) the other two elect a new leader that holds every acknowledged batch and t
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from redshank.actors import raft_messenger
 from redshank.actors.disk_writer import DiskWriter, OpenPartition
 from redshank.actors.partition_host import PartitionHost, Replicas
-from redshank.actors.raft_messenger import Address, RaftMessenger, RaftMethod
+from redshank.actors.raft_messenger import SEND_TIMEOUT_S, Address, RaftMessenger, RaftMethod
 from redshank.actors.rpc import RpcClient, RpcServer
 from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.raft.heartbeat_manager import GroupId
@@ -253,6 +255,58 @@ def test_frames_keep_their_order_while_and_after_the_connection_opens(tmp_path: 
             await b.close()
             for s in servers:
                 await s.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_peer_that_stops_reading_holds_at_most_a_send_timeout_of_frames(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames to a peer that accepts and never reads fill its connection, then wait in the
+    backlog: none waits there longer than SEND_TIMEOUT_S (then it is dropped and counted), so
+    the memory they hold stays bounded however long the peer stays stopped."""
+    monkeypatch.setattr(raft_messenger, "PEER_INFLIGHT_BYTES", 64 * 1024)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.BaseTransport] = []
+
+        class Deaf(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                transports.append(transport)
+                # Not at once: uvloop starts reading after connection_made.
+                loop.call_soon(transport.pause_reading)  # type: ignore[attr-defined]
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        listener.bind(("127.0.0.1", 0))
+        deaf = await loop.create_server(Deaf, sock=listener)
+        addr = deaf.sockets[0].getsockname()[:2]
+        server = RpcServer("127.0.0.1", 0)
+        await server.start()
+        a = RaftMessenger(NodeId(1), loop, server, lambda g, n: addr)
+        big = bytes(batch(b"x" * 20_000))
+        start, i, longest = loop.time(), 0, 0.0
+        try:
+            while loop.time() - start < 2.5 * SEND_TIMEOUT_S:
+                a.send(GroupId(1), [Message(MessageType.APPEND, NodeId(1), NodeId(2), Term(1),
+                                            Index(i), Term(1),
+                                            (Entry(Term(1), Index(i + 1), EntryKind.DATA, big),),
+                                            Index(0))])
+                i += 1
+                await asyncio.sleep(0.005)
+                backlog = a._backlog.get(addr)
+                if backlog:
+                    longest = max(longest, loop.time() - backlog[0][2])
+            assert a._backlog.get(addr), "the peer never pushed back"
+            assert a.probe.dropped_send_failed > 0
+            assert SEND_TIMEOUT_S * 0.9 < longest < SEND_TIMEOUT_S + 0.5
+        finally:
+            await a.close()
+            await server.stop()
+            deaf.close()
+            for t in transports:
+                t.abort()  # type: ignore[attr-defined]
+            await deaf.wait_closed()
 
     asyncio.run(asyncio.wait_for(main(), 30))
 
