@@ -18,13 +18,15 @@ must not know event loops. Works for anything `Flushable` (logs, the kvstore).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from redshank.storage.errors import StorageError
+from redshank.storage.file_io import FlushStep, sync_all
 
-__all__ = ["FlushCoordinator", "FlushHandle", "Flushable"]
+__all__ = ["FlushCoordinator", "FlushHandle", "Flushable", "SplitFlushable"]
 
 
 class Flushable(Protocol):
@@ -33,6 +35,15 @@ class Flushable(Protocol):
 
     def flush(self) -> int:
         """Make everything written so far durable; return the durable offset."""
+
+
+@runtime_checkable
+class SplitFlushable(Flushable, Protocol):
+    """A target whose flush can be split around a shared sync (`Log`, `KvStore`)."""
+
+    flush_stage: int
+
+    def begin_flush(self) -> FlushStep: ...
 
 
 class FlushHandle:
@@ -129,29 +140,63 @@ class FlushCoordinator:
 
     def run_round(self) -> int:
         """Flush each log with queued requests once and resolve its waiters (writer thread).
-        Returns the number of logs flushed."""
+        Returns the number of logs flushed. Targets that split their flush (`begin_flush`:
+        logs, kvstores) are written first and then made durable together (`sync_all`: one
+        syncfs for many files), stage by stage (`flush_stage`: every kvstore of the round is
+        durable before any log's batches are written); others flush one by one."""
         with self._cond:
             batch, self._queued = self._queued, {}
             self._kicked = False
         if not batch:
             return 0
         self.rounds += 1
+        stages: dict[int, list[tuple[Flushable, list[FlushHandle]]]] = {}
         for target, handles in batch.values():
-            try:
-                durable = target.flush()
-            except StorageError as exc:
-                for h in handles:
-                    h._finish(None, exc)
-                continue
-            self.flushes += 1
-            for h in handles:
-                if durable >= h.offset:
-                    h._finish(durable, None)
-                else:
-                    # Truncated away meanwhile, or asked for an offset never appended.
-                    h._finish(None, StorageError(
-                        f"offset {h.offset} not durable: flush reached {durable}"))
+            if isinstance(target, SplitFlushable):
+                stages.setdefault(target.flush_stage, []).append((target, handles))
+            else:
+                self._resolve(target.flush, handles)
+        for stage in sorted(stages):
+            self._synced_together(stages[stage])
         return len(batch)
+
+    def _synced_together(self, group: list[tuple[Flushable, list[FlushHandle]]]) -> None:
+        begun: list[tuple[FlushStep, list[FlushHandle]]] = []
+        outcomes: list[StorageError | None] = []
+        try:
+            for target, handles in group:
+                assert isinstance(target, SplitFlushable)
+                try:
+                    begun.append((target.begin_flush(), handles))
+                except StorageError as exc:
+                    for h in handles:
+                        h._finish(None, exc)
+            outcomes = sync_all([step.handle for step, _ in begun if step.handle is not None])
+        finally:
+            # Every begun step ends (its lock is released) whatever happened since.
+            it = iter(outcomes)
+            for step, handles in begun:
+                if step.handle is None:
+                    error: StorageError | None = None
+                else:
+                    error = next(it, StorageError("flush interrupted before its sync"))
+                self._resolve(functools.partial(step.end, error), handles)
+
+    def _resolve(self, flush: Callable[[], int], handles: list[FlushHandle]) -> None:
+        try:
+            durable = flush()
+        except StorageError as exc:
+            for h in handles:
+                h._finish(None, exc)
+            return
+        self.flushes += 1
+        for h in handles:
+            if durable >= h.offset:
+                h._finish(durable, None)
+            else:
+                # Truncated away meanwhile, or asked for an offset never appended.
+                h._finish(None, StorageError(
+                    f"offset {h.offset} not durable: flush reached {durable}"))
 
     def serve(self, stop: threading.Event, idle_timeout: float = 0.05) -> None:
         """A ready-made writer loop: run rounds until `stop` is set."""

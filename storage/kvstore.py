@@ -16,6 +16,7 @@ stop at the first bad record and cut it off; older WALs are deleted. Knows nothi
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import threading
@@ -23,7 +24,7 @@ import threading
 import crc32c as _crc32c
 
 from redshank.storage.errors import LogFailedError, StorageError
-from redshank.storage.file_io import FileHandle, FileLayer, OsFiles
+from redshank.storage.file_io import FileHandle, FileLayer, FlushStep, OsFiles, sync_all
 
 __all__ = ["KvStore"]
 
@@ -133,7 +134,17 @@ class KvStore:
 
     # -- durability (writer thread) ------------------------------------------------------------
     def flush(self) -> int:
-        with self._flush_lock:
+        step = self.begin_flush()
+        return step.end(sync_all([step.handle])[0] if step.handle else None)
+
+    # Which group of a `FlushCoordinator` round it is synced in: before the logs (stage 1), so
+    # a partition's Raft entries kept here are durable before the batches after them.
+    flush_stage = 0
+
+    def begin_flush(self) -> FlushStep:
+        """As `Log.begin_flush`: write the queued records, hold the flush lock until `end`."""
+        self._flush_lock.acquire()
+        try:
             with self._lock:
                 if self._failed is not None:
                     raise LogFailedError(f"kvstore {self.dir} failed earlier: {self._failed}")
@@ -151,15 +162,24 @@ class KvStore:
                         self._pending = records + self._pending
                     raise
                 self._wal_pos += sum(map(len, records))
-                try:
-                    self._wal.fdatasync()
-                except StorageError as exc:
-                    self._failed = exc
-                    raise
+        except BaseException:
+            self._flush_lock.release()
+            raise
+        return FlushStep(self._wal if records else None,
+                         functools.partial(self._end_flush, upto, snap))
+
+    def _end_flush(self, upto: int, snap: dict[bytes, bytes] | None,
+                   error: StorageError | None) -> int:
+        try:
+            if error is not None:
+                self._failed = error
+                raise error
             self._flushed = upto
             if snap is not None:
                 self._snapshot(snap, upto)
             return self._flushed
+        finally:
+            self._flush_lock.release()
 
     def _snapshot(self, data: dict[bytes, bytes], seq: int) -> None:
         """Start WAL gen+1, then write a snapshot of `data` (state at `seq`, which covers all of

@@ -28,6 +28,7 @@ Knows nothing of Raft or Kafka sessions: a term is just a number stored per batc
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -51,7 +52,7 @@ from redshank.protocol.records import record_timestamps
 from redshank.storage.batch_cache import BatchCache
 from redshank.storage.compaction import KeyMap, clean_batch, latest_offsets
 from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
-from redshank.storage.file_io import FileLayer, OsFiles
+from redshank.storage.file_io import FileLayer, FlushStep, OsFiles, sync_all
 from redshank.storage.log_config import AppendResult, LogConfig
 from redshank.storage.log_dir import open_segments, read_start_offset, write_start_offset
 from redshank.storage.retention import SegmentInfo, retention_start
@@ -268,7 +269,20 @@ class Log:
         """Write everything appended so far and fdatasync it; returns the flushed offset.
         Raises StorageIOError (nothing new is durable; a later flush retries the write) or
         LogFailedError (an fdatasync failed, now or earlier)."""
-        with self._flush_lock:
+        step = self.begin_flush()
+        return Offset(step.end(sync_all([step.handle])[0] if step.handle else None))
+
+    # Synced after the kvstores of a `FlushCoordinator` round (see `KvStore.flush_stage`).
+    flush_stage = 1
+
+    def begin_flush(self) -> FlushStep:
+        """`flush` in two halves, so one sync can cover many logs (`FlushCoordinator`): write
+        everything appended so far and hold the flush lock; the step's `handle` (None: nothing
+        to sync) must then be made durable and `end` called with the outcome, which releases
+        the lock and returns the flushed offset (or raises, failing the log on a sync error).
+        Raises as `flush` when the write fails (no lock held then)."""
+        self._flush_lock.acquire()
+        try:
             with self._lock:
                 self._check_usable()
                 if self._pending:
@@ -278,11 +292,23 @@ class Log:
                 target = self._dirty
             if todo:
                 self._write(todo)
-            if self._segments and self._flushed < self._written:
-                self._sync(self._segments[-1])
+            handle = (self._segments[-1].file
+                      if self._segments and self._flushed < self._written else None)
+        except BaseException:
+            self._flush_lock.release()
+            raise
+        return FlushStep(handle, functools.partial(self._end_flush, target))
+
+    def _end_flush(self, target: int, error: StorageError | None) -> int:
+        try:
+            if error is not None:
+                self._fail(error)
+                raise error
             with self._lock:
                 self._flushed = max(self._flushed, min(self._written, target))
-                return Offset(self._flushed)
+                return self._flushed
+        finally:
+            self._flush_lock.release()
 
     def _sync(self, seg: Segment) -> None:
         """fdatasync; on failure the log is failed for good (see the module docstring)."""

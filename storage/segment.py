@@ -203,6 +203,11 @@ class Segment:
     def sync(self) -> None:
         self._file.fdatasync()
 
+    @property
+    def file(self) -> FileHandle:
+        """The segment's file (what a flush makes durable)."""
+        return self._file
+
     def seal(self) -> None:
         """Make the segment read-only: sync, trim the pre-allocated tail, persist the index."""
         if self.sealed:
