@@ -56,7 +56,9 @@ class FlushHandle:
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._done = False
-        self._event = threading.Event()
+        # Made only for a blocking `wait` (rare: the broker uses callbacks); an Event is a
+        # Condition and two locks, too dear to build for every request.
+        self._event: threading.Event | None = None
         self._callbacks: list[Callable[[FlushHandle], None]] = []
 
     @property
@@ -72,13 +74,21 @@ class FlushHandle:
         callback(self)
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
+        with self._lock:
+            if self._done:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     def _finish(self, result: int | None, error: BaseException | None) -> None:
         with self._lock:
             self.result, self.error, self._done = result, error, True
             callbacks, self._callbacks = self._callbacks, []
-        self._event.set()
+            event = self._event
+        if event is not None:
+            event.set()
         for callback in callbacks:
             callback(self)
 
