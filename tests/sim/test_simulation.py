@@ -211,10 +211,20 @@ def test_kafka_checker_catches_acks_all_answered_before_commit(
 
 def test_checkers_catch_a_log_that_never_reaches_the_disk(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Plant: segments skip fdatasync; power loss then takes acknowledged data.
-    from redshank.storage import segment
+    # Plant: segments skip fdatasync (at a roll, and in every flush: its step then has no file
+    # to sync); power loss then takes acknowledged data.
+    from redshank.storage import log, segment
+    from redshank.storage.file_io import FlushStep
+
+    begin_flush = log.Log.begin_flush
+
+    def unsynced(self: log.Log) -> FlushStep:
+        step = begin_flush(self)
+        step.handle = None
+        return step
 
     monkeypatch.setattr(segment.Segment, "sync", lambda self: None)
+    monkeypatch.setattr(log.Log, "begin_flush", unsynced)
     # Caught at the restart that finds fsynced committed entries gone. (The Kafka checker sees
     # it too once a majority loses the same batch, which takes ~100 seeds: the other replicas
     # usually repair a lost tail first; planted acks bugs show the Kafka checker's teeth.)
