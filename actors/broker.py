@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -45,6 +44,7 @@ from redshank.cluster.controller.members_table import NetAddress
 from redshank.cluster.group import GroupConfig
 from redshank.cluster.kafka import LeadersTable, TopicInfo
 from redshank.cluster.raft.types import NodeId
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage import BatchCache, FlushCoordinator
 
 __all__ = ["REQUEST_MEMORY_BYTES", "RING_BYTES", "BrokerConfig", "setup_core"]

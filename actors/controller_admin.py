@@ -24,7 +24,6 @@ import contextlib
 import functools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
@@ -52,6 +51,7 @@ from redshank.cluster.kafka.handlers.reassignments import Move
 from redshank.cluster.kafka.topic_configs import ConfigChange
 from redshank.cluster.raft.types import NodeId
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["ADMIN_MESSAGES", "NOT_HOSTED", "AllocateClusterProducerId", "ControllerAdmin",
            "ProposeConfigs", "ProposeGrows", "ProposePreferred", "ProposeTopics",

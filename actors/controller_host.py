@@ -39,7 +39,6 @@ import struct
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
@@ -70,6 +69,7 @@ from redshank.cluster.raft.types import NO_NODE, NodeId, Notice, NoticeKind, Pro
 from redshank.cluster.raft.wire import RaftWireError
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage import FileLayer, KvStore, Log, LogConfig
 from redshank.storage.errors import StorageError
 

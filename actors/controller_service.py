@@ -30,7 +30,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 import structlog
@@ -92,6 +92,7 @@ from redshank.cluster.node_join import (
 )
 from redshank.cluster.raft.types import NO_NODE, NodeId
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["CONTROLLER_DIR", "CONTROLLER_SERVICE", "AllocateClusterProducerId",
            "ControllerService", "ControllerServiceConfig", "DescribeTopics", "ProposeConfigs",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +23,7 @@ from redshank.actors.kafka_probe import kafka_probe
 from redshank.actors.runtime import ThreadActor
 from redshank.cluster.kafka.producer_state import ProducerStateTable
 from redshank.cluster.partition.raft_log import RecoveredRaft, recover
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage import BatchCache, FlushCoordinator, KvStore, Log, LogConfig
 from redshank.storage.errors import StorageError
 from redshank.storage.fault_files import files_from_env

@@ -43,7 +43,6 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import pykka
@@ -77,6 +76,7 @@ from redshank.cluster.group import (
 from redshank.cluster.partition.api import Append, PartitionResult
 from redshank.cluster.raft.types import Message
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import iter_batches
 from redshank.protocol.records import (
     ControlType,

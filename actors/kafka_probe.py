@@ -18,12 +18,12 @@ DeleteTopics, DescribeGroups, ...) the first such error of their topics, results
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
 from redshank.actors.runtime import COUNTER_WORDS, process_counters
 from redshank.protocol.api_versions import ApiKey
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["BUCKETS_S", "KafkaCounters", "KafkaProbe", "decode_counters", "kafka_probe"]
 

@@ -31,7 +31,7 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 import structlog
@@ -50,6 +50,7 @@ from redshank.cluster.node_hello import (
 )
 from redshank.cluster.node_identity import NodeIdentity
 from redshank.cluster.node_join import VIEW_FILE
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["NODE_RPC", "PEERS_FILE", "REFUSAL_FILE", "ClusterAssigned", "NodeMethod", "NodeRpc",
            "NodeRpcConfig", "NodeRpcHandle", "SeedAnswers", "clear_node_files", "read_refusal",

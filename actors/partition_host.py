@@ -27,7 +27,6 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -40,6 +39,7 @@ from redshank.cluster.partition.partition import FULL, Partition
 from redshank.cluster.partition.raft_log import EntryLoad, Loaded
 from redshank.cluster.raft.types import NO_NODE, Message, NodeId
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage import FlushCoordinator, FlushHandle, KvStore, Log
 from redshank.storage.errors import StorageError
 

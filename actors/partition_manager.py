@@ -16,7 +16,6 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -55,6 +54,7 @@ from redshank.cluster.partition.api import SetTimestampType
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.types import Message, NodeId
 from redshank.cluster.txn.coordinator import TxnConfig
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage import FlushCoordinator, Log, LogConfig, StorageError
 
 __all__ = [

@@ -28,7 +28,6 @@ import collections
 import enum
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 
@@ -42,6 +41,7 @@ from redshank.cluster.raft.wire import (
     encode_message,
     encode_node_heartbeat,
 )
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["Address", "MessengerProbe", "RaftMessenger", "RaftMethod"]
 

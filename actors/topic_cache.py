@@ -12,11 +12,11 @@ Must not know: Kafka requests, sessions, logs.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from redshank.actors.runtime import LoopActor
 from redshank.cluster.kafka import LeadersTable, TopicInfo, TopicPartition
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["TOPIC_CACHE", "LeaderChanged", "TopicCache", "TopicChanged", "TopicCreated",
            "TopicDeleted"]

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -53,6 +52,7 @@ from redshank.cluster.kafka.handlers.create_topics import CreateOutcome, TopicSp
 from redshank.cluster.kafka.handlers.delete_topics import DeleteOutcome, DeleteTarget, decide
 from redshank.cluster.kafka.topic_configs import ConfigChange
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage import FlushCoordinator, FlushHandle, KvStore
 
 __all__ = ["CONTROLLER", "AllocateProducerId", "AlterTopicConfigs", "CreatePartitions",

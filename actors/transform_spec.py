@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import crc32c as _crc32c
 
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.varint import encode_varlong
 
 __all__ = [

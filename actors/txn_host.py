@@ -36,7 +36,6 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pykka
@@ -60,6 +59,7 @@ from redshank.cluster.txn.api import (
 )
 from redshank.cluster.txn.coordinator import CoordinatorStatus, TxnConfig, TxnCoordinator
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.records import Record, build_batch
 from redshank.storage import FlushCoordinator, Log
 

@@ -30,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from redshank.actors.runtime import LoopActor
 from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.cluster.partition.api import Read, ReadResult
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["ARM_TRUST_S", "PUSHED_MAX_BYTES", "WATERMARKS", "HighWatermark", "Pushed",
            "WatermarkWatch", "Watermarks"]

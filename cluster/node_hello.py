@@ -27,11 +27,11 @@ from __future__ import annotations
 import enum
 import struct
 import uuid
-from dataclasses import dataclass
 
 from redshank.cluster.controller.members_table import NetAddress
 from redshank.cluster.raft.types import NodeId
 from redshank.protocol.errors import DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["Hello", "HelloDecodeError", "PeerVerdict", "check_peer", "decode_hello",
            "encode_hello", "refusal_message"]

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from redshank.cluster.controller.members_table import NetAddress
 from redshank.cluster.raft.types import NodeId
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "IDENTITY_FILE",

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import struct
-from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 from redshank.protocol._wire import Parts
@@ -43,6 +42,7 @@ from redshank.protocol.api_versions import (
     response_header_version,
 )
 from redshank.protocol.errors import DecodeError, EncodeError, ProtocolError
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages import REQUESTS, RESPONSES
 from redshank.protocol.messages.api_versions import ApiVersionsResponse
 from redshank.protocol.messages.request_header import RequestHeader

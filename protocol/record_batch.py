@@ -18,11 +18,11 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import crc32c as _crc32c
 
 from redshank.protocol.errors import CorruptBatchError
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "BATCH_OVERHEAD",

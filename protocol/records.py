@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import crc32c as _crc32c
 
@@ -39,6 +38,7 @@ from redshank.protocol.errors import (
     DecodeError,
     EncodeError,
 )
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import (
     HEADER_SIZE,
     BatchHeader,

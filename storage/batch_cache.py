@@ -18,7 +18,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["BatchCache", "CacheStats"]
 

@@ -26,9 +26,10 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage.errors import StorageIOError
 from redshank.storage.file_io import Buffer, FileHandle, FileLayer, OsFiles
 

@@ -34,11 +34,11 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import structlog
 
 from redshank.protocol.errors import CorruptBatchError, DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import (
     HEADER_SIZE,
     BatchHeader,

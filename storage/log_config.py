@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage.segment import DEFAULT_PREALLOCATE_STEP
 from redshank.storage.segment_index import DEFAULT_INDEX_INTERVAL
 from redshank.storage.types import Offset

@@ -10,7 +10,8 @@ with `truncate_prefix`. Knows nothing of files.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["SegmentInfo", "retention_start"]
 

@@ -13,8 +13,9 @@ import errno as errno_mod
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage.errors import StorageIOError
 from redshank.storage.file_io import Buffer
 

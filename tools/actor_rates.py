@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import pairwise
 from typing import Any
+
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "SORT_KEYS",

@@ -29,8 +29,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["main", "plan_ports"]
 

@@ -15,11 +15,11 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, Any
 
 import click
 
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.tools.clikit import (
     EXIT_ERROR,
     EXIT_NOT_FOUND,

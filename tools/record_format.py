@@ -19,8 +19,10 @@ This module knows bytes and strings only: no client, no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NoReturn
+
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "INPUT_FIELDS",

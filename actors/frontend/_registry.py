@@ -7,10 +7,10 @@ id, or two-phase). Must not know: what a handler does, sessions, partitions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from redshank.protocol.api_versions import ApiKey
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["REGISTRY", "Handler", "serves"]
 

@@ -8,7 +8,9 @@ Must not know: sockets, loops.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["Backoff"]
 

@@ -37,7 +37,6 @@ import itertools
 import math
 import socket
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
@@ -52,6 +51,7 @@ from redshank.actors.rpc.errors import (
     RpcRemoteError,
     RpcTimeout,
 )
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.rpc import (
     DEFAULT_MAX_FRAME_BYTES,
     Buffer,

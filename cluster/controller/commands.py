@@ -44,7 +44,6 @@ import itertools
 import struct
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from redshank.cluster.controller._codec import ControllerDecodeError, Reader, Writer
@@ -54,6 +53,7 @@ from redshank.cluster.kafka.topic_configs import ConfigOp
 from redshank.cluster.kafka.topic_table import CoreId
 from redshank.cluster.raft.types import NodeId
 from redshank.protocol.errors import DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import parse_header
 from redshank.protocol.records import BatchBuilder, iter_records
 

@@ -28,13 +28,14 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.controller._codec import ControllerDecodeError
 from redshank.cluster.controller.commands import Command, decode_command
 from redshank.cluster.controller.controller_stm import Applied, ControllerStm
 from redshank.cluster.raft.types import Index
 from redshank.protocol.errors import DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import iter_batches, parse_header
 
 __all__ = ["BatchId", "ControllerLog", "ProposeReply", "ProposeStatus", "Resolved",

@@ -16,11 +16,10 @@ Must not know: threads, event loops, clocks, sockets, how or when the host reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from redshank.cluster.controller.controller_log import ControllerLog, Resolved
 from redshank.cluster.controller.controller_stm import ControllerStm
 from redshank.cluster.partition.partition import Partition
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage import KvStore
 
 __all__ = ["READ_BYTES", "SNAPSHOT_KEY", "AppliedBatches", "apply_batches", "committed_end",

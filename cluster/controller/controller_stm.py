@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from dataclasses import dataclass
 
 from redshank.cluster.controller.commands import (
     PRODUCER_ID_BLOCK,
@@ -41,6 +40,7 @@ from redshank.cluster.kafka.topic_configs import ConfigChange, ConfigOp, ConfigR
 from redshank.cluster.kafka.topic_table import validate_topic_name
 from redshank.cluster.raft.types import Index
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["Applied", "ControllerStm"]
 

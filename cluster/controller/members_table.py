@@ -10,10 +10,10 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from redshank.cluster.raft.types import NodeId
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["MembersTable", "NetAddress", "NodeInfo", "NodeState"]
 

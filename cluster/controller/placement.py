@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from redshank.cluster.controller.types import Assignment, Replica
 from redshank.cluster.kafka.topic_table import CoreId
 from redshank.cluster.raft.types import NodeId
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["PlacementRefused", "check_assignments", "default_replication_factor", "place",
            "place_explicit"]

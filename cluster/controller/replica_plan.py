@@ -19,13 +19,13 @@ import hashlib
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from redshank.cluster.controller.members_table import MembersTable
 from redshank.cluster.controller.topics_table import TopicsTable
 from redshank.cluster.kafka.topic_table import CoreId
 from redshank.cluster.raft.heartbeat_manager import GroupId
 from redshank.cluster.raft.types import NodeId
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["ReplicaPlan", "group_id", "is_replica_directory", "node_replicas", "replica_changes",
            "replica_directory"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
-from dataclasses import dataclass
 
 from redshank.cluster.controller._codec import ControllerDecodeError, Reader, Writer
 from redshank.cluster.controller.commands import (
@@ -38,6 +37,7 @@ from redshank.cluster.controller.commands import (
 from redshank.cluster.controller.members_table import NodeInfo, NodeState
 from redshank.cluster.controller.topics_table import TopicMetadata
 from redshank.cluster.raft.types import Index
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["SNAPSHOT_VERSION", "ControllerSnapshot", "decode_snapshot", "encode_snapshot"]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from redshank.cluster.controller.types import Assignment
 from redshank.cluster.kafka.topic_table import CoreId, TopicPartition
 from redshank.cluster.raft.types import NodeId
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["TopicMetadata", "TopicsTable"]
 

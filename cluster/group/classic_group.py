@@ -16,7 +16,7 @@ Must not know: requests, persistence, clocks (times come in as arguments).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.group.api import (
     GroupState,
@@ -26,6 +26,7 @@ from redshank.cluster.group.api import (
     TopicPartition,
 )
 from redshank.cluster.group.group_records import GroupValue, MemberValue, OffsetValue
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["ClassicGroup", "Member", "PendingOffset", "Waiter"]
 

@@ -5,7 +5,7 @@ Must not know: where the values come from (CLI flags, broker config files).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["GroupConfig"]
 

@@ -32,7 +32,7 @@ import enum
 import heapq
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.group._effects import Effects, append_error
 from redshank.cluster.group.api import (
@@ -79,6 +79,7 @@ from redshank.cluster.group.partitioning import partition_for
 from redshank.cluster.group.rebalance import Rebalancer
 from redshank.cluster.group.txn_fences import ProducerFences
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["CoordinatorStatus", "GroupCoordinator", "GroupSnapshot"]
 

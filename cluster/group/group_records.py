@@ -23,10 +23,10 @@ Must not know: where records are stored, the coordinator's in-memory state.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from redshank.cluster.group.api import NO_LEADER_EPOCH, GroupRecord
 from redshank.protocol.errors import DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "GroupKey",

@@ -11,7 +11,6 @@ actors, sockets, how the settings reach the node.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_configs import (
     TOPIC_CONFIGS,
@@ -19,6 +18,7 @@ from redshank.cluster.kafka.topic_configs import (
     ConfigType,
     info,
 )
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["BrokerEntry", "BrokerSettings", "entries", "refusal"]
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages.fetch import FetchRequest
 
 __all__ = [

@@ -32,11 +32,12 @@ import struct
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.partition.api import AppendMarker, ProducerBatch, ProducerInfo
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import BatchHeader, iter_batches
 from redshank.protocol.records import ControlType, iter_records, parse_control_record
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import DEFAULT_MAX_MESSAGE_BYTES
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage import LogConfig
 
 __all__ = [

@@ -12,8 +12,10 @@ import re
 import uuid
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NamedTuple, NewType
+
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",

@@ -9,7 +9,7 @@ logs, sockets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["EARLIEST", "HIGH_WATERMARK", "LATEST", "MAX_TIMESTAMP", "READ_COMMITTED", "Append",
            "AppendMarker", "DescribeProducers", "EpochEnd", "OffsetAnswer", "PartitionResult",

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.kafka.producer_state import (
     Duplicate,
@@ -74,6 +74,7 @@ from redshank.cluster.raft.types import (
 )
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import parse_header, stamp_log_append_time
 from redshank.storage import KvStore, Log
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from redshank.cluster.raft.batches import batch_span
 from redshank.cluster.raft.log import EntriesUnavailable
@@ -43,6 +42,7 @@ from redshank.cluster.raft.types import (
     NodeId,
     Term,
 )
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import iter_batches, parse_header
 from redshank.storage import KvStore, Log
 from redshank.storage.errors import OffsetOutOfRangeError

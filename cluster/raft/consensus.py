@@ -17,7 +17,7 @@ may block and hands back with `entries_loaded`. Must not know files, sockets or 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.raft.flush_debouncer import FlushDebouncer
 from redshank.cluster.raft.offset_translator import Offset, OffsetTranslator
@@ -39,6 +39,7 @@ from redshank.cluster.raft.types import (
     ProposeError,
     Role,
 )
+from redshank.protocol.fast_dataclass import dataclass
 
 
 @dataclass(slots=True)

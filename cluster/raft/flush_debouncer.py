@@ -8,9 +8,10 @@ one); `complete` hands back the messages that may now leave and the mark to pass
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.raft.types import Message, PersistMark, Ready
+from redshank.protocol.fast_dataclass import dataclass
 
 
 @dataclass(slots=True)

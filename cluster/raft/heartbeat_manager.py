@@ -8,10 +8,10 @@ and `flush` once per heartbeat interval.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NewType
 
 from redshank.cluster.raft.types import Message, MessageType, NodeId
+from redshank.protocol.fast_dataclass import dataclass
 
 GroupId = NewType("GroupId", int)
 

@@ -19,10 +19,11 @@ Must not know messages' transport or the log's storage.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.raft.recovery_stm import RecoveryStm
 from redshank.cluster.raft.types import Index
+from redshank.protocol.fast_dataclass import dataclass
 
 _ZERO = Index(0)
 

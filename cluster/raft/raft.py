@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.raft import confchange, quorum
 from redshank.cluster.raft.batches import Buffer
@@ -42,6 +42,7 @@ from redshank.cluster.raft.types import (
     Role,
     Term,
 )
+from redshank.protocol.fast_dataclass import dataclass
 
 MT = MessageType
 _I0 = Index(0)

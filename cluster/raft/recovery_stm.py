@@ -27,9 +27,8 @@ Must not know messages, the log's storage or the follower's other progress field
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from redshank.cluster.raft.types import Index
+from redshank.protocol.fast_dataclass import dataclass
 
 
 @dataclass(slots=True)

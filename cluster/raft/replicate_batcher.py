@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass
 
 from redshank.cluster.raft.batches import Buffer
 from redshank.cluster.raft.types import Index
+from redshank.protocol.fast_dataclass import dataclass
 
 
 class Acks(enum.IntEnum):

@@ -13,11 +13,11 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from redshank.cluster.raft.offset_translator import Offset
 from redshank.cluster.raft.replicate_batcher import Acks, ReplicateRequest
 from redshank.cluster.raft.types import Index, Term
+from redshank.protocol.fast_dataclass import dataclass
 
 
 class ReplicateError(enum.IntEnum):

@@ -6,10 +6,11 @@ Pure data: frozen dataclasses and enums. Must not know how anything is sent, sto
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NewType
 
 from redshank.cluster.raft.batches import Buffer, batch_span, values_of
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage.types import Term as Term  # the Kafka leader epoch: one vocabulary
 
 NodeId = NewType("NodeId", int)

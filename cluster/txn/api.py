@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "NO_PRODUCER_EPOCH",

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.cluster.txn._effects import Effects, append_error
@@ -69,6 +68,7 @@ from redshank.cluster.txn.txn_metadata import MAX_EPOCH, Transit, TxnMetadata, e
 from redshank.cluster.txn.txn_records import txn_record
 from redshank.cluster.txn.txn_stm import TxnStm
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["CoordinatorStatus", "TxnConfig", "TxnCoordinator", "TxnSnapshot"]
 

@@ -12,7 +12,6 @@ Must not know: the coordinator's request rules, the log, clocks.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.cluster.txn.api import (
@@ -23,6 +22,7 @@ from redshank.cluster.txn.api import (
 )
 from redshank.cluster.txn.txn_records import TxnValue
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["MAX_EPOCH", "Transit", "TxnMetadata", "epoch_exhausted"]
 

@@ -25,11 +25,11 @@ Must not know: where records are stored, the coordinator's in-memory state.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicPartition
 from redshank.cluster.txn.api import NO_PRODUCER_ID, TxnRecord, TxnState
 from redshank.protocol.errors import DecodeError
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "STATE_IDS",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 from redshank.protocol import _wire as _w
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "AlterUserScramCredentialsRequest",

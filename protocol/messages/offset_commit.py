@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 from redshank.protocol import _wire as _w
 from redshank.protocol.errors import EncodeError
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = [
     "OffsetCommitRequest",

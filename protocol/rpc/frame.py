@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 from typing import Final
 
 import crc32c as _crc32c
 
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.rpc.errors import LocalProtocolError
 
 __all__ = [

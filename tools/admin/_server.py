@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from importlib import metadata
 from typing import Any
 
@@ -35,6 +35,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from redshank.actors.runtime import NodeNotRunningError, read_core_blocks, read_node_stats
 from redshank.cluster.node_join import VIEW_FILE
+from redshank.protocol.fast_dataclass import dataclass
 
 from ._metrics import NodeCollector, partition_rows
 

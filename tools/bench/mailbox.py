@@ -20,7 +20,6 @@ import os
 import struct
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from redshank.actors.runtime.envelope import Kind, decode, encode, register_code
 from redshank.actors.runtime.loop_actor import LoopActor
 from redshank.actors.runtime.mailbox import DEFAULT_SPIN_S
 from redshank.actors.runtime.supervisor import Supervisor
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["main"]
 

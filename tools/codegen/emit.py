@@ -573,7 +573,6 @@ class ModuleEmitter:
             imports.append("import uuid")
         imports += [
             "from collections.abc import Callable",
-            "from dataclasses import dataclass",
             "from typing import ClassVar",
             "",
             "from redshank.protocol import _wire as _w",
@@ -582,6 +581,7 @@ class ModuleEmitter:
             imports.append(
                 f"from redshank.protocol.errors import {', '.join(sorted(self.uses_errors))}"
             )
+        imports.append("from redshank.protocol.fast_dataclass import dataclass")
         head = HEADER.format(files=files) + '"""Kafka ' + files + ': generated codec."""\n\n'
         head += "\n".join(imports) + "\n\n"
         head += "__all__ = [\n" + "".join(f'    "{n}",\n' for n in sorted(exported)) + "]\n\n"

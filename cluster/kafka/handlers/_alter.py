@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from redshank.cluster.kafka.broker_configs import refusal
@@ -27,6 +26,7 @@ from redshank.cluster.kafka.topic_configs import (
 )
 from redshank.cluster.kafka.topic_table import TopicInfo
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 
 __all__ = ["AlterOutcome", "Ops", "Resource", "decide", "plan_resources", "results"]
 

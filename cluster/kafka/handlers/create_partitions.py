@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.handlers.create_topics import MAX_PARTITIONS
 from redshank.cluster.kafka.topic_table import TopicInfo, assign_cores
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages import create_partitions as wire
 
 __all__ = ["Grow", "GrowOutcome", "build", "decide", "grown", "plan"]

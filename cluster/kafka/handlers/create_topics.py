@@ -10,11 +10,11 @@ where topics are stored, sockets, actors.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_configs import TOPIC_CONFIGS, invalid_value
 from redshank.cluster.kafka.topic_table import TopicInfo, validate_topic_name
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages.create_topics import (
     CreatableTopic,
     CreatableTopicResult,

@@ -10,11 +10,11 @@ sockets.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import HIGH_WATERMARK, TrimResult
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages import delete_records as wire
 
 __all__ = ["Trim", "build", "plan"]

@@ -10,10 +10,10 @@ actors, sockets, where logs live.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicTable
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages import delete_topics as wire
 
 __all__ = ["DeleteOutcome", "DeleteTarget", "build", "decide", "plan"]

@@ -15,10 +15,10 @@ A null list asks for every partition (Kafka's "all"). Must not know: actors, soc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.handlers.metadata import ReplicatedTopic
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages import elect_leaders as wire
 
 __all__ = ["PREFERRED", "UNCLEAN", "Verdict", "asked", "build", "judge"]

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.fetch_session import SessionPartition
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import ReadResult
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages.fetch import (
     AbortedTransaction,
     FetchableTopicResponse,

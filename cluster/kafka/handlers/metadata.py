@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.leaders_table import UNKNOWN_EPOCH, LeadersTable
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition, validate_topic_name
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages.metadata import (
     MetadataRequest,
     MetadataResponse,

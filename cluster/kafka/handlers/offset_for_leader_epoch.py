@@ -11,11 +11,11 @@ actors, sockets.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from redshank.cluster.kafka.topic_table import TopicInfo, TopicPartition
 from redshank.cluster.partition.api import OffsetAnswer
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages import offset_for_leader_epoch as wire
 
 __all__ = ["EndQuery", "answer", "build", "plan"]

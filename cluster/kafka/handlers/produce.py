@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import cast
 
 from redshank.cluster.kafka.topic_configs import (
@@ -28,6 +27,7 @@ from redshank.protocol.batch_recompress import recompress
 from redshank.protocol.batch_validator import check_producer_batch
 from redshank.protocol.error_codes import ErrorCode
 from redshank.protocol.errors import DecodeError, DecompressionBombError
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages.produce import (
     BatchIndexAndErrorMessage,
     PartitionProduceResponse,

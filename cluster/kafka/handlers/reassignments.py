@@ -13,9 +13,9 @@ actors, the controller's commands, sockets.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from redshank.protocol.error_codes import ErrorCode
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.messages import alter_partition_reassignments as alter
 from redshank.protocol.messages import list_partition_reassignments as listing
 

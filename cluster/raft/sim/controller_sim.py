@@ -28,7 +28,6 @@ import random
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from redshank.cluster.controller import (
@@ -62,6 +61,7 @@ from redshank.cluster.raft.sim.controller_checker import ControllerChecker, stat
 from redshank.cluster.raft.sim.host import PartitionReplica, Wiring
 from redshank.cluster.raft.sim.simulator import CLIENT, FaultParams, SimResult, Simulator
 from redshank.cluster.raft.types import NO_NODE, NodeId, Role
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import iter_batches
 
 __all__ = ["ControllerReplica", "ControllerSimulator", "controller_params",

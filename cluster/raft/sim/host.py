@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import overload
 
 from redshank.cluster.kafka.producer_state import ProducerStateTable
@@ -41,6 +41,7 @@ from redshank.cluster.raft.types import (
     ProposeError,
     Role,
 )
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.protocol.record_batch import iter_batches
 from redshank.storage import KvStore, Log, LogConfig
 from redshank.storage.batch_cache import BatchCache

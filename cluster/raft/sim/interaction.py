@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import random
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from redshank.cluster.raft.batches import batch_of, values_of
 from redshank.cluster.raft.heartbeat_manager import GroupId, HeartbeatManager
@@ -53,6 +53,7 @@ from redshank.cluster.raft.types import (
     ProposeError,
     Role,
 )
+from redshank.protocol.fast_dataclass import dataclass
 
 
 @dataclass(slots=True)

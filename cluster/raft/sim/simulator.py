@@ -14,7 +14,7 @@ import hashlib
 import heapq
 import random
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from redshank.cluster.partition.api import PartitionResult
@@ -32,6 +32,7 @@ from redshank.cluster.raft.sim.host import (
     Wiring,
 )
 from redshank.cluster.raft.types import Config, NodeId, Role
+from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage.types import Offset
 
 TICK_MS = 100.0  # one Raft tick; election timeout 10-20 ticks = 1-2 s
