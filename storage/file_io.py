@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -74,15 +75,20 @@ def _io_error(what: str, exc: OSError) -> StorageIOError:
     return StorageIOError(f"{what}: {exc.strerror or exc}", exc.errno)
 
 
+_OPENED = itertools.count()
+
+
 class OsFile:
     """A file descriptor opened read-write; all calls map to one POSIX call (or a retry loop)."""
 
-    __slots__ = ("_dev", "_fd", "path")
+    __slots__ = ("_dev", "_fd", "opened", "path")
 
     def __init__(self, fd: int, path: str) -> None:
         self._fd = fd
         self.path = path
         self._dev = -1
+        # Order of opening (this process): `sync_all` reports errors through the oldest file.
+        self.opened = next(_OPENED)
 
     @property
     def dev(self) -> int:
@@ -224,7 +230,11 @@ def sync_all(handles: Sequence[FileHandle]) -> list[StorageError | None]:
         files = [h for h in handles if isinstance(h, OsFile)]
         try:
             same_fs = len({f.dev for f in files}) == 1
-            fd = files[0].fd
+            # syncfs reports a writeback error on the filesystem that came after the file it
+            # is called on was opened (Linux >= 5.8 samples the error sequence at open). The
+            # oldest file was opened before anything any of these files holds was written, so
+            # through it every error that could touch their data is reported.
+            fd = min(files, key=lambda f: f.opened).fd
         except StorageError as exc:
             return [exc] * len(handles)
         if same_fs:
