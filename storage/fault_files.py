@@ -13,6 +13,11 @@ faults), so a test turns faults on and off while the broker runs:
      "delay_ms": {"fdatasync": 300},            # sleep before the call
      "events": "/tmp/x/events"}                 # append one line per fdatasync of a match
 
+"syncfs" (in "fail" or "delay_ms") makes the matching files take part in the shared syncfs of
+a flush round (`file_io.sync_all`), as real files do, with the fault applied to it: the whole
+round's group fails. Without it they keep an fdatasync each, so "fdatasync" faults hit one
+file at a time.
+
 An event line is `fdatasync <start_ns> <end_ns> <ok|ERRNO> <path>` on CLOCK_MONOTONIC, which
 is one clock for every process of the machine, so a test can order the broker's syncs against
 the responses its clients saw. Knows nothing of segments or batches.
@@ -31,13 +36,13 @@ from typing import Any
 
 from redshank.protocol.fast_dataclass import dataclass
 from redshank.storage.errors import StorageIOError
-from redshank.storage.file_io import Buffer, FileHandle, FileLayer, OsFiles
+from redshank.storage.file_io import Buffer, FileHandle, FileLayer, OsFile, OsFiles
 
 __all__ = ["ENV", "FaultFiles", "FaultSpec", "files_from_env"]
 
 ENV = "REDSHANK_DISK_FAULTS"
 _OPS = frozenset({"pwrite", "pread", "fdatasync", "fallocate", "truncate", "open", "remove",
-                  "rename", "fsync_dir"})
+                  "rename", "fsync_dir", "syncfs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +179,20 @@ class _FaultFile:
                                errno.errorcode.get(exc.errno or 0, "error"))
             raise
         self._files.record(spec, self.path, start, "ok")
+
+    def group_sync_file(self) -> OsFile | None:
+        """The real file under this one, to share a syncfs with others (`file_io.sync_all`),
+        while the faults name "syncfs" for this path; else None (an fdatasync of its own)."""
+        spec = self._files.spec()
+        if (spec is _NO_FAULTS or spec.match not in self.path
+                or ("syncfs" not in spec.fail and "syncfs" not in spec.delay_ms)
+                or type(self._inner) is not OsFile):
+            return None
+        return self._inner
+
+    def before_group_sync(self) -> None:
+        """The shared syncfs is about to run: its delay, or its failure for the group."""
+        self._files.before("syncfs", self.path)
 
     def fallocate(self, pos: int, length: int) -> None:
         self._files.before("fallocate", self.path)

@@ -223,35 +223,67 @@ def sync_all(handles: Sequence[FileHandle]) -> list[StorageError | None]:
     durable). Two or more real files on one filesystem get one syncfs(2) (one writeback pass
     and one device cache flush for all of them, and one GIL round trip instead of one per file);
     its failure fails every one of them, since it cannot say whose pages were lost. Anything
-    else (one file, the fault-injecting or simulated layers, several filesystems, no usable
-    syncfs) gets an fdatasync per handle."""
-    if (len(handles) >= 2 and _syncfs is not None
-            and all(type(h) is OsFile for h in handles)):
-        files = [h for h in handles if isinstance(h, OsFile)]
+    else (one file, the simulated layer, several filesystems, no usable syncfs) gets an
+    fdatasync per handle. A wrapping handle (the fault-injecting layer) joins a shared syncfs
+    only when its `group_sync_file()` returns the real file under it, and its
+    `before_group_sync()` runs first: what it raises fails the whole group."""
+    out: list[StorageError | None] = [None] * len(handles)
+    alone: list[int] = list(range(len(handles)))
+    if len(handles) >= 2 and _syncfs is not None:
+        groups: dict[int, list[tuple[int, OsFile]]] = {}
+        alone = []
         try:
-            same_fs = len({f.dev for f in files}) == 1
-            # syncfs reports a writeback error on the filesystem that came after the file it
-            # is called on was opened (Linux >= 5.8 samples the error sequence at open). The
-            # oldest file was opened before anything any of these files holds was written, so
-            # through it every error that could touch their data is reported.
-            fd = min(files, key=lambda f: f.opened).fd
+            for i, handle in enumerate(handles):
+                real = _group_file(handle)
+                if real is None:
+                    alone.append(i)
+                else:
+                    groups.setdefault(real.dev, []).append((i, real))
         except StorageError as exc:
             return [exc] * len(handles)
-        if same_fs:
-            while _syncfs(fd) != 0:
-                err = ctypes.get_errno()
-                if err != errno.EINTR:
-                    return [StorageIOError(f"syncfs for {', '.join(f.path for f in files)}: "
-                                           f"{os.strerror(err)}", err)] * len(handles)
-            return [None] * len(handles)
-    out: list[StorageError | None] = []
-    for handle in handles:
+        for members in groups.values():
+            if len(members) == 1:
+                alone.append(members[0][0])
+                continue
+            error = _syncfs_group([handles[i] for i, _ in members], [f for _, f in members])
+            for i, _ in members:
+                out[i] = error
+    for i in alone:
         try:
-            handle.fdatasync()
-            out.append(None)
+            handles[i].fdatasync()
         except StorageError as exc:
-            out.append(exc)
+            out[i] = exc
     return out
+
+
+def _group_file(handle: FileHandle) -> OsFile | None:
+    if type(handle) is OsFile:
+        return handle
+    join: Callable[[], OsFile | None] | None = getattr(handle, "group_sync_file", None)
+    return join() if join is not None else None
+
+
+def _syncfs_group(handles: list[FileHandle], files: list[OsFile]) -> StorageError | None:
+    """One syncfs for `files` (one filesystem) -> the outcome for all of them."""
+    assert _syncfs is not None
+    try:
+        for handle in handles:
+            before: Callable[[], None] | None = getattr(handle, "before_group_sync", None)
+            if before is not None:
+                before()
+        # syncfs reports a writeback error on the filesystem that came after the file it is
+        # called on was opened (Linux >= 5.8 samples the error sequence at open). The oldest
+        # file was opened before anything any of these files holds was written, so through it
+        # every error that could touch their data is reported.
+        fd = min(files, key=lambda f: f.opened).fd
+    except StorageError as exc:
+        return exc
+    while _syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            return StorageIOError(f"syncfs for {', '.join(f.path for f in files)}: "
+                                  f"{os.strerror(err)}", err)
+    return None
 
 
 class OsFiles:

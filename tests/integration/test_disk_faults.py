@@ -8,9 +8,10 @@ storage/fault_files.py), driven by raw requests and confluent-kafka.
 - A full disk (ENOSPC on every write): produces fail and are retried by the client, reads go
   on; the broker is killed -9 while full and restarted: every acknowledged record is there,
   exactly once, and the idempotent producer finishes without an error.
-- An fdatasync EIO window (or a full disk): the partition says storage_error in `redshank
-  actors`, reopens its log by recovery (or flushes its queued batches again once space
-  returns), and acks resume in the same broker process; every ack is there once.
+- An fdatasync EIO window (or a failing syncfs shared by a flush round's logs, or a full disk):
+  the partition says storage_error in `redshank actors`, reopens its log by recovery (or
+  flushes its queued batches again once space returns), and acks resume in the same broker
+  process; every ack is there once.
 - An fdatasync EIO on a `__consumer_offsets` log: offset commits work again without a restart.
 """
 
@@ -262,11 +263,13 @@ def _partition_status(node: BrokerProcess, topic: str) -> list[str]:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("fail", [{"fdatasync": "EIO"},
+                                  {"syncfs": "EIO"},
                                   {"pwrite": "ENOSPC", "fallocate": "ENOSPC"}],
-                         ids=["fsync-eio", "disk-full"])
+                         ids=["fsync-eio", "syncfs-eio", "disk-full"])
 def test_disk_fault_window_then_acks_resume_without_a_restart(
         tmp_path: Path, faults: Faults, fail: dict[str, str]) -> None:
-    node = start_on(tmp_path / "data")
+    # syncfs: both partitions on one core, so its flush rounds share a syncfs (file_io.sync_all)
+    node = start_on(tmp_path / "data", cores=1 if "syncfs" in fail else 2)
     try:
         pid = node.proc.pid if node.proc is not None else -1
         cores = json.loads((node.data_dir / "node.json").read_text())["pids"]

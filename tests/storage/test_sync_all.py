@@ -1,13 +1,15 @@
 """One sync for a whole flush round: `sync_all` covers many real files with one syncfs(2),
-called on the file opened first, and fails them all when it fails; a `FlushCoordinator` round writes every log first and syncs them
-together, kvstores before logs; a failed shared sync fails every log it covered, and none of
-them claims an offset it did not make durable; kernels whose syncfs cannot report writeback
-errors are not trusted with it."""
+called on the file opened first, and fails them all when it fails; a `FlushCoordinator` round
+writes every log first and syncs them together, kvstores before logs; a failed shared sync
+fails every log it covered, and none of them claims an offset it did not make durable;
+kernels whose syncfs cannot report writeback errors are not trusted with it; the fault layer
+joins a shared sync only when told to fail or slow it ("syncfs"), and then fails the group."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from storage_batches import batch_for_offset
 
 from redshank.storage import FlushCoordinator, KvStore, Log, LogFailedError, file_io
+from redshank.storage.fault_files import FaultFiles
 from redshank.storage.file_io import Buffer, FileHandle, OsFiles, sync_all
 
 pytestmark = pytest.mark.skipif(file_io._syncfs is None, reason="needs Linux 5.8 or later")
@@ -213,3 +216,35 @@ def test_kvstores_durable_before_any_log_of_the_round_is_written(tmp_path: Path)
     finally:
         kv.close()
         log.close()
+
+
+def _fault_files(tmp_path: Path, spec: dict[str, object]) -> FaultFiles:
+    control = tmp_path / "faults.json"
+    control.write_text(json.dumps(spec))
+    return FaultFiles(OsFiles(), str(control))
+
+
+def test_the_fault_layer_joins_the_shared_sync_only_for_syncfs_faults(
+        tmp_path: Path, syncfs_calls: list[int]) -> None:
+    files = _fault_files(tmp_path, {"match": "/f", "fail": {"fdatasync": "EIO"}})
+    handles = [files.open(str(tmp_path / f"f{i}"), create=True) for i in range(2)]
+    other = files.open(str(tmp_path / "g"), create=True)
+    try:
+        # fdatasync faults: one file at a time, as before (no syncfs).
+        outcomes = sync_all([*handles, other])
+        assert [o is not None and o.errno == errno.EIO for o in outcomes] == [True, True, False]
+        assert syncfs_calls == []
+        # A syncfs fault: the matching files share one syncfs, and its failure fails them all;
+        # a file the faults do not match keeps its own fdatasync.
+        (tmp_path / "faults.json").write_text(json.dumps(
+            {"match": "/f", "fail": {"syncfs": "EIO"}}))
+        outcomes = sync_all([*handles, other])
+        assert [o is not None and o.errno == errno.EIO for o in outcomes] == [True, True, False]
+        assert syncfs_calls == []  # the injected failure came before the call
+        (tmp_path / "faults.json").write_text(json.dumps(
+            {"match": "/f", "delay_ms": {"syncfs": 1}}))
+        assert sync_all([*handles, other]) == [None, None, None]
+        assert len(syncfs_calls) == 1
+    finally:
+        for h in [*handles, other]:
+            h.close()
