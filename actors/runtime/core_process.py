@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import inspect
 import os
 import signal
@@ -128,6 +129,19 @@ def _die_with_parent(supervisor_pid: int) -> None:
             forkserver._forkserver._forkserver_alive_fd = None
     except (ImportError, AttributeError, OSError):
         pass
+
+
+def freeze_startup_objects() -> None:
+    """Take everything alive once the core is set up (modules, classes, functions, the
+    actors, recovered state: about 100k objects in a broker core) out of the cyclic garbage
+    collector's view, as Instagram does for its servers (`gc.freeze`). A full collection
+    otherwise walks them all every time enough objects have survived since the last one: on
+    a 3-node cluster sharing 2 CPUs that was a 50-70 ms stop of a core's loop under load
+    (`gc.callbacks`), and the 8-partition e2e p99 of `redshank bench e2e --nodes 3` was 54-62
+    ms against 15-19 ms frozen. Objects freed by reference counting are freed as before; only
+    cycles among these never-collected startup objects would stay."""
+    gc.collect()
+    gc.freeze()
 
 
 def core_main(spec: CoreSpec) -> None:
@@ -252,6 +266,7 @@ class _CoreHost:
             if inspect.isawaitable(result):
                 await result
         self.control.mark_ready(self.spec.core, self.spec.generation)
+        freeze_startup_objects()
         self.log.info("core_started", generation=self.spec.generation, pid=os.getpid())
         await self._stopped.wait()
         await self._shutdown()

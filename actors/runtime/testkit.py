@@ -9,6 +9,7 @@ Must not know about any other project code.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import random
@@ -228,8 +229,14 @@ async def _await(fut: Any) -> Any:
     return await fut
 
 
+async def _gc(ctx: CoreContext, p: dict[str, Any]) -> dict[str, Any]:
+    """What the core left to the cyclic collector once set up (`freeze_startup_objects`)."""
+    return {"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}
+
+
 SCENARIOS: dict[str, Callable[[CoreContext, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "backpressure": _backpressure,
+    "gc": _gc,
     "pingpong": _pingpong,
     "kill": _kill,
     "two_phase": _two_phase,

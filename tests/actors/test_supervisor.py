@@ -215,3 +215,10 @@ def test_supervisor_sigkill_leaves_nothing_after_the_next_start(tmp_path: Path) 
     finally:
         sup.stop()
     assert nd.segments() == []
+
+
+def test_a_core_freezes_its_startup_objects(node: Callable[..., Supervisor]) -> None:
+    """Once set up, a core's startup objects are out of the cyclic collector's view (a full
+    collection no longer walks them): most of what is tracked is frozen."""
+    data = result(node("gc", {}, ncores=1), "result-gc")
+    assert data["frozen"] > 10_000 and data["frozen"] > 4 * data["tracked"], data
