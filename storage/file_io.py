@@ -8,6 +8,7 @@ surfaces as `StorageIOError` carrying the errno. `sync_all` makes many handles d
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -196,6 +197,18 @@ class FlushStep:
 
     def end(self, error: StorageError | None) -> int:
         return self._end(error)
+
+    def sync_and_end(self) -> int:
+        """The step on its own: sync `handle`, then `end` with the outcome. The lock is
+        released whatever happens: an unexpected exception on the way ends the step as a
+        failed sync (the target must then be reopened) and goes on up."""
+        try:
+            error = sync_all([self.handle])[0] if self.handle is not None else None
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                self.end(StorageError("flush interrupted before its sync"))
+            raise
+        return self.end(error)
 
 
 def _syncfs_call() -> Callable[[int], int] | None:

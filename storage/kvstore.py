@@ -24,7 +24,7 @@ import threading
 import crc32c as _crc32c
 
 from redshank.storage.errors import LogFailedError, StorageError
-from redshank.storage.file_io import FileHandle, FileLayer, FlushStep, OsFiles, sync_all
+from redshank.storage.file_io import FileHandle, FileLayer, FlushStep, OsFiles
 
 __all__ = ["KvStore"]
 
@@ -134,8 +134,7 @@ class KvStore:
 
     # -- durability (writer thread) ------------------------------------------------------------
     def flush(self) -> int:
-        step = self.begin_flush()
-        return step.end(sync_all([step.handle])[0] if step.handle else None)
+        return self.begin_flush().sync_and_end()
 
     # Which group of a `FlushCoordinator` round it is synced in: before the logs (stage 1), so
     # a partition's Raft entries kept here are durable before the batches after them.

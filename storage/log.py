@@ -52,7 +52,7 @@ from redshank.protocol.records import record_timestamps
 from redshank.storage.batch_cache import BatchCache
 from redshank.storage.compaction import KeyMap, clean_batch, latest_offsets
 from redshank.storage.errors import LogFailedError, OffsetOutOfRangeError, StorageError
-from redshank.storage.file_io import FileLayer, FlushStep, OsFiles, sync_all
+from redshank.storage.file_io import FileLayer, FlushStep, OsFiles
 from redshank.storage.log_config import AppendResult, LogConfig
 from redshank.storage.log_dir import open_segments, read_start_offset, write_start_offset
 from redshank.storage.retention import SegmentInfo, retention_start
@@ -269,8 +269,7 @@ class Log:
         """Write everything appended so far and fdatasync it; returns the flushed offset.
         Raises StorageIOError (nothing new is durable; a later flush retries the write) or
         LogFailedError (an fdatasync failed, now or earlier)."""
-        step = self.begin_flush()
-        return Offset(step.end(sync_all([step.handle])[0] if step.handle else None))
+        return Offset(self.begin_flush().sync_and_end())
 
     # Synced after the kvstores of a `FlushCoordinator` round (see `KvStore.flush_stage`).
     flush_stage = 1

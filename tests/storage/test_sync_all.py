@@ -11,13 +11,14 @@ import ctypes
 import errno
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from storage_batches import batch_for_offset
 
-from redshank.storage import FlushCoordinator, KvStore, Log, LogFailedError, file_io
+from redshank.storage import FlushCoordinator, KvStore, Log, LogFailedError, StorageError, file_io
 from redshank.storage.fault_files import FaultFiles
 from redshank.storage.file_io import Buffer, FileHandle, OsFiles, sync_all
 
@@ -248,3 +249,34 @@ def test_the_fault_layer_joins_the_shared_sync_only_for_syncfs_faults(
     finally:
         for h in [*handles, other]:
             h.close()
+
+
+def test_an_unexpected_error_in_a_sync_releases_the_flush_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = Log.open(str(tmp_path / "p0"))
+    try:
+        log.append(batch_for_offset(0), 1)
+
+        def broken(_handles: Sequence[FileHandle]) -> list[StorageError | None]:
+            raise RuntimeError("a bug in the sync")
+
+        monkeypatch.setattr(file_io, "sync_all", broken)
+        with pytest.raises(RuntimeError):
+            log.flush()
+        # The lock was released (no hang) and the log counts as failed: nothing claimed.
+        done = threading.Event()
+        outcome: list[BaseException] = []
+
+        def again() -> None:
+            try:
+                log.flush()
+            except BaseException as exc:
+                outcome.append(exc)
+            done.set()
+
+        threading.Thread(target=again, daemon=True).start()
+        assert done.wait(10), "the flush lock stayed held"
+        assert len(outcome) == 1 and isinstance(outcome[0], LogFailedError)
+        assert log.flushed_offset == -1
+    finally:
+        log.close(seal=False)
